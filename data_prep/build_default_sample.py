@@ -1,0 +1,171 @@
+"""Build the bundled default image-caption sample from the npm package
+``emoji-datasource-google``.
+
+The script is deterministic: given the same npm tarball it writes byte-identical
+files. It copies the 64 px Noto emoji PNGs (no re-encoding) of every base emoji
+(skin-tone variants and the five "Component" swatches are left out), writes a
+caption for each image and a label (its Unicode category), and splits the rows
+into train / validation / test with a fixed seed, stratified by label.
+
+Usage:
+    python data_prep/build_default_sample.py                 # runs `npm pack`
+    python data_prep/build_default_sample.py --tarball emoji-datasource-google-16.0.0.tgz
+    python data_prep/build_default_sample.py --out /tmp/sample --check
+
+`--check` rebuilds into a temporary folder and compares with the bundled files.
+"""
+
+import argparse
+import filecmp
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+PACKAGE = "emoji-datasource-google"
+VERSION = "16.0.0"
+DEFAULT_OUT = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), os.pardir, "mmtl_tf", "data",
+    "default_sample")
+SPLITS = (("train", 0.7), ("validation", 0.15), ("test", 0.15))
+SEED = 20260101
+EXCLUDED_CATEGORIES = {"Component"}
+
+LICENSE_TEXT = """\
+# Licence and attribution of the bundled default sample
+
+The files in this folder were built by `data_prep/build_default_sample.py` from the
+npm package `{package}@{version}` (https://github.com/iamcal/emoji-data).
+
+* `images/*.png`: the 64 px emoji images of Google's Noto Emoji font
+  (https://github.com/googlefonts/noto-emoji), copied byte for byte from the
+  package's `img/google/64/` folder. Noto Emoji images are licensed under the
+  Apache License, Version 2.0 (https://www.apache.org/licenses/LICENSE-2.0);
+  flag images are in the public domain, as the Noto Emoji project states.
+  Copyright 2013-2025 Google Inc. and the Noto Emoji contributors.
+* Captions, labels and split assignment: derived from the package's `emoji.json`
+  (emoji names, short names and categories), which is
+  Copyright (c) 2013 Cal Henderson and released under the MIT License:
+
+{mit}
+"""
+
+
+def fetch_tarball(workdir):
+    """Runs `npm pack` for the pinned package version and returns the tarball path."""
+    out = subprocess.run(
+        ["npm", "pack", f"{PACKAGE}@{VERSION}", "--silent"],
+        cwd=workdir, check=True, capture_output=True, text=True)
+    name = out.stdout.strip().splitlines()[-1]
+    return os.path.join(workdir, name)
+
+
+def make_caption(entry):
+    """Caption = the emoji's name, then its short names' words not already in it."""
+    name = entry["name"].lower()
+    words = name.split()
+    extra = []
+    for short in entry.get("short_names") or []:
+        for w in re.split(r"[_\-\s]+", short.lower()):
+            if w and w not in words and w not in extra and not w.isdigit():
+                extra.append(w)
+    return name if not extra else f"{name} ({' '.join(extra)})"
+
+
+def stable_rank(key):
+    return hashlib.sha256(f"{SEED}:{key}".encode()).hexdigest()
+
+
+def build(tarball, out):
+    with tarfile.open(tarball) as tar:
+        meta = json.load(tar.extractfile("package/emoji.json"))
+        mit = tar.extractfile("package/LICENSE").read().decode()
+        rows = []
+        for e in sorted(meta, key=lambda e: e["sort_order"]):
+            if e["category"] in EXCLUDED_CATEGORIES or not e.get("has_img_google"):
+                continue
+            member = f"package/img/google/64/{e['image']}"
+            try:
+                data = tar.extractfile(member).read()
+            except KeyError:
+                continue
+            rows.append({"path": f"images/{e['image']}",
+                         "caption": make_caption(e),
+                         "label": e["category"],
+                         "_bytes": data})
+    tmp = tempfile.mkdtemp(prefix=".default_sample.", dir=os.path.dirname(os.path.abspath(out)))
+    try:
+        os.makedirs(os.path.join(tmp, "images"))
+        by_label = {}
+        for r in rows:
+            by_label.setdefault(r["label"], []).append(r)
+        split_rows = {name: [] for name, _ in SPLITS}
+        for label in sorted(by_label):
+            items = sorted(by_label[label], key=lambda r: stable_rank(r["path"]))
+            n = len(items)
+            n_train = round(n * SPLITS[0][1])
+            n_val = round(n * SPLITS[1][1])
+            split_rows["train"] += items[:n_train]
+            split_rows["validation"] += items[n_train:n_train + n_val]
+            split_rows["test"] += items[n_train + n_val:]
+        for name, items in split_rows.items():
+            items.sort(key=lambda r: r["path"])
+            with open(os.path.join(tmp, f"{name}.jsonl"), "w", encoding="utf-8") as f:
+                for r in items:
+                    with open(os.path.join(tmp, r["path"]), "wb") as img:
+                        img.write(r["_bytes"])
+                    f.write(json.dumps({k: v for k, v in r.items() if k != "_bytes"},
+                                       ensure_ascii=False) + "\n")
+        with open(os.path.join(tmp, "LICENSE.md"), "w", encoding="utf-8") as f:
+            f.write(LICENSE_TEXT.format(package=PACKAGE, version=VERSION, mit=mit))
+        if os.path.exists(out):
+            old = out.rstrip("/") + ".old"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {name: len(items) for name, items in split_rows.items()}
+
+
+def same_tree(a, b):
+    cmp = filecmp.dircmp(a, b)
+    if cmp.left_only or cmp.right_only or cmp.diff_files or cmp.funny_files:
+        return False
+    for sub in cmp.common_dirs:
+        if not same_tree(os.path.join(a, sub), os.path.join(b, sub)):
+            return False
+    _, mismatch, errors = filecmp.cmpfiles(a, b, cmp.common_files, shallow=False)
+    return not mismatch and not errors
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tarball", help="local npm tarball; default: run `npm pack`")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="output folder")
+    parser.add_argument("--check", action="store_true",
+                        help="rebuild into a temporary folder and compare with --out")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as work:
+        tarball = args.tarball or fetch_tarball(work)
+        if args.check:
+            target = os.path.join(work, "rebuilt")
+            build(tarball, target)
+            ok = same_tree(target, args.out)
+            print("identical" if ok else "DIFFERENT", file=sys.stderr)
+            return 0 if ok else 1
+        counts = build(tarball, os.path.abspath(args.out))
+    print(json.dumps(counts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

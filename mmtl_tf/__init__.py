@@ -1,0 +1,31 @@
+"""mmtl_tf: multimodal and transfer learning with Keras 3 and TensorFlow.
+
+Importing the package is cheap and has no side effects: TensorFlow and Keras are
+imported only when a submodule that needs them is first used, e.g.
+``mmtl_tf.models.build_fusion_classifier`` or ``mmtl_tf.data.make_image_text_dataset``.
+"""
+
+import importlib
+
+from mmtl_tf.errors import DataError, DataWarning
+
+__version__ = "0.1.0"
+
+_SUBMODULES = (
+    "data", "layers", "encoders", "models", "losses", "metrics", "runtime",
+    "training", "export", "tasks",
+)
+
+__all__ = ["DataError", "DataWarning", "__version__", *_SUBMODULES]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"mmtl_tf.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'mmtl_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,268 @@
+"""`mmtl-tf` (also `python -m mmtl_tf`): quickstart, train, evaluate, export, bench.
+
+    mmtl-tf quickstart [--out DIR]              every reference model, briefly, one table
+    mmtl-tf train TASK [--data default|DIR] [--epochs N] [--out RUN_DIR] ...
+    mmtl-tf evaluate RUN_DIR [--split test]
+    mmtl-tf export RUN_DIR --saved-model DIR
+    mmtl-tf bench NAME [ARGS ...]               a benchmark from bench/ (source checkout)
+
+A bad argument prints one line on stderr and exits with status 2; bad data
+(`mmtl_tf.DataError`) prints what is wrong with which file or row and exits
+with status 1.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+from mmtl_tf import __version__
+from mmtl_tf.errors import DataError
+from mmtl_tf.tasks import TASKS, names
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _existing_dir(value):
+    if not os.path.isdir(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a folder")
+    return value
+
+
+def _data_source(value):
+    if value == "default" or value.startswith("tfds:") or os.path.exists(value):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{value!r} is neither 'default' nor an existing folder or captions file")
+
+
+def _positive_int(value):
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
+    return number
+
+
+def _positive_float(value):
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be positive")
+    return number
+
+
+def _add_runtime_options(parser):
+    g = parser.add_argument_group("runtime")
+    g.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
+                   help="Keras dtype policy (default: float32)")
+    g.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="compile with XLA (default: on with a GPU/TPU, off on CPU only)")
+    g.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
+    g.add_argument("--on-error", choices=["raise", "skip"],
+                   help="bad files/rows: stop with an error naming them (default) "
+                        "or skip them and list them")
+
+
+def _add_training_options(parser, default_size="base"):
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=_positive_int, help="epochs (default: the recipe's)")
+    g.add_argument("--batch-size", type=_positive_int, help="batch size")
+    g.add_argument("--learning-rate", type=_positive_float, help="learning rate")
+    g.add_argument("--size", choices=["tiny", "base"], default=default_size,
+                   help=f"recipe size (default: {default_size}; tiny is for smoke tests)")
+
+
+def build_parser():
+    """The `mmtl-tf` argument parser."""
+    parser = _Parser(prog="mmtl-tf", description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog="Run `mmtl-tf COMMAND --help` for a command's options.")
+    parser.add_argument("--version", action="version", version=f"mmtl_tf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_Parser)
+
+    quick = sub.add_parser(
+        "quickstart", help="train, evaluate and export every reference model briefly "
+                           "on the bundled data and print one results table")
+    quick.add_argument("--out", default=os.path.join("runs", "quickstart"),
+                       help="folder for the run folders (default: runs/quickstart)")
+    quick.add_argument("--tasks", default=",".join(n for n in names() if TASKS[n].in_quickstart),
+                       help="comma-separated tasks to run (default: %(default)s)")
+    _add_training_options(quick)
+    _add_runtime_options(quick)
+
+    train = sub.add_parser("train", help="train a reference model; writes a run folder")
+    tasks = train.add_subparsers(dest="task", metavar="TASK", required=True,
+                                 parser_class=_Parser)
+    for spec in TASKS.values():
+        p = tasks.add_parser(spec.name, help=spec.help, description=spec.help)
+        p.add_argument("--data", type=_data_source,
+                       help="'default' (the bundled sample), a folder or a captions file "
+                            "(default: the recipe's)")
+        p.add_argument("--out", help=f"run folder (default: runs/{spec.name})")
+        p.add_argument("--recipe", default=spec.recipe,
+                       help=f"recipe name or JSON path (default: {spec.recipe})")
+        _add_training_options(p)
+        _add_runtime_options(p)
+        g = p.add_argument_group(f"{spec.name} options")
+        for flags, kwargs in spec.options:
+            g.add_argument(*flags, **kwargs)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a run folder's model on a split")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", type=_existing_dir)
+    evaluate.add_argument("--split", choices=["train", "validation", "test"], default="test")
+    evaluate.add_argument("--data", type=_data_source,
+                          help="evaluate on other data (default: the run's)")
+
+    export = sub.add_parser("export", help="export a run folder's model as a SavedModel "
+                                           "that serves raw inputs")
+    export.add_argument("run_dir", metavar="RUN_DIR", type=_existing_dir)
+    export.add_argument("--saved-model", required=True, metavar="DIR",
+                        help="SavedModel folder to write (replaced atomically)")
+
+    bench = sub.add_parser("bench", help="run a benchmark from bench/ (source checkout)")
+    bench.add_argument("name", metavar="NAME",
+                       help="benchmark name, e.g. input_pipeline for bench/bench_input_pipeline.py")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+    return parser
+
+
+def _overrides(args, spec=None):
+    keys = ["epochs", "batch_size", "learning_rate", "seed", "precision", "jit_compile",
+            "on_error"]
+    if spec is not None:
+        keys.append("data")
+        keys += [kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")
+                 for flags, kwargs in spec.options]
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def _print_table(rows, file=sys.stdout):
+    headers = ["model", "metric", "value", "baseline", "baseline value", "params",
+               "train s", "SavedModel"]
+    keys = ["model", "metric", "value", "baseline", "baseline_value", "params",
+            "train_seconds", "saved_model"]
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
+        if isinstance(v, int):
+            return f"{v:,}"
+        return "" if v is None else str(v)
+
+    table = [[fmt(r.get(k)) for k in keys] for r in rows]
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    print(line, file=file)
+    print("  ".join("-" * w for w in widths), file=file)
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)), file=file)
+
+
+def _train(args):
+    from mmtl_tf.tasks import common, get_task
+
+    spec = TASKS[args.task]
+    config = common.resolve_config(args.recipe, args.size, _overrides(args, spec))
+    run_dir = args.out or os.path.join("runs", spec.name)
+    metrics = get_task(spec.name).train(config, run_dir, verbose=1)
+    print(f"\nrun folder: {run_dir}")
+    _print_table(get_task(spec.name).summary(metrics))
+    return 0
+
+
+def _quickstart(args):
+    from mmtl_tf.tasks import common, get_task
+    from mmtl_tf.training import atomic_write_json
+
+    chosen = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in chosen if t not in TASKS]
+    if unknown:
+        print(f"mmtl-tf quickstart: error: unknown task(s) {', '.join(unknown)}; "
+              f"tasks: {', '.join(TASKS)} (see --help)", file=sys.stderr)
+        return 2
+    rows, start = [], time.perf_counter()
+    for name in chosen:
+        spec = TASKS[name]
+        task = get_task(name)
+        print(f"\n=== {name}: {spec.help}", flush=True)
+        config = common.resolve_config(spec.recipe, args.size, _overrides(args))
+        run_dir = os.path.join(args.out, name)
+        metrics = task.train(config, run_dir, verbose=2)
+        saved = task.export(run_dir, os.path.join(run_dir, "saved_model"))
+        for row in task.summary(metrics):
+            rows.append({**row, "saved_model": os.path.relpath(saved)})
+    total = time.perf_counter() - start
+    atomic_write_json({"rows": rows, "seconds": total},
+                      os.path.join(args.out, "summary.json"))
+    print(f"\nmmtl-tf quickstart: {len(chosen)} model(s) trained, evaluated on the held-out "
+          f"test split and exported in {total:.0f} s (results in {args.out}/)\n")
+    _print_table(rows)
+    return 0
+
+
+def _evaluate(args):
+    from mmtl_tf.tasks import common, get_task
+
+    info = common.load_run(args.run_dir)
+    task = get_task(info["task"])
+    metrics = task.evaluate(args.run_dir, split=args.split, verbose=1, data=args.data)
+    print(f"{args.split}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics[args.split].items()))
+    return 0
+
+
+def _export(args):
+    from mmtl_tf.tasks import common, get_task
+
+    info = common.load_run(args.run_dir)
+    path = get_task(info["task"]).export(args.run_dir, args.saved_model)
+    print(f"SavedModel written to {path}")
+    print(f"inspect it with: saved_model_cli show --all --dir {path}")
+    return 0
+
+
+def _bench(args):
+    import runpy
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    script = os.path.join(here, os.pardir, "bench", f"bench_{args.name}.py")
+    if not os.path.isfile(script):
+        print(f"mmtl-tf bench: error: no benchmark {args.name!r} (looked for {script}; "
+              "benchmarks live in bench/ of a source checkout)", file=sys.stderr)
+        return 2
+    sys.argv = [script, *args.args]
+    runpy.run_path(script, run_name="__main__")
+    return 0
+
+
+def main(argv=None):
+    """Entry point of `mmtl-tf`."""
+    args = build_parser().parse_args(argv)
+    _quiet_tensorflow()
+    handler = {"quickstart": _quickstart, "train": _train, "evaluate": _evaluate,
+               "export": _export, "bench": _bench}[args.command]
+    try:
+        return handler(args)
+    except DataError as e:
+        print(f"mmtl-tf {args.command}: data error: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as e:
+        print(f"mmtl-tf {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""In-graph image preprocessing: decode, alpha-composite, resize, crop, augment.
+
+Every function here is made of TensorFlow ops, so it runs inside `Dataset.map`
+and inside an exported model's serving function alike. That is what makes an
+exported SavedModel, fed raw JPEG/PNG bytes, see exactly the pixels the model
+was trained on.
+"""
+
+import tensorflow as tf
+
+
+def decode_image(image_bytes):
+    """Decodes JPEG/PNG/GIF/BMP bytes into an RGB float32 image in [0, 255].
+
+    Grayscale images are repeated to three channels; images with an alpha
+    channel (PNG) are composited onto a white background, so transparent pixels
+    do not come out as whatever colour happens to be stored under them.
+
+    Args:
+        image_bytes: scalar `tf.string`. The encoded file content.
+
+    Returns:
+        float32 tensor of shape (height, width, 3).
+    """
+    image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
+    image = tf.cast(image, tf.float32)
+    channels = tf.shape(image)[-1]
+    has_alpha = tf.equal(channels % 2, 0)
+    color_channels = channels - tf.cast(has_alpha, tf.int32)
+    color = image[..., :color_channels]
+    color = tf.cond(tf.equal(color_channels, 1),
+                    lambda: tf.tile(color, [1, 1, 3]), lambda: color)
+    alpha = tf.cond(has_alpha, lambda: image[..., -1:] / 255.0,
+                    lambda: tf.ones_like(image[..., :1]))
+    image = color * alpha + 255.0 * (1.0 - alpha)
+    return tf.ensure_shape(image, [None, None, 3])
+
+
+def resize_and_crop(image, image_size, crop=True):
+    """Resizes an image and optionally center-crops it to `image_size`.
+
+    Args:
+        image: float32 tensor (height, width, channels), values in [0, 255].
+        image_size: (height, width). Target size.
+        crop: bool. If True, scale so the image covers the target and cut the
+            centre (keeps the aspect ratio); if False, stretch to the target.
+
+    Returns:
+        uint8 tensor (height, width, channels), rounded.
+    """
+    target_h, target_w = int(image_size[0]), int(image_size[1])
+    if crop:
+        shape = tf.cast(tf.shape(image)[:2], tf.float32)
+        scale = tf.maximum(target_h / shape[0], target_w / shape[1])
+        new_hw = tf.cast(tf.math.ceil(shape * scale - 1e-4), tf.int32)
+        new_hw = tf.maximum(new_hw, [target_h, target_w])
+        image = tf.image.resize(image, new_hw, method="bilinear", antialias=True)
+        top = (new_hw[0] - target_h) // 2
+        left = (new_hw[1] - target_w) // 2
+        image = image[top:top + target_h, left:left + target_w]
+    else:
+        image = tf.image.resize(image, (target_h, target_w), method="bilinear",
+                                antialias=True)
+    image = tf.clip_by_value(tf.round(image), 0.0, 255.0)
+    image = tf.ensure_shape(image, [target_h, target_w, None])
+    return tf.cast(image, tf.uint8)
+
+
+def preprocess_image_bytes(image_bytes, image_size, crop=True, grayscale=False):
+    """Bytes of one encoded image → uint8 (height, width, 3 or 1) pixels.
+
+    The same function serves training pipelines and exported models.
+
+    Args:
+        image_bytes: scalar `tf.string`. The encoded file content.
+        image_size: (height, width).
+        crop: bool. Center crop after an aspect-preserving resize.
+        grayscale: bool. Return one luminance channel.
+    """
+    image = decode_image(image_bytes)
+    if grayscale:
+        image = tf.image.rgb_to_grayscale(image)
+    return resize_and_crop(image, image_size, crop=crop)
+
+
+def preprocess_image_batch(image_bytes, image_size, crop=True, grayscale=False):
+    """A batch (N,) of encoded images → uint8 (N, height, width, C)."""
+    channels = 1 if grayscale else 3
+    return tf.map_fn(
+        lambda b: preprocess_image_bytes(b, image_size, crop, grayscale),
+        image_bytes,
+        fn_output_signature=tf.TensorSpec(
+            (int(image_size[0]), int(image_size[1]), channels), tf.uint8))
+
+
+def augment_image(image, seed, max_zoom=0.1, max_delta=0.1):
+    """Random flip, zoom-crop and brightness/contrast jitter of a uint8 image.
+
+    Stateless: the same `seed` gives the same augmentation, so `deterministic`
+    pipelines repeat exactly.
+
+    Args:
+        image: uint8 tensor (height, width, channels).
+        seed: int64 tensor of shape (2,).
+        max_zoom: float. Up to this fraction of each side is cut off before the
+            crop is resized back.
+        max_delta: float. Brightness shift (fraction of 255) and contrast range.
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
+    height, width = image.shape[0], image.shape[1]
+    x = tf.cast(image, tf.float32)
+    x = tf.image.stateless_random_flip_left_right(x, seeds[0])
+    if max_zoom:
+        frac = tf.random.stateless_uniform([], seeds[1], 1.0 - max_zoom, 1.0)
+        crop_h = tf.cast(tf.round(frac * height), tf.int32)
+        crop_w = tf.cast(tf.round(frac * width), tf.int32)
+        x = tf.image.stateless_random_crop(
+            x, tf.stack([crop_h, crop_w, tf.shape(x)[-1]]), seeds[2])
+        x = tf.image.resize(x, (height, width), method="bilinear")
+    if max_delta:
+        x = tf.image.stateless_random_brightness(x, max_delta * 255.0, seeds[3])
+        x = tf.image.stateless_random_contrast(
+            x, 1.0 - max_delta, 1.0 + max_delta, seeds[3][::-1])
+    x = tf.clip_by_value(tf.round(x), 0.0, 255.0)
+    return tf.cast(tf.ensure_shape(x, image.shape), tf.uint8)
+
+
+def _load_and_preprocess(path, image_size, crop, grayscale):
+    return preprocess_image_bytes(tf.io.read_file(path), image_size, crop, grayscale)
+
+
+def _describe_failure(path, image_size, crop, grayscale):
+    """Runs the preprocessing eagerly on one file and returns why it fails."""
+    import os
+
+    if not os.path.exists(path):
+        return "file not found"
+    if os.path.getsize(path) == 0:
+        return "empty file"
+    try:
+        _load_and_preprocess(tf.constant(path), image_size, crop, grayscale)
+    except (tf.errors.OpError, ValueError) as e:
+        message = getattr(e, "message", str(e)).strip().splitlines()[0]
+        return f"cannot decode image ({message})"
+    return "failed while decoding (unknown reason)"
+
+
+def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
+                          cache=True, validate=True, on_error="raise",
+                          locations=None):
+    """Decodes a list of image files in parallel into a cached uint8 dataset.
+
+    The first full pass (run here when `validate` is True) decodes every file
+    with `num_parallel_calls=AUTOTUNE`, fills the cache, and finds the files that
+    cannot be read or decoded: they raise a `DataError` that names each file and
+    its problem, or, with `on_error="skip"`, are dropped with a `DataWarning`
+    that lists them.
+
+    Args:
+        paths: list of str. Image files.
+        image_size: (height, width).
+        crop: bool. Center crop (see `resize_and_crop`).
+        grayscale: bool. One channel instead of three.
+        cache: bool or str. True caches decoded uint8 pixels in memory, a str
+            caches them in files with that prefix, False decodes every epoch.
+        validate: bool. Run the checking pass now (recommended).
+        on_error: str. `"raise"` or `"skip"`.
+        locations: list of str or None. Names for error messages (e.g. the
+            captions-file row of each image); defaults to the paths.
+
+    Returns:
+        (dataset of (index int32, image uint8), list of the kept indices).
+    """
+    from mmtl_tf.errors import handle_problems
+
+    n = len(paths)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.range(n, dtype=tf.int32), tf.constant(list(paths), dtype=tf.string)))
+    ds = ds.map(lambda i, p: (i, _load_and_preprocess(p, image_size, crop, grayscale)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.ignore_errors()
+    if cache:
+        ds = ds.cache("" if cache is True else str(cache))
+    kept = list(range(n))
+    if validate:
+        seen = set()
+        for idx_batch, _ in ds.batch(256):
+            seen.update(idx_batch.numpy().tolist())
+        if len(seen) != n:
+            kept = sorted(seen)
+            names = locations or paths
+            problems = [
+                (f"{names[i]}" + (f" ({paths[i]})" if locations else ""),
+                 _describe_failure(paths[i], image_size, crop, grayscale))
+                for i in range(n) if i not in seen]
+            handle_problems(problems, on_error, "image files")
+    return ds, kept

@@ -1,0 +1,113 @@
+"""`make_image_text_dataset`: (image, caption[, label]) rows → a `tf.data` pipeline."""
+
+import tensorflow as tf
+
+from mmtl_tf.data.image import augment_image, decoded_image_dataset
+from mmtl_tf.data.sources import load_image_text_records
+from mmtl_tf.data.text import make_text_vectorizer, vectorize
+from mmtl_tf.errors import check_on_error
+
+
+def make_image_text_dataset(source="default", split="train", *, text_vectorizer=None,
+                            vocab_size=5000, sequence_length=100, remove_stopwords=False,
+                            image_size=(224, 224), crop=True, grayscale=False,
+                            augment=False, batch_size=32, shuffle=None,
+                            shuffle_buffer=10000, cache=True, deterministic=False,
+                            seed=0, with_labels=True, on_error="raise",
+                            drop_remainder=False):
+    """Builds a batched, prefetched dataset of images, token ids and labels.
+
+    Pipeline: read files → decode + resize + crop (parallel `map`) → cache of
+    uint8 pixels → shuffle → optional augmentation → batch → prefetch. Captions
+    are vectorised once with a `TextVectorization` vocabulary. Every file is
+    checked on construction (see `decoded_image_dataset`): a corrupt or missing
+    image, an empty caption or a captions file without a required column raises
+    `mmtl_tf.DataError` naming the file or row; `on_error="skip"` drops such
+    items and warns with their list.
+
+    Args:
+        source: str. `"default"` (the bundled emoji sample), a folder or a
+            captions file; see `mmtl_tf.data.sources`.
+        split: str. `"train"`, `"validation"` or `"test"`.
+        text_vectorizer: `keras.layers.TextVectorization` or None. Pass the
+            vectorizer adapted on the training split when building validation and
+            test datasets; None adapts a new one on this source's training split.
+        vocab_size: int. Vocabulary size when adapting.
+        sequence_length: int. Token ids per caption when adapting.
+        remove_stopwords: bool. Drop English stop words when adapting.
+        image_size: (height, width).
+        crop: bool. Aspect-preserving resize + center crop (else stretch).
+        grayscale: bool. One channel instead of three.
+        augment: bool. Random flip / zoom / brightness / contrast (train only).
+        batch_size: int.
+        shuffle: bool or None. None shuffles the training split only.
+        shuffle_buffer: int.
+        cache: bool or str. Cache decoded pixels in memory (True) or files (str).
+        deterministic: bool. Same order and augmentations on every run.
+        seed: int. Shuffle / augmentation / hash-split seed.
+        with_labels: bool. Yield `(inputs, label)` (else only `inputs`).
+        on_error: str. `"raise"` or `"skip"`.
+        drop_remainder: bool. Drop the last partial batch.
+
+    Returns:
+        A `tf.data.Dataset` of `({"image": uint8 (B, H, W, C), "text": int32
+        (B, sequence_length)}, label int32 (B,))`.
+
+    Example:
+        >>> import mmtl_tf
+        >>> ds = mmtl_tf.data.make_image_text_dataset(
+        ...     "default", split="validation", image_size=(64, 64), batch_size=8)
+        >>> x, y = next(iter(ds))
+        >>> x["image"].shape, x["text"].shape, y.shape
+        (TensorShape([8, 64, 64, 3]), TensorShape([8, 100]), TensorShape([8]))
+    """
+    check_on_error(on_error)
+    records = load_image_text_records(source, split, require_label=with_labels,
+                                      seed=seed, on_error=on_error)
+    if text_vectorizer is None:
+        train = records if split == "train" else load_image_text_records(
+            source, "train", require_label=with_labels, seed=seed, on_error=on_error)
+        text_vectorizer = make_text_vectorizer(
+            train.captions, vocab_size=vocab_size, sequence_length=sequence_length,
+            remove_stopwords=remove_stopwords)
+    images, kept = decoded_image_dataset(
+        records.paths, image_size, crop=crop, grayscale=grayscale, cache=cache,
+        on_error=on_error, locations=records.rows)
+    if len(kept) != len(records):
+        records = records.subset(kept)
+        images, _ = decoded_image_dataset(
+            records.paths, image_size, crop=crop, grayscale=grayscale, cache=cache,
+            validate=False)
+    return _assemble(images, records, text_vectorizer, with_labels, split, augment,
+                     batch_size, shuffle, shuffle_buffer, deterministic, seed,
+                     drop_remainder)
+
+
+def _assemble(images, records, text_vectorizer, with_labels, split, augment,
+              batch_size, shuffle, shuffle_buffer, deterministic, seed,
+              drop_remainder):
+    tokens = vectorize(text_vectorizer, records.captions)
+    labels = tf.constant(records.label_ids() if with_labels else [0] * len(records),
+                         tf.int32)
+
+    def attach(index, image):
+        inputs = {"image": image, "text": tf.gather(tokens, index)}
+        return (inputs, tf.gather(labels, index)) if with_labels else inputs
+
+    ds = images
+    if shuffle is None:
+        shuffle = split == "train"
+    if shuffle:
+        ds = ds.shuffle(min(shuffle_buffer, max(len(records), 1)), seed=seed,
+                        reshuffle_each_iteration=True)
+    if augment:
+        rng = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, rng)).map(
+            lambda pair, s: (pair[0], augment_image(pair[1], s)),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic or None)
+    ds = ds.map(attach, num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=deterministic or None)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    options = tf.data.Options()
+    options.deterministic = bool(deterministic)
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,242 @@
+"""Where image-caption data comes from: captions files in a folder, the bundled
+default sample, and TFDS names (for users with internet).
+
+A captions file is CSV (with a header) or JSON Lines, one row per image, with the
+columns `path` (relative to the file's folder, or absolute), `caption` and,
+for classification, `label`. An optional `split` column assigns rows to
+`train` / `validation` / `test`. A folder may instead hold one file per split
+(`train.jsonl`, `validation.csv`, ...). Without either, rows are split
+80 / 10 / 10 by a hash of their path and a seed, so the split never changes
+when rows are added or reordered.
+"""
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+
+from mmtl_tf.errors import DataError, check_on_error, handle_problems
+
+SPLITS = ("train", "validation", "test")
+CAPTION_FILE_NAMES = ("captions.jsonl", "captions.csv")
+DEFAULT_SAMPLE_DIR = os.path.join(os.path.dirname(__file__), "default_sample")
+
+
+@dataclasses.dataclass
+class ImageTextRecords:
+    """Rows of an image-caption source, one split.
+
+    Attributes:
+        paths: list of str. Absolute image paths.
+        captions: list of str.
+        labels: list of str or None. Class names as written in the file.
+        rows: list of str. "file:line" of each row, for error messages.
+        class_names: list of str. Sorted labels of the *training* split.
+        root: str. The folder the paths are relative to.
+    """
+
+    paths: list
+    captions: list
+    labels: list
+    rows: list
+    class_names: list
+    root: str
+
+    def __len__(self):
+        return len(self.paths)
+
+    def label_ids(self):
+        """Labels as ints indexing `class_names`."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        return [index[label] for label in self.labels]
+
+    def subset(self, keep):
+        """A copy with only the rows whose positions are in `keep`."""
+        keep = sorted(keep)
+        return dataclasses.replace(
+            self,
+            paths=[self.paths[i] for i in keep],
+            captions=[self.captions[i] for i in keep],
+            labels=[self.labels[i] for i in keep],
+            rows=[self.rows[i] for i in keep])
+
+
+def resolve_source(source):
+    """Maps `"default"`, a folder or a captions file to (kind, path)."""
+    if source in (None, "default"):
+        return "dir", DEFAULT_SAMPLE_DIR
+    source = os.fspath(source)
+    if source.startswith("tfds:"):
+        return "tfds", source[5:]
+    if os.path.isdir(source):
+        return "dir", source
+    if os.path.isfile(source):
+        return "file", source
+    raise DataError(
+        f"{source}: no such folder or captions file (expected 'default', a folder "
+        "with captions.jsonl / captions.csv or train/validation/test files, or a "
+        "captions file).")
+
+
+def _read_rows(path):
+    """Yields (line_number, dict) from a CSV or JSONL file; clear errors."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read captions file ({e.strerror}).") from e
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: not valid UTF-8 (byte offset {e.start}).") from e
+    if path.endswith(".jsonl") or path.endswith(".json"):
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: invalid JSON ({e.msg}).") from e
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{n}: expected a JSON object per line.")
+            yield n, row
+    else:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        for row in reader:
+            yield reader.line_num, row
+
+
+def read_captions_file(path, require_label=True, on_error="raise"):
+    """Reads a captions file into a list of dicts with path/caption/label/split.
+
+    Args:
+        path: str. A `.csv` or `.jsonl` file.
+        require_label: bool. Whether the `label` column must be present.
+        on_error: str. `"raise"` (a `DataError` naming each bad row) or `"skip"`
+            (skip bad rows and warn with their list).
+
+    Returns:
+        list of dict with keys path, caption, label, split, row.
+    """
+    check_on_error(on_error)
+    root = os.path.dirname(os.path.abspath(path))
+    required = ["path", "caption"] + (["label"] if require_label else [])
+    rows, problems, first = [], [], True
+    for n, row in _read_rows(path):
+        if first:
+            missing = [c for c in required if c not in row]
+            if missing:
+                raise DataError(
+                    f"{path}: missing column(s) {', '.join(missing)} (found "
+                    f"{', '.join(map(str, row)) or 'none'}; required: {', '.join(required)}).")
+            first = False
+        loc = f"{path}:{n}"
+        caption = row.get("caption")
+        image = row.get("path")
+        if not isinstance(caption, str) or not caption.strip():
+            problems.append((loc, "empty caption"))
+            continue
+        if not isinstance(image, str) or not image.strip():
+            problems.append((loc, "empty image path"))
+            continue
+        label = row.get("label")
+        if require_label and (label is None or str(label).strip() == ""):
+            problems.append((loc, "empty label"))
+            continue
+        split = row.get("split") or None
+        if split is not None and split not in SPLITS:
+            problems.append((loc, f"split {split!r} is not one of {', '.join(SPLITS)}"))
+            continue
+        rows.append({"path": os.path.join(root, image.strip()),
+                     "caption": caption.strip(),
+                     "label": None if label is None else str(label),
+                     "split": split, "row": loc})
+    if first:
+        raise DataError(f"{path}: the captions file has no rows.")
+    handle_problems(problems, on_error, "rows")
+    return rows
+
+
+def _hash_split(path, seed):
+    h = int(hashlib.sha256(f"{seed}:{os.path.basename(path)}".encode()).hexdigest()[:8], 16)
+    u = h / 0xFFFFFFFF
+    return "train" if u < 0.8 else ("validation" if u < 0.9 else "test")
+
+
+def _split_files(folder):
+    found = {}
+    for split in SPLITS:
+        for ext in (".jsonl", ".csv"):
+            p = os.path.join(folder, split + ext)
+            if os.path.isfile(p):
+                found[split] = p
+                break
+    return found
+
+
+def load_image_text_records(source="default", split="train", require_label=True,
+                            seed=0, on_error="raise"):
+    """Loads one split of an image-caption source.
+
+    Args:
+        source: str. `"default"` (the bundled emoji sample), a folder or a
+            captions file (see the module docstring).
+        split: str. `"train"`, `"validation"` or `"test"`.
+        require_label: bool. Labels are needed for classification.
+        seed: int. Seed of the hash split when the source has no split column.
+        on_error: str. `"raise"` or `"skip"` for bad rows.
+
+    Returns:
+        `ImageTextRecords`.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not allowed; use one of {', '.join(SPLITS)}.")
+    kind, path = resolve_source(source)
+    if kind == "tfds":
+        raise DataError(
+            f"tfds:{path}: TFDS sources are loaded with mmtl_tf.data.load_tfds_* "
+            "functions, not as captions files.")
+    split_files = _split_files(path) if kind == "dir" else {}
+    if split_files:
+        if "train" not in split_files or split not in split_files:
+            raise DataError(
+                f"{path}: has per-split files {sorted(split_files.values())} but no "
+                f"'train' and {split!r} file.")
+        per_split = {s: read_captions_file(p, require_label, on_error)
+                     for s, p in split_files.items() if s in ("train", split)}
+    else:
+        if kind == "dir":
+            candidates = [os.path.join(path, n) for n in CAPTION_FILE_NAMES]
+            file = next((c for c in candidates if os.path.isfile(c)), None)
+            if file is None:
+                raise DataError(
+                    f"{path}: no captions file (looked for {', '.join(CAPTION_FILE_NAMES)} "
+                    "or train/validation/test .jsonl/.csv).")
+        else:
+            file = path
+        rows = read_captions_file(file, require_label, on_error)
+        per_split = {s: [] for s in SPLITS}
+        for r in rows:
+            per_split[r["split"] or _hash_split(r["path"], seed)].append(r)
+    train_labels = sorted({r["label"] for r in per_split["train"] if r["label"] is not None})
+    chosen = per_split[split]
+    if not chosen:
+        raise DataError(f"{path}: the {split!r} split has no rows.")
+    if require_label:
+        unknown = [(r["row"], f"label {r['label']!r} does not occur in the training split")
+                   for r in chosen if r["label"] not in set(train_labels)]
+        if unknown:
+            handle_problems(unknown, on_error, "rows")
+            bad = {loc for loc, _ in unknown}
+            chosen = [r for r in chosen if r["row"] not in bad]
+    root = path if kind == "dir" else os.path.dirname(os.path.abspath(path))
+    return ImageTextRecords(
+        paths=[r["path"] for r in chosen],
+        captions=[r["caption"] for r in chosen],
+        labels=[r["label"] for r in chosen],
+        rows=[r["row"] for r in chosen],
+        class_names=train_labels, root=root)

@@ -1,0 +1,129 @@
+"""Text vectorisation: a Keras `TextVectorization` vocabulary, adapted on the
+training split, saved beside the model and reused by the exported model.
+
+Tokenisation runs in `tf.data` (training) or in the serving function (export),
+never inside an XLA-compiled function: strings cannot enter XLA.
+"""
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from mmtl_tf.errors import DataError
+
+# A short English stop-word list (articles, pronouns, auxiliaries, prepositions).
+STOP_WORDS = (
+    "a an the and or but if then else of at by for with about against between "
+    "into through during before after above below to from up down in out on off "
+    "over under again further once here there when where why how all any both "
+    "each few more most other some such no nor not only own same so than too very "
+    "can will just don should now i me my myself we our ours ourselves you your "
+    "yours yourself yourselves he him his himself she her hers herself it its "
+    "itself they them their theirs themselves what which who whom this that these "
+    "those am is are was were be been being have has had having do does did doing "
+    "would could ought as until while s t"
+).split()
+
+_PUNCTUATION = r'[!"#$%&()\*\+,\-\./:;<=>?@\[\\\]^_`{|}~\']'
+_STOP_PATTERN = r"\b(?:" + "|".join(STOP_WORDS) + r")\b"
+
+
+@keras.saving.register_keras_serializable(package="mmtl_tf")
+def standardize_without_stopwords(text):
+    """Lower-cases, strips punctuation and removes English stop words."""
+    text = tf.strings.lower(text)
+    text = tf.strings.regex_replace(text, _PUNCTUATION, " ")
+    text = tf.strings.regex_replace(text, _STOP_PATTERN, " ")
+    return tf.strings.regex_replace(tf.strings.strip(text), r"\s+", " ")
+
+
+def make_text_vectorizer(texts=None, vocab_size=5000, sequence_length=100,
+                         remove_stopwords=False, vocabulary=None):
+    """Builds a `keras.layers.TextVectorization` and adapts it on `texts`.
+
+    Index 0 is padding, index 1 the out-of-vocabulary token; sequences are cut or
+    zero-padded to `sequence_length` (texts longer than that are truncated).
+
+    Args:
+        texts: list of str or a `tf.data.Dataset` of strings. The training
+            captions to adapt on (ignored when `vocabulary` is given).
+        vocab_size: int. Maximum vocabulary size, padding and OOV included.
+        sequence_length: int. Output length.
+        remove_stopwords: bool. Also drop English stop words when standardising.
+        vocabulary: list of str or None. A fixed vocabulary instead of adapting.
+
+    Returns:
+        An adapted `TextVectorization` layer producing int64 token ids.
+
+    Example:
+        >>> import mmtl_tf
+        >>> vec = mmtl_tf.data.make_text_vectorizer(["a red apple", "a green pear"],
+        ...                                         vocab_size=10, sequence_length=4)
+        >>> vec(["red pear"]).shape
+        TensorShape([1, 4])
+    """
+    if sequence_length < 1 or vocab_size < 3:
+        raise ValueError(
+            f"need sequence_length >= 1 and vocab_size >= 3, got "
+            f"sequence_length={sequence_length}, vocab_size={vocab_size}.")
+    standardize = (standardize_without_stopwords if remove_stopwords
+                   else "lower_and_strip_punctuation")
+    layer = keras.layers.TextVectorization(
+        max_tokens=vocab_size, standardize=standardize,
+        output_mode="int", output_sequence_length=sequence_length,
+        vocabulary=vocabulary)
+    if vocabulary is None:
+        if texts is None:
+            raise ValueError("make_text_vectorizer needs `texts` or `vocabulary`.")
+        if not isinstance(texts, tf.data.Dataset):
+            texts = list(texts)
+            if not texts:
+                raise DataError("cannot adapt a text vocabulary on zero texts.")
+            texts = tf.data.Dataset.from_tensor_slices(tf.constant(texts)).batch(1024)
+        layer.adapt(texts)
+    return layer
+
+
+def vectorizer_to_dict(layer):
+    """A JSON-able description of a `TextVectorization` (config + vocabulary)."""
+    config = layer.get_config()
+    config.pop("vocabulary", None)
+    config.pop("idf_weights", None)
+    standardize = config.get("standardize")
+    if callable(standardize) or isinstance(standardize, dict):
+        config["standardize"] = "mmtl_tf>standardize_without_stopwords"
+    return {"config": config, "vocabulary": layer.get_vocabulary()}
+
+
+def vectorizer_from_dict(spec):
+    """Rebuilds a `TextVectorization` from `vectorizer_to_dict`'s output."""
+    config = dict(spec["config"])
+    if config.get("standardize") == "mmtl_tf>standardize_without_stopwords":
+        config["standardize"] = standardize_without_stopwords
+    config["vocabulary"] = spec["vocabulary"]
+    layer = keras.layers.TextVectorization(**config)
+    layer(tf.constant([""]))  # builds the layer (export needs built layers)
+    return layer
+
+
+def save_text_vectorizer(layer, path):
+    """Writes the vectorizer's config and vocabulary as JSON (atomically)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(vectorizer_to_dict(layer), f, ensure_ascii=False)
+    os.replace(tmp, path)
+
+
+def load_text_vectorizer(path):
+    """Reads a vectorizer written by `save_text_vectorizer`."""
+    if not os.path.exists(path):
+        raise DataError(f"{path}: text vectorizer file not found.")
+    with open(path, encoding="utf-8") as f:
+        return vectorizer_from_dict(json.load(f))
+
+
+def vectorize(layer, texts):
+    """Runs the vectorizer on a list of str; returns int32 token ids (N, length)."""
+    return tf.cast(layer(tf.constant(list(texts), dtype=tf.string)), tf.int32)

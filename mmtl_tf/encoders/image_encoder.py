@@ -1,0 +1,217 @@
+"""`ImageEncoder`: the image tower (the source document's small CNN, a
+`keras.applications` backbone, or any Keras model), uint8 pixels in."""
+
+import os
+
+import keras
+
+from mmtl_tf.layers.image_preprocessing import ImagePreprocessing
+
+# name → (keras.applications constructor, preprocessing mode, smallest side)
+BACKBONES = {
+    "resnet50": ("ResNet50", "caffe", 32),
+    "resnet101": ("ResNet101", "caffe", 32),
+    "resnet50_v2": ("ResNet50V2", "tf", 32),
+    "vgg16": ("VGG16", "caffe", 32),
+    "vgg19": ("VGG19", "caffe", 32),
+    "mobilenet_v2": ("MobileNetV2", "tf", 32),
+    "mobilenet_v3_small": ("MobileNetV3Small", "none", 32),
+    "efficientnet_b0": ("EfficientNetB0", "none", 32),
+    "efficientnet_v2_b0": ("EfficientNetV2B0", "none", 32),
+    "densenet121": ("DenseNet121", "torch", 32),
+    "inception_v3": ("InceptionV3", "tf", 75),
+    "xception": ("Xception", "tf", 71),
+    "convnext_tiny": ("ConvNeXtTiny", "none", 32),
+}
+POOLINGS = ("avg", "max", "flatten", None)
+TRAINABLE = ("frozen", "partial", "full")
+
+
+def _check(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(
+            f"{name}={value!r} is not allowed; use one of "
+            f"{', '.join(repr(a) for a in allowed)}.")
+
+
+def make_application_backbone(name, input_shape, weights=None):
+    """Builds a headless `keras.applications` model (`include_top=False`).
+
+    Args:
+        name: str. A key of `BACKBONES`, e.g. `"resnet50"`.
+        input_shape: (height, width, 3).
+        weights: None (random), `"imagenet"` (downloaded by Keras, needs
+            internet) or a path to a weights file (`.weights.h5`) saved from the
+            same architecture.
+
+    Returns:
+        (keras.Model, preprocessing mode str).
+    """
+    _check("backbone", name, sorted(BACKBONES))
+    cls_name, mode, min_side = BACKBONES[name]
+    height, width, channels = input_shape
+    if channels != 3 or min(height, width) < min_side:
+        raise ValueError(
+            f"backbone {name!r} needs input_shape (height, width, 3) with height and "
+            f"width >= {min_side}; got input_shape={tuple(input_shape)}.")
+    constructor = getattr(keras.applications, cls_name)
+    kwargs = {"include_top": False, "input_shape": tuple(input_shape)}
+    if name.startswith("mobilenet_v3") or name.startswith("efficientnet_v2") or \
+            name.startswith("convnext"):
+        kwargs["include_preprocessing"] = True
+    load_path = None
+    if weights is None or weights == "imagenet":
+        kwargs["weights"] = weights
+    else:
+        load_path = os.fspath(weights)
+        if not os.path.isfile(load_path):
+            raise FileNotFoundError(f"weights file {load_path!r} does not exist.")
+        kwargs["weights"] = None
+    try:
+        model = constructor(**kwargs)
+    except Exception as e:  # a failed download surfaces as many error types
+        if weights == "imagenet":
+            raise RuntimeError(
+                f"could not get the ImageNet weights of {name!r} ({type(e).__name__}: "
+                f"{e}). Without internet, download the file elsewhere "
+                f"(keras.applications.{cls_name}(weights='imagenet', include_top=False)"
+                ".save_weights('backbone.weights.h5')) and pass weights='backbone.weights.h5'."
+            ) from e
+        raise
+    if load_path:
+        try:
+            model.load_weights(load_path)
+        except Exception as e:
+            raise ValueError(
+                f"weights file {load_path!r} does not fit backbone {name!r} with "
+                f"input_shape={tuple(input_shape)} ({type(e).__name__}: {e}).") from e
+    return model, mode
+
+
+def set_backbone_trainable(backbone, trainable, num_layers=None):
+    """Freezes a backbone fully, partially or not at all.
+
+    BatchNormalization layers stay frozen in every mode: the encoder always
+    calls its backbone with `training=False`, so their statistics never change.
+
+    Args:
+        backbone: keras.Model.
+        trainable: str. `"frozen"`, `"partial"` (the last `num_layers` layers that
+            hold weights; default a quarter of them) or `"full"`.
+        num_layers: int or None. For `"partial"`.
+    """
+    _check("trainable", trainable, TRAINABLE)
+    if trainable == "frozen":
+        backbone.trainable = False
+        return
+    backbone.trainable = True
+    weighted = [l for l in backbone.layers if l.weights]
+    if trainable == "partial":
+        n = num_layers if num_layers is not None else max(1, len(weighted) // 4)
+        unfrozen = set(id(l) for l in weighted[len(weighted) - n:])
+    else:
+        unfrozen = set(id(l) for l in weighted)
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+        elif layer.weights:
+            layer.trainable = id(layer) in unfrozen
+
+
+@keras.saving.register_keras_serializable(package="mmtl_tf")
+class ImageEncoder(keras.Model):
+    """Image tower: uint8 pixels → a feature vector (or feature map).
+
+    Args:
+        backbone: str or keras.Model. `"small_cnn"` (the source document's
+            Conv2D(conv_filters, 3×3, relu) → MaxPool(2×2)), a `keras.applications`
+            name (see `BACKBONES`), or any Keras model taking float pixels.
+        input_shape: (height, width, channels) of the uint8 input.
+        pooling: str or None. `"avg"` (global average pooling), `"max"`,
+            `"flatten"` (the document's choice: every position of the feature map
+            becomes a feature) or None (return the feature map).
+        weights: None, `"imagenet"` or a weights-file path; for application
+            backbones only (see `make_application_backbone`).
+        trainable: str. `"frozen"`, `"partial"` or `"full"`.
+        conv_filters: int. Filters of the small CNN.
+        preprocessing: str or None. Pixel scaling (see `ImagePreprocessing`);
+            None picks the backbone's own (`"rescale"` for the small CNN and for
+            a custom model).
+
+    The backbone always runs with `training=False`, so BatchNormalization uses
+    its moving statistics even when the backbone is being fine-tuned.
+
+    Example:
+        >>> import numpy as np, mmtl_tf
+        >>> enc = mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(32, 32, 3))
+        >>> enc(np.zeros((2, 32, 32, 3), "uint8")).shape
+        (2, 64)
+    """
+
+    def __init__(self, backbone="small_cnn", input_shape=(224, 224, 3), pooling="avg",
+                 weights=None, trainable="full", conv_filters=64, preprocessing=None,
+                 name="image_encoder", **kwargs):
+        _check("pooling", pooling, POOLINGS)
+        _check("trainable", trainable, TRAINABLE)
+        input_shape = tuple(int(d) for d in input_shape)
+        if len(input_shape) != 3 or min(input_shape) < 1:
+            raise ValueError(f"input_shape must be (height, width, channels); got {input_shape}.")
+        inputs = keras.Input(input_shape, dtype="uint8", name="image")
+        if isinstance(backbone, str) and backbone == "small_cnn":
+            mode = preprocessing or "rescale"
+            x = ImagePreprocessing(mode, name="preprocess")(inputs)
+            x = keras.layers.Conv2D(conv_filters, 3, activation="relu", name="conv")(x)
+            x = keras.layers.MaxPooling2D(2, name="pool")(x)
+            backbone_model = None
+        else:
+            if isinstance(backbone, str):
+                backbone_model, default_mode = make_application_backbone(
+                    backbone, input_shape, weights)
+            elif isinstance(backbone, keras.Model):
+                if weights is not None:
+                    raise ValueError("weights= applies to named backbones; load the "
+                                     "weights into your own model before passing it.")
+                backbone_model, default_mode = backbone, "rescale"
+            else:
+                raise TypeError(
+                    f"backbone must be 'small_cnn', one of {sorted(BACKBONES)} or a "
+                    f"keras.Model; got {type(backbone).__name__}.")
+            set_backbone_trainable(backbone_model, trainable)
+            x = ImagePreprocessing(preprocessing or default_mode, name="preprocess")(inputs)
+            x = backbone_model(x, training=False)
+        if pooling == "avg":
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        elif pooling == "max":
+            x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+        elif pooling == "flatten":
+            x = keras.layers.Flatten(name="flatten")(x)
+        super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
+        self.backbone = backbone_model
+        self._config = {
+            "backbone": backbone if isinstance(backbone, str) else None,
+            "input_shape": input_shape, "pooling": pooling,
+            # Saved models carry their weights: never download again on load.
+            "weights": None,
+            "trainable": trainable, "conv_filters": conv_filters,
+            "preprocessing": preprocessing,
+        }
+        if trainable == "frozen" and backbone_model is None:
+            self.trainable = False
+
+    @property
+    def output_dim(self):
+        return self.output.shape[-1]
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self._config["trainable"],
+                  **self._config}
+        if self.backbone is not None and config["backbone"] is None:
+            config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("backbone"), dict):
+            config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)

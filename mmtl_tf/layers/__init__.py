@@ -1,0 +1,3 @@
+"""Small reusable Keras layers (one class a file)."""
+
+from mmtl_tf.layers.image_preprocessing import ImagePreprocessing

@@ -1,0 +1,34 @@
+"""Reference-model recipes: one JSON file per model, with `tiny` and `base` sizes.
+
+A recipe is data: constructor and training keyword arguments. `tiny` is what the
+tests and the notebooks' small mode use; `base` is what `mmtl-tf train` and the
+quickstart use.
+"""
+
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def available():
+    """Names of the bundled recipes."""
+    return sorted(f[:-5] for f in os.listdir(HERE) if f.endswith(".json"))
+
+
+def load_recipe(name, size="base"):
+    """Returns the `size` section of recipe `name` (a bundled name or a path).
+
+    Args:
+        name: str. A bundled recipe (see `available()`) or a path to a JSON file.
+        size: str. A section of the file, e.g. `"tiny"` or `"base"`.
+    """
+    path = name if name.endswith(".json") else os.path.join(HERE, f"{name}.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"unknown recipe {name!r}; bundled recipes: {', '.join(available())}.")
+    with open(path, encoding="utf-8") as f:
+        recipe = json.load(f)
+    sizes = [k for k in recipe if not k.startswith("_")]
+    if size not in sizes:
+        raise ValueError(f"recipe {name!r} has no size {size!r}; sizes: {', '.join(sizes)}.")
+    return dict(recipe[size])

@@ -1,0 +1,205 @@
+"""Runtime settings in one place: precision, XLA (`jit_compile`) and distribution.
+
+Every builder and training recipe in mmtl_tf reads these settings from here, so a
+program sets them once, before it builds models:
+
+    import mmtl_tf
+    mmtl_tf.runtime.configure(precision="mixed_float16", jit_compile=True,
+                              strategy="default")
+
+Precision. `"float32"`, `"mixed_float16"` or `"mixed_bfloat16"` (Keras dtype
+policies). Under a mixed policy the layers compute in float16/bfloat16 and keep
+float32 variables; mmtl_tf's output layers are built with `dtype="float32"` and its
+losses cast to float32, so probabilities, logits and losses stay float32.
+`model.compile` wraps the optimizer in a `LossScaleOptimizer` under
+`mixed_float16` (Keras does this itself because mmtl_tf never writes its own
+`train_step`).
+
+XLA. `jit_compile="auto"` (the default) compiles with XLA where there is a GPU
+or TPU and not on a CPU-only machine (XLA:CPU is slower there); `True` forces it
+everywhere, and every mmtl_tf model trains under it. Keras' LSTM layer picks its cuDNN kernel
+on a GPU when `use_cudnn="auto"`, and that kernel cannot be compiled by XLA
+(keras-team/keras issue 18456): Keras then silently falls back to
+`jit_compile=False` for the whole model. `lstm_use_cudnn()` therefore answers
+`False` while `jit_compile` is on (the generic while-loop kernel, which XLA
+compiles) and `"auto"` (cuDNN where available) when it is off; the text encoders
+ask it when they are built. Build models *after* changing `jit_compile`.
+
+Distribution. `strategy="default"` is TensorFlow's default (one device);
+`"mirrored"` is `tf.distribute.MirroredStrategy` over the visible GPUs (or the
+logical CPU devices, see `split_cpu`). Build and compile models inside
+`get_strategy().scope()`.
+"""
+
+import contextlib
+import dataclasses
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored")
+
+
+@dataclasses.dataclass
+class RuntimeConfig:
+    """The current runtime settings (see the module docstring)."""
+
+    precision: str = "float32"
+    jit_compile: object = "auto"
+    strategy: str = "default"
+
+
+_CONFIG = RuntimeConfig()
+_STRATEGY_CACHE = {}
+
+
+def _check(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(
+            f"{name}={value!r} is not allowed; use one of {', '.join(map(repr, allowed))}.")
+
+
+def set_precision(precision):
+    """Sets the global Keras dtype policy.
+
+    Args:
+        precision: str. `"float32"`, `"mixed_float16"` or `"mixed_bfloat16"`.
+    """
+    _check("precision", precision, PRECISIONS)
+    import keras
+
+    keras.config.set_dtype_policy(precision)
+    _CONFIG.precision = precision
+
+
+def get_precision():
+    """Returns the name of the global Keras dtype policy."""
+    import keras
+
+    return keras.config.dtype_policy().name
+
+
+def set_jit_compile(jit_compile):
+    """Sets whether models are compiled with XLA.
+
+    Args:
+        jit_compile: bool or `"auto"`. `"auto"` (the default) means XLA on a
+            machine with a GPU or TPU and no XLA on a CPU-only machine, where
+            XLA:CPU trains mmtl_tf's models more slowly than TensorFlow's own
+            kernels (see `bench/bench_input_pipeline.py`). Every model also
+            trains with `True` on a CPU; the test suite checks that.
+    """
+    if jit_compile not in (True, False, "auto"):
+        raise ValueError(f"jit_compile must be True, False or 'auto', got {jit_compile!r}.")
+    _CONFIG.jit_compile = jit_compile
+
+
+def get_jit_compile():
+    """Returns the resolved XLA setting as a bool (`"auto"` → accelerator present)."""
+    if _CONFIG.jit_compile == "auto":
+        return has_accelerator()
+    return _CONFIG.jit_compile
+
+
+def has_accelerator():
+    """True when TensorFlow sees a GPU or TPU."""
+    import tensorflow as tf
+
+    return any(d.device_type in ("GPU", "TPU") for d in tf.config.list_physical_devices())
+
+
+def lstm_use_cudnn(jit_compile=None):
+    """The `use_cudnn` value for Keras LSTM/GRU layers under the XLA setting.
+
+    Args:
+        jit_compile: bool or None. The XLA setting to plan for; None reads
+            `get_jit_compile()`.
+
+    Returns:
+        `False` when XLA is on (the cuDNN kernel cannot be XLA-compiled, keras
+        issue 18456), else `"auto"`.
+    """
+    if jit_compile is None:
+        jit_compile = get_jit_compile()
+    return False if jit_compile else "auto"
+
+
+def split_cpu(num_devices):
+    """Splits the physical CPU into `num_devices` logical devices.
+
+    Must run before TensorFlow initialises its devices (before any op runs).
+    Used for testing `MirroredStrategy` on a machine without GPUs.
+    """
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration()] * num_devices)
+
+
+def get_strategy(strategy=None):
+    """Returns a `tf.distribute.Strategy`.
+
+    Args:
+        strategy: str or None. `"default"` or `"mirrored"`; None reads the value
+            set by `configure`. `"mirrored"` mirrors over all GPUs, or over all
+            logical CPU devices when there is no GPU.
+    """
+    strategy = strategy or _CONFIG.strategy
+    _check("strategy", strategy, STRATEGIES)
+    import tensorflow as tf
+
+    if strategy == "default":
+        return tf.distribute.get_strategy()
+    if strategy not in _STRATEGY_CACHE:
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [
+            d.name for d in tf.config.list_logical_devices("CPU")]
+        _STRATEGY_CACHE[strategy] = tf.distribute.MirroredStrategy(devices)
+    return _STRATEGY_CACHE[strategy]
+
+
+def configure(precision=None, jit_compile=None, strategy=None):
+    """Sets any of precision, `jit_compile` and strategy; returns the settings.
+
+    Args:
+        precision: str or None. See `set_precision`.
+        jit_compile: bool or None. See `set_jit_compile`.
+        strategy: str or None. `"default"` or `"mirrored"`.
+
+    Returns:
+        A copy of the current `RuntimeConfig`.
+
+    Example:
+        >>> import mmtl_tf
+        >>> mmtl_tf.runtime.configure(precision="float32", jit_compile=True).jit_compile
+        True
+    """
+    if precision is not None:
+        set_precision(precision)
+    if jit_compile is not None:
+        set_jit_compile(jit_compile)
+    if strategy is not None:
+        _check("strategy", strategy, STRATEGIES)
+        _CONFIG.strategy = strategy
+    return dataclasses.replace(_CONFIG)
+
+
+def current():
+    """Returns a copy of the current `RuntimeConfig`."""
+    cfg = dataclasses.replace(_CONFIG)
+    cfg.precision = get_precision()
+    return cfg
+
+
+@contextlib.contextmanager
+def settings(precision=None, jit_compile=None, strategy=None):
+    """Context manager: applies `configure(...)` and restores the old settings."""
+    old = current()
+    try:
+        yield configure(precision, jit_compile, strategy)
+    finally:
+        configure(old.precision, old.jit_compile, old.strategy)
+
+
+def compile_kwargs():
+    """Keyword arguments for `model.compile` that follow the runtime settings."""
+    return {"jit_compile": get_jit_compile()}

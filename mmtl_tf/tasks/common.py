@@ -1,0 +1,69 @@
+"""Run-folder bookkeeping shared by the tasks."""
+
+import datetime
+import os
+
+import keras
+
+from mmtl_tf import __version__, runtime
+from mmtl_tf.recipes import load_recipe
+from mmtl_tf.training import atomic_write_json, read_json
+
+RUN_FILE = "run.json"
+
+
+def resolve_config(recipe, size="base", overrides=None):
+    """Recipe section + non-None overrides → one config dict."""
+    config = load_recipe(recipe, size)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            config[key] = value
+    return config
+
+
+def start_run(run_dir, task, config):
+    """Creates the run folder, applies seeds and runtime settings, writes run.json."""
+    os.makedirs(run_dir, exist_ok=True)
+    runtime.configure(precision=config.get("precision", "float32"),
+                      jit_compile=config.get("jit_compile", "auto"))
+    keras.utils.set_random_seed(int(config.get("seed", 0)))
+    info = {"task": task, "config": config, "mmtl_tf_version": __version__,
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds")}
+    atomic_write_json(info, os.path.join(run_dir, RUN_FILE))
+    return info
+
+
+def update_run(run_dir, **fields):
+    info = load_run(run_dir)
+    info.update(fields)
+    atomic_write_json(info, os.path.join(run_dir, RUN_FILE))
+    return info
+
+
+def load_run(run_dir, task=None):
+    """Reads run.json; a clear error if the folder is not a finished run."""
+    path = os.path.join(run_dir, RUN_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{run_dir}: not a run folder (no {RUN_FILE}); create one with "
+            "`mmtl-tf train TASK --out RUN_DIR`.")
+    info = read_json(path)
+    if task is not None and info.get("task") != task:
+        raise ValueError(f"{run_dir}: holds a {info.get('task')!r} run, not {task!r}.")
+    return info
+
+
+def require_file(run_dir, name):
+    path = os.path.join(run_dir, name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir}: missing {name} (did training finish?).")
+    return path
+
+
+def write_metrics(run_dir, metrics):
+    path = os.path.join(run_dir, "metrics.json")
+    old = read_json(path) if os.path.exists(path) else {}
+    old.update(metrics)
+    atomic_write_json(old, path)
+    return old

@@ -1,0 +1,111 @@
+"""Task `fusion`: the image-text fusion classifier on image-caption-label data."""
+
+import os
+
+import keras
+import numpy as np
+
+from mmtl_tf import runtime, training
+from mmtl_tf.data.pairs import make_image_text_dataset
+from mmtl_tf.data.sources import load_image_text_records
+from mmtl_tf.data.text import (load_text_vectorizer, make_text_vectorizer,
+                               save_text_vectorizer)
+from mmtl_tf.export import export_image_text_classifier
+from mmtl_tf.models.fusion_classifier import build_fusion_classifier
+from mmtl_tf.tasks import common
+
+NAME = "fusion"
+MODEL_KEYS = ("vocab_size", "sequence_length", "embedding_dim", "lstm_units",
+              "conv_filters", "image_pooling", "hidden_units", "dropout")
+
+
+def _image_size(config):
+    size = config["image_size"]
+    return [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
+
+
+def _datasets(config, vectorizer, splits=("train", "validation", "test")):
+    common_kwargs = dict(text_vectorizer=vectorizer, image_size=tuple(_image_size(config)),
+                         batch_size=int(config["batch_size"]), seed=int(config["seed"]),
+                         on_error=config.get("on_error", "raise"))
+    return {s: make_image_text_dataset(config["data"], s,
+                                       augment=bool(config.get("augment")) and s == "train",
+                                       **common_kwargs)
+            for s in splits}
+
+
+def train(config, run_dir, verbose=1):
+    """Trains, evaluates on the test split and writes the run folder."""
+    common.start_run(run_dir, NAME, config)
+    train_records = load_image_text_records(config["data"], "train",
+                                            on_error=config.get("on_error", "raise"))
+    test_records = load_image_text_records(config["data"], "test",
+                                           on_error=config.get("on_error", "raise"))
+    vectorizer = make_text_vectorizer(
+        train_records.captions, vocab_size=int(config["vocab_size"]),
+        sequence_length=int(config["sequence_length"]),
+        remove_stopwords=bool(config.get("remove_stopwords")))
+    save_text_vectorizer(vectorizer, os.path.join(run_dir, "text_vectorizer.json"))
+    data = _datasets(config, vectorizer)
+    num_classes = len(train_records.class_names)
+    with runtime.get_strategy().scope():
+        model = build_fusion_classifier(
+            image_shape=(*_image_size(config), 3), num_classes=num_classes,
+            **{k: config[k] for k in MODEL_KEYS})
+        training.compile_classifier(model, num_classes, float(config["learning_rate"]))
+    history, seconds = training.fit(model, data["train"], data["validation"],
+                                    epochs=int(config["epochs"]), run_dir=run_dir,
+                                    verbose=verbose)
+    model.load_weights(os.path.join(run_dir, "best.keras"))
+    training.save_model_atomic(model, os.path.join(run_dir, "model.keras"))
+    training.atomic_write_json(history, os.path.join(run_dir, "history.json"))
+    training.plot_curves(history, os.path.join(run_dir, "curves.png"),
+                         title=f"{NAME}: {config['data']}")
+    common.update_run(run_dir, class_names=train_records.class_names)
+    results = model.evaluate(data["test"], verbose=0, return_dict=True)
+    metrics = {
+        "test": {k: float(v) for k, v in results.items()},
+        "baselines": {"majority_class_accuracy": training.majority_class_accuracy(
+            train_records.label_ids(), test_records.label_ids())},
+        "params": int(model.count_params()),
+        "train_seconds": seconds,
+        "epochs": int(config["epochs"]),
+        "best_epoch": int(np.argmin(history["val_loss"])) + 1,
+    }
+    return common.write_metrics(run_dir, metrics)
+
+
+def _load(run_dir):
+    info = common.load_run(run_dir, NAME)
+    model = keras.saving.load_model(common.require_file(run_dir, "model.keras"))
+    vectorizer = load_text_vectorizer(common.require_file(run_dir, "text_vectorizer.json"))
+    return info, model, vectorizer
+
+
+def evaluate(run_dir, split="test", verbose=1, data=None):
+    """Re-evaluates the saved model on a split; updates metrics.json."""
+    info, model, vectorizer = _load(run_dir)
+    config = dict(info["config"])
+    if data:
+        config["data"] = data
+    ds = _datasets(config, vectorizer, splits=(split,))[split]
+    num_classes = len(info["class_names"])
+    training.compile_classifier(model, num_classes, jit_compile=False)
+    results = model.evaluate(ds, verbose=verbose, return_dict=True)
+    return common.write_metrics(run_dir, {split: {k: float(v) for k, v in results.items()}})
+
+
+def export(run_dir, saved_model_dir):
+    """Writes a SavedModel serving raw image bytes + raw captions."""
+    info, model, vectorizer = _load(run_dir)
+    return export_image_text_classifier(
+        model, vectorizer, saved_model_dir, image_size=_image_size(info["config"]),
+        class_names=info["class_names"])
+
+
+def summary(metrics):
+    return [{"model": "fusion (CNN + LSTM)", "metric": "test accuracy",
+             "value": metrics["test"]["accuracy"],
+             "baseline": "majority class",
+             "baseline_value": metrics["baselines"]["majority_class_accuracy"],
+             "params": metrics["params"], "train_seconds": metrics["train_seconds"]}]

@@ -1,0 +1,183 @@
+"""Compile/fit recipes, callbacks and run-folder files shared by every task."""
+
+import json
+import os
+import tempfile
+import time
+import warnings
+
+import keras
+import numpy as np
+
+from mmtl_tf import runtime
+
+
+def atomic_write_json(obj, path):
+    """Writes JSON to `path` through a temporary file and a rename."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False, default=_to_builtin)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _to_builtin(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def save_model_atomic(model, path):
+    """`model.save(path)` through a temporary file in the same folder + rename."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras",
+                               dir=os.path.dirname(os.path.abspath(path)))
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+class AtomicModelCheckpoint(keras.callbacks.Callback):
+    """Saves the model to `path` after each epoch that improves `monitor`.
+
+    Unlike `keras.callbacks.ModelCheckpoint`, the file is written to a temporary
+    name and renamed, so an interrupted save never leaves a corrupt checkpoint
+    in place of the last good one.
+
+    Args:
+        path: str. A `.keras` file.
+        monitor: str. Logged quantity to watch.
+        mode: str. `"min"` or `"max"`.
+        save_best_only: bool.
+    """
+
+    def __init__(self, path, monitor="val_loss", mode="min", save_best_only=True):
+        super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode={mode!r} is not allowed; use 'min' or 'max'.")
+        self.path, self.monitor, self.mode = path, monitor, mode
+        self.save_best_only = save_best_only
+        self.best = None
+        self.best_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        better = value is not None and (
+            self.best is None or (value < self.best if self.mode == "min" else value > self.best))
+        if better:
+            self.best, self.best_epoch = value, epoch
+        if better or not self.save_best_only:
+            save_model_atomic(self.model, self.path)
+
+
+def compile_classifier(model, num_classes, learning_rate=1e-3, optimizer="adam",
+                       jit_compile=None, metrics=("accuracy",)):
+    """Compiles a classifier whose output is probabilities.
+
+    Binary cross-entropy for one sigmoid output, sparse categorical
+    cross-entropy otherwise; labels are ints. XLA follows
+    `mmtl_tf.runtime` unless `jit_compile` is given; if Keras had to turn XLA
+    off (a layer without XLA support), a `RuntimeWarning` says so.
+    """
+    if jit_compile is None:
+        jit_compile = runtime.get_jit_compile()
+    if num_classes == 1:
+        loss = keras.losses.BinaryCrossentropy()
+        metric_objs = [keras.metrics.BinaryAccuracy(name="accuracy")] if "accuracy" in metrics else []
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metric_objs = ([keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+                       if "accuracy" in metrics else [])
+    if isinstance(optimizer, str):
+        optimizer = keras.optimizers.get({"class_name": optimizer,
+                                          "config": {"learning_rate": learning_rate}})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.compile(optimizer=optimizer, loss=loss, metrics=metric_objs,
+                      jit_compile=jit_compile)
+    if jit_compile and not model.jit_compile:
+        warnings.warn(f"{model.name}: Keras turned jit_compile off "
+                      f"({'; '.join(str(w.message) for w in caught)}).", RuntimeWarning)
+    return model
+
+
+def history_to_dict(history):
+    """`History.history` as plain floats (JSON-able)."""
+    return {k: [float(v) for v in values] for k, values in history.history.items()}
+
+
+def plot_curves(history, path, title=None):
+    """Saves loss and metric curves (train and validation) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k for k in history if not k.startswith("val_")]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        epochs = np.arange(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], marker="o", label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
+        callbacks=(), backup=True, checkpoint_monitor="val_loss", checkpoint_mode="min"):
+    """`model.fit` with the callbacks every mmtl_tf run uses.
+
+    With a `run_dir`: the best model by `checkpoint_monitor` is written
+    atomically to `run_dir/best.keras`, a `BackupAndRestore` folder lets an
+    interrupted run resume where it stopped, and the history is returned as a
+    dict of lists (also what `history.json` holds).
+
+    Returns:
+        (history dict, seconds spent in `fit`).
+    """
+    cbs = list(callbacks)
+    if run_dir:
+        os.makedirs(run_dir, exist_ok=True)
+        monitor = checkpoint_monitor if val_ds is not None else checkpoint_monitor.replace("val_", "")
+        cbs.append(AtomicModelCheckpoint(os.path.join(run_dir, "best.keras"),
+                                         monitor=monitor, mode=checkpoint_mode))
+        if backup:
+            cbs.append(keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")))
+    start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                        callbacks=cbs, verbose=verbose)
+    return history_to_dict(history), time.perf_counter() - start
+
+
+def majority_class_accuracy(train_labels, test_labels):
+    """Accuracy of always predicting the most frequent training label."""
+    values, counts = np.unique(np.asarray(train_labels), return_counts=True)
+    majority = values[np.argmax(counts)]
+    return float(np.mean(np.asarray(test_labels) == majority))

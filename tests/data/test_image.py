@@ -1,0 +1,91 @@
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import mmtl_tf
+from mmtl_tf.data.image import augment_image, decode_image, preprocess_image_bytes
+
+
+def _encode(array, fmt="PNG", mode=None):
+    buf = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_rgba_png_is_composited_on_white_like_pil():
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (9, 7, 4)).astype("uint8")
+    rgba[0, 0, 3] = 0      # fully transparent pixel
+    rgba[0, 1, 3] = 255    # opaque pixel
+    got = decode_image(tf.constant(_encode(rgba))).numpy()
+    # Independent reference: PIL alpha compositing onto a white canvas.
+    canvas = Image.new("RGBA", (7, 9), (255, 255, 255, 255))
+    expected = np.asarray(Image.alpha_composite(canvas, Image.fromarray(rgba, "RGBA")).convert("RGB"))
+    np.testing.assert_allclose(got, expected, atol=1.0)
+    np.testing.assert_array_equal(got[0, 0], [255, 255, 255])
+    np.testing.assert_array_equal(got[0, 1], rgba[0, 1, :3])
+
+
+def test_grayscale_and_rgb_decode():
+    gray = np.arange(12, dtype="uint8").reshape(3, 4) * 20
+    out = decode_image(tf.constant(_encode(gray))).numpy()
+    assert out.shape == (3, 4, 3)
+    np.testing.assert_array_equal(out[..., 0], gray)
+    np.testing.assert_array_equal(out[..., 2], gray)
+    rgb = np.random.default_rng(1).integers(0, 256, (5, 6, 3)).astype("uint8")
+    np.testing.assert_array_equal(decode_image(tf.constant(_encode(rgb))).numpy(), rgb)
+
+
+def test_resize_and_center_crop_keeps_the_centre():
+    # A wide image: left third red, middle third green, right third blue.
+    img = np.zeros((30, 90, 3), "uint8")
+    img[:, :30, 0] = 255
+    img[:, 30:60, 1] = 255
+    img[:, 60:, 2] = 255
+    out = preprocess_image_bytes(tf.constant(_encode(img)), (20, 20), crop=True).numpy()
+    assert out.shape == (20, 20, 3) and out.dtype == np.uint8
+    # Scaled to 20x60 then the central 20 columns are the green third.
+    assert out[:, 2:-2, 1].min() > 240 and out[:, 2:-2, 0].max() < 15
+    stretched = preprocess_image_bytes(tf.constant(_encode(img)), (20, 20), crop=False).numpy()
+    assert stretched[:, 1, 0].min() > 240 and stretched[:, -2, 2].min() > 240
+
+
+def test_grayscale_option_and_jpeg():
+    rgb = np.random.default_rng(2).integers(0, 256, (40, 40, 3)).astype("uint8")
+    out = preprocess_image_bytes(tf.constant(_encode(rgb, "JPEG")), (16, 16), grayscale=True)
+    assert out.shape == (16, 16, 1)
+
+
+def test_augmentation_is_deterministic_per_seed_and_keeps_shape():
+    img = tf.constant(np.random.default_rng(3).integers(0, 256, (32, 32, 3)).astype("uint8"))
+    a = augment_image(img, tf.constant([1, 2], tf.int64)).numpy()
+    b = augment_image(img, tf.constant([1, 2], tf.int64)).numpy()
+    c = augment_image(img, tf.constant([5, 9], tf.int64)).numpy()
+    assert a.shape == (32, 32, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_decoded_image_dataset_names_bad_files(tmp_path):
+    good = tmp_path / "good.png"
+    good.write_bytes(_encode(np.zeros((8, 8, 3), "uint8")))
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    missing = tmp_path / "missing.png"
+    paths = [str(good), str(corrupt), str(empty), str(missing)]
+    with pytest.raises(mmtl_tf.DataError) as err:
+        mmtl_tf.data.decoded_image_dataset(paths, (8, 8))
+    message = str(err.value)
+    assert "3 bad image files" in message
+    assert "corrupt.png: cannot decode image" in message
+    assert "empty.jpg: empty file" in message
+    assert "missing.png: file not found" in message
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 3 bad image files"):
+        ds, kept = mmtl_tf.data.decoded_image_dataset(paths, (8, 8), on_error="skip")
+    assert kept == [0]
+    assert [int(i) for i, _ in ds] == [0]

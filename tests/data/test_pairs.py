@@ -1,0 +1,82 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mmtl_tf
+from mmtl_tf.data.text import load_text_vectorizer, save_text_vectorizer
+
+
+def _folder(tmp_path, n=12, corrupt=None, missing=None):
+    rows = []
+    for i in range(n):
+        name = f"img{i}.png"
+        if i == corrupt:
+            (tmp_path / name).write_bytes(b"not an image at all")
+        elif i != missing:
+            Image.fromarray(np.full((10, 14, 3), 20 * i, "uint8")).save(tmp_path / name)
+        rows.append({"path": name, "caption": f"a {'red' if i % 2 else 'blue'} thing {i}",
+                     "label": "red" if i % 2 else "blue",
+                     "split": "train" if i < 8 else "test"})
+    (tmp_path / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path
+
+
+def test_default_sample_batches_have_the_documented_structure():
+    ds = mmtl_tf.data.make_image_text_dataset(
+        "default", "validation", image_size=(32, 32), batch_size=8, sequence_length=12)
+    x, y = next(iter(ds))
+    assert x["image"].shape == (8, 32, 32, 3) and x["image"].dtype == "uint8"
+    assert x["text"].shape == (8, 12) and x["text"].dtype == "int32"
+    assert y.shape == (8,) and y.dtype == "int32"
+    assert int(np.max(y)) < 9
+
+
+def test_folder_source_and_shared_vectorizer(tmp_path):
+    folder = _folder(tmp_path)
+    vec = mmtl_tf.data.make_text_vectorizer(["a red thing", "a blue thing"],
+                                            vocab_size=20, sequence_length=5)
+    ds = mmtl_tf.data.make_image_text_dataset(str(folder), "test", text_vectorizer=vec,
+                                              image_size=(8, 8), batch_size=16)
+    x, y = next(iter(ds))
+    assert x["image"].shape == (4, 8, 8, 3)
+    red, blue = vec.get_vocabulary().index("red"), vec.get_vocabulary().index("blue")
+    # labels are sorted training labels: blue=0, red=1; the colour word is token 2.
+    expected = np.where(y.numpy() == 1, red, blue)
+    np.testing.assert_array_equal(x["text"].numpy()[:, 1], expected)
+
+
+def test_deterministic_option_repeats_order_and_augmentation(tmp_path):
+    folder = _folder(tmp_path)
+    kwargs = dict(image_size=(8, 8), batch_size=3, deterministic=True, augment=True, seed=3)
+    a = [x["image"].numpy() for x, _ in mmtl_tf.data.make_image_text_dataset(str(folder), **kwargs)]
+    b = [x["image"].numpy() for x, _ in mmtl_tf.data.make_image_text_dataset(str(folder), **kwargs)]
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_corrupt_and_missing_images_are_named(tmp_path):
+    folder = _folder(tmp_path, corrupt=1, missing=2)
+    with pytest.raises(mmtl_tf.DataError) as err:
+        mmtl_tf.data.make_image_text_dataset(str(folder), image_size=(8, 8))
+    message = str(err.value)
+    assert "captions.jsonl:2" in message and "img1.png" in message and "cannot decode" in message
+    assert "captions.jsonl:3" in message and "img2.png" in message and "file not found" in message
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 2 bad image files"):
+        ds = mmtl_tf.data.make_image_text_dataset(str(folder), image_size=(8, 8),
+                                                  batch_size=32, on_error="skip")
+    x, y = next(iter(ds))
+    assert len(y) == 6  # 8 training rows minus the 2 bad ones
+
+
+def test_vectorizer_round_trip_with_stop_words(tmp_path):
+    texts = ["the cat sat on the mat", "a dog and the cat"]
+    vec = mmtl_tf.data.make_text_vectorizer(texts, vocab_size=50, sequence_length=6,
+                                            remove_stopwords=True)
+    assert "the" not in vec.get_vocabulary() and "cat" in vec.get_vocabulary()
+    save_text_vectorizer(vec, str(tmp_path / "v.json"))
+    again = load_text_vectorizer(str(tmp_path / "v.json"))
+    np.testing.assert_array_equal(vec(texts).numpy(), again(texts).numpy())
+    long = " ".join(["cat"] * 20)
+    assert again([long]).shape == (1, 6)  # truncated to sequence_length

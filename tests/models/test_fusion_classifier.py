@@ -1,0 +1,115 @@
+import keras
+import numpy as np
+import pytest
+
+import mmtl_tf
+from mmtl_tf import runtime
+from tests.harness import run_model_test
+
+
+def _inputs(n=6, size=32, vocab=50, length=7, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"image": rng.integers(0, 256, (n, size, size, 3)).astype("uint8"),
+            "text": rng.integers(0, vocab, (n, length)).astype("int32")}
+
+
+def test_document_topology_has_exactly_the_documents_parameter_count():
+    model = mmtl_tf.models.build_fusion_classifier(image_pooling="flatten")
+    assert model.count_params() == 51_162_241
+    flatten = model.get_layer("image_encoder").get_layer("flatten")
+    assert flatten.output.shape[-1] == 111 * 111 * 64
+    dense = model.get_layer("hidden")
+    assert dense.kernel.shape == (111 * 111 * 64 + 64, 64)
+    assert model.output.shape == (None, 1)
+    assert model.get_layer("classifier").activation.__name__ == "sigmoid"
+
+
+def test_default_avg_pooling_is_much_smaller():
+    flatten = mmtl_tf.models.build_fusion_classifier(image_pooling="flatten")
+    default = mmtl_tf.models.build_fusion_classifier()
+    # Everything except the text tower (which both share: 640,000 embedding
+    # weights + 49,408 LSTM weights) shrinks from 50.5 M to about 10 k.
+    text = default.get_layer("text_encoder").count_params()
+    assert text == 5000 * 128 + 4 * (128 * 64 + 64 * 64 + 64)
+    assert default.count_params() == 699_521
+    assert (flatten.count_params() - text) / (default.count_params() - text) > 4000
+    assert flatten.count_params() / default.count_params() > 73
+
+
+@pytest.mark.parametrize("num_classes,activation", [(1, "sigmoid"), (5, "softmax")])
+def test_output_head(num_classes, activation):
+    model = mmtl_tf.models.build_fusion_classifier(
+        image_shape=(32, 32, 3), vocab_size=50, sequence_length=7, num_classes=num_classes,
+        embedding_dim=8, lstm_units=4, conv_filters=4, hidden_units=4)
+    probs = np.asarray(model(_inputs()))
+    assert probs.shape == (6, num_classes)
+    assert model.get_layer("classifier").activation.__name__ == activation
+    if num_classes > 1:
+        np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    assert np.all((probs >= 0) & (probs <= 1))
+
+
+def test_harness_small_fusion_model():
+    x = _inputs()
+    y = np.arange(6) % 3
+    run_model_test(
+        lambda: mmtl_tf.models.build_fusion_classifier(
+            image_shape=(32, 32, 3), vocab_size=50, sequence_length=7, embedding_dim=8,
+            lstm_units=4, conv_filters=4, hidden_units=4, num_classes=3),
+        x, y, loss="sparse_categorical_crossentropy", expected_output_shape=(6, 3))
+
+
+def test_lstm_kernel_follows_jit_setting():
+    with runtime.settings(jit_compile=True):
+        model = mmtl_tf.models.build_fusion_classifier(
+            image_shape=(32, 32, 3), vocab_size=50, sequence_length=7, num_classes=3)
+        lstm = model.get_layer("text_encoder").get_layer("lstm")
+        assert lstm.use_cudnn is False
+        model.compile("adam", "sparse_categorical_crossentropy", jit_compile=True)
+        assert model.jit_compile is True
+    with runtime.settings(jit_compile=False):
+        model = mmtl_tf.models.build_fusion_classifier(
+            image_shape=(32, 32, 3), vocab_size=50, sequence_length=7, num_classes=3)
+        assert model.get_layer("text_encoder").get_layer("lstm").use_cudnn == "auto"
+
+
+def test_masking_ignores_padding_tokens():
+    model = mmtl_tf.models.build_fusion_classifier(
+        image_shape=(32, 32, 3), vocab_size=50, sequence_length=7, num_classes=3)
+    x = _inputs(n=1)
+    x["text"][:] = [[5, 9, 0, 0, 0, 0, 0]]
+    text = model.get_layer("text_encoder")
+    short = text.predict(x["text"], verbose=0)
+    unmasked = mmtl_tf.encoders.TextEncoder(vocab_size=50, sequence_length=7, mask_zero=False)
+    unmasked.set_weights(text.get_weights())
+    assert not np.allclose(unmasked.predict(x["text"], verbose=0), short)
+    # The same two tokens without padding give the same feature.
+    two = mmtl_tf.encoders.TextEncoder(vocab_size=50, sequence_length=2)
+    two.set_weights(text.get_weights())
+    np.testing.assert_allclose(two.predict(x["text"][:, :2], verbose=0), short, atol=1e-6)
+
+
+def test_application_backbone_and_custom_model_as_image_encoder():
+    model = mmtl_tf.models.build_fusion_classifier(
+        image_shape=(32, 32, 3), vocab_size=50, sequence_length=7, num_classes=2,
+        image_encoder="mobilenet_v2", image_trainable="frozen")
+    backbone = model.get_layer("image_encoder").backbone
+    assert backbone.name.startswith("mobilenetv2")
+    assert not backbone.trainable
+    assert model(_inputs()).shape == (6, 2)
+
+    custom = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(5, 3)])
+    model = mmtl_tf.models.build_fusion_classifier(
+        image_shape=(32, 32, 3), vocab_size=50, sequence_length=7, num_classes=2,
+        image_encoder=custom)
+    assert model.get_layer("image_encoder").output_dim == 5
+    assert model(_inputs()).shape == (6, 2)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="num_classes"):
+        mmtl_tf.models.build_fusion_classifier(num_classes=0)
+    with pytest.raises(ValueError, match="image_pooling|pooling='mean'"):
+        mmtl_tf.models.build_fusion_classifier(image_pooling="mean")
+    with pytest.raises(ValueError, match="'resnet50'"):
+        mmtl_tf.models.build_fusion_classifier(image_encoder="resnet5O")
