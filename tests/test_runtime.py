@@ -1,0 +1,45 @@
+import keras
+import pytest
+
+from mmtl_tf import runtime
+
+
+def test_precision_policies_round_trip():
+    for name in runtime.PRECISIONS:
+        runtime.set_precision(name)
+        assert runtime.get_precision() == name == keras.config.dtype_policy().name
+    with pytest.raises(ValueError, match="'float32', 'mixed_float16', 'mixed_bfloat16'"):
+        runtime.set_precision("float8")
+
+
+def test_output_layers_stay_float32_under_mixed_precision():
+    import mmtl_tf
+
+    with runtime.settings(precision="mixed_float16"):
+        model = mmtl_tf.models.build_fusion_classifier(
+            image_shape=(16, 16, 3), vocab_size=20, sequence_length=4, num_classes=3)
+        assert model.get_layer("hidden").compute_dtype == "float16"
+        assert model.get_layer("classifier").compute_dtype == "float32"
+        assert model.get_layer("hidden").kernel.dtype == "float32"
+
+
+def test_jit_setting_and_lstm_kernel_choice():
+    runtime.set_jit_compile(True)
+    assert runtime.get_jit_compile() is True and runtime.lstm_use_cudnn() is False
+    runtime.set_jit_compile(False)
+    assert runtime.get_jit_compile() is False and runtime.lstm_use_cudnn() == "auto"
+    runtime.set_jit_compile("auto")
+    assert runtime.get_jit_compile() == runtime.has_accelerator()
+    with pytest.raises(ValueError, match="jit_compile"):
+        runtime.set_jit_compile("yes")
+
+
+def test_settings_context_restores_and_strategy_names():
+    before = runtime.current()
+    with runtime.settings(precision="mixed_bfloat16", jit_compile=False):
+        assert runtime.get_precision() == "mixed_bfloat16"
+    assert runtime.current() == before
+    assert runtime.get_strategy("default") is not None
+    with pytest.raises(ValueError, match="'default', 'mirrored'"):
+        runtime.get_strategy("tpu")
+    assert runtime.compile_kwargs() == {"jit_compile": runtime.get_jit_compile()}

@@ -1,0 +1,63 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import mmtl_tf
+from mmtl_tf import training
+from mmtl_tf.data.sources import load_image_text_records
+
+
+def test_fusion_model_learns_the_bundled_data_above_chance():
+    keras.utils.set_random_seed(0)
+    train = load_image_text_records("default", "train")
+    test = load_image_text_records("default", "test")
+    vec = mmtl_tf.data.make_text_vectorizer(train.captions, vocab_size=2000, sequence_length=12)
+    data = {s: mmtl_tf.data.make_image_text_dataset("default", s, text_vectorizer=vec,
+                                                    image_size=(32, 32), batch_size=32)
+            for s in ("train", "test")}
+    model = mmtl_tf.models.build_fusion_classifier(
+        image_shape=(32, 32, 3), vocab_size=2000, sequence_length=12, embedding_dim=32,
+        lstm_units=32, conv_filters=16, hidden_units=32, num_classes=9)
+    training.compile_classifier(model, 9, learning_rate=3e-3)
+    history, _ = training.fit(model, data["train"], epochs=4, verbose=0)
+    assert history["loss"][-1] < 0.7 * history["loss"][0]
+    accuracy = model.evaluate(data["test"], verbose=0, return_dict=True)["accuracy"]
+    majority = training.majority_class_accuracy(train.label_ids(), test.label_ids())
+    assert majority < 0.25
+    assert accuracy > majority + 0.2, (accuracy, majority)
+
+
+def test_atomic_checkpoint_keeps_the_last_good_file(tmp_path, monkeypatch):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    path = str(tmp_path / "best.keras")
+    cb = training.AtomicModelCheckpoint(path, monitor="loss")
+    cb.set_model(model)
+    cb.on_epoch_end(0, {"loss": 1.0})
+    good = open(path, "rb").read()
+    cb.on_epoch_end(1, {"loss": 2.0})  # worse: not saved
+    assert open(path, "rb").read() == good and cb.best == 1.0
+
+    def failing_save(p, *a, **k):
+        open(p, "wb").write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(model, "save", failing_save)
+    with pytest.raises(OSError):
+        cb.on_epoch_end(2, {"loss": 0.5})
+    assert open(path, "rb").read() == good
+    assert sorted(os.listdir(tmp_path)) == ["best.keras"]
+
+
+def test_history_json_and_curves(tmp_path):
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.4, 0.8]}
+    training.atomic_write_json(history, tmp_path / "h.json")
+    assert json.loads((tmp_path / "h.json").read_text()) == history
+    training.plot_curves(history, str(tmp_path / "curves.png"))
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_majority_class_accuracy():
+    assert training.majority_class_accuracy([0, 1, 1, 2], [1, 1, 0, 2]) == 0.5
