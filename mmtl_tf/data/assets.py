@@ -9,6 +9,7 @@ user, a `data_prep/` script or the quickstart asks for it.
 The cache folder is `$MMTL_TF_CACHE`, else `~/.cache/mmtl_tf`.
 """
 
+import contextlib
 import glob
 import os
 import shutil
@@ -25,6 +26,25 @@ def cache_dir(*parts):
     path = os.path.join(root, *parts)
     os.makedirs(path if not parts else os.path.dirname(path) or root, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """An exclusive advisory lock on `path` (created), so that parallel processes
+    (pytest-xdist workers, two quickstarts) fetch or convert an asset once.
+    Without POSIX `fcntl` it does not lock."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def fetch_pypi_package(name, version, cache=None):
@@ -46,7 +66,13 @@ def fetch_pypi_package(name, version, cache=None):
     target = os.path.join(cache, "pypi", f"{name}-{version}")
     if os.path.isfile(os.path.join(target, ".complete")):
         return target
-    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with file_lock(target + ".lock"):
+        if os.path.isfile(os.path.join(target, ".complete")):
+            return target  # another process fetched it while we waited
+        return _fetch(name, version, cache, target)
+
+
+def _fetch(name, version, cache, target):
     with tempfile.TemporaryDirectory(dir=os.path.dirname(target)) as tmp:
         wheels = glob.glob(os.path.join(cache, "wheels", f"{name.replace('-', '_')}-{version}-*.whl"))
         if not wheels:

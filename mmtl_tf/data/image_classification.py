@@ -1,0 +1,497 @@
+"""Image-classification data: (uint8 image, target) pipelines for the head-swap models.
+
+Targets per task:
+
+* `"multiclass"`: the class id (int32).
+* `"multilabel"`: a multi-hot float32 vector, one entry per class (which
+  object classes occur in the image, as in Pascal VOC classification).
+* `"localization"`: `{"class": int32, "box": float32 [ymin, xmin, ymax, xmax]}`
+  (normalised image coordinates, the TFDS convention) of the image's main object.
+
+Sources:
+
+* `"default"`: the bundled emoji sample (9 categories; captions are ignored).
+* a **labels file**, CSV (with a header) or JSON Lines, one row per image, with
+  the columns `path` (relative to the file) and `label`, optionally `split`
+  (`train` / `validation` / `test`) and `box` (`"ymin xmin ymax xmax"`,
+  normalised, for localization). For multi-label data the `label` cell holds
+  the classes separated by `|` (`"dog|person"`). A captions file of
+  `mmtl_tf.data.sources` is a labels file too.
+* a **folder** holding such a file (`labels.jsonl`, `labels.csv`,
+  `captions.jsonl`, `captions.csv`, or one file per split), or laid out as one
+  sub-folder per class (`root/<class>/*.jpg`, optionally below
+  `root/train/`, `root/validation/`, `root/test/`).
+* **TFDS** (`load_tfds_image_dataset`): `tf_flowers`, `cats_vs_dogs`,
+  `voc/2007` — for users with internet; the examples go through the same
+  target and image functions (`tfds_targets`, `multi_hot`, `largest_object`).
+
+Without a split column (or split folders), rows are split 80 / 10 / 10 by a
+seeded hash of the file name. Bad input raises `mmtl_tf.DataError` naming the
+file or row; `on_error="skip"` skips it and warns.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from mmtl_tf.data.image import augment_image, decoded_image_dataset, resize_and_crop
+from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
+                                  _read_rows)
+from mmtl_tf.errors import DataError, check_on_error, handle_problems
+
+TASKS = ("multiclass", "multilabel", "localization")
+LABEL_FILE_NAMES = ("labels.jsonl", "labels.csv") + CAPTION_FILE_NAMES
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+LABEL_SEPARATOR = "|"
+
+# TFDS image datasets for users with internet: name → label layout and splits.
+_PERCENT_SPLITS = {"train": "train[:80%]", "validation": "train[80%:90%]", "test": "train[90%:]"}
+TFDS_IMAGE_DATASETS = {
+    "tf_flowers": {"kind": "label", "splits": _PERCENT_SPLITS,
+                   "tasks": ("multiclass",)},
+    "cats_vs_dogs": {"kind": "label", "splits": _PERCENT_SPLITS,
+                     "tasks": ("multiclass",)},
+    "voc/2007": {"kind": "objects", "splits": {s: s for s in SPLITS},
+                 "tasks": ("multiclass", "multilabel", "localization")},
+}
+
+
+def _check(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed; use one of "
+                         f"{', '.join(repr(a) for a in allowed)}.")
+
+
+@dataclasses.dataclass
+class ImageLabelRecords:
+    """Rows of one split of an image-classification source.
+
+    Attributes:
+        paths: list of str. Absolute image paths.
+        labels: list of list of str. The classes of each image (one for
+            single-label data; for localization the first is the boxed object).
+        boxes: list of 4-tuples or None. `[ymin, xmin, ymax, xmax]`, normalised.
+        rows: list of str. "file:line" (or the path) of each row, for messages.
+        class_names: list of str. Sorted classes of the *training* split.
+    """
+
+    paths: list
+    labels: list
+    boxes: list
+    rows: list
+    class_names: list
+
+    def __len__(self):
+        return len(self.paths)
+
+    def subset(self, keep):
+        keep = sorted(keep)
+        return dataclasses.replace(
+            self, paths=[self.paths[i] for i in keep], labels=[self.labels[i] for i in keep],
+            boxes=None if self.boxes is None else [self.boxes[i] for i in keep],
+            rows=[self.rows[i] for i in keep])
+
+    def label_ids(self):
+        """The (first) class of each row as an int indexing `class_names`."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        return [index[labels[0]] for labels in self.labels]
+
+    def targets(self, task):
+        """NumPy targets for `task` (see the module docstring)."""
+        _check("task", task, TASKS)
+        ids = np.asarray(self.label_ids(), np.int32)
+        if task == "multiclass":
+            return ids
+        if task == "multilabel":
+            index = {name: i for i, name in enumerate(self.class_names)}
+            hot = np.zeros((len(self), len(self.class_names)), np.float32)
+            for row, labels in enumerate(self.labels):
+                hot[row, [index[label] for label in labels]] = 1.0
+            return hot
+        if self.boxes is None:
+            raise DataError("task='localization' needs a 'box' column; this source has none.")
+        return {"class": ids, "box": np.asarray(self.boxes, np.float32)}
+
+
+def _parse_box(value):
+    if isinstance(value, str):
+        parts = value.replace(",", " ").split()
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        raise ValueError("expected 4 numbers")
+    try:
+        box = [float(p) for p in parts]
+    except (TypeError, ValueError):
+        raise ValueError(f"box {value!r} is not 4 numbers") from None
+    if len(box) != 4:
+        raise ValueError(f"box {value!r} has {len(box)} numbers, not 4 (ymin xmin ymax xmax)")
+    ymin, xmin, ymax, xmax = box
+    if not (0.0 <= ymin < ymax <= 1.0 and 0.0 <= xmin < xmax <= 1.0):
+        raise ValueError(f"box {value!r} is not 0 <= ymin < ymax <= 1 and 0 <= xmin < xmax <= 1")
+    return tuple(box)
+
+
+def read_labels_file(path, need_box=False, on_error="raise"):
+    """Reads a labels file (CSV or JSONL) into dicts with path/labels/box/split/row.
+
+    Args:
+        path: str. A `.csv` or `.jsonl` file with `path` and `label` columns
+            (optionally `split`, `box`).
+        need_box: bool. Whether the `box` column must be present (localization).
+        on_error: str. `"raise"` or `"skip"` for bad rows.
+    """
+    check_on_error(on_error)
+    root = os.path.dirname(os.path.abspath(path))
+    required = ["path", "label"] + (["box"] if need_box else [])
+    rows, problems, first = [], [], True
+    for n, row in _read_rows(path):
+        if first:
+            missing = [c for c in required if c not in row]
+            if missing:
+                raise DataError(
+                    f"{path}: missing column(s) {', '.join(missing)} (found "
+                    f"{', '.join(map(str, row)) or 'none'}; required: {', '.join(required)}).")
+            first = False
+        loc = f"{path}:{n}"
+        image, label = row.get("path"), row.get("label")
+        if not isinstance(image, str) or not image.strip():
+            problems.append((loc, "empty image path"))
+            continue
+        labels = label if isinstance(label, list) else \
+            ([] if label is None else str(label).split(LABEL_SEPARATOR))
+        labels = [str(x).strip() for x in labels if str(x).strip()]
+        if not labels:
+            problems.append((loc, "empty label"))
+            continue
+        split = row.get("split") or None
+        if split is not None and split not in SPLITS:
+            problems.append((loc, f"split {split!r} is not one of {', '.join(SPLITS)}"))
+            continue
+        box = None
+        if need_box:
+            try:
+                box = _parse_box(row.get("box"))
+            except ValueError as e:
+                problems.append((loc, str(e)))
+                continue
+        rows.append({"path": os.path.join(root, image.strip()), "labels": labels, "box": box,
+                     "split": split, "row": loc})
+    if first:
+        raise DataError(f"{path}: the labels file has no rows.")
+    handle_problems(problems, on_error, "rows")
+    return rows
+
+
+def _class_folder_rows(folder):
+    """Rows of a `root/[split/]class/image` folder, or None if it is not one."""
+    subdirs = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+    if not subdirs:
+        return None
+    split_dirs = [d for d in subdirs if d in SPLITS]
+    layout = [(s, os.path.join(folder, s)) for s in split_dirs] if split_dirs else [(None, folder)]
+    rows = []
+    for split, base in layout:
+        for label in sorted(d for d in os.listdir(base) if os.path.isdir(os.path.join(base, d))):
+            for name in sorted(os.listdir(os.path.join(base, label))):
+                if name.lower().endswith(IMAGE_EXTENSIONS):
+                    path = os.path.join(base, label, name)
+                    rows.append({"path": path, "labels": [label], "box": None, "split": split,
+                                 "row": path})
+    if not rows:
+        raise DataError(f"{folder}: class folders hold no images "
+                        f"({', '.join(IMAGE_EXTENSIONS)}).")
+    return rows
+
+
+def _rows_by_split(source, need_box, seed, on_error):
+    source = DEFAULT_SAMPLE_DIR if source in (None, "default") else os.fspath(source)
+    if os.path.isfile(source):
+        files = {None: source}
+    elif os.path.isdir(source):
+        per_split = {}
+        for split in SPLITS:
+            for ext in (".jsonl", ".csv"):
+                if os.path.isfile(os.path.join(source, split + ext)):
+                    per_split.setdefault(split, os.path.join(source, split + ext))
+        if per_split:
+            if "train" not in per_split:
+                raise DataError(f"{source}: has per-split files but no train.jsonl / train.csv.")
+            files = per_split
+        else:
+            single = next((os.path.join(source, n) for n in LABEL_FILE_NAMES
+                           if os.path.isfile(os.path.join(source, n))), None)
+            files = {None: single} if single else None
+    else:
+        raise DataError(f"{source}: no such folder or labels file (expected 'default', a "
+                        "labels file, a folder holding one, or a folder of class folders).")
+    if files is None:
+        rows = _class_folder_rows(source)
+        if rows is None:
+            raise DataError(f"{source}: no labels file (looked for {', '.join(LABEL_FILE_NAMES)} "
+                            "or train/validation/test .jsonl/.csv) and no class sub-folders.")
+        if need_box:
+            raise DataError(f"{source}: class folders have no boxes; localization needs a "
+                            "labels file with a 'box' column.")
+    else:
+        rows = []
+        for split, path in files.items():
+            for row in read_labels_file(path, need_box, on_error):
+                row["split"] = split or row["split"]
+                rows.append(row)
+    grouped = {s: [] for s in SPLITS}
+    for row in rows:
+        grouped[row["split"] or _hash_split(row["path"], seed)].append(row)
+    return source, grouped
+
+
+def load_image_label_records(source="default", split="train", task="multiclass", seed=0,
+                             on_error="raise"):
+    """Loads one split of an image-classification source (see the module docstring).
+
+    Args:
+        source: str. `"default"`, a labels file, or a folder.
+        split: str. `"train"`, `"validation"` or `"test"`.
+        task: str. `"multiclass"`, `"multilabel"` or `"localization"` (needs boxes).
+        seed: int. Seed of the hash split.
+        on_error: str. `"raise"` or `"skip"`.
+
+    Returns:
+        `ImageLabelRecords`.
+    """
+    _check("split", split, SPLITS)
+    _check("task", task, TASKS)
+    check_on_error(on_error)
+    where, grouped = _rows_by_split(source, task == "localization", seed, on_error)
+    class_names = sorted({label for row in grouped["train"] for label in row["labels"]})
+    if not class_names:
+        raise DataError(f"{where}: the 'train' split has no rows.")
+    chosen = grouped[split]
+    if not chosen:
+        raise DataError(f"{where}: the {split!r} split has no rows.")
+    if task == "multiclass":
+        several = [(r["row"], f"{len(r['labels'])} labels {r['labels']} (multiclass needs one; "
+                    "use task='multilabel')") for r in chosen if len(r["labels"]) != 1]
+        handle_problems(several, on_error, "rows")
+        chosen = [r for r in chosen if len(r["labels"]) == 1]
+    known = set(class_names)
+    unknown = [(r["row"], f"label(s) {sorted(set(r['labels']) - known)} do not occur in the "
+                "training split") for r in chosen if not set(r["labels"]) <= known]
+    if unknown:
+        handle_problems(unknown, on_error, "rows")
+        bad = {loc for loc, _ in unknown}
+        chosen = [r for r in chosen if r["row"] not in bad]
+    return ImageLabelRecords(
+        paths=[r["path"] for r in chosen], labels=[r["labels"] for r in chosen],
+        boxes=[r["box"] for r in chosen] if task == "localization" else None,
+        rows=[r["row"] for r in chosen], class_names=class_names)
+
+
+def _finish(ds, size, shuffle, shuffle_buffer, seed, augment, batch_size, deterministic,
+            drop_remainder):
+    if shuffle:
+        ds = ds.shuffle(min(shuffle_buffer, max(size, 1)), seed=seed,
+                        reshuffle_each_iteration=True)
+    if augment:
+        rng = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, rng)).map(
+            lambda pair, s: (augment_image(pair[0], s), pair[1]),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic or None)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    options = tf.data.Options()
+    options.deterministic = bool(deterministic)
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def make_image_classification_dataset(source="default", split="train", *, task="multiclass",
+                                      image_size=(224, 224), crop=None, augment=False,
+                                      batch_size=32, shuffle=None, shuffle_buffer=10000,
+                                      cache=True, deterministic=False, seed=0,
+                                      on_error="raise", drop_remainder=False,
+                                      return_records=False):
+    """Builds a batched, prefetched dataset of (uint8 image, target) for one split.
+
+    Pipeline: read files → decode + resize (+ center crop) in a parallel `map`
+    (`mmtl_tf.data.decoded_image_dataset`, which checks every file and names the
+    bad ones) → cache of uint8 pixels → shuffle → optional augmentation → batch →
+    prefetch. Targets follow `task` (see the module docstring).
+
+    Args:
+        source: str. `"default"`, a labels file or a folder (module docstring).
+        split: str. `"train"`, `"validation"` or `"test"`.
+        task: str. `"multiclass"`, `"multilabel"` or `"localization"`.
+        image_size: (height, width).
+        crop: bool or None. Aspect-preserving resize + center crop; None means
+            True, except for localization, whose boxes need the whole image
+            (stretched), so `crop=True` is refused there.
+        augment: bool. Random flip / zoom / brightness / contrast (not for
+            localization: the boxes would not follow).
+        batch_size: int.
+        shuffle: bool or None. None shuffles the training split only.
+        shuffle_buffer: int.
+        cache: bool or str. Cache decoded pixels in memory (True) or files (str).
+        deterministic: bool. Same order and augmentation on every run.
+        seed: int. Shuffle / augmentation / hash-split seed.
+        on_error: str. `"raise"` or `"skip"`.
+        drop_remainder: bool.
+        return_records: bool. Also return the `ImageLabelRecords` (class names,
+            paths, targets).
+
+    Returns:
+        `tf.data.Dataset` of (uint8 (B, H, W, 3), targets), or (dataset,
+        records) with `return_records=True`.
+
+    Example:
+        >>> import mmtl_tf
+        >>> ds = mmtl_tf.data.make_image_classification_dataset(
+        ...     "default", "validation", image_size=(64, 64), batch_size=8)
+        >>> images, labels = next(iter(ds))
+        >>> images.shape, labels.shape
+        (TensorShape([8, 64, 64, 3]), TensorShape([8]))
+    """
+    _check("task", task, TASKS)
+    check_on_error(on_error)
+    if crop is None:
+        crop = task != "localization"
+    if task == "localization" and (crop or augment):
+        raise ValueError("task='localization' needs crop=False and augment=False: the boxes "
+                         "are given for the whole, unaugmented image.")
+    records = load_image_label_records(source, split, task, seed, on_error)
+    images, kept = decoded_image_dataset(records.paths, image_size, crop=crop, cache=cache,
+                                         on_error=on_error, locations=records.rows)
+    if len(kept) != len(records):
+        records = records.subset(kept)
+        images, _ = decoded_image_dataset(records.paths, image_size, crop=crop, cache=cache,
+                                          validate=False)
+    targets = tf.nest.map_structure(tf.constant, records.targets(task))
+    ds = images.map(lambda i, image: (image, tf.nest.map_structure(
+        lambda t: tf.gather(t, i), targets)), num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic or None)
+    ds = _finish(ds, len(records), split == "train" if shuffle is None else shuffle,
+                 shuffle_buffer, seed, augment, batch_size, deterministic, drop_remainder)
+    return (ds, records) if return_records else ds
+
+
+# ---- TFDS (users with internet); the same functions serve local examples in tests.
+
+def multi_hot(label_ids, num_classes):
+    """int class ids (n,) → float32 multi-hot (num_classes,); repeats count once."""
+    hot = tf.reduce_sum(tf.one_hot(tf.cast(label_ids, tf.int32), num_classes, dtype=tf.float32),
+                        axis=0)
+    return tf.ensure_shape(tf.minimum(hot, 1.0), [num_classes])
+
+
+def largest_object(boxes, label_ids):
+    """The label and box of the largest-area object (the image's main object).
+
+    Args:
+        boxes: float (n, 4) `[ymin, xmin, ymax, xmax]`, n >= 1.
+        label_ids: int (n,).
+
+    Returns:
+        (int32 label, float32 box (4,)).
+    """
+    boxes = tf.cast(boxes, tf.float32)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    i = tf.argmax(area)
+    return tf.cast(tf.gather(label_ids, i), tf.int32), tf.ensure_shape(tf.gather(boxes, i), [4])
+
+
+def tfds_targets(example, name, task, num_classes):
+    """The target of one TFDS example (dict) for `task`; see `TFDS_IMAGE_DATASETS`."""
+    kind = TFDS_IMAGE_DATASETS[name]["kind"]
+    if kind == "label":
+        return tf.cast(example["label"], tf.int32)
+    objects = example["objects"]
+    if task == "multilabel":
+        return multi_hot(objects["label"], num_classes)
+    label, box = largest_object(objects["bbox"], objects["label"])
+    return label if task == "multiclass" else {"class": label, "box": box}
+
+
+def tfds_image_pipeline(examples, name, task, num_classes, image_size=(224, 224), crop=None,
+                        batch_size=32, shuffle=False, shuffle_buffer=10000, augment=False,
+                        cache=True, seed=0, deterministic=False):
+    """TFDS-format examples (dicts with `"image"` uint8 and labels) → (uint8 image, target) batches.
+
+    Images are resized (and center-cropped, except for localization) in the
+    graph with `mmtl_tf.data.resize_and_crop`, targets come from
+    `tfds_targets`. `load_tfds_image_dataset` feeds TFDS here; tests feed local
+    examples in the same format.
+    """
+    _check("task", task, TFDS_IMAGE_DATASETS[name]["tasks"])
+    if crop is None:
+        crop = task != "localization"
+    if task == "localization" and (crop or augment):
+        raise ValueError("task='localization' needs crop=False and augment=False.")
+
+    def convert(example):
+        image = tf.cast(example["image"], tf.float32)
+        image = tf.cond(tf.equal(tf.shape(image)[-1], 1), lambda: tf.tile(image, [1, 1, 3]),
+                        lambda: image)
+        return (resize_and_crop(image, image_size, crop=crop),
+                tfds_targets(example, name, task, num_classes))
+
+    ds = examples.map(convert, num_parallel_calls=tf.data.AUTOTUNE,
+                      deterministic=deterministic or None)
+    if cache:
+        ds = ds.cache("" if cache is True else str(cache))
+    size = int(ds.cardinality()) if int(ds.cardinality()) > 0 else shuffle_buffer
+    return _finish(ds, size, shuffle, shuffle_buffer, seed, augment, batch_size, deterministic,
+                   False)
+
+
+def load_tfds_image_dataset(name, split="train", *, task=None, image_size=(224, 224),
+                            batch_size=32, shuffle=None, augment=False, data_dir=None,
+                            download=True, seed=0, cache=True):
+    """A TFDS image dataset (needs internet the first time) as (uint8 image, target) batches.
+
+    Args:
+        name: str. `"tf_flowers"` (5 classes), `"cats_vs_dogs"` (2) or
+            `"voc/2007"` (20; tasks multiclass = class of the largest object,
+            multilabel = all object classes, localization = largest object).
+        split: str. `"train"`, `"validation"` or `"test"` (flowers and
+            cats-vs-dogs have only a train split: 80/10/10 of it).
+        task: str or None. None → the dataset's first task (multiclass).
+        image_size: (height, width).
+        batch_size: int.
+        shuffle: bool or None. None shuffles the training split only.
+        augment: bool.
+        data_dir: str or None. TFDS data folder.
+        download: bool. Let TFDS download and prepare the data.
+        seed: int.
+        cache: bool or str.
+
+    Returns:
+        (dataset, class names).
+
+    Raises:
+        RuntimeError: the data could not be downloaded or found; the message
+            says how to prepare it on a machine with internet.
+    """
+    _check("name", name, sorted(TFDS_IMAGE_DATASETS))
+    _check("split", split, SPLITS)
+    spec = TFDS_IMAGE_DATASETS[name]
+    task = task or spec["tasks"][0]
+    _check("task", task, spec["tasks"])
+    import tensorflow_datasets as tfds
+
+    try:
+        examples, info = tfds.load(name, split=spec["splits"][split], data_dir=data_dir,
+                                   download=download, with_info=True)
+    except Exception as e:  # network, missing data and TFDS errors come in many types
+        raise RuntimeError(
+            f"could not load TFDS dataset {name!r} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}). It needs internet the first time: "
+            f"run `python -c \"import tensorflow_datasets as tfds; tfds.load('{name}')\"` on a "
+            "machine with internet and copy ~/tensorflow_datasets (or pass data_dir=).") from e
+    label_feature = info.features["label"] if spec["kind"] == "label" else \
+        info.features["objects"]["label"]
+    class_names = list(label_feature.names)
+    ds = tfds_image_pipeline(examples, name, task, len(class_names), image_size=image_size,
+                             batch_size=batch_size,
+                             shuffle=split == "train" if shuffle is None else shuffle,
+                             augment=augment, cache=cache, seed=seed)
+    return ds, class_names

@@ -1,0 +1,162 @@
+"""Multi-label average precision (per class) and its mean, mAP, in `keras.ops`."""
+
+import keras
+from keras import ops
+
+
+def _grouped_average_precision(positives, counts):
+    """AP from per-group positive and total counts, groups in descending score order.
+
+    Args:
+        positives: (C, G) float. Positives in each tie group (or score bin).
+        counts: (C, G) float. Items in each group.
+
+    Returns:
+        (ap (C,), number of positives (C,)).
+    """
+    tp = ops.cumsum(positives, axis=1)
+    seen = ops.cumsum(counts, axis=1)
+    precision = tp / ops.maximum(seen, 1.0)
+    n_pos = ops.sum(positives, axis=1)
+    ap = ops.sum(positives * precision, axis=1) / ops.maximum(n_pos, 1.0)
+    return ap, n_pos
+
+
+def average_precision(y_true, y_score):
+    """Average precision of each class (column), exactly as scikit-learn defines it.
+
+    AP = Σ_k (R_k − R_{k−1}) · P_k over the distinct score thresholds k in
+    decreasing order (no interpolation); tied scores form one threshold.
+    Equivalent to `sklearn.metrics.average_precision_score(y_true, y_score,
+    average=None)`.
+
+    Args:
+        y_true: (N, C) 0/1 labels (multi-hot), or (N,) for one class.
+        y_score: same shape; scores or probabilities, higher = more likely.
+
+    Returns:
+        float32 (C,) (or a scalar for 1-D input). Classes without any positive
+        get 0 (see `mean_average_precision`, which leaves them out).
+
+    Example:
+        >>> import numpy as np, mmtl_tf
+        >>> float(mmtl_tf.metrics.average_precision(
+        ...     np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1])))
+        0.8333...
+
+    References:
+        Everingham et al., "The PASCAL Visual Object Classes (VOC) Challenge",
+        IJCV 2010 (mAP for multi-label image classification); scikit-learn's
+        `average_precision_score`.
+    """
+    y_true = ops.convert_to_tensor(y_true)
+    y_score = ops.convert_to_tensor(y_score)
+    one_class = len(y_score.shape) == 1
+    if one_class:
+        y_true, y_score = y_true[:, None], y_score[:, None]
+    y_true = ops.cast(y_true, "float32")
+    y_score = ops.cast(y_score, "float32")
+    n, c = ops.shape(y_score)[0], ops.shape(y_score)[1]
+    # Sort each column by decreasing score.
+    order = ops.argsort(-y_score, axis=0)
+    scores = ops.take_along_axis(y_score, order, axis=0)
+    labels = ops.take_along_axis(y_true, order, axis=0)
+    # Tie groups: a new group starts where the score changes.
+    starts = ops.concatenate(
+        [ops.ones((1, c), "int32"), ops.cast(ops.not_equal(scores[1:], scores[:-1]), "int32")],
+        axis=0)
+    group = ops.cumsum(starts, axis=0) - 1                    # (N, C), 0-based per column
+    ids = ops.transpose(group + ops.arange(c, dtype="int32")[None, :] * n)   # (C, N)
+    flat_ids = ops.reshape(ids, (-1,))
+    positives = ops.segment_sum(ops.reshape(ops.transpose(labels), (-1,)), flat_ids,
+                                num_segments=n * c)
+    counts = ops.segment_sum(ops.ones_like(flat_ids, "float32"), flat_ids, num_segments=n * c)
+    ap, _ = _grouped_average_precision(ops.reshape(positives, (c, n)), ops.reshape(counts, (c, n)))
+    return ap[0] if one_class else ap
+
+
+def mean_average_precision(y_true, y_score):
+    """mAP: the mean of `average_precision` over the classes that have positives.
+
+    Args:
+        y_true: (N, C) 0/1 labels.
+        y_score: (N, C) scores.
+
+    Returns:
+        float32 scalar. Classes with no positive example are left out of the
+        mean (their AP is undefined); 0 if no class has one.
+    """
+    ap = average_precision(y_true, y_score)
+    has_pos = ops.cast(ops.sum(ops.cast(ops.convert_to_tensor(y_true), "float32"), axis=0) > 0,
+                       "float32")
+    return ops.sum(ap * has_pos) / ops.maximum(ops.sum(has_pos), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="mmtl_tf")
+class MeanAveragePrecision(keras.metrics.Metric):
+    """Streaming multi-label mAP over an epoch (Keras metric).
+
+    Keeps, per class, a histogram of the scores of positive and of negative
+    examples, each score rounded to the nearest multiple of 1/num_bins; the
+    result is the exact average precision of the rounded scores (scores that
+    round alike count as tied). It equals `mean_average_precision` when the
+    scores are multiples of 1/num_bins; on raw scores the difference comes only
+    from scores closer than 1/num_bins being merged (a few 1e-3 at most in our
+    tests with the default 1,000 bins). Classes without positives are left out of the
+    mean. Works inside `fit` under XLA (`jit_compile=True`).
+
+    Args:
+        num_classes: int. Output width.
+        num_bins: int. Resolution: scores (clipped to [0, 1]) are rounded to
+            multiples of 1/num_bins.
+        name: str.
+
+    Example:
+        >>> m = mmtl_tf.metrics.MeanAveragePrecision(num_classes=20)
+        >>> model.compile(loss="binary_crossentropy", metrics=[m])  # doctest: +SKIP
+
+    References:
+        Everingham et al., "The PASCAL Visual Object Classes (VOC) Challenge", IJCV 2010.
+    """
+
+    def __init__(self, num_classes, num_bins=1000, name="mAP", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+        if int(num_bins) < 2:
+            raise ValueError(f"num_bins must be >= 2, got {num_bins}.")
+        self.num_classes, self.num_bins = int(num_classes), int(num_bins)
+        shape = (self.num_classes * (self.num_bins + 1),)
+        self.positives = self.add_variable(shape=shape, initializer="zeros", name="positives")
+        self.counts = self.add_variable(shape=shape, initializer="zeros", name="counts")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.reshape(ops.cast(y_true, "float32"), (-1, self.num_classes))
+        y_pred = ops.reshape(ops.cast(y_pred, "float32"), (-1, self.num_classes))
+        weight = ops.ones_like(y_pred) if sample_weight is None else \
+            ops.ones_like(y_pred) * ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
+        # Slot 0 holds the highest scores, so the histogram is in decreasing score order.
+        slots = self.num_bins + 1
+        bins = self.num_bins - ops.cast(
+            ops.round(ops.clip(y_pred, 0.0, 1.0) * self.num_bins), "int32")
+        ids = ops.reshape(bins + ops.arange(self.num_classes, dtype="int32")[None, :] * slots,
+                          (-1,))
+        n = self.num_classes * slots
+        self.positives.assign_add(ops.segment_sum(ops.reshape(y_true * weight, (-1,)), ids,
+                                                  num_segments=n))
+        self.counts.assign_add(ops.segment_sum(ops.reshape(weight, (-1,)), ids, num_segments=n))
+
+    def result(self):
+        shape = (self.num_classes, self.num_bins + 1)
+        ap, n_pos = _grouped_average_precision(ops.reshape(self.positives, shape),
+                                               ops.reshape(self.counts, shape))
+        has_pos = ops.cast(n_pos > 0, "float32")
+        return ops.sum(ap * has_pos) / ops.maximum(ops.sum(has_pos), 1.0)
+
+    def reset_state(self):
+        for v in (self.positives, self.counts):
+            v.assign(ops.zeros_like(v))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "num_bins": self.num_bins}

@@ -1,0 +1,70 @@
+"""Intersection over union of bounding boxes, in `keras.ops`."""
+
+import keras
+from keras import ops
+
+
+def box_iou(boxes_true, boxes_pred):
+    """Element-wise IoU of two sets of boxes `[ymin, xmin, ymax, xmax]`.
+
+    The TFDS / Pascal VOC convention: normalised coordinates, y first. A box
+    with ymax < ymin or xmax < xmin has zero area.
+
+    Args:
+        boxes_true: (..., 4) float.
+        boxes_pred: (..., 4) float, same leading shape.
+
+    Returns:
+        float32 (...) in [0, 1]; 0 where the union is empty.
+
+    Example:
+        >>> import numpy as np, mmtl_tf
+        >>> float(mmtl_tf.metrics.box_iou(np.array([0., 0., 1., 1.]), np.array([0., 0., 1., 0.5])))
+        0.5
+
+    References:
+        Everingham et al., "The PASCAL Visual Object Classes (VOC) Challenge",
+        IJCV 2010 (a detection counts when IoU > 0.5).
+    """
+    a = ops.cast(ops.convert_to_tensor(boxes_true), "float32")
+    b = ops.cast(ops.convert_to_tensor(boxes_pred), "float32")
+
+    def area(box):
+        return ops.maximum(box[..., 2] - box[..., 0], 0.0) * \
+            ops.maximum(box[..., 3] - box[..., 1], 0.0)
+
+    height = ops.maximum(ops.minimum(a[..., 2], b[..., 2]) - ops.maximum(a[..., 0], b[..., 0]), 0.0)
+    width = ops.maximum(ops.minimum(a[..., 3], b[..., 3]) - ops.maximum(a[..., 1], b[..., 1]), 0.0)
+    intersection = height * width
+    union = area(a) + area(b) - intersection
+    return ops.where(union > 0, intersection / ops.maximum(union, 1e-12), 0.0)
+
+
+@keras.saving.register_keras_serializable(package="mmtl_tf")
+class BoxIoU(keras.metrics.Mean):
+    """Mean IoU between true and predicted boxes, or the fraction above a threshold.
+
+    Args:
+        threshold: float or None. None → the mean IoU; a value → the fraction of
+            predictions with IoU >= threshold (0.5: the Pascal VOC criterion).
+        name: str or None. Default `"iou"` or `"iou@{threshold}"`.
+
+    Example:
+        >>> model.compile(..., metrics={"box": [mmtl_tf.metrics.BoxIoU()]})  # doctest: +SKIP
+    """
+
+    def __init__(self, threshold=None, name=None, **kwargs):
+        if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1] or None, got {threshold!r}.")
+        self.threshold = None if threshold is None else float(threshold)
+        name = name or ("iou" if threshold is None else f"iou@{self.threshold:g}")
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        iou = box_iou(y_true, y_pred)
+        if self.threshold is not None:
+            iou = ops.cast(iou >= self.threshold, "float32")
+        return super().update_state(iou, sample_weight=sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}

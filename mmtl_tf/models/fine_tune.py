@@ -1,0 +1,257 @@
+"""Two-phase transfer learning: train the new head, then fine-tune the top of the backbone.
+
+Phase 1 trains only the head (backbone frozen, learning rate 1e-3). With
+`cache_features=True` the frozen backbone runs once over the data and the head
+trains on the stored features (a linear probe when the head has no hidden
+layer): the head is a layer of the full model, so the result is the same model,
+only faster. Phase 2 unfreezes the top of the backbone (BatchNorm stays frozen),
+recompiles with a small learning rate (1e-5) and trains the whole model on
+images. The best epoch of each phase (by validation loss) is kept.
+"""
+
+import time
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mmtl_tf import runtime
+from mmtl_tf.metrics.average_precision import MeanAveragePrecision
+from mmtl_tf.metrics.box_iou import BoxIoU
+from mmtl_tf.models.head_swap_classifier import find_image_encoder, freeze, unfreeze
+
+TASKS = ("multiclass", "multilabel", "localization")
+
+
+def task_of(model):
+    """`"multiclass"`, `"multilabel"` or `"localization"`, read from the model's outputs."""
+    if isinstance(model.output, dict):
+        if "box" in model.output:
+            return "localization"
+        raise ValueError(f"model {model.name!r} has outputs {sorted(model.output)}; expected "
+                         "one probability output, or 'class' and 'box'.")
+    head = model.get_layer("head") if "head" in [l.name for l in model.layers] else model
+    last = head.layers[-1]
+    if getattr(last, "activation", None) is keras.activations.sigmoid and last.units > 1:
+        return "multilabel"
+    return "multiclass"
+
+
+def _num_classes(model, task):
+    output = model.output["class"] if task == "localization" else model.output
+    return int(output.shape[-1])
+
+
+def compile_for_task(model, task=None, learning_rate=1e-3, optimizer="adam", jit_compile=None,
+                     box_loss_weight=5.0):
+    """Compiles a head-swap or localization model with the loss and metrics of its task.
+
+    * `"multiclass"`: sparse categorical cross-entropy (binary for one output),
+      accuracy; labels are int class ids.
+    * `"multilabel"`: binary cross-entropy, `MeanAveragePrecision` (`mAP`) and
+      binary accuracy; labels are multi-hot float vectors.
+    * `"localization"`: cross-entropy on `class` plus `box_loss_weight` × mean
+      absolute error on `box`; metrics `class_accuracy`, `box_iou` (mean IoU) and
+      `box_iou@0.5` (fraction of boxes with IoU >= 0.5); targets are
+      `{"class": int, "box": [ymin, xmin, ymax, xmax]}`.
+
+    Args:
+        model: keras.Model.
+        task: str or None. None reads it from the model (`task_of`).
+        learning_rate: float.
+        optimizer: str or keras.optimizers.Optimizer.
+        jit_compile: bool or None. None follows `mmtl_tf.runtime`.
+        box_loss_weight: float. Weight of the box loss (localization).
+
+    Returns:
+        The model, compiled. A `RuntimeWarning` says if Keras turned XLA off.
+    """
+    task = task or task_of(model)
+    if task not in TASKS:
+        raise ValueError(f"task={task!r} is not allowed; use one of {', '.join(map(repr, TASKS))}.")
+    if jit_compile is None:
+        jit_compile = runtime.get_jit_compile()
+    num_classes = _num_classes(model, task)
+    if isinstance(optimizer, str):
+        optimizer = keras.optimizers.get({"class_name": optimizer,
+                                          "config": {"learning_rate": learning_rate}})
+    binary = num_classes == 1
+    class_loss = keras.losses.BinaryCrossentropy() if binary else \
+        keras.losses.SparseCategoricalCrossentropy()
+    class_accuracy = keras.metrics.BinaryAccuracy(name="accuracy") if binary else \
+        keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    if task == "multiclass":
+        loss, metrics, weights = class_loss, [class_accuracy], None
+    elif task == "multilabel":
+        loss = keras.losses.BinaryCrossentropy()
+        metrics = [MeanAveragePrecision(num_classes), keras.metrics.BinaryAccuracy()]
+        weights = None
+    else:
+        loss = {"class": class_loss, "box": keras.losses.MeanAbsoluteError()}
+        metrics = {"class": [class_accuracy], "box": [BoxIoU(), BoxIoU(0.5)]}
+        weights = {"class": 1.0, "box": float(box_loss_weight)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=weights,
+                      jit_compile=jit_compile)
+    if jit_compile and not model.jit_compile:
+        warnings.warn(f"{model.name}: Keras turned jit_compile off "
+                      f"({'; '.join(str(w.message) for w in caught)}).", RuntimeWarning)
+    return model
+
+
+def extract_features(model, dataset):
+    """Runs the image encoder of `model` once over `(image, target)` batches.
+
+    Args:
+        model: a head-swap / localization model, or an `ImageEncoder`.
+        dataset: `tf.data.Dataset` of (uint8 images, targets), batched.
+
+    Returns:
+        (features float32 (N, D), targets as NumPy arrays, a dict of them for
+        dict targets), in the dataset's order.
+    """
+    encoder = find_image_encoder(model)
+    features, targets = [], []
+    for images, target in dataset:
+        features.append(np.asarray(encoder.predict_on_batch(images), np.float32))
+        targets.append(tf.nest.map_structure(np.asarray, target))
+    if not features:
+        raise ValueError("the dataset is empty: no features to extract.")
+    stacked = tf.nest.map_structure(lambda *t: np.concatenate(t), *targets)
+    return np.concatenate(features), stacked
+
+
+def features_dataset(features, targets, batch_size=32, shuffle=False, seed=0):
+    """Cached features and targets as a batched, prefetched `tf.data.Dataset`."""
+    ds = tf.data.Dataset.from_tensor_slices((features, targets))
+    if shuffle:
+        ds = ds.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _best_weights(has_validation, epochs):
+    return keras.callbacks.EarlyStopping(
+        monitor="val_loss" if has_validation else "loss", patience=epochs + 1,
+        restore_best_weights=True)
+
+
+def _fit(model, *args, **kwargs):
+    with warnings.catch_warnings():
+        # Keras' notes on finite, already shuffled tf.data pipelines are expected here.
+        warnings.filterwarnings("ignore", message=r".*shuffle=True.*")
+        warnings.filterwarnings("ignore", message=r".*ran out of data.*")
+        return model.fit(*args, **kwargs)
+
+
+def _history(history):
+    return {k: [float(v) for v in values] for k, values in history.history.items()}
+
+
+def fine_tune(model, train_data, validation_data=None, *, task=None, head_epochs=5,
+              fine_tune_epochs=5, head_learning_rate=1e-3, fine_tune_learning_rate=1e-5,
+              unfreeze_layers=None, unfreeze_from=None, cache_features=True, batch_size=32,
+              seed=0, verbose="auto", callbacks=()):
+    """Trains a head-swap (or localization) model in two phases and keeps both histories.
+
+    1. **Head.** The backbone is frozen; the head trains at `head_learning_rate`.
+       With `cache_features=True` the backbone runs once over `train_data` and
+       `validation_data` and the `head` layer trains on the stored features: the
+       same model, several times faster per epoch (no augmentation then — each
+       image is seen with the pixels it had when cached).
+    2. **Fine-tuning.** `unfreeze(model, num_layers=unfreeze_layers,
+       from_layer=unfreeze_from)` (BatchNorm stays frozen; by default the top
+       quarter of the backbone's weighted layers), recompile at
+       `fine_tune_learning_rate`, train the full model on images.
+
+    After each phase the weights of its best epoch (lowest validation loss, or
+    training loss without validation data) are restored.
+
+    Args:
+        model: keras.Model from `build_head_swap_classifier` or `build_localization_model`.
+        train_data: `tf.data.Dataset` of (uint8 images, targets), batched.
+        validation_data: same, or None.
+        task: str or None. See `compile_for_task` (None reads it from the model).
+        head_epochs: int >= 0.
+        fine_tune_epochs: int >= 0 (0 skips phase 2).
+        head_learning_rate: float. 1e-3 in the classic recipe.
+        fine_tune_learning_rate: float. 1e-5 in the classic recipe.
+        unfreeze_layers: int or None. See `unfreeze(num_layers=...)`.
+        unfreeze_from: str or None. See `unfreeze(from_layer=...)`.
+        cache_features: bool. Train phase 1 on cached backbone features.
+        batch_size: int. Batch size of the cached-feature dataset.
+        seed: int. Shuffle seed of the cached-feature dataset.
+        verbose: passed to `fit`.
+        callbacks: extra Keras callbacks for both phases.
+
+    Returns:
+        dict with `"head"` and `"fine_tune"` (each phase's history, dict of
+        lists), `"history"` (both concatenated, for one set of curves),
+        `"head_epochs"` (where phase 2 starts in `"history"`), `"unfrozen"`
+        (the backbone layers trained in phase 2) and `"seconds"`
+        (`features`, `head`, `fine_tune`).
+
+    Example:
+        >>> model = mmtl_tf.models.build_head_swap_classifier(
+        ...     "efficientnet_lite0", num_classes=9, input_shape=(96, 96, 3))  # doctest: +SKIP
+        >>> result = mmtl_tf.models.fine_tune(model, train, val, head_epochs=5,
+        ...                                   fine_tune_epochs=3)  # doctest: +SKIP
+
+    References:
+        Keras guide "Transfer learning & fine-tuning" (freeze, train the head,
+        unfreeze, recompile with a low learning rate); source document, section 4.2.1.
+    """
+    task = task or task_of(model)
+    for label, value in (("head_epochs", head_epochs), ("fine_tune_epochs", fine_tune_epochs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{label} must be an int >= 0, got {value!r}.")
+    seconds = {"features": 0.0, "head": 0.0, "fine_tune": 0.0}
+    has_val = validation_data is not None
+    head_history, fine_history, unfrozen = {}, {}, []
+    freeze(model)
+    if head_epochs:
+        if cache_features:
+            start = time.perf_counter()
+            train_x, train_y = extract_features(model, train_data)
+            val = None
+            if has_val:
+                val = features_dataset(*extract_features(model, validation_data),
+                                       batch_size=batch_size)
+            seconds["features"] = time.perf_counter() - start
+            trainee = model.get_layer("head")
+            fit_train = features_dataset(train_x, train_y, batch_size, shuffle=True, seed=seed)
+        else:
+            trainee, fit_train, val = model, train_data, validation_data
+        compile_for_task(trainee, task, head_learning_rate)
+        start = time.perf_counter()
+        history = _fit(trainee, fit_train, validation_data=val, epochs=head_epochs, verbose=verbose,
+                              callbacks=[*callbacks, _best_weights(has_val, head_epochs)])
+        seconds["head"] = time.perf_counter() - start
+        head_history = _history(history)
+    if fine_tune_epochs:
+        unfrozen = unfreeze(model, num_layers=unfreeze_layers, from_layer=unfreeze_from) \
+            if (unfreeze_layers is not None or unfreeze_from is not None) else \
+            _unfreeze_default(model)
+        compile_for_task(model, task, fine_tune_learning_rate)
+        start = time.perf_counter()
+        history = _fit(model, train_data, validation_data=validation_data, epochs=fine_tune_epochs,
+                            verbose=verbose,
+                            callbacks=[*callbacks, _best_weights(has_val, fine_tune_epochs)])
+        seconds["fine_tune"] = time.perf_counter() - start
+        fine_history = _history(history)
+    else:
+        compile_for_task(model, task, head_learning_rate)
+    keys = list(dict.fromkeys([*head_history, *fine_history]))
+    merged = {k: head_history.get(k, [float("nan")] * head_epochs) + fine_history.get(
+        k, [float("nan")] * fine_tune_epochs) for k in keys}
+    return {"head": head_history, "fine_tune": fine_history, "history": merged,
+            "head_epochs": head_epochs if head_history else 0, "unfrozen": unfrozen,
+            "seconds": seconds}
+
+
+def _unfreeze_default(model):
+    """The top quarter of the backbone's weighted layers (BatchNorm stays frozen)."""
+    backbone = find_image_encoder(model).backbone
+    weighted = [layer for layer in backbone.layers if layer.weights]
+    return unfreeze(model, num_layers=max(1, len(weighted) // 4))

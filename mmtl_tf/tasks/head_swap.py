@@ -1,0 +1,192 @@
+"""Task `head-swap`: a pretrained image classifier with a new head (two-phase fine-tuning)."""
+
+import os
+import sys
+
+import keras
+import numpy as np
+
+from mmtl_tf import runtime, training
+from mmtl_tf.data.image_classification import make_image_classification_dataset
+from mmtl_tf.export import export_image_classifier
+from mmtl_tf.metrics.average_precision import mean_average_precision
+from mmtl_tf.metrics.box_iou import box_iou
+from mmtl_tf.models.fine_tune import compile_for_task, fine_tune
+from mmtl_tf.models.head_swap_classifier import build_head_swap_classifier
+from mmtl_tf.models.localization_model import build_localization_model
+from mmtl_tf.tasks import common
+
+NAME = "head-swap"
+MAIN_METRIC = {"multiclass": "accuracy", "multilabel": "mAP", "localization": "box_iou"}
+
+
+def _image_size(config):
+    size = config["image_size"]
+    return [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
+
+
+def _weights(config):
+    weights = config.get("weights")
+    return None if weights in (None, "none", "None", "") else weights
+
+
+def _datasets(config, splits=("train", "validation", "test")):
+    out, records = {}, {}
+    for split in splits:
+        out[split], records[split] = make_image_classification_dataset(
+            config["data"], split, task=config.get("target", "multiclass"),
+            image_size=tuple(_image_size(config)), batch_size=int(config["batch_size"]),
+            augment=bool(config.get("augment")) and split == "train", seed=int(config["seed"]),
+            on_error=config.get("on_error", "raise"), return_records=True)
+    return out, records
+
+
+def _build(config, num_classes, weights):
+    task = config.get("target", "multiclass")
+    kwargs = dict(backbone=config["backbone"], num_classes=num_classes,
+                  input_shape=(*_image_size(config), 3), weights=weights,
+                  head_units=tuple(config["head_units"]), dropout=float(config["dropout"]),
+                  trainable="frozen", pooling=config.get("pooling", "avg"))
+    if task == "localization":
+        return build_localization_model(**kwargs)
+    return build_head_swap_classifier(task=task, **kwargs)
+
+
+def _train_phases(model, config, data, verbose, fine_tune_epochs=None):
+    """Phase 1 (head), evaluation, phase 2 (fine-tuning); returns (history, test results)."""
+    common_kwargs = dict(task=config.get("target", "multiclass"),
+                         cache_features=bool(config.get("cache_features", True)),
+                         batch_size=int(config["batch_size"]), seed=int(config["seed"]),
+                         verbose=verbose)
+    head = fine_tune(model, data["train"], data["validation"], head_epochs=int(config["epochs"]),
+                     fine_tune_epochs=0, head_learning_rate=float(config["learning_rate"]),
+                     **common_kwargs)
+    results = {"head": model.evaluate(data["test"], verbose=0, return_dict=True)}
+    epochs = int(config.get("fine_tune_epochs", 0)) if fine_tune_epochs is None else fine_tune_epochs
+    tuned = None
+    if epochs:
+        tuned = fine_tune(model, data["train"], data["validation"], head_epochs=0,
+                          fine_tune_epochs=epochs,
+                          fine_tune_learning_rate=float(config["fine_tune_learning_rate"]),
+                          unfreeze_layers=config.get("unfreeze_layers"), **common_kwargs)
+        results["fine_tune"] = model.evaluate(data["test"], verbose=0, return_dict=True)
+    history = {k: list(v) for k, v in head["history"].items()}
+    if tuned:
+        for k, v in tuned["history"].items():
+            history.setdefault(k, [float("nan")] * head["head_epochs"])
+            history[k] += v
+    seconds = {k: head["seconds"][k] + (tuned["seconds"][k] if tuned else 0.0)
+               for k in head["seconds"]}
+    return history, results, seconds, (tuned or {}).get("unfrozen", [])
+
+
+def _baseline(task, records):
+    """A data-only baseline on the test split (no model)."""
+    train, test = records["train"], records["test"]
+    if task == "multiclass":
+        return "majority class", training.majority_class_accuracy(train.label_ids(),
+                                                                  test.label_ids())
+    if task == "multilabel":
+        prevalence = train.targets("multilabel").mean(axis=0)
+        truth = test.targets("multilabel")
+        scores = np.broadcast_to(prevalence, truth.shape)
+        return "class frequencies", float(mean_average_precision(truth, scores))
+    mean_box = train.targets("localization")["box"].mean(axis=0)
+    truth = test.targets("localization")["box"]
+    return "mean training box", float(np.mean(box_iou(truth, np.broadcast_to(mean_box, truth.shape))))
+
+
+def _floats(results):
+    return {k: float(v) for k, v in results.items()}
+
+
+def train(config, run_dir, verbose=1):
+    """Trains (head, then fine-tuning), evaluates on the test split, writes the run folder."""
+    common.start_run(run_dir, NAME, config)
+    task = config.get("target", "multiclass")
+    weights = _weights(config)
+    if weights == "imagenet" and config["backbone"] == "efficientnet_lite0":
+        from mmtl_tf.encoders.efficientnet_lite import efficientnet_lite0_imagenet_weights
+
+        efficientnet_lite0_imagenet_weights(verbose=True)  # says so when converting
+    data, records = _datasets(config)
+    class_names = records["train"].class_names
+    with runtime.get_strategy().scope():
+        model = _build(config, len(class_names), weights)
+    history, results, seconds, unfrozen = _train_phases(model, config, data, verbose)
+    training.save_model_atomic(model, os.path.join(run_dir, "model.keras"))
+    training.atomic_write_json(history, os.path.join(run_dir, "history.json"))
+    training.plot_curves(history, os.path.join(run_dir, "curves.png"),
+                         title=f"{NAME}: {config['backbone']} ({weights or 'random init'}); "
+                               f"fine-tuning from epoch {int(config['epochs']) + 1}")
+    common.update_run(run_dir, class_names=class_names)
+    final = results.get("fine_tune", results["head"])
+    baseline_name, baseline_value = _baseline(task, records)
+    metrics = {
+        "test": _floats(final),
+        "test_after_head": _floats(results["head"]),
+        "baselines": {baseline_name.replace(" ", "_"): baseline_value},
+        "params": int(model.count_params()),
+        "train_seconds": float(sum(seconds.values())),
+        "seconds": seconds,
+        "epochs": int(config["epochs"]),
+        "fine_tune_epochs": int(config.get("fine_tune_epochs", 0)),
+        "unfrozen_layers": len(unfrozen),
+        "task": task,
+        "backbone": config["backbone"],
+        "weights": weights,
+    }
+    if config.get("compare_scratch") and weights is not None:
+        if verbose:
+            print(f"{NAME}: baseline — the same model from random initialisation, same head "
+                  "budget", file=sys.stderr, flush=True)
+        keras.utils.set_random_seed(int(config["seed"]))
+        with runtime.get_strategy().scope():
+            scratch = _build(config, len(class_names), None)
+        _, scratch_results, _, _ = _train_phases(scratch, config, data, verbose=0,
+                                                 fine_tune_epochs=0)
+        metrics["baselines"]["random_init_same_budget"] = float(
+            scratch_results["head"][MAIN_METRIC[task]])
+    return common.write_metrics(run_dir, metrics)
+
+
+def _load(run_dir):
+    info = common.load_run(run_dir, NAME)
+    model = keras.saving.load_model(common.require_file(run_dir, "model.keras"))
+    return info, model
+
+
+def evaluate(run_dir, split="test", verbose=1, data=None):
+    """Re-evaluates the saved model on a split; updates metrics.json."""
+    info, model = _load(run_dir)
+    config = dict(info["config"])
+    if data:
+        config["data"] = data
+    datasets, _ = _datasets(config, splits=(split,))
+    compile_for_task(model, config.get("target", "multiclass"), jit_compile=False)
+    results = model.evaluate(datasets[split], verbose=verbose, return_dict=True)
+    return common.write_metrics(run_dir, {split: _floats(results)})
+
+
+def export(run_dir, saved_model_dir):
+    """Writes a SavedModel whose `serving_default` takes encoded image bytes."""
+    info, model = _load(run_dir)
+    task = info["config"].get("target", "multiclass")
+    return export_image_classifier(model, saved_model_dir, _image_size(info["config"]),
+                                   class_names=info["class_names"],
+                                   crop=task != "localization")
+
+
+def summary(metrics):
+    task = metrics.get("task", "multiclass")
+    key = MAIN_METRIC[task]
+    weights = metrics.get("weights") or "random init"
+    model = f"head-swap ({metrics.get('backbone')}, {weights})"
+    metric = {"multiclass": "test accuracy", "multilabel": "test mAP",
+              "localization": "test mean box IoU"}[task]
+    rows = []
+    for name, value in metrics["baselines"].items():
+        rows.append({"model": model, "metric": metric, "value": metrics["test"][key],
+                     "baseline": name.replace("_", " "), "baseline_value": value,
+                     "params": metrics["params"], "train_seconds": metrics["train_seconds"]})
+    return rows

@@ -1,0 +1,149 @@
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mmtl_tf
+from mmtl_tf.data.image_classification import (largest_object, load_image_label_records,
+                                               load_tfds_image_dataset,
+                                               make_image_classification_dataset, multi_hot,
+                                               tfds_image_pipeline)
+from mmtl_tf.data.sources import load_image_text_records
+
+
+def emoji_paths(n):
+    return load_image_text_records("default", "train").paths[:n]
+
+
+def test_default_sample_as_image_classification():
+    ds, records = make_image_classification_dataset("default", "train", image_size=(32, 32),
+                                                    batch_size=64, return_records=True)
+    assert len(records) == 1334 and len(records.class_names) == 9
+    images, labels = next(iter(ds))
+    assert images.dtype == tf.uint8 and images.shape == (64, 32, 32, 3)
+    assert labels.dtype == tf.int32 and int(tf.reduce_max(labels)) < 9
+    text = load_image_text_records("default", "train")
+    assert records.class_names == text.class_names and records.label_ids() == text.label_ids()
+
+
+@pytest.fixture
+def labels_file(tmp_path):
+    lines = ["path,label,box,split"]
+    for i, path in enumerate(emoji_paths(12)):
+        shutil.copy(path, tmp_path / f"img{i}.png")
+        labels = ["cat", "dog|person", "person"][i % 3]
+        split = "train" if i < 8 else "test"
+        lines.append(f"img{i}.png,{labels},0.1 0.2 0.{5 + i % 4} 0.9,{split}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_labels_file_multilabel_and_localization_targets(labels_file):
+    records = load_image_label_records(str(labels_file), "train", task="multilabel")
+    assert records.class_names == ["cat", "dog", "person"]
+    np.testing.assert_array_equal(records.targets("multilabel")[:3],
+                                  [[1, 0, 0], [0, 1, 1], [0, 0, 1]])
+    ds = make_image_classification_dataset(str(labels_file), "test", task="localization",
+                                           image_size=(24, 24), batch_size=4)
+    images, target = next(iter(ds))
+    assert images.shape == (4, 24, 24, 3)
+    np.testing.assert_allclose(target["box"][0], [0.1, 0.2, 0.5, 0.9], atol=1e-6)
+    assert target["class"].dtype == tf.int32
+    with pytest.raises(ValueError, match="needs crop=False"):
+        make_image_classification_dataset(str(labels_file), "test", task="localization",
+                                          crop=True)
+
+
+def test_bad_rows_name_the_row(labels_file):
+    path = labels_file / "labels.csv"
+    text = path.read_text().splitlines()
+    text[3] = text[3].replace("0.1 0.2", "0.9 0.2")   # ymin > ymax
+    path.write_text("\n".join(text) + "\n")
+    with pytest.raises(mmtl_tf.DataError, match=r"labels.csv:4: box .* not 0 <= ymin < ymax"):
+        load_image_label_records(str(labels_file), "train", task="localization")
+    with pytest.raises(mmtl_tf.DataError, match=r"labels.csv:3: 2 labels .*task='multilabel'"):
+        load_image_label_records(str(labels_file), "train", task="multiclass")
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped"):
+        records = load_image_label_records(str(labels_file), "train", task="multiclass",
+                                           on_error="skip")
+    assert len(records) == 5
+    (labels_file / "other.csv").write_text("file,label\na.png,cat\n")
+    with pytest.raises(mmtl_tf.DataError, match="missing column"):
+        load_image_label_records(str(labels_file / "other.csv"), "train")
+
+
+def test_class_folders_with_split_folders(tmp_path):
+    paths = emoji_paths(8)
+    for i, path in enumerate(paths):
+        split = "train" if i < 6 else "validation"
+        folder = tmp_path / split / ("apple" if i % 2 else "banana")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / f"{i}.png")
+    (tmp_path / "train" / "banana" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(mmtl_tf.DataError, match=r"broken.png.*cannot decode"):
+        make_image_classification_dataset(str(tmp_path), "train", image_size=(16, 16))
+    with pytest.warns(mmtl_tf.DataWarning):
+        ds = make_image_classification_dataset(str(tmp_path), "train", image_size=(16, 16),
+                                               on_error="skip", shuffle=False)
+    labels = np.concatenate([y.numpy() for _, y in ds])
+    assert len(labels) == 6
+    val = load_image_label_records(str(tmp_path), "validation")
+    assert val.class_names == ["apple", "banana"] and len(val) == 2
+
+
+def _voc_like_examples():
+    """Local examples in the TFDS `voc/2007` format (image + objects with bbox/label)."""
+    images = [tf.io.decode_png(tf.io.read_file(p), channels=3) for p in emoji_paths(3)]
+    objects = [
+        {"bbox": [[0.1, 0.1, 0.3, 0.3], [0.0, 0.2, 0.9, 0.8]], "label": [14, 11]},
+        {"bbox": [[0.2, 0.2, 0.4, 0.9]], "label": [6]},
+        {"bbox": [[0.1, 0.1, 0.5, 0.5], [0.5, 0.5, 0.6, 0.6], [0.0, 0.0, 0.2, 0.2]],
+         "label": [3, 3, 7]},
+    ]
+
+    def gen():
+        for image, obj in zip(images, objects):
+            yield {"image": image.numpy(),
+                   "objects": {"bbox": np.array(obj["bbox"], np.float32),
+                               "label": np.array(obj["label"], np.int64)}}
+
+    return tf.data.Dataset.from_generator(gen, output_signature={
+        "image": tf.TensorSpec((None, None, 3), tf.uint8),
+        "objects": {"bbox": tf.TensorSpec((None, 4), tf.float32),
+                    "label": tf.TensorSpec((None,), tf.int64)}})
+
+
+def test_tfds_voc_pipeline_on_local_examples():
+    examples = _voc_like_examples()
+    multilabel = tfds_image_pipeline(examples, "voc/2007", "multilabel", 20, image_size=(32, 32),
+                                     batch_size=3)
+    images, targets = next(iter(multilabel))
+    assert images.shape == (3, 32, 32, 3) and targets.shape == (3, 20)
+    assert sorted(np.flatnonzero(targets[0])) == [11, 14]
+    assert sorted(np.flatnonzero(targets[2])) == [3, 7]       # repeated class counts once
+    local = tfds_image_pipeline(examples, "voc/2007", "localization", 20, image_size=(32, 32),
+                                batch_size=3)
+    _, targets = next(iter(local))
+    np.testing.assert_array_equal(targets["class"], [11, 6, 3])   # the largest object
+    np.testing.assert_allclose(targets["box"][0], [0.0, 0.2, 0.9, 0.8])
+    single = tfds_image_pipeline(examples, "voc/2007", "multiclass", 20, image_size=(32, 32),
+                                 batch_size=3)
+    np.testing.assert_array_equal(next(iter(single))[1], [11, 6, 3])
+    with pytest.raises(ValueError, match=r"task='localization'.*'multiclass'"):
+        tfds_image_pipeline(examples, "tf_flowers", "localization", 5)
+
+
+def test_multi_hot_and_largest_object():
+    np.testing.assert_array_equal(multi_hot(tf.constant([2, 0, 2]), 4), [1, 0, 1, 0])
+    np.testing.assert_array_equal(multi_hot(tf.constant([], tf.int32), 3), [0, 0, 0])
+    label, box = largest_object(tf.constant([[0, 0, 0.1, 0.1], [0, 0, 0.5, 0.5]]),
+                                tf.constant([4, 9]))
+    assert int(label) == 9 and box.shape == (4,)
+
+
+def test_tfds_loader_without_data_says_how_to_get_it(tmp_path):
+    with pytest.raises(RuntimeError, match=r"needs internet the first time.*tfds.load\('tf_flowers'\)"):
+        load_tfds_image_dataset("tf_flowers", "train", data_dir=str(tmp_path), download=False)
+    with pytest.raises(ValueError, match=r"name='voc'.*'voc/2007'"):
+        load_tfds_image_dataset("voc", "train")

@@ -1,0 +1,79 @@
+import keras
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from mmtl_tf.metrics import MeanAveragePrecision, average_precision, mean_average_precision
+
+
+def test_closed_form_values():
+    # Ranked: +, -, +, -  → precision at the positives 1/1 and 2/3 → AP = (1 + 2/3) / 2.
+    ap = average_precision(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1]))
+    np.testing.assert_allclose(float(ap), 5 / 6, rtol=1e-6)
+    # A perfect ranking has AP 1; ties count as one threshold.
+    np.testing.assert_allclose(float(average_precision(np.array([1, 1, 0]),
+                                                       np.array([0.9, 0.8, 0.1]))), 1.0)
+    np.testing.assert_allclose(float(average_precision(np.array([1, 0]),
+                                                       np.array([0.5, 0.5]))), 0.5)
+
+
+@pytest.mark.parametrize("rounding", [None, 1])
+def test_matches_sklearn_per_class_with_and_without_ties(rounding):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, (300, 6))
+    y[0] = 1
+    scores = rng.random((300, 6)) + 0.3 * y
+    if rounding is not None:
+        scores = np.round(scores, rounding)   # many ties
+    ours = np.asarray(average_precision(y, scores))
+    np.testing.assert_allclose(ours, average_precision_score(y, scores, average=None), atol=1e-6)
+    np.testing.assert_allclose(float(mean_average_precision(y, scores)),
+                               average_precision_score(y, scores, average="macro"), atol=1e-6)
+
+
+def test_classes_without_positives_are_left_out_of_the_mean():
+    y = np.array([[1, 0], [0, 0], [1, 0]])
+    scores = np.array([[0.9, 0.2], [0.1, 0.9], [0.8, 0.5]])
+    np.testing.assert_allclose(float(mean_average_precision(y, scores)), 1.0)
+
+
+def test_streaming_metric_matches_the_exact_value():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, (400, 5))
+    scores = np.round(rng.random((400, 5)), 2)    # multiples of 1/100: exact with 100 bins
+    metric = MeanAveragePrecision(num_classes=5, num_bins=100)
+    for start in range(0, 400, 64):
+        metric.update_state(y[start:start + 64], scores[start:start + 64])
+    np.testing.assert_allclose(float(metric.result()), average_precision_score(y, scores),
+                               atol=1e-6)
+    raw = rng.random((400, 5))
+    metric = MeanAveragePrecision(num_classes=5)
+    metric.update_state(y, raw)
+    np.testing.assert_allclose(float(metric.result()), average_precision_score(y, raw), atol=2e-3)
+    metric.reset_state()
+    assert float(metric.result()) == 0.0
+    again = MeanAveragePrecision.from_config(metric.get_config())
+    assert again.num_classes == 5 and again.num_bins == 1000
+
+
+def test_metric_runs_inside_fit_under_xla():
+    keras.utils.set_random_seed(2)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, :3] > 0).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy", metrics=[MeanAveragePrecision(3)],
+                  jit_compile=True)
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert model.jit_compile and 0.0 < history.history["mAP"][-1] <= 1.0
+    result = model.evaluate(x, y, verbose=0, return_dict=True)["mAP"]
+    # The streaming metric is the exact AP of the scores rounded to 1/1000.
+    rounded = np.round(model.predict(x, verbose=0).astype("float64") * 1000) / 1000
+    np.testing.assert_allclose(result, average_precision_score(y, rounded), atol=1e-5)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+        MeanAveragePrecision(num_classes=0)
+    with pytest.raises(ValueError, match="num_bins must be >= 2"):
+        MeanAveragePrecision(num_classes=2, num_bins=1)

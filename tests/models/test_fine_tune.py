@@ -1,0 +1,77 @@
+import keras
+import numpy as np
+import pytest
+
+import mmtl_tf
+from mmtl_tf.models import build_head_swap_classifier, extract_features, fine_tune
+from tests.models.test_head_swap_classifier import tiny_backbone
+
+
+@pytest.fixture(scope="module")
+def emoji():
+    return {split: mmtl_tf.data.make_image_classification_dataset(
+                "default", split, image_size=(16, 16), batch_size=64)
+            for split in ("train", "validation")}
+
+
+def _model(seed=0):
+    keras.utils.set_random_seed(seed)
+    return build_head_swap_classifier(tiny_backbone(), num_classes=9, input_shape=(16, 16, 3),
+                                      weights=None, head_units=(32,))
+
+
+def test_cached_features_train_the_same_model(emoji):
+    model = _model()
+    backbone_before = [np.array(w) for w in model.get_layer("image_encoder").weights]
+    result = fine_tune(model, emoji["train"], emoji["validation"], head_epochs=3,
+                       fine_tune_epochs=0, cache_features=True, verbose=0)
+    history = result["head"]
+    assert len(history["loss"]) == 3 and history["loss"][-1] < history["loss"][0]
+    assert result["seconds"]["features"] > 0 and result["fine_tune"] == {}
+    # The head trained on cached features is the model's head: the full model's
+    # predictions are the head applied to the backbone features.
+    features, labels = extract_features(model, emoji["validation"])
+    head_pred = model.get_layer("head").predict(features, verbose=0)
+    images = np.concatenate([x.numpy() for x, _ in emoji["validation"]])
+    np.testing.assert_allclose(model.predict(images, verbose=0), head_pred, atol=1e-5)
+    for a, b in zip(backbone_before, model.get_layer("image_encoder").weights):
+        np.testing.assert_array_equal(a, np.array(b))   # the frozen backbone never moved
+    # Best epoch restored: the model's validation loss is the best one in the history.
+    val_loss = model.evaluate(emoji["validation"], verbose=0, return_dict=True)["loss"]
+    np.testing.assert_allclose(val_loss, min(history["val_loss"]), rtol=1e-4)
+
+
+def test_two_phases_keep_both_histories_and_fine_tune_the_top(emoji):
+    model = _model(1)
+    backbone = model.get_layer("image_encoder").backbone
+    conv0, conv2 = (np.array(backbone.get_layer(n).kernel) for n in ("conv0", "conv2"))
+    result = fine_tune(model, emoji["train"], emoji["validation"], head_epochs=2,
+                       fine_tune_epochs=2, fine_tune_learning_rate=1e-3, unfreeze_from="conv2",
+                       cache_features=False, verbose=0)
+    assert result["unfrozen"] == ["conv2"]
+    assert result["head_epochs"] == 2
+    assert len(result["history"]["loss"]) == 4 and len(result["fine_tune"]["val_loss"]) == 2
+    assert result["history"]["loss"][:2] == result["head"]["loss"]
+    np.testing.assert_array_equal(conv0, np.array(backbone.get_layer("conv0").kernel))
+    assert not np.allclose(conv2, np.array(backbone.get_layer("conv2").kernel))
+    # Phase 2 recompiled with the small learning rate.
+    assert np.isclose(float(model.optimizer.learning_rate), 1e-3)
+    with pytest.raises(ValueError, match="head_epochs must be an int >= 0"):
+        fine_tune(model, emoji["train"], head_epochs=-1)
+
+
+def test_cached_head_training_is_faster_per_epoch_than_running_the_backbone(emoji):
+    """Not a timing assertion on the machine: the cached phase calls the backbone once."""
+    model = _model(2)
+    calls = {"n": 0}
+    encoder = model.get_layer("image_encoder")
+    original = encoder.predict_on_batch
+
+    def counting(x):
+        calls["n"] += 1
+        return original(x)
+
+    encoder.predict_on_batch = counting
+    fine_tune(model, emoji["train"], None, head_epochs=3, fine_tune_epochs=0, verbose=0)
+    batches = sum(1 for _ in emoji["train"])
+    assert calls["n"] == batches   # one pass over the data, not one per epoch

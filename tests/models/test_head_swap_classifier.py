@@ -1,0 +1,138 @@
+import keras
+import numpy as np
+import pytest
+
+from mmtl_tf.encoders import ImageEncoder
+from mmtl_tf.models import build_head_swap_classifier, freeze, unfreeze
+from tests.harness import run_model_test
+
+
+def tiny_backbone():
+    """A small pretrained-style backbone with BatchNorm (takes float pixels)."""
+    x = inputs = keras.Input((16, 16, 3))
+    for i, filters in enumerate((8, 8, 16)):
+        x = keras.layers.Conv2D(filters, 3, strides=2 if i else 1, padding="same",
+                                use_bias=False, name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+    return keras.Model(inputs, x, name="tiny_backbone")
+
+
+def images(n=4, size=16, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3)).astype("uint8")
+
+
+def test_multiclass_harness_with_a_custom_backbone():
+    run_model_test(
+        lambda: build_head_swap_classifier(tiny_backbone(), num_classes=3, input_shape=(16, 16, 3),
+                                           weights=None, head_units=(8,), trainable="partial"),
+        images(), np.array([0, 1, 2, 1]), keras.losses.SparseCategoricalCrossentropy(),
+        expected_output_shape=(4, 3))
+
+
+def test_multilabel_head_is_an_independent_float32_sigmoid_per_class():
+    from mmtl_tf import runtime
+
+    with runtime.settings(precision="mixed_float16"):
+        model = build_head_swap_classifier(tiny_backbone(), num_classes=3,
+                                           input_shape=(16, 16, 3), weights=None, head_units=(),
+                                           task="multilabel")
+        out = model(images())
+    assert model.get_layer("head").get_layer("predictions").activation is keras.activations.sigmoid
+    assert out.dtype == "float32" and out.shape == (4, 3)
+    assert not np.allclose(np.sum(out, axis=-1), 1.0)   # not a softmax
+
+
+@pytest.mark.slow
+def test_lite0_head_swap_harness():
+    run_model_test(
+        lambda: build_head_swap_classifier("efficientnet_lite0", num_classes=3,
+                                           input_shape=(32, 32, 3), weights=None, head_units=(8,)),
+        images(size=32), np.array([0, 1, 2, 1]), keras.losses.SparseCategoricalCrossentropy(),
+        expected_output_shape=(4, 3))
+
+
+def test_mirrors_the_document_resnet50_model():
+    model = build_head_swap_classifier("resnet50", num_classes=20, input_shape=(64, 64, 3),
+                                       weights=None)
+    encoder, head = model.get_layer("image_encoder"), model.get_layer("head")
+    assert isinstance(encoder, ImageEncoder)
+    assert encoder.get_layer("preprocess").mode == "caffe"   # ResNet50's preprocess_input
+    assert encoder.get_layer("avg_pool") is not None
+    dense = [l for l in head.layers if isinstance(l, keras.layers.Dense)]
+    assert [(l.units, l.activation.__name__) for l in dense] == [(1024, "relu"), (20, "softmax")]
+    assert model.input.dtype == "uint8"
+    # Frozen: only the head trains; BatchNorm everywhere frozen.
+    trainable = {v.path.split("/")[0] for v in model.trainable_weights}
+    assert trainable == {"head_dense_1", "predictions"}
+    assert head.count_params() == 2048 * 1024 + 1024 + 1024 * 20 + 20
+
+
+def test_bad_arguments_name_the_value_and_the_allowed_ones(tmp_path):
+    with pytest.raises(ValueError, match=r"backbone='resnet5'.*'resnet50'.*'efficientnet_lite0'"):
+        build_head_swap_classifier("resnet5", num_classes=3, weights=None)
+    with pytest.raises(ValueError, match="num_classes must be an int >= 1, got 0"):
+        build_head_swap_classifier("resnet50", num_classes=0, weights=None)
+    with pytest.raises(ValueError, match=r"needs input_shape .* >= 75"):
+        build_head_swap_classifier("inception_v3", num_classes=3, input_shape=(64, 64, 3),
+                                   weights=None)
+    with pytest.raises(ValueError, match="needs input_shape"):
+        build_head_swap_classifier("vgg16", num_classes=3, input_shape=(64, 64, 1), weights=None)
+    with pytest.raises(ValueError, match=r"task='detection'.*'multiclass', 'multilabel'"):
+        build_head_swap_classifier("vgg16", num_classes=3, input_shape=(32, 32, 3), weights=None,
+                                   task="detection")
+    with pytest.raises(ValueError, match=r"pooling=None.*'avg', 'max', 'flatten'"):
+        build_head_swap_classifier("vgg16", num_classes=3, input_shape=(32, 32, 3), weights=None,
+                                   pooling=None)
+    other = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = str(tmp_path / "mobilenet_v2.weights.h5")
+    other.save_weights(path)
+    with pytest.raises(ValueError, match=r"does not fit backbone 'vgg16'"):
+        build_head_swap_classifier("vgg16", num_classes=3, input_shape=(32, 32, 3), weights=path)
+
+
+def test_failed_imagenet_download_says_how_to_pass_a_local_file(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
+    with pytest.raises(RuntimeError, match=r"weights='backbone.weights.h5'"):
+        build_head_swap_classifier("mobilenet_v2", num_classes=3, input_shape=(32, 32, 3))
+
+
+def test_unfreeze_keeps_batchnorm_frozen_and_counts_weighted_layers():
+    model = build_head_swap_classifier(tiny_backbone(), num_classes=3, input_shape=(16, 16, 3),
+                                       weights=None, head_units=(4,))
+    backbone = model.get_layer("image_encoder").backbone
+    assert not backbone.trainable
+    names = unfreeze(model, num_layers=3)   # conv2 + bn2 count; bn2 stays frozen
+    assert names == ["conv2"]
+    assert backbone.get_layer("conv1").trainable is False
+    assert backbone.get_layer("bn2").trainable is False
+    names = unfreeze(model, from_layer="conv1")
+    assert names == ["conv1", "conv2"]
+    assert not any(l.trainable for l in backbone.layers
+                   if isinstance(l, keras.layers.BatchNormalization))
+    assert unfreeze(model) == ["conv0", "conv1", "conv2"]
+    freeze(model)
+    assert not model.get_layer("image_encoder").backbone.trainable
+    with pytest.raises(ValueError, match=r"from_layer='conv9' is not a layer.*'conv2'"):
+        unfreeze(model, from_layer="conv9")
+    with pytest.raises(ValueError, match=r"num_layers must be an int in \[1, 6\]"):
+        unfreeze(model, num_layers=7)
+
+
+def test_fine_tuning_never_changes_batchnorm_statistics():
+    model = build_head_swap_classifier(tiny_backbone(), num_classes=3, input_shape=(16, 16, 3),
+                                       weights=None, head_units=(4,))
+    backbone = model.get_layer("image_encoder").backbone
+    unfreeze(model)
+    bn = backbone.get_layer("bn1")
+    before = [np.array(w) for w in bn.weights]
+    conv_before = np.array(backbone.get_layer("conv1").kernel)
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", jit_compile=True)
+    model.fit(images(8), np.arange(8) % 3, epochs=2, batch_size=4, verbose=0)
+    for a, b in zip(before, bn.weights):
+        np.testing.assert_array_equal(a, np.array(b))
+    assert not np.allclose(conv_before, np.array(backbone.get_layer("conv1").kernel))

@@ -1,0 +1,92 @@
+"""The `head-swap` task end to end: CLI train / evaluate / export, SavedModel in a fresh process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mmtl_tf import cli
+from mmtl_tf.data.image import preprocess_image_bytes
+from mmtl_tf.data.sources import load_image_text_records
+
+FRESH_PROCESS = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+saved, paths, out = sys.argv[1:4]
+serve = tf.saved_model.load(saved).signatures["serving_default"]
+images = [open(p, "rb").read() for p in json.load(open(paths))]
+result = serve(image_bytes=tf.constant(images))
+np.savez(out, **{k: v.numpy().astype(str) if v.dtype == tf.string else v.numpy()
+                 for k, v in result.items()})
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("head_swap")
+    run = tmp / "run"
+    assert cli.main(["train", "head-swap", "--size", "tiny", "--out", str(run),
+                     "--no-jit-compile", "--epochs", "3"]) == 0
+    return tmp, run
+
+
+def test_train_writes_the_run_folder(tiny_run):
+    _, run = tiny_run
+    for name in ("model.keras", "history.json", "metrics.json", "curves.png", "run.json"):
+        assert (run / name).exists(), name
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["loss"]) == 3 and history["loss"][-1] < history["loss"][0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["baselines"]["majority_class"] < 0.25
+    assert metrics["seconds"]["features"] > 0      # phase 1 ran on cached features
+
+
+def test_evaluate_and_export_serve_encoded_image_bytes(tiny_run, capsys):
+    tmp, run = tiny_run
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(run)]) == 0
+    accuracy = json.loads((run / "metrics.json").read_text())["test"]["accuracy"]
+    assert f"accuracy={accuracy:.4f}" in capsys.readouterr().out
+    saved = tmp / "saved_model"
+    assert cli.main(["export", str(run), "--saved-model", str(saved)]) == 0
+    paths = load_image_text_records("default", "test").paths[:10]
+    (tmp / "paths.json").write_text(json.dumps(paths))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(saved), str(tmp / "paths.json"),
+                    str(tmp / "out.npz")], check=True, env=env, timeout=300)
+    got = np.load(tmp / "out.npz")
+    model = keras.saving.load_model(run / "model.keras")
+    pixels = np.stack([preprocess_image_bytes(tf.io.read_file(p), (32, 32)).numpy()
+                       for p in paths])
+    expected = model.predict(pixels, verbose=0)
+    assert got["probabilities"].dtype == np.float32
+    np.testing.assert_allclose(got["probabilities"], expected, atol=1e-5, rtol=0)
+    class_names = json.loads((run / "run.json").read_text())["class_names"]
+    assert list(got["class_name"]) == [class_names[i] for i in expected.argmax(-1)]
+
+
+def test_bad_backbone_is_a_usage_error(tmp_path, capsys):
+    code = cli.main(["train", "head-swap", "--size", "tiny", "--backbone", "resnet5",
+                     "--out", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "backbone='resnet5'" in err and "'efficientnet_lite0'" in err
+
+
+@pytest.mark.slow
+def test_pretrained_lite0_beats_the_same_model_from_random_init(tmp_path):
+    """The real transfer claim, on the held-out test split (converted ImageNet weights)."""
+    run = tmp_path / "run"
+    assert cli.main(["train", "head-swap", "--out", str(run), "--image-size", "64",
+                     "--epochs", "10", "--fine-tune-epochs", "0"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    pretrained = metrics["test"]["accuracy"]
+    scratch = metrics["baselines"]["random_init_same_budget"]
+    # Measured here: 0.726 vs 0.484 at 64 px (0.765 vs 0.512 at the recipe's 96 px).
+    assert pretrained > 0.6 and pretrained > scratch + 0.15, (pretrained, scratch)

@@ -1,0 +1,84 @@
+"""The `dual-encoder`, `siamese`, `triplet` and `matching` tasks end to end
+through the CLI (tiny recipes)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mmtl_tf import DataError, cli
+from mmtl_tf.tasks import matching
+
+
+def test_dual_encoder_train_evaluate_export(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "dual-encoder", "--size", "tiny", "--out", str(run),
+                     "--no-jit-compile"]) == 0
+    for name in ("model.keras", "history.json", "metrics.json", "curves.png", "run.json",
+                 "text_vectorizer.json"):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())["test"]
+    assert metrics["num_pairs"] == 285
+    assert metrics["chance_R@1"] == pytest.approx(1 / 285)
+    for direction in ("image_to_text", "text_to_image"):
+        for key in ("R@1", "R@5", "R@10", "mean_rank", "median_rank", "mAP@10"):
+            assert f"{direction}_{key}" in metrics
+        assert 1 <= metrics[f"{direction}_mean_rank"] <= 285
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "retrieval among 285 image-caption pairs" in out
+    assert "image_to_text" in out and "text_to_image" in out and "chance R@1" in out
+    assert f"{metrics['image_to_text_R@1']:.3f}" in out
+    assert cli.main(["export", str(run), "--saved-model", str(tmp_path / "sm")]) == 0
+    assert (tmp_path / "sm" / "saved_model.pb").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task,extra", [
+    ("siamese", []), ("triplet", ["--mining", "batch_hard"]), ("triplet", ["--mining", "explicit"]),
+    ("matching", [])])
+def test_metric_learning_tasks(task, extra, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", task, "--size", "tiny", "--out", str(run), "--no-jit-compile",
+                     *extra]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    if task == "matching":
+        assert "5-way 1-shot" in out and "5-way 5-shot" in out
+        assert 0.0 <= metrics["test"]["5way_1shot_accuracy"] <= 1.0
+        assert metrics["baselines"]["chance"] == 0.2
+        assert not set(metrics["test_classes"]) & set(metrics["train_classes"])
+    else:
+        assert "1-NN category accuracy" in out
+        assert 0.0 <= metrics["test"]["category_R@1"] <= 1.0
+    assert cli.main(["export", str(run), "--saved-model", str(tmp_path / "sm")]) == 0
+    assert (tmp_path / "sm" / "saved_model.pb").exists()
+
+
+def test_matching_class_split():
+    names = [f"c{i}" for i in range(9)]
+    labels = np.repeat(np.arange(9), [30, 30, 30, 30, 30, 30, 30, 30, 3])
+    config = {"eval_shots": [1, 5], "eval_queries": 10, "seed": 0, "num_test_classes": 5,
+              "data": "x"}
+    train, test = matching.split_classes(names, labels, config)
+    assert len(test) == 5 and 8 not in test          # class 8 is too small to test on
+    assert not set(train) & set(test) and set(train) | set(test) == set(range(9))
+    fixed, held = matching.split_classes(names, labels, {**config, "test_classes": ["c1", "c2"]})
+    assert held == [1, 2]
+    with pytest.raises(ValueError, match=r"test_classes \['nope'\]"):
+        matching.split_classes(names, labels, {**config, "test_classes": ["nope"]})
+    with pytest.raises(DataError, match="6 held-out classes with at least 15 examples"):
+        matching.split_classes(names, labels[:150], {**config, "num_test_classes": 6})
+
+
+def test_bad_task_options_exit_2(capsys):
+    for argv in (["train", "triplet", "--mining", "hardest"],
+                 ["train", "dual-encoder", "--loss", "infonce"],
+                 ["train", "siamese", "--distance", "manhattan"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
