@@ -1,0 +1,171 @@
+"""Build an audio-caption dataset of REAL speech from Debian's
+`tuxpaint-stamps-default`: the spoken stamp descriptions (`*_desc*.ogg`), each
+paired with the caption in the same language from the stamp's `.txt` file.
+
+The package (about 161 MB, GPL-2) is fetched with `apt-get download` (no root
+install) and unpacked with `dpkg-deb -x`. A stamp `koala` has `koala.txt` (first
+line: the English caption; then lines `LANG.utf8=caption`) and recordings
+`koala_desc.ogg` (English) and `koala_desc_LANG.ogg`. Each recording whose
+language has a caption becomes one row of `captions.jsonl`:
+
+    {"path": "audio/animals/marsupials/koala_desc_fr.ogg", "caption": "Un koala.",
+     "label": "animals", "language": "fr", "item": "animals/marsupials/koala",
+     "voice": "tuxpaint-fr", "split": "test"}
+
+`label` is the stamp's top-level category; `split` (train / validation / test,
+80/10/10) is a stable hash of the stamp, so a stamp is in the same split in every
+language (held-out items). The speakers are volunteers, one or a few per
+language and not named per file; `voice` is therefore only the language tag.
+The audio files are copied unchanged (Ogg Vorbis, mostly 44.1 kHz); the
+pipeline resamples them. The output folder is a source for
+`mmtl_tf.data.make_audio_text_dataset`.
+
+Usage:
+    python data_prep/build_tuxpaint_speech.py                       # into the mmtl_tf cache
+    python data_prep/build_tuxpaint_speech.py --languages en --out DIR
+    python data_prep/build_tuxpaint_speech.py --deb tuxpaint-stamps-default_*.deb
+"""
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+PACKAGE = "tuxpaint-stamps-default"
+STAMPS = os.path.join("usr", "share", "tuxpaint", "stamps")
+DESC = re.compile(r"^(?P<stamp>.+)_desc(?:_(?P<lang>[A-Za-z@_]+))?\.ogg$")
+
+
+def default_out():
+    """`tuxpaint_speech` in the mmtl_tf cache (`$MMTL_TF_CACHE` or ~/.cache/mmtl_tf),
+    the same folder as `mmtl_tf.data.cache_dir("tuxpaint_speech")`."""
+    root = os.environ.get("MMTL_TF_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "mmtl_tf")
+    return os.path.join(root, "tuxpaint_speech")
+
+
+def fetch_deb(workdir):
+    """`apt-get download` the package into `workdir`; returns the .deb path."""
+    subprocess.run(["apt-get", "download", PACKAGE], cwd=workdir, check=True,
+                   capture_output=True)
+    debs = glob.glob(os.path.join(workdir, f"{PACKAGE}_*.deb"))
+    if not debs:
+        raise RuntimeError(f"apt-get download {PACKAGE} produced no .deb")
+    return debs[0]
+
+
+def read_captions(txt_path):
+    """{language: caption} from a stamp's .txt file ("en" = the first line)."""
+    with open(txt_path, encoding="utf-8", errors="replace") as f:
+        lines = [line.strip() for line in f if line.strip()]
+    captions = {}
+    if lines and "=" not in lines[0].split(" ")[0]:
+        captions["en"] = lines[0]
+    for line in lines[1:]:
+        key, sep, text = line.partition("=")
+        if sep and key.endswith(".utf8") and text.strip():
+            captions[key[:-5]] = text.strip()
+    return captions
+
+
+def caption_for(captions, lang):
+    """The caption in `lang`, falling back from `pt_BR` to `pt` and back."""
+    if lang in captions:
+        return captions[lang]
+    base = lang.split("_")[0].split("@")[0]
+    if base in captions:
+        return captions[base]
+    matches = [k for k in captions if k.split("_")[0] == base]
+    return captions[sorted(matches)[0]] if matches else None
+
+
+def split_of(item, seed=0):
+    u = int(hashlib.sha256(f"{seed}:{item}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "train" if u < 0.8 else ("validation" if u < 0.9 else "test")
+
+
+def build(deb, out, languages=None):
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["dpkg-deb", "-x", deb, tmp], check=True)
+        stamps = os.path.join(tmp, STAMPS)
+        rows, skipped = [], []
+        for path in sorted(glob.glob(os.path.join(stamps, "**", "*_desc*.ogg"),
+                                     recursive=True)):
+            m = DESC.match(os.path.basename(path))
+            if not m:
+                continue
+            lang = m.group("lang") or "en"
+            if lang.endswith(".ogg"):  # one file in the package is named *.ogg.ogg
+                lang = lang[:-4]
+            if languages and lang not in languages:
+                continue
+            folder = os.path.dirname(path)
+            txt = os.path.join(folder, m.group("stamp") + ".txt")
+            rel_dir = os.path.relpath(folder, stamps)
+            item = f"{rel_dir}/{m.group('stamp')}"
+            caption = caption_for(read_captions(txt), lang) if os.path.exists(txt) else None
+            if not caption:
+                skipped.append((os.path.relpath(path, stamps), f"no {lang} caption"))
+                continue
+            rel = f"audio/{rel_dir}/{os.path.basename(path)}"
+            rows.append({"path": rel, "caption": caption, "label": rel_dir.split("/")[0],
+                         "language": lang, "item": item, "voice": f"tuxpaint-{lang}",
+                         "split": split_of(item), "source": path})
+        staging = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(out)))
+        try:
+            for row in rows:
+                dest = os.path.join(staging, row["path"])
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                shutil.copyfile(row.pop("source"), dest)
+            with open(os.path.join(staging, "captions.jsonl"), "w", encoding="utf-8") as f:
+                for row in rows:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            copyright_file = os.path.join(tmp, "usr", "share", "doc", PACKAGE, "copyright")
+            with open(os.path.join(staging, "LICENSE.md"), "w", encoding="utf-8") as f:
+                f.write(f"# {PACKAGE} spoken descriptions (real speech)\n\n"
+                        f"Copied unchanged from the Debian package `{os.path.basename(deb)}` "
+                        "by `data_prep/build_tuxpaint_speech.py`. Licence: GNU GPL "
+                        "version 2 (Tux Paint stamps); the package's copyright file "
+                        "follows.\n\n")
+                if os.path.exists(copyright_file):
+                    with open(copyright_file, encoding="utf-8", errors="replace") as c:
+                        f.write("```\n" + c.read() + "\n```\n")
+            if os.path.exists(out):
+                shutil.rmtree(out)
+            os.replace(staging, out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return rows, skipped
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=None, help="output folder (default: the cache)")
+    parser.add_argument("--deb", default=None, help="an already downloaded .deb")
+    parser.add_argument("--languages", default=None,
+                        help="comma-separated language tags to keep, e.g. en,fr")
+    args = parser.parse_args(argv)
+    out = os.path.abspath(args.out or default_out())
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    languages = set(args.languages.split(",")) if args.languages else None
+    with tempfile.TemporaryDirectory() as work:
+        deb = args.deb or fetch_deb(work)
+        rows, skipped = build(deb, out, languages)
+    per_lang = {}
+    for row in rows:
+        per_lang[row["language"]] = per_lang.get(row["language"], 0) + 1
+    print(f"{len(rows)} recordings with captions in {out}: " +
+          ", ".join(f"{k} {v}" for k, v in sorted(per_lang.items())))
+    if skipped:
+        print(f"skipped {len(skipped)} recordings without a caption in their language, "
+              f"e.g. {skipped[0][0]} ({skipped[0][1]})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,476 @@
+"""Audio loading and the source document's audio preprocessing steps.
+
+Section 3.1.2 of the source document preprocesses audio before learning a shared
+audio-text space: *cropping* (trim the silence, then cut or pad to a fixed
+length), *compression* of the dynamic range (mu-law, log) and *filtering*
+(pre-emphasis, band-pass). Each step is a named function here that runs inside
+`tf.data` (and, where it is made of TensorFlow ops, inside a model or an exported
+SavedModel):
+
+| step | function | runs as |
+|---|---|---|
+| load (WAV/FLAC/OGG, resample, mono) | `load_audio` | `tf.numpy_function` (soundfile + librosa) |
+| trim silence | `trim_silence` | `tf.numpy_function` (`librosa.effects.trim`) |
+| crop / pad | `crop_or_pad` | TensorFlow ops |
+| mu-law / log compression | `mu_law_compress`, `mu_law_expand`, `log_compress` | TensorFlow ops |
+| pre-emphasis, band-pass | `pre_emphasis`, `band_pass` | TensorFlow ops |
+
+Every function takes a 1-D waveform (float32 samples in [-1, 1]); the
+TensorFlow-op ones also take a batch (..., samples). Outputs carry their static
+shapes (`[None]` for variable lengths, `[length]` after `crop_or_pad`), so a
+`Dataset.map` built from them batches without `ensure_shape` calls.
+
+Documented conversions (not errors): multi-channel audio is downmixed to mono
+by averaging the channels; audio at another sample rate is resampled to the
+target rate with librosa (`soxr_hq`). Bad input raises `mmtl_tf.DataError`
+naming the file and the problem: missing or empty file, a file libsndfile cannot
+decode (corrupt, unsupported), no samples, NaN or infinite samples, a clip
+shorter than one FFT window, an all-silent clip.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from mmtl_tf.errors import DataError
+
+DEFAULT_SAMPLE_RATE = 16000
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus")
+
+
+# --------------------------------------------------------------------------
+# NumPy level: what tf.numpy_function runs (usable on their own as well).
+
+
+def _as_path(path):
+    if isinstance(path, np.ndarray):  # a 0-d array from tf.numpy_function
+        path = path.item()
+    return os.fsdecode(path)
+
+
+def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
+    """Reads an audio file into float32 mono samples at `sample_rate`.
+
+    Args:
+        path: str. A WAV, FLAC or Ogg (Vorbis/Opus) file; anything libsndfile
+            reads.
+        sample_rate: int or None. Target rate; other rates are resampled
+            (librosa, `soxr_hq`). None keeps the file's rate.
+        min_samples: int. Fewer samples (after resampling) is an error: use the
+            FFT window length of the front end, so that every clip fills at
+            least one analysis frame.
+
+    Returns:
+        (float32 ndarray (samples,), int sample rate).
+
+    Raises:
+        mmtl_tf.DataError: naming the file and the problem (missing, empty,
+            undecodable, no samples, NaN/inf samples, shorter than `min_samples`).
+
+    Example:
+        >>> import mmtl_tf
+        >>> recs = mmtl_tf.data.load_audio_text_records("default", "validation")
+        >>> y, rate = mmtl_tf.data.read_audio(recs.paths[0])
+        >>> rate, y.dtype.name
+        (16000, 'float32')
+    """
+    import soundfile as sf
+
+    path = _as_path(path)
+    if not os.path.exists(path):
+        raise DataError(f"{path}: file not found.")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{path}: empty file (0 bytes).")
+    try:
+        y, rate = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile reports corrupt/unsupported files
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: cannot decode audio ({message}).") from e
+    if y.shape[0] == 0:
+        raise DataError(f"{path}: the file holds no audio samples.")
+    bad = int(np.count_nonzero(~np.isfinite(y)))
+    if bad:
+        raise DataError(f"{path}: {bad} NaN or infinite sample(s).")
+    y = y.mean(axis=1) if y.shape[1] > 1 else y[:, 0]
+    if sample_rate and rate != sample_rate:
+        import librosa
+
+        y = librosa.resample(y, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+        rate = sample_rate
+    if len(y) < min_samples:
+        raise DataError(
+            f"{path}: clip shorter than one FFT window ({len(y)} samples at "
+            f"{rate} Hz < {min_samples}).")
+    return np.ascontiguousarray(y, dtype=np.float32), int(rate)
+
+
+def trim_silence_array(y, top_db=40.0, frame_length=1024, hop_length=256,
+                       floor_db=-70.0, min_samples=0, name="waveform"):
+    """NumPy `trim_silence`: leading and trailing silence cut by librosa.
+
+    A frame is silent when its RMS is more than `top_db` below the loudest
+    frame (`librosa.effects.trim`). librosa measures relative to the loudest
+    frame, so a clip of zeros or faint noise would be kept whole; a clip whose
+    loudest frame is below `floor_db` dBFS is therefore all silent.
+
+    Args:
+        y: float ndarray (samples,).
+        top_db: float. Threshold below the loudest frame, in dB.
+        frame_length: int. RMS frame length in samples.
+        hop_length: int. RMS hop in samples.
+        floor_db: float. Loudest-frame RMS (dB re full scale) below which the
+            whole clip counts as silence.
+        min_samples: int. Fewer samples left after trimming is an error.
+        name: str. The file or row, for error messages.
+
+    Returns:
+        float32 ndarray (trimmed samples,).
+    """
+    import librosa
+
+    y = np.asarray(y, dtype=np.float32)
+    if y.size == 0:
+        raise DataError(f"{name}: all silent (no samples).")
+    frame = min(frame_length, max(1, y.size))
+    rms = librosa.feature.rms(y=y, frame_length=frame, hop_length=hop_length,
+                              center=True)
+    loudest = float(np.max(rms)) if rms.size else 0.0
+    loudest_db = 20 * np.log10(loudest) if loudest > 0 else -np.inf
+    if loudest_db < floor_db:
+        raise DataError(
+            f"{name}: all silent (loudest frame {loudest_db:.1f} dBFS < {floor_db:g} "
+            "dBFS); trimming the silence leaves nothing.")
+    trimmed, _ = librosa.effects.trim(y, top_db=top_db, frame_length=frame,
+                                      hop_length=hop_length)
+    if trimmed.size == 0:
+        raise DataError(f"{name}: all silent; trimming the silence leaves nothing.")
+    if trimmed.size < min_samples:
+        raise DataError(
+            f"{name}: after trimming the silence only {trimmed.size} samples remain, "
+            f"shorter than one FFT window ({min_samples}).")
+    return np.ascontiguousarray(trimmed, dtype=np.float32)
+
+
+def load_and_trim(path, sample_rate=DEFAULT_SAMPLE_RATE, trim=True, top_db=40.0,
+                  min_samples=0, floor_db=-70.0):
+    """`read_audio`, then `trim_silence_array` (if `trim`): what the dataset
+    pipeline runs per file.
+
+    Args:
+        path: str. Audio file.
+        sample_rate: int. Target rate.
+        trim: bool. Cut leading and trailing silence.
+        top_db: float. Silence threshold below the loudest frame.
+        min_samples: int. Shortest acceptable clip, before and after trimming.
+        floor_db: float. All-silent threshold (dBFS of the loudest frame).
+
+    Returns:
+        float32 ndarray (samples,).
+
+    Example:
+        >>> import mmtl_tf
+        >>> from mmtl_tf.data.audio import load_and_trim
+        >>> recs = mmtl_tf.data.load_audio_text_records("default", "validation")
+        >>> load_and_trim(recs.paths[0]).ndim
+        1
+    """
+    y, _ = read_audio(path, sample_rate, min_samples=min_samples)
+    if trim:
+        y = trim_silence_array(y, top_db=top_db, min_samples=min_samples,
+                               floor_db=floor_db, name=_as_path(path))
+    return y
+
+
+# --------------------------------------------------------------------------
+# TensorFlow level: usable in Dataset.map; the op-based ones also in models.
+
+
+def load_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
+    """Reads an audio file inside a `tf.data` pipeline (`tf.numpy_function`).
+
+    Args:
+        path: scalar tf.string. File path.
+        sample_rate: int. Target sample rate (others are resampled; multi-channel
+            audio is averaged to mono).
+        min_samples: int. See `read_audio`.
+
+    Returns:
+        float32 tensor of shape [None] (samples).
+
+    Example:
+        >>> import tensorflow as tf, mmtl_tf
+        >>> recs = mmtl_tf.data.load_audio_text_records("default", "validation")
+        >>> mmtl_tf.data.load_audio(tf.constant(recs.paths[0])).shape.rank
+        1
+    """
+    def fn(p):
+        return read_audio(p, sample_rate, min_samples=min_samples)[0]
+
+    y = tf.numpy_function(fn, [path], tf.float32, stateful=False, name="load_audio")
+    return tf.ensure_shape(y, [None])
+
+
+def trim_silence(waveform, top_db=40.0, frame_length=1024, hop_length=256,
+                 floor_db=-70.0, min_samples=0):
+    """Cuts leading and trailing silence (`librosa.effects.trim`, in tf.data).
+
+    Args:
+        waveform: float32 tensor [samples].
+        top_db: float. A frame is silent when its RMS is `top_db` below the
+            loudest frame.
+        frame_length: int. RMS frame in samples.
+        hop_length: int. RMS hop in samples.
+        floor_db: float. A clip whose loudest frame is quieter than this (dBFS)
+            is all silent: `mmtl_tf.DataError`.
+        min_samples: int. Fewer samples left is a `DataError`.
+
+    Returns:
+        float32 tensor [None].
+
+    Example:
+        >>> import numpy as np, mmtl_tf
+        >>> y = np.concatenate([np.zeros(8000), np.sin(np.arange(8000) / 5), np.zeros(8000)])
+        >>> int(mmtl_tf.data.trim_silence(y.astype("float32")).shape[0]) < 12000
+        True
+
+    References:
+        librosa.effects.trim (McFee et al., librosa, SciPy 2015).
+    """
+    def fn(y):
+        return trim_silence_array(y, top_db, frame_length, hop_length, floor_db,
+                                  min_samples)
+
+    y = tf.numpy_function(fn, [tf.convert_to_tensor(waveform, tf.float32)], tf.float32,
+                          stateful=False, name="trim_silence")
+    return tf.ensure_shape(y, [None])
+
+
+CROP_MODES = ("center", "start", "random")
+
+
+def crop_or_pad(waveform, length, mode="center", seed=None):
+    """Cuts a waveform to `length` samples or pads it with zeros (TF ops).
+
+    Args:
+        waveform: float32 tensor [samples].
+        length: int. Output samples.
+        mode: str. Where to cut or pad: `"center"` (equal amounts on both sides),
+            `"start"` (keep the beginning, pad at the end) or `"random"` (a
+            random window when too long, a random offset when too short;
+            needs `seed`).
+        seed: int tensor of shape (2,). Stateless seed for `"random"`.
+
+    Returns:
+        float32 tensor [length].
+
+    Example:
+        >>> import mmtl_tf
+        >>> mmtl_tf.data.crop_or_pad([1.0, 2.0, 3.0], 5).numpy().tolist()
+        [0.0, 1.0, 2.0, 3.0, 0.0]
+    """
+    if mode not in CROP_MODES:
+        raise ValueError(f"mode={mode!r} is not allowed; use one of "
+                         f"{', '.join(map(repr, CROP_MODES))}.")
+    if int(length) < 1:
+        raise ValueError(f"length must be >= 1, got {length}.")
+    if mode == "random" and seed is None:
+        raise ValueError("crop_or_pad(mode='random') needs a seed.")
+    length = int(length)
+    y = tf.convert_to_tensor(waveform, tf.float32)
+    n = tf.shape(y)[0]
+    excess = tf.maximum(n - length, 0)
+    missing = tf.maximum(length - n, 0)
+    if mode == "center":
+        start, before = excess // 2, missing // 2
+    elif mode == "start":
+        start, before = tf.constant(0), tf.constant(0)
+    else:
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+        start = tf.random.stateless_uniform([], seeds[0], 0, excess + 1, dtype=tf.int32)
+        before = tf.random.stateless_uniform([], seeds[1], 0, missing + 1, dtype=tf.int32)
+    y = y[start:start + tf.minimum(n, length)]
+    y = tf.pad(y, [[before, length - tf.shape(y)[0] - before]])
+    return tf.ensure_shape(y, [length])
+
+
+def mu_law_compress(waveform, mu=255, quantize=False):
+    """Mu-law dynamic-range compression: sign(x)·ln(1 + mu|x|) / ln(1 + mu).
+
+    Args:
+        waveform: float tensor, samples in [-1, 1] (clipped to it).
+        mu: int. Compression parameter (255: 8-bit telephony, WaveNet).
+        quantize: bool. Also round to `mu + 1` levels (the output stays a float
+            in [-1, 1]).
+
+    Returns:
+        float32 tensor, same shape, in [-1, 1].
+
+    Example:
+        >>> import mmtl_tf
+        >>> round(float(mmtl_tf.data.mu_law_compress(0.01)), 3)
+        0.228
+
+    References:
+        ITU-T G.711 (1988); van den Oord et al., "WaveNet" (2016).
+    """
+    x = tf.clip_by_value(tf.convert_to_tensor(waveform, tf.float32), -1.0, 1.0)
+    mu = float(mu)
+    y = tf.sign(x) * tf.math.log1p(mu * tf.abs(x)) / np.log1p(mu)
+    if quantize:
+        y = tf.round((y + 1.0) / 2.0 * mu) / mu * 2.0 - 1.0
+    return y
+
+
+def mu_law_expand(compressed, mu=255):
+    """Inverse of `mu_law_compress`: sign(y)·((1 + mu)^|y| − 1) / mu.
+
+    Args:
+        compressed: float tensor in [-1, 1].
+        mu: int. The same `mu` as for compression.
+
+    Returns:
+        float32 tensor, same shape (exact inverse unless quantised).
+
+    Example:
+        >>> import mmtl_tf
+        >>> y = mmtl_tf.data.mu_law_compress(0.25)
+        >>> round(float(mmtl_tf.data.mu_law_expand(y)), 4)
+        0.25
+
+    References:
+        ITU-T G.711 (1988).
+    """
+    y = tf.convert_to_tensor(compressed, tf.float32)
+    mu = float(mu)
+    return tf.sign(y) * (tf.pow(1.0 + mu, tf.abs(y)) - 1.0) / mu
+
+
+def log_compress(x, scale=1000.0):
+    """Log dynamic-range compression: sign(x)·ln(1 + scale·|x|).
+
+    Unnormalised (unlike `mu_law_compress`): meant for magnitudes such as
+    spectrogram or envelope values (non-negative in, non-negative out); on a
+    waveform it keeps the sign.
+
+    Args:
+        x: float tensor.
+        scale: float. Larger values compress more.
+
+    Returns:
+        float32 tensor, same shape.
+
+    Example:
+        >>> import mmtl_tf
+        >>> round(float(mmtl_tf.data.log_compress(1.0, scale=1.0)), 4)
+        0.6931
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    return tf.sign(x) * tf.math.log1p(scale * tf.abs(x))
+
+
+def pre_emphasis(waveform, coefficient=0.97):
+    """First-order high-pass filter y[t] = x[t] - coefficient·x[t-1] (y[0] = x[0]).
+
+    Args:
+        waveform: float tensor (..., samples).
+        coefficient: float. 0.97 is the usual speech value.
+
+    Returns:
+        float32 tensor, same shape.
+
+    Example:
+        >>> import mmtl_tf
+        >>> mmtl_tf.data.pre_emphasis([1.0, 1.0, 1.0], 0.5).numpy().tolist()
+        [1.0, 0.5, 0.5]
+    """
+    x = tf.convert_to_tensor(waveform, tf.float32)
+    return tf.concat([x[..., :1], x[..., 1:] - coefficient * x[..., :-1]], axis=-1)
+
+
+def band_pass(waveform, sample_rate, low_hz=80.0, high_hz=7600.0, transition_hz=50.0):
+    """Zero-phase band-pass filter in the frequency domain (TF ops).
+
+    The spectrum of the whole clip (`rfft`) is multiplied by a gain that is 1
+    inside [low_hz, high_hz], 0 outside, with raised-cosine transitions
+    `transition_hz` wide (a brick wall would ring), then transformed back.
+
+    Args:
+        waveform: float tensor (..., samples).
+        sample_rate: int. Samples per second.
+        low_hz: float. Lower edge (0 = low-pass).
+        high_hz: float. Upper edge (<= sample_rate / 2).
+        transition_hz: float. Width of each cosine transition.
+
+    Returns:
+        float32 tensor, same shape.
+
+    Example:
+        >>> import numpy as np, mmtl_tf
+        >>> t = np.arange(16000) / 16000
+        >>> y = np.sin(2 * np.pi * 50 * t) + np.sin(2 * np.pi * 1000 * t)
+        >>> out = mmtl_tf.data.band_pass(y.astype("float32"), 16000, 300, 3000)
+        >>> round(float(np.std(out)), 2)  # the 50 Hz tone is gone
+        0.71
+    """
+    nyquist = sample_rate / 2.0
+    if not 0 <= low_hz < high_hz <= nyquist:
+        raise ValueError(
+            f"need 0 <= low_hz < high_hz <= sample_rate / 2 = {nyquist:g}; got "
+            f"low_hz={low_hz}, high_hz={high_hz}.")
+    x = tf.convert_to_tensor(waveform, tf.float32)
+    n = tf.shape(x)[-1]
+    spectrum = tf.signal.rfft(x)
+    freqs = tf.cast(tf.range(n // 2 + 1), tf.float32) * (sample_rate / tf.cast(n, tf.float32))
+
+    def ramp(edge, rising):
+        # 0 → 1 over [edge - transition/2, edge + transition/2] (rising).
+        u = tf.clip_by_value((freqs - edge) / transition_hz + 0.5, 0.0, 1.0)
+        g = 0.5 - 0.5 * tf.cos(np.pi * u)
+        return g if rising else 1.0 - g
+
+    gain = tf.ones_like(freqs)
+    if low_hz > 0:
+        gain *= ramp(low_hz, True)
+    if high_hz < nyquist:
+        gain *= ramp(high_hz, False)
+    y = tf.signal.irfft(spectrum * tf.cast(gain, tf.complex64), fft_length=[n])
+    return tf.reshape(y, tf.shape(x))
+
+
+COMPRESSIONS = (None, "mu_law", "log")
+
+
+def preprocess_waveform(waveform, length, sample_rate=DEFAULT_SAMPLE_RATE,
+                        crop="center", seed=None, pre_emphasis_coefficient=None,
+                        band=None, compression=None):
+    """The document's steps after loading and trimming, in order: filtering
+    (pre-emphasis, band-pass), crop/pad to `length`, compression.
+
+    Args:
+        waveform: float32 tensor [samples] (trimmed already, if wanted).
+        length: int. Output samples.
+        sample_rate: int. For `band`.
+        crop: str. `crop_or_pad` mode.
+        seed: int tensor (2,). For `crop="random"`.
+        pre_emphasis_coefficient: float or None.
+        band: (low_hz, high_hz) or None. `band_pass` edges.
+        compression: None, `"mu_law"` or `"log"`.
+
+    Returns:
+        float32 tensor [length].
+    """
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression={compression!r} is not allowed; use one of "
+                         f"{', '.join(map(repr, COMPRESSIONS))}.")
+    y = tf.convert_to_tensor(waveform, tf.float32)
+    if pre_emphasis_coefficient:
+        y = pre_emphasis(y, pre_emphasis_coefficient)
+    if band is not None:
+        y = band_pass(y, sample_rate, float(band[0]), float(band[1]))
+    y = crop_or_pad(y, length, crop, seed)
+    if compression == "mu_law":
+        y = mu_law_compress(y)
+    elif compression == "log":
+        y = log_compress(y)
+    return y

@@ -1,0 +1,411 @@
+"""`make_audio_text_dataset`: (audio file, caption[, label, voice]) rows → `tf.data`.
+
+Audio sources are captions files like the image ones (`mmtl_tf.data.sources`):
+CSV or JSON Lines with `path` (an audio file, relative to the captions file),
+`caption` (the transcript or description), `label` (for classification) and
+optionally `split`; an optional `voice` (or `speaker`) column names who speaks,
+and `voice_group` (`train` / `heldout`) marks voices held out of training.
+`"default"` is the bundled spoken-emoji sample (`mmtl_tf/data/default_audio/`,
+SYNTHETIC speech made with espeak-ng, see its `LICENSE.md`).
+"""
+
+import dataclasses
+import os
+
+import tensorflow as tf
+
+from mmtl_tf.data import audio as audio_ops
+from mmtl_tf.data.sources import _read_rows, load_image_text_records, resolve_source
+from mmtl_tf.data.text import make_text_vectorizer, vectorize
+from mmtl_tf.errors import DataError, check_on_error, handle_problems
+
+DEFAULT_AUDIO_DIR = os.path.join(os.path.dirname(__file__), "default_audio")
+
+
+@dataclasses.dataclass
+class AudioTextRecords:
+    """Rows of an audio-caption source, one split.
+
+    Attributes:
+        paths: list of str. Absolute audio-file paths.
+        captions: list of str. Transcripts or descriptions.
+        labels: list of str or None.
+        rows: list of str. "file:line" of each row, for error messages.
+        class_names: list of str. Sorted labels of the *training* split.
+        root: str. The folder the paths are relative to.
+        voices: list of str or None. Speaker / voice of each clip ("" if unknown).
+        voice_groups: list of str. `"train"` or `"heldout"` ("" if unknown).
+        items: list of str. What is spoken, as an id ("" if unknown; for the
+            bundled sample the emoji's image file name).
+    """
+
+    paths: list
+    captions: list
+    labels: list
+    rows: list
+    class_names: list
+    root: str
+    voices: list
+    voice_groups: list
+    items: list
+
+    def __len__(self):
+        return len(self.paths)
+
+    def label_ids(self):
+        """Labels as ints indexing `class_names`."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        return [index[label] for label in self.labels]
+
+    def subset(self, keep):
+        """A copy with only the rows whose positions are in `keep`."""
+        keep = sorted(keep)
+        pick = lambda values: [values[i] for i in keep]  # noqa: E731
+        return dataclasses.replace(
+            self, paths=pick(self.paths), captions=pick(self.captions),
+            labels=pick(self.labels), rows=pick(self.rows), voices=pick(self.voices),
+            voice_groups=pick(self.voice_groups), items=pick(self.items))
+
+
+def _resolve(source):
+    return DEFAULT_AUDIO_DIR if source in (None, "default") else source
+
+
+def load_audio_text_records(source="default", split="train", require_label=True,
+                            seed=0, on_error="raise", voice_group=None):
+    """Loads one split of an audio-caption source (no audio is decoded here).
+
+    Args:
+        source: str. `"default"` (the bundled spoken-emoji sample), a folder or a
+            captions file (see the module docstring).
+        split: str. `"train"`, `"validation"` or `"test"`.
+        require_label: bool. Labels are needed for classification.
+        seed: int. Seed of the hash split when the source has no split column.
+        on_error: str. `"raise"` or `"skip"` for bad rows.
+        voice_group: str or None. Keep only rows of this voice group
+            (`"train"`: voices seen in training, `"heldout"`: new voices).
+
+    Returns:
+        `AudioTextRecords`.
+
+    Example:
+        >>> import mmtl_tf
+        >>> test = mmtl_tf.data.load_audio_text_records("default", "test")
+        >>> sorted(set(test.voice_groups))
+        ['heldout', 'train']
+    """
+    source = _resolve(source)
+    base = load_image_text_records(source, split, require_label=require_label,
+                                   seed=seed, on_error=on_error)
+    extra = {}
+    kind, path = resolve_source(source)
+    files = set(row.rsplit(":", 1)[0] for row in base.rows)
+    for file in files:
+        for n, row in _read_rows(file):
+            extra[f"{file}:{n}"] = row
+    get = lambda r, *keys: next((str(extra[r][k]) for k in keys  # noqa: E731
+                                 if extra.get(r, {}).get(k) not in (None, "")), "")
+    records = AudioTextRecords(
+        paths=base.paths, captions=base.captions, labels=base.labels, rows=base.rows,
+        class_names=base.class_names, root=base.root,
+        voices=[get(r, "voice", "speaker") for r in base.rows],
+        voice_groups=[get(r, "voice_group") for r in base.rows],
+        items=[get(r, "item") for r in base.rows])
+    if voice_group is not None:
+        keep = [i for i, g in enumerate(records.voice_groups) if g == voice_group]
+        if not keep:
+            raise DataError(f"{path}: the {split!r} split has no rows with "
+                            f"voice_group={voice_group!r}.")
+        records = records.subset(keep)
+    return records
+
+
+def decoded_audio_dataset(paths, sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, trim=True,
+                          top_db=40.0, min_samples=0, cache=True, validate=True,
+                          on_error="raise", locations=None):
+    """Loads (and trims) audio files in parallel into a cached dataset.
+
+    Like `decoded_image_dataset`: the first pass (run here when `validate`)
+    loads every file with `num_parallel_calls=AUTOTUNE`, fills the cache and
+    finds the bad files, which raise one `DataError` naming each file and its
+    problem, or, with `on_error="skip"`, are dropped with a `DataWarning`.
+
+    Args:
+        paths: list of str. Audio files.
+        sample_rate: int. Target rate (resampled; multi-channel → mono).
+        trim: bool. Cut leading/trailing silence (`trim_silence`).
+        top_db: float. Silence threshold below the loudest frame.
+        min_samples: int. Shorter clips (before and after trimming) are errors.
+        cache: bool or str. True: in memory; a str: files with that prefix.
+        validate: bool. Run the checking pass now.
+        on_error: str. `"raise"` or `"skip"`.
+        locations: list of str or None. Names for the messages (captions rows).
+
+    Returns:
+        (dataset of (index int32, waveform float32 [None]), list of kept indices).
+    """
+    n = len(paths)
+
+    def load(p):
+        return audio_ops.load_and_trim(p, sample_rate, trim, top_db, min_samples)
+
+    def tf_load(i, p):
+        y = tf.numpy_function(load, [p], tf.float32, stateful=False, name="load_audio")
+        return i, tf.ensure_shape(y, [None])
+
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.range(n, dtype=tf.int32), tf.constant(list(paths), dtype=tf.string)))
+    ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.ignore_errors()
+    if cache:
+        ds = ds.cache("" if cache is True else str(cache))
+    kept = list(range(n))
+    if validate:
+        seen = set()
+        for idx, _ in ds.padded_batch(64):
+            seen.update(idx.numpy().tolist())
+        if len(seen) != n:
+            kept = sorted(seen)
+            names = locations or paths
+            problems = []
+            for i in range(n):
+                if i in seen:
+                    continue
+                try:
+                    load(paths[i])
+                    why = "failed while loading (unknown reason)"
+                except DataError as e:
+                    why = str(e).split(": ", 1)[-1]
+                problems.append((f"{names[i]}" + (f" ({paths[i]})" if locations else ""),
+                                 why))
+            handle_problems(problems, on_error, "audio files")
+    return ds, kept
+
+
+def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=None,
+                            vocab_size=5000, sequence_length=16, remove_stopwords=False,
+                            sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, clip_seconds=2.0,
+                            trim=True, top_db=40.0, min_samples=512, crop=None,
+                            pre_emphasis=None, band=None, compression=None,
+                            front_end=None, voice_group=None,
+                            batch_size=32, shuffle=None, shuffle_buffer=10000, cache=True,
+                            deterministic=False, seed=0, with_labels=True,
+                            on_error="raise", drop_remainder=False):
+    """Builds a batched, prefetched dataset of audio, caption token ids and labels.
+
+    Pipeline: load (soundfile; resample to `sample_rate`; mono) → trim silence
+    (librosa) in a parallel `map` → cache of the trimmed waveforms → shuffle →
+    filtering (pre-emphasis, band-pass) → crop/pad to `clip_seconds` →
+    compression (mu-law / log) → batch → optional `front_end` (e.g. the
+    in-graph log-mel layer) → prefetch. Every file is checked when the dataset is built: a missing, empty
+    or corrupt file, NaN/inf samples, a clip shorter than `min_samples` (one
+    FFT window) or an all-silent clip raises `mmtl_tf.DataError` naming the
+    captions row, the file and the problem; `on_error="skip"` drops such clips
+    and warns with their list.
+
+    Args:
+        source: str. `"default"` (bundled spoken-emoji sample, synthetic), a
+            folder or a captions file.
+        split: str. `"train"`, `"validation"` or `"test"`.
+        text_vectorizer: `keras.layers.TextVectorization` or None. None adapts
+            one on this source's training captions.
+        vocab_size: int. Vocabulary size when adapting.
+        sequence_length: int. Token ids per caption when adapting.
+        remove_stopwords: bool. Drop English stop words when adapting.
+        sample_rate: int. Samples per second of the output.
+        clip_seconds: float. Output length (crop or zero-pad).
+        trim: bool. Cut leading and trailing silence first.
+        top_db: float. Silence threshold (dB below the loudest frame).
+        min_samples: int. Shortest acceptable clip (use the front end's n_fft).
+        crop: str or None. `"center"`, `"start"` or `"random"`; None: random
+            for the training split, centre otherwise.
+        pre_emphasis: float or None. Pre-emphasis coefficient (e.g. 0.97).
+        band: (low_hz, high_hz) or None. Band-pass edges.
+        compression: None, `"mu_law"` or `"log"`.
+        front_end: callable or None. Applied to each batch of waveforms
+            (B, samples) in the pipeline, e.g.
+            `mmtl_tf.layers.LogMelSpectrogram(sample_rate=16000)` or an
+            `AudioEncoder`'s `front_end` for a model with
+            `input_type="log_mel"`. None yields the waveforms (the model
+            computes its own log-mels).
+        voice_group: str or None. Keep only `"train"` or `"heldout"` voices.
+        batch_size: int.
+        shuffle: bool or None. None shuffles the training split only.
+        shuffle_buffer: int.
+        cache: bool or str. Cache the trimmed waveforms (memory or files).
+        deterministic: bool. Same order and random crops on every run
+            (always so when not shuffled).
+        seed: int.
+        with_labels: bool. Yield `(inputs, label)` (else only `inputs`).
+        on_error: str. `"raise"` or `"skip"`.
+        drop_remainder: bool.
+
+    Returns:
+        A `tf.data.Dataset` of `({"audio": float32 (B, samples) (or what
+        `front_end` makes of it, e.g. (B, frames, n_mels)), "text": int32 (B,
+        sequence_length)}, label int32 (B,))`, in
+        the order of `load_audio_text_records(source, split)` when not shuffled.
+
+    Example:
+        >>> import mmtl_tf
+        >>> ds = mmtl_tf.data.make_audio_text_dataset("default", "validation",
+        ...                                          clip_seconds=1.0, batch_size=4)
+        >>> x, y = next(iter(ds))
+        >>> x["audio"].shape, x["text"].shape, y.shape
+        (TensorShape([4, 16000]), TensorShape([4, 16]), TensorShape([4]))
+    """
+    check_on_error(on_error)
+    if front_end is not None and not callable(front_end):
+        raise TypeError(f"front_end must be callable (e.g. a LogMelSpectrogram layer) or "
+                        f"None; got {type(front_end).__name__}.")
+    if crop is not None and crop not in audio_ops.CROP_MODES:
+        raise ValueError(f"crop={crop!r} is not allowed; use one of "
+                         f"{', '.join(map(repr, audio_ops.CROP_MODES))} or None.")
+    if compression not in audio_ops.COMPRESSIONS:
+        raise ValueError(f"compression={compression!r} is not allowed; use one of "
+                         f"{', '.join(map(repr, audio_ops.COMPRESSIONS))}.")
+    length = int(round(clip_seconds * sample_rate))
+    if length < 1:
+        raise ValueError(f"clip_seconds={clip_seconds} gives no samples.")
+    records = load_audio_text_records(source, split, require_label=with_labels,
+                                      seed=seed, on_error=on_error,
+                                      voice_group=voice_group)
+    if text_vectorizer is None:
+        train = records if split == "train" and voice_group is None else \
+            load_audio_text_records(source, "train", require_label=with_labels,
+                                    seed=seed, on_error=on_error)
+        text_vectorizer = make_text_vectorizer(
+            train.captions, vocab_size=vocab_size, sequence_length=sequence_length,
+            remove_stopwords=remove_stopwords)
+    load_kwargs = dict(sample_rate=sample_rate, trim=trim, top_db=top_db,
+                       min_samples=min_samples, cache=cache)
+    waves, kept = decoded_audio_dataset(records.paths, on_error=on_error,
+                                        locations=records.rows, **load_kwargs)
+    if len(kept) != len(records):
+        records = records.subset(kept)
+        waves, _ = decoded_audio_dataset(records.paths, validate=False, **load_kwargs)
+    crop = crop or ("random" if split == "train" else "center")
+    tokens = vectorize(text_vectorizer, records.captions)
+    labels = tf.constant(records.label_ids() if with_labels else [0] * len(records),
+                         tf.int32)
+
+    def prepare(pair, s):
+        index, wave = pair
+        wave = audio_ops.preprocess_waveform(
+            wave, length, sample_rate, crop=crop, seed=s,
+            pre_emphasis_coefficient=pre_emphasis, band=band, compression=compression)
+        return index, wave
+
+    ds = waves
+    if shuffle is None:
+        shuffle = split == "train"
+    # An unshuffled dataset keeps the records' order (retrieval and per-voice
+    # evaluation pair its elements with the records).
+    deterministic = bool(deterministic) or not shuffle
+    if shuffle:
+        ds = ds.shuffle(min(shuffle_buffer, max(len(records), 1)), seed=seed,
+                        reshuffle_each_iteration=True)
+    rng = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip((ds, rng)).map(
+        prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic or None)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    def attach(index, wave):
+        audio = front_end(wave) if front_end is not None else wave
+        inputs = {"audio": audio, "text": tf.gather(tokens, index)}
+        return (inputs, tf.gather(labels, index)) if with_labels else inputs
+
+    ds = ds.map(attach, num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=deterministic or None)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def speech_commands_to_audio_text(dataset, label_names, *, text_vectorizer,
+                                  clip_seconds=1.0, sample_rate=16000, trim=False,
+                                  top_db=40.0, crop="center", pre_emphasis=None,
+                                  band=None, compression=None, batch_size=32):
+    """Maps TFDS `speech_commands` examples onto the audio-text element structure.
+
+    Args:
+        dataset: `tf.data.Dataset` of (audio int16 [samples], label int64), as
+            `tfds.load("speech_commands", as_supervised=True)` yields.
+        label_names: list of str. The label names ("down", "go", ...,
+            "_silence_", "_unknown_"); the caption of a clip is its label name.
+        text_vectorizer: an adapted `TextVectorization` (e.g. on `label_names`).
+        clip_seconds, sample_rate, trim, top_db, crop, pre_emphasis, band,
+        compression, batch_size: as in `make_audio_text_dataset`. `trim` runs
+            librosa through `tf.numpy_function`; it is off by default because
+            `_silence_` clips are silent on purpose.
+
+    Returns:
+        A `tf.data.Dataset` of `({"audio": float32 (B, samples), "text": int32
+        (B, L)}, label int32 (B,))`.
+    """
+    length = int(round(clip_seconds * sample_rate))
+    names = tf.constant([str(n).replace("_", " ").strip() for n in label_names])
+    rng = tf.data.Dataset.random(seed=0).batch(2)
+
+    def convert(pair, s):
+        wave, label = pair
+        wave = tf.cast(wave, tf.float32) / 32768.0
+        if trim:
+            wave = audio_ops.trim_silence(wave, top_db=top_db)
+        wave = audio_ops.preprocess_waveform(
+            wave, length, sample_rate, crop=crop, seed=s,
+            pre_emphasis_coefficient=pre_emphasis, band=band, compression=compression)
+        text = tf.cast(text_vectorizer(names[label][None])[0], tf.int32)
+        return {"audio": wave, "text": text}, tf.cast(label, tf.int32)
+
+    ds = tf.data.Dataset.zip((dataset, rng)).map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def load_tfds_speech_commands(split="train", *, data_dir=None, text_vectorizer=None,
+                              batch_size=32, **kwargs):
+    """TFDS `speech_commands` (needs internet on first use) as audio-text batches.
+
+    Downloads and prepares the dataset through TFDS (about 2.4 GB) unless
+    `data_dir` already holds it, then feeds it through the same pipeline
+    functions as `make_audio_text_dataset` (see `speech_commands_to_audio_text`).
+
+    Args:
+        split: str. `"train"`, `"validation"` or `"test"`.
+        data_dir: str or None. TFDS data folder.
+        text_vectorizer: `TextVectorization` or None (None: adapted on the label
+            names).
+        batch_size: int.
+        **kwargs: passed to `speech_commands_to_audio_text`.
+
+    Returns:
+        (dataset, label names, text_vectorizer).
+
+    Example:
+        >>> import mmtl_tf
+        >>> ds, names, vec = mmtl_tf.data.load_tfds_speech_commands(  # doctest: +SKIP
+        ...     "validation")  # needs internet (or data_dir) on first use
+
+    References:
+        Warden, "Speech Commands: A Dataset for Limited-Vocabulary Speech
+        Recognition" (2018).
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder("speech_commands", data_dir=data_dir)
+        builder.download_and_prepare()
+    except Exception as e:  # no internet, or TFDS cannot reach the source
+        raise RuntimeError(
+            f"could not download or prepare TFDS 'speech_commands' ({type(e).__name__}: "
+            f"{e}). It needs internet on first use; on a machine with internet run "
+            "`tfds build speech_commands --data_dir DIR` and pass data_dir=DIR.") from e
+    names = builder.info.features["label"].names
+    ds = builder.as_dataset(split=split, as_supervised=True)
+    if text_vectorizer is None:
+        text_vectorizer = make_text_vectorizer(
+            [n.replace("_", " ").strip() for n in names], vocab_size=len(names) + 4,
+            sequence_length=2)
+    return (speech_commands_to_audio_text(ds, names, text_vectorizer=text_vectorizer,
+                                          batch_size=batch_size, **kwargs),
+            names, text_vectorizer)

@@ -1,0 +1,152 @@
+import json
+import os
+import warnings
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow as tf
+
+import mmtl_tf
+from mmtl_tf.data import audio as A
+
+
+def _tone(seconds=0.5, rate=16000, freq=440.0, amp=0.5):
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype("float32")
+
+
+def _word(rate=16000):
+    """0.3 s silence, 0.5 s of a two-tone 'word', 0.4 s silence."""
+    return np.concatenate([np.zeros(int(0.3 * rate)), _tone(0.5, rate) + _tone(0.5, rate, 1200, 0.2),
+                           np.zeros(int(0.4 * rate))]).astype("float32")
+
+
+# --- loading ---------------------------------------------------------------
+
+def test_wrong_rate_and_stereo_are_resampled_and_downmixed(tmp_path):
+    left, right = _tone(0.5, 44100, 440), _tone(0.5, 44100, 880, 0.25)
+    path = str(tmp_path / "stereo.wav")
+    sf.write(path, np.stack([left, right], 1), 44100, subtype="FLOAT")
+    y, rate = A.read_audio(path, 16000)
+    assert rate == 16000 and y.dtype == np.float32 and y.ndim == 1
+    ref = librosa.resample((left + right) / 2, orig_sr=44100, target_sr=16000,
+                           res_type="soxr_hq")
+    np.testing.assert_allclose(y, ref, atol=1e-6)
+    assert abs(len(y) - 8000) <= 1
+
+
+@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("FLAC", "PCM_16"),
+                                          ("OGG", "VORBIS"), ("OGG", "OPUS")])
+def test_formats(tmp_path, fmt, subtype):
+    path = str(tmp_path / f"clip.{fmt.lower()}")
+    y = _word()
+    sf.write(path, y, 16000, format=fmt, subtype=subtype)
+    out, rate = A.read_audio(path)
+    assert rate == 16000 and abs(len(out) - len(y)) < 400
+    # Lossy codecs change samples but keep the loudness.
+    assert abs(np.std(out[:len(y)]) - np.std(y)) < 0.02
+
+
+def _bad_files(root):
+    """name -> expected words in the DataError."""
+    os.makedirs(root, exist_ok=True)
+    open(os.path.join(root, "empty.wav"), "wb").close()
+    with open(os.path.join(root, "corrupt.ogg"), "wb") as f:
+        f.write(b"OggS" + bytes(range(256)) * 4)
+    nan = _word()
+    nan[100] = np.nan
+    nan[200] = np.inf
+    sf.write(os.path.join(root, "nan.wav"), nan, 16000, subtype="FLOAT")
+    sf.write(os.path.join(root, "silent.wav"), np.zeros(16000, "float32"), 16000)
+    sf.write(os.path.join(root, "short.wav"), _tone(0.01), 16000)  # 160 samples
+    sf.write(os.path.join(root, "good.flac"), _word(), 16000)
+    return {"empty.wav": "empty file", "corrupt.ogg": "cannot decode audio",
+            "nan.wav": "2 NaN or infinite", "silent.wav": "all silent",
+            "short.wav": "shorter than one FFT window", "missing.wav": "file not found"}
+
+
+def test_bad_files_raise_data_error_naming_file_and_problem(tmp_path):
+    expected = _bad_files(str(tmp_path))
+    for name, words in expected.items():
+        path = str(tmp_path / name)
+        with pytest.raises(mmtl_tf.DataError) as err:
+            A.load_and_trim(path, min_samples=512)
+        assert path in str(err.value) and words in str(err.value), str(err.value)
+    assert len(A.load_and_trim(str(tmp_path / "good.flac"), min_samples=512)) > 0
+
+
+def test_faint_noise_is_all_silent_but_quiet_speech_is_not():
+    noise = np.random.default_rng(0).normal(size=16000).astype("float32") * 1e-5
+    with pytest.raises(mmtl_tf.DataError, match="all silent"):
+        A.trim_silence_array(noise, name="noise.wav")
+    quiet = _word() * 0.01  # -46 dBFS peak: quiet, not silent
+    assert 7000 < len(A.trim_silence_array(quiet)) < 10000
+
+
+# --- steps -----------------------------------------------------------------
+
+def test_trim_silence_matches_librosa_in_tf_data():
+    y = _word()
+    ref, _ = librosa.effects.trim(y, top_db=40, frame_length=1024, hop_length=256)
+    ds = tf.data.Dataset.from_tensors(y).map(A.trim_silence)
+    assert ds.element_spec.shape.as_list() == [None]
+    np.testing.assert_array_equal(next(iter(ds)).numpy(), ref)
+    assert 8000 <= len(ref) < 8000 + 2 * 1024
+
+
+def test_crop_or_pad_closed_form():
+    y = np.arange(1, 8, dtype="float32")  # 7 samples
+    assert A.crop_or_pad(y, 3).numpy().tolist() == [3, 4, 5]
+    assert A.crop_or_pad(y, 3, "start").numpy().tolist() == [1, 2, 3]
+    assert A.crop_or_pad(y, 10).numpy().tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 0, 0]
+    assert A.crop_or_pad(y, 9, "start").numpy().tolist() == [1, 2, 3, 4, 5, 6, 7, 0, 0]
+    seed = tf.constant([1, 2], tf.int64)
+    r = A.crop_or_pad(y, 4, "random", seed).numpy()
+    assert r.tolist() == A.crop_or_pad(y, 4, "random", seed).numpy().tolist()
+    start = int(r[0]) - 1
+    assert r.tolist() == y[start:start + 4].tolist()
+    padded = A.crop_or_pad(y, 12, "random", seed).numpy()
+    nz = np.flatnonzero(padded)
+    assert padded[nz].tolist() == y.tolist() and nz[-1] - nz[0] == 6
+    ds = tf.data.Dataset.from_tensors(y).map(lambda w: A.crop_or_pad(w, 5))
+    assert ds.element_spec.shape.as_list() == [5]
+    with pytest.raises(ValueError, match="mode='middle'"):
+        A.crop_or_pad(y, 3, "middle")
+
+
+def test_mu_law_and_log_compression_closed_form():
+    x = np.array([-1.0, -0.5, -0.01, 0.0, 0.01, 0.5, 1.0], "float32")
+    expected = np.sign(x) * np.log1p(255 * np.abs(x)) / np.log(256)
+    np.testing.assert_allclose(A.mu_law_compress(x), expected, atol=1e-6)
+    np.testing.assert_allclose(A.mu_law_expand(A.mu_law_compress(x)), x, atol=1e-5)
+    q = A.mu_law_compress(x, quantize=True).numpy()
+    levels = (q + 1) / 2 * 255
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-4)
+    np.testing.assert_allclose(A.log_compress(x, 100.0),
+                               np.sign(x) * np.log1p(100 * np.abs(x)), atol=1e-6)
+
+
+def test_pre_emphasis_and_band_pass():
+    y = np.random.default_rng(0).normal(size=(2, 1000)).astype("float32")
+    ref = np.concatenate([y[:, :1], y[:, 1:] - 0.97 * y[:, :-1]], axis=1)
+    np.testing.assert_allclose(A.pre_emphasis(y), ref, atol=1e-6)
+    t = np.arange(16000) / 16000
+    low, mid, high = (np.sin(2 * np.pi * f * t) for f in (50, 1000, 7000))
+    out = A.band_pass((low + mid + high).astype("float32"), 16000, 300, 3000).numpy()
+    np.testing.assert_allclose(out, mid, atol=1e-3)  # only the 1 kHz tone is left
+    with pytest.raises(ValueError, match="high_hz"):
+        A.band_pass(mid, 16000, 300, 9000)
+
+
+def test_preprocess_waveform_order_and_shape():
+    y = _word()
+    out = A.preprocess_waveform(y, 16000, pre_emphasis_coefficient=0.97,
+                                band=(80, 7000), compression="mu_law")
+    manual = A.mu_law_compress(A.crop_or_pad(A.band_pass(A.pre_emphasis(y), 16000, 80, 7000),
+                                             16000))
+    np.testing.assert_allclose(out, manual, atol=1e-6)
+    assert out.shape == (16000,)
+    with pytest.raises(ValueError, match="compression='alaw'"):
+        A.preprocess_waveform(y, 100, compression="alaw")

@@ -1,0 +1,144 @@
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow as tf
+
+import mmtl_tf
+from mmtl_tf.data.audio_text import (DEFAULT_AUDIO_DIR, load_audio_text_records,
+                                     make_audio_text_dataset, speech_commands_to_audio_text)
+from tests.data.test_audio import _bad_files, _word
+
+
+def test_bundled_sample_holds_out_items_and_voices():
+    splits = {s: load_audio_text_records("default", s) for s in ("train", "validation", "test")}
+    items = {s: set(r.items) for s, r in splits.items()}
+    assert not items["train"] & items["validation"] and not items["train"] & items["test"]
+    assert not items["validation"] & items["test"]
+    heldout = {v for r in splits.values() for v, g in zip(r.voices, r.voice_groups)
+               if g == "heldout"}
+    assert len(heldout) >= 2
+    for s in ("train", "validation"):
+        assert not heldout & set(splits[s].voices)
+        assert set(splits[s].voice_groups) == {"train"}
+    test = splits["test"]
+    assert heldout <= set(test.voices)
+    # every test item is spoken by a training voice and by every held-out voice
+    for item in list(items["test"])[:20]:
+        groups = [g for i, g in zip(test.items, test.voice_groups) if i == item]
+        assert groups.count("train") == 1 and groups.count("heldout") == len(heldout)
+    assert len(splits["train"].class_names) == 9
+    new_voices = load_audio_text_records("default", "test", voice_group="heldout")
+    assert set(new_voices.voice_groups) == {"heldout"}
+    # bundled size budget: at most 6 MB
+    size = sum(os.path.getsize(os.path.join(d, f))
+               for d, _, fs in os.walk(DEFAULT_AUDIO_DIR) for f in fs)
+    assert size <= 6_000_000, size
+
+
+def test_default_dataset_structure():
+    vec = mmtl_tf.data.make_text_vectorizer(["a b c"], vocab_size=10, sequence_length=5)
+    ds = make_audio_text_dataset("default", "validation", text_vectorizer=vec,
+                                 clip_seconds=1.5, batch_size=8)
+    assert ds.element_spec[0]["audio"].shape.as_list() == [None, 24000]
+    x, y = next(iter(ds))
+    assert x["audio"].dtype == tf.float32 and x["text"].shape == (8, 5)
+    assert y.dtype == tf.int32
+    assert float(tf.reduce_max(tf.abs(x["audio"]))) <= 1.0
+    # Unshuffled order follows the records.
+    recs = load_audio_text_records("default", "validation")
+    np.testing.assert_array_equal(y.numpy(), recs.label_ids()[:8])
+
+
+def _captions_folder(root, with_bad=True):
+    expected = _bad_files(os.path.join(root, "clips")) if with_bad else {}
+    os.makedirs(os.path.join(root, "clips"), exist_ok=True)
+    rows = []
+    for i in range(6):
+        path = f"clips/word{i}.wav"
+        sf.write(os.path.join(root, path), _word() * (0.3 + 0.1 * i), 22050 if i % 2 else 16000)
+        rows.append({"path": path, "caption": f"word number {i}", "label": f"c{i % 2}",
+                     "split": "train", "voice": f"v{i % 3}"})
+    for name in expected:
+        rows.append({"path": f"clips/{name}", "caption": name, "label": "c0", "split": "train"})
+    with open(os.path.join(root, "captions.jsonl"), "w") as f:
+        f.write("\n".join(json.dumps(r) for r in rows) + "\n")
+    return expected
+
+
+def test_bad_files_in_a_source_name_row_file_and_problem(tmp_path):
+    expected = _captions_folder(str(tmp_path))
+    with pytest.raises(mmtl_tf.DataError) as err:
+        make_audio_text_dataset(str(tmp_path), "train", clip_seconds=1.0)
+    message = str(err.value)
+    assert f"{len(expected)} bad audio files" in message
+    for name, words in expected.items():
+        line = next(l for l in message.splitlines() if f"clips/{name}" in l)
+        assert "captions.jsonl:" in line and words in line, line
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = make_audio_text_dataset(str(tmp_path), "train", clip_seconds=1.0,
+                                     on_error="skip", batch_size=64, shuffle=False)
+    assert any(issubclass(w.category, mmtl_tf.DataWarning) and
+               f"skipped {len(expected)} bad audio files" in str(w.message) for w in caught)
+    x, y = next(iter(ds))
+    assert x["audio"].shape == (6, 16000)
+    recs = load_audio_text_records(str(tmp_path), "train")
+    assert recs.voices[:3] == ["v0", "v1", "v2"]
+
+
+def test_steps_and_log_mel_features(tmp_path):
+    _captions_folder(str(tmp_path), with_bad=False)
+    kw = dict(clip_seconds=0.6, batch_size=6, shuffle=False, crop="center")
+    plain = next(iter(make_audio_text_dataset(str(tmp_path), "train", **kw)))[0]["audio"]
+    # Trimmed (0.5 s of sound) and centred in 0.6 s: silence at both ends.
+    assert np.all(np.abs(plain.numpy()[:, :400]) < 1e-3)
+    assert np.all(np.abs(plain.numpy()[:, -400:]) < 1e-3)
+    mu = next(iter(make_audio_text_dataset(str(tmp_path), "train", compression="mu_law",
+                                           pre_emphasis=0.97, **kw)))[0]["audio"]
+    ref = mmtl_tf.data.mu_law_compress(
+        [mmtl_tf.data.crop_or_pad(mmtl_tf.data.pre_emphasis(
+            mmtl_tf.data.trim_silence(mmtl_tf.data.load_audio(p))), 9600)
+         for p in load_audio_text_records(str(tmp_path), "train").paths])
+    np.testing.assert_allclose(mu, ref, atol=1e-5)
+    layer = mmtl_tf.layers.LogMelSpectrogram(sample_rate=16000, n_mels=32)
+    mel = make_audio_text_dataset(str(tmp_path), "train", front_end=layer, **kw)
+    x, _ = next(iter(mel))
+    assert x["audio"].shape == (6, 1 + 9600 // 160, 32)
+    np.testing.assert_allclose(x["audio"], layer(plain), atol=1e-3)
+    with pytest.raises(TypeError, match="front_end"):
+        make_audio_text_dataset(str(tmp_path), "train", front_end="log_mel")
+
+
+def test_speech_commands_mapping_feeds_the_same_structure():
+    recs = load_audio_text_records("default", "validation")
+    waves = [(mmtl_tf.data.read_audio(p)[0] * 32767).astype("int16") for p in recs.paths[:4]]
+    fake = tf.data.Dataset.from_generator(
+        lambda: ((w, np.int64(i % 2)) for i, w in enumerate(waves)),
+        output_signature=(tf.TensorSpec([None], tf.int16), tf.TensorSpec([], tf.int64)))
+    names = ["_silence_", "yes"]
+    vec = mmtl_tf.data.make_text_vectorizer(["silence", "yes"], vocab_size=6, sequence_length=2)
+    ds = speech_commands_to_audio_text(fake, names, text_vectorizer=vec, batch_size=4)
+    x, y = next(iter(ds))
+    assert x["audio"].shape == (4, 16000) and x["audio"].dtype == tf.float32
+    assert y.numpy().tolist() == [0, 1, 0, 1]
+    assert x["text"].numpy()[1].tolist() == vec(["yes"]).numpy()[0].tolist()
+    np.testing.assert_allclose(
+        x["audio"][0], mmtl_tf.data.crop_or_pad(waves[0].astype("float32") / 32768, 16000),
+        atol=1e-6)
+
+
+def test_unshuffled_dataset_keeps_the_records_order():
+    vec = mmtl_tf.data.make_text_vectorizer(["a"], vocab_size=10, sequence_length=2)
+    ds = make_audio_text_dataset("default", "test", text_vectorizer=vec, clip_seconds=0.5,
+                                 batch_size=100, voice_group="heldout")
+    recs = load_audio_text_records("default", "test", voice_group="heldout")
+    labels = np.concatenate([y.numpy() for _, y in ds])
+    np.testing.assert_array_equal(labels, recs.label_ids())
+    first = next(iter(ds))[0]["audio"].numpy()[:3]
+    for i in range(3):
+        y = mmtl_tf.data.trim_silence(mmtl_tf.data.load_audio(recs.paths[i]))
+        np.testing.assert_allclose(first[i], mmtl_tf.data.crop_or_pad(y, 8000), atol=1e-6)
