@@ -1,0 +1,238 @@
+"""Build a multi-class text-classification corpus from Debian's `fortunes` package.
+
+Debian's `fortunes` (BSD licence, from fortune-mod) holds about 15,000 quotes in
+category files (computers, science, politics, work, food, ...), each entry
+ended by a line holding only `%`. This script fetches the pinned package with
+`apt-get download` and unpacks it with `dpkg-deb -x` (no root, nothing is
+installed), reads the chosen categories, and writes JSON Lines files with
+`{"text", "label"}` rows, the format `mmtl_tf.data.load_text_classification_records`
+reads:
+
+* each entry's whitespace (tabs, line breaks, indentation) is collapsed into
+  single spaces; entries shorter than `--min-chars` or longer than
+  `--max-chars` are left out;
+* a quote that occurs in two chosen categories is left out (its label would be
+  ambiguous), a duplicate inside one category is kept once;
+* at most `--per-class` entries per category (a seeded, stable choice), then a
+  stratified 65 / 15 / 20 train / validation / test split fixed by the seed.
+
+The output is deterministic for a given package file.
+
+Usage:
+    python data_prep/build_fortunes.py --out data/fortunes            # full corpus
+    python data_prep/build_fortunes.py --bundle                       # the bundled subset
+    python data_prep/build_fortunes.py --bundle --check               # verify the bundle
+    python data_prep/build_fortunes.py --deb fortunes_1.99.1-7.3_all.deb --out DIR
+
+`--bundle` writes the small default text data shipped inside the package
+(`mmtl_tf/data/default_text/`: 8 categories, quotes of at most 300 characters,
+at most 200 per category). `--check` rebuilds into a temporary folder and
+compares with the target folder byte for byte.
+"""
+
+import argparse
+import filecmp
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+PACKAGE = "fortunes"
+VERSION = "1:1.99.1-7.3"
+CATEGORIES = ("computers", "science", "politics", "work", "food", "sports", "love", "law")
+SPLITS = (("train", 0.65), ("validation", 0.15), ("test", 0.20))
+SEED = 20260104
+BUNDLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "mmtl_tf",
+                          "data", "default_text")
+BUNDLE_OPTIONS = {"max_chars": 300, "per_class": 200, "min_chars": 20}
+FORTUNE_DIR = os.path.join("usr", "share", "games", "fortunes")
+COPYRIGHT = os.path.join("usr", "share", "doc", "fortunes", "copyright")
+
+LICENSE_TEXT = """\
+# Licence and attribution of the fortunes text data
+
+The files in this folder were built by `data_prep/build_fortunes.py` from the
+Debian package `{package}` version `{version}` (source package fortune-mod,
+the BSD fortune(6) cookie files). Each row is one entry of one category file
+(`{categories}`) with its whitespace collapsed; the label is the name of the
+file it comes from. Options: {options}.
+
+The package's copyright file (`/usr/share/doc/fortunes/copyright`) follows
+verbatim; the category files used here are covered by the BSD licence in it.
+
+```
+{copyright}```
+"""
+
+
+def fetch_deb(workdir):
+    """Runs `apt-get download` for the pinned version; returns the .deb path."""
+    try:
+        subprocess.run(["apt-get", "download", f"{PACKAGE}={VERSION}"], cwd=workdir,
+                       check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        sys.exit("build_fortunes.py: apt-get not found; download the package "
+                 f"{PACKAGE}={VERSION} elsewhere and pass it with --deb.")
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"build_fortunes.py: `apt-get download {PACKAGE}={VERSION}` failed "
+                 f"({e.stderr.strip()}); run `apt-get update` or pass the file with --deb.")
+    debs = glob.glob(os.path.join(workdir, "fortunes_*.deb"))
+    if not debs:
+        sys.exit("build_fortunes.py: apt-get download produced no fortunes_*.deb")
+    return debs[0]
+
+
+def unpack_deb(deb, target):
+    """`dpkg-deb -x` (needs no root); returns the folder."""
+    subprocess.run(["dpkg-deb", "-x", deb, target], check=True)
+    return target
+
+
+def read_fortunes(path):
+    """Entries of one fortune file: text between lines holding only `%`."""
+    with open(path, encoding="utf-8") as f:
+        raw = f.read()
+    entries = re.split(r"\n%\n", "\n" + raw + "\n")
+    return [" ".join(e.split()) for e in entries if e.strip() and e.strip() != "%"]
+
+
+def stable_rank(key):
+    return hashlib.sha256(f"{SEED}:{key}".encode("utf-8")).hexdigest()
+
+
+def collect(root, categories, min_chars, max_chars, per_class):
+    """(text, label) rows after cleaning, de-duplication and the per-class cap."""
+    seen = {}
+    for category in categories:
+        path = os.path.join(root, FORTUNE_DIR, category)
+        if not os.path.isfile(path):
+            available = sorted(f for f in os.listdir(os.path.join(root, FORTUNE_DIR))
+                               if "." not in f)
+            sys.exit(f"build_fortunes.py: no category {category!r}; available: "
+                     f"{', '.join(available)}")
+        for text in read_fortunes(path):
+            if not min_chars <= len(text) <= max_chars:
+                continue
+            seen.setdefault(text.lower(), {}).setdefault(category, text)
+    by_label = {c: [] for c in categories}
+    for labels in seen.values():
+        if len(labels) == 1:
+            (label, text), = labels.items()
+            by_label[label].append(text)
+    for label, texts in by_label.items():
+        texts.sort(key=lambda t: stable_rank(t))
+        if per_class:
+            del texts[per_class:]
+    return by_label
+
+
+def split_rows(by_label):
+    splits = {name: [] for name, _ in SPLITS}
+    for label in sorted(by_label):
+        items = by_label[label]
+        n = len(items)
+        n_train = round(n * SPLITS[0][1])
+        n_val = round(n * SPLITS[1][1])
+        parts = (items[:n_train], items[n_train:n_train + n_val], items[n_train + n_val:])
+        for (name, _), part in zip(SPLITS, parts):
+            splits[name] += [{"text": t, "label": label} for t in part]
+    for rows in splits.values():
+        rows.sort(key=lambda r: stable_rank(r["label"] + "\t" + r["text"]))
+    return splits
+
+
+def build(deb, out, categories=CATEGORIES, min_chars=20, max_chars=600, per_class=0):
+    """Writes train/validation/test.jsonl and LICENSE.md into `out` (atomically)."""
+    out = os.path.abspath(out)
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    with tempfile.TemporaryDirectory() as work:
+        root = unpack_deb(deb, os.path.join(work, "deb"))
+        by_label = collect(root, categories, min_chars, max_chars, per_class)
+        with open(os.path.join(root, COPYRIGHT), encoding="utf-8") as f:
+            copyright_text = f.read()
+    splits = split_rows(by_label)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=parent)
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the package data is not
+        for name, rows in splits.items():
+            with open(os.path.join(tmp, f"{name}.jsonl"), "w", encoding="utf-8") as f:
+                for r in rows:
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        options = (f"min_chars={min_chars}, max_chars={max_chars}, "
+                   f"per_class={per_class or 'no cap'}, seed={SEED}, splits "
+                   + " / ".join(f"{n} {int(p * 100)} %" for n, p in SPLITS))
+        with open(os.path.join(tmp, "LICENSE.md"), "w", encoding="utf-8") as f:
+            f.write(LICENSE_TEXT.format(package=PACKAGE, version=VERSION,
+                                        categories="`, `".join(categories),
+                                        options=options, copyright=copyright_text))
+        if os.path.exists(out):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old.", dir=parent)
+            os.rmdir(old)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    counts = {name: len(rows) for name, rows in splits.items()}
+    counts["per_class"] = {label: len(texts) for label, texts in by_label.items()}
+    return counts
+
+
+def same_tree(a, b):
+    cmp = filecmp.dircmp(a, b)
+    if cmp.left_only or cmp.right_only or cmp.diff_files or cmp.funny_files:
+        return False
+    _, mismatch, errors = filecmp.cmpfiles(a, b, cmp.common_files, shallow=False)
+    return not mismatch and not errors
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--deb", help="local fortunes_*.deb; default: `apt-get download`")
+    parser.add_argument("--out", help="output folder (default with --bundle: the bundled "
+                                      "mmtl_tf/data/default_text)")
+    parser.add_argument("--bundle", action="store_true",
+                        help="build the small bundled subset (max 300 characters, "
+                             "200 per category)")
+    parser.add_argument("--categories", default=",".join(CATEGORIES),
+                        help="comma-separated category files (default: %(default)s)")
+    parser.add_argument("--min-chars", type=int, default=20)
+    parser.add_argument("--max-chars", type=int, default=600)
+    parser.add_argument("--per-class", type=int, default=0,
+                        help="at most this many entries per category (0: all)")
+    parser.add_argument("--check", action="store_true",
+                        help="rebuild into a temporary folder and compare with --out")
+    args = parser.parse_args(argv)
+    if not args.out and not args.bundle:
+        parser.error("give --out DIR or --bundle")
+    categories = tuple(c.strip() for c in args.categories.split(",") if c.strip())
+    options = dict(min_chars=args.min_chars, max_chars=args.max_chars,
+                   per_class=args.per_class)
+    if args.bundle:
+        options = dict(BUNDLE_OPTIONS)
+        categories = CATEGORIES
+    out = os.path.abspath(args.out or BUNDLE_DIR)
+    with tempfile.TemporaryDirectory() as work:
+        deb = args.deb or fetch_deb(work)
+        if args.check:
+            target = os.path.join(work, "rebuilt")
+            build(deb, target, categories, **options)
+            ok = same_tree(target, out)
+            print("identical" if ok else "DIFFERENT", file=sys.stderr)
+            return 0 if ok else 1
+        counts = build(deb, out, categories, **options)
+    print(json.dumps(counts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

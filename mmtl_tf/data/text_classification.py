@@ -1,0 +1,375 @@
+"""Text-classification data: (text, label) rows from the bundled fortunes
+subset, local files, or TFDS (`imdb_reviews`, `ag_news_subset`), and the
+`tf.data` pipeline that feeds them to a model.
+
+A text-classification file is JSON Lines or CSV (with a header) with the columns
+`text` and `label`, and optionally `split` (`train` / `validation` / `test`).
+A folder holds one file per split (`train.jsonl`, `validation.jsonl`,
+`test.jsonl`, or `.csv`) or a single `texts.jsonl` / `texts.csv`. Without a
+split column, rows are split 80 / 10 / 10 by a seeded hash of the text, which
+stays stable when rows are added or reordered.
+
+`"default"` is the bundled subset of Debian's fortunes (BSD; see
+`default_text/LICENSE.md`): 1,360 quotes of at most 300 characters in 8
+categories (computers, science, politics, work, food, sports, love, law),
+split 884 / 203 / 273 with a seed. `data_prep/build_fortunes.py` rebuilds it
+and builds the full corpus (3,383 quotes).
+"""
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+
+from mmtl_tf.errors import DataError, check_on_error, handle_problems
+
+SPLITS = ("train", "validation", "test")
+DEFAULT_TEXT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_text")
+TEXT_FILE_NAMES = ("texts.jsonl", "texts.csv")
+REQUIRED_COLUMNS = ("text", "label")
+
+# TFDS datasets for users with internet: name → (text keys joined, label key,
+# validation carved from the end of train).
+TFDS_TEXT_DATASETS = {
+    "imdb_reviews": {"text": ("text",), "label": "label"},
+    "ag_news_subset": {"text": ("title", "description"), "label": "label"},
+}
+
+
+@dataclasses.dataclass
+class TextClassificationRecords:
+    """Rows of one split of a text-classification source.
+
+    Attributes:
+        texts: list of str.
+        labels: list of str. Class names as written in the source.
+        rows: list of str. "file:line" of each row, for error messages.
+        class_names: list of str. Sorted labels of the *training* split.
+        source: str. Where the rows came from.
+    """
+
+    texts: list
+    labels: list
+    rows: list
+    class_names: list
+    source: str = ""
+
+    def __len__(self):
+        return len(self.texts)
+
+    def label_ids(self):
+        """Labels as ints indexing `class_names`."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        return [index[label] for label in self.labels]
+
+    def subset(self, keep):
+        """A copy with only the rows whose positions are in `keep` (sorted)."""
+        keep = sorted(keep)
+        return dataclasses.replace(
+            self, texts=[self.texts[i] for i in keep], labels=[self.labels[i] for i in keep],
+            rows=[self.rows[i] for i in keep])
+
+
+def _iter_jsonl(path, raw, problems):
+    for n, line in enumerate(raw.split(b"\n"), start=1):
+        if n == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            problems.append((f"{path}:{n}", f"not valid UTF-8 (byte {e.start} of the line)"))
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as e:
+            problems.append((f"{path}:{n}", f"invalid JSON ({e.msg})"))
+            continue
+        if not isinstance(row, dict):
+            problems.append((f"{path}:{n}", "expected a JSON object per line"))
+            continue
+        yield n, row
+
+
+def _iter_csv(path, raw):
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 (byte offset {e.start}).") from e
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    for row in reader:
+        yield reader.line_num, row
+
+
+def read_text_classification_file(path, on_error="raise"):
+    """Reads a JSONL or CSV file of `text`, `label` (and `split`) rows.
+
+    Bad rows (an empty or whitespace-only text, an empty label, an unknown
+    split, a JSONL line that is not valid UTF-8 or not a JSON object) raise
+    one `DataError` listing each as `file:line: problem`, or are skipped with
+    a `DataWarning` under `on_error="skip"`. A CSV file that is not valid UTF-8
+    always raises (its rows cannot be told apart).
+
+    Args:
+        path: str. A `.jsonl` or `.csv` file.
+        on_error: str. `"raise"` or `"skip"`.
+
+    Returns:
+        list of dict with keys text, label, split (or None), row.
+    """
+    check_on_error(on_error)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file ({e.strerror}).") from e
+    problems, rows, first = [], [], True
+    items = _iter_csv(path, raw) if path.endswith(".csv") else _iter_jsonl(path, raw, problems)
+    for n, row in items:
+        loc = f"{path}:{n}"
+        if first:
+            missing = [c for c in REQUIRED_COLUMNS if c not in row]
+            if missing:
+                raise DataError(
+                    f"{loc}: missing column(s) {', '.join(missing)} (found "
+                    f"{', '.join(map(str, row)) or 'none'}; required: "
+                    f"{', '.join(REQUIRED_COLUMNS)}).")
+            first = False
+        text, label = row.get("text"), row.get("label")
+        if not isinstance(text, str) or not text.strip():
+            problems.append((loc, "empty text"))
+            continue
+        if label is None or str(label).strip() == "":
+            problems.append((loc, "empty label"))
+            continue
+        split = row.get("split") or None
+        if split is not None and split not in SPLITS:
+            problems.append((loc, f"split {split!r} is not one of {', '.join(SPLITS)}"))
+            continue
+        rows.append({"text": text.strip(), "label": str(label).strip(), "split": split,
+                     "row": loc})
+    if first and not problems:
+        raise DataError(f"{path}: the file has no rows.")
+    handle_problems(problems, on_error, "rows")
+    return rows
+
+
+def _hash_split(text, seed):
+    h = int(hashlib.sha256(f"{seed}:{text}".encode("utf-8")).hexdigest()[:8], 16)
+    u = h / 0xFFFFFFFF
+    return "train" if u < 0.8 else ("validation" if u < 0.9 else "test")
+
+
+def _split_files(folder):
+    found = {}
+    for split in SPLITS:
+        for ext in (".jsonl", ".csv"):
+            p = os.path.join(folder, split + ext)
+            if os.path.isfile(p):
+                found[split] = p
+                break
+    return found
+
+
+def load_text_classification_records(source="default", split="train", seed=0,
+                                     on_error="raise", max_examples=None):
+    """Loads one split of a text-classification source.
+
+    Args:
+        source: str. `"default"` (the bundled fortunes subset), a folder or a
+            file (see the module docstring), or `"tfds:imdb_reviews"` /
+            `"tfds:ag_news_subset"` (downloaded by TFDS: needs internet; see
+            `load_tfds_text_classification`).
+        split: str. `"train"`, `"validation"` or `"test"`.
+        seed: int. Seed of the hash split when rows have no split.
+        on_error: str. `"raise"` (a `DataError` naming each bad row) or
+            `"skip"` (skip them, warn with their list).
+        max_examples: int or None. For TFDS sources: read at most this many.
+
+    Returns:
+        `TextClassificationRecords`.
+
+    Example:
+        >>> import mmtl_tf
+        >>> test = mmtl_tf.data.load_text_classification_records("default", "test")
+        >>> len(test), len(test.class_names)
+        (273, 8)
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not allowed; use one of {', '.join(SPLITS)}.")
+    check_on_error(on_error)
+    source = DEFAULT_TEXT_DIR if source in (None, "default") else os.fspath(source)
+    if source.startswith("tfds:"):
+        return load_tfds_text_classification(source[5:], split, max_examples=max_examples)
+    if os.path.isdir(source):
+        files = _split_files(source)
+        if files:
+            if "train" not in files or split not in files:
+                raise DataError(f"{source}: has per-split files {sorted(files.values())} but "
+                                f"no 'train' and {split!r} file.")
+            per_split = {s: read_text_classification_file(p, on_error)
+                         for s, p in files.items() if s in ("train", split)}
+        else:
+            file = next((os.path.join(source, n) for n in TEXT_FILE_NAMES
+                         if os.path.isfile(os.path.join(source, n))), None)
+            if file is None:
+                raise DataError(f"{source}: no text-classification file (looked for "
+                                f"{', '.join(TEXT_FILE_NAMES)} and train/validation/test "
+                                ".jsonl/.csv).")
+            per_split = _by_split(read_text_classification_file(file, on_error), seed)
+    elif os.path.isfile(source):
+        per_split = _by_split(read_text_classification_file(source, on_error), seed)
+    else:
+        raise DataError(f"{source}: no such folder or file (expected 'default', a folder, "
+                        "a .jsonl/.csv file or 'tfds:NAME').")
+    class_names = sorted({r["label"] for r in per_split.get("train", [])})
+    chosen = per_split.get(split, [])
+    if not chosen:
+        raise DataError(f"{source}: the {split!r} split has no rows.")
+    unknown = [(r["row"], f"label {r['label']!r} does not occur in the training split")
+               for r in chosen if r["label"] not in set(class_names)]
+    if unknown:
+        handle_problems(unknown, on_error, "rows")
+        bad = {loc for loc, _ in unknown}
+        chosen = [r for r in chosen if r["row"] not in bad]
+    return TextClassificationRecords(
+        texts=[r["text"] for r in chosen], labels=[r["label"] for r in chosen],
+        rows=[r["row"] for r in chosen], class_names=class_names, source=source)
+
+
+def _by_split(rows, seed):
+    per_split = {s: [] for s in SPLITS}
+    for r in rows:
+        per_split[r["split"] or _hash_split(r["text"], seed)].append(r)
+    return per_split
+
+
+def load_tfds_text_classification(name, split="train", data_dir=None, max_examples=None,
+                                  validation_fraction=0.1):
+    """Loads `imdb_reviews` or `ag_news_subset` from TensorFlow Datasets.
+
+    Needs internet on first use (TFDS downloads and prepares the data into
+    `data_dir`). Neither dataset has a validation split: the last
+    `validation_fraction` of TFDS' train split is used as validation and the
+    rest as train; `test` is TFDS' test split. `ag_news_subset` texts are the
+    title and the description joined by ". ".
+
+    Args:
+        name: str. `"imdb_reviews"` or `"ag_news_subset"`.
+        split: str. `"train"`, `"validation"` or `"test"`.
+        data_dir: str or None. TFDS data folder.
+        max_examples: int or None. Read at most this many rows.
+        validation_fraction: float. Share of TFDS' train split used as validation.
+
+    Returns:
+        `TextClassificationRecords` (class names from the TFDS label feature).
+
+    Raises:
+        RuntimeError: the download failed (no internet); the message says so.
+
+    Example:
+        >>> import mmtl_tf
+        >>> imdb = mmtl_tf.data.load_tfds_text_classification(
+        ...     "imdb_reviews", "test", max_examples=1000)  # doctest: +SKIP
+
+    References:
+        Maas et al., "Learning Word Vectors for Sentiment Analysis", ACL 2011
+        (IMDB); Zhang et al., "Character-level Convolutional Networks for Text
+        Classification", NeurIPS 2015 (AG News).
+    """
+    if name not in TFDS_TEXT_DATASETS:
+        raise ValueError(f"TFDS dataset {name!r} is not supported; use one of "
+                         f"{', '.join(map(repr, TFDS_TEXT_DATASETS))}.")
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not allowed; use one of {', '.join(SPLITS)}.")
+    import tensorflow_datasets as tfds
+
+    keep = round(100 * (1 - validation_fraction))
+    tfds_split = {"train": f"train[:{keep}%]", "validation": f"train[{keep}%:]",
+                  "test": "test"}[split]
+    spec = TFDS_TEXT_DATASETS[name]
+    try:
+        ds, info = tfds.load(name, split=tfds_split, data_dir=data_dir, with_info=True)
+    except Exception as e:  # download/preparation errors come in many types
+        raise RuntimeError(
+            f"could not load TFDS dataset {name!r} ({type(e).__name__}: {e}). TFDS "
+            "downloads it on first use and needs internet; offline, use the bundled "
+            "'default' fortunes data or a local .jsonl/.csv file.") from e
+    class_names = list(info.features[spec["label"]].names)
+    if max_examples:
+        ds = ds.take(int(max_examples))
+    texts, labels = [], []
+    for example in tfds.as_numpy(ds):
+        parts = [example[k].decode("utf-8", errors="replace").strip() for k in spec["text"]]
+        texts.append(". ".join(p for p in parts if p))
+        labels.append(class_names[int(example[spec["label"]])])
+    return TextClassificationRecords(
+        texts=texts, labels=labels, rows=[f"tfds:{name}/{tfds_split}#{i}" for i in range(len(texts))],
+        class_names=class_names, source=f"tfds:{name}")
+
+
+def make_text_classification_dataset(records, preprocessor=None, batch_size=32, shuffle=None,
+                                     seed=0, with_labels=True, split=None, cache=True):
+    """Builds a batched, prefetched `tf.data.Dataset` of (inputs, label).
+
+    Texts are preprocessed once (in batches of 256, in the graph) and the
+    results cached, then shuffled, batched and prefetched.
+
+    Args:
+        records: `TextClassificationRecords`, or a source accepted by
+            `load_text_classification_records` (then `split` is required).
+        preprocessor: callable or None. Maps a tf.string batch (B,) to model
+            inputs: a `BertPreprocessor` (→ `{"token_ids", "padding_mask"}`),
+            a Keras `TextVectorization` (→ int32 ids), or None (raw strings).
+        batch_size: int.
+        shuffle: bool or None. None shuffles the training split only (records
+            loaded here, or `split="train"`).
+        seed: int. Shuffle seed.
+        with_labels: bool. Yield `(inputs, label)` (else only `inputs`).
+        split: str or None. The split to load when `records` is a source.
+        cache: bool. Cache the preprocessed rows in memory.
+
+    Returns:
+        A `tf.data.Dataset`; labels are int32 ids into `records.class_names`.
+
+    Example:
+        >>> import mmtl_tf
+        >>> vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a"]
+        >>> ds = mmtl_tf.data.make_text_classification_dataset(
+        ...     "default", mmtl_tf.data.BertPreprocessor(vocab, 32), split="test")
+        >>> x, y = next(iter(ds))
+        >>> x["token_ids"].shape
+        TensorShape([32, 32])
+    """
+    import tensorflow as tf
+
+    if not isinstance(records, TextClassificationRecords):
+        if split is None:
+            raise ValueError("pass split= when records is a source name or path.")
+        records = load_text_classification_records(records, split, seed=seed)
+    if len(records) == 0:
+        raise DataError(f"{records.source}: no rows to make a dataset from.")
+    if shuffle is None:
+        shuffle = split == "train" if split is not None else False
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(records.texts, dtype=tf.string))
+    if preprocessor is not None:
+        def apply(texts):
+            out = preprocessor(texts)
+            if isinstance(out, dict):
+                return {k: tf.cast(v, tf.int32) for k, v in out.items()}
+            return tf.cast(out, tf.int32)
+
+        ds = ds.batch(256).map(apply, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    if with_labels:
+        labels = tf.data.Dataset.from_tensor_slices(
+            tf.constant(records.label_ids(), dtype=tf.int32))
+        ds = tf.data.Dataset.zip((ds, labels))
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,121 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+import mmtl_tf
+from mmtl_tf.data import (BertPreprocessor, load_text_classification_records,
+                          make_text_classification_dataset, read_text_classification_file)
+from tests.tiny_bert import VOCAB
+
+
+def _write_jsonl(path, rows):
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return str(path)
+
+
+def test_bundled_fortunes_subset():
+    splits = {s: load_text_classification_records("default", s)
+              for s in ("train", "validation", "test")}
+    assert [len(splits[s]) for s in ("train", "validation", "test")] == [884, 203, 273]
+    names = splits["train"].class_names
+    assert names == sorted(["computers", "science", "politics", "work", "food", "sports",
+                            "love", "law"])
+    texts = [set(r.texts) for r in splits.values()]
+    assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
+    for records in splits.values():
+        assert records.class_names == names
+        assert all(t.strip() and len(t) <= 300 for t in records.texts)
+        # Stratified: every class occurs in every split.
+        assert set(records.labels) == set(names)
+    assert os.path.isfile(os.path.join(mmtl_tf.data.DEFAULT_TEXT_DIR, "LICENSE.md"))
+
+
+def test_bad_rows_are_named_or_skipped(tmp_path):
+    path = _write_jsonl(tmp_path / "texts.jsonl", [
+        {"text": "a good film", "label": "pos", "split": "train"},
+        {"text": "   ", "label": "pos", "split": "train"},
+        {"text": "a bad film", "label": "", "split": "train"},
+        {"text": "fine", "label": "neg", "split": "dev"},
+    ])
+    with open(path, "ab") as f:
+        f.write(b'{"text": "caf\xe9 au lait", "label": "neg", "split": "train"}\n')
+    with pytest.raises(mmtl_tf.DataError) as e:
+        read_text_classification_file(path)
+    message = str(e.value)
+    for line, problem in ((2, "empty text"), (3, "empty label"), (4, "split 'dev'"),
+                          (5, "not valid UTF-8")):
+        assert f"texts.jsonl:{line}: {problem}" in message
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 4 bad rows"):
+        rows = read_text_classification_file(path, on_error="skip")
+    assert [r["text"] for r in rows] == ["a good film"]
+
+
+def test_csv_errors(tmp_path):
+    (tmp_path / "a.csv").write_bytes(b"text,label\nok,x\nbad \xff byte,y\n")
+    with pytest.raises(mmtl_tf.DataError, match=r"a\.csv:3: not valid UTF-8"):
+        read_text_classification_file(str(tmp_path / "a.csv"))
+    (tmp_path / "b.csv").write_text("sentence,label\nhello,x\n")
+    with pytest.raises(mmtl_tf.DataError, match="missing column.*text"):
+        read_text_classification_file(str(tmp_path / "b.csv"))
+
+
+def test_unknown_test_label_and_hash_split(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    _write_jsonl(folder / "train.jsonl", [{"text": "t1", "label": "a"}, {"text": "t2", "label": "b"}])
+    _write_jsonl(folder / "test.jsonl", [{"text": "t3", "label": "c"}])
+    with pytest.raises(mmtl_tf.DataError, match="test.jsonl:1: label 'c' does not occur"):
+        load_text_classification_records(str(folder), "test")
+    rows = [{"text": f"text number {i}", "label": "ab"[i % 2]} for i in range(200)]
+    one = _write_jsonl(tmp_path / "one.jsonl", rows)
+    two = _write_jsonl(tmp_path / "two.jsonl", rows[::-1] + [{"text": "new", "label": "a"}])
+    for split in ("train", "validation", "test"):
+        a = set(load_text_classification_records(one, split).texts)
+        b = set(load_text_classification_records(two, split).texts) - {"new"}
+        assert a == b and a  # the hash split ignores order and added rows
+    assert len(load_text_classification_records(one, "train")) > 120
+
+
+def test_dataset_with_bert_inputs_vectorizer_or_raw_strings():
+    records = load_text_classification_records("default", "validation")
+    pre = BertPreprocessor(VOCAB, sequence_length=12)
+    ds = make_text_classification_dataset(records, pre, batch_size=50)
+    x, y = next(iter(ds))
+    assert x["token_ids"].shape == (50, 12) and x["padding_mask"].dtype == "int32"
+    np.testing.assert_array_equal(x["token_ids"], pre(records.texts[:50])["token_ids"])
+    np.testing.assert_array_equal(y, records.label_ids()[:50])
+    labels = np.concatenate([y for _, y in ds])
+    assert len(labels) == len(records)
+    vec = mmtl_tf.data.make_text_vectorizer(records.texts, vocab_size=100, sequence_length=9)
+    x, _ = next(iter(make_text_classification_dataset(records, vec, batch_size=4)))
+    assert x.shape == (4, 9) and x.dtype == "int32"
+    raw = make_text_classification_dataset(records, None, batch_size=3, with_labels=False)
+    assert [t.decode() for t in next(iter(raw)).numpy()] == records.texts[:3]
+    shuffled = make_text_classification_dataset("default", pre, split="train", batch_size=884)
+    _, y1 = next(iter(shuffled))
+    _, y2 = next(iter(shuffled))
+    assert sorted(y1.numpy()) == sorted(y2.numpy()) and list(y1.numpy()) != list(y2.numpy())
+
+
+def test_tfds_loaders_with_mocked_data(monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=6):
+        news = mmtl_tf.data.load_tfds_text_classification("ag_news_subset", "validation")
+        imdb = load_text_classification_records("tfds:imdb_reviews", "test", max_examples=4)
+    assert news.class_names == ["World", "Sports", "Business", "Sci/Tech"]
+    assert len(news) > 0
+    assert set(news.labels) <= set(news.class_names)
+    assert imdb.class_names == ["neg", "pos"] and len(imdb) == 4
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(tfds, "load", offline)
+    with pytest.raises(RuntimeError, match="needs internet"):
+        mmtl_tf.data.load_tfds_text_classification("imdb_reviews", "train")
+    with pytest.raises(ValueError, match="'imdb_reviews', 'ag_news_subset'"):
+        mmtl_tf.data.load_tfds_text_classification("yelp", "train")
