@@ -221,6 +221,9 @@ def _evaluate(args):
     info = common.load_run(args.run_dir)
     task = get_task(info["task"])
     metrics = task.evaluate(args.run_dir, split=args.split, verbose=1, data=args.data)
+    if hasattr(task, "format_metrics"):  # a task with its own table (e.g. retrieval)
+        print(task.format_metrics(metrics, args.split))
+        return 0
     print(f"{args.split}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics[args.split].items()))
     return 0
 

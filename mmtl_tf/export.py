@@ -111,4 +111,337 @@ def export_image_text_classifier(model, text_vectorizer, path, image_size, crop=
         probabilities = model({"image": images, "text": tokens}, training=False)
         return classifier_outputs(probabilities, class_names)
 
-    return write_archive(path, {"serving_default": serve}, track=[model, text_vectorizer])
+    # The endpoint captures the model's variables itself; tracking the model too
+    # would store every weight twice (keras issue 23553). The vectorizer's lookup
+    # table must be tracked.
+    return write_archive(path, {"serving_default": serve}, track=[text_vectorizer])
+
+
+def export_image_classifier(model, path, image_size, class_names=None, crop=True,
+                            threshold=0.5):
+    """Exports an image model (head swap, multi-label, localization) serving raw image bytes.
+
+    The signature `serving_default(image_bytes)` takes a batch of encoded
+    JPEG/PNG/GIF/BMP files (tf.string, shape (N,)), decodes, resizes and (with
+    `crop`) center-crops them in the graph with the training code, and returns:
+
+    * one softmax/sigmoid output: `probabilities` (float32), `class_id` and,
+      with `class_names`, `class_name`; for a multi-label model (several sigmoid
+      outputs) `present` (bool, probability >= `threshold`) instead of the id;
+    * `{"class", "box"}` outputs (localization): the same plus `box` (float32
+      (N, 4) `[ymin, xmin, ymax, xmax]`, normalised).
+
+    Args:
+        model: keras.Model taking uint8 (N, H, W, 3).
+        path: str. Target SavedModel folder (written atomically).
+        image_size: (height, width) the model takes.
+        class_names: list of str or None.
+        crop: bool. Center crop as in training (False for localization).
+        threshold: float. Multi-label decision threshold.
+
+    Returns:
+        The absolute path of the SavedModel.
+
+    Example:
+        >>> serve = tf.saved_model.load(path).signatures["serving_default"]  # doctest: +SKIP
+        >>> serve(image_bytes=tf.constant([open("cat.png", "rb").read()]))["class_name"]
+    """
+    image_size = tuple(int(s) for s in image_size)
+    from mmtl_tf.models.fine_tune import task_of
+
+    multilabel = task_of(model) == "multilabel"
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve(image_bytes):
+        images = preprocess_image_batch(image_bytes, image_size, crop)
+        result = model(images, training=False)
+        if isinstance(result, dict):
+            outputs = classifier_outputs(result["class"], class_names)
+            outputs["box"] = tf.cast(result["box"], tf.float32)
+            return outputs
+        if multilabel:
+            probabilities = tf.cast(result, tf.float32)
+            return {"probabilities": probabilities, "present": probabilities >= threshold}
+        return classifier_outputs(result, class_names)
+
+    # The endpoint captures the model's variables itself (tracking the model too
+    # would store every weight twice, keras issue 23553).
+    return write_archive(path, {"serving_default": serve})
+
+
+def export_text_classifier(model, preprocessor, path, class_names=None, tokens_only=True):
+    """Exports a BERT-family text classifier that serves raw strings.
+
+    Writes a SavedModel at `path` with two signatures:
+
+    * `serving_default(text)`: raw texts (tf.string, shape (N,)); tokenization
+      (the training `BertPreprocessor`: invalid UTF-8 replaced, WordPieces,
+      truncation to `sequence_length`, `[CLS] … [SEP]`, padding) runs inside
+      the SavedModel. **Loading this SavedModel needs the tensorflow-text ops:
+      run `import tensorflow_text` before `tf.saved_model.load`** (TensorFlow
+      Serving needs a build with those ops).
+    * `serve_tokens(token_ids, padding_mask)`: int32 (N, sequence_length) each,
+      for clients that tokenize themselves.
+
+    Both return `probabilities` (float32), `class_id` (int32) and, with
+    `class_names`, `class_name`. Because a SavedModel's graph is loaded whole,
+    the token signature inside it still needs tensorflow-text to load; with
+    `tokens_only=True` a second SavedModel at `path/tokens_only` holds only the
+    token signature (as `serving_default`) and no tensorflow-text ops, for
+    runtimes without them. Everything is written to a temporary folder and
+    renamed into place.
+
+    Args:
+        model: keras.Model with inputs `{"token_ids", "padding_mask"}` (e.g.
+            `mmtl_tf.models.build_text_classifier`).
+        preprocessor: `mmtl_tf.data.BertPreprocessor` used in training.
+        path: str. Target SavedModel folder.
+        class_names: list of str or None.
+        tokens_only: bool. Also write `path/tokens_only`.
+
+    Returns:
+        The absolute path of the SavedModel.
+
+    Example:
+        >>> import tensorflow as tf, tensorflow_text  # doctest: +SKIP
+        >>> serve = tf.saved_model.load(path).signatures["serving_default"]  # doctest: +SKIP
+        >>> serve(text=tf.constant(["Computers are useless."]))["class_name"]  # doctest: +SKIP
+    """
+    length = model.input["token_ids"].shape[1]
+    if length is not None and length != preprocessor.sequence_length:
+        raise ValueError(f"the model takes {length} token ids per text but the "
+                         f"preprocessor makes {preprocessor.sequence_length}.")
+    length = length or preprocessor.sequence_length
+    token_spec = [tf.TensorSpec([None, length], tf.int32, name="token_ids"),
+                  tf.TensorSpec([None, length], tf.int32, name="padding_mask")]
+
+    def predict(token_ids, padding_mask):
+        probabilities = model({"token_ids": token_ids, "padding_mask": padding_mask},
+                              training=False)
+        return classifier_outputs(probabilities, class_names)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve_text(text):
+        inputs = preprocessor(text)
+        return predict(inputs["token_ids"], inputs["padding_mask"])
+
+    @tf.function(input_signature=token_spec)
+    def serve_tokens(token_ids, padding_mask):
+        return predict(token_ids, padding_mask)
+
+    # The endpoints capture the model's variables themselves. `archive.track(model)`
+    # would store every weight a second time (keras issue 23553: 2x the size on
+    # disk and in memory); the tokenizer holds no variables or lookup tables.
+    def write(tmp):
+        archive = keras.export.ExportArchive()
+        archive.add_endpoint("serving_default", serve_text)
+        archive.add_endpoint("serve_tokens", serve_tokens)
+        archive.write_out(tmp, verbose=False)
+        if tokens_only:
+            plain = keras.export.ExportArchive()
+            plain.add_endpoint("serving_default", tf.function(
+                lambda token_ids, padding_mask: predict(token_ids, padding_mask),
+                input_signature=token_spec))
+            plain.write_out(os.path.join(tmp, "tokens_only"), verbose=False)
+
+    return atomic_directory(path, write)
+
+
+def export_dual_encoder(model, path, preprocessors, track=()):
+    """Exports a dual encoder with one raw-input signature per modality.
+
+    For each modality m of `model` (a `mmtl_tf.models.DualEncoder`) the
+    SavedModel gets a signature `encode_<m>` that takes the raw input
+    described by `preprocessors[m]`, runs its preprocessing in the graph,
+    and returns `{"embeddings": float32 (N, D)}` (unit length, the same as
+    `model.encode_<m>`). The first modality's signature is also
+    `serving_default`. Cosine similarity of an exported image and text
+    embedding is their dot product.
+
+    Args:
+        model: `mmtl_tf.models.DualEncoder`.
+        path: str. Target SavedModel folder (written atomically).
+        preprocessors: dict modality → (`tf.TensorSpec` of the raw input,
+            callable raw → the tower's input). E.g. for text
+            `(tf.TensorSpec([None], tf.string, name="text"),
+            lambda s: tf.cast(vectorizer(s), tf.int32))`.
+        track: list of layers holding lookup tables or variables that the
+            preprocessing uses (e.g. a `TextVectorization`).
+
+    Returns:
+        The absolute path of the SavedModel.
+
+    Example:
+        >>> serve = tf.saved_model.load(path).signatures["encode_text"]  # doctest: +SKIP
+        >>> serve(text=tf.constant(["grinning face"]))["embeddings"].shape  # doctest: +SKIP
+        TensorShape([1, 256])
+    """
+    missing = [m for m in model.modalities if m not in preprocessors]
+    if missing:
+        raise ValueError(f"no preprocessor for modality {', '.join(map(repr, missing))}; "
+                         f"give one for each of {', '.join(map(repr, model.modalities))}.")
+    def make_endpoint(modality, spec, preprocess):
+        @tf.function(input_signature=[spec])
+        def encode(raw):
+            embeddings = model.encode(modality, preprocess(raw), training=False)
+            return {"embeddings": tf.cast(embeddings, tf.float32)}
+
+        return encode
+
+    endpoints = {f"encode_{m}": make_endpoint(m, *preprocessors[m]) for m in model.modalities}
+    first = endpoints[f"encode_{model.modalities[0]}"]
+    # The endpoints capture the model's variables; tracking the model as well
+    # would store every weight twice (keras issue 23553).
+    return write_archive(path, {"serving_default": first, **endpoints}, track=list(track))
+
+
+def image_bytes_preprocessor(image_size, crop=True, grayscale=False):
+    """(spec, fn) for `export_dual_encoder`: encoded image files → uint8 pixels.
+
+    Args:
+        image_size: (height, width) the image tower takes.
+        crop: bool. Center crop after an aspect-preserving resize.
+        grayscale: bool.
+
+    Example:
+        >>> spec, fn = mmtl_tf.export.image_bytes_preprocessor((64, 64))  # doctest: +SKIP
+        >>> fn(tf.constant([png_bytes])).shape  # doctest: +SKIP
+        TensorShape([1, 64, 64, 3])
+    """
+    image_size = tuple(int(s) for s in image_size)
+    spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+    return spec, lambda raw: preprocess_image_batch(raw, image_size, crop, grayscale)
+
+
+def text_preprocessor(tokenizer):
+    """(spec, fn) for `export_dual_encoder`: raw strings → the text tower's input.
+
+    Args:
+        tokenizer: a `keras.layers.TextVectorization` (token ids, cast to
+            int32) or any callable taking a tf.string batch (e.g.
+            `mmtl_tf.data.BertPreprocessor`, giving `{"token_ids",
+            "padding_mask"}`).
+
+    Example:
+        >>> spec, fn = mmtl_tf.export.text_preprocessor(vectorizer)  # doctest: +SKIP
+        >>> fn(tf.constant(["grinning face"])).dtype  # doctest: +SKIP
+        tf.int32
+    """
+    spec = tf.TensorSpec([None], tf.string, name="text")
+    if isinstance(tokenizer, keras.layers.TextVectorization):
+        return spec, lambda raw: tf.cast(tokenizer(raw), tf.int32)
+    return spec, tokenizer
+
+
+def export_image_text_dual_encoder(model, text_tokenizer, path, image_size, crop=True,
+                                   grayscale=False):
+    """Exports an image–text dual encoder serving raw image bytes and raw strings.
+
+    Signatures: `encode_image(image_bytes)` (tf.string (N,): encoded
+    JPEG/PNG/GIF/BMP files, decoded and resized in the graph as in training)
+    and `encode_text(text)` (tf.string (N,): tokenised with the training
+    vocabulary), each returning `embeddings` float32 (N, D), unit length.
+    `serving_default` is `encode_image`.
+
+    Args:
+        model: `mmtl_tf.models.DualEncoder` with modalities image and text.
+        text_tokenizer: the `TextVectorization` (or BERT preprocessor) used in
+            training.
+        path: str. Target folder (written atomically).
+        image_size: (height, width) the image tower takes.
+        crop: bool. Center crop, as in training.
+        grayscale: bool. As in training.
+
+    Returns:
+        The absolute path of the SavedModel.
+
+    Example:
+        >>> m = tf.saved_model.load(path)  # doctest: +SKIP
+        >>> img = m.signatures["encode_image"](image_bytes=tf.constant([png]))["embeddings"]  # doctest: +SKIP
+        >>> txt = m.signatures["encode_text"](text=tf.constant(["cat face"]))["embeddings"]  # doctest: +SKIP
+        >>> similarity = tf.matmul(img, txt, transpose_b=True)  # doctest: +SKIP
+    """
+    track = [text_tokenizer] if isinstance(text_tokenizer, keras.layers.Layer) else []
+    return export_dual_encoder(
+        model, path,
+        {"image": image_bytes_preprocessor(image_size, crop, grayscale),
+         "text": text_preprocessor(text_tokenizer)},
+        track=track)
+
+
+def export_image_embedding(model, path, image_size, crop=True, grayscale=False):
+    """Exports an image embedding model (Siamese / triplet tower) on raw bytes.
+
+    Signature `encode_image(image_bytes)` (also `serving_default`): tf.string
+    (N,) encoded images → `embeddings` float32 (N, D).
+
+    Args:
+        model: keras.Model taking uint8 images (N, H, W, C).
+        path: str. Target folder (written atomically).
+        image_size: (height, width).
+        crop: bool.
+        grayscale: bool.
+
+    Returns:
+        The absolute path of the SavedModel.
+
+    Example:
+        >>> m = tf.saved_model.load(path)  # doctest: +SKIP
+        >>> m.signatures["encode_image"](image_bytes=tf.constant([png]))["embeddings"]  # doctest: +SKIP
+    """
+    spec, preprocess = image_bytes_preprocessor(image_size, crop, grayscale)
+
+    @tf.function(input_signature=[spec])
+    def encode_image(image_bytes):
+        return {"embeddings": tf.cast(model(preprocess(image_bytes), training=False),
+                                      tf.float32)}
+
+    return write_archive(path, {"serving_default": encode_image,
+                                "encode_image": encode_image})
+
+
+def export_matching_network(model, path, image_size, crop=True, grayscale=False):
+    """Exports a matching network that classifies raw query images by a raw support set.
+
+    Signature `classify(support_image_bytes, support_labels, query_image_bytes)`
+    (also `serving_default`): one episode — support images (tf.string (S,)),
+    their labels (int32 (S,), 0..N-1) and query images (tf.string (Q,)) →
+    `probabilities` float32 (Q, N) and `class_id` int32 (Q,). Any N, any
+    number of shots.
+
+    Args:
+        model: the model of `mmtl_tf.models.build_matching_network`.
+        path: str. Target folder (written atomically).
+        image_size: (height, width).
+        crop: bool.
+        grayscale: bool.
+
+    Returns:
+        The absolute path of the SavedModel.
+
+    Example:
+        >>> classify = tf.saved_model.load(path).signatures["classify"]  # doctest: +SKIP
+        >>> classify(support_image_bytes=tf.constant(support_pngs),  # doctest: +SKIP
+        ...          support_labels=tf.constant([0, 1, 2, 3, 4]),
+        ...          query_image_bytes=tf.constant(query_pngs))["class_id"]
+
+    References:
+        Vinyals et al. 2016, "Matching Networks for One Shot Learning".
+    """
+    _, preprocess = image_bytes_preprocessor(image_size, crop, grayscale)
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name="support_image_bytes"),
+        tf.TensorSpec([None], tf.int32, name="support_labels"),
+        tf.TensorSpec([None], tf.string, name="query_image_bytes")])
+    def classify(support_image_bytes, support_labels, query_image_bytes):
+        depth = tf.reduce_max(support_labels) + 1
+        probabilities = model({
+            "support": preprocess(support_image_bytes)[None],
+            "support_labels": tf.one_hot(support_labels, depth, dtype=tf.float32)[None],
+            "queries": preprocess(query_image_bytes)[None]}, training=False)[0]
+        probabilities = tf.cast(probabilities, tf.float32)
+        return {"probabilities": probabilities,
+                "class_id": tf.cast(tf.argmax(probabilities, axis=-1), tf.int32)}
+
+    return write_archive(path, {"serving_default": classify, "classify": classify})

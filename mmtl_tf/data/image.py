@@ -14,7 +14,8 @@ def decode_image(image_bytes):
 
     Grayscale images are repeated to three channels; images with an alpha
     channel (PNG) are composited onto a white background, so transparent pixels
-    do not come out as whatever colour happens to be stored under them.
+    do not come out as whatever colour happens to be stored under them. Only
+    images that have an alpha channel pay for the compositing.
 
     Args:
         image_bytes: scalar `tf.string`. The encoded file content.
@@ -23,44 +24,62 @@ def decode_image(image_bytes):
         float32 tensor of shape (height, width, 3).
     """
     image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
-    image = tf.cast(image, tf.float32)
-    channels = tf.shape(image)[-1]
-    has_alpha = tf.equal(channels % 2, 0)
-    color_channels = channels - tf.cast(has_alpha, tf.int32)
-    color = image[..., :color_channels]
-    color = tf.cond(tf.equal(color_channels, 1),
-                    lambda: tf.tile(color, [1, 1, 3]), lambda: color)
-    alpha = tf.cond(has_alpha, lambda: image[..., -1:] / 255.0,
-                    lambda: tf.ones_like(image[..., :1]))
-    image = color * alpha + 255.0 * (1.0 - alpha)
+
+    def opaque(color):
+        return lambda: tf.cast(color, tf.float32)
+
+    def composite(color, alpha):
+        def fn():
+            a = tf.cast(alpha, tf.float32) / 255.0
+            return tf.cast(color, tf.float32) * a + 255.0 * (1.0 - a)
+        return fn
+
+    gray = tf.tile(image[..., :1], [1, 1, 3])
+    image = tf.switch_case(tf.shape(image)[-1] - 1, [
+        opaque(gray),                                  # L
+        composite(gray, image[..., 1:2]),              # LA
+        opaque(image[..., :3]),                        # RGB
+        composite(image[..., :3], image[..., 3:4]),    # RGBA
+    ])
     return tf.ensure_shape(image, [None, None, 3])
 
 
 def resize_and_crop(image, image_size, crop=True):
     """Resizes an image and optionally center-crops it to `image_size`.
 
+    With `crop`, the largest centred region with the target's aspect ratio is
+    cut out first and then resized, so the aspect ratio is kept. Resizing is
+    bilinear; when an image shrinks by more than 2× it is also antialiased
+    (slower, but without it large photos alias badly).
+
     Args:
         image: float32 tensor (height, width, channels), values in [0, 255].
         image_size: (height, width). Target size.
-        crop: bool. If True, scale so the image covers the target and cut the
-            centre (keeps the aspect ratio); if False, stretch to the target.
+        crop: bool. Keep the aspect ratio by cutting the centre (True) or
+            stretch to the target (False).
 
     Returns:
         uint8 tensor (height, width, channels), rounded.
     """
     target_h, target_w = int(image_size[0]), int(image_size[1])
+    shape = tf.shape(image)[:2]
+    height, width = shape[0], shape[1]
     if crop:
-        shape = tf.cast(tf.shape(image)[:2], tf.float32)
-        scale = tf.maximum(target_h / shape[0], target_w / shape[1])
-        new_hw = tf.cast(tf.math.ceil(shape * scale - 1e-4), tf.int32)
-        new_hw = tf.maximum(new_hw, [target_h, target_w])
-        image = tf.image.resize(image, new_hw, method="bilinear", antialias=True)
-        top = (new_hw[0] - target_h) // 2
-        left = (new_hw[1] - target_w) // 2
-        image = image[top:top + target_h, left:left + target_w]
-    else:
-        image = tf.image.resize(image, (target_h, target_w), method="bilinear",
-                                antialias=True)
+        # Largest centred window with aspect ratio target_w / target_h.
+        crop_h = tf.minimum(height, tf.cast(tf.round(
+            tf.cast(width, tf.float32) * target_h / target_w), tf.int32))
+        crop_w = tf.minimum(width, tf.cast(tf.round(
+            tf.cast(height, tf.float32) * target_w / target_h), tf.int32))
+        crop_h, crop_w = tf.maximum(crop_h, 1), tf.maximum(crop_w, 1)
+        top, left = (height - crop_h) // 2, (width - crop_w) // 2
+        image = image[top:top + crop_h, left:left + crop_w]
+        height, width = crop_h, crop_w
+    shrink = tf.minimum(target_h / tf.cast(height, tf.float64),
+                        target_w / tf.cast(width, tf.float64))
+    image = tf.cond(
+        shrink < 0.5,
+        lambda: tf.image.resize(image, (target_h, target_w), antialias=True),
+        lambda: tf.image.resize(image, (target_h, target_w)))
     image = tf.clip_by_value(tf.round(image), 0.0, 255.0)
     image = tf.ensure_shape(image, [target_h, target_w, None])
     return tf.cast(image, tf.uint8)
@@ -86,9 +105,12 @@ def preprocess_image_bytes(image_bytes, image_size, crop=True, grayscale=False):
 def preprocess_image_batch(image_bytes, image_size, crop=True, grayscale=False):
     """A batch (N,) of encoded images → uint8 (N, height, width, C)."""
     channels = 1 if grayscale else 3
+
+    def one(encoded):
+        return preprocess_image_bytes(encoded, image_size, crop, grayscale)
+
     return tf.map_fn(
-        lambda b: preprocess_image_bytes(b, image_size, crop, grayscale),
-        image_bytes,
+        one, image_bytes,
         fn_output_signature=tf.TensorSpec(
             (int(image_size[0]), int(image_size[1]), channels), tf.uint8))
 

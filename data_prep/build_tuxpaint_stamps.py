@@ -1,0 +1,197 @@
+"""Build an image-caption dataset from Debian's `tuxpaint-stamps-default`.
+
+The package (about 161 MB, GPL-2) holds the Tux Paint stamps: ~950 pictures in
+16 categories, each with a `.txt` file whose first line is its English
+description ("A US 25 cent piece ($.25) called a quarter."; the other lines
+are translations, `LANG.utf8=...`). The script fetches the package with
+`apt-get download` (no root install), unpacks it with `dpkg-deb -x`, and writes
+a folder that `mmtl_tf.data.make_image_text_dataset` reads:
+
+    OUT/images/<category>/.../<stamp>.png      (longest side at most --size px)
+    OUT/captions.jsonl    {"path", "caption", "label", "subcategory", "item", "split"}
+    OUT/subcategories.jsonl   the same rows, label = subcategory ("animals/birds")
+    OUT/LICENSE.md
+
+`label` is the stamp's top-level category; `subcategory` its first two folder
+levels. `split` (train / validation / test, 80/10/10) is a stable hash of the
+stamp's path, the same rule as `build_tuxpaint_speech.py`, so a stamp falls in
+the same split for images and for speech. Stamps that exist only as SVG are
+rasterised with `rsvg-convert` (Debian `librsvg2-bin`) when it is installed,
+and otherwise left out and listed.
+
+Usage:
+    python data_prep/build_tuxpaint_stamps.py                      # into the mmtl_tf cache
+    python data_prep/build_tuxpaint_stamps.py --out DIR --size 96
+    python data_prep/build_tuxpaint_stamps.py --deb tuxpaint-stamps-default_*.deb
+    python data_prep/build_tuxpaint_stamps.py --stamps /usr/share/tuxpaint/stamps
+"""
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+PACKAGE = "tuxpaint-stamps-default"
+STAMPS = os.path.join("usr", "share", "tuxpaint", "stamps")
+
+
+def default_out():
+    """`tuxpaint_stamps` in the mmtl_tf cache (`$MMTL_TF_CACHE` or ~/.cache/mmtl_tf)."""
+    root = os.environ.get("MMTL_TF_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "mmtl_tf")
+    return os.path.join(root, "tuxpaint_stamps")
+
+
+def fetch_deb(workdir):
+    """`apt-get download` the package into `workdir`; returns the .deb path."""
+    subprocess.run(["apt-get", "download", PACKAGE], cwd=workdir, check=True,
+                   capture_output=True)
+    debs = glob.glob(os.path.join(workdir, f"{PACKAGE}_*.deb"))
+    if not debs:
+        raise RuntimeError(f"apt-get download {PACKAGE} produced no .deb")
+    return debs[0]
+
+
+def english_caption(txt_path):
+    """The first line of a stamp's description file (English), or None."""
+    with open(txt_path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            if "=" in line.split(" ")[0]:  # a "LANG.utf8=..." line: no English line
+                return None
+            return line
+    return None
+
+
+def split_of(item, seed=0):
+    """train / validation / test (80/10/10) from a stable hash of the stamp path."""
+    u = int(hashlib.sha256(f"{seed}:{item}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "train" if u < 0.8 else ("validation" if u < 0.9 else "test")
+
+
+def _write_png(source, dest, size):
+    from PIL import Image
+
+    with Image.open(source) as image:
+        image = image.convert("RGBA")
+        if max(image.size) > size:
+            image.thumbnail((size, size), Image.LANCZOS)
+        image.save(dest, optimize=True)
+
+
+def _rasterise_svg(source, dest, size):
+    tool = shutil.which("rsvg-convert")
+    if tool is None:
+        return "SVG only and rsvg-convert (Debian librsvg2-bin) is not installed"
+    result = subprocess.run([tool, "--keep-aspect-ratio", "-w", str(size), "-h", str(size),
+                             "-o", dest, source], capture_output=True, text=True)
+    if result.returncode != 0:
+        return f"rsvg-convert failed: {result.stderr.strip()[:100]}"
+    return None
+
+
+def collect(stamps):
+    """(rows, skipped) for every stamp description under a `stamps` folder."""
+    rows, skipped = [], []
+    for txt in sorted(glob.glob(os.path.join(stamps, "**", "*.txt"), recursive=True)):
+        folder, base = os.path.dirname(txt), os.path.basename(txt)[:-4]
+        rel_dir = os.path.relpath(folder, stamps).replace(os.sep, "/")
+        item = f"{rel_dir}/{base}"
+        png, svg = os.path.join(folder, base + ".png"), os.path.join(folder, base + ".svg")
+        image = png if os.path.exists(png) else svg if os.path.exists(svg) else None
+        caption = english_caption(txt)
+        if image is None:
+            skipped.append((item, "no image file"))
+            continue
+        if not caption:
+            skipped.append((item, "no English caption"))
+            continue
+        parts = rel_dir.split("/")
+        rows.append({"path": f"images/{item}.png", "caption": caption, "label": parts[0],
+                     "subcategory": "/".join(parts[:2]), "item": item,
+                     "split": split_of(item), "source": image})
+    return rows, skipped
+
+
+def build(stamps, out, size=128, copyright_file=None):
+    """Writes the dataset folder `out` (atomically) from an unpacked `stamps` folder."""
+    rows, skipped = collect(stamps)
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    try:
+        kept = []
+        for row in rows:
+            source = row.pop("source")
+            dest = os.path.join(staging, row["path"])
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            problem = (_rasterise_svg(source, dest, size) if source.endswith(".svg")
+                       else _write_png(source, dest, size))
+            if problem:
+                skipped.append((row["item"], problem))
+                continue
+            kept.append(row)
+        with open(os.path.join(staging, "captions.jsonl"), "w", encoding="utf-8") as f:
+            for row in kept:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        with open(os.path.join(staging, "subcategories.jsonl"), "w", encoding="utf-8") as f:
+            for row in kept:
+                f.write(json.dumps({**row, "label": row["subcategory"]}, ensure_ascii=False)
+                        + "\n")
+        with open(os.path.join(staging, "LICENSE.md"), "w", encoding="utf-8") as f:
+            f.write(f"# {PACKAGE} stamps\n\nImages (resized to at most {size} px) and the "
+                    "English first line of each stamp's description, from the Debian "
+                    f"package `{PACKAGE}`, by `data_prep/build_tuxpaint_stamps.py`. "
+                    "Licence: GNU GPL version 2 (Tux Paint stamps); the package's "
+                    "copyright file follows.\n\n")
+            if copyright_file and os.path.exists(copyright_file):
+                with open(copyright_file, encoding="utf-8", errors="replace") as c:
+                    f.write("```\n" + c.read() + "\n```\n")
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return kept, skipped
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=default_out(), help="output folder (replaced)")
+    parser.add_argument("--deb", help="a downloaded tuxpaint-stamps-default .deb")
+    parser.add_argument("--stamps", help="an unpacked stamps folder instead of the .deb")
+    parser.add_argument("--size", type=int, default=128, help="longest image side in pixels")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        copyright_file = None
+        stamps = args.stamps
+        if stamps is None:
+            deb = args.deb or fetch_deb(tmp)
+            subprocess.run(["dpkg-deb", "-x", deb, os.path.join(tmp, "x")], check=True)
+            stamps = os.path.join(tmp, "x", STAMPS)
+            copyright_file = os.path.join(tmp, "x", "usr", "share", "doc", PACKAGE, "copyright")
+        kept, skipped = build(stamps, args.out, args.size, copyright_file)
+    counts = {}
+    for row in kept:
+        counts[row["split"]] = counts.get(row["split"], 0) + 1
+    per_split = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    print(f"{len(kept)} stamps written to {args.out} ({per_split}); {len(skipped)} left out",
+          file=sys.stderr)
+    reasons = {}
+    for _, why in skipped:
+        reasons[why] = reasons.get(why, 0) + 1
+    for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        print(f"  {n} x {why}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

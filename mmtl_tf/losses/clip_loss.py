@@ -1,0 +1,160 @@
+"""CLIP's symmetric InfoNCE loss: `clip_loss` and `ClipLoss`."""
+
+import keras
+from keras import ops
+
+from mmtl_tf.losses.cross_replica import gather_across_replicas
+
+
+def _check_pair(a, b, what="a and b"):
+    if len(a.shape) != 2 or len(b.shape) != 2:
+        raise ValueError(f"{what} must be (N, D) matrices; got shapes {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}.")
+    if (a.shape[0] is not None and b.shape[0] is not None and a.shape[0] != b.shape[0]):
+        raise ValueError(
+            f"{what} must have the same number of rows (one per matched pair, e.g. "
+            f"one caption per image); got {a.shape[0]} and {b.shape[0]}.")
+    if a.shape[1] is not None and b.shape[1] is not None and a.shape[1] != b.shape[1]:
+        raise ValueError(f"{what} must have the same embedding width; got {a.shape[1]} "
+                         f"and {b.shape[1]}.")
+
+
+def _scalar(value):
+    value = ops.cast(value, "float32")
+    return ops.mean(value) if len(value.shape) else value
+
+
+def clip_loss_per_example(a_local, b_local, a_all, b_all, logit_scale, offset=0):
+    """Per-row CLIP loss of local rows against all rows (see `clip_loss`).
+
+    Row i of the local batch is the pair `(a_local[i], b_local[i])`; its
+    correct partners sit at `offset + i` in `a_all` / `b_all`. Returns the mean
+    of the two cross-entropies of row i, shape (n_local,), in float32; the mean
+    over every replica's rows is `clip_loss` of the global batch.
+    """
+    scale = _scalar(logit_scale)
+    a_local, b_local, a_all, b_all = (ops.cast(t, "float32")
+                                      for t in (a_local, b_local, a_all, b_all))
+    labels = ops.arange(ops.shape(a_local)[0], dtype="int32") + ops.cast(offset, "int32")
+    logits_ab = scale * ops.matmul(a_local, ops.transpose(b_all))
+    logits_ba = scale * ops.matmul(b_local, ops.transpose(a_all))
+    ce_ab = ops.sparse_categorical_crossentropy(labels, logits_ab, from_logits=True)
+    ce_ba = ops.sparse_categorical_crossentropy(labels, logits_ba, from_logits=True)
+    return 0.5 * (ce_ab + ce_ba)
+
+
+def clip_loss(a, b, logit_scale):
+    """The symmetric contrastive loss of CLIP, computed in float32.
+
+    `logits = logit_scale * a @ b.T`; row i of `a` belongs with row i of `b`.
+    The loss is the mean of the cross-entropy of each row of `logits` against
+    `arange(N)` (a → b) and of each column (b → a). With the source document's
+    notation it is the loss L = Σ_i D(f(x_i), g(y_i)) + α Σ_j D(f(x_j), g(y_j)):
+    the matched pairs' similarity enters each softmax's numerator, every other
+    pair of the batch enters its denominator.
+
+    Args:
+        a: (N, D) float tensor. L2-normalised embeddings of one modality.
+        b: (N, D) float tensor. L2-normalised embeddings of the other modality.
+        logit_scale: float or float tensor. The multiplier, already
+            exponentiated (`exp(t)`, 1/temperature); a vector of equal values
+            (a model output) is averaged.
+
+    Returns:
+        A float32 scalar.
+
+    Example:
+        >>> import numpy as np
+        >>> from mmtl_tf.losses import clip_loss
+        >>> e = np.eye(3, dtype="float32")
+        >>> round(float(clip_loss(e, e, 100.0)), 6)
+        0.0
+
+    References:
+        Radford et al. 2021 (CLIP), figure 3; van den Oord et al. 2018
+        (InfoNCE); OpenCLIP `ClipLoss`.
+    """
+    a, b = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
+    _check_pair(a, b)
+    return ops.mean(clip_loss_per_example(a, b, a, b, logit_scale))
+
+
+def unpack_contrastive_outputs(y_pred, with_bias=False):
+    """(a, b, logit_scale[, logit_bias]) from a tuple or a dual-encoder output dict.
+
+    A dict must hold exactly two `*_embeddings` entries and `logit_scale`
+    (and `logit_bias` when `with_bias`), as `mmtl_tf.models.DualEncoder`
+    returns. The two embeddings are taken in sorted key order; the CLIP and
+    SigLIP losses are symmetric in them.
+    """
+    if isinstance(y_pred, dict):
+        keys = sorted(k for k in y_pred if k.endswith("_embeddings"))
+        needed = ["logit_scale"] + (["logit_bias"] if with_bias else [])
+        missing = [k for k in needed if k not in y_pred]
+        if len(keys) != 2 or missing:
+            raise ValueError(
+                "expected a dict with two '<modality>_embeddings' entries and "
+                f"{', '.join(needed)}; got keys {sorted(y_pred)}.")
+        values = [y_pred[keys[0]], y_pred[keys[1]]] + [y_pred[k] for k in needed]
+    else:
+        values = list(y_pred)
+        expected = 4 if with_bias else 3
+        if len(values) != expected:
+            raise ValueError(
+                f"expected (a, b, logit_scale{', logit_bias' if with_bias else ''}); got "
+                f"{len(values)} values.")
+    return values
+
+
+@keras.saving.register_keras_serializable(package="mmtl_tf")
+class ClipLoss(keras.losses.Loss):
+    """`clip_loss` as a Keras loss, with negatives from every replica.
+
+    `y_pred` is `(a, b, logit_scale)` or a `DualEncoder` output dict;
+    `y_true` is ignored (the pairing is the row order). `call` returns one
+    value per row (the mean of its two cross-entropies), so Keras' mean
+    reduction gives `clip_loss` and `sample_weight` weights pairs.
+
+    Under `tf.distribute.MirroredStrategy` (`gather_across_replicas=True`)
+    each replica scores its rows against the embeddings of *all* replicas, so
+    the loss and its gradient equal those of one device on the global batch.
+
+    Args:
+        gather_across_replicas: bool. Use other replicas' rows as negatives.
+        name: str.
+        reduction: str. Keras reduction of the per-row values.
+
+    Example:
+        >>> import numpy as np, mmtl_tf
+        >>> e = np.eye(4, dtype="float32")
+        >>> loss = mmtl_tf.losses.ClipLoss()
+        >>> round(float(loss(None, (e, e, 1.0))), 4)
+        0.7437
+
+    References:
+        Radford et al. 2021 (CLIP); OpenCLIP `ClipLoss` (`gather_with_grad`).
+    """
+
+    def __init__(self, gather_across_replicas=True, name="clip_loss",
+                 reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
+        if not isinstance(gather_across_replicas, bool):
+            raise ValueError("gather_across_replicas must be True or False, got "
+                             f"{gather_across_replicas!r}.")
+        self.gather_across_replicas = gather_across_replicas
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # The pairing is the row order: y_true may be None (fit without labels).
+        return super().__call__(0.0 if y_true is None else y_true, y_pred, sample_weight)
+
+    def call(self, y_true, y_pred):
+        a, b, scale = unpack_contrastive_outputs(y_pred)
+        _check_pair(a, b)
+        if self.gather_across_replicas:
+            (a_all, b_all), offset = gather_across_replicas(a, b)
+        else:
+            a_all, b_all, offset = a, b, 0
+        return clip_loss_per_example(a, b, a_all, b_all, scale, offset)
+
+    def get_config(self):
+        return {**super().get_config(), "gather_across_replicas": self.gather_across_replicas}

@@ -1,0 +1,111 @@
+"""SigLIP's pairwise sigmoid loss: `sigmoid_loss` and `SigLipLoss`."""
+
+import keras
+from keras import ops
+
+from mmtl_tf.losses.clip_loss import _check_pair, _scalar, unpack_contrastive_outputs
+from mmtl_tf.losses.cross_replica import gather_across_replicas
+
+
+def sigmoid_loss_per_example(a_local, b_local, b_all, logit_scale, logit_bias, offset=0):
+    """Per-row SigLIP loss of local rows of `a` against all rows of `b`.
+
+    Returns `-Σ_j log σ(z_ij (t · a_i·b_j + bias))` for each local row i
+    (z_ij = 1 for the matched pair, −1 otherwise), shape (n_local,), float32.
+    The mean over every replica's rows is `sigmoid_loss` of the global batch.
+    """
+    scale, bias = _scalar(logit_scale), _scalar(logit_bias)
+    a_local, b_all = ops.cast(a_local, "float32"), ops.cast(b_all, "float32")
+    del b_local  # the matched partners are rows offset + i of b_all
+    n_local, n_all = ops.shape(a_local)[0], ops.shape(b_all)[0]
+    logits = scale * ops.matmul(a_local, ops.transpose(b_all)) + bias
+    rows = ops.arange(n_local, dtype="int32") + ops.cast(offset, "int32")
+    match = ops.cast(ops.equal(ops.expand_dims(rows, 1),
+                               ops.expand_dims(ops.arange(n_all, dtype="int32"), 0)),
+                     "float32")
+    signs = 2.0 * match - 1.0
+    return -ops.sum(ops.log_sigmoid(signs * logits), axis=1)
+
+
+def sigmoid_loss(a, b, logit_scale, logit_bias):
+    """The pairwise sigmoid loss of SigLIP, computed in float32.
+
+    Every (i, j) pair of the batch is an independent binary problem: matched
+    (i = j, label 1) or not (label −1), with logit `t · a_i·b_j + bias`. The
+    loss is `-(1/N) Σ_i Σ_j log σ(z_ij · logit_ij)`. Unlike `clip_loss` it
+    needs no softmax over the batch, and the learnable `bias` (initialised to
+    −10) offsets the N−1 negatives per row.
+
+    Args:
+        a: (N, D) float tensor. L2-normalised embeddings of one modality.
+        b: (N, D) float tensor. L2-normalised embeddings of the other modality.
+        logit_scale: float or float tensor. The multiplier `t` (exponentiated).
+        logit_bias: float or float tensor. The bias.
+
+    Returns:
+        A float32 scalar.
+
+    Example:
+        >>> import numpy as np
+        >>> from mmtl_tf.losses import sigmoid_loss
+        >>> e = np.eye(2, dtype="float32")
+        >>> round(float(sigmoid_loss(e, e, 1.0, 0.0)), 4)  # log(1 + e^-1) + log(2)
+        1.0064
+
+    References:
+        Zhai et al. 2023, "Sigmoid Loss for Language Image Pre-Training",
+        algorithm 1; OpenCLIP `SigLipLoss`.
+    """
+    a, b = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
+    _check_pair(a, b)
+    return ops.mean(sigmoid_loss_per_example(a, b, b, logit_scale, logit_bias))
+
+
+@keras.saving.register_keras_serializable(package="mmtl_tf")
+class SigLipLoss(keras.losses.Loss):
+    """`sigmoid_loss` as a Keras loss, with negatives from every replica.
+
+    `y_pred` is `(a, b, logit_scale, logit_bias)` or a `DualEncoder` output
+    dict built with `loss="siglip"`; `y_true` is ignored. `call` returns the
+    per-row sums, so Keras' mean reduction gives `sigmoid_loss`.
+
+    Args:
+        gather_across_replicas: bool. Score local rows of `a` against the `b`
+            rows of every replica (all (i, j) pairs of the global batch are
+            covered exactly once across replicas).
+        name: str.
+        reduction: str.
+
+    Example:
+        >>> import numpy as np, mmtl_tf
+        >>> e = np.eye(2, dtype="float32")
+        >>> round(float(mmtl_tf.losses.SigLipLoss()(None, (e, e, 1.0, 0.0))), 4)
+        1.0064
+
+    References:
+        Zhai et al. 2023 (SigLIP).
+    """
+
+    def __init__(self, gather_across_replicas=True, name="siglip_loss",
+                 reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
+        if not isinstance(gather_across_replicas, bool):
+            raise ValueError("gather_across_replicas must be True or False, got "
+                             f"{gather_across_replicas!r}.")
+        self.gather_across_replicas = gather_across_replicas
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # The pairing is the row order: y_true may be None (fit without labels).
+        return super().__call__(0.0 if y_true is None else y_true, y_pred, sample_weight)
+
+    def call(self, y_true, y_pred):
+        a, b, scale, bias = unpack_contrastive_outputs(y_pred, with_bias=True)
+        _check_pair(a, b)
+        if self.gather_across_replicas:
+            (b_all,), offset = gather_across_replicas(b)
+        else:
+            b_all, offset = b, 0
+        return sigmoid_loss_per_example(a, b, b_all, scale, bias, offset)
+
+    def get_config(self):
+        return {**super().get_config(), "gather_across_replicas": self.gather_across_replicas}

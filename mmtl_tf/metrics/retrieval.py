@@ -1,0 +1,464 @@
+"""Retrieval evaluation: `retrieval_metrics`, `evaluate_retrieval`, `EmbeddingIndex`.
+
+Ranks are 1-based. Ties are counted against the model (a non-matching item
+with exactly the score of the best match is ranked before it), so constant
+embeddings score at the bottom instead of looking perfect.
+"""
+
+import os
+import tempfile
+
+import numpy as np
+
+METRICS = ("cosine", "dot", "l2")
+BACKENDS = ("tf", "faiss")
+
+
+def _as_matrix(x, name):
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a (N, D) matrix; got shape {x.shape}.")
+    if not np.all(np.isfinite(x)):
+        bad = int(np.argwhere(~np.isfinite(x))[0][0])
+        raise ValueError(f"{name} has non-finite values (first in row {bad}).")
+    return x
+
+
+def positives_from_labels(query_labels, gallery_labels):
+    """A (Q, G) boolean matrix: gallery items with the query's label count as correct.
+
+    Args:
+        query_labels: sequence of Q labels.
+        gallery_labels: sequence of G labels.
+
+    Example:
+        >>> from mmtl_tf.metrics import positives_from_labels
+        >>> positives_from_labels([0, 1], [1, 0, 0]).tolist()
+        [[False, True, True], [True, False, False]]
+    """
+    q, g = np.asarray(query_labels), np.asarray(gallery_labels)
+    return q.reshape(-1, 1) == g.reshape(1, -1)
+
+
+def _positive_mask(positives, num_queries, num_gallery):
+    """Validates `positives` and returns a function chunk(start, stop) → bool mask."""
+    if positives is None:
+        if num_queries != num_gallery:
+            raise ValueError(
+                f"positives=None means query i matches gallery item i, which needs as many "
+                f"queries as gallery items; got {num_queries} queries and {num_gallery} "
+                "gallery items (mismatched numbers of images and captions?). Pass "
+                "`positives`.")
+        return lambda start, stop: np.eye(num_gallery, dtype=bool)[start:stop]
+    if isinstance(positives, np.ndarray) and positives.dtype == bool:
+        if positives.shape != (num_queries, num_gallery):
+            raise ValueError(f"a boolean positives matrix must have shape ({num_queries}, "
+                             f"{num_gallery}); got {positives.shape}.")
+        empty = np.flatnonzero(~positives.any(axis=1))
+        if len(empty):
+            raise ValueError(f"query {int(empty[0])} has no positive gallery item "
+                             f"({len(empty)} queries have none).")
+        return lambda start, stop: positives[start:stop]
+    if isinstance(positives, np.ndarray) and positives.ndim == 1:
+        positives = [[int(p)] for p in positives]
+    positives = list(positives)
+    if len(positives) != num_queries:
+        raise ValueError(f"positives has {len(positives)} entries for {num_queries} queries.")
+    lists = []
+    for i, items in enumerate(positives):
+        items = [items] if np.ndim(items) == 0 else list(items)
+        if not items:
+            raise ValueError(f"positives[{i}] is empty: query {i} has no correct gallery item.")
+        for p in items:
+            if not float(p).is_integer() or not 0 <= int(p) < num_gallery:
+                raise ValueError(f"positives[{i}] contains {p!r}, which is not a gallery index "
+                                 f"in [0, {num_gallery - 1}].")
+        lists.append(np.asarray(items, dtype=np.int64))
+
+    def chunk(start, stop):
+        mask = np.zeros((stop - start, num_gallery), dtype=bool)
+        for row, items in enumerate(lists[start:stop]):
+            mask[row, items] = True
+        return mask
+
+    return chunk
+
+
+def _scores(queries, gallery, metric="cosine"):
+    import tensorflow as tf
+
+    if metric == "cosine":
+        queries = tf.math.l2_normalize(queries, axis=1)
+        gallery = tf.math.l2_normalize(gallery, axis=1)
+    scores = tf.matmul(queries, gallery, transpose_b=True)
+    if metric == "l2":
+        scores = (2.0 * scores - tf.reduce_sum(tf.square(queries), 1, keepdims=True)
+                  - tf.transpose(tf.reduce_sum(tf.square(gallery), 1, keepdims=True)))
+    return scores
+
+
+def retrieval_metrics(query_embeddings, gallery_embeddings, positives=None, ks=(1, 5, 10),
+                      metric="cosine", batch_size=1024):
+    """Recall@K, mean/median rank and mAP@10 of ranking a gallery for each query.
+
+    Each query ranks every gallery item by similarity. Its rank is the 1-based
+    position of its best-placed correct item (ties counted against the model);
+    `R@K` is the fraction of queries whose rank is ≤ K; `mAP@10` is the mean
+    over queries of the average precision of the first 10 results,
+    normalised by min(number of correct items, 10).
+
+    Args:
+        query_embeddings: (Q, D) array.
+        gallery_embeddings: (G, D) array.
+        positives: None (query i matches gallery item i; needs Q == G), an int
+            array (Q,) of one gallery index per query, a list of Q lists of
+            gallery indices (several captions per image), or a boolean (Q, G)
+            matrix (e.g. `positives_from_labels`). Indices out of range and
+            queries without any correct item raise `ValueError`.
+        ks: tuple of int. The K of each `R@K`.
+        metric: str. `"cosine"`, `"dot"` or `"l2"` (negative squared distance).
+        batch_size: int. Queries scored at once.
+
+    Returns:
+        dict with `R@K` for each K, `mean_rank`, `median_rank`, `mAP@10`
+        (floats).
+
+    Example:
+        >>> import numpy as np
+        >>> from mmtl_tf.metrics import retrieval_metrics
+        >>> m = retrieval_metrics(np.eye(3), np.eye(3), ks=(1,))
+        >>> m["R@1"], m["mean_rank"]
+        (1.0, 1.0)
+
+    References:
+        OpenCLIP `get_clip_metrics` (R@K, mean/median rank); Manning, Raghavan
+        and Schütze 2008, "Introduction to Information Retrieval", ch. 8 (mAP).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r} is not allowed; use one of "
+                         f"{', '.join(map(repr, METRICS))}.")
+    queries = _as_matrix(query_embeddings, "query_embeddings")
+    gallery = _as_matrix(gallery_embeddings, "gallery_embeddings")
+    if queries.shape[1] != gallery.shape[1]:
+        raise ValueError(f"query and gallery embeddings differ in width: "
+                         f"{queries.shape[1]} vs {gallery.shape[1]}.")
+    if len(queries) == 0 or len(gallery) == 0:
+        raise ValueError("need at least one query and one gallery item.")
+    ks = tuple(int(k) for k in ks)
+    if any(k < 1 for k in ks):
+        raise ValueError(f"ks must be positive integers, got {ks}.")
+    mask_of = _positive_mask(positives, len(queries), len(gallery))
+    ranks, aps = [], []
+    for start in range(0, len(queries), batch_size):
+        stop = min(start + batch_size, len(queries))
+        scores = np.asarray(_scores(queries[start:stop], gallery, metric))
+        mask = mask_of(start, stop)
+        # Sort by score (descending); among equal scores non-matches come first.
+        order = np.lexsort((mask, -scores), axis=-1)
+        hits = np.take_along_axis(mask, order, axis=1)
+        ranks.append(np.argmax(hits, axis=1) + 1)
+        top = hits[:, :10].astype(np.float64)
+        precision = np.cumsum(top, axis=1) / np.arange(1, top.shape[1] + 1)
+        denominator = np.minimum(mask.sum(axis=1), 10)
+        aps.append((precision * top).sum(axis=1) / denominator)
+    ranks = np.concatenate(ranks)
+    result = {f"R@{k}": float(np.mean(ranks <= k)) for k in ks}
+    result["mean_rank"] = float(np.mean(ranks))
+    # OpenCLIP: floor of the median 0-based rank, plus one.
+    result["median_rank"] = float(np.floor(np.median(ranks - 1)) + 1)
+    result["mAP@10"] = float(np.mean(np.concatenate(aps)))
+    return result
+
+
+def chance_recall(num_gallery, k, num_positives=1):
+    """Probability that a random ranking puts one of `num_positives` items in the top k.
+
+    Args:
+        num_gallery: int. Gallery size G.
+        k: int. Cut-off.
+        num_positives: int. Correct items in the gallery.
+
+    Returns:
+        float: 1 − C(G − P, k) / C(G, k).
+
+    Example:
+        >>> from mmtl_tf.metrics import chance_recall
+        >>> round(chance_recall(100, 10), 3)
+        0.1
+    """
+    if k >= num_gallery:
+        return 1.0
+    miss = 1.0
+    for i in range(num_positives):
+        miss *= (num_gallery - k - i) / (num_gallery - i) if num_gallery - k - i > 0 else 0.0
+    return float(1.0 - miss)
+
+
+def _row_keys(structure):
+    """One bytes key per row of a (nested) batch of arrays, for duplicate detection."""
+    import tensorflow as tf
+
+    arrays = [np.asarray(t) for t in tf.nest.flatten(structure)]
+    return [b"".join(a[i].tobytes() for a in arrays) for i in range(len(arrays[0]))]
+
+
+def _groups(keys):
+    ids, index = [], {}
+    for key in keys:
+        ids.append(index.setdefault(key, len(index)))
+    return np.asarray(ids)
+
+
+def embed_dataset(model, dataset, modalities=None):
+    """Runs a dual encoder over a dataset; returns embeddings and row keys.
+
+    Args:
+        model: `mmtl_tf.models.DualEncoder`.
+        dataset: `tf.data.Dataset` of inputs dicts or `(inputs, labels)` pairs.
+        modalities: sequence of str or None (the model's two modalities).
+
+    Returns:
+        (dict modality → (N, D) float32 array, dict modality → list of bytes
+        keys of the raw inputs, labels array or None).
+
+    Example:
+        >>> emb, keys, _ = mmtl_tf.metrics.embed_dataset(model, test_ds)  # doctest: +SKIP
+        >>> emb["image"].shape  # doctest: +SKIP
+        (285, 128)
+    """
+    modalities = list(modalities or model.modalities)
+    embeddings = {m: [] for m in modalities}
+    keys = {m: [] for m in modalities}
+    labels = []
+    for batch in dataset:
+        x, y = (batch[0], batch[1]) if isinstance(batch, tuple) else (batch, None)
+        out = model.predict_on_batch(x)
+        for m in modalities:
+            embeddings[m].append(np.asarray(out[f"{m}_embeddings"], np.float32))
+            keys[m].extend(_row_keys(x[m]))
+        if y is not None:
+            labels.append(np.asarray(y))
+    embeddings = {m: np.concatenate(v) for m, v in embeddings.items()}
+    return embeddings, keys, (np.concatenate(labels) if labels else None)
+
+
+def duplicate_positives(keys_a, keys_b):
+    """Positives of pair i: every pair j whose key in either modality equals pair i's.
+
+    Two images with identical pixels, two identical captions, or several
+    captions of one image (a repeated image) are equally correct answers;
+    counting only row i would punish the model for ties it cannot break.
+
+    Args:
+        keys_a: sequence of N hashable keys (or None: each row unique).
+        keys_b: sequence of N hashable keys (or None).
+
+    Returns:
+        list of N int arrays of gallery indices.
+
+    Example:
+        >>> from mmtl_tf.metrics import duplicate_positives
+        >>> [p.tolist() for p in duplicate_positives(["a frog", "a cat", "a frog"], None)]
+        [[0, 2], [1], [0, 2]]
+    """
+    n = len(keys_a if keys_a is not None else keys_b)
+    groups = [_groups(keys) if keys is not None else np.arange(n) for keys in (keys_a, keys_b)]
+    members = [{g: np.flatnonzero(ids == g) for g in np.unique(ids)} for ids in groups]
+    return [np.union1d(members[0][groups[0][i]], members[1][groups[1][i]]) for i in range(n)]
+
+
+def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_keys=None):
+    """Both retrieval directions of a dual encoder on a dataset of matched pairs.
+
+    Every row of `dataset` is a matched pair; each side's embeddings are the
+    queries for the other side's gallery. Names follow OpenCLIP:
+    `image_to_text_R@1`, …, `image_to_text_mean_rank`,
+    `image_to_text_median_rank`, `image_to_text_mAP@10`, and the same for
+    `text_to_image`; `mean_R@K` averages the two directions.
+
+    By default only row i is correct for query i. `match_keys` also counts
+    pairs as correct whose key in either modality equals the query's: give,
+    per modality, a list of keys (e.g. the raw caption strings: two stamps both
+    described as "A frog." are interchangeable) or `"inputs"` (identical model
+    inputs: identical pixels; for text, beware that tokenisation can merge
+    captions that differ only in out-of-vocabulary words).
+
+    Args:
+        model: `mmtl_tf.models.DualEncoder` (any two modalities).
+        dataset: `tf.data.Dataset` of `inputs` or `(inputs, labels)`, not shuffled.
+        ks: tuple of int.
+        modalities: (query modality, gallery modality) or None for the model's
+            order (e.g. image, text).
+        match_keys: None or dict modality → `"inputs"` or a sequence of N keys.
+
+    Returns:
+        dict of floats, plus `num_pairs` and the chance level `chance_R@K`
+        (one correct item among the pairs).
+
+    Example:
+        >>> metrics = mmtl_tf.metrics.evaluate_retrieval(model, test_ds)  # doctest: +SKIP
+        >>> metrics["image_to_text_R@1"], metrics["text_to_image_R@1"]  # doctest: +SKIP
+
+    References:
+        OpenCLIP `get_clip_metrics`.
+    """
+    first, second = list(modalities or model.modalities)[:2]
+    embeddings, keys, _ = embed_dataset(model, dataset, (first, second))
+    n = len(embeddings[first])
+    if len(embeddings[second]) != n:
+        raise ValueError(f"{n} {first} embeddings but {len(embeddings[second])} {second} "
+                         "embeddings: each row must be one matched pair.")
+    positives = None
+    if match_keys:
+        chosen = []
+        for modality in (first, second):
+            given = match_keys.get(modality)
+            if isinstance(given, str):
+                if given != "inputs":
+                    raise ValueError(f"match_keys[{modality!r}]={given!r}: use 'inputs' or a "
+                                     "list of keys.")
+                given = keys[modality]
+            if given is not None and len(given) != n:
+                raise ValueError(f"match_keys[{modality!r}] has {len(given)} keys for {n} pairs.")
+            chosen.append(given)
+        positives = duplicate_positives(*chosen)
+    result = {"num_pairs": n}
+    for query, gallery in ((first, second), (second, first)):
+        metrics = retrieval_metrics(embeddings[query], embeddings[gallery], positives, ks)
+        result.update({f"{query}_to_{gallery}_{k}": v for k, v in metrics.items()})
+    for k in ks:
+        result[f"mean_R@{k}"] = 0.5 * (result[f"{first}_to_{second}_R@{k}"]
+                                       + result[f"{second}_to_{first}_R@{k}"])
+        result[f"chance_R@{k}"] = chance_recall(n, k)
+    return result
+
+
+class EmbeddingIndex:
+    """A gallery of embeddings with batched brute-force top-k search.
+
+    The default backend scores queries against the whole gallery with one
+    matrix product per batch of queries and `tf.math.top_k`: exact, and fast
+    enough for galleries of up to a few hundred thousand items on a CPU. With
+    `backend="faiss"` (needs the `faiss-cpu` package) the search runs in a
+    faiss flat index instead (also exact).
+
+    Args:
+        embeddings: (G, D) array.
+        ids: sequence of G ids (int or str) or None for 0..G-1.
+        metric: str. `"cosine"` (rows normalised), `"dot"` or `"l2"`
+            (scores are negative squared distances: higher is closer).
+        backend: str. `"tf"` or `"faiss"`.
+        batch_size: int. Queries per matrix product.
+
+    Example:
+        >>> import numpy as np
+        >>> from mmtl_tf.metrics import EmbeddingIndex
+        >>> index = EmbeddingIndex(np.eye(3), ids=["a", "b", "c"])
+        >>> scores, ids = index.search(np.array([[0.0, 1.0, 0.1]]), k=2)
+        >>> ids.tolist()
+        [['b', 'c']]
+
+    References:
+        Johnson, Douze and Jégou 2019, "Billion-scale similarity search with
+        GPUs" (faiss).
+    """
+
+    def __init__(self, embeddings, ids=None, metric="cosine", backend="tf", batch_size=1024):
+        if metric not in METRICS:
+            raise ValueError(f"metric={metric!r} is not allowed; use one of "
+                             f"{', '.join(map(repr, METRICS))}.")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r} is not allowed; use one of "
+                             f"{', '.join(map(repr, BACKENDS))}.")
+        self.embeddings = _as_matrix(embeddings, "embeddings")
+        if ids is None:
+            ids = np.arange(len(self.embeddings))
+        ids = np.asarray(ids)
+        if len(ids) != len(self.embeddings):
+            raise ValueError(f"{len(ids)} ids for {len(self.embeddings)} embeddings.")
+        self.ids = ids
+        self.metric, self.backend, self.batch_size = metric, backend, int(batch_size)
+        self._faiss = None
+        if backend == "faiss":
+            self._faiss = self._build_faiss()
+
+    def __len__(self):
+        return len(self.embeddings)
+
+    def _build_faiss(self):
+        try:
+            import faiss
+        except ImportError as e:
+            raise ImportError("backend='faiss' needs the faiss-cpu package "
+                              "(pip install faiss-cpu), or use backend='tf'.") from e
+        data = self._prepare(self.embeddings)
+        index = (faiss.IndexFlatL2 if self.metric == "l2" else faiss.IndexFlatIP)(data.shape[1])
+        index.add(data)
+        return index
+
+    def _prepare(self, x):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.metric == "cosine":
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return x
+
+    def search(self, queries, k=10):
+        """Top-k gallery items per query.
+
+        Args:
+            queries: (Q, D) array.
+            k: int. Results per query (at most the gallery size).
+
+        Returns:
+            (scores float32 (Q, k), ids (Q, k)), best first.
+        """
+        import tensorflow as tf
+
+        queries = _as_matrix(queries, "queries")
+        if queries.shape[1] != self.embeddings.shape[1]:
+            raise ValueError(f"queries have width {queries.shape[1]}, the index "
+                             f"{self.embeddings.shape[1]}.")
+        k = int(k)
+        if not 1 <= k:
+            raise ValueError(f"k must be >= 1, got {k}.")
+        k = min(k, len(self))
+        if self._faiss is not None:
+            scores, idx = self._faiss.search(self._prepare(queries), k)
+            if self.metric == "l2":
+                scores = -scores
+            return scores.astype(np.float32), self.ids[idx]
+        gallery = tf.constant(self.embeddings)
+        all_scores, all_idx = [], []
+        for start in range(0, len(queries), self.batch_size):
+            scores = _scores(tf.constant(queries[start:start + self.batch_size]), gallery,
+                             self.metric)
+            top = tf.math.top_k(scores, k=k)
+            all_scores.append(top.values.numpy())
+            all_idx.append(top.indices.numpy())
+        return np.concatenate(all_scores), self.ids[np.concatenate(all_idx)]
+
+    def save(self, path):
+        """Writes the index as one `.npz` file (atomically)."""
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            raise ValueError(f"index files end in .npz; got {path!r}.")
+        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(os.path.abspath(path)))
+        os.close(fd)
+        try:
+            np.savez(tmp, embeddings=self.embeddings, ids=self.ids,
+                     metric=np.array(self.metric))
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path, backend="tf", batch_size=1024):
+        """Reads an index written by `save`."""
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such index file.")
+        with np.load(path, allow_pickle=False) as data:
+            return cls(data["embeddings"], data["ids"], metric=str(data["metric"]),
+                       backend=backend, batch_size=batch_size)

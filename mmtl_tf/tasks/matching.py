@@ -1,0 +1,208 @@
+"""Task `matching`: a matching network trained on N-way K-shot episodes of some
+classes and tested on episodes of classes it never saw."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mmtl_tf import runtime
+from mmtl_tf.data.sampling import few_shot_episodes
+from mmtl_tf.errors import DataError
+from mmtl_tf.export import export_matching_network
+from mmtl_tf.models.matching_network import build_matching_network
+from mmtl_tf.tasks import common, shared_space
+
+NAME = "matching"
+
+
+def split_classes(class_names, labels, config):
+    """(train class ids, held-out class ids) from the recipe.
+
+    `test_classes` (a list of names) fixes the held-out classes; otherwise
+    `num_test_classes` are drawn with the seed among the classes that have
+    enough examples for the largest evaluation episode.
+    """
+    counts = np.bincount(labels, minlength=len(class_names))
+    need = max(int(k) for k in config["eval_shots"]) + int(config["eval_queries"])
+    if config.get("test_classes"):
+        unknown = [c for c in config["test_classes"] if c not in class_names]
+        if unknown:
+            raise ValueError(f"test_classes {unknown} are not classes of {config['data']} "
+                             f"(classes: {', '.join(class_names)}).")
+        test = [class_names.index(c) for c in config["test_classes"]]
+    else:
+        eligible = [c for c in range(len(class_names)) if counts[c] >= need]
+        rng = np.random.default_rng(int(config["seed"]))
+        n = int(config["num_test_classes"])
+        if len(eligible) < n:
+            raise DataError(f"{config['data']}: {n} held-out classes with at least {need} "
+                            f"examples are needed; only {len(eligible)} have that many.")
+        test = sorted(rng.choice(eligible, n, replace=False).tolist())
+    train = [c for c in range(len(class_names)) if c not in test and counts[c] >= 2]
+    if len(train) < 2:
+        raise DataError(f"{config['data']}: fewer than 2 classes left for training after "
+                        f"holding out {len(test)}.")
+    return train, test
+
+
+def episode_dataset(images, labels, n_way, k_shot, n_query, num_episodes, batch, seed,
+                    reshuffle=True):
+    """Batched episodes `({"support", "support_labels", "queries"}, query_labels)`."""
+    indices = few_shot_episodes(labels, n_way, k_shot, n_query, num_episodes, seed=seed,
+                                reshuffle_each_iteration=reshuffle)
+    pixels = tf.constant(images)
+
+    def to_example(e):
+        return ({"support": tf.gather(pixels, e["support_indices"]),
+                 "support_labels": tf.one_hot(e["support_labels"], n_way),
+                 "queries": tf.gather(pixels, e["query_indices"])}, e["query_labels"])
+
+    return indices.map(to_example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch) \
+        .prefetch(tf.data.AUTOTUNE)
+
+
+def _pixel_probabilities(x, scale=10.0):
+    """The matching read-out on centred raw pixels: the untrained baseline."""
+    def normalise(v):
+        v = v.reshape(*v.shape[:2], -1).astype(np.float32)
+        v = v - v.mean(axis=-1, keepdims=True)
+        return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+    cosine = np.einsum("bqd,bsd->bqs", normalise(x["queries"]), normalise(x["support"]))
+    weights = np.exp(scale * (cosine - cosine.max(axis=-1, keepdims=True)))
+    weights /= weights.sum(axis=-1, keepdims=True)
+    return np.einsum("bqs,bsn->bqn", weights, x["support_labels"])
+
+
+def few_shot_accuracy(model, images, labels, config, k_shot, seed):
+    """Mean accuracy, 95 % interval half-width and the raw-pixel accuracy over
+    `eval_episodes` episodes of `eval_way` classes."""
+    ds = episode_dataset(images, labels, int(config["eval_way"]), k_shot,
+                         int(config["eval_queries"]), int(config["eval_episodes"]), 10, seed,
+                         reshuffle=False)
+    per_episode, pixels = [], []
+    for x, y in ds.as_numpy_iterator():
+        probabilities = np.asarray(model.predict_on_batch(x))
+        per_episode.extend((probabilities.argmax(-1) == y).mean(axis=1))
+        pixels.extend((_pixel_probabilities(x).argmax(-1) == y).mean(axis=1))
+    per_episode = np.asarray(per_episode)
+    return (float(per_episode.mean()),
+            float(1.96 * per_episode.std(ddof=1) / np.sqrt(len(per_episode))),
+            float(np.mean(pixels)))
+
+
+def _pools(config):
+    data = shared_space.load_labelled_images(
+        config["data"], shared_space.available_splits(config["data"], int(config["seed"])),
+        shared_space.image_size(config), on_error=config.get("on_error", "raise"),
+        seed=int(config["seed"]))
+    train_classes, test_classes = split_classes(data["class_names"], data["labels"], config)
+    labels, is_train = data["labels"], data["split"] == "train"
+    seen = np.isin(labels, train_classes)
+    pools = {"train": seen & is_train, "validation": seen & ~is_train,
+             "test": np.isin(labels, test_classes)}
+    pools = {k: (data["images"][rows], labels[rows]) for k, rows in pools.items()}
+    names = data["class_names"]
+    return pools, [names[c] for c in train_classes], [names[c] for c in test_classes]
+
+
+def _evaluate_pool(model, pool, config):
+    results = {}
+    for k in config["eval_shots"]:
+        accuracy, interval, pixels = few_shot_accuracy(model, *pool, config, int(k),
+                                                       int(config["seed"]) + 100 + int(k))
+        way = int(config["eval_way"])
+        results[f"{way}way_{k}shot_accuracy"] = accuracy
+        results[f"{way}way_{k}shot_ci95"] = interval
+        results[f"{way}way_{k}shot_pixels"] = pixels
+    return results
+
+
+def train(config, run_dir, verbose=1):
+    """Episodic training on the training classes; few-shot accuracy on the held-out ones."""
+    common.start_run(run_dir, NAME, config)
+    pools, train_names, test_names = _pools(config)
+    train_way = min(int(config["train_way"]), len(train_names))
+    seed = int(config["seed"])
+    batch = int(config["episodes_per_batch"])
+    per_epoch = int(config["episodes_per_epoch"])
+    train_ds = episode_dataset(*pools["train"], train_way, int(config["train_shot"]),
+                               int(config["train_queries"]), per_epoch, batch, seed)
+    try:
+        val_ds = episode_dataset(*pools["validation"], train_way, int(config["train_shot"]),
+                                 int(config["train_queries"]), max(batch, per_epoch // 4),
+                                 batch, seed + 1, reshuffle=False)
+    except DataError:
+        val_ds = None  # too few held-back images of the training classes
+    with runtime.get_strategy().scope():
+        model = build_matching_network(shared_space.build_image_tower(config),
+                                       projection_dim=config.get("projection_dim"))
+        model.compile(optimizer=shared_space.optimizer(config),
+                      loss=keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                      jit_compile=runtime.get_jit_compile())
+    history, seconds, best_epoch = shared_space.fit_and_restore(
+        model, train_ds, val_ds, config, run_dir, verbose)
+    common.update_run(run_dir, train_classes=train_names, test_classes=test_names,
+                      train_way=train_way)
+    test = _evaluate_pool(model, pools["test"], config)
+    metrics = {"test": test, "test_classes": test_names, "train_classes": train_names,
+               "baselines": {"chance": 1.0 / int(config["eval_way"])},
+               "params": int(model.count_params()), "train_seconds": seconds,
+               "epochs": int(config["epochs"]), "best_epoch": best_epoch}
+    return common.write_metrics(run_dir, metrics)
+
+
+def _load(run_dir):
+    info = common.load_run(run_dir, NAME)
+    return info, keras.saving.load_model(common.require_file(run_dir, "model.keras"))
+
+
+def evaluate(run_dir, split="test", verbose=1, data=None):
+    """Few-shot accuracy on the held-out classes (`split="test"`) or on new
+    images of the training classes (any other split)."""
+    info, model = _load(run_dir)
+    config = dict(info["config"])
+    # The run's held-out classes; on other data, held-out classes drawn anew.
+    config["test_classes"] = None if data else info["test_classes"]
+    if data:
+        config["data"] = data
+    pools, _, _ = _pools(config)
+    pool = pools["test" if split == "test" else "validation"]
+    return common.write_metrics(run_dir, {split: _evaluate_pool(model, pool, config)})
+
+
+def export(run_dir, saved_model_dir):
+    """SavedModel with `classify(support_image_bytes, support_labels, query_image_bytes)`."""
+    info, model = _load(run_dir)
+    return export_matching_network(model, saved_model_dir,
+                                   shared_space.image_size(info["config"]))
+
+
+def format_metrics(metrics, split="test"):
+    m = metrics[split]
+    chance = metrics.get("baselines", {}).get("chance")
+    classes = metrics.get("test_classes") if split == "test" else None
+    lines = [f"{split}: few-shot accuracy on "
+             + (f"held-out classes {', '.join(classes)}" if classes else
+                "new images of the training classes"),
+             f"{'episodes':18s}{'accuracy':>10s}{'± 95%':>8s}{'pixels':>9s}{'chance':>9s}"]
+    for key in sorted(k for k in m if k.endswith("_accuracy")):
+        name = key[:-len("_accuracy")]
+        lines.append(f"{name.replace('way_', '-way ').replace('shot', '-shot'):18s}"
+                     f"{m[key]:10.3f}{m[name + '_ci95']:8.3f}{m[name + '_pixels']:9.3f}"
+                     f"{'' if chance is None else f'{chance:.3f}':>9s}")
+    return "\n".join(lines)
+
+
+def summary(metrics):
+    rows = []
+    for key in sorted(k for k in metrics["test"] if k.endswith("_accuracy")):
+        name = key[:-len("_accuracy")]
+        rows.append({"model": "matching network (CNN, cosine attention)",
+                     "metric": f"{name.replace('way_', '-way ').replace('shot', '-shot')} "
+                               "accuracy, held-out classes",
+                     "value": metrics["test"][key], "baseline": "chance",
+                     "baseline_value": metrics["baselines"]["chance"],
+                     "params": metrics["params"], "train_seconds": metrics["train_seconds"]})
+    return rows

@@ -1,0 +1,70 @@
+"""Shared code of the `siamese` and `triplet` tasks: one image tower trained so
+that images of the same category are close, evaluated by category retrieval."""
+
+import numpy as np
+import tensorflow as tf
+
+from mmtl_tf.tasks import shared_space
+
+
+def load_splits(config):
+    """Images and labels of train / validation / test, with one class list."""
+    data = shared_space.load_labelled_images(
+        config["data"], shared_space.available_splits(config["data"], int(config["seed"])),
+        shared_space.image_size(config), on_error=config.get("on_error", "raise"),
+        seed=int(config["seed"]))
+    splits = {}
+    for split in ("train", "validation", "test"):
+        rows = data["split"] == split
+        splits[split] = {"images": data["images"][rows], "labels": data["labels"][rows]}
+    return splits, data["class_names"]
+
+
+def index_dataset(indices, arrays, to_example, batch_size):
+    """Maps an index dataset to examples gathered from in-memory arrays, batched."""
+    tensors = {k: tf.constant(v) for k, v in arrays.items()}
+    ds = indices.map(lambda *idx: to_example(tensors, *idx), num_parallel_calls=tf.data.AUTOTUNE)
+    if batch_size:
+        ds = ds.batch(batch_size)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def retrieval_report(embedding_model, splits):
+    """Category retrieval of test images among training images, and baselines."""
+    train, test = splits["train"], splits["test"]
+    trained = shared_space.category_retrieval(
+        shared_space.embed_images(embedding_model, test["images"]), test["labels"],
+        shared_space.embed_images(embedding_model, train["images"]), train["labels"])
+    pixels = shared_space.category_retrieval(
+        shared_space.pixel_embeddings(test["images"]), test["labels"],
+        shared_space.pixel_embeddings(train["images"]), train["labels"])
+    values, counts = np.unique(train["labels"], return_counts=True)
+    majority = float(np.mean(test["labels"] == values[np.argmax(counts)]))
+    return ({f"category_{k}": v for k, v in trained.items() if not k.startswith("chance")},
+            {"category_R@1_chance": trained["chance_R@1"], "category_R@1_pixels": pixels["R@1"],
+             "category_mAP@10_pixels": pixels["mAP@10"], "majority_class_accuracy": majority})
+
+
+def format_table(metrics, split, extra_rows=()):
+    """Text table of category retrieval (and extra rows) next to the baselines."""
+    m, b = metrics[split], metrics.get("baselines", {})
+    rows = [("1-NN category accuracy (R@1)", m.get("category_R@1"),
+             b.get("category_R@1_chance"), b.get("category_R@1_pixels")),
+            ("category R@5", m.get("category_R@5"), None, None),
+            ("category mAP@10", m.get("category_mAP@10"), None, b.get("category_mAP@10_pixels"))]
+    rows += list(extra_rows)
+    lines = [f"{split}: {m.get('category_num_queries', '?')} test images query the training "
+             "images (same category = correct)",
+             f"{'metric':34s}{'value':>9s}{'chance':>9s}{'pixels':>9s}"]
+    for name, value, chance, pixels in rows:
+        cells = ["" if v is None else f"{v:.3f}" for v in (value, chance, pixels)]
+        lines.append(f"{name:34s}" + "".join(c.rjust(9) for c in cells))
+    return "\n".join(lines)
+
+
+def summary_rows(model_name, metrics):
+    test, baselines = metrics["test"], metrics["baselines"]
+    return [{"model": model_name, "metric": "test 1-NN category accuracy (retrieval R@1)",
+             "value": test["category_R@1"], "baseline": "raw-pixel 1-NN",
+             "baseline_value": baselines["category_R@1_pixels"], "params": metrics["params"],
+             "train_seconds": metrics["train_seconds"]}]

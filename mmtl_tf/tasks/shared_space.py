@@ -1,0 +1,169 @@
+"""Helpers shared by the shared-embedding-space tasks (`dual-encoder`,
+`siamese`, `triplet`, `matching`) and reusable by other modalities' tasks:
+labelled images in memory, image towers from a config, category retrieval
+with baselines, contrastive fitting and the retrieval table."""
+
+import os
+
+import keras
+import numpy as np
+
+from mmtl_tf import training
+from mmtl_tf.data.image import decoded_image_dataset
+from mmtl_tf.data.sources import SPLITS, load_image_text_records
+from mmtl_tf.encoders.image_encoder import ImageEncoder
+from mmtl_tf.errors import DataError
+from mmtl_tf.metrics.retrieval import positives_from_labels, retrieval_metrics
+
+
+def image_size(config):
+    """The recipe's `image_size` as [height, width]."""
+    size = config["image_size"]
+    return [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
+
+
+def build_image_tower(config, name="image_encoder"):
+    """An `ImageEncoder` from the recipe keys `image_backbone` ("small_cnn" or a
+    `keras.applications` name), `image_weights`, `image_trainable`,
+    `conv_filters`, `conv_blocks`."""
+    return ImageEncoder(config.get("image_backbone", "small_cnn"),
+                        input_shape=(*image_size(config), 3), pooling="avg",
+                        weights=config.get("image_weights"),
+                        trainable=config.get("image_trainable", "full"),
+                        conv_filters=int(config.get("conv_filters", 32)),
+                        conv_blocks=int(config.get("conv_blocks", 1)), name=name)
+
+
+def load_labelled_images(source, splits, size, on_error="raise", seed=0):
+    """Decodes the images of some splits of a labelled source into memory.
+
+    Args:
+        source: str. `"default"`, a folder or a captions file (with labels).
+        splits: sequence of str. Splits to load and concatenate.
+        size: (height, width).
+        on_error: str. `"raise"` or `"skip"`.
+        seed: int. Hash-split seed for sources without a split column.
+
+    Returns:
+        dict with `images` uint8 (N, H, W, 3), `labels` int32 (N,) indexing
+        `class_names` (the training split's sorted labels plus, for splits
+        with other labels, those labels after them), `class_names`,
+        `captions`, `paths`, `split` (str per row).
+    """
+    images, labels, captions, paths, split_of = [], [], [], [], []
+    class_names = None
+    for split in splits:
+        records = load_image_text_records(source, split, require_label=False, seed=seed,
+                                          on_error=on_error)
+        missing = [r for r, lab in zip(records.rows, records.labels) if lab is None]
+        if missing:
+            raise DataError(f"{missing[0]}: no label (these tasks need a label column; "
+                            f"{len(missing)} rows lack one).")
+        if class_names is None:
+            class_names = list(records.class_names)
+        # The checking pass fills the in-memory cache; the copy below reads it.
+        ds, kept = decoded_image_dataset(records.paths, tuple(size), on_error=on_error,
+                                         locations=records.rows)
+        if len(kept) != len(records):
+            records = records.subset(kept)
+            ds, _ = decoded_image_dataset(records.paths, tuple(size), validate=False)
+        batch = [img for _, img in ds.batch(512).as_numpy_iterator()]
+        images.append(np.concatenate(batch) if batch else
+                      np.zeros((0, *size, 3), np.uint8))
+        for label in records.labels:
+            if label not in class_names:
+                class_names.append(label)
+        labels.extend(class_names.index(label) for label in records.labels)
+        captions.extend(records.captions)
+        paths.extend(records.paths)
+        split_of.extend([split] * len(records))
+    return {"images": np.concatenate(images), "labels": np.asarray(labels, np.int32),
+            "class_names": class_names, "captions": captions, "paths": paths,
+            "split": np.asarray(split_of)}
+
+
+def available_splits(source, seed=0):
+    """The splits of `source` that have rows (train is required)."""
+    found = []
+    for split in SPLITS:
+        try:
+            load_image_text_records(source, split, require_label=False, seed=seed)
+            found.append(split)
+        except DataError:
+            if split == "train":
+                raise
+    return found
+
+
+def embed_images(embedding_model, images, batch_size=256):
+    """Embeddings of a uint8 image array (N, H, W, 3) with an embedding model."""
+    return np.asarray(embedding_model.predict(images, batch_size=batch_size, verbose=0),
+                      np.float32)
+
+
+def pixel_embeddings(images):
+    """Raw pixels as vectors, centred per image: the untrained baseline."""
+    x = images.reshape(len(images), -1).astype(np.float32)
+    return x - x.mean(axis=1, keepdims=True)
+
+
+def category_retrieval(query, query_labels, gallery, gallery_labels, ks=(1, 5, 10)):
+    """Same-category retrieval: test images query the training images.
+
+    `R@1` here is the accuracy of a 1-nearest-neighbour classifier; the
+    chance level of `R@1` is the mean fraction of the gallery that shares the
+    query's label.
+    """
+    positives = positives_from_labels(query_labels, gallery_labels)
+    keep = positives.any(axis=1)
+    if not keep.all():
+        # A query whose category has no gallery item cannot be answered.
+        query, positives = query[keep], positives[keep]
+    metrics = retrieval_metrics(query, gallery, positives, ks)
+    metrics["chance_R@1"] = float(positives.mean())
+    metrics["num_queries"] = int(len(query))
+    return metrics
+
+
+def fit_and_restore(model, train_ds, val_ds, config, run_dir, verbose):
+    """`training.fit` with the run-folder callbacks, then the best weights.
+
+    Saves `model.keras`, `history.json` and `curves.png`; returns (history,
+    seconds, best epoch).
+    """
+    history, seconds = training.fit(model, train_ds, val_ds, epochs=int(config["epochs"]),
+                                    run_dir=run_dir, verbose=verbose)
+    best = os.path.join(run_dir, "best.keras")
+    if os.path.exists(best):
+        model.load_weights(best)
+    training.save_model_atomic(model, os.path.join(run_dir, "model.keras"))
+    training.atomic_write_json(history, os.path.join(run_dir, "history.json"))
+    training.plot_curves(history, os.path.join(run_dir, "curves.png"),
+                         title=f"{config.get('data', '')}")
+    key = "val_loss" if "val_loss" in history else "loss"
+    return history, seconds, int(np.argmin(history[key])) + 1
+
+
+def optimizer(config):
+    """AdamW with the recipe's `learning_rate` and `weight_decay`."""
+    return keras.optimizers.AdamW(float(config["learning_rate"]),
+                                  weight_decay=float(config.get("weight_decay", 1e-4)))
+
+
+def format_retrieval_table(metrics, directions, ks=(1, 5, 10), title=None):
+    """A text table: one row per direction, R@K, ranks, mAP@10 and chance."""
+    headers = [*(f"R@{k}" for k in ks), "mean rank", "median rank", "mAP@10",
+               *(f"chance R@{k}" for k in ks)]
+    lines = [title] if title else []
+    width = max(len(d) for d in directions) + 2
+    lines.append("".ljust(width) + "  ".join(h.rjust(9) for h in headers))
+    for direction in directions:
+        cells = [metrics.get(f"{direction}_R@{k}") for k in ks]
+        cells += [metrics.get(f"{direction}_mean_rank"), metrics.get(f"{direction}_median_rank"),
+                  metrics.get(f"{direction}_mAP@10")]
+        cells += [metrics.get(f"{direction}_chance_R@{k}", metrics.get(f"chance_R@{k}"))
+                  for k in ks]
+        lines.append(direction.ljust(width) + "  ".join(
+            ("" if v is None else f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}").rjust(9)
+            for v in cells))
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""Task `siamese`: a Siamese network trained with the contrastive loss on pairs
+of labelled images (same category = similar)."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mmtl_tf import runtime
+from mmtl_tf.data.sampling import random_pairs
+from mmtl_tf.export import export_image_embedding
+from mmtl_tf.losses.contrastive_loss import ContrastiveLoss
+from mmtl_tf.models.siamese_network import build_siamese_network
+from mmtl_tf.tasks import common, metric_learning, shared_space
+
+NAME = "siamese"
+
+
+def _pairs(split, config, num_pairs, seed, reshuffle):
+    indices = random_pairs(split["labels"], num_pairs, seed=seed,
+                           reshuffle_each_iteration=reshuffle)
+    return metric_learning.index_dataset(
+        indices, {"images": split["images"]},
+        lambda t, i, j, same: ({"left": tf.gather(t["images"], i),
+                                "right": tf.gather(t["images"], j)}, same),
+        int(config["batch_size"]))
+
+
+def _pair_accuracy(model, split, config, seed, threshold=None):
+    """Pair verification accuracy; the threshold maximises accuracy if not given."""
+    ds = _pairs(split, config, int(config["eval_pairs"]), seed, False)
+    distances, same = [], []
+    for x, y in ds:
+        distances.append(np.asarray(model.predict_on_batch(x)))
+        same.append(np.asarray(y))
+    distances, same = np.concatenate(distances), np.concatenate(same).astype(bool)
+    if threshold is None:
+        candidates = np.unique(distances)
+        accuracy = [np.mean((distances <= c) == same) for c in candidates]
+        threshold = float(candidates[int(np.argmax(accuracy))])
+    return float(np.mean((distances <= threshold) == same)), threshold, float(np.mean(same))
+
+
+def train(config, run_dir, verbose=1):
+    """Trains on random pairs, picks the distance threshold on validation pairs,
+    evaluates pair accuracy and category retrieval on the test split."""
+    common.start_run(run_dir, NAME, config)
+    splits, class_names = metric_learning.load_splits(config)
+    seed = int(config["seed"])
+    train_ds = _pairs(splits["train"], config, int(config["pairs_per_epoch"]), seed, True)
+    val_ds = _pairs(splits["validation"], config, int(config["eval_pairs"]), seed + 1, False)
+    with runtime.get_strategy().scope():
+        model = build_siamese_network(shared_space.build_image_tower(config),
+                                      projection_dim=config.get("projection_dim"),
+                                      distance=config.get("distance", "l2"))
+        model.compile(optimizer=shared_space.optimizer(config),
+                      loss=ContrastiveLoss(float(config.get("margin", 1.0))),
+                      jit_compile=runtime.get_jit_compile())
+    history, seconds, best_epoch = shared_space.fit_and_restore(
+        model, train_ds, val_ds, config, run_dir, verbose)
+    _, threshold, _ = _pair_accuracy(model, splits["validation"], config, seed + 1)
+    accuracy, _, positive_fraction = _pair_accuracy(model, splits["test"], config, seed + 2,
+                                                    threshold)
+    retrieval, baselines = metric_learning.retrieval_report(model.get_layer("embedding"), splits)
+    common.update_run(run_dir, class_names=class_names, threshold=threshold)
+    metrics = {"test": {"pair_accuracy": accuracy, **retrieval},
+               "baselines": {**baselines,
+                             "pair_majority": max(positive_fraction, 1 - positive_fraction)},
+               "threshold": threshold, "params": int(model.count_params()),
+               "train_seconds": seconds, "epochs": int(config["epochs"]),
+               "best_epoch": best_epoch}
+    return common.write_metrics(run_dir, metrics)
+
+
+def _load(run_dir):
+    info = common.load_run(run_dir, NAME)
+    return info, keras.saving.load_model(common.require_file(run_dir, "model.keras"))
+
+
+def evaluate(run_dir, split="test", verbose=1, data=None):
+    """Pair accuracy (saved threshold) and category retrieval of `split` against train."""
+    info, model = _load(run_dir)
+    config = dict(info["config"])
+    if data:
+        config["data"] = data
+    splits, _ = metric_learning.load_splits(config)
+    accuracy, _, _ = _pair_accuracy(model, splits[split], config, int(config["seed"]) + 2,
+                                    info["threshold"])
+    retrieval, baselines = metric_learning.retrieval_report(
+        model.get_layer("embedding"), {"train": splits["train"], "test": splits[split]})
+    return common.write_metrics(run_dir, {split: {"pair_accuracy": accuracy, **retrieval},
+                                          "baselines": baselines})
+
+
+def export(run_dir, saved_model_dir):
+    """SavedModel with `encode_image(image_bytes)` → embeddings of the shared tower."""
+    info, model = _load(run_dir)
+    return export_image_embedding(model.get_layer("embedding"), saved_model_dir,
+                                  shared_space.image_size(info["config"]))
+
+
+def format_metrics(metrics, split="test"):
+    m, b = metrics[split], metrics.get("baselines", {})
+    return metric_learning.format_table(
+        metrics, split, [("pair accuracy (threshold from validation)", m.get("pair_accuracy"),
+                          b.get("pair_majority"), None)])
+
+
+def summary(metrics):
+    rows = metric_learning.summary_rows("siamese network (CNN, contrastive loss)", metrics)
+    rows.append({"model": "siamese network (CNN, contrastive loss)",
+                 "metric": "test pair accuracy (same category?)",
+                 "value": metrics["test"]["pair_accuracy"], "baseline": "majority",
+                 "baseline_value": metrics["baselines"]["pair_majority"],
+                 "params": metrics["params"], "train_seconds": metrics["train_seconds"]})
+    return rows

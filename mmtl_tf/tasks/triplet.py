@@ -1,0 +1,119 @@
+"""Task `triplet`: an image embedding trained with the triplet loss, triplets
+mined inside class-balanced batches (or explicit random triplets)."""
+
+import keras
+import tensorflow as tf
+
+from mmtl_tf import runtime
+from mmtl_tf.data.sampling import class_balanced_batches, random_triplets
+from mmtl_tf.errors import DataError
+from mmtl_tf.export import export_image_embedding
+from mmtl_tf.losses.triplet_loss import MININGS, TripletLoss
+from mmtl_tf.models.embedding_model import build_embedding_model
+from mmtl_tf.models.triplet_network import TripletNetwork
+from mmtl_tf.tasks import common, metric_learning, shared_space
+
+NAME = "triplet"
+STRATEGIES = (*MININGS, "explicit")
+
+
+def _balanced(split, config, seed, num_batches=None, reshuffle=True):
+    indices = class_balanced_batches(split["labels"], int(config["classes_per_batch"]),
+                                     int(config["examples_per_class"]), num_batches=num_batches,
+                                     seed=seed, reshuffle_each_iteration=reshuffle)
+    return metric_learning.index_dataset(
+        indices, split, lambda t, idx: (tf.gather(t["images"], idx), tf.gather(t["labels"], idx)),
+        batch_size=None)
+
+
+def _triplets(split, config, num, seed, reshuffle=True):
+    indices = random_triplets(split["labels"], num, seed=seed, reshuffle_each_iteration=reshuffle)
+    return metric_learning.index_dataset(
+        indices, {"images": split["images"]},
+        lambda t, a, p, n: {"anchor": tf.gather(t["images"], a),
+                            "positive": tf.gather(t["images"], p),
+                            "negative": tf.gather(t["images"], n)},
+        int(config["batch_size"]))
+
+
+def _embedding(model):
+    return model.embedding if isinstance(model, TripletNetwork) else model
+
+
+def train(config, run_dir, verbose=1):
+    """Trains the embedding, evaluates category retrieval on the test split."""
+    mining = config.get("mining", "semi_hard")
+    if mining not in STRATEGIES:
+        raise ValueError(f"mining={mining!r} is not allowed; use one of "
+                         f"{', '.join(map(repr, STRATEGIES))}.")
+    common.start_run(run_dir, NAME, config)
+    splits, class_names = metric_learning.load_splits(config)
+    seed = int(config["seed"])
+    margin = config.get("margin", 0.2)
+    batch = int(config["classes_per_batch"]) * int(config["examples_per_class"])
+    steps = max(1, len(splits["train"]["labels"]) // batch)
+    with runtime.get_strategy().scope():
+        embedding = build_embedding_model(shared_space.build_image_tower(config),
+                                          projection_dim=config.get("projection_dim"))
+        if mining == "explicit":
+            model = TripletNetwork(embedding, distance=config.get("distance", "l2"),
+                                   margin=margin)
+            model.compile(optimizer=shared_space.optimizer(config),
+                          jit_compile=runtime.get_jit_compile())
+        else:
+            model = embedding
+            model.compile(optimizer=shared_space.optimizer(config),
+                          loss=TripletLoss(margin, mining, config.get("distance", "l2")),
+                          jit_compile=runtime.get_jit_compile())
+    if mining == "explicit":
+        train_ds = _triplets(splits["train"], config, steps * int(config["batch_size"]), seed)
+        val_ds = _triplets(splits["validation"], config, 4 * int(config["batch_size"]),
+                           seed + 1, reshuffle=False)
+    else:
+        train_ds = _balanced(splits["train"], config, seed, num_batches=steps)
+        try:
+            val_ds = _balanced(splits["validation"], config, seed + 1, num_batches=4,
+                               reshuffle=False)
+        except DataError:
+            val_ds = None  # a validation split too small for P x K batches
+    history, seconds, best_epoch = shared_space.fit_and_restore(
+        model, train_ds, val_ds, config, run_dir, verbose)
+    retrieval, baselines = metric_learning.retrieval_report(_embedding(model), splits)
+    common.update_run(run_dir, class_names=class_names)
+    metrics = {"test": retrieval, "baselines": baselines, "params": int(model.count_params()),
+               "train_seconds": seconds, "epochs": int(config["epochs"]),
+               "best_epoch": best_epoch, "mining": mining}
+    return common.write_metrics(run_dir, metrics)
+
+
+def _load(run_dir):
+    info = common.load_run(run_dir, NAME)
+    return info, keras.saving.load_model(common.require_file(run_dir, "model.keras"))
+
+
+def evaluate(run_dir, split="test", verbose=1, data=None):
+    """Category retrieval of `split` images among the training images."""
+    info, model = _load(run_dir)
+    config = dict(info["config"])
+    if data:
+        config["data"] = data
+    splits, _ = metric_learning.load_splits(config)
+    retrieval, baselines = metric_learning.retrieval_report(
+        _embedding(model), {"train": splits["train"], "test": splits[split]})
+    return common.write_metrics(run_dir, {split: retrieval, "baselines": baselines})
+
+
+def export(run_dir, saved_model_dir):
+    """SavedModel with `encode_image(image_bytes)` → embeddings."""
+    info, model = _load(run_dir)
+    return export_image_embedding(_embedding(model), saved_model_dir,
+                                  shared_space.image_size(info["config"]))
+
+
+def format_metrics(metrics, split="test"):
+    return metric_learning.format_table(metrics, split)
+
+
+def summary(metrics):
+    return metric_learning.summary_rows(
+        f"triplet embedding (CNN, {metrics.get('mining', 'semi_hard')} mining)", metrics)

@@ -1,0 +1,68 @@
+"""`data_prep/build_tuxpaint_stamps.py` on a small stamps tree shaped like the
+Debian package's (the real package is 161 MB; see the README for the command)."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+import mmtl_tf
+from tests.conftest import REPO
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "build_tuxpaint_stamps", os.path.join(REPO, "data_prep", "build_tuxpaint_stamps.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stamp(folder, name, caption, size=(80, 40), svg_only=False, translations=True):
+    os.makedirs(folder, exist_ok=True)
+    if svg_only:
+        with open(os.path.join(folder, f"{name}.svg"), "w") as f:
+            f.write('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
+    else:
+        pixels = np.random.default_rng(len(name)).integers(0, 255, (*size[::-1], 4), "uint8")
+        Image.fromarray(pixels, "RGBA").save(os.path.join(folder, f"{name}.png"))
+    lines = [caption] if caption else []
+    if translations:
+        lines.append("fr.utf8=Une traduction.")
+    with open(os.path.join(folder, f"{name}.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def test_builds_a_captions_folder(tmp_path, monkeypatch):
+    stamps = tmp_path / "stamps"
+    for i in range(12):
+        _stamp(stamps / "animals" / "birds", f"bird{i}", f"A bird number {i}.")
+        _stamp(stamps / "food", f"apple{i}", f"A red apple, kind {i}.", size=(300, 200))
+    _stamp(stamps / "symbols" / "shapes", "star", None)                 # no English line
+    _stamp(stamps / "town", "house", "A house.", svg_only=True)
+    monkeypatch.setenv("PATH", "/nonexistent")                         # no rsvg-convert
+    script = _script()
+    out = tmp_path / "out"
+    kept, skipped = script.build(str(stamps), str(out), size=64)
+    assert len(kept) == 24
+    assert sorted(why for _, why in skipped) == [
+        "SVG only and rsvg-convert (Debian librsvg2-bin) is not installed",
+        "no English caption"]
+    rows = [json.loads(line) for line in (out / "captions.jsonl").read_text().splitlines()]
+    apple = next(r for r in rows if r["item"] == "food/apple3")
+    assert apple["caption"] == "A red apple, kind 3." and apple["label"] == "food"
+    assert apple["subcategory"] == "food" and apple["split"] in ("train", "validation", "test")
+    assert max(Image.open(out / apple["path"]).size) == 64             # resized, aspect kept
+    bird = next(r for r in rows if r["item"] == "animals/birds/bird0")
+    sub = [json.loads(line) for line in (out / "subcategories.jsonl").read_text().splitlines()]
+    assert {r["label"] for r in sub} == {"animals/birds", "food"}
+    assert bird["split"] == script.split_of("animals/birds/bird0")
+    # The folder is a source for the image-caption pipeline.
+    train = mmtl_tf.data.load_image_text_records(str(out), "train")
+    assert set(train.class_names) <= {"animals", "food"} and len(train) > 10
+    ds = mmtl_tf.data.make_image_text_dataset(str(out), "train", image_size=(32, 32),
+                                              batch_size=4, sequence_length=6)
+    x, y = next(iter(ds))
+    assert x["image"].shape == (4, 32, 32, 3)

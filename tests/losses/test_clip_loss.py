@@ -1,0 +1,113 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from mmtl_tf.losses import ClipLoss, SigLipLoss, clip_loss, sigmoid_loss
+
+
+def _unit(rng, n, d):
+    x = rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype("float32")
+
+
+def numpy_clip_loss(a, b, scale):
+    """Independent reference: explicit loops over rows and columns."""
+    n = len(a)
+    total_ab = total_ba = 0.0
+    for i in range(n):
+        row = [scale * float(np.dot(a[i], b[j])) for j in range(n)]
+        top = max(row)
+        total_ab += -(row[i] - top - math.log(sum(math.exp(v - top) for v in row)))
+        col = [scale * float(np.dot(b[i], a[j])) for j in range(n)]
+        top = max(col)
+        total_ba += -(col[i] - top - math.log(sum(math.exp(v - top) for v in col)))
+    return 0.5 * (total_ab / n + total_ba / n)
+
+
+def numpy_sigmoid_loss(a, b, scale, bias):
+    n = len(a)
+    total = 0.0
+    for i in range(n):
+        for j in range(n):
+            z = 1.0 if i == j else -1.0
+            logit = scale * float(np.dot(a[i], b[j])) + bias
+            total += math.log1p(math.exp(-z * logit))
+    return total / n
+
+
+@pytest.mark.parametrize("n,d,scale", [(2, 3, 1.0), (7, 5, 1 / 0.07), (16, 8, 100.0)])
+def test_clip_loss_matches_numpy_reference(n, d, scale):
+    rng = np.random.default_rng(n)
+    a, b = _unit(rng, n, d), _unit(rng, n, d)
+    expected = numpy_clip_loss(a, b, scale)
+    np.testing.assert_allclose(float(clip_loss(a, b, scale)), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(ClipLoss()(None, (a, b, scale))), expected, rtol=1e-5)
+    # Symmetric in the two modalities; a dict of DualEncoder outputs works too.
+    np.testing.assert_allclose(float(clip_loss(b, a, scale)), expected, rtol=1e-5)
+    outputs = {"image_embeddings": a, "text_embeddings": b,
+               "logit_scale": np.full((n,), scale, "float32")}
+    np.testing.assert_allclose(float(ClipLoss()(np.zeros(n), outputs)), expected, rtol=1e-5)
+
+
+def test_clip_loss_closed_forms():
+    n, s = 5, 3.0
+    eye = np.eye(n, dtype="float32")
+    # Orthonormal matched pairs: each row is softmax(s on the diagonal, 0 elsewhere).
+    expected = -math.log(math.exp(s) / (math.exp(s) + n - 1))
+    np.testing.assert_allclose(float(clip_loss(eye, eye, s)), expected, rtol=1e-6)
+    # Identical embeddings for every row: every logit equal, loss = log(n).
+    same = np.tile(eye[:1], (n, 1))
+    np.testing.assert_allclose(float(clip_loss(same, same, s)), math.log(n), rtol=1e-6)
+
+
+def test_clip_loss_is_float32_for_half_inputs_and_weights_pairs():
+    rng = np.random.default_rng(0)
+    a, b = _unit(rng, 6, 4), _unit(rng, 6, 4)
+    value = clip_loss(a.astype("float16"), b.astype("float16"), 10.0)
+    assert value.dtype == "float32"
+    np.testing.assert_allclose(float(value), numpy_clip_loss(a, b, 10.0), rtol=2e-3)
+    weights = np.array([1, 1, 1, 0, 0, 0], "float32")
+    weighted = float(ClipLoss()(None, (a, b, 10.0), sample_weight=weights))
+    unweighted = float(ClipLoss(reduction="none")(None, (a, b, 10.0))[:3].numpy().sum() / 6)
+    np.testing.assert_allclose(weighted, unweighted, rtol=1e-6)
+
+
+def test_mismatched_numbers_of_images_and_captions_are_an_error():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="same number of rows.*got 4 and 3"):
+        clip_loss(_unit(rng, 4, 3), _unit(rng, 3, 3), 1.0)
+    with pytest.raises(ValueError, match="same embedding width"):
+        ClipLoss()(None, (_unit(rng, 4, 3), _unit(rng, 4, 5), 1.0))
+    with pytest.raises(ValueError, match="two '<modality>_embeddings' entries"):
+        ClipLoss()(None, {"image_embeddings": _unit(rng, 4, 3), "logit_scale": 1.0})
+
+
+@pytest.mark.parametrize("n,scale,bias", [(3, 1.0, 0.0), (9, 10.0, -10.0)])
+def test_sigmoid_loss_matches_numpy_reference(n, scale, bias):
+    rng = np.random.default_rng(n)
+    a, b = _unit(rng, n, 4), _unit(rng, n, 4)
+    expected = numpy_sigmoid_loss(a, b, scale, bias)
+    np.testing.assert_allclose(float(sigmoid_loss(a, b, scale, bias)), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(SigLipLoss()(None, (a, b, scale, bias))), expected,
+                               rtol=1e-5)
+
+
+def test_sigmoid_loss_closed_form():
+    # Orthonormal pairs, scale 1, bias 0: per row log(1 + e^-1) + (n - 1) log 2.
+    n = 4
+    eye = np.eye(n, dtype="float32")
+    expected = math.log1p(math.exp(-1.0)) + (n - 1) * math.log(2.0)
+    np.testing.assert_allclose(float(sigmoid_loss(eye, eye, 1.0, 0.0)), expected, rtol=1e-6)
+
+
+def test_loss_classes_round_trip_and_validate():
+    for cls in (ClipLoss, SigLipLoss):
+        loss = cls(gather_across_replicas=False)
+        again = cls.from_config(loss.get_config())
+        assert again.gather_across_replicas is False
+        assert keras.losses.deserialize(keras.losses.serialize(loss)).get_config() == \
+            loss.get_config()
+        with pytest.raises(ValueError, match="gather_across_replicas must be True or False"):
+            cls(gather_across_replicas="yes")

@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+from mmtl_tf.losses import ContrastiveLoss, contrastive_loss
+
+
+def numpy_contrastive(y, d, margin):
+    total = 0.0
+    for yi, di in zip(y, d):
+        total += di * di if yi == 1 else max(margin - di, 0.0) ** 2
+    return total / len(y)
+
+
+def test_closed_form_values():
+    # similar at distance 0.5 → 0.25; dissimilar at 0.25 with margin 1 → 0.5625.
+    assert float(contrastive_loss([1, 0], [0.5, 0.25], margin=1.0)) == pytest.approx(0.40625)
+    # Dissimilar pairs beyond the margin cost nothing; identical similar pairs neither.
+    assert float(contrastive_loss([0, 0, 1], [2.0, 1.0, 0.0], margin=1.0)) == 0.0
+
+
+@pytest.mark.parametrize("margin", [0.5, 1.0, 2.0])
+def test_matches_numpy_reference_and_class(margin):
+    rng = np.random.default_rng(int(margin * 10))
+    y = rng.integers(0, 2, 50)
+    d = rng.uniform(0, 2.5, 50).astype("float32")
+    expected = numpy_contrastive(y, d, margin)
+    np.testing.assert_allclose(float(contrastive_loss(y, d, margin)), expected, rtol=1e-5)
+    loss = ContrastiveLoss(margin)
+    np.testing.assert_allclose(float(loss(y, d)), expected, rtol=1e-5)
+    assert ContrastiveLoss.from_config(loss.get_config()).margin == margin
+
+
+def test_bad_margin():
+    with pytest.raises(ValueError, match="margin must be > 0"):
+        ContrastiveLoss(margin=0)

@@ -1,0 +1,131 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import mmtl_tf
+from mmtl_tf import runtime
+from mmtl_tf.losses import clip_loss, sigmoid_loss
+from tests.harness import run_model_test
+
+
+def _towers(size=16, vocab=30, length=5):
+    image = mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(size, size, 3),
+                                          conv_filters=4)
+    text = mmtl_tf.encoders.TextEncoder(vocab_size=vocab, sequence_length=length,
+                                        embedding_dim=4, lstm_units=4)
+    return image, text
+
+
+def _inputs(n=16, size=16, vocab=30, length=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"image": rng.integers(0, 256, (n, size, size, 3)).astype("uint8"),
+            "text": rng.integers(1, vocab, (n, length)).astype("int32")}
+
+
+def test_harness_dual_encoder():
+    x = _inputs()
+    model = run_model_test(
+        lambda: mmtl_tf.models.build_dual_encoder(*_towers(), projection_dim=8), x,
+        np.zeros(16), loss=None,
+        expected_output_shape={"image_embeddings": (16, 8), "text_embeddings": (16, 8),
+                               "logit_scale": (16,)})
+    assert sorted(model.modalities) == ["image", "text"]
+
+
+def test_outputs_encoders_and_loss_agree():
+    model = mmtl_tf.models.build_dual_encoder(*_towers(), projection_dim=8)
+    x = _inputs(n=6)
+    out = model(x)
+    for m in ("image", "text"):
+        emb = np.asarray(out[f"{m}_embeddings"])
+        np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(getattr(model, f"encode_{m}")(x[m])), emb,
+                                   atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out["logit_scale"]), 1 / 0.07, rtol=1e-6)
+    assert model.logit_scale_value() == pytest.approx(1 / 0.07)
+    expected = float(clip_loss(out["image_embeddings"], out["text_embeddings"], 1 / 0.07))
+    assert float(model.compute_loss(y_pred=out)) == pytest.approx(expected, rel=1e-6)
+    model.compile(optimizer="adam")
+    assert model.evaluate(x, verbose=0) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(AttributeError, match="encode_audio"):
+        model.encode_audio(x["image"])
+
+
+def test_siglip_variant_has_a_learnable_bias():
+    model = mmtl_tf.models.build_dual_encoder(*_towers(), projection_dim=8, loss="siglip")
+    out = model(_inputs(n=4))
+    assert float(out["logit_scale"][0]) == pytest.approx(10.0)
+    assert float(out["logit_bias"][0]) == pytest.approx(-10.0)
+    expected = float(sigmoid_loss(out["image_embeddings"], out["text_embeddings"], 10.0, -10.0))
+    assert float(model.compute_loss(y_pred=out)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_training_pulls_matched_pairs_together():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    # Each image a distinct colour (random noise would look alike after pooling).
+    colours = rng.integers(0, 256, (16, 1, 1, 3)) + rng.integers(-20, 21, (16, 16, 16, 3))
+    x = {"image": np.clip(colours, 0, 255).astype("uint8"),
+         "text": rng.integers(1, 30, (16, 5)).astype("int32")}
+    image = mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(16, 16, 3), conv_filters=8)
+    text = mmtl_tf.encoders.TextEncoder(vocab_size=30, sequence_length=5, embedding_dim=16,
+                                        lstm_units=16)
+    model = mmtl_tf.models.build_dual_encoder(image, text, projection_dim=8)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = model.fit(x, epochs=30, batch_size=16, verbose=0).history["loss"]
+    assert history[-1] < 0.3 * history[0]
+    metrics = mmtl_tf.metrics.retrieval_metrics(
+        model.encode_image(x["image"]), model.encode_text(x["text"]), ks=(1,))
+    assert metrics["R@1"] > 0.5  # chance: 1/16
+
+
+def test_mixed_float16_uses_a_low_initial_loss_scale():
+    with runtime.settings(precision="mixed_float16"):
+        model = mmtl_tf.models.build_dual_encoder(*_towers(), projection_dim=8)
+        model.compile(optimizer="adam")
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert model.optimizer.initial_scale == 2.0 ** 7
+        assert model(_inputs(n=2))["image_embeddings"].dtype == "float32"
+
+
+def test_bert_text_tower_with_dict_inputs():
+    keras_hub = pytest.importorskip("keras_hub")
+    if not hasattr(mmtl_tf.encoders, "BertEncoder"):
+        pytest.skip("mmtl_tf.encoders.BertEncoder is not available")
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
+        max_sequence_length=16)
+    text = mmtl_tf.encoders.BertEncoder(backbone, pooling="mean", trainable="full",
+                                        sequence_length=6)
+    image, _ = _towers()
+    model = mmtl_tf.models.build_dual_encoder(image, text, projection_dim=8)
+    rng = np.random.default_rng(0)
+    x = {"image": rng.integers(0, 256, (8, 16, 16, 3)).astype("uint8"),
+         "text": {"token_ids": rng.integers(1, 50, (8, 6)).astype("int32"),
+                  "padding_mask": np.ones((8, 6), "int32")}}
+    assert model.encode_text(x["text"]).shape == (8, 8)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    before = [w.numpy().copy() for w in text.trainable_weights]
+    loss = model.fit(x, epochs=1, batch_size=8, verbose=0).history["loss"][0]
+    assert np.isfinite(loss)
+    assert any(not np.allclose(a, w.numpy()) for a, w in zip(before, text.trainable_weights))
+
+
+def test_bad_arguments():
+    image, text = _towers()
+    with pytest.raises(ValueError, match="loss='infonce' is not allowed; use one of 'clip', "
+                                         "'siglip'"):
+        mmtl_tf.models.build_dual_encoder(image, text, loss="infonce")
+    with pytest.raises(ValueError, match="same layer name 'image_encoder'"):
+        mmtl_tf.models.DualEncoder({"a": image, "b": mmtl_tf.encoders.ImageEncoder(
+            "small_cnn", input_shape=(16, 16, 3))})
+    with pytest.raises(ValueError, match="exactly two entries"):
+        mmtl_tf.models.DualEncoder({"image": image})
+    model = mmtl_tf.models.build_dual_encoder(image, text, projection_dim=4)
+    with pytest.raises(ValueError, match="compile it with an optimizer only"):
+        model.compile(optimizer="adam", loss="mse")
+    with pytest.raises(ValueError, match="modality 'audio' is not one of"):
+        model.encode("audio", np.zeros((1, 3)))
+    assert math.isclose(model.get_config()["projection_dim"], 4)

@@ -1,0 +1,74 @@
+import keras
+import numpy as np
+import pytest
+
+import mmtl_tf
+from tests.harness import run_model_test
+
+
+def _encoder(size=16):
+    return mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(size, size, 3),
+                                         conv_filters=4)
+
+
+def _images(n, size=16, seed=0, shape=()):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (*shape, n, size, size, 3)).astype("uint8")
+
+
+def test_harness_siamese_network():
+    x = {"left": _images(6), "right": _images(6, seed=1)}
+    model = run_model_test(lambda: mmtl_tf.models.build_siamese_network(_encoder(), 8), x,
+                           np.array([1, 0, 1, 0, 1, 0]), loss=mmtl_tf.losses.ContrastiveLoss(),
+                           expected_output_shape=(6,))
+    # Both inputs share one embedding model; the same image has distance ~0.
+    assert len([l for l in model.layers if isinstance(l, keras.Model)]) == 1
+    same = np.asarray(model({"left": x["left"], "right": x["left"]}))
+    np.testing.assert_allclose(same, 0.0, atol=1e-3)
+
+
+def test_harness_triplet_network():
+    x = {"anchor": _images(6), "positive": _images(6, seed=1), "negative": _images(6, seed=2)}
+    model = run_model_test(lambda: mmtl_tf.models.build_triplet_network(_encoder(), 8), x,
+                           np.zeros(6), loss=None, expected_output_shape=(6, 2))
+    out = np.asarray(model(x))
+    expected = np.maximum(out[:, 0] - out[:, 1] + 1.0, 0.0).mean()
+    assert float(model.compute_loss(y_pred=out)) == pytest.approx(expected, rel=1e-5)
+
+
+def _episode(batch=2, way=3, shot=2, queries=2, size=16, seed=0):
+    labels = np.eye(way, dtype="float32")[np.repeat(np.arange(way), shot)]
+    x = {"support": _images(way * shot, size, seed, shape=(batch,)),
+         "support_labels": np.stack([labels] * batch),
+         "queries": _images(way * queries, size, seed + 1, shape=(batch,))}
+    y = np.stack([np.repeat(np.arange(way), queries)] * batch)
+    return x, y
+
+
+def test_harness_matching_network():
+    x, y = _episode()
+    model = run_model_test(lambda: mmtl_tf.models.build_matching_network(_encoder(), 8), x, y,
+                           loss="sparse_categorical_crossentropy")
+    probabilities = np.asarray(model(x))
+    assert probabilities.shape == (2, 6, 3)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_matching_network_takes_any_way_and_shot_and_copies_the_support():
+    model = mmtl_tf.models.build_matching_network(_encoder(), 8)
+    for way, shot in ((5, 1), (5, 5), (2, 3)):
+        x, _ = _episode(batch=1, way=way, shot=shot, queries=1)
+        assert model(x).shape == (1, way, way)
+    # A query identical to a support image, all others different: that label wins.
+    x, _ = _episode(batch=1, way=4, shot=1, queries=1)
+    x["queries"] = x["support"][:, ::-1]
+    assert np.asarray(model(x)).argmax(-1).tolist() == [[3, 2, 1, 0]]
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="distance='hamming'"):
+        mmtl_tf.models.build_siamese_network(_encoder(), distance="hamming")
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        mmtl_tf.models.build_triplet_network(_encoder(), margin=-1)
+    with pytest.raises(TypeError, match="encoder must be a keras.Model"):
+        mmtl_tf.models.build_embedding_model("small_cnn")

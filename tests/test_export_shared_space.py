@@ -1,0 +1,107 @@
+"""Dual-encoder, embedding and matching-network SavedModels on raw inputs,
+checked in a fresh Python process against the Keras models."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import mmtl_tf
+from mmtl_tf.data.sources import load_image_text_records
+from mmtl_tf.export import (export_image_embedding, export_image_text_dual_encoder,
+                            export_matching_network)
+
+FRESH_PROCESS = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+root, rows_file, out = sys.argv[1:4]
+rows = json.load(open(rows_file))
+images = tf.constant([open(r["path"], "rb").read() for r in rows])
+captions = tf.constant([r["caption"] for r in rows])
+dual = tf.saved_model.load(root + "/dual")
+embedding = tf.saved_model.load(root + "/embedding")
+matching = tf.saved_model.load(root + "/matching")
+result = {
+    "signatures": sorted(dual.signatures),
+    "image": dual.signatures["encode_image"](image_bytes=images)["embeddings"].numpy(),
+    "text": dual.signatures["encode_text"](text=captions)["embeddings"].numpy(),
+    "embedding": embedding.signatures["encode_image"](image_bytes=images)["embeddings"].numpy(),
+    "probabilities": matching.signatures["classify"](
+        support_image_bytes=images[:6], support_labels=tf.constant([0, 1, 2, 0, 1, 2]),
+        query_image_bytes=images[6:])["probabilities"].numpy(),
+}
+np.savez(out, **{k: np.asarray(v) for k, v in result.items()})
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("shared_space_export")
+    train = load_image_text_records("default", "train")
+    test = load_image_text_records("default", "test")
+    vec = mmtl_tf.data.make_text_vectorizer(train.captions, vocab_size=200, sequence_length=8)
+    keras.utils.set_random_seed(0)
+
+    def encoder():
+        return mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(32, 32, 3),
+                                             conv_filters=4)
+
+    dual = mmtl_tf.models.build_dual_encoder(
+        encoder(), mmtl_tf.encoders.TextEncoder(vocab_size=200, sequence_length=8,
+                                                embedding_dim=4, lstm_units=4),
+        projection_dim=8)
+    # Unnormalised here: normalising the small random vectors of an untrained
+    # tower would magnify float round-off between the two runtimes past 1e-5.
+    embedding = mmtl_tf.models.build_embedding_model(encoder(), projection_dim=8,
+                                                     normalize=False)
+    matching = mmtl_tf.models.build_matching_network(encoder(), projection_dim=8)
+    ds = mmtl_tf.data.make_image_text_dataset("default", "test", text_vectorizer=vec,
+                                              image_size=(32, 32), batch_size=10, shuffle=False,
+                                              with_labels=False)
+    x = next(iter(ds))
+    support_labels = np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2]]
+    expected = {
+        "image": np.asarray(dual.encode_image(x["image"])),
+        "text": np.asarray(dual.encode_text(x["text"])),
+        "embedding": np.asarray(embedding(x["image"])),
+        "probabilities": np.asarray(matching({
+            "support": np.asarray(x["image"])[None, :6], "support_labels": support_labels[None],
+            "queries": np.asarray(x["image"])[None, 6:]}))[0],
+    }
+    export_image_text_dual_encoder(dual, vec, str(tmp / "dual"), image_size=(32, 32))
+    export_image_embedding(embedding, str(tmp / "embedding"), image_size=(32, 32))
+    export_matching_network(matching, str(tmp / "matching"), image_size=(32, 32))
+    rows = [{"path": p, "caption": c} for p, c in zip(test.paths[:10], test.captions[:10])]
+    (tmp / "rows.json").write_text(json.dumps(rows))
+    return tmp, expected
+
+
+def test_saved_models_reproduce_keras_in_a_fresh_process(exported):
+    tmp, expected = exported
+    out = tmp / "out.npz"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(tmp), str(tmp / "rows.json"),
+                    str(out)], check=True, env=env, timeout=300)
+    got = np.load(out)
+    assert set(got["signatures"]) == {"serving_default", "encode_image", "encode_text"}
+    for key in ("image", "text", "embedding", "probabilities"):
+        assert got[key].dtype == np.float32
+        np.testing.assert_allclose(got[key], expected[key], atol=1e-5, rtol=0, err_msg=key)
+    np.testing.assert_allclose(np.linalg.norm(got["image"], axis=1), 1.0, rtol=1e-5)
+
+
+def test_missing_preprocessor_is_named(tmp_path):
+    image = mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(16, 16, 3), conv_filters=2)
+    text = mmtl_tf.encoders.TextEncoder(vocab_size=10, sequence_length=3, embedding_dim=2,
+                                        lstm_units=2)
+    model = mmtl_tf.models.build_dual_encoder(image, text, projection_dim=2)
+    with pytest.raises(ValueError, match="no preprocessor for modality 'text'"):
+        mmtl_tf.export.export_dual_encoder(
+            model, str(tmp_path / "x"),
+            {"image": mmtl_tf.export.image_bytes_preprocessor((16, 16))})
+    assert not (tmp_path / "x").exists()
