@@ -4,10 +4,13 @@ Compares, on this machine and in the same run:
 
 1. images/s of `mmtl_tf.data.make_image_text_dataset` against the source
    document's Keras-2 pipeline (`ImageDataGenerator.flow_from_directory`, kept in
-   Keras 3 as `keras.src.legacy.preprocessing.image`) on the same JPEG folder,
-   224×224, batch 32: first epoch (decoding; for mmtl_tf including the checking
-   pass that fills the cache) and a cached epoch (ImageDataGenerator has no
-   cache: it decodes again);
+   Keras 3 as `keras.src.legacy.preprocessing.image`) on the same folder of
+   JPEGs (224×224 by default, the bundled emoji composited on white and
+   upscaled), model input 224×224, batch 32: first epoch (for mmtl_tf this
+   includes building the dataset: reading the captions file, adapting the
+   vocabulary and the checking pass that decodes every file and fills the
+   cache) and a cached epoch (ImageDataGenerator has no cache: it decodes
+   again);
 2. captions/s of the Keras-2 `Tokenizer` + `pad_sequences` against the adapted
    `TextVectorization` on the same captions;
 3. the train-step time of the document's Flatten topology (51 M parameters)
@@ -16,7 +19,7 @@ Compares, on this machine and in the same run:
 It prints a table with the ratios. Machines are noisy: compare ratios, not
 seconds, and rerun when in doubt.
 
-    python bench/bench_input_pipeline.py [--images 1024] [--steps 5] [--repeats 2]
+    python bench/bench_input_pipeline.py [--images 1621] [--source-size 224] [--steps 5]
 """
 
 import argparse
@@ -33,8 +36,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 
-def make_jpeg_folder(root, limit):
-    """The bundled emoji images as 256 px JPEGs in class subfolders + captions.csv."""
+def make_jpeg_folder(root, limit, size=224):
+    """The bundled emoji images as `size` px JPEGs in class subfolders + captions.csv."""
     from mmtl_tf.data.sources import load_image_text_records
 
     records = load_image_text_records("default", "train")
@@ -47,7 +50,7 @@ def make_jpeg_folder(root, limit):
         os.makedirs(os.path.join(root, folder), exist_ok=True)
         rgba = Image.open(path).convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        rgb = Image.alpha_composite(canvas, rgba).convert("RGB").resize((256, 256), Image.BICUBIC)
+        rgb = Image.alpha_composite(canvas, rgba).convert("RGB").resize((size, size), Image.BICUBIC)
         name = f"{folder}/{i:05d}.jpg"
         rgb.save(os.path.join(root, name), quality=90)
         lines.append(f'{name},"{caption.replace(chr(34), "")}",{label},train')
@@ -136,7 +139,12 @@ def bench_train_step(pooling, steps, batch=32):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=1024, help="images in the JPEG folder")
+    parser.add_argument("--images", type=int, default=1621,
+                        help="images in the JPEG folder (default: all 1,621 training and "
+                             "validation emoji)")
+    parser.add_argument("--source-size", type=int, default=224,
+                        help="side of the JPEG files (224: no resize needed; e.g. 256 "
+                             "makes both pipelines resize)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=5, help="timed train steps per topology")
     parser.add_argument("--repeats", type=int, default=2, help="repeat image timings, keep best")
@@ -148,7 +156,7 @@ def main(argv=None):
     mmtl_tf.runtime.configure(jit_compile="auto")
     root = tempfile.mkdtemp(prefix="bench_jpeg_")
     try:
-        captions = make_jpeg_folder(root, args.images)
+        captions = make_jpeg_folder(root, args.images, args.source_size)
         idg = [bench_image_data_generator(root, args.batch) for _ in range(args.repeats)]
         ours = [bench_mmtl_tf(root, args.batch) for _ in range(args.repeats)]
     finally:
@@ -160,7 +168,8 @@ def main(argv=None):
     avg_step, avg_params = bench_train_step("avg", args.steps, args.batch)
 
     rows = [
-        ("images/s, first epoch (224x224, batch 32)", "ImageDataGenerator", idg_first,
+        (f"images/s, first epoch ({args.source_size}px JPEG -> 224, batch 32)",
+         "ImageDataGenerator", idg_first,
          "make_image_text_dataset", our_first, our_first / idg_first),
         ("images/s, cached epoch", "ImageDataGenerator", idg_cached,
          "make_image_text_dataset", our_cached, our_cached / idg_cached),

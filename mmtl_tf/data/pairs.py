@@ -90,6 +90,7 @@ def _assemble(images, records, text_vectorizer, with_labels, split, augment,
     labels = tf.constant(records.label_ids() if with_labels else [0] * len(records),
                          tf.int32)
 
+    @tf.autograph.experimental.do_not_convert
     def attach(index, image):
         inputs = {"image": image, "text": tf.gather(tokens, index)}
         return (inputs, tf.gather(labels, index)) if with_labels else inputs
@@ -103,7 +104,8 @@ def _assemble(images, records, text_vectorizer, with_labels, split, augment,
     if augment:
         rng = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip((ds, rng)).map(
-            lambda pair, s: (pair[0], augment_image(pair[1], s)),
+            tf.autograph.experimental.do_not_convert(
+                lambda pair, s: (pair[0], augment_image(pair[1], s))),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic or None)
     ds = ds.map(attach, num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=deterministic or None)

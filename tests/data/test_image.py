@@ -24,6 +24,7 @@ def test_rgba_png_is_composited_on_white_like_pil():
     # Independent reference: PIL alpha compositing onto a white canvas.
     canvas = Image.new("RGBA", (7, 9), (255, 255, 255, 255))
     expected = np.asarray(Image.alpha_composite(canvas, Image.fromarray(rgba, "RGBA")).convert("RGB"))
+    assert got.dtype == np.uint8
     np.testing.assert_allclose(got, expected, atol=1.0)
     np.testing.assert_array_equal(got[0, 0], [255, 255, 255])
     np.testing.assert_array_equal(got[0, 1], rgba[0, 1, :3])
