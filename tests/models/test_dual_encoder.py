@@ -86,8 +86,22 @@ def test_mixed_float16_uses_a_low_initial_loss_scale():
         model = mmtl_tf.models.build_dual_encoder(*_towers(), projection_dim=8)
         model.compile(optimizer="adam")
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-        assert model.optimizer.initial_scale == 2.0 ** 7
+        assert model.optimizer.initial_scale == 1.0
         assert model(_inputs(n=2))["image_embeddings"].dtype == "float32"
+
+
+def test_mixed_float16_first_step_is_not_skipped():
+    # Seed 5 gives LSTM features of norm ~0.01 and gradients ~400: at a loss
+    # scale of 2^7 the first float16 step overflowed and was skipped.
+    keras.utils.set_random_seed(5)
+    with runtime.settings(precision="mixed_float16", jit_compile=True):
+        model = mmtl_tf.models.build_dual_encoder(*_towers(), projection_dim=8)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        before = [np.array(w) for w in model.trainable_weights]
+        model.fit(_inputs(), epochs=1, batch_size=16, verbose=0)
+        changed = [not np.allclose(a, np.array(w))
+                   for a, w in zip(before, model.trainable_weights)]
+        assert all(changed), f"{changed.count(False)} variables unchanged"
 
 
 def test_bert_text_tower_with_dict_inputs():
