@@ -247,7 +247,7 @@ def export_text_classifier(model, preprocessor, path, class_names=None, tokens_o
     return atomic_directory(path, write)
 
 
-def export_dual_encoder(model, path, preprocessors, track=()):
+def export_dual_encoder(model, path, preprocessors, track=(), extra_endpoints=None):
     """Exports a dual encoder with one raw-input signature per modality.
 
     For each modality m of `model` (a `mmtl_tf.models.DualEncoder`) the
@@ -267,6 +267,9 @@ def export_dual_encoder(model, path, preprocessors, track=()):
             lambda s: tf.cast(vectorizer(s), tf.int32))`.
         track: list of layers holding lookup tables or variables that the
             preprocessing uses (e.g. a `TextVectorization`).
+        extra_endpoints: dict name → `tf.function` with an `input_signature`,
+            or None. Further signatures (e.g. one that reports the audio
+            sample rate).
 
     Returns:
         The absolute path of the SavedModel.
@@ -292,7 +295,8 @@ def export_dual_encoder(model, path, preprocessors, track=()):
     first = endpoints[f"encode_{model.modalities[0]}"]
     # The endpoints capture the model's variables; tracking the model as well
     # would store every weight twice (keras issue 23553).
-    return write_archive(path, {"serving_default": first, **endpoints}, track=list(track))
+    return write_archive(path, {"serving_default": first, **endpoints,
+                                **(extra_endpoints or {})}, track=list(track))
 
 
 def image_bytes_preprocessor(image_size, crop=True, grayscale=False):
@@ -445,3 +449,92 @@ def export_matching_network(model, path, image_size, crop=True, grayscale=False)
                 "class_id": tf.cast(tf.argmax(probabilities, axis=-1), tf.int32)}
 
     return write_archive(path, {"serving_default": classify, "classify": classify})
+
+
+def waveform_preprocessor(num_samples, trim=True, top_db=40.0):
+    """(spec, fn) for `export_dual_encoder`: raw float32 waveforms → the audio tower's input.
+
+    The signature input is `waveform`, float32 (N, samples): mono audio in
+    [-1, 1] at the rate the model was trained on, clips of different lengths
+    zero-padded at the end. In the graph each row is trimmed of leading and
+    trailing silence exactly as the training pipeline's librosa step does
+    (`mmtl_tf.data.trim_and_crop_batch`) and centre-cropped or zero-padded
+    to `num_samples`, as evaluation clips are.
+
+    Args:
+        num_samples: int. Samples the audio tower takes.
+        trim: bool. Trim silence (as in training with `trim=True`).
+        top_db: float. Silence threshold below the loudest frame (dB).
+
+    Example:
+        >>> spec, fn = mmtl_tf.export.waveform_preprocessor(24000)  # doctest: +SKIP
+        >>> fn(tf.zeros([2, 30000])).shape  # doctest: +SKIP
+        TensorShape([2, 24000])
+    """
+    from mmtl_tf.data.audio import trim_and_crop_batch
+
+    spec = tf.TensorSpec([None, None], tf.float32, name="waveform")
+    return spec, lambda raw: trim_and_crop_batch(raw, int(num_samples), trim=trim,
+                                                 top_db=float(top_db))
+
+
+def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=16000,
+                                   trim=True, top_db=40.0):
+    """Exports an audio–text dual encoder serving raw waveforms and raw strings.
+
+    Signatures:
+
+    * `encode_audio(waveform)`: float32 (N, samples), mono, in [-1, 1], **at
+      `sample_rate` Hz** (resample other audio first, e.g. with
+      `mmtl_tf.data.read_audio(path, sample_rate)`); trimmed and cropped in
+      the graph (see `waveform_preprocessor`); → `embeddings` float32 (N, D),
+      unit length. Also `serving_default`.
+    * `encode_text(text)`: tf.string (N,), tokenised with the training
+      vocabulary (or BERT preprocessor: then `import tensorflow_text` before
+      loading); → `embeddings` float32 (N, D).
+    * `audio_config()`: `sample_rate` and `num_samples` (int32 scalars), the
+      rate the audio must have and the clip length the tower sees.
+
+    Args:
+        model: `mmtl_tf.models.DualEncoder` with modalities audio and text
+            whose audio tower takes waveforms (B, num_samples).
+        text_tokenizer: the `TextVectorization` (or BERT preprocessor) used in
+            training.
+        path: str. Target folder (written atomically).
+        sample_rate: int. The rate the model was trained on.
+        trim: bool. Trim silence in the graph (as in training).
+        top_db: float. Silence threshold (as in training).
+
+    Returns:
+        The absolute path of the SavedModel.
+
+    Example:
+        >>> m = tf.saved_model.load(path)  # doctest: +SKIP
+        >>> audio = m.signatures["encode_audio"](waveform=tf.constant(waves))["embeddings"]  # doctest: +SKIP
+        >>> text = m.signatures["encode_text"](text=tf.constant(["hot pepper"]))["embeddings"]  # doctest: +SKIP
+        >>> similarity = tf.matmul(audio, text, transpose_b=True)  # doctest: +SKIP
+
+    References:
+        Elizalde et al. 2023 (CLAP); LAION CLAP `get_audio_embedding_from_data`.
+    """
+    if set(model.modalities) != {"audio", "text"}:
+        raise ValueError(f"expected a dual encoder with modalities 'audio' and 'text'; got "
+                         f"{', '.join(map(repr, model.modalities))}.")
+    audio_shape = model.tower("audio").input.shape
+    if len(audio_shape) != 2:
+        raise ValueError(f"the audio tower takes {tuple(audio_shape)}, not waveforms "
+                         "(batch, samples); export a model built with "
+                         "input_type='waveform'.")
+    num_samples = int(audio_shape[1])
+
+    @tf.function(input_signature=[])
+    def audio_config():
+        return {"sample_rate": tf.constant(int(sample_rate), tf.int32),
+                "num_samples": tf.constant(num_samples, tf.int32)}
+
+    track = [text_tokenizer] if isinstance(text_tokenizer, keras.layers.Layer) else []
+    return export_dual_encoder(
+        model, path,
+        {"audio": waveform_preprocessor(num_samples, trim, top_db),
+         "text": text_preprocessor(text_tokenizer)},
+        track=track, extra_endpoints={"audio_config": audio_config})

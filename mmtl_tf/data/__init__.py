@@ -31,4 +31,5 @@ from mmtl_tf.data.audio_text import (DEFAULT_AUDIO_DIR, AudioTextRecords,
                                      decoded_audio_dataset, load_audio_text_records,
                                      load_tfds_speech_commands, make_audio_text_dataset,
                                      speech_commands_to_audio_text)
+from mmtl_tf.data.audio import trim_and_crop_batch
 from mmtl_tf.data.tfds_image_text import coco_captions_to_pairs, load_tfds_coco_captions

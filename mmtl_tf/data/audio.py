@@ -12,6 +12,7 @@ SavedModel):
 | load (WAV/FLAC/OGG, resample, mono) | `load_audio` | `tf.numpy_function` (soundfile + librosa) |
 | trim silence | `trim_silence` | `tf.numpy_function` (`librosa.effects.trim`) |
 | crop / pad | `crop_or_pad` | TensorFlow ops |
+| trim + centre crop/pad of a batch (serving) | `trim_and_crop_batch` | TensorFlow ops |
 | mu-law / log compression | `mu_law_compress`, `mu_law_expand`, `log_compress` | TensorFlow ops |
 | pre-emphasis, band-pass | `pre_emphasis`, `band_pass` | TensorFlow ops |
 
@@ -292,6 +293,99 @@ def crop_or_pad(waveform, length, mode="center", seed=None):
     y = y[start:start + tf.minimum(n, length)]
     y = tf.pad(y, [[before, length - tf.shape(y)[0] - before]])
     return tf.ensure_shape(y, [length])
+
+
+def trim_and_crop_batch(waveforms, length, trim=True, top_db=40.0, frame_length=1024,
+                        hop_length=256, lengths=None):
+    """Trims silence and centre-crops/pads a zero-padded batch, in TF ops only.
+
+    The graph counterpart of `trim_silence` (librosa) followed by
+    `crop_or_pad(..., mode="center")`, for inputs that must be processed
+    inside a model or SavedModel (no `tf.numpy_function`): the same RMS frames
+    (centred, zero-padded), the same threshold (`top_db` below the loudest
+    frame of the clip) and the same start/end rule as
+    `librosa.effects.trim`, then the same centre crop or symmetric zero-pad.
+    Clips of different lengths are zero-padded at the end to one batch;
+    give their `lengths`, or with `trim` each row is taken to end at its last
+    non-zero sample (then a clip that itself ends in exact digital zeros is
+    cut a little earlier than librosa would cut it, which can shift the
+    centre crop by up to `frame_length` samples; recorded audio rarely ends
+    in exact zeros). Without `trim` and `lengths` every row is used whole. Unlike
+    the data pipeline, nothing is rejected: a row of zeros stays zeros, and
+    there is no absolute silence floor (`floor_db` of `trim_silence`).
+
+    Args:
+        waveforms: float32 tensor (batch, samples).
+        length: int. Output samples per row.
+        trim: bool. Cut leading/trailing silence first.
+        top_db: float. Silence threshold below the loudest frame (dB).
+        frame_length: int. RMS frame in samples.
+        hop_length: int. RMS hop in samples.
+        lengths: int tensor (batch,) or None. Valid samples of each row.
+
+    Returns:
+        float32 tensor (batch, length).
+
+    Example:
+        >>> import numpy as np, mmtl_tf
+        >>> y = np.concatenate([np.zeros(8000), np.sin(np.arange(8000) / 5), np.zeros(8000)])
+        >>> out = mmtl_tf.data.trim_and_crop_batch(y[None].astype("float32"), 12000)
+        >>> tuple(out.shape)
+        (1, 12000)
+
+    References:
+        librosa.effects.trim (McFee et al., librosa, SciPy 2015).
+    """
+    length = int(length)
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}.")
+    y = tf.convert_to_tensor(waveforms, tf.float32)
+    if y.shape.rank != 2:
+        raise ValueError(f"waveforms must have shape (batch, samples); got {y.shape}.")
+    total = tf.shape(y)[1]
+    if lengths is not None:
+        ends = tf.minimum(tf.cast(lengths, tf.int32), total)
+        y = tf.where(tf.range(total)[None] < ends[:, None], y, 0.0)
+    elif trim:
+        # Each row ends after its last non-zero sample (the rest is batch padding).
+        positions = tf.range(total)
+        ends = tf.reduce_max(tf.where(tf.not_equal(y, 0.0), positions[None] + 1, 0), axis=1)
+    else:
+        ends = tf.fill(tf.shape(y)[:1], total)
+    starts = tf.zeros_like(ends)
+    if trim:
+        half = frame_length // 2
+        padded = tf.pad(y, [[0, 0], [half, half]])
+        frames = tf.signal.frame(padded, frame_length, hop_length, pad_end=False)
+        power = tf.reduce_mean(tf.square(frames), axis=-1)          # (batch, frames)
+        # librosa frames a clip of n samples into 1 + n // hop frames.
+        frame_ids = tf.range(tf.shape(power)[1])
+        valid = frame_ids[None] <= (ends // hop_length)[:, None]
+        power = tf.where(valid, power, 0.0)
+        amin = tf.constant(1e-10, tf.float32)
+        db = 10.0 * (tf.math.log(tf.maximum(power, amin))
+                     - tf.math.log(tf.maximum(tf.reduce_max(power, axis=1,
+                                                             keepdims=True), amin)))
+        db = db / tf.math.log(tf.constant(10.0, tf.float32))
+        loud = tf.logical_and(valid, db > -float(top_db))
+        any_loud = tf.reduce_any(loud, axis=1)
+        big = tf.shape(power)[1]
+        first = tf.reduce_min(tf.where(loud, frame_ids[None], big), axis=1)
+        last = tf.reduce_max(tf.where(loud, frame_ids[None], -1), axis=1)
+        starts = tf.where(any_loud, first * hop_length, 0)
+        ends = tf.where(any_loud, tf.minimum(ends, (last + 1) * hop_length), 0)
+    kept = ends - starts
+    excess = tf.maximum(kept - length, 0)
+    missing = tf.maximum(length - kept, 0)
+    source_start = starts + excess // 2
+    before = missing // 2
+    out_positions = tf.range(length)[None]                            # (1, length)
+    offset = out_positions - before[:, None]
+    inside = tf.logical_and(offset >= 0, offset < tf.minimum(kept, length)[:, None])
+    index = tf.clip_by_value(source_start[:, None] + offset, 0, tf.maximum(total - 1, 0))
+    gathered = tf.gather(y, index, batch_dims=1)
+    out = tf.where(inside, gathered, 0.0)
+    return tf.ensure_shape(out, [y.shape[0], length])
 
 
 def mu_law_compress(waveform, mu=255, quantize=False):

@@ -40,7 +40,7 @@ def standardize_without_stopwords(text):
 
 
 def make_text_vectorizer(texts=None, vocab_size=5000, sequence_length=100,
-                         remove_stopwords=False, vocabulary=None):
+                         remove_stopwords=False, vocabulary=None, split="whitespace"):
     """Builds a `keras.layers.TextVectorization` and adapts it on `texts`.
 
     Index 0 is padding, index 1 the out-of-vocabulary token; sequences are cut or
@@ -53,6 +53,9 @@ def make_text_vectorizer(texts=None, vocab_size=5000, sequence_length=100,
         sequence_length: int. Output length.
         remove_stopwords: bool. Also drop English stop words when standardising.
         vocabulary: list of str or None. A fixed vocabulary instead of adapting.
+        split: str. `"whitespace"` (word tokens) or `"character"` (one token
+            per character, spaces included: spellings of unseen words still
+            share tokens with the training captions).
 
     Returns:
         An adapted `TextVectorization` layer producing int64 token ids.
@@ -68,12 +71,15 @@ def make_text_vectorizer(texts=None, vocab_size=5000, sequence_length=100,
         raise ValueError(
             f"need sequence_length >= 1 and vocab_size >= 3, got "
             f"sequence_length={sequence_length}, vocab_size={vocab_size}.")
+    if split not in ("whitespace", "character"):
+        raise ValueError(f"split={split!r} is not allowed; use one of 'whitespace', "
+                         "'character'.")
     standardize = (standardize_without_stopwords if remove_stopwords
                    else "lower_and_strip_punctuation")
     layer = keras.layers.TextVectorization(
         max_tokens=vocab_size, standardize=standardize,
         output_mode="int", output_sequence_length=sequence_length,
-        vocabulary=vocabulary)
+        vocabulary=vocabulary, split=split)
     if vocabulary is None:
         if texts is None:
             raise ValueError("make_text_vectorizer needs `texts` or `vocabulary`.")

@@ -68,6 +68,11 @@ class AudioEncoder(keras.Model):
             or an `AudioEncoder` `.weights.h5` file.
         trainable: str. `"full"` or `"frozen"` (feature extractor; its
             BatchNormalization then uses the moving statistics).
+        batch_norm_momentum: float. Momentum of the BatchNormalization moving
+            statistics (Keras' 0.99 by default). With few training steps (a
+            few hundred) the moving statistics still remember their
+            initialisation at 0.99 and inference-mode outputs drift from the
+            training-mode ones; 0.9 follows the batches faster.
         name: str.
 
     Example:
@@ -84,7 +89,8 @@ class AudioEncoder(keras.Model):
     def __init__(self, num_samples=32000, sample_rate=16000, input_type="waveform",
                  n_fft=512, hop_length=160, n_mels=64, fmin=20.0, fmax=None,
                  conv_filters=(32, 64, 128), pooling="time_avg", output_dim=None, dropout=0.0,
-                 weights=None, trainable="full", name="audio_encoder", **kwargs):
+                 weights=None, trainable="full", batch_norm_momentum=0.99,
+                 name="audio_encoder", **kwargs):
         _check("input_type", input_type, INPUTS)
         _check("pooling", pooling, POOLINGS)
         _check("trainable", trainable, TRAINABLE)
@@ -113,7 +119,8 @@ class AudioEncoder(keras.Model):
         for i, filters in enumerate(conv_filters, start=1):
             x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
                                     name=f"conv{i}")(x)
-            x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+            x = keras.layers.BatchNormalization(momentum=float(batch_norm_momentum),
+                                                name=f"bn{i}")(x)
             x = keras.layers.ReLU(name=f"relu{i}")(x)
             x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
         if pooling == "time_avg":
@@ -138,6 +145,7 @@ class AudioEncoder(keras.Model):
             "output_dim": output_dim, "dropout": float(dropout),
             # A saved model carries its weights: never reload the file on load.
             "weights": None, "trainable": trainable,
+            "batch_norm_momentum": float(batch_norm_momentum),
         }
         if weights is not None:
             self.load_pretrained(weights)

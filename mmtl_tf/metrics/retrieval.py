@@ -293,7 +293,8 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
 
     Returns:
         dict of floats, plus `num_pairs` and the chance level `chance_R@K`
-        (one correct item among the pairs).
+        of a random ranking (one correct item among the pairs, or, with
+        `match_keys`, each query's number of correct items).
 
     Example:
         >>> metrics = mmtl_tf.metrics.evaluate_retrieval(model, test_ds)  # doctest: +SKIP
@@ -329,7 +330,9 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
     for k in ks:
         result[f"mean_R@{k}"] = 0.5 * (result[f"{first}_to_{second}_R@{k}"]
                                        + result[f"{second}_to_{first}_R@{k}"])
-        result[f"chance_R@{k}"] = chance_recall(n, k)
+        # A random ranking, given each query's number of correct answers.
+        counts = [1] * n if positives is None else [max(len(p), 1) for p in positives]
+        result[f"chance_R@{k}"] = float(np.mean([chance_recall(n, k, c) for c in counts]))
     return result
 
 

@@ -16,3 +16,4 @@ from mmtl_tf.models.localization_model import build_localization_model
 from mmtl_tf.models.fine_tune import compile_for_task, extract_features, fine_tune
 from mmtl_tf.models.audio_classifier import build_audio_classifier
 from mmtl_tf.models.audio_text_fusion_classifier import build_audio_text_fusion_classifier
+from mmtl_tf.models.audio_text_dual_encoder import build_audio_text_dual_encoder

@@ -138,6 +138,29 @@ TASKS = {
             _opt("--augment", help="random flip/zoom/brightness/contrast", **_BOOL),
         ),
     ),
+    "audio-text": TaskSpec(
+        name="audio-text",
+        help="CLAP-style audio-text dual encoder: log-mel CNN audio tower + text tower "
+             "in one space, CLIP loss, evaluated by audio->text and text->audio retrieval "
+             "on held-out items and held-out voices; data: audio files + captions "
+             "(bundled: SYNTHETIC spoken emoji names)",
+        recipe="audio_text",
+        module="mmtl_tf.tasks.audio_text",
+        options=(
+            _opt("--loss", choices=["clip", "siglip"],
+                 help="softmax contrastive loss (CLIP) or pairwise sigmoid loss (SigLIP)"),
+            _opt("--clip-seconds", type=float, metavar="S",
+                 help="clip length the audio tower takes (crop / zero-pad)"),
+            _opt("--sample-rate", type=int, metavar="HZ",
+                 help="sample rate of the waveforms (audio is resampled on loading)"),
+            _opt("--n-mels", type=int, help="mel bands of the log-mel front end"),
+            _opt("--text-split", choices=["whitespace", "character"],
+                 help="text tokens: words, or characters (default: shares tokens between "
+                      "names never heard in training and the training captions)"),
+            _opt("--sequence-length", type=int, help="tokens per caption"),
+            _opt("--projection-dim", type=int, help="width of the shared space"),
+        ),
+    ),
     "siamese": TaskSpec(
         name="siamese",
         help="Siamese network: one image tower, pairs in, distance out, contrastive "

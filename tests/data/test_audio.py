@@ -150,3 +150,37 @@ def test_preprocess_waveform_order_and_shape():
     assert out.shape == (16000,)
     with pytest.raises(ValueError, match="compression='alaw'"):
         A.preprocess_waveform(y, 100, compression="alaw")
+
+
+def test_trim_and_crop_batch_matches_librosa_trim_then_center_crop():
+    # Real clips of different lengths, zero-padded into one batch, plus the
+    # synthetic word; the graph version must cut where librosa.effects.trim
+    # cuts and then centre-crop / pad like crop_or_pad(mode="center").
+    records = mmtl_tf.data.load_audio_text_records("default", "test")
+    clips = [A.read_audio(p, 16000)[0] for p in records.paths[:5]] + [_word()]
+    batch = np.zeros((len(clips), max(len(c) for c in clips)), "float32")
+    for i, c in enumerate(clips):
+        batch[i, :len(c)] = c
+    lengths = np.array([len(c) for c in clips])
+    for length in (8000, 24000):
+        got = mmtl_tf.data.trim_and_crop_batch(batch, length, lengths=lengths).numpy()
+        assert got.shape == (len(clips), length)
+        # Without lengths a row ends at its last non-zero sample: the same for
+        # the recorded clips, earlier for the word (which ends in exact zeros).
+        guessed = mmtl_tf.data.trim_and_crop_batch(batch, length).numpy()
+        np.testing.assert_array_equal(guessed[:5], got[:5])
+        for i, c in enumerate(clips):
+            trimmed, _ = librosa.effects.trim(c, top_db=40, frame_length=1024, hop_length=256)
+            want = A.crop_or_pad(trimmed, length).numpy()
+            np.testing.assert_array_equal(got[i], want, err_msg=f"clip {i}, length {length}")
+    # Without trimming every row is used whole (batch padding included).
+    whole = mmtl_tf.data.trim_and_crop_batch(batch[:1], 8000, trim=False).numpy()[0]
+    np.testing.assert_array_equal(whole, A.crop_or_pad(batch[0], 8000).numpy())
+    # Inside a tf.function with an unknown batch and length (as in a SavedModel).
+    fn = tf.function(lambda w: mmtl_tf.data.trim_and_crop_batch(w, 8000),
+                     input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    np.testing.assert_array_equal(fn(batch).numpy(),
+                                  mmtl_tf.data.trim_and_crop_batch(batch, 8000).numpy())
+    assert np.all(mmtl_tf.data.trim_and_crop_batch(np.zeros((2, 500), "float32"), 100) == 0)
+    with pytest.raises(ValueError, match="length must be >= 1"):
+        mmtl_tf.data.trim_and_crop_batch(batch, 0)

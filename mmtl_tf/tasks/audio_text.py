@@ -1,0 +1,181 @@
+"""Task `audio-text`: a CLAP-style audio–text dual encoder on spoken captions,
+evaluated by audio→text and text→audio retrieval on held-out items, separately
+for voices seen in training and for held-out voices.
+
+The audio tower (`AudioEncoder`: in-graph log-mel → CNN) takes raw float32
+waveforms; the text tower is the Embedding + LSTM `TextEncoder` on a
+`TextVectorization` vocabulary adapted on the training captions
+(`text_split="character"` tokenises characters, so that names never heard in
+training still share tokens with the training captions). Both are projected
+into one space and trained with the CLIP loss (`mmtl_tf.models.DualEncoder`).
+"""
+
+import os
+
+import keras
+
+from mmtl_tf import runtime
+from mmtl_tf.data.audio_text import load_audio_text_records, make_audio_text_dataset
+from mmtl_tf.data.text import load_text_vectorizer, make_text_vectorizer, save_text_vectorizer
+from mmtl_tf.export import export_audio_text_dual_encoder
+from mmtl_tf.metrics.retrieval import evaluate_retrieval
+from mmtl_tf.models.audio_text_dual_encoder import build_audio_text_dual_encoder
+from mmtl_tf.tasks import common, shared_space
+
+NAME = "audio-text"
+DIRECTIONS = ("audio_to_text", "text_to_audio")
+VECTORIZER_FILE = "text_vectorizer.json"
+# Evaluation groups: held-out items in the training voices, and in held-out voices.
+GROUPS = {"train": "training voices", "heldout": "held-out voices"}
+
+
+def num_samples(config):
+    """Samples per clip of a recipe."""
+    return int(round(float(config["clip_seconds"]) * int(config["sample_rate"])))
+
+
+def _records(config, split, voice_group=None):
+    return load_audio_text_records(config["data"], split, require_label=False,
+                                   seed=int(config["seed"]),
+                                   on_error=config.get("on_error", "raise"),
+                                   voice_group=voice_group)
+
+
+def _dataset(config, vectorizer, split, training_split=False, voice_group=None):
+    """Batched `{"audio", "text"}` pairs of a split (one voice group or all)."""
+    return make_audio_text_dataset(
+        config["data"], split, text_vectorizer=vectorizer,
+        sample_rate=int(config["sample_rate"]), clip_seconds=float(config["clip_seconds"]),
+        min_samples=int(config.get("n_fft", 512)), voice_group=voice_group,
+        batch_size=int(config["batch_size"]), shuffle=training_split,
+        drop_remainder=training_split, with_labels=False, seed=int(config["seed"]),
+        on_error=config.get("on_error", "raise"))
+
+
+def build_model(config):
+    """The audio–text dual encoder of a recipe (`mmtl_tf/recipes/audio_text.json`)."""
+    return build_audio_text_dual_encoder(
+        num_samples=num_samples(config), sample_rate=int(config["sample_rate"]),
+        n_mels=int(config["n_mels"]), conv_filters=tuple(config["conv_filters"]),
+        audio_pooling=config.get("audio_pooling", "time_avg"),
+        vocab_size=int(config["vocab_size"]), sequence_length=int(config["sequence_length"]),
+        embedding_dim=int(config["embedding_dim"]), lstm_units=int(config["lstm_units"]),
+        bidirectional=bool(config.get("bidirectional", False)),
+        projection_dim=int(config["projection_dim"]),
+        projection_hidden_dim=config.get("projection_hidden_dim"),
+        dropout=float(config.get("dropout", 0.0)), loss=config.get("loss", "clip"))
+
+
+def _voice_groups(config, split):
+    """The voice groups present in a split ([None] when the source has none)."""
+    groups = set(_records(config, split).voice_groups)
+    present = [g for g in GROUPS if g in groups]
+    return present or [None]
+
+
+def retrieval(model, config, vectorizer, split):
+    """Retrieval metrics of a split, one dict per voice group.
+
+    Identical captions count as the same answer, and so do clips of the same
+    item (spoken by different voices): with the held-out voices each caption
+    has two correct clips, and the chance levels account for it.
+
+    Returns:
+        dict group → metrics (`audio_to_text_R@1`, …, `chance_R@K`); group is
+        `"train"` / `"heldout"` for sources with voice groups, else `"all"`.
+    """
+    results = {}
+    for group in _voice_groups(config, split):
+        records = _records(config, split, voice_group=group)
+        keys = {"text": [c.strip().lower() for c in records.captions],
+                "audio": [item or path for item, path in zip(records.items, records.paths)]}
+        dataset = _dataset(config, vectorizer, split, voice_group=group)
+        try:
+            metrics = evaluate_retrieval(model, dataset, match_keys=keys)
+        except ValueError:  # rows were skipped (on_error="skip"): keys no longer align
+            metrics = evaluate_retrieval(model, dataset)
+        metrics["voices"] = sorted(set(records.voices) - {""})
+        results[group or "all"] = metrics
+    return results
+
+
+def train(config, run_dir, verbose=1):
+    """Trains on the training split, evaluates retrieval on the test split."""
+    common.start_run(run_dir, NAME, config)
+    train_records = _records(config, "train")
+    if len(train_records) < int(config["batch_size"]):
+        raise ValueError(f"{config['data']}: the training split has {len(train_records)} "
+                         f"clips, fewer than one batch (batch_size={config['batch_size']}).")
+    vectorizer = make_text_vectorizer(
+        train_records.captions, vocab_size=int(config["vocab_size"]),
+        sequence_length=int(config["sequence_length"]),
+        split=config.get("text_split", "whitespace"))
+    save_text_vectorizer(vectorizer, os.path.join(run_dir, VECTORIZER_FILE))
+    train_ds = _dataset(config, vectorizer, "train", training_split=True)
+    val_ds = _dataset(config, vectorizer, "validation")
+    keras.utils.set_random_seed(int(config["seed"]))
+    with runtime.get_strategy().scope():
+        model = build_model(config)
+        model.compile(optimizer=shared_space.optimizer(config),
+                      jit_compile=runtime.get_jit_compile())
+    history, seconds, best_epoch = shared_space.fit_and_restore(
+        model, train_ds, val_ds, config, run_dir, verbose)
+    metrics = {"test": retrieval(model, config, vectorizer, "test"),
+               "params": int(model.count_params()), "train_seconds": seconds,
+               "epochs": int(config["epochs"]), "best_epoch": best_epoch,
+               "logit_scale": model.logit_scale_value(),
+               "sample_rate": int(config["sample_rate"]), "num_samples": num_samples(config)}
+    return common.write_metrics(run_dir, metrics)
+
+
+def _load(run_dir):
+    info = common.load_run(run_dir, NAME)
+    model = keras.saving.load_model(common.require_file(run_dir, "model.keras"))
+    vectorizer = load_text_vectorizer(common.require_file(run_dir, VECTORIZER_FILE))
+    return info, model, vectorizer
+
+
+def evaluate(run_dir, split="test", verbose=1, data=None):
+    """Retrieval metrics of the saved model on a split; updates metrics.json."""
+    info, model, vectorizer = _load(run_dir)
+    config = dict(info["config"])
+    if data:
+        config["data"] = data
+    return common.write_metrics(run_dir, {split: retrieval(model, config, vectorizer, split)})
+
+
+def export(run_dir, saved_model_dir):
+    """SavedModel with `encode_audio(waveform)` and `encode_text(text)`.
+
+    `encode_audio` takes float32 waveforms (N, samples), mono, in [-1, 1], at
+    the recipe's `sample_rate` (16 kHz by default), trimmed and centre-cropped
+    in the graph; `audio_config()` returns that rate."""
+    info, model, vectorizer = _load(run_dir)
+    return export_audio_text_dual_encoder(model, vectorizer, saved_model_dir,
+                                          sample_rate=int(info["config"]["sample_rate"]))
+
+
+def format_metrics(metrics, split="test"):
+    """The retrieval tables `mmtl-tf evaluate` prints (one per voice group)."""
+    tables = []
+    for group, m in metrics[split].items():
+        what = GROUPS.get(group, "all clips")
+        voices = f" ({', '.join(m['voices'])})" if m.get("voices") else ""
+        tables.append(shared_space.format_retrieval_table(
+            m, DIRECTIONS, title=f"{split}, {what}{voices}: retrieval among "
+                                 f"{m['num_pairs']} clip-caption pairs"))
+    return "\n\n".join(tables)
+
+
+def summary(metrics):
+    rows = []
+    for group, m in metrics["test"].items():
+        what = GROUPS.get(group, "all clips")
+        for direction in DIRECTIONS:
+            rows.append({"model": "audio-text dual encoder (CLIP loss)",
+                         "metric": f"test {direction.replace('_to_', '->')} R@10, "
+                                   f"{what} ({m['num_pairs']} pairs)",
+                         "value": m[f"{direction}_R@10"], "baseline": "chance",
+                         "baseline_value": m["chance_R@10"], "params": metrics["params"],
+                         "train_seconds": metrics["train_seconds"]})
+    return rows

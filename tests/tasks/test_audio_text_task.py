@@ -1,0 +1,116 @@
+"""The `audio-text` task end to end through the CLI (tiny recipe), and its
+SavedModel on raw waveforms and raw strings in a fresh process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import mmtl_tf
+from mmtl_tf import cli
+from mmtl_tf.data import audio as A
+from mmtl_tf.data.text import load_text_vectorizer
+
+FRESH_PROCESS = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+saved, rows_file, out = sys.argv[1:4]
+rows = json.load(open(rows_file))
+m = tf.saved_model.load(saved)
+waves = np.zeros((len(rows), max(len(r["wave"]) for r in rows)), "float32")
+for i, r in enumerate(rows):
+    waves[i, :len(r["wave"])] = r["wave"]
+config = m.signatures["audio_config"]()
+np.savez(out, signatures=np.array(sorted(m.signatures)),
+         audio=m.signatures["encode_audio"](waveform=tf.constant(waves))["embeddings"].numpy(),
+         text=m.signatures["encode_text"](text=tf.constant([r["caption"] for r in rows]))
+         ["embeddings"].numpy(),
+         sample_rate=config["sample_rate"].numpy(), num_samples=config["num_samples"].numpy())
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("audio_text") / "run"
+    assert cli.main(["train", "audio-text", "--size", "tiny", "--out", str(run),
+                     "--no-jit-compile"]) == 0
+    return run
+
+
+def test_train_writes_retrieval_per_voice_group(run):
+    for name in ("model.keras", "history.json", "metrics.json", "curves.png", "run.json",
+                 "text_vectorizer.json"):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    test = metrics["test"]
+    assert set(test) == {"train", "heldout"}
+    assert test["train"]["num_pairs"] == 285 and test["heldout"]["num_pairs"] == 570
+    assert test["heldout"]["voices"] == ["en-gb-x-rp_f3", "en-us-nyc_m3"]
+    # Chance with one correct caption among 285; with two correct clips (the
+    # two held-out voices say each caption) among 570.
+    assert test["train"]["chance_R@1"] == pytest.approx(1 / 285)
+    assert test["heldout"]["chance_R@1"] == pytest.approx(2 / 570)
+    assert test["heldout"]["chance_R@10"] == pytest.approx(1 - (560 / 570) * (559 / 569))
+    for group in test.values():
+        for direction in ("audio_to_text", "text_to_audio"):
+            for key in ("R@1", "R@5", "R@10", "mean_rank", "median_rank", "mAP@10"):
+                assert f"{direction}_{key}" in group
+            assert 0.0 <= group[f"{direction}_R@1"] <= group[f"{direction}_R@10"] <= 1.0
+    assert metrics["sample_rate"] == 16000 and metrics["num_samples"] == 16000
+
+
+def test_evaluate_prints_both_voice_groups(run, capsys):
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "test, training voices" in out and "test, held-out voices" in out
+    assert "retrieval among 285 clip-caption pairs" in out
+    assert "retrieval among 570 clip-caption pairs" in out
+    metrics = json.loads((run / "metrics.json").read_text())["test"]
+    assert f"{metrics['heldout']['text_to_audio_R@10']:.3f}" in out
+
+
+def test_export_serves_raw_waveforms_and_strings_in_a_fresh_process(run, tmp_path):
+    saved = tmp_path / "sm"
+    assert cli.main(["export", str(run), "--saved-model", str(saved)]) == 0
+    model = keras.saving.load_model(str(run / "model.keras"))
+    vectorizer = load_text_vectorizer(str(run / "text_vectorizer.json"))
+    records = mmtl_tf.data.load_audio_text_records("default", "test", voice_group="heldout")
+    n = 6
+    # Keras side: the evaluation pipeline (librosa trim, centre crop to 1 s).
+    ds = mmtl_tf.data.make_audio_text_dataset(
+        "default", "test", text_vectorizer=vectorizer, clip_seconds=1.0, batch_size=n,
+        voice_group="heldout", with_labels=False, shuffle=False)
+    x = next(iter(ds))
+    expected_audio = np.asarray(model.encode_audio(x["audio"]))
+    expected_text = np.asarray(model.encode_text(x["text"]))
+    # SavedModel side: the untrimmed clips as read from disk, of different
+    # lengths, zero-padded into one batch; raw caption strings.
+    rows = [{"wave": A.read_audio(p, 16000)[0].tolist(), "caption": c}
+            for p, c in zip(records.paths[:n], records.captions[:n])]
+    assert len({len(r["wave"]) for r in rows}) > 1
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    out = tmp_path / "out.npz"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(saved), str(tmp_path / "rows.json"),
+                    str(out)], check=True, env=env, timeout=300)
+    got = np.load(out)
+    assert set(got["signatures"]) == {"serving_default", "encode_audio", "encode_text",
+                                      "audio_config"}
+    assert int(got["sample_rate"]) == 16000 and int(got["num_samples"]) == 16000
+    np.testing.assert_allclose(got["audio"], expected_audio, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got["text"], expected_text, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.linalg.norm(got["audio"], axis=1), 1.0, rtol=1e-5)
+
+
+def test_bad_options_exit_2(capsys):
+    for argv in (["train", "audio-text", "--text-split", "syllable"],
+                 ["train", "audio-text", "--loss", "infonce"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 2
