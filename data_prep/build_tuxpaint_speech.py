@@ -28,16 +28,18 @@ Usage:
 
 import argparse
 import glob
-import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 
-PACKAGE = "tuxpaint-stamps-default"
-STAMPS = os.path.join("usr", "share", "tuxpaint", "stamps")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The same Debian package, download and stable split as the stamp images.
+from build_tuxpaint_stamps import PACKAGE, STAMPS, fetch_deb, split_of  # noqa: E402,F401
+
 DESC = re.compile(r"^(?P<stamp>.+)_desc(?:_(?P<lang>[A-Za-z@_]+))?\.ogg$")
 
 
@@ -47,16 +49,6 @@ def default_out():
     root = os.environ.get("MMTL_TF_CACHE") or os.path.join(
         os.path.expanduser("~"), ".cache", "mmtl_tf")
     return os.path.join(root, "tuxpaint_speech")
-
-
-def fetch_deb(workdir):
-    """`apt-get download` the package into `workdir`; returns the .deb path."""
-    subprocess.run(["apt-get", "download", PACKAGE], cwd=workdir, check=True,
-                   capture_output=True)
-    debs = glob.glob(os.path.join(workdir, f"{PACKAGE}_*.deb"))
-    if not debs:
-        raise RuntimeError(f"apt-get download {PACKAGE} produced no .deb")
-    return debs[0]
 
 
 def read_captions(txt_path):
@@ -82,11 +74,6 @@ def caption_for(captions, lang):
         return captions[base]
     matches = [k for k in captions if k.split("_")[0] == base]
     return captions[sorted(matches)[0]] if matches else None
-
-
-def split_of(item, seed=0):
-    u = int(hashlib.sha256(f"{seed}:{item}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "train" if u < 0.8 else ("validation" if u < 0.9 else "test")
 
 
 def build(deb, out, languages=None):

@@ -160,7 +160,7 @@ class ImageEncoder(keras.Model):
     Example:
         >>> import numpy as np, mmtl_tf
         >>> enc = mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(32, 32, 3))
-        >>> enc(np.zeros((2, 32, 32, 3), "uint8")).shape
+        >>> tuple(enc(np.zeros((2, 32, 32, 3), "uint8")).shape)
         (2, 64)
     """
 

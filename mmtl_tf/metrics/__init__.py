@@ -1,4 +1,5 @@
-"""Metrics: retrieval (R@K, mean/median rank, mAP@10) and an embedding index."""
+"""Metrics: retrieval (R@K, mean/median rank, mAP@10) and an embedding index;
+mean average precision (multi-label heads); box IoU (localization heads)."""
 
 from mmtl_tf.metrics.retrieval import (EmbeddingIndex, chance_recall, duplicate_positives,
                                        embed_dataset, evaluate_retrieval,
