@@ -137,8 +137,14 @@ def main(argv=None):
     parser.add_argument("--deb", default=None, help="an already downloaded .deb")
     parser.add_argument("--languages", default=None,
                         help="comma-separated language tags to keep, e.g. en,fr")
+    parser.add_argument("--if-missing", action="store_true",
+                        help="do nothing when the output folder already has captions.jsonl "
+                             "(keeps an existing, possibly larger, build)")
     args = parser.parse_args(argv)
     out = os.path.abspath(args.out or default_out())
+    if args.if_missing and os.path.exists(os.path.join(out, "captions.jsonl")):
+        print(f"{out} already built; nothing to do (--if-missing)")
+        return 0
     os.makedirs(os.path.dirname(out), exist_ok=True)
     languages = set(args.languages.split(",")) if args.languages else None
     with tempfile.TemporaryDirectory() as work:
