@@ -154,6 +154,10 @@ TASKS = {
             _opt("--sample-rate", type=int, metavar="HZ",
                  help="sample rate of the waveforms (audio is resampled on loading)"),
             _opt("--n-mels", type=int, help="mel bands of the log-mel front end"),
+            _opt("--audio-weights", metavar="FILE",
+                 help="start the audio tower from the AudioEncoder inside a .keras model "
+                      "trained with mmtl_tf (e.g. an audio classifier with the same "
+                      "n_mels / conv_filters), or from its .weights.h5"),
             _opt("--text-split", choices=["whitespace", "character"],
                  help="text tokens: words, or characters (default: shares tokens between "
                       "names never heard in training and the training captions)"),

@@ -53,11 +53,16 @@ def _dataset(config, vectorizer, split, training_split=False, voice_group=None):
 
 
 def build_model(config):
-    """The audio–text dual encoder of a recipe (`mmtl_tf/recipes/audio_text.json`)."""
+    """The audio–text dual encoder of a recipe (`mmtl_tf/recipes/audio_text.json`).
+
+    `audio_weights` (optional): a `.keras` file of a model trained with mmtl_tf
+    that holds an `AudioEncoder` of the same configuration (e.g. an audio
+    classifier) or its `.weights.h5`; the audio tower starts from it."""
     return build_audio_text_dual_encoder(
         num_samples=num_samples(config), sample_rate=int(config["sample_rate"]),
         n_mels=int(config["n_mels"]), conv_filters=tuple(config["conv_filters"]),
         audio_pooling=config.get("audio_pooling", "time_avg"),
+        audio_weights=config.get("audio_weights"),
         vocab_size=int(config["vocab_size"]), sequence_length=int(config["sequence_length"]),
         embedding_dim=int(config["embedding_dim"]), lstm_units=int(config["lstm_units"]),
         bidirectional=bool(config.get("bidirectional", False)),

@@ -114,3 +114,21 @@ def test_bad_options_exit_2(capsys):
         with pytest.raises(SystemExit) as e:
             cli.main(argv)
         assert e.value.code == 2
+
+
+def test_audio_tower_starts_from_a_trained_audio_classifier(tmp_path):
+    from mmtl_tf.tasks import audio_text, common
+
+    config = common.resolve_config("audio_text", "tiny")
+    classifier = mmtl_tf.models.build_audio_classifier(
+        num_samples=audio_text.num_samples(config), num_classes=3, n_mels=config["n_mels"],
+        conv_filters=tuple(config["conv_filters"]), pooling=config["audio_pooling"])
+    path = str(tmp_path / "audio_classifier.keras")
+    classifier.save(path)
+    model = audio_text.build_model({**config, "audio_weights": path})
+    source = next(layer for layer in classifier.layers
+                  if isinstance(layer, mmtl_tf.encoders.AudioEncoder))
+    for a, b in zip(source.get_weights(), model.tower("audio").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="another configuration"):
+        audio_text.build_model({**config, "audio_weights": path, "conv_filters": [8]})
