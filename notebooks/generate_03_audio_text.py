@@ -267,7 +267,7 @@ keras.utils.set_random_seed(dual_recipe["seed"])
 char_vectorizer = mmtl_tf.data.make_text_vectorizer(
     records["train"].captions, vocab_size=dual_recipe["vocab_size"],
     sequence_length=dual_recipe["sequence_length"], split="character")
-print(char_vectorizer.get_vocabulary()[:30])
+print("character vocabulary:", "".join(str(t) for t in char_vectorizer.get_vocabulary()[2:]))
 pairs = {s: mmtl_tf.data.make_audio_text_dataset(
             "default", s, text_vectorizer=char_vectorizer,
             clip_seconds=dual_recipe["clip_seconds"], batch_size=dual_recipe["batch_size"],
