@@ -15,16 +15,18 @@ import os
 import tensorflow as tf
 
 from mmtl_tf.data import audio as audio_ops
-from mmtl_tf.data.sources import _read_rows, load_image_text_records, resolve_source
+from mmtl_tf.data.sources import (ImageTextRecords, _read_rows, load_image_text_records,
+                                  resolve_source)
+from mmtl_tf.data.file_dataset import checked_file_dataset
 from mmtl_tf.data.text import make_text_vectorizer, vectorize
-from mmtl_tf.errors import DataError, check_on_error, handle_problems
+from mmtl_tf.errors import DataError, check_on_error
 
 DEFAULT_AUDIO_DIR = os.path.join(os.path.dirname(__file__), "default_audio")
 
 
 @dataclasses.dataclass
-class AudioTextRecords:
-    """Rows of an audio-caption source, one split.
+class AudioTextRecords(ImageTextRecords):
+    """Rows of an audio-caption source, one split (`ImageTextRecords` + voices).
 
     Attributes:
         paths: list of str. Absolute audio-file paths.
@@ -39,32 +41,11 @@ class AudioTextRecords:
             bundled sample the emoji's image file name).
     """
 
-    paths: list
-    captions: list
-    labels: list
-    rows: list
-    class_names: list
-    root: str
     voices: list
     voice_groups: list
     items: list
 
-    def __len__(self):
-        return len(self.paths)
-
-    def label_ids(self):
-        """Labels as ints indexing `class_names`."""
-        index = {name: i for i, name in enumerate(self.class_names)}
-        return [index[label] for label in self.labels]
-
-    def subset(self, keep):
-        """A copy with only the rows whose positions are in `keep`."""
-        keep = sorted(keep)
-        pick = lambda values: [values[i] for i in keep]  # noqa: E731
-        return dataclasses.replace(
-            self, paths=pick(self.paths), captions=pick(self.captions),
-            labels=pick(self.labels), rows=pick(self.rows), voices=pick(self.voices),
-            voice_groups=pick(self.voice_groups), items=pick(self.items))
+    ROW_FIELDS = ImageTextRecords.ROW_FIELDS + ("voices", "voice_groups", "items")
 
 
 def _resolve(source):
@@ -144,42 +125,22 @@ def decoded_audio_dataset(paths, sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, trim
     Returns:
         (dataset of (index int32, waveform float32 [None]), list of kept indices).
     """
-    n = len(paths)
-
     def load(p):
         return audio_ops.load_and_trim(p, sample_rate, trim, top_db, min_samples)
 
-    def tf_load(i, p):
+    def tf_load(p):
         y = tf.numpy_function(load, [p], tf.float32, stateful=False, name="load_audio")
-        return i, tf.ensure_shape(y, [None])
+        return tf.ensure_shape(y, [None])
 
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.range(n, dtype=tf.int32), tf.constant(list(paths), dtype=tf.string)))
-    ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.ignore_errors()
-    if cache:
-        ds = ds.cache("" if cache is True else str(cache))
-    kept = list(range(n))
-    if validate:
-        seen = set()
-        for idx, _ in ds.padded_batch(64):
-            seen.update(idx.numpy().tolist())
-        if len(seen) != n:
-            kept = sorted(seen)
-            names = locations or paths
-            problems = []
-            for i in range(n):
-                if i in seen:
-                    continue
-                try:
-                    load(paths[i])
-                    why = "failed while loading (unknown reason)"
-                except DataError as e:
-                    why = str(e).split(": ", 1)[-1]
-                problems.append((f"{names[i]}" + (f" ({paths[i]})" if locations else ""),
-                                 why))
-            handle_problems(problems, on_error, "audio files")
-    return ds, kept
+    def describe_failure(path):
+        try:
+            load(path)
+        except DataError as e:
+            return str(e).split(": ", 1)[-1]
+        return "failed while loading (unknown reason)"
+
+    return checked_file_dataset(paths, tf_load, describe_failure, "audio files", cache=cache,
+                                validate=validate, on_error=on_error, locations=locations)
 
 
 def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=None,

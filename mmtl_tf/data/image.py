@@ -219,35 +219,9 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
     Returns:
         (dataset of (index int32, image uint8), list of the kept indices).
     """
-    from mmtl_tf.errors import handle_problems
+    from mmtl_tf.data.file_dataset import checked_file_dataset
 
-    n = len(paths)
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.range(n, dtype=tf.int32), tf.constant(list(paths), dtype=tf.string)))
-    # The map functions use tf.cond/switch_case explicitly: AutoGraph has
-    # nothing to convert, and skipping it saves a noticeable part of the set-up.
-    @tf.autograph.experimental.do_not_convert
-    def load(i, p):
-        return i, _load_and_preprocess(p, image_size, crop, grayscale)
-
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.ignore_errors()
-    if cache:
-        ds = ds.cache("" if cache is True else str(cache))
-    kept = list(range(n))
-    if validate:
-        seen = set()
-        # Iterating only the indices still decodes every file and fills the
-        # cache upstream, without copying the pixels into batches.
-        index_only = tf.autograph.experimental.do_not_convert(lambda i, image: i)
-        for idx_batch in ds.map(index_only).batch(4096):
-            seen.update(idx_batch.numpy().tolist())
-        if len(seen) != n:
-            kept = sorted(seen)
-            names = locations or paths
-            problems = [
-                (f"{names[i]}" + (f" ({paths[i]})" if locations else ""),
-                 _describe_failure(paths[i], image_size, crop, grayscale))
-                for i in range(n) if i not in seen]
-            handle_problems(problems, on_error, "image files")
-    return ds, kept
+    return checked_file_dataset(
+        paths, lambda p: _load_and_preprocess(p, image_size, crop, grayscale),
+        lambda path: _describe_failure(path, image_size, crop, grayscale), "image files",
+        cache=cache, validate=validate, on_error=on_error, locations=locations)

@@ -38,7 +38,7 @@ import tensorflow as tf
 
 from mmtl_tf.data.image import augment_image, decoded_image_dataset, resize_and_crop
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
-                                  _read_rows)
+                                  _read_rows, per_split_files)
 from mmtl_tf.errors import DataError, check_on_error, handle_problems
 
 TASKS = ("multiclass", "multilabel", "localization")
@@ -211,11 +211,7 @@ def _rows_by_split(source, need_box, seed, on_error):
     if os.path.isfile(source):
         files = {None: source}
     elif os.path.isdir(source):
-        per_split = {}
-        for split in SPLITS:
-            for ext in (".jsonl", ".csv"):
-                if os.path.isfile(os.path.join(source, split + ext)):
-                    per_split.setdefault(split, os.path.join(source, split + ext))
+        per_split = per_split_files(source)
         if per_split:
             if "train" not in per_split:
                 raise DataError(f"{source}: has per-split files but no train.jsonl / train.csv.")

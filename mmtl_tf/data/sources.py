@@ -44,6 +44,9 @@ class ImageTextRecords:
     class_names: list
     root: str
 
+    # The attributes that hold one value per row (subclasses add theirs).
+    ROW_FIELDS = ("paths", "captions", "labels", "rows")
+
     def __len__(self):
         return len(self.paths)
 
@@ -56,11 +59,7 @@ class ImageTextRecords:
         """A copy with only the rows whose positions are in `keep`."""
         keep = sorted(keep)
         return dataclasses.replace(
-            self,
-            paths=[self.paths[i] for i in keep],
-            captions=[self.captions[i] for i in keep],
-            labels=[self.labels[i] for i in keep],
-            rows=[self.rows[i] for i in keep])
+            self, **{name: [getattr(self, name)[i] for i in keep] for name in self.ROW_FIELDS})
 
 
 def resolve_source(source):
@@ -87,27 +86,35 @@ def _read_rows(path):
             raw = f.read()
     except OSError as e:
         raise DataError(f"{path}: cannot read captions file ({e.strerror}).") from e
+    if not (path.endswith(".jsonl") or path.endswith(".json")):
+        yield from csv_rows(path, raw)
+        return
+    for n, line in enumerate(_decode_utf8(path, raw).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: invalid JSON ({e.msg}).") from e
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{n}: expected a JSON object per line.")
+        yield n, row
+
+
+def _decode_utf8(path, raw):
+    """UTF-8 text of a file's bytes (BOM dropped); a `DataError` names the bad line."""
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: not valid UTF-8 (byte offset {e.start}).") from e
-    if path.endswith(".jsonl") or path.endswith(".json"):
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: invalid JSON ({e.msg}).") from e
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{n}: expected a JSON object per line.")
-            yield n, row
-    else:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        for row in reader:
-            yield reader.line_num, row
+        raise DataError(f"{path}:{line}: not valid UTF-8 (byte offset {e.start}).") from e
+
+
+def csv_rows(path, raw):
+    """Yields (line_number, dict) of a CSV file's bytes (with a header row)."""
+    reader = csv.DictReader(io.StringIO(_decode_utf8(path, raw), newline=""))
+    for row in reader:
+        yield reader.line_num, row
 
 
 def read_captions_file(path, require_label=True, on_error="raise"):
@@ -161,13 +168,24 @@ def read_captions_file(path, require_label=True, on_error="raise"):
     return rows
 
 
-def _hash_split(path, seed):
-    h = int(hashlib.sha256(f"{seed}:{os.path.basename(path)}".encode()).hexdigest()[:8], 16)
+def hash_split(key, seed=0):
+    """train / validation / test (80/10/10) from a seeded hash of a string key.
+
+    Stable when rows are added or reordered (each row's split depends only on
+    its own key)."""
+    h = int(hashlib.sha256(f"{seed}:{key}".encode("utf-8")).hexdigest()[:8], 16)
     u = h / 0xFFFFFFFF
     return "train" if u < 0.8 else ("validation" if u < 0.9 else "test")
 
 
-def _split_files(folder):
+def _hash_split(path, seed):
+    """`hash_split` of a file's name (moving the folder keeps the splits)."""
+    return hash_split(os.path.basename(path), seed)
+
+
+def per_split_files(folder):
+    """{split: path} of the `train` / `validation` / `test` `.jsonl` or `.csv`
+    files in a folder (`.jsonl` first)."""
     found = {}
     for split in SPLITS:
         for ext in (".jsonl", ".csv"):
@@ -200,7 +218,7 @@ def load_image_text_records(source="default", split="train", require_label=True,
         raise DataError(
             f"tfds:{path}: TFDS sources are loaded with mmtl_tf.data.load_tfds_* "
             "functions, not as captions files.")
-    split_files = _split_files(path) if kind == "dir" else {}
+    split_files = per_split_files(path) if kind == "dir" else {}
     if split_files:
         if "train" not in split_files or split not in split_files:
             raise DataError(

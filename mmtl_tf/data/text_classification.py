@@ -16,16 +16,13 @@ split 884 / 203 / 273 with a seed. `data_prep/build_fortunes.py` rebuilds it
 and builds the full corpus (3,383 quotes).
 """
 
-import csv
 import dataclasses
-import hashlib
-import io
 import json
 import os
 
+from mmtl_tf.data.sources import SPLITS, csv_rows, hash_split, per_split_files
 from mmtl_tf.errors import DataError, check_on_error, handle_problems
 
-SPLITS = ("train", "validation", "test")
 DEFAULT_TEXT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_text")
 TEXT_FILE_NAMES = ("texts.jsonl", "texts.csv")
 REQUIRED_COLUMNS = ("text", "label")
@@ -94,17 +91,6 @@ def _iter_jsonl(path, raw, problems):
         yield n, row
 
 
-def _iter_csv(path, raw):
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not valid UTF-8 (byte offset {e.start}).") from e
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    for row in reader:
-        yield reader.line_num, row
-
-
 def read_text_classification_file(path, on_error="raise"):
     """Reads a JSONL or CSV file of `text`, `label` (and `split`) rows.
 
@@ -128,7 +114,7 @@ def read_text_classification_file(path, on_error="raise"):
     except OSError as e:
         raise DataError(f"{path}: cannot read the file ({e.strerror}).") from e
     problems, rows, first = [], [], True
-    items = _iter_csv(path, raw) if path.endswith(".csv") else _iter_jsonl(path, raw, problems)
+    items = csv_rows(path, raw) if path.endswith(".csv") else _iter_jsonl(path, raw, problems)
     for n, row in items:
         loc = f"{path}:{n}"
         if first:
@@ -156,23 +142,6 @@ def read_text_classification_file(path, on_error="raise"):
         raise DataError(f"{path}: the file has no rows.")
     handle_problems(problems, on_error, "rows")
     return rows
-
-
-def _hash_split(text, seed):
-    h = int(hashlib.sha256(f"{seed}:{text}".encode("utf-8")).hexdigest()[:8], 16)
-    u = h / 0xFFFFFFFF
-    return "train" if u < 0.8 else ("validation" if u < 0.9 else "test")
-
-
-def _split_files(folder):
-    found = {}
-    for split in SPLITS:
-        for ext in (".jsonl", ".csv"):
-            p = os.path.join(folder, split + ext)
-            if os.path.isfile(p):
-                found[split] = p
-                break
-    return found
 
 
 def load_text_classification_records(source="default", split="train", seed=0,
@@ -206,7 +175,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
     if source.startswith("tfds:"):
         return load_tfds_text_classification(source[5:], split, max_examples=max_examples)
     if os.path.isdir(source):
-        files = _split_files(source)
+        files = per_split_files(source)
         if files:
             if "train" not in files or split not in files:
                 raise DataError(f"{source}: has per-split files {sorted(files.values())} but "
@@ -244,7 +213,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
 def _by_split(rows, seed):
     per_split = {s: [] for s in SPLITS}
     for r in rows:
-        per_split[r["split"] or _hash_split(r["text"], seed)].append(r)
+        per_split[r["split"] or hash_split(r["text"], seed)].append(r)
     return per_split
 
 
