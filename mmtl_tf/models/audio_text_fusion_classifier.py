@@ -4,7 +4,7 @@ import keras
 
 from mmtl_tf.encoders.audio_encoder import AudioEncoder
 from mmtl_tf.encoders.text_encoder import TextEncoder
-from mmtl_tf.models.fusion_classifier import classification_head
+from mmtl_tf.models.fusion_classifier import fusion_head
 
 
 def build_audio_text_fusion_classifier(num_samples=32000, sample_rate=16000,
@@ -80,12 +80,6 @@ def build_audio_text_fusion_classifier(num_samples=32000, sample_rate=16000,
                              mask_zero=mask_zero)
     audio_in = keras.Input(audio_encoder.input.shape[1:], dtype="float32", name="audio")
     text_in = keras.Input((sequence_length,), dtype="int32", name="text")
-    features = keras.layers.Concatenate(name="fusion")(
-        [audio_encoder(audio_in), text_tower(text_in)])
-    if fusion_dropout:
-        features = keras.layers.Dropout(fusion_dropout, name="fusion_dropout")(features)
-    x = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(features)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = classification_head(x, num_classes)
+    outputs = fusion_head([audio_encoder(audio_in), text_tower(text_in)], hidden_units,
+                          num_classes, dropout=dropout, fusion_dropout=fusion_dropout)
     return keras.Model({"audio": audio_in, "text": text_in}, outputs, name=name)

@@ -19,6 +19,28 @@ def classification_head(x, num_classes, name="classifier"):
                               name=name)(x)
 
 
+def fusion_head(branches, hidden_units, num_classes, dropout=0.0, fusion_dropout=0.0):
+    """Late fusion: Concatenate → [Dropout] → Dense(hidden, relu) → [Dropout] → head.
+
+    Args:
+        branches: list of symbolic tensors (B, features), one per modality.
+        hidden_units: int. Width of the fusion layer.
+        num_classes: int. See `classification_head`.
+        dropout: float. Dropout after the fusion layer (0: none).
+        fusion_dropout: float. Dropout on the concatenated features (0: none).
+
+    Returns:
+        The float32 output of `classification_head`.
+    """
+    features = keras.layers.Concatenate(name="fusion")(list(branches))
+    if fusion_dropout:
+        features = keras.layers.Dropout(fusion_dropout, name="fusion_dropout")(features)
+    x = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(features)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    return classification_head(x, num_classes)
+
+
 def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
                             sequence_length=100, embedding_dim=128, lstm_units=64,
                             conv_filters=64, conv_blocks=1, image_pooling="avg", hidden_units=64,
@@ -102,12 +124,6 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
                              mask_zero=mask_zero)
     image_in = keras.Input(image_tower.input.shape[1:], dtype="uint8", name="image")
     text_in = keras.Input((sequence_length,), dtype="int32", name="text")
-    features = keras.layers.Concatenate(name="fusion")(
-        [image_tower(image_in), text_tower(text_in)])
-    if fusion_dropout:
-        features = keras.layers.Dropout(fusion_dropout, name="fusion_dropout")(features)
-    x = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(features)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = classification_head(x, num_classes)
+    outputs = fusion_head([image_tower(image_in), text_tower(text_in)], hidden_units,
+                          num_classes, dropout=dropout, fusion_dropout=fusion_dropout)
     return keras.Model({"image": image_in, "text": text_in}, outputs, name=name)
