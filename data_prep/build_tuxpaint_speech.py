@@ -38,7 +38,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The same Debian package, download and stable split as the stamp images.
-from build_tuxpaint_stamps import PACKAGE, STAMPS, fetch_deb, split_of  # noqa: E402,F401
+from build_tuxpaint_stamps import (PACKAGE, STAMPS, fetch_deb, split_of,  # noqa: E402,F401
+                                   write_licence)
 
 DESC = re.compile(r"^(?P<stamp>.+)_desc(?:_(?P<lang>[A-Za-z@_]+))?\.ogg$")
 
@@ -113,15 +114,12 @@ def build(deb, out, languages=None):
                 for row in rows:
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
             copyright_file = os.path.join(tmp, "usr", "share", "doc", PACKAGE, "copyright")
-            with open(os.path.join(staging, "LICENSE.md"), "w", encoding="utf-8") as f:
-                f.write(f"# {PACKAGE} spoken descriptions (real speech)\n\n"
-                        f"Copied unchanged from the Debian package `{os.path.basename(deb)}` "
-                        "by `data_prep/build_tuxpaint_speech.py`. Licence: GNU GPL "
-                        "version 2 (Tux Paint stamps); the package's copyright file "
-                        "follows.\n\n")
-                if os.path.exists(copyright_file):
-                    with open(copyright_file, encoding="utf-8", errors="replace") as c:
-                        f.write("```\n" + c.read() + "\n```\n")
+            write_licence(staging,
+                          f"# {PACKAGE} spoken descriptions (real speech)\n\n"
+                          f"Copied unchanged from the Debian package `{os.path.basename(deb)}` "
+                          "by `data_prep/build_tuxpaint_speech.py`. Licence: GNU GPL "
+                          "version 2 (Tux Paint stamps); the package's copyright file "
+                          "follows.\n\n", copyright_file)
             if os.path.exists(out):
                 shutil.rmtree(out)
             os.replace(staging, out)

@@ -57,6 +57,15 @@ def fetch_deb(workdir):
     return debs[0]
 
 
+def write_licence(folder, intro, copyright_file):
+    """`folder/LICENSE.md`: `intro`, then the package's copyright file if there is one."""
+    with open(os.path.join(folder, "LICENSE.md"), "w", encoding="utf-8") as f:
+        f.write(intro)
+        if copyright_file and os.path.exists(copyright_file):
+            with open(copyright_file, encoding="utf-8", errors="replace") as c:
+                f.write("```\n" + c.read() + "\n```\n")
+
+
 def english_caption(txt_path):
     """The first line of a stamp's description file (English), or None."""
     with open(txt_path, encoding="utf-8", errors="replace") as f:
@@ -145,15 +154,12 @@ def build(stamps, out, size=128, copyright_file=None):
             for row in kept:
                 f.write(json.dumps({**row, "label": row["subcategory"]}, ensure_ascii=False)
                         + "\n")
-        with open(os.path.join(staging, "LICENSE.md"), "w", encoding="utf-8") as f:
-            f.write(f"# {PACKAGE} stamps\n\nImages (resized to at most {size} px) and the "
-                    "English first line of each stamp's description, from the Debian "
-                    f"package `{PACKAGE}`, by `data_prep/build_tuxpaint_stamps.py`. "
-                    "Licence: GNU GPL version 2 (Tux Paint stamps); the package's "
-                    "copyright file follows.\n\n")
-            if copyright_file and os.path.exists(copyright_file):
-                with open(copyright_file, encoding="utf-8", errors="replace") as c:
-                    f.write("```\n" + c.read() + "\n```\n")
+        write_licence(staging,
+                      f"# {PACKAGE} stamps\n\nImages (resized to at most {size} px) and the "
+                      "English first line of each stamp's description, from the Debian "
+                      f"package `{PACKAGE}`, by `data_prep/build_tuxpaint_stamps.py`. "
+                      "Licence: GNU GPL version 2 (Tux Paint stamps); the package's "
+                      "copyright file follows.\n\n", copyright_file)
         if os.path.exists(out):
             shutil.rmtree(out)
         os.replace(staging, out)
