@@ -106,8 +106,39 @@ def unpack_contrastive_outputs(y_pred, with_bias=False):
     return values
 
 
+class PairedContrastiveLoss(keras.losses.Loss):
+    """Base of `ClipLoss` and `SigLipLoss`: a float32 Keras loss over matched
+    rows of two embedding batches (`y_true` ignored, may be None), with the
+    option to take negatives from every replica.
+
+    Args:
+        gather_across_replicas: bool. Use other replicas' rows as negatives.
+        name: str or None. None: the subclass's `DEFAULT_NAME`.
+        reduction: str. Keras reduction of the per-row values.
+        dtype: the loss dtype (float32 by default).
+    """
+
+    DEFAULT_NAME = "paired_contrastive_loss"
+
+    def __init__(self, gather_across_replicas=True, name=None,
+                 reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name or self.DEFAULT_NAME, reduction=reduction,
+                         dtype=dtype or "float32")
+        if not isinstance(gather_across_replicas, bool):
+            raise ValueError("gather_across_replicas must be True or False, got "
+                             f"{gather_across_replicas!r}.")
+        self.gather_across_replicas = gather_across_replicas
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # The pairing is the row order: y_true may be None (fit without labels).
+        return super().__call__(0.0 if y_true is None else y_true, y_pred, sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "gather_across_replicas": self.gather_across_replicas}
+
+
 @keras.saving.register_keras_serializable(package="mmtl_tf")
-class ClipLoss(keras.losses.Loss):
+class ClipLoss(PairedContrastiveLoss):
     """`clip_loss` as a Keras loss, with negatives from every replica.
 
     `y_pred` is `(a, b, logit_scale)` or a `DualEncoder` output dict;
@@ -135,17 +166,7 @@ class ClipLoss(keras.losses.Loss):
         Radford et al. 2021 (CLIP); OpenCLIP `ClipLoss` (`gather_with_grad`).
     """
 
-    def __init__(self, gather_across_replicas=True, name="clip_loss",
-                 reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
-        if not isinstance(gather_across_replicas, bool):
-            raise ValueError("gather_across_replicas must be True or False, got "
-                             f"{gather_across_replicas!r}.")
-        self.gather_across_replicas = gather_across_replicas
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        # The pairing is the row order: y_true may be None (fit without labels).
-        return super().__call__(0.0 if y_true is None else y_true, y_pred, sample_weight)
+    DEFAULT_NAME = "clip_loss"
 
     def call(self, y_true, y_pred):
         a, b, scale = unpack_contrastive_outputs(y_pred)
@@ -155,6 +176,3 @@ class ClipLoss(keras.losses.Loss):
         else:
             a_all, b_all, offset = a, b, 0
         return clip_loss_per_example(a, b, a_all, b_all, scale, offset)
-
-    def get_config(self):
-        return {**super().get_config(), "gather_across_replicas": self.gather_across_replicas}

@@ -3,7 +3,8 @@
 import keras
 from keras import ops
 
-from mmtl_tf.losses.clip_loss import _check_pair, _scalar, unpack_contrastive_outputs
+from mmtl_tf.losses.clip_loss import (PairedContrastiveLoss, _check_pair, _scalar,
+                                      unpack_contrastive_outputs)
 from mmtl_tf.losses.cross_replica import gather_across_replicas
 
 
@@ -62,7 +63,7 @@ def sigmoid_loss(a, b, logit_scale, logit_bias):
 
 
 @keras.saving.register_keras_serializable(package="mmtl_tf")
-class SigLipLoss(keras.losses.Loss):
+class SigLipLoss(PairedContrastiveLoss):
     """`sigmoid_loss` as a Keras loss, with negatives from every replica.
 
     `y_pred` is `(a, b, logit_scale, logit_bias)` or a `DualEncoder` output
@@ -86,17 +87,7 @@ class SigLipLoss(keras.losses.Loss):
         Zhai et al. 2023 (SigLIP).
     """
 
-    def __init__(self, gather_across_replicas=True, name="siglip_loss",
-                 reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
-        if not isinstance(gather_across_replicas, bool):
-            raise ValueError("gather_across_replicas must be True or False, got "
-                             f"{gather_across_replicas!r}.")
-        self.gather_across_replicas = gather_across_replicas
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        # The pairing is the row order: y_true may be None (fit without labels).
-        return super().__call__(0.0 if y_true is None else y_true, y_pred, sample_weight)
+    DEFAULT_NAME = "siglip_loss"
 
     def call(self, y_true, y_pred):
         a, b, scale, bias = unpack_contrastive_outputs(y_pred, with_bias=True)
@@ -106,6 +97,3 @@ class SigLipLoss(keras.losses.Loss):
         else:
             b_all, offset = b, 0
         return sigmoid_loss_per_example(a, b, b_all, scale, bias, offset)
-
-    def get_config(self):
-        return {**super().get_config(), "gather_across_replicas": self.gather_across_replicas}
