@@ -38,7 +38,7 @@ import tensorflow as tf
 
 from mmtl_tf.data.image import augment_image, decoded_image_dataset, resize_and_crop
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
-                                  _read_rows, per_split_files)
+                                  _read_rows, check_columns, per_split_files)
 from mmtl_tf.errors import DataError, check_on_error, handle_problems
 
 TASKS = ("multiclass", "multilabel", "localization")
@@ -149,11 +149,7 @@ def read_labels_file(path, need_box=False, on_error="raise"):
     rows, problems, first = [], [], True
     for n, row in _read_rows(path):
         if first:
-            missing = [c for c in required if c not in row]
-            if missing:
-                raise DataError(
-                    f"{path}: missing column(s) {', '.join(missing)} (found "
-                    f"{', '.join(map(str, row)) or 'none'}; required: {', '.join(required)}).")
+            check_columns(path, row, required)
             first = False
         loc = f"{path}:{n}"
         image, label = row.get("path"), row.get("label")

@@ -79,6 +79,16 @@ def resolve_source(source):
         "captions file).")
 
 
+def check_columns(where, row, required):
+    """Raises a `DataError` naming the `required` columns that `row` (the first
+    row of a file, as a dict) lacks, and the columns it has."""
+    missing = [c for c in required if c not in row]
+    if missing:
+        raise DataError(
+            f"{where}: missing column(s) {', '.join(missing)} (found "
+            f"{', '.join(map(str, row)) or 'none'}; required: {', '.join(required)}).")
+
+
 def _read_rows(path):
     """Yields (line_number, dict) from a CSV or JSONL file; clear errors."""
     try:
@@ -135,11 +145,7 @@ def read_captions_file(path, require_label=True, on_error="raise"):
     rows, problems, first = [], [], True
     for n, row in _read_rows(path):
         if first:
-            missing = [c for c in required if c not in row]
-            if missing:
-                raise DataError(
-                    f"{path}: missing column(s) {', '.join(missing)} (found "
-                    f"{', '.join(map(str, row)) or 'none'}; required: {', '.join(required)}).")
+            check_columns(path, row, required)
             first = False
         loc = f"{path}:{n}"
         caption = row.get("caption")

@@ -20,7 +20,7 @@ import dataclasses
 import json
 import os
 
-from mmtl_tf.data.sources import SPLITS, csv_rows, hash_split, per_split_files
+from mmtl_tf.data.sources import SPLITS, check_columns, csv_rows, hash_split, per_split_files
 from mmtl_tf.errors import DataError, check_on_error, handle_problems
 
 DEFAULT_TEXT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_text")
@@ -118,12 +118,7 @@ def read_text_classification_file(path, on_error="raise"):
     for n, row in items:
         loc = f"{path}:{n}"
         if first:
-            missing = [c for c in REQUIRED_COLUMNS if c not in row]
-            if missing:
-                raise DataError(
-                    f"{loc}: missing column(s) {', '.join(missing)} (found "
-                    f"{', '.join(map(str, row)) or 'none'}; required: "
-                    f"{', '.join(REQUIRED_COLUMNS)}).")
+            check_columns(loc, row, REQUIRED_COLUMNS)
             first = False
         text, label = row.get("text"), row.get("label")
         if not isinstance(text, str) or not text.strip():
