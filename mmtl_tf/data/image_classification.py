@@ -283,6 +283,10 @@ def load_image_label_records(source="default", split="train", task="multiclass",
 
 def _finish(ds, size, shuffle, shuffle_buffer, seed, augment, batch_size, deterministic,
             drop_remainder):
+    # An unshuffled dataset keeps the records' order (evaluation pairs
+    # predictions with the records); `options.deterministic` covers the maps
+    # upstream too.
+    deterministic = bool(deterministic) or not shuffle
     if shuffle:
         ds = ds.shuffle(min(shuffle_buffer, max(size, 1)), seed=seed,
                         reshuffle_each_iteration=True)
@@ -324,7 +328,8 @@ def make_image_classification_dataset(source="default", split="train", *, task="
         shuffle: bool or None. None shuffles the training split only.
         shuffle_buffer: int.
         cache: bool or str. Cache decoded pixels in memory (True) or files (str).
-        deterministic: bool. Same order and augmentation on every run.
+        deterministic: bool. Same order and augmentation on every run (always
+            the same order when not shuffled).
         seed: int. Shuffle / augmentation / hash-split seed.
         on_error: str. `"raise"` or `"skip"`.
         drop_remainder: bool.

@@ -43,7 +43,8 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
         shuffle: bool or None. None shuffles the training split only.
         shuffle_buffer: int.
         cache: bool or str. Cache decoded pixels in memory (True) or files (str).
-        deterministic: bool. Same order and augmentations on every run.
+        deterministic: bool. Same order and augmentations on every run (always
+            the same order when not shuffled).
         seed: int. Shuffle / augmentation / hash-split seed.
         with_labels: bool. Yield `(inputs, label)` (else only `inputs`).
         on_error: str. `"raise"` or `"skip"`.
@@ -98,6 +99,9 @@ def _assemble(images, records, text_vectorizer, with_labels, split, augment,
     ds = images
     if shuffle is None:
         shuffle = split == "train"
+    # An unshuffled dataset keeps the records' order (evaluation pairs its
+    # elements with the records, e.g. retrieval's duplicate captions).
+    deterministic = bool(deterministic) or not shuffle
     if shuffle:
         ds = ds.shuffle(min(shuffle_buffer, max(len(records), 1)), seed=seed,
                         reshuffle_each_iteration=True)
