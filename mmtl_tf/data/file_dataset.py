@@ -1,6 +1,8 @@
 """`checked_file_dataset`: load files in parallel into a cached dataset, and name
 the files that fail (shared by the image and the audio pipelines)."""
 
+import os
+
 import tensorflow as tf
 
 from mmtl_tf.errors import handle_problems
@@ -52,7 +54,12 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
         # Iterating only the indices still loads every file and fills the
         # cache upstream, without copying the contents into batches.
         index_only = tf.autograph.experimental.do_not_convert(lambda i, value: i)
-        for idx_batch in ds.map(index_only).batch(4096):
+        # One pass over the files, decoding-bound: start at full parallelism
+        # instead of letting the autotuner ramp up (on 2 cores it sometimes
+        # ran most of the pass on one, nearly doubling its time).
+        options = tf.data.Options()
+        options.autotune.initial_parallelism = os.cpu_count() or 1
+        for idx_batch in ds.map(index_only).batch(4096).with_options(options):
             seen.update(idx_batch.numpy().tolist())
         if len(seen) != n:
             kept = sorted(seen)

@@ -6,6 +6,8 @@ exported SavedModel, fed raw JPEG/PNG bytes, see exactly the pixels the model
 was trained on.
 """
 
+import functools
+
 import tensorflow as tf
 
 
@@ -28,9 +30,41 @@ def decode_image(image_bytes):
     return tf.ensure_shape(_to_rgb(image), [None, None, 3])
 
 
+def _noinline(function):
+    """`function` on one uint8 image (h, w, c), as a function that graphs call
+    instead of inlining.
+
+    Inlined into a `Dataset.map` function, every node of a `tf.cond` /
+    `tf.switch_case` branch is visited for every element, taken or not; for
+    these branches (compositing, resizing) that cost more than the work done
+    on an already-RGB, already-sized image. A call is one node. The function
+    is traced once (lazily, outside any graph) and the same concrete function
+    is called from every graph, so building datasets does not retrace it.
+    """
+    traced = tf.function(function, autograph=False,
+                         input_signature=[tf.TensorSpec([None, None, None], tf.uint8)],
+                         experimental_attributes={"_noinline": True})
+    concrete = []
+
+    @functools.wraps(function)
+    def call(image):
+        if not concrete:
+            with tf.init_scope():
+                concrete.append(traced.get_concrete_function())
+        return concrete[0](image)
+
+    call.traced = traced
+    return call
+
+
 def _to_rgb(image):
     """uint8 (h, w, 1|2|3|4) → uint8 (h, w, 3); alpha composited onto white."""
+    is_rgb = tf.equal(tf.shape(image)[-1], 3)
+    return tf.cond(is_rgb, lambda: image, lambda: _other_to_rgb(image))
 
+
+@_noinline
+def _other_to_rgb(image):
     def gray():
         return tf.tile(image[..., :1], [1, 1, 3])
 
@@ -74,24 +108,34 @@ def resize_and_crop(image, image_size, crop=True):
     target_h, target_w = int(image_size[0]), int(image_size[1])
     if crop:
         image = _center_crop(image, image_size)
-    shape = tf.shape(image)[:2]
-    height, width = shape[0], shape[1]
-    shrink = tf.minimum(target_h / tf.cast(height, tf.float64),
-                        target_w / tf.cast(width, tf.float64))
+    if image.dtype == tf.uint8:
+        shape = tf.shape(image)
+        same = tf.logical_and(tf.equal(shape[0], target_h), tf.equal(shape[1], target_w))
+        resize = _uint8_resizer((target_h, target_w))
+        image = tf.cond(same, lambda: image, lambda: resize(image))
+    else:
+        image = _resize_rounded(image, (target_h, target_w))
+    return tf.ensure_shape(image, [target_h, target_w, None])
+
+
+def _resize_rounded(image, image_size):
+    """Bilinear resize (antialiased when shrinking by more than 2×), rounded to uint8."""
+    shape = tf.shape(image)
+    shrink = tf.minimum(image_size[0] / tf.cast(shape[0], tf.float64),
+                        image_size[1] / tf.cast(shape[1], tf.float64))
 
     def resized(antialias):
         def fn():
-            out = tf.image.resize(image, (target_h, target_w), antialias=antialias)
+            out = tf.image.resize(image, image_size, antialias=antialias)
             return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
         return fn
 
-    if image.dtype == tf.uint8:
-        same = tf.logical_and(tf.equal(height, target_h), tf.equal(width, target_w))
-        image = tf.case([(same, lambda: image), (shrink < 0.5, resized(True))],
-                        default=resized(False))
-    else:
-        image = tf.cond(shrink < 0.5, resized(True), resized(False))
-    return tf.ensure_shape(image, [target_h, target_w, None])
+    return tf.cond(shrink < 0.5, resized(True), resized(False))
+
+
+@functools.lru_cache(maxsize=None)
+def _uint8_resizer(image_size):
+    return _noinline(lambda image: _resize_rounded(image, image_size))
 
 
 def preprocess_image_bytes(image_bytes, image_size, crop=True, grayscale=False):
@@ -100,19 +144,45 @@ def preprocess_image_bytes(image_bytes, image_size, crop=True, grayscale=False):
     The same function serves training pipelines and exported models. The crop
     is cut from the decoded uint8 pixels before anything is converted.
 
+    An opaque RGB image that already has the target size comes out exactly as
+    decoded (the conversion below would return it unchanged anyway); only
+    other images run the conversion (crop, RGB/alpha, resize). The conversion
+    is a separate, non-inlined function: inlined, its many branch nodes would
+    be walked for every image, even where the branch is not taken, which cost
+    about 70% on top of decoding in `Dataset.map` on already-sized JPEGs
+    (`bench/bench_input_pipeline.py`).
+
     Args:
         image_bytes: scalar `tf.string`. The encoded file content.
         image_size: (height, width).
         crop: bool. Center crop after an aspect-preserving resize.
         grayscale: bool. Return one luminance channel.
     """
+    size = (int(image_size[0]), int(image_size[1]))
     image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
-    if crop:
-        image = _center_crop(image, image_size)
-    image = _to_rgb(image)
+    convert = _converter(size, bool(crop), bool(grayscale))
     if grayscale:
-        image = tf.image.rgb_to_grayscale(image)
-    return resize_and_crop(image, image_size, crop=False)
+        return tf.ensure_shape(convert(image), [size[0], size[1], 1])
+    ready = tf.reduce_all(tf.equal(tf.shape(image), [size[0], size[1], 3]))
+    image = tf.cond(ready, lambda: image, lambda: convert(image))
+    return tf.ensure_shape(image, [size[0], size[1], 3])
+
+
+@functools.lru_cache(maxsize=None)
+def _converter(image_size, crop, grayscale):
+    """decoded uint8 (h, w, 1-4) → uint8 `image_size` pixels, as a function
+    that graphs call instead of inlining (`_noinline`)."""
+
+    @_noinline
+    def convert(image):
+        if crop:
+            image = _center_crop(image, image_size)
+        image = _to_rgb(image)
+        if grayscale:
+            image = tf.image.rgb_to_grayscale(image)
+        return resize_and_crop(image, image_size, crop=False)
+
+    return convert
 
 
 def _center_crop(image, image_size):

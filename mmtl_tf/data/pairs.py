@@ -91,6 +91,8 @@ def _assemble(images, records, text_vectorizer, with_labels, split, augment,
     labels = tf.constant(records.label_ids() if with_labels else [0] * len(records),
                          tf.int32)
 
+    # Runs on whole batches (one gather per batch instead of a map step per
+    # element).
     @tf.autograph.experimental.do_not_convert
     def attach(index, image):
         inputs = {"image": image, "text": tf.gather(tokens, index)}
@@ -111,9 +113,9 @@ def _assemble(images, records, text_vectorizer, with_labels, split, augment,
             tf.autograph.experimental.do_not_convert(
                 lambda pair, s: (pair[0], augment_image(pair[1], s))),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic or None)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(attach, num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=deterministic or None)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -60,6 +60,47 @@ def test_grayscale_option_and_jpeg():
     assert out.shape == (16, 16, 1)
 
 
+def test_fast_path_and_conversion_in_one_dataset_map():
+    # A Dataset.map sees images that skip the conversion (RGB at the target
+    # size) next to ones that need it (gray, alpha, other sizes); each must come
+    # out as an independent reference says, and as the eager call does.
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (20, 20, 3)).astype("uint8")
+    gray = rng.integers(0, 256, (20, 20)).astype("uint8")
+    rgba = rng.integers(0, 256, (20, 20, 4)).astype("uint8")
+    big = rng.integers(0, 256, (40, 60, 3)).astype("uint8")
+    files = [_encode(rgb), _encode(gray), _encode(rgba), _encode(big), _encode(rgb, "JPEG")]
+    ds = tf.data.Dataset.from_tensor_slices(files).map(
+        lambda b: preprocess_image_bytes(b, (20, 20)))
+    got = [x.numpy() for x in ds]
+    np.testing.assert_array_equal(got[0], rgb)
+    np.testing.assert_array_equal(got[1], np.repeat(gray[..., None], 3, axis=-1))
+    canvas = Image.new("RGBA", (20, 20), (255, 255, 255, 255))
+    composited = np.asarray(
+        Image.alpha_composite(canvas, Image.fromarray(rgba, "RGBA")).convert("RGB"))
+    np.testing.assert_allclose(got[2], composited, atol=1.0)
+    # 40x60 → centre 40x40 → 20x20: bilinear with half-pixel centres at
+    # exactly 2x is the mean of each 2x2 block.
+    centre = big[:, 10:50].astype("float64")
+    blocks = centre.reshape(20, 2, 20, 2, 3).mean(axis=(1, 3))
+    assert np.abs(got[3].astype("float64") - blocks).max() <= 0.5 + 1e-9
+    np.testing.assert_array_equal(got[4], tf.io.decode_jpeg(files[4]).numpy())
+    for encoded, out in zip(files, got):
+        np.testing.assert_array_equal(
+            preprocess_image_bytes(tf.constant(encoded), (20, 20)).numpy(), out)
+
+
+def test_conversion_is_traced_once_for_many_datasets():
+    from mmtl_tf.data.image import _converter
+
+    convert = _converter((12, 14), True, False)
+    for _ in range(4):
+        ds = tf.data.Dataset.from_tensors(_encode(np.zeros((30, 30, 3), "uint8"))).map(
+            lambda b: preprocess_image_bytes(b, (12, 14)))
+        assert next(iter(ds)).shape == (12, 14, 3)
+    assert convert.traced.experimental_get_tracing_count() == 1
+
+
 def test_augmentation_is_deterministic_per_seed_and_keeps_shape():
     img = tf.constant(np.random.default_rng(3).integers(0, 256, (32, 32, 3)).astype("uint8"))
     a = augment_image(img, tf.constant([1, 2], tf.int64)).numpy()
