@@ -61,6 +61,21 @@ def require_file(run_dir, name):
     return path
 
 
+def load_run_model(run_dir, task):
+    """(run.json contents, the saved Keras model) of a finished run of `task`."""
+    info = load_run(run_dir, task)
+    return info, keras.saving.load_model(require_file(run_dir, "model.keras"))
+
+
+def run_config(info, data=None):
+    """The run's config, with `data` (a source given at evaluation) in place of
+    the training data source."""
+    config = dict(info["config"])
+    if data:
+        config["data"] = data
+    return config
+
+
 def write_metrics(run_dir, metrics):
     path = os.path.join(run_dir, "metrics.json")
     old = read_json(path) if os.path.exists(path) else {}

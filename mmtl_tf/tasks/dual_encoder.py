@@ -168,8 +168,7 @@ def train(config, run_dir, verbose=1):
 
 
 def _load(run_dir):
-    info = common.load_run(run_dir, NAME)
-    model = keras.saving.load_model(common.require_file(run_dir, "model.keras"))
+    info, model = common.load_run_model(run_dir, NAME)
     if os.path.isdir(os.path.join(run_dir, PREPROCESSOR_DIR)):
         tokenizer = BertPreprocessor.load(os.path.join(run_dir, PREPROCESSOR_DIR))
     else:
@@ -180,9 +179,7 @@ def _load(run_dir):
 def evaluate(run_dir, split="test", verbose=1, data=None):
     """Retrieval metrics of the saved model on a split; updates metrics.json."""
     info, model, tokenizer = _load(run_dir)
-    config = dict(info["config"])
-    if data:
-        config["data"] = data
+    config = common.run_config(info, data)
     return common.write_metrics(run_dir, {split: retrieval(model, config, tokenizer, split)})
 
 

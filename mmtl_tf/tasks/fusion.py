@@ -2,7 +2,6 @@
 
 import os
 
-import keras
 import numpy as np
 
 from mmtl_tf import runtime, training
@@ -76,8 +75,7 @@ def train(config, run_dir, verbose=1):
 
 
 def _load(run_dir):
-    info = common.load_run(run_dir, NAME)
-    model = keras.saving.load_model(common.require_file(run_dir, "model.keras"))
+    info, model = common.load_run_model(run_dir, NAME)
     vectorizer = load_text_vectorizer(common.require_file(run_dir, "text_vectorizer.json"))
     return info, model, vectorizer
 
@@ -85,9 +83,7 @@ def _load(run_dir):
 def evaluate(run_dir, split="test", verbose=1, data=None):
     """Re-evaluates the saved model on a split; updates metrics.json."""
     info, model, vectorizer = _load(run_dir)
-    config = dict(info["config"])
-    if data:
-        config["data"] = data
+    config = common.run_config(info, data)
     ds = _datasets(config, vectorizer, splits=(split,))[split]
     num_classes = len(info["class_names"])
     training.compile_classifier(model, num_classes, jit_compile=False)

@@ -150,18 +150,10 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
-def _load(run_dir):
-    info = common.load_run(run_dir, NAME)
-    model = keras.saving.load_model(common.require_file(run_dir, "model.keras"))
-    return info, model
-
-
 def evaluate(run_dir, split="test", verbose=1, data=None):
     """Re-evaluates the saved model on a split; updates metrics.json."""
-    info, model = _load(run_dir)
-    config = dict(info["config"])
-    if data:
-        config["data"] = data
+    info, model = common.load_run_model(run_dir, NAME)
+    config = common.run_config(info, data)
     datasets, _ = _datasets(config, splits=(split,))
     compile_for_task(model, config.get("target", "multiclass"), jit_compile=False)
     results = model.evaluate(datasets[split], verbose=verbose, return_dict=True)
@@ -170,7 +162,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None):
 
 def export(run_dir, saved_model_dir):
     """Writes a SavedModel whose `serving_default` takes encoded image bytes."""
-    info, model = _load(run_dir)
+    info, model = common.load_run_model(run_dir, NAME)
     task = info["config"].get("target", "multiclass")
     return export_image_classifier(model, saved_model_dir, _image_size(info["config"]),
                                    class_names=info["class_names"],

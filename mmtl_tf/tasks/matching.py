@@ -153,20 +153,13 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
-def _load(run_dir):
-    info = common.load_run(run_dir, NAME)
-    return info, keras.saving.load_model(common.require_file(run_dir, "model.keras"))
-
-
 def evaluate(run_dir, split="test", verbose=1, data=None):
     """Few-shot accuracy on the held-out classes (`split="test"`) or on new
     images of the training classes (any other split)."""
-    info, model = _load(run_dir)
-    config = dict(info["config"])
+    info, model = common.load_run_model(run_dir, NAME)
+    config = common.run_config(info, data)
     # The run's held-out classes; on other data, held-out classes drawn anew.
     config["test_classes"] = None if data else info["test_classes"]
-    if data:
-        config["data"] = data
     pools, _, _ = _pools(config)
     pool = pools["test" if split == "test" else "validation"]
     return common.write_metrics(run_dir, {split: _evaluate_pool(model, pool, config)})
@@ -174,7 +167,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None):
 
 def export(run_dir, saved_model_dir):
     """SavedModel with `classify(support_image_bytes, support_labels, query_image_bytes)`."""
-    info, model = _load(run_dir)
+    info, model = common.load_run_model(run_dir, NAME)
     return export_matching_network(model, saved_model_dir,
                                    shared_space.image_size(info["config"]))
 

@@ -1,7 +1,6 @@
 """Task `siamese`: a Siamese network trained with the contrastive loss on pairs
 of labelled images (same category = similar)."""
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -71,17 +70,10 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
-def _load(run_dir):
-    info = common.load_run(run_dir, NAME)
-    return info, keras.saving.load_model(common.require_file(run_dir, "model.keras"))
-
-
 def evaluate(run_dir, split="test", verbose=1, data=None):
     """Pair accuracy (saved threshold) and category retrieval of `split` against train."""
-    info, model = _load(run_dir)
-    config = dict(info["config"])
-    if data:
-        config["data"] = data
+    info, model = common.load_run_model(run_dir, NAME)
+    config = common.run_config(info, data)
     splits, _ = metric_learning.load_splits(config)
     accuracy, _, _ = _pair_accuracy(model, splits[split], config, int(config["seed"]) + 2,
                                     info["threshold"])
@@ -93,7 +85,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None):
 
 def export(run_dir, saved_model_dir):
     """SavedModel with `encode_image(image_bytes)` → embeddings of the shared tower."""
-    info, model = _load(run_dir)
+    info, model = common.load_run_model(run_dir, NAME)
     return export_image_embedding(model.get_layer("embedding"), saved_model_dir,
                                   shared_space.image_size(info["config"]))
 

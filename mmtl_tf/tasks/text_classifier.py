@@ -243,8 +243,7 @@ def train(config, run_dir, verbose=1):
 
 
 def _load(run_dir):
-    info = common.load_run(run_dir, NAME)
-    model = keras.saving.load_model(common.require_file(run_dir, "model.keras"))
+    info, model = common.load_run_model(run_dir, NAME)
     preprocessor = BertPreprocessor.load(run_dir)
     return info, model, preprocessor
 
@@ -252,9 +251,7 @@ def _load(run_dir):
 def evaluate(run_dir, split="test", verbose=1, data=None):
     """Re-evaluates the saved model on a split; updates metrics.json."""
     info, model, preprocessor = _load(run_dir)
-    config = dict(info["config"])
-    if data:
-        config["data"] = data
+    config = common.run_config(info, data)
     records = load_text_classification_records(config["data"], split, seed=int(config["seed"]),
                                                on_error=config.get("on_error", "raise"))
     class_names = info["class_names"]

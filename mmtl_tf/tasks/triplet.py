@@ -1,7 +1,6 @@
 """Task `triplet`: an image embedding trained with the triplet loss, triplets
 mined inside class-balanced batches (or explicit random triplets)."""
 
-import keras
 import tensorflow as tf
 
 from mmtl_tf import runtime
@@ -86,17 +85,10 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
-def _load(run_dir):
-    info = common.load_run(run_dir, NAME)
-    return info, keras.saving.load_model(common.require_file(run_dir, "model.keras"))
-
-
 def evaluate(run_dir, split="test", verbose=1, data=None):
     """Category retrieval of `split` images among the training images."""
-    info, model = _load(run_dir)
-    config = dict(info["config"])
-    if data:
-        config["data"] = data
+    info, model = common.load_run_model(run_dir, NAME)
+    config = common.run_config(info, data)
     splits, _ = metric_learning.load_splits(config)
     retrieval, baselines = metric_learning.retrieval_report(
         _embedding(model), {"train": splits["train"], "test": splits[split]})
@@ -105,7 +97,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None):
 
 def export(run_dir, saved_model_dir):
     """SavedModel with `encode_image(image_bytes)` → embeddings."""
-    info, model = _load(run_dir)
+    info, model = common.load_run_model(run_dir, NAME)
     return export_image_embedding(_embedding(model), saved_model_dir,
                                   shared_space.image_size(info["config"]))
 
