@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The same Debian package, download and stable split as the stamp images.
 from build_tuxpaint_stamps import (PACKAGE, STAMPS, fetch_deb, split_of,  # noqa: E402,F401
                                    write_licence)
+from mmtl_tf.files import atomic_directory  # noqa: E402
 
 DESC = re.compile(r"^(?P<stamp>.+)_desc(?:_(?P<lang>[A-Za-z@_]+))?\.ogg$")
 
@@ -104,8 +105,9 @@ def build(deb, out, languages=None):
             rows.append({"path": rel, "caption": caption, "label": rel_dir.split("/")[0],
                          "language": lang, "item": item, "voice": f"tuxpaint-{lang}",
                          "split": split_of(item), "source": path})
-        staging = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(out)))
-        try:
+        copyright_file = os.path.join(tmp, "usr", "share", "doc", PACKAGE, "copyright")
+
+        def write(staging):
             for row in rows:
                 dest = os.path.join(staging, row["path"])
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
@@ -113,19 +115,14 @@ def build(deb, out, languages=None):
             with open(os.path.join(staging, "captions.jsonl"), "w", encoding="utf-8") as f:
                 for row in rows:
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            copyright_file = os.path.join(tmp, "usr", "share", "doc", PACKAGE, "copyright")
             write_licence(staging,
                           f"# {PACKAGE} spoken descriptions (real speech)\n\n"
                           f"Copied unchanged from the Debian package `{os.path.basename(deb)}` "
                           "by `data_prep/build_tuxpaint_speech.py`. Licence: GNU GPL "
                           "version 2 (Tux Paint stamps); the package's copyright file "
                           "follows.\n\n", copyright_file)
-            if os.path.exists(out):
-                shutil.rmtree(out)
-            os.replace(staging, out)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+
+        atomic_directory(out, write)
     return rows, skipped
 
 

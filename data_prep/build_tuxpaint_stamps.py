@@ -36,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 
+from mmtl_tf.files import atomic_directory
+
 PACKAGE = "tuxpaint-stamps-default"
 STAMPS = os.path.join("usr", "share", "tuxpaint", "stamps")
 
@@ -132,11 +134,9 @@ def collect(stamps):
 def build(stamps, out, size=128, copyright_file=None):
     """Writes the dataset folder `out` (atomically) from an unpacked `stamps` folder."""
     rows, skipped = collect(stamps)
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-    try:
-        kept = []
+    kept = []
+
+    def write(staging):
         for row in rows:
             source = row.pop("source")
             dest = os.path.join(staging, row["path"])
@@ -160,12 +160,8 @@ def build(stamps, out, size=128, copyright_file=None):
                       f"package `{PACKAGE}`, by `data_prep/build_tuxpaint_stamps.py`. "
                       "Licence: GNU GPL version 2 (Tux Paint stamps); the package's "
                       "copyright file follows.\n\n", copyright_file)
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    atomic_directory(out, write)
     return kept, skipped
 
 
