@@ -21,11 +21,12 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+
+from mmtl_tf.files import atomic_directory
 
 PACKAGE = "emoji-datasource-google"
 VERSION = "16.0.0"
@@ -98,41 +99,33 @@ def build(tarball, out):
                          "caption": make_caption(e),
                          "label": e["category"],
                          "_bytes": data})
-    tmp = tempfile.mkdtemp(prefix=".default_sample.", dir=os.path.dirname(os.path.abspath(out)))
-    try:
-        os.makedirs(os.path.join(tmp, "images"))
-        by_label = {}
-        for r in rows:
-            by_label.setdefault(r["label"], []).append(r)
-        split_rows = {name: [] for name, _ in SPLITS}
-        for label in sorted(by_label):
-            items = sorted(by_label[label], key=lambda r: stable_rank(r["path"]))
-            n = len(items)
-            n_train = round(n * SPLITS[0][1])
-            n_val = round(n * SPLITS[1][1])
-            split_rows["train"] += items[:n_train]
-            split_rows["validation"] += items[n_train:n_train + n_val]
-            split_rows["test"] += items[n_train + n_val:]
+    by_label = {}
+    for r in rows:
+        by_label.setdefault(r["label"], []).append(r)
+    split_rows = {name: [] for name, _ in SPLITS}
+    for label in sorted(by_label):
+        items = sorted(by_label[label], key=lambda r: stable_rank(r["path"]))
+        n = len(items)
+        n_train = round(n * SPLITS[0][1])
+        n_val = round(n * SPLITS[1][1])
+        split_rows["train"] += items[:n_train]
+        split_rows["validation"] += items[n_train:n_train + n_val]
+        split_rows["test"] += items[n_train + n_val:]
+
+    def write(staging):
+        os.makedirs(os.path.join(staging, "images"))
         for name, items in split_rows.items():
             items.sort(key=lambda r: r["path"])
-            with open(os.path.join(tmp, f"{name}.jsonl"), "w", encoding="utf-8") as f:
+            with open(os.path.join(staging, f"{name}.jsonl"), "w", encoding="utf-8") as f:
                 for r in items:
-                    with open(os.path.join(tmp, r["path"]), "wb") as img:
+                    with open(os.path.join(staging, r["path"]), "wb") as img:
                         img.write(r["_bytes"])
                     f.write(json.dumps({k: v for k, v in r.items() if k != "_bytes"},
                                        ensure_ascii=False) + "\n")
-        with open(os.path.join(tmp, "LICENSE.md"), "w", encoding="utf-8") as f:
+        with open(os.path.join(staging, "LICENSE.md"), "w", encoding="utf-8") as f:
             f.write(LICENSE_TEXT.format(package=PACKAGE, version=VERSION, mit=mit))
-        if os.path.exists(out):
-            old = out.rstrip("/") + ".old"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_directory(out, write)
     return {name: len(items) for name, items in split_rows.items()}
 
 

@@ -37,10 +37,11 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
+
+from mmtl_tf.files import atomic_directory
 
 PACKAGE = "fortunes"
 VERSION = "1:1.99.1-7.3"
@@ -148,40 +149,26 @@ def split_rows(by_label):
 
 def build(deb, out, categories=CATEGORIES, min_chars=20, max_chars=600, per_class=0):
     """Writes train/validation/test.jsonl and LICENSE.md into `out` (atomically)."""
-    out = os.path.abspath(out)
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
     with tempfile.TemporaryDirectory() as work:
         root = unpack_deb(deb, os.path.join(work, "deb"))
         by_label = collect(root, categories, min_chars, max_chars, per_class)
         with open(os.path.join(root, COPYRIGHT), encoding="utf-8") as f:
             copyright_text = f.read()
     splits = split_rows(by_label)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=parent)
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the package data is not
+    def write(staging):
         for name, rows in splits.items():
-            with open(os.path.join(tmp, f"{name}.jsonl"), "w", encoding="utf-8") as f:
+            with open(os.path.join(staging, f"{name}.jsonl"), "w", encoding="utf-8") as f:
                 for r in rows:
                     f.write(json.dumps(r, ensure_ascii=False) + "\n")
         options = (f"min_chars={min_chars}, max_chars={max_chars}, "
                    f"per_class={per_class or 'no cap'}, seed={SEED}, splits "
                    + " / ".join(f"{n} {int(p * 100)} %" for n, p in SPLITS))
-        with open(os.path.join(tmp, "LICENSE.md"), "w", encoding="utf-8") as f:
+        with open(os.path.join(staging, "LICENSE.md"), "w", encoding="utf-8") as f:
             f.write(LICENSE_TEXT.format(package=PACKAGE, version=VERSION,
                                         categories="`, `".join(categories),
                                         options=options, copyright=copyright_text))
-        if os.path.exists(out):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old.", dir=parent)
-            os.rmdir(old)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_directory(out, write)
     counts = {name: len(rows) for name, rows in splits.items()}
     counts["per_class"] = {label: len(texts) for label, texts in by_label.items()}
     return counts

@@ -21,7 +21,9 @@ validation item is spoken by `--train-voices-per-item` of the training voices
 
 Requires the Debian package `espeak-ng` (`apt-get install espeak-ng`); the
 output is not byte-identical across espeak-ng or libsndfile versions, so the
-versions used are written into `LICENSE.md`.
+versions used are written into `LICENSE.md`. Even with the same versions two runs
+differ in the Ogg headers (libsndfile picks a random stream serial number); the
+decoded samples are the same.
 
 Usage:
     python data_prep/build_spoken_emoji.py                     # into mmtl_tf/data/default_audio
@@ -37,9 +39,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
+
+from mmtl_tf.files import atomic_directory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLE_DIR = os.path.join(HERE, os.pardir, "mmtl_tf", "data", "default_sample")
@@ -174,15 +177,15 @@ def build(out, per_item=1, limit=None, workers=2):
         items = [it for split in SPLITS for it in keep.get(split, [])]
     rows = assign_voices(items, per_item)
     voices = {**TRAIN_VOICES, **HELDOUT_VOICES}
-    tmp = tempfile.mkdtemp(prefix=".tmp-spoken-", dir=os.path.dirname(os.path.abspath(out)))
-    try:
+
+    def write(staging):
         for voice in voices:
-            os.makedirs(os.path.join(tmp, "clips", voice), exist_ok=True)
+            os.makedirs(os.path.join(staging, "clips", voice), exist_ok=True)
 
         def work(row):
             split, item, text, label, voice, group = row
             rel = f"clips/{voice}/{item}.ogg"
-            encode_opus(synthesize(text, voices[voice]), os.path.join(tmp, rel))
+            encode_opus(synthesize(text, voices[voice]), os.path.join(staging, rel))
             return rel
 
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -198,22 +201,18 @@ def build(out, per_item=1, limit=None, workers=2):
                      "voice_group": group, "item": item, "synthetic": True},
                     ensure_ascii=False))
             lines.sort()
-            with open(os.path.join(tmp, f"{split}.jsonl"), "w", encoding="utf-8") as f:
+            with open(os.path.join(staging, f"{split}.jsonl"), "w", encoding="utf-8") as f:
                 f.write("\n".join(lines) + "\n")
         espeak = subprocess.run(["espeak-ng", "--version"], capture_output=True,
                                 text=True).stdout.strip().split("  ")[0]
         voice_list = ", ".join(
             f"`{k}` = `{v}`" + (" (held out)" if k in HELDOUT_VOICES else "")
             for k, v in voices.items())
-        with open(os.path.join(tmp, "LICENSE.md"), "w", encoding="utf-8") as f:
+        with open(os.path.join(staging, "LICENSE.md"), "w", encoding="utf-8") as f:
             f.write(LICENSE_TEXT.format(espeak=espeak, sndfile=sf.__libsndfile_version__,
                                         voices=voice_list))
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_directory(out, write)
     return rows
 
 

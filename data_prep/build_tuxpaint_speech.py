@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The same Debian package, download and stable split as the stamp images.
 from build_tuxpaint_stamps import (PACKAGE, STAMPS, fetch_deb, split_of,  # noqa: E402,F401
                                    write_licence)
-from mmtl_tf.files import atomic_directory  # noqa: E402
+from mmtl_tf.files import atomic_directory, cache_root  # noqa: E402
 
 DESC = re.compile(r"^(?P<stamp>.+)_desc(?:_(?P<lang>[A-Za-z@_]+))?\.ogg$")
 
@@ -48,9 +48,7 @@ DESC = re.compile(r"^(?P<stamp>.+)_desc(?:_(?P<lang>[A-Za-z@_]+))?\.ogg$")
 def default_out():
     """`tuxpaint_speech` in the mmtl_tf cache (`$MMTL_TF_CACHE` or ~/.cache/mmtl_tf),
     the same folder as `mmtl_tf.data.cache_dir("tuxpaint_speech")`."""
-    root = os.environ.get("MMTL_TF_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "mmtl_tf")
-    return os.path.join(root, "tuxpaint_speech")
+    return os.path.join(cache_root(), "tuxpaint_speech")
 
 
 def read_captions(txt_path):

