@@ -64,3 +64,32 @@ def atomic_directory(path, write_fn):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def atomic_file(path, write_fn, suffix=""):
+    """Calls `write_fn(tmp_path)` and renames `tmp_path` to `path` on success.
+
+    `tmp_path` is a new empty file beside `path` whose name ends in `suffix`
+    (writers that pick the format from the extension need it, e.g. ".keras").
+    It is created with the umask's permissions (`tempfile.mkstemp` would make
+    it private, mode 600, and writers that reopen it keep that mode). If
+    `write_fn` raises, `tmp_path` is removed and an existing `path` is left as
+    it was.
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    while True:
+        tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{secrets.token_hex(4)}{suffix}")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path

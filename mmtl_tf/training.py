@@ -2,7 +2,6 @@
 
 import json
 import os
-import tempfile
 import time
 import warnings
 
@@ -10,20 +9,16 @@ import keras
 import numpy as np
 
 from mmtl_tf import runtime
+from mmtl_tf.files import atomic_file
 
 
 def atomic_write_json(obj, path):
     """Writes JSON to `path` through a temporary file and a rename."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2, ensure_ascii=False, default=_to_builtin)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    atomic_file(path, write)
 
 
 def _to_builtin(value):
@@ -41,17 +36,7 @@ def read_json(path):
 
 def save_model_atomic(model, path):
     """`model.save(path)` through a temporary file in the same folder + rename."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras",
-                               dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_file(path, model.save, suffix=".keras")
 
 
 class AtomicModelCheckpoint(keras.callbacks.Callback):
@@ -144,10 +129,10 @@ def plot_curves(history, path, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_file(path, lambda tmp: fig.savefig(tmp, dpi=90), suffix=".png")
+    finally:
+        plt.close(fig)
 
 
 def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import zipfile
 
+import numpy as np
 import pytest
 
 from mmtl_tf.files import atomic_directory, cache_dir, cache_root
@@ -78,3 +79,51 @@ def test_fetch_pypi_package_from_a_corrupt_wheel_leaves_nothing(tmp_path, monkey
     assert open(os.path.join(folder, "demo_pkg", "data.txt")).read() == "hello"
     assert os.path.isfile(os.path.join(folder, ".complete"))
     assert sorted(os.listdir(tmp_path / "pypi")) == ["demo-pkg-1.0", "demo-pkg-1.0.lock"]
+
+
+def test_atomic_file_mode_suffix_and_failure(tmp_path):
+    from mmtl_tf.files import atomic_file
+
+    target = tmp_path / "x.bin"
+    seen = []
+
+    def write(tmp):
+        seen.append(tmp)
+        with open(tmp, "wb") as f:  # reopening keeps the mode the file was created with
+            f.write(b"v1")
+
+    old = os.umask(0o022)
+    try:
+        assert atomic_file(target, write, suffix=".bin") == str(target)
+    finally:
+        os.umask(old)
+    assert seen[0].endswith(".bin") and os.path.dirname(seen[0]) == str(tmp_path)
+    assert target.read_bytes() == b"v1" and _mode(target) == 0o644
+
+    def broken(tmp):
+        open(tmp, "wb").write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_file(target, broken)
+    assert target.read_bytes() == b"v1" and os.listdir(tmp_path) == ["x.bin"]
+
+
+def test_run_files_are_readable_like_any_new_file(tmp_path):
+    # model.keras and the JSON files of a run were mode 600 (tempfile.mkstemp).
+    import keras
+
+    from mmtl_tf.training import atomic_write_json, save_model_atomic
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    old = os.umask(0o022)
+    try:
+        save_model_atomic(model, tmp_path / "model.keras")
+        atomic_write_json({"a": 1}, tmp_path / "metrics.json")
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "model.keras") == _mode(tmp_path / "metrics.json") == 0o644
+    assert sorted(os.listdir(tmp_path)) == ["metrics.json", "model.keras"]
+    x = np.ones((1, 3), "float32")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "model.keras")(x), model(x))

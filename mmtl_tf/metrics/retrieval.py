@@ -6,9 +6,10 @@ embeddings score at the bottom instead of looking perfect.
 """
 
 import os
-import tempfile
 
 import numpy as np
+
+from mmtl_tf.files import atomic_file
 
 METRICS = ("cosine", "dot", "l2")
 BACKENDS = ("tf", "faiss")
@@ -445,16 +446,9 @@ class EmbeddingIndex:
         path = os.fspath(path)
         if not path.endswith(".npz"):
             raise ValueError(f"index files end in .npz; got {path!r}.")
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(os.path.abspath(path)))
-        os.close(fd)
-        try:
-            np.savez(tmp, embeddings=self.embeddings, ids=self.ids,
-                     metric=np.array(self.metric))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        atomic_file(path, lambda tmp: np.savez(tmp, embeddings=self.embeddings, ids=self.ids,
+                                               metric=np.array(self.metric)),
+                    suffix=".npz")
         return path
 
     @classmethod
