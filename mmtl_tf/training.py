@@ -1,5 +1,6 @@
 """Compile/fit recipes, callbacks and run-folder files shared by every task."""
 
+import contextlib
 import json
 import os
 import time
@@ -35,7 +36,18 @@ def read_json(path):
 
 
 def save_model_atomic(model, path):
-    """`model.save(path)` through a temporary file in the same folder + rename."""
+    """`model.save(path)` through a temporary file in the same folder + rename.
+
+    A compiled model whose optimizer never ran (e.g. a head-swap model whose
+    head trained on cached features through another model) gets its optimizer
+    built first: otherwise `keras.saving.load_model` builds it on loading and
+    warns "Skipping variable loading for optimizer" for the missing slots.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built and model.built:
+        strategy = getattr(model, "distribute_strategy", None)
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            optimizer.build(model.trainable_variables)
     atomic_file(path, model.save, suffix=".keras")
 
 

@@ -127,3 +127,23 @@ def test_run_files_are_readable_like_any_new_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["metrics.json", "model.keras"]
     x = np.ones((1, 3), "float32")
     np.testing.assert_allclose(keras.saving.load_model(tmp_path / "model.keras")(x), model(x))
+
+
+def test_saved_model_with_an_unused_optimizer_loads_without_a_warning(tmp_path):
+    # A head-swap run trains its head through another model, so the saved
+    # model's optimizer had never been built and loading warned about it.
+    import warnings
+
+    import keras
+
+    from mmtl_tf.training import save_model_atomic
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(optimizer="adam", loss="mse")
+    save_model_atomic(model, tmp_path / "model.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert len(loaded.optimizer.variables) == 2 + 2 * len(model.trainable_variables)
+    loaded.fit(np.ones((4, 3)), np.zeros((4, 2)), verbose=0)

@@ -34,6 +34,8 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
 
     Returns:
         (dataset of (index int32, loaded tensor), list of the kept indices).
+        With `validate` and `cache` the dataset's cardinality is the number of
+        kept files.
 
     Example:
         >>> ds, kept = checked_file_dataset(paths, load, why, "image files")  # doctest: +SKIP
@@ -69,4 +71,10 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
                  describe_failure(paths[i]))
                 for i in range(n) if i not in seen]
             handle_problems(problems, on_error, what)
+        if cache:
+            # `ignore_errors` makes the size unknown; after the checking pass
+            # the cache holds exactly the kept files. Knowing it lets Keras
+            # show "n/N" in the first epoch instead of warning, at the end of
+            # it, that the input "ran out of data".
+            ds = ds.apply(tf.data.experimental.assert_cardinality(len(kept)))
     return ds, kept

@@ -118,7 +118,8 @@ class BertEncoder(keras.Model):
             pooler); `"mean"`: the mean of the token vectors over the padding
             mask (how sentence-transformers such as all-MiniLM-L6-v2 pool).
         trainable: str. `"frozen"` (default), `"partial"` (the last
-            `num_trainable_layers` blocks) or `"full"`.
+            `num_trainable_layers` blocks) or `"full"`. With `pooling="mean"`
+            the backbone's pooler (unused) stays frozen.
         sequence_length: int or None. Fixed input length (None: any length up
             to the backbone's maximum).
         num_trainable_layers: int or None. Blocks unfrozen by `"partial"`.
@@ -152,6 +153,11 @@ class BertEncoder(keras.Model):
                     f"sequence_length={sequence_length} must be between 2 and the "
                     f"backbone's max_sequence_length={max_length}.")
         set_bert_trainable(backbone, trainable, num_trainable_layers)
+        pooler = getattr(backbone, "pooled_dense", None)
+        if pooling == "mean" and pooler is not None:
+            # Mean pooling does not use the pooler: trainable, it would get no
+            # gradient and Keras would warn "Gradients do not exist" each fit.
+            pooler.trainable = False
         token_ids = keras.Input((sequence_length,), dtype="int32", name="token_ids")
         padding_mask = keras.Input((sequence_length,), dtype="int32", name="padding_mask")
         backbone_inputs = {"token_ids": token_ids, "padding_mask": padding_mask}

@@ -62,9 +62,14 @@ def require_file(run_dir, name):
 
 
 def load_run_model(run_dir, task):
-    """(run.json contents, the saved Keras model) of a finished run of `task`."""
+    """(run.json contents, the saved Keras model) of a finished run of `task`.
+
+    Loaded without its training state (`compile=False`): evaluation compiles
+    again where it needs a loss, and restoring the optimizer of a checkpoint
+    saved before the last recompile only warned that its variables differ.
+    """
     info = load_run(run_dir, task)
-    return info, keras.saving.load_model(require_file(run_dir, "model.keras"))
+    return info, keras.saving.load_model(require_file(run_dir, "model.keras"), compile=False)
 
 
 def run_config(info, data=None):

@@ -70,6 +70,25 @@ def test_trainable_modes():
     assert len(frozen.weights) == len(full.weights)
 
 
+def test_mean_pooling_leaves_the_unused_pooler_frozen():
+    import warnings
+
+    enc = BertEncoder(tiny_backbone(num_layers=2, hidden_dim=8), pooling="mean",
+                      trainable="full")
+    assert {l.name for l in enc.backbone.layers if l.weights and not l.trainable} == {
+        "pooled_dense"}
+    assert len(enc.trainable_weights) == len(enc.weights) - 2  # pooler kernel + bias
+    partial = BertEncoder(tiny_backbone(num_layers=2, hidden_dim=8), pooling="mean",
+                          trainable="partial")
+    assert {l.name for l in partial.backbone.layers if l.trainable and l.weights} == {
+        "transformer_layer_1"}
+    x = _inputs(length=8)
+    enc.compile(optimizer="adam", loss="mse", jit_compile=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was: "Gradients do not exist for ... pooled_dense"
+        enc.fit(x, np.zeros((4, 8), "float32"), epochs=1, verbose=0)
+
+
 def test_backbone_without_pooler_or_segments():
     import keras_hub
 
