@@ -123,7 +123,9 @@ def decoded_audio_dataset(paths, sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, trim
         locations: list of str or None. Names for the messages (captions rows).
 
     Returns:
-        (dataset of (index int32, waveform float32 [None]), list of kept indices).
+        (dataset of (index int32, waveform float32 [None]), list of the kept
+        indices into `paths`). The index counts kept files (see
+        `checked_file_dataset`).
     """
     def load(p):
         return audio_ops.load_and_trim(p, sample_rate, trim, top_db, min_samples)
@@ -243,8 +245,7 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
     waves, kept = decoded_audio_dataset(records.paths, on_error=on_error,
                                         locations=records.rows, **load_kwargs)
     if len(kept) != len(records):
-        records = records.subset(kept)
-        waves, _ = decoded_audio_dataset(records.paths, validate=False, **load_kwargs)
+        records = records.subset(kept)  # the dataset's indices count kept files
     crop = crop or ("random" if split == "train" else "center")
     tokens = vectorize(text_vectorizer, records.captions)
     labels = tf.constant(records.label_ids() if with_labels else [0] * len(records),

@@ -3,6 +3,7 @@ the files that fail (shared by the image and the audio pipelines)."""
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from mmtl_tf.errors import handle_problems
@@ -33,9 +34,11 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
             captions-file row of each file); defaults to the paths.
 
     Returns:
-        (dataset of (index int32, loaded tensor), list of the kept indices).
-        With `validate` and `cache` the dataset's cardinality is the number of
-        kept files.
+        (dataset of (index int32, loaded tensor), list of the kept indices
+        into `paths`). The index is the file's position among the kept files
+        (its index in `paths` when none was dropped), so it indexes
+        `[paths[k] for k in kept]`. With `validate` and `cache` the dataset's
+        cardinality is the number of kept files.
 
     Example:
         >>> ds, kept = checked_file_dataset(paths, load, why, "image files")  # doctest: +SKIP
@@ -71,6 +74,15 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
                  describe_failure(paths[i]))
                 for i in range(n) if i not in seen]
             handle_problems(problems, on_error, what)
+            # Number the kept files 0..len(kept)-1, so that callers index
+            # `records.subset(kept)` and reuse the filled cache (no second
+            # decoding pass over the good files).
+            position = np.full(n, -1, np.int32)
+            position[kept] = np.arange(len(kept), dtype=np.int32)
+            position = tf.constant(position)
+            ds = ds.map(tf.autograph.experimental.do_not_convert(
+                lambda i, value: (tf.gather(position, i), value)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if cache:
             # `ignore_errors` makes the size unknown; after the checking pass
             # the cache holds exactly the kept files. Knowing it lets Keras

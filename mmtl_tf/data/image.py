@@ -287,7 +287,8 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
             captions-file row of each image); defaults to the paths.
 
     Returns:
-        (dataset of (index int32, image uint8), list of the kept indices).
+        (dataset of (index int32, image uint8), list of the kept indices into
+        `paths`). The index counts kept files (see `checked_file_dataset`).
     """
     from mmtl_tf.data.file_dataset import checked_file_dataset
 

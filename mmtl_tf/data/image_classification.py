@@ -359,9 +359,7 @@ def make_image_classification_dataset(source="default", split="train", *, task="
     images, kept = decoded_image_dataset(records.paths, image_size, crop=crop, cache=cache,
                                          on_error=on_error, locations=records.rows)
     if len(kept) != len(records):
-        records = records.subset(kept)
-        images, _ = decoded_image_dataset(records.paths, image_size, crop=crop, cache=cache,
-                                          validate=False)
+        records = records.subset(kept)  # the dataset's indices count kept files
     targets = tf.nest.map_structure(tf.constant, records.targets(task))
     ds = images.map(lambda i, image: (image, tf.nest.map_structure(
         lambda t: tf.gather(t, i), targets)), num_parallel_calls=tf.data.AUTOTUNE,

@@ -75,10 +75,7 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
         records.paths, image_size, crop=crop, grayscale=grayscale, cache=cache,
         on_error=on_error, locations=records.rows)
     if len(kept) != len(records):
-        records = records.subset(kept)
-        images, _ = decoded_image_dataset(
-            records.paths, image_size, crop=crop, grayscale=grayscale, cache=cache,
-            validate=False)
+        records = records.subset(kept)  # the dataset's indices count kept files
     return _assemble(images, records, text_vectorizer, with_labels, split, augment,
                      batch_size, shuffle, shuffle_buffer, deterministic, seed,
                      drop_remainder)

@@ -52,8 +52,7 @@ def _bert_dataset(config, preprocessor, split, training_split):
     images, kept = decoded_image_dataset(records.paths, size, on_error=on_error,
                                          locations=records.rows)
     if len(kept) != len(records):
-        records = records.subset(kept)
-        images, _ = decoded_image_dataset(records.paths, size, validate=False)
+        records = records.subset(kept)  # the dataset's indices count kept files
     tokens = preprocessor(tf.constant(records.captions))
     seed = int(config["seed"])
     ds = images

@@ -65,8 +65,7 @@ def load_labelled_images(source, splits, size, on_error="raise", seed=0):
         ds, kept = decoded_image_dataset(records.paths, tuple(size), on_error=on_error,
                                          locations=records.rows)
         if len(kept) != len(records):
-            records = records.subset(kept)
-            ds, _ = decoded_image_dataset(records.paths, tuple(size), validate=False)
+            records = records.subset(kept)  # the dataset's indices count kept files
         batch = [img for _, img in ds.batch(512).as_numpy_iterator()]
         images.append(np.concatenate(batch) if batch else
                       np.zeros((0, *size, 3), np.uint8))

@@ -68,6 +68,23 @@ def test_corrupt_and_missing_images_are_named(tmp_path):
                                                   batch_size=32, on_error="skip")
     x, y = next(iter(ds))
     assert len(y) == 6  # 8 training rows minus the 2 bad ones
+    # The size is known after the checking pass (Keras shows "1/1", no
+    # "ran out of data" warning), and it is the number of kept files.
+    vec = mmtl_tf.data.make_text_vectorizer([f"a red blue thing {i}" for i in range(12)],
+                                            vocab_size=30, sequence_length=4)
+    vocab = vec.get_vocabulary()
+    ds = mmtl_tf.data.make_image_text_dataset(str(folder), image_size=(8, 8), batch_size=4,
+                                              text_vectorizer=vec, on_error="skip")
+    assert int(ds.cardinality()) == 2 == len(list(ds))
+    # Each kept image still comes with its own row's caption and label (image i
+    # is filled with 20 * i, its caption ends in "i"; odd rows are "red" = 1).
+    seen = []
+    for x, y in ds.unbatch():
+        i = int(x["image"].numpy()[0, 0, 0]) // 20
+        seen.append(i)
+        assert int(y) == i % 2
+        assert vocab[int(x["text"].numpy()[3])] == str(i)
+    assert sorted(seen) == [0, 3, 4, 5, 6, 7]
 
 
 def test_vectorizer_round_trip_with_stop_words(tmp_path):
