@@ -6,7 +6,6 @@ import sys
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import mmtl_tf
 from mmtl_tf.data.sources import load_image_text_records

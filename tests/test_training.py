@@ -2,7 +2,6 @@ import json
 import os
 
 import keras
-import numpy as np
 import pytest
 
 import mmtl_tf

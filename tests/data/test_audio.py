@@ -1,6 +1,4 @@
-import json
 import os
-import warnings
 
 import librosa
 import numpy as np

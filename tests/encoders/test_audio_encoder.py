@@ -1,6 +1,4 @@
-import os
 
-import keras
 import numpy as np
 import pytest
 

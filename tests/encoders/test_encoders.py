@@ -2,7 +2,6 @@ import keras
 import numpy as np
 import pytest
 
-import mmtl_tf
 from mmtl_tf.encoders import ImageEncoder, TextEncoder
 from tests.harness import run_model_test
 

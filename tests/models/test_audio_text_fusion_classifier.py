@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 import mmtl_tf
-from mmtl_tf import runtime
 from tests.encoders.test_audio_encoder import _waves
 from tests.harness import run_model_test
 
