@@ -1,6 +1,7 @@
 """Folders: the cache root and atomic writes (standard library only, so that
 `data_prep/` scripts can use it without importing TensorFlow)."""
 
+import json
 import os
 import secrets
 import shutil
@@ -21,17 +22,23 @@ def cache_dir(*parts):
     return path
 
 
-def _new_sibling(parent, prefix):
-    """Creates and returns a new empty folder `parent/prefix<random>`.
+def _new_file(path):
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
 
-    Made with `os.mkdir`, so its permissions follow the umask like any new
-    folder (`tempfile.mkdtemp` would make it private, mode 700, and the rename
-    would carry that over to the published folder).
+
+def _new_sibling(parent, prefix, suffix="", create=os.mkdir):
+    """Creates and returns a new empty folder (or, with `create=_new_file`, file)
+    `parent/prefix<random>suffix`.
+
+    Made with `os.mkdir` / `os.open(..., 0o666)`, so its permissions follow the
+    umask like any new folder or file (`tempfile.mkdtemp` / `mkstemp` make them
+    private, mode 700 / 600, and the rename would carry that over to the
+    published path; writers that reopen a file keep its mode).
     """
     while True:
-        path = os.path.join(parent, prefix + secrets.token_hex(4))
+        path = os.path.join(parent, prefix + secrets.token_hex(4) + suffix)
         try:
-            os.mkdir(path)
+            create(path)
             return path
         except FileExistsError:
             continue
@@ -70,21 +77,13 @@ def atomic_file(path, write_fn, suffix=""):
     """Calls `write_fn(tmp_path)` and renames `tmp_path` to `path` on success.
 
     `tmp_path` is a new empty file beside `path` whose name ends in `suffix`
-    (writers that pick the format from the extension need it, e.g. ".keras").
-    It is created with the umask's permissions (`tempfile.mkstemp` would make
-    it private, mode 600, and writers that reopen it keep that mode). If
-    `write_fn` raises, `tmp_path` is removed and an existing `path` is left as
-    it was.
+    (writers that pick the format from the extension need it, e.g. ".keras"),
+    with the umask's permissions. If `write_fn` raises, `tmp_path` is removed
+    and an existing `path` is left as it was.
     """
     path = os.path.abspath(os.fspath(path))
-    parent = os.path.dirname(path)
-    while True:
-        tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{secrets.token_hex(4)}{suffix}")
-        try:
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            break
-        except FileExistsError:
-            continue
+    tmp = _new_sibling(os.path.dirname(path), f".{os.path.basename(path)}.tmp-", suffix,
+                       create=_new_file)
     try:
         write_fn(tmp)
         os.replace(tmp, path)
@@ -93,3 +92,12 @@ def atomic_file(path, write_fn, suffix=""):
             os.remove(tmp)
         raise
     return path
+
+
+def atomic_json(obj, path, **dump_kwargs):
+    """`json.dump(obj, f, **dump_kwargs)` into `path` (UTF-8) through `atomic_file`."""
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, **dump_kwargs)
+
+    return atomic_file(path, write)

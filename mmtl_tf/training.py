@@ -10,16 +10,12 @@ import keras
 import numpy as np
 
 from mmtl_tf import runtime
-from mmtl_tf.files import atomic_file
+from mmtl_tf.files import atomic_file, atomic_json
 
 
 def atomic_write_json(obj, path):
     """Writes JSON to `path` through a temporary file and a rename."""
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False, default=_to_builtin)
-
-    atomic_file(path, write)
+    atomic_json(obj, path, indent=2, ensure_ascii=False, default=_to_builtin)
 
 
 def _to_builtin(value):

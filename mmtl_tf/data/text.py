@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from mmtl_tf.errors import DataError
-from mmtl_tf.files import atomic_file
+from mmtl_tf.files import atomic_json
 
 # A short English stop-word list (articles, pronouns, auxiliaries, prepositions).
 STOP_WORDS = (
@@ -117,13 +117,7 @@ def vectorizer_from_dict(spec):
 
 def save_text_vectorizer(layer, path):
     """Writes the vectorizer's config and vocabulary as JSON (atomically)."""
-    spec = vectorizer_to_dict(layer)
-
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(spec, f, ensure_ascii=False)
-
-    atomic_file(path, write)
+    atomic_json(vectorizer_to_dict(layer), path, ensure_ascii=False)
 
 
 def load_text_vectorizer(path):
