@@ -28,6 +28,9 @@ import tempfile
 
 from mmtl_tf.files import atomic_directory
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from stratified import stratified_split  # noqa: E402 (the folder of this script)
+
 PACKAGE = "emoji-datasource-google"
 VERSION = "16.0.0"
 DEFAULT_OUT = os.path.join(
@@ -102,15 +105,7 @@ def build(tarball, out):
     by_label = {}
     for r in rows:
         by_label.setdefault(r["label"], []).append(r)
-    split_rows = {name: [] for name, _ in SPLITS}
-    for label in sorted(by_label):
-        items = sorted(by_label[label], key=lambda r: stable_rank(r["path"]))
-        n = len(items)
-        n_train = round(n * SPLITS[0][1])
-        n_val = round(n * SPLITS[1][1])
-        split_rows["train"] += items[:n_train]
-        split_rows["validation"] += items[n_train:n_train + n_val]
-        split_rows["test"] += items[n_train + n_val:]
+    split_rows = stratified_split(by_label, SPLITS, key=lambda r: stable_rank(r["path"]))
 
     def write(staging):
         os.makedirs(os.path.join(staging, "images"))

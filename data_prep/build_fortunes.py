@@ -43,6 +43,9 @@ import tempfile
 
 from mmtl_tf.files import atomic_directory
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from stratified import stratified_split  # noqa: E402 (the folder of this script)
+
 PACKAGE = "fortunes"
 VERSION = "1:1.99.1-7.3"
 CATEGORIES = ("computers", "science", "politics", "work", "food", "sports", "love", "law")
@@ -133,15 +136,9 @@ def collect(root, categories, min_chars, max_chars, per_class):
 
 
 def split_rows(by_label):
-    splits = {name: [] for name, _ in SPLITS}
-    for label in sorted(by_label):
-        items = by_label[label]
-        n = len(items)
-        n_train = round(n * SPLITS[0][1])
-        n_val = round(n * SPLITS[1][1])
-        parts = (items[:n_train], items[n_train:n_train + n_val], items[n_train + n_val:])
-        for (name, _), part in zip(SPLITS, parts):
-            splits[name] += [{"text": t, "label": label} for t in part]
+    splits = stratified_split(
+        {label: [{"text": t, "label": label} for t in texts] for label, texts in by_label.items()},
+        SPLITS)
     for rows in splits.values():
         rows.sort(key=lambda r: stable_rank(r["label"] + "\t" + r["text"]))
     return splits

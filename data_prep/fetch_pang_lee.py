@@ -26,6 +26,9 @@ import sys
 
 from mmtl_tf.files import atomic_directory
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from stratified import stratified_split  # noqa: E402 (the folder of this script)
+
 PACKAGE = "gensim"
 VERSION = "4.4.0"
 MEMBER = os.path.join("gensim", "test", "test_data", "pang_lee_polarity.cor")
@@ -72,14 +75,7 @@ def write(rows, out):
     by_label = {}
     for r in rows:
         by_label.setdefault(r["label"], []).append(r)
-    splits = {name: [] for name, _ in SPLITS}
-    for label in sorted(by_label):
-        items = sorted(by_label[label], key=lambda r: stable_rank(r["text"]))
-        n = len(items)
-        n_train, n_val = round(n * SPLITS[0][1]), round(n * SPLITS[1][1])
-        for (name, _), part in zip(SPLITS, (items[:n_train], items[n_train:n_train + n_val],
-                                            items[n_train + n_val:])):
-            splits[name] += part
+    splits = stratified_split(by_label, SPLITS, key=lambda r: stable_rank(r["text"]))
     counts = {name: len(items) for name, items in splits.items()}
 
     def write(staging):
