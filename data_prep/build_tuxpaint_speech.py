@@ -138,7 +138,6 @@ def main(argv=None):
     if args.if_missing and os.path.exists(os.path.join(out, "captions.jsonl")):
         print(f"{out} already built; nothing to do (--if-missing)")
         return 0
-    os.makedirs(os.path.dirname(out), exist_ok=True)
     languages = set(args.languages.split(",")) if args.languages else None
     with tempfile.TemporaryDirectory() as work:
         deb = args.deb or fetch_deb(work)
