@@ -113,7 +113,7 @@ for mining in ("semi_hard", "batch_hard"):
 test, train = split["test"], split["train"]
 pixels = shared_space.category_retrieval(shared_space.pixel_embeddings(test["images"]), test["labels"],
                                          shared_space.pixel_embeddings(train["images"]), train["labels"])
-print(f"same-category retrieval of test images among training images (R@1 = 1-NN accuracy)")
+print("same-category retrieval of test images among training images (R@1 = 1-NN accuracy)")
 print(f"  chance {pixels['chance_R@1']:.3f}   raw pixels {pixels['R@1']:.3f}")
 for mining, model in embeddings.items():
     m = shared_space.category_retrieval(shared_space.embed_images(model, test["images"]), test["labels"],

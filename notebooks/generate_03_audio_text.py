@@ -318,8 +318,6 @@ in the graph exactly as in evaluation — and `encode_text(text)` on raw
 strings. (`mmtl-tf train audio-text` / `evaluate` / `export` do all of this
 from the command line.)"""),
     ("code", """\
-import tensorflow as tf
-
 saved_dir = os.path.join(tempfile.mkdtemp(), "audio_text_saved_model")
 mmtl_tf.export.export_audio_text_dual_encoder(dual, char_vectorizer, saved_dir,
                                               sample_rate=RATE)
