@@ -65,6 +65,16 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys):
     assert (tmp_path / "sm" / "saved_model.pb").exists()
     # Evaluating a folder that is not a run is a usage error.
     assert cli.main(["evaluate", str(tmp_path / "sm")]) == 2
+    # Training again into the run folder with bad data fails before the old
+    # run is touched: every file as it was, no staging folder left behind.
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "captions.csv").write_text("path,caption,label\nmissing.png,a cat,x\n")
+    assert cli.main(["train", "fusion", "--size", "tiny", "--data", str(bad),
+                     "--out", str(run)]) == 1
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert sorted(os.listdir(tmp_path)) == ["bad", "run", "sm"]
 
 
 def test_data_errors_exit_1_and_name_the_file(tmp_path, capsys):

@@ -104,6 +104,7 @@ def retrieval(model, config, vectorizer, split):
     return results
 
 
+@common.staged_run
 def train(config, run_dir, verbose=1):
     """Trains on the training split, evaluates retrieval on the test split."""
     common.start_run(run_dir, NAME, config)

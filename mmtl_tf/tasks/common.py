@@ -1,11 +1,13 @@
 """Run-folder bookkeeping shared by the tasks."""
 
 import datetime
+import functools
 import os
 
 import keras
 
 from mmtl_tf import __version__, runtime
+from mmtl_tf.files import atomic_directory
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.training import atomic_write_json, read_json
 
@@ -19,6 +21,40 @@ def resolve_config(recipe, size="base", overrides=None):
         if value is not None:
             config[key] = value
     return config
+
+
+def check_run_dir(run_dir):
+    """Raises a `ValueError` if training must not write `run_dir`: a file, or a
+    non-empty folder that is not a run folder (no run.json), whose contents
+    training would replace."""
+    if not os.path.lexists(run_dir):
+        return
+    if not os.path.isdir(run_dir):
+        raise ValueError(f"{run_dir}: exists and is not a folder; choose a new run folder.")
+    if os.listdir(run_dir) and not os.path.isfile(os.path.join(run_dir, RUN_FILE)):
+        raise ValueError(
+            f"{run_dir}: exists, is not empty and is not a run folder (no {RUN_FILE}); "
+            "training replaces the run folder it writes, so choose a new or empty one.")
+
+
+def staged_run(train):
+    """Decorator of a task's `train(config, run_dir, verbose)`: it writes into a
+    new folder beside `run_dir`, which replaces `run_dir` only when training,
+    evaluation and every file are done.
+
+    So a run that fails (bad data, a crash, Ctrl-C) leaves an earlier run in
+    `run_dir` as it was, and a finished run never mixes with files of an earlier
+    one (stale metrics, an exported SavedModel of another model). `run_dir` must
+    be new, empty or a run folder (`check_run_dir`).
+    """
+    @functools.wraps(train)
+    def staged(config, run_dir, verbose=1):
+        check_run_dir(run_dir)
+        result = []
+        atomic_directory(run_dir, lambda tmp: result.append(train(config, tmp, verbose)))
+        return result[0]
+
+    return staged
 
 
 def start_run(run_dir, task, config):

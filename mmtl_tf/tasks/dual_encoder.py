@@ -132,6 +132,7 @@ def retrieval(model, config, tokenizer, split):
         return evaluate_retrieval(model, dataset, match_keys={"image": "inputs"})
 
 
+@common.staged_run
 def train(config, run_dir, verbose=1):
     """Trains, evaluates retrieval on the test split and writes the run folder."""
     common.start_run(run_dir, NAME, config)

@@ -33,6 +33,7 @@ def _datasets(config, vectorizer, splits=("train", "validation", "test")):
             for s in splits}
 
 
+@common.staged_run
 def train(config, run_dir, verbose=1):
     """Trains, evaluates on the test split and writes the run folder."""
     common.start_run(run_dir, NAME, config)

@@ -100,6 +100,7 @@ def _floats(results):
     return {k: float(v) for k, v in results.items()}
 
 
+@common.staged_run
 def train(config, run_dir, verbose=1):
     """Trains (head, then fine-tuning), evaluates on the test split, writes the run folder."""
     common.start_run(run_dir, NAME, config)

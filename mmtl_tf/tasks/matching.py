@@ -118,6 +118,7 @@ def _evaluate_pool(model, pool, config):
     return results
 
 
+@common.staged_run
 def train(config, run_dir, verbose=1):
     """Episodic training on the training classes; few-shot accuracy on the held-out ones."""
     common.start_run(run_dir, NAME, config)

@@ -39,6 +39,7 @@ def _pair_accuracy(model, split, config, seed, threshold=None):
     return float(np.mean((distances <= threshold) == same)), threshold, float(np.mean(same))
 
 
+@common.staged_run
 def train(config, run_dir, verbose=1):
     """Trains on random pairs, picks the distance threshold on validation pairs,
     evaluates pair accuracy and category retrieval on the test split."""

@@ -151,6 +151,7 @@ def lstm_baseline(config, records, verbose=0):
             "params": int(model.count_params()), "train_seconds": seconds}
 
 
+@common.staged_run
 def train(config, run_dir, verbose=1):
     """Trains, evaluates on the test split and writes the run folder."""
     common.start_run(run_dir, NAME, config)

@@ -39,6 +39,7 @@ def _embedding(model):
     return model.embedding if isinstance(model, TripletNetwork) else model
 
 
+@common.staged_run
 def train(config, run_dir, verbose=1):
     """Trains the embedding, evaluates category retrieval on the test split."""
     mining = config.get("mining", "semi_hard")

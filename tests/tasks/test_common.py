@@ -1,0 +1,60 @@
+"""The run folder a task's `train` writes (`tasks.common.staged_run`)."""
+
+import json
+import os
+
+import pytest
+
+from mmtl_tf.tasks import common
+
+
+def _fake_train(fail=False):
+    @common.staged_run
+    def train(config, run_dir, verbose=1):
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "run.json"), "w") as f:
+            json.dump({"task": "fake", "config": config}, f)
+        with open(os.path.join(run_dir, "metrics.json"), "w") as f:
+            json.dump({"test": config["value"]}, f)
+        if fail:
+            raise RuntimeError("training failed half-way")
+        return {"test": config["value"], "dir": run_dir}
+    return train
+
+
+def _listing(folder):
+    return {name: open(os.path.join(folder, name)).read() for name in sorted(os.listdir(folder))}
+
+
+def test_a_finished_run_replaces_the_old_one_whole(tmp_path):
+    run = tmp_path / "run"
+    assert _fake_train()({"value": 1}, str(run))["test"] == 1
+    (run / "saved_model.txt").write_text("exported from run 1")
+    metrics = _fake_train()({"value": 2}, str(run))
+    # Trained in a sibling folder, then renamed into place.
+    assert metrics["dir"] != str(run) and os.path.dirname(metrics["dir"]) == str(tmp_path)
+    assert _listing(run) == {"metrics.json": '{"test": 2}',
+                             "run.json": '{"task": "fake", "config": {"value": 2}}'}
+    assert os.listdir(tmp_path) == ["run"]
+
+
+def test_a_failed_run_leaves_the_old_one_as_it_was(tmp_path):
+    run = tmp_path / "run"
+    _fake_train()({"value": 1}, str(run))
+    before = _listing(run)
+    with pytest.raises(RuntimeError, match="half-way"):
+        _fake_train(fail=True)({"value": 2}, str(run))
+    assert _listing(run) == before
+    assert os.listdir(tmp_path) == ["run"]
+
+
+def test_only_a_new_empty_or_run_folder_is_written(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a run folder"):
+        _fake_train()({"value": 1}, str(tmp_path))
+    with pytest.raises(ValueError, match="not a folder"):
+        _fake_train()({"value": 1}, str(tmp_path / "notes.txt"))
+    assert _listing(tmp_path) == {"notes.txt": "mine"}
+    (tmp_path / "empty").mkdir()
+    _fake_train()({"value": 3}, str(tmp_path / "empty"))
+    assert json.loads((tmp_path / "empty" / "metrics.json").read_text()) == {"test": 3}
