@@ -1,5 +1,9 @@
 """Exceptions and warnings raised by mmtl_tf (no TensorFlow import here)."""
 
+import os
+import re
+import sys
+
 
 class DataError(ValueError):
     """Bad input data: names the file or row and what is wrong with it.
@@ -16,7 +20,17 @@ class DataError(ValueError):
 
 
 class DataWarning(UserWarning):
-    """Items were skipped because of `on_error="skip"`; the message lists them."""
+    """Items were skipped because of `on_error="skip"`; the message lists them.
+
+    Args:
+        message: str.
+        problems: list of (location, problem) tuples: every skipped item (the
+            message shows the first ten).
+    """
+
+    def __init__(self, message, problems=None):
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 def format_problems(problems, limit=10):
@@ -27,17 +41,23 @@ def format_problems(problems, limit=10):
     return "\n".join(lines)
 
 
-def handle_problems(problems, on_error, what):
+def handle_problems(problems, on_error, what, total=None):
     """Raises `DataError` or warns about skipped items, depending on `on_error`.
 
     Args:
         problems: list of (location, problem) pairs; nothing happens if empty.
         on_error: str. `"raise"` or `"skip"`.
         what: str. What the items are, for the message ("image files", "rows").
+        total: int or None. How many items there were: if every one is bad,
+            `"skip"` raises too (it would leave nothing to train or evaluate on).
     """
     check_on_error(on_error)
     if not problems:
         return
+    if on_error == "skip" and total is not None and len(problems) >= total:
+        raise DataError(
+            f"all {total} {what} are bad, so on_error='skip' would leave none:\n"
+            f"{format_problems(problems)}", problems)
     if on_error == "raise":
         raise DataError(
             f"{len(problems)} bad {what}:\n{format_problems(problems)}\n"
@@ -45,9 +65,36 @@ def handle_problems(problems, on_error, what):
             problems)
     import warnings
 
-    warnings.warn(
+    warnings.warn(DataWarning(
         f"skipped {len(problems)} bad {what} (on_error='skip'):\n"
-        f"{format_problems(problems)}", DataWarning, stacklevel=3)
+        f"{format_problems(problems)}", problems), stacklevel=_caller_level())
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _caller_level():
+    """`stacklevel` for a warning raised by this module's caller, so that it
+    points at the first frame outside mmtl_tf (the user's line)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def describe_op_error(error):
+    """The useful line of a TensorFlow op error's message, for messages that
+    name a file: without the `{{function_node ...}}` prefix, the `[Op:...]`
+    suffix, a leading "Graph execution error:" and the traceback of the
+    Python code that built the graph."""
+    text = getattr(error, "message", None) or str(error)
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    lines = [ln for ln in lines if ln != "Graph execution error:"]
+    # Graph errors end with the failing op's message after the traceback.
+    message = lines[-1] if lines else type(error).__name__
+    message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)
+    message = re.sub(r"\s*\[Op:[^\]]*\].*$", "", message)
+    return message.strip() or type(error).__name__
 
 
 def check_on_error(on_error):

@@ -96,7 +96,7 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=True
     """Exports an image model (head swap, multi-label, localization) serving raw image bytes.
 
     The signature `serving_default(image_bytes)` takes a batch of encoded
-    JPEG/PNG/GIF/BMP files (tf.string, shape (N,)), decodes, resizes and (with
+    JPEG/PNG/GIF/BMP/WebP files (tf.string, shape (N,)), decodes, resizes and (with
     `crop`) center-crops them in the graph with the training code, and returns:
 
     * one softmax/sigmoid output: `probabilities` (float32), `class_id` and,
@@ -316,7 +316,7 @@ def export_image_text_dual_encoder(model, text_tokenizer, path, image_size, crop
     """Exports an image–text dual encoder serving raw image bytes and raw strings.
 
     Signatures: `encode_image(image_bytes)` (tf.string (N,): encoded
-    JPEG/PNG/GIF/BMP files, decoded and resized in the graph as in training)
+    JPEG/PNG/GIF/BMP/WebP files, decoded and resized in the graph as in training)
     and `encode_text(text)` (tf.string (N,): tokenised with the training
     vocabulary), each returning `embeddings` float32 (N, D), unit length.
     `serving_default` is `encode_image`.

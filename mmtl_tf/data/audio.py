@@ -81,6 +81,8 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
     path = _as_path(path)
     if not os.path.exists(path):
         raise DataError(f"{path}: file not found.")
+    if os.path.isdir(path):
+        raise DataError(f"{path}: a folder, not an audio file.")
     if os.path.getsize(path) == 0:
         raise DataError(f"{path}: empty file (0 bytes).")
     try:
@@ -165,6 +167,7 @@ def load_and_trim(path, sample_rate=DEFAULT_SAMPLE_RATE, trim=True, top_db=40.0,
         top_db: float. Silence threshold below the loudest frame.
         min_samples: int. Shortest acceptable clip, before and after trimming.
         floor_db: float. All-silent threshold (dBFS of the loudest frame).
+            Without `trim`, only a clip whose samples are all zero is an error.
 
     Returns:
         float32 ndarray (samples,).
@@ -180,6 +183,8 @@ def load_and_trim(path, sample_rate=DEFAULT_SAMPLE_RATE, trim=True, top_db=40.0,
     if trim:
         y = trim_silence_array(y, top_db=top_db, min_samples=min_samples,
                                floor_db=floor_db, name=_as_path(path))
+    elif not np.any(y):
+        raise DataError(f"{_as_path(path)}: all silent (every sample is zero).")
     return y
 
 

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mmtl_tf.errors import handle_problems
+from mmtl_tf.errors import DataError, handle_problems
 
 
 def checked_file_dataset(paths, load, describe_failure, what, cache=True, validate=True,
@@ -17,7 +17,7 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
     `num_parallel_calls=AUTOTUNE`, fills the cache, and finds the files whose
     loading fails: they raise one `mmtl_tf.DataError` that names each file and
     its problem, or, with `on_error="skip"`, are dropped with a `DataWarning`
-    that lists them.
+    that lists them (a `DataError` if none is left).
 
     Args:
         paths: list of str. The files.
@@ -44,6 +44,8 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
         >>> ds, kept = checked_file_dataset(paths, load, why, "image files")  # doctest: +SKIP
     """
     n = len(paths)
+    if not n:
+        raise DataError(f"no {what} to load (the list of files is empty).")
     ds = tf.data.Dataset.from_tensor_slices(
         (tf.range(n, dtype=tf.int32), tf.constant(list(paths), dtype=tf.string)))
     # The load functions use tf.cond/switch_case explicitly (or numpy_function):
@@ -73,7 +75,7 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
                 (f"{names[i]}" + (f" ({paths[i]})" if locations else ""),
                  describe_failure(paths[i]))
                 for i in range(n) if i not in seen]
-            handle_problems(problems, on_error, what)
+            handle_problems(problems, on_error, what, total=n)
             # Number the kept files 0..len(kept)-1, so that callers index
             # `records.subset(kept)` and reuse the filled cache (no second
             # decoding pass over the good files).

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 
 def decode_image(image_bytes):
-    """Decodes JPEG/PNG/GIF/BMP bytes into RGB uint8 pixels.
+    """Decodes JPEG/PNG/GIF/BMP/WebP bytes into RGB uint8 pixels.
 
     Grayscale images are repeated to three channels; images with an alpha
     channel (PNG) are composited onto a white background (and rounded), so
@@ -138,6 +138,21 @@ def _uint8_resizer(image_size):
     return _noinline(lambda image: _resize_rounded(image, image_size))
 
 
+def check_image_size(image_size):
+    """`(height, width)` as two positive ints; a `ValueError` for anything else
+    (before it could surface as a decoding failure of every file)."""
+    try:
+        height, width = image_size
+        size = (int(height), int(width))
+        ok = size == (height, width) and min(size) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"image_size={image_size!r}: expected (height, width), two "
+                         "positive integers.")
+    return size
+
+
 def preprocess_image_bytes(image_bytes, image_size, crop=True, grayscale=False):
     """Bytes of one encoded image → uint8 (height, width, 3 or 1) pixels.
 
@@ -158,7 +173,7 @@ def preprocess_image_bytes(image_bytes, image_size, crop=True, grayscale=False):
         crop: bool. Center crop after an aspect-preserving resize.
         grayscale: bool. Return one luminance channel.
     """
-    size = (int(image_size[0]), int(image_size[1]))
+    size = check_image_size(image_size)
     image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
     convert = _converter(size, bool(crop), bool(grayscale))
     if grayscale:
@@ -251,15 +266,18 @@ def _describe_failure(path, image_size, crop, grayscale):
     """Runs the preprocessing eagerly on one file and returns why it fails."""
     import os
 
+    from mmtl_tf.errors import describe_op_error
+
     if not os.path.exists(path):
         return "file not found"
+    if os.path.isdir(path):
+        return "a folder, not an image file"
     if os.path.getsize(path) == 0:
         return "empty file"
     try:
         _load_and_preprocess(tf.constant(path), image_size, crop, grayscale)
     except (tf.errors.OpError, ValueError) as e:
-        message = getattr(e, "message", str(e)).strip().splitlines()[0]
-        return f"cannot decode image ({message})"
+        return f"cannot decode image ({describe_op_error(e)})"
     return "failed while decoding (unknown reason)"
 
 
@@ -292,6 +310,7 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
     """
     from mmtl_tf.data.file_dataset import checked_file_dataset
 
+    image_size = check_image_size(image_size)
     return checked_file_dataset(
         paths, lambda p: _load_and_preprocess(p, image_size, crop, grayscale),
         lambda path: _describe_failure(path, image_size, crop, grayscale), "image files",

@@ -38,12 +38,13 @@ import tensorflow as tf
 
 from mmtl_tf.data.image import augment_image, decoded_image_dataset, resize_and_crop
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
-                                  _read_rows, check_columns, per_split_files)
+                                  _read_rows, check_columns, label_field, per_split_files,
+                                  split_field, text_field)
 from mmtl_tf.errors import DataError, check_on_error, handle_problems
 
 TASKS = ("multiclass", "multilabel", "localization")
 LABEL_FILE_NAMES = ("labels.jsonl", "labels.csv") + CAPTION_FILE_NAMES
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 LABEL_SEPARATOR = "|"
 
 # TFDS image datasets for users with internet: name → label layout and splits.
@@ -147,24 +148,16 @@ def read_labels_file(path, need_box=False, on_error="raise"):
     root = os.path.dirname(os.path.abspath(path))
     required = ["path", "label"] + (["box"] if need_box else [])
     rows, problems, first = [], [], True
-    for n, row in _read_rows(path):
+    for n, row in _read_rows(path, problems):
         if first:
             check_columns(path, row, required)
             first = False
         loc = f"{path}:{n}"
-        image, label = row.get("path"), row.get("label")
-        if not isinstance(image, str) or not image.strip():
-            problems.append((loc, "empty image path"))
-            continue
-        labels = label if isinstance(label, list) else \
-            ([] if label is None else str(label).split(LABEL_SEPARATOR))
-        labels = [str(x).strip() for x in labels if str(x).strip()]
-        if not labels:
-            problems.append((loc, "empty label"))
-            continue
-        split = row.get("split") or None
-        if split is not None and split not in SPLITS:
-            problems.append((loc, f"split {split!r} is not one of {', '.join(SPLITS)}"))
+        image, why = text_field(row, "path", "image path")
+        labels, why = (None, why) if why else _labels_field(row)
+        split, why = (None, why) if why else split_field(row)
+        if why:
+            problems.append((loc, why))
             continue
         box = None
         if need_box:
@@ -173,12 +166,27 @@ def read_labels_file(path, need_box=False, on_error="raise"):
             except ValueError as e:
                 problems.append((loc, str(e)))
                 continue
-        rows.append({"path": os.path.join(root, image.strip()), "labels": labels, "box": box,
+        rows.append({"path": os.path.join(root, image), "labels": labels, "box": box,
                      "split": split, "row": loc})
-    if first:
+    if first and not problems:
         raise DataError(f"{path}: the labels file has no rows.")
-    handle_problems(problems, on_error, "rows")
+    handle_problems(problems, on_error, "rows", total=len(rows) + len(problems))
     return rows
+
+
+def _labels_field(row):
+    """`(labels, None)`: a row's class names (a list, or one string with
+    `LABEL_SEPARATOR` between names), or `(None, problem)`."""
+    value = row.get("label")
+    items = value if isinstance(value, list) else [value]
+    labels = []
+    for item in items:
+        label, why = label_field({"label": item})
+        if why and not (why == "empty label" and isinstance(value, list)):
+            return None, why
+        if label:
+            labels += [x.strip() for x in label.split(LABEL_SEPARATOR) if x.strip()]
+    return (labels, None) if labels else (None, "empty label")
 
 
 def _class_folder_rows(folder):
@@ -266,13 +274,13 @@ def load_image_label_records(source="default", split="train", task="multiclass",
     if task == "multiclass":
         several = [(r["row"], f"{len(r['labels'])} labels {r['labels']} (multiclass needs one; "
                     "use task='multilabel')") for r in chosen if len(r["labels"]) != 1]
-        handle_problems(several, on_error, "rows")
+        handle_problems(several, on_error, "rows", total=len(chosen))
         chosen = [r for r in chosen if len(r["labels"]) == 1]
     known = set(class_names)
     unknown = [(r["row"], f"label(s) {sorted(set(r['labels']) - known)} do not occur in the "
                 "training split") for r in chosen if not set(r["labels"]) <= known]
     if unknown:
-        handle_problems(unknown, on_error, "rows")
+        handle_problems(unknown, on_error, "rows", total=len(chosen))
         bad = {loc for loc, _ in unknown}
         chosen = [r for r in chosen if r["row"] not in bad]
     return ImageLabelRecords(

@@ -89,25 +89,63 @@ def check_columns(where, row, required):
             f"{', '.join(map(str, row)) or 'none'}; required: {', '.join(required)}).")
 
 
-def _read_rows(path):
-    """Yields (line_number, dict) from a CSV or JSONL file; clear errors."""
+def _problem(problems, loc, why):
+    """Adds `(loc, why)` to `problems`, or raises it as a `DataError` if None."""
+    if problems is None:
+        raise DataError(f"{loc}: {why}.")
+    problems.append((loc, why))
+
+
+def is_jsonl(path):
+    """Whether a data file is JSON Lines (`.jsonl` / `.json`, any case); else CSV."""
+    return os.fspath(path).lower().endswith((".jsonl", ".json"))
+
+
+def _read_rows(path, problems=None):
+    """Yields (line_number, dict) from a CSV or JSONL file.
+
+    Lines that cannot be read as a row (see `jsonl_rows`, `csv_rows`) are
+    added to `problems` as `("file:line", why)`, or raise a `DataError` if
+    `problems` is None.
+    """
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as e:
-        raise DataError(f"{path}: cannot read captions file ({e.strerror}).") from e
-    if not (path.endswith(".jsonl") or path.endswith(".json")):
-        yield from csv_rows(path, raw)
-        return
-    for n, line in enumerate(_decode_utf8(path, raw).splitlines(), start=1):
+        raise DataError(f"{path}: cannot read the file ({e.strerror}).") from e
+    if is_jsonl(path):
+        yield from jsonl_rows(path, raw, problems)
+    else:
+        yield from csv_rows(path, raw, problems)
+
+
+def jsonl_rows(path, raw, problems=None):
+    """Yields (line_number, dict) of a JSON Lines file's bytes.
+
+    Lines are split at "\\n" only (a JSON string may hold U+2028 or U+0085,
+    which `str.splitlines` would split at); blank lines are skipped. A line
+    that is not UTF-8, not valid JSON or not an object goes to `problems`
+    (raises if None), so the other lines can still be used.
+    """
+    for n, line in enumerate(raw.split(b"\n"), start=1):
+        if n == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
         if not line.strip():
             continue
+        loc = f"{path}:{n}"
         try:
-            row = json.loads(line)
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            _problem(problems, loc, f"not valid UTF-8 (byte {e.start} of the line)")
+            continue
+        try:
+            row = json.loads(text)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: invalid JSON ({e.msg}).") from e
+            _problem(problems, loc, f"invalid JSON ({e.msg})")
+            continue
         if not isinstance(row, dict):
-            raise DataError(f"{path}:{n}: expected a JSON object per line.")
+            _problem(problems, loc, "expected a JSON object per line")
+            continue
         yield n, row
 
 
@@ -120,11 +158,53 @@ def _decode_utf8(path, raw):
         raise DataError(f"{path}:{line}: not valid UTF-8 (byte offset {e.start}).") from e
 
 
-def csv_rows(path, raw):
-    """Yields (line_number, dict) of a CSV file's bytes (with a header row)."""
+def csv_rows(path, raw, problems=None):
+    """Yields (line_number, dict) of a CSV file's bytes (with a header row).
+
+    A row with more fields than the header (typically an unquoted comma inside
+    a caption, which would shift the columns) goes to `problems` (raises if
+    None). Missing trailing fields read as empty. A file that is not UTF-8
+    raises (its rows cannot be told apart).
+    """
     reader = csv.DictReader(io.StringIO(_decode_utf8(path, raw), newline=""))
     for row in reader:
+        if None in row:  # DictReader's key for fields beyond the header
+            fields = len(reader.fieldnames) + len(row[None])
+            _problem(problems, f"{path}:{reader.line_num}",
+                     f"{fields} fields but the header has {len(reader.fieldnames)} "
+                     "(quote values that contain commas)")
+            continue
         yield reader.line_num, row
+
+
+def _describe_value(value):
+    """A JSON value's kind and (shortened) text, for messages."""
+    kind = {list: "a list", dict: "an object", bool: "a boolean"}.get(type(value), "a number")
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return f"{kind} ({text[:40]}{'...' if len(text) > 40 else ''})"
+
+
+def text_field(row, column, name=None):
+    """`(text, None)`: the stripped string in `row[column]`, or `(None, problem)`
+    if it is missing, blank or not a string (a JSON number, list, ...)."""
+    name = name or column
+    value = row.get(column)
+    if isinstance(value, str) and value.strip():
+        return value.strip(), None
+    if value is None or isinstance(value, str):
+        return None, f"empty {name}"
+    return None, f"{name} is {_describe_value(value)}, not a string"
+
+
+def label_field(row, column="label"):
+    """`(label, None)`: a row's class name as a stripped string (a JSON integer
+    becomes its digits), or `(None, problem)` if it is missing, blank or of
+    another type (a float, list or object would make classes that only look
+    alike, e.g. 1 and 1.0)."""
+    value = row.get(column)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value), None
+    return text_field(row, column)
 
 
 def read_captions_file(path, require_label=True, on_error="raise"):
@@ -143,35 +223,38 @@ def read_captions_file(path, require_label=True, on_error="raise"):
     root = os.path.dirname(os.path.abspath(path))
     required = ["path", "caption"] + (["label"] if require_label else [])
     rows, problems, first = [], [], True
-    for n, row in _read_rows(path):
+    for n, row in _read_rows(path, problems):
         if first:
             check_columns(path, row, required)
             first = False
         loc = f"{path}:{n}"
-        caption = row.get("caption")
-        image = row.get("path")
-        if not isinstance(caption, str) or not caption.strip():
-            problems.append((loc, "empty caption"))
+        caption, why = text_field(row, "caption")
+        image, why = (None, why) if why else text_field(row, "path", "image path")
+        label = None
+        if not why and (require_label or row.get("label") not in (None, "")):
+            label, why = label_field(row)
+        if not why:
+            split, why = split_field(row)
+        if why:
+            problems.append((loc, why))
             continue
-        if not isinstance(image, str) or not image.strip():
-            problems.append((loc, "empty image path"))
-            continue
-        label = row.get("label")
-        if require_label and (label is None or str(label).strip() == ""):
-            problems.append((loc, "empty label"))
-            continue
-        split = row.get("split") or None
-        if split is not None and split not in SPLITS:
-            problems.append((loc, f"split {split!r} is not one of {', '.join(SPLITS)}"))
-            continue
-        rows.append({"path": os.path.join(root, image.strip()),
-                     "caption": caption.strip(),
-                     "label": None if label is None else str(label),
+        rows.append({"path": os.path.join(root, image), "caption": caption, "label": label,
                      "split": split, "row": loc})
-    if first:
+    if first and not problems:
         raise DataError(f"{path}: the captions file has no rows.")
-    handle_problems(problems, on_error, "rows")
+    handle_problems(problems, on_error, "rows", total=len(rows) + len(problems))
     return rows
+
+
+def split_field(row):
+    """`(split or None, None)` of a row's optional `split` column, or
+    `(None, problem)` for a value other than train / validation / test."""
+    split = row.get("split")
+    if split is None or (isinstance(split, str) and not split.strip()):
+        return None, None
+    if isinstance(split, str) and split.strip() in SPLITS:
+        return split.strip(), None
+    return None, f"split {split!r} is not one of {', '.join(SPLITS)}"
 
 
 def hash_split(key, seed=0):
@@ -254,7 +337,7 @@ def load_image_text_records(source="default", split="train", require_label=True,
         unknown = [(r["row"], f"label {r['label']!r} does not occur in the training split")
                    for r in chosen if r["label"] not in set(train_labels)]
         if unknown:
-            handle_problems(unknown, on_error, "rows")
+            handle_problems(unknown, on_error, "rows", total=len(chosen))
             bad = {loc for loc, _ in unknown}
             chosen = [r for r in chosen if r["row"] not in bad]
     root = path if kind == "dir" else os.path.dirname(os.path.abspath(path))

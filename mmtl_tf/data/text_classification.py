@@ -17,10 +17,11 @@ and builds the full corpus (3,383 quotes).
 """
 
 import dataclasses
-import json
 import os
 
-from mmtl_tf.data.sources import SPLITS, check_columns, csv_rows, hash_split, per_split_files
+from mmtl_tf.data.sources import (SPLITS, check_columns, csv_rows, hash_split, is_jsonl,
+                                  jsonl_rows, label_field, per_split_files, split_field,
+                                  text_field)
 from mmtl_tf.errors import DataError, check_on_error, handle_problems
 
 DEFAULT_TEXT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_text")
@@ -69,28 +70,6 @@ class TextClassificationRecords:
             rows=[self.rows[i] for i in keep])
 
 
-def _iter_jsonl(path, raw, problems):
-    for n, line in enumerate(raw.split(b"\n"), start=1):
-        if n == 1 and line.startswith(b"\xef\xbb\xbf"):
-            line = line[3:]
-        if not line.strip():
-            continue
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            problems.append((f"{path}:{n}", f"not valid UTF-8 (byte {e.start} of the line)"))
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as e:
-            problems.append((f"{path}:{n}", f"invalid JSON ({e.msg})"))
-            continue
-        if not isinstance(row, dict):
-            problems.append((f"{path}:{n}", "expected a JSON object per line"))
-            continue
-        yield n, row
-
-
 def read_text_classification_file(path, on_error="raise"):
     """Reads a JSONL or CSV file of `text`, `label` (and `split`) rows.
 
@@ -114,28 +93,22 @@ def read_text_classification_file(path, on_error="raise"):
     except OSError as e:
         raise DataError(f"{path}: cannot read the file ({e.strerror}).") from e
     problems, rows, first = [], [], True
-    items = csv_rows(path, raw) if path.endswith(".csv") else _iter_jsonl(path, raw, problems)
+    items = (jsonl_rows if is_jsonl(path) else csv_rows)(path, raw, problems)
     for n, row in items:
         loc = f"{path}:{n}"
         if first:
             check_columns(loc, row, REQUIRED_COLUMNS)
             first = False
-        text, label = row.get("text"), row.get("label")
-        if not isinstance(text, str) or not text.strip():
-            problems.append((loc, "empty text"))
+        text, why = text_field(row, "text")
+        label, why = (None, why) if why else label_field(row)
+        split, why = (None, why) if why else split_field(row)
+        if why:
+            problems.append((loc, why))
             continue
-        if label is None or str(label).strip() == "":
-            problems.append((loc, "empty label"))
-            continue
-        split = row.get("split") or None
-        if split is not None and split not in SPLITS:
-            problems.append((loc, f"split {split!r} is not one of {', '.join(SPLITS)}"))
-            continue
-        rows.append({"text": text.strip(), "label": str(label).strip(), "split": split,
-                     "row": loc})
+        rows.append({"text": text, "label": label, "split": split, "row": loc})
     if first and not problems:
         raise DataError(f"{path}: the file has no rows.")
-    handle_problems(problems, on_error, "rows")
+    handle_problems(problems, on_error, "rows", total=len(rows) + len(problems))
     return rows
 
 
@@ -197,7 +170,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
     unknown = [(r["row"], f"label {r['label']!r} does not occur in the training split")
                for r in chosen if r["label"] not in set(class_names)]
     if unknown:
-        handle_problems(unknown, on_error, "rows")
+        handle_problems(unknown, on_error, "rows", total=len(chosen))
         bad = {loc for loc, _ in unknown}
         chosen = [r for r in chosen if r["row"] not in bad]
     return TextClassificationRecords(
@@ -277,7 +250,8 @@ def load_tfds_text_classification(name, split="train", data_dir=None, max_exampl
 
 
 def make_text_classification_dataset(records, preprocessor=None, batch_size=32, shuffle=None,
-                                     seed=0, with_labels=True, split=None, cache=True):
+                                     seed=0, with_labels=True, split=None, cache=True,
+                                     on_error="raise"):
     """Builds a batched, prefetched `tf.data.Dataset` of (inputs, label).
 
     Texts are preprocessed once (in batches of 256, in the graph) and the
@@ -296,6 +270,8 @@ def make_text_classification_dataset(records, preprocessor=None, batch_size=32, 
         with_labels: bool. Yield `(inputs, label)` (else only `inputs`).
         split: str or None. The split to load when `records` is a source.
         cache: bool. Cache the preprocessed rows in memory.
+        on_error: str. `"raise"` or `"skip"` for bad rows, when `records` is a
+            source loaded here.
 
     Returns:
         A `tf.data.Dataset`; labels are int32 ids into `records.class_names`.
@@ -314,7 +290,8 @@ def make_text_classification_dataset(records, preprocessor=None, batch_size=32, 
     if not isinstance(records, TextClassificationRecords):
         if split is None:
             raise ValueError("pass split= when records is a source name or path.")
-        records = load_text_classification_records(records, split, seed=seed)
+        records = load_text_classification_records(records, split, seed=seed,
+                                                   on_error=on_error)
     if len(records) == 0:
         raise DataError(f"{records.source}: no rows to make a dataset from.")
     if shuffle is None:

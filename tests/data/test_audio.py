@@ -73,6 +73,13 @@ def test_bad_files_raise_data_error_naming_file_and_problem(tmp_path):
             A.load_and_trim(path, min_samples=512)
         assert path in str(err.value) and words in str(err.value), str(err.value)
     assert len(A.load_and_trim(str(tmp_path / "good.flac"), min_samples=512)) > 0
+    # Without trimming, a clip of zeros is still an error; a folder is named as one.
+    with pytest.raises(mmtl_tf.DataError, match="silent.wav: all silent"):
+        A.load_and_trim(str(tmp_path / "silent.wav"), trim=False)
+    assert len(A.load_and_trim(str(tmp_path / "short.wav"), trim=False)) == 160
+    os.mkdir(tmp_path / "folder.wav")
+    with pytest.raises(mmtl_tf.DataError, match="folder.wav: a folder, not an audio file"):
+        A.load_and_trim(str(tmp_path / "folder.wav"))
 
 
 def test_faint_noise_is_all_silent_but_quiet_speech_is_not():

@@ -127,7 +127,28 @@ def test_decoded_image_dataset_names_bad_files(tmp_path):
     assert "corrupt.png: cannot decode image" in message
     assert "empty.jpg: empty file" in message
     assert "missing.png: file not found" in message
+    # The problem in plain words: no TensorFlow node names or op tags.
+    assert "{{function_node" not in message and "[Op:" not in message
     with pytest.warns(mmtl_tf.DataWarning, match="skipped 3 bad image files"):
         ds, kept = mmtl_tf.data.decoded_image_dataset(paths, (8, 8), on_error="skip")
     assert kept == [0]
     assert [int(i) for i, _ in ds] == [0]
+
+
+def test_nothing_left_after_skipping_and_a_folder_are_clear_errors(tmp_path):
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "text.png").write_text("not an image")
+    paths = [str(tmp_path / "folder.png"), str(tmp_path / "text.png")]
+    with pytest.raises(mmtl_tf.DataError, match=r"(?s)all 2 image files are bad.*"
+                                                r"folder.png: a folder, not an image file"):
+        mmtl_tf.data.decoded_image_dataset(paths, (8, 8), on_error="skip")
+
+
+@pytest.mark.parametrize("size", [(0, 8), (-3, 8), (8,), (8.5, 8), None])
+def test_bad_image_size_is_named_not_blamed_on_the_files(tmp_path, size):
+    good = tmp_path / "good.png"
+    good.write_bytes(_encode(np.zeros((8, 8, 3), "uint8")))
+    with pytest.raises(ValueError, match=r"image_size=.*two positive integers"):
+        mmtl_tf.data.decoded_image_dataset([str(good)], size, on_error="skip")
+    with pytest.raises(ValueError, match=r"image_size=.*two positive integers"):
+        preprocess_image_bytes(tf.constant(good.read_bytes()), size)

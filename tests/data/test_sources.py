@@ -107,3 +107,60 @@ def test_fetch_pypi_package_reuses_a_local_wheel(tmp_path, monkeypatch):
     folder = fetch_pypi_package("demo-pkg", "1.0", cache=str(tmp_path))
     assert open(f"{folder}/demo_pkg/data.txt").read() == "hello"
     assert fetch_pypi_package("demo-pkg", "1.0", cache=str(tmp_path)) == folder
+
+
+def test_bad_jsonl_lines_are_listed_or_skipped_and_the_rest_read_exactly(tmp_path):
+    lines = [json.dumps({"path": "a.png", "caption": "a cat", "label": " cat "}),
+             '{"path": "oops', "[1, 2]",
+             # U+2028 / U+0085 inside a JSON string are not line breaks.
+             json.dumps({"path": "b.png", "caption": "one\u2028two\x85three", "label": 7},
+                        ensure_ascii=False),
+             json.dumps({"path": "c.png", "caption": 123, "label": "dog"}),
+             json.dumps({"path": "d.png", "caption": "a dog", "label": ["a", "b"]}),
+             json.dumps({"path": "e.png", "caption": "a dog", "label": 1.0})]
+    path = tmp_path / "captions.JSONL"  # the extension's case does not matter
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = [("captions.JSONL:2", "invalid JSON"), ("captions.JSONL:3", "JSON object"),
+                ("captions.JSONL:5", "caption is a number (123), not a string"),
+                ("captions.JSONL:6", 'label is a list (["a", "b"]), not a string'),
+                ("captions.JSONL:7", "label is a number (1.0), not a string")]
+    with pytest.raises(mmtl_tf.DataError, match="5 bad rows") as raised:
+        read_captions_file(str(path))
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 5 bad rows") as warned:
+        rows = read_captions_file(str(path), on_error="skip")
+    for problems in (raised.value.problems, warned[0].message.problems):
+        assert len(problems) == len(expected)
+        for (loc, why), (want_loc, want_why) in zip(problems, expected):
+            assert loc.endswith(want_loc) and want_why in why, (loc, why)
+    assert [(r["caption"], r["label"], r["row"].rsplit(":", 1)[1]) for r in rows] == \
+        [("a cat", "cat", "1"), ("one\u2028two\x85three", "7", "4")]
+
+
+def test_csv_row_with_more_fields_than_the_header_is_named(tmp_path):
+    (tmp_path / "captions.csv").write_text(
+        'path,caption,label\na.png,"a red, round apple",fruit\nb.png,a red, round apple,fruit\n',
+        encoding="utf-8")
+    with pytest.raises(mmtl_tf.DataError, match=r"captions.csv:3: 4 fields but the header "
+                                                r"has 3 \(quote values that contain commas\)"):
+        read_captions_file(str(tmp_path / "captions.csv"))
+    with pytest.warns(mmtl_tf.DataWarning):
+        rows = read_captions_file(str(tmp_path / "captions.csv"), on_error="skip")
+    assert [(r["caption"], r["label"]) for r in rows] == [("a red, round apple", "fruit")]
+
+
+def test_skip_with_every_row_bad_is_an_error_not_an_empty_dataset(tmp_path):
+    _write_jsonl(tmp_path / "captions.jsonl",
+                 [{"path": "a.png", "caption": " ", "label": "x"},
+                  {"path": "b.png", "caption": "", "label": "x"}])
+    with pytest.raises(mmtl_tf.DataError, match=r"(?s)all 2 rows are bad.*captions.jsonl:2"):
+        read_captions_file(str(tmp_path / "captions.jsonl"), on_error="skip")
+
+
+def test_skip_warning_points_at_the_callers_line(tmp_path):
+    _write_jsonl(tmp_path / "captions.jsonl",
+                 [{"path": "a.png", "caption": "a cat", "label": "x", "split": "train"},
+                  {"path": "b.png", "caption": "", "label": "x", "split": "train"}])
+    with pytest.warns(mmtl_tf.DataWarning) as warned:
+        records = load_image_text_records(str(tmp_path), "train", on_error="skip")
+    # Raised two calls deep inside mmtl_tf, shown at this line.
+    assert (warned[0].filename, len(records)) == (__file__, 1)

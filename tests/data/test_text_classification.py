@@ -61,6 +61,22 @@ def test_csv_errors(tmp_path):
     (tmp_path / "b.csv").write_text("sentence,label\nhello,x\n")
     with pytest.raises(mmtl_tf.DataError, match="missing column.*text"):
         read_text_classification_file(str(tmp_path / "b.csv"))
+    # An unquoted comma shifts the columns: named, or skipped on request
+    # (also through make_text_classification_dataset); integer labels and
+    # labels with spaces around them name the same class as their text.
+    (tmp_path / "c.CSV").write_text(
+        "text,label,split\nall good,1,train\nsoup, then bread, x,train\nfine too, 1 ,train\n"
+        "and again,2,test\n")
+    with pytest.raises(mmtl_tf.DataError, match=r"c\.CSV:3: 4 fields but the header has 3"):
+        read_text_classification_file(str(tmp_path / "c.CSV"))
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 1 bad rows"):
+        rows = read_text_classification_file(str(tmp_path / "c.CSV"), on_error="skip")
+    assert [(r["text"], r["label"]) for r in rows] == \
+        [("all good", "1"), ("fine too", "1"), ("and again", "2")]
+    with pytest.warns(mmtl_tf.DataWarning):
+        ds = mmtl_tf.data.make_text_classification_dataset(
+            str(tmp_path / "c.CSV"), split="train", on_error="skip", batch_size=4)
+    assert sorted(t.decode() for t in next(iter(ds))[0].numpy()) == ["all good", "fine too"]
 
 
 def test_unknown_test_label_and_hash_split(tmp_path):
