@@ -126,7 +126,8 @@ def build_parser():
                                            "that serves raw inputs")
     export.add_argument("run_dir", metavar="RUN_DIR", type=_existing_dir)
     export.add_argument("--saved-model", required=True, metavar="DIR",
-                        help="SavedModel folder to write (replaced atomically)")
+                        help="SavedModel folder to write: new, empty or an earlier "
+                             "SavedModel (replaced atomically)")
 
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (source checkout)")
     bench.add_argument("name", metavar="NAME",
@@ -190,6 +191,10 @@ def _quickstart(args):
     from mmtl_tf.training import atomic_write_json
 
     chosen = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not chosen:
+        print(f"mmtl-tf quickstart: error: --tasks names no task; tasks: {', '.join(TASKS)} "
+              "(see --help)", file=sys.stderr)
+        return 2
     unknown = [t for t in chosen if t not in TASKS]
     if unknown:
         print(f"mmtl-tf quickstart: error: unknown task(s) {', '.join(unknown)}; "

@@ -2,7 +2,9 @@
 
 Exports are written into a temporary folder beside the target and renamed into
 place only when complete, so a failed export leaves no half-written SavedModel,
-and an existing export at the target survives a failed overwrite.
+and an existing export at the target survives a failed overwrite. The target
+must be new, an empty folder or an earlier SavedModel (`check_export_path`):
+anything else there is refused, not replaced.
 """
 
 import os
@@ -11,7 +13,13 @@ import keras
 import tensorflow as tf
 
 from mmtl_tf.data.image import preprocess_image_batch
-from mmtl_tf.files import atomic_directory
+from mmtl_tf.files import atomic_directory, check_replaceable
+
+
+def check_export_path(path):
+    """Raises a `ValueError` unless `path` may be replaced by a SavedModel: it
+    must be new, an empty folder or a SavedModel (holds saved_model.pb)."""
+    check_replaceable(path, "saved_model.pb", "SavedModel")
 
 
 def write_archive(path, endpoints, track=()):
@@ -24,6 +32,7 @@ def write_archive(path, endpoints, track=()):
         track: list of Keras layers/models whose variables and lookup tables the
             endpoints use.
     """
+    check_export_path(path)
     archive = keras.export.ExportArchive()
     for item in track:
         archive.track(item)
@@ -181,6 +190,7 @@ def export_text_classifier(model, preprocessor, path, class_names=None, tokens_o
         >>> serve = tf.saved_model.load(path).signatures["serving_default"]  # doctest: +SKIP
         >>> serve(text=tf.constant(["Computers are useless."]))["class_name"]  # doctest: +SKIP
     """
+    check_export_path(path)
     length = model.input["token_ids"].shape[1]
     if length is not None and length != preprocessor.sequence_length:
         raise ValueError(f"the model takes {length} token ids per text but the "

@@ -64,13 +64,35 @@ def atomic_directory(path, write_fn):
             os.rmdir(old)
             os.replace(path, old)
             os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            if os.path.isdir(old) and not os.path.islink(old):
+                shutil.rmtree(old, ignore_errors=True)
+            else:  # a file (or link) that was at `path`
+                os.remove(old)
         else:
             os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def check_replaceable(path, marker, what):
+    """Raises a `ValueError` unless `atomic_directory` may replace `path`
+    without destroying anything else: `path` must be new, an empty folder, or
+    a folder holding `marker` (a `what` written earlier, e.g. "run.json" of a
+    run folder). So a mistyped output path (".", "", the run folder, a folder
+    of your own) is refused instead of replaced."""
+    if not os.fspath(path).strip():
+        raise ValueError(f"empty path for the {what}; name a new folder.")
+    if not os.path.lexists(path):
+        return
+    if not os.path.isdir(path) or os.path.islink(path):
+        raise ValueError(f"{path}: exists and is not a folder; choose a new folder for "
+                         f"the {what}.")
+    if os.listdir(path) and not os.path.exists(os.path.join(path, marker)):
+        raise ValueError(
+            f"{path}: exists, is not empty and is not a {what} (no {marker}); writing "
+            f"the {what} replaces the folder, so choose a new or empty one.")
 
 
 def atomic_file(path, write_fn, suffix=""):

@@ -40,6 +40,29 @@ def test_bad_arguments_give_one_line_and_status_2(argv, capsys):
     assert len(err.splitlines()) == 1 and "error:" in err
 
 
+def test_quickstart_without_tasks_is_a_usage_error(capsys):
+    assert cli.main(["quickstart", "--tasks", " , "]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--tasks names no task" in err
+
+
+@pytest.mark.parametrize("run_json, model, words", [
+    ('{"task": "fusion",', None, "run.json: not a valid run file"),
+    ("[]", None, "run.json: not a valid run file"),
+    ('{"task": "fusion", "config": {}, "class_names": ["a"]}', b"not a zip",
+     "model.keras: damaged (not a .keras zip archive)"),
+])
+def test_damaged_run_folders_are_named_in_one_line(tmp_path, capsys, run_json, model, words):
+    (tmp_path / "run.json").write_text(run_json)
+    if model is not None:
+        (tmp_path / "model.keras").write_bytes(model)
+    for argv in (["evaluate", str(tmp_path)],
+                 ["export", str(tmp_path), "--saved-model", str(tmp_path / "sm")]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, err
+
+
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "mmtl_tf", "--version"], capture_output=True,
                          text=True, timeout=120)
@@ -75,6 +98,12 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys):
                      "--out", str(run)]) == 1
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     assert sorted(os.listdir(tmp_path)) == ["bad", "run", "sm"]
+    # An export must not replace a folder that is not a SavedModel (here the
+    # run folder itself) or the current folder ("" is the current folder).
+    for target, words in ((str(run), "is not a SavedModel"), ("", "empty path")):
+        assert cli.main(["export", str(run), "--saved-model", target]) == 2
+        assert words in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_data_errors_exit_1_and_name_the_file(tmp_path, capsys):

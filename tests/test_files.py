@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from mmtl_tf.files import atomic_directory, cache_dir, cache_root
+from mmtl_tf.files import atomic_directory, cache_dir, cache_root, check_replaceable
 
 
 def _mode(path):
@@ -42,6 +42,29 @@ def test_atomic_directory_replaces_only_complete_content(tmp_path):
         atomic_directory(target, broken)
     assert os.listdir(target) == ["v1.txt"]
     assert os.listdir(tmp_path) == ["out"]
+
+
+def test_a_file_replaced_by_a_folder_leaves_nothing_behind(tmp_path):
+    (tmp_path / "out").write_text("a file")
+    atomic_directory(tmp_path / "out", lambda d: open(os.path.join(d, "new.txt"), "w").close())
+    assert os.listdir(tmp_path) == ["out"] and os.listdir(tmp_path / "out") == ["new.txt"]
+
+
+def test_only_new_empty_or_marked_folders_may_be_replaced(tmp_path, monkeypatch):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    (tmp_path / "file.txt").write_text("keep me")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "saved_model.pb").write_bytes(b"")
+    for ok in ("new", "empty", "old"):
+        check_replaceable(str(tmp_path / ok), "saved_model.pb", "SavedModel")
+    monkeypatch.chdir(tmp_path)
+    for bad, words in (("mine", "is not a SavedModel (no saved_model.pb)"),
+                       ("file.txt", "is not a folder"), (".", "is not a SavedModel"),
+                       ("", "empty path"), ("  ", "empty path")):
+        with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            check_replaceable(bad, "saved_model.pb", "SavedModel")
 
 
 def test_cache_root_follows_the_environment_and_creates_nothing(tmp_path, monkeypatch):

@@ -3,11 +3,12 @@
 import datetime
 import functools
 import os
+import zipfile
 
 import keras
 
 from mmtl_tf import __version__, runtime
-from mmtl_tf.files import atomic_directory
+from mmtl_tf.files import atomic_directory, check_replaceable
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.training import atomic_write_json, read_json
 
@@ -27,14 +28,7 @@ def check_run_dir(run_dir):
     """Raises a `ValueError` if training must not write `run_dir`: a file, or a
     non-empty folder that is not a run folder (no run.json), whose contents
     training would replace."""
-    if not os.path.lexists(run_dir):
-        return
-    if not os.path.isdir(run_dir):
-        raise ValueError(f"{run_dir}: exists and is not a folder; choose a new run folder.")
-    if os.listdir(run_dir) and not os.path.isfile(os.path.join(run_dir, RUN_FILE)):
-        raise ValueError(
-            f"{run_dir}: exists, is not empty and is not a run folder (no {RUN_FILE}); "
-            "training replaces the run folder it writes, so choose a new or empty one.")
+    check_replaceable(run_dir, RUN_FILE, "run folder")
 
 
 def staged_run(train):
@@ -84,7 +78,13 @@ def load_run(run_dir, task=None):
         raise FileNotFoundError(
             f"{run_dir}: not a run folder (no {RUN_FILE}); create one with "
             "`mmtl-tf train TASK --out RUN_DIR`.")
-    info = read_json(path)
+    try:
+        info = read_json(path)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a valid run file ({e}); train the run again.") from e
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+        raise ValueError(f"{path}: not a valid run file (no task and config); train the "
+                         "run again.")
     if task is not None and info.get("task") != task:
         raise ValueError(f"{run_dir}: holds a {info.get('task')!r} run, not {task!r}.")
     return info
@@ -105,7 +105,15 @@ def load_run_model(run_dir, task):
     saved before the last recompile only warned that its variables differ.
     """
     info = load_run(run_dir, task)
-    return info, keras.saving.load_model(require_file(run_dir, "model.keras"), compile=False)
+    path = require_file(run_dir, "model.keras")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: damaged (not a .keras zip archive); train the run again.")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: cannot load the model ({e}); it may be damaged: "
+                         "train the run again.") from e
+    return info, model
 
 
 def run_config(info, data=None):
