@@ -229,7 +229,8 @@ def _evaluate(args):
     if hasattr(task, "format_metrics"):  # a task with its own table (e.g. retrieval)
         print(task.format_metrics(metrics, args.split))
         return 0
-    print(f"{args.split}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics[args.split].items()))
+    where = f"{args.split} of {args.data}" if args.data else args.split
+    print(f"{where}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics[args.split].items()))
     return 0
 
 

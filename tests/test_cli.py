@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from mmtl_tf import cli
@@ -86,6 +87,30 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys):
     assert f"test: accuracy={metrics['test']['accuracy']:.4f}" in out
     assert cli.main(["export", str(run), "--saved-model", str(tmp_path / "sm")]) == 0
     assert (tmp_path / "sm" / "saved_model.pb").exists()
+    # Evaluating on other data (two classes of the test split, no training
+    # split) maps labels to the run's classes and keeps the run's own figures.
+    from mmtl_tf.data import load_image_text_records
+
+    test = load_image_text_records("default", "test")
+    keep = [i for i, label in enumerate(test.labels) if label in test.class_names[-2:]]
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"path": test.paths[i], "caption": test.captions[i],
+                                         "label": test.labels[i], "split": "test"}) + "\n"
+                             for i in keep))
+    assert cli.main(["evaluate", str(run), "--data", str(other)]) == 0
+    assert f"test of {other}: accuracy=" in capsys.readouterr().out
+    stored = json.loads((run / "metrics.json").read_text())
+    assert stored["test"] == metrics["test"]
+    # Independent reference: the exported SavedModel's class names for those rows.
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
+    out = serve(image_bytes=tf.constant([open(test.paths[i], "rb").read() for i in keep]),
+                caption=tf.constant([test.captions[i] for i in keep]))
+    served = [name.decode() for name in out["class_name"].numpy()]
+    expected = np.mean([served[k] == test.labels[i] for k, i in enumerate(keep)])
+    assert stored["other_data"][str(other)]["test"]["accuracy"] == pytest.approx(expected)
+    other.unlink()
     # Evaluating a folder that is not a run is a usage error.
     assert cli.main(["evaluate", str(tmp_path / "sm")]) == 2
     # Training again into the run folder with bad data fails before the old

@@ -248,7 +248,7 @@ def _rows_by_split(source, need_box, seed, on_error):
 
 
 def load_image_label_records(source="default", split="train", task="multiclass", seed=0,
-                             on_error="raise"):
+                             on_error="raise", class_names=None):
     """Loads one split of an image-classification source (see the module docstring).
 
     Args:
@@ -257,6 +257,10 @@ def load_image_label_records(source="default", split="train", task="multiclass",
         task: str. `"multiclass"`, `"multilabel"` or `"localization"` (needs boxes).
         seed: int. Seed of the hash split.
         on_error: str. `"raise"` or `"skip"`.
+        class_names: list of str or None. The classes that targets index: by
+            default the sorted labels of the training split; a trained model
+            evaluated on other data passes its own (rows with other labels are
+            bad rows).
 
     Returns:
         `ImageLabelRecords`.
@@ -265,9 +269,13 @@ def load_image_label_records(source="default", split="train", task="multiclass",
     _check("task", task, TASKS)
     check_on_error(on_error)
     where, grouped = _rows_by_split(source, task == "localization", seed, on_error)
-    class_names = sorted({label for row in grouped["train"] for label in row["labels"]})
-    if not class_names:
-        raise DataError(f"{where}: the 'train' split has no rows.")
+    not_known = "is not one of the model's classes"
+    if class_names is None:
+        class_names = sorted({label for row in grouped["train"] for label in row["labels"]})
+        not_known = "do not occur in the training split"
+        if not class_names:
+            raise DataError(f"{where}: the 'train' split has no rows.")
+    class_names = list(class_names)
     chosen = grouped[split]
     if not chosen:
         raise DataError(f"{where}: the {split!r} split has no rows.")
@@ -277,8 +285,8 @@ def load_image_label_records(source="default", split="train", task="multiclass",
         handle_problems(several, on_error, "rows", total=len(chosen))
         chosen = [r for r in chosen if len(r["labels"]) == 1]
     known = set(class_names)
-    unknown = [(r["row"], f"label(s) {sorted(set(r['labels']) - known)} do not occur in the "
-                "training split") for r in chosen if not set(r["labels"]) <= known]
+    unknown = [(r["row"], f"label(s) {sorted(set(r['labels']) - known)} {not_known}")
+               for r in chosen if not set(r["labels"]) <= known]
     if unknown:
         handle_problems(unknown, on_error, "rows", total=len(chosen))
         bad = {loc for loc, _ in unknown}
@@ -314,7 +322,7 @@ def make_image_classification_dataset(source="default", split="train", *, task="
                                       batch_size=32, shuffle=None, shuffle_buffer=10000,
                                       cache=True, deterministic=False, seed=0,
                                       on_error="raise", drop_remainder=False,
-                                      return_records=False):
+                                      return_records=False, class_names=None):
     """Builds a batched, prefetched dataset of (uint8 image, target) for one split.
 
     Pipeline: read files → decode + resize (+ center crop) in a parallel `map`
@@ -343,6 +351,8 @@ def make_image_classification_dataset(source="default", split="train", *, task="
         drop_remainder: bool.
         return_records: bool. Also return the `ImageLabelRecords` (class names,
             paths, targets).
+        class_names: list of str or None. The classes targets index (default:
+            the training split's); a trained model's own for other data.
 
     Returns:
         `tf.data.Dataset` of (uint8 (B, H, W, 3), targets), or (dataset,
@@ -363,7 +373,7 @@ def make_image_classification_dataset(source="default", split="train", *, task="
     if task == "localization" and (crop or augment):
         raise ValueError("task='localization' needs crop=False and augment=False: the boxes "
                          "are given for the whole, unaugmented image.")
-    records = load_image_label_records(source, split, task, seed, on_error)
+    records = load_image_label_records(source, split, task, seed, on_error, class_names)
     images, kept = decoded_image_dataset(records.paths, image_size, crop=crop, cache=cache,
                                          on_error=on_error, locations=records.rows)
     if len(kept) != len(records):

@@ -14,7 +14,7 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
                             augment=False, batch_size=32, shuffle=None,
                             shuffle_buffer=10000, cache=True, deterministic=False,
                             seed=0, with_labels=True, on_error="raise",
-                            drop_remainder=False):
+                            drop_remainder=False, class_names=None):
     """Builds a batched, prefetched dataset of images, token ids and labels.
 
     Pipeline: read files → decode + resize + crop (parallel `map`) → cache of
@@ -49,6 +49,9 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
         with_labels: bool. Yield `(inputs, label)` (else only `inputs`).
         on_error: str. `"raise"` or `"skip"`.
         drop_remainder: bool. Drop the last partial batch.
+        class_names: list of str or None. The classes that label ids index
+            (default: the training split's sorted labels); pass a trained
+            model's own when evaluating it on other data.
 
     Returns:
         A `tf.data.Dataset` of `({"image": uint8 (B, H, W, C), "text": int32
@@ -64,7 +67,7 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
     """
     check_on_error(on_error)
     records = load_image_text_records(source, split, require_label=with_labels,
-                                      seed=seed, on_error=on_error)
+                                      seed=seed, on_error=on_error, class_names=class_names)
     if text_vectorizer is None:
         train = records if split == "train" else load_image_text_records(
             source, "train", require_label=with_labels, seed=seed, on_error=on_error)

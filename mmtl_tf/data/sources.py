@@ -286,7 +286,7 @@ def per_split_files(folder):
 
 
 def load_image_text_records(source="default", split="train", require_label=True,
-                            seed=0, on_error="raise"):
+                            seed=0, on_error="raise", class_names=None):
     """Loads one split of an image-caption source.
 
     Args:
@@ -296,6 +296,10 @@ def load_image_text_records(source="default", split="train", require_label=True,
         require_label: bool. Labels are needed for classification.
         seed: int. Seed of the hash split when the source has no split column.
         on_error: str. `"raise"` or `"skip"` for bad rows.
+        class_names: list of str or None. The classes that label ids index:
+            by default the sorted labels of the source's training split; a
+            trained model evaluated on other data passes its own, so that ids
+            mean the same classes (rows with other labels are bad rows).
 
     Returns:
         `ImageTextRecords`.
@@ -329,12 +333,16 @@ def load_image_text_records(source="default", split="train", require_label=True,
         per_split = {s: [] for s in SPLITS}
         for r in rows:
             per_split[r["split"] or _hash_split(r["path"], seed)].append(r)
-    train_labels = sorted({r["label"] for r in per_split["train"] if r["label"] is not None})
+    if class_names is None:
+        train_labels = sorted({r["label"] for r in per_split["train"] if r["label"] is not None})
+        not_known = "does not occur in the training split"
+    else:
+        train_labels, not_known = list(class_names), "is not one of the model's classes"
     chosen = per_split[split]
     if not chosen:
         raise DataError(f"{path}: the {split!r} split has no rows.")
     if require_label:
-        unknown = [(r["row"], f"label {r['label']!r} does not occur in the training split")
+        unknown = [(r["row"], f"label {r['label']!r} {not_known}")
                    for r in chosen if r["label"] not in set(train_labels)]
         if unknown:
             handle_problems(unknown, on_error, "rows", total=len(chosen))

@@ -125,9 +125,20 @@ def run_config(info, data=None):
     return config
 
 
-def write_metrics(run_dir, metrics):
+def write_metrics(run_dir, metrics, data=None):
+    """Merges `metrics` into the run's metrics.json and returns the result.
+
+    With `data` (an evaluation on another source than the run's), they are
+    stored under `"other_data"` → `data` instead, so the run's own figures
+    stay as training wrote them; the returned dict is the run's metrics with
+    these on top, for printing.
+    """
     path = os.path.join(run_dir, "metrics.json")
     old = read_json(path) if os.path.exists(path) else {}
+    if data:
+        stored = {**old, "other_data": {**old.get("other_data", {}), str(data): metrics}}
+        atomic_write_json(stored, path)
+        return {**old, **metrics}
     old.update(metrics)
     atomic_write_json(old, path)
     return old

@@ -180,7 +180,8 @@ def evaluate(run_dir, split="test", verbose=1, data=None):
     """Retrieval metrics of the saved model on a split; updates metrics.json."""
     info, model, tokenizer = _load(run_dir)
     config = common.run_config(info, data)
-    return common.write_metrics(run_dir, {split: retrieval(model, config, tokenizer, split)})
+    return common.write_metrics(run_dir, {split: retrieval(model, config, tokenizer, split)},
+                                data=data)
 
 
 def export(run_dir, saved_model_dir):

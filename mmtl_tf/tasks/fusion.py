@@ -23,10 +23,10 @@ def _image_size(config):
     return [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
 
 
-def _datasets(config, vectorizer, splits=("train", "validation", "test")):
+def _datasets(config, vectorizer, splits=("train", "validation", "test"), class_names=None):
     common_kwargs = dict(text_vectorizer=vectorizer, image_size=tuple(_image_size(config)),
                          batch_size=int(config["batch_size"]), seed=int(config["seed"]),
-                         on_error=config.get("on_error", "raise"))
+                         on_error=config.get("on_error", "raise"), class_names=class_names)
     return {s: make_image_text_dataset(config["data"], s,
                                        augment=bool(config.get("augment")) and s == "train",
                                        **common_kwargs)
@@ -85,11 +85,13 @@ def evaluate(run_dir, split="test", verbose=1, data=None):
     """Re-evaluates the saved model on a split; updates metrics.json."""
     info, model, vectorizer = _load(run_dir)
     config = common.run_config(info, data)
-    ds = _datasets(config, vectorizer, splits=(split,))[split]
+    # Label ids index the run's classes, also on other data.
+    ds = _datasets(config, vectorizer, splits=(split,), class_names=info["class_names"])[split]
     num_classes = len(info["class_names"])
     training.compile_classifier(model, num_classes, jit_compile=False)
     results = model.evaluate(ds, verbose=verbose, return_dict=True)
-    return common.write_metrics(run_dir, {split: {k: float(v) for k, v in results.items()}})
+    return common.write_metrics(run_dir, {split: {k: float(v) for k, v in results.items()}},
+                                data=data)
 
 
 def export(run_dir, saved_model_dir):

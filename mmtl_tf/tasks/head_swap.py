@@ -30,14 +30,15 @@ def _weights(config):
     return None if weights in (None, "none", "None", "") else weights
 
 
-def _datasets(config, splits=("train", "validation", "test")):
+def _datasets(config, splits=("train", "validation", "test"), class_names=None):
     out, records = {}, {}
     for split in splits:
         out[split], records[split] = make_image_classification_dataset(
             config["data"], split, task=config.get("target", "multiclass"),
             image_size=tuple(_image_size(config)), batch_size=int(config["batch_size"]),
             augment=bool(config.get("augment")) and split == "train", seed=int(config["seed"]),
-            on_error=config.get("on_error", "raise"), return_records=True)
+            on_error=config.get("on_error", "raise"), return_records=True,
+            class_names=class_names)
     return out, records
 
 
@@ -155,10 +156,11 @@ def evaluate(run_dir, split="test", verbose=1, data=None):
     """Re-evaluates the saved model on a split; updates metrics.json."""
     info, model = common.load_run_model(run_dir, NAME)
     config = common.run_config(info, data)
-    datasets, _ = _datasets(config, splits=(split,))
+    # Targets index the run's classes, also on other data.
+    datasets, _ = _datasets(config, splits=(split,), class_names=info["class_names"])
     compile_for_task(model, config.get("target", "multiclass"), jit_compile=False)
     results = model.evaluate(datasets[split], verbose=verbose, return_dict=True)
-    return common.write_metrics(run_dir, {split: _floats(results)})
+    return common.write_metrics(run_dir, {split: _floats(results)}, data=data)
 
 
 def export(run_dir, saved_model_dir):

@@ -163,7 +163,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None):
     config["test_classes"] = None if data else info["test_classes"]
     pools, _, _ = _pools(config)
     pool = pools["test" if split == "test" else "validation"]
-    return common.write_metrics(run_dir, {split: _evaluate_pool(model, pool, config)})
+    return common.write_metrics(run_dir, {split: _evaluate_pool(model, pool, config)}, data=data)
 
 
 def export(run_dir, saved_model_dir):

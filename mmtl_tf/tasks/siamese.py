@@ -81,7 +81,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None):
     retrieval, baselines = metric_learning.retrieval_report(
         model.get_layer("embedding"), {"train": splits["train"], "test": splits[split]})
     return common.write_metrics(run_dir, {split: {"pair_accuracy": accuracy, **retrieval},
-                                          "baselines": baselines})
+                                          "baselines": baselines}, data=data)
 
 
 def export(run_dir, saved_model_dir):

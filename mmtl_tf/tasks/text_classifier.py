@@ -264,7 +264,8 @@ def evaluate(run_dir, split="test", verbose=1, data=None):
     ds = make_text_classification_dataset(records, preprocessor, int(config["batch_size"]))
     training.compile_classifier(model, len(class_names), jit_compile=False)
     results = _evaluate(model, ds, verbose)
-    return common.write_metrics(run_dir, {split: {k: float(v) for k, v in results.items()}})
+    return common.write_metrics(run_dir, {split: {k: float(v) for k, v in results.items()}},
+                                data=data)
 
 
 def export(run_dir, saved_model_dir):

@@ -93,7 +93,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None):
     splits, _ = metric_learning.load_splits(config)
     retrieval, baselines = metric_learning.retrieval_report(
         _embedding(model), {"train": splits["train"], "test": splits[split]})
-    return common.write_metrics(run_dir, {split: retrieval, "baselines": baselines})
+    return common.write_metrics(run_dir, {split: retrieval, "baselines": baselines}, data=data)
 
 
 def export(run_dir, saved_model_dir):

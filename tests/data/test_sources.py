@@ -164,3 +164,23 @@ def test_skip_warning_points_at_the_callers_line(tmp_path):
         records = load_image_text_records(str(tmp_path), "train", on_error="skip")
     # Raised two calls deep inside mmtl_tf, shown at this line.
     assert (warned[0].filename, len(records)) == (__file__, 1)
+
+
+def test_class_names_of_a_trained_model_fix_the_label_ids_of_other_data(tmp_path):
+    # Other data whose training split lacks class "a" (or has none at all):
+    # ids must still index the model's classes ["a", "b", "c"].
+    _write_jsonl(tmp_path / "captions.jsonl",
+                 [{"path": "1.png", "caption": "x", "label": "c", "split": "test"},
+                  {"path": "2.png", "caption": "y", "label": "b", "split": "test"},
+                  {"path": "3.png", "caption": "z", "label": "zebra", "split": "test"}])
+    with pytest.raises(mmtl_tf.DataError, match="captions.jsonl:3: label 'zebra' is not one "
+                                                "of the model's classes"):
+        load_image_text_records(str(tmp_path), "test", class_names=["a", "b", "c"])
+    with pytest.warns(mmtl_tf.DataWarning):
+        records = load_image_text_records(str(tmp_path), "test", class_names=["a", "b", "c"],
+                                          on_error="skip")
+    assert records.label_ids() == [2, 1] and records.class_names == ["a", "b", "c"]
+    with pytest.warns(mmtl_tf.DataWarning):
+        images = mmtl_tf.data.load_image_label_records(
+            str(tmp_path), "test", class_names=["a", "b", "c"], on_error="skip")
+    assert list(images.label_ids()) == [2, 1]
