@@ -95,9 +95,10 @@ class ImageLabelRecords:
             rows=[self.rows[i] for i in keep])
 
     def label_ids(self):
-        """The (first) class of each row as an int indexing `class_names`."""
+        """The (first) class of each row, as an int32 NumPy array indexing
+        `class_names`."""
         index = {name: i for i, name in enumerate(self.class_names)}
-        return [index[labels[0]] for labels in self.labels]
+        return np.asarray([index[labels[0]] for labels in self.labels], np.int32)
 
     def targets(self, task):
         """NumPy targets for `task` (see the module docstring)."""

@@ -17,6 +17,8 @@ import io
 import json
 import os
 
+import numpy as np
+
 from mmtl_tf.errors import DataError, check_on_error, handle_problems
 
 SPLITS = ("train", "validation", "test")
@@ -51,9 +53,10 @@ class ImageTextRecords:
         return len(self.paths)
 
     def label_ids(self):
-        """Labels as ints indexing `class_names`."""
+        """Labels as an int32 NumPy array indexing `class_names` (Keras' `fit`
+        takes it beside NumPy inputs; it refuses a list there)."""
         index = {name: i for i, name in enumerate(self.class_names)}
-        return [index[label] for label in self.labels]
+        return np.asarray([index[label] for label in self.labels], np.int32)
 
     def subset(self, keep):
         """A copy with only the rows whose positions are in `keep`."""

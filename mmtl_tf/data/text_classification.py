@@ -19,6 +19,8 @@ and builds the full corpus (3,383 quotes).
 import dataclasses
 import os
 
+import numpy as np
+
 from mmtl_tf.data.sources import (SPLITS, check_columns, csv_rows, hash_split, is_jsonl,
                                   jsonl_rows, label_field, per_split_files, split_field,
                                   text_field)
@@ -58,9 +60,10 @@ class TextClassificationRecords:
         return len(self.texts)
 
     def label_ids(self):
-        """Labels as ints indexing `class_names`."""
+        """Labels as an int32 NumPy array indexing `class_names` (Keras' `fit`
+        takes it beside NumPy inputs; it refuses a list there)."""
         index = {name: i for i, name in enumerate(self.class_names)}
-        return [index[label] for label in self.labels]
+        return np.asarray([index[label] for label in self.labels], np.int32)
 
     def subset(self, keep):
         """A copy with only the rows whose positions are in `keep` (sorted)."""

@@ -179,7 +179,7 @@ def test_class_names_of_a_trained_model_fix_the_label_ids_of_other_data(tmp_path
     with pytest.warns(mmtl_tf.DataWarning):
         records = load_image_text_records(str(tmp_path), "test", class_names=["a", "b", "c"],
                                           on_error="skip")
-    assert records.label_ids() == [2, 1] and records.class_names == ["a", "b", "c"]
+    assert list(records.label_ids()) == [2, 1] and records.class_names == ["a", "b", "c"]
     with pytest.warns(mmtl_tf.DataWarning):
         images = mmtl_tf.data.load_image_label_records(
             str(tmp_path), "test", class_names=["a", "b", "c"], on_error="skip")

@@ -135,3 +135,19 @@ def test_tfds_loaders_with_mocked_data(monkeypatch):
         mmtl_tf.data.load_tfds_text_classification("imdb_reviews", "train")
     with pytest.raises(ValueError, match="'imdb_reviews', 'ag_news_subset'"):
         mmtl_tf.data.load_tfds_text_classification("yelp", "train")
+
+
+def test_label_ids_feed_keras_fit_beside_numpy_features():
+    # The README's head.fit(features, records.label_ids()): Keras 3 refuses a
+    # Python list of labels beside a NumPy array of inputs.
+    import keras
+
+    records = load_text_classification_records("default", "validation")
+    ids = records.label_ids()
+    assert ids.dtype == np.int32 and ids.shape == (len(records),)
+    assert [records.class_names[i] for i in ids] == records.labels
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    features = np.random.default_rng(0).normal(size=(len(records), 4)).astype("float32")
+    history = model.fit(features, ids, epochs=1, batch_size=64, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
