@@ -118,7 +118,9 @@ def decoded_audio_dataset(paths, sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, trim
         top_db: float. Silence threshold below the loudest frame.
         min_samples: int. Shorter clips (before and after trimming) are errors.
         cache: bool or str. True: in memory; a str: files with that prefix.
-        validate: bool. Run the checking pass now.
+        validate: bool. Run the checking pass now. Without it, a bad file
+            raises TensorFlow's error while iterating (or, with `"skip"`, is
+            dropped silently).
         on_error: str. `"raise"` or `"skip"`.
         locations: list of str or None. Names for the messages (captions rows).
 

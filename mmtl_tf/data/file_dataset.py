@@ -28,7 +28,9 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
         what: str. What the files are, for the messages (e.g. "image files").
         cache: bool or str. True: in memory; a str: files with that prefix;
             False: load again every epoch.
-        validate: bool. Run the checking pass now.
+        validate: bool. Run the checking pass now. Without it, a file that
+            fails to load later raises TensorFlow's error while iterating
+            (`on_error="raise"`) or is dropped silently (`"skip"`).
         on_error: str. `"raise"` or `"skip"`.
         locations: list of str or None. Names for the messages (e.g. the
             captions-file row of each file); defaults to the paths.
@@ -52,7 +54,10 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
     # AutoGraph has nothing to convert, and skipping it saves set-up time.
     indexed = tf.autograph.experimental.do_not_convert(lambda i, p: (i, load(p)))
     ds = ds.map(indexed, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.ignore_errors()
+    if validate or on_error == "skip":
+        # Without the checking pass, a bad file must stop the iteration (with
+        # TensorFlow's error) rather than vanish unreported.
+        ds = ds.ignore_errors()
     if cache:
         ds = ds.cache("" if cache is True else str(cache))
     kept = list(range(n))

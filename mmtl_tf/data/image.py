@@ -299,7 +299,9 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
         grayscale: bool. One channel instead of three.
         cache: bool or str. True caches decoded uint8 pixels in memory, a str
             caches them in files with that prefix, False decodes every epoch.
-        validate: bool. Run the checking pass now (recommended).
+        validate: bool. Run the checking pass now (recommended). Without
+            it, a bad file raises TensorFlow's error while iterating (or, with
+            `"skip"`, is dropped silently).
         on_error: str. `"raise"` or `"skip"`.
         locations: list of str or None. Names for error messages (e.g. the
             captions-file row of each image); defaults to the paths.

@@ -135,6 +135,19 @@ def test_decoded_image_dataset_names_bad_files(tmp_path):
     assert [int(i) for i, _ in ds] == [0]
 
 
+def test_without_the_checking_pass_a_bad_file_still_stops_iteration(tmp_path):
+    good = tmp_path / "good.png"
+    good.write_bytes(_encode(np.zeros((8, 8, 3), "uint8")))
+    (tmp_path / "text.png").write_text("not an image")
+    paths = [str(good), str(tmp_path / "text.png")]
+    ds, kept = mmtl_tf.data.decoded_image_dataset(paths, (8, 8), validate=False)
+    assert kept == [0, 1]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        list(ds)
+    ds, _ = mmtl_tf.data.decoded_image_dataset(paths, (8, 8), validate=False, on_error="skip")
+    assert [int(i) for i, _ in ds] == [0]
+
+
 def test_nothing_left_after_skipping_and_a_folder_are_clear_errors(tmp_path):
     (tmp_path / "folder.png").mkdir()
     (tmp_path / "text.png").write_text("not an image")
