@@ -97,6 +97,17 @@ def describe_op_error(error):
     return message.strip() or type(error).__name__
 
 
+def without_repeated_warnings(load, *args, **kwargs):
+    """`load(*args, **kwargs)` without emitting `DataWarning`s: for a second
+    read of a source whose skipped rows the first read already reported (e.g.
+    the training split, read again to adapt a vocabulary)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        return load(*args, **kwargs)
+
+
 def check_on_error(on_error):
     if on_error not in ("raise", "skip"):
         raise ValueError(

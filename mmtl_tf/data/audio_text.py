@@ -19,7 +19,7 @@ from mmtl_tf.data.sources import (ImageTextRecords, _read_rows, load_image_text_
                                   resolve_source)
 from mmtl_tf.data.file_dataset import checked_file_dataset
 from mmtl_tf.data.text import make_text_vectorizer, vectorize
-from mmtl_tf.errors import DataError, check_on_error
+from mmtl_tf.errors import DataError, check_on_error, without_repeated_warnings
 
 DEFAULT_AUDIO_DIR = os.path.join(os.path.dirname(__file__), "default_audio")
 
@@ -236,9 +236,11 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
                                       seed=seed, on_error=on_error,
                                       voice_group=voice_group)
     if text_vectorizer is None:
+        # Skipped rows of the file were reported by the read above.
         train = records if split == "train" and voice_group is None else \
-            load_audio_text_records(source, "train", require_label=with_labels,
-                                    seed=seed, on_error=on_error)
+            without_repeated_warnings(load_audio_text_records, source, "train",
+                                      require_label=with_labels, seed=seed,
+                                      on_error=on_error)
         text_vectorizer = make_text_vectorizer(
             train.captions, vocab_size=vocab_size, sequence_length=sequence_length,
             remove_stopwords=remove_stopwords)

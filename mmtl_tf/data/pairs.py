@@ -5,7 +5,7 @@ import tensorflow as tf
 from mmtl_tf.data.image import augment_image, decoded_image_dataset
 from mmtl_tf.data.sources import load_image_text_records
 from mmtl_tf.data.text import make_text_vectorizer, vectorize
-from mmtl_tf.errors import check_on_error
+from mmtl_tf.errors import check_on_error, without_repeated_warnings
 
 
 def make_image_text_dataset(source="default", split="train", *, text_vectorizer=None,
@@ -69,8 +69,10 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
     records = load_image_text_records(source, split, require_label=with_labels,
                                       seed=seed, on_error=on_error, class_names=class_names)
     if text_vectorizer is None:
-        train = records if split == "train" else load_image_text_records(
-            source, "train", require_label=with_labels, seed=seed, on_error=on_error)
+        # Skipped rows of the file were reported by the read above.
+        train = records if split == "train" else without_repeated_warnings(
+            load_image_text_records, source, "train", require_label=with_labels, seed=seed,
+            on_error=on_error)
         text_vectorizer = make_text_vectorizer(
             train.captions, vocab_size=vocab_size, sequence_length=sequence_length,
             remove_stopwords=remove_stopwords)

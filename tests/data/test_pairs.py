@@ -97,3 +97,17 @@ def test_vectorizer_round_trip_with_stop_words(tmp_path):
     np.testing.assert_array_equal(vec(texts).numpy(), again(texts).numpy())
     long = " ".join(["cat"] * 20)
     assert again([long]).shape == (1, 6)  # truncated to sequence_length
+
+
+def test_skipped_rows_are_reported_once_when_the_vocabulary_is_adapted_too(tmp_path):
+    folder = _folder(tmp_path)
+    with open(folder / "captions.jsonl", "a") as f:
+        f.write(json.dumps({"path": "img0.png", "caption": " ", "label": "red",
+                            "split": "test"}) + "\n")
+    with pytest.warns(mmtl_tf.DataWarning) as warned:
+        # No vectorizer given: the training split is read again to adapt one.
+        ds = mmtl_tf.data.make_image_text_dataset(str(folder), "test", image_size=(8, 8),
+                                                  batch_size=8, on_error="skip")
+    assert [str(w.message).splitlines()[0] for w in warned] == \
+        ["skipped 1 bad rows (on_error='skip'):"]
+    assert int(next(iter(ds))[1].shape[0]) == 4
