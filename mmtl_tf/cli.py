@@ -59,6 +59,41 @@ def _positive_float(value):
     return number
 
 
+def _non_negative_int(value):
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be at least 0")
+    return number
+
+
+def _fraction(value):
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 <= number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be at least 0 and below 1")
+    return number
+
+
+# Task options that may be 0 ("0 skips it"); every other int option must be
+# at least 1, `--dropout` a fraction and every other float option positive.
+_ZERO_ALLOWED = {"--fine-tune-epochs", "--unfreeze-layers"}
+
+
+def _checked_type(flag, kind):
+    """The argparse type that checks a task option's range, so a bad value is
+    a usage error up front instead of an error once training has started."""
+    if kind is int:
+        return _non_negative_int if flag in _ZERO_ALLOWED else _positive_int
+    if kind is float:
+        return _fraction if flag == "--dropout" else _positive_float
+    return kind
+
+
 def _add_runtime_options(parser):
     g = parser.add_argument_group("runtime")
     g.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
@@ -114,6 +149,8 @@ def build_parser():
         _add_runtime_options(p)
         g = p.add_argument_group(f"{spec.name} options")
         for flags, kwargs in spec.options:
+            if "type" in kwargs:
+                kwargs = {**kwargs, "type": _checked_type(flags[0], kwargs["type"])}
             g.add_argument(*flags, **kwargs)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a run folder's model on a split")

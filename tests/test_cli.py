@@ -29,6 +29,10 @@ def test_help_names_every_command_and_task(capsys):
     ["train", "fusion", "--precision", "float8"],
     ["train", "nosuchtask"],
     ["train", "fusion", "--data", "/no/such/folder"],
+    ["train", "fusion", "--dropout", "1.5"],
+    ["train", "fusion", "--image-size", "0"],
+    ["train", "triplet", "--margin", "-1"],
+    ["train", "head-swap", "--fine-tune-epochs", "-1"],
     ["evaluate", "/no/such/run"],
     ["export", "."],  # --saved-model missing
     ["frobnicate"],
