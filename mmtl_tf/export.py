@@ -44,6 +44,26 @@ def write_archive(path, endpoints, track=()):
     return atomic_directory(path, lambda tmp: archive.write_out(tmp, verbose=False))
 
 
+def call_on_batch(call, inputs):
+    """`call(inputs)` for a batch of any size, an empty one included.
+
+    An empty batch is padded with one all-zero example and the outputs are cut
+    back to the real batch (here: none), instead of running the model on zero
+    examples: TensorFlow 2.21's oneDNN `Conv2D` kernel returns its input
+    unchanged for an empty batch (`tf.nn.conv2d(tf.zeros([0, 16, 16, 3]), w,
+    1, "SAME")` has shape (0, 16, 16, 3)), so every convolutional model failed
+    on one. Outputs must have the batch as their first axis.
+    """
+    count = tf.shape(tf.nest.flatten(inputs)[0])[0]
+    pad = tf.maximum(1 - count, 0)
+
+    def padded(x):
+        return tf.concat([x, tf.zeros(tf.concat([[pad], tf.shape(x)[1:]], 0), x.dtype)], 0)
+
+    outputs = call(tf.nest.map_structure(padded, inputs))
+    return tf.nest.map_structure(lambda y: y[:count], outputs)
+
+
 def classifier_outputs(probabilities, class_names):
     """Serving outputs of a classifier: probabilities, class id and class name."""
     probabilities = tf.cast(probabilities, tf.float32)
@@ -91,7 +111,8 @@ def export_image_text_classifier(model, text_vectorizer, path, image_size, crop=
     def serve(image_bytes, caption):
         images = preprocess_image_batch(image_bytes, image_size, crop, grayscale)
         tokens = tf.cast(text_vectorizer(caption), tf.int32)
-        probabilities = model({"image": images, "text": tokens}, training=False)
+        probabilities = call_on_batch(lambda x: model(x, training=False),
+                                      {"image": images, "text": tokens})
         return classifier_outputs(probabilities, class_names)
 
     # The endpoint captures the model's variables itself; tracking the model too
@@ -137,7 +158,7 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=True
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve(image_bytes):
         images = preprocess_image_batch(image_bytes, image_size, crop)
-        result = model(images, training=False)
+        result = call_on_batch(lambda x: model(x, training=False), images)
         if isinstance(result, dict):
             outputs = classifier_outputs(result["class"], class_names)
             outputs["box"] = tf.cast(result["box"], tf.float32)
@@ -270,7 +291,8 @@ def export_dual_encoder(model, path, preprocessors, track=(), extra_endpoints=No
     def make_endpoint(modality, spec, preprocess):
         @tf.function(input_signature=[spec])
         def encode(raw):
-            embeddings = model.encode(modality, preprocess(raw), training=False)
+            embeddings = call_on_batch(
+                lambda x: model.encode(modality, x, training=False), preprocess(raw))
             return {"embeddings": tf.cast(embeddings, tf.float32)}
 
         return encode
@@ -381,8 +403,9 @@ def export_image_embedding(model, path, image_size, crop=True, grayscale=False):
 
     @tf.function(input_signature=[spec])
     def encode_image(image_bytes):
-        return {"embeddings": tf.cast(model(preprocess(image_bytes), training=False),
-                                      tf.float32)}
+        embeddings = call_on_batch(lambda x: model(x, training=False),
+                                   preprocess(image_bytes))
+        return {"embeddings": tf.cast(embeddings, tf.float32)}
 
     return write_archive(path, {"serving_default": encode_image,
                                 "encode_image": encode_image})

@@ -21,6 +21,8 @@ model = tf.saved_model.load(saved)
 fn = model.signatures["serving_default"]
 images = [open(r["path"], "rb").read() for r in rows]
 result = fn(image_bytes=tf.constant(images), caption=tf.constant([r["caption"] for r in rows]))
+empty = fn(image_bytes=tf.constant([], tf.string), caption=tf.constant([], tf.string))
+result.update({"empty_" + k: v for k, v in empty.items()})
 np.savez(out, **{k: v.numpy().astype(str) if v.dtype == tf.string else v.numpy() for k, v in result.items()})
 """
 
@@ -57,6 +59,9 @@ def test_saved_model_reproduces_keras_in_a_fresh_process(fusion_export):
     np.testing.assert_allclose(got["probabilities"], expected, atol=1e-5, rtol=0)
     np.testing.assert_array_equal(got["class_id"], expected.argmax(-1))
     assert list(got["class_name"]) == [class_names[i] for i in expected.argmax(-1)]
+    # An empty request gets empty answers (the model's Conv2D failed on it).
+    assert got["empty_probabilities"].shape == (0, len(class_names))
+    assert got["empty_class_id"].shape == got["empty_class_name"].shape == (0,)
 
 
 def test_saved_model_cli_lists_the_signature(fusion_export):

@@ -31,6 +31,10 @@ result = {
     "image": dual.signatures["encode_image"](image_bytes=images)["embeddings"].numpy(),
     "text": dual.signatures["encode_text"](text=captions)["embeddings"].numpy(),
     "embedding": embedding.signatures["encode_image"](image_bytes=images)["embeddings"].numpy(),
+    "empty_image": dual.signatures["encode_image"](image_bytes=images[:0])["embeddings"].numpy(),
+    "empty_text": dual.signatures["encode_text"](text=captions[:0])["embeddings"].numpy(),
+    "empty_embedding": embedding.signatures["encode_image"](
+        image_bytes=images[:0])["embeddings"].numpy(),
     "probabilities": matching.signatures["classify"](
         support_image_bytes=images[:6], support_labels=tf.constant([0, 1, 2, 0, 1, 2]),
         query_image_bytes=images[6:])["probabilities"].numpy(),
@@ -93,6 +97,10 @@ def test_saved_models_reproduce_keras_in_a_fresh_process(exported):
         assert got[key].dtype == np.float32
         np.testing.assert_allclose(got[key], expected[key], atol=1e-5, rtol=0, err_msg=key)
     np.testing.assert_allclose(np.linalg.norm(got["image"], axis=1), 1.0, rtol=1e-5)
+    # Empty requests get empty answers of the right width.
+    for key, like in (("empty_image", "image"), ("empty_text", "text"),
+                      ("empty_embedding", "embedding")):
+        assert got[key].shape == (0, got[like].shape[1]), key
 
 
 def test_missing_preprocessor_is_named(tmp_path):
