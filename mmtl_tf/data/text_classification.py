@@ -116,7 +116,7 @@ def read_text_classification_file(path, on_error="raise"):
 
 
 def load_text_classification_records(source="default", split="train", seed=0,
-                                     on_error="raise", max_examples=None):
+                                     on_error="raise", max_examples=None, class_names=None):
     """Loads one split of a text-classification source.
 
     Args:
@@ -129,6 +129,10 @@ def load_text_classification_records(source="default", split="train", seed=0,
         on_error: str. `"raise"` (a `DataError` naming each bad row) or
             `"skip"` (skip them, warn with their list).
         max_examples: int or None. For TFDS sources: read at most this many.
+        class_names: list of str or None. The classes that label ids index:
+            by default the sorted labels of the training split; a trained
+            model evaluated on other data passes its own (rows with other
+            labels are bad rows). TFDS sources keep their own class names.
 
     Returns:
         `TextClassificationRecords`.
@@ -166,11 +170,15 @@ def load_text_classification_records(source="default", split="train", seed=0,
     else:
         raise DataError(f"{source}: no such folder or file (expected 'default', a folder, "
                         "a .jsonl/.csv file or 'tfds:NAME').")
-    class_names = sorted({r["label"] for r in per_split.get("train", [])})
+    if class_names is None:
+        class_names = sorted({r["label"] for r in per_split.get("train", [])})
+        not_known = "does not occur in the training split"
+    else:
+        class_names, not_known = list(class_names), "is not one of the model's classes"
     chosen = per_split.get(split, [])
     if not chosen:
         raise DataError(f"{source}: the {split!r} split has no rows.")
-    unknown = [(r["row"], f"label {r['label']!r} does not occur in the training split")
+    unknown = [(r["row"], f"label {r['label']!r} {not_known}")
                for r in chosen if r["label"] not in set(class_names)]
     if unknown:
         handle_problems(unknown, on_error, "rows", total=len(chosen))

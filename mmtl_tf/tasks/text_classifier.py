@@ -253,9 +253,12 @@ def evaluate(run_dir, split="test", verbose=1, data=None):
     """Re-evaluates the saved model on a split; updates metrics.json."""
     info, model, preprocessor = _load(run_dir)
     config = common.run_config(info, data)
-    records = load_text_classification_records(config["data"], split, seed=int(config["seed"]),
-                                               on_error=config.get("on_error", "raise"))
     class_names = info["class_names"]
+    # Label ids index the run's classes, also on other data (TFDS sources
+    # keep their own names: checked below).
+    records = load_text_classification_records(config["data"], split, seed=int(config["seed"]),
+                                               on_error=config.get("on_error", "raise"),
+                                               class_names=class_names)
     unknown = sorted(set(records.class_names) - set(class_names))
     if unknown:
         raise ValueError(f"{config['data']}: labels {unknown} are not among the run's "

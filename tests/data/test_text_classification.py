@@ -151,3 +151,18 @@ def test_label_ids_feed_keras_fit_beside_numpy_features():
     features = np.random.default_rng(0).normal(size=(len(records), 4)).astype("float32")
     history = model.fit(features, ids, epochs=1, batch_size=64, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_class_names_of_a_trained_model_fix_the_label_ids_of_other_data(tmp_path):
+    path = _write_jsonl(tmp_path / "texts.jsonl", [
+        {"text": "to the moon", "label": "science", "split": "test"},
+        {"text": "pass the salt", "label": "food", "split": "test"},
+        {"text": "a new thing", "label": "fashion", "split": "test"}])
+    classes = ["food", "law", "science"]
+    with pytest.raises(mmtl_tf.DataError, match="texts.jsonl:3: label 'fashion' is not one of "
+                                                "the model's classes"):
+        load_text_classification_records(path, "test", class_names=classes)
+    with pytest.warns(mmtl_tf.DataWarning):
+        records = load_text_classification_records(path, "test", class_names=classes,
+                                                   on_error="skip")
+    assert list(records.label_ids()) == [2, 0] and records.class_names == classes
