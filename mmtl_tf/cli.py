@@ -39,44 +39,27 @@ def _data_source(value):
         f"{value!r} is neither 'default' nor an existing folder or captions file")
 
 
-def _positive_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
-    return number
+def _number_type(kind, accept, requirement):
+    """An argparse type: `kind(value)` (int or float) for which `accept` holds,
+    else a usage error saying it must be `requirement`."""
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(value):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {noun}") from None
+        if not accept(number):
+            raise argparse.ArgumentTypeError(f"{value!r} must be {requirement}")
+        return number
+
+    return parse
 
 
-def _positive_float(value):
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be positive")
-    return number
-
-
-def _non_negative_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be at least 0")
-    return number
-
-
-def _fraction(value):
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not 0 <= number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be at least 0 and below 1")
-    return number
+_positive_int = _number_type(int, lambda n: n >= 1, "at least 1")
+_non_negative_int = _number_type(int, lambda n: n >= 0, "at least 0")
+_positive_float = _number_type(float, lambda n: n > 0, "positive")
+_fraction = _number_type(float, lambda n: 0 <= n < 1, "at least 0 and below 1")
 
 
 # Task options that may be 0 ("0 skips it"); every other int option must be
