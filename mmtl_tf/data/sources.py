@@ -260,6 +260,26 @@ def split_field(row):
     return None, f"split {split!r} is not one of {', '.join(SPLITS)}"
 
 
+def rows_with_known_labels(rows, class_names, model_classes, on_error):
+    """`rows` without those whose `label` is not in `class_names`: those are
+    bad rows (one `DataError` naming them, or skipped with a `DataWarning`).
+
+    Args:
+        rows: list of dict with `label` and `row` ("file:line").
+        class_names: list of str.
+        model_classes: bool. The classes are a trained model's (else the
+            training split's), for the message.
+        on_error: str. `"raise"` or `"skip"`.
+    """
+    why = ("is not one of the model's classes" if model_classes
+           else "does not occur in the training split")
+    known = set(class_names)
+    unknown = [(r["row"], f"label {r['label']!r} {why}") for r in rows if r["label"] not in known]
+    handle_problems(unknown, on_error, "rows", total=len(rows))
+    bad = {loc for loc, _ in unknown}
+    return [r for r in rows if r["row"] not in bad]
+
+
 def hash_split(key, seed=0):
     """train / validation / test (80/10/10) from a seeded hash of a string key.
 
@@ -336,25 +356,18 @@ def load_image_text_records(source="default", split="train", require_label=True,
         per_split = {s: [] for s in SPLITS}
         for r in rows:
             per_split[r["split"] or _hash_split(r["path"], seed)].append(r)
-    if class_names is None:
-        train_labels = sorted({r["label"] for r in per_split["train"] if r["label"] is not None})
-        not_known = "does not occur in the training split"
-    else:
-        train_labels, not_known = list(class_names), "is not one of the model's classes"
+    given = class_names is not None
+    class_names = list(class_names) if given else sorted(
+        {r["label"] for r in per_split["train"] if r["label"] is not None})
     chosen = per_split[split]
     if not chosen:
         raise DataError(f"{path}: the {split!r} split has no rows.")
     if require_label:
-        unknown = [(r["row"], f"label {r['label']!r} {not_known}")
-                   for r in chosen if r["label"] not in set(train_labels)]
-        if unknown:
-            handle_problems(unknown, on_error, "rows", total=len(chosen))
-            bad = {loc for loc, _ in unknown}
-            chosen = [r for r in chosen if r["row"] not in bad]
+        chosen = rows_with_known_labels(chosen, class_names, given, on_error)
     root = path if kind == "dir" else os.path.dirname(os.path.abspath(path))
     return ImageTextRecords(
         paths=[r["path"] for r in chosen],
         captions=[r["caption"] for r in chosen],
         labels=[r["label"] for r in chosen],
         rows=[r["row"] for r in chosen],
-        class_names=train_labels, root=root)
+        class_names=class_names, root=root)

@@ -21,8 +21,8 @@ import os
 
 import numpy as np
 
-from mmtl_tf.data.sources import (SPLITS, check_columns, csv_rows, hash_split, is_jsonl,
-                                  jsonl_rows, label_field, per_split_files, split_field,
+from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, hash_split, label_field,
+                                  per_split_files, rows_with_known_labels, split_field,
                                   text_field)
 from mmtl_tf.errors import DataError, check_on_error, handle_problems
 
@@ -90,14 +90,8 @@ def read_text_classification_file(path, on_error="raise"):
         list of dict with keys text, label, split (or None), row.
     """
     check_on_error(on_error)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read the file ({e.strerror}).") from e
     problems, rows, first = [], [], True
-    items = (jsonl_rows if is_jsonl(path) else csv_rows)(path, raw, problems)
-    for n, row in items:
+    for n, row in _read_rows(path, problems):
         loc = f"{path}:{n}"
         if first:
             check_columns(loc, row, REQUIRED_COLUMNS)
@@ -170,20 +164,13 @@ def load_text_classification_records(source="default", split="train", seed=0,
     else:
         raise DataError(f"{source}: no such folder or file (expected 'default', a folder, "
                         "a .jsonl/.csv file or 'tfds:NAME').")
-    if class_names is None:
-        class_names = sorted({r["label"] for r in per_split.get("train", [])})
-        not_known = "does not occur in the training split"
-    else:
-        class_names, not_known = list(class_names), "is not one of the model's classes"
+    given = class_names is not None
+    class_names = list(class_names) if given else sorted(
+        {r["label"] for r in per_split.get("train", [])})
     chosen = per_split.get(split, [])
     if not chosen:
         raise DataError(f"{source}: the {split!r} split has no rows.")
-    unknown = [(r["row"], f"label {r['label']!r} {not_known}")
-               for r in chosen if r["label"] not in set(class_names)]
-    if unknown:
-        handle_problems(unknown, on_error, "rows", total=len(chosen))
-        bad = {loc for loc, _ in unknown}
-        chosen = [r for r in chosen if r["row"] not in bad]
+    chosen = rows_with_known_labels(chosen, class_names, given, on_error)
     return TextClassificationRecords(
         texts=[r["text"] for r in chosen], labels=[r["label"] for r in chosen],
         rows=[r["row"] for r in chosen], class_names=class_names, source=source)
