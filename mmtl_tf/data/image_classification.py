@@ -270,7 +270,7 @@ def load_image_label_records(source="default", split="train", task="multiclass",
     _check("task", task, TASKS)
     check_on_error(on_error)
     where, grouped = _rows_by_split(source, task == "localization", seed, on_error)
-    not_known = "is not one of the model's classes"
+    not_known = "are not among the model's classes"
     if class_names is None:
         class_names = sorted({label for row in grouped["train"] for label in row["labels"]})
         not_known = "do not occur in the training split"
