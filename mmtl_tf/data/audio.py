@@ -25,8 +25,8 @@ Documented conversions (not errors): multi-channel audio is downmixed to mono
 by averaging the channels; audio at another sample rate is resampled to the
 target rate with librosa (`soxr_hq`). Bad input raises `mmtl_tf.DataError`
 naming the file and the problem: missing or empty file, a file libsndfile cannot
-decode (corrupt, unsupported), no samples, NaN or infinite samples, a clip
-shorter than one FFT window, an all-silent clip.
+decode (corrupt, unsupported), a truncated WAV file, no samples, NaN or
+infinite samples, a clip shorter than one FFT window, an all-silent clip.
 """
 
 import os
@@ -67,7 +67,8 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
 
     Raises:
         mmtl_tf.DataError: naming the file and the problem (missing, empty,
-            undecodable, no samples, NaN/inf samples, shorter than `min_samples`).
+            undecodable, a WAV file cut short, no samples, NaN/inf samples,
+            shorter than `min_samples`).
 
     Example:
         >>> import mmtl_tf
@@ -90,6 +91,9 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
     except Exception as e:  # libsndfile reports corrupt/unsupported files
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"{path}: cannot decode audio ({message}).") from e
+    truncated = _wav_truncation(path)
+    if truncated:
+        raise DataError(f"{path}: truncated WAV file ({truncated}).")
     if y.shape[0] == 0:
         raise DataError(f"{path}: the file holds no audio samples.")
     bad = int(np.count_nonzero(~np.isfinite(y)))
@@ -106,6 +110,40 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
             f"{path}: clip shorter than one FFT window ({len(y)} samples at "
             f"{rate} Hz < {min_samples}).")
     return np.ascontiguousarray(y, dtype=np.float32), int(rate)
+
+
+def _wav_truncation(path):
+    """Why a WAV file is cut short, or None.
+
+    libsndfile reads a truncated WAV (FLAC and Ogg fail to decode) as the
+    samples that are there, so a download or copy that stopped half-way would
+    pass as a shorter clip. The `data` chunk's size in the header says how many
+    bytes there should be. A size of 0 or 0xFFFFFFFF (written by streaming
+    recorders that never went back to fill it in) tells nothing and passes, as
+    do files that are not RIFF/WAVE (RF64, W64, other formats).
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            header = f.read(12)
+            if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+                return None
+            size = os.fstat(f.fileno()).st_size
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                name, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if name == b"data":
+                    present = size - f.tell()
+                    if length in (0, 0xFFFFFFFF) or present >= length:
+                        return None
+                    return (f"the header declares {length:,} bytes of samples, the file "
+                            f"holds {present:,}")
+                f.seek(length + (length & 1), os.SEEK_CUR)
+    except OSError:
+        return None
 
 
 def trim_silence_array(y, top_db=40.0, frame_length=1024, hop_length=256,

@@ -60,7 +60,17 @@ def _bad_files(root):
     sf.write(os.path.join(root, "silent.wav"), np.zeros(16000, "float32"), 16000)
     sf.write(os.path.join(root, "short.wav"), _tone(0.01), 16000)  # 160 samples
     sf.write(os.path.join(root, "good.flac"), _word(), 16000)
+    # A WAV cut half-way (an interrupted download): libsndfile reads the half.
+    # 1.2 s of 16-bit samples = 38,400 bytes after a 44-byte header; half of
+    # the 38,444-byte file leaves 19,222 - 44 = 19,178 bytes of samples.
+    sf.write(os.path.join(root, "whole.wav"), _word(), 16000, subtype="PCM_16")
+    with open(os.path.join(root, "whole.wav"), "rb") as f:
+        whole = f.read()
+    with open(os.path.join(root, "truncated.wav"), "wb") as f:
+        f.write(whole[:len(whole) // 2])
     return {"empty.wav": "empty file", "corrupt.ogg": "cannot decode audio",
+            "truncated.wav": "truncated WAV file (the header declares 38,400 bytes of "
+                             "samples, the file holds 19,178)",
             "nan.wav": "2 NaN or infinite", "silent.wav": "all silent",
             "short.wav": "shorter than one FFT window", "missing.wav": "file not found"}
 
@@ -73,6 +83,16 @@ def test_bad_files_raise_data_error_naming_file_and_problem(tmp_path):
             A.load_and_trim(path, min_samples=512)
         assert path in str(err.value) and words in str(err.value), str(err.value)
     assert len(A.load_and_trim(str(tmp_path / "good.flac"), min_samples=512)) > 0
+    # The whole WAV reads; so does one whose data size was never filled in (a
+    # streaming recorder's 0xFFFFFFFF), which tells nothing about truncation.
+    whole, _ = A.read_audio(str(tmp_path / "whole.wav"))
+    assert len(whole) == len(_word())
+    data = open(tmp_path / "whole.wav", "rb").read()
+    at = data.index(b"data") + 4
+    with open(tmp_path / "streamed.wav", "wb") as f:
+        f.write(data[:at] + b"\xff\xff\xff\xff" + data[at + 4:])
+    streamed, _ = A.read_audio(str(tmp_path / "streamed.wav"))
+    np.testing.assert_array_equal(streamed, whole)
     # Without trimming, a clip of zeros is still an error; a folder is named as one.
     with pytest.raises(mmtl_tf.DataError, match="silent.wav: all silent"):
         A.load_and_trim(str(tmp_path / "silent.wav"), trim=False)
