@@ -152,3 +152,36 @@ def test_quickstart_prints_one_table(tmp_path, capsys):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {r["model"].split()[0] for r in summary["rows"]} >= {"fusion"}
     assert os.path.exists(tmp_path / "fusion" / "saved_model" / "saved_model.pb")
+
+
+_RETRACING_SCRIPT = """
+import sys
+import numpy as np
+if sys.argv[1] == "filtered":
+    from mmtl_tf import cli
+    cli._quiet_tensorflow()
+import keras
+import tensorflow as tf
+for _ in range(6):  # six models, each traced for two batch sizes, as in a quickstart
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.predict_on_batch(np.ones((4, 3), "float32"))
+    model.predict_on_batch(np.ones((3, 3), "float32"))
+@tf.function
+def user_function(x):  # retraced for every new shape: a real problem, still reported
+    return x + 1
+for n in range(1, 8):
+    user_function(tf.ones((n, n)))
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "filtered"])
+def test_cli_drops_only_the_new_model_predict_retracing_warning(mode):
+    out = subprocess.run([sys.executable, "-c", _RETRACING_SCRIPT, mode], capture_output=True,
+                         text=True, timeout=300, env=dict(os.environ, KERAS_BACKEND="tensorflow"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stderr.splitlines() if "triggered tf.function retracing" in line]
+    predict = [line for line in lines if "make_predict_function" in line]
+    user = [line for line in lines if "user_function" in line]
+    assert user, out.stderr[-2000:]
+    assert bool(predict) == (mode == "plain"), lines
