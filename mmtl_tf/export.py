@@ -101,7 +101,7 @@ def export_image_text_classifier(model, text_vectorizer, path, image_size, crop=
 
     Example:
         >>> reloaded = tf.saved_model.load(path)  # doctest: +SKIP
-        >>> reloaded.signatures["serving_default"](
+        >>> reloaded.signatures["serving_default"](  # doctest: +SKIP
         ...     image_bytes=tf.constant([png_bytes]), caption=tf.constant(["a red apple"]))
     """
     image_size = tuple(int(s) for s in image_size)
@@ -148,7 +148,7 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=True
 
     Example:
         >>> serve = tf.saved_model.load(path).signatures["serving_default"]  # doctest: +SKIP
-        >>> serve(image_bytes=tf.constant([open("cat.png", "rb").read()]))["class_name"]
+        >>> serve(image_bytes=tf.constant([open("cat.png", "rb").read()]))["class_name"]  # doctest: +SKIP
     """
     image_size = tuple(int(s) for s in image_size)
     from mmtl_tf.models.fine_tune import task_of

@@ -228,7 +228,7 @@ def read_torch_state_dict(path):
 
     Example:
         >>> arrays = mmtl_tf.data.read_torch_state_dict("model.pth")  # doctest: +SKIP
-        >>> arrays["_conv_stem.weight"].shape
+        >>> arrays["_conv_stem.weight"].shape  # doctest: +SKIP
         (32, 3, 3, 3)
 
     References:

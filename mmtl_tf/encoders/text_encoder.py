@@ -31,7 +31,7 @@ class TextEncoder(keras.Model):
     Example:
         >>> import numpy as np, mmtl_tf
         >>> enc = mmtl_tf.encoders.TextEncoder(vocab_size=100, sequence_length=8)
-        >>> enc(np.ones((2, 8), "int32")).shape
+        >>> tuple(enc(np.ones((2, 8), "int32")).shape)
         (2, 64)
     """
 

@@ -112,6 +112,7 @@ class MeanAveragePrecision(keras.metrics.Metric):
         name: str.
 
     Example:
+        >>> import mmtl_tf
         >>> m = mmtl_tf.metrics.MeanAveragePrecision(num_classes=20)
         >>> model.compile(loss="binary_crossentropy", metrics=[m])  # doctest: +SKIP
 
