@@ -291,11 +291,17 @@ def _export(args):
 def _bench(args):
     import runpy
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    script = os.path.join(here, os.pardir, "bench", f"bench_{args.name}.py")
+    folder = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                           os.pardir, "bench"))
+    script = os.path.join(folder, f"bench_{args.name}.py")
     if not os.path.isfile(script):
-        print(f"mmtl-tf bench: error: no benchmark {args.name!r} (looked for {script}; "
-              "benchmarks live in bench/ of a source checkout)", file=sys.stderr)
+        found = sorted(name[len("bench_"):-len(".py")] for name in
+                       (os.listdir(folder) if os.path.isdir(folder) else [])
+                       if name.startswith("bench_") and name.endswith(".py"))
+        where = (f"benchmarks here: {', '.join(found)}" if found else
+                 "benchmarks live in bench/ of a source checkout")
+        print(f"mmtl-tf bench: error: no benchmark {args.name!r} ({script} does not exist; "
+              f"{where})", file=sys.stderr)
         return 2
     sys.argv = [script, *args.args]
     runpy.run_path(script, run_name="__main__")

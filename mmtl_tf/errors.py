@@ -112,3 +112,21 @@ def check_on_error(on_error):
     if on_error not in ("raise", "skip"):
         raise ValueError(
             f"on_error={on_error!r} is not allowed; use 'raise' or 'skip'.")
+
+
+def check_choice(name, value, allowed):
+    """A `ValueError` "NAME=VALUE is not allowed; use one of ..." unless
+    `value` is in `allowed`."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed; use one of "
+                         f"{', '.join(map(repr, allowed))}.")
+
+
+def check_count(name, value, minimum=1):
+    """`value` as an int, or a `ValueError` "NAME must be an integer >= MINIMUM"
+    (floats such as 2.5 and bools are refused; NumPy integers are accepted)."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)

@@ -34,6 +34,8 @@ logical CPU devices, see `split_cpu`). Build and compile models inside
 import contextlib
 import dataclasses
 
+from mmtl_tf.errors import check_choice
+
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored")
 
@@ -51,19 +53,13 @@ _CONFIG = RuntimeConfig()
 _STRATEGY_CACHE = {}
 
 
-def _check(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(
-            f"{name}={value!r} is not allowed; use one of {', '.join(map(repr, allowed))}.")
-
-
 def set_precision(precision):
     """Sets the global Keras dtype policy.
 
     Args:
         precision: str. `"float32"`, `"mixed_float16"` or `"mixed_bfloat16"`.
     """
-    _check("precision", precision, PRECISIONS)
+    check_choice("precision", precision, PRECISIONS)
     import keras
 
     keras.config.set_dtype_policy(precision)
@@ -144,7 +140,7 @@ def get_strategy(strategy=None):
             logical CPU devices when there is no GPU.
     """
     strategy = strategy or _CONFIG.strategy
-    _check("strategy", strategy, STRATEGIES)
+    check_choice("strategy", strategy, STRATEGIES)
     import tensorflow as tf
 
     if strategy == "default":
@@ -178,7 +174,7 @@ def configure(precision=None, jit_compile=None, strategy=None):
     if jit_compile is not None:
         set_jit_compile(jit_compile)
     if strategy is not None:
-        _check("strategy", strategy, STRATEGIES)
+        check_choice("strategy", strategy, STRATEGIES)
         _CONFIG.strategy = strategy
     return dataclasses.replace(_CONFIG)
 

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from mmtl_tf import runtime
+from mmtl_tf.errors import check_count
 from mmtl_tf.files import atomic_file, atomic_json
 
 
@@ -89,6 +90,7 @@ def compile_classifier(model, num_classes, learning_rate=1e-3, optimizer="adam",
     `mmtl_tf.runtime` unless `jit_compile` is given; if Keras had to turn XLA
     off (a layer without XLA support), a `RuntimeWarning` says so.
     """
+    num_classes = check_count("num_classes", num_classes)
     if jit_compile is None:
         jit_compile = runtime.get_jit_compile()
     if num_classes == 1:

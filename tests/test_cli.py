@@ -45,6 +45,13 @@ def test_bad_arguments_give_one_line_and_status_2(argv, capsys):
     assert len(err.splitlines()) == 1 and "error:" in err
 
 
+def test_unknown_benchmark_lists_the_ones_there(capsys):
+    assert cli.main(["bench", "bogus"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no benchmark 'bogus'" in err
+    assert "benchmarks here: " in err and "input_pipeline" in err and "/../" not in err
+
+
 def test_quickstart_without_tasks_is_a_usage_error(capsys):
     assert cli.main(["quickstart", "--tasks", " , "]) == 2
     err = capsys.readouterr().err.strip()

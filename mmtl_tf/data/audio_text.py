@@ -19,7 +19,7 @@ from mmtl_tf.data.sources import (ImageTextRecords, _read_rows, load_image_text_
                                   resolve_source)
 from mmtl_tf.data.file_dataset import checked_file_dataset
 from mmtl_tf.data.text import make_text_vectorizer, vectorize
-from mmtl_tf.errors import DataError, check_on_error, without_repeated_warnings
+from mmtl_tf.errors import DataError, check_count, check_on_error, without_repeated_warnings
 
 DEFAULT_AUDIO_DIR = os.path.join(os.path.dirname(__file__), "default_audio")
 
@@ -220,6 +220,7 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
         (TensorShape([4, 16000]), TensorShape([4, 16]), TensorShape([4]))
     """
     check_on_error(on_error)
+    batch_size = check_count("batch_size", batch_size)
     if front_end is not None and not callable(front_end):
         raise TypeError(f"front_end must be callable (e.g. a LogMelSpectrogram layer) or "
                         f"None; got {type(front_end).__name__}.")

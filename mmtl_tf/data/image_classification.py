@@ -40,7 +40,8 @@ from mmtl_tf.data.image import augment_image, decoded_image_dataset, resize_and_
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
                                   _read_rows, check_columns, label_field, per_split_files,
                                   split_field, text_field)
-from mmtl_tf.errors import DataError, check_on_error, handle_problems
+from mmtl_tf.errors import (DataError, check_choice, check_count, check_on_error,
+                            handle_problems)
 
 TASKS = ("multiclass", "multilabel", "localization")
 LABEL_FILE_NAMES = ("labels.jsonl", "labels.csv") + CAPTION_FILE_NAMES
@@ -57,12 +58,6 @@ TFDS_IMAGE_DATASETS = {
     "voc/2007": {"kind": "objects", "splits": {s: s for s in SPLITS},
                  "tasks": ("multiclass", "multilabel", "localization")},
 }
-
-
-def _check(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; use one of "
-                         f"{', '.join(repr(a) for a in allowed)}.")
 
 
 @dataclasses.dataclass
@@ -102,7 +97,7 @@ class ImageLabelRecords:
 
     def targets(self, task):
         """NumPy targets for `task` (see the module docstring)."""
-        _check("task", task, TASKS)
+        check_choice("task", task, TASKS)
         ids = np.asarray(self.label_ids(), np.int32)
         if task == "multiclass":
             return ids
@@ -266,8 +261,8 @@ def load_image_label_records(source="default", split="train", task="multiclass",
     Returns:
         `ImageLabelRecords`.
     """
-    _check("split", split, SPLITS)
-    _check("task", task, TASKS)
+    check_choice("split", split, SPLITS)
+    check_choice("task", task, TASKS)
     check_on_error(on_error)
     where, grouped = _rows_by_split(source, task == "localization", seed, on_error)
     not_known = "are not among the model's classes"
@@ -367,8 +362,9 @@ def make_image_classification_dataset(source="default", split="train", *, task="
         >>> images.shape, labels.shape
         (TensorShape([8, 64, 64, 3]), TensorShape([8]))
     """
-    _check("task", task, TASKS)
+    check_choice("task", task, TASKS)
     check_on_error(on_error)
+    batch_size = check_count("batch_size", batch_size)
     if crop is None:
         crop = task != "localization"
     if task == "localization" and (crop or augment):
@@ -435,7 +431,7 @@ def tfds_image_pipeline(examples, name, task, num_classes, image_size=(224, 224)
     `tfds_targets`. `load_tfds_image_dataset` feeds TFDS here; tests feed local
     examples in the same format.
     """
-    _check("task", task, TFDS_IMAGE_DATASETS[name]["tasks"])
+    check_choice("task", task, TFDS_IMAGE_DATASETS[name]["tasks"])
     if crop is None:
         crop = task != "localization"
     if task == "localization" and (crop or augment):
@@ -485,11 +481,11 @@ def load_tfds_image_dataset(name, split="train", *, task=None, image_size=(224, 
         RuntimeError: the data could not be downloaded or found; the message
             says how to prepare it on a machine with internet.
     """
-    _check("name", name, sorted(TFDS_IMAGE_DATASETS))
-    _check("split", split, SPLITS)
+    check_choice("name", name, sorted(TFDS_IMAGE_DATASETS))
+    check_choice("split", split, SPLITS)
     spec = TFDS_IMAGE_DATASETS[name]
     task = task or spec["tasks"][0]
-    _check("task", task, spec["tasks"])
+    check_choice("task", task, spec["tasks"])
     import tensorflow_datasets as tfds
 
     try:

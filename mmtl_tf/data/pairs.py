@@ -5,7 +5,7 @@ import tensorflow as tf
 from mmtl_tf.data.image import augment_image, decoded_image_dataset
 from mmtl_tf.data.sources import load_image_text_records
 from mmtl_tf.data.text import make_text_vectorizer, vectorize
-from mmtl_tf.errors import check_on_error, without_repeated_warnings
+from mmtl_tf.errors import check_count, check_on_error, without_repeated_warnings
 
 
 def make_image_text_dataset(source="default", split="train", *, text_vectorizer=None,
@@ -66,6 +66,7 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
         (TensorShape([8, 64, 64, 3]), TensorShape([8, 100]), TensorShape([8]))
     """
     check_on_error(on_error)
+    batch_size = check_count("batch_size", batch_size)
     records = load_image_text_records(source, split, require_label=with_labels,
                                       seed=seed, on_error=on_error, class_names=class_names)
     if text_vectorizer is None:

@@ -24,7 +24,7 @@ import numpy as np
 from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, hash_split, label_field,
                                   per_split_files, rows_with_known_labels, split_field,
                                   text_field)
-from mmtl_tf.errors import DataError, check_on_error, handle_problems
+from mmtl_tf.errors import DataError, check_count, check_on_error, handle_problems
 
 DEFAULT_TEXT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_text")
 TEXT_FILE_NAMES = ("texts.jsonl", "texts.csv")
@@ -285,6 +285,7 @@ def make_text_classification_dataset(records, preprocessor=None, batch_size=32, 
     """
     import tensorflow as tf
 
+    batch_size = check_count("batch_size", batch_size)
     if not isinstance(records, TextClassificationRecords):
         if split is None:
             raise ValueError("pass split= when records is a source name or path.")

@@ -4,17 +4,12 @@ import os
 
 import keras
 
+from mmtl_tf.errors import check_choice
 from mmtl_tf.layers.log_mel_spectrogram import LogMelSpectrogram
 
 INPUTS = ("waveform", "log_mel")
 POOLINGS = ("avg", "max", "time_avg")
 TRAINABLE = ("full", "frozen")
-
-
-def _check(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; use one of "
-                         f"{', '.join(repr(a) for a in allowed)}.")
 
 
 def _find_audio_encoder(model):
@@ -91,9 +86,9 @@ class AudioEncoder(keras.Model):
                  conv_filters=(32, 64, 128), pooling="time_avg", output_dim=None, dropout=0.0,
                  weights=None, trainable="full", batch_norm_momentum=0.99,
                  name="audio_encoder", **kwargs):
-        _check("input_type", input_type, INPUTS)
-        _check("pooling", pooling, POOLINGS)
-        _check("trainable", trainable, TRAINABLE)
+        check_choice("input_type", input_type, INPUTS)
+        check_choice("pooling", pooling, POOLINGS)
+        check_choice("trainable", trainable, TRAINABLE)
         conv_filters = tuple(int(f) for f in conv_filters)
         if int(num_samples) < n_fft or not conv_filters or min(conv_filters) < 1:
             raise ValueError(

@@ -7,16 +7,11 @@ import keras
 from keras import ops
 
 from mmtl_tf.data.bert_preprocessor import check_encoder_directory
+from mmtl_tf.errors import check_choice
 from mmtl_tf.layers.masked_pooling import MaskedPooling
 
 POOLINGS = ("cls", "mean")
 TRAINABLE = ("frozen", "partial", "full")
-
-
-def _check(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; use one of "
-                         f"{', '.join(map(repr, allowed))}.")
 
 
 def load_bert_backbone(encoder):
@@ -73,7 +68,7 @@ def set_bert_trainable(backbone, trainable, num_layers=None):
             default a quarter of the blocks, at least one) or `"full"`.
         num_layers: int or None. For `"partial"`.
     """
-    _check("trainable", trainable, TRAINABLE)
+    check_choice("trainable", trainable, TRAINABLE)
     if trainable == "frozen":
         backbone.trainable = False
         return
@@ -142,8 +137,8 @@ class BertEncoder(keras.Model):
     def __init__(self, encoder="bert_tiny_en_uncased", pooling="cls", trainable="frozen",
                  sequence_length=None, num_trainable_layers=None, name="bert_encoder",
                  **kwargs):
-        _check("pooling", pooling, POOLINGS)
-        _check("trainable", trainable, TRAINABLE)
+        check_choice("pooling", pooling, POOLINGS)
+        check_choice("trainable", trainable, TRAINABLE)
         backbone = load_bert_backbone(encoder)
         max_length = getattr(backbone, "max_sequence_length", None)
         if sequence_length is not None:

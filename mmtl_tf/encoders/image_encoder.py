@@ -5,6 +5,7 @@ import os
 
 import keras
 
+from mmtl_tf.errors import check_choice
 from mmtl_tf.layers.image_preprocessing import ImagePreprocessing
 
 # name → (keras.applications constructor, preprocessing mode, smallest side)
@@ -34,13 +35,6 @@ POOLINGS = ("avg", "max", "flatten", None)
 TRAINABLE = ("frozen", "partial", "full")
 
 
-def _check(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(
-            f"{name}={value!r} is not allowed; use one of "
-            f"{', '.join(repr(a) for a in allowed)}.")
-
-
 def make_application_backbone(name, input_shape, weights=None):
     """Builds a headless `keras.applications` model (`include_top=False`).
 
@@ -56,7 +50,7 @@ def make_application_backbone(name, input_shape, weights=None):
     Returns:
         (keras.Model, preprocessing mode str).
     """
-    _check("backbone", name, sorted(BACKBONES) + sorted(EXTRA_BACKBONES))
+    check_choice("backbone", name, sorted(BACKBONES) + sorted(EXTRA_BACKBONES))
     cls_name, mode, min_side = BACKBONES.get(name) or EXTRA_BACKBONES[name]
     height, width, channels = input_shape
     if channels != 3 or min(height, width) < min_side:
@@ -114,7 +108,7 @@ def set_backbone_trainable(backbone, trainable, num_layers=None):
             hold weights; default a quarter of them) or `"full"`.
         num_layers: int or None. For `"partial"`.
     """
-    _check("trainable", trainable, TRAINABLE)
+    check_choice("trainable", trainable, TRAINABLE)
     if trainable == "frozen":
         backbone.trainable = False
         return
@@ -167,8 +161,8 @@ class ImageEncoder(keras.Model):
     def __init__(self, backbone="small_cnn", input_shape=(224, 224, 3), pooling="avg",
                  weights=None, trainable="full", conv_filters=64, conv_blocks=1,
                  preprocessing=None, name="image_encoder", **kwargs):
-        _check("pooling", pooling, POOLINGS)
-        _check("trainable", trainable, TRAINABLE)
+        check_choice("pooling", pooling, POOLINGS)
+        check_choice("trainable", trainable, TRAINABLE)
         input_shape = tuple(int(d) for d in input_shape)
         if len(input_shape) != 3 or min(input_shape) < 1:
             raise ValueError(f"input_shape must be (height, width, channels); got {input_shape}.")

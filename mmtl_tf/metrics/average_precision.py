@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from mmtl_tf.errors import check_count
+
 
 def _grouped_average_precision(positives, counts):
     """AP from per-group positive and total counts, groups in descending score order.
@@ -122,8 +124,7 @@ class MeanAveragePrecision(keras.metrics.Metric):
 
     def __init__(self, num_classes, num_bins=1000, name="mAP", **kwargs):
         super().__init__(name=name, **kwargs)
-        if int(num_classes) < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+        num_classes = check_count("num_classes", num_classes)
         if int(num_bins) < 2:
             raise ValueError(f"num_bins must be >= 2, got {num_bins}.")
         self.num_classes, self.num_bins = int(num_classes), int(num_bins)

@@ -3,6 +3,7 @@
 import keras
 
 from mmtl_tf.encoders.audio_encoder import AudioEncoder
+from mmtl_tf.errors import check_count
 from mmtl_tf.models.fusion_classifier import classification_head
 
 
@@ -43,8 +44,7 @@ def build_audio_classifier(num_samples=32000, sample_rate=16000, num_classes=2,
     References:
         Hershey et al., "CNN Architectures for Large-Scale Audio Classification" (2017).
     """
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+    num_classes = check_count("num_classes", num_classes)
     if audio_encoder is None:
         audio_encoder = AudioEncoder(num_samples=num_samples, sample_rate=sample_rate,
                                      input_type=audio_input, n_mels=n_mels,

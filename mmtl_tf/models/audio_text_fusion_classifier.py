@@ -4,6 +4,7 @@ import keras
 
 from mmtl_tf.encoders.audio_encoder import AudioEncoder
 from mmtl_tf.encoders.text_encoder import TextEncoder
+from mmtl_tf.errors import check_count
 from mmtl_tf.models.fusion_classifier import fusion_head
 
 
@@ -65,8 +66,7 @@ def build_audio_text_fusion_classifier(num_samples=32000, sample_rate=16000,
     References:
         Source document, sections 3.1.2 (audio-text) and 4.1.1 (fusion).
     """
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+    num_classes = check_count("num_classes", num_classes)
     if audio_encoder is None:
         audio_encoder = AudioEncoder(num_samples=num_samples, sample_rate=sample_rate,
                                      input_type=audio_input, n_mels=n_mels,

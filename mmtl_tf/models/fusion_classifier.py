@@ -4,6 +4,7 @@ import keras
 
 from mmtl_tf.encoders.image_encoder import ImageEncoder
 from mmtl_tf.encoders.text_encoder import TextEncoder
+from mmtl_tf.errors import check_count
 
 
 def classification_head(x, num_classes, name="classifier"):
@@ -12,8 +13,7 @@ def classification_head(x, num_classes, name="classifier"):
     The layer computes in float32 even under a mixed-precision policy, so the
     probabilities (and the loss computed from them) keep float32 precision.
     """
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+    num_classes = check_count("num_classes", num_classes)
     activation = "sigmoid" if num_classes == 1 else "softmax"
     return keras.layers.Dense(num_classes, activation=activation, dtype="float32",
                               name=name)(x)
@@ -106,8 +106,7 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
     References:
         Source document, section 4.1.1 ("image and text fusion").
     """
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+    num_classes = check_count("num_classes", num_classes)
     image_shape = tuple(image_shape)
     if isinstance(image_encoder, ImageEncoder):
         image_tower = image_encoder

@@ -3,20 +3,10 @@
 import keras
 
 from mmtl_tf.encoders.image_encoder import ImageEncoder, set_backbone_trainable
+from mmtl_tf.errors import check_choice, check_count
 
 TASK_TYPES = ("multiclass", "multilabel")
 HEAD_POOLINGS = ("avg", "max", "flatten")
-
-
-def _check(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; use one of "
-                         f"{', '.join(repr(a) for a in allowed)}.")
-
-
-def _check_num_classes(num_classes):
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}.")
 
 
 def _check_head_units(head_units):
@@ -39,7 +29,7 @@ def make_image_encoder(backbone, input_shape, weights, trainable, pooling):
     """An `ImageEncoder` for a head-swap model (or the given one, unchanged)."""
     if isinstance(backbone, ImageEncoder):
         return backbone
-    _check("pooling", pooling, HEAD_POOLINGS)
+    check_choice("pooling", pooling, HEAD_POOLINGS)
     return ImageEncoder(backbone, input_shape=tuple(input_shape), pooling=pooling,
                         weights=weights, trainable=trainable, name="image_encoder")
 
@@ -106,8 +96,8 @@ def build_head_swap_classifier(backbone="resnet50", num_classes=None, input_shap
         Yosinski et al., "How transferable are features in deep neural networks?",
         NeurIPS 2014.
     """
-    _check_num_classes(num_classes)
-    _check("task", task, TASK_TYPES)
+    num_classes = check_count("num_classes", num_classes)
+    check_choice("task", task, TASK_TYPES)
     units = _check_head_units(head_units)
     encoder = make_image_encoder(backbone, input_shape, weights, trainable, pooling)
     features = keras.Input((encoder.output_dim,), name="features")

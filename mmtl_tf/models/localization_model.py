@@ -2,9 +2,10 @@
 
 import keras
 
+from mmtl_tf.errors import check_count
 from mmtl_tf.layers.center_size_to_corners import CenterSizeToCorners
-from mmtl_tf.models.head_swap_classifier import (_check_head_units, _check_num_classes,
-                                                 dense_stack, make_image_encoder)
+from mmtl_tf.models.head_swap_classifier import (_check_head_units, dense_stack,
+                                                 make_image_encoder)
 
 
 def build_localization_model(backbone="resnet50", num_classes=None, input_shape=(224, 224, 3),
@@ -50,7 +51,7 @@ def build_localization_model(backbone="resnet50", num_classes=None, input_shape=
         Detection using Convolutional Networks", ICLR 2014 (a regression head for
         localization on a classification network); source document, section 3.2.1.
     """
-    _check_num_classes(num_classes)
+    num_classes = check_count("num_classes", num_classes)
     units = _check_head_units(head_units)
     encoder = make_image_encoder(backbone, input_shape, weights, trainable, pooling)
     features = keras.Input((encoder.output_dim,), name="features")

@@ -7,6 +7,7 @@ import numpy as np
 
 from mmtl_tf.encoders.bert_encoder import BertEncoder
 from mmtl_tf.encoders.text_encoder import TextEncoder
+from mmtl_tf.errors import check_count
 from mmtl_tf.models.fusion_classifier import classification_head
 
 
@@ -89,8 +90,7 @@ def build_text_classifier(encoder="bert_tiny_en_uncased", num_classes=2, head_un
         Devlin et al., "BERT", NAACL 2019; source document sections 3.2.2 and
         4.2.2 (text transfer learning).
     """
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+    num_classes = check_count("num_classes", num_classes)
     if isinstance(encoder, BertEncoder):
         tower = encoder
     else:

@@ -73,7 +73,7 @@ def test_metric_runs_inside_fit_under_xla():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1"):
         MeanAveragePrecision(num_classes=0)
     with pytest.raises(ValueError, match="num_bins must be >= 2"):
         MeanAveragePrecision(num_classes=2, num_bins=1)

@@ -71,7 +71,7 @@ def test_mirrors_the_document_resnet50_model():
 def test_bad_arguments_name_the_value_and_the_allowed_ones(tmp_path):
     with pytest.raises(ValueError, match=r"backbone='resnet5'.*'resnet50'.*'efficientnet_lite0'"):
         build_head_swap_classifier("resnet5", num_classes=3, weights=None)
-    with pytest.raises(ValueError, match="num_classes must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1, got 0"):
         build_head_swap_classifier("resnet50", num_classes=0, weights=None)
     with pytest.raises(ValueError, match=r"needs input_shape .* >= 75"):
         build_head_swap_classifier("inception_v3", num_classes=3, input_shape=(64, 64, 3),

@@ -57,7 +57,7 @@ def test_boxes_are_valid_and_learnt_better_than_the_mean_box():
 
 
 def test_localization_bad_arguments():
-    with pytest.raises(ValueError, match="num_classes must be an int >= 1"):
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1"):
         build_localization_model("resnet50", num_classes=-1, weights=None)
     with pytest.raises(ValueError, match="head_units must be positive ints"):
         build_localization_model("resnet50", num_classes=3, weights=None, head_units=(0,))

@@ -91,7 +91,7 @@ def test_head_on_cached_features_learns_held_out_texts():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="sequence_length=64.*max_sequence_length=32"):
         build_text_classifier(tiny_backbone(), num_classes=2, sequence_length=64)
-    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1"):
         build_text_classifier(tiny_backbone(), num_classes=0)
     with pytest.raises(ValueError, match="dropout must be in"):
         build_text_head(8, 2, dropout=1.0)
