@@ -152,7 +152,9 @@ def build_parser():
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (source checkout)")
     bench.add_argument("name", metavar="NAME",
                        help="benchmark name, e.g. input_pipeline for bench/bench_input_pipeline.py")
-    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+    rest = bench.add_argument("args", nargs=argparse.REMAINDER,
+                              help="arguments for the benchmark")
+    rest.required = False  # Python 3.11 marks REMAINDER required: "required: NAME, args"
     return parser
 
 

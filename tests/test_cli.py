@@ -50,6 +50,13 @@ def test_unknown_benchmark_lists_the_ones_there(capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no benchmark 'bogus'" in err
     assert "benchmarks here: " in err and "input_pipeline" in err and "/../" not in err
+    # Without a name, only NAME is missing (argparse also listed the optional ARGS).
+    with pytest.raises(SystemExit):
+        cli.main(["bench"])
+    assert "required: NAME (see --help)" in capsys.readouterr().err
+    # Arguments after the name go to the benchmark, options included.
+    assert cli.build_parser().parse_args(["bench", "x", "--images", "5"]).args == [
+        "--images", "5"]
 
 
 def test_quickstart_without_tasks_is_a_usage_error(capsys):
