@@ -84,6 +84,9 @@ def _add_runtime_options(parser):
     g.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
                    help="compile with XLA (default: on with a GPU/TPU, off on CPU only)")
     g.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
+    g.add_argument("--deterministic", action="store_true", default=None,
+                   help="same seed, same data, same machine: same weights and figures "
+                        "(TensorFlow's op determinism; can be slower)")
     g.add_argument("--on-error", choices=["raise", "skip"],
                    help="bad files/rows: stop with an error naming them (default) "
                         "or skip them and list them")
@@ -160,7 +163,7 @@ def build_parser():
 
 def _overrides(args, spec=None):
     keys = ["epochs", "batch_size", "learning_rate", "seed", "precision", "jit_compile",
-            "on_error"]
+            "deterministic", "on_error"]
     if spec is not None:
         keys.append("data")
         keys += [kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")

@@ -179,6 +179,34 @@ def configure(precision=None, jit_compile=None, strategy=None):
     return dataclasses.replace(_CONFIG)
 
 
+_DETERMINISTIC = []
+
+
+def enable_determinism():
+    """Makes TensorFlow ops and `tf.data` pipelines deterministic, for good.
+
+    Calls `tf.config.experimental.enable_op_determinism()`: with the same seeds
+    (`keras.utils.set_random_seed`, which every mmtl_tf task applies from its
+    recipe's `seed`), the same data and the same machine, training ends with
+    the same weights. TensorFlow picks deterministic kernels and runs `tf.data`
+    maps in order, which can be slower (a head-swap run here was not; see the
+    README). It cannot be
+    switched off again in the same process; that is why it is a separate call
+    and not a `configure` setting. `mmtl-tf train --deterministic` calls it.
+    Calling it again does nothing.
+    """
+    import tensorflow as tf
+
+    if not _DETERMINISTIC:
+        tf.config.experimental.enable_op_determinism()
+        _DETERMINISTIC.append(True)
+
+
+def is_deterministic():
+    """Whether `enable_determinism` was called in this process."""
+    return bool(_DETERMINISTIC)
+
+
 def current():
     """Returns a copy of the current `RuntimeConfig`."""
     cfg = dataclasses.replace(_CONFIG)

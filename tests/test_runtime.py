@@ -43,3 +43,41 @@ def test_settings_context_restores_and_strategy_names():
     with pytest.raises(ValueError, match="'default', 'mirrored'"):
         runtime.get_strategy("tpu")
     assert runtime.compile_kwargs() == {"jit_compile": runtime.get_jit_compile()}
+
+
+_ORDER_SCRIPT = """
+import sys, time
+import tensorflow as tf
+from mmtl_tf import runtime
+if sys.argv[1] == "deterministic":
+    runtime.enable_determinism()
+    runtime.enable_determinism()  # a second call is harmless
+def slow_first(i):
+    time.sleep(0.5 if int(i) == 0 else 0.0)
+    return i
+ds = tf.data.Dataset.range(6).map(
+    lambda i: tf.py_function(slow_first, [i], tf.int64),
+    num_parallel_calls=4, deterministic=False)
+print(runtime.is_deterministic(), [int(x) for x in ds])
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "deterministic"])
+def test_enable_determinism_orders_tf_data(mode):
+    # Run in a fresh process: op determinism cannot be switched off again.
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _ORDER_SCRIPT, mode], capture_output=True,
+                         text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    flag, order = out.stdout.strip().splitlines()[-1].split(" ", 1)
+    order = eval(order)
+    assert sorted(order) == list(range(6))
+    if mode == "deterministic":
+        assert flag == "True" and order == list(range(6))
+    else:
+        # The slow first element comes out late when order is not enforced:
+        # the nondeterminism that --deterministic removes.
+        assert flag == "False" and order != list(range(6))

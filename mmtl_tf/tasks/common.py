@@ -56,6 +56,8 @@ def start_run(run_dir, task, config):
     os.makedirs(run_dir, exist_ok=True)
     runtime.configure(precision=config.get("precision", "float32"),
                       jit_compile=config.get("jit_compile", "auto"))
+    if config.get("deterministic"):
+        runtime.enable_determinism()
     keras.utils.set_random_seed(int(config.get("seed", 0)))
     info = {"task": task, "config": config, "mmtl_tf_version": __version__,
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(

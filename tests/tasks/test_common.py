@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from mmtl_tf.tasks import common
+from mmtl_tf.tasks import TASKS, common
 
 
 def _fake_train(fail=False):
@@ -58,3 +58,18 @@ def test_only_a_new_empty_or_run_folder_is_written(tmp_path):
     (tmp_path / "empty").mkdir()
     _fake_train()({"value": 3}, str(tmp_path / "empty"))
     assert json.loads((tmp_path / "empty" / "metrics.json").read_text()) == {"test": 3}
+
+
+def test_deterministic_flag_reaches_the_run_and_enables_determinism(tmp_path, monkeypatch):
+    from mmtl_tf import cli, runtime
+
+    args = cli.build_parser().parse_args(["train", "fusion", "--deterministic"])
+    assert cli._overrides(args, TASKS["fusion"])["deterministic"] is True
+    plain = cli.build_parser().parse_args(["train", "fusion"])
+    assert "deterministic" not in cli._overrides(plain, TASKS["fusion"])
+    calls = []  # not for real here: it would stay on for the rest of the test process
+    monkeypatch.setattr(runtime, "enable_determinism", lambda: calls.append(True))
+    common.start_run(str(tmp_path / "a"), "fusion", {"seed": 0})
+    assert calls == []
+    info = common.start_run(str(tmp_path / "b"), "fusion", {"seed": 0, "deterministic": True})
+    assert calls == [True] and info["config"]["deterministic"] is True
