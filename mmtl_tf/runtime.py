@@ -179,9 +179,6 @@ def configure(precision=None, jit_compile=None, strategy=None):
     return dataclasses.replace(_CONFIG)
 
 
-_DETERMINISTIC = []
-
-
 def enable_determinism():
     """Makes TensorFlow ops and `tf.data` pipelines deterministic, for good.
 
@@ -190,21 +187,21 @@ def enable_determinism():
     recipe's `seed`), the same data and the same machine, training ends with
     the same weights. TensorFlow picks deterministic kernels and runs `tf.data`
     maps in order, which can be slower (a head-swap run here was not; see the
-    README). It cannot be
-    switched off again in the same process; that is why it is a separate call
-    and not a `configure` setting. `mmtl-tf train --deterministic` calls it.
-    Calling it again does nothing.
+    README). It cannot be switched off again in the same process; that is why
+    it is a separate call and not a `configure` setting. `mmtl-tf train
+    --deterministic` calls it. Calling it again does nothing.
     """
     import tensorflow as tf
 
-    if not _DETERMINISTIC:
-        tf.config.experimental.enable_op_determinism()
-        _DETERMINISTIC.append(True)
+    tf.config.experimental.enable_op_determinism()
 
 
 def is_deterministic():
-    """Whether `enable_determinism` was called in this process."""
-    return bool(_DETERMINISTIC)
+    """Whether TensorFlow's op determinism is on in this process (by
+    `enable_determinism` or by a direct TensorFlow call)."""
+    from tensorflow.python.framework import config as tf_config
+
+    return tf_config.is_op_determinism_enabled()
 
 
 def current():
