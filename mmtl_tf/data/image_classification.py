@@ -98,7 +98,7 @@ class ImageLabelRecords:
     def targets(self, task):
         """NumPy targets for `task` (see the module docstring)."""
         check_choice("task", task, TASKS)
-        ids = np.asarray(self.label_ids(), np.int32)
+        ids = self.label_ids()
         if task == "multiclass":
             return ids
         if task == "multilabel":
