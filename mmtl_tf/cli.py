@@ -8,16 +8,19 @@
 
 A bad argument prints one line on stderr and exits with status 2; bad data
 (`mmtl_tf.DataError`) prints what is wrong with which file or row and exits
-with status 1.
+with status 1. With the environment variable MMTL_TF_TRACEBACK=1 such errors
+are raised with their Python traceback instead.
 """
 
 import argparse
 import os
 import sys
 import time
+import traceback
+import warnings
 
 from mmtl_tf import __version__
-from mmtl_tf.errors import DataError
+from mmtl_tf.errors import DataError, DataWarning
 from mmtl_tf.tasks import TASKS, names
 
 
@@ -144,6 +147,9 @@ def build_parser():
     evaluate.add_argument("--split", choices=["train", "validation", "test"], default="test")
     evaluate.add_argument("--data", type=_data_source,
                           help="evaluate on other data (default: the run's)")
+    evaluate.add_argument("--on-error", choices=["raise", "skip"],
+                          help="bad files/rows: stop with an error naming them or skip "
+                               "them and list them (default: as the run was trained)")
 
     export = sub.add_parser("export", help="export a run folder's model as a SavedModel "
                                            "that serves raw inputs")
@@ -274,7 +280,8 @@ def _evaluate(args):
 
     info = common.load_run(args.run_dir)
     task = get_task(info["task"])
-    metrics = task.evaluate(args.run_dir, split=args.split, verbose=1, data=args.data)
+    metrics = task.evaluate(args.run_dir, split=args.split, verbose=1, data=args.data,
+                            on_error=args.on_error)
     if hasattr(task, "format_metrics"):  # a task with its own table (e.g. retrieval)
         print(task.format_metrics(metrics, args.split))
         return 0
@@ -313,20 +320,59 @@ def _bench(args):
     return 0
 
 
+def _in_cli_words(message):
+    """A library message as a command-line user should read it: the option
+    `--on-error skip` where the Python API says `on_error='skip'`."""
+    return message.replace("on_error='skip'", "--on-error skip")
+
+
+def _foreign_origin(error):
+    """The file that raised `error` when it is not part of mmtl_tf (e.g. Keras
+    or TensorFlow), else None."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return None
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    origin = os.path.abspath(frames[-1].filename)
+    return None if origin.startswith(package) else origin
+
+
 def main(argv=None):
     """Entry point of `mmtl-tf`."""
     args = build_parser().parse_args(argv)
     _quiet_tensorflow()
     handler = {"quickstart": _quickstart, "train": _train, "evaluate": _evaluate,
                "export": _export, "bench": _bench}[args.command]
-    try:
-        return handler(args)
-    except DataError as e:
-        print(f"mmtl-tf {args.command}: data error: {e}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, ValueError) as e:
-        print(f"mmtl-tf {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    prog = f"mmtl-tf {args.command}"
+    show_traceback = os.environ.get("MMTL_TF_TRACEBACK", "") not in ("", "0")
+    with warnings.catch_warnings():
+        plain = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            # A DataWarning lists skipped files for the person at the
+            # terminal; where in the CLI's code it was issued does not help.
+            if issubclass(category, DataWarning):
+                print(f"{prog}: warning: {_in_cli_words(str(message))}",
+                      file=file or sys.stderr)
+            else:
+                plain(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        try:
+            return handler(args)
+        except DataError as e:
+            if show_traceback:
+                raise
+            print(f"{prog}: data error: {_in_cli_words(str(e))}", file=sys.stderr)
+            return 1
+        except (FileNotFoundError, ValueError) as e:
+            if show_traceback:
+                raise
+            origin = _foreign_origin(e)
+            hint = (f" [raised in {origin}; MMTL_TF_TRACEBACK=1 shows the traceback]"
+                    if origin else "")
+            print(f"{prog}: error: {e}{hint}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

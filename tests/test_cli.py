@@ -128,7 +128,26 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys):
     served = [name.decode() for name in out["class_name"].numpy()]
     expected = np.mean([served[k] == test.labels[i] for k, i in enumerate(keep)])
     assert stored["other_data"][str(other)]["test"]["accuracy"] == pytest.approx(expected)
+    # A corrupt image in that data: the error names it and the CLI's option to
+    # skip it; with --on-error skip the evaluation runs on the other rows and
+    # the warning names the skipped file, without Python's warning location.
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    with other.open("a") as f:
+        f.write(json.dumps({"path": str(broken), "caption": "a broken face",
+                            "label": test.labels[keep[0]], "split": "test"}) + "\n")
+    assert cli.main(["evaluate", str(run), "--data", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "--on-error skip" in err and "on_error=" not in err
+    assert cli.main(["evaluate", str(run), "--data", str(other), "--on-error", "skip"]) == 0
+    err = capsys.readouterr().err
+    assert "mmtl-tf evaluate: warning: skipped 1 bad image file" in err
+    assert "broken.png" in err and "DataWarning" not in err
+    stored = json.loads((run / "metrics.json").read_text())
+    assert stored["other_data"][str(other)]["test"]["accuracy"] == pytest.approx(expected)
+    assert json.loads((run / "run.json").read_text())["config"].get("on_error", "raise") == "raise"
     other.unlink()
+    broken.unlink()
     # Evaluating a folder that is not a run is a usage error.
     assert cli.main(["evaluate", str(tmp_path / "sm")]) == 2
     # Training again into the run folder with bad data fails before the old
@@ -157,6 +176,32 @@ def test_data_errors_exit_1_and_name_the_file(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "captions.csv:2" in err and "missing.png): file not found" in err
+
+
+def _raise_in_json(args):
+    json.loads("{")  # a ValueError raised outside mmtl_tf
+
+
+def _raise_in_mmtl_tf(args):
+    from mmtl_tf.errors import check_count
+
+    check_count("num_classes", 0)
+
+
+@pytest.mark.parametrize("raiser, foreign", [(_raise_in_json, True),
+                                             (_raise_in_mmtl_tf, False)])
+def test_errors_name_their_origin_outside_mmtl_tf_and_show_a_traceback_on_request(
+        raiser, foreign, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "_export", raiser)
+    monkeypatch.delenv("MMTL_TF_TRACEBACK", raising=False)
+    assert cli.main(["export", str(tmp_path), "--saved-model", str(tmp_path / "sm")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mmtl-tf export: error: ") and "\n" not in err
+    assert ("MMTL_TF_TRACEBACK=1" in err) == foreign
+    assert (os.path.join("json", "decoder.py") in err) == foreign
+    monkeypatch.setenv("MMTL_TF_TRACEBACK", "1")
+    with pytest.raises(ValueError):
+        cli.main(["export", str(tmp_path), "--saved-model", str(tmp_path / "sm")])
 
 
 def test_quickstart_prints_one_table(tmp_path, capsys):

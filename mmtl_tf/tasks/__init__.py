@@ -5,7 +5,7 @@ fast): its help line, recipe, module and task-specific command-line options.
 Each task module defines:
 
     train(config, run_dir, verbose) -> metrics dict (writes the run folder)
-    evaluate(run_dir, split, verbose, data) -> metrics dict
+    evaluate(run_dir, split, verbose, data, on_error) -> metrics dict
     export(run_dir, saved_model_dir) -> path
     summary(metrics) -> list of quickstart-table rows (dicts)
 """

@@ -8,6 +8,7 @@ import zipfile
 import keras
 
 from mmtl_tf import __version__, runtime
+from mmtl_tf.errors import check_on_error
 from mmtl_tf.files import atomic_directory, check_replaceable
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.training import atomic_write_json, read_json
@@ -118,12 +119,16 @@ def load_run_model(run_dir, task):
     return info, model
 
 
-def run_config(info, data=None):
+def run_config(info, data=None, on_error=None):
     """The run's config, with `data` (a source given at evaluation) in place of
-    the training data source."""
+    the training data source and `on_error` (`"raise"` / `"skip"`, given at
+    evaluation) in place of the run's."""
     config = dict(info["config"])
     if data:
         config["data"] = data
+    if on_error is not None:
+        check_on_error(on_error)
+        config["on_error"] = on_error
     return config
 
 

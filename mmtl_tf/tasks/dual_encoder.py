@@ -176,10 +176,10 @@ def _load(run_dir):
     return info, model, tokenizer
 
 
-def evaluate(run_dir, split="test", verbose=1, data=None):
+def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Retrieval metrics of the saved model on a split; updates metrics.json."""
     info, model, tokenizer = _load(run_dir)
-    config = common.run_config(info, data)
+    config = common.run_config(info, data, on_error)
     return common.write_metrics(run_dir, {split: retrieval(model, config, tokenizer, split)},
                                 data=data)
 

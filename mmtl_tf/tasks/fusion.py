@@ -81,10 +81,10 @@ def _load(run_dir):
     return info, model, vectorizer
 
 
-def evaluate(run_dir, split="test", verbose=1, data=None):
+def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Re-evaluates the saved model on a split; updates metrics.json."""
     info, model, vectorizer = _load(run_dir)
-    config = common.run_config(info, data)
+    config = common.run_config(info, data, on_error)
     # Label ids index the run's classes, also on other data.
     ds = _datasets(config, vectorizer, splits=(split,), class_names=info["class_names"])[split]
     num_classes = len(info["class_names"])

@@ -152,10 +152,10 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
-def evaluate(run_dir, split="test", verbose=1, data=None):
+def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Re-evaluates the saved model on a split; updates metrics.json."""
     info, model = common.load_run_model(run_dir, NAME)
-    config = common.run_config(info, data)
+    config = common.run_config(info, data, on_error)
     # Targets index the run's classes, also on other data.
     datasets, _ = _datasets(config, splits=(split,), class_names=info["class_names"])
     compile_for_task(model, config.get("target", "multiclass"), jit_compile=False)

@@ -154,11 +154,11 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
-def evaluate(run_dir, split="test", verbose=1, data=None):
+def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Few-shot accuracy on the held-out classes (`split="test"`) or on new
     images of the training classes (any other split)."""
     info, model = common.load_run_model(run_dir, NAME)
-    config = common.run_config(info, data)
+    config = common.run_config(info, data, on_error)
     # The run's held-out classes; on other data, held-out classes drawn anew.
     config["test_classes"] = None if data else info["test_classes"]
     pools, _, _ = _pools(config)

@@ -71,10 +71,10 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
-def evaluate(run_dir, split="test", verbose=1, data=None):
+def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Pair accuracy (saved threshold) and category retrieval of `split` against train."""
     info, model = common.load_run_model(run_dir, NAME)
-    config = common.run_config(info, data)
+    config = common.run_config(info, data, on_error)
     splits, _ = metric_learning.load_splits(config)
     accuracy, _, _ = _pair_accuracy(model, splits[split], config, int(config["seed"]) + 2,
                                     info["threshold"])

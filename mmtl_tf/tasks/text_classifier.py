@@ -249,10 +249,10 @@ def _load(run_dir):
     return info, model, preprocessor
 
 
-def evaluate(run_dir, split="test", verbose=1, data=None):
+def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Re-evaluates the saved model on a split; updates metrics.json."""
     info, model, preprocessor = _load(run_dir)
-    config = common.run_config(info, data)
+    config = common.run_config(info, data, on_error)
     class_names = info["class_names"]
     # Label ids index the run's classes, also on other data (TFDS sources
     # keep their own names: checked below).

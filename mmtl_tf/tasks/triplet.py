@@ -86,10 +86,10 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
-def evaluate(run_dir, split="test", verbose=1, data=None):
+def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Category retrieval of `split` images among the training images."""
     info, model = common.load_run_model(run_dir, NAME)
-    config = common.run_config(info, data)
+    config = common.run_config(info, data, on_error)
     splits, _ = metric_learning.load_splits(config)
     retrieval, baselines = metric_learning.retrieval_report(
         _embedding(model), {"train": splits["train"], "test": splits[split]})

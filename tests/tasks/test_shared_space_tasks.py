@@ -45,6 +45,22 @@ def test_dual_encoder_train_evaluate_export(tmp_path, capsys):
     assert "retrieval among 285 image-caption pairs" in out
     assert "image_to_text" in out and "text_to_image" in out and "chance R@1" in out
     assert f"{metrics['image_to_text_R@1']:.3f}" in out
+    # Other data with a corrupt image: an error naming it, or, with
+    # --on-error skip, retrieval among the other pairs (the run keeps "raise").
+    other = tmp_path / "other.jsonl"
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG but cut short")
+    rows = [{"path": p, "caption": c} for p, c in zip(records.paths[:40], records.captions)]
+    rows.append({"path": str(broken), "caption": "a broken picture"})
+    other.write_text("".join(json.dumps({**r, "split": "test"}) + "\n" for r in rows))
+    assert cli.main(["evaluate", str(run), "--data", str(other)]) == 1
+    assert "broken.png" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(run), "--data", str(other), "--on-error", "skip"]) == 0
+    captured = capsys.readouterr()
+    assert "retrieval among 40 image-caption pairs" in captured.out
+    assert "warning: skipped 1 bad image file" in captured.err and "broken.png" in captured.err
+    assert cli.main(["evaluate", str(run)]) == 0
+    assert "retrieval among 285 image-caption pairs" in capsys.readouterr().out
     assert cli.main(["export", str(run), "--saved-model", str(tmp_path / "sm")]) == 0
     assert (tmp_path / "sm" / "saved_model.pb").exists()
 
