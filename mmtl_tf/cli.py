@@ -20,7 +20,7 @@ import traceback
 import warnings
 
 from mmtl_tf import __version__
-from mmtl_tf.errors import DataError, DataWarning
+from mmtl_tf.errors import DataError, DataWarning, collect_problems
 from mmtl_tf.tasks import TASKS, names
 
 
@@ -280,8 +280,9 @@ def _evaluate(args):
 
     info = common.load_run(args.run_dir)
     task = get_task(info["task"])
-    metrics = task.evaluate(args.run_dir, split=args.split, verbose=1, data=args.data,
-                            on_error=args.on_error)
+    with collect_problems():  # bad rows and files reported together
+        metrics = task.evaluate(args.run_dir, split=args.split, verbose=1, data=args.data,
+                                on_error=args.on_error)
     if hasattr(task, "format_metrics"):  # a task with its own table (e.g. retrieval)
         print(task.format_metrics(metrics, args.split))
         return 0

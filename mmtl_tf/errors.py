@@ -1,5 +1,7 @@
 """Exceptions and warnings raised by mmtl_tf (no TensorFlow import here)."""
 
+import contextlib
+import contextvars
 import os
 import re
 import sys
@@ -41,8 +43,32 @@ def format_problems(problems, limit=10):
     return "\n".join(lines)
 
 
+_FIX_HINT = "Fix or remove them, or pass on_error='skip' to skip them."
+
+
+def _bad(count, what):
+    """"1 bad row", "2 bad rows" (`what` is plural)."""
+    return f"{count} bad {what[:-1] if count == 1 and what.endswith('s') else what}"
+
+
+def _bad_items_message(groups, extra=None):
+    """The `DataError` message for groups of (what, problems), plus the
+    message of one other `DataError` (`extra`) raised meanwhile."""
+    parts = [f"{_bad(len(problems), what)}:\n{format_problems(problems)}"
+             for what, problems in groups]
+    if extra is not None:
+        parts.append(str(extra))
+    if groups:
+        parts.append(_FIX_HINT)
+    return "\n".join(parts)
+
+
 def handle_problems(problems, on_error, what, total=None):
     """Raises `DataError` or warns about skipped items, depending on `on_error`.
+
+    Inside `collect_problems()`, `on_error="raise"` records the problems
+    instead and returns as `"skip"` would (without a warning), so that the
+    block finds the bad items of every file and split before raising.
 
     Args:
         problems: list of (location, problem) pairs; nothing happens if empty.
@@ -55,19 +81,103 @@ def handle_problems(problems, on_error, what, total=None):
     if not problems:
         return
     if on_error == "skip" and total is not None and len(problems) >= total:
+        every = (f"the only {what[:-1] if what.endswith('s') else what} is"
+                 if total == 1 else f"all {total} {what} are")
         raise DataError(
-            f"all {total} {what} are bad, so on_error='skip' would leave none:\n"
+            f"{every} bad, so on_error='skip' would leave none:\n"
             f"{format_problems(problems)}", problems)
     if on_error == "raise":
-        raise DataError(
-            f"{len(problems)} bad {what}:\n{format_problems(problems)}\n"
-            "Fix or remove them, or pass on_error='skip' to skip them.",
-            problems)
+        collected = _COLLECTED.get()
+        if collected is None:
+            raise DataError(_bad_items_message([(what, list(problems))]), problems)
+        collected.add(what, problems)
+        if total is not None and len(problems) >= total:
+            collected.raise_now()  # nothing left to carry on with
+        return
     import warnings
 
     warnings.warn(DataWarning(
-        f"skipped {len(problems)} bad {what} (on_error='skip'):\n"
+        f"skipped {_bad(len(problems), what)} (on_error='skip'):\n"
         f"{format_problems(problems)}", problems), stacklevel=_caller_level())
+
+
+class _Collected:
+    """Problems gathered by `collect_problems()`, grouped by what the items
+    are, without repeats (a split's rows may be read twice)."""
+
+    def __init__(self):
+        self.groups = {}  # what -> {(location, problem): None}, in order
+
+    def add(self, what, problems):
+        group = self.groups.setdefault(what, {})
+        for item in problems:
+            group[tuple(item)] = None
+
+    def problems(self):
+        return [item for group in self.groups.values() for item in group]
+
+    def error(self, extra=None):
+        groups = [(what, list(group)) for what, group in self.groups.items()]
+        more = list(getattr(extra, "problems", []))
+        error = DataError(_bad_items_message(groups, extra), self.problems() + more)
+        error.collected = True
+        return error
+
+    def raise_now(self):
+        raise self.error()
+
+
+_COLLECTED = contextvars.ContextVar("mmtl_tf_collected_problems", default=None)
+
+
+@contextlib.contextmanager
+def collect_problems():
+    """Within the block, bad files and rows under `on_error="raise"` are
+    gathered and raised as one `DataError` at its end, so that one run shows
+    the problems of every split and file instead of the first split's.
+
+    The code in the block carries on without the bad items (as with
+    `"skip"`, minus the warning) until `raise_collected_problems()` or the end
+    of the block; call the former before anything that must not happen with
+    bad data (training, writing results). Another `DataError` raised in the
+    block is reported together with the gathered problems; any other
+    exception raised after problems were gathered (it may follow from the
+    missing items) is chained to that `DataError`. Nested blocks report at
+    the outermost one's end.
+
+    Example:
+        >>> import mmtl_tf
+        >>> with mmtl_tf.errors.collect_problems():  # doctest: +SKIP
+        ...     splits = {s: mmtl_tf.data.make_image_text_dataset("my_data", s)
+        ...               for s in ("train", "validation", "test")}
+    """
+    if _COLLECTED.get() is not None:
+        yield
+        return
+    collected = _Collected()
+    token = _COLLECTED.set(collected)
+    try:
+        yield
+    except DataError as e:
+        if getattr(e, "collected", False) or not collected.groups:
+            raise
+        raise collected.error(extra=e) from None
+    except Exception as e:
+        if not collected.groups:
+            raise
+        raise collected.error() from e
+    finally:
+        _COLLECTED.reset(token)
+    if collected.groups:
+        collected.raise_now()
+
+
+def raise_collected_problems():
+    """Raises the problems `collect_problems()` has gathered so far, if any
+    (a no-op outside such a block)."""
+    collected = _COLLECTED.get()
+    if collected is not None and collected.groups:
+        collected.raise_now()
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from mmtl_tf import runtime
-from mmtl_tf.errors import check_count
+from mmtl_tf.errors import check_count, raise_collected_problems
 from mmtl_tf.files import atomic_file, atomic_json
 
 
@@ -157,6 +157,7 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
     Returns:
         (history dict, seconds spent in `fit`).
     """
+    raise_collected_problems()  # no training on data with bad items left out
     cbs = list(callbacks)
     if run_dir:
         os.makedirs(run_dir, exist_ok=True)

@@ -141,7 +141,7 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys):
     assert "broken.png" in err and "--on-error skip" in err and "on_error=" not in err
     assert cli.main(["evaluate", str(run), "--data", str(other), "--on-error", "skip"]) == 0
     err = capsys.readouterr().err
-    assert "mmtl-tf evaluate: warning: skipped 1 bad image file" in err
+    assert "mmtl-tf evaluate: warning: skipped 1 bad image file (--on-error skip):" in err
     assert "broken.png" in err and "DataWarning" not in err
     stored = json.loads((run / "metrics.json").read_text())
     assert stored["other_data"][str(other)]["test"]["accuracy"] == pytest.approx(expected)
@@ -176,6 +176,32 @@ def test_data_errors_exit_1_and_name_the_file(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "captions.csv:2" in err and "missing.png): file not found" in err
+
+
+def test_bad_rows_and_files_of_every_split_are_reported_together_before_training(
+        tmp_path, capsys):
+    from mmtl_tf.data import load_image_text_records
+
+    source = load_image_text_records("default", "validation")
+    rows = [{"path": p, "caption": c, "label": lab, "split": split}
+            for (p, c, lab), split in zip(zip(source.paths, source.captions, source.labels),
+                                          ["train"] * 12 + ["validation"] * 4 + ["test"] * 4)]
+    rows[3]["caption"] = " "  # a bad row of the training split
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n")
+    rows[17]["path"] = str(tmp_path / "corrupt.png")  # a bad file of the test split
+    rows[18]["path"] = "missing.png"
+    data = tmp_path / "captions.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code = cli.main(["train", "fusion", "--size", "tiny", "--data", str(data),
+                     "--out", str(tmp_path / "run")])
+    out, err = capsys.readouterr()
+    assert code == 1 and "Epoch" not in out
+    assert "1 bad row:\n" in err and "captions.jsonl:4: empty caption" in err
+    assert "2 bad image files:\n" in err
+    assert "captions.jsonl:18 (" in err and "corrupt.png): cannot decode image" in err
+    assert "captions.jsonl:19 (" in err and "missing.png): file not found" in err
+    assert err.count("--on-error skip") == 1
+    assert sorted(os.listdir(tmp_path)) == ["captions.jsonl", "corrupt.png"]
 
 
 def _raise_in_json(args):

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmtl_tf import runtime
+from mmtl_tf.errors import raise_collected_problems
 from mmtl_tf.metrics.average_precision import MeanAveragePrecision
 from mmtl_tf.metrics.box_iou import BoxIoU
 from mmtl_tf.models.head_swap_classifier import find_image_encoder, freeze, unfreeze
@@ -202,6 +203,7 @@ def fine_tune(model, train_data, validation_data=None, *, task=None, head_epochs
         Keras guide "Transfer learning & fine-tuning" (freeze, train the head,
         unfreeze, recompile with a low learning rate); source document, section 4.2.1.
     """
+    raise_collected_problems()  # no training on data with bad items left out
     task = task or task_of(model)
     for label, value in (("head_epochs", head_epochs), ("fine_tune_epochs", fine_tune_epochs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

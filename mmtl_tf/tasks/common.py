@@ -8,7 +8,7 @@ import zipfile
 import keras
 
 from mmtl_tf import __version__, runtime
-from mmtl_tf.errors import check_on_error
+from mmtl_tf.errors import check_on_error, collect_problems, raise_collected_problems
 from mmtl_tf.files import atomic_directory, check_replaceable
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.training import atomic_write_json, read_json
@@ -40,13 +40,16 @@ def staged_run(train):
     So a run that fails (bad data, a crash, Ctrl-C) leaves an earlier run in
     `run_dir` as it was, and a finished run never mixes with files of an earlier
     one (stale metrics, an exported SavedModel of another model). `run_dir` must
-    be new, empty or a run folder (`check_run_dir`).
+    be new, empty or a run folder (`check_run_dir`). Under `on_error="raise"`
+    the bad files and rows of every split are reported together, before
+    training starts (`mmtl_tf.errors.collect_problems`).
     """
     @functools.wraps(train)
     def staged(config, run_dir, verbose=1):
         check_run_dir(run_dir)
         result = []
-        atomic_directory(run_dir, lambda tmp: result.append(train(config, tmp, verbose)))
+        with collect_problems():
+            atomic_directory(run_dir, lambda tmp: result.append(train(config, tmp, verbose)))
         return result[0]
 
     return staged
@@ -140,6 +143,7 @@ def write_metrics(run_dir, metrics, data=None):
     stay as training wrote them; the returned dict is the run's metrics with
     these on top, for printing.
     """
+    raise_collected_problems()  # figures of data with bad items are not written
     path = os.path.join(run_dir, "metrics.json")
     old = read_json(path) if os.path.exists(path) else {}
     if data:

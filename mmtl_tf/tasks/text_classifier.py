@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from mmtl_tf import runtime, training
+from mmtl_tf.errors import raise_collected_problems
 from mmtl_tf.data.bert_preprocessor import BertPreprocessor, fetch_minilm
 from mmtl_tf.data.text import make_text_vectorizer
 from mmtl_tf.data.text_classification import (load_text_classification_records,
@@ -156,6 +157,7 @@ def train(config, run_dir, verbose=1):
     """Trains, evaluates on the test split and writes the run folder."""
     common.start_run(run_dir, NAME, config)
     records = _records(config)
+    raise_collected_problems()  # bad rows of every split, before encoding
     class_names = records["train"].class_names
     num_classes = len(class_names)
     labels = {s: np.asarray(r.label_ids(), "int32") for s, r in records.items()}

@@ -73,8 +73,9 @@ def test_corrupt_and_missing_images_are_named(tmp_path):
     vec = mmtl_tf.data.make_text_vectorizer([f"a red blue thing {i}" for i in range(12)],
                                             vocab_size=30, sequence_length=4)
     vocab = vec.get_vocabulary()
-    ds = mmtl_tf.data.make_image_text_dataset(str(folder), image_size=(8, 8), batch_size=4,
-                                              text_vectorizer=vec, on_error="skip")
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 2 bad image files"):
+        ds = mmtl_tf.data.make_image_text_dataset(str(folder), image_size=(8, 8), batch_size=4,
+                                                  text_vectorizer=vec, on_error="skip")
     assert int(ds.cardinality()) == 2 == len(list(ds))
     # Each kept image still comes with its own row's caption and label (image i
     # is filled with 20 * i, its caption ends in "i"; odd rows are "red" = 1).
@@ -109,5 +110,5 @@ def test_skipped_rows_are_reported_once_when_the_vocabulary_is_adapted_too(tmp_p
         ds = mmtl_tf.data.make_image_text_dataset(str(folder), "test", image_size=(8, 8),
                                                   batch_size=8, on_error="skip")
     assert [str(w.message).splitlines()[0] for w in warned] == \
-        ["skipped 1 bad rows (on_error='skip'):"]
+        ["skipped 1 bad row (on_error='skip'):"]
     assert int(next(iter(ds))[1].shape[0]) == 4

@@ -43,7 +43,7 @@ def test_empty_caption_names_the_row_and_skip_reports_it(tmp_path):
     _write_jsonl(tmp_path / "captions.jsonl", rows)
     with pytest.raises(mmtl_tf.DataError, match=r"captions.jsonl:2: empty caption"):
         read_captions_file(str(tmp_path / "captions.jsonl"))
-    with pytest.warns(mmtl_tf.DataWarning, match=r"(?s)skipped 1 bad rows.*captions.jsonl:2"):
+    with pytest.warns(mmtl_tf.DataWarning, match=r"(?s)skipped 1 bad row.*captions.jsonl:2"):
         kept = read_captions_file(str(tmp_path / "captions.jsonl"), on_error="skip")
     assert [r["caption"] for r in kept] == ["a cat"]
 

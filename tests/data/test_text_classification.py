@@ -69,7 +69,7 @@ def test_csv_errors(tmp_path):
         "and again,2,test\n")
     with pytest.raises(mmtl_tf.DataError, match=r"c\.CSV:3: 4 fields but the header has 3"):
         read_text_classification_file(str(tmp_path / "c.CSV"))
-    with pytest.warns(mmtl_tf.DataWarning, match="skipped 1 bad rows"):
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 1 bad row"):
         rows = read_text_classification_file(str(tmp_path / "c.CSV"), on_error="skip")
     assert [(r["text"], r["label"]) for r in rows] == \
         [("all good", "1"), ("fine too", "1"), ("and again", "2")]
