@@ -195,7 +195,7 @@ def test_bad_rows_and_files_of_every_split_are_reported_together_before_training
     code = cli.main(["train", "fusion", "--size", "tiny", "--data", str(data),
                      "--out", str(tmp_path / "run")])
     out, err = capsys.readouterr()
-    assert code == 1 and "Epoch" not in out
+    assert code == 1 and "loss" not in out  # no progress bar: training never started
     assert "1 bad row:\n" in err and "captions.jsonl:4: empty caption" in err
     assert "2 bad image files:\n" in err
     assert "captions.jsonl:18 (" in err and "corrupt.png): cannot decode image" in err

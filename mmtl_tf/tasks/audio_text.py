@@ -78,23 +78,33 @@ def _voice_groups(config, split):
     return present or [None]
 
 
-def retrieval(model, config, vectorizer, split):
+def _retrieval_datasets(config, vectorizer, split):
+    """The batched pairs of each voice group of a split (files checked here)."""
+    return {group: _dataset(config, vectorizer, split, voice_group=group)
+            for group in _voice_groups(config, split)}
+
+
+def retrieval(model, config, vectorizer, split, datasets=None):
     """Retrieval metrics of a split, one dict per voice group.
 
     Identical captions count as the same answer, and so do clips of the same
     item (spoken by different voices): with the held-out voices each caption
     has two correct clips, and the chance levels account for it.
 
+    Args:
+        datasets: dict group → the group's `_dataset`, if built already (see
+            `_retrieval_datasets`).
+
     Returns:
         dict group → metrics (`audio_to_text_R@1`, …, `chance_R@K`); group is
         `"train"` / `"heldout"` for sources with voice groups, else `"all"`.
     """
+    datasets = datasets or _retrieval_datasets(config, vectorizer, split)
     results = {}
-    for group in _voice_groups(config, split):
+    for group, dataset in datasets.items():
         records = _records(config, split, voice_group=group)
         keys = {"text": [c.strip().lower() for c in records.captions],
                 "audio": [item or path for item, path in zip(records.items, records.paths)]}
-        dataset = _dataset(config, vectorizer, split, voice_group=group)
         try:
             metrics = evaluate_retrieval(model, dataset, match_keys=keys)
         except ValueError:  # rows were skipped (on_error="skip"): keys no longer align
@@ -119,6 +129,8 @@ def train(config, run_dir, verbose=1):
     save_text_vectorizer(vectorizer, os.path.join(run_dir, VECTORIZER_FILE))
     train_ds = _dataset(config, vectorizer, "train", training_split=True)
     val_ds = _dataset(config, vectorizer, "validation")
+    # Built (and their clips checked) now, so bad test files stop the run before training.
+    test_sets = _retrieval_datasets(config, vectorizer, "test")
     keras.utils.set_random_seed(int(config["seed"]))
     with runtime.get_strategy().scope():
         model = build_model(config)
@@ -126,7 +138,7 @@ def train(config, run_dir, verbose=1):
                       jit_compile=runtime.get_jit_compile())
     history, seconds, best_epoch = shared_space.fit_and_restore(
         model, train_ds, val_ds, config, run_dir, verbose)
-    metrics = {"test": retrieval(model, config, vectorizer, "test"),
+    metrics = {"test": retrieval(model, config, vectorizer, "test", datasets=test_sets),
                "params": int(model.count_params()), "train_seconds": seconds,
                "epochs": int(config["epochs"]), "best_epoch": best_epoch,
                "logit_scale": model.logit_scale_value(),

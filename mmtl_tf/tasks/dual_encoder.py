@@ -120,12 +120,14 @@ def build_model(config, text_encoder_source=None):
                               dropout=float(config.get("dropout", 0.0)))
 
 
-def retrieval(model, config, tokenizer, split):
+def retrieval(model, config, tokenizer, split, dataset=None):
     """`evaluate_retrieval` on a split; identical captions (same string) and
-    identical images (same pixels) count as the same answer."""
+    identical images (same pixels) count as the same answer. `dataset`: the
+    split's `_dataset`, if built already."""
     records = _records(config, split)
     keys = {"image": "inputs", "text": [c.strip().lower() for c in records.captions]}
-    dataset = _dataset(config, tokenizer, split)
+    if dataset is None:
+        dataset = _dataset(config, tokenizer, split)
     try:
         return evaluate_retrieval(model, dataset, match_keys=keys)
     except ValueError:  # rows were skipped (on_error="skip"): captions no longer align
@@ -153,13 +155,15 @@ def train(config, run_dir, verbose=1):
         save_text_vectorizer(tokenizer, os.path.join(run_dir, VECTORIZER_FILE))
     train_ds = _dataset(config, tokenizer, "train", training_split=True)
     val_ds = _dataset(config, tokenizer, "validation")
+    # Built (and its files checked) now, so bad test files stop the run before training.
+    test_ds = _dataset(config, tokenizer, "test")
     with runtime.get_strategy().scope():
         model = build_model(config, encoder_source)
         model.compile(optimizer=shared_space.optimizer(config),
                       jit_compile=runtime.get_jit_compile())
     history, seconds, best_epoch = shared_space.fit_and_restore(
         model, train_ds, val_ds, config, run_dir, verbose)
-    test = retrieval(model, config, tokenizer, "test")
+    test = retrieval(model, config, tokenizer, "test", dataset=test_ds)
     metrics = {"test": test, "params": int(model.count_params()),
                "trainable_params": int(sum(keras.ops.size(w) for w in model.trainable_weights)),
                "train_seconds": seconds, "epochs": int(config["epochs"]),

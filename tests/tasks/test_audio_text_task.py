@@ -132,3 +132,21 @@ def test_audio_tower_starts_from_a_trained_audio_classifier(tmp_path):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="another configuration"):
         audio_text.build_model({**config, "audio_weights": path, "conv_filters": [8]})
+
+
+def test_bad_test_clips_stop_the_run_before_training(tmp_path, capsys):
+    records = mmtl_tf.data.load_audio_text_records("default", "validation",
+                                                   require_label=False)
+    rows = [{"path": p, "caption": c, "split": "train" if i < 40 else "validation" if i < 48 else "test"}
+            for i, (p, c) in enumerate(zip(records.paths[:56], records.captions))]
+    import soundfile
+
+    soundfile.write(str(tmp_path / "silent.wav"), np.zeros(16000, "float32"), 16000)
+    rows[-1]["path"] = str(tmp_path / "silent.wav")
+    data = tmp_path / "clips.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code = cli.main(["train", "audio-text", "--size", "tiny", "--batch-size", "16",
+                     "--data", str(data), "--out", str(tmp_path / "run")])
+    out, err = capsys.readouterr()
+    assert code == 1 and "loss" not in out  # no progress bar: training never started
+    assert "clips.jsonl:56 (" in err and "silent.wav" in err and "1 bad audio file:" in err
