@@ -64,7 +64,9 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
     parameters, of which 640,000 are the text embedding.
 
     Args:
-        image_shape: (height, width, channels) of the uint8 image input.
+        image_shape: (height, width, channels) of the uint8 image input
+            (pixels 0-255; Keras casts float input to uint8, so images
+            already scaled to [0, 1] would become 0s and 1s).
         vocab_size: int. Token-id vocabulary size (0 = padding).
         sequence_length: int. Token ids per caption.
         embedding_dim: int. Text embedding width.
