@@ -147,9 +147,19 @@ def collect_problems():
 
     Example:
         >>> import mmtl_tf
-        >>> with mmtl_tf.errors.collect_problems():  # doctest: +SKIP
-        ...     splits = {s: mmtl_tf.data.make_image_text_dataset("my_data", s)
-        ...               for s in ("train", "validation", "test")}
+        >>> from mmtl_tf.errors import collect_problems, handle_problems
+        >>> try:
+        ...     with collect_problems():  # e.g. around the datasets of each split
+        ...         handle_problems([("a.csv:2", "empty caption")], "raise", "rows")
+        ...         handle_problems([("a.csv:9 (x.png)", "file not found")], "raise",
+        ...                         "image files")
+        ... except mmtl_tf.DataError as error:
+        ...     print(error)
+        1 bad row:
+          a.csv:2: empty caption
+        1 bad image file:
+          a.csv:9 (x.png): file not found
+        Fix or remove them, or pass on_error='skip' to skip them.
     """
     if _COLLECTED.get() is not None:
         yield
