@@ -8,6 +8,7 @@ import pytest
 
 from mmtl_tf import cli
 from mmtl_tf.tasks import TASKS
+from tests.bad_runs import split_rows, train_error
 
 
 def test_help_names_every_command_and_task(capsys):
@@ -183,19 +184,13 @@ def test_bad_rows_and_files_of_every_split_are_reported_together_before_training
     from mmtl_tf.data import load_image_text_records
 
     source = load_image_text_records("default", "validation")
-    rows = [{"path": p, "caption": c, "label": lab, "split": split}
-            for (p, c, lab), split in zip(zip(source.paths, source.captions, source.labels),
-                                          ["train"] * 12 + ["validation"] * 4 + ["test"] * 4)]
+    rows = split_rows(source, {"train": 12, "validation": 4, "test": 4}, labels=True)
     rows[3]["caption"] = " "  # a bad row of the training split
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n")
     rows[17]["path"] = str(tmp_path / "corrupt.png")  # a bad file of the test split
     rows[18]["path"] = "missing.png"
-    data = tmp_path / "captions.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    code = cli.main(["train", "fusion", "--size", "tiny", "--data", str(data),
-                     "--out", str(tmp_path / "run")])
-    out, err = capsys.readouterr()
-    assert code == 1 and "loss" not in out  # no progress bar: training never started
+    err = train_error(capsys, tmp_path / "captions.jsonl", rows, "fusion",
+                      "--out", str(tmp_path / "run"))
     assert "1 bad row:\n" in err and "captions.jsonl:4: empty caption" in err
     assert "2 bad image files:\n" in err
     assert "captions.jsonl:18 (" in err and "corrupt.png): cannot decode image" in err

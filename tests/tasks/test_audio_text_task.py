@@ -9,11 +9,13 @@ import sys
 import keras
 import numpy as np
 import pytest
+import soundfile
 
 import mmtl_tf
 from mmtl_tf import cli
 from mmtl_tf.data import audio as A
 from mmtl_tf.data.text import load_text_vectorizer
+from tests.bad_runs import split_rows, train_error
 
 FRESH_PROCESS = r"""
 import json, sys
@@ -137,16 +139,9 @@ def test_audio_tower_starts_from_a_trained_audio_classifier(tmp_path):
 def test_bad_test_clips_stop_the_run_before_training(tmp_path, capsys):
     records = mmtl_tf.data.load_audio_text_records("default", "validation",
                                                    require_label=False)
-    rows = [{"path": p, "caption": c, "split": "train" if i < 40 else "validation" if i < 48 else "test"}
-            for i, (p, c) in enumerate(zip(records.paths[:56], records.captions))]
-    import soundfile
-
+    rows = split_rows(records, {"train": 40, "validation": 8, "test": 8})
     soundfile.write(str(tmp_path / "silent.wav"), np.zeros(16000, "float32"), 16000)
     rows[-1]["path"] = str(tmp_path / "silent.wav")
-    data = tmp_path / "clips.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    code = cli.main(["train", "audio-text", "--size", "tiny", "--batch-size", "16",
-                     "--data", str(data), "--out", str(tmp_path / "run")])
-    out, err = capsys.readouterr()
-    assert code == 1 and "loss" not in out  # no progress bar: training never started
+    err = train_error(capsys, tmp_path / "clips.jsonl", rows, "audio-text", "--batch-size", "16",
+                      "--out", str(tmp_path / "run"))
     assert "clips.jsonl:56 (" in err and "silent.wav" in err and "1 bad audio file:" in err

@@ -10,6 +10,7 @@ from mmtl_tf import DataError, cli
 from mmtl_tf.data.image import decoded_image_dataset
 from mmtl_tf.data.sources import load_image_text_records
 from mmtl_tf.tasks import matching
+from tests.bad_runs import split_rows, train_error
 
 
 def test_dual_encoder_train_evaluate_export(tmp_path, capsys):
@@ -68,17 +69,11 @@ def test_dual_encoder_train_evaluate_export(tmp_path, capsys):
 
 def test_dual_encoder_checks_the_test_files_before_training(tmp_path, capsys):
     records = load_image_text_records("default", "validation", require_label=False)
-    rows = [{"path": p, "caption": c,
-             "split": "train" if i < 40 else "validation" if i < 48 else "test"}
-            for i, (p, c) in enumerate(zip(records.paths[:56], records.captions))]
+    rows = split_rows(records, {"train": 40, "validation": 8, "test": 8})
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n")
     rows[-1]["path"] = str(tmp_path / "corrupt.png")
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    code = cli.main(["train", "dual-encoder", "--size", "tiny", "--data", str(data),
-                     "--out", str(tmp_path / "run")])
-    out, err = capsys.readouterr()
-    assert code == 1 and "loss" not in out  # no progress bar: training never started
+    err = train_error(capsys, tmp_path / "pairs.jsonl", rows, "dual-encoder",
+                      "--out", str(tmp_path / "run"))
     assert "pairs.jsonl:56 (" in err and "corrupt.png): cannot decode image" in err
 
 
