@@ -108,7 +108,12 @@ def build_parser():
     """The `mmtl-tf` argument parser."""
     parser = _Parser(prog="mmtl-tf", description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                     epilog="Run `mmtl-tf COMMAND --help` for a command's options.")
+                     epilog="Run `mmtl-tf COMMAND --help` for a command's options.\n\n"
+                            "environment:\n"
+                            "  MMTL_TF_CACHE=DIR     where downloaded and converted weights "
+                            "and data are kept\n"
+                            "                        (default: ~/.cache/mmtl_tf)\n"
+                            "  MMTL_TF_TRACEBACK=1   show errors with their Python traceback")
     parser.add_argument("--version", action="version", version=f"mmtl_tf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=_Parser)
@@ -143,8 +148,10 @@ def build_parser():
             g.add_argument(*flags, **kwargs)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a run folder's model on a split")
-    evaluate.add_argument("run_dir", metavar="RUN_DIR", type=_existing_dir)
-    evaluate.add_argument("--split", choices=["train", "validation", "test"], default="test")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", type=_existing_dir,
+                          help="a run folder written by `mmtl-tf train`")
+    evaluate.add_argument("--split", choices=["train", "validation", "test"], default="test",
+                          help="the split to evaluate (default: test)")
     evaluate.add_argument("--data", type=_data_source,
                           help="evaluate on other data (default: the run's)")
     evaluate.add_argument("--on-error", choices=["raise", "skip"],
@@ -153,7 +160,8 @@ def build_parser():
 
     export = sub.add_parser("export", help="export a run folder's model as a SavedModel "
                                            "that serves raw inputs")
-    export.add_argument("run_dir", metavar="RUN_DIR", type=_existing_dir)
+    export.add_argument("run_dir", metavar="RUN_DIR", type=_existing_dir,
+                        help="a run folder written by `mmtl-tf train`")
     export.add_argument("--saved-model", required=True, metavar="DIR",
                         help="SavedModel folder to write: new, empty or an earlier "
                              "SavedModel (replaced atomically)")

@@ -1,3 +1,4 @@
+import argparse
 import json
 import os
 import subprocess
@@ -23,6 +24,26 @@ def test_help_names_every_command_and_task(capsys):
     out = capsys.readouterr().out
     for task in TASKS:
         assert task in out
+
+
+def _parsers(parser, name="mmtl-tf"):
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from _parsers(sub, f"{name} {sub_name}")
+
+
+def test_every_option_and_argument_has_help():
+    parsers = dict(_parsers(cli.build_parser()))
+    assert {"mmtl-tf evaluate", "mmtl-tf export", "mmtl-tf train fusion",
+            "mmtl-tf train head-swap"} <= set(parsers)
+    missing = [f"{name}: {action.dest}" for name, parser in parsers.items()
+               for action in parser._actions
+               if not isinstance(action, argparse._SubParsersAction) and not action.help]
+    assert not missing
+    epilog = cli.build_parser().epilog
+    assert "MMTL_TF_CACHE" in epilog and "MMTL_TF_TRACEBACK" in epilog
 
 
 @pytest.mark.parametrize("argv", [
