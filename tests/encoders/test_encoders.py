@@ -29,7 +29,7 @@ def test_application_encoder_round_trip_and_frozen_batchnorm(tmp_path):
     assert any(l.trainable for l in backbone.layers if isinstance(l, keras.layers.Conv2D))
     assert not all(l.trainable for l in backbone.layers if isinstance(l, keras.layers.Conv2D))
     x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("uint8")
-    model = keras.Sequential([enc])
+    model = keras.Sequential([keras.Input((32, 32, 3), dtype="uint8"), enc])
     model.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
