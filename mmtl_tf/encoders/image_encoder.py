@@ -2,6 +2,7 @@
 `keras.applications` backbone, or any Keras model), uint8 pixels in."""
 
 import os
+import warnings
 
 import keras
 
@@ -88,12 +89,24 @@ def make_application_backbone(name, input_shape, weights=None):
         raise
     if load_path:
         try:
-            model.load_weights(load_path)
+            load_weights_file(model, load_path)
         except Exception as e:
             raise ValueError(
                 f"weights file {load_path!r} does not fit backbone {name!r} with "
                 f"input_shape={tuple(input_shape)} ({type(e).__name__}: {e}).") from e
     return model, mode
+
+
+def load_weights_file(model, path):
+    """`model.load_weights(path)`; Keras' warnings on the way (for a file of
+    another architecture, one "Skipping nested container" per layer, over 200
+    of them) are shown only if the load succeeds: a failed load is reported
+    by the caller's one error."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_weights(path)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def set_backbone_trainable(backbone, trainable, num_layers=None):

@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -44,3 +46,24 @@ def test_bad_encoder_arguments():
         ImageEncoder("vgg16", input_shape=(32, 32, 3), weights="/no/such.weights.h5")
     with pytest.raises(ValueError, match="vocab_size"):
         TextEncoder(vocab_size=1)
+
+
+def test_load_weights_file_shows_keras_warnings_only_when_the_load_succeeds():
+    from mmtl_tf.encoders.image_encoder import load_weights_file
+
+    class Loads:
+        def load_weights(self, path):
+            warnings.warn(f"a note on {path}")
+
+    class Fails:
+        def load_weights(self, path):
+            warnings.warn("skipping layer 1 of 200")
+            raise ValueError("does not fit")
+
+    with pytest.warns(UserWarning, match="a note on w.h5"):
+        load_weights_file(Loads(), "w.h5")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="does not fit"):
+            load_weights_file(Fails(), "w.h5")
+    assert not caught
