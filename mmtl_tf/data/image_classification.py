@@ -352,7 +352,9 @@ def make_image_classification_dataset(source="default", split="train", *, task="
 
     Returns:
         `tf.data.Dataset` of (uint8 (B, H, W, 3), targets), or (dataset,
-        records) with `return_records=True`.
+        records) with `return_records=True`. The dataset's `class_names`
+        attribute (as on Keras' `image_dataset_from_directory`) lists the
+        classes the targets index.
 
     Example:
         >>> import mmtl_tf
@@ -361,6 +363,8 @@ def make_image_classification_dataset(source="default", split="train", *, task="
         >>> images, labels = next(iter(ds))
         >>> images.shape, labels.shape
         (TensorShape([8, 64, 64, 3]), TensorShape([8]))
+        >>> len(ds.class_names)
+        9
     """
     check_choice("task", task, TASKS)
     check_on_error(on_error)
@@ -381,6 +385,7 @@ def make_image_classification_dataset(source="default", split="train", *, task="
         deterministic=deterministic or None)
     ds = _finish(ds, len(records), split == "train" if shuffle is None else shuffle,
                  shuffle_buffer, seed, augment, batch_size, deterministic, drop_remainder)
+    ds.class_names = list(records.class_names)
     return (ds, records) if return_records else ds
 
 

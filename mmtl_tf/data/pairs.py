@@ -55,7 +55,10 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
 
     Returns:
         A `tf.data.Dataset` of `({"image": uint8 (B, H, W, C), "text": int32
-        (B, sequence_length)}, label int32 (B,))`.
+        (B, sequence_length)}, label int32 (B,))`. Its `class_names` attribute
+        (as on Keras' `image_dataset_from_directory`) lists the classes the
+        labels index: `num_classes=len(ds.class_names)` for the model (a
+        dataset derived from it with `.map` etc. does not keep it).
 
     Example:
         >>> import mmtl_tf
@@ -64,6 +67,8 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
         >>> x, y = next(iter(ds))
         >>> x["image"].shape, x["text"].shape, y.shape
         (TensorShape([8, 64, 64, 3]), TensorShape([8, 100]), TensorShape([8]))
+        >>> len(ds.class_names), ds.class_names[0]
+        (9, 'Activities')
     """
     check_on_error(on_error)
     batch_size = check_count("batch_size", batch_size)
@@ -82,9 +87,10 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
         on_error=on_error, locations=records.rows)
     if len(kept) != len(records):
         records = records.subset(kept)  # the dataset's indices count kept files
-    return _assemble(images, records, text_vectorizer, with_labels, split, augment,
-                     batch_size, shuffle, shuffle_buffer, deterministic, seed,
-                     drop_remainder)
+    ds = _assemble(images, records, text_vectorizer, with_labels, split, augment,
+                   batch_size, shuffle, shuffle_buffer, deterministic, seed, drop_remainder)
+    ds.class_names = list(records.class_names)
+    return ds
 
 
 def _assemble(images, records, text_vectorizer, with_labels, split, augment,

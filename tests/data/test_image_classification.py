@@ -24,7 +24,7 @@ def test_default_sample_as_image_classification():
     assert images.dtype == tf.uint8 and images.shape == (64, 32, 32, 3)
     assert labels.dtype == tf.int32 and int(tf.reduce_max(labels)) < 9
     text = load_image_text_records("default", "train")
-    assert records.class_names == text.class_names
+    assert records.class_names == text.class_names == ds.class_names
     np.testing.assert_array_equal(records.label_ids(), text.label_ids())
 
 

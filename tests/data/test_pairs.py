@@ -43,8 +43,17 @@ def test_folder_source_and_shared_vectorizer(tmp_path):
     assert x["image"].shape == (4, 8, 8, 3)
     red, blue = vec.get_vocabulary().index("red"), vec.get_vocabulary().index("blue")
     # labels are sorted training labels: blue=0, red=1; the colour word is token 2.
+    assert ds.class_names == ["blue", "red"]
     expected = np.where(y.numpy() == 1, red, blue)
     np.testing.assert_array_equal(x["text"].numpy()[:, 1], expected)
+    # Given class names (a trained model's) are the ones the labels index.
+    ds = mmtl_tf.data.make_image_text_dataset(str(folder), "test", text_vectorizer=vec,
+                                              image_size=(8, 8), batch_size=16,
+                                              class_names=["red", "blue", "green"])
+    x, y2 = next(iter(ds))
+    assert ds.class_names == ["red", "blue", "green"]
+    colour_in_caption = ["red" if t == red else "blue" for t in x["text"].numpy()[:, 1]]
+    assert [ds.class_names[i] for i in y2.numpy()] == colour_in_caption
 
 
 def test_deterministic_option_repeats_order_and_augmentation(tmp_path):
