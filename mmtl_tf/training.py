@@ -150,9 +150,13 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
     """`model.fit` with the callbacks every mmtl_tf run uses.
 
     With a `run_dir`: the best model by `checkpoint_monitor` is written
-    atomically to `run_dir/best.keras`, a `BackupAndRestore` folder lets an
-    interrupted run resume where it stopped, and the history is returned as a
-    dict of lists (also what `history.json` holds).
+    atomically to `run_dir/best.keras`, and with `backup` a `BackupAndRestore`
+    folder lets an interrupted run resume where it stopped when `fit` is
+    called again with the same `run_dir`. The history is returned as a dict
+    of lists (also what `history.json` holds). The CLI's tasks pass
+    `backup=False`: they train in a staging folder that an interruption
+    removes (see `mmtl_tf.tasks.common.staged_run`), so a backup there could
+    never be used.
 
     Returns:
         (history dict, seconds spent in `fit`).

@@ -54,7 +54,7 @@ def train(config, run_dir, verbose=1):
             **{k: config[k] for k in MODEL_KEYS})
         training.compile_classifier(model, num_classes, float(config["learning_rate"]))
     history, seconds = training.fit(model, data["train"], data["validation"],
-                                    epochs=int(config["epochs"]), run_dir=run_dir,
+                                    epochs=int(config["epochs"]), run_dir=run_dir, backup=False,
                                     verbose=verbose)
     model.load_weights(os.path.join(run_dir, "best.keras"))
     training.save_model_atomic(model, os.path.join(run_dir, "model.keras"))

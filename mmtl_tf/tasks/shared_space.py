@@ -131,7 +131,7 @@ def fit_and_restore(model, train_ds, val_ds, config, run_dir, verbose):
     seconds, best epoch).
     """
     history, seconds = training.fit(model, train_ds, val_ds, epochs=int(config["epochs"]),
-                                    run_dir=run_dir, verbose=verbose)
+                                    run_dir=run_dir, backup=False, verbose=verbose)
     best = os.path.join(run_dir, "best.keras")
     if os.path.exists(best):
         model.load_weights(best)

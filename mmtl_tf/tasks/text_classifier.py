@@ -193,7 +193,7 @@ def train(config, run_dir, verbose=1):
             head, _feature_dataset(features["train"], labels["train"], batch_size, True, seed),
             _feature_dataset(features["validation"], labels["validation"], batch_size, False,
                              seed),
-            epochs=int(config["epochs"]), run_dir=run_dir, verbose=verbose,
+            epochs=int(config["epochs"]), run_dir=run_dir, backup=False, verbose=verbose,
             callbacks=_early_stopping(config))
         head.load_weights(os.path.join(run_dir, "best.keras"))
         results = _evaluate(head, _feature_dataset(features["test"], labels["test"], 256,
@@ -205,7 +205,7 @@ def train(config, run_dir, verbose=1):
         with runtime.get_strategy().scope():
             training.compile_classifier(model, num_classes, lr)
         history, seconds = training.fit(model, data["train"], data["validation"],
-                                        epochs=int(config["epochs"]), run_dir=run_dir,
+                                        epochs=int(config["epochs"]), run_dir=run_dir, backup=False,
                                         verbose=verbose, callbacks=_early_stopping(config))
         model.load_weights(os.path.join(run_dir, "best.keras"))
         results = _evaluate(model, data["test"])

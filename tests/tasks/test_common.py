@@ -73,3 +73,26 @@ def test_deterministic_flag_reaches_the_run_and_enables_determinism(tmp_path, mo
     assert calls == []
     info = common.start_run(str(tmp_path / "b"), "fusion", {"seed": 0, "deterministic": True})
     assert calls == [True] and info["config"]["deterministic"] is True
+
+
+def test_task_runs_write_no_backup_they_could_never_resume_from(tmp_path, monkeypatch):
+    # The staging folder is removed when a run is interrupted, so a
+    # BackupAndRestore folder in it would only cost a save every epoch.
+    import keras
+    import tensorflow as tf
+
+    from mmtl_tf import cli, training
+
+    made = []
+    real = keras.callbacks.BackupAndRestore
+    monkeypatch.setattr(keras.callbacks, "BackupAndRestore",
+                        lambda *a, **k: made.append(a) or real(*a, **k))
+    assert cli.main(["train", "fusion", "--size", "tiny", "--epochs", "1",
+                     "--out", str(tmp_path / "run")]) == 0
+    assert made == []
+    # Called directly with a run folder, training.fit still keeps one.
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(loss="mse")
+    data = tf.data.Dataset.from_tensor_slices((tf.ones((4, 2)), tf.ones((4, 1)))).batch(2)
+    training.fit(model, data, epochs=1, run_dir=str(tmp_path / "own"), verbose=0)
+    assert len(made) == 1 and str(tmp_path / "own") in made[0][0]
