@@ -40,6 +40,7 @@ from mmtl_tf.data.image import augment_image, decoded_image_dataset, resize_and_
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
                                   _read_rows, check_columns, label_field, per_split_files,
                                   split_field, text_field)
+from mmtl_tf.data.tfds_access import check_download_reachable
 from mmtl_tf.errors import (DataError, check_choice, check_count, check_on_error,
                             handle_problems)
 
@@ -494,6 +495,7 @@ def load_tfds_image_dataset(name, split="train", *, task=None, image_size=(224, 
     import tensorflow_datasets as tfds
 
     try:
+        check_download_reachable(name, data_dir, download)
         examples, info = tfds.load(name, split=spec["splits"][split], data_dir=data_dir,
                                    download=download, with_info=True)
     except Exception as e:  # network, missing data and TFDS errors come in many types

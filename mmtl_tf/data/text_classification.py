@@ -24,6 +24,7 @@ import numpy as np
 from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, hash_split, label_field,
                                   per_split_files, rows_with_known_labels, split_field,
                                   text_field)
+from mmtl_tf.data.tfds_access import check_download_reachable
 from mmtl_tf.errors import DataError, check_count, check_on_error, handle_problems
 
 DEFAULT_TEXT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_text")
@@ -228,6 +229,7 @@ def load_tfds_text_classification(name, split="train", data_dir=None, max_exampl
                   "test": "test"}[split]
     spec = TFDS_TEXT_DATASETS[name]
     try:
+        check_download_reachable(name, data_dir)
         ds, info = tfds.load(name, split=tfds_split, data_dir=data_dir, with_info=True)
     except Exception as e:  # download/preparation errors come in many types
         raise RuntimeError(

@@ -4,6 +4,7 @@ the dual encoder: the same resizing and tokenisation as the local pipelines."""
 import tensorflow as tf
 
 from mmtl_tf.data.image import resize_and_crop
+from mmtl_tf.data.tfds_access import check_download_reachable
 
 # Our split names → TFDS `coco_captions` splits (Karpathy's: restval joins train).
 COCO_SPLITS = {"train": "train+restval", "validation": "val", "test": "test"}
@@ -101,6 +102,7 @@ def load_tfds_coco_captions(split="train", *, text_vectorizer, data_dir=None, do
     import tensorflow_datasets as tfds
 
     try:
+        check_download_reachable("coco_captions", data_dir, download)
         examples = tfds.load("coco_captions", split=COCO_SPLITS[split], data_dir=data_dir,
                              download=download)
     except Exception as e:  # no internet, or the data is not prepared

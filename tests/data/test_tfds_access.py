@@ -1,0 +1,61 @@
+"""The quick offline check before a TFDS download (TFDS itself retries for
+minutes before it fails)."""
+
+import socket
+
+import pytest
+import tensorflow_datasets as tfds
+
+import mmtl_tf
+from mmtl_tf.data import tfds_access
+
+
+class _Loaded(Exception):
+    """tfds.load was reached."""
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No name resolves, no proxy, and tfds.load only says it was reached."""
+    looked_up = []
+
+    def no_dns(host, *args, **kwargs):
+        looked_up.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    def reached(*args, **kwargs):
+        raise _Loaded()
+
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy",
+                "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(tfds, "load", reached)
+    return looked_up
+
+
+def test_an_unresolvable_download_host_fails_at_once(offline, tmp_path):
+    with pytest.raises(RuntimeError, match=r"(?s)'imdb_reviews'.*host ai\.stanford\.edu does "
+                                           r"not resolve.*needs internet"):
+        mmtl_tf.data.load_tfds_text_classification("imdb_reviews", data_dir=str(tmp_path))
+    with pytest.raises(RuntimeError, match=r"host download\.tensorflow\.org does not resolve"):
+        mmtl_tf.data.load_tfds_image_dataset("tf_flowers", data_dir=str(tmp_path))
+    assert offline == ["ai.stanford.edu", "download.tensorflow.org"]
+
+
+def test_no_check_behind_a_proxy_without_download_or_for_prepared_data(offline, monkeypatch,
+                                                                        tmp_path):
+    # The loaders reach tfds.load (which here raises _Loaded, reported as a
+    # RuntimeError) without looking up the host first.
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("http_proxy", "http://proxy.example:3128")
+    with pytest.raises(RuntimeError, match="_Loaded"):
+        mmtl_tf.data.load_tfds_text_classification("imdb_reviews", data_dir=str(tmp_path))
+    for var in ("https_proxy", "http_proxy"):
+        monkeypatch.delenv(var)
+    with pytest.raises(RuntimeError, match="_Loaded"):
+        mmtl_tf.data.load_tfds_image_dataset("tf_flowers", data_dir=str(tmp_path),
+                                             download=False)
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
+    tfds_access.check_download_reachable("imdb_reviews", data_dir=str(tmp_path))
+    assert offline == []
