@@ -7,7 +7,7 @@ imported only when a submodule that needs them is first used, e.g.
 
 import importlib
 
-from mmtl_tf.errors import DataError, DataWarning
+from mmtl_tf.errors import DataError, DataWarning, DownloadError
 
 __version__ = "0.1.0"
 
@@ -16,7 +16,7 @@ _SUBMODULES = (
     "training", "export", "tasks", "recipes",
 )
 
-__all__ = ["DataError", "DataWarning", "__version__", *_SUBMODULES]
+__all__ = ["DataError", "DataWarning", "DownloadError", "__version__", *_SUBMODULES]
 
 
 def __getattr__(name):

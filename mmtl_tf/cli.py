@@ -8,7 +8,8 @@
 
 A bad argument prints one line on stderr and exits with status 2; bad data
 (`mmtl_tf.DataError`) prints what is wrong with which file or row and exits
-with status 1. With the environment variable MMTL_TF_TRACEBACK=1 such errors
+with status 1, and so does a failed download (`mmtl_tf.DownloadError`, which
+says how to provide the file offline). With the environment variable MMTL_TF_TRACEBACK=1 such errors
 are raised with their Python traceback instead.
 """
 
@@ -20,7 +21,7 @@ import traceback
 import warnings
 
 from mmtl_tf import __version__
-from mmtl_tf.errors import DataError, DataWarning, collect_problems
+from mmtl_tf.errors import DataError, DataWarning, DownloadError, collect_problems
 from mmtl_tf.tasks import TASKS, names
 
 
@@ -373,6 +374,11 @@ def main(argv=None):
             if show_traceback:
                 raise
             print(f"{prog}: data error: {_in_cli_words(str(e))}", file=sys.stderr)
+            return 1
+        except DownloadError as e:
+            if show_traceback:
+                raise
+            print(f"{prog}: download error: {e}", file=sys.stderr)
             return 1
         except (FileNotFoundError, ValueError) as e:
             if show_traceback:

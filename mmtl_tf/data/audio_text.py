@@ -20,7 +20,8 @@ from mmtl_tf.data.sources import (ImageTextRecords, _read_rows, load_image_text_
 from mmtl_tf.data.file_dataset import checked_file_dataset
 from mmtl_tf.data.text import make_text_vectorizer, vectorize
 from mmtl_tf.data.tfds_access import check_download_reachable
-from mmtl_tf.errors import DataError, check_count, check_on_error, without_repeated_warnings
+from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
+                            without_repeated_warnings)
 
 DEFAULT_AUDIO_DIR = os.path.join(os.path.dirname(__file__), "default_audio")
 
@@ -365,7 +366,7 @@ def load_tfds_speech_commands(split="train", *, data_dir=None, text_vectorizer=N
         builder = tfds.builder("speech_commands", data_dir=data_dir)
         builder.download_and_prepare()
     except Exception as e:  # no internet, or TFDS cannot reach the source
-        raise RuntimeError(
+        raise DownloadError(
             f"could not download or prepare TFDS 'speech_commands' ({type(e).__name__}: "
             f"{e}). It needs internet on first use; on a machine with internet run "
             "`tfds build speech_commands --data_dir DIR` and pass data_dir=DIR.") from e

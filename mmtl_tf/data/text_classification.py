@@ -25,7 +25,8 @@ from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, hash_split,
                                   per_split_files, rows_with_known_labels, split_field,
                                   text_field)
 from mmtl_tf.data.tfds_access import check_download_reachable
-from mmtl_tf.errors import DataError, check_count, check_on_error, handle_problems
+from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
+                            handle_problems)
 
 DEFAULT_TEXT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_text")
 TEXT_FILE_NAMES = ("texts.jsonl", "texts.csv")
@@ -232,7 +233,7 @@ def load_tfds_text_classification(name, split="train", data_dir=None, max_exampl
         check_download_reachable(name, data_dir)
         ds, info = tfds.load(name, split=tfds_split, data_dir=data_dir, with_info=True)
     except Exception as e:  # download/preparation errors come in many types
-        raise RuntimeError(
+        raise DownloadError(
             f"could not load TFDS dataset {name!r} ({type(e).__name__}: {e}). TFDS "
             "downloads it on first use and needs internet; offline, use the bundled "
             "'default' fortunes data or a local .jsonl/.csv file.") from e

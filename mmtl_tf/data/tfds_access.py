@@ -10,8 +10,9 @@ def check_download_reachable(name, data_dir=None, download=True):
     """Raises `ConnectionError` at once when TFDS would have to download
     dataset `name` and the download host's name cannot be resolved (no
     network); does nothing when the data is already prepared, `download` is
-    False, a proxy is configured (the proxy resolves names) or the check
-    itself cannot be made (TFDS then tries as usual).
+    False, a proxy is configured (the proxy resolves names), TFDS' download
+    step is replaced (e.g. by `tfds.testing.mock_data`, which needs no
+    network) or the check itself cannot be made (TFDS then tries as usual).
 
     Example:
         >>> from mmtl_tf.data.tfds_access import check_download_reachable
@@ -24,6 +25,9 @@ def check_download_reachable(name, data_dir=None, download=True):
     try:
         import tensorflow_datasets as tfds
 
+        prepare = tfds.core.DatasetBuilder.download_and_prepare
+        if getattr(prepare, "__module__", None) != "tensorflow_datasets.core.dataset_builder":
+            return  # mocked: no download will happen
         builder = tfds.builder(name, data_dir=data_dir)
         if builder.is_prepared():
             return

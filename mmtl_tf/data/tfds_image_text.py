@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from mmtl_tf.data.image import resize_and_crop
 from mmtl_tf.data.tfds_access import check_download_reachable
+from mmtl_tf.errors import DownloadError
 
 # Our split names → TFDS `coco_captions` splits (Karpathy's: restval joins train).
 COCO_SPLITS = {"train": "train+restval", "validation": "val", "test": "test"}
@@ -106,7 +107,7 @@ def load_tfds_coco_captions(split="train", *, text_vectorizer, data_dir=None, do
         examples = tfds.load("coco_captions", split=COCO_SPLITS[split], data_dir=data_dir,
                              download=download)
     except Exception as e:  # no internet, or the data is not prepared
-        raise RuntimeError(
+        raise DownloadError(
             f"could not load TFDS 'coco_captions' ({type(e).__name__}: {e}). It needs "
             "internet on first use; on a machine with internet run `tfds build "
             "coco_captions --data_dir DIR` and pass data_dir=DIR.") from e

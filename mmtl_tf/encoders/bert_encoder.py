@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 from mmtl_tf.data.bert_preprocessor import check_encoder_directory
-from mmtl_tf.errors import check_choice
+from mmtl_tf.errors import DownloadError, check_choice
 from mmtl_tf.layers.masked_pooling import MaskedPooling
 
 POOLINGS = ("cls", "mean")
@@ -51,7 +51,7 @@ def load_bert_backbone(encoder):
     try:
         return keras_hub.models.Backbone.from_preset(encoder)
     except Exception as e:  # a failed download surfaces as many error types
-        raise RuntimeError(
+        raise DownloadError(
             f"could not load the keras-hub preset {encoder!r} ({type(e).__name__}: {e}). "
             "Presets are downloaded from Kaggle and need internet. Offline, pass a local "
             "Hugging Face-layout folder instead, e.g. mmtl_tf.data.fetch_minilm() "

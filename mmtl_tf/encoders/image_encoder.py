@@ -6,7 +6,7 @@ import warnings
 
 import keras
 
-from mmtl_tf.errors import check_choice
+from mmtl_tf.errors import DownloadError, check_choice
 from mmtl_tf.layers.image_preprocessing import ImagePreprocessing
 
 # name → (keras.applications constructor, preprocessing mode, smallest side)
@@ -80,7 +80,7 @@ def make_application_backbone(name, input_shape, weights=None):
         model = constructor(**kwargs)
     except Exception as e:  # a failed download surfaces as many error types
         if weights == "imagenet":
-            raise RuntimeError(
+            raise DownloadError(
                 f"could not get the ImageNet weights of {name!r} ({type(e).__name__}: "
                 f"{e}). Without internet, download the file elsewhere "
                 f"(keras.applications.{cls_name}(weights='imagenet', include_top=False)"

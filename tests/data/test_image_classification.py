@@ -144,7 +144,8 @@ def test_multi_hot_and_largest_object():
 
 
 def test_tfds_loader_without_data_says_how_to_get_it(tmp_path):
-    with pytest.raises(RuntimeError, match=r"needs internet the first time.*tfds.load\('tf_flowers'\)"):
+    with pytest.raises(mmtl_tf.DownloadError,
+                       match=r"needs internet the first time.*tfds.load\('tf_flowers'\)"):
         load_tfds_image_dataset("tf_flowers", "train", data_dir=str(tmp_path), download=False)
     with pytest.raises(ValueError, match=r"name='voc'.*'voc/2007'"):
         load_tfds_image_dataset("voc", "train")

@@ -131,7 +131,7 @@ def test_tfds_loaders_with_mocked_data(monkeypatch):
         raise ConnectionError("no route to host")
 
     monkeypatch.setattr(tfds, "load", offline)
-    with pytest.raises(RuntimeError, match="needs internet"):
+    with pytest.raises(mmtl_tf.DownloadError, match="needs internet"):
         mmtl_tf.data.load_tfds_text_classification("imdb_reviews", "train")
     with pytest.raises(ValueError, match="'imdb_reviews', 'ag_news_subset'"):
         mmtl_tf.data.load_tfds_text_classification("yelp", "train")

@@ -10,6 +10,10 @@ import mmtl_tf
 from mmtl_tf.data import tfds_access
 
 
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy",
+                   "ALL_PROXY")
+
+
 class _Loaded(Exception):
     """tfds.load was reached."""
 
@@ -26,8 +30,7 @@ def offline(monkeypatch):
     def reached(*args, **kwargs):
         raise _Loaded()
 
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy",
-                "ALL_PROXY"):
+    for var in PROXY_VARIABLES:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
     monkeypatch.setattr(tfds, "load", reached)
@@ -35,12 +38,25 @@ def offline(monkeypatch):
 
 
 def test_an_unresolvable_download_host_fails_at_once(offline, tmp_path):
-    with pytest.raises(RuntimeError, match=r"(?s)'imdb_reviews'.*host ai\.stanford\.edu does "
-                                           r"not resolve.*needs internet"):
+    with pytest.raises(mmtl_tf.DownloadError,
+                       match=r"(?s)'imdb_reviews'.*host ai\.stanford\.edu does not resolve.*"
+                             r"needs internet"):
         mmtl_tf.data.load_tfds_text_classification("imdb_reviews", data_dir=str(tmp_path))
-    with pytest.raises(RuntimeError, match=r"host download\.tensorflow\.org does not resolve"):
+    with pytest.raises(mmtl_tf.DownloadError,
+                       match=r"host download\.tensorflow\.org does not resolve"):
         mmtl_tf.data.load_tfds_image_dataset("tf_flowers", data_dir=str(tmp_path))
     assert offline == ["ai.stanford.edu", "download.tensorflow.org"]
+
+
+def test_cli_says_it_in_one_line(offline, capsys, tmp_path):
+    from mmtl_tf import cli
+
+    assert cli.main(["train", "text-classifier", "--size", "tiny", "--data", "tfds:imdb_reviews",
+                     "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mmtl-tf train: download error: could not load TFDS dataset")
+    assert "does not resolve" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert offline == ["ai.stanford.edu"]
 
 
 def test_no_check_behind_a_proxy_without_download_or_for_prepared_data(offline, monkeypatch,
@@ -58,4 +74,16 @@ def test_no_check_behind_a_proxy_without_download_or_for_prepared_data(offline, 
                                              download=False)
     monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
     tfds_access.check_download_reachable("imdb_reviews", data_dir=str(tmp_path))
+    monkeypatch.undo()
     assert offline == []
+
+
+def test_no_check_under_tfds_mock_data(monkeypatch):
+    # tfds.testing.mock_data replaces the download step: nothing to look up.
+    for var in PROXY_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    looked_up = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: looked_up.append(host))
+    with tfds.testing.mock_data(num_examples=3):
+        records = mmtl_tf.data.load_tfds_text_classification("imdb_reviews", "test")
+    assert len(records) == 3 and looked_up == []

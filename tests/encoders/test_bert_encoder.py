@@ -134,7 +134,7 @@ def test_bad_arguments_and_sources(tmp_path, monkeypatch):
         raise ConnectionError("no route to host")
 
     monkeypatch.setattr(keras_hub.models.Backbone, "from_preset", offline)
-    with pytest.raises(RuntimeError, match="need internet.*fetch_minilm"):
+    with pytest.raises(mmtl_tf.DownloadError, match="need internet.*fetch_minilm"):
         BertEncoder("bert_tiny_en_uncased")
 
 

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+import mmtl_tf
 from mmtl_tf.encoders import ImageEncoder
 from mmtl_tf.models import build_head_swap_classifier, freeze, unfreeze
 from tests.harness import run_model_test
@@ -104,7 +105,7 @@ def test_failed_imagenet_download_says_how_to_pass_a_local_file(monkeypatch):
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
     monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
-    with pytest.raises(RuntimeError, match=r"weights='backbone.weights.h5'"):
+    with pytest.raises(mmtl_tf.DownloadError, match=r"weights='backbone.weights.h5'"):
         build_head_swap_classifier("mobilenet_v2", num_classes=3, input_shape=(32, 32, 3))
 
 
