@@ -9,7 +9,8 @@
 A bad argument prints one line on stderr and exits with status 2; bad data
 (`mmtl_tf.DataError`) prints what is wrong with which file or row and exits
 with status 1, and so does a failed download (`mmtl_tf.DownloadError`, which
-says how to provide the file offline). With the environment variable MMTL_TF_TRACEBACK=1 such errors
+says how to provide the file offline) or a failed read or write (`OSError`,
+e.g. no permission, a full disk). With the environment variable MMTL_TF_TRACEBACK=1 such errors
 are raised with their Python traceback instead.
 """
 
@@ -388,6 +389,11 @@ def main(argv=None):
                     if origin else "")
             print(f"{prog}: error: {e}{hint}", file=sys.stderr)
             return 2
+        except OSError as e:  # e.g. a folder it may not write to, a full disk
+            if show_traceback:
+                raise
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

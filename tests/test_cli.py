@@ -246,6 +246,17 @@ def test_errors_name_their_origin_outside_mmtl_tf_and_show_a_traceback_on_reques
         cli.main(["export", str(tmp_path), "--saved-model", str(tmp_path / "sm")])
 
 
+def test_a_failed_write_is_one_line_with_status_1(monkeypatch, tmp_path, capsys):
+    def no_permission(args):  # as os.makedirs in a folder the user may not write to
+        raise PermissionError(13, "Permission denied", "/srv/shared/.sm.tmp-1")
+
+    monkeypatch.setattr(cli, "_export", no_permission)
+    monkeypatch.delenv("MMTL_TF_TRACEBACK", raising=False)
+    assert cli.main(["export", str(tmp_path), "--saved-model", str(tmp_path / "sm")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "mmtl-tf export: error: [Errno 13] Permission denied: '/srv/shared/.sm.tmp-1'"
+
+
 def test_quickstart_prints_one_table(tmp_path, capsys):
     assert cli.main(["quickstart", "--size", "tiny", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
