@@ -140,7 +140,9 @@ def build_parser():
                             "(default: the recipe's)")
         p.add_argument("--out", help=f"run folder (default: runs/{spec.name})")
         p.add_argument("--recipe", default=spec.recipe,
-                       help=f"recipe name or JSON path (default: {spec.recipe})")
+                       help=f"bundled recipe name, or a JSON file of your own whose "
+                            f"\"base\"/\"tiny\" settings override {spec.recipe}'s "
+                            f"(default: {spec.recipe})")
         _add_training_options(p)
         _add_runtime_options(p)
         g = p.add_argument_group(f"{spec.name} options")
@@ -243,7 +245,8 @@ def _train(args):
     from mmtl_tf.tasks import common, get_task
 
     spec = TASKS[args.task]
-    config = common.resolve_config(args.recipe, args.size, _overrides(args, spec))
+    config = common.resolve_config(args.recipe, args.size, _overrides(args, spec),
+                                   base=spec.recipe)
     run_dir = args.out or os.path.join("runs", spec.name)
     metrics = get_task(spec.name).train(config, run_dir, verbose=1)
     print(f"\nrun folder: {run_dir}")

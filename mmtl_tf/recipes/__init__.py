@@ -26,9 +26,18 @@ def load_recipe(name, size="base"):
     path = name if name.endswith(".json") else os.path.join(HERE, f"{name}.json")
     if not os.path.isfile(path):
         raise ValueError(f"unknown recipe {name!r}; bundled recipes: {', '.join(available())}.")
-    with open(path, encoding="utf-8") as f:
-        recipe = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            recipe = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"recipe {path}: not valid UTF-8 JSON ({e}).") from None
+    if not isinstance(recipe, dict):
+        raise ValueError(f"recipe {path}: a JSON object with one object per size "
+                         f"(e.g. \"base\", \"tiny\") is needed, not {type(recipe).__name__}.")
     sizes = [k for k in recipe if not k.startswith("_")]
     if size not in sizes:
         raise ValueError(f"recipe {name!r} has no size {size!r}; sizes: {', '.join(sizes)}.")
+    if not isinstance(recipe[size], dict):
+        raise ValueError(f"recipe {path}: size {size!r} must be a JSON object of settings, "
+                         f"not {type(recipe[size]).__name__}.")
     return dict(recipe[size])

@@ -16,9 +16,16 @@ from mmtl_tf.training import atomic_write_json, read_json
 RUN_FILE = "run.json"
 
 
-def resolve_config(recipe, size="base", overrides=None):
-    """Recipe section + non-None overrides → one config dict."""
+def resolve_config(recipe, size="base", overrides=None, base=None):
+    """Recipe section + non-None overrides → one config dict.
+
+    With `base` (the task's bundled recipe) and a recipe that is a JSON file
+    of your own, the file's settings override those of `base`'s same size:
+    the file needs only the settings it changes.
+    """
     config = load_recipe(recipe, size)
+    if base and recipe.endswith(".json") and recipe != base:
+        config = {**load_recipe(base, size), **config}
     for key, value in (overrides or {}).items():
         if value is not None:
             config[key] = value

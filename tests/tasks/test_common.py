@@ -96,3 +96,32 @@ def test_task_runs_write_no_backup_they_could_never_resume_from(tmp_path, monkey
     data = tf.data.Dataset.from_tensor_slices((tf.ones((4, 2)), tf.ones((4, 1)))).batch(2)
     training.fit(model, data, epochs=1, run_dir=str(tmp_path / "own"), verbose=0)
     assert len(made) == 1 and str(tmp_path / "own") in made[0][0]
+
+
+def test_a_recipe_file_of_your_own_overrides_the_tasks_recipe(tmp_path):
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"_about": "fewer epochs", "base": {"epochs": 3},
+                                "tiny": {"epochs": 1, "hidden_units": 8}}))
+    bundled = common.resolve_config("fusion", "base")
+    config = common.resolve_config(str(mine), "base", {"seed": 5}, base="fusion")
+    assert config == {**bundled, "epochs": 3, "seed": 5}
+    tiny = common.resolve_config(str(mine), "tiny", base="fusion")
+    assert tiny == {**common.resolve_config("fusion", "tiny"), "epochs": 1, "hidden_units": 8}
+    # Without a base (the Python API as before) the file is the whole config.
+    assert common.resolve_config(str(mine), "base") == {"epochs": 3}
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"base": {"epochs": 2', "not valid UTF-8 JSON (Expecting"),
+    ('[1, 2]', "a JSON object with one object per size"),
+    ('{"base": 3}', "size 'base' must be a JSON object of settings, not int"),
+    ('{"tiny": {}}', "has no size 'base'; sizes: tiny"),
+])
+def test_bad_recipe_files_are_named(tmp_path, capsys, text, words):
+    from mmtl_tf import cli
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    assert cli.main(["train", "fusion", "--recipe", str(bad), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "bad.json" in err and "MMTL_TF_TRACEBACK" not in err
