@@ -2,6 +2,7 @@
 
 import datetime
 import functools
+import json
 import os
 import zipfile
 
@@ -25,11 +26,37 @@ def resolve_config(recipe, size="base", overrides=None, base=None):
     """
     config = load_recipe(recipe, size)
     if base and recipe.endswith(".json") and recipe != base:
-        config = {**load_recipe(base, size), **config}
+        defaults = load_recipe(base, size)
+        for key, value in config.items():
+            if key in defaults and not _same_kind(defaults[key], value):
+                raise ValueError(
+                    f"recipe {recipe}: {size}.{key} = {json.dumps(value)} should be a "
+                    f"{_kind(defaults[key])} like {base}'s {json.dumps(defaults[key])}.")
+        config = {**defaults, **config}
     for key, value in (overrides or {}).items():
         if value is not None:
             config[key] = value
     return config
+
+
+def _kind(value):
+    return {bool: "true/false", int: "whole number", float: "number", str: "string",
+            list: "list", dict: "JSON object"}.get(type(value), type(value).__name__)
+
+
+def _same_kind(default, value):
+    """Whether a recipe file's `value` can stand where the bundled recipe has
+    `default`: a whole number for a number, a list for a number (sizes such as
+    `image_size` may be given per dimension), anything for a null."""
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, (int, float)) and isinstance(value, list):
+        return True
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
 
 
 def check_run_dir(run_dir):

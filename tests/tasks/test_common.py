@@ -100,15 +100,17 @@ def test_task_runs_write_no_backup_they_could_never_resume_from(tmp_path, monkey
 
 def test_a_recipe_file_of_your_own_overrides_the_tasks_recipe(tmp_path):
     mine = tmp_path / "mine.json"
-    mine.write_text(json.dumps({"_about": "fewer epochs", "base": {"epochs": 3},
+    mine.write_text(json.dumps({"_about": "fewer epochs",
+                                "base": {"epochs": 3, "dropout": 0, "image_size": [48, 64]},
                                 "tiny": {"epochs": 1, "hidden_units": 8}}))
     bundled = common.resolve_config("fusion", "base")
     config = common.resolve_config(str(mine), "base", {"seed": 5}, base="fusion")
-    assert config == {**bundled, "epochs": 3, "seed": 5}
+    assert config == {**bundled, "epochs": 3, "dropout": 0, "image_size": [48, 64], "seed": 5}
     tiny = common.resolve_config(str(mine), "tiny", base="fusion")
     assert tiny == {**common.resolve_config("fusion", "tiny"), "epochs": 1, "hidden_units": 8}
     # Without a base (the Python API as before) the file is the whole config.
-    assert common.resolve_config(str(mine), "base") == {"epochs": 3}
+    assert common.resolve_config(str(mine), "base") == {"epochs": 3, "dropout": 0,
+                                                        "image_size": [48, 64]}
 
 
 @pytest.mark.parametrize("text, words", [
@@ -116,6 +118,9 @@ def test_a_recipe_file_of_your_own_overrides_the_tasks_recipe(tmp_path):
     ('[1, 2]', "a JSON object with one object per size"),
     ('{"base": 3}', "size 'base' must be a JSON object of settings, not int"),
     ('{"tiny": {}}', "has no size 'base'; sizes: tiny"),
+    ('{"base": {"epochs": "two"}}', 'base.epochs = "two" should be a whole number like '
+                                    "fusion's 15"),
+    ('{"base": {"augment": 1}}', "base.augment = 1 should be a true/false like fusion's false"),
 ])
 def test_bad_recipe_files_are_named(tmp_path, capsys, text, words):
     from mmtl_tf import cli
