@@ -10,8 +10,8 @@ A bad argument prints one line on stderr and exits with status 2; bad data
 (`mmtl_tf.DataError`) prints what is wrong with which file or row and exits
 with status 1, and so does a failed download (`mmtl_tf.DownloadError`, which
 says how to provide the file offline) or a failed read or write (`OSError`,
-e.g. no permission, a full disk). With the environment variable MMTL_TF_TRACEBACK=1 such errors
-are raised with their Python traceback instead.
+e.g. no permission, a full disk). With the environment variable
+MMTL_TF_TRACEBACK=1 such errors are raised with their Python traceback instead.
 """
 
 import argparse

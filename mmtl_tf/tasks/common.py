@@ -30,7 +30,7 @@ def resolve_config(recipe, size="base", overrides=None, base=None):
         for key, value in config.items():
             if key in defaults and not _same_kind(defaults[key], value):
                 raise ValueError(
-                    f"recipe {recipe}: {size}.{key} = {json.dumps(value)} should be a "
+                    f"recipe {recipe}: {size}.{key} = {json.dumps(value)} should be "
                     f"{_kind(defaults[key])} like {base}'s {json.dumps(defaults[key])}.")
         config = {**defaults, **config}
     for key, value in (overrides or {}).items():
@@ -40,8 +40,8 @@ def resolve_config(recipe, size="base", overrides=None, base=None):
 
 
 def _kind(value):
-    return {bool: "true/false", int: "whole number", float: "number", str: "string",
-            list: "list", dict: "JSON object"}.get(type(value), type(value).__name__)
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+            list: "a list", dict: "a JSON object"}.get(type(value), type(value).__name__)
 
 
 def _same_kind(default, value):

@@ -120,7 +120,7 @@ def test_a_recipe_file_of_your_own_overrides_the_tasks_recipe(tmp_path):
     ('{"tiny": {}}', "has no size 'base'; sizes: tiny"),
     ('{"base": {"epochs": "two"}}', 'base.epochs = "two" should be a whole number like '
                                     "fusion's 15"),
-    ('{"base": {"augment": 1}}', "base.augment = 1 should be a true/false like fusion's false"),
+    ('{"base": {"augment": 1}}', "base.augment = 1 should be true or false like fusion's false"),
 ])
 def test_bad_recipe_files_are_named(tmp_path, capsys, text, words):
     from mmtl_tf import cli
