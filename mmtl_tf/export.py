@@ -35,6 +35,10 @@ def write_archive(path, endpoints, track=()):
     check_export_path(path)
     archive = keras.export.ExportArchive()
     for item in track:
+        if isinstance(item, keras.layers.TextVectorization) and not item.built:
+            # Adapted but never called (e.g. exported right after
+            # make_text_vectorizer): Keras refuses to track an unbuilt layer.
+            item(tf.constant([""]))
         archive.track(item)
     endpoints = dict(endpoints)
     if "serving_default" not in endpoints:

@@ -98,3 +98,26 @@ def test_export_folder_is_readable_like_any_new_folder(fusion_export):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(os.stat(fusion_export[0]).st_mode) == 0o777 & ~umask
+
+
+def test_a_vectorizer_never_called_before_the_export(tmp_path):
+    # make_text_vectorizer adapts the layer without calling it; Keras' export
+    # refused to track it ("The layer provided has not yet been built").
+    import tensorflow as tf
+    from PIL import Image
+
+    vec = mmtl_tf.data.make_text_vectorizer(["a red apple", "a blue sky"], vocab_size=20,
+                                            sequence_length=6)
+    assert not vec.built
+    model = mmtl_tf.models.build_fusion_classifier(
+        image_shape=(16, 16, 3), vocab_size=20, sequence_length=6, embedding_dim=4,
+        lstm_units=4, conv_filters=4, hidden_units=4, num_classes=2)
+    path = export_image_text_classifier(model, vec, str(tmp_path / "sm"), image_size=(16, 16))
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3)).astype("uint8")
+    Image.fromarray(pixels).save(tmp_path / "x.png")
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    got = serve(image_bytes=tf.constant([(tmp_path / "x.png").read_bytes()]),
+                caption=tf.constant(["a red sky"]))["probabilities"].numpy()
+    tokens = np.asarray(vec(tf.constant(["a red sky"])), "int32")
+    expected = model.predict({"image": pixels[None], "text": tokens}, verbose=0)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
