@@ -38,8 +38,8 @@ import tensorflow as tf
 
 from mmtl_tf.data.image import augment_image, decoded_image_dataset, resize_and_crop
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
-                                  _read_rows, check_columns, label_field, per_split_files,
-                                  split_field, text_field)
+                                  _read_rows, check_columns, empty_split_error, label_field,
+                                  per_split_files, split_field, text_field)
 from mmtl_tf.data.tfds_access import check_download_reachable
 from mmtl_tf.errors import (DataError, DownloadError, check_choice, check_count, check_on_error,
                             handle_problems)
@@ -271,11 +271,11 @@ def load_image_label_records(source="default", split="train", task="multiclass",
         class_names = sorted({label for row in grouped["train"] for label in row["labels"]})
         not_known = "do not occur in the training split"
         if not class_names:
-            raise DataError(f"{where}: the 'train' split has no rows.")
+            raise empty_split_error(where, "train", grouped)
     class_names = list(class_names)
     chosen = grouped[split]
     if not chosen:
-        raise DataError(f"{where}: the {split!r} split has no rows.")
+        raise empty_split_error(where, split, grouped)
     if task == "multiclass":
         several = [(r["row"], f"{len(r['labels'])} labels {r['labels']} (multiclass needs one; "
                     "use task='multilabel')") for r in chosen if len(r["labels"]) != 1]

@@ -308,6 +308,19 @@ def per_split_files(folder):
     return found
 
 
+def empty_split_error(where, split, per_split):
+    """The `DataError` for a split without rows: how many rows each split got
+    and, when some were assigned by the hash split, how to assign them."""
+    counts = ", ".join(f"{s} {len(per_split.get(s, []))}" for s in SPLITS)
+    hashed = any(not row.get("split") for rows in per_split.values() for row in rows)
+    how = (" Rows without a split are assigned 80/10/10 by a hash of the row; with this "
+           "few rows, assign them yourself: a 'split' column (train, validation, test), "
+           "per-split files (train.csv, ...) or, for class folders, train/validation/test "
+           "folders." if hashed else "")
+    return DataError(f"{where}: the {split!r} split has no rows (rows per split: "
+                     f"{counts}).{how}")
+
+
 def load_image_text_records(source="default", split="train", require_label=True,
                             seed=0, on_error="raise", class_names=None):
     """Loads one split of an image-caption source.
@@ -361,7 +374,7 @@ def load_image_text_records(source="default", split="train", require_label=True,
         {r["label"] for r in per_split["train"] if r["label"] is not None})
     chosen = per_split[split]
     if not chosen:
-        raise DataError(f"{path}: the {split!r} split has no rows.")
+        raise empty_split_error(path, split, per_split)
     if require_label:
         chosen = rows_with_known_labels(chosen, class_names, given, on_error)
     root = path if kind == "dir" else os.path.dirname(os.path.abspath(path))

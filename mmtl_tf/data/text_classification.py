@@ -21,9 +21,9 @@ import os
 
 import numpy as np
 
-from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, hash_split, label_field,
-                                  per_split_files, rows_with_known_labels, split_field,
-                                  text_field)
+from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, empty_split_error,
+                                  hash_split, label_field, per_split_files,
+                                  rows_with_known_labels, split_field, text_field)
 from mmtl_tf.data.tfds_access import check_download_reachable
 from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
                             handle_problems)
@@ -171,7 +171,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
         {r["label"] for r in per_split.get("train", [])})
     chosen = per_split.get(split, [])
     if not chosen:
-        raise DataError(f"{source}: the {split!r} split has no rows.")
+        raise empty_split_error(source, split, per_split)
     chosen = rows_with_known_labels(chosen, class_names, given, on_error)
     return TextClassificationRecords(
         texts=[r["text"] for r in chosen], labels=[r["label"] for r in chosen],

@@ -68,6 +68,17 @@ def test_hash_split_is_stable_and_uses_split_column(tmp_path):
     rows = [dict(r, split="train" if i < 150 else "test") for i, r in enumerate(rows)]
     _write_jsonl(tmp_path / "captions.jsonl", rows)
     assert len(load_image_text_records(str(tmp_path), "test")) == 50
+    # An empty split says how many rows each split got, and how to assign
+    # them when the hash split made it empty.
+    with pytest.raises(mmtl_tf.DataError,
+                       match=r"the 'validation' split has no rows \(rows per split: train 150, "
+                             r"validation 0, test 50\)\.$"):
+        load_image_text_records(str(tmp_path), "validation")
+    _write_jsonl(tmp_path / "captions.jsonl", [dict(r, split=None) for r in rows[:2]])
+    with pytest.raises(mmtl_tf.DataError, match=r"\(rows per split: train 2, validation 0, "
+                                                r"test 0\)\. Rows without a split are assigned "
+                                                r"80/10/10 by a hash"):
+        load_image_text_records(str(tmp_path), "test")
 
 
 def test_unknown_label_in_test_split_is_reported(tmp_path):
