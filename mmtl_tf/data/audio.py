@@ -54,8 +54,8 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
     """Reads an audio file into float32 mono samples at `sample_rate`.
 
     Args:
-        path: str. A WAV, FLAC or Ogg (Vorbis/Opus) file; anything libsndfile
-            reads.
+        path: str. A WAV, FLAC, Ogg (Vorbis/Opus) or MP3 file; anything
+            libsndfile reads.
         sample_rate: int or None. Target rate; other rates are resampled
             (librosa, `soxr_hq`). None keeps the file's rate.
         min_samples: int. Fewer samples (after resampling) is an error: use the
@@ -67,8 +67,8 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
 
     Raises:
         mmtl_tf.DataError: naming the file and the problem (missing, empty,
-            undecodable, a WAV file cut short, no samples, NaN/inf samples,
-            shorter than `min_samples`).
+            undecodable, a WAV or MP3 file cut short, no samples, NaN/inf
+            samples, shorter than `min_samples`).
 
     Example:
         >>> import mmtl_tf
@@ -87,13 +87,25 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
     if os.path.getsize(path) == 0:
         raise DataError(f"{path}: empty file (0 bytes).")
     try:
-        y, rate = sf.read(path, dtype="float32", always_2d=True)
+        with sf.SoundFile(path) as f:
+            declared = f.frames
+            y = f.read(dtype="float32", always_2d=True)
+            rate = f.samplerate
     except Exception as e:  # libsndfile reports corrupt/unsupported files
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "File does not exist or is not a regular file" in message:
+            # What libsndfile says of bytes it recognises as no format (the
+            # file is there: checked above).
+            message = "not an audio format libsndfile reads (WAV, FLAC, Ogg, MP3), or corrupt"
         raise DataError(f"{path}: cannot decode audio ({message}).") from e
     truncated = _wav_truncation(path)
     if truncated:
         raise DataError(f"{path}: truncated WAV file ({truncated}).")
+    if 0 < declared < 2**62 and len(y) < declared - max(4608, declared // 100):
+        # E.g. an MP3 whose Xing header counts more frames than the file
+        # holds (a download cut short): the decoder stops early, silently.
+        raise DataError(f"{path}: truncated or corrupt audio (the header declares "
+                        f"{declared:,} samples, {len(y):,} could be decoded).")
     if y.shape[0] == 0:
         raise DataError(f"{path}: the file holds no audio samples.")
     bad = int(np.count_nonzero(~np.isfinite(y)))

@@ -102,6 +102,27 @@ def test_bad_files_raise_data_error_naming_file_and_problem(tmp_path):
         A.load_and_trim(str(tmp_path / "folder.wav"))
 
 
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="libsndfile without MP3")
+def test_mp3_reads_and_a_cut_or_fake_one_is_named(tmp_path):
+    y = np.concatenate([_word(), _word()])
+    sf.write(tmp_path / "clip.mp3", y, 16000, format="MP3")
+    out, rate = A.read_audio(str(tmp_path / "clip.mp3"))
+    assert rate == 16000 and abs(len(out) - len(y)) < 2000
+    # Cut half-way (an interrupted download): the Xing header counts every
+    # frame, the decoder stops early without an error.
+    whole = (tmp_path / "clip.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(mmtl_tf.DataError, match=r"cut\.mp3: truncated or corrupt audio \(the "
+                                                r"header declares [\d,]+ samples, [\d,]+ could"):
+        A.read_audio(str(tmp_path / "cut.mp3"))
+    # Bytes of no format: not libsndfile's "File does not exist or is not a
+    # regular file (possibly a pipe?)".
+    (tmp_path / "fake.mp3").write_bytes(b"ID3\x03\x00" + bytes(500))
+    with pytest.raises(mmtl_tf.DataError, match=r"fake\.mp3: cannot decode audio \(not an "
+                                                r"audio format libsndfile reads"):
+        A.read_audio(str(tmp_path / "fake.mp3"))
+
+
 def test_faint_noise_is_all_silent_but_quiet_speech_is_not():
     noise = np.random.default_rng(0).normal(size=16000).astype("float32") * 1e-5
     with pytest.raises(mmtl_tf.DataError, match="all silent"):
