@@ -351,6 +351,22 @@ def _foreign_origin(error):
     return None if origin.startswith(package) else origin
 
 
+def _error_report(prog, error):
+    """(exit status, the one line on stderr) for an error the CLI reports
+    without a traceback: `DataError`, `DownloadError`, `ValueError` or
+    `OSError`."""
+    if isinstance(error, DataError):
+        return 1, f"{prog}: data error: {_in_cli_words(str(error))}"
+    if isinstance(error, DownloadError):
+        return 1, f"{prog}: download error: {error}"
+    if isinstance(error, (FileNotFoundError, ValueError)):  # usage errors, mostly
+        origin = _foreign_origin(error)
+        hint = (f" [raised in {origin}; MMTL_TF_TRACEBACK=1 shows the traceback]"
+                if origin else "")
+        return 2, f"{prog}: error: {error}{hint}"
+    return 1, f"{prog}: error: {error}"  # another OSError: no permission, a full disk
+
+
 def main(argv=None):
     """Entry point of `mmtl-tf`."""
     args = build_parser().parse_args(argv)
@@ -374,29 +390,12 @@ def main(argv=None):
         warnings.showwarning = show
         try:
             return handler(args)
-        except DataError as e:
+        except (ValueError, DownloadError, OSError) as e:  # DataError is a ValueError
             if show_traceback:
                 raise
-            print(f"{prog}: data error: {_in_cli_words(str(e))}", file=sys.stderr)
-            return 1
-        except DownloadError as e:
-            if show_traceback:
-                raise
-            print(f"{prog}: download error: {e}", file=sys.stderr)
-            return 1
-        except (FileNotFoundError, ValueError) as e:
-            if show_traceback:
-                raise
-            origin = _foreign_origin(e)
-            hint = (f" [raised in {origin}; MMTL_TF_TRACEBACK=1 shows the traceback]"
-                    if origin else "")
-            print(f"{prog}: error: {e}{hint}", file=sys.stderr)
-            return 2
-        except OSError as e:  # e.g. a folder it may not write to, a full disk
-            if show_traceback:
-                raise
-            print(f"{prog}: error: {e}", file=sys.stderr)
-            return 1
+            status, line = _error_report(prog, e)
+            print(line, file=sys.stderr)
+            return status
 
 
 if __name__ == "__main__":

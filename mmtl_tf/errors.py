@@ -52,9 +52,14 @@ def format_problems(problems, limit=10):
 _FIX_HINT = "Fix or remove them, or pass on_error='skip' to skip them."
 
 
+def _singular(what):
+    """"row" for "rows" (`what` names the items in the plural)."""
+    return what[:-1] if what.endswith("s") else what
+
+
 def _bad(count, what):
-    """"1 bad row", "2 bad rows" (`what` is plural)."""
-    return f"{count} bad {what[:-1] if count == 1 and what.endswith('s') else what}"
+    """"1 bad row", "2 bad rows"."""
+    return f"{count} bad {_singular(what) if count == 1 else what}"
 
 
 def _bad_items_message(groups, extra=None):
@@ -87,8 +92,7 @@ def handle_problems(problems, on_error, what, total=None):
     if not problems:
         return
     if on_error == "skip" and total is not None and len(problems) >= total:
-        every = (f"the only {what[:-1] if what.endswith('s') else what} is"
-                 if total == 1 else f"all {total} {what} are")
+        every = f"the only {_singular(what)} is" if total == 1 else f"all {total} {what} are"
         raise DataError(
             f"{every} bad, so on_error='skip' would leave none:\n"
             f"{format_problems(problems)}", problems)

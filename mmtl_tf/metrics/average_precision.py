@@ -127,7 +127,7 @@ class MeanAveragePrecision(keras.metrics.Metric):
         num_classes = check_count("num_classes", num_classes)
         if int(num_bins) < 2:
             raise ValueError(f"num_bins must be >= 2, got {num_bins}.")
-        self.num_classes, self.num_bins = int(num_classes), int(num_bins)
+        self.num_classes, self.num_bins = num_classes, int(num_bins)
         shape = (self.num_classes * (self.num_bins + 1),)
         self.positives = self.add_variable(shape=shape, initializer="zeros", name="positives")
         self.counts = self.add_variable(shape=shape, initializer="zeros", name="counts")

@@ -12,11 +12,11 @@ import keras
 import numpy as np
 
 from mmtl_tf import runtime, training
-from mmtl_tf.errors import raise_collected_problems
 from mmtl_tf.data.bert_preprocessor import BertPreprocessor, fetch_minilm
 from mmtl_tf.data.text import make_text_vectorizer
 from mmtl_tf.data.text_classification import (load_text_classification_records,
                                               make_text_classification_dataset)
+from mmtl_tf.errors import raise_collected_problems
 from mmtl_tf.export import export_text_classifier
 from mmtl_tf.models.text_classifier import (build_lstm_text_classifier,
                                             build_text_classifier, encode_texts)
