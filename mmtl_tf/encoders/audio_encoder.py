@@ -6,6 +6,7 @@ import keras
 
 from mmtl_tf.errors import check_choice
 from mmtl_tf.layers.log_mel_spectrogram import LogMelSpectrogram
+from mmtl_tf.saving import restore_trainable_state, trainable_state
 
 INPUTS = ("waveform", "log_mel")
 POOLINGS = ("avg", "max", "time_avg")
@@ -193,4 +194,10 @@ class AudioEncoder(keras.Model):
                                    fmax=self._config["fmax"])
 
     def get_config(self):
-        return {"name": self.name, **self._config}
+        return {"name": self.name, **self._config, "trainable_state": trainable_state(self)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        state = config.pop("trainable_state", None)  # after freezing layers
+        return restore_trainable_state(cls(**config), state)

@@ -9,6 +9,7 @@ from keras import ops
 from mmtl_tf.data.bert_preprocessor import check_encoder_directory
 from mmtl_tf.errors import DownloadError, check_choice
 from mmtl_tf.layers.masked_pooling import MaskedPooling
+from mmtl_tf.saving import restore_trainable_state, trainable_state
 
 POOLINGS = ("cls", "mean")
 TRAINABLE = ("frozen", "partial", "full")
@@ -185,8 +186,11 @@ class BertEncoder(keras.Model):
         # The backbone is stored as its architecture; the weights travel in the
         # .keras file, so a saved encoder never downloads or reads a folder again.
         return {"name": self.name, **self._config,
-                "encoder": keras.saving.serialize_keras_object(self.backbone)}
+                "encoder": keras.saving.serialize_keras_object(self.backbone),
+                "trainable_state": trainable_state(self)}
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        state = config.pop("trainable_state", None)  # after freezing layers
+        return restore_trainable_state(cls(**config), state)

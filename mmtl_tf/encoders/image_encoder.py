@@ -8,6 +8,7 @@ import keras
 
 from mmtl_tf.errors import DownloadError, check_choice
 from mmtl_tf.layers.image_preprocessing import ImagePreprocessing
+from mmtl_tf.saving import restore_trainable_state, trainable_state
 
 # name → (keras.applications constructor, preprocessing mode, smallest side)
 BACKBONES = {
@@ -234,7 +235,7 @@ class ImageEncoder(keras.Model):
 
     def get_config(self):
         config = {"name": self.name, "trainable": self._config["trainable"],
-                  **self._config}
+                  **self._config, "trainable_state": trainable_state(self)}
         if self.backbone is not None and config["backbone"] is None:
             config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
         return config
@@ -242,6 +243,7 @@ class ImageEncoder(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        state = config.pop("trainable_state", None)  # after freeze/unfreeze
         if isinstance(config.get("backbone"), dict):
             config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
+        return restore_trainable_state(cls(**config), state)

@@ -3,6 +3,7 @@
 import keras
 
 from mmtl_tf import runtime
+from mmtl_tf.saving import restore_trainable_state, trainable_state
 
 
 @keras.saving.register_keras_serializable(package="mmtl_tf")
@@ -71,4 +72,10 @@ class TextEncoder(keras.Model):
         return self.output.shape[-1]
 
     def get_config(self):
-        return {"name": self.name, **self._config}
+        return {"name": self.name, **self._config, "trainable_state": trainable_state(self)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        state = config.pop("trainable_state", None)  # after freezing layers
+        return restore_trainable_state(cls(**config), state)

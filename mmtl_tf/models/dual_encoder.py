@@ -10,6 +10,7 @@ from mmtl_tf.layers.projection_head import ProjectionHead
 from mmtl_tf.losses.clip_loss import ClipLoss
 from mmtl_tf.losses.sigmoid_loss import SigLipLoss
 from mmtl_tf.models.embedding_model import mirror_input
+from mmtl_tf.saving import restore_trainable_state, trainable_state
 
 LOSSES = ("clip", "siglip")
 # (initial log scale, initial bias) of each loss: CLIP log(1/0.07); SigLIP log(10), -10.
@@ -174,7 +175,8 @@ class DualEncoder(keras.Model):
             *args, **kwargs: passed to `keras.Model.compile` (`loss` must be
                 None: the model computes its own contrastive loss).
         """
-        if kwargs.get("loss") is not None:
+        loss = args[0] if args else kwargs.get("loss")  # compile(optimizer, loss, ...)
+        if loss is not None:
             raise ValueError("DualEncoder computes its own contrastive loss (loss=... was "
                              "given); compile it with an optimizer only.")
         if self.dtype_policy.name == "mixed_float16":
@@ -206,14 +208,16 @@ class DualEncoder(keras.Model):
     def get_config(self):
         return {"name": self.name, **self._config,
                 "towers": {m: keras.saving.serialize_keras_object(self.tower(m))
-                           for m in self._modalities}}
+                           for m in self._modalities},
+                "trainable_state": trainable_state(self)}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        state = config.pop("trainable_state", None)  # after freezing a tower
         config["towers"] = {m: keras.saving.deserialize_keras_object(t)
                             for m, t in config["towers"].items()}
-        return cls(**config)
+        return restore_trainable_state(cls(**config), state)
 
 
 def build_dual_encoder(image_encoder, text_encoder, projection_dim=256, loss="clip",

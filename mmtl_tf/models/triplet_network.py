@@ -6,6 +6,7 @@ import keras
 from mmtl_tf.layers.pair_distance import PairDistance
 from mmtl_tf.losses.triplet_loss import TripletMarginLoss
 from mmtl_tf.models.embedding_model import build_embedding_model, mirror_input
+from mmtl_tf.saving import restore_trainable_state, trainable_state
 
 
 @keras.saving.register_keras_serializable(package="mmtl_tf")
@@ -67,13 +68,15 @@ class TripletNetwork(keras.Model):
 
     def get_config(self):
         return {"name": self.name, **self._config,
-                "embedding": keras.saving.serialize_keras_object(self.embedding)}
+                "embedding": keras.saving.serialize_keras_object(self.embedding),
+                "trainable_state": trainable_state(self)}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        state = config.pop("trainable_state", None)  # after freezing layers
         config["embedding"] = keras.saving.deserialize_keras_object(config["embedding"])
-        return cls(**config)
+        return restore_trainable_state(cls(**config), state)
 
 
 def build_triplet_network(encoder, projection_dim=None, normalize=True, distance="l2",

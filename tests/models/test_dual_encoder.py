@@ -140,6 +140,8 @@ def test_bad_arguments():
     model = mmtl_tf.models.build_dual_encoder(image, text, projection_dim=4)
     with pytest.raises(ValueError, match="compile it with an optimizer only"):
         model.compile(optimizer="adam", loss="mse")
+    with pytest.raises(ValueError, match="compile it with an optimizer only"):
+        model.compile("adam", "mse")  # positional: was accepted and then ignored
     with pytest.raises(ValueError, match="modality 'audio' is not one of"):
         model.encode("audio", np.zeros((1, 3)))
     assert math.isclose(model.get_config()["projection_dim"], 4)
