@@ -111,6 +111,12 @@ class PairedContrastiveLoss(keras.losses.Loss):
     rows of two embedding batches (`y_true` ignored, may be None), with the
     option to take negatives from every replica.
 
+    It scores several outputs of a model together, so call it on the whole
+    output, as `DualEncoder.compute_loss` does (or your own `compute_loss` /
+    training step): `model.compile(loss=ClipLoss())` on a model whose output
+    is a list or dict fails in Keras, which gives each output its own loss
+    ("The path: (0,) in the loss argument, can't be found").
+
     Args:
         gather_across_replicas: bool. Use other replicas' rows as negatives.
         name: str or None. None: the subclass's `DEFAULT_NAME`.
@@ -144,7 +150,8 @@ class ClipLoss(PairedContrastiveLoss):
     `y_pred` is `(a, b, logit_scale)` or a `DualEncoder` output dict;
     `y_true` is ignored (the pairing is the row order). `call` returns one
     value per row (the mean of its two cross-entropies), so Keras' mean
-    reduction gives `clip_loss` and `sample_weight` weights pairs.
+    reduction gives `clip_loss` and `sample_weight` weights pairs. It is
+    not a `compile(loss=...)` loss: see `PairedContrastiveLoss`.
 
     Under `tf.distribute.MirroredStrategy` (`gather_across_replicas=True`)
     each replica scores its rows against the embeddings of *all* replicas, so

@@ -177,6 +177,14 @@ class TripletLoss(keras.losses.Loss):
         self.mining = mining
         self.distance = distance
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Keras casts y_true to the loss dtype (float32), in which integer ids
+        # from 2**24 on collide (16777216 == 16777217): pass each label's first
+        # position in the batch instead, the same classes as small exact numbers.
+        labels = ops.reshape(ops.convert_to_tensor(y_true), (-1,))
+        same = ops.cast(ops.equal(labels[:, None], labels[None, :]), "int32")
+        return super().__call__(ops.argmax(same, axis=1), y_pred, sample_weight)
+
     def call(self, y_true, y_pred):
         return triplet_loss_per_anchor(y_true, y_pred, self.margin, self.mining, self.distance)
 

@@ -426,6 +426,8 @@ class EmbeddingIndex:
         if not 1 <= k:
             raise ValueError(f"k must be >= 1, got {k}.")
         k = min(k, len(self))
+        if len(queries) == 0:  # no queries, no results (of the right shapes)
+            return np.zeros((0, k), np.float32), self.ids[np.zeros((0, k), np.int64)]
         if self._faiss is not None:
             scores, idx = self._faiss.search(self._prepare(queries), k)
             if self.metric == "l2":

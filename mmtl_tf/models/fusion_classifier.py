@@ -2,9 +2,9 @@
 
 import keras
 
-from mmtl_tf.encoders.image_encoder import ImageEncoder
+from mmtl_tf.encoders.image_encoder import TRAINABLE, ImageEncoder
 from mmtl_tf.encoders.text_encoder import TextEncoder
-from mmtl_tf.errors import check_count
+from mmtl_tf.errors import check_choice, check_count
 
 
 def classification_head(x, num_classes, name="classifier"):
@@ -84,7 +84,7 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
         image_encoder_weights: None, `"imagenet"` or a weights-file path, for a
             named `image_encoder`. None (the default) never downloads.
         image_trainable: str. `"frozen"`, `"partial"` or `"full"` for a named or
-            given backbone.
+            given backbone; `"frozen"` or `"full"` for the small CNN.
         dropout: float. Dropout after the fusion Dense layer (0 in the document).
         fusion_dropout: float. Dropout on the concatenated image and text
             features (0 in the document). It keeps the classifier from leaning on
@@ -109,13 +109,18 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
         Source document, section 4.1.1 ("image and text fusion").
     """
     num_classes = check_count("num_classes", num_classes)
+    check_choice("image_pooling", image_pooling, ("avg", "max", "flatten"))
+    check_choice("image_trainable", image_trainable, TRAINABLE)
     image_shape = tuple(image_shape)
     if isinstance(image_encoder, ImageEncoder):
         image_tower = image_encoder
     elif image_encoder is None:
+        if image_trainable == "partial":
+            raise ValueError("image_trainable='partial' applies to a named or given "
+                             "image_encoder; the small CNN is 'frozen' or 'full'.")
         image_tower = ImageEncoder("small_cnn", input_shape=image_shape,
                                    pooling=image_pooling, conv_filters=conv_filters,
-                                   conv_blocks=conv_blocks)
+                                   conv_blocks=conv_blocks, trainable=image_trainable)
     else:
         image_tower = ImageEncoder(image_encoder, input_shape=image_shape,
                                    pooling=image_pooling, weights=image_encoder_weights,

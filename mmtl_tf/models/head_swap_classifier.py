@@ -10,7 +10,12 @@ HEAD_POOLINGS = ("avg", "max", "flatten")
 
 
 def _check_head_units(head_units):
-    units = tuple(head_units or ())
+    if isinstance(head_units, int) and not isinstance(head_units, bool):
+        head_units = (head_units,)  # one hidden layer
+    try:
+        units = tuple(head_units or ())
+    except TypeError:
+        raise ValueError(f"head_units must be positive ints, got {head_units!r}.") from None
     if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in units):
         raise ValueError(f"head_units must be positive ints, got {head_units!r}.")
     return units
@@ -30,6 +35,8 @@ def make_image_encoder(backbone, input_shape, weights, trainable, pooling):
     if isinstance(backbone, ImageEncoder):
         return backbone
     check_choice("pooling", pooling, HEAD_POOLINGS)
+    if isinstance(backbone, keras.Model) and weights == "imagenet":
+        weights = None  # the default: a model of your own comes with its weights
     return ImageEncoder(backbone, input_shape=tuple(input_shape), pooling=pooling,
                         weights=weights, trainable=trainable, name="image_encoder")
 
@@ -62,7 +69,10 @@ def build_head_swap_classifier(backbone="resnet50", num_classes=None, input_shap
         weights: `"imagenet"` (keras.applications downloads it; needs internet —
             a failed download says how to pass a local file), None (random
             initialisation) or a path to a weights file of the same backbone.
-        head_units: tuple of int. Hidden Dense widths of the head ((1024,) in the
+            A `keras.Model` backbone keeps its own weights: the default
+            `"imagenet"` leaves it as it is (a weights file is refused; load
+            it into your model first).
+        head_units: tuple of int (an int: one layer). Hidden Dense widths of the head ((1024,) in the
             document; () for a linear head).
         dropout: float. Dropout after each hidden Dense layer.
         trainable: str. `"frozen"` (only the head trains), `"partial"` (the top

@@ -196,3 +196,16 @@ def test_gradient_is_finite_with_duplicate_embeddings():
             value = triplet_loss([0, 0, 1, 1], x, 1.0, mining)
         grad = tape.gradient(value, x)
         assert np.all(np.isfinite(grad.numpy())), mining
+
+
+@pytest.mark.parametrize("mining", ["semi_hard", "batch_hard", "batch_all"])
+def test_the_keras_loss_keeps_large_integer_labels_apart(mining):
+    # Keras casts y_true to float32, where 16777216 and 16777217 are equal.
+    labels = np.array([16777216, 16777217, 5, 5, 16777217, 7])
+    x = np.random.default_rng(2).normal(size=(6, 3)).astype("float32")
+    small = np.array([0, 1, 2, 2, 1, 3])  # the same classes as small ids
+    expected = float(triplet_loss(small, x, 0.5, mining))
+    assert float(triplet_loss(labels, x, 0.5, mining)) == pytest.approx(expected, abs=1e-6)
+    loss = TripletLoss(margin=0.5, mining=mining)
+    assert float(loss(labels, x)) == pytest.approx(expected, abs=1e-6)
+    assert float(loss(labels[:, None], x)) == pytest.approx(expected, abs=1e-6)

@@ -118,6 +118,8 @@ def test_embedding_index_search_save_load(tmp_path, metric):
     again = EmbeddingIndex.load(path)
     assert again.metric == metric and len(again) == 50
     assert again.search(queries, k=5)[1].tolist() == ids.tolist()
+    scores, ids = index.search(np.zeros((0, 8)), k=5)  # was NumPy's "need at least one array"
+    assert scores.shape == ids.shape == (0, 5) and ids.dtype == index.ids.dtype
 
 
 def test_embedding_index_faiss_backend_agrees():

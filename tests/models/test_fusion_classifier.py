@@ -113,3 +113,17 @@ def test_bad_arguments_are_named():
         mmtl_tf.models.build_fusion_classifier(image_pooling="mean")
     with pytest.raises(ValueError, match="'resnet50'"):
         mmtl_tf.models.build_fusion_classifier(image_encoder="resnet5O")
+    # None (a feature map) cannot be concatenated with the text features:
+    # it failed later inside Keras' Concatenate.
+    with pytest.raises(ValueError, match=r"image_pooling=None is not allowed"):
+        mmtl_tf.models.build_fusion_classifier(image_shape=(16, 16, 3), image_pooling=None)
+    with pytest.raises(ValueError, match=r"image_trainable='bogus' is not allowed"):
+        mmtl_tf.models.build_fusion_classifier(image_shape=(16, 16, 3), image_trainable="bogus")
+
+
+def test_image_trainable_frozen_freezes_the_small_cnn_too():
+    # It was ignored without an image_encoder: the CNN trained anyway.
+    model = mmtl_tf.models.build_fusion_classifier(
+        image_shape=(16, 16, 3), vocab_size=30, sequence_length=5, image_trainable="frozen")
+    assert model.get_layer("image_encoder").trainable_weights == []
+    assert len(model.trainable_weights) > 0  # the text branch and the head train

@@ -71,6 +71,23 @@ def test_mirrors_the_document_resnet50_model():
     assert head.count_params() == 2048 * 1024 + 1024 + 1024 * 20 + 20
 
 
+def test_a_model_of_your_own_needs_no_weights_argument_and_an_int_is_one_layer():
+    # The default weights="imagenet" refused any keras.Model backbone, and
+    # head_units=16 raised "'int' object is not iterable".
+    backbone = tiny_backbone()
+    kernel = backbone.get_layer("conv0").get_weights()[0]
+    model = build_head_swap_classifier(backbone, num_classes=3, input_shape=(16, 16, 3),
+                                       head_units=16)
+    assert model.get_layer("head").get_layer("head_dense_1").units == 16
+    np.testing.assert_array_equal(backbone.get_layer("conv0").get_weights()[0], kernel)
+    with pytest.raises(ValueError, match="weights= applies to named backbones"):
+        build_head_swap_classifier(tiny_backbone(), num_classes=3, input_shape=(16, 16, 3),
+                                   weights="some.weights.h5")
+    with pytest.raises(ValueError, match="head_units must be positive ints"):
+        build_head_swap_classifier(tiny_backbone(), num_classes=3, input_shape=(16, 16, 3),
+                                   head_units=object())
+
+
 def test_bad_arguments_name_the_value_and_the_allowed_ones(tmp_path):
     with pytest.raises(ValueError, match=r"backbone='resnet5'.*'resnet50'.*'efficientnet_lite0'"):
         build_head_swap_classifier("resnet5", num_classes=3, weights=None)
