@@ -18,9 +18,10 @@ Sources:
   the classes separated by `|` (`"dog|person"`). A captions file of
   `mmtl_tf.data.sources` is a labels file too.
 * a **folder** holding such a file (`labels.jsonl`, `labels.csv`,
-  `captions.jsonl`, `captions.csv`, or one file per split), or laid out as one
-  sub-folder per class (`root/<class>/*.jpg`, optionally below
-  `root/train/`, `root/validation/`, `root/test/`).
+  `captions.jsonl`, `captions.csv`, or one file per split; names in any
+  case), or laid out as one sub-folder per class (`root/<class>/*.jpg`, images
+  in deeper sub-folders belong to the class; optionally below `root/train/`,
+  `root/validation/`, `root/test/`).
 * **TFDS** (`load_tfds_image_dataset`): `tf_flowers`, `cats_vs_dogs`,
   `voc/2007` — for users with internet; the examples go through the same
   target and image functions (`tfds_targets`, `multi_hot`, `largest_object`).
@@ -32,17 +33,18 @@ file or row; `on_error="skip"` skips it and warns.
 
 import dataclasses
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
 
 from mmtl_tf.data.image import augment_image, decoded_image_dataset, resize_and_crop
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
-                                  _read_rows, check_columns, empty_split_error, label_field,
-                                  per_split_files, split_field, text_field)
+                                  _read_rows, check_columns, empty_split_error, find_file,
+                                  label_field, per_split_files, split_field, text_field)
 from mmtl_tf.data.tfds_access import check_download_reachable
-from mmtl_tf.errors import (DataError, DownloadError, check_choice, check_count, check_on_error,
-                            handle_problems)
+from mmtl_tf.errors import (DataError, DataWarning, DownloadError, check_choice, check_count,
+                            check_on_error, handle_problems)
 
 TASKS = ("multiclass", "multilabel", "localization")
 LABEL_FILE_NAMES = ("labels.jsonl", "labels.csv") + CAPTION_FILE_NAMES
@@ -186,24 +188,69 @@ def _labels_field(row):
     return (labels, None) if labels else (None, "empty label")
 
 
+def _image_files(folder):
+    """The image files below `folder`, at any depth, in sorted order."""
+    found = []
+    for base, dirs, files in os.walk(folder, followlinks=True):
+        dirs.sort()
+        found += [os.path.join(base, f) for f in sorted(files)
+                  if f.lower().endswith(IMAGE_EXTENSIONS)]
+    return found
+
+
+def _subfolders(folder):
+    return sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+
+
 def _class_folder_rows(folder):
-    """Rows of a `root/[split/]class/image` folder, or None if it is not one."""
-    subdirs = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+    """Rows of a `root/[split/]class/.../image` folder, or None if it is not one.
+
+    Split folders are `train`, `validation` and `test` in any case; images in
+    a class folder's sub-folders belong to the class. Images lying beside the
+    class folders are left out with a `DataWarning`.
+    """
+    subdirs = _subfolders(folder)
     if not subdirs:
         return None
-    split_dirs = [d for d in subdirs if d in SPLITS]
-    layout = [(s, os.path.join(folder, s)) for s in split_dirs] if split_dirs else [(None, folder)]
-    rows = []
+    split_dirs = {d: d.lower() for d in subdirs if d.lower() in SPLITS}
+    if split_dirs:
+        others = [d for d in subdirs if d not in split_dirs and _image_files(os.path.join(folder, d))]
+        if others:
+            raise DataError(
+                f"{folder}: holds split folders ({', '.join(split_dirs)}) and other folders "
+                f"with images ({', '.join(others)}); put the class folders inside train/, "
+                "validation/ and test/ (the validation folder must be called 'validation'), "
+                "or, if a class is called train, validation or test, give the classes and "
+                "splits in a labels file (labels.csv with path, label and split columns).")
+    layout = [(s, os.path.join(folder, d)) for d, s in split_dirs.items()] or [(None, folder)]
+    rows, loose = [], []
     for split, base in layout:
-        for label in sorted(d for d in os.listdir(base) if os.path.isdir(os.path.join(base, d))):
-            for name in sorted(os.listdir(os.path.join(base, label))):
-                if name.lower().endswith(IMAGE_EXTENSIONS):
-                    path = os.path.join(base, label, name)
-                    rows.append({"path": path, "labels": [label], "box": None, "split": split,
-                                 "row": path})
+        loose += [os.path.join(base, n) for n in sorted(os.listdir(base))
+                  if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(base, n))]
+        for label in _subfolders(base):
+            rows += [{"path": path, "labels": [label], "box": None, "split": split, "row": path}
+                     for path in _image_files(os.path.join(base, label))]
+    where = "directly in the split folders" if split_dirs else "directly in the folder"
     if not rows:
-        raise DataError(f"{folder}: class folders hold no images "
-                        f"({', '.join(IMAGE_EXTENSIONS)}).")
+        raise DataError(
+            f"{folder}: class folders hold no images ({', '.join(IMAGE_EXTENSIONS)})"
+            + (f"; {len(loose)} lie {where}: put each in a sub-folder named after its class."
+               if loose else "."))
+    classes = sorted({row["labels"][0] for row in rows})
+    if len(classes) < 2:
+        others = sorted(n for n in os.listdir(folder) if n.lower().endswith((".csv", ".jsonl",
+                                                                             ".json")))
+        raise DataError(
+            f"{folder}: read as class folders, but only one holds images ({classes[0]!r}); "
+            "a classifier needs two or more classes."
+            + (f" Not read: {', '.join(others)} (a labels file must be called "
+               f"{', '.join(LABEL_FILE_NAMES)}, or train/validation/test .jsonl/.csv)."
+               if others else ""))
+    if loose:
+        warnings.warn(DataWarning(
+            f"{folder}: left out {len(loose)} image file(s) lying {where}, outside the class "
+            f"folders: {', '.join(loose[:5])}{', ...' if len(loose) > 5 else ''}."),
+            stacklevel=2)
     return rows
 
 
@@ -218,8 +265,7 @@ def _rows_by_split(source, need_box, seed, on_error):
                 raise DataError(f"{source}: has per-split files but no train.jsonl / train.csv.")
             files = per_split
         else:
-            single = next((os.path.join(source, n) for n in LABEL_FILE_NAMES
-                           if os.path.isfile(os.path.join(source, n))), None)
+            single = find_file(source, LABEL_FILE_NAMES)
             files = {None: single} if single else None
     else:
         raise DataError(f"{source}: no such folder or labels file (expected 'default', a "
@@ -272,6 +318,9 @@ def load_image_label_records(source="default", split="train", task="multiclass",
         not_known = "do not occur in the training split"
         if not class_names:
             raise empty_split_error(where, "train", grouped)
+        if task == "multiclass" and len(class_names) < 2:
+            raise DataError(f"{where}: the training split has one class ({class_names[0]!r}); "
+                            "a classifier needs two or more.")
     class_names = list(class_names)
     chosen = grouped[split]
     if not chosen:

@@ -10,6 +10,8 @@ for classification, `label`. An optional `split` column assigns rows to
 when rows are added or reordered.
 """
 
+import contextlib
+import contextvars
 import csv
 import dataclasses
 import hashlib
@@ -128,8 +130,12 @@ def jsonl_rows(path, raw, problems=None):
     Lines are split at "\\n" only (a JSON string may hold U+2028 or U+0085,
     which `str.splitlines` would split at); blank lines are skipped. A line
     that is not UTF-8, not valid JSON or not an object goes to `problems`
-    (raises if None), so the other lines can still be used.
+    (raises if None), so the other lines can still be used. A file that is
+    one JSON array raises a `DataError` saying so.
     """
+    if raw.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[") and _is_json_array(raw):
+        raise DataError(f"{path}: one JSON array; expected JSON Lines: one JSON object "
+                        "per line, without the enclosing [ ] and the commas between rows.")
     for n, line in enumerate(raw.split(b"\n"), start=1):
         if n == 1 and line.startswith(b"\xef\xbb\xbf"):
             line = line[3:]
@@ -152,6 +158,13 @@ def jsonl_rows(path, raw, problems=None):
         yield n, row
 
 
+def _is_json_array(raw):
+    try:
+        return isinstance(json.loads(raw.decode("utf-8-sig")), list)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+
+
 def _decode_utf8(path, raw):
     """UTF-8 text of a file's bytes (BOM dropped); a `DataError` names the bad line."""
     try:
@@ -169,15 +182,22 @@ def csv_rows(path, raw, problems=None):
     None). Missing trailing fields read as empty. A file that is not UTF-8
     raises (its rows cannot be told apart).
     """
-    reader = csv.DictReader(io.StringIO(_decode_utf8(path, raw), newline=""))
-    for row in reader:
-        if None in row:  # DictReader's key for fields beyond the header
-            fields = len(reader.fieldnames) + len(row[None])
-            _problem(problems, f"{path}:{reader.line_num}",
-                     f"{fields} fields but the header has {len(reader.fieldnames)} "
+    reader = csv.reader(io.StringIO(_decode_utf8(path, raw), newline=""))
+    header, end = None, 0
+    for fields in reader:
+        start, end = end + 1, reader.line_num  # a quoted value may span lines
+        if not fields:
+            continue
+        if header is None:
+            header = fields
+            continue
+        if len(fields) > len(header):
+            _problem(problems, f"{path}:{start}",
+                     f"{len(fields)} fields but the header has {len(header)} "
                      "(quote values that contain commas)")
             continue
-        yield reader.line_num, row
+        # A row is named by the line it starts on; missing trailing fields are None.
+        yield start, dict(zip(header, fields + [None] * (len(header) - len(fields))))
 
 
 def _describe_value(value):
@@ -290,21 +310,64 @@ def hash_split(key, seed=0):
     return "train" if u < 0.8 else ("validation" if u < 0.9 else "test")
 
 
+_UNSPLIT_ROWS_IN = contextvars.ContextVar("unsplit_rows_in", default=None)
+
+
+@contextlib.contextmanager
+def unsplit_rows_in(split):
+    """Inside the block, rows that name no split (no `split` column, no
+    per-split file or split folder) belong to `split` instead of the 80/10/10
+    hash split: a trained model evaluated on other data sees all of its rows.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not allowed; use one of {', '.join(SPLITS)}.")
+    token = _UNSPLIT_ROWS_IN.set(split)
+    try:
+        yield
+    finally:
+        _UNSPLIT_ROWS_IN.reset(token)
+
+
+def default_split(key, seed=0):
+    """The split of a row that names none: `hash_split(key, seed)`, or the
+    split of an enclosing `unsplit_rows_in(split)`."""
+    return _UNSPLIT_ROWS_IN.get() or hash_split(key, seed)
+
+
 def _hash_split(path, seed):
-    """`hash_split` of a file's name (moving the folder keeps the splits)."""
-    return hash_split(os.path.basename(path), seed)
+    """`default_split` of a file's name (moving the folder keeps the splits)."""
+    return default_split(os.path.basename(path), seed)
+
+
+def find_file(folder, names):
+    """The path of the first of `names` that is a file in `folder`, or None.
+
+    Names match in any case (`Captions.CSV` is `captions.csv`), as the
+    extension of image files does; an exact match comes first."""
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return None
+    by_lower = {}
+    for entry in sorted(entries):
+        if os.path.isfile(os.path.join(folder, entry)):
+            by_lower.setdefault(entry.lower(), entry)
+    for name in names:
+        if name in entries and os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+        if name.lower() in by_lower:
+            return os.path.join(folder, by_lower[name.lower()])
+    return None
 
 
 def per_split_files(folder):
     """{split: path} of the `train` / `validation` / `test` `.jsonl` or `.csv`
-    files in a folder (`.jsonl` first)."""
+    files in a folder (`.jsonl` first; names in any case)."""
     found = {}
     for split in SPLITS:
-        for ext in (".jsonl", ".csv"):
-            p = os.path.join(folder, split + ext)
-            if os.path.isfile(p):
-                found[split] = p
-                break
+        path = find_file(folder, (split + ".jsonl", split + ".csv"))
+        if path:
+            found[split] = path
     return found
 
 
@@ -357,8 +420,7 @@ def load_image_text_records(source="default", split="train", require_label=True,
                      for s, p in split_files.items() if s in ("train", split)}
     else:
         if kind == "dir":
-            candidates = [os.path.join(path, n) for n in CAPTION_FILE_NAMES]
-            file = next((c for c in candidates if os.path.isfile(c)), None)
+            file = find_file(path, CAPTION_FILE_NAMES)
             if file is None:
                 raise DataError(
                     f"{path}: no captions file (looked for {', '.join(CAPTION_FILE_NAMES)} "

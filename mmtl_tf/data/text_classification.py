@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, empty_split_error,
-                                  hash_split, label_field, per_split_files,
+                                  default_split, find_file, label_field, per_split_files,
                                   rows_with_known_labels, split_field, text_field)
 from mmtl_tf.data.tfds_access import check_download_reachable
 from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
@@ -154,8 +154,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
             per_split = {s: read_text_classification_file(p, on_error)
                          for s, p in files.items() if s in ("train", split)}
         else:
-            file = next((os.path.join(source, n) for n in TEXT_FILE_NAMES
-                         if os.path.isfile(os.path.join(source, n))), None)
+            file = find_file(source, TEXT_FILE_NAMES)
             if file is None:
                 raise DataError(f"{source}: no text-classification file (looked for "
                                 f"{', '.join(TEXT_FILE_NAMES)} and train/validation/test "
@@ -181,7 +180,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
 def _by_split(rows, seed):
     per_split = {s: [] for s in SPLITS}
     for r in rows:
-        per_split[r["split"] or hash_split(r["text"], seed)].append(r)
+        per_split[r["split"] or default_split(r["text"], seed)].append(r)
     return per_split
 
 

@@ -9,7 +9,7 @@ from mmtl_tf.data.image_classification import (largest_object, load_image_label_
                                                load_tfds_image_dataset,
                                                make_image_classification_dataset, multi_hot,
                                                tfds_image_pipeline)
-from mmtl_tf.data.sources import load_image_text_records
+from mmtl_tf.data.sources import load_image_text_records, unsplit_rows_in
 
 
 def emoji_paths(n):
@@ -149,3 +149,63 @@ def test_tfds_loader_without_data_says_how_to_get_it(tmp_path):
         load_tfds_image_dataset("tf_flowers", "train", data_dir=str(tmp_path), download=False)
     with pytest.raises(ValueError, match=r"name='voc'.*'voc/2007'"):
         load_tfds_image_dataset("voc", "train")
+
+
+def _copy_images(root, layout):
+    """Copies bundled emoji to `root/<relative path>` for each path in `layout`."""
+    for source, relative in zip(emoji_paths(len(layout)), layout):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, root / relative)
+
+
+def test_labels_file_names_match_in_any_case(tmp_path):
+    _copy_images(tmp_path, [f"images/{i}.png" for i in range(8)])
+    (tmp_path / "LABELS.CSV").write_text("path,label,split\n" + "".join(
+        f"images/{i}.png,{'ab'[i % 2]},{'train' if i < 6 else 'test'}\n" for i in range(8)))
+    records = load_image_label_records(str(tmp_path), "train")
+    assert records.class_names == ["a", "b"] and len(records) == 6
+
+
+def test_a_folder_read_as_a_single_class_is_an_error_naming_the_unread_files(tmp_path):
+    # An images/ folder beside a labels file of another name looked like one
+    # class folder: the run trained a one-class "classifier" without a word.
+    _copy_images(tmp_path, [f"images/{i}.png" for i in range(6)])
+    (tmp_path / "metadata.csv").write_text("path,label\nimages/0.png,a\n")
+    with pytest.raises(mmtl_tf.DataError, match=r"only one holds images \('images'\).*"
+                                                r"Not read: metadata.csv"):
+        load_image_label_records(str(tmp_path), "train")
+    (tmp_path / "metadata.csv").unlink()
+    (tmp_path / "labels.csv").write_text(
+        "path,label,split\n" + "".join(f"images/{i}.png,a,train\n" for i in range(6)))
+    with pytest.raises(mmtl_tf.DataError, match=r"labels.csv.*the training split has one "
+                                                r"class \('a'\)"):
+        load_image_label_records(str(tmp_path / "labels.csv"), "train")
+
+
+def test_class_folders_include_nested_images_and_warn_about_loose_ones(tmp_path):
+    _copy_images(tmp_path, [f"Flags/europe/{i}.png" for i in range(4)]
+                 + [f"Food/{i}.png" for i in range(4, 8)] + ["stray.png"])
+    with pytest.warns(mmtl_tf.DataWarning, match=r"left out 1 image file.*stray.png"), \
+            unsplit_rows_in("train"):  # every image in one split, to count them
+        records = load_image_label_records(str(tmp_path), "train")
+    assert records.class_names == ["Flags", "Food"]
+    assert sorted(label for [label] in records.labels) == ["Flags"] * 4 + ["Food"] * 4
+
+
+def test_split_folders_in_any_case_and_misnamed_ones(tmp_path):
+    _copy_images(tmp_path, [f"Train/{'ab'[i % 2]}/{i}.png" for i in range(6)]
+                 + [f"TEST/{'ab'[i % 2]}/{i}.png" for i in range(6, 8)])
+    assert len(load_image_label_records(str(tmp_path), "test")) == 2
+    # A "val" folder beside train/: not silently an empty validation split.
+    _copy_images(tmp_path, [f"val/{'ab'[i % 2]}/{i}.png" for i in range(2)])
+    with pytest.raises(mmtl_tf.DataError, match=r"split folders \(TEST, Train\) and other "
+                                                r"folders with images \(val\)"):
+        load_image_label_records(str(tmp_path), "train")
+
+
+def test_images_without_class_folders_say_where_they_lie(tmp_path):
+    _copy_images(tmp_path, [f"{i}.png" for i in range(3)])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(mmtl_tf.DataError, match=r"class folders hold no images.*3 lie "
+                                                r"directly in the folder"):
+        load_image_label_records(str(tmp_path), "train")

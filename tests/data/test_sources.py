@@ -195,3 +195,40 @@ def test_class_names_of_a_trained_model_fix_the_label_ids_of_other_data(tmp_path
         images = mmtl_tf.data.load_image_label_records(
             str(tmp_path), "test", class_names=["a", "b", "c"], on_error="skip")
     assert list(images.label_ids()) == [2, 1]
+
+
+def test_a_csv_row_spanning_lines_is_named_by_its_first_line(tmp_path):
+    (tmp_path / "captions.csv").write_text(
+        'path,caption,label\n\na.png,"two\nlines",x\nb.png,"a bad, row",x,extra\n'
+        'c.png,"fine",y\n', encoding="utf-8")
+    with pytest.warns(mmtl_tf.DataWarning, match=r"captions.csv:5: 4 fields"):
+        rows = read_captions_file(str(tmp_path / "captions.csv"), on_error="skip")
+    assert [(r["caption"], r["row"].rsplit(":", 1)[1]) for r in rows] == \
+        [("two\nlines", "3"), ("fine", "6")]
+
+
+def test_a_json_array_file_is_one_clear_error(tmp_path):
+    (tmp_path / "captions.json").write_text(json.dumps(
+        [{"path": "a.png", "caption": "a cat", "label": "x"}]), encoding="utf-8")
+    with pytest.raises(mmtl_tf.DataError, match=r"captions.json: one JSON array; expected "
+                                                r"JSON Lines"):
+        read_captions_file(str(tmp_path / "captions.json"))
+
+
+def test_captions_file_names_match_in_any_case(tmp_path):
+    _write_jsonl(tmp_path / "Captions.JSONL",
+                 [{"path": "a.png", "caption": "a cat", "label": "x", "split": "train"}])
+    assert load_image_text_records(str(tmp_path), "train").captions == ["a cat"]
+
+
+def test_unsplit_rows_go_to_the_evaluated_split_inside_unsplit_rows_in(tmp_path):
+    from mmtl_tf.data.sources import unsplit_rows_in
+
+    rows = [{"path": f"{i}.png", "caption": f"c{i}", "label": "ab"[i % 2]} for i in range(40)]
+    rows[0]["split"] = "train"
+    _write_jsonl(tmp_path / "captions.jsonl", rows)
+    hashed = len(load_image_text_records(str(tmp_path), "test"))
+    with unsplit_rows_in("test"):
+        records = load_image_text_records(str(tmp_path), "test", class_names=["a", "b"])
+    assert hashed < 39 and len(records) == 39  # all but the row that names its split
+    assert len(load_image_text_records(str(tmp_path), "test")) == hashed  # only inside
