@@ -110,7 +110,7 @@ def test_python_dash_m_runs_the_cli():
     assert out.returncode == 0 and "mmtl_tf" in out.stdout
 
 
-def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys):
+def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     assert cli.main(["train", "fusion", "--size", "tiny", "--epochs", "2", "--out", str(run),
                      "--no-jit-compile"]) == 0
@@ -150,6 +150,23 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys):
     served = [name.decode() for name in out["class_name"].numpy()]
     expected = np.mean([served[k] == test.labels[i] for k, i in enumerate(keep)])
     assert stored["other_data"][str(other)]["test"]["accuracy"] == pytest.approx(expected)
+    # Without a split column, every row of other data is evaluated (the 80/10/10
+    # hash split gave "test" about a tenth of them); relative paths are kept
+    # absolute. The run's own source given as --data is the run's test split.
+    unsplit = tmp_path / "unsplit.jsonl"
+    unsplit.write_text(other.read_text().replace(', "split": "test"', ""))
+    assert '"split"' not in unsplit.read_text()
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["evaluate", str(run), "--data", "unsplit.jsonl"]) == 0
+    capsys.readouterr()
+    stored = json.loads((run / "metrics.json").read_text())
+    assert stored["other_data"][str(unsplit)]["test"]["accuracy"] == pytest.approx(expected)
+    assert cli.main(["evaluate", str(run), "--data", "default"]) == 0
+    assert f"test of default: accuracy={metrics['test']['accuracy']:.4f}" in \
+        capsys.readouterr().out
+    stored = json.loads((run / "metrics.json").read_text())
+    assert "default" not in stored["other_data"] and stored["test"] == metrics["test"]
+    unsplit.unlink()
     # A corrupt image in that data: the error names it and the CLI's option to
     # skip it; with --on-error skip the evaluation runs on the other rows and
     # the warning names the skipped file, without Python's warning location.

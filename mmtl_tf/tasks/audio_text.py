@@ -152,6 +152,7 @@ def _load(run_dir):
     return info, model, vectorizer
 
 
+@common.evaluation
 def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Retrieval metrics of the saved model on a split; updates metrics.json."""
     info, model, vectorizer = _load(run_dir)

@@ -9,6 +9,7 @@ import zipfile
 import keras
 
 from mmtl_tf import __version__, runtime
+from mmtl_tf.data.sources import unsplit_rows_in
 from mmtl_tf.errors import check_on_error, collect_problems, raise_collected_problems
 from mmtl_tf.files import atomic_directory, check_replaceable
 from mmtl_tf.recipes import load_recipe
@@ -89,14 +90,59 @@ def staged_run(train):
     return staged
 
 
+def absolute_source(data):
+    """A data source as run.json keeps it: a path made absolute (so that
+    `mmtl-tf evaluate` finds it from any folder); `"default"`, `"tfds:NAME"`
+    and paths that do not exist as given."""
+    if isinstance(data, str) and data != "default" and not data.startswith("tfds:") \
+            and os.path.exists(data):
+        return os.path.abspath(data)
+    return data
+
+
+def _same_source(data, own):
+    if data in (None, "default") or own in (None, "default"):
+        return data in (None, "default") and own in (None, "default")
+    if str(data).startswith("tfds:") or str(own).startswith("tfds:"):
+        return data == own
+    return os.path.realpath(data) == os.path.realpath(own)
+
+
+def evaluation(evaluate):
+    """Decorator of a task's `evaluate(run_dir, split, verbose, data, on_error)`.
+
+    `data` that is the run's own training source counts as none (its
+    held-out `split` is evaluated and the figures are the run's own). Other
+    data is evaluated on all of its rows that it does not assign to another
+    split: rows that name no split go to `split`
+    (`mmtl_tf.data.sources.unsplit_rows_in`), not to the 80/10/10 hash split;
+    its figures are kept under the source's absolute path.
+    """
+    @functools.wraps(evaluate)
+    def wrapped(run_dir, split="test", verbose=1, data=None, on_error=None):
+        if data is not None:
+            data = absolute_source(os.fspath(data))
+            if _same_source(data, load_run(run_dir)["config"].get("data")):
+                data = None
+        if data is None:
+            return evaluate(run_dir, split=split, verbose=verbose, on_error=on_error)
+        with unsplit_rows_in(split):
+            return evaluate(run_dir, split=split, verbose=verbose, data=data, on_error=on_error)
+
+    return wrapped
+
+
 def start_run(run_dir, task, config):
-    """Creates the run folder, applies seeds and runtime settings, writes run.json."""
+    """Creates the run folder, applies seeds and runtime settings, writes run.json
+    (with the data source's absolute path)."""
     os.makedirs(run_dir, exist_ok=True)
     runtime.configure(precision=config.get("precision", "float32"),
                       jit_compile=config.get("jit_compile", "auto"))
     if config.get("deterministic"):
         runtime.enable_determinism()
     keras.utils.set_random_seed(int(config.get("seed", 0)))
+    config = {**config, "data": absolute_source(config.get("data"))} if "data" in config \
+        else config
     info = {"task": task, "config": config, "mmtl_tf_version": __version__,
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds")}

@@ -180,6 +180,7 @@ def _load(run_dir):
     return info, model, tokenizer
 
 
+@common.evaluation
 def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Retrieval metrics of the saved model on a split; updates metrics.json."""
     info, model, tokenizer = _load(run_dir)

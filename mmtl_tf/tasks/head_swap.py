@@ -152,6 +152,7 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
+@common.evaluation
 def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Re-evaluates the saved model on a split; updates metrics.json."""
     info, model = common.load_run_model(run_dir, NAME)

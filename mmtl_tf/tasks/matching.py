@@ -154,6 +154,7 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
+@common.evaluation
 def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Few-shot accuracy on the held-out classes (`split="test"`) or on new
     images of the training classes (any other split)."""

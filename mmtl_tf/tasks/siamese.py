@@ -71,6 +71,7 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
+@common.evaluation
 def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Pair accuracy (saved threshold) and category retrieval of `split` against train."""
     info, model = common.load_run_model(run_dir, NAME)

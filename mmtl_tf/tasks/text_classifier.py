@@ -251,6 +251,7 @@ def _load(run_dir):
     return info, model, preprocessor
 
 
+@common.evaluation
 def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Re-evaluates the saved model on a split; updates metrics.json."""
     info, model, preprocessor = _load(run_dir)

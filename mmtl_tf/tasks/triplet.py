@@ -86,6 +86,7 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
+@common.evaluation
 def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Category retrieval of `split` images among the training images."""
     info, model = common.load_run_model(run_dir, NAME)

@@ -130,3 +130,14 @@ def test_bad_recipe_files_are_named(tmp_path, capsys, text, words):
     assert cli.main(["train", "fusion", "--recipe", str(bad), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert words in err and "bad.json" in err and "MMTL_TF_TRACEBACK" not in err
+
+
+def test_run_json_keeps_the_data_source_absolute(tmp_path, monkeypatch):
+    # `mmtl-tf evaluate RUN` from another folder must find a relative --data.
+    (tmp_path / "mydata").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for data, kept in (("mydata", str(tmp_path / "mydata")), ("default", "default"),
+                       ("tfds:imdb_reviews", "tfds:imdb_reviews")):
+        common.start_run(str(tmp_path / "run"), "fusion", {"data": data, "seed": 0})
+        info = json.loads((tmp_path / "run" / "run.json").read_text())
+        assert info["config"]["data"] == kept
