@@ -4,7 +4,8 @@ Audio sources are captions files like the image ones (`mmtl_tf.data.sources`):
 CSV or JSON Lines with `path` (an audio file, relative to the captions file),
 `caption` (the transcript or description), `label` (for classification) and
 optionally `split`; an optional `voice` (or `speaker`) column names who speaks,
-and `voice_group` (`train` / `heldout`) marks voices held out of training.
+and `voice_group` (`train` / `heldout`, any case; given for every row of a
+split or for none) marks voices held out of training.
 `"default"` is the bundled spoken-emoji sample (`mmtl_tf/data/default_audio/`,
 SYNTHETIC speech made with espeak-ng, see its `LICENSE.md`).
 """
@@ -21,8 +22,9 @@ from mmtl_tf.data.file_dataset import checked_file_dataset
 from mmtl_tf.data.text import make_text_vectorizer, vectorize
 from mmtl_tf.data.tfds_access import check_download_reachable
 from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
-                            without_repeated_warnings)
+                            handle_problems, without_repeated_warnings)
 
+VOICE_GROUPS = ("train", "heldout")
 DEFAULT_AUDIO_DIR = os.path.join(os.path.dirname(__file__), "default_audio")
 
 
@@ -55,7 +57,7 @@ def _resolve(source):
 
 
 def load_audio_text_records(source="default", split="train", require_label=True,
-                            seed=0, on_error="raise", voice_group=None):
+                            seed=0, on_error="raise", voice_group=None, class_names=None):
     """Loads one split of an audio-caption source (no audio is decoded here).
 
     Args:
@@ -67,6 +69,10 @@ def load_audio_text_records(source="default", split="train", require_label=True,
         on_error: str. `"raise"` or `"skip"` for bad rows.
         voice_group: str or None. Keep only rows of this voice group
             (`"train"`: voices seen in training, `"heldout"`: new voices).
+        class_names: list of str or None. The classes that label ids index
+            (default: the sorted labels of the training split); a trained
+            model evaluated on other data passes its own (rows with other
+            labels are bad rows), as for `load_image_text_records`.
 
     Returns:
         `AudioTextRecords`.
@@ -79,7 +85,7 @@ def load_audio_text_records(source="default", split="train", require_label=True,
     """
     source = _resolve(source)
     base = load_image_text_records(source, split, require_label=require_label,
-                                   seed=seed, on_error=on_error)
+                                   seed=seed, on_error=on_error, class_names=class_names)
     extra = {}
     kind, path = resolve_source(source)
     files = set(row.rsplit(":", 1)[0] for row in base.rows)
@@ -92,8 +98,9 @@ def load_audio_text_records(source="default", split="train", require_label=True,
         paths=base.paths, captions=base.captions, labels=base.labels, rows=base.rows,
         class_names=base.class_names, root=base.root,
         voices=[get(r, "voice", "speaker") for r in base.rows],
-        voice_groups=[get(r, "voice_group") for r in base.rows],
+        voice_groups=[get(r, "voice_group").strip().lower() for r in base.rows],
         items=[get(r, "item") for r in base.rows])
+    records = _with_valid_voice_groups(records, on_error)
     if voice_group is not None:
         keep = [i for i, g in enumerate(records.voice_groups) if g == voice_group]
         if not keep:
@@ -101,6 +108,26 @@ def load_audio_text_records(source="default", split="train", require_label=True,
                             f"voice_group={voice_group!r}.")
         records = records.subset(keep)
     return records
+
+
+def _with_valid_voice_groups(records, on_error):
+    """The records without rows whose `voice_group` is neither train nor
+    heldout, or is empty while other rows of the split have one (retrieval is
+    measured per group, so such rows would be left out without a word)."""
+    grouped = sum(1 for g in records.voice_groups if g)
+    problems = []
+    for row, group in zip(records.rows, records.voice_groups):
+        if group and group not in VOICE_GROUPS:
+            problems.append((row, f"voice_group {group!r} is not one of "
+                                  f"{', '.join(VOICE_GROUPS)} (or empty for all rows)"))
+        elif not group and grouped:
+            problems.append((row, f"no voice_group, while {grouped} other row(s) of the "
+                                  "split have one (give every row train or heldout)"))
+    if not problems:
+        return records
+    handle_problems(problems, on_error, "rows", total=len(records))
+    bad = {row for row, _ in problems}
+    return records.subset([i for i, row in enumerate(records.rows) if row not in bad])
 
 
 def decoded_audio_dataset(paths, sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, trim=True,
@@ -157,7 +184,7 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
                             front_end=None, voice_group=None,
                             batch_size=32, shuffle=None, shuffle_buffer=10000, cache=True,
                             deterministic=False, seed=0, with_labels=True,
-                            on_error="raise", drop_remainder=False):
+                            on_error="raise", drop_remainder=False, class_names=None):
     """Builds a batched, prefetched dataset of audio, caption token ids and labels.
 
     Pipeline: load (soundfile; resample to `sample_rate`; mono) → trim silence
@@ -206,12 +233,15 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
         with_labels: bool. Yield `(inputs, label)` (else only `inputs`).
         on_error: str. `"raise"` or `"skip"`.
         drop_remainder: bool.
+        class_names: list of str or None. The classes that labels index (see
+            `load_audio_text_records`).
 
     Returns:
         A `tf.data.Dataset` of `({"audio": float32 (B, samples) (or what
         `front_end` makes of it, e.g. (B, frames, n_mels)), "text": int32 (B,
         sequence_length)}, label int32 (B,))`, in
         the order of `load_audio_text_records(source, split)` when not shuffled.
+        Its `class_names` attribute lists the classes the labels index.
 
     Example:
         >>> import mmtl_tf
@@ -237,13 +267,13 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
         raise ValueError(f"clip_seconds={clip_seconds} gives no samples.")
     records = load_audio_text_records(source, split, require_label=with_labels,
                                       seed=seed, on_error=on_error,
-                                      voice_group=voice_group)
+                                      voice_group=voice_group, class_names=class_names)
     if text_vectorizer is None:
         # Skipped rows of the file were reported by the read above.
         train = records if split == "train" and voice_group is None else \
             without_repeated_warnings(load_audio_text_records, source, "train",
                                       require_label=with_labels, seed=seed,
-                                      on_error=on_error)
+                                      on_error=on_error, class_names=class_names)
         text_vectorizer = make_text_vectorizer(
             train.captions, vocab_size=vocab_size, sequence_length=sequence_length,
             remove_stopwords=remove_stopwords)
@@ -288,7 +318,9 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
                 deterministic=deterministic or None)
     options = tf.data.Options()
     options.deterministic = deterministic
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    ds = ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    ds.class_names = list(records.class_names)
+    return ds
 
 
 def speech_commands_to_audio_text(dataset, label_names, *, text_vectorizer,

@@ -29,7 +29,7 @@ def _class_table(labels):
         raise ValueError(f"labels must be one label per example (1-D); got shape {labels.shape}.")
     classes, inverse = np.unique(labels, return_inverse=True)
     members = [np.flatnonzero(inverse == c) for c in range(len(classes))]
-    return classes, members
+    return classes.tolist(), members  # Python values: messages show 3, not np.int32(3)
 
 
 def _padded(members):
@@ -71,7 +71,7 @@ def _sample_members(seed, table, counts, rows, how_many):
 
 
 def class_balanced_batches(labels, classes_per_batch, examples_per_class, num_batches=None,
-                           seed=0, reshuffle_each_iteration=True):
+                           seed=0, reshuffle_each_iteration=True, class_names=None):
     """Batches of P classes × K examples each, as index vectors (P·K,).
 
     Each batch picks `classes_per_batch` distinct classes at random and
@@ -86,6 +86,8 @@ def class_balanced_batches(labels, classes_per_batch, examples_per_class, num_ba
         num_batches: int or None. Batches per epoch; None: ceil(N / (P·K)).
         seed: int.
         reshuffle_each_iteration: bool. New batches each epoch.
+        class_names: list of str or None. Names of integer labels (label i is
+            `class_names[i]`), used only in error messages.
 
     Returns:
         `tf.data.Dataset` of int32 (P·K,): indices grouped by class.
@@ -109,7 +111,8 @@ def class_balanced_batches(labels, classes_per_batch, examples_per_class, num_ba
     classes, members = _class_table(labels)
     eligible = [i for i, m in enumerate(members) if len(m) >= 2]
     if len(eligible) < p:
-        counts = ", ".join(f"{classes[i]!r}: {len(m)}" for i, m in enumerate(members))
+        named = [class_names[c] for c in classes] if class_names is not None else classes
+        counts = ", ".join(f"{named[i]!r}: {len(m)}" for i, m in enumerate(members))
         raise DataError(f"class-balanced batches need {p} classes with at least 2 examples; "
                         f"only {len(eligible)} have (examples per class: {counts}).")
     table, counts = _padded([members[i] for i in eligible])

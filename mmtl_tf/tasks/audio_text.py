@@ -17,6 +17,7 @@ import keras
 from mmtl_tf import runtime
 from mmtl_tf.data.audio_text import load_audio_text_records, make_audio_text_dataset
 from mmtl_tf.data.text import load_text_vectorizer, make_text_vectorizer, save_text_vectorizer
+from mmtl_tf.errors import DataError
 from mmtl_tf.export import export_audio_text_dual_encoder
 from mmtl_tf.metrics.retrieval import evaluate_retrieval
 from mmtl_tf.models.audio_text_dual_encoder import build_audio_text_dual_encoder
@@ -120,8 +121,9 @@ def train(config, run_dir, verbose=1):
     common.start_run(run_dir, NAME, config)
     train_records = _records(config, "train")
     if len(train_records) < int(config["batch_size"]):
-        raise ValueError(f"{config['data']}: the training split has {len(train_records)} "
-                         f"clips, fewer than one batch (batch_size={config['batch_size']}).")
+        raise DataError(f"{config['data']}: the training split has {len(train_records)} "
+                        f"clips, fewer than one batch (batch_size={config['batch_size']}); "
+                        "add rows or lower the batch size (--batch-size).")
     vectorizer = make_text_vectorizer(
         train_records.captions, vocab_size=int(config["vocab_size"]),
         sequence_length=int(config["sequence_length"]),

@@ -23,6 +23,7 @@ from mmtl_tf.data.sources import load_image_text_records
 from mmtl_tf.data.text import (load_text_vectorizer, make_text_vectorizer,
                                save_text_vectorizer)
 from mmtl_tf.encoders.text_encoder import TextEncoder
+from mmtl_tf.errors import DataError
 from mmtl_tf.export import export_image_text_dual_encoder
 from mmtl_tf.metrics.retrieval import evaluate_retrieval
 from mmtl_tf.models.dual_encoder import build_dual_encoder
@@ -140,8 +141,9 @@ def train(config, run_dir, verbose=1):
     common.start_run(run_dir, NAME, config)
     train_records = _records(config, "train")
     if len(train_records) < int(config["batch_size"]):
-        raise ValueError(f"{config['data']}: the training split has {len(train_records)} "
-                         f"pairs, fewer than one batch (batch_size={config['batch_size']}).")
+        raise DataError(f"{config['data']}: the training split has {len(train_records)} "
+                        f"pairs, fewer than one batch (batch_size={config['batch_size']}); "
+                        "add rows or lower the batch size (--batch-size).")
     encoder_source = None
     if _uses_bert(config):
         encoder_source, tokenizer_source = _text_source(config, train_records.captions)

@@ -16,10 +16,11 @@ NAME = "triplet"
 STRATEGIES = (*MININGS, "explicit")
 
 
-def _balanced(split, config, seed, num_batches=None, reshuffle=True):
+def _balanced(split, config, seed, num_batches=None, reshuffle=True, class_names=None):
     indices = class_balanced_batches(split["labels"], int(config["classes_per_batch"]),
                                      int(config["examples_per_class"]), num_batches=num_batches,
-                                     seed=seed, reshuffle_each_iteration=reshuffle)
+                                     seed=seed, reshuffle_each_iteration=reshuffle,
+                                     class_names=class_names)
     return metric_learning.index_dataset(
         indices, split, lambda t, idx: (tf.gather(t["images"], idx), tf.gather(t["labels"], idx)),
         batch_size=None)
@@ -70,7 +71,11 @@ def train(config, run_dir, verbose=1):
         val_ds = _triplets(splits["validation"], config, 4 * int(config["batch_size"]),
                            seed + 1, reshuffle=False)
     else:
-        train_ds = _balanced(splits["train"], config, seed, num_batches=steps)
+        try:
+            train_ds = _balanced(splits["train"], config, seed, num_batches=steps,
+                                 class_names=class_names)
+        except DataError as e:
+            raise DataError(f"{config['data']}: the training split: {e}") from e
         try:
             val_ds = _balanced(splits["validation"], config, seed + 1, num_batches=4,
                                reshuffle=False)

@@ -142,3 +142,43 @@ def test_unshuffled_dataset_keeps_the_records_order():
     for i in range(3):
         y = mmtl_tf.data.trim_silence(mmtl_tf.data.load_audio(recs.paths[i]))
         np.testing.assert_allclose(first[i], mmtl_tf.data.crop_or_pad(y, 8000), atol=1e-6)
+
+
+def test_voice_groups_other_than_train_or_heldout_are_bad_rows(tmp_path):
+    # Retrieval is measured per voice group: rows of another or no group were
+    # left out of the evaluation without a word.
+    _captions_folder(str(tmp_path), with_bad=False)
+    path = tmp_path / "captions.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row, group in zip(rows, ["train", "Heldout", " TRAIN ", "held-out", "", "train"]):
+        row["voice_group"] = group
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(mmtl_tf.DataError) as err:
+        load_audio_text_records(str(tmp_path), "train")
+    message = str(err.value)
+    assert "2 bad rows" in message
+    assert "captions.jsonl:4: voice_group 'held-out' is not one of train, heldout" in message
+    assert "captions.jsonl:5: no voice_group, while 5 other row(s)" in message
+    with pytest.warns(mmtl_tf.DataWarning):
+        records = load_audio_text_records(str(tmp_path), "train", on_error="skip")
+    assert records.voice_groups == ["train", "heldout", "train", "train"]
+
+
+def test_class_names_of_a_trained_model_fix_the_label_ids_of_other_audio(tmp_path):
+    # A labelled file with test rows only: its labels "did not occur in the
+    # training split", and there was no class_names= to give the model's.
+    rows = [json.loads(line) for line in
+            open(os.path.join(DEFAULT_AUDIO_DIR, "test.jsonl"), encoding="utf-8")][:6]
+    for row in rows:
+        row["path"] = os.path.join(DEFAULT_AUDIO_DIR, row["path"])
+        row["split"] = "test"
+    path = tmp_path / "other.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model_classes = load_audio_text_records("default", "train").class_names
+    vectorizer = mmtl_tf.data.make_text_vectorizer(["a b c"], sequence_length=4)
+    ds = make_audio_text_dataset(str(path), "test", text_vectorizer=vectorizer,
+                                 class_names=model_classes, clip_seconds=0.5, batch_size=6,
+                                 shuffle=False)
+    assert ds.class_names == model_classes
+    _, y = next(iter(ds))
+    assert y.numpy().tolist() == [model_classes.index(r["label"]) for r in rows]

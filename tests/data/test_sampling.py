@@ -89,3 +89,11 @@ def test_gather_rows_in_a_pipeline():
     for batch in ds:
         np.testing.assert_array_equal(batch["x"].numpy(), batch["y"].numpy() * 10)
 
+
+
+def test_too_few_classes_are_named_not_numpy_reprs():
+    labels = np.array([0, 0, 1, 2], np.int32)
+    with pytest.raises(DataError, match=r"'cat': 2, 'dog': 1, 'eel': 1\)"):
+        class_balanced_batches(labels, 3, 2, class_names=["cat", "dog", "eel"])
+    with pytest.raises(DataError, match=r"\(examples per class: 0: 2, 1: 1, 2: 1\)"):
+        class_balanced_batches(labels, 3, 2)  # was np.int32(0): 2, ...
