@@ -81,6 +81,23 @@ def classifier_outputs(probabilities, class_names):
     return outputs
 
 
+def check_same_count(**inputs):
+    """Fails the request, naming the inputs, unless they hold as many items."""
+    (first, a), *others = inputs.items()
+    for name, b in others:
+        tf.debugging.assert_equal(
+            tf.shape(a)[0], tf.shape(b)[0],
+            message=f"{first} and {name} must hold the same number of items")
+
+
+def present_class_names(present, class_names, separator="|"):
+    """(N,) tf.string: the names of each row's present classes joined by
+    `separator` (as in labels files: `"dog|person"`), `""` for none."""
+    names = tf.broadcast_to(tf.constant(list(class_names)), tf.shape(present))
+    return tf.strings.reduce_join(tf.ragged.boolean_mask(names, present), axis=1,
+                                  separator=separator)
+
+
 def export_image_text_classifier(model, text_vectorizer, path, image_size, crop=True,
                                  grayscale=False, class_names=None):
     """Exports an image + text classifier that serves raw bytes and strings.
@@ -113,6 +130,7 @@ def export_image_text_classifier(model, text_vectorizer, path, image_size, crop=
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
                                   tf.TensorSpec([None], tf.string, name="caption")])
     def serve(image_bytes, caption):
+        check_same_count(image_bytes=image_bytes, caption=caption)
         images = preprocess_image_batch(image_bytes, image_size, crop, grayscale)
         tokens = tf.cast(text_vectorizer(caption), tf.int32)
         probabilities = call_on_batch(lambda x: model(x, training=False),
@@ -135,7 +153,9 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=True
 
     * one softmax/sigmoid output: `probabilities` (float32), `class_id` and,
       with `class_names`, `class_name`; for a multi-label model (several sigmoid
-      outputs) `present` (bool, probability >= `threshold`) instead of the id;
+      outputs) `present` (bool, probability >= `threshold`) instead of the id
+      and, with `class_names`, `class_name`: the present classes joined by
+      `|` (`"dog|person"`; `""` for none);
     * `{"class", "box"}` outputs (localization): the same plus `box` (float32
       (N, 4) `[ymin, xmin, ymax, xmax]`, normalised).
 
@@ -169,7 +189,10 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=True
             return outputs
         if multilabel:
             probabilities = tf.cast(result, tf.float32)
-            return {"probabilities": probabilities, "present": probabilities >= threshold}
+            outputs = {"probabilities": probabilities, "present": probabilities >= threshold}
+            if class_names:
+                outputs["class_name"] = present_class_names(outputs["present"], class_names)
+            return outputs
         return classifier_outputs(result, class_names)
 
     # The endpoint captures the model's variables itself (tracking the model too
@@ -450,7 +473,17 @@ def export_matching_network(model, path, image_size, crop=True, grayscale=False)
         tf.TensorSpec([None], tf.int32, name="support_labels"),
         tf.TensorSpec([None], tf.string, name="query_image_bytes")])
     def classify(support_image_bytes, support_labels, query_image_bytes):
+        check_same_count(support_image_bytes=support_image_bytes,
+                         support_labels=support_labels)
+        tf.debugging.assert_positive(tf.size(support_labels),
+                                     message="the support set is empty")
+        tf.debugging.assert_non_negative(
+            support_labels, message="support_labels must be class numbers 0, 1, ..., N-1")
         depth = tf.reduce_max(support_labels) + 1
+        tf.debugging.assert_positive(
+            tf.math.bincount(support_labels, minlength=depth),
+            message="support_labels must use every class number 0, 1, ..., N-1 (a number "
+                    "below the largest has no support image)")
         probabilities = model({
             "support": preprocess(support_image_bytes)[None],
             "support_labels": tf.one_hot(support_labels, depth, dtype=tf.float32)[None],
@@ -485,8 +518,13 @@ def waveform_preprocessor(num_samples, trim=True, top_db=40.0):
     from mmtl_tf.data.audio import trim_and_crop_batch
 
     spec = tf.TensorSpec([None, None], tf.float32, name="waveform")
-    return spec, lambda raw: trim_and_crop_batch(raw, int(num_samples), trim=trim,
-                                                 top_db=float(top_db))
+
+    def preprocess(raw):
+        # A NaN or inf sample made trimming treat the whole clip as silence.
+        raw = tf.debugging.check_numerics(raw, "waveform has NaN or inf samples")
+        return trim_and_crop_batch(raw, int(num_samples), trim=trim, top_db=float(top_db))
+
+    return spec, preprocess
 
 
 def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=16000,

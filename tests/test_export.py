@@ -121,3 +121,59 @@ def test_a_vectorizer_never_called_before_the_export(tmp_path):
     tokens = np.asarray(vec(tf.constant(["a red sky"])), "int32")
     expected = model.predict({"image": pixels[None], "text": tokens}, verbose=0)
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def test_captions_and_images_of_different_counts_are_refused(fusion_export):
+    import tensorflow as tf
+
+    path, rows, *_ = fusion_export
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="image_bytes and caption must hold the same number of items"):
+        serve(image_bytes=tf.constant([open(rows[0]["path"], "rb").read()] * 2),
+              caption=tf.constant(["one caption"]))
+
+
+def test_multilabel_export_names_the_present_classes(tmp_path):
+    # The multi-label export returned only `present`: no class names anywhere.
+    import tensorflow as tf
+
+    from mmtl_tf.data.image import preprocess_image_bytes
+    from mmtl_tf.export import export_image_classifier
+    from tests.models.test_head_swap_classifier import tiny_backbone
+
+    keras.utils.set_random_seed(1)
+    model = mmtl_tf.models.build_head_swap_classifier(
+        tiny_backbone(), 5, input_shape=(16, 16, 3), head_units=(), task="multilabel")
+    paths = load_image_text_records("default", "test").paths[:8]
+    pixels = np.stack([preprocess_image_bytes(tf.io.read_file(p), (16, 16)).numpy()
+                       for p in paths])
+    probabilities = model.predict(pixels, verbose=0)
+    threshold = float(np.median(probabilities))  # some classes present, some not
+    names = ["cat", "dog", "person", "car", "tree"]
+    export_image_classifier(model, str(tmp_path / "sm"), (16, 16), class_names=names,
+                            threshold=threshold)
+    serve = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
+    out = serve(image_bytes=tf.constant([open(p, "rb").read() for p in paths]))
+    present = probabilities >= threshold
+    np.testing.assert_array_equal(out["present"].numpy(), present)
+    expected = ["|".join(n for n, p in zip(names, row) if p) for row in present]
+    assert [s.decode() for s in out["class_name"].numpy()] == expected
+    assert "" in expected or any("|" in e for e in expected)
+    assert serve(image_bytes=tf.constant([], tf.string))["class_name"].shape == (0,)
+
+
+def test_waveforms_with_nan_or_inf_are_refused_not_served_as_silence():
+    # One NaN sample made the in-graph trimming keep nothing: the clip was
+    # embedded as silence without an error.
+    import tensorflow as tf
+
+    _, preprocess = mmtl_tf.export.waveform_preprocessor(800)
+    t = np.arange(1600, dtype="float32") / 16000
+    wave = 0.5 * np.sin(2 * np.pi * 440 * t)
+    assert float(tf.reduce_max(tf.abs(preprocess(tf.constant(wave[None]))))) > 0.4
+    for bad in (np.nan, np.inf):
+        broken = wave.copy()
+        broken[100] = bad
+        with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or inf samples"):
+            preprocess(tf.constant(broken[None]))

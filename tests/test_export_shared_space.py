@@ -113,3 +113,25 @@ def test_missing_preprocessor_is_named(tmp_path):
             model, str(tmp_path / "x"),
             {"image": mmtl_tf.export.image_bytes_preprocessor((16, 16))})
     assert not (tmp_path / "x").exists()
+
+
+def test_bad_support_sets_fail_the_request_with_their_reason(exported):
+    # A label -1 was dropped by one_hot (probabilities no longer summed to 1),
+    # and an empty support set failed with "depth must be non-negative".
+    import tensorflow as tf
+
+    tmp, _ = exported
+    classify = tf.saved_model.load(str(tmp / "matching")).signatures["classify"]
+    images = tf.constant([open(p, "rb").read()
+                          for p in load_image_text_records("default", "test").paths[:3]])
+    for labels, support, words in (
+            ([0, -1], images[:2], "class numbers 0, 1, ..., N-1"),
+            ([0, 2], images[:2], "every class number"),
+            ([], images[:0], "the support set is empty"),
+            ([0, 1], images[:1], "support_image_bytes and support_labels must hold the same")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=words):
+            classify(support_image_bytes=support, support_labels=tf.constant(labels, tf.int32),
+                     query_image_bytes=images[2:])
+    out = classify(support_image_bytes=images[:2], support_labels=tf.constant([1, 0]),
+                   query_image_bytes=images[2:])
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1.0, rtol=1e-5)
