@@ -16,6 +16,8 @@ MMTL_TF_TRACEBACK=1 such errors are raised with their Python traceback instead.
 
 import argparse
 import os
+import shlex
+import signal
 import sys
 import time
 import traceback
@@ -310,7 +312,7 @@ def _export(args):
     info = common.load_run(args.run_dir)
     path = get_task(info["task"]).export(args.run_dir, args.saved_model)
     print(f"SavedModel written to {path}")
-    print(f"inspect it with: saved_model_cli show --all --dir {path}")
+    print(f"inspect it with: saved_model_cli show --all --dir {shlex.quote(path)}")
     return 0
 
 
@@ -351,10 +353,28 @@ def _foreign_origin(error):
     return None if origin.startswith(package) else origin
 
 
+def _tensorflow_error(error):
+    """Whether `error` is a TensorFlow runtime error (`tf.errors.OpError`, e.g.
+    `ResourceExhaustedError` for a full disk), without importing TensorFlow."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(error, tf.errors.OpError)
+
+
+def _reported(error):
+    """Whether the CLI reports `error` in one line (see `_error_report`)."""
+    return isinstance(error, (ValueError, DownloadError, OSError)) or _tensorflow_error(error)
+
+
 def _error_report(prog, error):
     """(exit status, the one line on stderr) for an error the CLI reports
-    without a traceback: `DataError`, `DownloadError`, `ValueError` or
-    `OSError`."""
+    without a traceback: `DataError`, `DownloadError`, `ValueError`,
+    `OSError` or a TensorFlow `OpError`."""
+    if _tensorflow_error(error):  # its message may hold the graph's op names: first line
+        message = (error.message or str(error)).strip().splitlines()[0]
+        origin = _foreign_origin(error)
+        hint = f" [raised in {origin}; MMTL_TF_TRACEBACK=1 shows the traceback]" if origin \
+            else ""
+        return 1, f"{prog}: error: {type(error).__name__}: {message}{hint}"
     if isinstance(error, DataError):
         return 1, f"{prog}: data error: {_in_cli_words(str(error))}"
     if isinstance(error, DownloadError):
@@ -388,14 +408,40 @@ def main(argv=None):
                 plain(message, category, filename, lineno, file, line)
 
         warnings.showwarning = show
-        try:
-            return handler(args)
-        except (ValueError, DownloadError, OSError) as e:  # DataError is a ValueError
-            if show_traceback:
-                raise
-            status, line = _error_report(prog, e)
-            print(line, file=sys.stderr)
-            return status
+        with _terminate_as_exit():
+            try:
+                return handler(args)
+            except Exception as e:  # noqa: BLE001 - reported ones are listed in _reported
+                if show_traceback or not _reported(e):
+                    raise
+                status, line = _error_report(prog, e)
+                print(line, file=sys.stderr)
+                return status
+
+
+class _terminate_as_exit:
+    """Within the block, SIGTERM (`kill`, `timeout`, a container stopping) exits
+    like Ctrl-C does, through Python's clean-up, so an interrupted train or
+    export removes its staging folder instead of leaving `.NAME.tmp-…` behind.
+    Only in the main thread (elsewhere signal handlers cannot be set)."""
+
+    def __enter__(self):
+        self.previous = None
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            try:
+                self.previous = signal.signal(signal.SIGTERM, self._exit)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    @staticmethod
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
 
 
 if __name__ == "__main__":

@@ -205,6 +205,27 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
         assert cli.main(["export", str(run), "--saved-model", target]) == 2
         assert words in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    # Damaged files of a run are named in one line (they were KeyError tracebacks).
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    for name, text, words in (
+            ("text_vectorizer.json", '{"x": 1}', "text_vectorizer.json: not a text vectorizer"),
+            ("text_vectorizer.json", "garbage", "text_vectorizer.json: not a text vectorizer"),
+            ("run.json", None, "run.json: no 'class_names'")):
+        shutil.copytree(run, damaged)
+        if name == "run.json":
+            info = json.loads((run / "run.json").read_text())
+            del info["class_names"]
+            text = json.dumps(info)
+        (damaged / name).write_text(text)
+        for argv in (["evaluate", str(damaged)],
+                     ["export", str(damaged), "--saved-model", str(tmp_path / "sm2")]):
+            assert cli.main(argv) == 2, (name, argv)
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and words in err, err
+        shutil.rmtree(damaged)
+    assert not (tmp_path / "sm2").exists()
 
 
 def test_data_errors_exit_1_and_name_the_file(tmp_path, capsys):
@@ -314,3 +335,43 @@ def test_cli_drops_only_the_new_model_predict_retracing_warning(mode):
     user = [line for line in lines if "user_function" in line]
     assert user, out.stderr[-2000:]
     assert bool(predict) == (mode == "plain"), lines
+
+
+def test_a_tensorflow_runtime_error_is_one_line(tmp_path, capsys, monkeypatch):
+    # A full disk during export raised TensorFlow's ResourceExhaustedError, which
+    # is no OSError: the CLI printed 14 traceback frames.
+    import tensorflow as tf
+
+    from mmtl_tf.tasks import fusion
+
+    def full_disk(run_dir, saved_model_dir):
+        raise tf.errors.ResourceExhaustedError(
+            None, None, "/x/variables/variables.data-00000-of-00001.tempstate123; No space "
+                        "left on device\n\t [[{{node SaveV2}}]]")
+
+    monkeypatch.setattr(fusion, "export", full_disk)
+    (tmp_path / "run.json").write_text('{"task": "fusion", "config": {}}')
+    assert cli.main(["export", str(tmp_path), "--saved-model", str(tmp_path / "sm")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("mmtl-tf export: error: ResourceExhaustedError: ") and \
+        "No space left on device" in err and "SaveV2" not in err
+
+
+def test_sigterm_removes_the_staging_folder_as_ctrl_c_does(tmp_path):
+    # `timeout` or a container stop sends SIGTERM: the `.NAME.tmp-…` folder of
+    # the interrupted write stayed behind.
+    code = (
+        "import os, signal, sys, time\n"
+        "from mmtl_tf import cli\n"
+        "from mmtl_tf.files import atomic_directory\n"
+        "def write(tmp):\n"
+        "    open(os.path.join(tmp, 'part'), 'w').write('x')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "with cli._terminate_as_exit():\n"
+        f"    atomic_directory({str(tmp_path / 'out')!r}, write)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 128 + 15, out.stderr
+    assert os.listdir(tmp_path) == []

@@ -275,13 +275,19 @@ class BertPreprocessor:
         if not os.path.isfile(path):
             raise DataError(f"{folder}: missing {PREPROCESSOR_FILE} (the tokenizer "
                             "settings written by BertPreprocessor.save).")
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
         import keras_hub  # noqa: F401  (registers the tokenizer classes)
 
-        tokenizer = keras.saving.deserialize_keras_object(config["tokenizer"])
+        try:
+            with open(path, encoding="utf-8") as f:
+                config = json.load(f)
+            tokenizer = keras.saving.deserialize_keras_object(config["tokenizer"])
+            sequence_length = config["sequence_length"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not a preprocessor file written by "
+                             f"BertPreprocessor.save ({type(e).__name__}: {e}); it may be "
+                             "damaged: train the run again.") from e
         tokenizer.load_assets(os.path.join(folder, "tokenizer_assets"))
-        return cls(tokenizer, config["sequence_length"])
+        return cls(tokenizer, sequence_length)
 
 
 def make_bert_preprocessor(encoder, sequence_length=128):

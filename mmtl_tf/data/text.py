@@ -124,8 +124,13 @@ def load_text_vectorizer(path):
     """Reads a vectorizer written by `save_text_vectorizer`."""
     if not os.path.exists(path):
         raise DataError(f"{path}: text vectorizer file not found.")
-    with open(path, encoding="utf-8") as f:
-        return vectorizer_from_dict(json.load(f))
+    try:
+        with open(path, encoding="utf-8") as f:
+            return vectorizer_from_dict(json.load(f))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a text vectorizer file written by "
+                         f"save_text_vectorizer ({type(e).__name__}: {e}); it may be "
+                         "damaged: train the run again.") from e
 
 
 def vectorize(layer, texts):

@@ -173,7 +173,23 @@ def load_run(run_dir, task=None):
                          "run again.")
     if task is not None and info.get("task") != task:
         raise ValueError(f"{run_dir}: holds a {info.get('task')!r} run, not {task!r}.")
+    info = RunFields(path, info)
+    info["config"] = RunFields(path, info["config"])
     return info
+
+
+class RunFields(dict):
+    """A dict read from run.json: a missing field (`info["class_names"]`,
+    `config["image_size"]`) is a `ValueError` naming the file, not a bare
+    `KeyError` from deep inside a task."""
+
+    def __init__(self, path, fields):
+        super().__init__(fields)
+        self.path = path
+
+    def __missing__(self, key):
+        raise ValueError(f"{self.path}: no {key!r} (the run file is damaged or incomplete); "
+                         "train the run again.")
 
 
 def require_file(run_dir, name):
@@ -206,7 +222,8 @@ def run_config(info, data=None, on_error=None):
     """The run's config, with `data` (a source given at evaluation) in place of
     the training data source and `on_error` (`"raise"` / `"skip"`, given at
     evaluation) in place of the run's."""
-    config = dict(info["config"])
+    config = info["config"]
+    config = RunFields(config.path, config) if isinstance(config, RunFields) else dict(config)
     if data:
         config["data"] = data
     if on_error is not None:
