@@ -9,7 +9,8 @@
   trainable flag of a model and of every layer inside it. mmtl_tf's encoders
   and models rebuild their layers from their arguments when loaded, which
   would undo a `freeze`, `unfreeze` or `layer.trainable = ...` made after
-  building; their configs carry this state and restore it.
+  building; their configs carry this state and `rebuild` (their
+  `from_config`) restores it.
 """
 
 import importlib
@@ -53,6 +54,15 @@ def trainable_state(model):
 
     walk(model, "")
     return state
+
+
+def rebuild(cls, config, **replace):
+    """`from_config` of a class whose `get_config` holds `"trainable_state"`:
+    `cls(**config)` (with `replace`'s entries, e.g. a deserialized sub-model)
+    and the trainable flags restored."""
+    config = {**config, **replace}
+    state = config.pop("trainable_state", None)
+    return restore_trainable_state(cls(**config), state)
 
 
 def restore_trainable_state(model, state):

@@ -6,7 +6,7 @@ import keras
 
 from mmtl_tf.errors import check_choice
 from mmtl_tf.layers.log_mel_spectrogram import LogMelSpectrogram
-from mmtl_tf.saving import restore_trainable_state, trainable_state
+from mmtl_tf.saving import rebuild, trainable_state
 
 INPUTS = ("waveform", "log_mel")
 POOLINGS = ("avg", "max", "time_avg")
@@ -198,6 +198,4 @@ class AudioEncoder(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        state = config.pop("trainable_state", None)  # after freezing layers
-        return restore_trainable_state(cls(**config), state)
+        return rebuild(cls, config)  # with the flags of freezing layers after building

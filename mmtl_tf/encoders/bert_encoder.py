@@ -9,7 +9,7 @@ from keras import ops
 from mmtl_tf.data.bert_preprocessor import check_encoder_directory
 from mmtl_tf.errors import DownloadError, check_choice
 from mmtl_tf.layers.masked_pooling import MaskedPooling
-from mmtl_tf.saving import restore_trainable_state, trainable_state
+from mmtl_tf.saving import rebuild, trainable_state
 
 POOLINGS = ("cls", "mean")
 TRAINABLE = ("frozen", "partial", "full")
@@ -191,6 +191,4 @@ class BertEncoder(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        state = config.pop("trainable_state", None)  # after freezing layers
-        return restore_trainable_state(cls(**config), state)
+        return rebuild(cls, config)  # with the flags of freezing layers after building

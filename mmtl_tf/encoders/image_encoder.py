@@ -8,7 +8,7 @@ import keras
 
 from mmtl_tf.errors import DownloadError, check_choice
 from mmtl_tf.layers.image_preprocessing import ImagePreprocessing
-from mmtl_tf.saving import restore_trainable_state, trainable_state
+from mmtl_tf.saving import rebuild, trainable_state
 
 # name → (keras.applications constructor, preprocessing mode, smallest side)
 BACKBONES = {
@@ -242,8 +242,7 @@ class ImageEncoder(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        state = config.pop("trainable_state", None)  # after freeze/unfreeze
-        if isinstance(config.get("backbone"), dict):
-            config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return restore_trainable_state(cls(**config), state)
+        given = config.get("backbone")  # a model of your own, serialized
+        replace = ({"backbone": keras.saving.deserialize_keras_object(given)}
+                   if isinstance(given, dict) else {})
+        return rebuild(cls, config, **replace)  # with the flags of unfreeze()

@@ -3,7 +3,7 @@
 import keras
 
 from mmtl_tf import runtime
-from mmtl_tf.saving import restore_trainable_state, trainable_state
+from mmtl_tf.saving import rebuild, trainable_state
 
 
 @keras.saving.register_keras_serializable(package="mmtl_tf")
@@ -76,6 +76,4 @@ class TextEncoder(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        state = config.pop("trainable_state", None)  # after freezing layers
-        return restore_trainable_state(cls(**config), state)
+        return rebuild(cls, config)  # with the flags of freezing layers after building

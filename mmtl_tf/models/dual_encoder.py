@@ -10,7 +10,7 @@ from mmtl_tf.layers.projection_head import ProjectionHead
 from mmtl_tf.losses.clip_loss import ClipLoss
 from mmtl_tf.losses.sigmoid_loss import SigLipLoss
 from mmtl_tf.models.embedding_model import mirror_input
-from mmtl_tf.saving import restore_trainable_state, trainable_state
+from mmtl_tf.saving import rebuild, trainable_state
 
 LOSSES = ("clip", "siglip")
 # (initial log scale, initial bias) of each loss: CLIP log(1/0.07); SigLIP log(10), -10.
@@ -213,11 +213,9 @@ class DualEncoder(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        state = config.pop("trainable_state", None)  # after freezing a tower
-        config["towers"] = {m: keras.saving.deserialize_keras_object(t)
-                            for m, t in config["towers"].items()}
-        return restore_trainable_state(cls(**config), state)
+        towers = {m: keras.saving.deserialize_keras_object(t)
+                  for m, t in config["towers"].items()}
+        return rebuild(cls, config, towers=towers)  # with the flags of a frozen tower
 
 
 def build_dual_encoder(image_encoder, text_encoder, projection_dim=256, loss="clip",

@@ -6,7 +6,7 @@ import keras
 from mmtl_tf.layers.pair_distance import PairDistance
 from mmtl_tf.losses.triplet_loss import TripletMarginLoss
 from mmtl_tf.models.embedding_model import build_embedding_model, mirror_input
-from mmtl_tf.saving import restore_trainable_state, trainable_state
+from mmtl_tf.saving import rebuild, trainable_state
 
 
 @keras.saving.register_keras_serializable(package="mmtl_tf")
@@ -73,10 +73,8 @@ class TripletNetwork(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        state = config.pop("trainable_state", None)  # after freezing layers
-        config["embedding"] = keras.saving.deserialize_keras_object(config["embedding"])
-        return restore_trainable_state(cls(**config), state)
+        embedding = keras.saving.deserialize_keras_object(config["embedding"])
+        return rebuild(cls, config, embedding=embedding)  # with the flags of frozen layers
 
 
 def build_triplet_network(encoder, projection_dim=None, normalize=True, distance="l2",
