@@ -85,6 +85,12 @@ def check_replaceable(path, marker, what):
     if not os.fspath(path).strip():
         raise ValueError(f"empty path for the {what}; name a new folder.")
     if not os.path.lexists(path):
+        parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+        while not os.path.lexists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):  # was "[Errno 17] File exists" from makedirs
+            raise ValueError(f"{path}: {parent} is a file, not a folder; choose a folder "
+                             f"for the {what}.")
         return
     if not os.path.isdir(path) or os.path.islink(path):
         raise ValueError(f"{path}: exists and is not a folder; choose a new folder for "

@@ -62,7 +62,9 @@ def test_only_new_empty_or_marked_folders_may_be_replaced(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     for bad, words in (("mine", "is not a SavedModel (no saved_model.pb)"),
                        ("file.txt", "is not a folder"), (".", "is not a SavedModel"),
-                       ("", "empty path"), ("  ", "empty path")):
+                       ("", "empty path"), ("  ", "empty path"),
+                       # was "[Errno 17] File exists" when the folder was created
+                       ("file.txt/sub/sm", f"{tmp_path / 'file.txt'} is a file, not a folder")):
         with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
             check_replaceable(bad, "saved_model.pb", "SavedModel")
 
