@@ -81,13 +81,25 @@ def classifier_outputs(probabilities, class_names):
     return outputs
 
 
-def check_same_count(**inputs):
-    """Fails the request, naming the inputs, unless they hold as many items."""
+def checked(checks, *tensors):
+    """`tensors` that only exist after the assertion ops `checks` passed.
+
+    In a graph, an assertion that no later op depends on may run after the
+    op it guards (which then fails with its own, obscure message)."""
+    with tf.control_dependencies(checks):
+        out = tuple(tf.identity(t) for t in tensors)
+    return out if len(out) > 1 else out[0]
+
+
+def same_count(**inputs):
+    """The inputs (in order), once they are known to hold as many items;
+    otherwise the request fails naming them."""
     (first, a), *others = inputs.items()
-    for name, b in others:
-        tf.debugging.assert_equal(
-            tf.shape(a)[0], tf.shape(b)[0],
-            message=f"{first} and {name} must hold the same number of items")
+    checks = [tf.debugging.assert_equal(
+        tf.shape(a)[0], tf.shape(b)[0],
+        message=f"{first} and {name} must hold the same number of items")
+        for name, b in others]
+    return checked(checks, *inputs.values())
 
 
 def present_class_names(present, class_names, separator="|"):
@@ -130,7 +142,7 @@ def export_image_text_classifier(model, text_vectorizer, path, image_size, crop=
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
                                   tf.TensorSpec([None], tf.string, name="caption")])
     def serve(image_bytes, caption):
-        check_same_count(image_bytes=image_bytes, caption=caption)
+        image_bytes, caption = same_count(image_bytes=image_bytes, caption=caption)
         images = preprocess_image_batch(image_bytes, image_size, crop, grayscale)
         tokens = tf.cast(text_vectorizer(caption), tf.int32)
         probabilities = call_on_batch(lambda x: model(x, training=False),
@@ -473,17 +485,20 @@ def export_matching_network(model, path, image_size, crop=True, grayscale=False)
         tf.TensorSpec([None], tf.int32, name="support_labels"),
         tf.TensorSpec([None], tf.string, name="query_image_bytes")])
     def classify(support_image_bytes, support_labels, query_image_bytes):
-        check_same_count(support_image_bytes=support_image_bytes,
-                         support_labels=support_labels)
-        tf.debugging.assert_positive(tf.size(support_labels),
-                                     message="the support set is empty")
-        tf.debugging.assert_non_negative(
-            support_labels, message="support_labels must be class numbers 0, 1, ..., N-1")
+        support_image_bytes, support_labels = same_count(
+            support_image_bytes=support_image_bytes, support_labels=support_labels)
+        support_image_bytes, support_labels = checked([
+            tf.debugging.assert_positive(tf.size(support_labels),
+                                         message="the support set is empty"),
+            tf.debugging.assert_non_negative(
+                support_labels, message="support_labels must be class numbers 0, 1, ..., N-1")],
+            support_image_bytes, support_labels)
         depth = tf.reduce_max(support_labels) + 1
-        tf.debugging.assert_positive(
+        support_image_bytes, support_labels = checked([tf.debugging.assert_positive(
             tf.math.bincount(support_labels, minlength=depth),
             message="support_labels must use every class number 0, 1, ..., N-1 (a number "
-                    "below the largest has no support image)")
+                    "below the largest has no support image)")],
+            support_image_bytes, support_labels)
         probabilities = model({
             "support": preprocess(support_image_bytes)[None],
             "support_labels": tf.one_hot(support_labels, depth, dtype=tf.float32)[None],
