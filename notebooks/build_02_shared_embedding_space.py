@@ -164,8 +164,15 @@ cfg = recipe("dual_encoder")
 train_records = mmtl_tf.data.load_image_text_records("default", "train")
 vectorizer = mmtl_tf.data.make_text_vectorizer(train_records.captions, vocab_size=cfg["vocab_size"],
                                                sequence_length=cfg["sequence_length"])
-train_ds = dual_task._dataset(cfg, vectorizer, "train", training_split=True)
-val_ds = dual_task._dataset(cfg, vectorizer, "validation")
+def pairs(split, training=False):
+    # (image, caption) pairs without labels: the pairing is the row order.
+    return mmtl_tf.data.make_image_text_dataset(
+        "default", split, text_vectorizer=vectorizer, image_size=tuple(cfg["image_size"]),
+        batch_size=cfg["batch_size"], seed=cfg["seed"], augment=cfg["augment"] and training,
+        shuffle=training, drop_remainder=training, with_labels=False)
+
+
+train_ds, val_ds = pairs("train", training=True), pairs("validation")
 clip = dual_task.build_model(cfg)
 clip.compile(optimizer=shared_space.optimizer(cfg))
 history = clip.fit(train_ds, validation_data=val_ds, epochs=cfg["epochs"], verbose=0,
@@ -178,7 +185,7 @@ print(shared_space.format_retrieval_table(results, ("image_to_text", "text_to_im
 
 PCA of the test images' and captions' embeddings together; colour = category, ● image, × caption. Lines join a few matched pairs."""),
     ("code", r"""test_records = mmtl_tf.data.load_image_text_records("default", "test")
-embedded, _, _ = mmtl_tf.metrics.embed_dataset(clip, dual_task._dataset(cfg, vectorizer, "test"))
+embedded, _, _ = mmtl_tf.metrics.embed_dataset(clip, pairs("test"))
 both = np.concatenate([embedded["image"], embedded["text"]])
 centred = both - both.mean(axis=0)
 _, _, vt = np.linalg.svd(centred, full_matrices=False)

@@ -159,8 +159,9 @@ print({k: (v.shape, v.dtype.name) for k, v in x.items()}, y.shape)"""),
 ## Audio–text fusion classifier
 
 `build_audio_text_fusion_classifier`: an `AudioEncoder` (log-mel front end →
-per-clip normalisation → Conv2D/BatchNorm/ReLU/MaxPool blocks → global
-average pooling) and the `TextEncoder` (Embedding → LSTM) of notebook 01,
+per-clip normalisation → Conv2D/BatchNorm/ReLU/MaxPool blocks → the recipe's
+`audio_pooling`, `"time_avg"`: an average over time that keeps the mel bands
+as separate features) and the `TextEncoder` (Embedding → LSTM) of notebook 01,
 concatenated, then Dense → softmax over the 9 categories. The model's audio
 input is the raw float32 waveform."""),
     ("code", """\
@@ -258,7 +259,8 @@ loss on the (clip, caption) pairs of a batch. The captions are tokenised by
 **characters** (`split="character"`): the test names are never spoken in
 training, and a word vocabulary would map most of their words to the
 out-of-vocabulary token, while their letters are all known (with words, the
-base recipe reached about half the recall)."""),
+base recipe reached about a quarter of the R@10: see the README's audio
+section)."""),
     ("code", """\
 from mmtl_tf.tasks import audio_text
 
