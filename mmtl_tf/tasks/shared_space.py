@@ -156,6 +156,9 @@ def format_retrieval_table(metrics, directions, ks=(1, 5, 10), title=None):
     lines = [title] if title else []
     width = max(len(d) for d in directions) + 2
     lines.append("".ljust(width) + "  ".join(h.rjust(9) for h in headers))
+    # Ranks with one decimal whatever their size (143.0 beside 95.5, not 143
+    # beside 95.456); recalls and mAP with three.
+    formats = [".3f"] * len(ks) + [".1f", ".1f", ".3f"] + [".3f"] * len(ks)
     for direction in directions:
         cells = [metrics.get(f"{direction}_R@{k}") for k in ks]
         cells += [metrics.get(f"{direction}_mean_rank"), metrics.get(f"{direction}_median_rank"),
@@ -163,6 +166,5 @@ def format_retrieval_table(metrics, directions, ks=(1, 5, 10), title=None):
         cells += [metrics.get(f"{direction}_chance_R@{k}", metrics.get(f"chance_R@{k}"))
                   for k in ks]
         lines.append(direction.ljust(width) + "  ".join(
-            ("" if v is None else f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}").rjust(9)
-            for v in cells))
+            ("" if v is None else format(v, f)).rjust(9) for v, f in zip(cells, formats)))
     return "\n".join(lines)

@@ -125,3 +125,18 @@ def test_bad_task_options_exit_2(capsys):
             cli.main(argv)
         assert e.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_retrieval_table_prints_ranks_alike_whatever_their_size():
+    # Ranks of 100 or more were printed as integers beside others with three
+    # decimals ("143" next to "95.456", median rank "82.000").
+    from mmtl_tf.tasks.shared_space import format_retrieval_table
+
+    metrics = {"num_pairs": 300, "chance_R@1": 0.0033}
+    for direction, mean, median in (("a_to_b", 143.0, 82.0), ("b_to_a", 95.456, 6.0)):
+        metrics.update({f"{direction}_R@1": 0.25, f"{direction}_mean_rank": mean,
+                        f"{direction}_median_rank": median, f"{direction}_mAP@10": 0.5})
+    table = format_retrieval_table(metrics, ("a_to_b", "b_to_a"), ks=(1,))
+    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[1:]}
+    assert rows["a_to_b"] == ["0.250", "143.0", "82.0", "0.500", "0.003"]
+    assert rows["b_to_a"] == ["0.250", "95.5", "6.0", "0.500", "0.003"]
