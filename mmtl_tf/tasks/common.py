@@ -37,6 +37,10 @@ def resolve_config(recipe, size="base", overrides=None, base=None):
     for key, value in (overrides or {}).items():
         if value is not None:
             config[key] = value
+    epochs = config.get("epochs")
+    if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and epochs < 1:
+        # It failed after setting up, with "No such file ... best.keras".
+        raise ValueError(f"recipe {recipe}: {size}.epochs = {epochs}; train at least 1 epoch.")
     return config
 
 
@@ -120,9 +124,14 @@ def evaluation(evaluate):
     """
     @functools.wraps(evaluate)
     def wrapped(run_dir, split="test", verbose=1, data=None, on_error=None):
+        config = load_run(run_dir)["config"]
+        # The seeds of training: pairs and episodes drawn for evaluation come
+        # from seeded tf.data ops, which also depend on TensorFlow's global seed
+        # (without it, evaluate drew other test pairs than training had).
+        keras.utils.set_random_seed(int(config.get("seed", 0)))
         if data is not None:
             data = absolute_source(os.fspath(data))
-            if _same_source(data, load_run(run_dir)["config"].get("data")):
+            if _same_source(data, config.get("data")):
                 data = None
         if data is None:
             return evaluate(run_dir, split=split, verbose=verbose, on_error=on_error)
@@ -210,11 +219,17 @@ def load_run_model(run_dir, task):
     path = require_file(run_dir, "model.keras")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: damaged (not a .keras zip archive); train the run again.")
+    previous = keras.config.dtype_policy()
     try:
+        # Under the run's precision: mmtl_tf's encoders rebuild their layers
+        # under the global policy, so a mixed-precision run loaded as float32.
+        keras.config.set_dtype_policy(info["config"].get("precision", "float32"))
         model = keras.saving.load_model(path, compile=False)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: cannot load the model ({e}); it may be damaged: "
                          "train the run again.") from e
+    finally:
+        keras.config.set_dtype_policy(previous)
     return info, model
 
 

@@ -121,6 +121,7 @@ def test_a_recipe_file_of_your_own_overrides_the_tasks_recipe(tmp_path):
     ('{"base": {"epochs": "two"}}', 'base.epochs = "two" should be a whole number like '
                                     "fusion's 15"),
     ('{"base": {"augment": 1}}', "base.augment = 1 should be true or false like fusion's false"),
+    ('{"base": {"epochs": 0}}', "base.epochs = 0; train at least 1 epoch"),  # best.keras missing
 ])
 def test_bad_recipe_files_are_named(tmp_path, capsys, text, words):
     from mmtl_tf import cli
@@ -141,3 +142,28 @@ def test_run_json_keeps_the_data_source_absolute(tmp_path, monkeypatch):
         common.start_run(str(tmp_path / "run"), "fusion", {"data": data, "seed": 0})
         info = json.loads((tmp_path / "run" / "run.json").read_text())
         assert info["config"]["data"] == kept
+
+
+def test_a_mixed_precision_run_loads_under_its_precision(tmp_path):
+    # The encoders rebuild their layers under the global policy: evaluate and
+    # export of a mixed_float16 run computed in float32 (other figures).
+    import keras
+
+    import mmtl_tf
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = mmtl_tf.models.build_fusion_classifier(image_shape=(16, 16, 3), vocab_size=30,
+                                                       sequence_length=5, num_classes=3)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    (run / "run.json").write_text(json.dumps(
+        {"task": "fusion", "config": {"precision": "mixed_float16"}, "class_names": list("abc")}))
+    _, loaded = common.load_run_model(str(run), "fusion")
+    conv = loaded.get_layer("image_encoder").get_layer("conv")
+    assert conv.dtype_policy.name == "mixed_float16"
+    assert keras.config.dtype_policy().name == previous.name  # the global policy is kept
