@@ -175,7 +175,7 @@ def main(argv=None):
     avg_step, avg_params = bench_train_step("avg", args.steps, args.batch)
 
     rows = [
-        (f"images/s, first epoch ({args.source_size}px JPEG -> 224, batch 32)",
+        (f"images/s, first epoch ({args.source_size}px JPEG -> 224, batch {args.batch})",
          "ImageDataGenerator", idg_first,
          "make_image_text_dataset", our_first, our_first / idg_first),
         ("images/s, first epoch, first run in the process", "ImageDataGenerator", idg_cold,
@@ -184,7 +184,8 @@ def main(argv=None):
          "make_image_text_dataset", our_cached, our_cached / idg_cached),
         ("captions/s, fit vocabulary + encode", "Tokenizer+pad_sequences", tok,
          "TextVectorization", vec, vec / tok),
-        ("train step s (224x224, batch 32)", f"Flatten ({flat_params:,} params)", flat_step,
+        (f"train step s (224x224, batch {args.batch})", f"Flatten ({flat_params:,} params)",
+         flat_step,
          f"avg pooling ({avg_params:,} params)", avg_step, flat_step / avg_step),
     ]
     print(f"\nmmtl_tf input pipeline benchmark: {args.images} JPEGs, "

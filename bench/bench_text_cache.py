@@ -113,7 +113,8 @@ def main(argv=None):
     rows = [
         ("1 epoch (train + validation)", per_epoch, encode + head_fit / epochs,
          per_epoch / (encode + head_fit / epochs)),
-        (f"{epochs} epochs (the recipe)", standard_total, cached_total,
+        (f"{epochs} epochs ({'--epochs' if args.epochs else 'the recipe'})", standard_total,
+         cached_total,
          standard_total / cached_total),
         ("per extra epoch", per_epoch, head_fit / epochs, per_epoch / (head_fit / epochs)),
     ]

@@ -65,13 +65,14 @@ def _number_type(kind, accept, requirement):
 
 _positive_int = _number_type(int, lambda n: n >= 1, "at least 1")
 _non_negative_int = _number_type(int, lambda n: n >= 0, "at least 0")
-_positive_float = _number_type(float, lambda n: n > 0, "positive")
+_positive_float = _number_type(float, lambda n: 0 < n < float("inf"),
+                               "positive and finite")  # "inf" trained to NaN
 _fraction = _number_type(float, lambda n: 0 <= n < 1, "at least 0 and below 1")
 
 
 # Task options that may be 0 ("0 skips it"); every other int option must be
 # at least 1, `--dropout` a fraction and every other float option positive.
-_ZERO_ALLOWED = {"--fine-tune-epochs", "--unfreeze-layers"}
+_ZERO_ALLOWED = {"--fine-tune-epochs"}
 
 
 def _checked_type(flag, kind):
@@ -90,7 +91,8 @@ def _add_runtime_options(parser):
                    help="Keras dtype policy (default: float32)")
     g.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
                    help="compile with XLA (default: on with a GPU/TPU, off on CPU only)")
-    g.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
+    g.add_argument("--seed", type=_non_negative_int,
+                   help="random seed, 0 or more (default: the recipe's)")
     g.add_argument("--deterministic", action="store_true", default=None,
                    help="same seed, same data, same machine: same weights and figures "
                         "(TensorFlow's op determinism; can be slower)")
@@ -349,7 +351,9 @@ def _foreign_origin(error):
     if not frames:
         return None
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    origin = os.path.abspath(frames[-1].filename)
+    origin = frames[-1].filename
+    if not os.path.isabs(origin):  # compiled code, e.g. numpy/random/_mt19937.pyx
+        return origin
     return None if origin.startswith(package) else origin
 
 
@@ -358,6 +362,16 @@ def _tensorflow_error(error):
     `ResourceExhaustedError` for a full disk), without importing TensorFlow."""
     tf = sys.modules.get("tensorflow")
     return tf is not None and isinstance(error, tf.errors.OpError)
+
+
+def _op_error_line(message):
+    """The telling line of a TensorFlow error message: not "Graph execution
+    error:", "Detected at node ...", a stack trace or the "[[{{node ...}}]]"
+    line, e.g. "OOM when allocating tensor with shape[4000,4000,4000] ..."."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    skip = ("Graph execution error", "Detected at node", "<stack traces", "File ", "[[")
+    telling = [line for line in lines if not line.startswith(skip)]
+    return (telling or lines or [""])[0]
 
 
 def _reported(error):
@@ -369,8 +383,8 @@ def _error_report(prog, error):
     """(exit status, the one line on stderr) for an error the CLI reports
     without a traceback: `DataError`, `DownloadError`, `ValueError`,
     `OSError` or a TensorFlow `OpError`."""
-    if _tensorflow_error(error):  # its message may hold the graph's op names: first line
-        message = (error.message or str(error)).strip().splitlines()[0]
+    if _tensorflow_error(error):  # one line of a message that may hold op names and traces
+        message = _op_error_line(error.message or str(error))
         origin = _foreign_origin(error)
         hint = f" [raised in {origin}; MMTL_TF_TRACEBACK=1 shows the traceback]" if origin \
             else ""

@@ -55,6 +55,10 @@ def test_every_option_and_argument_has_help():
     ["train", "fusion", "--image-size", "0"],
     ["train", "triplet", "--margin", "-1"],
     ["train", "head-swap", "--fine-tune-epochs", "-1"],
+    ["train", "fusion", "--learning-rate", "inf"],  # trained to NaN, exit 0
+    ["train", "audio-text", "--clip-seconds", "inf"],  # an OverflowError traceback
+    ["train", "fusion", "--seed", "-1"],  # failed inside NumPy
+    ["train", "head-swap", "--unfreeze-layers", "0"],  # failed after phase 1
     ["evaluate", "/no/such/run"],
     ["export", "."],  # --saved-model missing
     ["frobnicate"],
@@ -375,3 +379,13 @@ def test_sigterm_removes_the_staging_folder_as_ctrl_c_does(tmp_path):
                          timeout=120)
     assert out.returncode == 128 + 15, out.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_a_tensorflow_error_shows_its_telling_line():
+    # Every graph-mode error starts with "Graph execution error:", which was all
+    # the CLI printed.
+    message = ("Graph execution error:\n\nDetected at node MatMul defined at (most recent "
+               "call last):\n<stack traces unavailable>\nOOM when allocating tensor with "
+               "shape[4000,4000,4000] and type float\n\t [[{{node MatMul}}]] [Op:x]")
+    assert cli._op_error_line(message).startswith("OOM when allocating tensor with shape[")
+    assert cli._op_error_line("No space left on device") == "No space left on device"

@@ -86,9 +86,10 @@ def few_shot_accuracy(model, images, labels, config, k_shot, seed):
         per_episode.extend((probabilities.argmax(-1) == y).mean(axis=1))
         pixels.extend((_pixel_probabilities(x).argmax(-1) == y).mean(axis=1))
     per_episode = np.asarray(per_episode)
-    return (float(per_episode.mean()),
-            float(1.96 * per_episode.std(ddof=1) / np.sqrt(len(per_episode))),
-            float(np.mean(pixels)))
+    # One episode has no spread: no interval (null in metrics.json), not NaN.
+    interval = (float(1.96 * per_episode.std(ddof=1) / np.sqrt(len(per_episode)))
+                if len(per_episode) > 1 else None)
+    return float(per_episode.mean()), interval, float(np.mean(pixels))
 
 
 def _pools(config):
@@ -185,7 +186,8 @@ def format_metrics(metrics, split="test"):
     for key in sorted(k for k in m if k.endswith("_accuracy")):
         name = key[:-len("_accuracy")]
         lines.append(f"{name.replace('way_', '-way ').replace('shot', '-shot'):18s}"
-                     f"{m[key]:10.3f}{m[name + '_ci95']:8.3f}{m[name + '_pixels']:9.3f}"
+                     f"{m[key]:10.3f}{_interval(m.get(name + '_ci95')):>8s}"
+                     f"{m[name + '_pixels']:9.3f}"
                      f"{'' if chance is None else f'{chance:.3f}':>9s}")
     return "\n".join(lines)
 
@@ -201,3 +203,7 @@ def summary(metrics):
                      "baseline_value": metrics["baselines"]["chance"],
                      "params": metrics["params"], "train_seconds": metrics["train_seconds"]})
     return rows
+
+
+def _interval(value):
+    return "n/a" if value is None else f"{value:.3f}"

@@ -44,6 +44,10 @@ def word_vocabulary(texts, size):
     return vocab
 
 
+RANDOM_ENCODER = {"vocabulary_size": 2000, "num_layers": 2, "num_heads": 2, "hidden_dim": 64,
+                  "intermediate_dim": 128}
+
+
 def resolve_encoder(config, train_texts):
     """(encoder for the builder, tokenizer source, description) from the config."""
     encoder = config.get("encoder", "minilm")
@@ -53,7 +57,9 @@ def resolve_encoder(config, train_texts):
     if encoder == "random":
         import keras_hub
 
-        sizes = dict(config.get("random_encoder") or {})
+        # Sizes the recipe does not give (the base recipe gives none: 'random'
+        # is for smoke tests) are those of a small BERT.
+        sizes = {**RANDOM_ENCODER, **(config.get("random_encoder") or {})}
         vocab = word_vocabulary(train_texts, sizes.pop("vocabulary_size", 2000))
         backbone = keras_hub.models.BertBackbone(
             vocabulary_size=len(vocab), max_sequence_length=int(config["sequence_length"]),
