@@ -107,12 +107,13 @@ def _pools(config):
     return pools, [names[c] for c in train_classes], [names[c] for c in test_classes]
 
 
-def _evaluate_pool(model, pool, config):
+def _evaluate_pool(model, pool, config, way=None):
+    way = int(way or config["eval_way"])
+    config = {**config, "eval_way": way}
     results = {}
     for k in config["eval_shots"]:
         accuracy, interval, pixels = few_shot_accuracy(model, *pool, config, int(k),
                                                        int(config["seed"]) + 100 + int(k))
-        way = int(config["eval_way"])
         results[f"{way}way_{k}shot_accuracy"] = accuracy
         results[f"{way}way_{k}shot_ci95"] = interval
         results[f"{way}way_{k}shot_pixels"] = pixels
@@ -157,15 +158,23 @@ def train(config, run_dir, verbose=1):
 
 @common.evaluation
 def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
-    """Few-shot accuracy on the held-out classes (`split="test"`) or on new
-    images of the training classes (any other split)."""
+    """Few-shot accuracy on the held-out classes (`split="test"`) or on the
+    training classes' images of the `"train"` or `"validation"` split, in
+    episodes of `eval_way` classes or of all training classes if fewer."""
     info, model = common.load_run_model(run_dir, NAME)
     config = common.run_config(info, data, on_error)
     # The run's held-out classes; on other data, held-out classes drawn anew.
     config["test_classes"] = None if data else info["test_classes"]
     pools, _, _ = _pools(config)
-    pool = pools["test" if split == "test" else "validation"]
-    return common.write_metrics(run_dir, {split: _evaluate_pool(model, pool, config)}, data=data)
+    pool, way = pools[split], None
+    if split != "test":  # the training classes: fewer than eval_way (4 of the bundled 9)
+        classes = len(np.unique(pool[1]))
+        if classes < 2:
+            raise DataError(f"{config['data']}: the {split!r} split has images of "
+                            f"{classes} training class(es); episodes need 2 or more.")
+        way = min(int(config["eval_way"]), classes)
+    return common.write_metrics(run_dir, {split: _evaluate_pool(model, pool, config, way)},
+                                data=data)
 
 
 def export(run_dir, saved_model_dir):
@@ -177,14 +186,14 @@ def export(run_dir, saved_model_dir):
 
 def format_metrics(metrics, split="test"):
     m = metrics[split]
-    chance = metrics.get("baselines", {}).get("chance")
     classes = metrics.get("test_classes") if split == "test" else None
     lines = [f"{split}: few-shot accuracy on "
              + (f"held-out classes {', '.join(classes)}" if classes else
-                "new images of the training classes"),
+                f"the {split} images of the training classes"),
              f"{'episodes':18s}{'accuracy':>10s}{'± 95%':>8s}{'pixels':>9s}{'chance':>9s}"]
     for key in sorted(k for k in m if k.endswith("_accuracy")):
         name = key[:-len("_accuracy")]
+        chance = 1.0 / int(name.split("way")[0])  # N-way episodes: 1 / N
         lines.append(f"{name.replace('way_', '-way ').replace('shot', '-shot'):18s}"
                      f"{m[key]:10.3f}{_interval(m.get(name + '_ci95')):>8s}"
                      f"{m[name + '_pixels']:9.3f}"

@@ -102,6 +102,12 @@ def test_metric_learning_tasks(task, extra, tmp_path, capsys):
         assert 0.0 <= metrics["test"]["5way_1shot_accuracy"] <= 1.0
         assert metrics["baselines"]["chance"] == 0.2
         assert not set(metrics["test_classes"]) & set(metrics["train_classes"])
+        # The training classes (4 of the 9) in episodes of as many: it asked
+        # for 5 classes and always failed.
+        assert cli.main(["evaluate", str(run), "--split", "validation"]) == 0
+        out = capsys.readouterr().out
+        way = len(metrics["train_classes"])
+        assert f"{way}-way 1-shot" in out and f"{1 / way:.3f}" in out
     else:
         assert "1-NN category accuracy" in out
         assert 0.0 <= metrics["test"]["category_R@1"] <= 1.0
