@@ -122,6 +122,21 @@ def is_encoder_directory(source):
     return isinstance(source, (str, os.PathLike)) and os.path.isdir(source)
 
 
+def check_preset_name(name, presets, kind):
+    """A `ValueError` for a name that is neither a keras-hub preset of `kind`
+    nor a handle (`kaggle://...`, `hf://...`): a mistyped name or a folder that
+    does not exist, not a download to retry."""
+    if "://" in name or name in presets:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(name, list(presets), n=3)
+    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+    raise ValueError(f"{name!r} is neither a folder nor a keras-hub {kind} preset{hint}; "
+                     "pass a local Hugging Face-layout folder or a preset name such as "
+                     "'bert_tiny_en_uncased'.")
+
+
 def _preset_error(kind, name, error):
     return DownloadError(
         f"could not load the keras-hub {kind} preset {name!r} ({type(error).__name__}: "
@@ -175,6 +190,7 @@ def load_bert_tokenizer(source):
         return keras_hub.models.BertTokenizer(
             vocabulary=os.path.join(source, "vocab.txt"), lowercase=lowercase,
             strip_accents=bool(strip_accents))
+    check_preset_name(source, keras_hub.models.Tokenizer.presets, "tokenizer")
     try:
         return keras_hub.models.Tokenizer.from_preset(source)
     except Exception as e:  # a failed download surfaces as many error types

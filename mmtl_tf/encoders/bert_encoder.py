@@ -6,7 +6,7 @@ import os
 import keras
 from keras import ops
 
-from mmtl_tf.data.bert_preprocessor import check_encoder_directory
+from mmtl_tf.data.bert_preprocessor import check_encoder_directory, check_preset_name
 from mmtl_tf.errors import DownloadError, check_choice
 from mmtl_tf.layers.masked_pooling import MaskedPooling
 from mmtl_tf.saving import rebuild, trainable_state
@@ -49,6 +49,7 @@ def load_bert_backbone(encoder):
         return keras_hub.models.Backbone.from_preset(encoder)
     if os.sep in encoder or encoder.startswith("."):
         raise FileNotFoundError(f"encoder folder {encoder!r} does not exist.")
+    check_preset_name(encoder, keras_hub.models.Backbone.presets, "backbone")
     try:
         return keras_hub.models.Backbone.from_preset(encoder)
     except Exception as e:  # a failed download surfaces as many error types

@@ -136,6 +136,13 @@ def test_bad_arguments_and_sources(tmp_path, monkeypatch):
     monkeypatch.setattr(keras_hub.models.Backbone, "from_preset", offline)
     with pytest.raises(mmtl_tf.DownloadError, match="need internet.*fetch_minilm"):
         BertEncoder("bert_tiny_en_uncased")
+    # A mistyped name is not a download to retry (it was a DownloadError).
+    with pytest.raises(ValueError, match=r"'bert_tiny_en_uncase' is neither a folder nor a "
+                                         r"keras-hub backbone preset \(did you mean "
+                                         r"'bert_tiny_en_uncased'"):
+        BertEncoder("bert_tiny_en_uncase")
+    with pytest.raises(ValueError, match="keras-hub tokenizer preset"):
+        mmtl_tf.data.make_bert_preprocessor("nosuch_preset")
 
 
 def test_real_minilm_gives_the_reference_similarity():
