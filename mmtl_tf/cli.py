@@ -357,6 +357,12 @@ def _foreign_origin(error):
     return None if origin.startswith(package) else origin
 
 
+def _origin_hint(error):
+    """" [raised in FILE; ...]" for an error raised outside mmtl_tf, else ""."""
+    origin = _foreign_origin(error)
+    return f" [raised in {origin}; MMTL_TF_TRACEBACK=1 shows the traceback]" if origin else ""
+
+
 def _tensorflow_error(error):
     """Whether `error` is a TensorFlow runtime error (`tf.errors.OpError`, e.g.
     `ResourceExhaustedError` for a full disk), without importing TensorFlow."""
@@ -385,19 +391,13 @@ def _error_report(prog, error):
     `OSError` or a TensorFlow `OpError`."""
     if _tensorflow_error(error):  # one line of a message that may hold op names and traces
         message = _op_error_line(error.message or str(error))
-        origin = _foreign_origin(error)
-        hint = f" [raised in {origin}; MMTL_TF_TRACEBACK=1 shows the traceback]" if origin \
-            else ""
-        return 1, f"{prog}: error: {type(error).__name__}: {message}{hint}"
+        return 1, f"{prog}: error: {type(error).__name__}: {message}{_origin_hint(error)}"
     if isinstance(error, DataError):
         return 1, f"{prog}: data error: {_in_cli_words(str(error))}"
     if isinstance(error, DownloadError):
         return 1, f"{prog}: download error: {error}"
     if isinstance(error, (FileNotFoundError, ValueError)):  # usage errors, mostly
-        origin = _foreign_origin(error)
-        hint = (f" [raised in {origin}; MMTL_TF_TRACEBACK=1 shows the traceback]"
-                if origin else "")
-        return 2, f"{prog}: error: {error}{hint}"
+        return 2, f"{prog}: error: {error}{_origin_hint(error)}"
     return 1, f"{prog}: error: {error}"  # another OSError: no permission, a full disk
 
 

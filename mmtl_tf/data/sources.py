@@ -345,18 +345,16 @@ def find_file(folder, names):
     Names match in any case (`Captions.CSV` is `captions.csv`), as the
     extension of image files does; an exact match comes first."""
     try:
-        entries = os.listdir(folder)
+        entries = sorted(os.listdir(folder))
     except OSError:
         return None
-    by_lower = {}
-    for entry in sorted(entries):
-        if os.path.isfile(os.path.join(folder, entry)):
-            by_lower.setdefault(entry.lower(), entry)
     for name in names:
-        if name in entries and os.path.isfile(os.path.join(folder, name)):
-            return os.path.join(folder, name)
-        if name.lower() in by_lower:
-            return os.path.join(folder, by_lower[name.lower()])
+        # Only the entries whose name matches are looked at (a data folder may
+        # hold thousands of images).
+        for entry in sorted((e for e in entries if e.lower() == name.lower()),
+                            key=lambda e: e != name):
+            if os.path.isfile(os.path.join(folder, entry)):
+                return os.path.join(folder, entry)
     return None
 
 

@@ -60,7 +60,7 @@ def resolve_encoder(config, train_texts):
         # Sizes the recipe does not give (the base recipe gives none: 'random'
         # is for smoke tests) are those of a small BERT.
         sizes = {**RANDOM_ENCODER, **(config.get("random_encoder") or {})}
-        vocab = word_vocabulary(train_texts, sizes.pop("vocabulary_size", 2000))
+        vocab = word_vocabulary(train_texts, sizes.pop("vocabulary_size"))
         backbone = keras_hub.models.BertBackbone(
             vocabulary_size=len(vocab), max_sequence_length=int(config["sequence_length"]),
             **sizes)
