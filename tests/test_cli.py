@@ -242,6 +242,17 @@ def test_data_errors_exit_1_and_name_the_file(tmp_path, capsys):
     assert "captions.csv:2" in err and "missing.png): file not found" in err
 
 
+def test_a_clip_shorter_than_one_fft_window_is_a_usage_error(tmp_path, capsys):
+    # It was reported as 1,334 bad audio files ("too short"), one per clip.
+    run = tmp_path / "run"
+    assert cli.main(["train", "audio-text", "--size", "tiny", "--sample-rate", "100",
+                     "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "100 Hz = 100 samples" in err and "n_fft = 512" in err and "--sample-rate" in err
+    assert not run.exists()
+
+
 def test_bad_rows_and_files_of_every_split_are_reported_together_before_training(
         tmp_path, capsys):
     from mmtl_tf.data import load_image_text_records

@@ -35,6 +35,17 @@ def num_samples(config):
     return int(round(float(config["clip_seconds"]) * int(config["sample_rate"])))
 
 
+def check_clip(config):
+    """A `ValueError` when a clip is shorter than one FFT window: otherwise
+    every file would be reported as too short (e.g. `--sample-rate 100`)."""
+    n_fft = int(config.get("n_fft", 512))
+    if num_samples(config) < n_fft:
+        raise ValueError(
+            f"clip_seconds x sample_rate = {float(config['clip_seconds']):g} s x "
+            f"{int(config['sample_rate'])} Hz = {num_samples(config)} samples, fewer than "
+            f"one FFT window (n_fft = {n_fft}); raise --sample-rate or --clip-seconds.")
+
+
 def _records(config, split, voice_group=None):
     return load_audio_text_records(config["data"], split, require_label=False,
                                    seed=int(config["seed"]),
@@ -118,6 +129,7 @@ def retrieval(model, config, vectorizer, split, datasets=None):
 @common.staged_run
 def train(config, run_dir, verbose=1):
     """Trains on the training split, evaluates retrieval on the test split."""
+    check_clip(config)
     common.start_run(run_dir, NAME, config)
     train_records = _records(config, "train")
     if len(train_records) < int(config["batch_size"]):
