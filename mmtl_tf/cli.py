@@ -25,7 +25,7 @@ import warnings
 
 from mmtl_tf import __version__
 from mmtl_tf.errors import DataError, DataWarning, DownloadError, collect_problems
-from mmtl_tf.tasks import TASKS, names
+from mmtl_tf.tasks import RUNTIME_SETTINGS, TASKS, names, option_settings, settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -184,12 +184,9 @@ def build_parser():
 
 
 def _overrides(args, spec=None):
-    keys = ["epochs", "batch_size", "learning_rate", "seed", "precision", "jit_compile",
-            "deterministic", "on_error"]
+    keys = [k for k in RUNTIME_SETTINGS if k != "data"]
     if spec is not None:
-        keys.append("data")
-        keys += [kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")
-                 for flags, kwargs in spec.options]
+        keys += ["data", *option_settings(spec)]
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
@@ -250,7 +247,7 @@ def _train(args):
 
     spec = TASKS[args.task]
     config = common.resolve_config(args.recipe, args.size, _overrides(args, spec),
-                                   base=spec.recipe)
+                                   base=spec.recipe, settings=settings(spec.name))
     run_dir = args.out or os.path.join("runs", spec.name)
     metrics = get_task(spec.name).train(config, run_dir, verbose=1)
     print(f"\nrun folder: {run_dir}")

@@ -12,6 +12,8 @@ Each task module defines:
 
 import dataclasses
 import importlib
+import json
+import os
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,6 +223,38 @@ TASKS = {
         in_quickstart=False,
     ),
 }
+
+
+# Settings every task takes from the command line (`mmtl-tf train --help`).
+RUNTIME_SETTINGS = ("data", "epochs", "batch_size", "learning_rate", "seed", "precision",
+                    "jit_compile", "deterministic", "on_error")
+# Settings a task reads (with a default) that none of its bundled recipes lists.
+_UNLISTED_SETTINGS = {"dual-encoder": ("bidirectional",)}
+
+
+def option_settings(spec):
+    """The recipe settings that `spec`'s own command-line options override."""
+    return [kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")
+            for flags, kwargs in spec.options]
+
+
+def settings(name):
+    """Every setting task `name` reads from its config: those of its bundled
+    recipes (every size; e.g. `dual_encoder` and `dual_encoder_pretrained`),
+    of its options and of the runtime. A recipe file of your own may set only
+    these (`mmtl_tf.tasks.common.resolve_config`)."""
+    from mmtl_tf.recipes import HERE
+
+    spec = TASKS[name]
+    known = set(RUNTIME_SETTINGS) | set(option_settings(spec))
+    known |= set(_UNLISTED_SETTINGS.get(name, ()))
+    for file in os.listdir(HERE):
+        if file.startswith(spec.recipe) and file.endswith(".json"):
+            with open(os.path.join(HERE, file), encoding="utf-8") as f:
+                for section in json.load(f).values():
+                    if isinstance(section, dict):
+                        known |= set(section)
+    return known
 
 
 def names():

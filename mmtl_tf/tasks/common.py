@@ -1,6 +1,7 @@
 """Run-folder bookkeeping shared by the tasks."""
 
 import datetime
+import difflib
 import functools
 import json
 import os
@@ -18,16 +19,27 @@ from mmtl_tf.training import atomic_write_json, read_json
 RUN_FILE = "run.json"
 
 
-def resolve_config(recipe, size="base", overrides=None, base=None):
+def resolve_config(recipe, size="base", overrides=None, base=None, settings=None):
     """Recipe section + non-None overrides → one config dict.
 
     With `base` (the task's bundled recipe) and a recipe that is a JSON file
     of your own, the file's settings override those of `base`'s same size:
-    the file needs only the settings it changes.
+    the file needs only the settings it changes. With `settings` (the names
+    the task reads, `mmtl_tf.tasks.settings`) any other name in the file is a
+    `ValueError` (a misspelt `"epoch": 5` was ignored); names starting with
+    `_` are comments.
     """
     config = load_recipe(recipe, size)
     if base and recipe.endswith(".json") and recipe != base:
         defaults = load_recipe(base, size)
+        for key in config:
+            if settings is not None and key not in settings and not key.startswith("_"):
+                close = difflib.get_close_matches(key, sorted(settings), n=1, cutoff=0.7)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(
+                    f"recipe {recipe}: {size}.{key} is not a setting of this task ({hint}"
+                    f"the task's bundled recipe {base!r} lists its settings: "
+                    f"mmtl_tf/recipes/{base}.json).")
         for key, value in config.items():
             if key in defaults and not _same_kind(defaults[key], value):
                 raise ValueError(

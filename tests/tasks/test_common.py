@@ -122,6 +122,11 @@ def test_a_recipe_file_of_your_own_overrides_the_tasks_recipe(tmp_path):
                                     "fusion's 15"),
     ('{"base": {"augment": 1}}', "base.augment = 1 should be true or false like fusion's false"),
     ('{"base": {"epochs": 0}}', "base.epochs = 0; train at least 1 epoch"),  # best.keras missing
+    # Misspelt or foreign settings were ignored: the run trained with the defaults.
+    ('{"base": {"epoch": 5}}', "base.epoch is not a setting of this task (did you mean "
+                               "'epochs'?"),
+    ('{"base": {"margin": 0.5}}', "base.margin is not a setting of this task (the task's "
+                                  "bundled recipe 'fusion' lists its settings"),
 ])
 def test_bad_recipe_files_are_named(tmp_path, capsys, text, words):
     from mmtl_tf import cli
@@ -131,6 +136,41 @@ def test_bad_recipe_files_are_named(tmp_path, capsys, text, words):
     assert cli.main(["train", "fusion", "--recipe", str(bad), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert words in err and "bad.json" in err and "MMTL_TF_TRACEBACK" not in err
+
+
+def test_a_recipe_file_may_set_every_setting_its_task_reads(tmp_path):
+    # Every `config["k"]` / `config.get("k")` of a task's module is a setting
+    # of that task (else a file setting it would be refused), and every
+    # bundled recipe of the task, as a file of your own, is accepted.
+    import importlib.util
+    import re
+
+    from mmtl_tf import tasks
+    from mmtl_tf.recipes import HERE
+
+    pattern = re.compile(r'\bconfig(?:\.get\(|\[)"([a-z_0-9]+)"')
+    for name, spec in TASKS.items():
+        known = tasks.settings(name)
+        with open(importlib.util.find_spec(spec.module).origin, encoding="utf-8") as f:
+            read = set(pattern.findall(f.read()))
+        assert read and read <= known, (name, sorted(read - known))
+        for file in os.listdir(HERE):
+            if file.startswith(spec.recipe):
+                with open(os.path.join(HERE, file), encoding="utf-8") as f:
+                    recipe = json.load(f)
+                mine = tmp_path / file
+                mine.write_text(json.dumps({"_about": "a copy", **recipe}))
+                for size in ("tiny", "base"):
+                    config = common.resolve_config(str(mine), size, base=spec.recipe,
+                                                   settings=known)
+                    assert config == {**common.resolve_config(spec.recipe, size),
+                                      **recipe[size]}
+    shared = set()
+    for module in ("common", "shared_space", "metric_learning"):
+        origin = importlib.util.find_spec(f"mmtl_tf.tasks.{module}").origin
+        with open(origin, encoding="utf-8") as f:
+            shared |= set(pattern.findall(f.read()))
+    assert shared <= set().union(*(tasks.settings(n) for n in TASKS))
 
 
 def test_run_json_keeps_the_data_source_absolute(tmp_path, monkeypatch):
