@@ -14,8 +14,9 @@ def check_distance(distance):
 def pairwise_distance(embeddings, distance="l2"):
     """All pairwise distances between the rows of `embeddings`, in float32.
 
-    Squared distances are `|x|² + |y|² − 2 x·y`, clipped at 0 with a zero
-    diagonal; `"l2"` takes their square root with a zero-safe gradient (the
+    Squared distances are `|x|² + |y|² − 2 x·y` of the rows centred on
+    their mean (which keeps float32 precision away from the origin), clipped
+    at 0 with a zero diagonal; `"l2"` takes their square root with a zero-safe gradient (the
     TF-Addons `pairwise_distance` construction), `"cosine"` is
     `1 − cos(x, y)`, clipped at 0.
 
@@ -42,6 +43,10 @@ def pairwise_distance(embeddings, distance="l2"):
     if distance == "cosine":
         x = x * ops.rsqrt(ops.maximum(ops.sum(x * x, axis=1, keepdims=True), 1e-12))
         return ops.maximum(1.0 - ops.matmul(x, ops.transpose(x)), 0.0) * off_diagonal
+    # Centred on the batch mean (distances do not change): in float32,
+    # |x|² + |y|² − 2 x·y lost all precision for embeddings far from the
+    # origin (rows at 1e4 that are 0.5 and 3 apart came out 0 apart).
+    x = x - ops.mean(x, axis=0, keepdims=True)
     norms = ops.sum(ops.square(x), axis=1, keepdims=True)
     squared = norms + ops.transpose(norms) - 2.0 * ops.matmul(x, ops.transpose(x))
     squared = ops.maximum(squared, 0.0) * off_diagonal

@@ -51,7 +51,24 @@ def _positive_mask(positives, num_queries, num_gallery):
                 "gallery items (mismatched numbers of images and captions?). Pass "
                 "`positives`.")
         return lambda start, stop: np.eye(num_gallery, dtype=bool)[start:stop]
-    if isinstance(positives, np.ndarray) and positives.dtype == bool:
+    try:
+        array = np.asarray(positives)
+    except ValueError:  # lists of different lengths
+        array = None
+    if array is not None and array.dtype == bool and array.ndim != 2:
+        raise ValueError(f"a boolean positives matrix must have shape ({num_queries}, "
+                         f"{num_gallery}); got {array.shape}.")
+    if (array is not None and array.ndim == 2 and array.dtype.kind in "iuf"
+            and array.shape == (num_queries, num_gallery) and num_gallery > 1
+            and np.isin(array, (0, 1)).all()):
+        # Read as lists of gallery indices, each row of a 0/1 matrix meant
+        # "items 0 and 1" (R@1 0.5 for a perfect ranking).
+        raise ValueError(
+            f"positives is a ({num_queries}, {num_gallery}) array of 0s and 1s: pass a "
+            "boolean matrix (np.asarray(positives, dtype=bool)) or lists of gallery "
+            "indices.")
+    if array is not None and array.dtype == bool:
+        positives = array
         if positives.shape != (num_queries, num_gallery):
             raise ValueError(f"a boolean positives matrix must have shape ({num_queries}, "
                              f"{num_gallery}); got {positives.shape}.")
@@ -85,17 +102,31 @@ def _positive_mask(positives, num_queries, num_gallery):
     return chunk
 
 
-def _scores(queries, gallery, metric="cosine"):
+def _scores(queries, gallery, metric="cosine", exact=False):
+    """(Q, G) float32 scores, higher is closer.
+
+    `"l2"` centres both sides on the gallery's mean first: distances do not
+    change, but `|x|² + |y|² − 2 x·y` in float32 lost all precision for
+    embeddings far from the origin (at 1e4, distances 0.5 and 3 came out 0).
+    With `exact`, the scores are computed in float64 and rounded to float32,
+    so that identical gallery rows get identical scores (a float32 matmul
+    rounds some columns differently, which broke ties in the model's favour).
+    """
     import tensorflow as tf
 
+    dtype = tf.float64 if exact else tf.float32
+    queries, gallery = tf.cast(queries, dtype), tf.cast(gallery, dtype)
     if metric == "cosine":
         queries = tf.math.l2_normalize(queries, axis=1)
         gallery = tf.math.l2_normalize(gallery, axis=1)
+    if metric == "l2":
+        center = tf.reduce_mean(gallery, axis=0, keepdims=True)
+        queries, gallery = queries - center, gallery - center
     scores = tf.matmul(queries, gallery, transpose_b=True)
     if metric == "l2":
         scores = (2.0 * scores - tf.reduce_sum(tf.square(queries), 1, keepdims=True)
                   - tf.transpose(tf.reduce_sum(tf.square(gallery), 1, keepdims=True)))
-    return scores
+    return tf.cast(scores, tf.float32)
 
 
 def retrieval_metrics(query_embeddings, gallery_embeddings, positives=None, ks=(1, 5, 10),
@@ -152,7 +183,7 @@ def retrieval_metrics(query_embeddings, gallery_embeddings, positives=None, ks=(
     ranks, aps = [], []
     for start in range(0, len(queries), batch_size):
         stop = min(start + batch_size, len(queries))
-        scores = np.asarray(_scores(queries[start:stop], gallery, metric))
+        scores = np.asarray(_scores(queries[start:stop], gallery, metric, exact=True))
         mask = mask_of(start, stop)
         # Sort by score (descending); among equal scores non-matches come first.
         order = np.lexsort((mask, -scores), axis=-1)

@@ -105,6 +105,18 @@ def test_pairwise_distance_matches_loops(distance):
                                np_distances(x * 3, distance), atol=1e-5)
 
 
+@pytest.mark.parametrize("distance", ["l2", "squared_l2"])
+def test_pairwise_distance_keeps_its_precision_away_from_the_origin(distance):
+    # In float32, |x|² + |y|² − 2 x·y of rows at 1e4 gave 0 for distances 0.5 and 3.
+    x = np.array([[1e4, 0.0], [1e4 + 0.5, 0.0], [1e4, 3.0]], "float32")
+    expected = np.array([[0, 0.5, 3], [0.5, 0, np.hypot(0.5, 3)], [3, np.hypot(0.5, 3), 0]])
+    if distance == "squared_l2":
+        expected = expected ** 2
+    np.testing.assert_allclose(np.asarray(pairwise_distance(x, distance)), expected,
+                               rtol=1e-5, atol=1e-5)
+    assert float(triplet_loss(np.array([0, 0, 1]), x, 1.0, "batch_hard")) == 0.0
+
+
 @pytest.mark.parametrize("distance", ["l2", "squared_l2", "cosine"])
 @pytest.mark.parametrize("margin", [0.2, 1.0])
 def test_semi_hard_matches_tf_addons_semantics(distance, margin):

@@ -86,6 +86,52 @@ def test_bad_positives_and_shapes_are_named():
         retrieval_metrics(q, g, metric="hamming")
 
 
+def test_ties_between_identical_gallery_rows_count_against_the_model():
+    # A float32 matmul rounds the last G % 8 columns differently, so identical
+    # rows scored 1 ulp apart and some ties went the model's way (a collapsed
+    # model got mean rank 280 of 285 and R@10 0.018, not 285 and 0).
+    rng = np.random.default_rng(3)
+    for dim, n in ((7, 10), (64, 285)):
+        collapsed = np.repeat(rng.normal(size=(1, dim)), n, axis=0)
+        m = retrieval_metrics(collapsed, collapsed)
+        assert m["mean_rank"] == m["median_rank"] == n and m["R@10"] == float(n <= 10)
+    for dim in (7, 128, 256):
+        for _ in range(20):
+            x = rng.normal(size=(10, dim)).astype("float32")
+            gallery = x.copy()
+            gallery[8] = gallery[3]  # a duplicate caption: queries 3 and 8 tie
+            assert retrieval_metrics(x, gallery, ks=(1,))["R@1"] <= 0.8
+
+
+def test_l2_scores_keep_their_precision_away_from_the_origin():
+    # |x|² + |y|² − 2 x·y in float32: at 1e4 the distances 0.5 and 3 came out 0.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 16)) + 1e4
+    m = retrieval_metrics(x, x + rng.normal(scale=1e-3, size=x.shape), metric="l2")
+    assert m["R@1"] == 1.0
+    index = EmbeddingIndex(x, metric="l2")
+    _, ids = index.search(x[:5] + 0.01, k=5)
+    exact = np.argsort(((x[:5, None] + 0.01 - x[None]) ** 2).sum(-1), axis=1)[:, :5]
+    np.testing.assert_array_equal(ids, exact)
+
+
+def test_a_0_1_positives_matrix_must_be_boolean():
+    # An int 0/1 matrix was read as lists of gallery indices {0, 1}: R@1 0.5
+    # for a perfect ranking.
+    eye = np.eye(4)
+    with pytest.raises(ValueError, match=r"a \(4, 4\) array of 0s and 1s: pass a boolean"):
+        retrieval_metrics(eye, eye, positives=np.eye(4, dtype=int))
+    with pytest.raises(ValueError, match="array of 0s and 1s"):
+        retrieval_metrics(eye, eye, positives=np.eye(4).tolist())
+    nested_bools = (np.eye(4) > 0).tolist()
+    assert retrieval_metrics(eye, eye, positives=nested_bools)["R@1"] == 1.0
+    with pytest.raises(ValueError, match="must have shape"):
+        retrieval_metrics(eye, eye, positives=np.ones(4, bool))
+    # Index lists and one index per query still work.
+    assert retrieval_metrics(eye, eye, positives=[[0], [1], [2, 0], [3]])["R@1"] == 1.0
+    assert retrieval_metrics(eye, eye, positives=np.arange(4))["R@1"] == 1.0
+
+
 def test_chance_recall():
     assert chance_recall(100, 1) == pytest.approx(0.01)
     assert chance_recall(10, 10) == 1.0
