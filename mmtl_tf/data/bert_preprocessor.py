@@ -197,11 +197,33 @@ def load_bert_tokenizer(source):
         raise _preset_error("tokenizer", source, e) from e
 
 
+def clean_text(texts):
+    """Strings as BERT's tokenizer should see them (TensorFlow ops).
+
+    Invalid UTF-8 becomes U+FFFD (the vocabulary maps it to `[UNK]`). As in
+    Hugging Face's BERT normaliser, every Unicode space or line break (no-break
+    space, U+3000, U+2028, ...) becomes a plain space and control and format
+    characters (U+0007, zero-width space, BOM, ...) are dropped: keras-hub's
+    tokenizer splits words on ASCII white space only, so "computer\u00a0crashed"
+    was one `[UNK]` instead of two words.
+    """
+    import tensorflow as tf
+
+    texts = tf.convert_to_tensor(texts, dtype=tf.string)
+    texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace",
+                                         replacement_char=0xFFFD)
+    texts = tf.strings.regex_replace(texts, r"[\t\n\v\f\r\x{85}\p{Z}]", " ")
+    return tf.strings.regex_replace(texts, r"[\p{Cc}\p{Cf}\p{Co}]", "")
+
+
 class BertPreprocessor:
     """Raw strings → `{"token_ids", "padding_mask"}` for a BERT-family encoder.
 
-    Each text is cleaned of invalid UTF-8 (bad bytes become U+FFFD, which the
-    vocabulary maps to `[UNK]`), split into WordPieces, **truncated to its first
+    Each text is cleaned (`clean_text`: bad bytes become U+FFFD, which the
+    vocabulary maps to `[UNK]`; Unicode spaces become spaces, control and
+    format characters are dropped), lower-cased as Hugging Face's BERT
+    tokenizer does when the tokenizer lower-cases (a Unicode lower-case
+    mapping, not keras-hub's NFKC case folding), split into WordPieces, **truncated to its first
     `sequence_length - 2` pieces**, wrapped as `[CLS] … [SEP]` and zero-padded
     to `sequence_length`. Everything is TensorFlow ops, so the object works in
     `Dataset.map`, in a `tf.function` and in an exported serving function. An
@@ -241,6 +263,19 @@ class BertPreprocessor:
         self.tokenizer = load_bert_tokenizer(tokenizer)
         self.sequence_length = int(sequence_length)
         tok = self.tokenizer
+        # keras-hub lower-cases by NFKC case folding ("ß" → "ss", "ﬁ" → "fi",
+        # full-width letters → ASCII, "…" → "..."); the BERT-family encoders
+        # were trained with Hugging Face's tokenizer, which only lower-cases.
+        # A lower-casing WordPiece tokenizer is therefore run without its own
+        # lower-casing, on texts lower-cased here (`tf.strings.lower`).
+        self._lowercase = (isinstance(tok, keras_hub.models.BertTokenizer)
+                           and bool(getattr(tok, "lowercase", False)))
+        self._wordpiece = tok
+        if self._lowercase:
+            self._wordpiece = keras_hub.models.BertTokenizer(
+                vocabulary=tok.get_vocabulary(), lowercase=False,
+                strip_accents=bool(tok.strip_accents),
+                special_tokens_in_strings=bool(tok.special_tokens_in_strings))
         self.packer = keras_hub.layers.StartEndPacker(
             start_value=tok.start_token_id, end_value=tok.end_token_id,
             pad_value=tok.pad_token_id, sequence_length=self.sequence_length,
@@ -253,19 +288,23 @@ class BertPreprocessor:
     def __call__(self, texts):
         import tensorflow as tf
 
-        texts = tf.convert_to_tensor(texts, dtype=tf.string)
-        texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace",
-                                             replacement_char=0xFFFD)
-        token_ids, mask = self.packer(self.tokenizer(texts))
+        token_ids, mask = self.packer(self._tokenize(texts))
         return {"token_ids": tf.cast(token_ids, tf.int32),
                 "padding_mask": tf.cast(mask, tf.int32)}
+
+    def _tokenize(self, texts):
+        import tensorflow as tf
+
+        texts = clean_text(texts)
+        if self._lowercase:
+            texts = tf.strings.lower(texts, encoding="utf-8")
+        return self._wordpiece(texts)
 
     def count_tokens(self, texts):
         """WordPieces per text before truncation (NumPy int array)."""
         import numpy as np
-        import tensorflow as tf
 
-        ids = self.tokenizer(tf.constant(list(texts), dtype=tf.string))
+        ids = self._tokenize(list(texts))
         if isinstance(ids, list):  # keras-hub returns lists in eager mode
             return np.asarray([len(row) for row in ids], dtype=np.int64)
         return np.asarray(ids.row_lengths())

@@ -41,6 +41,31 @@ def test_wordpieces_unknown_words_empty_and_invalid_utf8():
     assert ids[3][:5] == _ids("[CLS]", "the", "[UNK]", "cat", "[SEP]")
 
 
+def test_ids_match_hugging_faces_bert_tokenizer_on_unicode_text():
+    # keras-hub splits words on ASCII white space only and lower-cases by NFKC
+    # case folding: "computer\u00a0crashed" was one [UNK], "ß" became "ss".
+    # The reference is Hugging Face's own BERT normaliser + WordPiece
+    # (`tokenizers`, installed with keras-hub) on the same vocabulary.
+    import tokenizers
+    from tokenizers import normalizers, pre_tokenizers, processors
+
+    vocab = VOCAB + ["crashed", "ß", "ss", "ﬁ", "fi", "ａｂｃ", "abc", "...", "…", "½",
+                     "1", "2", "⁄", "µ", "μ", "π", "日", "本"]
+    ref = tokenizers.Tokenizer(tokenizers.models.WordPiece(
+        {t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    ref.normalizer = normalizers.BertNormalizer(lowercase=True)
+    ref.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    ref.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
+    texts = ["The computer\u00a0crashed", "cat\u3000dog\u2028run\u2009film",
+             "comp\u200buter\x07 bad\ufeff", "tab\there\nand\rthere", "Straße ß SS",
+             "ﬁ ＡＢＣ … ½ µ π", "Café CAFÉ", "日本 cat", "  ", ""]
+    pre = BertPreprocessor(vocab, sequence_length=16)
+    ours = pre(texts)
+    for text, ids, mask in zip(texts, ours["token_ids"].numpy(), ours["padding_mask"].numpy()):
+        assert ids[mask == 1].tolist() == ref.encode(text).ids, repr(text)
+    assert pre.count_tokens(texts).tolist() == [len(ref.encode(t).ids) - 2 for t in texts]
+
+
 def test_same_ids_in_a_tf_data_graph_as_eagerly():
     pre = BertPreprocessor(VOCAB, sequence_length=8)
     texts = ["The dog is very good!", "a bad movie", "cafe"]
