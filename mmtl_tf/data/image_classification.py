@@ -40,8 +40,9 @@ import tensorflow as tf
 
 from mmtl_tf.data.image import augment_image, decoded_image_dataset, resize_and_crop
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
-                                  _read_rows, check_columns, empty_split_error, find_file,
-                                  label_field, per_split_files, split_field, text_field)
+                                  _read_rows, check_columns, class_name, empty_split_error,
+                                  find_file, label_field, per_split_files, split_field,
+                                  text_field)
 from mmtl_tf.data.tfds_access import check_download_reachable
 from mmtl_tf.errors import (DataError, DataWarning, DownloadError, check_choice, check_count,
                             check_on_error, handle_problems)
@@ -228,8 +229,8 @@ def _class_folder_rows(folder):
         loose += [os.path.join(base, n) for n in sorted(os.listdir(base))
                   if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(base, n))]
         for label in _subfolders(base):
-            rows += [{"path": path, "labels": [label], "box": None, "split": split, "row": path}
-                     for path in _image_files(os.path.join(base, label))]
+            rows += [{"path": path, "labels": [class_name(label)], "box": None, "split": split,
+                      "row": path} for path in _image_files(os.path.join(base, label))]
     where = "directly in the split folders" if split_dirs else "directly in the folder"
     if not rows:
         raise DataError(
@@ -321,7 +322,7 @@ def load_image_label_records(source="default", split="train", task="multiclass",
         if task == "multiclass" and len(class_names) < 2:
             raise DataError(f"{where}: the training split has one class ({class_names[0]!r}); "
                             "a classifier needs two or more.")
-    class_names = list(class_names)
+    class_names = [class_name(c) for c in class_names]
     chosen = grouped[split]
     if not chosen:
         raise empty_split_error(where, split, grouped)

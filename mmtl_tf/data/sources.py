@@ -18,6 +18,8 @@ import hashlib
 import io
 import json
 import os
+import sys
+import unicodedata
 
 import numpy as np
 
@@ -182,9 +184,21 @@ def csv_rows(path, raw, problems=None):
     None). Missing trailing fields read as empty. A file that is not UTF-8
     raises (its rows cannot be told apart).
     """
-    reader = csv.reader(io.StringIO(_decode_utf8(path, raw), newline=""))
+    # No field-size limit (the csv module stops at 131,072 characters, which
+    # a long text passes), and strict quoting: an unbalanced quote otherwise
+    # swallowed every following row into one field, silently.
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    reader = csv.reader(io.StringIO(_decode_utf8(path, raw), newline=""), strict=True)
     header, end = None, 0
-    for fields in reader:
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            raise DataError(f"{path}:{end + 1}: not valid CSV ({e}); a value that contains "
+                            "a quote must be quoted with the quote doubled, e.g. "
+                            "\"a \"\"quoted\"\" word\".") from None
         start, end = end + 1, reader.line_num  # a quoted value may span lines
         if not fields:
             continue
@@ -213,6 +227,11 @@ def text_field(row, column, name=None):
     name = name or column
     value = row.get(column)
     if isinstance(value, str) and value.strip():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:  # a JSON "\ud83d" escape: half of an emoji
+            return None, (f"{name} holds a lone surrogate (U+{ord(value[e.start]):04X}, "
+                          "e.g. an emoji cut in half): not valid Unicode")
         return value.strip(), None
     if value is None or isinstance(value, str):
         return None, f"empty {name}"
@@ -227,7 +246,14 @@ def label_field(row, column="label"):
     value = row.get(column)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value), None
-    return text_field(row, column)
+    label, why = text_field(row, column)
+    return (class_name(label) if label is not None else None), why
+
+
+def class_name(label):
+    """A class name in Unicode NFC: "café" typed (NFC) and "café" from a macOS
+    folder name (NFD) look the same and must be one class, not two."""
+    return unicodedata.normalize("NFC", label)
 
 
 def read_captions_file(path, require_label=True, on_error="raise"):
@@ -430,7 +456,7 @@ def load_image_text_records(source="default", split="train", require_label=True,
         for r in rows:
             per_split[r["split"] or _hash_split(r["path"], seed)].append(r)
     given = class_names is not None
-    class_names = list(class_names) if given else sorted(
+    class_names = [class_name(c) for c in class_names] if given else sorted(
         {r["label"] for r in per_split["train"] if r["label"] is not None})
     chosen = per_split[split]
     if not chosen:

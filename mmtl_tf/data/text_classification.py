@@ -21,9 +21,10 @@ import os
 
 import numpy as np
 
-from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, empty_split_error,
-                                  default_split, find_file, label_field, per_split_files,
-                                  rows_with_known_labels, split_field, text_field)
+from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, class_name,
+                                  default_split, empty_split_error, find_file, label_field,
+                                  per_split_files, rows_with_known_labels, split_field,
+                                  text_field)
 from mmtl_tf.data.tfds_access import check_download_reachable
 from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
                             handle_problems)
@@ -145,12 +146,16 @@ def load_text_classification_records(source="default", split="train", seed=0,
     source = DEFAULT_TEXT_DIR if source in (None, "default") else os.fspath(source)
     if source.startswith("tfds:"):
         return load_tfds_text_classification(source[5:], split, max_examples=max_examples)
+    given = class_names is not None
     if os.path.isdir(source):
         files = per_split_files(source)
         if files:
-            if "train" not in files or split not in files:
+            # With the model's class names, only the split asked for is needed
+            # (e.g. a folder holding only test.csv to evaluate a run on).
+            needed = [split] if given else ["train", split]
+            if any(s not in files for s in needed):
                 raise DataError(f"{source}: has per-split files {sorted(files.values())} but "
-                                f"no 'train' and {split!r} file.")
+                                f"no {' and '.join(map(repr, dict.fromkeys(needed)))} file.")
             per_split = {s: read_text_classification_file(p, on_error)
                          for s, p in files.items() if s in ("train", split)}
         else:
@@ -165,9 +170,11 @@ def load_text_classification_records(source="default", split="train", seed=0,
     else:
         raise DataError(f"{source}: no such folder or file (expected 'default', a folder, "
                         "a .jsonl/.csv file or 'tfds:NAME').")
-    given = class_names is not None
-    class_names = list(class_names) if given else sorted(
+    class_names = [class_name(c) for c in class_names] if given else sorted(
         {r["label"] for r in per_split.get("train", [])})
+    if not given and len(class_names) == 1:
+        raise DataError(f"{source}: the training split has one class ({class_names[0]!r}); "
+                        "a classifier needs two or more.")
     chosen = per_split.get(split, [])
     if not chosen:
         raise empty_split_error(source, split, per_split)

@@ -1,3 +1,4 @@
+import os
 import shutil
 
 import numpy as np
@@ -190,6 +191,20 @@ def test_class_folders_include_nested_images_and_warn_about_loose_ones(tmp_path)
         records = load_image_label_records(str(tmp_path), "train")
     assert records.class_names == ["Flags", "Food"]
     assert sorted(label for [label] in records.labels) == ["Flags"] * 4 + ["Food"] * 4
+
+
+def test_class_folder_names_and_labels_are_compared_in_one_unicode_form(tmp_path):
+    # macOS writes "café" as NFD; a labels file or a run's class names as typed
+    # (NFC): the same class must not become two, nor an unknown label.
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    _copy_images(tmp_path, [f"{nfd}/{i}.png" for i in range(3)]
+                 + [f"tea/{i}.png" for i in range(3, 6)])
+    with unsplit_rows_in("train"):
+        records = load_image_label_records(str(tmp_path), "train")
+        again = load_image_label_records(str(tmp_path), "train", class_names=[nfc, "tea"])
+    assert records.class_names == [nfc, "tea"] and again.class_names == [nfc, "tea"]
+    assert sorted(label for [label] in records.labels) == [nfc] * 3 + ["tea"] * 3
+    assert all(os.path.isfile(p) for p in records.paths)
 
 
 def test_split_folders_in_any_case_and_misnamed_ones(tmp_path):

@@ -66,7 +66,7 @@ def test_csv_errors(tmp_path):
     # labels with spaces around them name the same class as their text.
     (tmp_path / "c.CSV").write_text(
         "text,label,split\nall good,1,train\nsoup, then bread, x,train\nfine too, 1 ,train\n"
-        "and again,2,test\n")
+        "and again,2,train\n")
     with pytest.raises(mmtl_tf.DataError, match=r"c\.CSV:3: 4 fields but the header has 3"):
         read_text_classification_file(str(tmp_path / "c.CSV"))
     with pytest.warns(mmtl_tf.DataWarning, match="skipped 1 bad row"):
@@ -76,7 +76,8 @@ def test_csv_errors(tmp_path):
     with pytest.warns(mmtl_tf.DataWarning):
         ds = mmtl_tf.data.make_text_classification_dataset(
             str(tmp_path / "c.CSV"), split="train", on_error="skip", batch_size=4)
-    assert sorted(t.decode() for t in next(iter(ds))[0].numpy()) == ["all good", "fine too"]
+    assert sorted(t.decode() for t in next(iter(ds))[0].numpy()) == [
+        "all good", "and again", "fine too"]
 
 
 def test_unknown_test_label_and_hash_split(tmp_path):
@@ -94,6 +95,62 @@ def test_unknown_test_label_and_hash_split(tmp_path):
         b = set(load_text_classification_records(two, split).texts) - {"new"}
         assert a == b and a  # the hash split ignores order and added rows
     assert len(load_text_classification_records(one, "train")) > 120
+
+
+def test_unicode_rows_long_fields_and_unbalanced_quotes(tmp_path):
+    # A lone surrogate (a JSON "\ud83d": an emoji cut in half) failed in
+    # tf.constant without naming the row, even with on_error="skip".
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "fine", "label": "a"}\n'
+                    '{"text": "truncated tweet \\ud83d", "label": "b"}\n')
+    with pytest.raises(mmtl_tf.DataError, match=r"t\.jsonl:2: text holds a lone surrogate "
+                                                r"\(U\+D83D"):
+        read_text_classification_file(str(path))
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 1 bad row"):
+        assert [r["text"] for r in read_text_classification_file(str(path), "skip")] == ["fine"]
+    # A text over the csv module's 131,072-character field limit was a
+    # _csv.Error traceback.
+    long_text = "word " * 40000
+    (tmp_path / "long.csv").write_text(f'text,label\n"{long_text}",a\nshort,b\n')
+    rows = read_text_classification_file(str(tmp_path / "long.csv"))
+    assert [len(r["text"]) for r in rows] == [len(long_text.strip()), 5]
+    # An unbalanced quote swallowed the following rows into one label.
+    (tmp_path / "q.csv").write_text('text,label,split\nfirst text,"pos,train\n'
+                                    'second row,neg,train\nthird row,pos,train\n')
+    with pytest.raises(mmtl_tf.DataError, match=r"q\.csv:2: not valid CSV"):
+        read_text_classification_file(str(tmp_path / "q.csv"))
+    # Doubled quotes inside a quoted value are valid CSV.
+    (tmp_path / "ok.csv").write_text('text,label\n"a ""quoted"" word",x\n')
+    assert read_text_classification_file(str(tmp_path / "ok.csv"))[0]["text"] == \
+        'a "quoted" word'
+
+
+def test_one_class_is_an_error_and_labels_are_one_unicode_form(tmp_path):
+    one = _write_jsonl(tmp_path / "one.jsonl",
+                       [{"text": f"text {i}", "label": "x", "split": "train" if i else "test"}
+                        for i in range(6)])
+    with pytest.raises(mmtl_tf.DataError, match="the training split has one class \\('x'\\)"):
+        load_text_classification_records(one, "train")
+    # "café" as typed (NFC) and as a macOS folder name writes it (NFD).
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    two = _write_jsonl(tmp_path / "two.jsonl",
+                       [{"text": f"text {i}", "label": [nfc, nfd, "tea"][i % 3], "split": "train"}
+                        for i in range(6)])
+    records = load_text_classification_records(two, "train")
+    assert records.class_names == [nfc, "tea"] and records.label_ids().tolist() == [0, 0, 1] * 2
+    again = load_text_classification_records(two, "train", class_names=[nfd, "tea"])
+    assert again.label_ids().tolist() == [0, 0, 1] * 2
+
+
+def test_evaluating_on_a_folder_with_only_a_test_file(tmp_path):
+    # With the model's class names no training file is needed.
+    folder = tmp_path / "held_out"
+    folder.mkdir()
+    _write_jsonl(folder / "test.jsonl", [{"text": "t1", "label": "b"}, {"text": "t2", "label": "a"}])
+    records = load_text_classification_records(str(folder), "test", class_names=["a", "b"])
+    assert records.label_ids().tolist() == [1, 0]
+    with pytest.raises(mmtl_tf.DataError, match="no 'train' and 'test' file"):
+        load_text_classification_records(str(folder), "test")
 
 
 def test_dataset_with_bert_inputs_vectorizer_or_raw_strings():
