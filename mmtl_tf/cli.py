@@ -140,8 +140,10 @@ def build_parser():
     for spec in TASKS.values():
         p = tasks.add_parser(spec.name, help=spec.help, description=spec.help)
         p.add_argument("--data", type=_data_source,
-                       help="'default' (the bundled sample), a folder or a captions file "
-                            "(default: the recipe's)")
+                       help="'default' (the bundled sample), a folder or a CSV/JSONL file "
+                            "of your own (what they hold: 'data:' in the description above and "
+                            "the task's README section), or tfds:NAME where the task reads "
+                            "TFDS (default: the recipe's)")
         p.add_argument("--out", help=f"run folder (default: runs/{spec.name})")
         p.add_argument("--recipe", default=spec.recipe,
                        help=f"bundled recipe name, or a JSON file of your own whose "
