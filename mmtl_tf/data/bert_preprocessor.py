@@ -223,8 +223,8 @@ class BertPreprocessor:
     vocabulary maps to `[UNK]`; Unicode spaces become spaces, control and
     format characters are dropped), lower-cased as Hugging Face's BERT
     tokenizer does when the tokenizer lower-cases (a Unicode lower-case
-    mapping, not keras-hub's NFKC case folding), split into WordPieces, **truncated to its first
-    `sequence_length - 2` pieces**, wrapped as `[CLS] … [SEP]` and zero-padded
+    mapping, not keras-hub's NFKC case folding), split into WordPieces,
+    **truncated to its first `sequence_length - 2` pieces**, wrapped as `[CLS] … [SEP]` and zero-padded
     to `sequence_length`. Everything is TensorFlow ops, so the object works in
     `Dataset.map`, in a `tf.function` and in an exported serving function. An
     empty string becomes `[CLS] [SEP]`; data loaders reject empty texts before

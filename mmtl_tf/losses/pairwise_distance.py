@@ -16,9 +16,9 @@ def pairwise_distance(embeddings, distance="l2"):
 
     Squared distances are `|x|² + |y|² − 2 x·y` of the rows centred on
     their mean (which keeps float32 precision away from the origin), clipped
-    at 0 with a zero diagonal; `"l2"` takes their square root with a zero-safe gradient (the
-    TF-Addons `pairwise_distance` construction), `"cosine"` is
-    `1 − cos(x, y)`, clipped at 0.
+    at 0 with a zero diagonal; `"l2"` takes their square root with a
+    zero-safe gradient (the TF-Addons `pairwise_distance` construction),
+    `"cosine"` is `1 − cos(x, y)`, clipped at 0.
 
     Args:
         embeddings: (N, D) float tensor.
