@@ -241,7 +241,10 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
         `front_end` makes of it, e.g. (B, frames, n_mels)), "text": int32 (B,
         sequence_length)}, label int32 (B,))`, in
         the order of `load_audio_text_records(source, split)` when not shuffled.
-        Its `class_names` attribute lists the classes the labels index.
+        Its `class_names` attribute lists the classes the labels index, and
+        its `records` attribute holds the `AudioTextRecords` of the clips it
+        yields (without the rows and files skipped with `on_error="skip"`),
+        in its order when not shuffled.
 
     Example:
         >>> import mmtl_tf
@@ -320,6 +323,7 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
     options.deterministic = deterministic
     ds = ds.with_options(options).prefetch(tf.data.AUTOTUNE)
     ds.class_names = list(records.class_names)
+    ds.records = records
     return ds
 
 

@@ -101,7 +101,9 @@ def retrieval(model, config, vectorizer, split, datasets=None):
 
     Identical captions count as the same answer, and so do clips of the same
     item (spoken by different voices): with the held-out voices each caption
-    has two correct clips, and the chance levels account for it.
+    has two correct clips, and the chance levels account for it. Clips
+    skipped with `on_error="skip"` leave the pairs they belong to out; the
+    other pairs are scored by the same rules.
 
     Args:
         datasets: dict group → the group's `_dataset`, if built already (see
@@ -114,13 +116,12 @@ def retrieval(model, config, vectorizer, split, datasets=None):
     datasets = datasets or _retrieval_datasets(config, vectorizer, split)
     results = {}
     for group, dataset in datasets.items():
-        records = _records(config, split, voice_group=group)
+        # The rows of the clips the dataset yields, in its order: rows and
+        # files skipped with on_error="skip" are not among them.
+        records = dataset.records
         keys = {"text": [c.strip().lower() for c in records.captions],
                 "audio": [item or path for item, path in zip(records.items, records.paths)]}
-        try:
-            metrics = evaluate_retrieval(model, dataset, match_keys=keys)
-        except ValueError:  # rows were skipped (on_error="skip"): keys no longer align
-            metrics = evaluate_retrieval(model, dataset)
+        metrics = evaluate_retrieval(model, dataset, match_keys=keys)
         metrics["voices"] = sorted(set(records.voices) - {""})
         results[group or "all"] = metrics
     return results

@@ -145,3 +145,41 @@ def test_bad_test_clips_stop_the_run_before_training(tmp_path, capsys):
     err = train_error(capsys, tmp_path / "clips.jsonl", rows, "audio-text", "--batch-size", "16",
                       "--out", str(tmp_path / "run"))
     assert "clips.jsonl:56 (" in err and "silent.wav" in err and "1 bad audio file:" in err
+
+
+def test_a_skipped_clip_leaves_the_scoring_rules_of_the_other_pairs_unchanged(tmp_path):
+    from mmtl_tf.data.text import make_text_vectorizer
+    from mmtl_tf.tasks import audio_text, common
+
+    # Three items, each said by the two held-out voices; one file is not audio.
+    records = mmtl_tf.data.load_audio_text_records("default", "test", voice_group="heldout")
+    first = {}
+    for i, (item, voice) in enumerate(zip(records.items, records.voices)):
+        first.setdefault(item, {}).setdefault(voice, i)
+    chosen = [i for voices in list(first.values())[:3] for i in voices.values()]
+    assert len(chosen) == 6
+    rows = [{"path": records.paths[i], "caption": records.captions[i], "split": "test",
+             "voice": records.voices[i], "voice_group": "heldout", "item": records.items[i]}
+            for i in chosen]
+    (tmp_path / "bad.wav").write_text("not audio")
+    rows[-1]["path"] = str(tmp_path / "bad.wav")
+    (tmp_path / "clips.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = {**common.resolve_config("audio_text", "tiny"),
+              "data": str(tmp_path / "clips.jsonl"), "on_error": "skip", "batch_size": 4}
+    vectorizer = make_text_vectorizer([r["caption"] for r in rows], vocab_size=50,
+                                      sequence_length=int(config["sequence_length"]))
+    model = audio_text.build_model(config)
+    with pytest.warns(mmtl_tf.DataWarning, match="bad.wav"):
+        got = audio_text.retrieval(model, config, vectorizer, "test")["heldout"]
+    kept = rows[:-1]
+    assert got["num_pairs"] == 5
+    # The kept clips are still matched by item and caption: two of the three
+    # captions have two correct clips (chance R@1 (2+2+2+2+1)/5/5, not 1/5).
+    assert got["chance_R@1"] == pytest.approx(9 / 25)
+    with pytest.warns(mmtl_tf.DataWarning, match="bad.wav"):
+        ds = audio_text._dataset(config, vectorizer, "test", voice_group="heldout")
+    expected = mmtl_tf.metrics.evaluate_retrieval(
+        model, ds, match_keys={"text": [r["caption"].strip().lower() for r in kept],
+                               "audio": [r["item"] for r in kept]})
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value), key
