@@ -127,22 +127,33 @@ def retrieval(model, config, vectorizer, split, datasets=None):
     return results
 
 
+def _check_one_batch(config, clips, rows=None):
+    """A `DataError` when the training split has fewer clips than one batch
+    (the training batches drop the remainder, so nothing would be trained).
+    `rows`: the number of rows before bad files were skipped, if known."""
+    if clips >= int(config["batch_size"]):
+        return
+    skipped = f" ({rows - clips} bad audio file(s) skipped)" if rows and rows > clips else ""
+    raise DataError(f"{config['data']}: the training split has {clips} clips{skipped}, "
+                    f"fewer than one batch (batch_size={config['batch_size']}); "
+                    "add rows or lower the batch size (--batch-size).")
+
+
 @common.staged_run
 def train(config, run_dir, verbose=1):
     """Trains on the training split, evaluates retrieval on the test split."""
     check_clip(config)
     common.start_run(run_dir, NAME, config)
     train_records = _records(config, "train")
-    if len(train_records) < int(config["batch_size"]):
-        raise DataError(f"{config['data']}: the training split has {len(train_records)} "
-                        f"clips, fewer than one batch (batch_size={config['batch_size']}); "
-                        "add rows or lower the batch size (--batch-size).")
+    _check_one_batch(config, len(train_records))
     vectorizer = make_text_vectorizer(
         train_records.captions, vocab_size=int(config["vocab_size"]),
         sequence_length=int(config["sequence_length"]),
         split=config.get("text_split", "whitespace"))
     save_text_vectorizer(vectorizer, os.path.join(run_dir, VECTORIZER_FILE))
     train_ds = _dataset(config, vectorizer, "train", training_split=True)
+    # Again with the files checked: with on_error="skip" bad files are gone.
+    _check_one_batch(config, len(train_ds.records), len(train_records))
     val_ds = _dataset(config, vectorizer, "validation")
     # Built (and their clips checked) now, so bad test files stop the run before training.
     test_sets = _retrieval_datasets(config, vectorizer, "test")

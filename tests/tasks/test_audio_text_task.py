@@ -183,3 +183,18 @@ def test_a_skipped_clip_leaves_the_scoring_rules_of_the_other_pairs_unchanged(tm
                                "audio": [r["item"] for r in kept]})
     for key, value in expected.items():
         assert got[key] == pytest.approx(value), key
+
+
+def test_skipped_files_that_leave_less_than_one_batch_stop_the_run(tmp_path, capsys):
+    records = mmtl_tf.data.load_audio_text_records("default", "validation",
+                                                   require_label=False)
+    rows = split_rows(records, {"train": 10, "validation": 4, "test": 4})
+    (tmp_path / "bad.wav").write_text("not audio")
+    for row in rows[:3]:
+        row["path"] = str(tmp_path / "bad.wav")
+    # 10 rows pass the first count (batch 8); 7 clips are left after skipping.
+    err = train_error(capsys, tmp_path / "clips.jsonl", rows, "audio-text", "--batch-size", "8",
+                      "--on-error", "skip", "--out", str(tmp_path / "run"))
+    assert "the training split has 7 clips (3 bad audio file(s) skipped), fewer than one " \
+           "batch (batch_size=8)" in err
+    assert "Traceback" not in err
