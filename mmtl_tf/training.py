@@ -8,9 +8,10 @@ import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from mmtl_tf import runtime
-from mmtl_tf.errors import check_count, raise_collected_problems
+from mmtl_tf.errors import DataError, check_count, raise_collected_problems
 from mmtl_tf.files import atomic_file, atomic_json
 
 
@@ -119,19 +120,27 @@ def history_to_dict(history):
 
 
 def plot_curves(history, path, title=None):
-    """Saves loss and metric curves (train and validation) as a PNG."""
+    """Saves loss and metric curves (train and validation) as a PNG.
+
+    One panel per quantity; a quantity with only validation values gets
+    only that curve, and an empty history an empty panel that says so."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [k for k in history if not k.startswith("val_")]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
+    names = list(dict.fromkeys(k[len("val_"):] if k.startswith("val_") else k
+                               for k in history))
+    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(4.5 * max(len(names), 1), 3.4),
+                             squeeze=False)
+    if not names:
+        axes[0][0].text(0.5, 0.5, "no epochs recorded", ha="center", va="center")
+        axes[0][0].set_axis_off()
     for ax, name in zip(axes[0], names):
-        epochs = np.arange(1, len(history[name]) + 1)
-        ax.plot(epochs, history[name], marker="o", label="train")
-        if f"val_{name}" in history:
-            ax.plot(epochs, history[f"val_{name}"], marker="o", label="validation")
+        for key, label in ((name, "train"), (f"val_{name}", "validation")):
+            if history.get(key):
+                ax.plot(np.arange(1, len(history[key]) + 1), history[key], marker="o",
+                        label=label)
         ax.set_xlabel("epoch")
         ax.set_title(name)
         ax.legend()
@@ -160,8 +169,15 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
 
     Returns:
         (history dict, seconds spent in `fit`).
+
+    Raises:
+        DataError: the training data yields no batch (e.g. fewer examples
+            than one batch with `drop_remainder=True`): Keras would only warn
+            and return a history without training values.
     """
     raise_collected_problems()  # no training on data with bad items left out
+    if isinstance(train_ds, tf.data.Dataset) and int(train_ds.cardinality()) == 0:
+        raise DataError(_NO_BATCH)
     cbs = list(callbacks)
     if run_dir:
         os.makedirs(run_dir, exist_ok=True)
@@ -179,7 +195,17 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
         warnings.filterwarnings("ignore", message=r".*ran out of data.*")
         history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
                             callbacks=cbs, verbose=verbose)
-    return history_to_dict(history), time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    history = history_to_dict(history)
+    if not any(not key.startswith("val_") for key in history):
+        # Keras only warns when the training data runs out before the first step.
+        raise DataError(_NO_BATCH)
+    return history, seconds
+
+
+_NO_BATCH = ("the training data yielded no batch, so nothing was trained (fewer examples "
+             "than one batch where the last partial batch is dropped, or every example "
+             "skipped as bad); add examples or lower the batch size.")
 
 
 def majority_class_accuracy(train_labels, test_labels):

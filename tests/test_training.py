@@ -58,5 +58,28 @@ def test_history_json_and_curves(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_curves_of_a_history_without_training_values(tmp_path):
+    for i, history in enumerate(({}, {"val_loss": [1.0, 0.9]})):
+        training.plot_curves(history, str(tmp_path / f"{i}.png"))
+        assert (tmp_path / f"{i}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fit_on_data_without_one_batch_is_a_data_error(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    rows = tf.data.Dataset.from_tensor_slices((np.zeros((3, 2), "float32"),
+                                               np.zeros((3, 1), "float32")))
+    val = rows.batch(2)
+    # Known to be empty up front, and found empty only by running (unknown size).
+    for train in (rows.batch(4, drop_remainder=True),
+                  rows.filter(lambda x, y: tf.reduce_all(x > 0)).batch(4)):
+        with pytest.raises(mmtl_tf.DataError, match="yielded no batch"):
+            training.fit(model, train, val, epochs=1, run_dir=str(tmp_path), verbose=0,
+                         backup=False)
+
+
 def test_majority_class_accuracy():
     assert training.majority_class_accuracy([0, 1, 1, 2], [1, 1, 0, 2]) == 0.5
