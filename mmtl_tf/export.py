@@ -518,7 +518,10 @@ def waveform_preprocessor(num_samples, trim=True, top_db=40.0):
     zero-padded at the end. In the graph each row is trimmed of leading and
     trailing silence exactly as the training pipeline's librosa step does
     (`mmtl_tf.data.trim_and_crop_batch`) and centre-cropped or zero-padded
-    to `num_samples`, as evaluation clips are.
+    to `num_samples`, as evaluation clips are. A request whose waveform is
+    not (N, samples) (e.g. a single 1-D clip, or stereo (N, samples, 2)),
+    has no samples ((N, 0)), or holds a NaN or inf sample fails with a
+    message that says so (`InvalidArgumentError`).
 
     Args:
         num_samples: int. Samples the audio tower takes.
@@ -532,9 +535,30 @@ def waveform_preprocessor(num_samples, trim=True, top_db=40.0):
     """
     from mmtl_tf.data.audio import trim_and_crop_batch
 
-    spec = tf.TensorSpec([None, None], tf.float32, name="waveform")
+    # Any rank: a loaded signature does not enforce its spec's shape, and
+    # with (None, None) there the rank check below would be decided "2" when
+    # traced, so a single 1-D clip or a stereo (N, samples, 2) batch reached
+    # the trimming ops and failed there with obscure graph errors.
+    spec = tf.TensorSpec(None, tf.float32, name="waveform")
 
     def preprocess(raw):
+        rank = tf.rank(raw)
+        raw = checked([tf.debugging.assert_equal(
+            rank, 2,
+            message="waveform must be float32 (N, samples) mono audio, one row per clip "
+                    "(a single clip is (1, samples); average the channels of "
+                    "multi-channel audio)")], raw)
+        # Control dependencies order ops when they run, but the graph's shape
+        # functions see the request's real shape before anything runs (a Pad
+        # of a 1-D request failed there, ahead of the check): the cond hides
+        # that shape from the ops below. Its other branch never runs.
+        raw = tf.cond(tf.equal(rank, 2), lambda: raw, lambda: tf.zeros([0, 0]))
+        raw.set_shape([None, None])
+        rows, samples = tf.unstack(tf.shape(raw))
+        raw = checked([tf.debugging.Assert(
+            tf.logical_or(samples > 0, tf.equal(rows, 0)),
+            ["waveform has no samples: its (N, 0) rows hold no audio; shape", tf.shape(raw)])],
+            raw)
         # A NaN or inf sample made trimming treat the whole clip as silence.
         raw = tf.debugging.check_numerics(raw, "waveform has NaN or inf samples")
         return trim_and_crop_batch(raw, int(num_samples), trim=trim, top_db=float(top_db))

@@ -177,3 +177,46 @@ def test_waveforms_with_nan_or_inf_are_refused_not_served_as_silence():
         broken[100] = bad
         with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or inf samples"):
             preprocess(tf.constant(broken[None]))
+
+
+BAD_WAVEFORMS = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+fn = tf.saved_model.load(sys.argv[1]).signatures["encode_audio"]
+good = 0.3 * np.random.default_rng(0).standard_normal((2, 1000)).astype("float32")
+messages = {}
+for name, x in [("one_clip", good[0]), ("stereo", np.stack([good, good], -1)),
+                ("no_samples", np.zeros((2, 0), "float32"))]:
+    try:
+        fn(waveform=tf.constant(x))
+        messages[name] = "served"
+    except tf.errors.InvalidArgumentError as e:
+        messages[name] = e.message
+messages["good"] = list(fn(waveform=tf.constant(good))["embeddings"].shape)
+messages["no_clips"] = list(fn(waveform=tf.zeros([0, 0]))["embeddings"].shape)
+json.dump(messages, open(sys.argv[2], "w"))
+"""
+
+
+def test_exported_audio_encoder_names_a_wrongly_shaped_waveform(tmp_path):
+    # A single 1-D clip, a stereo batch and rows of no samples failed deep in
+    # the graph ("slice index 1 of dimension 0 out of bounds", "first dimension
+    # of paddings must be the rank", "indices[0,0] = 0 is not in [0, 0)").
+    keras.utils.set_random_seed(0)
+    model = mmtl_tf.models.build_audio_text_dual_encoder(
+        num_samples=800, n_mels=16, conv_filters=(4,), vocab_size=20, sequence_length=4,
+        embedding_dim=4, lstm_units=4, projection_dim=4)
+    vectorizer = mmtl_tf.data.make_text_vectorizer(["a b", "c d"], vocab_size=20,
+                                                   sequence_length=4)
+    saved = str(tmp_path / "sm")
+    mmtl_tf.export.export_audio_text_dual_encoder(model, vectorizer, saved)
+    out = tmp_path / "out.json"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run([sys.executable, "-c", BAD_WAVEFORMS, saved, str(out)], check=True,
+                   env=env, timeout=300)
+    got = json.loads(out.read_text())
+    for name in ("one_clip", "stereo"):
+        assert "waveform must be float32 (N, samples) mono audio" in got[name], got[name]
+    assert "waveform has no samples" in got["no_samples"], got["no_samples"]
+    assert got["good"] == [2, 4] and got["no_clips"] == [0, 4]
