@@ -58,7 +58,9 @@ def mel_filterbank(sample_rate, n_fft, n_mels=64, fmin=0.0, fmax=None,
         Slaney, "Auditory Toolbox" (1998); Young et al., "The HTK Book".
     """
     fmax = sample_rate / 2.0 if fmax is None else float(fmax)
-    fft_freqs = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    # Bin k is at k * rate / n_fft (as np.fft.rfftfreq): for an odd n_fft the
+    # last bin is below rate / 2 (a linspace to rate / 2 shifted every bin).
+    fft_freqs = np.arange(n_fft // 2 + 1) * (sample_rate / n_fft)
     mel_points = mel_to_hz(np.linspace(hz_to_mel(fmin, mel_scale),
                                        hz_to_mel(fmax, mel_scale), n_mels + 2), mel_scale)
     widths = np.diff(mel_points)
@@ -69,6 +71,18 @@ def mel_filterbank(sample_rate, n_fft, n_mels=64, fmin=0.0, fmax=None,
     if norm == "slaney":
         weights *= (2.0 / (mel_points[2:] - mel_points[:-2]))[:, None]
     return weights.T.astype(np.float32)
+
+
+def periodic_hann(length):
+    """float32 (length,): 0.5 - 0.5 cos(2 pi n / length), n = 0 .. length - 1.
+
+    The periodic Hann window of librosa / scipy (`get_window("hann", length)`)
+    for every length. `tf.signal.hann_window(length, periodic=True)` (what
+    `keras.ops.stft(window="hann")` uses) differs from it for odd lengths
+    (it divides by length - 1 there: the symmetric window), which put the
+    log-mels up to 0.2 dB off librosa's for an odd `win_length`."""
+    n = np.arange(int(length), dtype=np.float64)
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / int(length))).astype(np.float32)
 
 
 @keras.saving.register_keras_serializable(package="mmtl_tf")
@@ -146,6 +160,7 @@ class LogMelSpectrogram(keras.layers.Layer):
         self.mel_scale, self.norm, self.center, self.pad_mode = mel_scale, norm, center, pad_mode
         self.output_kind, self.amin, self.top_db = output, float(amin), top_db
         self._filters = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax, mel_scale, norm)
+        self._window = periodic_hann(win_length)
 
     def num_frames(self, num_samples):
         """Frames produced for a clip of `num_samples` samples (None stays None)."""
@@ -163,7 +178,7 @@ class LogMelSpectrogram(keras.layers.Layer):
             x = ops.pad(x, widths, mode=self.pad_mode)
         real, imag = ops.stft(x, sequence_length=self.win_length,
                               sequence_stride=self.hop_length, fft_length=self.n_fft,
-                              window="hann", center=False)
+                              window=self._window, center=False)
         magnitude2 = real * real + imag * imag
         spec = magnitude2 if self.power == 2.0 else ops.power(ops.sqrt(magnitude2), self.power)
         mel = ops.matmul(spec, ops.convert_to_tensor(self._filters))

@@ -15,6 +15,9 @@ SETTINGS = [
     dict(n_fft=512, hop_length=160, n_mels=64, fmin=0.0, fmax=None),
     dict(n_fft=400, hop_length=160, n_mels=40, fmin=20.0, fmax=7600.0),
     dict(n_fft=512, hop_length=128, win_length=400, n_mels=80, fmin=50.0, fmax=8000.0),
+    # Odd lengths: TF's "periodic" Hann window is not librosa's there.
+    dict(n_fft=512, hop_length=160, win_length=401, n_mels=40, fmin=0.0, fmax=None),
+    dict(n_fft=401, hop_length=160, n_mels=40, fmin=0.0, fmax=None),
 ]
 
 
@@ -87,10 +90,21 @@ def test_reflect_padding_and_power_output_match_librosa():
 
 @pytest.mark.parametrize("scale,norm", [("slaney", "slaney"), ("htk", None), ("htk", "slaney")])
 def test_filterbank_matches_librosa(scale, norm):
-    ours = mel_filterbank(22050, 1024, 48, 30.0, 9000.0, mel_scale=scale, norm=norm)
-    ref = librosa.filters.mel(sr=22050, n_fft=1024, n_mels=48, fmin=30.0, fmax=9000.0,
-                              htk=scale == "htk", norm=norm).T
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-7)
+    for n_fft in (1024, 551):  # an odd n_fft's last bin lies below rate / 2
+        ours = mel_filterbank(22050, n_fft, 48, 30.0, 9000.0, mel_scale=scale, norm=norm)
+        ref = librosa.filters.mel(sr=22050, n_fft=n_fft, n_mels=48, fmin=30.0, fmax=9000.0,
+                                  htk=scale == "htk", norm=norm).T
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-7)
+
+
+def test_window_is_scipys_periodic_hann_for_odd_and_even_lengths():
+    import scipy.signal
+
+    from mmtl_tf.layers.log_mel_spectrogram import periodic_hann
+
+    for n in (5, 400, 401):
+        np.testing.assert_allclose(periodic_hann(n), scipy.signal.get_window("hann", n),
+                                   atol=1e-7)
 
 
 def test_batch_xla_tf_data_and_mixed_precision_agree():
