@@ -185,7 +185,11 @@ def trim_silence_array(y, top_db=40.0, frame_length=1024, hop_length=256,
     y = np.asarray(y, dtype=np.float32)
     if y.size == 0:
         raise DataError(f"{name}: all silent (no samples).")
-    frame = min(frame_length, max(1, y.size))
+    # Frames of frame_length even for shorter clips (centred frames are
+    # zero-padded), as librosa.effects.trim and the exported graph's
+    # trim_and_crop_batch do: a frame of y.size kept other samples of a
+    # 512-1023-sample clip than the graph (900: 644 here, 900 there).
+    frame = int(frame_length)
     rms = librosa.feature.rms(y=y, frame_length=frame, hop_length=hop_length,
                               center=True)
     loudest = float(np.max(rms)) if rms.size else 0.0

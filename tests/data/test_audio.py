@@ -142,6 +142,21 @@ def test_trim_silence_matches_librosa_in_tf_data():
     assert 8000 <= len(ref) < 8000 + 2 * 1024
 
 
+def test_short_clips_are_trimmed_alike_in_training_and_in_the_graph():
+    # Clips of 512..1023 samples (accepted with min_samples=512) were trimmed
+    # with frames of the clip's length in training, of 1,024 in the graph.
+    rng = np.random.default_rng(0)
+    for n in (600, 900, 1023):
+        y = (1e-3 * rng.standard_normal(n)).astype("float32")
+        y[n // 2:n // 2 + 200] += 0.5 * np.sin(np.arange(200) * 0.3).astype("float32")
+        ref, _ = librosa.effects.trim(y, top_db=40, frame_length=1024, hop_length=256)
+        trained = A.trim_silence_array(y, 40.0, min_samples=512)
+        np.testing.assert_array_equal(trained, ref, err_msg=f"{n} samples")
+        graph = mmtl_tf.data.trim_and_crop_batch(y[None], 1600).numpy()[0]
+        np.testing.assert_array_equal(graph, A.crop_or_pad(trained, 1600).numpy(),
+                                      err_msg=f"{n} samples")
+
+
 def test_crop_or_pad_closed_form():
     y = np.arange(1, 8, dtype="float32")  # 7 samples
     assert A.crop_or_pad(y, 3).numpy().tolist() == [3, 4, 5]
