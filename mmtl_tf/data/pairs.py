@@ -58,7 +58,9 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
         (B, sequence_length)}, label int32 (B,))`. Its `class_names` attribute
         (as on Keras' `image_dataset_from_directory`) lists the classes the
         labels index: `num_classes=len(ds.class_names)` for the model (a
-        dataset derived from it with `.map` etc. does not keep it).
+        dataset derived from it with `.map` etc. does not keep it). Its
+        `records` attribute holds the records of the pairs it yields (without
+        those skipped with `on_error="skip"`), in its order when not shuffled.
 
     Example:
         >>> import mmtl_tf
@@ -90,6 +92,7 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
     ds = _assemble(images, records, text_vectorizer, with_labels, split, augment,
                    batch_size, shuffle, shuffle_buffer, deterministic, seed, drop_remainder)
     ds.class_names = list(records.class_names)
+    ds.records = records
     return ds
 
 

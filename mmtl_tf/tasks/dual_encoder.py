@@ -67,8 +67,10 @@ def _bert_dataset(config, preprocessor, split, training_split):
     ds = ds.map(lambda i, image: {"image": image,
                                   "text": {k: tf.gather(v, i) for k, v in tokens.items()}},
                 num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(int(config["batch_size"]), drop_remainder=training_split) \
+    ds = ds.batch(int(config["batch_size"]), drop_remainder=training_split) \
         .prefetch(tf.data.AUTOTUNE)
+    ds.records = records  # the kept pairs, as make_image_text_dataset's
+    return ds
 
 
 def _dataset(config, tokenizer, split, training_split=False):
@@ -125,14 +127,25 @@ def retrieval(model, config, tokenizer, split, dataset=None):
     """`evaluate_retrieval` on a split; identical captions (same string) and
     identical images (same pixels) count as the same answer. `dataset`: the
     split's `_dataset`, if built already."""
-    records = _records(config, split)
-    keys = {"image": "inputs", "text": [c.strip().lower() for c in records.captions]}
     if dataset is None:
         dataset = _dataset(config, tokenizer, split)
-    try:
-        return evaluate_retrieval(model, dataset, match_keys=keys)
-    except ValueError:  # rows were skipped (on_error="skip"): captions no longer align
-        return evaluate_retrieval(model, dataset, match_keys={"image": "inputs"})
+    # The pairs the dataset yields: rows and files skipped with
+    # on_error="skip" are not among them. (The keys were built from all rows,
+    # and a silent fallback then scored without caption keys.)
+    captions = dataset.records.captions
+    keys = {"image": "inputs", "text": [c.strip().lower() for c in captions]}
+    return evaluate_retrieval(model, dataset, match_keys=keys)
+
+
+def _check_one_batch(config, pairs, rows=None):
+    """A `DataError` when the training split has fewer pairs than one batch
+    (training batches drop the remainder, so nothing would be trained)."""
+    if pairs >= int(config["batch_size"]):
+        return
+    skipped = f" ({rows - pairs} bad image file(s) skipped)" if rows and rows > pairs else ""
+    raise DataError(f"{config['data']}: the training split has {pairs} pairs{skipped}, "
+                    f"fewer than one batch (batch_size={config['batch_size']}); "
+                    "add rows or lower the batch size (--batch-size).")
 
 
 @common.staged_run
@@ -140,10 +153,7 @@ def train(config, run_dir, verbose=1):
     """Trains, evaluates retrieval on the test split and writes the run folder."""
     common.start_run(run_dir, NAME, config)
     train_records = _records(config, "train")
-    if len(train_records) < int(config["batch_size"]):
-        raise DataError(f"{config['data']}: the training split has {len(train_records)} "
-                        f"pairs, fewer than one batch (batch_size={config['batch_size']}); "
-                        "add rows or lower the batch size (--batch-size).")
+    _check_one_batch(config, len(train_records))
     encoder_source = None
     if _uses_bert(config):
         encoder_source, tokenizer_source = _text_source(config, train_records.captions)
@@ -156,6 +166,8 @@ def train(config, run_dir, verbose=1):
             remove_stopwords=bool(config.get("remove_stopwords")))
         save_text_vectorizer(tokenizer, os.path.join(run_dir, VECTORIZER_FILE))
     train_ds = _dataset(config, tokenizer, "train", training_split=True)
+    # Again with the files checked: with on_error="skip" bad files are gone.
+    _check_one_batch(config, len(train_ds.records), len(train_records))
     val_ds = _dataset(config, tokenizer, "validation")
     # Built (and its files checked) now, so bad test files stop the run before training.
     test_ds = _dataset(config, tokenizer, "test")

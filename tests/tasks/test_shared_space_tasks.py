@@ -154,3 +154,35 @@ def test_retrieval_table_prints_ranks_alike_whatever_their_size():
     rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[1:]}
     assert rows["a_to_b"] == ["0.250", "143.0", "82.0", "0.500", "0.003"]
     assert rows["b_to_a"] == ["0.250", "95.5", "6.0", "0.500", "0.003"]
+
+
+def test_dual_encoder_retrieval_after_a_skipped_image_keeps_the_caption_rules(tmp_path):
+    # The caption keys were built from every row: with one image file skipped
+    # their length was wrong and a silent fallback scored without them.
+    import mmtl_tf
+    from mmtl_tf.data.text import make_text_vectorizer
+    from mmtl_tf.tasks import common, dual_encoder
+
+    records = load_image_text_records("default", "test", require_label=False)
+    captions = ["a red thing", "a red thing", "a blue thing", "a blue thing", "green", "green"]
+    rows = [{"path": p, "caption": c, "split": "test"}
+            for p, c in zip(records.paths[:6], captions)]
+    (tmp_path / "bad.png").write_text("not an image")
+    rows[-1]["path"] = str(tmp_path / "bad.png")
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = {**common.resolve_config("dual_encoder", "tiny"),
+              "data": str(tmp_path / "pairs.jsonl"), "on_error": "skip", "batch_size": 4}
+    vectorizer = make_text_vectorizer(captions, vocab_size=20,
+                                      sequence_length=int(config["sequence_length"]))
+    model = dual_encoder.build_model(config)
+    with pytest.warns(mmtl_tf.DataWarning, match="bad.png"):
+        got = dual_encoder.retrieval(model, config, vectorizer, "test")
+    assert got["num_pairs"] == 5
+    with pytest.warns(mmtl_tf.DataWarning, match="bad.png"):
+        ds = dual_encoder._dataset(config, vectorizer, "test")
+    expected = mmtl_tf.metrics.evaluate_retrieval(
+        model, ds, match_keys={"image": "inputs", "text": captions[:5]})
+    # Two captions have two correct images each: chance R@1 (2+2+2+2+1)/5/5.
+    assert expected["chance_R@1"] == pytest.approx(9 / 25)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value), key
