@@ -67,7 +67,7 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
 
     Raises:
         mmtl_tf.DataError: naming the file and the problem (missing, empty,
-            undecodable, a WAV or MP3 file cut short, no samples, NaN/inf
+            undecodable, a WAV, Ogg or MP3 file cut short, no samples, NaN/inf
             samples, shorter than `min_samples`).
 
     Example:
@@ -90,7 +90,7 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
         with sf.SoundFile(path) as f:
             declared = f.frames
             y = f.read(dtype="float32", always_2d=True)
-            rate = f.samplerate
+            rate, container = f.samplerate, f.format
     except Exception as e:  # libsndfile reports corrupt/unsupported files
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "File does not exist or is not a regular file" in message:
@@ -101,7 +101,14 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
     truncated = _wav_truncation(path)
     if truncated:
         raise DataError(f"{path}: truncated WAV file ({truncated}).")
-    if 0 < declared < 2**62 and len(y) < declared - max(4608, declared // 100):
+    truncated = _ogg_truncation(path) if container == "OGG" else None
+    if truncated:
+        raise DataError(f"{path}: truncated Ogg file ({truncated}).")
+    # An MP3 declares its length only in a Xing/Info/VBRI header; without one
+    # libsndfile estimates it from the file size and the first frame's
+    # bitrate, which a complete VBR file need not reach.
+    declares = container not in ("MP3", "MPEG") or _mp3_declares_length(path)
+    if declares and 0 < declared < 2**62 and len(y) < declared - max(4608, declared // 100):
         # E.g. an MP3 whose Xing header counts more frames than the file
         # holds (a download cut short): the decoder stops early, silently.
         raise DataError(f"{path}: truncated or corrupt audio (the header declares "
@@ -124,11 +131,60 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
     return np.ascontiguousarray(y, dtype=np.float32), int(rate)
 
 
+def _ogg_truncation(path):
+    """Why an Ogg (Vorbis, Opus) file is cut short, or None.
+
+    libsndfile decodes a truncated Ogg file as the samples that are there. A
+    complete one ends with a whole page that carries the end-of-stream flag:
+    the last page is found from the end of the file (a page is at most
+    65,307 bytes) and its length read from its segment table.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            start = max(0, size - 65536 - 27)
+            f.seek(start)
+            tail = f.read()
+    except OSError:
+        return None
+    at = tail.rfind(b"OggS")
+    if at < 0 or len(tail) - at < 27:
+        return "its last page is cut short"
+    segments = tail[at + 27:at + 27 + tail[at + 26]]
+    if len(segments) < tail[at + 26] or at + 27 + len(segments) + sum(segments) > len(tail):
+        return "its last page is cut short"
+    if not tail[at + 5] & 0x04:
+        return "it ends without the end-of-stream page"
+    return None
+
+
+def _mp3_declares_length(path):
+    """Whether an MP3 file's first frame holds a Xing, Info or VBRI header
+    (the only place an MP3 states its length); an ID3v2 tag is skipped."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(10)
+            offset = 0
+            if head[:3] == b"ID3" and len(head) == 10:
+                size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
+                offset = 10 + size + (10 if head[5] & 0x10 else 0)
+            f.seek(offset)
+            frame = f.read(4096)
+    except OSError:
+        return False
+    sync = next((i for i in range(len(frame) - 1)
+                 if frame[i] == 0xFF and frame[i + 1] & 0xE0 == 0xE0), None)
+    if sync is None:
+        return False
+    first = frame[sync:sync + 200]
+    return any(tag in first for tag in (b"Xing", b"Info", b"VBRI"))
+
+
 def _wav_truncation(path):
     """Why a WAV file is cut short, or None.
 
-    libsndfile reads a truncated WAV (FLAC and Ogg fail to decode) as the
-    samples that are there, so a download or copy that stopped half-way would
+    libsndfile reads a truncated WAV (and Ogg: `_ogg_truncation`; FLAC fails
+    to decode) as the samples that are there, so a download or copy that stopped half-way would
     pass as a shorter clip. The `data` chunk's size in the header says how many
     bytes there should be. A size of 0 or 0xFFFFFFFF (written by streaming
     recorders that never went back to fill it in) tells nothing and passes, as

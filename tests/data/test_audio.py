@@ -123,6 +123,60 @@ def test_mp3_reads_and_a_cut_or_fake_one_is_named(tmp_path):
         A.read_audio(str(tmp_path / "fake.mp3"))
 
 
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="libsndfile without MP3")
+def test_a_complete_vbr_mp3_without_a_xing_header_reads(tmp_path):
+    # Without a Xing/Info header libsndfile only estimates the length (file
+    # size / first frame's bitrate): a complete VBR file was refused as
+    # "truncated" (the header declares 759,223 samples, 222,336 decoded).
+    rng = np.random.default_rng(1)
+    y = np.concatenate([np.zeros(44100), 0.5 * rng.standard_normal(44100 * 4)]).clip(-1, 1)
+    sf.write(tmp_path / "vbr.mp3", y, 44100, format="MP3", bitrate_mode="VARIABLE",
+             compression_level=0.0)
+    whole = (tmp_path / "vbr.mp3").read_bytes()
+    assert b"Xing" in whole[:400] or b"Info" in whole[:400]
+    # The first frame holds the Xing header: start at the next frame's sync word.
+    second = next(j for j in range(4, len(whole) - 1)
+                  if whole[j] == 0xFF and whole[j + 1] == whole[1])
+    (tmp_path / "noxing.mp3").write_bytes(whole[second:])
+    out, _ = A.read_audio(str(tmp_path / "noxing.mp3"), 44100)
+    assert abs(len(out) - len(y)) < 44100 // 10
+    # With the header, a file cut in half is still refused.
+    (tmp_path / "cut.mp3").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(mmtl_tf.DataError, match=r"cut\.mp3: truncated or corrupt audio"):
+        A.read_audio(str(tmp_path / "cut.mp3"))
+
+
+@pytest.mark.parametrize("subtype, rate", [("VORBIS", 16000), ("OPUS", 48000)])
+def test_a_truncated_ogg_file_is_named(tmp_path, subtype, rate):
+    # libsndfile decoded a cut Ogg file as a shorter clip, without an error.
+    y = np.tile(np.concatenate([_word(), _word()]), 2)
+    if rate != 16000:
+        y = np.repeat(y, rate // 16000)
+    sf.write(tmp_path / "full.ogg", y, rate, format="OGG", subtype=subtype)
+    whole = (tmp_path / "full.ogg").read_bytes()
+    assert len(A.read_audio(str(tmp_path / "full.ogg"))[0]) > 0
+    for fraction in (0.5, 0.9):
+        cut = tmp_path / f"cut{fraction}.ogg"
+        cut.write_bytes(whole[:int(len(whole) * fraction)])
+        with pytest.raises(mmtl_tf.DataError, match=r"truncated Ogg file \(its last page is "
+                                                    r"cut short\)"):
+            A.read_audio(str(cut))
+    # Cut exactly at a page boundary: whole pages, but no end-of-stream page.
+    last = whole.rfind(b"OggS")
+    (tmp_path / "pages.ogg").write_bytes(whole[:last])
+    with pytest.raises(mmtl_tf.DataError, match="ends without the end-of-stream page"):
+        A.read_audio(str(tmp_path / "pages.ogg"))
+
+
+def test_the_bundled_ogg_clips_are_whole():
+    import glob
+
+    clips = glob.glob(os.path.join(os.path.dirname(A.__file__), "default_audio", "clips",
+                                   "*", "*.ogg"))
+    assert len(clips) > 2000
+    assert [c for c in clips if A._ogg_truncation(c)] == []
+
+
 def test_faint_noise_is_all_silent_but_quiet_speech_is_not():
     noise = np.random.default_rng(0).normal(size=16000).astype("float32") * 1e-5
     with pytest.raises(mmtl_tf.DataError, match="all silent"):
