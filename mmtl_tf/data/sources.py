@@ -120,10 +120,27 @@ def _read_rows(path, problems=None):
             raw = f.read()
     except OSError as e:
         raise DataError(f"{path}: cannot read the file ({e.strerror}).") from e
+    kind = _media_kind(raw)
+    if kind:  # e.g. --data clip.wav: not "not valid UTF-8"
+        raise DataError(f"{path}: an {kind} file, not a captions or labels file (.csv or "
+                        ".jsonl); pass that file or the folder that holds the data.")
     if is_jsonl(path):
         yield from jsonl_rows(path, raw, problems)
     else:
         yield from csv_rows(path, raw, problems)
+
+
+_MAGIC = ((b"OggS", "audio (Ogg)"), (b"fLaC", "audio (FLAC)"), (b"ID3\x02", "audio (MP3)"),
+          (b"ID3\x03", "audio (MP3)"), (b"ID3\x04", "audio (MP3)"),
+          (b"\x89PNG\r\n", "image (PNG)"), (b"\xff\xd8\xff", "image (JPEG)"),
+          (b"GIF87a", "image (GIF)"), (b"GIF89a", "image (GIF)"))
+
+
+def _media_kind(raw):
+    """"audio (Ogg)", "image (PNG)", ... for the bytes of a media file, else None."""
+    if raw[:4] == b"RIFF" and raw[8:12] in (b"WAVE", b"WEBP"):
+        return "audio (WAV)" if raw[8:12] == b"WAVE" else "image (WebP)"
+    return next((kind for magic, kind in _MAGIC if raw.startswith(magic)), None)
 
 
 def jsonl_rows(path, raw, problems=None):

@@ -1,11 +1,13 @@
 import json
+import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import mmtl_tf
-from mmtl_tf.data.sources import load_image_text_records, read_captions_file
+from mmtl_tf.data.sources import (DEFAULT_SAMPLE_DIR, load_image_text_records,
+                                  read_captions_file)
 
 
 def _image(path, value=0):
@@ -232,3 +234,17 @@ def test_unsplit_rows_go_to_the_evaluated_split_inside_unsplit_rows_in(tmp_path)
         records = load_image_text_records(str(tmp_path), "test", class_names=["a", "b"])
     assert hashed < 39 and len(records) == 39  # all but the row that names its split
     assert len(load_image_text_records(str(tmp_path), "test")) == hashed  # only inside
+
+
+def test_a_media_file_given_as_the_captions_file_says_so(tmp_path):
+    # --data clip.wav was reported as "not valid UTF-8".
+    import soundfile as sf
+
+    sf.write(tmp_path / "clip.wav", np.zeros(1600, "float32"), 16000)
+    with pytest.raises(mmtl_tf.DataError, match=r"clip\.wav: an audio \(WAV\) file, not a "
+                                                r"captions or labels file"):
+        load_image_text_records(str(tmp_path / "clip.wav"), "train")
+    png = os.path.join(DEFAULT_SAMPLE_DIR, "images", sorted(os.listdir(
+        os.path.join(DEFAULT_SAMPLE_DIR, "images")))[0])
+    with pytest.raises(mmtl_tf.DataError, match=r"an image \(PNG\) file"):
+        load_image_text_records(png, "train")
