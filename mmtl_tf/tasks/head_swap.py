@@ -49,6 +49,10 @@ def _build(config, num_classes, weights):
                   head_units=tuple(config["head_units"]), dropout=float(config["dropout"]),
                   trainable="frozen", pooling=config.get("pooling", "avg"))
     if task == "localization":
+        # Global pooling discards where things are: the box head then did no
+        # better than always the mean box (notebook 04); flattening keeps the
+        # backbone's spatial grid.
+        kwargs["pooling"] = config.get("localization_pooling", "flatten")
         return build_localization_model(**kwargs)
     return build_head_swap_classifier(task=task, **kwargs)
 

@@ -90,3 +90,18 @@ def test_pretrained_lite0_beats_the_same_model_from_random_init(tmp_path):
     scratch = metrics["baselines"]["random_init_same_budget"]
     # Measured here: 0.726 vs 0.484 at 64 px (0.765 vs 0.512 at the recipe's 96 px).
     assert pretrained > 0.6 and pretrained > scratch + 0.15, (pretrained, scratch)
+
+
+def test_localization_runs_flatten_the_backbone_features():
+    # Global pooling discards where the object is: the box head then did no
+    # better than always the mean training box (notebook 04).
+    from mmtl_tf.tasks import common, head_swap
+
+    config = common.resolve_config("head_swap", "tiny")
+    pooling = {t: head_swap._build({**config, "target": t}, 3, None)
+               .get_layer("image_encoder").get_config()["pooling"]
+               for t in ("multiclass", "localization")}
+    assert pooling == {"multiclass": "avg", "localization": "flatten"}
+    mine = head_swap._build({**config, "target": "localization", "localization_pooling": "max"},
+                            3, None)
+    assert mine.get_layer("image_encoder").get_config()["pooling"] == "max"
