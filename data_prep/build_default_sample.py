@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -29,6 +28,7 @@ import tempfile
 from mmtl_tf.files import atomic_directory
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from external_tools import fail, require_file, run_tool  # noqa: E402
 from stratified import stratified_split  # noqa: E402 (the folder of this script)
 
 PACKAGE = "emoji-datasource-google"
@@ -39,6 +39,8 @@ DEFAULT_OUT = os.path.join(
 SPLITS = (("train", 0.7), ("validation", 0.15), ("test", 0.15))
 SEED = 20260101
 EXCLUDED_CATEGORIES = {"Component"}
+SCRIPT = "build_default_sample.py"
+TARBALL_URL = (f"https://registry.npmjs.org/{PACKAGE}/-/{PACKAGE}-{VERSION}.tgz")
 
 LICENSE_TEXT = """\
 # Licence and attribution of the bundled default sample
@@ -62,11 +64,18 @@ npm package `{package}@{version}` (https://github.com/iamcal/emoji-data).
 
 def fetch_tarball(workdir):
     """Runs `npm pack` for the pinned package version and returns the tarball path."""
-    out = subprocess.run(
-        ["npm", "pack", f"{PACKAGE}@{VERSION}", "--silent"],
-        cwd=workdir, check=True, capture_output=True, text=True)
-    name = out.stdout.strip().splitlines()[-1]
-    return os.path.join(workdir, name)
+    stdout = run_tool(
+        SCRIPT, ["npm", "pack", f"{PACKAGE}@{VERSION}", "--silent"],
+        missing=f"install Node.js's npm, or download {TARBALL_URL} and pass it with "
+                "--tarball.",
+        failed=f"check the network, or download {TARBALL_URL} and pass it with --tarball.",
+        cwd=workdir)
+    lines = stdout.strip().splitlines()
+    path = os.path.join(workdir, lines[-1].strip()) if lines else ""
+    if not lines or not os.path.isfile(path):
+        fail(SCRIPT, f"`npm pack {PACKAGE}@{VERSION}` wrote no tarball; download "
+                     f"{TARBALL_URL} and pass it with --tarball.")
+    return path
 
 
 def make_caption(entry):
@@ -86,9 +95,19 @@ def stable_rank(key):
 
 
 def build(tarball, out):
-    with tarfile.open(tarball) as tar:
-        meta = json.load(tar.extractfile("package/emoji.json"))
-        mit = tar.extractfile("package/LICENSE").read().decode()
+    require_file(SCRIPT, tarball, "the tarball", "--tarball")
+    try:
+        tar = tarfile.open(tarball)
+    except tarfile.TarError as e:
+        fail(SCRIPT, f"{tarball} is not a readable tarball ({e}); pass the npm tarball "
+                     f"{PACKAGE}-{VERSION}.tgz with --tarball.")
+    with tar:
+        try:
+            meta = json.load(tar.extractfile("package/emoji.json"))
+            mit = tar.extractfile("package/LICENSE").read().decode()
+        except KeyError:
+            fail(SCRIPT, f"{tarball} holds no package/emoji.json or package/LICENSE; is "
+                         f"it the npm tarball {PACKAGE}-{VERSION}.tgz?")
         rows = []
         for e in sorted(meta, key=lambda e: e["sort_order"]):
             if e["category"] in EXCLUDED_CATEGORIES or not e.get("has_img_google"):
@@ -102,6 +121,9 @@ def build(tarball, out):
                          "caption": make_caption(e),
                          "label": e["category"],
                          "_bytes": data})
+    if not rows:
+        fail(SCRIPT, f"no 64 px Google emoji images in {tarball}; is it the npm tarball "
+                     f"{PACKAGE}-{VERSION}.tgz? {out} is left as it was.")
     by_label = {}
     for r in rows:
         by_label.setdefault(r["label"], []).append(r)
@@ -142,6 +164,10 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true",
                         help="rebuild into a temporary folder and compare with --out")
     args = parser.parse_args(argv)
+    if args.tarball:
+        require_file(SCRIPT, args.tarball, "the tarball", "--tarball")
+    if args.check and not os.path.isdir(args.out):
+        fail(SCRIPT, f"no folder {args.out} to compare with; check --out.")
     with tempfile.TemporaryDirectory() as work:
         tarball = args.tarball or fetch_tarball(work)
         if args.check:

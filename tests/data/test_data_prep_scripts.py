@@ -1,0 +1,109 @@
+"""The data_prep builders fail in one line (a missing or failing npm / apt-get /
+dpkg-deb, a wrong path, an unknown option value, an empty result) and never
+replace a built folder by an empty one. The external programs are small stubs
+on PATH: no network, no Debian tools needed."""
+
+import importlib.util
+import io
+import os
+import sys
+import tarfile
+
+import pytest
+
+from tests.conftest import REPO
+
+DATA_PREP = os.path.join(REPO, "data_prep")
+
+
+def _script(name):
+    if DATA_PREP not in sys.path:
+        sys.path.insert(0, DATA_PREP)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(DATA_PREP, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stub(bin_dir, name, body):
+    """An executable `name` in `bin_dir` running the shell `body`."""
+    os.makedirs(bin_dir, exist_ok=True)
+    path = os.path.join(bin_dir, name)
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + body + "\n")
+    os.chmod(path, 0o755)
+
+
+def _only_stubs_on_path(monkeypatch, bin_dir):
+    os.makedirs(bin_dir, exist_ok=True)
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+
+def _dpkg_deb_unpacking(bin_dir, tree):
+    """A `dpkg-deb -x DEB TARGET` stub that copies `tree` into TARGET."""
+    _stub(bin_dir, "dpkg-deb", f'mkdir -p "$3" && cp -R "{tree}/." "$3/"')
+
+
+def _exit_line(excinfo):
+    message = excinfo.value.code
+    assert isinstance(message, str) and "\n" not in message.strip(), message
+    return message
+
+
+def _old_build(out):
+    os.makedirs(out)
+    with open(os.path.join(out, "marker.txt"), "w") as f:
+        f.write("built before")
+
+
+def _untouched(out):
+    with open(os.path.join(out, "marker.txt")) as f:
+        return f.read() == "built before"
+
+
+# build_default_sample.py ---------------------------------------------------------------
+
+def test_default_sample_without_npm_says_how_to_pass_the_tarball(tmp_path, monkeypatch):
+    _only_stubs_on_path(monkeypatch, tmp_path / "bin")
+    script = _script("build_default_sample")
+    with pytest.raises(SystemExit) as e:
+        script.main(["--out", str(tmp_path / "out")])
+    line = _exit_line(e)
+    assert line.startswith("build_default_sample.py: npm not found")
+    assert "--tarball" in line and "emoji-datasource-google-16.0.0.tgz" in line
+
+
+def test_default_sample_npm_failure_shows_npm_stderr(tmp_path, monkeypatch):
+    _stub(tmp_path / "bin", "npm", 'echo "npm error code E404" >&2\n'
+                                   'echo "npm error 404 Not Found" >&2\nexit 1')
+    _only_stubs_on_path(monkeypatch, tmp_path / "bin")
+    script = _script("build_default_sample")
+    with pytest.raises(SystemExit) as e:
+        script.main(["--out", str(tmp_path / "out")])
+    line = _exit_line(e)
+    assert "npm pack emoji-datasource-google@16.0.0" in line
+    assert "npm error code E404 npm error 404 Not Found" in line and "--tarball" in line
+
+
+def test_default_sample_wrong_tarball_path(tmp_path):
+    script = _script("build_default_sample")
+    with pytest.raises(SystemExit) as e:
+        script.main(["--tarball", str(tmp_path / "nope.tgz"), "--out", str(tmp_path / "out")])
+    line = _exit_line(e)
+    assert "nope.tgz" in line and "not found" in line and "--tarball" in line
+
+
+def test_default_sample_without_images_keeps_the_old_build(tmp_path):
+    tarball = tmp_path / "emoji.tgz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name, data in (("package/emoji.json", b"[]"), ("package/LICENSE", b"MIT")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    out = tmp_path / "out"
+    _old_build(out)
+    script = _script("build_default_sample")
+    with pytest.raises(SystemExit) as e:
+        script.main(["--tarball", str(tarball), "--out", str(out)])
+    assert "no 64 px Google emoji images" in _exit_line(e)
+    assert _untouched(out) and sorted(os.listdir(tmp_path)) == ["emoji.tgz", "out"]
