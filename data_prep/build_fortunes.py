@@ -32,18 +32,18 @@ compares with the target folder byte for byte.
 
 import argparse
 import filecmp
-import glob
 import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
 from mmtl_tf.files import atomic_directory
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from external_tools import apt_download, fail  # noqa: E402
+from external_tools import unpack_deb as _unpack_deb  # noqa: E402
 from stratified import stratified_split  # noqa: E402 (the folder of this script)
 
 PACKAGE = "fortunes"
@@ -56,6 +56,7 @@ BUNDLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
 BUNDLE_OPTIONS = {"max_chars": 300, "per_class": 200, "min_chars": 20}
 FORTUNE_DIR = os.path.join("usr", "share", "games", "fortunes")
 COPYRIGHT = os.path.join("usr", "share", "doc", "fortunes", "copyright")
+SCRIPT = "build_fortunes.py"
 
 LICENSE_TEXT = """\
 # Licence and attribution of the fortunes text data
@@ -76,25 +77,12 @@ verbatim; the category files used here are covered by the BSD licence in it.
 
 def fetch_deb(workdir):
     """Runs `apt-get download` for the pinned version; returns the .deb path."""
-    try:
-        subprocess.run(["apt-get", "download", f"{PACKAGE}={VERSION}"], cwd=workdir,
-                       check=True, capture_output=True, text=True)
-    except FileNotFoundError:
-        sys.exit("build_fortunes.py: apt-get not found; download the package "
-                 f"{PACKAGE}={VERSION} elsewhere and pass it with --deb.")
-    except subprocess.CalledProcessError as e:
-        sys.exit(f"build_fortunes.py: `apt-get download {PACKAGE}={VERSION}` failed "
-                 f"({e.stderr.strip()}); run `apt-get update` or pass the file with --deb.")
-    debs = glob.glob(os.path.join(workdir, "fortunes_*.deb"))
-    if not debs:
-        sys.exit("build_fortunes.py: apt-get download produced no fortunes_*.deb")
-    return debs[0]
+    return apt_download(SCRIPT, f"{PACKAGE}={VERSION}", "fortunes_*.deb", workdir)
 
 
 def unpack_deb(deb, target):
     """`dpkg-deb -x` (needs no root); returns the folder."""
-    subprocess.run(["dpkg-deb", "-x", deb, target], check=True)
-    return target
+    return _unpack_deb(SCRIPT, deb, target)
 
 
 def read_fortunes(path):
@@ -151,7 +139,11 @@ def build(deb, out, categories=CATEGORIES, min_chars=20, max_chars=600, per_clas
         by_label = collect(root, categories, min_chars, max_chars, per_class)
         with open(os.path.join(root, COPYRIGHT), encoding="utf-8") as f:
             copyright_text = f.read()
+    if not any(by_label.values()):
+        fail(SCRIPT, f"no quotes of {min_chars}-{max_chars} characters in the categories "
+                     f"{', '.join(categories) or '(none)'}; {out} is left as it was.")
     splits = split_rows(by_label)
+
     def write(staging):
         for name, rows in splits.items():
             with open(os.path.join(staging, f"{name}.jsonl"), "w", encoding="utf-8") as f:
@@ -187,23 +179,34 @@ def main(argv=None):
     parser.add_argument("--bundle", action="store_true",
                         help="build the small bundled subset (max 300 characters, "
                              "200 per category)")
-    parser.add_argument("--categories", default=",".join(CATEGORIES),
-                        help="comma-separated category files (default: %(default)s)")
-    parser.add_argument("--min-chars", type=int, default=20)
-    parser.add_argument("--max-chars", type=int, default=600)
-    parser.add_argument("--per-class", type=int, default=0,
-                        help="at most this many entries per category (0: all)")
+    parser.add_argument("--categories",
+                        help=f"comma-separated category files (default: {','.join(CATEGORIES)})")
+    parser.add_argument("--min-chars", type=int, help="default: 20")
+    parser.add_argument("--max-chars", type=int, help="default: 600")
+    parser.add_argument("--per-class", type=int,
+                        help="at most this many entries per category (default 0: all)")
     parser.add_argument("--check", action="store_true",
                         help="rebuild into a temporary folder and compare with --out")
     args = parser.parse_args(argv)
     if not args.out and not args.bundle:
         parser.error("give --out DIR or --bundle")
-    categories = tuple(c.strip() for c in args.categories.split(",") if c.strip())
-    options = dict(min_chars=args.min_chars, max_chars=args.max_chars,
-                   per_class=args.per_class)
+    custom = [flag for flag, value in (("--categories", args.categories),
+                                       ("--min-chars", args.min_chars),
+                                       ("--max-chars", args.max_chars),
+                                       ("--per-class", args.per_class)) if value is not None]
+    if args.bundle and custom:
+        parser.error(f"--bundle builds the fixed bundled subset and takes no "
+                     f"{', '.join(custom)}; for a custom build give --out DIR instead "
+                     "of --bundle")
     if args.bundle:
         options = dict(BUNDLE_OPTIONS)
         categories = CATEGORIES
+    else:
+        categories = (tuple(c.strip() for c in args.categories.split(",") if c.strip())
+                      if args.categories is not None else CATEGORIES)
+        options = dict(min_chars=20 if args.min_chars is None else args.min_chars,
+                       max_chars=600 if args.max_chars is None else args.max_chars,
+                       per_class=args.per_class or 0)
     out = os.path.abspath(args.out or BUNDLE_DIR)
     with tempfile.TemporaryDirectory() as work:
         deb = args.deb or fetch_deb(work)

@@ -5,6 +5,7 @@ on PATH: no network, no Debian tools needed."""
 
 import importlib.util
 import io
+import json
 import os
 import sys
 import tarfile
@@ -107,3 +108,57 @@ def test_default_sample_without_images_keeps_the_old_build(tmp_path):
         script.main(["--tarball", str(tarball), "--out", str(out)])
     assert "no 64 px Google emoji images" in _exit_line(e)
     assert _untouched(out) and sorted(os.listdir(tmp_path)) == ["emoji.tgz", "out"]
+
+
+# build_fortunes.py ---------------------------------------------------------------------
+
+def _fortunes_tree(root):
+    folder = root / "usr" / "share" / "games" / "fortunes"
+    folder.mkdir(parents=True)
+    for category in ("love", "law"):
+        quotes = [f"A {category} quote number {i}, long enough to be kept." for i in range(20)]
+        (folder / category).write_text("\n%\n".join(quotes) + "\n%\n")
+    doc = root / "usr" / "share" / "doc" / "fortunes"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text("BSD\n")
+
+
+def test_fortunes_bundle_refuses_custom_options(tmp_path, monkeypatch, capsys):
+    _only_stubs_on_path(monkeypatch, tmp_path / "bin")
+    (tmp_path / "f.deb").write_bytes(b"!<arch>\n")
+    script = _script("build_fortunes")
+    with pytest.raises(SystemExit) as e:
+        script.main(["--bundle", "--check", "--deb", str(tmp_path / "f.deb"),
+                     "--per-class", "5", "--categories", "love,law", "--max-chars", "50"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--bundle" in err and "--per-class" in err and "--categories" in err
+
+
+def test_fortunes_without_dpkg_deb(tmp_path, monkeypatch):
+    _only_stubs_on_path(monkeypatch, tmp_path / "bin")
+    (tmp_path / "f.deb").write_bytes(b"!<arch>\n")
+    script = _script("build_fortunes")
+    with pytest.raises(SystemExit) as e:
+        script.main(["--deb", str(tmp_path / "f.deb"), "--out", str(tmp_path / "out")])
+    assert _exit_line(e).startswith("build_fortunes.py: dpkg-deb not found")
+
+
+def test_fortunes_empty_selection_keeps_the_old_build(tmp_path, monkeypatch):
+    _fortunes_tree(tmp_path / "tree")
+    _dpkg_deb_unpacking(tmp_path / "bin", tmp_path / "tree")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    (tmp_path / "f.deb").write_bytes(b"!<arch>\n")
+    out = tmp_path / "out"
+    _old_build(out)
+    script = _script("build_fortunes")
+    with pytest.raises(SystemExit) as e:
+        script.main(["--deb", str(tmp_path / "f.deb"), "--out", str(out),
+                     "--categories", "love,law", "--min-chars", "1000", "--max-chars", "2000"])
+    assert "no quotes of 1000-2000 characters" in _exit_line(e)
+    assert _untouched(out)
+    # The same stubs build a folder with the default options.
+    script.main(["--deb", str(tmp_path / "f.deb"), "--out", str(out),
+                 "--categories", "love,law"])
+    rows = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    assert {r["label"] for r in rows} == {"love", "law"}
