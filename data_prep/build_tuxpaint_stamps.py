@@ -38,8 +38,14 @@ import tempfile
 
 from mmtl_tf.files import atomic_directory, cache_root
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from external_tools import apt_download, fail  # noqa: E402 (the folder of this script)
+from external_tools import unpack_deb as _unpack_deb  # noqa: E402
+
 PACKAGE = "tuxpaint-stamps-default"
 STAMPS = os.path.join("usr", "share", "tuxpaint", "stamps")
+COPYRIGHT = os.path.join("usr", "share", "doc", PACKAGE, "copyright")
+SCRIPT = "build_tuxpaint_stamps.py"
 
 
 def default_out():
@@ -47,23 +53,41 @@ def default_out():
     return os.path.join(cache_root(), "tuxpaint_stamps")
 
 
-def fetch_deb(workdir):
-    """`apt-get download` the package into `workdir`; returns the .deb path."""
-    subprocess.run(["apt-get", "download", PACKAGE], cwd=workdir, check=True,
-                   capture_output=True)
-    debs = glob.glob(os.path.join(workdir, f"{PACKAGE}_*.deb"))
-    if not debs:
-        raise RuntimeError(f"apt-get download {PACKAGE} produced no .deb")
-    return debs[0]
+def fetch_deb(workdir, script=SCRIPT):
+    """`apt-get download` the package into `workdir`; returns the .deb path.
+    Exits with one line (status 1) when apt-get is missing or fails."""
+    return apt_download(script, PACKAGE, f"{PACKAGE}_*.deb", workdir)
+
+
+def unpack_deb(deb, target, script=SCRIPT, alternative=""):
+    """`dpkg-deb -x DEB TARGET` (no root); exits with one line when it cannot."""
+    return _unpack_deb(script, deb, target, alternative)
+
+
+def find_copyright(stamps):
+    """The package's copyright file beside an unpacked or installed `stamps` folder
+    (`.../usr/share/tuxpaint/stamps` → `.../usr/share/doc/PACKAGE/copyright`), or None."""
+    share = os.path.dirname(os.path.dirname(os.path.abspath(stamps)))
+    path = os.path.join(share, "doc", PACKAGE, "copyright")
+    return path if os.path.isfile(path) else None
 
 
 def write_licence(folder, intro, copyright_file):
-    """`folder/LICENSE.md`: `intro`, then the package's copyright file if there is one."""
+    """`folder/LICENSE.md`: `intro`, then the package's copyright file, or where
+    the copyright statement is to be found when that file is not there."""
     with open(os.path.join(folder, "LICENSE.md"), "w", encoding="utf-8") as f:
         f.write(intro)
         if copyright_file and os.path.exists(copyright_file):
             with open(copyright_file, encoding="utf-8", errors="replace") as c:
-                f.write("```\n" + c.read() + "\n```\n")
+                f.write(" The package's copyright file follows.\n\n"
+                        "```\n" + c.read() + "\n```\n")
+        else:
+            f.write("\n\nThe package's copyright file was not found beside the files "
+                    "this was built from. For the Tux Paint stamps (upstream: "
+                    "http://sourceforge.net/projects/tuxpaint) the copyright statement "
+                    f"is the file `/usr/share/doc/{PACKAGE}/copyright` of the Debian "
+                    f"package `{PACKAGE}` (inside the `.deb`: "
+                    f"`usr/share/doc/{PACKAGE}/copyright`).\n")
 
 
 def english_caption(txt_path):
@@ -130,8 +154,16 @@ def collect(stamps):
 
 
 def build(stamps, out, size=128, copyright_file=None):
-    """Writes the dataset folder `out` (atomically) from an unpacked `stamps` folder."""
+    """Writes the dataset folder `out` (atomically) from an unpacked `stamps` folder.
+    Exits with one line, leaving `out` as it was, when `stamps` is not a folder or
+    no stamp could be written."""
+    if not os.path.isdir(stamps):
+        fail(SCRIPT, f"no stamps folder {stamps}; give the folder that holds the stamp "
+                     "categories (e.g. /usr/share/tuxpaint/stamps) with --stamps.")
     rows, skipped = collect(stamps)
+    if not rows:
+        fail(SCRIPT, f"no stamps (an image with a .txt description) under {stamps}; "
+                     f"{len(skipped)} left out; {out} is left as it was.")
     kept = []
 
     def write(staging):
@@ -145,6 +177,9 @@ def build(stamps, out, size=128, copyright_file=None):
                 skipped.append((row["item"], problem))
                 continue
             kept.append(row)
+        if not kept:  # raised before atomic_directory renames: `out` is kept
+            fail(SCRIPT, f"no stamp image could be written from {stamps} ({skipped[-1][1]}, "
+                         f"...); {out} is left as it was.")
         with open(os.path.join(staging, "captions.jsonl"), "w", encoding="utf-8") as f:
             for row in kept:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -156,8 +191,7 @@ def build(stamps, out, size=128, copyright_file=None):
                       f"# {PACKAGE} stamps\n\nImages (resized to at most {size} px) and the "
                       "English first line of each stamp's description, from the Debian "
                       f"package `{PACKAGE}`, by `data_prep/build_tuxpaint_stamps.py`. "
-                      "Licence: GNU GPL version 2 (Tux Paint stamps); the package's "
-                      "copyright file follows.\n\n", copyright_file)
+                      "Licence: GNU GPL version 2 (Tux Paint stamps).", copyright_file)
 
     atomic_directory(out, write)
     return kept, skipped
@@ -171,13 +205,17 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=128, help="longest image side in pixels")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        copyright_file = None
         stamps = args.stamps
         if stamps is None:
             deb = args.deb or fetch_deb(tmp)
-            subprocess.run(["dpkg-deb", "-x", deb, os.path.join(tmp, "x")], check=True)
+            unpack_deb(deb, os.path.join(tmp, "x"),
+                       alternative="or unpack the .deb another way and pass its "
+                                   f"{STAMPS} folder with --stamps")
             stamps = os.path.join(tmp, "x", STAMPS)
-            copyright_file = os.path.join(tmp, "x", "usr", "share", "doc", PACKAGE, "copyright")
+            if not os.path.isdir(stamps):
+                fail(SCRIPT, f"{deb} holds no {STAMPS} folder; is it the {PACKAGE} "
+                             "package?")
+        copyright_file = find_copyright(stamps)
         kept, skipped = build(stamps, args.out, args.size, copyright_file)
     counts = {}
     for row in kept:

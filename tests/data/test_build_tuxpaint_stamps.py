@@ -66,3 +66,74 @@ def test_builds_a_captions_folder(tmp_path, monkeypatch):
                                               batch_size=4, sequence_length=6)
     x, y = next(iter(ds))
     assert x["image"].shape == (4, 32, 32, 3)
+
+
+def _old_build(out):
+    out.mkdir()
+    (out / "marker.txt").write_text("built before")
+
+
+def test_missing_or_empty_stamps_folder_keeps_the_old_build(tmp_path):
+    script = _script()
+    out = tmp_path / "out"
+    _old_build(out)
+    for stamps in (tmp_path / "nonexistent" / "stamps", tmp_path / "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        try:
+            script.main(["--stamps", str(stamps), "--out", str(out)])
+        except SystemExit as e:
+            line = e.code
+        else:
+            line = None
+        assert isinstance(line, str) and "\n" not in line and str(stamps) in line, line
+        assert line.startswith("build_tuxpaint_stamps.py: no stamps")
+        assert (out / "marker.txt").read_text() == "built before"
+    assert sorted(os.listdir(tmp_path)) == ["empty", "out"]            # no staging left
+
+
+def test_licence_with_stamps_folder(tmp_path):
+    share = tmp_path / "usr" / "share"
+    stamps = share / "tuxpaint" / "stamps"
+    _stamp(stamps / "food", "apple", "An apple.")
+    script = _script()
+    script.main(["--stamps", str(stamps), "--out", str(tmp_path / "a")])
+    licence = (tmp_path / "a" / "LICENSE.md").read_text()
+    assert "not found" in licence
+    assert "/usr/share/doc/tuxpaint-stamps-default/copyright" in licence
+    # The package's copyright file beside the stamps (an unpacked or installed package).
+    doc = share / "doc" / "tuxpaint-stamps-default"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text("Copyright: 2002-2022 by Bill Kendrick\nLicense: GPL-2\n")
+    script.main(["--stamps", str(stamps), "--out", str(tmp_path / "b")])
+    licence = (tmp_path / "b" / "LICENSE.md").read_text()
+    assert "Copyright: 2002-2022 by Bill Kendrick" in licence and "not found" not in licence
+
+
+def test_deb_without_dpkg_deb_or_apt_get(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    deb = tmp_path / "tuxpaint-stamps-default_1_all.deb"
+    deb.write_bytes(b"!<arch>\n")
+    script = _script()
+    lines = []
+    for argv in (["--deb", str(deb)], []):
+        try:
+            script.main(argv + ["--out", str(tmp_path / "out")])
+        except SystemExit as e:
+            lines.append(e.code)
+    assert lines[0].startswith("build_tuxpaint_stamps.py: dpkg-deb not found")
+    assert "--stamps" in lines[0]                                      # the way around it
+    assert lines[1].startswith("build_tuxpaint_stamps.py: apt-get not found")
+    assert "--deb" in lines[1]
+    # apt-get there but failing: its message, and what to do.
+    stub = bin_dir / "apt-get"
+    stub.write_text('#!/bin/sh\necho "E: Unable to locate package tuxpaint-stamps-default" >&2\n'
+                    "exit 100\n")
+    stub.chmod(0o755)
+    try:
+        script.main(["--out", str(tmp_path / "out")])
+    except SystemExit as e:
+        line = e.code
+    assert "Unable to locate package" in line and "apt-get update" in line and "\n" not in line
+    assert not (tmp_path / "out").exists()
