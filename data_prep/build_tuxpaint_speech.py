@@ -32,16 +32,17 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The same Debian package, download and stable split as the stamp images.
-from build_tuxpaint_stamps import (PACKAGE, STAMPS, fetch_deb, split_of,  # noqa: E402,F401
-                                   write_licence)
+from build_tuxpaint_stamps import (COPYRIGHT, PACKAGE, STAMPS, fetch_deb,  # noqa: E402
+                                   split_of, unpack_deb, write_licence)
+from external_tools import fail  # noqa: E402
 from mmtl_tf.files import atomic_directory, cache_root  # noqa: E402
 
+SCRIPT = "build_tuxpaint_speech.py"
 DESC = re.compile(r"^(?P<stamp>.+)_desc(?:_(?P<lang>[A-Za-z@_]+))?\.ogg$")
 
 
@@ -77,10 +78,14 @@ def caption_for(captions, lang):
 
 
 def build(deb, out, languages=None):
+    """Writes `out` (atomically) from the .deb. Exits with one line, leaving `out`
+    as it was, for a language without recordings or when no recording has a caption."""
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["dpkg-deb", "-x", deb, tmp], check=True)
+        unpack_deb(deb, tmp, script=SCRIPT)
         stamps = os.path.join(tmp, STAMPS)
-        rows, skipped = [], []
+        if not os.path.isdir(stamps):
+            fail(SCRIPT, f"{deb} holds no {STAMPS} folder; is it the {PACKAGE} package?")
+        rows, skipped, available = [], [], set()
         for path in sorted(glob.glob(os.path.join(stamps, "**", "*_desc*.ogg"),
                                      recursive=True)):
             m = DESC.match(os.path.basename(path))
@@ -89,13 +94,15 @@ def build(deb, out, languages=None):
             lang = m.group("lang") or "en"
             if lang.endswith(".ogg"):  # one file in the package is named *.ogg.ogg
                 lang = lang[:-4]
-            if languages and lang not in languages:
-                continue
             folder = os.path.dirname(path)
             txt = os.path.join(folder, m.group("stamp") + ".txt")
             rel_dir = os.path.relpath(folder, stamps)
             item = f"{rel_dir}/{m.group('stamp')}"
             caption = caption_for(read_captions(txt), lang) if os.path.exists(txt) else None
+            if caption:
+                available.add(lang)  # a language with at least one captioned recording
+            if languages and lang not in languages:
+                continue
             if not caption:
                 skipped.append((os.path.relpath(path, stamps), f"no {lang} caption"))
                 continue
@@ -103,7 +110,15 @@ def build(deb, out, languages=None):
             rows.append({"path": rel, "caption": caption, "label": rel_dir.split("/")[0],
                          "language": lang, "item": item, "voice": f"tuxpaint-{lang}",
                          "split": split_of(item), "source": path})
-        copyright_file = os.path.join(tmp, "usr", "share", "doc", PACKAGE, "copyright")
+        unknown = sorted(set(languages or ()) - available)
+        if unknown:
+            fail(SCRIPT, f"no recordings with a caption in language {', '.join(unknown)}; "
+                         "available (--languages, comma-separated, lower case): "
+                         f"{', '.join(sorted(available))}")
+        if not rows:
+            fail(SCRIPT, f"no recording with a caption in its language in {deb}; "
+                         f"{out} is left as it was.")
+        copyright_file = os.path.join(tmp, COPYRIGHT)
 
         def write(staging):
             for row in rows:
@@ -117,11 +132,32 @@ def build(deb, out, languages=None):
                           f"# {PACKAGE} spoken descriptions (real speech)\n\n"
                           f"Copied unchanged from the Debian package `{os.path.basename(deb)}` "
                           "by `data_prep/build_tuxpaint_speech.py`. Licence: GNU GPL "
-                          "version 2 (Tux Paint stamps); the package's copyright file "
-                          "follows.\n\n", copyright_file)
+                          "version 2 (Tux Paint stamps).", copyright_file)
 
         atomic_directory(out, write)
     return rows, skipped
+
+
+def built_languages(out):
+    """The languages of the rows of `out/captions.jsonl` whose audio file is there
+    (empty when the file is missing, empty or unreadable)."""
+    found = set()
+    try:
+        with open(os.path.join(out, "captions.jsonl"), encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line)
+                    if os.path.isfile(os.path.join(out, row["path"])):
+                        found.add(row["language"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return found
+
+
+def is_built(out, languages=None):
+    """True when `out` holds recordings (in each of `languages`, when given)."""
+    found = built_languages(out)
+    return bool(found) and (not languages or set(languages) <= found)
 
 
 def main(argv=None):
@@ -131,16 +167,18 @@ def main(argv=None):
     parser.add_argument("--languages", default=None,
                         help="comma-separated language tags to keep, e.g. en,fr")
     parser.add_argument("--if-missing", action="store_true",
-                        help="do nothing when the output folder already has captions.jsonl "
-                             "(keeps an existing, possibly larger, build)")
+                        help="do nothing when the output folder already holds recordings "
+                             "(in each of --languages, when given); keeps an existing, "
+                             "possibly larger, build")
     args = parser.parse_args(argv)
     out = os.path.abspath(args.out or default_out())
-    if args.if_missing and os.path.exists(os.path.join(out, "captions.jsonl")):
+    languages = ({t.strip() for t in args.languages.split(",") if t.strip()}
+                 if args.languages else None)
+    if args.if_missing and is_built(out, languages):
         print(f"{out} already built; nothing to do (--if-missing)")
         return 0
-    languages = set(args.languages.split(",")) if args.languages else None
     with tempfile.TemporaryDirectory() as work:
-        deb = args.deb or fetch_deb(work)
+        deb = args.deb or fetch_deb(work, script=SCRIPT)
         rows, skipped = build(deb, out, languages)
     per_lang = {}
     for row in rows:
@@ -150,7 +188,8 @@ def main(argv=None):
     if skipped:
         print(f"skipped {len(skipped)} recordings without a caption in their language, "
               f"e.g. {skipped[0][0]} ({skipped[0][1]})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -162,3 +162,73 @@ def test_fortunes_empty_selection_keeps_the_old_build(tmp_path, monkeypatch):
                  "--categories", "love,law"])
     rows = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
     assert {r["label"] for r in rows} == {"love", "law"}
+
+
+# build_tuxpaint_speech.py --------------------------------------------------------------
+
+def _speech_tree(root):
+    folder = root / "usr" / "share" / "tuxpaint" / "stamps" / "animals" / "marsupials"
+    folder.mkdir(parents=True)
+    (folder / "koala.txt").write_text("A koala.\nfr.utf8=Un koala.\n", encoding="utf-8")
+    for name in ("koala_desc.ogg", "koala_desc_fr.ogg", "koala_desc_lt.ogg"):
+        (folder / name).write_bytes(b"OggS fake")
+
+
+def _speech_setup(tmp_path, monkeypatch):
+    _speech_tree(tmp_path / "tree")
+    _dpkg_deb_unpacking(tmp_path / "bin", tmp_path / "tree")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    deb = tmp_path / "tuxpaint-stamps-default_1_all.deb"
+    deb.write_bytes(b"!<arch>\n")
+    return str(deb), _script("build_tuxpaint_speech")
+
+
+def test_speech_unknown_language_lists_the_tags_and_writes_nothing(tmp_path, monkeypatch):
+    deb, script = _speech_setup(tmp_path, monkeypatch)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        script.main(["--deb", deb, "--languages", "EN", "--out", str(out)])
+    line = _exit_line(e)
+    assert "EN" in line and "available" in line and line.endswith(": en, fr")  # lt: no caption
+    assert not out.exists()
+
+
+def test_speech_if_missing_does_not_accept_an_empty_build(tmp_path, monkeypatch, capsys):
+    deb, script = _speech_setup(tmp_path, monkeypatch)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "captions.jsonl").write_text("")
+    assert script.main(["--deb", deb, "--languages", "en", "--if-missing",
+                        "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "captions.jsonl").read_text().splitlines()]
+    assert [(r["language"], r["caption"]) for r in rows] == [("en", "A koala.")]
+    # Built now: --if-missing keeps it, also with a .deb that is not there ...
+    capsys.readouterr()
+    assert script.main(["--deb", "/nonexistent.deb", "--languages", "en", "--if-missing",
+                        "--out", str(out)]) == 0
+    assert "already built" in capsys.readouterr().out
+    # ... but not for a language the build lacks.
+    script.main(["--deb", deb, "--languages", "en,fr", "--if-missing", "--out", str(out)])
+    rows = [json.loads(line) for line in (out / "captions.jsonl").read_text().splitlines()]
+    assert sorted(r["language"] for r in rows) == ["en", "fr"]
+
+
+def test_speech_apt_get_failure_is_one_line_and_non_zero(tmp_path, monkeypatch):
+    _stub(tmp_path / "bin", "apt-get",
+          'echo "E: Unable to locate package tuxpaint-stamps-default" >&2\nexit 100')
+    _only_stubs_on_path(monkeypatch, tmp_path / "bin")
+    script = _script("build_tuxpaint_speech")
+    with pytest.raises(SystemExit) as e:
+        script.main(["--languages", "en", "--out", str(tmp_path / "out")])
+    line = _exit_line(e)     # a non-zero exit: .ci/run then runs apt-get update and retries
+    assert line.startswith("build_tuxpaint_speech.py: `apt-get download tuxpaint-stamps")
+    assert "Unable to locate package" in line and "apt-get update" in line
+
+
+def test_speech_without_apt_get(tmp_path, monkeypatch):
+    _only_stubs_on_path(monkeypatch, tmp_path / "bin")
+    script = _script("build_tuxpaint_speech")
+    with pytest.raises(SystemExit) as e:
+        script.main(["--out", str(tmp_path / "out")])
+    line = _exit_line(e)
+    assert line.startswith("build_tuxpaint_speech.py: apt-get not found") and "--deb" in line
