@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -39,6 +40,9 @@ DEFAULT_OUT = os.path.join(
 SPLITS = (("train", 0.7), ("validation", 0.15), ("test", 0.15))
 SEED = 20260101
 EXCLUDED_CATEGORIES = {"Component"}
+# The Apache License 2.0 text (the repository's LICENSE), copied beside the images.
+APACHE_LICENSE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "LICENSE")
+APACHE_COPY = "LICENSE-APACHE-2.0.txt"
 SCRIPT = "build_default_sample.py"
 TARBALL_URL = (f"https://registry.npmjs.org/{PACKAGE}/-/{PACKAGE}-{VERSION}.tgz")
 
@@ -51,8 +55,9 @@ npm package `{package}@{version}` (https://github.com/iamcal/emoji-data).
 * `images/*.png`: the 64 px emoji images of Google's Noto Emoji font
   (https://github.com/googlefonts/noto-emoji), copied byte for byte from the
   package's `img/google/64/` folder. Noto Emoji images are licensed under the
-  Apache License, Version 2.0 (https://www.apache.org/licenses/LICENSE-2.0);
-  flag images are in the public domain, as the Noto Emoji project states.
+  Apache License, Version 2.0; its full text is `LICENSE-APACHE-2.0.txt` in
+  this folder (also https://www.apache.org/licenses/LICENSE-2.0). Flag images
+  are in the public domain, as the Noto Emoji project states.
   Copyright 2013-2025 Google Inc. and the Noto Emoji contributors.
 * Captions, labels and split assignment: derived from the package's `emoji.json`
   (emoji names, short names and categories), which is
@@ -141,6 +146,7 @@ def build(tarball, out):
                                        ensure_ascii=False) + "\n")
         with open(os.path.join(staging, "LICENSE.md"), "w", encoding="utf-8") as f:
             f.write(LICENSE_TEXT.format(package=PACKAGE, version=VERSION, mit=mit))
+        shutil.copyfile(APACHE_LICENSE, os.path.join(staging, APACHE_COPY))
 
     atomic_directory(out, write)
     return {name: len(items) for name, items in split_rows.items()}
@@ -168,6 +174,9 @@ def main(argv=None):
         require_file(SCRIPT, args.tarball, "the tarball", "--tarball")
     if args.check and not os.path.isdir(args.out):
         fail(SCRIPT, f"no folder {args.out} to compare with; check --out.")
+    if not os.path.isfile(APACHE_LICENSE):
+        fail(SCRIPT, f"no {os.path.normpath(APACHE_LICENSE)} (the Apache License 2.0 text "
+                     "copied beside the images); run the script from a complete checkout.")
     with tempfile.TemporaryDirectory() as work:
         tarball = args.tarball or fetch_tarball(work)
         if args.check:

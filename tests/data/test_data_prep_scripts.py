@@ -232,3 +232,27 @@ def test_speech_without_apt_get(tmp_path, monkeypatch):
         script.main(["--out", str(tmp_path / "out")])
     line = _exit_line(e)
     assert line.startswith("build_tuxpaint_speech.py: apt-get not found") and "--deb" in line
+
+
+def test_default_sample_ships_the_apache_licence_text():
+    """The Noto images are Apache-2.0: the full text is in the repository (LICENSE)
+    and beside the images, named by LICENSE.md and listed in setup.cfg's
+    package_data so that wheels carry it."""
+    import configparser
+    import fnmatch
+
+    with open(os.path.join(REPO, "LICENSE"), encoding="utf-8") as f:
+        apache = f.read()
+    assert apache.lstrip().startswith("Apache License\n")
+    assert "END OF TERMS AND CONDITIONS" in apache and "APPENDIX: How to apply" in apache
+    sample = os.path.join(REPO, "mmtl_tf", "data", "default_sample")
+    with open(os.path.join(sample, "LICENSE-APACHE-2.0.txt"), encoding="utf-8") as f:
+        assert f.read() == apache
+    with open(os.path.join(sample, "LICENSE.md"), encoding="utf-8") as f:
+        assert "`LICENSE-APACHE-2.0.txt` in\n  this folder" in f.read()
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(REPO, "setup.cfg"))
+    patterns = cfg["options.package_data"]["mmtl_tf"].split()
+    assert any(fnmatch.fnmatch("data/default_sample/LICENSE-APACHE-2.0.txt", p)
+               for p in patterns)
+    assert cfg["metadata"]["license_files"].strip() == "LICENSE"
