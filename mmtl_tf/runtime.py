@@ -28,7 +28,15 @@ ask it when they are built. Build models *after* changing `jit_compile`.
 Distribution. `strategy="default"` is TensorFlow's default (one device);
 `"mirrored"` is `tf.distribute.MirroredStrategy` over the visible GPUs (or the
 logical CPU devices, see `split_cpu`). Build and compile models inside
-`get_strategy().scope()`.
+`get_strategy().scope()`. Mirrored training over several logical CPU devices
+does not work with `jit_compile=True` (TensorFlow's XLA:CPU cannot reach the
+other replicas' variables: "Trying to access resource ... located in device
+CPU:1 from device CPU:0"); use it without XLA there.
+
+`model.compile` of a Functional model from a builder takes Keras' own
+`jit_compile="auto"` unless given `**compile_kwargs()`;
+`mmtl_tf.training.compile_classifier` and the `compile` of `DualEncoder` and
+`TripletNetwork` follow this module's setting themselves.
 """
 
 import contextlib
@@ -83,7 +91,9 @@ def set_jit_compile(jit_compile):
             kernels (see `bench/bench_input_pipeline.py`). Every model also
             trains with `True` on a CPU; the test suite checks that.
     """
-    if jit_compile not in (True, False, "auto"):
+    # `in (True, False, "auto")` also let 1, 0 and 1.0 through (1 == True).
+    if not (type(jit_compile) is bool or (isinstance(jit_compile, str)
+                                          and jit_compile == "auto")):
         raise ValueError(f"jit_compile must be True, False or 'auto', got {jit_compile!r}.")
     _CONFIG.jit_compile = jit_compile
 
@@ -176,7 +186,9 @@ def configure(precision=None, jit_compile=None, strategy=None):
     if strategy is not None:
         check_choice("strategy", strategy, STRATEGIES)
         _CONFIG.strategy = strategy
-    return dataclasses.replace(_CONFIG)
+    # The precision Keras actually has (it may have been set with
+    # keras.config.set_dtype_policy since), not the last one set here.
+    return dataclasses.replace(_CONFIG, precision=get_precision())
 
 
 def enable_determinism():

@@ -26,7 +26,15 @@ def register_all():
 
 
 def load_model(path, **kwargs):
-    """`keras.saving.load_model(path, **kwargs)` with mmtl_tf's classes registered.
+    """`keras.saving.load_model(path, **kwargs)` with mmtl_tf's classes
+    registered, under the precision the file was saved with.
+
+    A model saved under `mixed_float16` or `mixed_bfloat16` is loaded under
+    that global dtype policy (then the program's own is restored): Keras
+    rebuilds layers and the compiled optimizer under the global policy, so in
+    a float32 program such a model came back partly float32 (other outputs),
+    and its optimizer without the loss-scale wrapper ("Skipping variable
+    loading for optimizer": the optimizer state was lost).
 
     Example:
         >>> model = mmtl_tf.load_model("runs/fusion/model.keras")  # doctest: +SKIP
@@ -34,7 +42,37 @@ def load_model(path, **kwargs):
     register_all()
     import keras
 
-    return keras.saving.load_model(path, **kwargs)
+    policy = saved_precision(path)
+    previous = keras.config.dtype_policy()
+    if policy is not None:
+        keras.config.set_dtype_policy(policy)
+    try:
+        return keras.saving.load_model(path, **kwargs)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def saved_precision(path):
+    """The dtype policy the layers of a `.keras` file were built under:
+    `"mixed_float16"` or `"mixed_bfloat16"` if any layer has it, else
+    `"float32"`; None when that cannot be told (not a `.keras` file this can
+    read, or layers of both mixed policies)."""
+    import json
+    import os
+    import zipfile
+
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path).endswith(".keras"):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            text = archive.read("config.json").decode("utf-8")
+        json.loads(text)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None  # Keras' own load reports what is wrong with the file
+    found = [p for p in ("mixed_float16", "mixed_bfloat16") if f'"{p}"' in text]
+    if not found:
+        return "float32"
+    return found[0] if len(found) == 1 else None
 
 
 def _children(layer):
@@ -56,13 +94,34 @@ def trainable_state(model):
     return state
 
 
+def saved_state(layer):
+    """The config entries of an mmtl_tf encoder or model that `rebuild`
+    restores: the trainable flags (`trainable_state`) and the dtype policy
+    its layers were built under (`build_policy`)."""
+    return {"trainable_state": trainable_state(layer), "build_policy": layer.dtype_policy.name}
+
+
 def rebuild(cls, config, **replace):
-    """`from_config` of a class whose `get_config` holds `"trainable_state"`:
+    """`from_config` of a class whose `get_config` holds `saved_state`:
     `cls(**config)` (with `replace`'s entries, e.g. a deserialized sub-model)
-    and the trainable flags restored."""
+    built under the dtype policy it was saved with, and the trainable flags
+    restored. (These classes build their layers under the global policy, so
+    a mixed_float16 model loaded in a float32 program came back float32, with
+    other outputs, and the other way round.) Configs saved before
+    `build_policy` existed build under the global policy, as before."""
+    import keras
+
     config = {**config, **replace}
     state = config.pop("trainable_state", None)
-    return restore_trainable_state(cls(**config), state)
+    policy = config.pop("build_policy", None)
+    previous = keras.config.dtype_policy()
+    if policy is not None:
+        keras.config.set_dtype_policy(policy)
+    try:
+        model = cls(**config)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    return restore_trainable_state(model, state)
 
 
 def restore_trainable_state(model, state):

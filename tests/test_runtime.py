@@ -81,3 +81,34 @@ def test_enable_determinism_orders_tf_data(mode):
         # The slow first element comes out late when order is not enforced:
         # the nondeterminism that --deterministic removes.
         assert flag == "False" and order != list(range(6))
+
+
+def test_jit_compile_takes_only_booleans_and_auto_and_models_follow_it():
+    import mmtl_tf
+
+    for bad in (1, 0, 1.0, "True"):  # 1 == True let 1, 0 and 1.0 through
+        with pytest.raises(ValueError, match="jit_compile must be True, False or 'auto'"):
+            runtime.set_jit_compile(bad)
+    with runtime.settings(jit_compile=True):
+        image = mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(16, 16, 3),
+                                              conv_filters=4, conv_blocks=1)
+        text = mmtl_tf.encoders.TextEncoder(vocab_size=20, sequence_length=4, embedding_dim=4,
+                                            lstm_units=4)
+        dual = mmtl_tf.models.build_dual_encoder(image, text, projection_dim=8)
+        dual.compile("adam")
+        triplet = mmtl_tf.models.build_triplet_network(image, projection_dim=8)
+        triplet.compile("adam")
+        # Keras' own default "auto" ignored runtime.configure(jit_compile=True).
+        assert dual.jit_compile is True and triplet.jit_compile is True
+        dual.compile("adam", jit_compile=False)
+        assert dual.jit_compile is False
+
+
+def test_configure_reports_the_precision_keras_has():
+    before = runtime.get_precision()
+    try:
+        runtime.configure(precision="float32")
+        keras.config.set_dtype_policy("mixed_float16")
+        assert runtime.configure().precision == "mixed_float16"
+    finally:
+        keras.config.set_dtype_policy(before)

@@ -92,3 +92,44 @@ def test_load_model_after_a_bare_import_in_a_fresh_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0 and "same outputs" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("saved, program", [("mixed_float16", "float32"),
+                                            ("float32", "mixed_float16")])
+def test_a_model_loads_under_the_precision_it_was_saved_with(tmp_path, saved, program):
+    # mmtl_tf's encoders rebuilt their layers under the loading program's
+    # policy: a mixed_float16 model came back partly float32 (other outputs)
+    # and its loss-scale optimizer was dropped ("Skipping variable loading for
+    # optimizer"), and a float32 model loaded in a mixed program the other way.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(saved)
+    try:
+        model = mmtl_tf.models.build_fusion_classifier(
+            image_shape=(16, 16, 3), vocab_size=30, sequence_length=5, num_classes=3,
+            conv_filters=8, embedding_dim=8, lstm_units=8)
+        mmtl_tf.training.compile_classifier(model, 3)
+        x = {"image": np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype("uint8"),
+             "text": np.array([[1, 2, 3, 0, 0], [4, 5, 0, 0, 0]] * 2, "int32")}
+        model.fit(x, np.array([0, 1, 2, 0]), epochs=2, verbose=0)
+        y = np.asarray(model.predict(x, verbose=0))
+        model.save(tmp_path / "model.keras")
+    finally:
+        keras.config.set_dtype_policy(previous)
+    np.savez(tmp_path / "x.npz", y=y, **x)
+    code = (
+        "import warnings, keras, numpy as np, mmtl_tf\n"
+        f"keras.config.set_dtype_policy({program!r})\n"
+        "with warnings.catch_warnings():\n"
+        "    warnings.simplefilter('error')\n"
+        f"    model = mmtl_tf.load_model({str(tmp_path / 'model.keras')!r})\n"
+        f"d = np.load({str(tmp_path / 'x.npz')!r})\n"
+        "np.testing.assert_array_equal(model.predict({'image': d['image'], 'text': d['text']},"
+        " verbose=0), d['y'])\n"
+        "encoders = {model.get_layer(n).dtype_policy.name for n in ('image_encoder', "
+        "'text_encoder')}\n"
+        f"assert encoders == {{{saved!r}}}, encoders\n"
+        f"assert keras.config.dtype_policy().name == {program!r}\n"
+        "print('same precision')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and "same precision" in out.stdout, out.stderr[-2000:]

@@ -6,7 +6,7 @@ import keras
 
 from mmtl_tf.errors import check_choice
 from mmtl_tf.layers.log_mel_spectrogram import LogMelSpectrogram
-from mmtl_tf.saving import rebuild, trainable_state
+from mmtl_tf.saving import rebuild, saved_state
 
 INPUTS = ("waveform", "log_mel")
 POOLINGS = ("avg", "max", "time_avg")
@@ -194,7 +194,7 @@ class AudioEncoder(keras.Model):
                                    fmax=self._config["fmax"])
 
     def get_config(self):
-        return {"name": self.name, **self._config, "trainable_state": trainable_state(self)}
+        return {"name": self.name, **self._config, **saved_state(self)}
 
     @classmethod
     def from_config(cls, config):

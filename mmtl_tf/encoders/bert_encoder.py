@@ -9,7 +9,7 @@ from keras import ops
 from mmtl_tf.data.bert_preprocessor import check_encoder_directory, check_preset_name
 from mmtl_tf.errors import DownloadError, check_choice
 from mmtl_tf.layers.masked_pooling import MaskedPooling
-from mmtl_tf.saving import rebuild, trainable_state
+from mmtl_tf.saving import rebuild, saved_state
 
 POOLINGS = ("cls", "mean")
 TRAINABLE = ("frozen", "partial", "full")
@@ -188,7 +188,7 @@ class BertEncoder(keras.Model):
         # .keras file, so a saved encoder never downloads or reads a folder again.
         return {"name": self.name, **self._config,
                 "encoder": keras.saving.serialize_keras_object(self.backbone),
-                "trainable_state": trainable_state(self)}
+                **saved_state(self)}
 
     @classmethod
     def from_config(cls, config):

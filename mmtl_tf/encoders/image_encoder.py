@@ -8,7 +8,7 @@ import keras
 
 from mmtl_tf.errors import DownloadError, check_choice
 from mmtl_tf.layers.image_preprocessing import ImagePreprocessing
-from mmtl_tf.saving import rebuild, trainable_state
+from mmtl_tf.saving import rebuild, saved_state
 
 # name → (keras.applications constructor, preprocessing mode, smallest side)
 BACKBONES = {
@@ -138,6 +138,17 @@ def set_backbone_trainable(backbone, trainable, num_layers=None):
             layer.trainable = False
         elif layer.weights:
             layer.trainable = id(layer) in unfrozen
+    freeze_batch_norm(backbone)
+
+
+def freeze_batch_norm(model):
+    """Sets every BatchNormalization layer inside `model` untrainable, also in
+    nested sub-models (a backbone of your own may hold a model whose layers
+    `model.layers` does not list: unfreezing that model made its BatchNorm
+    scales and offsets trainable)."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
 
 
 @keras.saving.register_keras_serializable(package="mmtl_tf")
@@ -235,7 +246,7 @@ class ImageEncoder(keras.Model):
 
     def get_config(self):
         config = {"name": self.name, "trainable": self._config["trainable"],
-                  **self._config, "trainable_state": trainable_state(self)}
+                  **self._config, **saved_state(self)}
         if self.backbone is not None and config["backbone"] is None:
             config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
         return config

@@ -3,7 +3,7 @@
 import keras
 
 from mmtl_tf import runtime
-from mmtl_tf.saving import rebuild, trainable_state
+from mmtl_tf.saving import rebuild, saved_state
 
 
 @keras.saving.register_keras_serializable(package="mmtl_tf")
@@ -72,7 +72,7 @@ class TextEncoder(keras.Model):
         return self.output.shape[-1]
 
     def get_config(self):
-        return {"name": self.name, **self._config, "trainable_state": trainable_state(self)}
+        return {"name": self.name, **self._config, **saved_state(self)}
 
     @classmethod
     def from_config(cls, config):

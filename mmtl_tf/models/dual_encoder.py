@@ -4,13 +4,14 @@ import math
 
 import keras
 
+from mmtl_tf import runtime
 from mmtl_tf.layers.l2_normalize import L2Normalize
 from mmtl_tf.layers.logit_scale import LogitScale
 from mmtl_tf.layers.projection_head import ProjectionHead
 from mmtl_tf.losses.clip_loss import ClipLoss
 from mmtl_tf.losses.sigmoid_loss import SigLipLoss
 from mmtl_tf.models.embedding_model import mirror_input
-from mmtl_tf.saving import rebuild, trainable_state
+from mmtl_tf.saving import rebuild, saved_state
 
 LOSSES = ("clip", "siglip")
 # (initial log scale, initial bias) of each loss: CLIP log(1/0.07); SigLIP log(10), -10.
@@ -173,12 +174,16 @@ class DualEncoder(keras.Model):
             optimizer: str or `keras.optimizers.Optimizer`.
             initial_loss_scale: float. Starting dynamic loss scale.
             *args, **kwargs: passed to `keras.Model.compile` (`loss` must be
-                None: the model computes its own contrastive loss).
+                None: the model computes its own contrastive loss;
+                `jit_compile` defaults to `mmtl_tf.runtime.get_jit_compile()`).
         """
         loss = args[0] if args else kwargs.get("loss")  # compile(optimizer, loss, ...)
         if loss is not None:
             raise ValueError("DualEncoder computes its own contrastive loss (loss=... was "
                              "given); compile it with an optimizer only.")
+        # XLA as mmtl_tf.runtime.configure(jit_compile=...) says (Keras' own
+        # default "auto" ignored it).
+        kwargs.setdefault("jit_compile", runtime.get_jit_compile())
         if self.dtype_policy.name == "mixed_float16":
             optimizer = keras.optimizers.get(optimizer)
             if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
@@ -209,7 +214,7 @@ class DualEncoder(keras.Model):
         return {"name": self.name, **self._config,
                 "towers": {m: keras.saving.serialize_keras_object(self.tower(m))
                            for m in self._modalities},
-                "trainable_state": trainable_state(self)}
+                **saved_state(self)}
 
     @classmethod
     def from_config(cls, config):

@@ -82,7 +82,8 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
             `mmtl_tf.encoders.BACKBONES`) or any Keras model → transfer learning
             inside the multimodal model; an `ImageEncoder` is used as is.
         image_encoder_weights: None, `"imagenet"` or a weights-file path, for a
-            named `image_encoder`. None (the default) never downloads.
+            named `image_encoder`. None (the default) never downloads. With
+            the small CNN or an `ImageEncoder` it is a `ValueError`.
         image_trainable: str. `"frozen"`, `"partial"` or `"full"` for a named or
             given backbone; `"frozen"` or `"full"` for the small CNN.
         dropout: float. Dropout after the fusion Dense layer (0 in the document).
@@ -112,6 +113,14 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
     check_choice("image_pooling", image_pooling, ("avg", "max", "flatten"))
     check_choice("image_trainable", image_trainable, TRAINABLE)
     image_shape = tuple(image_shape)
+    if image_encoder_weights is not None and (image_encoder is None
+                                              or isinstance(image_encoder, ImageEncoder)):
+        # It was ignored without a word (a weights file that did not even exist).
+        given = "an ImageEncoder (give it its weights)" if image_encoder is not None \
+            else "the small CNN (image_encoder=None)"
+        raise ValueError(f"image_encoder_weights={image_encoder_weights!r} applies to a named "
+                         f"or given backbone, not to {given}; load weights into the built "
+                         "model with model.load_weights(...).")
     if isinstance(image_encoder, ImageEncoder):
         image_tower = image_encoder
     elif image_encoder is None:

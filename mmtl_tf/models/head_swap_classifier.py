@@ -2,7 +2,7 @@
 
 import keras
 
-from mmtl_tf.encoders.image_encoder import ImageEncoder, set_backbone_trainable
+from mmtl_tf.encoders.image_encoder import ImageEncoder, freeze_batch_norm, set_backbone_trainable
 from mmtl_tf.errors import check_choice, check_count
 
 TASK_TYPES = ("multiclass", "multilabel")
@@ -194,6 +194,7 @@ def unfreeze(model, num_layers=None, from_layer=None):
         for i, layer in enumerate(backbone.layers):
             layer.trainable = (i >= start and bool(layer.weights)
                                and not isinstance(layer, keras.layers.BatchNormalization))
+        freeze_batch_norm(backbone)
     else:
         set_backbone_trainable(backbone, "full")
     return [layer.name for layer in backbone.layers if layer.trainable and layer.weights]

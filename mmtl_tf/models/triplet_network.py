@@ -3,10 +3,11 @@ through one tower; trained on explicit triplets."""
 
 import keras
 
+from mmtl_tf import runtime
 from mmtl_tf.layers.pair_distance import PairDistance
 from mmtl_tf.losses.triplet_loss import TripletMarginLoss
 from mmtl_tf.models.embedding_model import build_embedding_model, mirror_input
-from mmtl_tf.saving import rebuild, trainable_state
+from mmtl_tf.saving import rebuild, saved_state
 
 
 @keras.saving.register_keras_serializable(package="mmtl_tf")
@@ -59,6 +60,13 @@ class TripletNetwork(keras.Model):
         """The shared embedding model."""
         return self.get_layer(self.embedding_name)
 
+    def compile(self, *args, **kwargs):
+        """`keras.Model.compile`; `jit_compile` defaults to
+        `mmtl_tf.runtime.get_jit_compile()` (Keras' own "auto" ignored
+        `mmtl_tf.runtime.configure(jit_compile=...)`)."""
+        kwargs.setdefault("jit_compile", runtime.get_jit_compile())
+        super().compile(*args, **kwargs)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         del x, y, training
         loss = self.triplet_loss(None, y_pred, sample_weight)
@@ -69,7 +77,7 @@ class TripletNetwork(keras.Model):
     def get_config(self):
         return {"name": self.name, **self._config,
                 "embedding": keras.saving.serialize_keras_object(self.embedding),
-                "trainable_state": trainable_state(self)}
+                **saved_state(self)}
 
     @classmethod
     def from_config(cls, config):

@@ -127,3 +127,11 @@ def test_image_trainable_frozen_freezes_the_small_cnn_too():
         image_shape=(16, 16, 3), vocab_size=30, sequence_length=5, image_trainable="frozen")
     assert model.get_layer("image_encoder").trainable_weights == []
     assert len(model.trainable_weights) > 0  # the text branch and the head train
+
+
+def test_image_encoder_weights_without_a_backbone_to_load_them_into_is_refused():
+    # The small CNN ignored image_encoder_weights (even a file that did not exist).
+    with pytest.raises(ValueError, match="applies to a named or given backbone, not to the "
+                                         "small CNN"):
+        mmtl_tf.models.build_fusion_classifier(image_shape=(16, 16, 3),
+                                               image_encoder_weights="/no/such.weights.h5")

@@ -161,3 +161,24 @@ def test_fine_tuning_never_changes_batchnorm_statistics():
     for a, b in zip(before, bn.weights):
         np.testing.assert_array_equal(a, np.array(b))
     assert not np.allclose(conv_before, np.array(backbone.get_layer("conv1").kernel))
+
+
+def test_batch_norm_stays_frozen_inside_a_nested_backbone_model():
+    # Only backbone.layers was walked: a BatchNorm inside a sub-model of a
+    # backbone of your own became trainable with trainable="full" or unfreeze().
+    inner_in = keras.Input((8, 8, 4))
+    inner = keras.Model(inner_in, keras.layers.BatchNormalization(name="inner_bn")(
+        keras.layers.Conv2D(4, 3, padding="same", name="inner_conv")(inner_in)), name="inner")
+    outer_in = keras.Input((8, 8, 3))
+    backbone = keras.Model(outer_in, inner(keras.layers.Conv2D(4, 1, name="stem")(outer_in)),
+                           name="custom")
+    for trainable in ("full", "partial"):
+        model = mmtl_tf.models.build_head_swap_classifier(
+            backbone, num_classes=3, input_shape=(8, 8, 3), trainable=trainable)
+        names = [w.path for w in model.trainable_weights]
+        assert not [n for n in names if "inner_bn" in n], (trainable, names)
+    model = mmtl_tf.models.build_head_swap_classifier(backbone, num_classes=3,
+                                                      input_shape=(8, 8, 3))
+    mmtl_tf.models.unfreeze(model)
+    names = [w.path for w in model.trainable_weights]
+    assert any("inner_conv" in n for n in names) and not [n for n in names if "inner_bn" in n]
