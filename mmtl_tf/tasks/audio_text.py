@@ -17,7 +17,6 @@ import keras
 from mmtl_tf import runtime
 from mmtl_tf.data.audio_text import load_audio_text_records, make_audio_text_dataset
 from mmtl_tf.data.text import load_text_vectorizer, make_text_vectorizer, save_text_vectorizer
-from mmtl_tf.errors import DataError
 from mmtl_tf.export import export_audio_text_dual_encoder
 from mmtl_tf.metrics.retrieval import evaluate_retrieval
 from mmtl_tf.models.audio_text_dual_encoder import build_audio_text_dual_encoder
@@ -127,25 +126,13 @@ def retrieval(model, config, vectorizer, split, datasets=None):
     return results
 
 
-def _check_one_batch(config, clips, rows=None):
-    """A `DataError` when the training split has fewer clips than one batch
-    (the training batches drop the remainder, so nothing would be trained).
-    `rows`: the number of rows before bad files were skipped, if known."""
-    if clips >= int(config["batch_size"]):
-        return
-    skipped = f" ({rows - clips} bad audio file(s) skipped)" if rows and rows > clips else ""
-    raise DataError(f"{config['data']}: the training split has {clips} clips{skipped}, "
-                    f"fewer than one batch (batch_size={config['batch_size']}); "
-                    "add rows or lower the batch size (--batch-size).")
-
-
 @common.staged_run
 def train(config, run_dir, verbose=1):
     """Trains on the training split, evaluates retrieval on the test split."""
     check_clip(config)
     common.start_run(run_dir, NAME, config)
     train_records = _records(config, "train")
-    _check_one_batch(config, len(train_records))
+    common.check_one_batch(config, len(train_records), items="clips", files="audio")
     vectorizer = make_text_vectorizer(
         train_records.captions, vocab_size=int(config["vocab_size"]),
         sequence_length=int(config["sequence_length"]),
@@ -153,7 +140,8 @@ def train(config, run_dir, verbose=1):
     save_text_vectorizer(vectorizer, os.path.join(run_dir, VECTORIZER_FILE))
     train_ds = _dataset(config, vectorizer, "train", training_split=True)
     # Again with the files checked: with on_error="skip" bad files are gone.
-    _check_one_batch(config, len(train_ds.records), len(train_records))
+    common.check_one_batch(config, len(train_ds.records), len(train_records), items="clips",
+                           files="audio")
     val_ds = _dataset(config, vectorizer, "validation")
     # Built (and their clips checked) now, so bad test files stop the run before training.
     test_sets = _retrieval_datasets(config, vectorizer, "test")

@@ -11,7 +11,8 @@ import keras
 
 from mmtl_tf import __version__, runtime
 from mmtl_tf.data.sources import unsplit_rows_in
-from mmtl_tf.errors import check_on_error, collect_problems, raise_collected_problems
+from mmtl_tf.errors import (DataError, check_on_error, collect_problems,
+                            raise_collected_problems)
 from mmtl_tf.files import atomic_directory, check_replaceable
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.training import atomic_write_json, read_json
@@ -74,6 +75,19 @@ def _same_kind(default, value):
     if isinstance(default, float):
         return isinstance(value, (int, float))
     return isinstance(value, type(default))
+
+
+def check_one_batch(config, count, rows=None, items="pairs", files="image"):
+    """A `DataError` when the training split has fewer `items` than one batch
+    (training batches drop the remainder, so nothing would be trained).
+    `rows`: the number of rows before bad `files` files were skipped
+    (`on_error="skip"`), if known."""
+    if count >= int(config["batch_size"]):
+        return
+    skipped = f" ({rows - count} bad {files} file(s) skipped)" if rows and rows > count else ""
+    raise DataError(f"{config['data']}: the training split has {count} {items}{skipped}, "
+                    f"fewer than one batch (batch_size={config['batch_size']}); "
+                    "add rows or lower the batch size (--batch-size).")
 
 
 def check_run_dir(run_dir):

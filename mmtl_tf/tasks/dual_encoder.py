@@ -23,7 +23,6 @@ from mmtl_tf.data.sources import load_image_text_records
 from mmtl_tf.data.text import (load_text_vectorizer, make_text_vectorizer,
                                save_text_vectorizer)
 from mmtl_tf.encoders.text_encoder import TextEncoder
-from mmtl_tf.errors import DataError
 from mmtl_tf.export import export_image_text_dual_encoder
 from mmtl_tf.metrics.retrieval import evaluate_retrieval
 from mmtl_tf.models.dual_encoder import build_dual_encoder
@@ -137,23 +136,12 @@ def retrieval(model, config, tokenizer, split, dataset=None):
     return evaluate_retrieval(model, dataset, match_keys=keys)
 
 
-def _check_one_batch(config, pairs, rows=None):
-    """A `DataError` when the training split has fewer pairs than one batch
-    (training batches drop the remainder, so nothing would be trained)."""
-    if pairs >= int(config["batch_size"]):
-        return
-    skipped = f" ({rows - pairs} bad image file(s) skipped)" if rows and rows > pairs else ""
-    raise DataError(f"{config['data']}: the training split has {pairs} pairs{skipped}, "
-                    f"fewer than one batch (batch_size={config['batch_size']}); "
-                    "add rows or lower the batch size (--batch-size).")
-
-
 @common.staged_run
 def train(config, run_dir, verbose=1):
     """Trains, evaluates retrieval on the test split and writes the run folder."""
     common.start_run(run_dir, NAME, config)
     train_records = _records(config, "train")
-    _check_one_batch(config, len(train_records))
+    common.check_one_batch(config, len(train_records))
     encoder_source = None
     if _uses_bert(config):
         encoder_source, tokenizer_source = _text_source(config, train_records.captions)
@@ -167,7 +155,7 @@ def train(config, run_dir, verbose=1):
         save_text_vectorizer(tokenizer, os.path.join(run_dir, VECTORIZER_FILE))
     train_ds = _dataset(config, tokenizer, "train", training_split=True)
     # Again with the files checked: with on_error="skip" bad files are gone.
-    _check_one_batch(config, len(train_ds.records), len(train_records))
+    common.check_one_batch(config, len(train_ds.records), len(train_records))
     val_ds = _dataset(config, tokenizer, "validation")
     # Built (and its files checked) now, so bad test files stop the run before training.
     test_ds = _dataset(config, tokenizer, "test")
