@@ -67,6 +67,13 @@ class TripletNetwork(keras.Model):
         kwargs.setdefault("jit_compile", runtime.get_jit_compile())
         super().compile(*args, **kwargs)
 
+    def compile_from_config(self, config):
+        """Recompiles a loaded model with its saved settings and optimizer
+        (Keras skips a `compile` it does not know, with a warning)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         del x, y, training
         loss = self.triplet_loss(None, y_pred, sample_weight)

@@ -36,6 +36,24 @@ def test_harness_triplet_network():
     assert float(model.compute_loss(y_pred=out)) == pytest.approx(expected, rel=1e-5)
 
 
+def test_a_loaded_triplet_network_is_compiled_with_its_optimizer(tmp_path):
+    # With its own compile (which follows runtime jit_compile) Keras skipped
+    # recompiling a loaded TripletNetwork, with a warning.
+    import warnings
+
+    x = {"anchor": _images(6), "positive": _images(6, seed=1), "negative": _images(6, seed=2)}
+    model = mmtl_tf.models.build_triplet_network(_encoder(), 8)
+    model.compile(keras.optimizers.Adam(0.01), jit_compile=False)
+    model.fit(x, epochs=2, verbose=0)
+    model.save(tmp_path / "t.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = mmtl_tf.load_model(tmp_path / "t.keras")
+    assert loaded.compiled and loaded.jit_compile is False
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 2
+    np.testing.assert_allclose(loaded.optimizer.learning_rate, 0.01)
+
+
 def _episode(batch=2, way=3, shot=2, queries=2, size=16, seed=0):
     labels = np.eye(way, dtype="float32")[np.repeat(np.arange(way), shot)]
     x = {"support": _images(way * shot, size, seed, shape=(batch,)),
