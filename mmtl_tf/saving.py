@@ -13,6 +13,7 @@
   `from_config`) restores it.
 """
 
+import contextlib
 import importlib
 
 # The modules whose import registers every serializable class of mmtl_tf.
@@ -42,12 +43,24 @@ def load_model(path, **kwargs):
     register_all()
     import keras
 
-    policy = saved_precision(path)
+    with global_dtype_policy(saved_precision(path)):
+        return keras.saving.load_model(path, **kwargs)
+
+
+@contextlib.contextmanager
+def global_dtype_policy(policy):
+    """Within the block, Keras' global dtype policy is `policy` (any Keras
+    policy name; None leaves it as it is); the previous one is restored after,
+    also on an error. mmtl_tf's encoders build their layers under the global
+    policy, so loading a model means building it under the policy it was
+    saved with."""
+    import keras
+
     previous = keras.config.dtype_policy()
     if policy is not None:
         keras.config.set_dtype_policy(policy)
     try:
-        return keras.saving.load_model(path, **kwargs)
+        yield
     finally:
         keras.config.set_dtype_policy(previous)
 
@@ -109,18 +122,10 @@ def rebuild(cls, config, **replace):
     a mixed_float16 model loaded in a float32 program came back float32, with
     other outputs, and the other way round.) Configs saved before
     `build_policy` existed build under the global policy, as before."""
-    import keras
-
     config = {**config, **replace}
     state = config.pop("trainable_state", None)
-    policy = config.pop("build_policy", None)
-    previous = keras.config.dtype_policy()
-    if policy is not None:
-        keras.config.set_dtype_policy(policy)
-    try:
+    with global_dtype_policy(config.pop("build_policy", None)):
         model = cls(**config)
-    finally:
-        keras.config.set_dtype_policy(previous)
     return restore_trainable_state(model, state)
 
 

@@ -15,6 +15,7 @@ from mmtl_tf.errors import (DataError, check_on_error, collect_problems,
                             raise_collected_problems)
 from mmtl_tf.files import atomic_directory, check_replaceable
 from mmtl_tf.recipes import load_recipe
+from mmtl_tf.saving import global_dtype_policy
 from mmtl_tf.training import atomic_write_json, read_json
 
 RUN_FILE = "run.json"
@@ -245,17 +246,14 @@ def load_run_model(run_dir, task):
     path = require_file(run_dir, "model.keras")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: damaged (not a .keras zip archive); train the run again.")
-    previous = keras.config.dtype_policy()
     try:
         # Under the run's precision: mmtl_tf's encoders rebuild their layers
         # under the global policy, so a mixed-precision run loaded as float32.
-        keras.config.set_dtype_policy(info["config"].get("precision", "float32"))
-        model = keras.saving.load_model(path, compile=False)
+        with global_dtype_policy(info["config"].get("precision", "float32")):
+            model = keras.saving.load_model(path, compile=False)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: cannot load the model ({e}); it may be damaged: "
                          "train the run again.") from e
-    finally:
-        keras.config.set_dtype_policy(previous)
     return info, model
 
 
