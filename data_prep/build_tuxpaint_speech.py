@@ -37,8 +37,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The same Debian package, download and stable split as the stamp images.
-from build_tuxpaint_stamps import (COPYRIGHT, PACKAGE, STAMPS, fetch_deb,  # noqa: E402
-                                   split_of, unpack_deb, write_licence)
+from build_tuxpaint_stamps import (PACKAGE, fetch_deb, find_copyright,  # noqa: E402
+                                   split_of, unpack_stamps, write_licence)
 from external_tools import fail  # noqa: E402
 from mmtl_tf.files import atomic_directory, cache_root  # noqa: E402
 
@@ -81,10 +81,7 @@ def build(deb, out, languages=None):
     """Writes `out` (atomically) from the .deb. Exits with one line, leaving `out`
     as it was, for a language without recordings or when no recording has a caption."""
     with tempfile.TemporaryDirectory() as tmp:
-        unpack_deb(deb, tmp, script=SCRIPT)
-        stamps = os.path.join(tmp, STAMPS)
-        if not os.path.isdir(stamps):
-            fail(SCRIPT, f"{deb} holds no {STAMPS} folder; is it the {PACKAGE} package?")
+        stamps = unpack_stamps(deb, tmp, script=SCRIPT)
         rows, skipped, available = [], [], set()
         for path in sorted(glob.glob(os.path.join(stamps, "**", "*_desc*.ogg"),
                                      recursive=True)):
@@ -118,7 +115,7 @@ def build(deb, out, languages=None):
         if not rows:
             fail(SCRIPT, f"no recording with a caption in its language in {deb}; "
                          f"{out} is left as it was.")
-        copyright_file = os.path.join(tmp, COPYRIGHT)
+        copyright_file = find_copyright(stamps)
 
         def write(staging):
             for row in rows:

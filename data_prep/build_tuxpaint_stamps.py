@@ -44,7 +44,6 @@ from external_tools import unpack_deb as _unpack_deb  # noqa: E402
 
 PACKAGE = "tuxpaint-stamps-default"
 STAMPS = os.path.join("usr", "share", "tuxpaint", "stamps")
-COPYRIGHT = os.path.join("usr", "share", "doc", PACKAGE, "copyright")
 SCRIPT = "build_tuxpaint_stamps.py"
 
 
@@ -59,9 +58,13 @@ def fetch_deb(workdir, script=SCRIPT):
     return apt_download(script, PACKAGE, f"{PACKAGE}_*.deb", workdir)
 
 
-def unpack_deb(deb, target, script=SCRIPT, alternative=""):
-    """`dpkg-deb -x DEB TARGET` (no root); exits with one line when it cannot."""
-    return _unpack_deb(script, deb, target, alternative)
+def unpack_stamps(deb, target, script=SCRIPT, alternative=""):
+    """`dpkg-deb -x DEB TARGET` (no root); returns the unpacked stamps folder.
+    Exits with one line when it cannot unpack or the .deb holds no stamps."""
+    stamps = os.path.join(_unpack_deb(script, deb, target, alternative), STAMPS)
+    if not os.path.isdir(stamps):
+        fail(script, f"{deb} holds no {STAMPS} folder; is it the {PACKAGE} package?")
+    return stamps
 
 
 def find_copyright(stamps):
@@ -208,13 +211,9 @@ def main(argv=None):
         stamps = args.stamps
         if stamps is None:
             deb = args.deb or fetch_deb(tmp)
-            unpack_deb(deb, os.path.join(tmp, "x"),
-                       alternative="or unpack the .deb another way and pass its "
-                                   f"{STAMPS} folder with --stamps")
-            stamps = os.path.join(tmp, "x", STAMPS)
-            if not os.path.isdir(stamps):
-                fail(SCRIPT, f"{deb} holds no {STAMPS} folder; is it the {PACKAGE} "
-                             "package?")
+            stamps = unpack_stamps(deb, os.path.join(tmp, "x"),
+                                   alternative="or unpack the .deb another way and pass "
+                                               f"its {STAMPS} folder with --stamps")
         copyright_file = find_copyright(stamps)
         kept, skipped = build(stamps, args.out, args.size, copyright_file)
     counts = {}
