@@ -23,7 +23,24 @@ def load_recipe(name, size="base"):
         name: str. A bundled recipe (see `available()`) or a path to a JSON file.
         size: str. A section of the file, e.g. `"tiny"` or `"base"`.
     """
-    path = name if name.endswith(".json") else os.path.join(HERE, f"{name}.json")
+    recipe = read_recipe(name)
+    sizes = [k for k in recipe if not k.startswith("_")]
+    if size not in sizes:
+        raise ValueError(f"recipe {name!r} has no size {size!r}; sizes: {', '.join(sizes)}.")
+    if not isinstance(recipe[size], dict):
+        raise ValueError(f"recipe {_path(name)}: size {size!r} must be a JSON object of "
+                         f"settings, not {type(recipe[size]).__name__}.")
+    return dict(recipe[size])
+
+
+def _path(name):
+    return name if name.endswith(".json") else os.path.join(HERE, f"{name}.json")
+
+
+def read_recipe(name):
+    """The whole recipe `name` (a bundled name or a path): a dict of its
+    sizes (and `_`-prefixed comments)."""
+    path = _path(name)
     if not os.path.isfile(path):
         raise ValueError(f"unknown recipe {name!r}; bundled recipes: {', '.join(available())}.")
     try:
@@ -34,10 +51,4 @@ def load_recipe(name, size="base"):
     if not isinstance(recipe, dict):
         raise ValueError(f"recipe {path}: a JSON object with one object per size "
                          f"(e.g. \"base\", \"tiny\") is needed, not {type(recipe).__name__}.")
-    sizes = [k for k in recipe if not k.startswith("_")]
-    if size not in sizes:
-        raise ValueError(f"recipe {name!r} has no size {size!r}; sizes: {', '.join(sizes)}.")
-    if not isinstance(recipe[size], dict):
-        raise ValueError(f"recipe {path}: size {size!r} must be a JSON object of settings, "
-                         f"not {type(recipe[size]).__name__}.")
-    return dict(recipe[size])
+    return recipe

@@ -12,8 +12,6 @@ Each task module defines:
 
 import dataclasses
 import importlib
-import json
-import os
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,17 +241,16 @@ def settings(name):
     recipes (every size; e.g. `dual_encoder` and `dual_encoder_pretrained`),
     of its options and of the runtime. A recipe file of your own may set only
     these (`mmtl_tf.tasks.common.resolve_config`)."""
-    from mmtl_tf.recipes import HERE
+    from mmtl_tf.recipes import available, read_recipe
 
     spec = TASKS[name]
     known = set(RUNTIME_SETTINGS) | set(option_settings(spec))
     known |= set(_UNLISTED_SETTINGS.get(name, ()))
-    for file in os.listdir(HERE):
-        if file.startswith(spec.recipe) and file.endswith(".json"):
-            with open(os.path.join(HERE, file), encoding="utf-8") as f:
-                for section in json.load(f).values():
-                    if isinstance(section, dict):
-                        known |= set(section)
+    for recipe in available():
+        if recipe.startswith(spec.recipe):
+            for section in read_recipe(recipe).values():
+                if isinstance(section, dict):
+                    known |= set(section)
     return known
 
 
