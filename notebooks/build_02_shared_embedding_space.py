@@ -3,12 +3,11 @@
 The notebook is generated so that its cells stay reviewable as code; outputs are
 not stored (the test suite executes it in small mode)."""
 
-import os
+import sys
 
-import nbformat
+import notebook_writer
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 CELLS = [
     ("md", r"""# 02 · A shared embedding space: Siamese, triplet and matching networks, CLIP
@@ -241,10 +240,8 @@ def build():
     nb.metadata["language_info"] = {"name": "python"}
     nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src)
                 for kind, src in CELLS]
-    path = os.path.join(HERE, "02_shared_embedding_space.ipynb")
-    nbformat.write(nb, path)
-    return path
+    return nb
 
 
 if __name__ == "__main__":
-    print(build())
+    sys.exit(notebook_writer.main(build, "02_shared_embedding_space.ipynb", __doc__))

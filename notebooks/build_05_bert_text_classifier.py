@@ -6,12 +6,11 @@ The notebook is generated so that its cells stay reviewable as code; the test
 suite executes it in small mode (`MMTL_TF_NOTEBOOK_SMALL=1`).
 """
 
-import os
+import sys
 
-import nbformat
+import notebook_writer
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 CELLS = [
     ("md", """\
@@ -188,6 +187,4 @@ def build():
 
 
 if __name__ == "__main__":
-    path = os.path.join(HERE, "05_bert_text_classifier.ipynb")
-    nbformat.write(build(), path)
-    print(path)
+    sys.exit(notebook_writer.main(build, "05_bert_text_classifier.ipynb", __doc__))

@@ -6,12 +6,11 @@ Edit the cells here, not in the .ipynb. The test suite executes the notebook
 in its small mode (MMTL_TF_NOTEBOOK_SMALL=1).
 """
 
-import os
+import sys
 
-import nbformat
+import notebook_writer
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 CELLS = [
     ("md", """\
@@ -352,6 +351,4 @@ def build():
 
 
 if __name__ == "__main__":
-    path = os.path.join(HERE, "03_audio_text.ipynb")
-    nbformat.write(build(), path)
-    print("wrote", path)
+    sys.exit(notebook_writer.main(build, "03_audio_text.ipynb", __doc__))

@@ -1,11 +1,10 @@
 """Writes notebooks/04_resnet50_head_swap.ipynb (run: python notebooks/make_04_resnet50_head_swap.py)."""
 
-import os
+import sys
 
-import nbformat
+import notebook_writer
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 cells = [
     new_markdown_cell("""# 04 · Transfer learning: swap the head of a pretrained image classifier
@@ -227,7 +226,13 @@ print("max |SavedModel - Keras|:", float(np.abs(out["probabilities"].numpy() - m
 print([c.decode() for c in out["class_name"].numpy()[:4]])"""),
 ]
 
-notebook = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"}})
-nbformat.write(notebook, os.path.join(HERE, "04_resnet50_head_swap.ipynb"))
+
+
+def build():
+    return new_notebook(cells=cells, metadata={
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"}})
+
+
+if __name__ == "__main__":
+    sys.exit(notebook_writer.main(build, "04_resnet50_head_swap.ipynb", __doc__))
