@@ -3,12 +3,18 @@
 from keras import ops
 
 DISTANCES = ("l2", "squared_l2", "cosine")
+# TF-Addons' `distance_metric` names for the same distances.
+_TF_ADDONS_NAMES = {"L2": "l2", "squared-L2": "squared_l2", "angular": "cosine"}
 
 
 def check_distance(distance):
     if distance not in DISTANCES:
+        hint = ""
+        if distance in _TF_ADDONS_NAMES:
+            hint = (f" (TF-Addons' distance_metric={distance!r} is "
+                    f"distance={_TF_ADDONS_NAMES[distance]!r} here)")
         raise ValueError(f"distance={distance!r} is not allowed; use one of "
-                         f"{', '.join(map(repr, DISTANCES))}.")
+                         f"{', '.join(map(repr, DISTANCES))}{hint}.")
 
 
 def pairwise_distance(embeddings, distance="l2"):

@@ -113,9 +113,9 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi_hard", distance="l
     strategy, not NaN: use a class-balanced sampler
     (`mmtl_tf.data.class_balanced_batches`) so that every batch has positives.
 
-    Distances: `"l2"` (Euclidean; TF-Addons' `distance_metric="L_1"`, which
-    despite its name is the Euclidean norm), `"squared_l2"` (TF-Addons'
-    default `"L_2"`), `"cosine"` (1 − cos; TF-Addons' `"angular"`).
+    Distances: `"l2"` (Euclidean; TF-Addons' default `distance_metric="L2"`),
+    `"squared_l2"` (TF-Addons' `"squared-L2"`), `"cosine"` (1 − cos;
+    TF-Addons' `"angular"`).
 
     Args:
         labels: (N,) int tensor. Class of each row.

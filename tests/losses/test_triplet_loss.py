@@ -189,6 +189,11 @@ def test_options_are_validated_and_round_trip():
     with pytest.raises(ValueError, match="distance='L_2' is not allowed; use one of "
                                          "'l2', 'squared_l2', 'cosine'"):
         triplet_loss([0, 0], np.zeros((2, 2)), distance="L_2")
+    # TF-Addons' names are refused with the name to use instead.
+    for tfa_name, ours in [("L2", "l2"), ("squared-L2", "squared_l2"), ("angular", "cosine")]:
+        with pytest.raises(ValueError, match=f"TF-Addons' distance_metric='{tfa_name}' "
+                                             f"is distance='{ours}' here"):
+            TripletLoss(distance=tfa_name)
     with pytest.raises(ValueError, match="margin=None .* not 'semi_hard'"):
         TripletLoss(margin=None, mining="semi_hard")
     with pytest.raises(ValueError, match="margin must be >= 0"):
