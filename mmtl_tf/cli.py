@@ -244,10 +244,25 @@ def _print_table(rows, file=None):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)), file=file)
 
 
+def _tfds_refused(prog, task, data):
+    """The usage-error line for `--data tfds:NAME` given to a task that reads no
+    TFDS dataset from the command line, or None."""
+    if not (isinstance(data, str) and data.startswith("tfds:")) or TASKS[task].reads_tfds:
+        return None
+    readers = ", ".join(t.name for t in TASKS.values() if t.reads_tfds)
+    return (f"{prog}: error: --data {data}: the {task} task reads no TFDS dataset from "
+            f"the command line (only {readers} does); from Python, the "
+            "mmtl_tf.data.load_tfds_* functions load TFDS datasets (README 'Data')")
+
+
 def _train(args):
     from mmtl_tf.tasks import common, get_task
 
     spec = TASKS[args.task]
+    refused = _tfds_refused(f"mmtl-tf train {spec.name}", spec.name, args.data)
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
     config = common.resolve_config(args.recipe, args.size, _overrides(args, spec),
                                    base=spec.recipe, settings=settings(spec.name))
     run_dir = args.out or os.path.join("runs", spec.name)
@@ -295,6 +310,10 @@ def _evaluate(args):
     from mmtl_tf.tasks import common, get_task
 
     info = common.load_run(args.run_dir)
+    refused = _tfds_refused("mmtl-tf evaluate", info["task"], args.data)
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
     task = get_task(info["task"])
     with collect_problems():  # bad rows and files reported together
         metrics = task.evaluate(args.run_dir, split=args.split, verbose=1, data=args.data,

