@@ -27,7 +27,8 @@ Sources:
   target and image functions (`tfds_targets`, `multi_hot`, `largest_object`).
 
 Without a split column (or split folders), rows are split 80 / 10 / 10 by a
-seeded hash of the file name. Bad input raises `mmtl_tf.DataError` naming the
+seeded hash of the image's path relative to the labels file's folder (class
+folders: relative to the folder holding them, e.g. `cat/001.jpg`). Bad input raises `mmtl_tf.DataError` naming the
 file or row; `on_error="skip"` skips it and warns.
 """
 
@@ -285,9 +286,12 @@ def _rows_by_split(source, need_box, seed, on_error):
             for row in read_labels_file(path, need_box, on_error):
                 row["split"] = split or row["split"]
                 rows.append(row)
+    # Rows that name no split come from the class folders or the one labels file.
+    root = source if files is None else os.path.dirname(os.path.abspath(files.get(None) or
+                                                                        source))
     grouped = {s: [] for s in SPLITS}
     for row in rows:
-        grouped[row["split"] or _hash_split(row["path"], seed)].append(row)
+        grouped[row["split"] or _hash_split(row["path"], seed, root)].append(row)
     return source, grouped
 
 

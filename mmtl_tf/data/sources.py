@@ -6,8 +6,9 @@ columns `path` (relative to the file's folder, or absolute), `caption` and,
 for classification, `label`. An optional `split` column assigns rows to
 `train` / `validation` / `test`. A folder may instead hold one file per split
 (`train.jsonl`, `validation.csv`, ...). Without either, rows are split
-80 / 10 / 10 by a hash of their path and a seed, so the split never changes
-when rows are added or reordered.
+80 / 10 / 10 by a hash of their path (relative to the file's folder) and a
+seed, so the split never changes when rows are added or reordered or the
+folder is moved.
 """
 
 import contextlib
@@ -377,9 +378,15 @@ def default_split(key, seed=0):
     return _UNSPLIT_ROWS_IN.get() or hash_split(key, seed)
 
 
-def _hash_split(path, seed):
-    """`default_split` of a file's name (moving the folder keeps the splits)."""
-    return default_split(os.path.basename(path), seed)
+def _hash_split(path, seed, root):
+    """`default_split` of an image's path relative to `root`, the folder of the
+    captions/labels file or of the class folders (moving the folder keeps the
+    splits). The key was the file name alone, so that with the same names in
+    every class folder (`cat/001.jpg`, `dog/001.jpg`, …) each name fell in the
+    same split for all classes, and a small dataset could have no test image
+    at all."""
+    key = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    return default_split(key.replace(os.sep, "/"), seed)
 
 
 def find_file(folder, names):
@@ -471,7 +478,8 @@ def load_image_text_records(source="default", split="train", require_label=True,
         rows = read_captions_file(file, require_label, on_error)
         per_split = {s: [] for s in SPLITS}
         for r in rows:
-            per_split[r["split"] or _hash_split(r["path"], seed)].append(r)
+            per_split[r["split"] or _hash_split(r["path"], seed, os.path.dirname(
+                os.path.abspath(file)))].append(r)
     given = class_names is not None
     class_names = [class_name(c) for c in class_names] if given else sorted(
         {r["label"] for r in per_split["train"] if r["label"] is not None})

@@ -224,3 +224,32 @@ def test_images_without_class_folders_say_where_they_lie(tmp_path):
     with pytest.raises(mmtl_tf.DataError, match=r"class folders hold no images.*3 lie "
                                                 r"directly in the folder"):
         load_image_label_records(str(tmp_path), "train")
+
+
+def test_same_file_names_in_every_class_folder_are_split_per_class(tmp_path):
+    # The hash split keyed on the file name alone: 001.png fell in the same
+    # split in every class folder, so 12 classes of 10 images named alike got
+    # the same test images in every class (or none at all).
+    from PIL import Image
+
+    for c in range(12):
+        os.makedirs(tmp_path / f"class{c}")
+        for i in range(10):
+            Image.new("RGB", (4, 4)).save(tmp_path / f"class{c}" / f"{i:03d}.png")
+    names_by_class = {}
+    for split in ("train", "validation", "test"):
+        try:
+            records = load_image_label_records(str(tmp_path), split)
+        except mmtl_tf.DataError:
+            continue
+        for path in records.paths:
+            names_by_class.setdefault(os.path.basename(os.path.dirname(path)), {})[
+                os.path.basename(path)] = split
+    assignments = {tuple(sorted(d.items())) for d in names_by_class.values()}
+    assert len(names_by_class) == 12 and len(assignments) > 6
+    # Moving the folder keeps every image's split.
+    moved = tmp_path.parent / (tmp_path.name + "_moved")
+    shutil.copytree(tmp_path, moved)
+    test = load_image_label_records(str(tmp_path), "test").paths
+    assert [os.path.relpath(p, tmp_path) for p in test] == [
+        os.path.relpath(p, moved) for p in load_image_label_records(str(moved), "test").paths]

@@ -248,3 +248,14 @@ def test_a_media_file_given_as_the_captions_file_says_so(tmp_path):
         os.path.join(DEFAULT_SAMPLE_DIR, "images")))[0])
     with pytest.raises(mmtl_tf.DataError, match=r"an image \(PNG\) file"):
         load_image_text_records(png, "train")
+
+
+def test_hash_split_key_is_the_path_relative_to_the_captions_file(tmp_path):
+    # Images of the same name in different sub-folders are split on their own.
+    rows = [{"path": f"{d}/{i}.png", "caption": f"c{i}", "label": "ab"[i % 2]}
+            for d in ("a", "b", "c") for i in range(40)]
+    _write_jsonl(tmp_path / "captions.jsonl", rows)
+    test = load_image_text_records(str(tmp_path), "test").paths
+    by_folder = {d: {os.path.basename(p) for p in test if os.sep + d + os.sep in p}
+                 for d in "abc"}
+    assert len({frozenset(v) for v in by_folder.values()}) == 3
