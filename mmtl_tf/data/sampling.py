@@ -128,7 +128,7 @@ def class_balanced_batches(labels, classes_per_batch, examples_per_class, num_ba
 
 
 def few_shot_episodes(labels, n_way, k_shot, n_query, num_episodes=None, seed=0,
-                      reshuffle_each_iteration=True):
+                      reshuffle_each_iteration=True, class_names=None):
     """N-way K-shot episodes: support and query indices with episode labels.
 
     Each episode picks `n_way` classes at random, then `k_shot + n_query`
@@ -144,6 +144,8 @@ def few_shot_episodes(labels, n_way, k_shot, n_query, num_episodes=None, seed=0,
         num_episodes: int or None. Episodes per epoch (None: endless).
         seed: int.
         reshuffle_each_iteration: bool.
+        class_names: list of str or None. Names of integer labels (label i is
+            `class_names[i]`), used only in error messages.
 
     Returns:
         `tf.data.Dataset` of dicts: `support_indices` int32 (n_way·k_shot,),
@@ -171,7 +173,8 @@ def few_shot_episodes(labels, n_way, k_shot, n_query, num_episodes=None, seed=0,
     need = k_shot + n_query
     eligible = [i for i, m in enumerate(members) if len(m) >= need]
     if len(eligible) < n_way:
-        counts = ", ".join(f"{classes[i]!r}: {len(m)}" for i, m in enumerate(members))
+        named = [class_names[c] for c in classes] if class_names is not None else classes
+        counts = ", ".join(f"{named[i]!r}: {len(m)}" for i, m in enumerate(members))
         raise DataError(f"{n_way}-way {k_shot}-shot episodes with {n_query} queries need "
                         f"{n_way} classes with at least {need} examples; only "
                         f"{len(eligible)} have (examples per class: {counts}).")

@@ -20,23 +20,48 @@ def split_classes(class_names, labels, config):
 
     `test_classes` (a list of names) fixes the held-out classes; otherwise
     `num_test_classes` are drawn with the seed among the classes that have
-    enough examples for the largest evaluation episode.
+    enough examples for the largest evaluation episode. Either way the test
+    episodes (`eval_way` classes, `max(eval_shots)` shots and `eval_queries`
+    queries per class) must be possible: checked here, before training.
     """
     counts = np.bincount(labels, minlength=len(class_names))
-    need = max(int(k) for k in config["eval_shots"]) + int(config["eval_queries"])
+    way, queries = int(config["eval_way"]), int(config["eval_queries"])
+    shots = max(int(k) for k in config["eval_shots"])
+    need = shots + queries
+    episodes = (f"{way}-way test episodes of up to {shots} shots and {queries} queries per "
+                f"class (eval_way={way}, eval_shots={list(config['eval_shots'])}, "
+                f"eval_queries={queries})")
+
+    def per_class(ids):
+        return ", ".join(f"{class_names[c]!r}: {counts[c]}" for c in ids)
+
     if config.get("test_classes"):
         unknown = [c for c in config["test_classes"] if c not in class_names]
         if unknown:
             raise ValueError(f"test_classes {unknown} are not classes of {config['data']} "
                              f"(classes: {', '.join(class_names)}).")
         test = [class_names.index(c) for c in config["test_classes"]]
+        if len(test) < way:
+            raise ValueError(f"test_classes names {len(test)} classes; {episodes} need at "
+                             f"least {way}: name more or lower eval_way.")
+        eligible = [c for c in test if counts[c] >= need]
+        if len(eligible) < way:
+            raise DataError(f"{config['data']}: {episodes} need {way} held-out classes with at "
+                            f"least {need} examples; of test_classes only {len(eligible)} "
+                            f"have (examples per class: {per_class(test)}).")
     else:
+        n = int(config["num_test_classes"])
+        if n < way:
+            raise ValueError(f"num_test_classes={n} (--num-test-classes) is fewer than "
+                             f"eval_way={way}: {episodes} need {way} held-out classes; hold "
+                             f"out at least {way} or lower eval_way in a recipe file.")
         eligible = [c for c in range(len(class_names)) if counts[c] >= need]
         rng = np.random.default_rng(int(config["seed"]))
-        n = int(config["num_test_classes"])
         if len(eligible) < n:
             raise DataError(f"{config['data']}: {n} held-out classes with at least {need} "
-                            f"examples are needed; only {len(eligible)} have that many.")
+                            f"examples are needed (num_test_classes={n}; {episodes}); only "
+                            f"{len(eligible)} have that many (examples per class: "
+                            f"{per_class(range(len(class_names)))}).")
         test = sorted(rng.choice(eligible, n, replace=False).tolist())
     train = [c for c in range(len(class_names)) if c not in test and counts[c] >= 2]
     if len(train) < 2:
@@ -46,10 +71,11 @@ def split_classes(class_names, labels, config):
 
 
 def episode_dataset(images, labels, n_way, k_shot, n_query, num_episodes, batch, seed,
-                    reshuffle=True):
-    """Batched episodes `({"support", "support_labels", "queries"}, query_labels)`."""
+                    reshuffle=True, class_names=None):
+    """Batched episodes `({"support", "support_labels", "queries"}, query_labels)`;
+    `class_names` name the labels in error messages."""
     indices = few_shot_episodes(labels, n_way, k_shot, n_query, num_episodes, seed=seed,
-                                reshuffle_each_iteration=reshuffle)
+                                reshuffle_each_iteration=reshuffle, class_names=class_names)
     pixels = tf.constant(images)
 
     def to_example(e):
@@ -104,6 +130,7 @@ def _pools(config):
              "test": np.isin(labels, test_classes)}
     pools = {k: (data["images"][rows], labels[rows]) for k, rows in pools.items()}
     names = data["class_names"]
+    pools["class_names"] = names  # the labels' names, for messages
     return pools, [names[c] for c in train_classes], [names[c] for c in test_classes]
 
 
@@ -129,8 +156,13 @@ def train(config, run_dir, verbose=1):
     seed = int(config["seed"])
     batch = int(config["episodes_per_batch"])
     per_epoch = int(config["episodes_per_epoch"])
-    train_ds = episode_dataset(*pools["train"], train_way, int(config["train_shot"]),
-                               int(config["train_queries"]), per_epoch, batch, seed)
+    try:
+        train_ds = episode_dataset(*pools["train"], train_way, int(config["train_shot"]),
+                                   int(config["train_queries"]), per_epoch, batch, seed,
+                                   class_names=pools["class_names"])
+    except DataError as e:
+        raise DataError(f"{config['data']}: the training classes' train split (train_way, "
+                        f"train_shot, train_queries): {e}") from e
     try:
         val_ds = episode_dataset(*pools["validation"], train_way, int(config["train_shot"]),
                                  int(config["train_queries"]), max(batch, per_epoch // 4),

@@ -66,6 +66,12 @@ def test_few_shot_errors():
         few_shot_episodes(LABELS, 1, 1, 1)
 
 
+def test_few_shot_errors_name_the_classes():
+    # The message listed label indices (0: 5, 1: 1) where the names were known.
+    with pytest.raises(DataError, match=r"'cat': 5, 'dog': 1\)"):
+        few_shot_episodes([0] * 5 + [1], 2, 1, 1, class_names=["cat", "dog"])
+
+
 def test_random_pairs_and_triplets():
     pairs = [tuple(int(t) for t in p) for p in random_pairs(LABELS, 300, seed=0)]
     similar = [s for _, _, s in pairs]

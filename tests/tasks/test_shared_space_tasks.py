@@ -118,8 +118,8 @@ def test_metric_learning_tasks(task, extra, tmp_path, capsys):
 def test_matching_class_split():
     names = [f"c{i}" for i in range(9)]
     labels = np.repeat(np.arange(9), [30, 30, 30, 30, 30, 30, 30, 30, 3])
-    config = {"eval_shots": [1, 5], "eval_queries": 10, "seed": 0, "num_test_classes": 5,
-              "data": "x"}
+    config = {"eval_shots": [1, 5], "eval_queries": 10, "eval_way": 2, "seed": 0,
+              "num_test_classes": 5, "data": "x"}
     train, test = matching.split_classes(names, labels, config)
     assert len(test) == 5 and 8 not in test          # class 8 is too small to test on
     assert not set(train) & set(test) and set(train) | set(test) == set(range(9))
@@ -129,6 +129,41 @@ def test_matching_class_split():
         matching.split_classes(names, labels, {**config, "test_classes": ["nope"]})
     with pytest.raises(DataError, match="6 held-out classes with at least 15 examples"):
         matching.split_classes(names, labels[:150], {**config, "num_test_classes": 6})
+
+
+def test_matching_checks_the_test_episodes_before_training():
+    # Fewer held-out classes than eval_way, or held-out classes too small for
+    # the largest test episode, failed only after training, in label indices.
+    names = ["red", "green", "blue", "cyan", "pink", "gold"]
+    labels = np.repeat(np.arange(6), [30, 30, 30, 3, 30, 4])
+    config = {"eval_shots": [1, 5], "eval_queries": 10, "eval_way": 5, "seed": 0,
+              "num_test_classes": 3, "data": "x"}
+    with pytest.raises(ValueError, match=r"num_test_classes=3 \(--num-test-classes\) is "
+                                         r"fewer than eval_way=5"):
+        matching.split_classes(names, labels, config)
+    with pytest.raises(ValueError, match="test_classes names 2 classes.*eval_way=5"):
+        matching.split_classes(names, labels, {**config, "test_classes": ["red", "blue"]})
+    small = {**config, "eval_way": 3, "test_classes": ["red", "cyan", "gold"]}
+    with pytest.raises(DataError) as e:
+        matching.split_classes(names, labels, small)
+    message = str(e.value)
+    assert "x: 3-way test episodes of up to 5 shots and 10 queries" in message
+    assert "eval_way=3, eval_shots=[1, 5], eval_queries=10" in message
+    assert "need 3 held-out classes with at least 15 examples; of test_classes only 1" in message
+    assert "'red': 30, 'cyan': 3, 'gold': 4" in message
+    with pytest.raises(DataError, match="'cyan': 3"):
+        matching.split_classes(names, labels, {**config, "num_test_classes": 5})
+    assert matching.split_classes(names, labels, {**small, "test_classes": ["red", "green",
+                                                                            "blue"]})
+
+
+def test_matching_num_test_classes_below_eval_way_stops_before_training(tmp_path, capsys):
+    code = cli.main(["train", "matching", "--size", "tiny", "--num-test-classes", "3",
+                     "--out", str(tmp_path / "run")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "loss" not in out
+    assert "num_test_classes=3 (--num-test-classes) is fewer than eval_way=5" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_bad_task_options_exit_2(capsys):
