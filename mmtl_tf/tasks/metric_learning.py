@@ -4,20 +4,90 @@ that images of the same category are close, evaluated by category retrieval."""
 import numpy as np
 import tensorflow as tf
 
+from mmtl_tf.errors import DataError
 from mmtl_tf.tasks import shared_space
+
+
+class Splits(dict):
+    """{split: {"images", "labels"}}; `missing` maps a split without rows to
+    the `DataError` that says why."""
+
+    missing = {}
 
 
 def load_splits(config):
     """Images and labels of train / validation / test, with one class list."""
+    missing = {}
     data = shared_space.load_labelled_images(
-        config["data"], shared_space.available_splits(config["data"], int(config["seed"])),
+        config["data"], shared_space.available_splits(config["data"], int(config["seed"]),
+                                                      missing),
         shared_space.image_size(config), on_error=config.get("on_error", "raise"),
         seed=int(config["seed"]))
-    splits = {}
+    splits = Splits()
+    splits.missing = missing
     for split in ("train", "validation", "test"):
         rows = data["split"] == split
         splits[split] = {"images": data["images"][rows], "labels": data["labels"][rows]}
     return splits, data["class_names"]
+
+
+def _per_class(labels, class_names):
+    values, counts = np.unique(labels, return_counts=True)
+    return ", ".join(f"{class_names[v]!r}: {c}" for v, c in zip(values, counts))
+
+
+def _no_rows(config, splits, split):
+    if split in getattr(splits, "missing", {}):
+        return str(splits.missing[split]).rstrip()
+    return f"{config['data']}: the {split!r} split has no images."
+
+
+def pair_problem(config, splits, split, class_names):
+    """Why no same / different pairs can be drawn from `split` (a sentence
+    naming the data and the split), or None if they can."""
+    labels = splits[split]["labels"]
+    if len(labels) == 0:
+        return _no_rows(config, splits, split)
+    values, counts = np.unique(labels, return_counts=True)
+    if len(values) < 2 or counts.max() < 2:
+        return (f"{config['data']}: pairs need at least 2 classes, one of them with 2 or more "
+                f"images, in the {split!r} split; it has {len(values)} class"
+                f"{'es' if len(values) != 1 else ''} ({_per_class(labels, class_names)}).")
+    return None
+
+
+def check_split(config, splits, split, class_names, task, pairs=False, evaluating=False):
+    """A `DataError` (naming the data, the split and what is missing) unless
+    `split` can be evaluated: images, some of a class the training split has
+    (category retrieval among the training images: a query whose class has
+    none is left out; with `split="train"`, leave-one-out, a class with 2),
+    and with `pairs` same / different pairs (pair accuracy). Called before
+    training, so that a run is not lost after it; `evaluating`: by
+    `mmtl-tf evaluate --split`, which the message then names."""
+    labels = splits[split]["labels"]
+    measures = f"{'pair accuracy and ' if pairs else ''}category retrieval"
+    purpose = (f"`mmtl-tf evaluate --split {split}` of a {task} run measures {measures} on "
+               f"these images" if evaluating else
+               f"{task} evaluates {measures} on held-out {split} images")
+    if len(labels) == 0:
+        raise DataError(f"{_no_rows(config, splits, split)} {purpose[0].upper()}"
+                        f"{purpose[1:]}: give some rows the split {split!r}"
+                        f"{' or evaluate another split' if evaluating else ''}.")
+    train = splits["train"]["labels"]
+    values, counts = np.unique(train, return_counts=True)
+    known = values[counts >= 2] if split == "train" else values
+    if not np.isin(labels, known).any():
+        raise DataError(
+            f"{config['data']}: none of the {len(labels)} {split} images is of a class "
+            + ("with 2 or more training images" if split == "train" else
+               "that the training split has")
+            + f" ({split}: {_per_class(labels, class_names)}; train: "
+            f"{_per_class(train, class_names)}); {purpose}, each retrieving training images "
+            "of its class.")
+    if pairs:
+        problem = pair_problem(config, splits, split, class_names)
+        if problem:
+            raise DataError(f"{problem[:-1]}; {purpose}.")
 
 
 def index_dataset(indices, arrays, to_example, batch_size):

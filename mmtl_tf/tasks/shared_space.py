@@ -81,16 +81,23 @@ def load_labelled_images(source, splits, size, on_error="raise", seed=0):
             "split": np.asarray(split_of)}
 
 
-def available_splits(source, seed=0):
-    """The splits of `source` that have rows (train is required)."""
+def available_splits(source, seed=0, missing=None):
+    """The splits of `source` that have rows (train is required).
+
+    `missing`: a dict or None; filled with {split: the `DataError` that says
+    why it has no rows}, for tasks that need a split to tell the user which
+    and why (the splits left out were silently dropped).
+    """
     found = []
     for split in SPLITS:
         try:
             load_image_text_records(source, split, require_label=False, seed=seed)
             found.append(split)
-        except DataError:
+        except DataError as e:
             if split == "train":
                 raise
+            if missing is not None:
+                missing[split] = e
     return found
 
 

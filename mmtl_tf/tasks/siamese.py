@@ -1,11 +1,14 @@
 """Task `siamese`: a Siamese network trained with the contrastive loss on pairs
 of labelled images (same category = similar)."""
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
 
 from mmtl_tf import runtime
 from mmtl_tf.data.sampling import random_pairs
+from mmtl_tf.errors import DataWarning
 from mmtl_tf.export import export_image_embedding
 from mmtl_tf.losses.contrastive_loss import ContrastiveLoss
 from mmtl_tf.models.siamese_network import build_siamese_network
@@ -42,12 +45,31 @@ def _pair_accuracy(model, split, config, seed, threshold=None):
 @common.staged_run
 def train(config, run_dir, verbose=1):
     """Trains on random pairs, picks the distance threshold on validation pairs,
-    evaluates pair accuracy and category retrieval on the test split."""
+    evaluates pair accuracy and category retrieval on the test split.
+
+    A test split that cannot give both is a `DataError` before training. A
+    validation split that cannot give same / different pairs (none, one
+    class, one image per class) is a `DataWarning`: the threshold is then
+    picked on training pairs (`threshold_split: "train"` in metrics.json and
+    run.json, and in the table) and the best epoch by training loss.
+    """
     common.start_run(run_dir, NAME, config)
     splits, class_names = metric_learning.load_splits(config)
+    metric_learning.check_split(config, splits, "test", class_names, NAME, pairs=True)
     seed = int(config["seed"])
     train_ds = _pairs(splits["train"], config, int(config["pairs_per_epoch"]), seed, True)
-    val_ds = _pairs(splits["validation"], config, int(config["eval_pairs"]), seed + 1, False)
+    problem = metric_learning.pair_problem(config, splits, "validation", class_names)
+    threshold_split = "train" if problem else "validation"
+    if problem:
+        warnings.warn(DataWarning(
+            f"{problem[:-1]}; Siamese picks its distance threshold (same / different) on "
+            "validation pairs: it is picked on training pairs instead, which favours the "
+            "distances the model was trained on (threshold_split \"train\" in metrics.json), "
+            "and the best epoch is the one with the lowest training loss."), stacklevel=2)
+        val_ds = None
+    else:
+        val_ds = _pairs(splits["validation"], config, int(config["eval_pairs"]), seed + 1,
+                        False)
     with runtime.get_strategy().scope():
         model = build_siamese_network(shared_space.build_image_tower(config),
                                       projection_dim=config.get("projection_dim"),
@@ -57,15 +79,17 @@ def train(config, run_dir, verbose=1):
                       jit_compile=runtime.get_jit_compile())
     history, seconds, best_epoch = shared_space.fit_and_restore(
         model, train_ds, val_ds, config, run_dir, verbose)
-    _, threshold, _ = _pair_accuracy(model, splits["validation"], config, seed + 1)
+    _, threshold, _ = _pair_accuracy(model, splits[threshold_split], config, seed + 1)
     accuracy, _, positive_fraction = _pair_accuracy(model, splits["test"], config, seed + 2,
                                                     threshold)
     retrieval, baselines = metric_learning.retrieval_report(model.get_layer("embedding"), splits)
-    common.update_run(run_dir, class_names=class_names, threshold=threshold)
+    common.update_run(run_dir, class_names=class_names, threshold=threshold,
+                      threshold_split=threshold_split)
     metrics = {"test": {"pair_accuracy": accuracy, **retrieval},
                "baselines": {**baselines,
                              "pair_majority": max(positive_fraction, 1 - positive_fraction)},
-               "threshold": threshold, "params": int(model.count_params()),
+               "threshold": threshold, "threshold_split": threshold_split,
+               "params": int(model.count_params()),
                "train_seconds": seconds, "epochs": int(config["epochs"]),
                "best_epoch": best_epoch}
     return common.write_metrics(run_dir, metrics)
@@ -76,7 +100,9 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Pair accuracy (saved threshold) and category retrieval of `split` against train."""
     info, model = common.load_run_model(run_dir, NAME)
     config = common.run_config(info, data, on_error)
-    splits, _ = metric_learning.load_splits(config)
+    splits, class_names = metric_learning.load_splits(config)
+    metric_learning.check_split(config, splits, split, class_names, NAME, pairs=True,
+                                evaluating=True)
     accuracy, _, _ = _pair_accuracy(model, splits[split], config, int(config["seed"]) + 2,
                                     info["threshold"])
     retrieval, baselines = metric_learning.retrieval_report(
@@ -95,14 +121,22 @@ def export(run_dir, saved_model_dir):
 def format_metrics(metrics, split="test"):
     m, b = metrics[split], metrics.get("baselines", {})
     return metric_learning.format_table(
-        metrics, split, [("pair accuracy (threshold from validation)", m.get("pair_accuracy"),
-                          b.get("pair_majority"), None)])
+        metrics, split, [(f"pair accuracy (threshold from {_threshold_from(metrics)})",
+                          m.get("pair_accuracy"), b.get("pair_majority"), None)])
+
+
+def _threshold_from(metrics):
+    """Where the run's distance threshold was picked: validation pairs, or
+    training pairs where the validation split gave none."""
+    return "training pairs" if metrics.get("threshold_split") == "train" else "validation"
 
 
 def summary(metrics):
     rows = metric_learning.summary_rows("siamese network (CNN, contrastive loss)", metrics)
     rows.append({"model": "siamese network (CNN, contrastive loss)",
-                 "metric": "test pair accuracy (same category?)",
+                 "metric": "test pair accuracy (same category?)"
+                           + (", threshold from training pairs"
+                              if metrics.get("threshold_split") == "train" else ""),
                  "value": metrics["test"]["pair_accuracy"], "baseline": "majority",
                  "baseline_value": metrics["baselines"]["pair_majority"],
                  "params": metrics["params"], "train_seconds": metrics["train_seconds"]})

@@ -1,11 +1,13 @@
 """Task `triplet`: an image embedding trained with the triplet loss, triplets
 mined inside class-balanced batches (or explicit random triplets)."""
 
+import warnings
+
 import tensorflow as tf
 
 from mmtl_tf import runtime
 from mmtl_tf.data.sampling import class_balanced_batches, random_triplets
-from mmtl_tf.errors import DataError
+from mmtl_tf.errors import DataError, DataWarning
 from mmtl_tf.export import export_image_embedding
 from mmtl_tf.losses.triplet_loss import MININGS, TripletLoss
 from mmtl_tf.models.embedding_model import build_embedding_model
@@ -49,6 +51,7 @@ def train(config, run_dir, verbose=1):
                          f"{', '.join(map(repr, STRATEGIES))}.")
     common.start_run(run_dir, NAME, config)
     splits, class_names = metric_learning.load_splits(config)
+    metric_learning.check_split(config, splits, "test", class_names, NAME)
     seed = int(config["seed"])
     margin = config.get("margin", 0.2)
     batch = int(config["classes_per_batch"]) * int(config["examples_per_class"])
@@ -68,19 +71,29 @@ def train(config, run_dir, verbose=1):
                           jit_compile=runtime.get_jit_compile())
     if mining == "explicit":
         train_ds = _triplets(splits["train"], config, steps * int(config["batch_size"]), seed)
-        val_ds = _triplets(splits["validation"], config, 4 * int(config["batch_size"]),
-                           seed + 1, reshuffle=False)
     else:
         try:
             train_ds = _balanced(splits["train"], config, seed, num_batches=steps,
                                  class_names=class_names)
         except DataError as e:
             raise DataError(f"{config['data']}: the training split: {e}") from e
+    val_ds, problem = None, None
+    if not len(splits["validation"]["labels"]):
+        problem = metric_learning.pair_problem(config, splits, "validation", class_names)
+    else:
         try:
-            val_ds = _balanced(splits["validation"], config, seed + 1, num_batches=4,
-                               reshuffle=False)
-        except DataError:
-            val_ds = None  # a validation split too small for P x K batches
+            if mining == "explicit":
+                val_ds = _triplets(splits["validation"], config, 4 * int(config["batch_size"]),
+                                   seed + 1, reshuffle=False)
+            else:
+                val_ds = _balanced(splits["validation"], config, seed + 1, num_batches=4,
+                                   reshuffle=False, class_names=class_names)
+        except DataError as e:  # too small for triplets or P x K batches
+            problem = f"{config['data']}: the validation split: {e}"
+    if problem:
+        warnings.warn(DataWarning(
+            f"{problem.rstrip('.')}; no validation loss: the best epoch is the one with the "
+            "lowest training loss."), stacklevel=2)
     history, seconds, best_epoch = shared_space.fit_and_restore(
         model, train_ds, val_ds, config, run_dir, verbose)
     retrieval, baselines = metric_learning.retrieval_report(_embedding(model), splits)
@@ -96,7 +109,8 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Category retrieval of `split` images among the training images."""
     info, model = common.load_run_model(run_dir, NAME)
     config = common.run_config(info, data, on_error)
-    splits, _ = metric_learning.load_splits(config)
+    splits, class_names = metric_learning.load_splits(config)
+    metric_learning.check_split(config, splits, split, class_names, NAME, evaluating=True)
     retrieval, baselines = metric_learning.retrieval_report(
         _embedding(model), {"train": splits["train"], "test": splits[split]})
     return common.write_metrics(run_dir, {split: retrieval, "baselines": baselines}, data=data)

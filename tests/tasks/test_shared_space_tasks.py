@@ -221,3 +221,97 @@ def test_dual_encoder_retrieval_after_a_skipped_image_keeps_the_caption_rules(tm
     assert expected["chance_R@1"] == pytest.approx(9 / 25)
     for key, value in expected.items():
         assert got[key] == pytest.approx(value), key
+
+
+COLOURS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200),
+           "cyan": (30, 200, 200), "gold": (220, 180, 40)}
+
+
+def _labelled_rows(tmp_path, counts):
+    """Rows (path, caption, label, split) of small coloured PNGs:
+    `counts={split: {class: n}}`."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for split, per_class in counts.items():
+        for label, n in per_class.items():
+            for i in range(n):
+                path = tmp_path / f"{split}_{label}_{i}.png"
+                pixels = np.clip(np.array(COLOURS[label]) + rng.integers(-20, 20, (8, 8, 3)),
+                                 0, 255).astype("uint8")
+                Image.fromarray(pixels).save(path)
+                rows.append({"path": str(path), "caption": f"a {label} square", "label": label,
+                             "split": split})
+    return rows
+
+
+FOUR = {"red": 6, "green": 6, "blue": 6, "cyan": 6}
+
+
+@pytest.mark.parametrize("task", ["siamese", "triplet"])
+def test_metric_learning_checks_the_test_split_before_training(task, tmp_path, capsys):
+    # No test rows: triplet trained, then a raw UnboundLocalError from
+    # model.predict on no images; siamese "pairs need at least 2 classes; got 0".
+    data = tmp_path / "data.jsonl"
+    rows = _labelled_rows(tmp_path, {"train": FOUR, "validation": {"red": 2, "blue": 2}})
+    err = train_error(capsys, data, rows, task, "--out", str(tmp_path / "run"))
+    assert f"{data}: the 'test' split has no rows (rows per split: train 24, validation 4, " \
+           "test 0)." in err
+    assert f"{task.capitalize()} evaluates " in err and "give some rows the split 'test'" in err
+    # Test images only of a class that training never saw: nothing to retrieve.
+    rows += _labelled_rows(tmp_path, {"test": {"gold": 3}})
+    err = train_error(capsys, data, rows, task, "--out", str(tmp_path / "run"))
+    assert "none of the 3 test images is of a class that the training split has " \
+           "(test: 'gold': 3; train: 'blue': 6, 'cyan': 6, 'green': 6, 'red': 6)" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_siamese_checks_the_test_pairs_before_training(tmp_path, capsys):
+    # One test class: "pairs need at least 2 classes; got 1." after training.
+    rows = _labelled_rows(tmp_path, {"train": FOUR, "validation": {"red": 2, "blue": 2},
+                                     "test": {"cyan": 4}})
+    err = train_error(capsys, tmp_path / "data.jsonl", rows, "siamese")
+    assert "data.jsonl: pairs need at least 2 classes, one of them with 2 or more images, in " \
+           "the 'test' split; it has 1 class ('cyan': 4); siamese evaluates pair accuracy" in err
+
+
+def test_siamese_without_validation_pairs_picks_the_threshold_on_training_pairs(tmp_path,
+                                                                                  capsys):
+    # One validation image per class: "pairs need a class with at least 2
+    # examples; every class has one." (no split, no data named, no reason).
+    data = tmp_path / "data.jsonl"
+    rows = _labelled_rows(tmp_path, {"train": FOUR, "validation": {"red": 1, "blue": 1},
+                                     "test": {"red": 2, "blue": 2, "cyan": 2}})
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    run = tmp_path / "run"
+    assert cli.main(["train", "siamese", "--size", "tiny", "--data", str(data), "--out",
+                     str(run), "--no-jit-compile"]) == 0
+    err = capsys.readouterr().err
+    assert (f"warning: {data}: pairs need at least 2 classes, one of them with 2 or more "
+            "images, in the 'validation' split; it has 2 classes ('blue': 1, 'red': 1); "
+            "Siamese picks its distance threshold") in err
+    assert "picked on training pairs instead" in err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["threshold_split"] == "train"
+    assert json.loads((run / "run.json").read_text())["threshold_split"] == "train"
+    assert cli.main(["evaluate", str(run)]) == 0
+    assert "pair accuracy (threshold from training pairs)" in capsys.readouterr().out
+    assert cli.main(["evaluate", str(run), "--split", "validation"]) == 1
+    err = capsys.readouterr().err
+    assert "in the 'validation' split; it has 2 classes" in err
+    assert "`mmtl-tf evaluate --split validation` of a siamese run measures pair" in err
+
+
+def test_triplet_without_validation_rows_trains_and_says_so(tmp_path, capsys):
+    # Explicit triplets stopped on "triplets need at least 2 classes; got 0"
+    # (no split named); mined batches went on without validation silently.
+    data = tmp_path / "data.jsonl"
+    rows = _labelled_rows(tmp_path, {"train": FOUR, "test": {"red": 2, "blue": 2}})
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert cli.main(["train", "triplet", "--size", "tiny", "--mining", "explicit", "--data",
+                     str(data), "--out", str(tmp_path / "run"), "--no-jit-compile"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {data}: the 'validation' split has no rows (rows per split: train 24, " \
+           "validation 0, test 4); no validation loss: the best epoch is the one with the " \
+           "lowest training loss." in err
