@@ -130,7 +130,7 @@ def _scores(queries, gallery, metric="cosine", exact=False):
 
 
 def retrieval_metrics(query_embeddings, gallery_embeddings, positives=None, ks=(1, 5, 10),
-                      metric="cosine", batch_size=1024):
+                      metric="cosine", batch_size=1024, exclude=None):
     """Recall@K, mean/median rank and mAP@10 of ranking a gallery for each query.
 
     Each query ranks every gallery item by similarity. Its rank is the 1-based
@@ -150,6 +150,10 @@ def retrieval_metrics(query_embeddings, gallery_embeddings, positives=None, ks=(
         ks: tuple of int. The K of each `R@K`.
         metric: str. `"cosine"`, `"dot"` or `"l2"` (negative squared distance).
         batch_size: int. Queries scored at once.
+        exclude: None or a boolean (Q, G) matrix of gallery items a query does
+            not rank at all (leave-one-out, where the queries are the gallery:
+            `np.eye(N, dtype=bool)`, so no query retrieves itself). An
+            excluded item is neither a hit nor ranked before one.
 
     Returns:
         dict with `R@K` for each K, `mean_rank`, `median_rank`, `mAP@10`
@@ -180,11 +184,24 @@ def retrieval_metrics(query_embeddings, gallery_embeddings, positives=None, ks=(
     if any(k < 1 for k in ks):
         raise ValueError(f"ks must be positive integers, got {ks}.")
     mask_of = _positive_mask(positives, len(queries), len(gallery))
+    if exclude is not None:
+        exclude = np.asarray(exclude)
+        if exclude.dtype != bool or exclude.shape != (len(queries), len(gallery)):
+            raise ValueError(f"exclude must be a boolean ({len(queries)}, {len(gallery)}) "
+                             f"matrix; got {exclude.dtype} {exclude.shape}.")
     ranks, aps = [], []
     for start in range(0, len(queries), batch_size):
         stop = min(start + batch_size, len(queries))
         scores = np.asarray(_scores(queries[start:stop], gallery, metric, exact=True))
         mask = mask_of(start, stop)
+        if exclude is not None:
+            # Ranked last, and no hit: they cannot come before a correct item.
+            scores = np.where(exclude[start:stop], -np.inf, scores)
+            mask = mask & ~exclude[start:stop]
+            empty = np.flatnonzero(~mask.any(axis=1))
+            if len(empty):
+                raise ValueError(f"query {start + int(empty[0])} has no positive gallery "
+                                 "item left once `exclude` is applied.")
         # Sort by score (descending); among equal scores non-matches come first.
         order = np.lexsort((mask, -scores), axis=-1)
         hits = np.take_along_axis(mask, order, axis=1)

@@ -99,17 +99,29 @@ def index_dataset(indices, arrays, to_example, batch_size):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def retrieval_report(embedding_model, splits):
-    """Category retrieval of test images among training images, and baselines."""
+def retrieval_report(embedding_model, splits, leave_one_out=False):
+    """Category retrieval of test images among training images, and baselines.
+
+    `leave_one_out`: `splits["test"]` is the training split itself (evaluating
+    the training images): no query retrieves itself, in the model's ranking,
+    the pixel baseline, the chance level and the majority class (the most
+    frequent label among the other images)."""
     train, test = splits["train"], splits["test"]
     trained = shared_space.category_retrieval(
         shared_space.embed_images(embedding_model, test["images"]), test["labels"],
-        shared_space.embed_images(embedding_model, train["images"]), train["labels"])
+        shared_space.embed_images(embedding_model, train["images"]), train["labels"],
+        leave_one_out=leave_one_out)
     pixels = shared_space.category_retrieval(
         shared_space.pixel_embeddings(test["images"]), test["labels"],
-        shared_space.pixel_embeddings(train["images"]), train["labels"])
+        shared_space.pixel_embeddings(train["images"]), train["labels"],
+        leave_one_out=leave_one_out)
     values, counts = np.unique(train["labels"], return_counts=True)
-    majority = float(np.mean(test["labels"] == values[np.argmax(counts)]))
+    if leave_one_out:
+        own = values[None, :] == test["labels"][:, None]
+        majority = float(np.mean(values[np.argmax(counts[None, :] - own, axis=1)]
+                                 == test["labels"]))
+    else:
+        majority = float(np.mean(test["labels"] == values[np.argmax(counts)]))
     return ({f"category_{k}": v for k, v in trained.items() if not k.startswith("chance")},
             {"category_R@1_chance": trained["chance_R@1"], "category_R@1_pixels": pixels["R@1"],
              "category_mAP@10_pixels": pixels["mAP@10"], "majority_class_accuracy": majority})

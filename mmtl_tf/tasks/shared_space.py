@@ -113,20 +113,33 @@ def pixel_embeddings(images):
     return x - x.mean(axis=1, keepdims=True)
 
 
-def category_retrieval(query, query_labels, gallery, gallery_labels, ks=(1, 5, 10)):
+def category_retrieval(query, query_labels, gallery, gallery_labels, ks=(1, 5, 10),
+                       leave_one_out=False):
     """Same-category retrieval: test images query the training images.
 
     `R@1` here is the accuracy of a 1-nearest-neighbour classifier; the
-    chance level of `R@1` is the mean fraction of the gallery that shares the
-    query's label.
+    chance level of `R@1` is the mean fraction of the gallery that a query
+    ranks that shares the query's label. With `leave_one_out` the queries
+    are the gallery (as when the training images are evaluated): a query
+    never retrieves itself, for the model, the pixel baseline and chance alike
+    (else each found itself: R@1 = 1).
     """
     positives = positives_from_labels(query_labels, gallery_labels)
+    exclude = None
+    if leave_one_out:
+        if len(query) != len(gallery):
+            raise ValueError(f"leave_one_out needs the queries to be the gallery; got "
+                             f"{len(query)} queries and {len(gallery)} gallery items.")
+        exclude = np.eye(len(query), dtype=bool)
+        positives = positives & ~exclude
     keep = positives.any(axis=1)
     if not keep.all():
-        # A query whose category has no gallery item cannot be answered.
+        # A query whose category has no (other) gallery item cannot be answered.
         query, positives = query[keep], positives[keep]
-    metrics = retrieval_metrics(query, gallery, positives, ks)
-    metrics["chance_R@1"] = float(positives.mean())
+        exclude = None if exclude is None else exclude[keep]
+    metrics = retrieval_metrics(query, gallery, positives, ks, exclude=exclude)
+    ranked = len(gallery) - (0 if exclude is None else exclude.sum(axis=1))
+    metrics["chance_R@1"] = float(np.mean(positives.sum(axis=1) / ranked))
     metrics["num_queries"] = int(len(query))
     return metrics
 

@@ -106,7 +106,8 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     accuracy, _, _ = _pair_accuracy(model, splits[split], config, int(config["seed"]) + 2,
                                     info["threshold"])
     retrieval, baselines = metric_learning.retrieval_report(
-        model.get_layer("embedding"), {"train": splits["train"], "test": splits[split]})
+        model.get_layer("embedding"), {"train": splits["train"], "test": splits[split]},
+        leave_one_out=split == "train")
     return common.write_metrics(run_dir, {split: {"pair_accuracy": accuracy, **retrieval},
                                           "baselines": baselines}, data=data)
 

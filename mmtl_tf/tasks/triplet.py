@@ -112,7 +112,8 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     splits, class_names = metric_learning.load_splits(config)
     metric_learning.check_split(config, splits, split, class_names, NAME, evaluating=True)
     retrieval, baselines = metric_learning.retrieval_report(
-        _embedding(model), {"train": splits["train"], "test": splits[split]})
+        _embedding(model), {"train": splits["train"], "test": splits[split]},
+        leave_one_out=split == "train")
     return common.write_metrics(run_dir, {split: retrieval, "baselines": baselines}, data=data)
 
 

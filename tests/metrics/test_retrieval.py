@@ -61,6 +61,26 @@ def test_closed_forms():
     assert m["R@1"] == 0.5 and m["mean_rank"] == 1.5 and m["mAP@10"] == pytest.approx(0.75)
 
 
+def test_exclude_leaves_items_out_of_the_ranking():
+    # Leave-one-out: the queries are the gallery and none may find itself.
+    rng = np.random.default_rng(1)
+    x, labels = rng.normal(size=(30, 5)), np.repeat(np.arange(6), 5)
+    positives = positives_from_labels(labels, labels) & ~np.eye(30, dtype=bool)
+    got = retrieval_metrics(x, x, positives, exclude=np.eye(30, dtype=bool), batch_size=7)
+    expected = {k: [] for k in got}
+    for i in range(30):  # the reference on a gallery without query i
+        others = np.delete(np.arange(30), i)
+        ref = numpy_reference(x[i:i + 1], x[others], [np.flatnonzero(positives[i, others])])
+        for key, value in ref.items():
+            expected[key].append(value)
+    for key in ("R@1", "R@5", "R@10", "mean_rank", "mAP@10"):
+        assert got[key] == pytest.approx(np.mean(expected[key]), abs=1e-9), key
+    with pytest.raises(ValueError, match="no positive gallery item left"):
+        retrieval_metrics(np.eye(2), np.eye(2), exclude=np.eye(2, dtype=bool))
+    with pytest.raises(ValueError, match=r"boolean \(2, 2\) matrix"):
+        retrieval_metrics(np.eye(2), np.eye(2), exclude=np.eye(2))
+
+
 def test_boolean_positives_and_labels():
     positives = positives_from_labels([0, 1], [1, 0, 0])
     assert positives.tolist() == [[False, True, True], [True, False, False]]

@@ -301,6 +301,12 @@ def test_siamese_without_validation_pairs_picks_the_threshold_on_training_pairs(
     err = capsys.readouterr().err
     assert "in the 'validation' split; it has 2 classes" in err
     assert "`mmtl-tf evaluate --split validation` of a siamese run measures pair" in err
+    # The training images query each other, none itself: chance 5 of the 23
+    # others (each of 4 classes has 6 training images), not 6 of 24.
+    assert cli.main(["evaluate", str(run), "--split", "train"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["baselines"]["category_R@1_chance"] == pytest.approx(5 / 23)
+    assert metrics["train"]["category_num_queries"] == 24
 
 
 def test_triplet_without_validation_rows_trains_and_says_so(tmp_path, capsys):
@@ -315,3 +321,42 @@ def test_triplet_without_validation_rows_trains_and_says_so(tmp_path, capsys):
     assert f"warning: {data}: the 'validation' split has no rows (rows per split: train 24, " \
            "validation 0, test 4); no validation loss: the best epoch is the one with the " \
            "lowest training loss." in err
+
+
+def test_retrieval_of_the_training_images_leaves_each_query_out():
+    # evaluate --split train: every image found itself, R@1 = 1.000 for the
+    # model and the pixel baseline alike.
+    import keras
+
+    from mmtl_tf.tasks import metric_learning
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), [5, 4, 3, 1]).astype(np.int32)
+    images = rng.integers(0, 256, (len(labels), 4, 4, 3)).astype(np.uint8)
+    flat = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten()])
+    split = {"images": images, "labels": labels}
+    retrieval, baselines = metric_learning.retrieval_report(
+        flat, {"train": split, "test": split}, leave_one_out=True)
+
+    def nearest_other(x):  # cosine, the query itself left out
+        x = x.reshape(len(x), -1).astype(np.float64)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        scores = x @ x.T
+        np.fill_diagonal(scores, -np.inf)
+        return labels[scores.argmax(axis=1)]
+
+    answerable = labels != 3                       # class 3 has no other image
+    pixels = images.reshape(len(images), -1).astype(np.float32)
+    pixels -= pixels.mean(axis=1, keepdims=True)
+    assert retrieval["category_num_queries"] == 12
+    assert retrieval["category_R@1"] == pytest.approx(
+        np.mean((nearest_other(images) == labels)[answerable]))
+    assert retrieval["category_R@1"] < 1
+    assert baselines["category_R@1_pixels"] == pytest.approx(
+        np.mean((nearest_other(pixels) == labels)[answerable]))
+    # Chance: the share of the 12 other images that have the query's label.
+    sizes = np.array([5, 4, 3, 1])[labels][answerable]
+    assert baselines["category_R@1_chance"] == pytest.approx(np.mean((sizes - 1) / 12))
+    # Majority class among the other images: class 0 (5), but class 0's own
+    # images see 4 of class 0 and 4 of class 1 (ties: the first, class 0).
+    assert baselines["majority_class_accuracy"] == pytest.approx(5 / 13)
