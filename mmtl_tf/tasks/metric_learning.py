@@ -135,12 +135,19 @@ def format_table(metrics, split, extra_rows=()):
             ("category R@5", m.get("category_R@5"), None, None),
             ("category mAP@10", m.get("category_mAP@10"), None, b.get("category_mAP@10_pixels"))]
     rows += list(extra_rows)
-    lines = [f"{split}: {m.get('category_num_queries', '?')} test images query the training "
-             "images (same category = correct)",
-             f"{'metric':34s}{'value':>9s}{'chance':>9s}{'pixels':>9s}"]
+    queries = m.get("category_num_queries", "?")
+    if split == "train":  # leave-one-out (retrieval_report)
+        what = f"{queries} training images query the other training images"
+    else:
+        what = f"{queries} {split} images query the training images"
+    # The names' column fits the longest name: "pair accuracy (threshold from
+    # validation)" pushed its value under the next column.
+    width = max(len(name) for name, *_ in rows) + 2
+    lines = [f"{split}: {what} (same category = correct)",
+             f"{'metric':{width}s}{'value':>9s}{'chance':>9s}{'pixels':>9s}"]
     for name, value, chance, pixels in rows:
         cells = ["" if v is None else f"{v:.3f}" for v in (value, chance, pixels)]
-        lines.append(f"{name:34s}" + "".join(c.rjust(9) for c in cells))
+        lines.append(f"{name:{width}s}" + "".join(c.rjust(9) for c in cells))
     return "\n".join(lines)
 
 

@@ -360,3 +360,25 @@ def test_retrieval_of_the_training_images_leaves_each_query_out():
     # Majority class among the other images: class 0 (5), but class 0's own
     # images see 4 of class 0 and 4 of class 1 (ties: the first, class 0).
     assert baselines["majority_class_accuracy"] == pytest.approx(5 / 13)
+
+
+@pytest.mark.parametrize("split,words", [
+    ("test", "test: 18 test images query the training images"),
+    ("validation", "validation: 18 validation images query the training images"),
+    ("train", "train: 18 training images query the other training images")])
+def test_siamese_table_columns_line_up(split, words):
+    # "pair accuracy (threshold from validation)" overflowed the names'
+    # column and shifted its value; other splits were called "test images".
+    from mmtl_tf.tasks import siamese
+
+    metrics = {split: {"category_R@1": 0.5, "category_R@5": 0.75, "category_mAP@10": 0.25,
+                       "category_num_queries": 18, "pair_accuracy": 0.625},
+               "baselines": {"category_R@1_chance": 0.125, "category_R@1_pixels": 0.375,
+                             "category_mAP@10_pixels": 0.0625, "pair_majority": 0.5}}
+    lines = siamese.format_metrics(metrics, split).splitlines()
+    assert lines[0].startswith(words)
+    value_end = lines[1].index("value") + len("value")
+    for line, value in zip(lines[2:], ("0.500", "0.750", "0.250", "0.625")):
+        assert line.index(value) + len(value) == value_end, line
+    assert lines[-1].startswith("pair accuracy (threshold from validation)")
+    assert lines[-1].split()[-2:] == ["0.625", "0.500"]
