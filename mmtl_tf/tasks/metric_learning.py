@@ -12,7 +12,9 @@ class Splits(dict):
     """{split: {"images", "labels"}}; `missing` maps a split without rows to
     the `DataError` that says why."""
 
-    missing = {}
+    def __init__(self, *args, missing=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.missing = dict(missing or {})
 
 
 def load_splits(config):
@@ -23,8 +25,7 @@ def load_splits(config):
                                                       missing),
         shared_space.image_size(config), on_error=config.get("on_error", "raise"),
         seed=int(config["seed"]))
-    splits = Splits()
-    splits.missing = missing
+    splits = Splits(missing=missing)
     for split in ("train", "validation", "test"):
         rows = data["split"] == split
         splits[split] = {"images": data["images"][rows], "labels": data["labels"][rows]}
