@@ -296,7 +296,7 @@ def _rows_by_split(source, need_box, seed, on_error):
 
 
 def load_image_label_records(source="default", split="train", task="multiclass", seed=0,
-                             on_error="raise", class_names=None):
+                             on_error="raise", class_names=None, other_labels="bad"):
     """Loads one split of an image-classification source (see the module docstring).
 
     Args:
@@ -309,12 +309,18 @@ def load_image_label_records(source="default", split="train", task="multiclass",
             default the sorted labels of the training split; a trained model
             evaluated on other data passes its own (rows with other labels are
             bad rows).
+        other_labels: str. `"bad"`: rows with a label outside `class_names`
+            are bad rows; `"keep"`: they are kept (`class_names` still lists
+            only the training split's classes or those given), for tasks that
+            meet new classes outside training (few-shot matching's held-out
+            classes, retrieval).
 
     Returns:
         `ImageLabelRecords`.
     """
     check_choice("split", split, SPLITS)
     check_choice("task", task, TASKS)
+    check_choice("other_labels", other_labels, ("bad", "keep"))
     check_on_error(on_error)
     where, grouped = _rows_by_split(source, task == "localization", seed, on_error)
     not_known = "are not among the model's classes"
@@ -337,7 +343,7 @@ def load_image_label_records(source="default", split="train", task="multiclass",
         chosen = [r for r in chosen if len(r["labels"]) == 1]
     known = set(class_names)
     unknown = [(r["row"], f"label(s) {sorted(set(r['labels']) - known)} {not_known}")
-               for r in chosen if not set(r["labels"]) <= known]
+               for r in chosen if not set(r["labels"]) <= known and other_labels == "bad"]
     if unknown:
         handle_problems(unknown, on_error, "rows", total=len(chosen))
         bad = {loc for loc, _ in unknown}

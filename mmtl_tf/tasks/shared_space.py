@@ -10,7 +10,8 @@ import numpy as np
 
 from mmtl_tf import training
 from mmtl_tf.data.image import decoded_image_dataset
-from mmtl_tf.data.sources import SPLITS, load_image_text_records
+from mmtl_tf.data.image_classification import load_image_label_records
+from mmtl_tf.data.sources import SPLITS
 from mmtl_tf.encoders.image_encoder import ImageEncoder
 from mmtl_tf.errors import DataError
 from mmtl_tf.metrics.retrieval import positives_from_labels, retrieval_metrics
@@ -34,31 +35,38 @@ def build_image_tower(config, name="image_encoder"):
                         conv_blocks=int(config.get("conv_blocks", 1)), name=name)
 
 
+def _label_records(source, split, seed, on_error):
+    """One split of a labelled image source, read as `head-swap` reads it
+    (`mmtl_tf.data.load_image_label_records`): class folders, a labels file
+    (`path`, `label`; a captions file is one, its captions unused), per-split
+    files or a split column. Rows whose label the training split lacks are
+    kept (matching holds classes out; retrieval scores any label)."""
+    return load_image_label_records(source, split, "multiclass", seed=seed, on_error=on_error,
+                                    other_labels="keep")
+
+
 def load_labelled_images(source, splits, size, on_error="raise", seed=0):
     """Decodes the images of some splits of a labelled source into memory.
 
     Args:
-        source: str. `"default"`, a folder or a captions file (with labels).
+        source: str. `"default"`, a labels or captions file, a folder holding
+            one (or per-split files), or a folder of class folders: the
+            sources of `mmtl_tf.data.load_image_label_records`.
         splits: sequence of str. Splits to load and concatenate.
         size: (height, width).
         on_error: str. `"raise"` or `"skip"`.
-        seed: int. Hash-split seed for sources without a split column.
+        seed: int. Hash-split seed for rows that name no split.
 
     Returns:
         dict with `images` uint8 (N, H, W, 3), `labels` int32 (N,) indexing
         `class_names` (the training split's sorted labels plus, for splits
-        with other labels, those labels after them), `class_names`,
-        `captions`, `paths`, `split` (str per row).
+        with other labels, those labels after them), `class_names`, `paths`,
+        `split` (str per row).
     """
-    images, labels, captions, paths, split_of = [], [], [], [], []
+    images, labels, paths, split_of = [], [], [], []
     class_names = None
     for split in splits:
-        records = load_image_text_records(source, split, require_label=False, seed=seed,
-                                          on_error=on_error)
-        missing = [r for r, lab in zip(records.rows, records.labels) if lab is None]
-        if missing:
-            raise DataError(f"{missing[0]}: no label (these tasks need a label column; "
-                            f"{len(missing)} rows lack one).")
+        records = _label_records(source, split, seed, on_error)
         if class_names is None:
             class_names = list(records.class_names)
         # The checking pass fills the in-memory cache; the copy below reads it.
@@ -69,19 +77,18 @@ def load_labelled_images(source, splits, size, on_error="raise", seed=0):
         batch = [img for _, img in ds.batch(512).as_numpy_iterator()]
         images.append(np.concatenate(batch) if batch else
                       np.zeros((0, *size, 3), np.uint8))
-        for label in records.labels:
+        row_labels = [row[0] for row in records.labels]  # multiclass: one label per row
+        for label in row_labels:
             if label not in class_names:
                 class_names.append(label)
-        labels.extend(class_names.index(label) for label in records.labels)
-        captions.extend(records.captions)
+        labels.extend(class_names.index(label) for label in row_labels)
         paths.extend(records.paths)
         split_of.extend([split] * len(records))
     return {"images": np.concatenate(images), "labels": np.asarray(labels, np.int32),
-            "class_names": class_names, "captions": captions, "paths": paths,
-            "split": np.asarray(split_of)}
+            "class_names": class_names, "paths": paths, "split": np.asarray(split_of)}
 
 
-def available_splits(source, seed=0, missing=None):
+def available_splits(source, seed=0, missing=None, on_error="raise"):
     """The splits of `source` that have rows (train is required).
 
     `missing`: a dict or None; filled with {split: the `DataError` that says
@@ -91,7 +98,7 @@ def available_splits(source, seed=0, missing=None):
     found = []
     for split in SPLITS:
         try:
-            load_image_text_records(source, split, require_label=False, seed=seed)
+            _label_records(source, split, seed, on_error)
             found.append(split)
         except DataError as e:
             if split == "train":
