@@ -10,7 +10,7 @@ import zipfile
 import keras
 
 from mmtl_tf import __version__, runtime
-from mmtl_tf.data.sources import unsplit_rows_in
+from mmtl_tf.data.sources import SPLITS, unsplit_rows_in
 from mmtl_tf.errors import (DataError, check_on_error, collect_problems,
                             raise_collected_problems)
 from mmtl_tf.files import atomic_directory, check_replaceable
@@ -139,7 +139,7 @@ def _same_source(data, own):
     return os.path.realpath(data) == os.path.realpath(own)
 
 
-def evaluation(evaluate):
+def evaluation(evaluate=None, *, unsplit_rows=True):
     """Decorator of a task's `evaluate(run_dir, split, verbose, data, on_error)`.
 
     `data` that is the run's own training source counts as none (its
@@ -148,7 +148,16 @@ def evaluation(evaluate):
     split: rows that name no split go to `split`
     (`mmtl_tf.data.sources.unsplit_rows_in`), not to the 80/10/10 hash split;
     its figures are kept under the source's absolute path.
+
+    With `unsplit_rows=False` (`@evaluation(unsplit_rows=False)`), rows of
+    other data that name no split are split 80/10/10 by the hash rule of
+    training, with the run's seed: for tasks that need the other data's
+    training rows too (the metric-learning tasks' retrieval gallery and
+    training-class pool), which putting every row in `split` left empty.
     """
+    if evaluate is None:
+        return functools.partial(evaluation, unsplit_rows=unsplit_rows)
+
     @functools.wraps(evaluate)
     def wrapped(run_dir, split="test", verbose=1, data=None, on_error=None):
         config = load_run(run_dir)["config"]
@@ -160,8 +169,8 @@ def evaluation(evaluate):
             data = absolute_source(os.fspath(data))
             if _same_source(data, config.get("data")):
                 data = None
-        if data is None:
-            return evaluate(run_dir, split=split, verbose=verbose, on_error=on_error)
+        if data is None or not unsplit_rows:
+            return evaluate(run_dir, split=split, verbose=verbose, data=data, on_error=on_error)
         with unsplit_rows_in(split):
             return evaluate(run_dir, split=split, verbose=verbose, data=data, on_error=on_error)
 
@@ -278,14 +287,47 @@ def write_metrics(run_dir, metrics, data=None):
     stored under `"other_data"` → `data` instead, so the run's own figures
     stay as training wrote them; the returned dict is the run's metrics with
     these on top, for printing.
+
+    Baselines stay beside the figures of their split: the top-level
+    `"baselines"` are the test split's (training writes them with the test
+    figures); an evaluation of the test split updates them key by key (a
+    baseline it does not compute again is kept), and the baselines of an
+    evaluation of another split go into that split's figures
+    (`metrics[split]["baselines"]`, read with `split_baselines`). Replacing
+    the top-level key put validation baselines beside the test figures and
+    dropped the baselines only training computes.
     """
     raise_collected_problems()  # figures of data with bad items are not written
     path = os.path.join(run_dir, "metrics.json")
     old = read_json(path) if os.path.exists(path) else {}
+    metrics = _baselines_beside_their_split(metrics)
     if data:
         stored = {**old, "other_data": {**old.get("other_data", {}), str(data): metrics}}
         atomic_write_json(stored, path)
         return {**old, **metrics}
+    if isinstance(metrics.get("baselines"), dict) and isinstance(old.get("baselines"), dict):
+        metrics = {**metrics, "baselines": {**old["baselines"], **metrics["baselines"]}}
     old.update(metrics)
     atomic_write_json(old, path)
     return old
+
+
+def _baselines_beside_their_split(metrics):
+    """`metrics` with top-level `"baselines"` moved into the figures of the
+    one split they come with, unless that split is `"test"`."""
+    splits = [k for k in metrics if k in SPLITS]
+    if "baselines" not in metrics or len(splits) != 1 or splits[0] == "test":
+        return metrics
+    split = splits[0]
+    metrics = dict(metrics)
+    metrics[split] = {**metrics[split], "baselines": metrics.pop("baselines")}
+    return metrics
+
+
+def split_baselines(metrics, split):
+    """The baselines of `split` in a metrics dict (see `write_metrics`): those
+    in the split's figures, else, for the test split, the top-level ones."""
+    own = metrics.get(split, {}).get("baselines")
+    if isinstance(own, dict):
+        return own
+    return metrics.get("baselines", {}) if split == "test" else {}

@@ -120,7 +120,8 @@ def few_shot_accuracy(model, images, labels, config, k_shot, seed):
 
 def _pools(config):
     data = shared_space.load_labelled_images(
-        config["data"], shared_space.available_splits(config["data"], int(config["seed"])),
+        config["data"], shared_space.available_splits(config["data"], int(config["seed"]),
+                                      on_error=config.get("on_error", "raise")),
         shared_space.image_size(config), on_error=config.get("on_error", "raise"),
         seed=int(config["seed"]))
     train_classes, test_classes = split_classes(data["class_names"], data["labels"], config)
@@ -188,16 +189,20 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
-@common.evaluation
+@common.evaluation(unsplit_rows=False)
 def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     """Few-shot accuracy on the held-out classes (`split="test"`) or on the
     training classes' images of the `"train"` or `"validation"` split, in
-    episodes of `eval_way` classes or of all training classes if fewer."""
+    episodes of `eval_way` classes or of all training classes if fewer.
+
+    On other data, held-out classes are drawn anew among its classes (as in
+    training: `num_test_classes`, the run's seed) and recorded with its
+    figures; its rows that name no split are split 80/10/10 as in training."""
     info, model = common.load_run_model(run_dir, NAME)
     config = common.run_config(info, data, on_error)
     # The run's held-out classes; on other data, held-out classes drawn anew.
     config["test_classes"] = None if data else info["test_classes"]
-    pools, _, _ = _pools(config)
+    pools, train_names, test_names = _pools(config)
     pool, way = pools[split], None
     if split != "test":  # the training classes: fewer than eval_way (4 of the bundled 9)
         classes = len(np.unique(pool[1]))
@@ -205,8 +210,11 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
             raise DataError(f"{config['data']}: the {split!r} split has images of "
                             f"{classes} training class(es); episodes need 2 or more.")
         way = min(int(config["eval_way"]), classes)
-    return common.write_metrics(run_dir, {split: _evaluate_pool(model, pool, config, way)},
-                                data=data)
+    metrics = {split: _evaluate_pool(model, pool, config, way)}
+    if data:  # the classes of the other data, not the run's (which printing read)
+        metrics.update(test_classes=test_names, train_classes=train_names,
+                       evaluated_on={"data": str(data), "seed": int(config["seed"])})
+    return common.write_metrics(run_dir, metrics, data=data)
 
 
 def export(run_dir, saved_model_dir):
@@ -219,10 +227,14 @@ def export(run_dir, saved_model_dir):
 def format_metrics(metrics, split="test"):
     m = metrics[split]
     classes = metrics.get("test_classes") if split == "test" else None
-    lines = [f"{split}: few-shot accuracy on "
-             + (f"held-out classes {', '.join(classes)}" if classes else
-                f"the {split} images of the training classes"),
-             f"{'episodes':18s}{'accuracy':>10s}{'± 95%':>8s}{'pixels':>9s}{'chance':>9s}"]
+    note = metrics.get("evaluated_on")
+    lines = [(f"on {note.get('data')}: held-out classes drawn among its classes (seed "
+              f"{note.get('seed')}); its rows that name no split are split 80/10/10 as in "
+              "training")] if isinstance(note, dict) else []
+    lines += [f"{split}: few-shot accuracy on "
+              + (f"held-out classes {', '.join(classes)}" if classes else
+                 f"the {split} images of the training classes"),
+              f"{'episodes':18s}{'accuracy':>10s}{'± 95%':>8s}{'pixels':>9s}{'chance':>9s}"]
     for key in sorted(k for k in m if k.endswith("_accuracy")):
         name = key[:-len("_accuracy")]
         chance = 1.0 / int(name.split("way")[0])  # N-way episodes: 1 / N

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmtl_tf.errors import DataError
-from mmtl_tf.tasks import shared_space
+from mmtl_tf.tasks import common, shared_space
 
 
 class Splits(dict):
@@ -22,7 +22,8 @@ def load_splits(config):
     missing = {}
     data = shared_space.load_labelled_images(
         config["data"], shared_space.available_splits(config["data"], int(config["seed"]),
-                                                      missing),
+                                                      missing=missing,
+                                                      on_error=config.get("on_error", "raise")),
         shared_space.image_size(config), on_error=config.get("on_error", "raise"),
         seed=int(config["seed"]))
     splits = Splits(missing=missing)
@@ -91,6 +92,29 @@ def check_split(config, splits, split, class_names, task, pairs=False, evaluatin
             raise DataError(f"{problem[:-1]}; {purpose}.")
 
 
+def other_data_note(config, splits, data):
+    """`{"evaluated_on": ...}` for metrics of an evaluation on other data
+    (`data`; else `{}`): the source, the seed of its hash split and its
+    images per split, which `format_table` prints."""
+    if not data:
+        return {}
+    return {"evaluated_on": {"data": str(data), "seed": int(config["seed"]),
+                             "images_per_split": {k: len(v["labels"])
+                                                  for k, v in splits.items()}}}
+
+
+def other_data_line(metrics, split):
+    """The line saying how other data was split, or None (the run's own data)."""
+    note = metrics.get("evaluated_on")
+    if not isinstance(note, dict):
+        return None
+    counts = note.get("images_per_split", {})
+    return (f"on {note.get('data')}: its rows that name no split are split 80/10/10 by the "
+            f"hash rule of training (seed {note.get('seed')}); its {counts.get('train', '?')} "
+            f"training images are the gallery, its {counts.get(split, '?')} {split} images "
+            "the queries")
+
+
 def index_dataset(indices, arrays, to_example, batch_size):
     """Maps an index dataset to examples gathered from in-memory arrays, batched."""
     tensors = {k: tf.constant(v) for k, v in arrays.items()}
@@ -130,7 +154,7 @@ def retrieval_report(embedding_model, splits, leave_one_out=False):
 
 def format_table(metrics, split, extra_rows=()):
     """Text table of category retrieval (and extra rows) next to the baselines."""
-    m, b = metrics[split], metrics.get("baselines", {})
+    m, b = metrics[split], common.split_baselines(metrics, split)
     rows = [("1-NN category accuracy (R@1)", m.get("category_R@1"),
              b.get("category_R@1_chance"), b.get("category_R@1_pixels")),
             ("category R@5", m.get("category_R@5"), None, None),
@@ -144,8 +168,9 @@ def format_table(metrics, split, extra_rows=()):
     # The names' column fits the longest name: "pair accuracy (threshold from
     # validation)" pushed its value under the next column.
     width = max(len(name) for name, *_ in rows) + 2
-    lines = [f"{split}: {what} (same category = correct)",
-             f"{'metric':{width}s}{'value':>9s}{'chance':>9s}{'pixels':>9s}"]
+    lines = [line for line in [other_data_line(metrics, split)] if line]
+    lines += [f"{split}: {what} (same category = correct)",
+              f"{'metric':{width}s}{'value':>9s}{'chance':>9s}{'pixels':>9s}"]
     for name, value, chance, pixels in rows:
         cells = ["" if v is None else f"{v:.3f}" for v in (value, chance, pixels)]
         lines.append(f"{name:{width}s}" + "".join(c.rjust(9) for c in cells))

@@ -95,21 +95,27 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
-@common.evaluation
+@common.evaluation(unsplit_rows=False)
 def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
-    """Pair accuracy (saved threshold) and category retrieval of `split` against train."""
+    """Pair accuracy (saved threshold) and category retrieval of `split` against train.
+
+    Other data's rows that name no split are split 80/10/10 as in training:
+    its training rows are the gallery, its `split` rows the queries."""
     info, model = common.load_run_model(run_dir, NAME)
     config = common.run_config(info, data, on_error)
     splits, class_names = metric_learning.load_splits(config)
     metric_learning.check_split(config, splits, split, class_names, NAME, pairs=True,
                                 evaluating=True)
-    accuracy, _, _ = _pair_accuracy(model, splits[split], config, int(config["seed"]) + 2,
-                                    info["threshold"])
+    accuracy, _, positive_fraction = _pair_accuracy(model, splits[split], config,
+                                                    int(config["seed"]) + 2, info["threshold"])
     retrieval, baselines = metric_learning.retrieval_report(
         model.get_layer("embedding"), {"train": splits["train"], "test": splits[split]},
         leave_one_out=split == "train")
+    baselines["pair_majority"] = max(positive_fraction, 1 - positive_fraction)
     return common.write_metrics(run_dir, {split: {"pair_accuracy": accuracy, **retrieval},
-                                          "baselines": baselines}, data=data)
+                                          "baselines": baselines,
+                                          **metric_learning.other_data_note(config, splits, data)},
+                                data=data)
 
 
 def export(run_dir, saved_model_dir):
@@ -120,7 +126,7 @@ def export(run_dir, saved_model_dir):
 
 
 def format_metrics(metrics, split="test"):
-    m, b = metrics[split], metrics.get("baselines", {})
+    m, b = metrics[split], common.split_baselines(metrics, split)
     return metric_learning.format_table(
         metrics, split, [(f"pair accuracy (threshold from {_threshold_from(metrics)})",
                           m.get("pair_accuracy"), b.get("pair_majority"), None)])

@@ -104,9 +104,12 @@ def train(config, run_dir, verbose=1):
     return common.write_metrics(run_dir, metrics)
 
 
-@common.evaluation
+@common.evaluation(unsplit_rows=False)
 def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
-    """Category retrieval of `split` images among the training images."""
+    """Category retrieval of `split` images among the training images.
+
+    Other data's rows that name no split are split 80/10/10 as in training:
+    its training rows are the gallery, its `split` rows the queries."""
     info, model = common.load_run_model(run_dir, NAME)
     config = common.run_config(info, data, on_error)
     splits, class_names = metric_learning.load_splits(config)
@@ -114,7 +117,9 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     retrieval, baselines = metric_learning.retrieval_report(
         _embedding(model), {"train": splits["train"], "test": splits[split]},
         leave_one_out=split == "train")
-    return common.write_metrics(run_dir, {split: retrieval, "baselines": baselines}, data=data)
+    return common.write_metrics(run_dir, {split: retrieval, "baselines": baselines,
+                                          **metric_learning.other_data_note(config, splits, data)},
+                                data=data)
 
 
 def export(run_dir, saved_model_dir):
