@@ -46,14 +46,15 @@ def test_labelled_images_read_every_layout_head_swap_reads(tmp_path):
     # "missing column(s) caption") though these tasks never use captions.
     rows = _class_folders(tmp_path, ["red", "green", "blue"], per_class=10)
     _csv(tmp_path / "labels.csv", ["path", "label"], rows)
-    (tmp_path / "captions").mkdir()
-    _csv(tmp_path / "captions" / "captions.csv", ["path", "caption", "label"],
-         [(f"../{p}", f"a {label} square", label) for p, label in rows])
+    # (A name the folder look-up does not pick, beside the class folders: the
+    # hash split keys on the path relative to the file.)
+    _csv(tmp_path / "my_captions.csv", ["path", "caption", "label"],
+         [(p, f"a {label} square", label) for p, label in rows])
     folders = str(tmp_path)  # labels.csv is found first; then without it:
     loaded = {}
     for name, source in (("labels file", str(tmp_path / "labels.csv")),
                          ("folder with labels.csv", folders),
-                         ("captions file", str(tmp_path / "captions" / "captions.csv"))):
+                         ("captions file", str(tmp_path / "my_captions.csv"))):
         splits = shared_space.available_splits(source)
         loaded[name] = shared_space.load_labelled_images(source, splits, (8, 8))
     os.remove(tmp_path / "labels.csv")
