@@ -1,9 +1,63 @@
 """Multi-label average precision (per class) and its mean, mAP, in `keras.ops`."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from mmtl_tf.errors import check_count
+
+
+def _concrete(x):
+    """`x` as a NumPy array when its values are known (NumPy, lists, eager
+    tensors), else None (symbolic tensors inside `fit`, `tf.function`, XLA)."""
+    if isinstance(x, (np.ndarray, list, tuple, int, float, np.generic)):
+        return np.asarray(x)
+    if keras.backend.is_keras_tensor(x):
+        return None
+    try:
+        return np.asarray(x.numpy())
+    except Exception:  # a graph tensor: no values yet
+        return None
+
+
+def _check_shapes(y_true, y_score, true_name, score_name, num_classes=None):
+    """Static checks: y_score is (N, C) (or (N,) when num_classes is None),
+    y_true has the same shape, C equals num_classes when given."""
+    t, s = tuple(y_true.shape), tuple(y_score.shape)
+    if num_classes is not None:
+        if len(s) != 2 or s[-1] not in (None, num_classes):
+            raise ValueError(f"{score_name} must be (N, num_classes={num_classes}) scores; "
+                             f"got shape {s}.")
+        if len(t) != 2 or t[-1] not in (None, num_classes):
+            raise ValueError(f"{true_name} must be (N, num_classes={num_classes}) 0/1 labels "
+                             f"(multi-hot, not class indices); got shape {t}.")
+    elif len(s) not in (1, 2):
+        raise ValueError(f"{score_name} must be (N, C) scores or (N,) for one class; "
+                         f"got shape {s}.")
+    if len(t) != len(s) or any(a is not None and b is not None and a != b
+                               for a, b in zip(t, s)):
+        raise ValueError(f"{true_name} and {score_name} must have the same shape (0/1 labels "
+                         f"for each score, not class indices); got {t} and {s}.")
+
+
+def _check_values(y_true, y_score, true_name, score_name):
+    """Value checks on concrete inputs: labels 0/1, scores finite."""
+    labels, scores = _concrete(y_true), _concrete(y_score)
+    if labels is not None and not np.isin(labels, (0, 1)).all():
+        bad = sorted(set(np.unique(labels[~np.isin(labels, (0, 1))]).tolist()))[:5]
+        raise ValueError(f"{true_name} must hold 0/1 labels; got values {bad}.")
+    if scores is not None and not np.all(np.isfinite(scores.astype("float64"))):
+        bad = np.argwhere(~np.isfinite(scores.astype("float64")))[0].tolist()
+        raise ValueError(f"{score_name} has non-finite values (first at index {bad}).")
+
+
+def _invalid(y_true, y_score):
+    """float32 scalar: NaN if any label is not 0/1 or any score is not finite,
+    else 0 (adding it makes the result NaN where values cannot be checked)."""
+    bad = ops.logical_or(
+        ops.any(ops.logical_and(ops.not_equal(y_true, 0.0), ops.not_equal(y_true, 1.0))),
+        ops.logical_not(ops.all(ops.isfinite(y_score))))
+    return ops.where(bad, float("nan"), 0.0)
 
 
 def _grouped_average_precision(positives, counts):
@@ -33,12 +87,19 @@ def average_precision(y_true, y_score):
     average=None)`.
 
     Args:
-        y_true: (N, C) 0/1 labels (multi-hot), or (N,) for one class.
-        y_score: same shape; scores or probabilities, higher = more likely.
+        y_true: (N, C) 0/1 labels (multi-hot), or (N,) for one class. Class
+            indices are refused: the shapes must match.
+        y_score: same shape; finite scores or probabilities, higher = more likely.
 
     Returns:
         float32 (C,) (or a scalar for 1-D input). Classes without any positive
         get 0 (see `mean_average_precision`, which leaves them out).
+
+    Raises:
+        ValueError: shapes differ or are not (N,) / (N, C); for concrete
+            inputs (NumPy, eager), labels other than 0/1 or non-finite scores.
+            Symbolic inputs (inside `tf.function` / XLA) cannot be checked for
+            values: there such inputs make the result NaN.
 
     Example:
         >>> import numpy as np, mmtl_tf
@@ -53,11 +114,15 @@ def average_precision(y_true, y_score):
     """
     y_true = ops.convert_to_tensor(y_true)
     y_score = ops.convert_to_tensor(y_score)
+    _check_shapes(y_true, y_score, "y_true", "y_score")
+    _check_values(y_true, y_score, "y_true", "y_score")
     one_class = len(y_score.shape) == 1
     if one_class:
         y_true, y_score = y_true[:, None], y_score[:, None]
     y_true = ops.cast(y_true, "float32")
     y_score = ops.cast(y_score, "float32")
+    invalid = _invalid(y_true, y_score)
+    y_score = ops.where(ops.isfinite(y_score), y_score, 0.0)
     n, c = ops.shape(y_score)[0], ops.shape(y_score)[1]
     # Sort each column by decreasing score.
     order = ops.argsort(-y_score, axis=0)
@@ -74,6 +139,7 @@ def average_precision(y_true, y_score):
                                 num_segments=n * c)
     counts = ops.segment_sum(ops.ones_like(flat_ids, "float32"), flat_ids, num_segments=n * c)
     ap, _ = _grouped_average_precision(ops.reshape(positives, (c, n)), ops.reshape(counts, (c, n)))
+    ap = ap + invalid
     return ap[0] if one_class else ap
 
 
@@ -107,6 +173,12 @@ class MeanAveragePrecision(keras.metrics.Metric):
     tests with the default 1,000 bins). Classes without positives are left out of the
     mean. Works inside `fit` under XLA (`jit_compile=True`).
 
+    `update_state(y_true, y_pred)` takes y_true and y_pred both of shape
+    (N, num_classes): multi-hot 0/1 labels (not class indices) and scores.
+    Other shapes raise a ValueError. Concrete (eager / NumPy) labels other than
+    0/1 or non-finite scores raise a ValueError too; inside a compiled `fit`
+    they cannot be checked and make the result NaN until `reset_state`.
+
     Args:
         num_classes: int. Output width.
         num_bins: int. Resolution: scores (clipped to [0, 1]) are rounded to
@@ -133,8 +205,13 @@ class MeanAveragePrecision(keras.metrics.Metric):
         self.counts = self.add_variable(shape=shape, initializer="zeros", name="counts")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = ops.reshape(ops.cast(y_true, "float32"), (-1, self.num_classes))
-        y_pred = ops.reshape(ops.cast(y_pred, "float32"), (-1, self.num_classes))
+        y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
+        _check_shapes(y_true, y_pred, "y_true", "y_pred", self.num_classes)
+        _check_values(y_true, y_pred, "y_true", "y_pred")
+        y_true = ops.cast(y_true, "float32")
+        y_pred = ops.cast(y_pred, "float32")
+        invalid = _invalid(y_true, y_pred)
+        y_pred = ops.where(ops.isfinite(y_pred), y_pred, 0.0)
         weight = ops.ones_like(y_pred) if sample_weight is None else \
             ops.ones_like(y_pred) * ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
         # Slot 0 holds the highest scores, so the histogram is in decreasing score order.
@@ -145,7 +222,7 @@ class MeanAveragePrecision(keras.metrics.Metric):
                           (-1,))
         n = self.num_classes * slots
         self.positives.assign_add(ops.segment_sum(ops.reshape(y_true * weight, (-1,)), ids,
-                                                  num_segments=n))
+                                                  num_segments=n) + invalid)
         self.counts.assign_add(ops.segment_sum(ops.reshape(weight, (-1,)), ids, num_segments=n))
 
     def result(self):

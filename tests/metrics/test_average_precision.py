@@ -77,3 +77,51 @@ def test_bad_arguments():
         MeanAveragePrecision(num_classes=0)
     with pytest.raises(ValueError, match="num_bins must be >= 2"):
         MeanAveragePrecision(num_classes=2, num_bins=1)
+
+
+def test_labels_and_scores_must_be_n_by_num_classes_0_1_and_finite():
+    def streaming(y_true, y_pred, num_classes):
+        metric = MeanAveragePrecision(num_classes=num_classes)
+        metric.update_state(y_true, y_pred)
+        return float(metric.result())
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"y_true must be \(N, num_classes=4\).*\(4,\)"):
+        streaming(np.array([0, 1, 2, 3]), np.eye(4) * 0.9, 4)          # class indices
+    with pytest.raises(ValueError, match=r"y_true must be \(N, num_classes=4\).*\(4, 1\)"):
+        streaming(np.array([[0], [1], [2], [3]]), rng.random((4, 4)), 4)
+    with pytest.raises(ValueError, match=r"y_pred must be \(N, num_classes=2\).*\(4, 4\)"):
+        streaming(np.eye(4), rng.random((4, 4)), 2)
+    with pytest.raises(ValueError, match=r"same shape.*\(3, 2\) and \(4, 2\)"):
+        streaming(np.eye(3, 2), rng.random((4, 2)), 2)
+    yt = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    ys = np.array([[0.9, 0.2], [0.1, 0.8], [0.6, 0.7], [0.3, 0.1]])
+    nan_scores = np.where(ys > 0.5, np.nan, ys)
+    with pytest.raises(ValueError, match="y_pred has non-finite values"):
+        streaming(yt, nan_scores, 2)
+    with pytest.raises(ValueError, match="y_score has non-finite values"):
+        average_precision(yt, nan_scores)
+    with pytest.raises(ValueError, match=r"y_true must hold 0/1 labels; got values \[2, 3\]"):
+        average_precision(np.array([[2, 0], [0, 3], [1, 1], [0, 0]]), ys)
+    with pytest.raises(ValueError, match="y_true must hold 0/1 labels"):
+        streaming(np.array([[2, 0], [0, 3], [1, 1], [0, 0]]), ys, 2)
+    with pytest.raises(ValueError, match=r"same shape.*\(4, 1\) and \(4, 2\)"):
+        average_precision(yt[:, :1], ys)
+
+
+def test_unchecked_bad_values_make_a_compiled_result_nan():
+    import tensorflow as tf
+
+    yt = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], "float32")
+    ys = np.array([[0.9, 0.2], [0.1, 0.8], [0.6, 0.7], [0.3, 0.1]], "float32")
+    metric = MeanAveragePrecision(num_classes=2)
+    update = tf.function(metric.update_state, jit_compile=True)
+    update(yt, ys)
+    assert 0.0 < float(metric.result()) <= 1.0
+    update(yt, np.where(ys > 0.5, np.nan, ys).astype("float32"))
+    assert np.isnan(float(metric.result()))
+    metric.reset_state()
+    update(yt * 2, ys)
+    assert np.isnan(float(metric.result()))
+    ap = tf.function(average_precision, jit_compile=True)
+    assert np.isnan(np.asarray(ap(yt, np.where(ys > 0.5, np.inf, ys).astype("float32")))).all()
