@@ -260,3 +260,13 @@ def check_count(name, value, minimum=1):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     return int(value)
+
+
+def check_texts(texts, name="texts"):
+    """A `ValueError` if `texts` is a bare str or bytes (which would be read
+    as a list of characters) instead of a list of texts."""
+    if isinstance(texts, (str, bytes)):
+        shown = texts if len(texts) <= 40 else texts[:37] + ("..." if isinstance(texts, str)
+                                                             else b"...")
+        raise ValueError(f"{name} is a single string ({shown!r}), which would be read as a "
+                         f"list of characters; pass a list of texts, e.g. [{shown!r}].")

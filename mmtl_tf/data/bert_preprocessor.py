@@ -304,6 +304,9 @@ class BertPreprocessor:
         """WordPieces per text before truncation (NumPy int array)."""
         import numpy as np
 
+        from mmtl_tf.errors import check_texts
+
+        check_texts(texts)
         ids = self._tokenize(list(texts))
         if isinstance(ids, list):  # keras-hub returns lists in eager mode
             return np.asarray([len(row) for row in ids], dtype=np.int64)

@@ -11,7 +11,7 @@ import os
 import keras
 import tensorflow as tf
 
-from mmtl_tf.errors import DataError
+from mmtl_tf.errors import DataError, check_texts
 from mmtl_tf.files import atomic_json
 
 # A short English stop-word list (articles, pronouns, auxiliaries, prepositions).
@@ -48,8 +48,8 @@ def make_text_vectorizer(texts=None, vocab_size=5000, sequence_length=100,
     zero-padded to `sequence_length` (texts longer than that are truncated).
 
     Args:
-        texts: list of str or a `tf.data.Dataset` of strings. The training
-            captions to adapt on (ignored when `vocabulary` is given).
+        texts: list of str (not a bare str) or a `tf.data.Dataset` of strings.
+            The training captions to adapt on (ignored when `vocabulary` is given).
         vocab_size: int. Maximum vocabulary size, padding and OOV included.
         sequence_length: int. Output length.
         remove_stopwords: bool. Also drop English stop words when standardising.
@@ -85,6 +85,7 @@ def make_text_vectorizer(texts=None, vocab_size=5000, sequence_length=100,
         if texts is None:
             raise ValueError("make_text_vectorizer needs `texts` or `vocabulary`.")
         if not isinstance(texts, tf.data.Dataset):
+            check_texts(texts)
             texts = list(texts)
             if not texts:
                 raise DataError("cannot adapt a text vocabulary on zero texts.")
@@ -135,4 +136,5 @@ def load_text_vectorizer(path):
 
 def vectorize(layer, texts):
     """Runs the vectorizer on a list of str; returns int32 token ids (N, length)."""
+    check_texts(texts)
     return tf.cast(layer(tf.constant(list(texts), dtype=tf.string)), tf.int32)

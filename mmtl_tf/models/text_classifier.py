@@ -7,7 +7,7 @@ import numpy as np
 
 from mmtl_tf.encoders.bert_encoder import BertEncoder
 from mmtl_tf.encoders.text_encoder import TextEncoder
-from mmtl_tf.errors import check_count
+from mmtl_tf.errors import check_count, check_texts
 from mmtl_tf.models.fusion_classifier import classification_head
 
 
@@ -155,7 +155,7 @@ def encode_texts(encoder, preprocessor, texts, batch_size=64, bucket=16):
     Args:
         encoder: `BertEncoder` (or a model with the same inputs).
         preprocessor: `BertPreprocessor`.
-        texts: list of str.
+        texts: list of str (a bare str is refused).
         batch_size: int.
         bucket: int. Batch lengths are rounded up to a multiple of this.
 
@@ -167,6 +167,7 @@ def encode_texts(encoder, preprocessor, texts, batch_size=64, bucket=16):
     """
     import tensorflow as tf
 
+    check_texts(texts)
     texts = list(texts)
     if not texts:
         return np.zeros((0, encoder.output.shape[-1]), "float32")

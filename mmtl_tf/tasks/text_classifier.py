@@ -16,7 +16,7 @@ from mmtl_tf.data.bert_preprocessor import BertPreprocessor, fetch_minilm
 from mmtl_tf.data.text import make_text_vectorizer
 from mmtl_tf.data.text_classification import (load_text_classification_records,
                                               make_text_classification_dataset)
-from mmtl_tf.errors import raise_collected_problems
+from mmtl_tf.errors import check_texts, raise_collected_problems
 from mmtl_tf.export import export_text_classifier
 from mmtl_tf.models.text_classifier import (build_lstm_text_classifier,
                                             build_text_classifier, encode_texts)
@@ -30,6 +30,7 @@ RESERVED_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 def word_vocabulary(texts, size):
     """A whole-word WordPiece vocabulary: BERT's special tokens, the
     punctuation seen, then the most frequent lower-cased words."""
+    check_texts(texts)
     counts = collections.Counter()
     punctuation = set()
     for text in texts:
