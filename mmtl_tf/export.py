@@ -68,16 +68,38 @@ def call_on_batch(call, inputs):
     return tf.nest.map_structure(lambda y: y[:count], outputs)
 
 
+def check_class_names(class_names, num_classes, what="classes"):
+    """`class_names` as a list, or a `ValueError` unless it is None or a list
+    (tuple) of str with one name per class (checked when exporting, before
+    anything is written: a wrong count would only fail at serving time)."""
+    if class_names is None:
+        return None
+    if isinstance(class_names, (str, bytes)) or not all(
+            isinstance(name, str) for name in class_names):
+        raise ValueError(f"class_names must be a list of str (one per class), got "
+                         f"{class_names!r}.")
+    class_names = list(class_names)
+    if num_classes is not None and len(class_names) != num_classes:
+        raise ValueError(f"class_names has {len(class_names)} names but the model has "
+                         f"{num_classes} {what}; pass one name per class, in class-id "
+                         "order.")
+    return class_names
+
+
 def classifier_outputs(probabilities, class_names):
     """Serving outputs of a classifier: probabilities, class id and class name."""
     probabilities = tf.cast(probabilities, tf.float32)
+    width = probabilities.shape[-1]
+    class_names = check_class_names(
+        class_names, 2 if width == 1 else width,
+        "classes (one sigmoid output: class 0 and class 1)" if width == 1 else "classes")
     if probabilities.shape[-1] == 1:
         class_id = tf.cast(probabilities[:, 0] > 0.5, tf.int32)
     else:
         class_id = tf.cast(tf.argmax(probabilities, axis=-1), tf.int32)
     outputs = {"probabilities": probabilities, "class_id": class_id}
-    if class_names:
-        outputs["class_name"] = tf.gather(tf.constant(list(class_names)), class_id)
+    if class_names is not None:
+        outputs["class_name"] = tf.gather(tf.constant(class_names), class_id)
     return outputs
 
 
@@ -105,7 +127,8 @@ def same_count(**inputs):
 def present_class_names(present, class_names, separator="|"):
     """(N,) tf.string: the names of each row's present classes joined by
     `separator` (as in labels files: `"dog|person"`), `""` for none."""
-    names = tf.broadcast_to(tf.constant(list(class_names)), tf.shape(present))
+    class_names = check_class_names(class_names, present.shape[-1], "multi-label outputs")
+    names = tf.broadcast_to(tf.constant(class_names), tf.shape(present))
     return tf.strings.reduce_join(tf.ragged.boolean_mask(names, present), axis=1,
                                   separator=separator)
 
@@ -127,7 +150,10 @@ def export_image_text_classifier(model, text_vectorizer, path, image_size, crop=
         image_size: (height, width) the model takes.
         crop: bool. Center crop, as in training.
         grayscale: bool. As in training.
-        class_names: list of str or None.
+        class_names: list of str or None. One name per class in class-id
+            order (two for a single sigmoid output; one per output for a
+            multi-label model); checked against the model's output width
+            before anything is written (ValueError).
 
     Returns:
         The absolute path of the SavedModel.
@@ -175,7 +201,10 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=True
         model: keras.Model taking uint8 (N, H, W, 3).
         path: str. Target SavedModel folder (written atomically).
         image_size: (height, width) the model takes.
-        class_names: list of str or None.
+        class_names: list of str or None. One name per class in class-id
+            order (two for a single sigmoid output; one per output for a
+            multi-label model); checked against the model's output width
+            before anything is written (ValueError).
         crop: bool. Center crop as in training (False for localization).
         threshold: float. Multi-label decision threshold.
 
@@ -202,7 +231,7 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=True
         if multilabel:
             probabilities = tf.cast(result, tf.float32)
             outputs = {"probabilities": probabilities, "present": probabilities >= threshold}
-            if class_names:
+            if class_names is not None:
                 outputs["class_name"] = present_class_names(outputs["present"], class_names)
             return outputs
         return classifier_outputs(result, class_names)
@@ -239,7 +268,10 @@ def export_text_classifier(model, preprocessor, path, class_names=None, tokens_o
             `mmtl_tf.models.build_text_classifier`).
         preprocessor: `mmtl_tf.data.BertPreprocessor` used in training.
         path: str. Target SavedModel folder.
-        class_names: list of str or None.
+        class_names: list of str or None. One name per class in class-id
+            order (two for a single sigmoid output; one per output for a
+            multi-label model); checked against the model's output width
+            before anything is written (ValueError).
         tokens_only: bool. Also write `path/tokens_only`.
 
     Returns:

@@ -220,3 +220,41 @@ def test_exported_audio_encoder_names_a_wrongly_shaped_waveform(tmp_path):
         assert "waveform must be float32 (N, samples) mono audio" in got[name], got[name]
     assert "waveform has no samples" in got["no_samples"], got["no_samples"]
     assert got["good"] == [2, 4] and got["no_clips"] == [0, 4]
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+def test_class_names_of_the_wrong_length_or_type_are_refused_at_export(tmp_path, task):
+    # 2 names for 3 classes exported fine and serving failed later (GatherV2);
+    # 5 names or a bare str were accepted; multi-label failed with BroadcastTo.
+    from mmtl_tf.export import export_image_classifier
+    from tests.models.test_head_swap_classifier import tiny_backbone
+
+    model = mmtl_tf.models.build_head_swap_classifier(
+        tiny_backbone(), 3, input_shape=(16, 16, 3), head_units=(), task=task)
+    for names, message in [(["cat", "dog"], "class_names has 2 names but the model has 3"),
+                           (list("abcde"), "class_names has 5 names but the model has 3"),
+                           ("xyz", "class_names must be a list of str"),
+                           ([0, 1, 2], "class_names must be a list of str")]:
+        with pytest.raises(ValueError, match=message):
+            export_image_classifier(model, str(tmp_path / "sm"), (16, 16), class_names=names)
+        assert os.listdir(tmp_path) == []          # nothing written, no temporary folder
+    export_image_classifier(model, str(tmp_path / "sm"), (16, 16), class_names=("a", "b", "c"))
+    assert os.path.exists(tmp_path / "sm" / "saved_model.pb")
+
+
+def test_image_text_export_checks_class_names_and_a_sigmoid_output_takes_two(tmp_path):
+    vec = mmtl_tf.data.make_text_vectorizer(["a red apple"], vocab_size=20, sequence_length=4)
+    model = mmtl_tf.models.build_fusion_classifier(
+        image_shape=(16, 16, 3), vocab_size=20, sequence_length=4, embedding_dim=4,
+        lstm_units=4, conv_filters=4, hidden_units=4, num_classes=3)
+    with pytest.raises(ValueError, match="class_names has 2 names but the model has 3"):
+        export_image_text_classifier(model, vec, str(tmp_path / "sm"), (16, 16),
+                                     class_names=["a", "b"])
+    assert os.listdir(tmp_path) == []
+    from mmtl_tf.export import classifier_outputs
+
+    import tensorflow as tf
+    with pytest.raises(ValueError, match=r"has 1 names but the model has 2 classes \(one sigmoid"):
+        classifier_outputs(tf.zeros((2, 1)), ["yes"])
+    assert classifier_outputs(tf.constant([[0.2], [0.9]]), ["no", "yes"])[
+        "class_name"].numpy().tolist() == [b"no", b"yes"]
