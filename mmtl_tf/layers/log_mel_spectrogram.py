@@ -89,6 +89,11 @@ def periodic_hann(length):
 class LogMelSpectrogram(keras.layers.Layer):
     """Waveforms (batch, samples) → log-mel spectrograms (batch, frames, n_mels).
 
+    Inputs are mono: (samples,) or (batch, samples), at least `min_samples`
+    long when the length is known (1 with the default centre zero padding).
+    Other ranks, e.g. channels-last stereo (batch, samples, 2), raise a
+    ValueError: average the channels first.
+
     Built from `keras.ops` (STFT, matmul, log), so the same layer runs in a
     `tf.data` map, inside a model under XLA and inside an exported SavedModel,
     which therefore takes raw float32 waveforms. It always computes in float32
@@ -170,8 +175,32 @@ class LogMelSpectrogram(keras.layers.Layer):
             return 1 + num_samples // self.hop_length
         return 1 + (num_samples - self.n_fft) // self.hop_length
 
+    @property
+    def min_samples(self):
+        """Shortest clip the layer takes: 1 sample with zero centre padding,
+        n_fft // 2 + 1 with reflection (it mirrors n_fft // 2 samples), n_fft
+        without centring (one whole frame)."""
+        if not self.center:
+            return self.n_fft
+        return 1 if self.pad_mode == "constant" else self.n_fft // 2 + 1
+
+    def _check_input_shape(self, shape):
+        shape = tuple(shape)
+        if len(shape) not in (1, 2):
+            raise ValueError(
+                f"LogMelSpectrogram takes mono waveforms of shape (samples,) or (batch, "
+                f"samples); got shape {shape}. Average multi-channel audio to mono first "
+                "(e.g. keras.ops.mean(x, axis=-1) on (batch, samples, channels), as "
+                "mmtl_tf.data.load_audio does).")
+        if shape[-1] is not None and shape[-1] < self.min_samples:
+            raise ValueError(
+                f"LogMelSpectrogram needs clips of at least {self.min_samples} samples "
+                f"(n_fft={self.n_fft}, center={self.center}, pad_mode={self.pad_mode!r}); "
+                f"got shape {shape}.")
+
     def call(self, waveforms):
         x = ops.cast(waveforms, "float32")
+        self._check_input_shape(x.shape)
         if self.center:
             pad = self.n_fft // 2
             widths = [(0, 0)] * (len(x.shape) - 1) + [(pad, pad)]
@@ -191,6 +220,7 @@ class LogMelSpectrogram(keras.layers.Layer):
         return db
 
     def compute_output_shape(self, input_shape):
+        self._check_input_shape(input_shape)
         return (*input_shape[:-1], self.num_frames(input_shape[-1]), self.n_mels)
 
     def get_config(self):

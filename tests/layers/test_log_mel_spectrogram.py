@@ -140,3 +140,29 @@ def test_config_round_trip_and_bad_values():
         LogMelSpectrogram(sample_rate=16000, fmax=9000)
     with pytest.raises(ValueError, match="win_length"):
         LogMelSpectrogram(n_fft=256, win_length=512)
+
+
+def test_stereo_and_too_short_clips_are_refused():
+    # Channels-last stereo (2, 4000, 2) was read as time (output (2, 4000, 1, 16));
+    # an empty clip became one frame of -100 dB.
+    import keras
+
+    layer = LogMelSpectrogram(sample_rate=16000, n_fft=256, hop_length=128, n_mels=16)
+    w = np.zeros((2, 4000), "float32")
+    with pytest.raises(ValueError, match=r"mono waveforms.*got shape \(2, 4000, 2\).*"
+                                         r"Average multi-channel audio to mono"):
+        layer(np.stack([w, w], -1))
+    with pytest.raises(ValueError, match=r"mono waveforms.*\(None, None, 2\)"):
+        layer(keras.Input((None, 2)))
+    with pytest.raises(ValueError, match=r"at least 1 samples.*got shape \(2, 0\)"):
+        layer(w[:, :0])
+    assert layer(w[:, :1]).shape == (2, 1, 16) and layer(w[0]).shape == (32, 16)
+    assert layer(keras.Input((None,))).shape == (None, None, 16)
+    reflect = LogMelSpectrogram(n_fft=256, hop_length=128, n_mels=16, pad_mode="reflect")
+    with pytest.raises(ValueError, match=r"at least 129 samples \(n_fft=256.*'reflect'"):
+        reflect(w[:, :128])
+    assert reflect(w[:, :129]).shape == (2, 2, 16)
+    uncentred = LogMelSpectrogram(n_fft=256, hop_length=128, n_mels=16, center=False)
+    with pytest.raises(ValueError, match=r"at least 256 samples"):
+        uncentred(w[:, :255])
+    assert uncentred(w[:, :256]).shape == (2, 1, 16)
