@@ -92,6 +92,15 @@ def compile_classifier(model, num_classes, learning_rate=1e-3, optimizer="adam",
     off (a layer without XLA support), a `RuntimeWarning` says so.
     """
     num_classes = check_count("num_classes", num_classes)
+    try:
+        outputs = list(model.outputs or ())
+    except (AttributeError, ValueError):  # a subclassed model not built yet
+        outputs = []
+    width = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].shape else None
+    if width is not None and width != num_classes:
+        raise ValueError(f"num_classes={num_classes} but {model.name} has {width} outputs "
+                         f"(shape {tuple(outputs[0].shape)}); pass num_classes={width} or "
+                         "build the model for the intended classes.")
     if jit_compile is None:
         jit_compile = runtime.get_jit_compile()
     if num_classes == 1:

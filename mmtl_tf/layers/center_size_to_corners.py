@@ -26,11 +26,20 @@ class CenterSizeToCorners(keras.layers.Layer):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
 
+    @staticmethod
+    def _check_shape(shape):
+        shape = tuple(shape)
+        if not shape or shape[-1] not in (None, 4):
+            raise ValueError(f"CenterSizeToCorners takes boxes (..., 4) as (cy, cx, h, w); "
+                             f"got shape {shape}.")
+
     def call(self, boxes):
         boxes = ops.cast(boxes, "float32")
+        self._check_shape(boxes.shape)
         center, size = boxes[..., :2], boxes[..., 2:]
         corners = ops.concatenate([center - size / 2.0, center + size / 2.0], axis=-1)
         return ops.clip(corners, 0.0, 1.0)
 
     def compute_output_shape(self, input_shape):
+        self._check_shape(input_shape)
         return input_shape

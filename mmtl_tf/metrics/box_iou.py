@@ -28,6 +28,10 @@ def box_iou(boxes_true, boxes_pred):
     """
     a = ops.cast(ops.convert_to_tensor(boxes_true), "float32")
     b = ops.cast(ops.convert_to_tensor(boxes_pred), "float32")
+    for name, boxes in (("boxes_true", a), ("boxes_pred", b)):
+        if not boxes.shape or boxes.shape[-1] not in (None, 4):
+            raise ValueError(f"{name} must be boxes (..., 4) [ymin, xmin, ymax, xmax]; got "
+                             f"shape {tuple(boxes.shape)}.")
 
     def area(box):
         return ops.maximum(box[..., 2] - box[..., 0], 0.0) * \

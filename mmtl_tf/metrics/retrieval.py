@@ -78,7 +78,7 @@ def _positive_mask(positives, num_queries, num_gallery):
                              f"({len(empty)} queries have none).")
         return lambda start, stop: positives[start:stop]
     if isinstance(positives, np.ndarray) and positives.ndim == 1:
-        positives = [[int(p)] for p in positives]
+        positives = [[p] for p in positives.tolist()]  # 3.5 is refused below, not cut to 3
     positives = list(positives)
     if len(positives) != num_queries:
         raise ValueError(f"positives has {len(positives)} entries for {num_queries} queries.")
