@@ -3,12 +3,19 @@
 import keras
 from keras import ops
 
+from mmtl_tf._input_checks import dims_differ, static_shape
+
 DISTANCES = ("l2", "squared_l2", "cosine")
 
 
 @keras.saving.register_keras_serializable(package="mmtl_tf")
 class PairDistance(keras.layers.Layer):
     """`[a, b]` (B, D) each → `distance(a[i], b[i])` (B,), in float32.
+
+    `a` and `b` must have the same shape: a batch of 1 is not broadcast against
+    a larger one, and embeddings of different widths are an error. Both are
+    checked on the static shapes (a `ValueError` naming them), so the check
+    also runs when a model is traced or compiled with XLA.
 
     Args:
         distance: str. `"l2"` (Euclidean), `"squared_l2"` or `"cosine"`
@@ -37,7 +44,29 @@ class PairDistance(keras.layers.Layer):
         self.distance = distance
         self.epsilon = float(epsilon)
 
+    def _check_shapes(self, shape_a, shape_b):
+        if shape_a is None or shape_b is None:
+            return
+        if len(shape_a) != len(shape_b) or len(shape_a) < 2:
+            raise ValueError(f"{self.__class__.__name__} {self.name!r} needs two (B, D) "
+                             f"embedding batches of the same shape; got shapes "
+                             f"{shape_a} and {shape_b}.")
+        if dims_differ(shape_a[0], shape_b[0]):
+            raise ValueError(f"{self.__class__.__name__} {self.name!r}: the two inputs have "
+                             f"different batch sizes ({shape_a[0]} and {shape_b[0]}; shapes "
+                             f"{shape_a} and {shape_b}); pair row i of one with row i of "
+                             f"the other, with as many rows on each side.")
+        if any(dims_differ(x, y) for x, y in zip(shape_a[1:], shape_b[1:])):
+            raise ValueError(f"{self.__class__.__name__} {self.name!r}: the two inputs' "
+                             f"embeddings differ in width (shapes {shape_a} and "
+                             f"{shape_b}); both must come from towers with the same "
+                             f"output size.")
+
     def call(self, inputs):
+        if len(inputs) != 2:
+            raise ValueError(f"{self.__class__.__name__} takes a list of two tensors "
+                             f"[a, b]; got {len(inputs)}.")
+        self._check_shapes(static_shape(inputs[0]), static_shape(inputs[1]))
         a, b = (ops.cast(t, "float32") for t in inputs)
         if self.distance == "cosine":
             a = a * ops.rsqrt(ops.maximum(ops.sum(a * a, axis=-1, keepdims=True), 1e-12))
@@ -49,6 +78,7 @@ class PairDistance(keras.layers.Layer):
         return ops.sqrt(ops.maximum(squared, self.epsilon))
 
     def compute_output_shape(self, input_shape):
+        self._check_shapes(*(tuple(shape) for shape in input_shape))
         return (input_shape[0][0],)
 
     def get_config(self):

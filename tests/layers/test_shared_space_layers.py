@@ -69,6 +69,19 @@ def test_pair_distance_matches_numpy(distance):
         PairDistance("manhattan")
 
 
+def test_pair_distance_rejects_inputs_of_different_shapes():
+    # A batch of 1 used to broadcast against a batch of 4, and a width-1
+    # embedding against a width-3 one (plain keras.layers.Subtract refuses).
+    with pytest.raises(ValueError, match=r"different batch sizes \(1 and 4"):
+        PairDistance()([np.ones((1, 3)), np.zeros((4, 3))])
+    with pytest.raises(ValueError, match=r"differ in width \(shapes \(2, 1\) and \(2, 3\)"):
+        PairDistance()([np.ones((2, 1)), np.zeros((2, 3))])
+    with pytest.raises(ValueError, match="differ in width"):    # symbolic, at build time
+        PairDistance()([keras.Input((3,)), keras.Input((5,))])
+    # Unknown batch sizes are fine.
+    assert PairDistance()([keras.Input((3,)), keras.Input((3,))]).shape == (None,)
+
+
 def test_matching_attention_closed_form():
     layer = MatchingAttention(initial_scale=2.0, learn_scale=False)
     queries = np.array([[[1.0, 0.0], [0.0, 1.0]]], "float32")

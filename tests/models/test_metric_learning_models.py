@@ -83,6 +83,15 @@ def test_matching_network_takes_any_way_and_shot_and_copies_the_support():
     assert np.asarray(model(x)).argmax(-1).tolist() == [[3, 2, 1, 0]]
 
 
+def test_siamese_and_triplet_networks_refuse_different_batch_sizes():
+    siamese = mmtl_tf.models.build_siamese_network(_encoder())
+    with pytest.raises(ValueError, match=r"different batch sizes \(1 and 4"):
+        siamese({"left": _images(1), "right": _images(4)})
+    triplet = mmtl_tf.models.build_triplet_network(_encoder())
+    with pytest.raises(ValueError, match=r"different batch sizes \(1 and 4"):
+        triplet({"anchor": _images(1), "positive": _images(4), "negative": _images(4)})
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="distance='hamming'"):
         mmtl_tf.models.build_siamese_network(_encoder(), distance="hamming")
