@@ -99,7 +99,8 @@ class BertEncoder(keras.Model):
     """Text tower: a pretrained BERT-family encoder, pooled to one vector per text.
 
     Inputs are `{"token_ids": int32 (B, L), "padding_mask": int (B, L)}` (1 or
-    True on real tokens), as `mmtl_tf.data.BertPreprocessor` makes them from raw
+    True on real tokens: the mask is read as a boolean, nonzero = real token;
+    it must have the token ids' shape), as `mmtl_tf.data.BertPreprocessor` makes them from raw
     strings in `tf.data`. Token-type (segment) ids, which BERT expects, are
     zeros inside the model. The output is (B, hidden) in the compute dtype.
 

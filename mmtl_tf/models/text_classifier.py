@@ -54,7 +54,8 @@ def build_text_classifier(encoder="bert_tiny_en_uncased", num_classes=2, head_un
     one vector per text.
 
     Inputs are `{"token_ids": int32 (B, sequence_length), "padding_mask": int32
-    (B, sequence_length)}`; make them from raw strings with
+    (B, sequence_length)}` (the mask is a boolean: nonzero on real tokens, 0 on
+    padding; same shape as the token ids); make them from raw strings with
     `mmtl_tf.data.BertPreprocessor` in `tf.data` (texts longer than
     `sequence_length - 2` WordPieces are truncated). The exported model takes
     raw strings (`mmtl_tf.export.export_text_classifier`).

@@ -36,6 +36,31 @@ def test_bool_mask_and_no_mask():
     np.testing.assert_allclose(pool(x), x.mean(1), atol=1e-6)
 
 
+def test_the_mask_is_a_boolean_padding_mask_not_weights():
+    # Token ids passed as the mask used to weight the mean by the ids.
+    x, mask = _data()
+    ids = mask * np.arange(2, 8)[None]
+    for mode in ("mean", "max"):
+        pool = MaskedPooling(mode)
+        np.testing.assert_allclose(pool(x, mask=ids), pool(x, mask=mask), atol=0)
+    one = np.array([[[1.0], [3.0], [100.0]]], "float32")
+    assert float(MaskedPooling("mean")(one, mask=np.array([[5, 9, 0]]))[0, 0]) == 2.0
+
+
+def test_a_mask_of_another_batch_or_length_is_an_error():
+    x, mask = _data()
+    for mode in ("mean", "max", "first"):
+        with pytest.raises(ValueError, match=r"mask must have shape \(B, L\) = \(4, 6\).*"
+                                             r"got mask shape \(1, 6\)"):
+            MaskedPooling(mode)(x, mask=mask[:1])
+    with pytest.raises(ValueError, match=r"got mask shape \(4, 5\)"):
+        MaskedPooling("mean")(x, mask=mask[:, :5])
+    with pytest.raises(ValueError, match="mask must have shape"):     # symbolic
+        MaskedPooling("mean")(keras.Input((6, 3)), mask=keras.Input((5,)))
+    assert MaskedPooling("mean")(keras.Input((None, 3)), mask=keras.Input((None,))).shape == (
+        None, 3)
+
+
 def test_padding_values_never_leak():
     x, mask = _data()
     poisoned = x.copy()

@@ -88,6 +88,17 @@ def test_head_on_cached_features_learns_held_out_texts():
     assert accuracy > 0.8
 
 
+def test_mean_pooled_classifier_reads_the_padding_mask_as_a_boolean():
+    model = build_text_classifier(tiny_backbone(num_layers=1, hidden_dim=8), num_classes=3,
+                                  head_units=(4,), sequence_length=8, pooling="mean")
+    x = _inputs()
+    expected = np.asarray(model(x))
+    as_ids = {"token_ids": x["token_ids"], "padding_mask": x["token_ids"]}  # nonzero = real
+    np.testing.assert_allclose(np.asarray(model(as_ids)), expected, atol=1e-6)
+    with pytest.raises(ValueError, match=r"got mask shape \(1, 8\)"):
+        model({"token_ids": x["token_ids"], "padding_mask": x["padding_mask"][:1]})
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="sequence_length=64.*max_sequence_length=32"):
         build_text_classifier(tiny_backbone(), num_classes=2, sequence_length=64)
