@@ -36,7 +36,10 @@ def build_matching_network(encoder, projection_dim=None, initial_scale=10.0, lea
     Returns:
         A Functional `keras.Model` with inputs `support` (B, S, *example),
         `support_labels` float32 one-hot (B, S, N) and `queries`
-        (B, Q, *example), and float32 probabilities (B, Q, N).
+        (B, Q, *example), and float32 probabilities (B, Q, N). Sparse class
+        ids are not accepted as `support_labels`: one-hot them first. Shapes
+        that do not fit together (batch sizes, S) raise a `ValueError`, and so
+        do concrete (NumPy / eager) labels whose rows are not one-hot.
 
     Example:
         >>> import mmtl_tf

@@ -97,6 +97,30 @@ def test_matching_attention_closed_form():
     _round_trip(layer)
 
 
+def test_matching_attention_checks_its_inputs():
+    att = MatchingAttention()
+    q, sup = np.ones((1, 2, 4), "float32"), np.ones((1, 6, 4), "float32")
+    ids = np.array([[0, 0, 1, 1, 2, 2]])
+    one_hot = np.eye(3, dtype="float32")[ids]
+    assert att([q, sup, one_hot]).shape == (1, 2, 3)
+    # Sparse ids as (B, S, 1) used to give "probabilities" of 1.0; one-hot * 2 sums to 2.
+    with pytest.raises(ValueError, match=r"must be one-hot.*row \(0, 0\) is \[0.0\]"):
+        att([q, sup, ids[..., None].astype("float32")])
+    with pytest.raises(ValueError, match=r"must be one-hot.*row \(0, 0\) is \[2.0, 0.0, 0.0\]"):
+        att([q, sup, 2 * one_hot])
+    with pytest.raises(ValueError, match=r"one-hot support_labels \(B, S, N\); got"):
+        att([q, sup, ids.astype("float32")])
+    with pytest.raises(ValueError, match=r"one one-hot row \(B, S, N\) per support example"):
+        att([q, sup, one_hot[:, :5]])
+    with pytest.raises(ValueError, match="different batch sizes"):
+        att([np.ones((2, 2, 4), "float32"), sup, one_hot])
+    with pytest.raises(ValueError, match="differ in width"):
+        att([np.ones((1, 2, 3), "float32"), sup, one_hot])
+    with pytest.raises(ValueError, match="different batch sizes"):    # symbolic
+        MatchingAttention()([keras.Input((2, 4), batch_size=1), keras.Input((6, 4), batch_size=2),
+                             keras.Input((6, 3), batch_size=2)])
+
+
 def test_per_example_equals_applying_the_model_to_each_example():
     dense = keras.layers.Dense(4)
     wrapped = PerExample(dense)

@@ -92,6 +92,18 @@ def test_siamese_and_triplet_networks_refuse_different_batch_sizes():
         triplet({"anchor": _images(1), "positive": _images(4), "negative": _images(4)})
 
 
+def test_matching_network_needs_one_hot_support_labels():
+    model = mmtl_tf.models.build_matching_network(_encoder(), 8)
+    x, _ = _episode(batch=1, way=3, shot=2, queries=1)
+    ids = x["support_labels"].argmax(-1)
+    with pytest.raises(ValueError, match="support_labels must be one-hot"):
+        model({**x, "support_labels": ids[..., None].astype("float32")})
+    with pytest.raises(ValueError, match="support_labels must be one-hot"):
+        model({**x, "support_labels": 2 * x["support_labels"]})
+    with pytest.raises(ValueError, match="one one-hot row"):
+        model({**x, "support_labels": x["support_labels"][:, :-1]})
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="distance='hamming'"):
         mmtl_tf.models.build_siamese_network(_encoder(), distance="hamming")
