@@ -5,6 +5,7 @@ triplet network."""
 import keras
 from keras import ops
 
+from mmtl_tf._input_checks import dims_differ, static_shape
 from mmtl_tf.losses.pairwise_distance import check_distance, pairwise_distance
 
 MININGS = ("semi_hard", "batch_hard", "batch_all")
@@ -25,6 +26,23 @@ def _check_options(margin, mining, distance):
         raise ValueError(f"margin must be >= 0 or None (soft margin), got {margin}.")
 
 
+def _check_labels(labels, embeddings):
+    """Static shapes: labels (N,) (or (N, 1)) class ids, embeddings (N, D)."""
+    l_shape, e_shape = static_shape(labels), static_shape(embeddings)
+    if e_shape is not None and len(e_shape) != 2:
+        raise ValueError(f"embeddings must be a (N, D) matrix; got shape {e_shape}.")
+    if l_shape is None:
+        return
+    if not (len(l_shape) == 1 or (len(l_shape) == 2 and l_shape[1] == 1)):
+        raise ValueError(f"labels must be (N,) integer class ids, one per embedding (not "
+                         f"one-hot: take the argmax); got labels shape {l_shape} for "
+                         f"embeddings shape {e_shape}.")
+    if e_shape is not None and dims_differ(l_shape[0], e_shape[0]):
+        raise ValueError(f"labels must be (N,) integer class ids, one per embedding; got "
+                         f"{l_shape[0]} labels (shape {l_shape}) for {e_shape[0]} "
+                         f"embeddings (shape {e_shape}).")
+
+
 def triplet_loss_per_anchor(labels, embeddings, margin=1.0, mining="semi_hard",
                             distance="l2"):
     """Per-anchor values whose mean is `triplet_loss` (shape (N,), float32).
@@ -35,6 +53,7 @@ def triplet_loss_per_anchor(labels, embeddings, margin=1.0, mining="semi_hard",
     division by the number of replicas) stays exact.
     """
     _check_options(margin, mining, distance)
+    _check_labels(labels, embeddings)
     labels = ops.reshape(labels, (-1,))
     d = pairwise_distance(embeddings, distance)
     n = ops.shape(d)[0]
@@ -118,7 +137,9 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi_hard", distance="l
     TF-Addons' `"angular"`).
 
     Args:
-        labels: (N,) int tensor. Class of each row.
+        labels: (N,) int tensor. Class of each row (one per embedding; a
+            count that differs from N, or one-hot (N, C) labels, raise a
+            `ValueError`).
         embeddings: (N, D) float tensor. Usually L2-normalised.
         margin: float or None. The margin (None: soft margin, see above).
         mining: str. `"semi_hard"`, `"batch_hard"` or `"batch_all"`.
@@ -181,6 +202,7 @@ class TripletLoss(keras.losses.Loss):
         # Keras casts y_true to the loss dtype (float32), in which integer ids
         # from 2**24 on collide (16777216 == 16777217): pass each label's first
         # position in the batch instead, the same classes as small exact numbers.
+        _check_labels(y_true, y_pred)
         labels = ops.reshape(ops.convert_to_tensor(y_true), (-1,))
         same = ops.cast(ops.equal(labels[:, None], labels[None, :]), "int32")
         return super().__call__(ops.argmax(same, axis=1), y_pred, sample_weight)
@@ -215,6 +237,10 @@ def triplet_margin_loss(distances, margin=1.0):
     """
     if margin is not None and not float(margin) >= 0:
         raise ValueError(f"margin must be >= 0 or None (soft margin), got {margin}.")
+    shape = static_shape(distances)
+    if shape is not None and (len(shape) != 2 or dims_differ(shape[1], 2)):
+        raise ValueError(f"distances must be (N, 2): d(anchor, positive), d(anchor, "
+                         f"negative) per triplet; got shape {shape}.")
     distances = ops.cast(distances, "float32")
     gap = distances[:, 0] - distances[:, 1]
     return ops.softplus(gap) if margin is None else ops.relu(gap + float(margin))

@@ -33,3 +33,32 @@ def test_matches_numpy_reference_and_class(margin):
 def test_bad_margin():
     with pytest.raises(ValueError, match="margin must be > 0"):
         ContrastiveLoss(margin=0)
+
+
+def test_labels_must_be_one_0_1_label_per_distance():
+    d = np.array([0.1, 0.5, 1.2, 0.3], "float32")
+    # These used to give a number: a broadcast label, or negative losses.
+    with pytest.raises(ValueError, match=r"y_true must be \(N,\) 0/1 labels, one per distance"
+                                         r".*got y_true shape \(1,\) for distance shape \(4,\)"):
+        ContrastiveLoss()([1], d)
+    with pytest.raises(ValueError, match=r"got y_true shape \(4, 2\)"):      # one-hot
+        contrastive_loss(np.eye(2)[[1, 0, 0, 1]], d)
+    with pytest.raises(ValueError, match=r"y_true must be 0/1.*got values \[2, 3\]"):
+        contrastive_loss([2, 3, 0, 1], d)
+    with pytest.raises(ValueError, match=r"got values \[-1(\.0)?\].*\(y \+ 1\) / 2"):
+        ContrastiveLoss()(np.array([1, -1, -1, 1]), d)
+    # (N, 1) labels and bool labels are fine.
+    expected = float(contrastive_loss([1, 0, 0, 1], d))
+    assert float(ContrastiveLoss()(np.array([[1], [0], [0], [1]]), d)) == pytest.approx(expected)
+    assert float(contrastive_loss(np.array([True, False, False, True]), d)) == pytest.approx(
+        expected)
+
+
+def test_label_checks_leave_compiled_graphs_alone():
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True, input_signature=[tf.TensorSpec([None], tf.float32)] * 2)
+    def f(y, d):
+        return contrastive_loss(y, d)
+
+    assert float(f(tf.constant([1.0, 0.0]), tf.constant([0.5, 0.25]))) == pytest.approx(0.40625)

@@ -182,6 +182,25 @@ def test_triplet_margin_loss_closed_form():
     assert float(TripletMarginLoss(0.5)(None, d)) == pytest.approx(0.45)
 
 
+def test_labels_must_be_one_class_id_per_embedding():
+    e = np.random.default_rng(0).normal(size=(4, 5)).astype("float32")
+    # A single label used to broadcast to a number; one-hot labels gave
+    # "Incompatible shapes: [8,8] vs. [4,4]".
+    for loss in (TripletLoss(), lambda y, x: triplet_loss(y, x, mining="batch_hard")):
+        with pytest.raises(ValueError, match=r"labels must be \(N,\) integer class ids, one per "
+                                             r"embedding; got 1 labels \(shape \(1,\)\) for 4"):
+            loss(np.array([0]), e)
+        with pytest.raises(ValueError, match=r"not one-hot.*got labels shape \(4, 2\)"):
+            loss(np.eye(2)[[0, 0, 1, 1]], e)
+    with pytest.raises(ValueError, match=r"embeddings must be a \(N, D\) matrix"):
+        triplet_loss([0, 1], np.ones((2, 3, 4), "float32"))
+    # (N, 1) labels are fine.
+    assert float(TripletLoss()(np.array([[0], [0], [1], [1]]), e)) == pytest.approx(
+        float(triplet_loss([0, 0, 1, 1], e)), rel=1e-6)
+    with pytest.raises(ValueError, match=r"distances must be \(N, 2\).*got shape \(2, 3\)"):
+        triplet_margin_loss([[0.2, 1.0, 9.0], [0.9, 0.5, 9.0]])
+
+
 def test_options_are_validated_and_round_trip():
     with pytest.raises(ValueError, match="mining='hardest' is not allowed; use one of "
                                          "'semi_hard', 'batch_hard', 'batch_all'"):
