@@ -4,20 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from mmtl_tf._input_checks import concrete_value, dims_differ
 from mmtl_tf.errors import check_count
-
-
-def _concrete(x):
-    """`x` as a NumPy array when its values are known (NumPy, lists, eager
-    tensors), else None (symbolic tensors inside `fit`, `tf.function`, XLA)."""
-    if isinstance(x, (np.ndarray, list, tuple, int, float, np.generic)):
-        return np.asarray(x)
-    if keras.backend.is_keras_tensor(x):
-        return None
-    try:
-        return np.asarray(x.numpy())
-    except Exception:  # a graph tensor: no values yet
-        return None
 
 
 def _check_shapes(y_true, y_score, true_name, score_name, num_classes=None):
@@ -34,15 +22,14 @@ def _check_shapes(y_true, y_score, true_name, score_name, num_classes=None):
     elif len(s) not in (1, 2):
         raise ValueError(f"{score_name} must be (N, C) scores or (N,) for one class; "
                          f"got shape {s}.")
-    if len(t) != len(s) or any(a is not None and b is not None and a != b
-                               for a, b in zip(t, s)):
+    if len(t) != len(s) or any(dims_differ(a, b) for a, b in zip(t, s)):
         raise ValueError(f"{true_name} and {score_name} must have the same shape (0/1 labels "
                          f"for each score, not class indices); got {t} and {s}.")
 
 
 def _check_values(y_true, y_score, true_name, score_name):
     """Value checks on concrete inputs: labels 0/1, scores finite."""
-    labels, scores = _concrete(y_true), _concrete(y_score)
+    labels, scores = concrete_value(y_true), concrete_value(y_score)
     if labels is not None and not np.isin(labels, (0, 1)).all():
         bad = sorted(set(np.unique(labels[~np.isin(labels, (0, 1))]).tolist()))[:5]
         raise ValueError(f"{true_name} must hold 0/1 labels; got values {bad}.")
