@@ -46,3 +46,18 @@ def concrete_value(x):
         except Exception:  # e.g. ragged or sparse tensors: leave unchecked
             return None
     return None
+
+
+def check_not_empty(loss, **tensors):
+    """A `ValueError` naming `loss` when a tensor's static batch size (first dim) is 0.
+
+    Concrete inputs (NumPy, eager) always have a static shape, so an empty batch
+    of them is refused; in a compiled graph whose batch dimension is unknown
+    (None) nothing is checked.
+    """
+    for name, x in tensors.items():
+        shape = static_shape(x)
+        if shape and shape[0] == 0:
+            raise ValueError(f"{loss}: the batch is empty ({name} has shape {shape}); the "
+                             f"loss of 0 examples is undefined, skip empty batches "
+                             f"before computing it.")

@@ -3,10 +3,11 @@
 import keras
 from keras import ops
 
+from mmtl_tf._input_checks import check_not_empty
 from mmtl_tf.losses.cross_replica import gather_across_replicas
 
 
-def _check_pair(a, b, what="a and b"):
+def _check_pair(a, b, loss, what="a and b"):
     if len(a.shape) != 2 or len(b.shape) != 2:
         raise ValueError(f"{what} must be (N, D) matrices; got shapes {tuple(a.shape)} "
                          f"and {tuple(b.shape)}.")
@@ -17,6 +18,7 @@ def _check_pair(a, b, what="a and b"):
     if a.shape[1] is not None and b.shape[1] is not None and a.shape[1] != b.shape[1]:
         raise ValueError(f"{what} must have the same embedding width; got {a.shape[1]} "
                          f"and {b.shape[1]}.")
+    check_not_empty(loss, a=a, b=b)
 
 
 def _scalar(value):
@@ -61,7 +63,11 @@ def clip_loss(a, b, logit_scale):
             (a model output) is averaged.
 
     Returns:
-        A float32 scalar.
+        A float32 scalar. An empty batch (N = 0) raises a `ValueError` naming
+        the loss when N is known statically (NumPy or eager inputs, or a graph
+        traced with batch size 0); inside a compiled graph whose batch size
+        is unknown (None) it is not checked and TensorFlow fails at run time
+        ("Must have at least one class").
 
     Example:
         >>> import numpy as np
@@ -75,7 +81,7 @@ def clip_loss(a, b, logit_scale):
         (InfoNCE); OpenCLIP `ClipLoss`.
     """
     a, b = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
-    _check_pair(a, b)
+    _check_pair(a, b, "clip_loss")
     return ops.mean(clip_loss_per_example(a, b, a, b, logit_scale))
 
 
@@ -156,6 +162,8 @@ class ClipLoss(PairedContrastiveLoss):
     Under `tf.distribute.MirroredStrategy` (`gather_across_replicas=True`)
     each replica scores its rows against the embeddings of *all* replicas, so
     the loss and its gradient equal those of one device on the global batch.
+    An empty batch raises a `ValueError` when its size is static (see
+    `clip_loss`).
 
     Args:
         gather_across_replicas: bool. Use other replicas' rows as negatives.
@@ -177,7 +185,7 @@ class ClipLoss(PairedContrastiveLoss):
 
     def call(self, y_true, y_pred):
         a, b, scale = unpack_contrastive_outputs(y_pred)
-        _check_pair(a, b)
+        _check_pair(a, b, "ClipLoss")
         if self.gather_across_replicas:
             (a_all, b_all), offset = gather_across_replicas(a, b)
         else:

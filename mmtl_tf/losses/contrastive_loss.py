@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mmtl_tf._input_checks import concrete_value, static_shape
+from mmtl_tf._input_checks import check_not_empty, concrete_value, static_shape
 
 
 def _check_margin(margin):
@@ -47,10 +47,12 @@ def contrastive_loss_per_pair(y_true, distance, margin=1.0):
     `y_true` must hold one 0/1 label per distance ((N,) or (N, 1)): a shape
     that does not fit raises a `ValueError` (static shapes, so also under
     XLA), and so do concrete (NumPy, eager) labels other than 0 and 1; in a
-    compiled graph the values are not checked.
+    compiled graph the values are not checked. An empty batch raises a
+    `ValueError` when its size is static (see `contrastive_loss`).
     """
     _check_margin(margin)
     _check_pairs(y_true, distance)
+    check_not_empty("contrastive_loss", y_true=y_true, distance=distance)
     y = ops.cast(ops.reshape(y_true, (-1,)), "float32")
     d = ops.cast(ops.reshape(distance, (-1,)), "float32")
     return y * ops.square(d) + (1.0 - y) * ops.square(ops.relu(float(margin) - d))
@@ -76,7 +78,10 @@ def contrastive_loss(y_true, distance, margin=1.0):
         margin: float. Dissimilar pairs farther than this cost nothing.
 
     Returns:
-        A float32 scalar.
+        A float32 scalar. An empty batch (N = 0) raises a `ValueError` naming
+        the loss when N is known statically (NumPy or eager inputs, or a graph
+        traced with batch size 0); inside a compiled graph whose batch size
+        is unknown (None) it is not checked and the loss comes out NaN.
 
     Example:
         >>> from mmtl_tf.losses import contrastive_loss
@@ -96,7 +101,9 @@ class ContrastiveLoss(keras.losses.Loss):
     """`contrastive_loss` as a Keras loss: `y_true` 0/1 (N,), `y_pred` distances (N,).
 
     One label per distance (a `ValueError` otherwise); concrete labels must be
-    0 or 1 (not checked inside a compiled `fit`).
+    0 or 1 (not checked inside a compiled `fit`). An empty batch raises a
+    `ValueError` when its size is static (NaN inside a compiled graph with
+    unknown batch size).
 
     Args:
         margin: float. Must be > 0.
@@ -120,6 +127,7 @@ class ContrastiveLoss(keras.losses.Loss):
         self.margin = float(margin)
 
     def call(self, y_true, y_pred):
+        check_not_empty("ContrastiveLoss", y_true=y_true, y_pred=y_pred)
         return contrastive_loss_per_pair(y_true, y_pred, self.margin)
 
     def get_config(self):

@@ -44,7 +44,10 @@ def sigmoid_loss(a, b, logit_scale, logit_bias):
         logit_bias: float or float tensor. The bias.
 
     Returns:
-        A float32 scalar.
+        A float32 scalar. An empty batch (N = 0) raises a `ValueError` naming
+        the loss when N is known statically (NumPy or eager inputs, or a graph
+        traced with batch size 0); inside a compiled graph whose batch size
+        is unknown (None) it is not checked and the loss comes out NaN.
 
     Example:
         >>> import numpy as np
@@ -58,7 +61,7 @@ def sigmoid_loss(a, b, logit_scale, logit_bias):
         algorithm 1; OpenCLIP `SigLipLoss`.
     """
     a, b = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
-    _check_pair(a, b)
+    _check_pair(a, b, "sigmoid_loss")
     return ops.mean(sigmoid_loss_per_example(a, b, b, logit_scale, logit_bias))
 
 
@@ -68,7 +71,8 @@ class SigLipLoss(PairedContrastiveLoss):
 
     `y_pred` is `(a, b, logit_scale, logit_bias)` or a `DualEncoder` output
     dict built with `loss="siglip"`; `y_true` is ignored. `call` returns the
-    per-row sums, so Keras' mean reduction gives `sigmoid_loss`.
+    per-row sums, so Keras' mean reduction gives `sigmoid_loss`. An empty
+    batch raises a `ValueError` when its size is static (see `sigmoid_loss`).
 
     Args:
         gather_across_replicas: bool. Score local rows of `a` against the `b`
@@ -91,7 +95,7 @@ class SigLipLoss(PairedContrastiveLoss):
 
     def call(self, y_true, y_pred):
         a, b, scale, bias = unpack_contrastive_outputs(y_pred, with_bias=True)
-        _check_pair(a, b)
+        _check_pair(a, b, "SigLipLoss")
         if self.gather_across_replicas:
             (b_all,), offset = gather_across_replicas(b)
         else:

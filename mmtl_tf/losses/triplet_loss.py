@@ -5,7 +5,7 @@ triplet network."""
 import keras
 from keras import ops
 
-from mmtl_tf._input_checks import dims_differ, static_shape
+from mmtl_tf._input_checks import check_not_empty, dims_differ, static_shape
 from mmtl_tf.losses.pairwise_distance import check_distance, pairwise_distance
 
 MININGS = ("semi_hard", "batch_hard", "batch_all")
@@ -50,10 +50,12 @@ def triplet_loss_per_anchor(labels, embeddings, margin=1.0, mining="semi_hard",
     For `"semi_hard"` and `"batch_all"` the value of anchor a is
     `N · Σ(a's terms) / (number of terms in the batch)`, so that the mean over
     anchors is the loss and Keras' `sum_over_batch_size` reduction (and its
-    division by the number of replicas) stays exact.
+    division by the number of replicas) stays exact. An empty batch raises a
+    `ValueError` when its size is static (see `triplet_loss`).
     """
     _check_options(margin, mining, distance)
     _check_labels(labels, embeddings)
+    check_not_empty("triplet_loss", labels=labels, embeddings=embeddings)
     labels = ops.reshape(labels, (-1,))
     d = pairwise_distance(embeddings, distance)
     n = ops.shape(d)[0]
@@ -132,6 +134,11 @@ def triplet_loss(labels, embeddings, margin=1.0, mining="semi_hard", distance="l
     strategy, not NaN: use a class-balanced sampler
     (`mmtl_tf.data.class_balanced_batches`) so that every batch has positives.
 
+    An empty batch (N = 0) has no loss: it raises a `ValueError` naming the
+    loss when N is known statically (NumPy or eager inputs, or a graph traced
+    with batch size 0). Inside a compiled graph whose batch size is unknown
+    (None) it is not checked and the loss comes out NaN.
+
     Distances: `"l2"` (Euclidean; TF-Addons' default `distance_metric="L2"`),
     `"squared_l2"` (TF-Addons' `"squared-L2"`), `"cosine"` (1 − cos;
     TF-Addons' `"angular"`).
@@ -172,6 +179,8 @@ class TripletLoss(keras.losses.Loss):
     `ValueError` naming the allowed values. Train with class-balanced batches
     (`mmtl_tf.data.class_balanced_batches`) so that mining finds positives.
     Under `tf.distribute` each replica mines inside its own share of the batch.
+    An empty batch raises a `ValueError` when its size is static (NaN inside
+    a compiled graph with unknown batch size; see `triplet_loss`).
 
     Args:
         margin: float or None. None: soft margin (`"batch_hard"`, `"batch_all"`).
@@ -203,6 +212,7 @@ class TripletLoss(keras.losses.Loss):
         # from 2**24 on collide (16777216 == 16777217): pass each label's first
         # position in the batch instead, the same classes as small exact numbers.
         _check_labels(y_true, y_pred)
+        check_not_empty("TripletLoss", y_true=y_true, y_pred=y_pred)
         labels = ops.reshape(ops.convert_to_tensor(y_true), (-1,))
         same = ops.cast(ops.equal(labels[:, None], labels[None, :]), "int32")
         return super().__call__(ops.argmax(same, axis=1), y_pred, sample_weight)

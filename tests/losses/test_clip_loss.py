@@ -111,3 +111,16 @@ def test_loss_classes_round_trip_and_validate():
             loss.get_config()
         with pytest.raises(ValueError, match="gather_across_replicas must be True or False"):
             cls(gather_across_replicas="yes")
+
+
+@pytest.mark.parametrize("fn,cls,extra", [(clip_loss, ClipLoss, (10.0,)),
+                                          (sigmoid_loss, SigLipLoss, (10.0, -10.0))])
+def test_an_empty_batch_is_a_clear_error(fn, cls, extra):
+    # Used to be "Must have at least one class, but got logits shape [0,0]" (CLIP)
+    # or NaN (SigLIP).
+    empty = np.zeros((0, 4), "float32")
+    with pytest.raises(ValueError, match=rf"{fn.__name__}: the batch is empty \(a has shape "
+                                         r"\(0, 4\)\)"):
+        fn(empty, empty, *extra)
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: the batch is empty"):
+        cls()(None, (empty, empty) + extra)

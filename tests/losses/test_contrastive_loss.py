@@ -62,3 +62,15 @@ def test_label_checks_leave_compiled_graphs_alone():
         return contrastive_loss(y, d)
 
     assert float(f(tf.constant([1.0, 0.0]), tf.constant([0.5, 0.25]))) == pytest.approx(0.40625)
+
+
+def test_an_empty_batch_is_a_clear_error():
+    # Used to return NaN (contrastive_loss) or a TypeError from Keras (ContrastiveLoss).
+    empty_labels, empty_distances = np.zeros((0,), "float32"), np.zeros((0,), "float32")
+    with pytest.raises(ValueError, match=r"contrastive_loss: the batch is empty \(y_true has "
+                                         r"shape \(0,\)\)"):
+        contrastive_loss(empty_labels, empty_distances)
+    with pytest.raises(ValueError, match=r"ContrastiveLoss: the batch is empty"):
+        ContrastiveLoss()(empty_labels, empty_distances)
+    with pytest.raises(ValueError, match=r"contrastive_loss: the batch is empty"):
+        contrastive_loss([], [])

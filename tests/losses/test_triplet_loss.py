@@ -245,3 +245,27 @@ def test_the_keras_loss_keeps_large_integer_labels_apart(mining):
     loss = TripletLoss(margin=0.5, mining=mining)
     assert float(loss(labels, x)) == pytest.approx(expected, abs=1e-6)
     assert float(loss(labels[:, None], x)) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("mining", ["semi_hard", "batch_hard", "batch_all"])
+def test_an_empty_batch_is_a_clear_error(mining):
+    # Used to be an InvalidArgumentError ("Cannot compute the max of an empty
+    # tensor", or ArgMax's "Reduction axis 1 is empty" in TripletLoss) or NaN.
+    labels, embeddings = np.zeros((0,), "int32"), np.zeros((0, 3), "float32")
+    with pytest.raises(ValueError, match=r"triplet_loss: the batch is empty \(labels has "
+                                         r"shape \(0,\)\)"):
+        triplet_loss(labels, embeddings, mining=mining)
+    with pytest.raises(ValueError, match=r"TripletLoss: the batch is empty"):
+        TripletLoss(mining=mining)(labels, embeddings)
+
+
+def test_an_empty_batch_is_not_checked_in_a_graph_of_unknown_batch_size():
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32),
+                                  tf.TensorSpec([None, 3], tf.float32)])
+    def f(labels, embeddings):
+        return triplet_loss(labels, embeddings, mining="batch_all")
+
+    assert math.isnan(float(f(tf.zeros([0], tf.int32), tf.zeros([0, 3]))))  # as documented
+    assert float(f(tf.constant([0, 0, 1]), tf.constant(np.eye(3, dtype="float32")))) >= 0.0
