@@ -1,9 +1,10 @@
 """CLIP's symmetric InfoNCE loss: `clip_loss` and `ClipLoss`."""
 
 import keras
+import numpy as np
 from keras import ops
 
-from mmtl_tf._input_checks import check_not_empty
+from mmtl_tf._input_checks import check_not_empty, concrete_value, dims_differ, static_shape
 from mmtl_tf.losses.cross_replica import gather_across_replicas
 
 
@@ -24,6 +25,37 @@ def _check_pair(a, b, loss, what="a and b"):
 def _scalar(value):
     value = ops.cast(value, "float32")
     return ops.mean(value) if len(value.shape) else value
+
+
+def _check_scalar(value, name, loss, per_row_of=None):
+    """`value` as a float32 scalar, or a `ValueError` naming `loss`, `name` and
+    the shape unless it is one number: shape () or (1,).
+
+    With `per_row_of` (the embeddings a Loss class scores) a vector of one copy
+    per row, shape (N,) as `DualEncoder` outputs it, is accepted too: concrete
+    copies (NumPy, eager) must be equal; in a graph they are averaged. Without
+    it a rank-1 shape of unknown length (in a graph) must hold one value at run
+    time.
+    """
+    shape = static_shape(value)
+    rows = None if per_row_of is None else static_shape(per_row_of)
+    rows = rows[0] if rows else None
+    per_row = (per_row_of is not None and shape is not None and len(shape) == 1
+               and not dims_differ(shape[0], rows))
+    if shape is not None and shape not in ((), (1,), (None,)) and not per_row:
+        allowed = "shape () or (1,)"
+        if per_row_of is not None:
+            allowed += (f", or one copy per row, shape ({'N' if rows is None else rows},), as "
+                        "DualEncoder outputs it")
+        raise ValueError(f"{loss}: {name} must be one number ({allowed}); got shape {shape}.")
+    if not per_row:
+        return ops.reshape(ops.cast(value, "float32"), ())
+    values = concrete_value(value)
+    if values is not None and values.size and np.ptp(values) != 0:
+        raise ValueError(f"{loss}: {name} of shape {shape} holds different values "
+                         f"({values.ravel()[:5].tolist()}); it must be one number, or copies "
+                         "of it, one per row, as DualEncoder outputs it.")
+    return _scalar(value)
 
 
 def clip_loss_per_example(a_local, b_local, a_all, b_all, logit_scale, offset=0):
@@ -58,9 +90,10 @@ def clip_loss(a, b, logit_scale):
     Args:
         a: (N, D) float tensor. L2-normalised embeddings of one modality.
         b: (N, D) float tensor. L2-normalised embeddings of the other modality.
-        logit_scale: float or float tensor. The multiplier, already
-            exponentiated (`exp(t)`, 1/temperature); a vector of equal values
-            (a model output) is averaged.
+        logit_scale: float or float tensor of shape () or (1,). The
+            multiplier, already exponentiated (`exp(t)`, 1/temperature).
+            Any other shape raises a `ValueError` naming it (a vector is not
+            averaged; `ClipLoss` takes `DualEncoder`'s per-row copies).
 
     Returns:
         A float32 scalar. An empty batch (N = 0) raises a `ValueError` naming
@@ -82,7 +115,8 @@ def clip_loss(a, b, logit_scale):
     """
     a, b = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
     _check_pair(a, b, "clip_loss")
-    return ops.mean(clip_loss_per_example(a, b, a, b, logit_scale))
+    scale = _check_scalar(logit_scale, "logit_scale", "clip_loss")
+    return ops.mean(clip_loss_per_example(a, b, a, b, scale))
 
 
 def unpack_contrastive_outputs(y_pred, with_bias=False):
@@ -154,10 +188,13 @@ class ClipLoss(PairedContrastiveLoss):
     """`clip_loss` as a Keras loss, with negatives from every replica.
 
     `y_pred` is `(a, b, logit_scale)` or a `DualEncoder` output dict;
-    `y_true` is ignored (the pairing is the row order). `call` returns one
-    value per row (the mean of its two cross-entropies), so Keras' mean
-    reduction gives `clip_loss` and `sample_weight` weights pairs. It is
-    not a `compile(loss=...)` loss: see `PairedContrastiveLoss`.
+    `y_true` is ignored (the pairing is the row order). `logit_scale` is one
+    number (shape () or (1,)) or one copy per row (N,), as `DualEncoder`
+    outputs it; another shape, or concrete copies that differ, raise a
+    `ValueError`. `call` returns one value per row (the mean of its two
+    cross-entropies), so Keras' mean reduction gives `clip_loss` and
+    `sample_weight` weights pairs. It is not a `compile(loss=...)` loss: see
+    `PairedContrastiveLoss`.
 
     Under `tf.distribute.MirroredStrategy` (`gather_across_replicas=True`)
     each replica scores its rows against the embeddings of *all* replicas, so
@@ -186,6 +223,7 @@ class ClipLoss(PairedContrastiveLoss):
     def call(self, y_true, y_pred):
         a, b, scale = unpack_contrastive_outputs(y_pred)
         _check_pair(a, b, "ClipLoss")
+        scale = _check_scalar(scale, "logit_scale", "ClipLoss", per_row_of=a)
         if self.gather_across_replicas:
             (a_all, b_all), offset = gather_across_replicas(a, b)
         else:

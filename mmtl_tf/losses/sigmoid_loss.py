@@ -3,8 +3,8 @@
 import keras
 from keras import ops
 
-from mmtl_tf.losses.clip_loss import (PairedContrastiveLoss, _check_pair, _scalar,
-                                      unpack_contrastive_outputs)
+from mmtl_tf.losses.clip_loss import (PairedContrastiveLoss, _check_pair, _check_scalar,
+                                      _scalar, unpack_contrastive_outputs)
 from mmtl_tf.losses.cross_replica import gather_across_replicas
 
 
@@ -40,8 +40,11 @@ def sigmoid_loss(a, b, logit_scale, logit_bias):
     Args:
         a: (N, D) float tensor. L2-normalised embeddings of one modality.
         b: (N, D) float tensor. L2-normalised embeddings of the other modality.
-        logit_scale: float or float tensor. The multiplier `t` (exponentiated).
-        logit_bias: float or float tensor. The bias.
+        logit_scale: float or float tensor of shape () or (1,). The
+            multiplier `t` (exponentiated).
+        logit_bias: float or float tensor of shape () or (1,). The bias.
+            Another shape of either raises a `ValueError` naming it (a vector
+            is not averaged; `SigLipLoss` takes `DualEncoder`'s per-row copies).
 
     Returns:
         A float32 scalar. An empty batch (N = 0) raises a `ValueError` naming
@@ -62,7 +65,9 @@ def sigmoid_loss(a, b, logit_scale, logit_bias):
     """
     a, b = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
     _check_pair(a, b, "sigmoid_loss")
-    return ops.mean(sigmoid_loss_per_example(a, b, b, logit_scale, logit_bias))
+    scale = _check_scalar(logit_scale, "logit_scale", "sigmoid_loss")
+    bias = _check_scalar(logit_bias, "logit_bias", "sigmoid_loss")
+    return ops.mean(sigmoid_loss_per_example(a, b, b, scale, bias))
 
 
 @keras.saving.register_keras_serializable(package="mmtl_tf")
@@ -70,9 +75,11 @@ class SigLipLoss(PairedContrastiveLoss):
     """`sigmoid_loss` as a Keras loss, with negatives from every replica.
 
     `y_pred` is `(a, b, logit_scale, logit_bias)` or a `DualEncoder` output
-    dict built with `loss="siglip"`; `y_true` is ignored. `call` returns the
-    per-row sums, so Keras' mean reduction gives `sigmoid_loss`. An empty
-    batch raises a `ValueError` when its size is static (see `sigmoid_loss`).
+    dict built with `loss="siglip"`; `y_true` is ignored. `logit_scale` and
+    `logit_bias` are each one number or one copy per row (as in `ClipLoss`).
+    `call` returns the per-row sums, so Keras' mean reduction gives
+    `sigmoid_loss`. An empty batch raises a `ValueError` when its size is
+    static (see `sigmoid_loss`).
 
     Args:
         gather_across_replicas: bool. Score local rows of `a` against the `b`
@@ -96,6 +103,8 @@ class SigLipLoss(PairedContrastiveLoss):
     def call(self, y_true, y_pred):
         a, b, scale, bias = unpack_contrastive_outputs(y_pred, with_bias=True)
         _check_pair(a, b, "SigLipLoss")
+        scale = _check_scalar(scale, "logit_scale", "SigLipLoss", per_row_of=a)
+        bias = _check_scalar(bias, "logit_bias", "SigLipLoss", per_row_of=a)
         if self.gather_across_replicas:
             (b_all,), offset = gather_across_replicas(b)
         else:

@@ -124,3 +124,43 @@ def test_an_empty_batch_is_a_clear_error(fn, cls, extra):
         fn(empty, empty, *extra)
     with pytest.raises(ValueError, match=rf"{cls.__name__}: the batch is empty"):
         cls()(None, (empty, empty) + extra)
+
+
+def test_logit_scale_and_bias_must_be_one_number():
+    # A vector logit_scale used to be averaged silently (clip_loss gave 0.0 for
+    # [1, 100, 10]).
+    e = np.eye(3, dtype="float32")
+    with pytest.raises(ValueError, match=r"clip_loss: logit_scale must be one number "
+                                         r"\(shape \(\) or \(1,\)\); got shape \(3,\)"):
+        clip_loss(e, e, np.array([1.0, 100.0, 10.0], "float32"))
+    with pytest.raises(ValueError, match=r"sigmoid_loss: logit_scale .*got shape \(1, 1\)"):
+        sigmoid_loss(e, e, np.ones((1, 1), "float32"), 0.0)
+    with pytest.raises(ValueError, match=r"sigmoid_loss: logit_bias .*got shape \(2,\)"):
+        sigmoid_loss(e, e, 1.0, np.array([1.0, 2.0], "float32"))
+    # Shape (1,) is one number.
+    assert float(clip_loss(e, e, np.array([10.0], "float32"))) == pytest.approx(
+        float(clip_loss(e, e, 10.0)))
+    # The Loss classes also take DualEncoder's per-row copies, (N,), but no other vector.
+    copies = np.full((3,), 10.0, "float32")
+    assert float(ClipLoss()(None, (e, e, copies))) == pytest.approx(float(clip_loss(e, e, 10.0)))
+    with pytest.raises(ValueError, match=r"ClipLoss: logit_scale .*one copy per row, shape "
+                                         r"\(3,\).*got shape \(2,\)"):
+        ClipLoss()(None, (e, e, np.array([10.0, 10.0], "float32")))
+    with pytest.raises(ValueError, match=r"SigLipLoss: logit_bias of shape \(3,\) holds "
+                                         r"different values"):
+        SigLipLoss()(None, (e, e, copies, np.array([0.0, 1.0, 2.0], "float32")))
+
+
+def test_a_logit_scale_of_unknown_length_must_hold_one_value_at_run_time():
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, 3], tf.float32)
+
+    @tf.function(input_signature=[spec, spec, tf.TensorSpec([None], tf.float32)])
+    def f(a, b, scale):
+        return clip_loss(a, b, scale)
+
+    e = tf.constant(np.eye(3, dtype="float32"))
+    assert float(f(e, e, tf.constant([10.0]))) == pytest.approx(float(clip_loss(e, e, 10.0)))
+    with pytest.raises(tf.errors.InvalidArgumentError):  # not averaged: must be one value
+        f(e, e, tf.constant([10.0, 1.0, 1.0]))
