@@ -1,8 +1,10 @@
 """`TextEncoder`: token ids → Embedding → LSTM → a feature vector."""
 
 import keras
+import numpy as np
 
 from mmtl_tf import runtime
+from mmtl_tf.errors import check_count
 from mmtl_tf.saving import rebuild, saved_state
 
 
@@ -10,11 +12,16 @@ from mmtl_tf.saving import rebuild, saved_state
 class TextEncoder(keras.Model):
     """Text tower of the source document: Embedding followed by an LSTM.
 
+    The integer sizes are checked before anything is built: a str, float,
+    bool or too small a value raises a `ValueError` naming the argument and
+    the value (NumPy integers are accepted), and so do non-bool flags and an
+    `embeddings` matrix of another shape than (vocab_size, embedding_dim).
+
     Args:
-        vocab_size: int. Size of the token-id vocabulary (id 0 is padding).
-        sequence_length: int. Token ids per text.
-        embedding_dim: int. Embedding width.
-        lstm_units: int. LSTM width (the output size; twice that if
+        vocab_size: int >= 2. Size of the token-id vocabulary (id 0 is padding).
+        sequence_length: int >= 1. Token ids per text.
+        embedding_dim: int >= 1. Embedding width.
+        lstm_units: int >= 1. LSTM width (the output size; twice that if
             `bidirectional`).
         mask_zero: bool. Mask padding ids so the LSTM's final state is the state
             after the last real token (the document did not mask: its LSTM also
@@ -39,12 +46,25 @@ class TextEncoder(keras.Model):
     def __init__(self, vocab_size=5000, sequence_length=100, embedding_dim=128,
                  lstm_units=64, mask_zero=True, bidirectional=False, embeddings=None,
                  train_embeddings=True, use_cudnn=None, name="text_encoder", **kwargs):
-        if vocab_size < 2 or sequence_length < 1 or embedding_dim < 1 or lstm_units < 1:
-            raise ValueError(
-                "vocab_size >= 2, sequence_length >= 1, embedding_dim >= 1 and "
-                f"lstm_units >= 1 are required; got vocab_size={vocab_size}, "
-                f"sequence_length={sequence_length}, embedding_dim={embedding_dim}, "
-                f"lstm_units={lstm_units}.")
+        # Checked here: Keras' own errors for a str / float / bool size come
+        # from deep inside a layer and do not name the argument.
+        vocab_size = check_count("vocab_size", vocab_size, minimum=2)
+        sequence_length = check_count("sequence_length", sequence_length)
+        embedding_dim = check_count("embedding_dim", embedding_dim)
+        lstm_units = check_count("lstm_units", lstm_units)
+        for flag, value in (("mask_zero", mask_zero), ("bidirectional", bidirectional),
+                            ("train_embeddings", train_embeddings)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{flag} must be True or False, got {value!r}.")
+        mask_zero, bidirectional = bool(mask_zero), bool(bidirectional)
+        train_embeddings = bool(train_embeddings)
+        if use_cudnn not in (None, True, False, "auto"):
+            raise ValueError(f"use_cudnn must be None, True, False or 'auto', got "
+                             f"{use_cudnn!r}.")
+        if embeddings is not None and np.shape(embeddings) != (vocab_size, embedding_dim):
+            raise ValueError(f"embeddings must be a (vocab_size, embedding_dim) = "
+                             f"({vocab_size}, {embedding_dim}) matrix; got shape "
+                             f"{np.shape(embeddings)}.")
         resolved_cudnn = runtime.lstm_use_cudnn() if use_cudnn is None else use_cudnn
         inputs = keras.Input((sequence_length,), dtype="int32", name="text")
         initializer = "uniform"

@@ -48,6 +48,33 @@ def test_bad_encoder_arguments():
         TextEncoder(vocab_size=1)
 
 
+@pytest.mark.parametrize("kwargs,message", [
+    # vocab_size="50" used to be a TypeError ("'<' not supported between
+    # instances of 'str' and 'int'"); 8.0 a Keras shape error.
+    (dict(vocab_size="50"), "vocab_size must be an integer >= 2, got '50'"),
+    (dict(vocab_size=True), "vocab_size must be an integer >= 2, got True"),
+    (dict(sequence_length=8.0), "sequence_length must be an integer >= 1, got 8.0"),
+    (dict(embedding_dim="4"), "embedding_dim must be an integer >= 1, got '4'"),
+    (dict(lstm_units=None), "lstm_units must be an integer >= 1, got None"),
+    (dict(lstm_units=0), "lstm_units must be an integer >= 1, got 0"),
+    (dict(mask_zero="yes"), "mask_zero must be True or False, got 'yes'"),
+    (dict(use_cudnn="on"), "use_cudnn must be None, True, False or 'auto', got 'on'"),
+    (dict(embeddings=np.zeros((20, 3))),
+     r"embeddings must be a \(vocab_size, embedding_dim\) = \(20, 4\) matrix; got shape "
+     r"\(20, 3\)"),
+])
+def test_text_encoder_checks_its_arguments_up_front(kwargs, message):
+    base = dict(vocab_size=20, sequence_length=3, embedding_dim=4, lstm_units=2)
+    with pytest.raises(ValueError, match=message):
+        TextEncoder(**{**base, **kwargs})
+
+
+def test_text_encoder_takes_numpy_integers():
+    enc = TextEncoder(vocab_size=np.int64(20), sequence_length=np.int32(3), embedding_dim=4,
+                      lstm_units=2)
+    assert enc.output_dim == 2 and enc.get_config()["vocab_size"] == 20
+
+
 def test_load_weights_file_shows_keras_warnings_only_when_the_load_succeeds():
     from mmtl_tf.encoders.image_encoder import load_weights_file
 
