@@ -10,15 +10,16 @@ from mmtl_tf.losses.cross_replica import gather_across_replicas
 
 def _check_pair(a, b, loss, what="a and b"):
     if len(a.shape) != 2 or len(b.shape) != 2:
-        raise ValueError(f"{what} must be (N, D) matrices; got shapes {tuple(a.shape)} "
-                         f"and {tuple(b.shape)}.")
-    if (a.shape[0] is not None and b.shape[0] is not None and a.shape[0] != b.shape[0]):
+        raise ValueError(f"{loss}: {what} must be (N, D) matrices; got shapes "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}.")
+    if dims_differ(a.shape[0], b.shape[0]):
         raise ValueError(
-            f"{what} must have the same number of rows (one per matched pair, e.g. "
-            f"one caption per image); got {a.shape[0]} and {b.shape[0]}.")
-    if a.shape[1] is not None and b.shape[1] is not None and a.shape[1] != b.shape[1]:
-        raise ValueError(f"{what} must have the same embedding width; got {a.shape[1]} "
-                         f"and {b.shape[1]}.")
+            f"{loss}: {what} must have the same number of rows (one per matched pair, "
+            f"e.g. one caption per image); got {a.shape[0]} and {b.shape[0]} (shapes "
+            f"{tuple(a.shape)} and {tuple(b.shape)}).")
+    if dims_differ(a.shape[1], b.shape[1]):
+        raise ValueError(f"{loss}: {what} must have the same embedding width; got "
+                         f"{a.shape[1]} and {b.shape[1]}.")
     check_not_empty(loss, a=a, b=b)
 
 
@@ -117,6 +118,13 @@ def clip_loss(a, b, logit_scale):
     _check_pair(a, b, "clip_loss")
     scale = _check_scalar(logit_scale, "logit_scale", "clip_loss")
     return ops.mean(clip_loss_per_example(a, b, a, b, scale))
+
+
+def pair_names(y_pred):
+    """How `_check_pair` names the two embeddings of `y_pred` in its messages."""
+    if isinstance(y_pred, dict):
+        return " and ".join(sorted(k for k in y_pred if k.endswith("_embeddings")))
+    return "a and b"
 
 
 def unpack_contrastive_outputs(y_pred, with_bias=False):
@@ -222,7 +230,7 @@ class ClipLoss(PairedContrastiveLoss):
 
     def call(self, y_true, y_pred):
         a, b, scale = unpack_contrastive_outputs(y_pred)
-        _check_pair(a, b, "ClipLoss")
+        _check_pair(a, b, "ClipLoss", pair_names(y_pred))
         scale = _check_scalar(scale, "logit_scale", "ClipLoss", per_row_of=a)
         if self.gather_across_replicas:
             (a_all, b_all), offset = gather_across_replicas(a, b)

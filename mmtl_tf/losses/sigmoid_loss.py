@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from mmtl_tf.losses.clip_loss import (PairedContrastiveLoss, _check_pair, _check_scalar,
-                                      _scalar, unpack_contrastive_outputs)
+                                      _scalar, pair_names, unpack_contrastive_outputs)
 from mmtl_tf.losses.cross_replica import gather_across_replicas
 
 
@@ -102,7 +102,7 @@ class SigLipLoss(PairedContrastiveLoss):
 
     def call(self, y_true, y_pred):
         a, b, scale, bias = unpack_contrastive_outputs(y_pred, with_bias=True)
-        _check_pair(a, b, "SigLipLoss")
+        _check_pair(a, b, "SigLipLoss", pair_names(y_pred))
         scale = _check_scalar(scale, "logit_scale", "SigLipLoss", per_row_of=a)
         bias = _check_scalar(bias, "logit_bias", "SigLipLoss", per_row_of=a)
         if self.gather_across_replicas:

@@ -5,6 +5,7 @@ import math
 import keras
 
 from mmtl_tf import runtime
+from mmtl_tf._input_checks import static_shape
 from mmtl_tf.layers.l2_normalize import L2Normalize
 from mmtl_tf.layers.logit_scale import LogitScale
 from mmtl_tf.layers.projection_head import ProjectionHead
@@ -33,6 +34,11 @@ class DualEncoder(keras.Model):
       (initialised to 1/0.07 for CLIP, clamped to [1, 100]);
     * `"logit_bias"`: float32 (B,), only for `loss="siglip"`.
 
+    Both modalities' inputs must have the same batch size (row i of one is
+    paired with row i of the other): calling the model with batches whose
+    static sizes differ (e.g. 4 images and 3 captions) raises a `ValueError`
+    naming both; inside a compiled graph where a batch size is unknown it is
+    not checked.
     `model.encode_<modality>(inputs)` (e.g. `encode_image`, `encode_text`)
     embeds one modality alone. Training overrides `compute_loss`, which scores
     the `y_pred` that `fit` passes in with `ClipLoss` or `SigLipLoss`: `fit`,
@@ -117,6 +123,29 @@ class DualEncoder(keras.Model):
                         "gather_across_replicas": bool(gather_across_replicas)}
         loss_class = ClipLoss if loss == "clip" else SigLipLoss
         self.contrastive_loss = loss_class(gather_across_replicas=bool(gather_across_replicas))
+
+    def __call__(self, *args, **kwargs):
+        # Checked before Keras runs the graph: a call with 4 images and 3
+        # captions used to return both embeddings without complaint.
+        self._check_batch_sizes(args[0] if args else kwargs.get("inputs"))
+        return super().__call__(*args, **kwargs)
+
+    def _check_batch_sizes(self, inputs):
+        """A `ValueError` naming both batch sizes when they are static and differ."""
+        if not isinstance(inputs, dict):
+            return
+        sizes = {}
+        for modality in getattr(self, "_modalities", ()):
+            leaves = keras.tree.flatten(inputs.get(modality, ()))
+            shapes = [static_shape(x) for x in leaves]
+            known = [sh[0] for sh in shapes if sh and sh[0] is not None]
+            if known:
+                sizes[modality] = known[0]
+        if len(set(sizes.values())) > 1:
+            shown = " and ".join(f"{n} {m} rows" for m, n in sizes.items())
+            raise ValueError(f"{self.name}: the two towers' inputs must have the same batch "
+                             f"size (row i of one modality is paired with row i of the "
+                             f"other); got {shown}.")
 
     @property
     def modalities(self):

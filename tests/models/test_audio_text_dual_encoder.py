@@ -82,3 +82,10 @@ def test_training_pulls_matched_clips_and_captions_together():
     metrics = mmtl_tf.metrics.retrieval_metrics(
         model.encode_audio(x["audio"]), model.encode_text(x["text"]), ks=(1,))
     assert metrics["R@1"] > 0.5  # chance: 1/16
+
+
+def test_batches_of_different_sizes_are_refused():
+    model = _build()
+    x = _inputs(n=4)
+    with pytest.raises(ValueError, match=r"got 4 audio rows and 2 text rows"):
+        model({"audio": x["audio"], "text": x["text"][:2]})

@@ -145,3 +145,24 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="modality 'audio' is not one of"):
         model.encode("audio", np.zeros((1, 3)))
     assert math.isclose(model.get_config()["projection_dim"], 4)
+
+
+@pytest.mark.parametrize("loss", ["clip", "siglip"])
+def test_batches_of_different_sizes_are_refused(loss):
+    # 4 images and 3 captions used to return both embeddings ((4, 8) and (3, 8)).
+    model = mmtl_tf.models.build_dual_encoder(*_towers(), projection_dim=8, loss=loss)
+    x = _inputs(n=4)
+    with pytest.raises(ValueError, match=r"the two towers' inputs must have the same batch "
+                                         r"size .*got 4 image rows and 3 text rows"):
+        model({"image": x["image"], "text": x["text"][:3]})
+    # The loss that compute_loss uses names the two outputs and their row counts.
+    out = dict(model(x))
+    out["text_embeddings"] = out["text_embeddings"][:3]
+    with pytest.raises(ValueError, match=r"(Clip|SigLip)Loss: image_embeddings and "
+                                         r"text_embeddings must have the same number of rows"
+                                         r".*got 4 and 3"):
+        model.compute_loss(y_pred=out)
+    # Unknown (symbolic) batch sizes are not checked.
+    spec = {"image": keras.Input((16, 16, 3), dtype="uint8"),
+            "text": keras.Input((5,), dtype="int32")}
+    assert model(spec)["image_embeddings"].shape == (None, 8)
