@@ -11,6 +11,7 @@ SYNTHETIC speech made with espeak-ng, see its `LICENSE.md`).
 """
 
 import dataclasses
+import numbers
 import os
 
 import tensorflow as tf
@@ -176,6 +177,20 @@ def decoded_audio_dataset(paths, sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, trim
                                 validate=validate, on_error=on_error, locations=locations)
 
 
+def _clip_length(clip_seconds, sample_rate):
+    """Samples per clip; a `ValueError` naming the argument at fault."""
+    sample_rate = check_count("sample_rate", sample_rate)
+    if isinstance(clip_seconds, bool) or not isinstance(clip_seconds, numbers.Real) or \
+            not clip_seconds > 0:
+        raise ValueError(f"clip_seconds must be a number of seconds > 0, got "
+                         f"{clip_seconds!r}.")
+    length = int(round(clip_seconds * sample_rate))
+    if length < 1:
+        raise ValueError(f"clip_seconds={clip_seconds} at sample_rate={sample_rate} gives "
+                         f"no samples.")
+    return length
+
+
 def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=None,
                             vocab_size=5000, sequence_length=16, remove_stopwords=False,
                             sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, clip_seconds=2.0,
@@ -206,8 +221,9 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
         vocab_size: int. Vocabulary size when adapting.
         sequence_length: int. Token ids per caption when adapting.
         remove_stopwords: bool. Drop English stop words when adapting.
-        sample_rate: int. Samples per second of the output.
-        clip_seconds: float. Output length (crop or zero-pad).
+        sample_rate: int >= 1. Samples per second of the output (a float,
+            bool, or value < 1 raises a `ValueError` naming `sample_rate`).
+        clip_seconds: float > 0. Output length (crop or zero-pad).
         trim: bool. Cut leading and trailing silence first.
         top_db: float. Silence threshold (dB below the loudest frame).
         min_samples: int. Shortest acceptable clip (use the front end's n_fft).
@@ -265,9 +281,7 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
     if compression not in audio_ops.COMPRESSIONS:
         raise ValueError(f"compression={compression!r} is not allowed; use one of "
                          f"{', '.join(map(repr, audio_ops.COMPRESSIONS))}.")
-    length = int(round(clip_seconds * sample_rate))
-    if length < 1:
-        raise ValueError(f"clip_seconds={clip_seconds} gives no samples.")
+    length = _clip_length(clip_seconds, sample_rate)
     records = load_audio_text_records(source, split, require_label=with_labels,
                                       seed=seed, on_error=on_error,
                                       voice_group=voice_group, class_names=class_names)
@@ -348,7 +362,7 @@ def speech_commands_to_audio_text(dataset, label_names, *, text_vectorizer,
         A `tf.data.Dataset` of `({"audio": float32 (B, samples), "text": int32
         (B, L)}, label int32 (B,))`.
     """
-    length = int(round(clip_seconds * sample_rate))
+    length = _clip_length(clip_seconds, sample_rate)
     names = tf.constant([str(n).replace("_", " ").strip() for n in label_names])
     rng = tf.data.Dataset.random(seed=0).batch(2)
 

@@ -182,3 +182,28 @@ def test_class_names_of_a_trained_model_fix_the_label_ids_of_other_audio(tmp_pat
     assert ds.class_names == model_classes
     _, y = next(iter(ds))
     assert y.numpy().tolist() == [model_classes.index(r["label"]) for r in rows]
+
+
+@pytest.mark.parametrize("sample_rate", [0, -16000, 16000.5, "16000", True])
+def test_a_bad_sample_rate_is_named(sample_rate):
+    # sample_rate=0 used to blame clip_seconds ("clip_seconds=1.0 gives no samples"),
+    # 16000.5 was accepted and True loaded every clip at 1 Hz.
+    with pytest.raises(ValueError, match=rf"sample_rate must be an integer >= 1, got "
+                                         rf"{sample_rate!r}".replace(".", r"\.")):
+        make_audio_text_dataset("default", "validation", sample_rate=sample_rate,
+                                clip_seconds=1.0)
+    fake = tf.data.Dataset.from_tensors((tf.zeros([10], tf.int16), tf.constant(0, tf.int64)))
+    vec = mmtl_tf.data.make_text_vectorizer(["yes"], vocab_size=4, sequence_length=1)
+    with pytest.raises(ValueError, match=r"sample_rate must be an integer >= 1"):
+        speech_commands_to_audio_text(fake, ["yes"], text_vectorizer=vec,
+                                      sample_rate=sample_rate)
+
+
+@pytest.mark.parametrize("clip_seconds", [0, -1.0, "2"])
+def test_a_bad_clip_length_is_named(clip_seconds):
+    with pytest.raises(ValueError, match=rf"clip_seconds must be a number of seconds > 0, got "
+                                         rf"{clip_seconds!r}"):
+        make_audio_text_dataset("default", "validation", clip_seconds=clip_seconds)
+    with pytest.raises(ValueError, match=r"clip_seconds=1e-05 at sample_rate=16000 gives no "
+                                         r"samples"):
+        make_audio_text_dataset("default", "validation", clip_seconds=1e-5)
