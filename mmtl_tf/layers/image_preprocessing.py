@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from mmtl_tf._input_checks import dims_differ, static_shape
+
 _MODES = ("rescale", "tf", "torch", "caffe", "none")
 _IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 _IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
@@ -23,6 +25,14 @@ class ImagePreprocessing(keras.layers.Layer):
             the ImageNet mean, ResNet50 / VGG16) or `"none"` (only the cast; for
             backbones that rescale themselves, like EfficientNet).
 
+    `"caffe"` and `"torch"` work per RGB channel, so they need images with 3
+    channels (last axis): another static channel count raises a `ValueError`
+    naming the mode and the shape (a 1-channel image used to be broadcast to
+    3 channels silently; convert grayscale first, e.g. with
+    `tf.image.grayscale_to_rgb`). Inside a graph where the channel count is
+    unknown it is not checked. `"rescale"`, `"tf"` and `"none"` scale every
+    value alike and take any channel count.
+
     Example:
         >>> import numpy as np, mmtl_tf
         >>> layer = mmtl_tf.layers.ImagePreprocessing("tf")
@@ -37,7 +47,16 @@ class ImagePreprocessing(keras.layers.Layer):
                 f"mode={mode!r} is not allowed; use one of {', '.join(map(repr, _MODES))}.")
         self.mode = mode
 
+    def _check_channels(self, shape):
+        if self.mode in ("caffe", "torch") and shape and dims_differ(shape[-1], 3):
+            raise ValueError(
+                f"ImagePreprocessing mode={self.mode!r} needs RGB images with 3 channels "
+                f"(its mean{'/std' if self.mode == 'torch' else ''} is per RGB channel); got "
+                f"images of shape {shape}. Convert grayscale images to RGB first (e.g. "
+                f"tf.image.grayscale_to_rgb) or use mode 'rescale', 'tf' or 'none'.")
+
     def call(self, images):
+        self._check_channels(static_shape(images))
         x = ops.cast(images, self.compute_dtype)
         if self.mode == "rescale":
             return x / 255.0
@@ -53,6 +72,7 @@ class ImagePreprocessing(keras.layers.Layer):
         return x
 
     def compute_output_shape(self, input_shape):
+        self._check_channels(tuple(input_shape))
         return input_shape
 
     def get_config(self):
