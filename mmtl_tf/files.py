@@ -3,8 +3,10 @@
 
 import json
 import os
+import re
 import secrets
 import shutil
+import warnings
 
 
 def cache_root():
@@ -49,39 +51,160 @@ def atomic_directory(path, write_fn):
 
     `tmp_dir` is a new folder beside `path`. If `write_fn` raises, it is removed
     and an existing `path` is left as it was; if `path` exists it is replaced
-    only after the new content is complete. The folder gets the permissions of
-    any new folder (umask), not a temporary folder's private mode.
+    only after the new content is complete: it is renamed to a hidden
+    `.NAME.old-…` beside it, `tmp_dir` is renamed to `path`, and the old copy
+    is removed. If the second rename fails (or Ctrl-C lands between the two),
+    the old copy is renamed back, so `path` never disappears; if removing the
+    old copy fails, a `RuntimeWarning` names what is left. The folder gets the
+    permissions of any new folder (umask), not a temporary folder's private
+    mode. An `OSError` of the write names `path`, not the temporary name.
     """
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
     name = os.path.basename(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = _new_sibling(parent, f".{name}.tmp-")
+    existed = os.path.lexists(path)
+    tmp = old = None
     try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = _new_sibling(parent, f".{name}.tmp-")
         write_fn(tmp)
-        if os.path.exists(path):
+        if os.path.lexists(path):
             old = _new_sibling(parent, f".{name}.old-")
             os.rmdir(old)
             os.replace(path, old)
             os.replace(tmp, path)
-            if os.path.isdir(old) and not os.path.islink(old):
-                shutil.rmtree(old, ignore_errors=True)
-            else:  # a file (or link) that was at `path`
-                os.remove(old)
+            moved, old = old, None  # from here on the new content is in place
+            _remove_old_copy(moved, path)
         else:
             os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        if old is not None and os.path.lexists(old) and not os.path.lexists(path):
+            try:
+                os.replace(old, path)  # put the earlier content back
+            except OSError as undo:
+                warnings.warn(f"{path}: could not be put back after a failed replace "
+                              f"({undo}); its earlier content is in {old}.", RuntimeWarning,
+                              stacklevel=2)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise _naming_target(e, tmp, path, existed and os.path.lexists(path)) from e
         raise
     return path
 
 
-def check_replaceable(path, marker, what):
+def _remove_old_copy(old, path):
+    """Removes the replaced content `old` of `path`; warns naming what is left
+    instead of leaving it silently (a folder whose files may not be removed)."""
+    failed = []
+    if os.path.isdir(old) and not os.path.islink(old):
+        shutil.rmtree(old, onerror=lambda fn, p, exc: failed.append((p, exc[1])))
+    else:  # a file (or link) that was at `path`
+        try:
+            os.remove(old)
+        except OSError as e:
+            failed.append((old, e))
+    if failed and os.path.lexists(old):
+        where, error = failed[0]
+        warnings.warn(f"{path} was replaced, but its earlier copy could not be removed "
+                      f"({where}: {getattr(error, 'strerror', None) or error}); it is left "
+                      f"in {old}: remove it yourself.", RuntimeWarning, stacklevel=3)
+
+
+def _naming_target(error, tmp, path, existed):
+    """`error` (an `OSError` while writing `path` through the temporary `tmp`)
+    as an error of the same kind that names `path` instead of `tmp` and says
+    that an earlier `path` is unchanged; `error` itself if it names another
+    file (its own message says which)."""
+    names = [os.fspath(n) for n in (error.filename, error.filename2) if n is not None]
+    if tmp is not None and names and not any(n.startswith(tmp) for n in names):
+        return error
+    reason = error.strerror or str(error)
+    if tmp is not None:
+        reason = reason.replace(tmp, path)
+    where = names[0].replace(tmp, path) if names and tmp is not None else path
+    # An inner atomic write (a file in a staging folder) already said which file.
+    message = reason if "cannot write " in reason else f"{reason}: cannot write {where}"
+    if existed:
+        message += f"; {path} is unchanged"
+    return type(error)(error.errno, message) if error.errno is not None else type(error)(message)
+
+
+# What tf.saved_model.save writes (keras.export.ExportArchive.write_out), plus
+# the SavedModel that mmtl_tf.export.export_text_classifier puts inside
+# (`tokens_only/`). TensorFlow Serving's `assets.extra/` (warm-up requests) is
+# not among them: a folder of your own, kept from being replaced.
+SAVED_MODEL_ENTRIES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
+NESTED_SAVED_MODELS = ("tokens_only",)
+
+# A leftover of an atomic write that was killed (SIGKILL, a power cut) before
+# it could clean up: `.NAME.tmp-XXXXXXXX[suffix]` or `.NAME.old-XXXXXXXX`.
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-[0-9a-f]{8}(?:\.[A-Za-z0-9]+)?$")
+
+
+def foreign_entries(folder, own, nested=None):
+    """The names in `folder` (sorted) that are none of `own`, no leftover of an
+    atomic write of one of them (`.NAME.tmp-…`), and no sub-folder for which
+    `nested(sub_folder_path)` is true."""
+    found = []
+    for name in sorted(os.listdir(folder)):
+        leftover = _LEFTOVER.match(name)
+        if name in own or (leftover and leftover.group("name") in own):
+            continue
+        if nested is not None and nested(os.path.join(folder, name)):
+            continue
+        found.append(name)
+    return found
+
+
+def is_saved_model(path):
+    """Whether `path` is a folder that only a SavedModel export wrote:
+    saved_model.pb and nothing but `SAVED_MODEL_ENTRIES` (and
+    `NESTED_SAVED_MODELS` that are SavedModels themselves)."""
+    if not os.path.isdir(path) or os.path.islink(path) or \
+            not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return False
+    return not foreign_entries(path, SAVED_MODEL_ENTRIES, nested_saved_model)
+
+
+def nested_saved_model(path):
+    """Whether `path` is a SavedModel that an export puts inside its own
+    (`NESTED_SAVED_MODELS`, e.g. `tokens_only/`)."""
+    return os.path.basename(path) in NESTED_SAVED_MODELS and is_saved_model(path)
+
+
+def _read_only_folder(path):
+    """The first folder in `path` (itself included) that this process may not
+    change (write and search), or None. Replacing `path` removes everything in
+    it; a folder whose entries may not be removed was renamed away, the new
+    content put in place, and the old copy left behind, hidden."""
+    for folder, subfolders, _ in os.walk(path):
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return folder
+        subfolders[:] = [d for d in subfolders if not os.path.islink(os.path.join(folder, d))]
+    return None
+
+
+def _listed(names, count=5):
+    shown = ", ".join(names[:count])
+    return shown + (f" and {len(names) - count} more" if len(names) > count else "")
+
+
+def check_replaceable(path, marker, what, own=(), nested=None, check_marker=None,
+                      option="a new folder"):
     """Raises a `ValueError` unless `atomic_directory` may replace `path`
     without destroying anything else: `path` must be new, an empty folder, or
-    a folder holding `marker` (a `what` written earlier, e.g. "run.json" of a
-    run folder). So a mistyped output path (".", "", the run folder, a folder
-    of your own) is refused instead of replaced."""
+    a `what` written earlier: a folder holding `marker` (e.g. "run.json" of a
+    run folder) for which `check_marker(marker_path)` returns no reason to
+    refuse (a str), and nothing but `marker`, the entries `own` (the names a
+    `what` writes, and leftovers `.NAME.tmp-…` of their atomic writes) and
+    sub-folders for which `nested(sub_path)` is true. So a mistyped output
+    path (".", "", a folder of your own, one with a `marker` of your own) is
+    refused instead of replaced, and so is a `what` to which you added files:
+    they would be deleted. An existing folder that this process may not
+    change (no write permission on it or on a folder in it) is refused too.
+    `option`: what to choose instead, e.g. "another --out".
+    """
     if not os.fspath(path).strip():
         raise ValueError(f"empty path for the {what}; name a new folder.")
     if not os.path.lexists(path):
@@ -93,12 +216,28 @@ def check_replaceable(path, marker, what):
                              f"for the {what}.")
         return
     if not os.path.isdir(path) or os.path.islink(path):
-        raise ValueError(f"{path}: exists and is not a folder; choose a new folder for "
+        raise ValueError(f"{path}: exists and is not a folder; choose {option} for "
                          f"the {what}.")
-    if os.listdir(path) and not os.path.exists(os.path.join(path, marker)):
+    if os.listdir(path):
+        marker_path = os.path.join(path, marker)
+        reason = f"no {marker}" if not os.path.isfile(marker_path) else \
+            check_marker(marker_path) if check_marker is not None else None
+        if reason:
+            raise ValueError(
+                f"{path}: exists, is not empty and is not a {what} ({reason}); writing "
+                f"the {what} replaces the folder, so choose {option} or an empty one.")
+        foreign = foreign_entries(path, (marker, *own), nested)
+        if foreign:
+            raise ValueError(
+                f"{path}: holds {_listed(foreign)}, which no {what} writes; writing the "
+                f"{what} replaces the whole folder and would delete them, so choose "
+                f"{option} or move them out first.")
+    read_only = _read_only_folder(path)
+    if read_only:
+        which = f"this {what}" if read_only == os.fspath(path) else read_only
         raise ValueError(
-            f"{path}: exists, is not empty and is not a {what} (no {marker}); writing "
-            f"the {what} replaces the folder, so choose a new or empty one.")
+            f"{path}: {which} may not be changed (no write permission), so it cannot be "
+            f"replaced; choose {option} or make it writable.")
 
 
 def atomic_file(path, write_fn, suffix=""):
@@ -107,17 +246,23 @@ def atomic_file(path, write_fn, suffix=""):
     `tmp_path` is a new empty file beside `path` whose name ends in `suffix`
     (writers that pick the format from the extension need it, e.g. ".keras"),
     with the umask's permissions. If `write_fn` raises, `tmp_path` is removed
-    and an existing `path` is left as it was.
+    and an existing `path` is left as it was. An `OSError` (no permission, a
+    full disk) names `path`, not `tmp_path`, and says whether an earlier
+    `path` is unchanged.
     """
     path = os.path.abspath(os.fspath(path))
-    tmp = _new_sibling(os.path.dirname(path), f".{os.path.basename(path)}.tmp-", suffix,
-                       create=_new_file)
+    existed = os.path.lexists(path)
+    tmp = None
     try:
+        tmp = _new_sibling(os.path.dirname(path), f".{os.path.basename(path)}.tmp-", suffix,
+                           create=_new_file)
         write_fn(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError):
+            raise _naming_target(e, tmp, path, existed) from e
         raise
     return path
 

@@ -9,7 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from mmtl_tf.files import atomic_directory, cache_dir, cache_root, check_replaceable
+from mmtl_tf.files import (SAVED_MODEL_ENTRIES, atomic_directory, atomic_file, cache_dir,
+                           cache_root, check_replaceable, nested_saved_model)
 
 
 def _mode(path):
@@ -172,3 +173,113 @@ def test_saved_model_with_an_unused_optimizer_loads_without_a_warning(tmp_path):
         loaded = keras.saving.load_model(tmp_path / "model.keras")
     assert len(loaded.optimizer.variables) == 2 + 2 * len(model.trainable_variables)
     loaded.fit(np.ones((4, 3)), np.zeros((4, 2)), verbose=0)
+
+
+def test_a_saved_model_with_files_of_your_own_is_refused(tmp_path):
+    # Any folder holding saved_model.pb was replaced whole, files of your own in it too.
+    sm = tmp_path / "sm"
+    (sm / "variables").mkdir(parents=True)
+    (sm / "tokens_only" / "variables").mkdir(parents=True)
+    for name in ("saved_model.pb", "fingerprint.pb", "tokens_only/saved_model.pb",
+                 ".saved_model.pb.tmp-0123abcd"):  # a killed write's leftover is ours
+        (sm / name).write_bytes(b"")
+    own = dict(own=SAVED_MODEL_ENTRIES, nested=nested_saved_model)
+    check_replaceable(str(sm), "saved_model.pb", "SavedModel", **own)
+    for extra in ("notes.txt", "assets.extra/tf_serving_warmup_requests",
+                  "tokens_only/notes.txt"):
+        (sm / extra).parent.mkdir(parents=True, exist_ok=True)
+        (sm / extra).write_text("mine")
+        with pytest.raises(ValueError, match=f"{sm}: holds .*(notes.txt|assets.extra).*, "
+                                             "which no SavedModel writes; .* move them out"):
+            check_replaceable(str(sm), "saved_model.pb", "SavedModel", **own)
+        (sm / extra).unlink()
+
+
+def test_a_folder_that_may_not_be_changed_is_refused_up_front(tmp_path, monkeypatch):
+    # Running as root, chmod does not stop this process: os.access stands in.
+    # Before, the read-only folder was renamed away, the new one put in place and
+    # the old copy left behind, hidden, as .sm.old-XXXXXXXX.
+    (tmp_path / "sm" / "variables").mkdir(parents=True)
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
+    locked = {str(tmp_path / "sm" / "variables")}
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: (
+        False if os.fspath(p) in locked else real(p, mode, **k)))
+    with pytest.raises(ValueError, match=f"{tmp_path / 'sm' / 'variables'} may not be changed"):
+        check_replaceable(str(tmp_path / "sm"), "saved_model.pb", "SavedModel",
+                          own=SAVED_MODEL_ENTRIES)
+    locked = {str(tmp_path / "sm")}
+    with pytest.raises(ValueError, match="this SavedModel may not be changed"):
+        check_replaceable(str(tmp_path / "sm"), "saved_model.pb", "SavedModel",
+                          own=SAVED_MODEL_ENTRIES)
+
+
+def test_an_old_copy_that_cannot_be_removed_is_named(tmp_path, monkeypatch):
+    # Was shutil.rmtree(old, ignore_errors=True): the old copy stayed, hidden, unsaid.
+    from mmtl_tf import files
+
+    atomic_directory(tmp_path / "out", lambda d: None)
+
+    def no_permission(path, ignore_errors=False, onerror=None):  # removes nothing
+        if onerror is not None:
+            error = PermissionError(13, "Permission denied")
+            onerror(os.unlink, os.path.join(path, "x"), (PermissionError, error, None))
+
+    monkeypatch.setattr(files.shutil, "rmtree", no_permission)
+    with pytest.warns(RuntimeWarning, match=r"out was replaced, but its earlier copy could "
+                                            r"not be removed .*Permission denied.*left in "
+                                            rf"{tmp_path}/\.out\.old-"):
+        atomic_directory(tmp_path / "out", lambda d: None)
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, OSError(18, "Invalid cross-device link")])
+def test_an_interrupted_swap_puts_the_old_folder_back(tmp_path, monkeypatch, error):
+    # The swap renames path -> .old, then staging -> path; an error or Ctrl-C
+    # between the two removed the new content and never restored the old one.
+    from mmtl_tf import files
+
+    atomic_directory(tmp_path / "out", lambda d: open(os.path.join(d, "v1"), "w").close())
+    real, calls = os.replace, []
+
+    def flaky(a, b):
+        calls.append((a, b))
+        if len(calls) == 2:  # the second rename: staging -> out
+            raise error
+        return real(a, b)
+
+    monkeypatch.setattr(files.os, "replace", flaky)
+    with pytest.raises(KeyboardInterrupt if error is KeyboardInterrupt else OSError):
+        atomic_directory(tmp_path / "out", lambda d: open(os.path.join(d, "v2"), "w").close())
+    monkeypatch.undo()
+    assert len(calls) == 3  # and the third puts the old folder back
+    assert os.listdir(tmp_path) == ["out"] and os.listdir(tmp_path / "out") == ["v1"]
+
+
+def test_write_errors_name_the_target_not_the_temporary_file(tmp_path):
+    # "Permission denied: .../.metrics.json.tmp-9aaedcfb" named a file that no
+    # longer existed; the target and whether its earlier content is kept were unsaid.
+    target = tmp_path / "metrics.json"
+    target.write_text("{}")
+
+    def denied(tmp):
+        raise PermissionError(13, "Permission denied", tmp)
+
+    with pytest.raises(PermissionError) as e:
+        atomic_file(target, denied)
+    assert str(e.value) == f"[Errno 13] Permission denied: cannot write {target}; {target} " \
+                           "is unchanged"
+    assert os.listdir(tmp_path) == ["metrics.json"] and target.read_text() == "{}"
+
+    def full_disk(tmp):  # a write() that fails names no file
+        atomic_file(os.path.join(tmp, "model.keras"), lambda t: (_ for _ in ()).throw(
+            OSError(28, "No space left on device")))
+
+    with pytest.raises(OSError) as e:
+        atomic_directory(tmp_path / "run", full_disk)
+    assert str(e.value) == ("[Errno 28] No space left on device: cannot write "
+                            f"{tmp_path / 'run' / 'model.keras'}")
+    (tmp_path / "run").mkdir()
+    with pytest.raises(OSError, match=rf"model.keras; {tmp_path / 'run'} is unchanged$"):
+        atomic_directory(tmp_path / "run", full_disk)
+    with pytest.raises(FileNotFoundError, match="no-such-data"):  # another file: kept as is
+        atomic_directory(tmp_path / "run", lambda tmp: open(tmp_path / "no-such-data"))
