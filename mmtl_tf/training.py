@@ -49,6 +49,9 @@ def save_model_atomic(model, path):
     atomic_file(path, model.save, suffix=".keras")
 
 
+BEST_STATE_FILE = "best.keras.json"
+
+
 class AtomicModelCheckpoint(keras.callbacks.Callback):
     """Saves the model to `path` after each epoch that improves `monitor`.
 
@@ -56,30 +59,74 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
     name and renamed, so an interrupted save never leaves a corrupt checkpoint
     in place of the last good one.
 
+    With `state_path`, the best value and epoch so far and the logs of every
+    epoch are kept there too (JSON, written atomically after each epoch), and
+    with `resume` they are read back when training starts: a fit resumed by
+    `keras.callbacks.BackupAndRestore` then saves only epochs better than the
+    best of the interrupted fit (before, the first resumed epoch always
+    replaced `path`, even a better model), and `earlier_logs` holds the logs
+    of the epochs the interrupted fit finished before the one resumed.
+
     Args:
         path: str. A `.keras` file.
         monitor: str. Logged quantity to watch.
         mode: str. `"min"` or `"max"`.
         save_best_only: bool.
+        state_path: str or None. A `.json` file for the state above.
+        resume: bool. Whether to read `state_path` when training starts.
     """
 
-    def __init__(self, path, monitor="val_loss", mode="min", save_best_only=True):
+    def __init__(self, path, monitor="val_loss", mode="min", save_best_only=True,
+                 state_path=None, resume=False):
         super().__init__()
         if mode not in ("min", "max"):
             raise ValueError(f"mode={mode!r} is not allowed; use 'min' or 'max'.")
         self.path, self.monitor, self.mode = path, monitor, mode
         self.save_best_only = save_best_only
+        self.state_path, self.resume = state_path, resume
         self.best = None
         self.best_epoch = None
+        self.earlier_logs = {}
+        self._logs = None
+
+    def on_train_begin(self, logs=None):
+        self._logs = None
+        if not (self.resume and self.state_path and os.path.isfile(self.state_path)):
+            return
+        try:
+            with open(self.state_path, encoding="utf-8") as f:
+                state = json.load(f)
+        except (OSError, ValueError) as e:
+            warnings.warn(f"{self.state_path}: not read ({e}); the resumed fit may replace "
+                          f"{self.path} with a model worse than the interrupted fit's best.",
+                          RuntimeWarning)
+            return
+        if isinstance(state, dict) and state.get("monitor") == self.monitor and \
+                state.get("mode") == self.mode:
+            self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
+            self.earlier_logs = state.get("logs") or {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._logs is None:  # the first epoch of this fit: `epoch` were done before
+            self.earlier_logs = {k: list(v)[:epoch] for k, v in self.earlier_logs.items()}
+            self._logs = {k: list(v) for k, v in self.earlier_logs.items()}
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         better = value is not None and (
             self.best is None or (value < self.best if self.mode == "min" else value > self.best))
         if better:
-            self.best, self.best_epoch = value, epoch
+            self.best, self.best_epoch = float(value), epoch
         if better or not self.save_best_only:
             save_model_atomic(self.model, self.path)
+        if self.state_path:
+            if self._logs is None:
+                self._logs = {}
+            for key, item in (logs or {}).items():
+                self._logs.setdefault(key, []).append(float(item))
+            atomic_write_json({"monitor": self.monitor, "mode": self.mode, "best": self.best,
+                               "best_epoch": self.best_epoch, "logs": self._logs},
+                              self.state_path)
 
 
 def compile_classifier(model, num_classes, learning_rate=1e-3, optimizer="adam",
@@ -170,8 +217,11 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
     With a `run_dir`: the best model by `checkpoint_monitor` is written
     atomically to `run_dir/best.keras`, and with `backup` a `BackupAndRestore`
     folder lets an interrupted run resume where it stopped when `fit` is
-    called again with the same `run_dir`. The history is returned as a dict
-    of lists (also what `history.json` holds). The CLI's tasks pass
+    called again with the same `run_dir`; `run_dir/best.keras.json` keeps
+    the best value so far and each epoch's logs, so the resumed fit replaces
+    best.keras only with a better model and returns the history of every
+    epoch, those of the interrupted fit included. The history is returned as
+    a dict of lists (also what `history.json` holds). The CLI's tasks pass
     `backup=False`: they train in a staging folder that an interruption
     removes (see `mmtl_tf.tasks.common.staged_run`), so a backup there could
     never be used.
@@ -191,10 +241,14 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
     if run_dir:
         os.makedirs(run_dir, exist_ok=True)
         monitor = checkpoint_monitor if val_ds is not None else checkpoint_monitor.replace("val_", "")
-        cbs.append(AtomicModelCheckpoint(os.path.join(run_dir, "best.keras"),
-                                         monitor=monitor, mode=checkpoint_mode))
+        backup_dir = os.path.join(run_dir, "backup")
+        checkpoint = AtomicModelCheckpoint(
+            os.path.join(run_dir, "best.keras"), monitor=monitor, mode=checkpoint_mode,
+            state_path=os.path.join(run_dir, BEST_STATE_FILE) if backup else None,
+            resume=backup and os.path.isdir(backup_dir))
+        cbs.append(checkpoint)
         if backup:
-            cbs.append(keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")))
+            cbs.append(keras.callbacks.BackupAndRestore(backup_dir))
     start = time.perf_counter()
     with warnings.catch_warnings():
         # Keras' notes on a finite tf.data pipeline ("shuffle=True ... ignored",
@@ -206,6 +260,9 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
                             callbacks=cbs, verbose=verbose)
     seconds = time.perf_counter() - start
     history = history_to_dict(history)
+    earlier = checkpoint.earlier_logs if run_dir else {}
+    if earlier and set(earlier) == set(history):  # resumed: the interrupted fit's epochs first
+        history = {k: list(earlier[k]) + values for k, values in history.items()}
     if not any(not key.startswith("val_") for key in history):
         # Keras only warns when the training data runs out before the first step.
         raise DataError(_NO_BATCH)

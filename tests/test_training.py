@@ -83,3 +83,49 @@ def test_fit_on_data_without_one_batch_is_a_data_error(tmp_path):
 
 def test_majority_class_accuracy():
     assert training.majority_class_accuracy([0, 1, 1, 2], [1, 1, 0, 2]) == 0.5
+
+
+def test_a_resumed_fit_keeps_a_better_best_and_returns_every_epoch(tmp_path):
+    # Resuming through BackupAndRestore restarted AtomicModelCheckpoint.best at
+    # None: the first resumed epoch (val_loss 0.9) replaced the best.keras of
+    # epoch 1 (0.5), and the history held only the resumed epochs.
+    import numpy as np
+    import tensorflow as tf
+
+    fake, weights = {0: 1.0, 1: 0.5, 2: 0.9, 3: 0.8}, {}
+
+    class Script(keras.callbacks.Callback):
+        def __init__(self, crash_at=None):
+            super().__init__()
+            self.crash_at = crash_at
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == self.crash_at:
+                raise KeyboardInterrupt("simulated Ctrl-C")
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = fake[epoch]
+            weights[epoch] = self.model.get_weights()[0]
+
+    x = np.random.default_rng(0).random((32, 4)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, (x.sum(1) > 2).astype("int32"))).batch(16)
+
+    def model():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        return training.compile_classifier(m, 2, jit_compile=False)
+
+    run = str(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(model(), data, data, epochs=4, run_dir=run, callbacks=[Script(2)],
+                     verbose=0)
+    history, _ = training.fit(model(), data, data, epochs=4, run_dir=run,
+                              callbacks=[Script()], verbose=0)
+    best = keras.saving.load_model(os.path.join(run, "best.keras")).get_weights()[0]
+    assert np.allclose(best, weights[1]) and not np.allclose(best, weights[2])
+    assert {k: len(v) for k, v in history.items()} == {k: 4 for k in history}
+    assert history["val_loss"][:2] == [1.0, 0.5]
+    # A new fit in the same folder (nothing to resume) starts from no best.
+    training.fit(model(), data, data, epochs=1, run_dir=run, callbacks=[Script()], verbose=0)
+    best = keras.saving.load_model(os.path.join(run, "best.keras")).get_weights()[0]
+    assert np.allclose(best, weights[0])
