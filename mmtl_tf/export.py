@@ -4,7 +4,8 @@ Exports are written into a temporary folder beside the target and renamed into
 place only when complete, so a failed export leaves no half-written SavedModel,
 and an existing export at the target survives a failed overwrite. The target
 must be new, an empty folder or an earlier SavedModel (`check_export_path`):
-anything else there is refused, not replaced.
+anything else there, an earlier SavedModel with files of your own added
+included, is refused, not replaced.
 """
 
 import os
@@ -13,13 +14,19 @@ import keras
 import tensorflow as tf
 
 from mmtl_tf.data.image import preprocess_image_batch
-from mmtl_tf.files import atomic_directory, check_replaceable
+from mmtl_tf.files import (SAVED_MODEL_ENTRIES, atomic_directory, check_replaceable,
+                           nested_saved_model)
 
 
 def check_export_path(path):
     """Raises a `ValueError` unless `path` may be replaced by a SavedModel: it
-    must be new, an empty folder or a SavedModel (holds saved_model.pb)."""
-    check_replaceable(path, "saved_model.pb", "SavedModel")
+    must be new, an empty folder or a SavedModel (holds saved_model.pb) with
+    nothing but what an export writes (`mmtl_tf.files.SAVED_MODEL_ENTRIES`,
+    and `tokens_only/` of `export_text_classifier`); a file or folder of your
+    own in it (e.g. TensorFlow Serving's `assets.extra/`) would be deleted.
+    A folder this process may not change is refused too."""
+    check_replaceable(path, "saved_model.pb", "SavedModel", own=SAVED_MODEL_ENTRIES,
+                      nested=nested_saved_model, option="another --saved-model folder")
 
 
 def write_archive(path, endpoints, track=()):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mmtl_tf import cli
-from mmtl_tf.tasks import TASKS
+from mmtl_tf.files import foreign_entries
+from mmtl_tf.tasks import TASKS, common
 from tests.bad_runs import split_rows, train_error
 
 
@@ -121,6 +122,8 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
     for name in ("model.keras", "history.json", "metrics.json", "curves.png", "run.json",
                  "text_vectorizer.json"):
         assert (run / name).exists(), name
+    # Everything a run writes is in common.RUN_ENTRIES, so the run may be replaced.
+    assert foreign_entries(run, common.RUN_ENTRIES) == []
     history = json.loads((run / "history.json").read_text())
     assert len(history["loss"]) == 2 and "val_accuracy" in history
     metrics = json.loads((run / "metrics.json").read_text())
@@ -415,3 +418,4 @@ def test_tfds_data_for_a_task_that_reads_none_is_a_usage_error(task, capsys, tmp
                    "does); from Python, the mmtl_tf.data.load_tfds_* functions load TFDS "
                    "datasets (README 'Data')")
     assert not out.exists()
+

@@ -1,10 +1,12 @@
 """Run-folder bookkeeping shared by the tasks."""
 
+import contextvars
 import datetime
 import difflib
 import functools
 import json
 import os
+import secrets
 import zipfile
 
 import keras
@@ -13,12 +15,30 @@ from mmtl_tf import __version__, runtime
 from mmtl_tf.data.sources import SPLITS, unsplit_rows_in
 from mmtl_tf.errors import (DataError, check_on_error, collect_problems,
                             raise_collected_problems)
-from mmtl_tf.files import atomic_directory, check_replaceable
+from mmtl_tf.files import atomic_directory, check_replaceable, is_saved_model
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.saving import global_dtype_policy
-from mmtl_tf.training import atomic_write_json, read_json
+from mmtl_tf.training import BEST_STATE_FILE, atomic_write_json, read_json
 
 RUN_FILE = "run.json"
+METRICS_FILE = "metrics.json"
+# Every top-level name that a run writes into its folder (grep the tasks for
+# `os.path.join(run_dir, ...)`); `check_run_dir` refuses to replace a run
+# folder holding anything else, and a test trains each task and compares.
+RUN_ENTRIES = (
+    RUN_FILE,                # start_run / update_run
+    METRICS_FILE,            # write_metrics
+    "model.keras",           # every task (training.save_model_atomic)
+    "best.keras",            # training.fit's AtomicModelCheckpoint
+    BEST_STATE_FILE,         # ... its best value, for a resumed fit
+    "backup",                # training.fit(backup=True): BackupAndRestore
+    "history.json",          # every task
+    "curves.png",            # training.plot_curves
+    "text_vectorizer.json",  # fusion, audio-text, dual-encoder (LSTM text tower)
+    "text_preprocessor",     # dual-encoder with a BERT-family text tower
+    "preprocessor.json",     # text-classifier: BertPreprocessor.save(run_dir)
+    "tokenizer_assets",      # ... and its vocabulary
+)
 
 
 def resolve_config(recipe, size="base", overrides=None, base=None, settings=None):
@@ -92,10 +112,28 @@ def check_one_batch(config, count, rows=None, items="pairs", files="image"):
 
 
 def check_run_dir(run_dir):
-    """Raises a `ValueError` if training must not write `run_dir`: a file, or a
-    non-empty folder that is not a run folder (no run.json), whose contents
-    training would replace."""
-    check_replaceable(run_dir, RUN_FILE, "run folder")
+    """Raises a `ValueError` if training must not write `run_dir`, whose
+    contents training replaces: a file; a non-empty folder that is not a run
+    folder (no run.json, or one that is not an mmtl_tf run record); a run
+    folder holding anything a run does not write (`RUN_ENTRIES`, and
+    SavedModels exported into it, such as the quickstart's `saved_model/`):
+    notes or folders of your own would be deleted; a folder this process may
+    not change."""
+    check_replaceable(run_dir, RUN_FILE, "run folder", own=RUN_ENTRIES, nested=is_saved_model,
+                      check_marker=_not_a_run_record, option="another --out (run folder)")
+
+
+def _not_a_run_record(path):
+    """Why the file `path` is not a run.json that `start_run` wrote, or None."""
+    try:
+        info = read_json(path)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        return f"{RUN_FILE} is not valid JSON: {e}"
+    if not (isinstance(info, dict) and isinstance(info.get("task"), str)
+            and isinstance(info.get("config"), dict)
+            and isinstance(info.get("mmtl_tf_version"), str)):
+        return f"{RUN_FILE} is no mmtl_tf run record (task, config, mmtl_tf_version)"
+    return None
 
 
 def staged_run(train):
@@ -139,6 +177,16 @@ def _same_source(data, own):
     return os.path.realpath(data) == os.path.realpath(own)
 
 
+# The run that the evaluation in progress loaded: (its folder's real path, its
+# run.json as read then).
+_EVALUATING = contextvars.ContextVar("mmtl_tf_evaluating", default=None)
+
+
+class RunReplacedError(OSError):
+    """The run folder being evaluated now holds another run (trained into it
+    meanwhile): the figures of the model that was loaded are not written."""
+
+
 def evaluation(evaluate=None, *, unsplit_rows=True):
     """Decorator of a task's `evaluate(run_dir, split, verbose, data, on_error)`.
 
@@ -154,13 +202,30 @@ def evaluation(evaluate=None, *, unsplit_rows=True):
     training, with the run's seed: for tasks that need the other data's
     training rows too (the metric-learning tasks' retrieval gallery and
     training-class pool), which putting every row in `split` left empty.
+
+    The run's metrics.json is read first (a damaged one is a `ValueError`
+    naming it, before anything is evaluated; a missing one is allowed and
+    `write_metrics` creates it with only the figures evaluated). If the run
+    folder is replaced while evaluating (`mmtl-tf train ... --out` the same
+    folder), `write_metrics` raises `RunReplacedError` instead of writing the
+    loaded model's figures into the new run's metrics.json.
     """
     if evaluate is None:
         return functools.partial(evaluation, unsplit_rows=unsplit_rows)
 
     @functools.wraps(evaluate)
     def wrapped(run_dir, split="test", verbose=1, data=None, on_error=None):
-        config = load_run(run_dir)["config"]
+        info = load_run(run_dir)
+        read_metrics(run_dir)  # a damaged metrics.json is named now, not after evaluating
+        # write_metrics checks that run_dir still holds this run (a `train
+        # --out run_dir` may replace it meanwhile).
+        loaded = _EVALUATING.set((os.path.realpath(run_dir), info))
+        try:
+            return _evaluate(run_dir, info["config"], split, verbose, data, on_error)
+        finally:
+            _EVALUATING.reset(loaded)
+
+    def _evaluate(run_dir, config, split, verbose, data, on_error):
         # The seeds of training: pairs and episodes drawn for evaluation come
         # from seeded tf.data ops, which also depend on TensorFlow's global seed
         # (without it, evaluate drew other test pairs than training had).
@@ -190,7 +255,10 @@ def start_run(run_dir, task, config):
         else config
     info = {"task": task, "config": config, "mmtl_tf_version": __version__,
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds")}
+                timespec="seconds"),
+            # Tells this run from another of the same task and config started in
+            # the same second (see `write_metrics`).
+            "run_id": secrets.token_hex(8)}
     atomic_write_json(info, os.path.join(run_dir, RUN_FILE))
     return info
 
@@ -298,18 +366,69 @@ def write_metrics(run_dir, metrics, data=None):
     dropped the baselines only training computes.
     """
     raise_collected_problems()  # figures of data with bad items are not written
-    path = os.path.join(run_dir, "metrics.json")
-    old = read_json(path) if os.path.exists(path) else {}
+    path = os.path.join(run_dir, METRICS_FILE)
+    _check_still_loaded(run_dir, metrics)
+    old = read_metrics(run_dir)
     metrics = _baselines_beside_their_split(metrics)
     if data:
         stored = {**old, "other_data": {**old.get("other_data", {}), str(data): metrics}}
-        atomic_write_json(stored, path)
+        _write_figures(stored, path, metrics)
         return {**old, **metrics}
     if isinstance(metrics.get("baselines"), dict) and isinstance(old.get("baselines"), dict):
         metrics = {**metrics, "baselines": {**old["baselines"], **metrics["baselines"]}}
-    old.update(metrics)
-    atomic_write_json(old, path)
-    return old
+    _write_figures({**old, **metrics}, path, metrics)
+    return {**old, **metrics}
+
+
+def _figures(metrics):
+    return json.dumps(metrics, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
+
+
+def _write_figures(stored, path, metrics):
+    """Writes `stored` to `path`; an `OSError` (no permission, a full disk)
+    carries the new `metrics`, which would be lost otherwise."""
+    try:
+        atomic_write_json(stored, path)
+    except OSError as e:
+        message = f"{e.strerror or e}; the figures, not written: {_figures(metrics)}"
+        raise (type(e)(e.errno, message) if e.errno is not None else type(e)(message)) from e
+
+
+def _check_still_loaded(run_dir, metrics):
+    """A `RunReplacedError` if `run_dir` is being evaluated (`evaluation`) and
+    no longer holds the run that was loaded."""
+    loaded = _EVALUATING.get()
+    if loaded is None or loaded[0] != os.path.realpath(run_dir):
+        return
+    try:
+        now = read_json(os.path.join(run_dir, RUN_FILE))
+    except (OSError, ValueError, UnicodeDecodeError):
+        now = None
+    if now != loaded[1]:
+        raise RunReplacedError(
+            f"{run_dir} was replaced while evaluating (its {RUN_FILE} is not the one "
+            "loaded: another run was trained into it); the figures of the model that was "
+            f"evaluated were not written: {_figures(metrics)}")
+
+
+def read_metrics(run_dir):
+    """The run's metrics.json as a dict, `{}` if there is none; a `ValueError`
+    naming the file if it is not a JSON object (damaged, e.g. cut short)."""
+    path = os.path.join(run_dir, METRICS_FILE)
+    if not os.path.lexists(path):
+        return {}
+    what = ("move it away (evaluating then writes a new one that holds only the figures "
+            "evaluated) or train the run again.")
+    try:
+        metrics = read_json(path)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: damaged, not valid JSON ({e}); {what}") from e
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{path}: holds a JSON {type(metrics).__name__}, not the run's "
+                         f"figures (a JSON object); {what}")
+    if not isinstance(metrics.get("other_data", {}), dict):
+        raise ValueError(f"{path}: its \"other_data\" is not a JSON object; {what}")
+    return metrics
 
 
 def _baselines_beside_their_split(metrics):

@@ -13,6 +13,8 @@ import soundfile
 
 import mmtl_tf
 from mmtl_tf import cli
+from mmtl_tf.files import foreign_entries
+from mmtl_tf.tasks import common
 from mmtl_tf.data import audio as A
 from mmtl_tf.data.text import load_text_vectorizer
 from tests.bad_runs import split_rows, train_error
@@ -48,6 +50,7 @@ def test_train_writes_retrieval_per_voice_group(run):
     for name in ("model.keras", "history.json", "metrics.json", "curves.png", "run.json",
                  "text_vectorizer.json"):
         assert (run / name).exists(), name
+    assert foreign_entries(run, common.RUN_ENTRIES) == []  # the run may be replaced
     metrics = json.loads((run / "metrics.json").read_text())
     test = metrics["test"]
     assert set(test) == {"train", "heldout"}

@@ -13,7 +13,7 @@ def _fake_train(fail=False):
     def train(config, run_dir, verbose=1):
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, "run.json"), "w") as f:
-            json.dump({"task": "fake", "config": config}, f)
+            json.dump({"task": "fake", "config": config, "mmtl_tf_version": "0"}, f)
         with open(os.path.join(run_dir, "metrics.json"), "w") as f:
             json.dump({"test": config["value"]}, f)
         if fail:
@@ -29,12 +29,14 @@ def _listing(folder):
 def test_a_finished_run_replaces_the_old_one_whole(tmp_path):
     run = tmp_path / "run"
     assert _fake_train()({"value": 1}, str(run))["test"] == 1
-    (run / "saved_model.txt").write_text("exported from run 1")
+    (run / "saved_model").mkdir()  # exported into the run (as the quickstart does)
+    (run / "saved_model" / "saved_model.pb").write_text("exported from run 1")
     metrics = _fake_train()({"value": 2}, str(run))
     # Trained in a sibling folder, then renamed into place.
     assert metrics["dir"] != str(run) and os.path.dirname(metrics["dir"]) == str(tmp_path)
     assert _listing(run) == {"metrics.json": '{"test": 2}',
-                             "run.json": '{"task": "fake", "config": {"value": 2}}'}
+                             "run.json": '{"task": "fake", "config": {"value": 2}, '
+                                         '"mmtl_tf_version": "0"}'}
     assert os.listdir(tmp_path) == ["run"]
 
 
@@ -58,6 +60,102 @@ def test_only_a_new_empty_or_run_folder_is_written(tmp_path):
     (tmp_path / "empty").mkdir()
     _fake_train()({"value": 3}, str(tmp_path / "empty"))
     assert json.loads((tmp_path / "empty" / "metrics.json").read_text()) == {"test": 3}
+
+
+def test_a_folder_with_a_run_json_of_your_own_or_added_files_is_refused(tmp_path):
+    # Any folder holding a file named run.json was replaced whole: --out F deleted
+    # F/src/ and F/results.csv, and a run's notes.txt was lost on retraining.
+    mine = tmp_path / "mine"
+    (mine / "src").mkdir(parents=True)
+    (mine / "run.json").write_text('{"name": "x"}')
+    (mine / "results.csv").write_text("hi")
+    with pytest.raises(ValueError, match=r"mine: exists, is not empty and is not a run folder "
+                                         r"\(run.json is no mmtl_tf run record"):
+        _fake_train()({"value": 1}, str(mine))
+    assert sorted(os.listdir(mine)) == ["results.csv", "run.json", "src"]
+    run = tmp_path / "run"
+    _fake_train()({"value": 1}, str(run))
+    (run / "notes.txt").write_text("mine")
+    (run / "plots").mkdir()
+    with pytest.raises(ValueError, match=r"run: holds notes.txt, plots, which no run folder "
+                                         r"writes; .* choose another --out"):
+        _fake_train()({"value": 2}, str(run))
+    assert (run / "notes.txt").read_text() == "mine" and (run / "plots").is_dir()
+    assert sorted(os.listdir(tmp_path)) == ["mine", "run"]
+
+
+def _evaluated_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"task": "fake", "config": {"seed": 0},
+                                              "mmtl_tf_version": "0", "run_id": "a"}))
+    (run / "metrics.json").write_text('{"test": {"accuracy": 0.25}}')
+    return run
+
+
+def test_a_run_replaced_while_evaluating_keeps_its_own_figures(tmp_path):
+    # evaluate RUN while `train --out RUN` replaced it wrote the old model's
+    # figures into the new run's metrics.json.
+    run = _evaluated_run(tmp_path)
+
+    @common.evaluation
+    def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
+        # train --out run_dir finishes here: a new run in its place
+        info = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps({**info, "run_id": "b"}))
+        (run / "metrics.json").write_text('{"test": {"accuracy": 0.75}}')
+        return common.write_metrics(run_dir, {"test": {"accuracy": 0.5}})
+
+    with pytest.raises(common.RunReplacedError, match=r"run was replaced while evaluating .* "
+                                                      r'not written: {"test": {"accuracy": 0.5}}'):
+        evaluate(str(run))
+    assert json.loads((run / "metrics.json").read_text()) == {"test": {"accuracy": 0.75}}
+    # Not replaced: written as before (and outside an evaluation, e.g. in training).
+    (run / "metrics.json").unlink()
+    assert common.evaluation(lambda run_dir, **k: common.write_metrics(
+        run_dir, {"test": {"accuracy": 0.5}}))(str(run))["test"] == {"accuracy": 0.5}
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"test": {"accuracy": 0.2', "damaged, not valid JSON"),
+    ("[1, 2]", "holds a JSON list, not the run's figures"),
+    ('{"other_data": []}', 'its "other_data" is not a JSON object')])
+def test_a_damaged_metrics_json_is_named_before_evaluating(tmp_path, text, words):
+    # It was evaluated fully, then failed with json's bare message (no file named)
+    # or an AttributeError traceback for a list.
+    run = _evaluated_run(tmp_path)
+    (run / "metrics.json").write_text(text)
+    called = []
+
+    @common.evaluation
+    def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
+        called.append(run_dir)
+        return common.write_metrics(run_dir, {"test": {"accuracy": 0.5}})
+
+    with pytest.raises(ValueError, match=f"{run / 'metrics.json'}: {words}.*move it away"):
+        evaluate(str(run))
+    assert called == [] and (run / "metrics.json").read_text() == text
+
+
+def test_figures_that_cannot_be_written_are_in_the_error(tmp_path, monkeypatch):
+    # A read-only run folder: "Permission denied: .../.metrics.json.tmp-9aaedcfb",
+    # and the figures evaluated were lost.
+    from mmtl_tf import files
+
+    run = _evaluated_run(tmp_path)
+
+    def denied(obj, path):
+        def write(tmp):
+            raise PermissionError(13, "Permission denied", tmp)
+        files.atomic_file(path, write)
+
+    monkeypatch.setattr(common, "atomic_write_json", denied)
+    with pytest.raises(PermissionError) as e:
+        common.evaluation(lambda run_dir, **k: common.write_metrics(
+            run_dir, {"test": {"accuracy": 0.5}}))(str(run))
+    path = run / "metrics.json"
+    assert str(e.value) == (f"[Errno 13] Permission denied: cannot write {path}; {path} is "
+                            'unchanged; the figures, not written: {"test": {"accuracy": 0.5}}')
 
 
 def test_deterministic_flag_reaches_the_run_and_enables_determinism(tmp_path, monkeypatch):

@@ -11,6 +11,8 @@ import pytest
 import tensorflow as tf
 
 from mmtl_tf import cli
+from mmtl_tf.files import foreign_entries
+from mmtl_tf.tasks import common
 from mmtl_tf.data.image import preprocess_image_bytes
 from mmtl_tf.data.sources import load_image_text_records
 
@@ -40,6 +42,7 @@ def test_train_writes_the_run_folder(tiny_run):
     _, run = tiny_run
     for name in ("model.keras", "history.json", "metrics.json", "curves.png", "run.json"):
         assert (run / name).exists(), name
+    assert foreign_entries(run, common.RUN_ENTRIES) == []  # the run may be replaced
     history = json.loads((run / "history.json").read_text())
     assert len(history["loss"]) == 3 and history["loss"][-1] < history["loss"][0]
     metrics = json.loads((run / "metrics.json").read_text())

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from mmtl_tf import DataError, cli
+from mmtl_tf.files import foreign_entries
 from mmtl_tf.data.image import decoded_image_dataset
 from mmtl_tf.data.sources import load_image_text_records
-from mmtl_tf.tasks import matching
+from mmtl_tf.tasks import common, matching
 from tests.bad_runs import split_rows, train_error
 
 
@@ -20,6 +21,7 @@ def test_dual_encoder_train_evaluate_export(tmp_path, capsys):
     for name in ("model.keras", "history.json", "metrics.json", "curves.png", "run.json",
                  "text_vectorizer.json"):
         assert (run / name).exists(), name
+    assert foreign_entries(run, common.RUN_ENTRIES) == []  # the run may be replaced
     metrics = json.loads((run / "metrics.json").read_text())["test"]
     assert metrics["num_pairs"] == 285
     # Chance of a random ranking: identical captions and identical images (at

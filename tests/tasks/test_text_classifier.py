@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from mmtl_tf import cli
-from mmtl_tf.tasks import text_classifier
+from mmtl_tf.files import foreign_entries
+from mmtl_tf.tasks import common, text_classifier
 
 
 def test_train_evaluate_export_a_tiny_run(tmp_path, capsys):
@@ -17,6 +18,7 @@ def test_train_evaluate_export_a_tiny_run(tmp_path, capsys):
     for name in ("model.keras", "best.keras", "history.json", "metrics.json", "curves.png",
                  "run.json", "preprocessor.json"):
         assert (run / name).exists(), name
+    assert foreign_entries(run, common.RUN_ENTRIES) == []  # the run may be replaced
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["cached_features"] and metrics["split_sizes"] == {
         "train": 884, "validation": 203, "test": 273}
