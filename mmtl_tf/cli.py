@@ -440,15 +440,49 @@ def main(argv=None):
                 plain(message, category, filename, lineno, file, line)
 
         warnings.showwarning = show
-        with _terminate_as_exit():
+        with _terminate_as_exit(), _LineEnds() as stdout:
             try:
                 return handler(args)
             except Exception as e:  # noqa: BLE001 - reported ones are listed in _reported
                 if show_traceback or not _reported(e):
                     raise
                 status, line = _error_report(prog, e)
+                stdout.end_line()  # not "...loss: 2.1396mmtl-tf train: error: ..."
                 print(line, file=sys.stderr)
                 return status
+
+
+class _LineEnds:
+    """Within the block, `sys.stdout` notes whether its last write ended a
+    line; `end_line()` ends one left open (by a Keras progress bar that an
+    error cut short), so that the error report starts on a line of its own."""
+
+    def __enter__(self):
+        self.stream, self.open = sys.stdout, False
+        outer = self
+
+        class Noting:
+            def write(self, text):
+                if text:
+                    outer.open = not text.endswith("\n")
+                return outer.stream.write(text)
+
+            def __getattr__(self, name):
+                return getattr(outer.stream, name)
+
+        self.noting = sys.stdout = Noting()
+        return self
+
+    def end_line(self):
+        if self.open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.open = False
+
+    def __exit__(self, *exc):
+        if sys.stdout is self.noting:
+            sys.stdout = self.stream
+        return False
 
 
 class _terminate_as_exit:

@@ -419,3 +419,25 @@ def test_tfds_data_for_a_task_that_reads_none_is_a_usage_error(task, capsys, tmp
                    "datasets (README 'Data')")
     assert not out.exists()
 
+
+def test_an_error_after_a_progress_bar_starts_on_a_new_line(monkeypatch, capsys, tmp_path):
+    # A full disk mid-epoch printed "...loss: 2.1396mmtl-tf train: error: [Errno 28] ...".
+    def full_disk(args):
+        sys.stdout.write("\r 3/12 ━━━━━━━━━━━━━━━━━━━━ 1s 91ms/step - loss: 2.1396")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "_export", full_disk)
+    monkeypatch.delenv("MMTL_TF_TRACEBACK", raising=False)
+    assert cli.main(["export", str(tmp_path), "--saved-model", "sm"]) == 1
+    out, err = capsys.readouterr()
+    assert out.endswith("loss: 2.1396\n")
+    assert err == "mmtl-tf export: error: [Errno 28] No space left on device\n"
+    assert not type(sys.stdout).__name__ == "Noting"  # the stream is given back
+
+    def fine(args):
+        print("SavedModel written to sm")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "_export", fine)
+    assert cli.main(["export", str(tmp_path), "--saved-model", "sm"]) == 1
+    assert capsys.readouterr().out == "SavedModel written to sm\n"  # no empty line added
