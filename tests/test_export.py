@@ -90,6 +90,16 @@ def test_failed_export_leaves_the_previous_one_intact(tmp_path):
     assert sorted(os.listdir(target)) == ["new.txt"]
 
 
+def test_an_export_holds_only_what_check_export_path_accepts(fusion_export):
+    # check_export_path replaces only a folder that holds nothing but what an
+    # export writes (mmtl_tf.files.SAVED_MODEL_ENTRIES): a real one passes.
+    from mmtl_tf.export import check_export_path
+    from mmtl_tf.files import is_saved_model
+
+    assert is_saved_model(fusion_export[0])
+    check_export_path(fusion_export[0])
+
+
 def test_export_folder_is_readable_like_any_new_folder(fusion_export):
     # A serving process often runs as another user: the SavedModel folder must
     # not keep the private mode of a temporary folder.

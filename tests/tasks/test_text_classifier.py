@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mmtl_tf import cli
-from mmtl_tf.files import foreign_entries
+from mmtl_tf.files import foreign_entries, is_saved_model
 from mmtl_tf.tasks import common, text_classifier
 
 
@@ -37,6 +37,8 @@ def test_train_evaluate_export_a_tiny_run(tmp_path, capsys):
     assert cli.main(["export", str(run), "--saved-model", str(tmp_path / "sm")]) == 0
     assert (tmp_path / "sm" / "saved_model.pb").exists()
     assert (tmp_path / "sm" / "tokens_only" / "saved_model.pb").exists()
+    # All of it is what an export writes, so a later export may replace it.
+    assert is_saved_model(tmp_path / "sm")
 
 
 def test_bad_data_and_bad_encoder_folders_exit_with_a_clear_message(tmp_path, capsys):
