@@ -272,6 +272,20 @@ def _train(args):
     return 0
 
 
+_SUMMARY = "summary.json"
+
+
+def _failure_reason(error, show_traceback):
+    """The one line that says why a quickstart task failed (the line the CLI
+    prints for `error` elsewhere, without its "mmtl-tf COMMAND: " prefix); the
+    traceback is printed first for an error the CLI does not report in one
+    line (a bug) or under MMTL_TF_TRACEBACK=1."""
+    if show_traceback or not _reported(error):
+        traceback.print_exception(error, file=sys.stderr)
+        return f"{type(error).__name__}: {error} (traceback above)"
+    return _error_report("-", error)[1][len("-: "):]
+
+
 def _quickstart(args):
     from mmtl_tf.tasks import common, get_task
     from mmtl_tf.training import atomic_write_json
@@ -286,23 +300,61 @@ def _quickstart(args):
         print(f"mmtl-tf quickstart: error: unknown task(s) {', '.join(unknown)}; "
               f"tasks: {', '.join(TASKS)} (see --help)", file=sys.stderr)
         return 2
-    rows, start = [], time.perf_counter()
-    for name in chosen:
+    chosen = list(dict.fromkeys(chosen))  # a task named twice runs once
+    show_traceback = os.environ.get("MMTL_TF_TRACEBACK", "") not in ("", "0")
+    out = os.path.abspath(args.out)
+    summary_path = os.path.join(args.out, _SUMMARY)
+    rows, shown, failed, start = [], [], [], time.perf_counter()
+
+    def write_summary(done, finished=False):
+        # Rewritten after every task, so that it lists this run's rows only
+        # and, after Ctrl-C, the tasks that were not run (their run folders,
+        # if any, are earlier runs').
+        atomic_write_json({"command": "mmtl-tf quickstart", "tasks": chosen, "rows": rows,
+                           "failed": [f["task"] for f in failed],
+                           "not_run": chosen[done:], "finished": finished,
+                           "seconds": time.perf_counter() - start}, summary_path)
+
+    os.makedirs(args.out, exist_ok=True)
+    write_summary(0)
+    for done, name in enumerate(chosen):
         spec = TASKS[name]
-        task = get_task(name)
         print(f"\n=== {name}: {spec.help}", flush=True)
-        config = common.resolve_config(spec.recipe, args.size, _overrides(args))
         run_dir = os.path.join(args.out, name)
-        metrics = task.train(config, run_dir, verbose=2)
-        saved = task.export(run_dir, os.path.join(run_dir, "saved_model"))
-        for row in task.summary(metrics):
-            rows.append({**row, "saved_model": os.path.relpath(saved)})
+        stage = "train"
+        try:
+            task = get_task(name)
+            config = common.resolve_config(spec.recipe, args.size, _overrides(args))
+            task_rows = task.summary(task.train(config, run_dir, verbose=2))
+            stage = "export"
+            saved = task.export(run_dir, os.path.join(run_dir, "saved_model"))
+        except Exception as e:  # noqa: BLE001 - one task's failure; the others still run
+            reason = _failure_reason(e, show_traceback)
+            print(f"mmtl-tf quickstart: {name} failed ({stage}): {reason}", file=sys.stderr,
+                  flush=True)
+            failed.append({"task": name, "model": name, "metric": f"FAILED ({stage})",
+                           "stage": stage, "error": reason})
+            rows.append(failed[-1])
+            shown.append(failed[-1])
+        else:
+            for row in task_rows:
+                # summary.json: relative to its own folder, so it stays right
+                # wherever the quickstart ran from and if the folder is moved.
+                rows.append({"task": name, **row,
+                             "saved_model": os.path.relpath(saved, out)})
+                shown.append({**row, "saved_model": os.path.relpath(saved)})
+        write_summary(done + 1, finished=done + 1 == len(chosen))
     total = time.perf_counter() - start
-    atomic_write_json({"rows": rows, "seconds": total},
-                      os.path.join(args.out, "summary.json"))
-    print(f"\nmmtl-tf quickstart: {len(chosen)} model(s) trained, evaluated on the held-out "
+    trained = len(chosen) - len(failed)
+    print(f"\nmmtl-tf quickstart: {trained} model(s) trained, evaluated on the held-out "
           f"test split and exported in {total:.0f} s (results in {args.out}/)\n")
-    _print_table(rows)
+    _print_table(shown)
+    if failed:
+        print(f"\nmmtl-tf quickstart: {len(failed)} of {len(chosen)} task(s) failed:",
+              file=sys.stderr)
+        for f in failed:
+            print(f"  {f['task']} ({f['stage']}): {f['error']}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,0 +1,140 @@
+"""`mmtl-tf quickstart` when a task fails: the other tasks still run, the
+failure is a row of the table and of summary.json, and the exit status is 1."""
+
+import json
+import os
+
+import pytest
+
+import mmtl_tf.tasks
+from mmtl_tf import cli
+from mmtl_tf.errors import DataError
+from mmtl_tf.tasks import common
+
+
+class _FakeTask:
+    """A task module without TensorFlow work: `train` writes a run folder
+    through the real staging (`common.staged_run`), `export` a folder."""
+
+    def __init__(self, name, calls, error=None, export_error=None):
+        self.name, self.calls, self.error, self.export_error = name, calls, error, export_error
+
+        @common.staged_run
+        def train(config, run_dir, verbose=1):
+            self.calls.append(("train", self.name))
+            if self.error is not None:
+                raise self.error
+            with open(os.path.join(run_dir, common.RUN_FILE), "w") as f:
+                json.dump({"task": self.name, "config": config}, f)
+            return {"value": 0.5}
+
+        self.train = train
+
+    def export(self, run_dir, saved_model_dir):
+        self.calls.append(("export", self.name))
+        if self.export_error is not None:
+            raise self.export_error
+        os.makedirs(saved_model_dir)
+        return os.path.abspath(saved_model_dir)
+
+    def summary(self, metrics):
+        return [{"model": f"{self.name} model", "metric": "accuracy", "value": metrics["value"]}]
+
+
+def _fake_tasks(monkeypatch, errors=(), export_errors=()):
+    """Replaces every task by a `_FakeTask`; returns the list of their calls."""
+    calls = []
+    fakes = {name: _FakeTask(name, calls, dict(errors).get(name),
+                             dict(export_errors).get(name)) for name in mmtl_tf.tasks.TASKS}
+    monkeypatch.setattr(mmtl_tf.tasks, "get_task", fakes.__getitem__)
+    monkeypatch.delenv("MMTL_TF_TRACEBACK", raising=False)
+    return calls
+
+
+def _summary(folder):
+    return json.loads((folder / "summary.json").read_text())
+
+
+def test_a_failing_task_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
+    # The reviewer's case: a broken line in the bundled text data stopped the
+    # quickstart at text-classifier with no table (not even fusion's, which
+    # had trained), siamese never ran, and summary.json was an earlier run's.
+    from mmtl_tf.tasks import text_classifier
+
+    def bad_data(config, run_dir, verbose=1):
+        raise DataError("1 bad row: /pkg/default_text/test.jsonl:5: invalid JSON")
+
+    monkeypatch.setattr(text_classifier, "train", bad_data)
+    monkeypatch.delenv("MMTL_TF_TRACEBACK", raising=False)
+    out = tmp_path / "QS"
+    out.mkdir()
+    (out / "summary.json").write_text(json.dumps(  # an earlier quickstart's
+        {"rows": [{"model": "fusion (CNN + LSTM)", "metric": "test accuracy", "value": 0.987,
+                   "saved_model": "QS/fusion/saved_model"}], "seconds": 300.0}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # summary.json's paths must not depend on the cwd
+
+    code = cli.main(["quickstart", "--out", str(out), "--tasks", "fusion,text-classifier,siamese",
+                     "--size", "tiny", "--epochs", "1", "--no-jit-compile"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 1
+    table = stdout[stdout.index("model "):]
+    assert "fusion (CNN + LSTM)" in table and "siamese network" in table
+    assert "text-classifier" in table and "FAILED (train)" in table
+    reason = "data error: 1 bad row: /pkg/default_text/test.jsonl:5: invalid JSON"
+    assert f"text-classifier failed (train): {reason}" in stderr
+    assert stderr.rstrip().endswith(f"1 of 3 task(s) failed:\n  text-classifier (train): {reason}")
+
+    summary = _summary(out)
+    assert [r["task"] for r in summary["rows"]][:2] == ["fusion", "text-classifier"]
+    assert {r["task"] for r in summary["rows"]} == {"fusion", "text-classifier", "siamese"}
+    assert summary["failed"] == ["text-classifier"] and summary["finished"] is True
+    assert 0.987 not in [r.get("value") for r in summary["rows"]]  # the earlier run's rows
+    failure = next(r for r in summary["rows"] if r["task"] == "text-classifier")
+    assert failure["error"] == reason and failure["stage"] == "train"
+    for row in summary["rows"]:
+        if row["task"] != "text-classifier":  # relative to summary.json's folder
+            assert row["saved_model"] == os.path.join(row["task"], "saved_model")
+            assert os.path.isfile(out / row["saved_model"] / "saved_model.pb")
+    assert not (out / "text-classifier").exists()
+
+
+def test_an_unexpected_error_shows_its_traceback_and_the_rest_still_run(
+        tmp_path, monkeypatch, capsys):
+    calls = _fake_tasks(monkeypatch, errors={"fusion": RuntimeError("a bug")},
+                        export_errors={"triplet": PermissionError(13, "Permission denied",
+                                                                  "/ro/saved_model")})
+    out = tmp_path / "QS"
+    code = cli.main(["quickstart", "--out", str(out), "--tasks", "fusion,siamese,triplet",
+                     "--size", "tiny"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 1
+    assert calls == [("train", "fusion"), ("train", "siamese"), ("export", "siamese"),
+                     ("train", "triplet"), ("export", "triplet")]
+    assert "Traceback (most recent call last)" in stderr and "RuntimeError: a bug" in stderr
+    assert "siamese model" in stdout and "FAILED (train)" in stdout and "FAILED (export)" in stdout
+    summary = _summary(out)
+    assert summary["failed"] == ["fusion", "triplet"]
+    errors = {r["task"]: r.get("error") for r in summary["rows"]}
+    assert errors == {"fusion": "RuntimeError: a bug (traceback above)", "siamese": None,
+                      "triplet": "error: [Errno 13] Permission denied: '/ro/saved_model'"}
+    # The export failed after training: the new run is there, without a SavedModel.
+    assert (out / "triplet" / "run.json").exists()
+    assert not (out / "triplet" / "saved_model").exists()
+
+
+def test_every_task_succeeding_exits_0(tmp_path, monkeypatch, capsys):
+    _fake_tasks(monkeypatch)
+    out = tmp_path / "QS"
+    assert cli.main(["quickstart", "--out", str(out), "--tasks", "fusion,siamese",
+                     "--size", "tiny"]) == 0
+    summary = _summary(out)
+    assert summary["failed"] == [] and summary["not_run"] == [] and summary["finished"]
+    assert [r["saved_model"] for r in summary["rows"]] == [
+        os.path.join("fusion", "saved_model"), os.path.join("siamese", "saved_model")]
+    assert "failed" not in capsys.readouterr().err
+
+
+if __name__ == "__main__":
+    pytest.main([__file__, "-q"])
