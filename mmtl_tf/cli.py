@@ -15,6 +15,7 @@ MMTL_TF_TRACEBACK=1 such errors are raised with their Python traceback instead.
 """
 
 import argparse
+import json
 import os
 import shlex
 import signal
@@ -273,6 +274,57 @@ def _train(args):
 
 
 _SUMMARY = "summary.json"
+# The fields of a quickstart's summary.json (before per-task failures were
+# recorded it held "rows" and "seconds" only).
+_SUMMARY_FIELDS = {"command", "tasks", "rows", "failed", "not_run", "finished", "seconds"}
+
+
+def _is_quickstart_summary(path):
+    """Whether `path` is a summary.json that `mmtl-tf quickstart` wrote."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return (isinstance(summary, dict) and isinstance(summary.get("rows"), list)
+            and "seconds" in summary and set(summary) <= _SUMMARY_FIELDS)
+
+
+def _check_quickstart_out(out, chosen):
+    """Raises a `ValueError` naming every problem unless the quickstart may
+    write into `out`: it must be new, empty or a quickstart folder (holds a
+    quickstart summary.json or a task's run folder), a summary.json in it must
+    be a quickstart's, and each chosen task's run folder `out/TASK` must pass
+    the check of `mmtl-tf train --out` (new, empty or a run folder). Checked
+    before the first task trains, so a blocked folder of the last task is
+    reported at once instead of after the others have trained."""
+    from mmtl_tf.tasks import common
+
+    if not out.strip():
+        raise ValueError("empty --out; name a new folder for the quickstart's run folders.")
+    problems = []
+    summary = os.path.join(out, _SUMMARY)
+    if os.path.lexists(out) and not os.path.isdir(out):
+        problems.append(f"{out}: exists and is not a folder; choose a folder for --out")
+    elif os.path.lexists(summary) and not _is_quickstart_summary(summary):
+        problems.append(f"{summary}: exists and is not a quickstart summary, which the "
+                        "quickstart rewrites; choose a new or empty folder for --out")
+    elif (os.path.isdir(out) and os.listdir(out)
+          and not os.path.lexists(summary)
+          and not any(os.path.isfile(os.path.join(out, name, common.RUN_FILE))
+                      for name in TASKS)):
+        problems.append(f"{out}: exists, is not empty and is not a quickstart folder (no "
+                        f"{_SUMMARY}, no run folder of a task); the quickstart writes its "
+                        "run folders and summary.json into --out, so choose a new or empty "
+                        "folder")
+    if not problems:
+        for name in chosen:
+            try:
+                common.check_run_dir(os.path.join(out, name))
+            except ValueError as e:
+                problems.append(str(e).rstrip("."))
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
 
 
 def _failure_reason(error, show_traceback):
@@ -301,6 +353,7 @@ def _quickstart(args):
               f"tasks: {', '.join(TASKS)} (see --help)", file=sys.stderr)
         return 2
     chosen = list(dict.fromkeys(chosen))  # a task named twice runs once
+    _check_quickstart_out(args.out, chosen)
     show_traceback = os.environ.get("MMTL_TF_TRACEBACK", "") not in ("", "0")
     out = os.path.abspath(args.out)
     summary_path = os.path.join(args.out, _SUMMARY)

@@ -136,5 +136,81 @@ def test_every_task_succeeding_exits_0(tmp_path, monkeypatch, capsys):
     assert "failed" not in capsys.readouterr().err
 
 
-if __name__ == "__main__":
-    pytest.main([__file__, "-q"])
+
+
+def _earlier_quickstart(out):
+    """`out` as an earlier quickstart (before summary.json had more than
+    "rows" and "seconds") left it: its summary and a fusion run folder."""
+    (out / "fusion").mkdir(parents=True)
+    (out / "fusion" / "run.json").write_text('{"task": "fusion", "config": {}}')
+    (out / "summary.json").write_text(json.dumps(
+        {"rows": [{"model": "fusion (CNN + LSTM)", "value": 0.5}], "seconds": 9.0}))
+
+
+def _refused(capsys, calls, out, tasks="fusion,siamese"):
+    """Runs the quickstart into `out`, checks that it stopped with one usage
+    line before any task trained, and returns that line."""
+    assert cli.main(["quickstart", "--out", str(out), "--tasks", tasks, "--size", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("mmtl-tf quickstart: error: "), err
+    assert calls == []
+    return err
+
+
+def test_a_summary_json_of_your_own_is_refused(tmp_path, monkeypatch, capsys):
+    # It was replaced by the quickstart's without a question.
+    calls = _fake_tasks(monkeypatch)
+    own = '{"my": "own summary"}'
+    (tmp_path / "summary.json").write_text(own)
+    err = _refused(capsys, calls, tmp_path)
+    assert f"{tmp_path / 'summary.json'}: exists and is not a quickstart summary" in err
+    assert (tmp_path / "summary.json").read_text() == own
+    assert sorted(os.listdir(tmp_path)) == ["summary.json"]
+
+
+def test_a_blocked_run_folder_of_a_later_task_is_refused_before_training(
+        tmp_path, monkeypatch, capsys):
+    # The folder of the last task was refused only after the others had trained.
+    calls = _fake_tasks(monkeypatch)
+    _earlier_quickstart(tmp_path)
+    (tmp_path / "siamese").mkdir()
+    (tmp_path / "siamese" / "notes.txt").write_text("mine")
+    err = _refused(capsys, calls, tmp_path)
+    assert f"{tmp_path / 'siamese'}: exists, is not empty and is not a run folder" in err
+    assert (tmp_path / "siamese" / "notes.txt").read_text() == "mine"
+    assert json.loads((tmp_path / "summary.json").read_text())["seconds"] == 9.0
+
+
+@pytest.mark.parametrize("own", ["a folder", "a file"])
+def test_a_folder_or_file_of_your_own_is_refused(tmp_path, monkeypatch, capsys, own):
+    # As `train --out` and `export --saved-model` refuse them: a mistyped
+    # --out (".", your home) would have received the run folders and summary.json.
+    calls = _fake_tasks(monkeypatch)
+    out = tmp_path / "mine"
+    if own == "a folder":
+        out.mkdir()
+        (out / "thesis.tex").write_text("mine")
+        words = "exists, is not empty and is not a quickstart folder"
+    else:
+        out.write_text("mine")
+        words = "exists and is not a folder"
+    assert f"{out}: {words}" in _refused(capsys, calls, out)
+    assert (sorted(os.listdir(out)) == ["thesis.tex"]) if own == "a folder" else out.is_file()
+
+
+@pytest.mark.parametrize("leftover", ["earlier quickstart", "run folder only", "empty"])
+def test_a_quickstart_folder_new_or_empty_is_accepted(tmp_path, monkeypatch, leftover):
+    calls = _fake_tasks(monkeypatch)
+    out = tmp_path / "QS"
+    if leftover == "earlier quickstart":
+        _earlier_quickstart(out)
+    elif leftover == "run folder only":  # an earlier quickstart stopped before its summary
+        _earlier_quickstart(out)
+        (out / "summary.json").unlink()
+    else:
+        out.mkdir()
+    assert cli.main(["quickstart", "--out", str(out), "--tasks", "fusion,siamese",
+                     "--size", "tiny"]) == 0
+    assert calls == [("train", "fusion"), ("export", "fusion"), ("train", "siamese"),
+                     ("export", "siamese")]
+    assert [r["value"] for r in _summary(out)["rows"]] == [0.5, 0.5]
