@@ -256,6 +256,16 @@ def _tfds_refused(prog, task, data):
             "mmtl_tf.data.load_tfds_* functions load TFDS datasets (README 'Data')")
 
 
+def _unreplaced(path, what):
+    """What an interruption leaves of `path` before a run folder or SavedModel
+    (`what`) replaced it: its writers stage it beside `path`, remove the
+    staging folder when interrupted and rename it only when it is complete
+    (`mmtl_tf.files.atomic_directory`)."""
+    if os.path.lexists(path):
+        return f"{path} left as it was"
+    return f"no {what} written ({path} does not exist)"
+
+
 def _train(args):
     from mmtl_tf.tasks import common, get_task
 
@@ -267,7 +277,9 @@ def _train(args):
     config = common.resolve_config(args.recipe, args.size, _overrides(args, spec),
                                    base=spec.recipe, settings=settings(spec.name))
     run_dir = args.out or os.path.join("runs", spec.name)
+    args.interrupted = f"; {_unreplaced(run_dir, 'run folder')}"
     metrics = get_task(spec.name).train(config, run_dir, verbose=1)
+    args.interrupted = f"; the run was written to {run_dir}"
     print(f"\nrun folder: {run_dir}")
     _print_table(get_task(spec.name).summary(metrics))
     return 0
@@ -375,11 +387,16 @@ def _quickstart(args):
         print(f"\n=== {name}: {spec.help}", flush=True)
         run_dir = os.path.join(args.out, name)
         stage = "train"
+        finished_before = f"{summary_path} lists the {done} task(s) finished before"
+        args.interrupted = (f" during {name}: {_unreplaced(run_dir, 'run folder')}; "
+                            f"{finished_before}")
         try:
             task = get_task(name)
             config = common.resolve_config(spec.recipe, args.size, _overrides(args))
             task_rows = task.summary(task.train(config, run_dir, verbose=2))
             stage = "export"
+            args.interrupted = (f" during {name}'s export: {run_dir} holds the new run "
+                                f"without its SavedModel; {finished_before}")
             saved = task.export(run_dir, os.path.join(run_dir, "saved_model"))
         except Exception as e:  # noqa: BLE001 - one task's failure; the others still run
             reason = _failure_reason(e, show_traceback)
@@ -397,6 +414,7 @@ def _quickstart(args):
                              "saved_model": os.path.relpath(saved, out)})
                 shown.append({**row, "saved_model": os.path.relpath(saved)})
         write_summary(done + 1, finished=done + 1 == len(chosen))
+        args.interrupted = f"; {summary_path} lists the {done + 1} task(s) finished"
     total = time.perf_counter() - start
     trained = len(chosen) - len(failed)
     print(f"\nmmtl-tf quickstart: {trained} model(s) trained, evaluated on the held-out "
@@ -435,7 +453,9 @@ def _export(args):
     from mmtl_tf.tasks import common, get_task
 
     info = common.load_run(args.run_dir)
+    args.interrupted = f"; {_unreplaced(args.saved_model, 'SavedModel')}"
     path = get_task(info["task"]).export(args.run_dir, args.saved_model)
+    args.interrupted = f"; the SavedModel was written to {path}"
     print(f"SavedModel written to {path}")
     print(f"inspect it with: saved_model_cli show --all --dir {shlex.quote(path)}")
     return 0
@@ -548,6 +568,18 @@ def main(argv=None):
         with _terminate_as_exit(), _LineEnds() as stdout:
             try:
                 return handler(args)
+            except (KeyboardInterrupt, _Terminated) as e:
+                # Ctrl-C, or SIGTERM (see _terminate_as_exit): one line instead of
+                # a traceback through TensorFlow, and what the command leaves
+                # behind, as its handler last noted it in `args.interrupted`.
+                if show_traceback:
+                    raise
+                stopped, status = (("interrupted", 128 + signal.SIGINT)
+                                   if isinstance(e, KeyboardInterrupt)
+                                   else ("terminated (SIGTERM)", e.code))
+                stdout.end_line()  # after a progress bar cut short
+                print(f"{prog}: {stopped}{getattr(args, 'interrupted', '')}", file=sys.stderr)
+                return status
             except Exception as e:  # noqa: BLE001 - reported ones are listed in _reported
                 if show_traceback or not _reported(e):
                     raise
@@ -590,6 +622,10 @@ class _LineEnds:
         return False
 
 
+class _Terminated(SystemExit):
+    """SIGTERM within `_terminate_as_exit`: a `SystemExit` with status 143."""
+
+
 class _terminate_as_exit:
     """Within the block, SIGTERM (`kill`, `timeout`, a container stopping) exits
     like Ctrl-C does, through Python's clean-up, so an interrupted train or
@@ -607,7 +643,7 @@ class _terminate_as_exit:
 
     @staticmethod
     def _exit(signum, frame):
-        raise SystemExit(128 + signum)
+        raise _Terminated(128 + signum)
 
     def __exit__(self, *exc):
         if self.previous is not None:

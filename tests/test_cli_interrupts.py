@@ -1,0 +1,131 @@
+"""Ctrl-C (and SIGTERM) during `mmtl-tf train`, `export` and `quickstart`: one
+line saying what was left, status 130 (143), no traceback."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mmtl_tf import cli
+from mmtl_tf.files import atomic_directory
+from mmtl_tf.tasks import common, fusion
+from tests.test_quickstart_failures import _fake_tasks
+
+
+def _earlier_run(run):
+    run.mkdir()
+    (run / "run.json").write_text('{"task": "fusion", "config": {}}')
+    (run / "model.keras").write_text("earlier")
+
+
+def _interrupted_write(path):
+    """Starts writing `path` as the run and SavedModel writers do, then is
+    interrupted by Ctrl-C."""
+    def write(tmp):
+        (open(os.path.join(tmp, "run.json"), "w")).write("{}")
+        raise KeyboardInterrupt
+    atomic_directory(path, write)
+
+
+def _main(argv):
+    """`cli.main(argv)`; a KeyboardInterrupt it lets through (which the user
+    sees as a traceback) fails the test instead of stopping pytest."""
+    try:
+        return cli.main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped cli.main: a traceback for the user")
+
+
+def test_ctrl_c_in_train_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+    # It printed a KeyboardInterrupt traceback of about 40 lines.
+    monkeypatch.delenv("MMTL_TF_TRACEBACK", raising=False)
+    monkeypatch.setattr(fusion, "train", common.staged_run(
+        lambda config, run_dir, verbose=1: _interrupted_write(os.path.join(run_dir, "sub"))))
+    run = tmp_path / "run"
+    _earlier_run(run)
+    assert _main(["train", "fusion", "--size", "tiny", "--out", str(run)]) == 130
+    assert capsys.readouterr().err == f"mmtl-tf train: interrupted; {run} left as it was\n"
+    assert sorted(os.listdir(tmp_path)) == ["run"]  # no staging folder left
+    assert sorted(os.listdir(run)) == ["model.keras", "run.json"]
+    assert (run / "model.keras").read_text() == "earlier"
+
+    new = tmp_path / "new"
+    assert _main(["train", "fusion", "--size", "tiny", "--out", str(new)]) == 130
+    assert capsys.readouterr().err == (
+        f"mmtl-tf train: interrupted; no run folder written ({new} does not exist)\n")
+    assert not new.exists()
+
+
+def test_ctrl_c_in_export_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MMTL_TF_TRACEBACK", raising=False)
+    monkeypatch.setattr(fusion, "export",
+                        lambda run_dir, saved_model_dir: _interrupted_write(saved_model_dir))
+    run = tmp_path / "run"
+    _earlier_run(run)
+    sm = tmp_path / "sm"
+    assert _main(["export", str(run), "--saved-model", str(sm)]) == 130
+    assert capsys.readouterr().err == (
+        f"mmtl-tf export: interrupted; no SavedModel written ({sm} does not exist)\n")
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+def test_ctrl_c_in_quickstart_stops_every_task(tmp_path, monkeypatch, capsys):
+    # A failing task no longer stops the quickstart, but Ctrl-C still does.
+    calls = _fake_tasks(monkeypatch, errors={"siamese": KeyboardInterrupt()})
+    out = tmp_path / "QS"
+    assert _main(["quickstart", "--out", str(out), "--tasks", "fusion,siamese,triplet",
+                     "--size", "tiny"]) == 130
+    assert calls == [("train", "fusion"), ("export", "fusion"), ("train", "siamese")]
+    err = capsys.readouterr().err
+    summary_path = out / "summary.json"
+    assert err.endswith(
+        f"mmtl-tf quickstart: interrupted during siamese: no run folder written "
+        f"({out / 'siamese'} does not exist); {summary_path} lists the 1 task(s) finished "
+        "before\n")
+    assert "Traceback" not in err
+    summary = json.loads(summary_path.read_text())
+    assert [r["task"] for r in summary["rows"]] == ["fusion"]
+    assert summary["not_run"] == ["siamese", "triplet"] and summary["finished"] is False
+
+
+def test_traceback_variable_shows_the_interrupt_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMTL_TF_TRACEBACK", "1")
+    monkeypatch.setattr(fusion, "train", common.staged_run(
+        lambda config, run_dir, verbose=1: _interrupted_write(os.path.join(run_dir, "sub"))))
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["train", "fusion", "--size", "tiny", "--out", str(tmp_path / "run")])
+
+
+_SIGNAL_SCRIPT = """
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even if the parent ignores it
+from mmtl_tf import cli
+from mmtl_tf.tasks import common, fusion
+
+@common.staged_run
+def train(config, run_dir, verbose=1):
+    open(os.path.join(run_dir, "run.json"), "w").write("{}")
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    time.sleep(60)
+
+fusion.train = train
+sys.exit(cli.main(["train", "fusion", "--size", "tiny", "--out", sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize("signal_name, status, word", [
+    ("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated (SIGTERM)")])
+def test_a_real_signal_during_training_is_one_line(tmp_path, signal_name, status, word):
+    run = tmp_path / "run"
+    _earlier_run(run)
+    env = {k: v for k, v in os.environ.items() if k != "MMTL_TF_TRACEBACK"}
+    out = subprocess.run([sys.executable, "-c", _SIGNAL_SCRIPT, signal_name, str(run)],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == status, out.stderr[-3000:]
+    ours = [line for line in out.stderr.splitlines() if line.startswith("mmtl-tf")]
+    assert ours == [f"mmtl-tf train: {word}; {run} left as it was"], out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+    assert (run / "model.keras").read_text() == "earlier"
