@@ -423,8 +423,9 @@ def _quickstart(args):
     if failed:
         print(f"\nmmtl-tf quickstart: {len(failed)} of {len(chosen)} task(s) failed:",
               file=sys.stderr)
-        for f in failed:
-            print(f"  {f['task']} ({f['stage']}): {f['error']}", file=sys.stderr)
+        for f in failed:  # a DataError's message lists its bad rows on further lines
+            reason = f["error"].replace("\n", "\n    ")
+            print(f"  {f['task']} ({f['stage']}): {reason}", file=sys.stderr)
         return 1
     return 0
 

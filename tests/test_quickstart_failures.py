@@ -62,7 +62,8 @@ def test_a_failing_task_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
     from mmtl_tf.tasks import text_classifier
 
     def bad_data(config, run_dir, verbose=1):
-        raise DataError("1 bad row: /pkg/default_text/test.jsonl:5: invalid JSON")
+        raise DataError("1 bad row:\n  /pkg/default_text/test.jsonl:5: invalid JSON\n"
+                        "Fix or remove them, or pass on_error='skip' to skip them.")
 
     monkeypatch.setattr(text_classifier, "train", bad_data)
     monkeypatch.delenv("MMTL_TF_TRACEBACK", raising=False)
@@ -82,9 +83,13 @@ def test_a_failing_task_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
     table = stdout[stdout.index("model "):]
     assert "fusion (CNN + LSTM)" in table and "siamese network" in table
     assert "text-classifier" in table and "FAILED (train)" in table
-    reason = "data error: 1 bad row: /pkg/default_text/test.jsonl:5: invalid JSON"
+    reason = ("data error: 1 bad row:\n  /pkg/default_text/test.jsonl:5: invalid JSON\n"
+              "Fix or remove them, or pass --on-error skip to skip them.")
     assert f"text-classifier failed (train): {reason}" in stderr
-    assert stderr.rstrip().endswith(f"1 of 3 task(s) failed:\n  text-classifier (train): {reason}")
+    assert stderr.endswith(
+        "1 of 3 task(s) failed:\n  text-classifier (train): data error: 1 bad row:\n"
+        "      /pkg/default_text/test.jsonl:5: invalid JSON\n"
+        "    Fix or remove them, or pass --on-error skip to skip them.\n")
 
     summary = _summary(out)
     assert [r["task"] for r in summary["rows"]][:2] == ["fusion", "text-classifier"]
