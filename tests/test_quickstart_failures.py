@@ -129,6 +129,16 @@ def test_an_unexpected_error_shows_its_traceback_and_the_rest_still_run(
     assert not (out / "triplet" / "saved_model").exists()
 
 
+def test_traceback_variable_shows_each_failure_with_its_traceback(tmp_path, monkeypatch, capsys):
+    calls = _fake_tasks(monkeypatch, errors={"fusion": DataError("1 bad row: x")})
+    monkeypatch.setenv("MMTL_TF_TRACEBACK", "1")
+    assert cli.main(["quickstart", "--out", str(tmp_path / "QS"), "--tasks", "fusion,siamese",
+                     "--size", "tiny"]) == 1
+    assert ("export", "siamese") in calls
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "DataError: 1 bad row: x" in err
+
+
 def test_every_task_succeeding_exits_0(tmp_path, monkeypatch, capsys):
     _fake_tasks(monkeypatch)
     out = tmp_path / "QS"
