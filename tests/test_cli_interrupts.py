@@ -11,12 +11,12 @@ import pytest
 from mmtl_tf import cli
 from mmtl_tf.files import atomic_directory
 from mmtl_tf.tasks import common, fusion
-from tests.test_quickstart_failures import _fake_tasks
+from tests.test_quickstart_failures import _fake_tasks, _run_record
 
 
 def _earlier_run(run):
     run.mkdir()
-    (run / "run.json").write_text('{"task": "fusion", "config": {}}')
+    (run / "run.json").write_text(json.dumps(_run_record("fusion")))
     (run / "model.keras").write_text("earlier")
 
 

@@ -6,10 +6,16 @@ import os
 
 import pytest
 
+import mmtl_tf
 import mmtl_tf.tasks
 from mmtl_tf import cli
 from mmtl_tf.errors import DataError
 from mmtl_tf.tasks import common
+
+
+def _run_record(task, config=None):
+    """run.json as `common.start_run` writes it."""
+    return {"task": task, "config": config or {}, "mmtl_tf_version": mmtl_tf.__version__}
 
 
 class _FakeTask:
@@ -25,7 +31,7 @@ class _FakeTask:
             if self.error is not None:
                 raise self.error
             with open(os.path.join(run_dir, common.RUN_FILE), "w") as f:
-                json.dump({"task": self.name, "config": config}, f)
+                json.dump(_run_record(self.name, config), f)
             return {"value": 0.5}
 
         self.train = train
@@ -35,6 +41,7 @@ class _FakeTask:
         if self.export_error is not None:
             raise self.export_error
         os.makedirs(saved_model_dir)
+        open(os.path.join(saved_model_dir, "saved_model.pb"), "wb").close()
         return os.path.abspath(saved_model_dir)
 
     def summary(self, metrics):
@@ -157,7 +164,7 @@ def _earlier_quickstart(out):
     """`out` as an earlier quickstart (before summary.json had more than
     "rows" and "seconds") left it: its summary and a fusion run folder."""
     (out / "fusion").mkdir(parents=True)
-    (out / "fusion" / "run.json").write_text('{"task": "fusion", "config": {}}')
+    (out / "fusion" / "run.json").write_text(json.dumps(_run_record("fusion")))
     (out / "summary.json").write_text(json.dumps(
         {"rows": [{"model": "fusion (CNN + LSTM)", "value": 0.5}], "seconds": 9.0}))
 
