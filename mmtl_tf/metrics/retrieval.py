@@ -42,6 +42,16 @@ def positives_from_labels(query_labels, gallery_labels):
     return q.reshape(-1, 1) == g.reshape(1, -1)
 
 
+def _diagonal_mask(num_gallery):
+    """chunk(start, stop) → the rows start..stop-1 of the (G, G) identity."""
+    def chunk(start, stop):
+        mask = np.zeros((stop - start, num_gallery), dtype=bool)
+        mask[np.arange(stop - start), np.arange(start, stop)] = True
+        return mask
+
+    return chunk
+
+
 def _positive_mask(positives, num_queries, num_gallery):
     """Validates `positives` and returns a function chunk(start, stop) → bool mask."""
     if positives is None:
@@ -51,7 +61,7 @@ def _positive_mask(positives, num_queries, num_gallery):
                 f"queries as gallery items; got {num_queries} queries and {num_gallery} "
                 "gallery items (mismatched numbers of images and captions?). Pass "
                 "`positives`.")
-        return lambda start, stop: np.eye(num_gallery, dtype=bool)[start:stop]
+        return _diagonal_mask(num_gallery)
     try:
         array = np.asarray(positives)
     except ValueError:  # lists of different lengths
@@ -171,6 +181,37 @@ def retrieval_metrics(query_embeddings, gallery_embeddings, positives=None, ks=(
         OpenCLIP `get_clip_metrics` (R@K, mean/median rank); Manning, Raghavan
         and Schütze 2008, "Introduction to Information Retrieval", ch. 8 (mAP).
     """
+    queries, gallery, ks = _checked_inputs(query_embeddings, gallery_embeddings, ks, metric)
+    mask_of = _positive_mask(positives, len(queries), len(gallery))
+    exclude_of = None
+    if exclude is not None:
+        exclude = np.asarray(exclude)
+        if exclude.dtype != bool or exclude.shape != (len(queries), len(gallery)):
+            raise ValueError(f"exclude must be a boolean ({len(queries)}, {len(gallery)}) "
+                             f"matrix; got {exclude.dtype} {exclude.shape}.")
+
+        def exclude_of(start, stop):
+            return exclude[start:stop]
+    return _ranking_metrics(queries, gallery, mask_of, ks, metric, batch_size, exclude_of)
+
+
+def retrieval_metrics_by_chunk(query_embeddings, gallery_embeddings, positives_of, ks=(1, 5, 10),
+                               metric="cosine", batch_size=1024, exclude_of=None):
+    """`retrieval_metrics` with the positives (and the items left out) given
+    per chunk of queries, for callers that can build them from labels or
+    groups without holding a (Q, G) matrix.
+
+    Args:
+        positives_of: function (start, stop) → (stop − start, G) bool: the
+            positives of queries start..stop−1; every row needs one.
+        exclude_of: None or a function like `positives_of` (see `exclude`).
+        Other arguments as `retrieval_metrics`.
+    """
+    queries, gallery, ks = _checked_inputs(query_embeddings, gallery_embeddings, ks, metric)
+    return _ranking_metrics(queries, gallery, positives_of, ks, metric, batch_size, exclude_of)
+
+
+def _checked_inputs(query_embeddings, gallery_embeddings, ks, metric):
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not allowed; use one of "
                          f"{', '.join(map(repr, METRICS))}.")
@@ -184,30 +225,59 @@ def retrieval_metrics(query_embeddings, gallery_embeddings, positives=None, ks=(
     ks = tuple(int(k) for k in ks)
     if any(k < 1 for k in ks):
         raise ValueError(f"ks must be positive integers, got {ks}.")
-    mask_of = _positive_mask(positives, len(queries), len(gallery))
-    if exclude is not None:
-        exclude = np.asarray(exclude)
-        if exclude.dtype != bool or exclude.shape != (len(queries), len(gallery)):
-            raise ValueError(f"exclude must be a boolean ({len(queries)}, {len(gallery)}) "
-                             f"matrix; got {exclude.dtype} {exclude.shape}.")
+    return queries, gallery, ks
+
+
+def _first_hit_ranks(scores, mask):
+    """1-based rank of each row's best-placed hit: 1 + the non-hits scoring at
+    least as high as the row's best hit (ties count against the model)."""
+    best = np.where(mask, scores, -np.inf).max(axis=1, keepdims=True)
+    return np.count_nonzero(~mask & (scores >= best), axis=1) + 1
+
+
+def _top_hits(scores, mask, k):
+    """(rows, k) bool: whether the item at each of the first k places is a hit,
+    in the order of a full sort by score (descending) with non-hits first
+    among equal scores.
+
+    Only the k best are ordered: `argpartition` picks k items with the k
+    highest scores. Every item scoring above the k-th highest score t is among
+    them; the places left go to items scoring exactly t, non-hits first, so
+    the picked items at t are relabelled: the first of them non-hits (as many
+    as there are non-hits at t), the rest hits.
+    """
+    picked = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    top_scores = np.take_along_axis(scores, picked, axis=1)
+    top_mask = np.take_along_axis(mask, picked, axis=1)
+    threshold = top_scores.min(axis=1, keepdims=True)  # the k-th highest score
+    misses_at = np.count_nonzero(~mask & (scores == threshold), axis=1)[:, None]
+    at = top_scores == threshold
+    top_mask = np.where(at, np.cumsum(at, axis=1) > misses_at, top_mask)
+    order = np.lexsort((top_mask, -top_scores), axis=-1)
+    return np.take_along_axis(top_mask, order, axis=1)
+
+
+def _ranking_metrics(queries, gallery, mask_of, ks, metric="cosine", batch_size=1024,
+                     exclude_of=None):
+    """`retrieval_metrics` on checked arrays, with the positives (and the
+    items left out) given per chunk of queries: mask_of(start, stop) and
+    exclude_of(start, stop) → (stop − start, G) bool."""
     ranks, aps = [], []
     for start in range(0, len(queries), batch_size):
         stop = min(start + batch_size, len(queries))
         scores = np.asarray(_scores(queries[start:stop], gallery, metric, exact=True))
         mask = mask_of(start, stop)
-        if exclude is not None:
+        if exclude_of is not None:
+            left_out = exclude_of(start, stop)
             # Ranked last, and no hit: they cannot come before a correct item.
-            scores = np.where(exclude[start:stop], -np.inf, scores)
-            mask = mask & ~exclude[start:stop]
+            scores = np.where(left_out, -np.inf, scores)
+            mask = mask & ~left_out
             empty = np.flatnonzero(~mask.any(axis=1))
             if len(empty):
                 raise ValueError(f"query {start + int(empty[0])} has no positive gallery "
                                  "item left once `exclude` is applied.")
-        # Sort by score (descending); among equal scores non-matches come first.
-        order = np.lexsort((mask, -scores), axis=-1)
-        hits = np.take_along_axis(mask, order, axis=1)
-        ranks.append(np.argmax(hits, axis=1) + 1)
-        top = hits[:, :10].astype(np.float64)
+        ranks.append(_first_hit_ranks(scores, mask))
+        top = _top_hits(scores, mask, min(10, scores.shape[1])).astype(np.float64)
         precision = np.cumsum(top, axis=1) / np.arange(1, top.shape[1] + 1)
         denominator = np.minimum(mask.sum(axis=1), 10)
         aps.append((precision * top).sum(axis=1) / denominator)
