@@ -52,6 +52,32 @@ def _diagonal_mask(num_gallery):
     return chunk
 
 
+def _checked_indices(i, items, num_gallery):
+    """Query i's gallery indices as an int64 array; a bad index raises."""
+    array = None
+    if isinstance(items, np.ndarray) and items.ndim == 1:
+        array = items
+    elif isinstance(items, (list, tuple)) and len(items) > 16:
+        try:
+            array = np.asarray(items)
+        except ValueError:  # ragged
+            array = None
+    if array is not None and len(array) and array.dtype.kind in "iuf":
+        # Vectorised form of the per-index check below (which also writes the error).
+        whole = array.dtype.kind != "f" or bool(
+            np.isfinite(array).all() and (array == np.floor(array)).all())
+        if whole and array.min() >= 0 and array.max() < num_gallery:
+            return array.astype(np.int64, copy=False)
+    items = [items] if np.ndim(items) == 0 else list(items)
+    if not items:
+        raise ValueError(f"positives[{i}] is empty: query {i} has no correct gallery item.")
+    for p in items:
+        if not float(p).is_integer() or not 0 <= int(p) < num_gallery:
+            raise ValueError(f"positives[{i}] contains {p!r}, which is not a gallery index "
+                             f"in [0, {num_gallery - 1}].")
+    return np.asarray(items, dtype=np.int64)
+
+
 def _positive_mask(positives, num_queries, num_gallery):
     """Validates `positives` and returns a function chunk(start, stop) → bool mask."""
     if positives is None:
@@ -93,21 +119,15 @@ def _positive_mask(positives, num_queries, num_gallery):
     positives = list(positives)
     if len(positives) != num_queries:
         raise ValueError(f"positives has {len(positives)} entries for {num_queries} queries.")
-    lists = []
-    for i, items in enumerate(positives):
-        items = [items] if np.ndim(items) == 0 else list(items)
-        if not items:
-            raise ValueError(f"positives[{i}] is empty: query {i} has no correct gallery item.")
-        for p in items:
-            if not float(p).is_integer() or not 0 <= int(p) < num_gallery:
-                raise ValueError(f"positives[{i}] contains {p!r}, which is not a gallery index "
-                                 f"in [0, {num_gallery - 1}].")
-        lists.append(np.asarray(items, dtype=np.int64))
+    lists = [_checked_indices(i, items, num_gallery) for i, items in enumerate(positives)]
+    lengths = np.fromiter((len(items) for items in lists), np.int64, len(lists))
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    flat = np.concatenate(lists)
 
     def chunk(start, stop):
         mask = np.zeros((stop - start, num_gallery), dtype=bool)
-        for row, items in enumerate(lists[start:stop]):
-            mask[row, items] = True
+        rows = np.repeat(np.arange(stop - start), lengths[start:stop])
+        mask[rows, flat[offsets[start]:offsets[stop]]] = True
         return mask
 
     return chunk
@@ -385,10 +405,45 @@ def duplicate_positives(keys_a, keys_b):
         >>> [p.tolist() for p in duplicate_positives(["a frog", "a cat", "a frog"], None)]
         [[0, 2], [1], [0, 2]]
     """
+    groups = _key_groups(keys_a, keys_b)
+    members = []
+    for ids in groups:  # members[g]: the rows of group g, ascending
+        order = np.argsort(ids, kind="stable")
+        bounds = np.flatnonzero(np.diff(ids[order])) + 1
+        members.append(np.split(order, bounds))
+    unions, result = {}, []
+    for a, b in zip(groups[0].tolist(), groups[1].tolist()):
+        if (a, b) not in unions:
+            first, second = members[0][a], members[1][b]
+            # Row i is in both of its groups: a group of one is in the other.
+            unions[a, b] = (second if len(first) == 1 else first if len(second) == 1
+                            else np.union1d(first, second))
+        result.append(unions[a, b].copy())
+    return result
+
+
+def _key_groups(keys_a, keys_b):
+    """Group ids 0, 1, … (in order of first appearance) of each side's keys;
+    a side without keys: one group per row."""
     n = len(keys_a if keys_a is not None else keys_b)
-    groups = [_groups(keys) if keys is not None else np.arange(n) for keys in (keys_a, keys_b)]
-    members = [{g: np.flatnonzero(ids == g) for g in np.unique(ids)} for ids in groups]
-    return [np.union1d(members[0][groups[0][i]], members[1][groups[1][i]]) for i in range(n)]
+    return [_groups(keys) if keys is not None else np.arange(n) for keys in (keys_a, keys_b)]
+
+
+def _duplicate_mask(keys_a, keys_b):
+    """`duplicate_positives` as chunk(start, stop) → bool mask, and the number
+    of positives of each row (|A ∪ B| = |A| + |B| − |A ∩ B|)."""
+    group_a, group_b = _key_groups(keys_a, keys_b)
+
+    def chunk(start, stop):
+        return ((group_a[start:stop, None] == group_a[None, :])
+                | (group_b[start:stop, None] == group_b[None, :]))
+
+    def sizes(ids):
+        _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+        return counts[inverse.reshape(-1)]
+
+    both = group_a.astype(np.int64) * len(group_b) + group_b
+    return chunk, sizes(group_a) + sizes(group_b) - sizes(both)
 
 
 def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_keys=None):
@@ -433,7 +488,7 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
     if len(embeddings[second]) != n:
         raise ValueError(f"{n} {first} embeddings but {len(embeddings[second])} {second} "
                          "embeddings: each row must be one matched pair.")
-    positives = None
+    mask_of, counts = _diagonal_mask(n), np.ones(n, np.int64)
     if match_keys:
         chosen = []
         for modality in (first, second):
@@ -446,17 +501,22 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
             if given is not None and len(given) != n:
                 raise ValueError(f"match_keys[{modality!r}] has {len(given)} keys for {n} pairs.")
             chosen.append(given)
-        positives = duplicate_positives(*chosen)
+        # The masks of `duplicate_positives`, built per chunk of queries from
+        # the key groups (lists of N indices per row were quadratic when
+        # captions repeat).
+        mask_of, counts = _duplicate_mask(*chosen)
     result = {"num_pairs": n}
     for query, gallery in ((first, second), (second, first)):
-        metrics = retrieval_metrics(embeddings[query], embeddings[gallery], positives, ks)
+        metrics = retrieval_metrics_by_chunk(embeddings[query], embeddings[gallery], mask_of, ks)
         result.update({f"{query}_to_{gallery}_{k}": v for k, v in metrics.items()})
+    # A random ranking, given each query's number of correct answers (one
+    # chance_recall per distinct number).
+    distinct, inverse = np.unique(counts, return_inverse=True)
     for k in ks:
         result[f"mean_R@{k}"] = 0.5 * (result[f"{first}_to_{second}_R@{k}"]
                                        + result[f"{second}_to_{first}_R@{k}"])
-        # A random ranking, given each query's number of correct answers.
-        counts = [1] * n if positives is None else [max(len(p), 1) for p in positives]
-        result[f"chance_R@{k}"] = float(np.mean([chance_recall(n, k, c) for c in counts]))
+        chance = np.array([chance_recall(n, k, int(c)) for c in distinct])
+        result[f"chance_R@{k}"] = float(np.mean(chance[inverse.reshape(-1)]))
     return result
 
 
