@@ -236,3 +236,184 @@ def test_evaluate_retrieval_names_and_duplicates():
                           "image_to_text_mAP@10"}
     with pytest.raises(ValueError, match=r"match_keys\['text'\] has 2 keys for 4 pairs"):
         evaluate_retrieval(model, ds, match_keys={"text": ["a", "b"]})
+
+
+def full_sort_reference(q, g, positives, exclude=None, ks=(1, 5, 10)):
+    """Straightforward reference: dot scores of integer vectors (exact in any
+    precision, so ties are exact), excluded items dropped, every remaining
+    item sorted by (score descending, non-hit first, index)."""
+    scores = q.astype(np.int64) @ g.T.astype(np.int64)
+    ranks, aps = [], []
+    for i in range(len(q)):
+        items = [j for j in range(len(g)) if exclude is None or not exclude[i, j]]
+        hit = {j: bool(positives[i, j]) for j in items}
+        order = sorted(items, key=lambda j: (-scores[i, j], hit[j], j))
+        hits = [hit[j] for j in order]
+        ranks.append(hits.index(True) + 1)
+        found, total = 0, 0.0
+        for position, h in enumerate(hits[:10], start=1):
+            if h:
+                found += 1
+                total += found / position
+        aps.append(total / min(sum(hits), 10))
+    ranks = np.asarray(ranks)
+    out = {f"R@{k}": float(np.mean(ranks <= k)) for k in ks}
+    out["mean_rank"] = float(np.mean(ranks))
+    out["median_rank"] = float(np.floor(np.median(ranks - 1)) + 1)
+    out["mAP@10"] = float(np.mean(aps))
+    return out
+
+
+def _tied_case(rng, num_queries, num_gallery, dim):
+    """Integer embeddings in {-1, 0, 1}: many exact ties, duplicate rows."""
+    q = rng.integers(-1, 2, size=(num_queries, dim))
+    g = rng.integers(-1, 2, size=(num_gallery, dim))
+    g[1::3] = g[0::3][:len(g[1::3])]  # duplicated gallery rows
+    return q, g
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_a_full_sort_with_ties_duplicates_and_exclusions(seed):
+    # The ranks are counted and only the top 10 sorted; a full sort with the
+    # tie rule (non-matches first) must give exactly the same metrics.
+    rng = np.random.default_rng(seed)
+    checked = 0
+    for trial in range(40):
+        nq, ng = int(rng.integers(1, 30)), int(rng.integers(1, 45))
+        q, g = _tied_case(rng, nq, ng, int(rng.integers(1, 4)))
+        form = trial % 4
+        if form == 0 and nq == ng:
+            positives, mask = None, np.eye(nq, dtype=bool)
+        elif form == 1:  # boolean matrix, several positives, sometimes over 10
+            mask = rng.random((nq, ng)) < rng.choice([0.1, 0.5])
+            mask[np.arange(nq), rng.integers(0, ng, nq)] = True
+            positives = mask
+        elif form == 2:  # lists, some long enough for the vectorised check
+            lists = [rng.choice(ng, size=int(rng.integers(1, ng + 1)), replace=False)
+                     for _ in range(nq)]
+            positives = [row.tolist() if i % 2 else row for i, row in enumerate(lists)]
+            mask = np.zeros((nq, ng), bool)
+            for i, row in enumerate(lists):
+                mask[i, row] = True
+        else:  # one index per query
+            positives = rng.integers(0, ng, nq)
+            mask = np.zeros((nq, ng), bool)
+            mask[np.arange(nq), positives] = True
+        exclude = None
+        if trial % 3 == 0:
+            exclude = rng.random((nq, ng)) < 0.3
+            if not (mask & ~exclude).any(axis=1).all():
+                exclude = None
+        expected = full_sort_reference(q, g, mask, exclude, ks=(1, 2, 5, 10))
+        for batch_size in (1, 7, 1024):
+            got = retrieval_metrics(q, g, positives, ks=(1, 2, 5, 10), metric="dot",
+                                    batch_size=batch_size, exclude=exclude)
+            assert got.keys() == expected.keys()
+            for key in expected:
+                if key == "mAP@10":  # summed in another order
+                    assert got[key] == pytest.approx(expected[key], abs=1e-12), key
+                else:
+                    assert got[key] == expected[key], (key, trial, batch_size)
+        checked += 1
+    assert checked == 40
+
+
+def test_ties_at_the_tenth_place_are_ordered_as_a_full_sort():
+    # 30 gallery items with the same score, a few of them hits: which of
+    # them fill places 1-10 decides mAP@10 (non-matches first, so none).
+    q = np.ones((3, 2), int)
+    g = np.ones((30, 2), int)
+    g[:4] = 2  # four items score higher than the tied block
+    mask = np.zeros((3, 30), bool)
+    mask[0, [1, 3]] = True          # hits above the tie
+    mask[1, [5, 6, 29]] = True      # hits inside the tied block
+    mask[2, [0, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+             26, 27, 28, 29]] = True  # more hits at the tie than places left
+    expected = full_sort_reference(q, g, mask)
+    got = retrieval_metrics(q, g, mask, metric="dot")
+    assert got["mAP@10"] == pytest.approx(expected["mAP@10"], abs=1e-12)
+    assert {k: got[k] for k in got if k != "mAP@10"} == \
+        {k: expected[k] for k in expected if k != "mAP@10"}
+
+
+def test_long_positive_lists_are_still_checked_index_by_index():
+    q = g = np.eye(20)
+    long_row = list(range(19)) + [25]
+    with pytest.raises(ValueError, match=r"positives\[0\] contains 25, which is not"):
+        retrieval_metrics(q, g, positives=[long_row] + [[i] for i in range(1, 20)])
+    with pytest.raises(ValueError, match=r"positives\[1\] contains .*0\.5\b"):
+        retrieval_metrics(q, g, positives=[np.arange(20), np.arange(20) + 0.5]
+                          + [[i] for i in range(2, 20)])
+    with pytest.raises(ValueError, match=r"positives\[0\] contains (np\.int64\()?-1\b"):
+        retrieval_metrics(q, g, positives=[np.arange(-1, 19)] + [[i] for i in range(1, 20)])
+    ok = retrieval_metrics(q, g, positives=[np.arange(20.0)] + [[i] for i in range(1, 20)])
+    assert ok["R@1"] == 1.0
+
+
+def duplicate_reference(keys_a, keys_b):
+    n = len(keys_a if keys_a is not None else keys_b)
+    same = [(lambda i, j, keys=keys: keys is not None and keys[i] == keys[j])
+            for keys in (keys_a, keys_b)]
+    return [[j for j in range(n) if i == j or same[0](i, j) or same[1](i, j)]
+            for i in range(n)]
+
+
+def test_duplicate_positives_against_a_pairwise_reference():
+    rng = np.random.default_rng(4)
+    for trial in range(40):
+        n = int(rng.integers(1, 40))
+        keys_a = [f"c{x}" for x in rng.integers(0, rng.integers(1, 6), n)]
+        keys_b = [bytes([x]) for x in rng.integers(0, rng.integers(1, 25), n)]
+        for a, b in ((keys_a, keys_b), (keys_a, None), (None, keys_b)):
+            got = duplicate_positives(a, b)
+            assert [p.tolist() for p in got] == duplicate_reference(a, b)
+            assert all(p.dtype == np.int64 for p in got)
+    # Rows are separate arrays, as before (changing one leaves the others).
+    rows = duplicate_positives(["a", "a"], None)
+    rows[0][0] = 9
+    assert rows[1].tolist() == [0, 1]
+
+
+def test_evaluate_retrieval_equals_its_definition_with_repeated_keys(monkeypatch):
+    """evaluate_retrieval builds the positives per chunk from key groups and
+    calls chance_recall once per distinct count; its result must equal
+    retrieval_metrics(duplicate_positives(...)) with one chance_recall per query."""
+    import keras
+
+    import mmtl_tf.metrics.retrieval as retrieval
+
+    def identity(name):
+        inputs = keras.Input((3,))
+        return keras.Model(inputs, keras.layers.Identity()(inputs), name=name)
+
+    model = mmtl_tf.models.DualEncoder({"image": identity("i"), "text": identity("t")},
+                                       projection_dim=3)
+    for m in ("image", "text"):
+        model.get_layer(f"{m}_projection").set_weights([np.eye(3, dtype="float32")])
+    rng = np.random.default_rng(5)
+    n = 60
+    images = rng.integers(-1, 2, (n, 3)).astype("float32")
+    images[np.all(images == 0, axis=1)] = 1
+    images[10:20] = images[0]                     # identical images
+    texts = images + rng.integers(-1, 2, (n, 3)).astype("float32")
+    texts[np.all(texts == 0, axis=1)] = 1
+    captions = [f"caption {i % 7}" for i in range(n)]  # 7 distinct captions
+    ds = tf.data.Dataset.from_tensor_slices({"image": images, "text": texts}).batch(16)
+    calls = []
+    real_chance = retrieval.chance_recall
+    monkeypatch.setattr(retrieval, "chance_recall",
+                        lambda *a: calls.append(a) or real_chance(*a))
+    got = evaluate_retrieval(model, ds, ks=(1, 5), match_keys={"image": "inputs",
+                                                               "text": captions})
+    image_keys = [images[i].tobytes() for i in range(n)]
+    positives = duplicate_positives(image_keys, captions)
+    counts = [len(p) for p in positives]
+    assert len(calls) == 2 * len(set(counts)) < 2 * n  # once per K and distinct count
+    model_out = model.predict_on_batch({"image": images, "text": texts})
+    emb = {m: np.asarray(model_out[f"{m}_embeddings"]) for m in ("image", "text")}
+    for query, gallery in (("image", "text"), ("text", "image")):
+        expected = retrieval_metrics(emb[query], emb[gallery], positives, ks=(1, 5))
+        for key, value in expected.items():
+            assert got[f"{query}_to_{gallery}_{key}"] == value, key
+    for k in (1, 5):
+        assert got[f"chance_R@{k}"] == float(np.mean([real_chance(n, k, c) for c in counts]))

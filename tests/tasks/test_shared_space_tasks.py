@@ -390,3 +390,43 @@ def test_siamese_table_columns_line_up(split, words):
         assert line.index(value) + len(value) == value_end, line
     assert lines[-1].startswith("pair accuracy (threshold from validation)")
     assert lines[-1].split()[-2:] == ["0.625", "0.500"]
+
+
+@pytest.mark.parametrize("leave_one_out", [False, True])
+def test_category_retrieval_per_chunk_equals_the_matrix_path(monkeypatch, leave_one_out):
+    # Integer and string labels build positives and the leave-one-out mask
+    # one chunk of queries at a time (never positives_from_labels' (Q, G)
+    # matrix); the metrics must be those of the matrix path, which float
+    # labels still take.
+    from mmtl_tf.tasks import shared_space
+
+    rng = np.random.default_rng(7)
+    n = 70
+    gallery = rng.integers(-1, 2, (n, 3)).astype(np.float32)
+    gallery[np.all(gallery == 0, axis=1)] = 1
+    gallery[1::4] = gallery[0::4][:len(gallery[1::4])]  # exact ties
+    labels = rng.integers(0, 6, n).astype(np.int32)
+    labels[-1] = 9  # a class with one image: no other item when left out
+    if leave_one_out:
+        query, query_labels = gallery, labels
+    else:
+        query = rng.integers(-1, 2, (25, 3)).astype(np.float32)
+        query[np.all(query == 0, axis=1)] = 1
+        query_labels = rng.integers(0, 8, 25).astype(np.int32)  # 6, 7: not in the gallery
+    expected = shared_space._category_retrieval_matrix(query, query_labels, gallery, labels,
+                                                       (1, 5, 10), leave_one_out)
+    calls = []
+    real = shared_space.positives_from_labels
+    monkeypatch.setattr(shared_space, "positives_from_labels",
+                        lambda *a: calls.append(a) or real(*a))
+    for q_labels, g_labels in ((query_labels, labels),
+                               (query_labels.astype(str), labels.astype(str))):
+        got = shared_space.category_retrieval(query, q_labels, gallery, g_labels,
+                                              leave_one_out=leave_one_out)
+        assert got == expected
+    assert calls == []
+    assert expected["num_queries"] == (n - 1 if leave_one_out else
+                                       int(np.isin(query_labels, labels).sum()))
+    floats = shared_space.category_retrieval(query, query_labels.astype(float), gallery,
+                                             labels.astype(float), leave_one_out=leave_one_out)
+    assert floats == expected and len(calls) == 1
