@@ -8,6 +8,11 @@ import tensorflow as tf
 
 from mmtl_tf.errors import DataError, handle_problems
 
+# Rows named in one message about a file that several rows use (the rest are counted).
+_ROWS_NAMED = 10
+# Bytes per batch of the checking pass when it copies the loaded files out.
+_CHECK_BATCH_BYTES = 64 * 2**20
+
 
 def checked_file_dataset(paths, load, describe_failure, what, cache=True, validate=True,
                          on_error="raise", locations=None):
@@ -19,8 +24,14 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
     its problem, or, with `on_error="skip"`, are dropped with a `DataWarning`
     that lists them (a `DataError` if none is left).
 
+    A file named more than once in `paths` (an image with several captions)
+    is loaded and kept in memory once when `validate` and `cache=True` and its
+    loaded tensors all have one shape: the rows read their file's tensor from
+    one store (in `paths`' order, as otherwise). A bad file is reported once,
+    with every row that uses it, and all those rows are dropped together.
+
     Args:
-        paths: list of str. The files.
+        paths: list of str. The files (one per row; a file may repeat).
         load: callable. tf string scalar (a path) → tensor; runs in `Dataset.map`
             (without AutoGraph).
         describe_failure: callable. path str → str, why loading that file
@@ -37,10 +48,10 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
 
     Returns:
         (dataset of (index int32, loaded tensor), list of the kept indices
-        into `paths`). The index is the file's position among the kept files
+        into `paths`). The index is the row's position among the kept rows
         (its index in `paths` when none was dropped), so it indexes
         `[paths[k] for k in kept]`. With `validate` and `cache` the dataset's
-        cardinality is the number of kept files.
+        cardinality is the number of kept rows.
 
     Example:
         >>> ds, kept = checked_file_dataset(paths, load, why, "image files")  # doctest: +SKIP
@@ -48,11 +59,18 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
     n = len(paths)
     if not n:
         raise DataError(f"no {what} to load (the list of files is empty).")
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.range(n, dtype=tf.int32), tf.constant(list(paths), dtype=tf.string)))
+    paths = [str(p) for p in paths]
     # The load functions use tf.cond/switch_case explicitly (or numpy_function):
     # AutoGraph has nothing to convert, and skipping it saves set-up time.
     indexed = tf.autograph.experimental.do_not_convert(lambda i, p: (i, load(p)))
+    files, file_of_row = _distinct(paths)
+    if len(files) < n and validate and cache is True:
+        shared = _shared_files_dataset(paths, files, file_of_row, indexed, describe_failure,
+                                       what, on_error, locations)
+        if shared is not None:
+            return shared
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.range(n, dtype=tf.int32), tf.constant(paths, dtype=tf.string)))
     ds = ds.map(indexed, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if validate or on_error == "skip":
         # Without the checking pass, a bad file must stop the iteration (with
@@ -66,21 +84,13 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
         # Iterating only the indices still loads every file and fills the
         # cache upstream, without copying the contents into batches.
         index_only = tf.autograph.experimental.do_not_convert(lambda i, value: i)
-        # One pass over the files, decoding-bound: start at full parallelism
-        # instead of letting the autotuner ramp up (on 2 cores it sometimes
-        # ran most of the pass on one, nearly doubling its time).
-        options = tf.data.Options()
-        options.autotune.initial_parallelism = os.cpu_count() or 1
-        for idx_batch in ds.map(index_only).batch(4096).with_options(options):
+        for idx_batch in ds.map(index_only).batch(4096).with_options(_checking_options()):
             seen.update(idx_batch.numpy().tolist())
         if len(seen) != n:
             kept = sorted(seen)
-            names = locations or paths
-            problems = [
-                (f"{names[i]}" + (f" ({paths[i]})" if locations else ""),
-                 describe_failure(paths[i]))
-                for i in range(n) if i not in seen]
-            handle_problems(problems, on_error, what, total=n)
+            failed = [i for i in range(n) if i not in seen]
+            handle_problems(_problems(failed, paths, locations, describe_failure),
+                            on_error, what, total=len(files))
             # Number the kept files 0..len(kept)-1, so that callers index
             # `records.subset(kept)` and reuse the filled cache (no second
             # decoding pass over the good files).
@@ -97,3 +107,113 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
             # it, that the input "ran out of data".
             ds = ds.apply(tf.data.experimental.assert_cardinality(len(kept)))
     return ds, kept
+
+
+def _checking_options():
+    # One pass over the files, decoding-bound: start at full parallelism
+    # instead of letting the autotuner ramp up (on 2 cores it sometimes ran
+    # most of the pass on one, nearly doubling its time).
+    options = tf.data.Options()
+    options.autotune.initial_parallelism = os.cpu_count() or 1
+    return options
+
+
+def _distinct(paths):
+    """(the distinct paths in order of first use, int array: each row's
+    position among them)."""
+    _, first, inverse = np.unique(np.asarray(paths, dtype=object), return_index=True,
+                                  return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(first), np.int64)
+    rank[order] = np.arange(len(first))
+    return [paths[first[k]] for k in order], rank[np.asarray(inverse).reshape(-1)]
+
+
+def _problems(failed_rows, paths, locations, describe_failure):
+    """One (location, problem) per failed file: the file's rows (or path),
+    and why it fails (asked once per file)."""
+    rows_of = {}
+    for i in failed_rows:
+        rows_of.setdefault(paths[i], []).append(i)
+    problems = []
+    for path, rows in rows_of.items():
+        if locations:
+            names = [str(locations[i]) for i in rows]
+            shown = ", ".join(names[:_ROWS_NAMED])
+            if len(names) > _ROWS_NAMED:
+                shown += f" and {len(names) - _ROWS_NAMED} more rows"
+            where = f"{shown} ({path})"
+        else:
+            where = path if len(rows) == 1 else f"{path} ({len(rows)} rows)"
+        problems.append((where, describe_failure(path)))
+    return problems
+
+
+def _shared_files_dataset(paths, files, file_of_row, indexed, describe_failure, what,
+                          on_error, locations):
+    """`checked_file_dataset` with `cache=True` for rows that share files:
+    each distinct file is loaded once, into one array held by a CPU variable
+    that the rows' dataset slices (in row order); None when the loaded
+    tensors have no fixed shape (the caller then loads one per row)."""
+    m = len(files)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.range(m, dtype=tf.int32), tf.constant(files, dtype=tf.string)))
+    ds = ds.map(indexed, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    spec = ds.element_spec[1]
+    if not spec.shape.is_fully_defined():
+        return None
+    ds = ds.ignore_errors()
+    shape, dtype = tuple(spec.shape.as_list()), spec.dtype.as_numpy_dtype
+    item_bytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    store = _aligned_empty((m, *shape), dtype)
+    good = []
+    batch = max(1, _CHECK_BATCH_BYTES // item_bytes)
+    for idx, values in ds.batch(batch).with_options(_checking_options()):
+        start = len(good)
+        good.extend(idx.numpy().tolist())
+        store[start:len(good)] = values.numpy()
+    position = np.full(m, -1, np.int64)
+    position[good] = np.arange(len(good))
+    row_position = position[file_of_row]
+    kept = np.flatnonzero(row_position >= 0)
+    if len(good) != m:
+        failed = np.flatnonzero(row_position < 0).tolist()
+        handle_problems(_problems(failed, paths, locations, describe_failure),
+                        on_error, what, total=m)
+    pixels = _cpu_store(store[:len(good)])
+    del store
+    rows = tf.data.Dataset.from_tensor_slices(
+        (tf.range(len(kept), dtype=tf.int32),
+         tf.constant(row_position[kept].astype(np.int32))))
+    # A slice of the store along its first axis shares its memory (when
+    # aligned), so shuffle buffers downstream hold no copies either.
+    ds = rows.map(tf.autograph.experimental.do_not_convert(lambda i, k: (i, pixels[k])),
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds._mmtl_file_store = pixels  # keeps the variable alive as long as the dataset
+    return ds, kept.tolist()
+
+
+def _aligned_empty(shape, dtype):
+    """`np.empty(shape, dtype)` starting on a 64-byte boundary (what TensorFlow
+    needs to use the memory without copying it)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + 64, np.uint8)
+    offset = (-raw.ctypes.data) % 64
+    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
+
+
+def _cpu_store(array):
+    """A CPU resource variable holding `array`, without copying it.
+
+    A variable rather than a captured tensor: tf.data serializes the tensors
+    that its functions capture when it rewrites the pipeline (a second copy,
+    and a 2 GB limit), not a variable. Built as `ResourceVariable` directly so
+    that a distribution strategy's scope does not mirror it onto the devices.
+    """
+    from tensorflow.python.ops import resource_variable_ops
+
+    with tf.init_scope(), tf.device("/cpu:0"):
+        tensor = tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+        return resource_variable_ops.ResourceVariable(tensor, trainable=False,
+                                                      name="mmtl_tf_file_store")

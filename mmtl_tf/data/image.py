@@ -306,9 +306,13 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
         locations: list of str or None. Names for error messages (e.g. the
             captions-file row of each image); defaults to the paths.
 
+    A file named in several rows of `paths` (an image with several
+    captions) is decoded and kept once with the in-memory cache (see
+    `checked_file_dataset`); a bad one is reported once with all its rows.
+
     Returns:
         (dataset of (index int32, image uint8), list of the kept indices into
-        `paths`). The index counts kept files (see `checked_file_dataset`).
+        `paths`). The index counts kept rows (see `checked_file_dataset`).
     """
     from mmtl_tf.data.file_dataset import checked_file_dataset
 

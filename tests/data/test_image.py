@@ -1,4 +1,5 @@
 import io
+import os
 
 import numpy as np
 import pytest
@@ -165,3 +166,52 @@ def test_bad_image_size_is_named_not_blamed_on_the_files(tmp_path, size):
         mmtl_tf.data.decoded_image_dataset([str(good)], size, on_error="skip")
     with pytest.raises(ValueError, match=r"image_size=.*two positive integers"):
         preprocess_image_bytes(tf.constant(good.read_bytes()), size)
+
+
+def test_a_file_used_by_several_rows_is_loaded_and_stored_once(tmp_path):
+    from mmtl_tf.data.file_dataset import checked_file_dataset
+
+    loads = []
+
+    def count(path):
+        loads.append(path.decode() if isinstance(path, bytes) else path)
+        return np.full((2, 2), len(os.path.basename(loads[-1])), np.int32)
+
+    def load(path):
+        return tf.ensure_shape(tf.numpy_function(count, [path], tf.int32), [2, 2])
+
+    for name in ("a", "bb", "ccc"):
+        (tmp_path / name).write_text("x")
+    a, b, c = (str(tmp_path / n) for n in ("a", "bb", "ccc"))
+    paths = [a, b, a, c, a]  # three rows share one file
+    ds, kept = checked_file_dataset(paths, load, lambda p: "?", "files")
+    assert sorted(loads) == sorted([a, b, c])  # one load per distinct file
+    assert kept == [0, 1, 2, 3, 4] and int(ds.cardinality()) == 5
+    got = [(int(i), int(v[0, 0])) for i, v in ds]
+    assert got == [(0, 1), (1, 2), (2, 1), (3, 3), (4, 1)]  # the rows' order
+    assert [(int(i), int(v[0, 0])) for i, v in ds] == got and len(loads) == 3  # cached
+
+
+def test_a_bad_file_used_by_several_rows_is_named_once_with_its_rows(tmp_path):
+    good = tmp_path / "good.png"
+    good.write_bytes(_encode(np.full((8, 8, 3), 7, "uint8")))
+    other = tmp_path / "other.png"
+    other.write_bytes(_encode(np.full((8, 8, 3), 9, "uint8")))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    paths = [str(p) for p in (good, bad, good, other, bad, good)]
+    rows = [f"captions.csv:{k + 2}" for k in range(len(paths))]
+    with pytest.raises(mmtl_tf.DataError) as err:
+        mmtl_tf.data.decoded_image_dataset(paths, (8, 8), locations=rows)
+    message = str(err.value)
+    assert "1 bad image file:" in message
+    assert f"captions.csv:3, captions.csv:6 ({bad}): cannot decode image" in message
+    with pytest.warns(mmtl_tf.DataWarning, match=r"skipped 1 bad image file") as caught:
+        ds, kept = mmtl_tf.data.decoded_image_dataset(paths, (8, 8), on_error="skip",
+                                                      locations=rows)
+    assert "captions.csv:3, captions.csv:6" in str(caught[0].message)
+    assert kept == [0, 2, 3, 5]  # every row of the bad file is dropped
+    assert int(ds.cardinality()) == 4
+    assert [(int(i), int(img[0, 0, 0])) for i, img in ds] == [(0, 7), (1, 7), (2, 9), (3, 7)]
+    with pytest.raises(mmtl_tf.DataError, match=r"all 1 image files are bad|the only image"):
+        mmtl_tf.data.decoded_image_dataset([str(bad), str(bad)], (8, 8), on_error="skip")

@@ -253,3 +253,24 @@ def test_same_file_names_in_every_class_folder_are_split_per_class(tmp_path):
     test = load_image_label_records(str(tmp_path), "test").paths
     assert [os.path.relpath(p, tmp_path) for p in test] == [
         os.path.relpath(p, moved) for p in load_image_label_records(str(moved), "test").paths]
+
+
+def test_labels_file_rows_sharing_an_image(tmp_path):
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray(np.full((6, 6, 3), 50 * i, "uint8")).save(tmp_path / f"{i}.png")
+    (tmp_path / "broken.png").write_text("no")
+    rows = [("0.png", "a"), ("1.png", "b"), ("0.png", "a"), ("broken.png", "b"),
+            ("2.png", "b"), ("broken.png", "a")]
+    (tmp_path / "labels.csv").write_text(
+        "path,label,split\n" + "".join(f"{p},{label},train\n" for p, label in rows))
+    with pytest.warns(mmtl_tf.DataWarning, match=r"(?s)1 bad image file.*labels.csv:5, "
+                                                 r".*labels.csv:7 \(.*broken.png\)"):
+        ds, records = make_image_classification_dataset(
+            str(tmp_path), "train", image_size=(4, 4), batch_size=8, shuffle=False,
+            on_error="skip", return_records=True)
+    assert [os.path.basename(p) for p in records.paths] == ["0.png", "1.png", "0.png", "2.png"]
+    images, labels = next(iter(ds))
+    assert images.numpy()[:, 0, 0, 0].tolist() == [0, 50, 0, 100]
+    assert labels.numpy().tolist() == [0, 1, 0, 1] and ds.class_names == ["a", "b"]

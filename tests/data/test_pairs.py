@@ -121,3 +121,35 @@ def test_skipped_rows_are_reported_once_when_the_vocabulary_is_adapted_too(tmp_p
     assert [str(w.message).splitlines()[0] for w in warned] == \
         ["skipped 1 bad row (on_error='skip'):"]
     assert int(next(iter(ds))[1].shape[0]) == 4
+
+
+def test_rows_sharing_an_image_decode_it_once_and_keep_their_order(tmp_path):
+    # COCO-style: several captions per image, rows of one image not adjacent.
+    for i in range(3):
+        Image.fromarray(np.full((10, 14, 3), 40 * i, "uint8")).save(tmp_path / f"img{i}.png")
+    rows = [(0, "zero a"), (1, "one a"), (0, "zero b"), (2, "two a"), (0, "zero c"),
+            (1, "one b")]
+    (tmp_path / "captions.jsonl").write_text("".join(
+        json.dumps({"path": f"img{i}.png", "caption": c, "split": "test"}) + "\n"
+        for i, c in rows))
+    ds = mmtl_tf.data.make_image_text_dataset(str(tmp_path), "test", image_size=(8, 8),
+                                              batch_size=4, with_labels=False,
+                                              text_vectorizer=mmtl_tf.data.make_text_vectorizer(
+                                                  [c for _, c in rows], sequence_length=2))
+    assert ds.records.captions == [c for _, c in rows]
+    assert int(ds.cardinality()) == 2
+    images = np.concatenate([x["image"].numpy() for x in ds])
+    assert images[:, 0, 0, 0].tolist() == [40 * i for i, _ in rows]
+    # One decoded image per file, not per row.
+    store = [d for d in _upstream(ds) if hasattr(d, "_mmtl_file_store")]
+    assert len(store) == 1 and store[0]._mmtl_file_store.shape[0] == 3
+
+
+def _upstream(ds):
+    """`ds` and the datasets it is built on."""
+    found, todo = [], [ds]
+    while todo:
+        d = todo.pop()
+        found.append(d)
+        todo += [x for x in getattr(d, "_inputs", lambda: [])()]
+    return found
