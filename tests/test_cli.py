@@ -441,3 +441,22 @@ def test_an_error_after_a_progress_bar_starts_on_a_new_line(monkeypatch, capsys,
     monkeypatch.setattr(cli, "_export", fine)
     assert cli.main(["export", str(tmp_path), "--saved-model", "sm"]) == 1
     assert capsys.readouterr().out == "SavedModel written to sm\n"  # no empty line added
+
+
+def test_training_on_long_captions_warns_that_they_are_truncated(tmp_path, capsys):
+    from mmtl_tf.data import load_image_text_records
+
+    rows = split_rows(load_image_text_records("default", "train"),
+                      {"train": 24, "validation": 8, "test": 8})
+    words = "red green blue cat dog sun moon star tree house".split()
+    for i, row in enumerate(rows):
+        row["caption"] = " ".join(words[(i + k) % 10] for k in range(40))  # 40 words
+        row["label"] = "odd" if i % 2 else "even"
+    (tmp_path / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli.main(["train", "fusion", "--size", "tiny", "--epochs", "1", "--data",
+                     str(tmp_path / "captions.jsonl"), "--out", str(tmp_path / "run"),
+                     "--no-jit-compile"]) == 0
+    err = capsys.readouterr().err
+    assert ("mmtl-tf train: warning: 100% of the training texts (24 of 24) have more than "
+            "8 tokens and are truncated to sequence_length=8") in err
+    assert "--sequence-length" in err

@@ -34,6 +34,11 @@ def _opt(*flags, **kwargs):
 
 _BOOL = {"action": "store_const", "const": True}
 
+
+def _length_help(what, texts):
+    return (f"{what} (longer {texts} are truncated; a warning says when more than a "
+            f"third of the training {texts} are)")
+
 TASKS = {
     "fusion": TaskSpec(
         name="fusion",
@@ -48,7 +53,8 @@ TASKS = {
             _opt("--image-size", type=int, metavar="PIXELS",
                  help="square image side the model takes"),
             _opt("--vocab-size", type=int, help="text vocabulary size"),
-            _opt("--sequence-length", type=int, help="token ids per caption"),
+            _opt("--sequence-length", type=int,
+                 help=_length_help("token ids per caption", "captions")),
             _opt("--dropout", type=float, help="dropout after the fusion layer"),
             _opt("--remove-stopwords", help="drop English stop words", **_BOOL),
             _opt("--augment", help="random flip/zoom/brightness/contrast", **_BOOL),
@@ -71,7 +77,7 @@ TASKS = {
             _opt("--trainable", choices=["frozen", "partial", "full"],
                  help="encoder weights to train (default: frozen)"),
             _opt("--sequence-length", type=int,
-                 help="token ids per text (longer texts are truncated)"),
+                 help=_length_help("token ids per text", "texts")),
             _opt("--dropout", type=float, help="dropout in the head"),
             _opt("--no-cache-features", dest="cache_features", action="store_const",
                  const=False,
@@ -136,7 +142,8 @@ TASKS = {
                  help="small_cnn or a keras.applications name (mobilenet_v2, ...)"),
             _opt("--projection-dim", type=int, help="width of the shared space"),
             _opt("--vocab-size", type=int, help="text vocabulary size"),
-            _opt("--sequence-length", type=int, help="token ids per caption"),
+            _opt("--sequence-length", type=int,
+                 help=_length_help("token ids per caption", "captions")),
             _opt("--remove-stopwords", help="drop English stop words", **_BOOL),
             _opt("--augment", help="random flip/zoom/brightness/contrast", **_BOOL),
         ),
@@ -164,7 +171,8 @@ TASKS = {
             _opt("--text-split", choices=["whitespace", "character"],
                  help="text tokens: words, or characters (default: shares tokens between "
                       "names never heard in training and the training captions)"),
-            _opt("--sequence-length", type=int, help="tokens per caption"),
+            _opt("--sequence-length", type=int,
+                 help=_length_help("tokens per caption", "captions")),
             _opt("--projection-dim", type=int, help="width of the shared space"),
         ),
     ),

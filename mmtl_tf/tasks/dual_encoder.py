@@ -21,7 +21,7 @@ from mmtl_tf.data.image import augment_image, decoded_image_dataset
 from mmtl_tf.data.pairs import make_image_text_dataset
 from mmtl_tf.data.sources import load_image_text_records
 from mmtl_tf.data.text import (load_text_vectorizer, make_text_vectorizer,
-                               save_text_vectorizer)
+                               save_text_vectorizer, warn_if_truncated)
 from mmtl_tf.encoders.text_encoder import TextEncoder
 from mmtl_tf.export import export_image_text_dual_encoder
 from mmtl_tf.metrics.retrieval import evaluate_retrieval
@@ -147,6 +147,8 @@ def train(config, run_dir, verbose=1):
         encoder_source, tokenizer_source = _text_source(config, train_records.captions)
         tokenizer = BertPreprocessor(tokenizer_source, int(config["sequence_length"]))
         tokenizer.save(os.path.join(run_dir, PREPROCESSOR_DIR))
+        warn_if_truncated(tokenizer.count_tokens(train_records.captions),
+                          tokenizer.sequence_length, "training captions", reserved=2)
     else:
         tokenizer = make_text_vectorizer(
             train_records.captions, vocab_size=int(config["vocab_size"]),

@@ -13,7 +13,7 @@ import numpy as np
 
 from mmtl_tf import runtime, training
 from mmtl_tf.data.bert_preprocessor import BertPreprocessor, fetch_minilm
-from mmtl_tf.data.text import make_text_vectorizer
+from mmtl_tf.data.text import make_text_vectorizer, warn_if_truncated
 from mmtl_tf.data.text_classification import (load_text_classification_records,
                                               make_text_classification_dataset)
 from mmtl_tf.errors import check_texts, raise_collected_problems
@@ -135,7 +135,7 @@ def lstm_baseline(config, records, verbose=0):
     length = int(config["lstm_sequence_length"])
     vectorizer = make_text_vectorizer(records["train"].texts,
                                       vocab_size=int(config["lstm_vocab_size"]),
-                                      sequence_length=length)
+                                      sequence_length=length, warn_truncation=False)
     data = {s: make_text_classification_dataset(
         records[s], vectorizer, batch_size=int(config["batch_size"]), shuffle=s == "train",
         seed=int(config["seed"])) for s in SPLITS}
@@ -172,9 +172,10 @@ def train(config, run_dir, verbose=1):
         config, records["train"].texts)
     preprocessor = BertPreprocessor(tokenizer_source, int(config["sequence_length"]))
     preprocessor.save(run_dir)
-    truncated = {s: int(np.sum(preprocessor.count_tokens(r.texts)
-                               > preprocessor.sequence_length - 2))
-                 for s, r in records.items()}
+    lengths = {s: preprocessor.count_tokens(r.texts) for s, r in records.items()}
+    truncated = {s: int(np.sum(n > preprocessor.sequence_length - 2))
+                 for s, n in lengths.items()}
+    warn_if_truncated(lengths["train"], preprocessor.sequence_length, reserved=2)
     trainable = config.get("trainable", "frozen")
     with runtime.get_strategy().scope():
         model = build_text_classifier(

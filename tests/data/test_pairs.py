@@ -153,3 +153,18 @@ def _upstream(ds):
         found.append(d)
         todo += [x for x in getattr(d, "_inputs", lambda: [])()]
     return found
+
+
+def test_truncating_most_captions_warns_and_the_bundled_ones_do_not(recwarn):
+    import warnings
+
+    long = [" ".join(f"w{k}" for k in range(i, i + 40)) for i in range(6)]
+    with pytest.warns(mmtl_tf.DataWarning, match=r"100% of the training texts \(6 of 6\) "
+                                                 r"have more than 16 tokens .*sequence_length=16"
+                                                 r".*--sequence-length"):
+        mmtl_tf.data.make_text_vectorizer(long, sequence_length=16)
+    captions = mmtl_tf.data.load_image_text_records("default", "train").captions
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mmtl_tf.DataWarning)
+        mmtl_tf.data.make_text_vectorizer(long[:2] + ["short"] * 4, sequence_length=16)
+        mmtl_tf.data.make_text_vectorizer(captions, sequence_length=8)  # the tiny recipes'
