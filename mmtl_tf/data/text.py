@@ -14,12 +14,12 @@ import numpy as np
 import tensorflow as tf
 
 from mmtl_tf.errors import DataError, DataWarning, check_texts
+from mmtl_tf.files import atomic_json
 
 # `warn_if_truncated` warns when more than this share of the texts is cut (the
 # bundled recipes stay below it: at most 29% of the quotes at the text
 # classifier's tiny size, 10% of the spoken captions, 1% of the image captions).
 TRUNCATION_WARNING_SHARE = 1 / 3
-from mmtl_tf.files import atomic_json
 
 # A short English stop-word list (articles, pronouns, auxiliaries, prepositions).
 STOP_WORDS = (
