@@ -45,11 +45,24 @@ def _fit_one_step(model, inputs, targets, loss, jit_compile=True):
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, jit_compile=jit_compile)
     assert model.jit_compile == jit_compile, "Keras turned jit_compile off for this model"
     before = [np.array(w) for w in model.trainable_weights]
-    history = model.fit(inputs, targets, epochs=1, batch_size=len(tf.nest.flatten(targets)[0]),
-                        verbose=0)
+    batch_size = len(tf.nest.flatten(targets)[0])
+    history = model.fit(inputs, targets, epochs=1, batch_size=batch_size, verbose=0)
     loss_value = history.history["loss"][0]
     assert np.isfinite(loss_value), f"non-finite loss {loss_value}"
     after = [np.array(w) for w in model.trainable_weights]
+    # Under mixed_float16 the dynamic loss scale starts at 2**15: for about 1
+    # in 20 random initialisations (seen: the audio-text fusion classifier,
+    # seeds 42, 63, 67 of 12-71) the scaled gradients overflow, and the
+    # LossScaleOptimizer skips that step and halves the scale, as designed.
+    # Then the next steps must train (at most a few halvings here).
+    scale = getattr(model.optimizer, "dynamic_scale", None)
+    for _ in range(4):
+        if scale is None or any(not np.allclose(a, b) for a, b in zip(before, after)):
+            break
+        # Only a skipped step (the scale went down) may leave every weight as it was.
+        assert float(scale.numpy()) < model.optimizer.initial_scale, "fit changed no weight"
+        model.fit(inputs, targets, epochs=1, batch_size=batch_size, verbose=0)
+        after = [np.array(w) for w in model.trainable_weights]
     assert any(not np.allclose(a, b) for a, b in zip(before, after)), "fit changed no weight"
     return loss_value
 
