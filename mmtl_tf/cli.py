@@ -303,11 +303,12 @@ def _is_quickstart_summary(path):
 
 
 def _check_quickstart_out(out, chosen):
-    """Raises a `ValueError` naming every problem unless the quickstart may
+    """Raises a `ValueError` naming the problems unless the quickstart may
     write into `out`: it must be new, empty or a quickstart folder (holds a
     quickstart summary.json or a task's run folder), a summary.json in it must
     be a quickstart's, and each chosen task's run folder `out/TASK` must pass
-    the check of `mmtl-tf train --out` (new, empty or a run folder). Checked
+    the check of `mmtl-tf train --out` (new, empty or a run folder; every
+    task's problem is named, once `out` itself passes). Checked
     before the first task trains, so a blocked folder of the last task is
     reported at once instead of after the others have trained."""
     from mmtl_tf.tasks import common
@@ -339,6 +340,11 @@ def _check_quickstart_out(out, chosen):
         raise ValueError("; ".join(problems) + ".")
 
 
+def _show_traceback():
+    """Whether MMTL_TF_TRACEBACK asks for Python tracebacks instead of one-line errors."""
+    return os.environ.get("MMTL_TF_TRACEBACK", "") not in ("", "0")
+
+
 def _failure_reason(error, show_traceback):
     """The one line that says why a quickstart task failed (the line the CLI
     prints for `error` elsewhere, without its "mmtl-tf COMMAND: " prefix); the
@@ -366,7 +372,7 @@ def _quickstart(args):
         return 2
     chosen = list(dict.fromkeys(chosen))  # a task named twice runs once
     _check_quickstart_out(args.out, chosen)
-    show_traceback = os.environ.get("MMTL_TF_TRACEBACK", "") not in ("", "0")
+    show_traceback = _show_traceback()
     out = os.path.abspath(args.out)
     summary_path = os.path.join(args.out, _SUMMARY)
     rows, shown, failed, start = [], [], [], time.perf_counter()
@@ -552,7 +558,7 @@ def main(argv=None):
     handler = {"quickstart": _quickstart, "train": _train, "evaluate": _evaluate,
                "export": _export, "bench": _bench}[args.command]
     prog = f"mmtl-tf {args.command}"
-    show_traceback = os.environ.get("MMTL_TF_TRACEBACK", "") not in ("", "0")
+    show_traceback = _show_traceback()
     with warnings.catch_warnings():
         plain = warnings.showwarning
 

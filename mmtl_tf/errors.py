@@ -28,7 +28,9 @@ class DownloadError(RuntimeError):
 
 
 class DataWarning(UserWarning):
-    """Items were skipped because of `on_error="skip"`; the message lists them.
+    """A problem with the data that does not stop the run: items skipped
+    because of `on_error="skip"` (the message lists them), or most training
+    texts longer than `sequence_length` (`mmtl_tf.data.text.warn_if_truncated`).
 
     Args:
         message: str.

@@ -144,12 +144,12 @@ _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-[0-9a-f]{8}(?:\.[A-Za-z0-9
 
 def foreign_entries(folder, own, nested=None):
     """The names in `folder` (sorted) that are none of `own`, no leftover of an
-    atomic write of one of them (`.NAME.tmp-…`), and no sub-folder for which
+    atomic write killed before it could clean up (`.NAME.tmp-…`, `.NAME.old-…`,
+    e.g. of an export into a sub-folder), and no sub-folder for which
     `nested(sub_folder_path)` is true."""
     found = []
     for name in sorted(os.listdir(folder)):
-        leftover = _LEFTOVER.match(name)
-        if name in own or (leftover and leftover.group("name") in own):
+        if name in own or _LEFTOVER.match(name):
             continue
         if nested is not None and nested(os.path.join(folder, name)):
             continue
@@ -174,12 +174,17 @@ def nested_saved_model(path):
 
 
 def _read_only_folder(path):
-    """The first folder in `path` (itself included) that this process may not
-    change (write and search), or None. Replacing `path` removes everything in
-    it; a folder whose entries may not be removed was renamed away, the new
-    content put in place, and the old copy left behind, hidden."""
-    for folder, subfolders, _ in os.walk(path):
-        if not os.access(folder, os.W_OK | os.X_OK):
+    """The first folder that replacing `path` must change and this process may
+    not (write and search), or None: the folder holding `path` (which the
+    replacement renames it in) and every non-empty folder in `path` (itself
+    included), whose entries it removes. Without the check, a folder whose
+    entries may not be removed was renamed away, the new content put in
+    place, and the old copy left behind, hidden."""
+    parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return parent
+    for folder, subfolders, files in os.walk(path):
+        if (subfolders or files) and not os.access(folder, os.W_OK | os.X_OK):
             return folder
         subfolders[:] = [d for d in subfolders if not os.path.islink(os.path.join(folder, d))]
     return None

@@ -200,8 +200,10 @@ def test_a_folder_that_may_not_be_changed_is_refused_up_front(tmp_path, monkeypa
     # Before, the read-only folder was renamed away, the new one put in place and
     # the old copy left behind, hidden, as .sm.old-XXXXXXXX.
     (tmp_path / "sm" / "variables").mkdir(parents=True)
+    (tmp_path / "sm" / "variables" / "variables.index").write_bytes(b"")
+    (tmp_path / "sm" / "assets").mkdir()  # empty: removing it needs only sm's permission
     (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
-    locked = {str(tmp_path / "sm" / "variables")}
+    locked = {str(tmp_path / "sm" / "variables"), str(tmp_path / "sm" / "assets")}
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **k: (
         False if os.fspath(p) in locked else real(p, mode, **k)))
@@ -210,6 +212,17 @@ def test_a_folder_that_may_not_be_changed_is_refused_up_front(tmp_path, monkeypa
                           own=SAVED_MODEL_ENTRIES)
     locked = {str(tmp_path / "sm")}
     with pytest.raises(ValueError, match="this SavedModel may not be changed"):
+        check_replaceable(str(tmp_path / "sm"), "saved_model.pb", "SavedModel",
+                          own=SAVED_MODEL_ENTRIES)
+    # An empty folder that may not be changed is removed through its parent's
+    # permission; the parent, in which the replacement renames, must be writable.
+    locked = {str(tmp_path / "sm" / "assets")}
+    (tmp_path / "sm" / "variables" / "variables.index").unlink()
+    locked = {str(tmp_path / "sm" / "variables"), str(tmp_path / "sm" / "assets")}
+    check_replaceable(str(tmp_path / "sm"), "saved_model.pb", "SavedModel",
+                      own=SAVED_MODEL_ENTRIES)
+    locked = {str(tmp_path)}
+    with pytest.raises(ValueError, match=f"{tmp_path} may not be changed"):
         check_replaceable(str(tmp_path / "sm"), "saved_model.pb", "SavedModel",
                           own=SAVED_MODEL_ENTRIES)
 

@@ -11,6 +11,7 @@ SYNTHETIC speech made with espeak-ng, see its `LICENSE.md`).
 """
 
 import dataclasses
+import math
 import numbers
 import os
 
@@ -181,8 +182,8 @@ def _clip_length(clip_seconds, sample_rate):
     """Samples per clip; a `ValueError` naming the argument at fault."""
     sample_rate = check_count("sample_rate", sample_rate)
     if isinstance(clip_seconds, bool) or not isinstance(clip_seconds, numbers.Real) or \
-            not clip_seconds > 0:
-        raise ValueError(f"clip_seconds must be a number of seconds > 0, got "
+            not 0 < clip_seconds < math.inf:
+        raise ValueError(f"clip_seconds must be a finite number of seconds > 0, got "
                          f"{clip_seconds!r}.")
     length = int(round(clip_seconds * sample_rate))
     if length < 1:

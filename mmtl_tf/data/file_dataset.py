@@ -25,8 +25,9 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
     that lists them (a `DataError` if none is left).
 
     A file named more than once in `paths` (an image with several captions)
-    is loaded and kept in memory once when `validate` and `cache=True` and its
-    loaded tensors all have one shape: the rows read their file's tensor from
+    is loaded and kept in memory once when `validate` and `cache=True`, its
+    loaded tensors all have one shape and the dataset is built outside a
+    `tf.distribute` strategy's scope: the rows read their file's tensor from
     one store (in `paths`' order, as otherwise). A bad file is reported once,
     with every row that uses it, and all those rows are dropped together.
 
@@ -154,7 +155,12 @@ def _shared_files_dataset(paths, files, file_of_row, indexed, describe_failure, 
     """`checked_file_dataset` with `cache=True` for rows that share files:
     each distinct file is loaded once, into one array held by a CPU variable
     that the rows' dataset slices (in row order); None when the loaded
-    tensors have no fixed shape (the caller then loads one per row)."""
+    tensors have no fixed shape or when called within a distribution
+    strategy's scope (the caller then loads one per row)."""
+    if tf.distribute.has_strategy():
+        # A variable made here would be mirrored onto the devices; datasets
+        # are normally built outside the scope (the tasks do).
+        return None
     m = len(files)
     ds = tf.data.Dataset.from_tensor_slices(
         (tf.range(m, dtype=tf.int32), tf.constant(files, dtype=tf.string)))
@@ -204,16 +210,14 @@ def _aligned_empty(shape, dtype):
 
 
 def _cpu_store(array):
-    """A CPU resource variable holding `array`, without copying it.
+    """A CPU variable holding `array`, without copying it.
 
     A variable rather than a captured tensor: tf.data serializes the tensors
     that its functions capture when it rewrites the pipeline (a second copy,
-    and a 2 GB limit), not a variable. Built as `ResourceVariable` directly so
-    that a distribution strategy's scope does not mirror it onto the devices.
+    and a 2 GB limit), not a variable. Only called outside a distribution
+    strategy's scope (`_shared_files_dataset` checks), where `tf.Variable`
+    is a plain variable, not one mirrored onto every device.
     """
-    from tensorflow.python.ops import resource_variable_ops
-
     with tf.init_scope(), tf.device("/cpu:0"):
         tensor = tf.experimental.dlpack.from_dlpack(array.__dlpack__())
-        return resource_variable_ops.ResourceVariable(tensor, trainable=False,
-                                                      name="mmtl_tf_file_store")
+        return tf.Variable(tensor, trainable=False, name="mmtl_tf_file_store")

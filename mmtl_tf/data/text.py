@@ -114,9 +114,13 @@ def count_tokens(layer, texts):
     """Tokens of each text for a `TextVectorization` (after its
     standardisation and split, before padding or truncation), as a NumPy
     int array."""
-    tokens = layer._preprocess(tf.constant(list(texts), dtype=tf.string))
-    return np.asarray(tokens.row_lengths()) if isinstance(tokens, tf.RaggedTensor) \
-        else np.full(len(texts), tokens.shape[-1])
+    config = layer.get_config()
+    # Same standardisation and split, unpadded (ragged): one id per token.
+    counter = keras.layers.TextVectorization(
+        standardize=config["standardize"], split=config["split"], ragged=True,
+        vocabulary=["a"])
+    tokens = counter(tf.constant(list(texts), dtype=tf.string))
+    return np.asarray(tokens.row_lengths())
 
 
 def warn_if_truncated(lengths, sequence_length, what="training texts", reserved=0):

@@ -58,7 +58,8 @@ class TextEncoder(keras.Model):
                 raise ValueError(f"{flag} must be True or False, got {value!r}.")
         mask_zero, bidirectional = bool(mask_zero), bool(bidirectional)
         train_embeddings = bool(train_embeddings)
-        if use_cudnn not in (None, True, False, "auto"):
+        if not (use_cudnn is None or isinstance(use_cudnn, (bool, np.bool_))
+                or (isinstance(use_cudnn, str) and use_cudnn == "auto")):
             raise ValueError(f"use_cudnn must be None, True, False or 'auto', got "
                              f"{use_cudnn!r}.")
         if embeddings is not None and np.shape(embeddings) != (vocab_size, embedding_dim):

@@ -52,7 +52,7 @@ def _check_scalar(value, name, loss, per_row_of=None):
     if not per_row:
         return ops.reshape(ops.cast(value, "float32"), ())
     values = concrete_value(value)
-    if values is not None and values.size and np.ptp(values) != 0:
+    if values is not None and np.unique(values).size > 1:  # equal NaNs count as equal
         raise ValueError(f"{loss}: {name} of shape {shape} holds different values "
                          f"({values.ravel()[:5].tolist()}); it must be one number, or copies "
                          "of it, one per row, as DualEncoder outputs it.")

@@ -116,11 +116,24 @@ def check_run_dir(run_dir):
     contents training replaces: a file; a non-empty folder that is not a run
     folder (no run.json, or one that is not an mmtl_tf run record); a run
     folder holding anything a run does not write (`RUN_ENTRIES`, and
-    SavedModels exported into it, such as the quickstart's `saved_model/`):
+    SavedModels exported into it, such as the quickstart's `saved_model/` or
+    TensorFlow Serving's `serving/1`):
     notes or folders of your own would be deleted; a folder this process may
     not change."""
-    check_replaceable(run_dir, RUN_FILE, "run folder", own=RUN_ENTRIES, nested=is_saved_model,
+    check_replaceable(run_dir, RUN_FILE, "run folder", own=RUN_ENTRIES, nested=_exported,
                       check_marker=_not_a_run_record, option="another --out (run folder)")
+
+
+def _exported(path):
+    """Whether `path`, in a run folder, holds only exports of the run: a
+    SavedModel, or a folder of SavedModels (TensorFlow Serving's numbered
+    versions, e.g. `serving/1`)."""
+    if is_saved_model(path):
+        return True
+    if not os.path.isdir(path) or os.path.islink(path):
+        return False
+    names = os.listdir(path)
+    return bool(names) and all(is_saved_model(os.path.join(path, n)) for n in names)
 
 
 def _not_a_run_record(path):

@@ -199,9 +199,9 @@ def test_a_bad_sample_rate_is_named(sample_rate):
                                       sample_rate=sample_rate)
 
 
-@pytest.mark.parametrize("clip_seconds", [0, -1.0, "2"])
+@pytest.mark.parametrize("clip_seconds", [0, -1.0, "2", float("inf"), float("nan")])
 def test_a_bad_clip_length_is_named(clip_seconds):
-    with pytest.raises(ValueError, match=rf"clip_seconds must be a number of seconds > 0, got "
+    with pytest.raises(ValueError, match=rf"clip_seconds must be a finite number of seconds > 0, got "
                                          rf"{clip_seconds!r}"):
         make_audio_text_dataset("default", "validation", clip_seconds=clip_seconds)
     with pytest.raises(ValueError, match=r"clip_seconds=1e-05 at sample_rate=16000 gives no "

@@ -143,6 +143,18 @@ def test_rows_sharing_an_image_decode_it_once_and_keep_their_order(tmp_path):
     # One decoded image per file, not per row.
     store = [d for d in _upstream(ds) if hasattr(d, "_mmtl_file_store")]
     assert len(store) == 1 and store[0]._mmtl_file_store.shape[0] == 3
+    # Within a strategy's scope (where a variable would be mirrored) the rows
+    # load their files one by one, with the same result.
+    import tensorflow as tf
+
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        ds = mmtl_tf.data.make_image_text_dataset(
+            str(tmp_path), "test", image_size=(8, 8), batch_size=4, with_labels=False,
+            text_vectorizer=mmtl_tf.data.make_text_vectorizer([c for _, c in rows],
+                                                              sequence_length=2))
+    images = np.concatenate([x["image"].numpy() for x in ds])
+    assert images[:, 0, 0, 0].tolist() == [40 * i for i, _ in rows]
+    assert not [d for d in _upstream(ds) if hasattr(d, "_mmtl_file_store")]
 
 
 def _upstream(ds):
@@ -155,7 +167,7 @@ def _upstream(ds):
     return found
 
 
-def test_truncating_most_captions_warns_and_the_bundled_ones_do_not(recwarn):
+def test_truncating_most_captions_warns_and_the_bundled_ones_do_not():
     import warnings
 
     long = [" ".join(f"w{k}" for k in range(i, i + 40)) for i in range(6)]

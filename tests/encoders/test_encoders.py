@@ -59,6 +59,7 @@ def test_bad_encoder_arguments():
     (dict(lstm_units=0), "lstm_units must be an integer >= 1, got 0"),
     (dict(mask_zero="yes"), "mask_zero must be True or False, got 'yes'"),
     (dict(use_cudnn="on"), "use_cudnn must be None, True, False or 'auto', got 'on'"),
+    (dict(use_cudnn=1), "use_cudnn must be None, True, False or 'auto', got 1"),
     (dict(embeddings=np.zeros((20, 3))),
      r"embeddings must be a \(vocab_size, embedding_dim\) = \(20, 4\) matrix; got shape "
      r"\(20, 3\)"),

@@ -149,6 +149,8 @@ def test_logit_scale_and_bias_must_be_one_number():
     with pytest.raises(ValueError, match=r"SigLipLoss: logit_bias of shape \(3,\) holds "
                                          r"different values"):
         SigLipLoss()(None, (e, e, copies, np.array([0.0, 1.0, 2.0], "float32")))
+    # Equal NaN copies are copies (np.ptp said "different values ([nan, nan, nan])").
+    assert np.isnan(float(ClipLoss()(None, (e, e, np.full((3,), np.nan, "float32")))))
 
 
 def test_a_logit_scale_of_unknown_length_must_hold_one_value_at_run_time():

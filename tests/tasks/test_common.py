@@ -84,6 +84,25 @@ def test_a_folder_with_a_run_json_of_your_own_or_added_files_is_refused(tmp_path
     assert sorted(os.listdir(tmp_path)) == ["mine", "run"]
 
 
+def test_exports_inside_a_run_folder_and_their_leftovers_do_not_block_retraining(tmp_path):
+    # A SavedModel in numbered versions (TensorFlow Serving's serving/1) and the
+    # staging folder of an export into the run folder that was killed (SIGKILL)
+    # made the next `train --out run` refuse the run folder as "yours".
+    run = tmp_path / "run"
+    _fake_train()({"value": 1}, str(run))
+    for version in ("serving/1", "serving/2"):
+        (run / version / "variables").mkdir(parents=True)
+        (run / version / "saved_model.pb").write_bytes(b"")
+    (run / ".saved_model.tmp-0123abcd").mkdir()
+    _fake_train()({"value": 2}, str(run))
+    assert not (run / "serving").exists()  # replaced with the rest of the old run
+    (run / "serving" / "1").mkdir(parents=True)
+    (run / "serving" / "1" / "saved_model.pb").write_bytes(b"")
+    (run / "serving" / "notes.txt").write_text("mine")  # not only SavedModels
+    with pytest.raises(ValueError, match=r"run: holds serving, which no run folder writes"):
+        _fake_train()({"value": 3}, str(run))
+
+
 def _evaluated_run(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
