@@ -460,3 +460,108 @@ def test_training_on_long_captions_warns_that_they_are_truncated(tmp_path, capsy
     assert ("mmtl-tf train: warning: 100% of the training texts (24 of 24) have more than "
             "8 tokens and are truncated to sequence_length=8") in err
     assert "--sequence-length" in err
+
+
+def test_cache_option_parses_and_bad_values_are_usage_errors(tmp_path, capsys):
+    parser = cli.build_parser()
+    for task in ("fusion", "head-swap", "dual-encoder", "audio-text", "siamese", "triplet",
+                 "matching"):
+        assert parser.parse_args(["train", task, "--cache", "none"]).cache == "none"
+    assert parser.parse_args(["quickstart", "--cache", "memory"]).cache == "memory"
+    assert parser.parse_args(["evaluate", str(tmp_path), "--cache", "none"]).cache == "none"
+    folder = parser.parse_args(["train", "fusion", "--cache", str(tmp_path / "new")]).cache
+    assert folder == str(tmp_path / "new")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for argv in (["train", "fusion", "--cache", str(a_file)],
+                 ["train", "fusion", "--cache", ""],
+                 ["train", "fusion", "--cache", str(tmp_path / "no" / "such" / "dir")],
+                 ["train", "text-classifier", "--cache", "none"]):  # decodes no files
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "error:" in err and "--cache" in err, err
+
+
+def test_cache_recipe_key_is_a_setting_of_file_decoding_tasks(tmp_path):
+    from mmtl_tf.tasks import settings
+
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"tiny": {"cache": "none"}}))
+    config = common.resolve_config(str(recipe), "tiny", base="fusion",
+                                   settings=settings("fusion"))
+    assert config["cache"] == "none"
+    assert "cache" not in settings("text-classifier")
+    recipe.write_text(json.dumps({"tiny": {"cache": 5}}))
+    with pytest.raises(ValueError, match="cache"):
+        common.resolve_config(str(recipe), "tiny", base="fusion", settings=settings("fusion"))
+
+
+def test_cache_dir_fills_cache_files_per_split_and_matches_memory(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    argv = ["train", "fusion", "--size", "tiny", "--epochs", "2", "--deterministic"]
+    assert cli.main([*argv, "--out", str(tmp_path / "memory")]) == 0
+    removed, rmtree = [], common.shutil.rmtree
+
+    def keep_cache(path, **kwargs):  # shutil is shared: other folders still go
+        if str(path).startswith(str(cache)):
+            removed.append(str(path))
+        else:
+            rmtree(path, **kwargs)
+
+    monkeypatch.setattr(common.shutil, "rmtree", keep_cache)
+    assert cli.main([*argv, "--cache", str(cache), "--out", str(tmp_path / "files")]) == 0
+    (folder,) = removed  # this run's folder of cache files, removed at the end
+    assert os.path.dirname(folder) == str(cache)
+    names = sorted(os.listdir(folder))
+    for split in ("train", "validation", "test"):  # one finished cache file set per split
+        assert any(n.startswith(f"{split}-") and n.endswith(".index") for n in names), names
+        data = [n for n in names if n.startswith(f"{split}-") and ".data-" in n
+                and "tempstate" not in n]
+        assert data and os.path.getsize(os.path.join(folder, data[0])) > 0, names
+    rmtree(folder)
+    metrics = [json.loads((tmp_path / r / "metrics.json").read_text())["test"]
+               for r in ("memory", "files")]
+    assert metrics[0] == metrics[1]
+    assert json.loads((tmp_path / "files" / "run.json").read_text())["config"]["cache"] == \
+        str(cache)
+    # Without the patch the folder goes at the end of the call (evaluate too).
+    monkeypatch.setattr(common.shutil, "rmtree", rmtree)
+    assert cli.main(["evaluate", str(tmp_path / "files")]) == 0
+    assert os.listdir(cache) == []
+
+
+def test_cache_none_trains_and_still_reports_bad_files_up_front(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "fusion", "--size", "tiny", "--epochs", "1", "--cache", "none",
+                     "--out", str(run)]) == 0
+    assert json.loads((run / "run.json").read_text())["config"]["cache"] == "none"
+    assert cli.main(["evaluate", str(run), "--cache", "none"]) == 0
+    (tmp_path / "captions.csv").write_text(
+        "path,caption,label,split\nmissing.png,a cat,x,train\nother.png,a dog,x,test\n")
+    assert cli.main(["train", "fusion", "--size", "tiny", "--data", str(tmp_path),
+                     "--cache", "none", "--out", str(tmp_path / "bad")]) == 1
+    err = capsys.readouterr().err
+    assert "captions.csv:2" in err and "missing.png): file not found" in err
+
+
+def test_cache_dir_removes_the_folders_of_killed_runs(tmp_path):
+    # A killed run leaves its folder, with tf.data's lock files; the next run
+    # on the host removes it (its process is gone) and uses a folder of its own.
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = tmp_path / f"{common.CACHE_PREFIX}{common._host()}-{done.stdout.strip()}-abcd"
+    dead.mkdir()
+    (dead / "train-1_0.lockfile").write_text("")
+    other = tmp_path / f"{common.CACHE_PREFIX}otherhost-1-abcd"
+    other.mkdir()
+    with common.cache_scope():
+        prefix = common.dataset_cache({"cache": str(tmp_path)}, "train")
+        assert common.dataset_cache({"cache": str(tmp_path)}, "train") != prefix
+        assert os.path.isdir(os.path.dirname(prefix))
+        assert not dead.exists() and other.exists()
+    assert sorted(os.listdir(tmp_path)) == [other.name]
+    assert common.dataset_cache({"cache": "memory"}, "train") is True
+    assert common.dataset_cache({}, "train") is True
+    assert common.dataset_cache({"cache": "none"}, "train") is False

@@ -51,8 +51,9 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
         (dataset of (index int32, loaded tensor), list of the kept indices
         into `paths`). The index is the row's position among the kept rows
         (its index in `paths` when none was dropped), so it indexes
-        `[paths[k] for k in kept]`. With `validate` and `cache` the dataset's
-        cardinality is the number of kept rows.
+        `[paths[k] for k in kept]`. With `validate` the dataset's cardinality
+        is the number of kept rows (without a cache each epoch loads the
+        files again; one that fails then is an error).
 
     Example:
         >>> ds, kept = checked_file_dataset(paths, load, why, "image files")  # doctest: +SKIP
@@ -101,12 +102,13 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
             ds = ds.map(tf.autograph.experimental.do_not_convert(
                 lambda i, value: (tf.gather(position, i), value)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if cache:
-            # `ignore_errors` makes the size unknown; after the checking pass
-            # the cache holds exactly the kept files. Knowing it lets Keras
-            # show "n/N" in the first epoch instead of warning, at the end of
-            # it, that the input "ran out of data".
-            ds = ds.apply(tf.data.experimental.assert_cardinality(len(kept)))
+        # `ignore_errors` makes the size unknown; after the checking pass the
+        # cache holds exactly the kept files (without a cache, a file that
+        # fails later, e.g. changed during training, then stops the iteration
+        # with an error instead of vanishing). Knowing the size lets Keras
+        # show "n/N" in the first epoch instead of warning, at the end of it,
+        # that the input "ran out of data".
+        ds = ds.apply(tf.data.experimental.assert_cardinality(len(kept)))
     return ds, kept
 
 

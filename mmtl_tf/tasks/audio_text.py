@@ -60,7 +60,9 @@ def _dataset(config, vectorizer, split, training_split=False, voice_group=None):
         min_samples=int(config.get("n_fft", 512)), voice_group=voice_group,
         batch_size=int(config["batch_size"]), shuffle=training_split,
         drop_remainder=training_split, with_labels=False, seed=int(config["seed"]),
-        on_error=config.get("on_error", "raise"))
+        on_error=config.get("on_error", "raise"),
+        cache=common.dataset_cache(config, split if voice_group is None
+                                   else f"{split}-{voice_group}"))
 
 
 def build_model(config):

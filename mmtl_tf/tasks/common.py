@@ -1,12 +1,17 @@
 """Run-folder bookkeeping shared by the tasks."""
 
+import atexit
+import contextlib
 import contextvars
 import datetime
 import difflib
 import functools
 import json
 import os
+import re
 import secrets
+import shutil
+import socket
 import zipfile
 
 import keras
@@ -41,6 +46,106 @@ RUN_ENTRIES = (
 )
 
 
+# ---- `cache`: where the decoded images / audio of the datasets are kept.
+
+CACHE_CHOICES = ("memory", "none")
+CACHE_PREFIX = "mmtl_tf-cache-"
+# The current train/evaluate call's file-cache state (see `cache_scope`).
+_CACHE_SCOPE = contextvars.ContextVar("mmtl_tf_cache_scope", default=None)
+
+
+def check_cache(value, where="cache"):
+    """`value` if it is a valid `cache` setting: "memory" (decoded files kept in
+    memory, the default), "none" (decoded again every epoch) or a folder path
+    for tf.data cache files (an existing folder, or a new one to create);
+    else a `ValueError`."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{where} = {json.dumps(value)}: should be 'memory', 'none' or a "
+                         "folder for cache files.")
+    if value not in CACHE_CHOICES and os.path.lexists(value) and not os.path.isdir(value):
+        raise ValueError(f"{where} = {value!r}: exists and is not a folder; give 'memory', "
+                         "'none' or a folder for cache files.")
+    return value
+
+
+class _CacheScope:
+    def __init__(self, override):
+        self.override, self.folder, self.count = override, None, 0
+
+
+@contextlib.contextmanager
+def cache_scope(override=None):
+    """Within the block, `dataset_cache` names this call's cache files, and
+    `override` (a `cache` setting, e.g. `mmtl-tf evaluate --cache`) replaces
+    the config's. The per-call folder of cache files is removed at the end."""
+    if override is not None:
+        check_cache(override)
+    scope = _CacheScope(override)
+    token = _CACHE_SCOPE.set(scope)
+    try:
+        yield scope
+    finally:
+        _CACHE_SCOPE.reset(token)
+        if scope.folder:
+            shutil.rmtree(scope.folder, ignore_errors=True)
+
+
+def _host():
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
+
+
+def _remove_dead_folders(root):
+    """Removes `root/mmtl_tf-cache-HOST-PID-*` folders that a killed run of
+    this host left (its process no longer runs): their tf.data lock files and
+    partial cache files would otherwise stay forever."""
+    mine = f"{CACHE_PREFIX}{_host()}-"
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(mine):
+            continue
+        pid = name[len(mine):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        except OSError:  # another user's process: still running
+            pass
+
+
+def dataset_cache(config, name):
+    """The `cache` argument of the dataset builders for one dataset (`name`,
+    e.g. the split) of a task run with `config`: True for "memory" (the
+    default), False for "none", else a file prefix for tf.data's file cache
+    in a folder of this train/evaluate call inside the setting's folder
+    (`DIR/mmtl_tf-cache-HOST-PID-RANDOM/NAME-N`), distinct for every dataset
+    built, removed when the call ends."""
+    scope = _CACHE_SCOPE.get()
+    value = scope.override if scope is not None and scope.override is not None else \
+        config.get("cache", "memory")
+    value = check_cache(value)
+    if value == "memory":
+        return True
+    if value == "none":
+        return False
+    if scope is None:  # called outside a task's train/evaluate: removed at exit
+        scope = _CacheScope(None)
+        atexit.register(lambda: scope.folder and shutil.rmtree(scope.folder, ignore_errors=True))
+    if scope.folder is None or not os.path.isdir(scope.folder):
+        os.makedirs(value, exist_ok=True)
+        _remove_dead_folders(value)
+        scope.folder = os.path.join(
+            value, f"{CACHE_PREFIX}{_host()}-{os.getpid()}-{secrets.token_hex(4)}")
+        os.makedirs(scope.folder)
+    scope.count += 1
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(name))
+    return os.path.join(scope.folder, f"{safe}-{scope.count}")
+
+
 def resolve_config(recipe, size="base", overrides=None, base=None, settings=None):
     """Recipe section + non-None overrides → one config dict.
 
@@ -71,6 +176,8 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
     for key, value in (overrides or {}).items():
         if value is not None:
             config[key] = value
+    if "cache" in config:
+        check_cache(config["cache"], f"recipe {recipe}: {size}.cache")
     epochs = config.get("epochs")
     if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and epochs < 1:
         # It failed after setting up, with "No such file ... best.keras".
@@ -165,7 +272,7 @@ def staged_run(train):
     def staged(config, run_dir, verbose=1):
         check_run_dir(run_dir)
         result = []
-        with collect_problems():
+        with collect_problems(), cache_scope():
             atomic_directory(run_dir, lambda tmp: result.append(train(config, tmp, verbose)))
         return result[0]
 

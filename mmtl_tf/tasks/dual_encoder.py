@@ -50,7 +50,8 @@ def _bert_dataset(config, preprocessor, split, training_split):
     size = tuple(shared_space.image_size(config))
     on_error = config.get("on_error", "raise")
     images, kept = decoded_image_dataset(records.paths, size, on_error=on_error,
-                                         locations=records.rows)
+                                         locations=records.rows,
+                                         cache=common.dataset_cache(config, split))
     if len(kept) != len(records):
         records = records.subset(kept)  # the dataset's indices count kept files
     tokens = preprocessor(tf.constant(records.captions))
@@ -82,7 +83,7 @@ def _dataset(config, tokenizer, split, training_split=False):
         batch_size=int(config["batch_size"]), seed=int(config["seed"]),
         augment=bool(config.get("augment")) and training_split,
         shuffle=training_split, drop_remainder=training_split, with_labels=False,
-        on_error=config.get("on_error", "raise"))
+        on_error=config.get("on_error", "raise"), cache=common.dataset_cache(config, split))
 
 
 def _text_source(config, captions):

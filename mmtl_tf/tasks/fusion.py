@@ -29,7 +29,7 @@ def _datasets(config, vectorizer, splits=("train", "validation", "test"), class_
                          on_error=config.get("on_error", "raise"), class_names=class_names)
     return {s: make_image_text_dataset(config["data"], s,
                                        augment=bool(config.get("augment")) and s == "train",
-                                       **common_kwargs)
+                                       cache=common.dataset_cache(config, s), **common_kwargs)
             for s in splits}
 
 

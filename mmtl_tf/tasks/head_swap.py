@@ -38,7 +38,7 @@ def _datasets(config, splits=("train", "validation", "test"), class_names=None):
             image_size=tuple(_image_size(config)), batch_size=int(config["batch_size"]),
             augment=bool(config.get("augment")) and split == "train", seed=int(config["seed"]),
             on_error=config.get("on_error", "raise"), return_records=True,
-            class_names=class_names)
+            class_names=class_names, cache=common.dataset_cache(config, split))
     return out, records
 
 

@@ -123,7 +123,7 @@ def _pools(config):
         config["data"], shared_space.available_splits(config["data"], int(config["seed"]),
                                       on_error=config.get("on_error", "raise")),
         shared_space.image_size(config), on_error=config.get("on_error", "raise"),
-        seed=int(config["seed"]))
+        seed=int(config["seed"]), cache=lambda split: common.dataset_cache(config, split))
     train_classes, test_classes = split_classes(data["class_names"], data["labels"], config)
     labels, is_train = data["labels"], data["split"] == "train"
     seen = np.isin(labels, train_classes)

@@ -25,7 +25,7 @@ def load_splits(config):
                                                       missing=missing,
                                                       on_error=config.get("on_error", "raise")),
         shared_space.image_size(config), on_error=config.get("on_error", "raise"),
-        seed=int(config["seed"]))
+        seed=int(config["seed"]), cache=lambda split: common.dataset_cache(config, split))
     splits = Splits(missing=missing)
     for split in ("train", "validation", "test"):
         rows = data["split"] == split

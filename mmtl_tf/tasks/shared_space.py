@@ -46,7 +46,7 @@ def _label_records(source, split, seed, on_error):
                                     other_labels="keep")
 
 
-def load_labelled_images(source, splits, size, on_error="raise", seed=0):
+def load_labelled_images(source, splits, size, on_error="raise", seed=0, cache=None):
     """Decodes the images of some splits of a labelled source into memory.
 
     Args:
@@ -57,6 +57,10 @@ def load_labelled_images(source, splits, size, on_error="raise", seed=0):
         size: (height, width).
         on_error: str. `"raise"` or `"skip"`.
         seed: int. Hash-split seed for rows that name no split.
+        cache: callable or None. split → the `cache` argument of
+            `decoded_image_dataset` (e.g. `common.dataset_cache`); None: in
+            memory. The decoded images are copied into the returned arrays
+            either way; the cache only holds them while they are copied.
 
     Returns:
         dict with `images` uint8 (N, H, W, 3), `labels` int32 (N,) indexing
@@ -70,9 +74,10 @@ def load_labelled_images(source, splits, size, on_error="raise", seed=0):
         records = _label_records(source, split, seed, on_error)
         if class_names is None:
             class_names = list(records.class_names)
-        # The checking pass fills the in-memory cache; the copy below reads it.
+        # The checking pass fills the cache; the copy below reads it.
         ds, kept = decoded_image_dataset(records.paths, tuple(size), on_error=on_error,
-                                         locations=records.rows)
+                                         locations=records.rows,
+                                         cache=True if cache is None else cache(split))
         if len(kept) != len(records):
             records = records.subset(kept)  # the dataset's indices count kept files
         batch = [img for _, img in ds.batch(512).as_numpy_iterator()]
