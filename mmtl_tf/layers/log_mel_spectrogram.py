@@ -1,5 +1,7 @@
 """`LogMelSpectrogram`: float32 waveforms → log-mel spectrograms, in the graph."""
 
+import numbers
+
 import keras
 import numpy as np
 from keras import ops
@@ -142,6 +144,12 @@ class LogMelSpectrogram(keras.layers.Layer):
                  amin=1e-10, top_db=80.0, **kwargs):
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) \
+                or sample_rate < 1:
+            # sample_rate=0 said "need 0 <= fmin < fmax <= sample_rate / 2 = 0"; 16000.5
+            # was accepted (the mel filters at a fractional rate).
+            raise ValueError(f"sample_rate must be an integer >= 1 (samples per second), got "
+                             f"{sample_rate!r}.")
         win_length = n_fft if win_length is None else int(win_length)
         for name, value, allowed in (("mel_scale", mel_scale, MEL_SCALES),
                                      ("pad_mode", pad_mode, PAD_MODES),

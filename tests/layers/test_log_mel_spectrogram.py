@@ -140,6 +140,11 @@ def test_config_round_trip_and_bad_values():
         LogMelSpectrogram(sample_rate=16000, fmax=9000)
     with pytest.raises(ValueError, match="win_length"):
         LogMelSpectrogram(n_fft=256, win_length=512)
+    for rate in (0, -16000, 16000.5, True, "16000"):
+        with pytest.raises(ValueError, match=rf"sample_rate must be an integer >= 1 .*got "
+                                             rf"{rate!r}"):
+            LogMelSpectrogram(sample_rate=rate)
+    assert LogMelSpectrogram(sample_rate=np.int64(8000)).sample_rate == 8000
 
 
 def test_stereo_and_too_short_clips_are_refused():
