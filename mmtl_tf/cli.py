@@ -15,7 +15,6 @@ MMTL_TF_TRACEBACK=1 such errors are raised with their Python traceback instead.
 """
 
 import argparse
-import json
 import os
 import shlex
 import signal
@@ -334,9 +333,10 @@ _SUMMARY_FIELDS = {"command", "tasks", "rows", "failed", "not_run", "finished", 
 
 def _is_quickstart_summary(path):
     """Whether `path` is a summary.json that `mmtl-tf quickstart` wrote."""
+    from mmtl_tf.training import read_json
+
     try:
-        with open(path, encoding="utf-8") as f:
-            summary = json.load(f)
+        summary = read_json(path)
     except (OSError, ValueError):
         return False
     return (isinstance(summary, dict) and isinstance(summary.get("rows"), list)
