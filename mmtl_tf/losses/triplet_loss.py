@@ -235,7 +235,10 @@ def triplet_margin_loss(distances, margin=1.0):
             margin `log(1 + exp(d_ap − d_an))`.
 
     Returns:
-        float32 tensor (N,).
+        float32 tensor (N,). An empty batch (N = 0) raises a `ValueError`
+        naming the loss when N is known statically (NumPy or eager inputs, or
+        a graph traced with batch size 0); inside a compiled graph whose batch
+        size is unknown (None) it is not checked (the result is empty).
 
     Example:
         >>> from mmtl_tf.losses import triplet_margin_loss
@@ -251,6 +254,7 @@ def triplet_margin_loss(distances, margin=1.0):
     if shape is not None and (len(shape) != 2 or dims_differ(shape[1], 2)):
         raise ValueError(f"distances must be (N, 2): d(anchor, positive), d(anchor, "
                          f"negative) per triplet; got shape {shape}.")
+    check_not_empty("triplet_margin_loss", distances=distances)
     distances = ops.cast(distances, "float32")
     gap = distances[:, 0] - distances[:, 1]
     return ops.softplus(gap) if margin is None else ops.relu(gap + float(margin))
@@ -259,6 +263,10 @@ def triplet_margin_loss(distances, margin=1.0):
 @keras.saving.register_keras_serializable(package="mmtl_tf")
 class TripletMarginLoss(keras.losses.Loss):
     """`triplet_margin_loss` as a Keras loss: `y_pred` (N, 2) distances, `y_true` ignored.
+
+    An empty batch raises a `ValueError` when its size is static (inside a
+    compiled graph with unknown batch size it is not checked and the loss
+    comes out 0; see `triplet_margin_loss`).
 
     Args:
         margin: float or None. None: soft margin.
@@ -284,6 +292,7 @@ class TripletMarginLoss(keras.losses.Loss):
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # Explicit triplets carry no labels: y_true may be None.
+        check_not_empty("TripletMarginLoss", y_pred=y_pred)
         return super().__call__(0.0 if y_true is None else y_true, y_pred, sample_weight)
 
     def call(self, y_true, y_pred):

@@ -259,6 +259,22 @@ def test_an_empty_batch_is_a_clear_error(mining):
         TripletLoss(mining=mining)(labels, embeddings)
 
 
+def test_an_empty_batch_of_explicit_triplets_is_a_clear_error():
+    # TripletMarginLoss used to hand back an empty tensor (shape (0,)) instead
+    # of a loss, and triplet_margin_loss an empty (0,) whose mean is NaN.
+    empty = np.zeros((0, 2), "float32")
+    with pytest.raises(ValueError, match=r"triplet_margin_loss: the batch is empty \(distances "
+                                         r"has shape \(0, 2\)\)"):
+        triplet_margin_loss(empty)
+    for margin in (0.5, None):
+        with pytest.raises(ValueError, match=r"TripletMarginLoss: the batch is empty \(y_pred "
+                                             r"has shape \(0, 2\)\)"):
+            TripletMarginLoss(margin)(None, empty)
+    # One triplet is still fine.
+    assert float(TripletMarginLoss(0.5)(None, np.array([[0.9, 0.5]], "float32"))) == \
+        pytest.approx(0.9)
+
+
 def test_an_empty_batch_is_not_checked_in_a_graph_of_unknown_batch_size():
     import tensorflow as tf
 
