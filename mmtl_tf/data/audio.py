@@ -34,7 +34,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mmtl_tf.errors import DataError
+from mmtl_tf.errors import DataError, check_count
 
 DEFAULT_SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus")
@@ -56,8 +56,10 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
     Args:
         path: str. A WAV, FLAC, Ogg (Vorbis/Opus) or MP3 file; anything
             libsndfile reads.
-        sample_rate: int or None. Target rate; other rates are resampled
-            (librosa, `soxr_hq`). None keeps the file's rate.
+        sample_rate: int >= 1 or None. Target rate; other rates are resampled
+            (librosa, `soxr_hq`). None keeps the file's rate. A float, bool or
+            value < 1 raises a `ValueError` naming `sample_rate` before the
+            file is read.
         min_samples: int. Fewer samples (after resampling) is an error: use the
             FFT window length of the front end, so that every clip fills at
             least one analysis frame.
@@ -66,6 +68,7 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
         (float32 ndarray (samples,), int sample rate).
 
     Raises:
+        ValueError: a bad `sample_rate` (see above).
         mmtl_tf.DataError: naming the file and the problem (missing, empty,
             undecodable, a WAV, Ogg or MP3 file cut short, no samples, NaN/inf
             samples, shorter than `min_samples`).
@@ -79,6 +82,9 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
     """
     import soundfile as sf
 
+    if sample_rate is not None:
+        # 0 used to keep the file's rate (falsy) and -1 failed in soxr.
+        sample_rate = check_count("sample_rate", sample_rate)
     path = _as_path(path)
     if not os.path.exists(path):
         raise DataError(f"{path}: file not found.")
@@ -272,7 +278,7 @@ def load_and_trim(path, sample_rate=DEFAULT_SAMPLE_RATE, trim=True, top_db=40.0,
 
     Args:
         path: str. Audio file.
-        sample_rate: int. Target rate.
+        sample_rate: int >= 1 or None. Target rate (see `read_audio`).
         trim: bool. Cut leading and trailing silence.
         top_db: float. Silence threshold below the loudest frame.
         min_samples: int. Shortest acceptable clip, before and after trimming.
@@ -307,8 +313,10 @@ def load_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
 
     Args:
         path: scalar tf.string. File path.
-        sample_rate: int. Target sample rate (others are resampled; multi-channel
-            audio is averaged to mono).
+        sample_rate: int >= 1 or None. Target sample rate (others are
+            resampled; multi-channel audio is averaged to mono; None keeps the
+            file's rate). A float, bool or value < 1 raises a `ValueError`
+            naming `sample_rate` here, not when the pipeline runs.
         min_samples: int. See `read_audio`.
 
     Returns:
@@ -320,6 +328,9 @@ def load_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
         >>> mmtl_tf.data.load_audio(tf.constant(recs.paths[0])).shape.rank
         1
     """
+    if sample_rate is not None:
+        sample_rate = check_count("sample_rate", sample_rate)
+
     def fn(p):
         return read_audio(p, sample_rate, min_samples=min_samples)[0]
 
@@ -606,7 +617,8 @@ def band_pass(waveform, sample_rate, low_hz=80.0, high_hz=7600.0, transition_hz=
 
     Args:
         waveform: float tensor (..., samples).
-        sample_rate: int. Samples per second.
+        sample_rate: int >= 1. Samples per second (a float, bool or value < 1
+            raises a `ValueError` naming `sample_rate`).
         low_hz: float. Lower edge (0 = low-pass).
         high_hz: float. Upper edge (<= sample_rate / 2).
         transition_hz: float. Width of each cosine transition.
@@ -622,6 +634,8 @@ def band_pass(waveform, sample_rate, low_hz=80.0, high_hz=7600.0, transition_hz=
         >>> round(float(np.std(out)), 2)  # the 50 Hz tone is gone
         0.71
     """
+    # sample_rate=0 said "need 0 <= low_hz < high_hz <= sample_rate / 2 = 0".
+    sample_rate = check_count("sample_rate", sample_rate)
     nyquist = sample_rate / 2.0
     if not 0 <= low_hz < high_hz <= nyquist:
         raise ValueError(

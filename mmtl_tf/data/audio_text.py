@@ -144,7 +144,10 @@ def decoded_audio_dataset(paths, sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, trim
 
     Args:
         paths: list of str. Audio files.
-        sample_rate: int. Target rate (resampled; multi-channel → mono).
+        sample_rate: int >= 1 or None. Target rate (resampled; multi-channel
+            → mono; None keeps each file's rate). A float, bool or value < 1
+            raises one `ValueError` naming `sample_rate` before any file is
+            read.
         trim: bool. Cut leading/trailing silence (`trim_silence`).
         top_db: float. Silence threshold below the loudest frame.
         min_samples: int. Shorter clips (before and after trimming) are errors.
@@ -160,6 +163,11 @@ def decoded_audio_dataset(paths, sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, trim
         indices into `paths`). The index counts kept files (see
         `checked_file_dataset`).
     """
+    if sample_rate is not None:
+        # Checked once here: inside the loads it failed (or, for 0, kept each
+        # file's rate) once per file.
+        sample_rate = check_count("sample_rate", sample_rate)
+
     def load(p):
         return audio_ops.load_and_trim(p, sample_rate, trim, top_db, min_samples)
 

@@ -243,6 +243,31 @@ def test_mu_law_and_log_compression_closed_form():
                                np.sign(x) * np.log1p(100 * np.abs(x)), atol=1e-6)
 
 
+@pytest.mark.parametrize("sample_rate", [0, -16000, 16000.5, "16000", True])
+def test_a_bad_sample_rate_is_named_before_the_file_is_read(tmp_path, sample_rate):
+    # read_audio(path, 0) kept the file's rate (0 is falsy), -16000 failed in
+    # soxr, 16000.5 was accepted; band_pass(..., 0, ...) said "need 0 <= low_hz
+    # < high_hz <= sample_rate / 2 = 0". The file does not exist: the argument
+    # is checked first.
+    path = str(tmp_path / "missing.wav")
+    message = rf"^sample_rate must be an integer >= 1, got {sample_rate!r}".replace(".", r"\.")
+    for call in (lambda: A.read_audio(path, sample_rate),
+                 lambda: A.load_and_trim(path, sample_rate),
+                 lambda: A.load_audio(tf.constant(path), sample_rate),
+                 lambda: A.band_pass(np.zeros(1600, "float32"), sample_rate, 0, 100)):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_none_and_numpy_integer_sample_rates_are_still_accepted(tmp_path):
+    path = str(tmp_path / "tone.wav")
+    sf.write(path, _tone(0.5, 22050), 22050)
+    assert A.read_audio(path, None)[1] == 22050              # None keeps the file's rate
+    y, rate = A.read_audio(path, np.int64(16000))
+    assert (rate, len(y)) == (16000, 8000)
+    assert A.band_pass(np.zeros(1600, "float32"), np.int32(16000), 0, 100).shape == (1600,)
+
+
 def test_pre_emphasis_and_band_pass():
     y = np.random.default_rng(0).normal(size=(2, 1000)).astype("float32")
     ref = np.concatenate([y[:, :1], y[:, 1:] - 0.97 * y[:, :-1]], axis=1)

@@ -8,8 +8,9 @@ import soundfile as sf
 import tensorflow as tf
 
 import mmtl_tf
-from mmtl_tf.data.audio_text import (DEFAULT_AUDIO_DIR, load_audio_text_records,
-                                     make_audio_text_dataset, speech_commands_to_audio_text)
+from mmtl_tf.data.audio_text import (DEFAULT_AUDIO_DIR, decoded_audio_dataset,
+                                     load_audio_text_records, make_audio_text_dataset,
+                                     speech_commands_to_audio_text)
 from tests.data.test_audio import _bad_files, _word
 
 
@@ -197,6 +198,19 @@ def test_a_bad_sample_rate_is_named(sample_rate):
     with pytest.raises(ValueError, match=r"sample_rate must be an integer >= 1"):
         speech_commands_to_audio_text(fake, ["yes"], text_vectorizer=vec,
                                       sample_rate=sample_rate)
+
+
+@pytest.mark.parametrize("sample_rate", [0, -16000, 16000.5, "16000", True])
+def test_decoded_audio_dataset_names_a_bad_sample_rate_before_reading_a_file(tmp_path,
+                                                                             sample_rate):
+    # It used to go straight to the files: 0 kept each file's own rate without a
+    # word, -16000 failed in soxr and True (1 Hz) made every clip "all silent",
+    # once per file. The files here do not exist: the argument is checked first.
+    paths = [str(tmp_path / f"missing{i}.wav") for i in range(3)]
+    for on_error in ("raise", "skip"):
+        with pytest.raises(ValueError, match=rf"^sample_rate must be an integer >= 1, got "
+                                             rf"{sample_rate!r}".replace(".", r"\.")):
+            decoded_audio_dataset(paths, sample_rate=sample_rate, on_error=on_error)
 
 
 @pytest.mark.parametrize("clip_seconds", [0, -1.0, "2", float("inf"), float("nan")])
