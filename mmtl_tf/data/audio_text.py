@@ -226,7 +226,12 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
             folder or a captions file.
         split: str. `"train"`, `"validation"` or `"test"`.
         text_vectorizer: `keras.layers.TextVectorization` or None. None adapts
-            one on this source's training captions.
+            one on this source's training captions: for `split="train"` (and
+            no `voice_group`) on the captions of the clips kept (rows skipped
+            with `on_error="skip"` for a bad file do not shape the
+            vocabulary); otherwise on every valid training row (the training
+            audio is not loaded there, so rows with a bad file still count):
+            pass the training dataset's vectorizer for the other splits.
         vocab_size: int. Vocabulary size when adapting.
         sequence_length: int. Token ids per caption when adapting.
         remove_stopwords: bool. Drop English stop words when adapting.
@@ -294,21 +299,25 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
     records = load_audio_text_records(source, split, require_label=with_labels,
                                       seed=seed, on_error=on_error,
                                       voice_group=voice_group, class_names=class_names)
-    if text_vectorizer is None:
+    adapt = dict(vocab_size=vocab_size, sequence_length=sequence_length,
+                 remove_stopwords=remove_stopwords)
+    adapt_on_kept = split == "train" and voice_group is None
+    if text_vectorizer is None and not adapt_on_kept:
         # Skipped rows of the file were reported by the read above.
-        train = records if split == "train" and voice_group is None else \
-            without_repeated_warnings(load_audio_text_records, source, "train",
-                                      require_label=with_labels, seed=seed,
-                                      on_error=on_error, class_names=class_names)
-        text_vectorizer = make_text_vectorizer(
-            train.captions, vocab_size=vocab_size, sequence_length=sequence_length,
-            remove_stopwords=remove_stopwords)
+        train = without_repeated_warnings(load_audio_text_records, source, "train",
+                                          require_label=with_labels, seed=seed,
+                                          on_error=on_error, class_names=class_names)
+        text_vectorizer = make_text_vectorizer(train.captions, **adapt)
     load_kwargs = dict(sample_rate=sample_rate, trim=trim, top_db=top_db,
                        min_samples=min_samples, cache=cache)
     waves, kept = decoded_audio_dataset(records.paths, on_error=on_error,
                                         locations=records.rows, **load_kwargs)
     if len(kept) != len(records):
         records = records.subset(kept)  # the dataset's indices count kept files
+    if text_vectorizer is None:
+        # The whole training split: adapted on the clips kept, after the files
+        # were checked (before, rows skipped for a bad file shaped the vocabulary).
+        text_vectorizer = make_text_vectorizer(records.captions, **adapt)
     crop = crop or ("random" if split == "train" else "center")
     tokens = vectorize(text_vectorizer, records.captions)
     labels = tf.constant(records.label_ids() if with_labels else [0] * len(records),

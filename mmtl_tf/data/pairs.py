@@ -31,7 +31,12 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
         split: str. `"train"`, `"validation"` or `"test"`.
         text_vectorizer: `keras.layers.TextVectorization` or None. Pass the
             vectorizer adapted on the training split when building validation and
-            test datasets; None adapts a new one on this source's training split.
+            test datasets; None adapts a new one on this source's training split:
+            for `split="train"` on the captions of the rows kept (rows skipped
+            with `on_error="skip"` for a bad image do not shape the
+            vocabulary); for other splits on every valid training row (the
+            training images are not decoded there, so rows with a bad image
+            still count): pass the training dataset's vectorizer instead.
         vocab_size: int. Vocabulary size when adapting.
         sequence_length: int. Token ids per caption when adapting.
         remove_stopwords: bool. Drop English stop words when adapting.
@@ -76,19 +81,23 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
     batch_size = check_count("batch_size", batch_size)
     records = load_image_text_records(source, split, require_label=with_labels,
                                       seed=seed, on_error=on_error, class_names=class_names)
-    if text_vectorizer is None:
+    adapt = dict(vocab_size=vocab_size, sequence_length=sequence_length,
+                 remove_stopwords=remove_stopwords)
+    if text_vectorizer is None and split != "train":
         # Skipped rows of the file were reported by the read above.
-        train = records if split == "train" else without_repeated_warnings(
+        train = without_repeated_warnings(
             load_image_text_records, source, "train", require_label=with_labels, seed=seed,
             on_error=on_error)
-        text_vectorizer = make_text_vectorizer(
-            train.captions, vocab_size=vocab_size, sequence_length=sequence_length,
-            remove_stopwords=remove_stopwords)
+        text_vectorizer = make_text_vectorizer(train.captions, **adapt)
     images, kept = decoded_image_dataset(
         records.paths, image_size, crop=crop, grayscale=grayscale, cache=cache,
         on_error=on_error, locations=records.rows)
     if len(kept) != len(records):
         records = records.subset(kept)  # the dataset's indices count kept files
+    if text_vectorizer is None:
+        # The training split: adapted on the rows kept, after the images were
+        # checked (before, rows skipped for a bad image shaped the vocabulary).
+        text_vectorizer = make_text_vectorizer(records.captions, **adapt)
     ds = _assemble(images, records, text_vectorizer, with_labels, split, augment,
                    batch_size, shuffle, shuffle_buffer, deterministic, seed, drop_remainder)
     ds.class_names = list(records.class_names)

@@ -91,6 +91,28 @@ def test_bad_files_in_a_source_name_row_file_and_problem(tmp_path):
     assert recs.voices[:3] == ["v0", "v1", "v2"]
 
 
+def test_the_training_vocabulary_leaves_out_rows_whose_clip_is_skipped(tmp_path):
+    # As for images: the vocabulary used to be adapted on every training
+    # caption before the files were checked, so the skipped rows' "zebra" took
+    # the one word slot and every kept caption ("cat") came out [UNK] (id 1).
+    rows = []
+    for i in range(6):
+        path = str(tmp_path / f"clip{i}.wav")
+        if i < 2:
+            open(path, "wb").write(b"not audio")
+        else:
+            sf.write(path, _word(), 16000)
+        rows.append({"path": f"clip{i}.wav", "caption": "zebra zebra zebra" if i < 2 else "cat",
+                     "label": "x", "split": "train"})
+    (tmp_path / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kw = dict(clip_seconds=0.5, batch_size=8, vocab_size=3, sequence_length=2, shuffle=False)
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 2 bad audio files"):
+        ds = make_audio_text_dataset(str(tmp_path), "train", on_error="skip", **kw)
+    x, _ = next(iter(ds))
+    assert ds.records.captions == ["cat"] * 4
+    assert x["text"].numpy().tolist() == [[2, 0]] * 4
+
+
 def test_steps_and_log_mel_features(tmp_path):
     _captions_folder(str(tmp_path), with_bad=False)
     kw = dict(clip_seconds=0.6, batch_size=6, shuffle=False, crop="center")

@@ -97,6 +97,36 @@ def test_corrupt_and_missing_images_are_named(tmp_path):
     assert sorted(seen) == [0, 3, 4, 5, 6, 7]
 
 
+def test_the_training_vocabulary_leaves_out_rows_whose_image_is_skipped(tmp_path):
+    # The vocabulary used to be adapted on every training caption before the
+    # images were checked: the two skipped rows' "zebra" took the one word slot
+    # and every kept caption ("cat") came out [UNK] (id 1).
+    for i in range(6):
+        if i < 2:
+            (tmp_path / f"img{i}.png").write_bytes(b"not an image at all")
+        else:
+            Image.fromarray(np.full((10, 14, 3), 20 * i, "uint8")).save(tmp_path / f"img{i}.png")
+    (tmp_path / "captions.jsonl").write_text("".join(
+        json.dumps({"path": f"img{i}.png", "caption": "zebra zebra zebra" if i < 2 else "cat",
+                    "label": "x", "split": "train"}) + "\n" for i in range(6)))
+    kw = dict(image_size=(8, 8), batch_size=8, vocab_size=3, sequence_length=2, shuffle=False)
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 2 bad image files"):
+        ds = mmtl_tf.data.make_image_text_dataset(str(tmp_path), "train", on_error="skip", **kw)
+    x, _ = next(iter(ds))
+    assert ds.records.captions == ["cat"] * 4
+    assert x["text"].numpy().tolist() == [[2, 0]] * 4
+    # Without skipped rows the vocabulary is the one of all training captions, as before.
+    (tmp_path / "good").mkdir()
+    folder = _folder(tmp_path / "good")
+    kw.update(vocab_size=20, sequence_length=5)
+    x, _ = next(iter(mmtl_tf.data.make_image_text_dataset(str(folder), "train", **kw)))
+    vec = mmtl_tf.data.make_text_vectorizer(
+        mmtl_tf.data.load_image_text_records(str(folder), "train").captions,
+        vocab_size=20, sequence_length=5)
+    np.testing.assert_array_equal(x["text"].numpy(), vec([f"a {'red' if i % 2 else 'blue'} "
+                                                          f"thing {i}" for i in range(8)]))
+
+
 def test_vectorizer_round_trip_with_stop_words(tmp_path):
     texts = ["the cat sat on the mat", "a dog and the cat"]
     vec = mmtl_tf.data.make_text_vectorizer(texts, vocab_size=50, sequence_length=6,
