@@ -2,7 +2,9 @@
 
 Exports are written into a temporary folder beside the target and renamed into
 place only when complete, so a failed export leaves no half-written SavedModel,
-and an existing export at the target survives a failed overwrite. The target
+and an existing export at the target survives a failed overwrite. The error of
+a failed export (a full disk: an `OSError` or TensorFlow's
+`ResourceExhaustedError`) names the target, not the temporary folder. The target
 must be new, an empty folder or an earlier SavedModel (`check_export_path`):
 anything else there, an earlier SavedModel with files of your own added
 included, is refused, not replaced.
@@ -15,7 +17,7 @@ import tensorflow as tf
 
 from mmtl_tf.data.image import preprocess_image_batch
 from mmtl_tf.files import (SAVED_MODEL_ENTRIES, atomic_directory, check_replaceable,
-                           nested_saved_model)
+                           message_naming_target, nested_saved_model)
 
 
 def check_export_path(path):
@@ -27,6 +29,56 @@ def check_export_path(path):
     A folder this process may not change is refused too."""
     check_replaceable(path, "saved_model.pb", "SavedModel", own=SAVED_MODEL_ENTRIES,
                       nested=nested_saved_model, option="another --saved-model folder")
+
+
+def _atomic_export(path, write):
+    """`mmtl_tf.files.atomic_directory(path, write)` for a SavedModel: an error
+    of `write` that names the temporary folder `.NAME.tmp-…` it writes into
+    (TensorFlow's, e.g. `ResourceExhaustedError` or `FailedPreconditionError`
+    from `tf.saved_model.save`, or another whose only argument is its message)
+    is raised as an error of the same type that names `path` instead (and says
+    that an earlier `path` is unchanged), with the original as its `__cause__`
+    and its traceback; `atomic_directory` itself does so for an `OSError`.
+    Nothing half-written is left either way."""
+    target = os.path.abspath(os.fspath(path))
+    existed = os.path.lexists(target)
+
+    def write_naming_target(tmp):
+        try:
+            write(tmp)
+        except OSError:
+            raise
+        except Exception as e:
+            renamed = _naming_target(e, tmp, target, existed)
+            if renamed is None:
+                raise
+            # With the original's traceback, so that the CLI still names the
+            # file that raised it (e.g. TensorFlow's file_io.py).
+            raise renamed.with_traceback(e.__traceback__) from e
+
+    return atomic_directory(path, write_naming_target)
+
+
+def _naming_target(error, tmp, path, existed):
+    """`error` (no `OSError`) as an error of the same type whose message names
+    `path` instead of `tmp`, or None if its message does not name `tmp` or its
+    type cannot be made again with another message."""
+    if isinstance(error, tf.errors.OpError):
+        message = message_naming_target(error.message or "", tmp, path, existed)
+        if message is None:
+            return None
+        # OpError's own __init__: its subclasses take no error_code.
+        renamed = type(error).__new__(type(error))
+        tf.errors.OpError.__init__(renamed, error.node_def, error.op, message,
+                                   error.error_code, error.experimental_payloads)
+        return renamed
+    message = message_naming_target(str(error), tmp, path, existed)
+    if message is None or error.args != (str(error),):
+        return None
+    try:
+        return type(error)(message)
+    except Exception:  # a type that takes other arguments: left as it is
+        return None
 
 
 def write_archive(path, endpoints, track=()):
@@ -52,7 +104,7 @@ def write_archive(path, endpoints, track=()):
         endpoints = {"serving_default": next(iter(endpoints.values())), **endpoints}
     for name, fn in endpoints.items():
         archive.add_endpoint(name, fn)
-    return atomic_directory(path, lambda tmp: archive.write_out(tmp, verbose=False))
+    return _atomic_export(path, lambda tmp: archive.write_out(tmp, verbose=False))
 
 
 def call_on_batch(call, inputs):
@@ -327,7 +379,7 @@ def export_text_classifier(model, preprocessor, path, class_names=None, tokens_o
                 input_signature=token_spec))
             plain.write_out(os.path.join(tmp, "tokens_only"), verbose=False)
 
-    return atomic_directory(path, write)
+    return _atomic_export(path, write)
 
 
 def export_dual_encoder(model, path, preprocessors, track=(), extra_endpoints=None):

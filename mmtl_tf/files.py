@@ -130,6 +130,22 @@ def _naming_target(error, tmp, path, existed):
     return type(error)(error.errno, message) if error.errno is not None else type(error)(message)
 
 
+def message_naming_target(message, tmp, path, existed):
+    """`message` of an error that is no `OSError` (e.g. TensorFlow's
+    `ResourceExhaustedError` when the disk fills during an export), raised
+    while writing `path` through the temporary `tmp`, naming `path` instead of
+    `tmp`: the first line that named `tmp` ends in ": cannot write PATH" (and
+    "; PATH is unchanged" if `existed`), as `_naming_target` words an
+    `OSError`. None if `message` does not name `tmp`."""
+    if tmp is None or tmp not in message:
+        return None
+    lines = message.split("\n")
+    first = next(i for i, line in enumerate(lines) if tmp in line)
+    lines = [line.replace(tmp, path) for line in lines]
+    lines[first] += f": cannot write {path}" + (f"; {path} is unchanged" if existed else "")
+    return "\n".join(lines)
+
+
 # What tf.saved_model.save writes (keras.export.ExportArchive.write_out), plus
 # the SavedModel that mmtl_tf.export.export_text_classifier puts inside
 # (`tokens_only/`). TensorFlow Serving's `assets.extra/` (warm-up requests) is

@@ -90,6 +90,61 @@ def test_failed_export_leaves_the_previous_one_intact(tmp_path):
     assert sorted(os.listdir(target)) == ["new.txt"]
 
 
+def test_a_failed_export_names_the_target_not_its_staging_folder(tmp_path, monkeypatch):
+    # TensorFlow's errors (no OSError) named the temporary `.sm.tmp-…` folder
+    # the export is written to before its rename, e.g. "…/.sm.tmp-1a2b3c4d/
+    # variables/variables.data-00000-of-00001.tempstate…; No space left on device".
+    import re
+    import traceback
+
+    import tensorflow as tf
+
+    from mmtl_tf.export import export_image_classifier
+    from tests.models.test_head_swap_classifier import tiny_backbone
+
+    model = mmtl_tf.models.build_head_swap_classifier(
+        tiny_backbone(), 3, input_shape=(16, 16, 3), head_units=(), task="multiclass")
+    target = str(tmp_path / "sm")
+    # The backend's class (keras.export.ExportArchive() makes one of it); a
+    # patched tf.saved_model.save is bound back during a process's first export.
+    archive = type(keras.export.ExportArchive())
+    real = archive.write_out
+
+    def blocked(self, filepath, *args, **kwargs):
+        # A real TensorFlow error: saved_model.pb cannot be written over a folder.
+        os.makedirs(os.path.join(filepath, "saved_model.pb", "x"))
+        return real(self, filepath, *args, **kwargs)
+
+    def full_disk(self, filepath, *args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{filepath}/variables/variables.data-00000-of-00001.tempstate1; No "
+                        f"space left on device")
+
+    for writer, error in [(blocked, tf.errors.FailedPreconditionError),
+                          (full_disk, tf.errors.ResourceExhaustedError)]:
+        monkeypatch.setattr(archive, "write_out", writer)
+        with pytest.raises(error) as info:
+            export_image_classifier(model, target, (16, 16))
+        assert ".tmp-" not in info.value.message
+        assert info.value.message.startswith(target + os.sep)
+        assert info.value.message.endswith(f": cannot write {target}")
+        assert type(info.value.__cause__) is error and ".sm.tmp-" in info.value.__cause__.message
+        # With the original's traceback: the CLI's "[raised in …]" names TensorFlow.
+        origin = traceback.extract_tb(info.value.__traceback__)[-1].filename
+        assert (f"{os.sep}tensorflow{os.sep}" in origin) == (writer is blocked), origin
+        assert os.listdir(tmp_path) == []  # nothing half-written
+    # An earlier export is left as it was, and the error says so.
+    monkeypatch.setattr(archive, "write_out", real)
+    export_image_classifier(model, target, (16, 16))
+    before = sorted(os.listdir(target))
+    monkeypatch.setattr(archive, "write_out", full_disk)
+    with pytest.raises(tf.errors.ResourceExhaustedError,
+                       match=rf"No space left on device: cannot write {re.escape(target)}; "
+                             rf"{re.escape(target)} is unchanged$"):
+        export_image_classifier(model, target, (16, 16))
+    assert os.listdir(tmp_path) == ["sm"] and sorted(os.listdir(target)) == before
+
+
 def test_an_export_holds_only_what_check_export_path_accepts(fusion_export):
     # check_export_path replaces only a folder that holds nothing but what an
     # export writes (mmtl_tf.files.SAVED_MODEL_ENTRIES): a real one passes.
