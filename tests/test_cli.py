@@ -565,3 +565,56 @@ def test_cache_dir_removes_the_folders_of_killed_runs(tmp_path):
     assert common.dataset_cache({"cache": "memory"}, "train") is True
     assert common.dataset_cache({}, "train") is True
     assert common.dataset_cache({"cache": "none"}, "train") is False
+
+
+def _dead_pid():
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_cache_dir_keeps_the_folders_of_live_runs_by_their_lock(tmp_path):
+    # A run in another PID namespace (a container sharing the host name and
+    # DIR) has a PID that is no process here: its folder stays while its lock
+    # file is locked, and goes once the lock is free (the run killed).
+    live = tmp_path / f"{common.CACHE_PREFIX}{common._host()}-{_dead_pid()}-live"
+    live.mkdir()
+    (live / "train-1_0.lockfile").write_text("")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(120)",
+         str(live / common.CACHE_LOCK)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with common.cache_scope():
+            prefix = common.dataset_cache({"cache": str(tmp_path)}, "train")
+            mine = os.path.dirname(prefix)
+            assert live.exists()
+            # This call's own folder holds its lock from the start: another
+            # process cannot take it.
+            took = subprocess.run(
+                [sys.executable, "-c", "import fcntl, os, sys\n"
+                 "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+                 "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+                 "except BlockingIOError:\n    sys.exit(3)",
+                 os.path.join(mine, common.CACHE_LOCK)])
+            assert took.returncode == 3
+            common._remove_dead_folders(str(tmp_path))  # another run's clean-up
+            assert os.path.isdir(mine) and live.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not os.path.exists(mine)
+    common._remove_dead_folders(str(tmp_path))
+    assert not live.exists()
+    # A folder with a free lock goes, whatever its PID; one without a lock
+    # file (an earlier version's) goes by the PID rule: not while it runs.
+    free = tmp_path / f"{common.CACHE_PREFIX}{common._host()}-{os.getpid()}-free"
+    free.mkdir()
+    (free / common.CACHE_LOCK).write_text("")
+    old_live = tmp_path / f"{common.CACHE_PREFIX}{common._host()}-{os.getppid()}-old"
+    old_live.mkdir()
+    common._remove_dead_folders(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == [old_live.name]

@@ -14,13 +14,18 @@ import shutil
 import socket
 import zipfile
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; folders of killed runs go by their PID alone
+    fcntl = None
+
 import keras
 
 from mmtl_tf import __version__, runtime
 from mmtl_tf.data.sources import SPLITS, unsplit_rows_in
 from mmtl_tf.errors import (DataError, check_on_error, collect_problems,
                             raise_collected_problems)
-from mmtl_tf.files import atomic_directory, check_replaceable, is_saved_model
+from mmtl_tf.files import _new_sibling, atomic_directory, check_replaceable, is_saved_model
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.saving import global_dtype_policy
 from mmtl_tf.training import BEST_STATE_FILE, atomic_write_json, read_json
@@ -71,6 +76,15 @@ def check_cache(value, where="cache"):
 class _CacheScope:
     def __init__(self, override):
         self.override, self.folder, self.count = override, None, 0
+        self.lock = None  # `folder`'s lock file, open and flock'ed while the call runs
+
+    def close(self):
+        """Removes the folder of cache files, then lets go of its lock."""
+        folder, lock, self.folder, self.lock = self.folder, self.lock, None, None
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
 
 
 @contextlib.contextmanager
@@ -86,18 +100,65 @@ def cache_scope(override=None):
         yield scope
     finally:
         _CACHE_SCOPE.reset(token)
-        if scope.folder:
-            shutil.rmtree(scope.folder, ignore_errors=True)
+        scope.close()
 
 
 def _host():
     return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
 
 
+# In every folder of cache files: the lock file that its train/evaluate call
+# holds (flock, exclusive) from before the folder gets its name until the
+# folder is removed. Its process ending, however it ends, frees the lock.
+CACHE_LOCK = "mmtl_tf.lock"
+
+
+def _new_cache_folder(root):
+    """Creates this call's folder of cache files in `root`:
+    (`root/mmtl_tf-cache-HOST-PID-RANDOM`, the descriptor of its lock file,
+    locked). The folder is made under a name that `_remove_dead_folders`
+    passes over and renamed once the lock is held, so no run ever sees it
+    named without its lock held."""
+    tmp = _new_sibling(root, ".mmtl_tf-cache-new-")
+    lock = None
+    try:
+        lock = os.open(os.path.join(tmp, CACHE_LOCK), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                       0o666)
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                # A file system without flock: the clean-up of other runs
+                # cannot take the lock either, so it leaves this folder alone.
+                pass
+        folder = os.path.join(
+            root, f"{CACHE_PREFIX}{_host()}-{os.getpid()}-{secrets.token_hex(4)}")
+        os.rename(tmp, folder)
+    except BaseException:
+        if lock is not None:
+            os.close(lock)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder, lock
+
+
 def _remove_dead_folders(root):
-    """Removes `root/mmtl_tf-cache-HOST-PID-*` folders that a killed run of
-    this host left (its process no longer runs): their tf.data lock files and
-    partial cache files would otherwise stay forever."""
+    """Removes `root/mmtl_tf-cache-HOST-*` folders of this host (by name) that
+    a killed run left: their tf.data lock files and partial cache files would
+    otherwise stay forever.
+
+    A folder is dead when its lock file (`CACHE_LOCK`) can be locked without
+    waiting: the run that made it holds the lock for as long as it runs, in
+    whatever PID namespace (two containers sharing the host name and DIR).
+    It is removed while the lock is held, then the lock is let go. A folder
+    whose lock cannot be taken for another reason (no flock on that file
+    system, no permission) is left alone. A folder without a lock file was
+    made by an mmtl_tf that wrote none (or its lock file was deleted): it is
+    removed when no process of this PID namespace has the PID in its name,
+    the rule of those versions (which cannot tell a run in another PID
+    namespace). Folders named after other hosts are left alone: the lock of
+    a run on another machine may not be seen here (flock over NFS works only
+    where the mount passes locks to the server, not with `nolock`)."""
     mine = f"{CACHE_PREFIX}{_host()}-"
     try:
         names = os.listdir(root)
@@ -106,15 +167,41 @@ def _remove_dead_folders(root):
     for name in names:
         if not name.startswith(mine):
             continue
-        pid = name[len(mine):].split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
+        path = os.path.join(root, name)
+        if os.path.islink(path) or not os.path.isdir(path):
             continue
         try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-        except OSError:  # another user's process: still running
-            pass
+            lock = os.open(os.path.join(path, CACHE_LOCK), os.O_WRONLY) if fcntl else None
+        except FileNotFoundError:
+            lock = None
+        except OSError:  # cannot tell
+            continue
+        if lock is None:
+            if _pid_gone(name[len(mine):].split("-", 1)[0]):
+                shutil.rmtree(path, ignore_errors=True)
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its run goes on (or no flock here: cannot tell)
+            os.close(lock)
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(lock)
+
+
+def _pid_gone(pid):
+    """Whether no process of this PID namespace has the PID `pid` (a string)."""
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: still running
+        pass
+    return False
 
 
 def dataset_cache(config, name):
@@ -134,13 +221,12 @@ def dataset_cache(config, name):
         return False
     if scope is None:  # called outside a task's train/evaluate: removed at exit
         scope = _CacheScope(None)
-        atexit.register(lambda: scope.folder and shutil.rmtree(scope.folder, ignore_errors=True))
+        atexit.register(scope.close)
     if scope.folder is None or not os.path.isdir(scope.folder):
+        scope.close()  # a folder removed meanwhile: its lock
         os.makedirs(value, exist_ok=True)
         _remove_dead_folders(value)
-        scope.folder = os.path.join(
-            value, f"{CACHE_PREFIX}{_host()}-{os.getpid()}-{secrets.token_hex(4)}")
-        os.makedirs(scope.folder)
+        scope.folder, scope.lock = _new_cache_folder(value)
     scope.count += 1
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(name))
     return os.path.join(scope.folder, f"{safe}-{scope.count}")
