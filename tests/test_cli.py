@@ -567,6 +567,39 @@ def test_cache_dir_removes_the_folders_of_killed_runs(tmp_path):
     assert common.dataset_cache({"cache": "none"}, "train") is False
 
 
+def test_recipe_cache_folder_is_made_absolute_like_the_command_line_s(tmp_path, monkeypatch):
+    # run.json kept "relcache" as written: `evaluate` from another folder
+    # created and used another cache folder there.
+    from mmtl_tf.tasks import settings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.json").write_text(json.dumps({"tiny": {"cache": "relcache"}}))
+    config = common.resolve_config("r.json", "tiny", base="fusion", settings=settings("fusion"))
+    assert config["cache"] == str(tmp_path / "relcache")
+    for value in ("memory", "none"):
+        (tmp_path / "r.json").write_text(json.dumps({"tiny": {"cache": value}}))
+        assert common.resolve_config("r.json", "tiny", base="fusion",
+                                     settings=settings("fusion"))["cache"] == value
+    info = common.start_run(str(tmp_path / "run"), "fusion", {"cache": "rel2", "seed": 0})
+    assert info["config"]["cache"] == str(tmp_path / "rel2")
+    assert not (tmp_path / "relcache").exists() and not (tmp_path / "rel2").exists()
+
+
+def test_cache_dir_that_the_call_created_is_removed_when_left_empty(tmp_path):
+    new = tmp_path / "new" / "deeper"
+    with common.cache_scope():
+        common.dataset_cache({"cache": str(new)}, "train")
+        assert new.is_dir()
+    assert sorted(os.listdir(tmp_path)) == []  # both folders it created
+    with common.cache_scope():  # an existing DIR stays
+        common.dataset_cache({"cache": str(tmp_path)}, "train")
+    assert tmp_path.is_dir() and os.listdir(tmp_path) == []
+    with common.cache_scope():  # one that is not empty at the end stays
+        common.dataset_cache({"cache": str(new)}, "train")
+        (new / "notes.txt").write_text("mine")
+    assert os.listdir(new) == ["notes.txt"]
+
+
 def _dead_pid():
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)

@@ -73,18 +73,55 @@ def check_cache(value, where="cache"):
     return value
 
 
+def absolute_cache(value):
+    """A `cache` setting as run.json keeps it: a folder made absolute (relative
+    to the current folder, as `--cache` and a recipe's `data` are), so that
+    `mmtl-tf evaluate` from another folder uses the same one."""
+    if isinstance(value, str) and value not in CACHE_CHOICES and value.strip():
+        return os.path.abspath(value)
+    return value
+
+
 class _CacheScope:
     def __init__(self, override):
         self.override, self.folder, self.count = override, None, 0
         self.lock = None  # `folder`'s lock file, open and flock'ed while the call runs
+        self.made = None  # (DIR, the topmost folder of it that this call created)
 
-    def close(self):
+    def release(self):
         """Removes the folder of cache files, then lets go of its lock."""
         folder, lock, self.folder, self.lock = self.folder, self.lock, None, None
         if folder:
             shutil.rmtree(folder, ignore_errors=True)
         if lock is not None:
             os.close(lock)
+
+    def close(self):
+        """`release`, then removes DIR if this call created it and it is empty
+        (with the folders above it that the call created, while empty)."""
+        self.release()
+        made, self.made = self.made, None
+        if made:
+            path, top = made
+            while True:
+                try:
+                    os.rmdir(path)
+                except OSError:  # not empty (another run's folder): kept
+                    return
+                if path == top:
+                    return
+                path = os.path.dirname(path)
+
+
+def _missing_top(path):
+    """The topmost folder of the absolute `path` that does not exist, or None."""
+    top = None
+    while not os.path.lexists(path):
+        top, parent = path, os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return top
 
 
 @contextlib.contextmanager
@@ -222,11 +259,21 @@ def dataset_cache(config, name):
     if scope is None:  # called outside a task's train/evaluate: removed at exit
         scope = _CacheScope(None)
         atexit.register(scope.close)
+    value = os.path.abspath(value)
     if scope.folder is None or not os.path.isdir(scope.folder):
-        scope.close()  # a folder removed meanwhile: its lock
-        os.makedirs(value, exist_ok=True)
-        _remove_dead_folders(value)
-        scope.folder, scope.lock = _new_cache_folder(value)
+        scope.release()  # a folder removed meanwhile: its lock
+        for attempt in range(3):
+            top = _missing_top(value)
+            os.makedirs(value, exist_ok=True)
+            if top and scope.made is None:
+                scope.made = (value, top)
+            _remove_dead_folders(value)
+            try:
+                scope.folder, scope.lock = _new_cache_folder(value)
+                break
+            except FileNotFoundError:  # DIR removed meanwhile by the run that created it
+                if attempt == 2:
+                    raise
     scope.count += 1
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(name))
     return os.path.join(scope.folder, f"{safe}-{scope.count}")
@@ -263,7 +310,8 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
         if value is not None:
             config[key] = value
     if "cache" in config:
-        check_cache(config["cache"], f"recipe {recipe}: {size}.cache")
+        config["cache"] = absolute_cache(check_cache(config["cache"],
+                                                     f"recipe {recipe}: {size}.cache"))
     epochs = config.get("epochs")
     if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and epochs < 1:
         # It failed after setting up, with "No such file ... best.keras".
@@ -459,6 +507,8 @@ def start_run(run_dir, task, config):
     keras.utils.set_random_seed(int(config.get("seed", 0)))
     config = {**config, "data": absolute_source(config.get("data"))} if "data" in config \
         else config
+    if "cache" in config:
+        config = {**config, "cache": absolute_cache(config["cache"])}
     info = {"task": task, "config": config, "mmtl_tf_version": __version__,
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
