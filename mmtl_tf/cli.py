@@ -25,6 +25,7 @@ import warnings
 
 from mmtl_tf import __version__
 from mmtl_tf.errors import DataError, DataWarning, DownloadError, collect_problems
+from mmtl_tf.files import check_can_create_folders
 from mmtl_tf.tasks import (CACHE_SETTING, RUNTIME_SETTINGS, TASKS, names, option_settings,
                            settings)
 
@@ -100,6 +101,12 @@ def _cache_value(value):
         raise argparse.ArgumentTypeError(
             f"{value!r} is neither 'memory' nor 'none' nor a folder or a new folder in an "
             f"existing one ({parent} does not exist)")
+    try:  # before TensorFlow loads, not once the first dataset is built
+        check_can_create_folders(value)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: cannot create cache folders there ({e.strerror or e}); give memory, "
+            "none or a folder you can write")
     return os.path.abspath(value)  # evaluate, from another folder, finds it
 
 

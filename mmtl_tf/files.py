@@ -46,6 +46,51 @@ def _new_sibling(parent, prefix, suffix="", create=os.mkdir):
             continue
 
 
+def missing_top(path):
+    """The topmost folder of the absolute `path` that does not exist (what
+    `os.makedirs(path)` creates first), or None if `path` exists."""
+    top = None
+    while not os.path.lexists(path):
+        top, parent = path, os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return top
+
+
+def remove_empty_folders(path, top):
+    """Removes the folder `path` and those above it up to `top` (`path` or a
+    folder above it) while they are empty."""
+    while True:
+        try:
+            os.rmdir(path)
+        except OSError:  # not empty, or gone
+            return
+        if path == top or os.path.dirname(path) == path:
+            return
+        path = os.path.dirname(path)
+
+
+def check_can_create_folders(path):
+    """Raises the `OSError` of creating a folder in `path`, or, where `path`
+    does not exist, of creating it (and the missing folders above it).
+    Creates a probe folder and removes it (and what it created): `os.access`
+    says yes to root in special and read-only file systems, e.g. `/sys`."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        os.rmdir(_new_sibling(path, ".mmtl_tf-probe-"))
+        return
+    top = missing_top(path)
+    try:
+        os.makedirs(path)
+    finally:
+        if top:  # from the deepest folder that makedirs created, also if it failed
+            deepest = path
+            while deepest != top and not os.path.isdir(deepest):
+                deepest = os.path.dirname(deepest)
+            remove_empty_folders(deepest, top)
+
+
 def atomic_directory(path, write_fn):
     """Calls `write_fn(tmp_dir)` and renames `tmp_dir` to `path` on success.
 

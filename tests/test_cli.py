@@ -600,6 +600,59 @@ def test_cache_dir_that_the_call_created_is_removed_when_left_empty(tmp_path):
     assert os.listdir(new) == ["notes.txt"]
 
 
+def _unwritable_folder(tmp_path):
+    """A folder in which this process cannot create folders (root may write
+    in any folder of tmp_path whatever its mode: a special file system), or
+    a skip."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir(mode=0o555)
+        return str(folder)
+    for folder in ("/sys/kernel", "/proc"):
+        try:
+            os.rmdir(os.path.join(folder, "mmtl_tf-test-probe"))
+        except FileNotFoundError:
+            pass
+        try:
+            os.mkdir(os.path.join(folder, "mmtl_tf-test-probe"))
+        except OSError:
+            return folder
+        os.rmdir(os.path.join(folder, "mmtl_tf-test-probe"))
+    pytest.skip("no folder that root cannot write")
+
+
+def test_cache_dir_that_cannot_be_written_is_refused_up_front(tmp_path, capsys):
+    # It was a bare "[Errno 1] Operation not permitted: '/sys/kernel/mmtl_tf-
+    # cache-...'" once TensorFlow had loaded and the first dataset was built.
+    from mmtl_tf.tasks import settings
+
+    folder = _unwritable_folder(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        cli.build_parser().parse_args(["train", "fusion", "--cache", folder])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "argument --cache" in err, err
+    assert f"{folder!r}: cannot create cache folders there" in err, err
+    recipe = tmp_path / "r.json"
+    for value in (folder, os.path.join(folder, "new", "deeper")):
+        recipe.write_text(json.dumps({"tiny": {"cache": value}}))
+        with pytest.raises(ValueError, match=r"r\.json: tiny\.cache = .*: cannot create cache "
+                                             r"folders there"):
+            common.resolve_config(str(recipe), "tiny", base="fusion",
+                                  settings=settings("fusion"))
+    with pytest.raises(OSError, match="cache folder .*: cannot create this call's folder"):
+        with common.cache_scope():  # a run's setting, not checked up front (evaluate)
+            common.dataset_cache({"cache": folder}, "train")
+    # The probe leaves nothing behind, in a folder or for a new one.
+    recipe.write_text(json.dumps({"tiny": {"cache": str(tmp_path / "new" / "deeper")}}))
+    parsed = cli.build_parser().parse_args(["train", "fusion", "--cache", str(tmp_path)])
+    assert parsed.cache == str(tmp_path)
+    config = common.resolve_config(str(recipe), "tiny", base="fusion",
+                                   settings=settings("fusion"))
+    assert config["cache"] == str(tmp_path / "new" / "deeper")
+    assert sorted(os.listdir(tmp_path)) == ["r.json"] + (["read-only"] if os.geteuid() else [])
+
+
 def _dead_pid():
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)

@@ -25,7 +25,9 @@ from mmtl_tf import __version__, runtime
 from mmtl_tf.data.sources import SPLITS, unsplit_rows_in
 from mmtl_tf.errors import (DataError, check_on_error, collect_problems,
                             raise_collected_problems)
-from mmtl_tf.files import _new_sibling, atomic_directory, check_replaceable, is_saved_model
+from mmtl_tf.files import (_new_sibling, atomic_directory, check_can_create_folders,
+                           check_replaceable, is_saved_model, missing_top,
+                           remove_empty_folders)
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.saving import global_dtype_policy
 from mmtl_tf.training import BEST_STATE_FILE, atomic_write_json, read_json
@@ -73,6 +75,21 @@ def check_cache(value, where="cache"):
     return value
 
 
+def check_cache_folder(value, where="cache"):
+    """`value`, a `cache` setting; for a folder, a `ValueError` naming `where`
+    unless this process can create folders in it (or create it): checked up
+    front by creating and removing a probe folder, instead of an `OSError`
+    once the first dataset is built."""
+    if value not in CACHE_CHOICES:
+        try:
+            check_can_create_folders(value)
+        except OSError as e:
+            raise ValueError(f"{where} = {value!r}: cannot create cache folders there "
+                             f"({e.strerror or e}); give 'memory', 'none' or a folder "
+                             "you can write.") from e
+    return value
+
+
 def absolute_cache(value):
     """A `cache` setting as run.json keeps it: a folder made absolute (relative
     to the current folder, as `--cache` and a recipe's `data` are), so that
@@ -101,27 +118,8 @@ class _CacheScope:
         (with the folders above it that the call created, while empty)."""
         self.release()
         made, self.made = self.made, None
-        if made:
-            path, top = made
-            while True:
-                try:
-                    os.rmdir(path)
-                except OSError:  # not empty (another run's folder): kept
-                    return
-                if path == top:
-                    return
-                path = os.path.dirname(path)
-
-
-def _missing_top(path):
-    """The topmost folder of the absolute `path` that does not exist, or None."""
-    top = None
-    while not os.path.lexists(path):
-        top, parent = path, os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return top
+        if made:  # not if another run's folder (or anything) is in it
+            remove_empty_folders(*made)
 
 
 @contextlib.contextmanager
@@ -262,18 +260,23 @@ def dataset_cache(config, name):
     value = os.path.abspath(value)
     if scope.folder is None or not os.path.isdir(scope.folder):
         scope.release()  # a folder removed meanwhile: its lock
-        for attempt in range(3):
-            top = _missing_top(value)
-            os.makedirs(value, exist_ok=True)
-            if top and scope.made is None:
-                scope.made = (value, top)
-            _remove_dead_folders(value)
-            try:
-                scope.folder, scope.lock = _new_cache_folder(value)
-                break
-            except FileNotFoundError:  # DIR removed meanwhile by the run that created it
-                if attempt == 2:
-                    raise
+        try:
+            for attempt in range(3):
+                top = missing_top(value)
+                os.makedirs(value, exist_ok=True)
+                if top and scope.made is None:
+                    scope.made = (value, top)
+                _remove_dead_folders(value)
+                try:
+                    scope.folder, scope.lock = _new_cache_folder(value)
+                    break
+                except FileNotFoundError:  # DIR removed meanwhile by the run that created it
+                    if attempt == 2:
+                        raise
+        except OSError as e:  # e.g. the run's cache folder, read-only now (evaluate)
+            raise type(e)(f"cache folder {value}: cannot create this call's folder of cache "
+                          f"files there ({e.strerror or e}); give --cache memory, none or "
+                          "a folder you can write") from e
     scope.count += 1
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(name))
     return os.path.join(scope.folder, f"{safe}-{scope.count}")
@@ -310,8 +313,10 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
         if value is not None:
             config[key] = value
     if "cache" in config:
-        config["cache"] = absolute_cache(check_cache(config["cache"],
-                                                     f"recipe {recipe}: {size}.cache"))
+        where = "cache" if (overrides or {}).get("cache") is not None else \
+            f"recipe {recipe}: {size}.cache"
+        config["cache"] = check_cache_folder(absolute_cache(check_cache(config["cache"], where)),
+                                             where)
     epochs = config.get("epochs")
     if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and epochs < 1:
         # It failed after setting up, with "No such file ... best.keras".
