@@ -350,15 +350,16 @@ def _is_quickstart_summary(path):
             and "seconds" in summary and set(summary) <= _SUMMARY_FIELDS)
 
 
-def _check_quickstart_out(out, chosen):
+def _check_quickstart_out(out, chosen, cache=None):
     """Raises a `ValueError` naming the problems unless the quickstart may
     write into `out`: it must be new, empty or a quickstart folder (holds a
     quickstart summary.json or a task's run folder), a summary.json in it must
     be a quickstart's, and each chosen task's run folder `out/TASK` must pass
     the check of `mmtl-tf train --out` (new, empty or a run folder; every
-    task's problem is named, once `out` itself passes). Checked
-    before the first task trains, so a blocked folder of the last task is
-    reported at once instead of after the others have trained."""
+    task's problem is named, once `out` itself passes), and a `cache` folder
+    must not be a chosen task's run folder or inside one, as for `train`.
+    Checked before the first task trains, so a blocked folder of the last
+    task is reported at once instead of after the others have trained."""
     from mmtl_tf.tasks import common
 
     if not out.strip():
@@ -381,6 +382,8 @@ def _check_quickstart_out(out, chosen):
     if not problems:
         for name in chosen:
             try:
+                if TASKS[name].decodes_files:
+                    common.check_cache_outside(cache, os.path.join(out, name))
                 common.check_run_dir(os.path.join(out, name))
             except ValueError as e:
                 problems.append(str(e).rstrip("."))
@@ -419,7 +422,7 @@ def _quickstart(args):
               f"tasks: {', '.join(TASKS)} (see --help)", file=sys.stderr)
         return 2
     chosen = list(dict.fromkeys(chosen))  # a task named twice runs once
-    _check_quickstart_out(args.out, chosen)
+    _check_quickstart_out(args.out, chosen, args.cache)
     show_traceback = _show_traceback()
     out = os.path.abspath(args.out)
     summary_path = os.path.join(args.out, _SUMMARY)

@@ -600,6 +600,48 @@ def test_cache_dir_that_the_call_created_is_removed_when_left_empty(tmp_path):
     assert os.listdir(new) == ["notes.txt"]
 
 
+def test_cache_dir_in_the_run_folder_is_refused_up_front(tmp_path, capsys):
+    # A run killed with its cache files in its own run folder (--cache = --out,
+    # or inside it) left mmtl_tf-cache-... there, and the next `train --out`
+    # stopped with "holds mmtl_tf-cache-..., which no run folder writes".
+    run = tmp_path / "run"
+    train = ["train", "fusion", "--size", "tiny", "--epochs", "1", "--out", str(run)]
+    run.mkdir()
+    for cache in (run, run / "cache"):
+        assert cli.main([*train, "--cache", str(cache)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"mmtl-tf train: error: --cache {cache} is ") and \
+            f"the run folder {run}, which training replaces" in err and \
+            len(err.splitlines()) == 1, err
+        assert os.listdir(run) == []
+    (tmp_path / "q").mkdir()
+    quick = ["quickstart", "--tasks", "fusion,text-classifier", "--size", "tiny", "--epochs",
+             "1", "--out", str(tmp_path / "q")]
+    assert cli.main([*quick, "--cache", str(tmp_path / "q" / "fusion")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"is the run folder {tmp_path / 'q' / 'fusion'}" in err and \
+        len(err.splitlines()) == 1, err
+    assert os.listdir(tmp_path / "q") == []
+    # evaluate: its --cache, or the run's setting (from a version that took
+    # it), inside the run folder; the run's setting not writable now.
+    info = {"task": "fusion", "config": {"cache": str(run)}, "mmtl_tf_version": "0"}
+    (run / "run.json").write_text(json.dumps(info))
+    assert cli.main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mmtl-tf evaluate: error: cache folder {run} is the run folder "
+                          f"{run} being evaluated") and "give --cache memory" in err, err
+    assert cli.main(["evaluate", str(run), "--cache", str(run / "c")]) == 2
+    assert "is inside the run folder" in capsys.readouterr().err
+    with common.cache_scope("none"):  # what `--cache none` gives
+        common._check_evaluation_cache(info, str(run))
+    info["config"]["cache"] = _unwritable_folder(tmp_path)
+    (run / "run.json").write_text(json.dumps(info))
+    assert cli.main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mmtl-tf evaluate: error: run.json's cache (evaluate --cache gives "
+                          "another) = ") and "cannot create cache folders there" in err, err
+
+
 def _unwritable_folder(tmp_path):
     """A folder in which this process cannot create folders (root may write
     in any folder of tmp_path whatever its mode: a special file system), or

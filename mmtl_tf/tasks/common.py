@@ -80,7 +80,7 @@ def check_cache_folder(value, where="cache"):
     unless this process can create folders in it (or create it): checked up
     front by creating and removing a probe folder, instead of an `OSError`
     once the first dataset is built."""
-    if value not in CACHE_CHOICES:
+    if check_cache(value, where) not in CACHE_CHOICES:
         try:
             check_can_create_folders(value)
         except OSError as e:
@@ -88,6 +88,30 @@ def check_cache_folder(value, where="cache"):
                              f"({e.strerror or e}); give 'memory', 'none' or a folder "
                              "you can write.") from e
     return value
+
+
+def check_cache_outside(value, run_dir, evaluated=False):
+    """A `ValueError` if the `cache` setting `value` is the folder `run_dir`
+    or a folder inside it. Training replaces its run folder and refuses one
+    holding files that no run writes: a run (or an evaluation) killed before
+    it removed its cache files left `mmtl_tf-cache-…` in it, and the next
+    `train --out` the same folder stopped with "holds mmtl_tf-cache-…, which
+    no run folder writes"."""
+    if not isinstance(value, str) or value in CACHE_CHOICES:
+        return
+    cache, run = os.path.realpath(value), os.path.realpath(run_dir)
+    if cache != run and not cache.startswith(run.rstrip(os.sep) + os.sep):
+        return
+    where = "is the run folder" if cache == run else "is inside the run folder"
+    if evaluated:
+        raise ValueError(
+            f"cache folder {value} {where} {run_dir} being evaluated, where an evaluation "
+            "that is killed leaves cache files that `train --out` that folder refuses; give "
+            "--cache memory, none or a folder outside the run folder.")
+    raise ValueError(
+        f"--cache {value} {where} {run_dir}, which training replaces and where a run that is "
+        "killed leaves cache files that block the next run; choose a cache folder outside "
+        "the run folder (--cache or the recipe's \"cache\").")
 
 
 def absolute_cache(value):
@@ -409,6 +433,7 @@ def staged_run(train):
     """
     @functools.wraps(train)
     def staged(config, run_dir, verbose=1):
+        check_cache_outside(config.get("cache"), run_dir)
         check_run_dir(run_dir)
         result = []
         with collect_problems(), cache_scope():
@@ -475,6 +500,7 @@ def evaluation(evaluate=None, *, unsplit_rows=True):
     @functools.wraps(evaluate)
     def wrapped(run_dir, split="test", verbose=1, data=None, on_error=None):
         info = load_run(run_dir)
+        _check_evaluation_cache(info, run_dir)
         read_metrics(run_dir)  # a damaged metrics.json is named now, not after evaluating
         # write_metrics checks that run_dir still holds this run (a `train
         # --out run_dir` may replace it meanwhile).
@@ -499,6 +525,24 @@ def evaluation(evaluate=None, *, unsplit_rows=True):
             return evaluate(run_dir, split=split, verbose=verbose, data=data, on_error=on_error)
 
     return wrapped
+
+
+def _check_evaluation_cache(info, run_dir):
+    """The checks of `train --cache` for the setting that evaluating the run
+    `info` (its run.json) in `run_dir` uses: `mmtl-tf evaluate --cache`
+    (`cache_scope`), else the run's own (which may have been written by a
+    version without these checks, or may be read-only now)."""
+    from mmtl_tf.tasks import TASKS
+
+    spec = TASKS.get(info.get("task"))
+    if spec is not None and not spec.decodes_files:
+        return
+    scope = _CACHE_SCOPE.get()
+    value = scope.override if scope is not None and scope.override is not None else \
+        info["config"].get("cache", "memory")
+    check_cache_folder(value, "evaluate --cache" if scope is not None and scope.override
+                       is not None else f"{RUN_FILE}'s cache (evaluate --cache gives another)")
+    check_cache_outside(value, run_dir, evaluated=True)
 
 
 def start_run(run_dir, task, config):
