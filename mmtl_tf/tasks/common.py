@@ -540,9 +540,9 @@ def _check_evaluation_cache(info, run_dir):
     scope = _CACHE_SCOPE.get()
     value = scope.override if scope is not None and scope.override is not None else \
         info["config"].get("cache", "memory")
+    check_cache_outside(value, run_dir, evaluated=True)  # first: no probe folder in run_dir
     check_cache_folder(value, "evaluate --cache" if scope is not None and scope.override
                        is not None else f"{RUN_FILE}'s cache (evaluate --cache gives another)")
-    check_cache_outside(value, run_dir, evaluated=True)
 
 
 def start_run(run_dir, task, config):
