@@ -202,6 +202,7 @@ def _clip_length(clip_seconds, sample_rate):
 
 def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=None,
                             vocab_size=5000, sequence_length=16, remove_stopwords=False,
+                            text_split="whitespace",
                             sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, clip_seconds=2.0,
                             trim=True, top_db=40.0, min_samples=512, crop=None,
                             pre_emphasis=None, band=None, compression=None,
@@ -235,6 +236,8 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
         vocab_size: int. Vocabulary size when adapting.
         sequence_length: int. Token ids per caption when adapting.
         remove_stopwords: bool. Drop English stop words when adapting.
+        text_split: str. `"whitespace"` (word tokens) or `"character"` when
+            adapting (see `make_text_vectorizer`'s `split`).
         sample_rate: int >= 1. Samples per second of the output (a float,
             bool, or value < 1 raises a `ValueError` naming `sample_rate`).
         clip_seconds: float > 0. Output length (crop or zero-pad).
@@ -274,7 +277,10 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
         Its `class_names` attribute lists the classes the labels index, and
         its `records` attribute holds the `AudioTextRecords` of the clips it
         yields (without the rows and files skipped with `on_error="skip"`),
-        in its order when not shuffled.
+        in its order when not shuffled. Its `text_vectorizer` attribute is the
+        `TextVectorization` that made the token ids (`text_vectorizer`
+        itself, or the one adapted here): pass the training dataset's to the
+        other splits' datasets, and save it with the model.
 
     Example:
         >>> import mmtl_tf
@@ -300,7 +306,7 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
                                       seed=seed, on_error=on_error,
                                       voice_group=voice_group, class_names=class_names)
     adapt = dict(vocab_size=vocab_size, sequence_length=sequence_length,
-                 remove_stopwords=remove_stopwords)
+                 remove_stopwords=remove_stopwords, split=text_split)
     adapt_on_kept = split == "train" and voice_group is None
     if text_vectorizer is None and not adapt_on_kept:
         # Skipped rows of the file were reported by the read above.
@@ -356,6 +362,7 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
     ds = ds.with_options(options).prefetch(tf.data.AUTOTUNE)
     ds.class_names = list(records.class_names)
     ds.records = records
+    ds.text_vectorizer = text_vectorizer
     return ds
 
 

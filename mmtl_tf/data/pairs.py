@@ -66,6 +66,10 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
         dataset derived from it with `.map` etc. does not keep it). Its
         `records` attribute holds the records of the pairs it yields (without
         those skipped with `on_error="skip"`), in its order when not shuffled.
+        Its `text_vectorizer` attribute is the `TextVectorization` that made
+        the token ids (`text_vectorizer` itself, or the one adapted here): pass
+        the training dataset's to the validation and test datasets, and save
+        it with the model.
 
     Example:
         >>> import mmtl_tf
@@ -102,6 +106,7 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
                    batch_size, shuffle, shuffle_buffer, deterministic, seed, drop_remainder)
     ds.class_names = list(records.class_names)
     ds.records = records
+    ds.text_vectorizer = text_vectorizer
     return ds
 
 

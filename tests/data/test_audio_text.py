@@ -111,6 +111,16 @@ def test_the_training_vocabulary_leaves_out_rows_whose_clip_is_skipped(tmp_path)
     x, _ = next(iter(ds))
     assert ds.records.captions == ["cat"] * 4
     assert x["text"].numpy().tolist() == [[2, 0]] * 4
+    # The vectorizer it adapted (to save, and to pass to the other splits);
+    # text_split="character" adapts one of characters.
+    assert ds.text_vectorizer.get_vocabulary() == ["", "[UNK]", "cat"]
+    kw.update(vocab_size=10, sequence_length=4)
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 2 bad audio files"):
+        ds = make_audio_text_dataset(str(tmp_path), "train", on_error="skip",
+                                     text_split="character", **kw)
+    assert sorted(ds.text_vectorizer.get_vocabulary()[2:]) == ["a", "c", "t"]
+    x, _ = next(iter(ds))
+    assert x["text"].numpy().tolist() == [ds.text_vectorizer(["cat"]).numpy()[0].tolist()] * 4
 
 
 def test_steps_and_log_mel_features(tmp_path):

@@ -115,6 +115,12 @@ def test_the_training_vocabulary_leaves_out_rows_whose_image_is_skipped(tmp_path
     x, _ = next(iter(ds))
     assert ds.records.captions == ["cat"] * 4
     assert x["text"].numpy().tolist() == [[2, 0]] * 4
+    # The vectorizer it adapted (to save, and to pass to the other splits).
+    assert ds.text_vectorizer.get_vocabulary() == ["", "[UNK]", "cat"]
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 2 bad image files"):
+        other = mmtl_tf.data.make_image_text_dataset(
+            str(tmp_path), "train", on_error="skip", text_vectorizer=ds.text_vectorizer, **kw)
+    assert other.text_vectorizer is ds.text_vectorizer
     # Without skipped rows the vocabulary is the one of all training captions, as before.
     (tmp_path / "good").mkdir()
     folder = _folder(tmp_path / "good")
