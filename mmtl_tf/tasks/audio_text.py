@@ -16,7 +16,7 @@ import keras
 
 from mmtl_tf import runtime
 from mmtl_tf.data.audio_text import load_audio_text_records, make_audio_text_dataset
-from mmtl_tf.data.text import load_text_vectorizer, make_text_vectorizer, save_text_vectorizer
+from mmtl_tf.data.text import load_text_vectorizer, save_text_vectorizer
 from mmtl_tf.export import export_audio_text_dual_encoder
 from mmtl_tf.metrics.retrieval import evaluate_retrieval
 from mmtl_tf.models.audio_text_dual_encoder import build_audio_text_dual_encoder
@@ -53,9 +53,15 @@ def _records(config, split, voice_group=None):
 
 
 def _dataset(config, vectorizer, split, training_split=False, voice_group=None):
-    """Batched `{"audio", "text"}` pairs of a split (one voice group or all)."""
+    """Batched `{"audio", "text"}` pairs of a split (one voice group or all).
+    `vectorizer` None (the whole training split): the dataset adapts one on
+    the clips it keeps, with the recipe's vocab_size, sequence_length and
+    text_split (`ds.text_vectorizer`)."""
+    adapt = {} if vectorizer is not None else dict(
+        vocab_size=int(config["vocab_size"]), sequence_length=int(config["sequence_length"]),
+        text_split=config.get("text_split", "whitespace"))
     return make_audio_text_dataset(
-        config["data"], split, text_vectorizer=vectorizer,
+        config["data"], split, text_vectorizer=vectorizer, **adapt,
         sample_rate=int(config["sample_rate"]), clip_seconds=float(config["clip_seconds"]),
         min_samples=int(config.get("n_fft", 512)), voice_group=voice_group,
         batch_size=int(config["batch_size"]), shuffle=training_split,
@@ -135,12 +141,11 @@ def train(config, run_dir, verbose=1):
     common.start_run(run_dir, NAME, config)
     train_records = _records(config, "train")
     common.check_one_batch(config, len(train_records), items="clips", files="audio")
-    vectorizer = make_text_vectorizer(
-        train_records.captions, vocab_size=int(config["vocab_size"]),
-        sequence_length=int(config["sequence_length"]),
-        split=config.get("text_split", "whitespace"))
+    # The training dataset adapts the vocabulary on the clips it keeps: rows
+    # skipped for a bad audio file (on_error="skip") do not shape it.
+    train_ds = _dataset(config, None, "train", training_split=True)
+    vectorizer = train_ds.text_vectorizer
     save_text_vectorizer(vectorizer, os.path.join(run_dir, VECTORIZER_FILE))
-    train_ds = _dataset(config, vectorizer, "train", training_split=True)
     # Again with the files checked: with on_error="skip" bad files are gone.
     common.check_one_batch(config, len(train_ds.records), len(train_records), items="clips",
                            files="audio")

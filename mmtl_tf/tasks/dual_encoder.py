@@ -20,8 +20,7 @@ from mmtl_tf.data.bert_preprocessor import BertPreprocessor
 from mmtl_tf.data.image import augment_image, decoded_image_dataset
 from mmtl_tf.data.pairs import make_image_text_dataset
 from mmtl_tf.data.sources import load_image_text_records
-from mmtl_tf.data.text import (load_text_vectorizer, make_text_vectorizer,
-                               save_text_vectorizer, warn_if_truncated)
+from mmtl_tf.data.text import load_text_vectorizer, save_text_vectorizer, warn_if_truncated
 from mmtl_tf.encoders.text_encoder import TextEncoder
 from mmtl_tf.export import export_image_text_dual_encoder
 from mmtl_tf.metrics.retrieval import evaluate_retrieval
@@ -44,8 +43,9 @@ def _records(config, split):
                                    on_error=config.get("on_error", "raise"))
 
 
-def _bert_dataset(config, preprocessor, split, training_split):
-    """Images + `{"token_ids", "padding_mask"}` batches for a BERT text tower."""
+def _decoded_images(config, split):
+    """(indexed decoded images, records of the pairs kept) of a split, its
+    image files checked (`decoded_image_dataset`)."""
     records = _records(config, split)
     size = tuple(shared_space.image_size(config))
     on_error = config.get("on_error", "raise")
@@ -54,6 +54,13 @@ def _bert_dataset(config, preprocessor, split, training_split):
                                          cache=common.dataset_cache(config, split))
     if len(kept) != len(records):
         records = records.subset(kept)  # the dataset's indices count kept files
+    return images, records
+
+
+def _bert_dataset(config, preprocessor, split, training_split, decoded=None):
+    """Images + `{"token_ids", "padding_mask"}` batches for a BERT text tower.
+    `decoded`: the split's `_decoded_images`, if made already."""
+    images, records = decoded or _decoded_images(config, split)
     tokens = preprocessor(tf.constant(records.captions))
     seed = int(config["seed"])
     ds = images
@@ -74,11 +81,17 @@ def _bert_dataset(config, preprocessor, split, training_split):
 
 
 def _dataset(config, tokenizer, split, training_split=False):
-    """The batched pairs of a split, tokenised for the recipe's text tower."""
+    """The batched pairs of a split, tokenised for the recipe's text tower.
+    `tokenizer` None (LSTM text tower, training split): the dataset adapts a
+    `TextVectorization` on the pairs it keeps, with the recipe's vocab_size,
+    sequence_length and remove_stopwords (`ds.text_vectorizer`)."""
     if isinstance(tokenizer, BertPreprocessor):
         return _bert_dataset(config, tokenizer, split, training_split)
+    adapt = {} if tokenizer is not None else dict(
+        vocab_size=int(config["vocab_size"]), sequence_length=int(config["sequence_length"]),
+        remove_stopwords=bool(config.get("remove_stopwords")))
     return make_image_text_dataset(
-        config["data"], split, text_vectorizer=tokenizer,
+        config["data"], split, text_vectorizer=tokenizer, **adapt,
         image_size=tuple(shared_space.image_size(config)),
         batch_size=int(config["batch_size"]), seed=int(config["seed"]),
         augment=bool(config.get("augment")) and training_split,
@@ -144,21 +157,25 @@ def train(config, run_dir, verbose=1):
     train_records = _records(config, "train")
     common.check_one_batch(config, len(train_records))
     encoder_source = None
+    # The tokenizer's vocabulary comes from the training pairs kept after
+    # their image files are checked: rows skipped for a bad image
+    # (on_error="skip") do not shape it.
     if _uses_bert(config):
-        encoder_source, tokenizer_source = _text_source(config, train_records.captions)
+        decoded = _decoded_images(config, "train")
+        kept = decoded[1]
+        # Again with the files checked: with on_error="skip" bad files are gone.
+        common.check_one_batch(config, len(kept), len(train_records))
+        encoder_source, tokenizer_source = _text_source(config, kept.captions)
         tokenizer = BertPreprocessor(tokenizer_source, int(config["sequence_length"]))
         tokenizer.save(os.path.join(run_dir, PREPROCESSOR_DIR))
-        warn_if_truncated(tokenizer.count_tokens(train_records.captions),
+        warn_if_truncated(tokenizer.count_tokens(kept.captions),
                           tokenizer.sequence_length, "training captions", reserved=2)
+        train_ds = _bert_dataset(config, tokenizer, "train", True, decoded=decoded)
     else:
-        tokenizer = make_text_vectorizer(
-            train_records.captions, vocab_size=int(config["vocab_size"]),
-            sequence_length=int(config["sequence_length"]),
-            remove_stopwords=bool(config.get("remove_stopwords")))
+        train_ds = _dataset(config, None, "train", training_split=True)
+        tokenizer = train_ds.text_vectorizer
         save_text_vectorizer(tokenizer, os.path.join(run_dir, VECTORIZER_FILE))
-    train_ds = _dataset(config, tokenizer, "train", training_split=True)
-    # Again with the files checked: with on_error="skip" bad files are gone.
-    common.check_one_batch(config, len(train_ds.records), len(train_records))
+        common.check_one_batch(config, len(train_ds.records), len(train_records))
     val_ds = _dataset(config, tokenizer, "validation")
     # Built (and its files checked) now, so bad test files stop the run before training.
     test_ds = _dataset(config, tokenizer, "test")

@@ -7,8 +7,7 @@ import numpy as np
 from mmtl_tf import runtime, training
 from mmtl_tf.data.pairs import make_image_text_dataset
 from mmtl_tf.data.sources import load_image_text_records
-from mmtl_tf.data.text import (load_text_vectorizer, make_text_vectorizer,
-                               save_text_vectorizer)
+from mmtl_tf.data.text import load_text_vectorizer, save_text_vectorizer
 from mmtl_tf.export import export_image_text_classifier
 from mmtl_tf.models.fusion_classifier import build_fusion_classifier
 from mmtl_tf.tasks import common
@@ -24,13 +23,26 @@ def _image_size(config):
 
 
 def _datasets(config, vectorizer, splits=("train", "validation", "test"), class_names=None):
-    common_kwargs = dict(text_vectorizer=vectorizer, image_size=tuple(_image_size(config)),
+    """The batched datasets of `splits`, in order. With `vectorizer` None the
+    first split's dataset (the training split's: put it first) adapts one on
+    the rows it keeps (after its image files are checked) with the recipe's
+    vocab_size, sequence_length and remove_stopwords, and the other splits
+    use it (`data[split].text_vectorizer`)."""
+    common_kwargs = dict(image_size=tuple(_image_size(config)),
                          batch_size=int(config["batch_size"]), seed=int(config["seed"]),
                          on_error=config.get("on_error", "raise"), class_names=class_names)
-    return {s: make_image_text_dataset(config["data"], s,
-                                       augment=bool(config.get("augment")) and s == "train",
-                                       cache=common.dataset_cache(config, s), **common_kwargs)
-            for s in splits}
+    if vectorizer is None:
+        common_kwargs.update(vocab_size=int(config["vocab_size"]),
+                             sequence_length=int(config["sequence_length"]),
+                             remove_stopwords=bool(config.get("remove_stopwords")))
+    data = {}
+    for s in splits:
+        data[s] = make_image_text_dataset(
+            config["data"], s, text_vectorizer=vectorizer,
+            augment=bool(config.get("augment")) and s == "train",
+            cache=common.dataset_cache(config, s), **common_kwargs)
+        vectorizer = data[s].text_vectorizer
+    return data
 
 
 @common.staged_run
@@ -41,12 +53,11 @@ def train(config, run_dir, verbose=1):
                                             on_error=config.get("on_error", "raise"))
     test_records = load_image_text_records(config["data"], "test",
                                            on_error=config.get("on_error", "raise"))
-    vectorizer = make_text_vectorizer(
-        train_records.captions, vocab_size=int(config["vocab_size"]),
-        sequence_length=int(config["sequence_length"]),
-        remove_stopwords=bool(config.get("remove_stopwords")))
-    save_text_vectorizer(vectorizer, os.path.join(run_dir, "text_vectorizer.json"))
-    data = _datasets(config, vectorizer)
+    # The training dataset adapts the vocabulary on the rows it keeps: rows
+    # skipped for a bad image (on_error="skip") do not shape it.
+    data = _datasets(config, None)
+    save_text_vectorizer(data["train"].text_vectorizer,
+                         os.path.join(run_dir, "text_vectorizer.json"))
     num_classes = len(train_records.class_names)
     with runtime.get_strategy().scope():
         model = build_fusion_classifier(
