@@ -6,7 +6,6 @@ import numpy as np
 
 from mmtl_tf import runtime, training
 from mmtl_tf.data.pairs import make_image_text_dataset
-from mmtl_tf.data.sources import load_image_text_records
 from mmtl_tf.data.text import load_text_vectorizer, save_text_vectorizer
 from mmtl_tf.export import export_image_text_classifier
 from mmtl_tf.models.fusion_classifier import build_fusion_classifier
@@ -49,13 +48,13 @@ def _datasets(config, vectorizer, splits=("train", "validation", "test"), class_
 def train(config, run_dir, verbose=1):
     """Trains, evaluates on the test split and writes the run folder."""
     common.start_run(run_dir, NAME, config)
-    train_records = load_image_text_records(config["data"], "train",
-                                            on_error=config.get("on_error", "raise"))
-    test_records = load_image_text_records(config["data"], "test",
-                                           on_error=config.get("on_error", "raise"))
     # The training dataset adapts the vocabulary on the rows it keeps: rows
-    # skipped for a bad image (on_error="skip") do not shape it.
+    # skipped for a bad image (on_error="skip") do not shape it. Classes and
+    # the majority baseline come from the rows the datasets keep, split with
+    # the recipe's seed (records read here with the default seed were another
+    # split of a captions file without a split column).
     data = _datasets(config, None)
+    train_records, test_records = data["train"].records, data["test"].records
     save_text_vectorizer(data["train"].text_vectorizer,
                          os.path.join(run_dir, "text_vectorizer.json"))
     num_classes = len(train_records.class_names)

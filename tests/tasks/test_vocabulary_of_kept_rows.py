@@ -62,3 +62,36 @@ def test_rows_skipped_for_a_bad_file_do_not_shape_the_saved_vocabulary(
     kept_token = "e" if task == "audio-text" else "flag"  # character / word vocabulary
     assert kept_token in vocabulary
     assert not [token for token in vocabulary if "ж" in token], vocabulary
+
+
+def test_fusion_classes_and_baseline_come_from_the_split_of_the_recipe_s_seed(tmp_path, capsys):
+    # A captions file without a split column is split by hashing with the
+    # run's seed. The fusion task read its class names and the majority
+    # baseline from records split with the default seed 0, so with --seed 3
+    # they described other rows than those trained and tested on.
+    records = load_image_text_records("default", "validation")
+    labels = ("Symbols", "Flags", "Objects")
+    rows = [{"path": p, "caption": c, "label": labels[(i * i) % 7 % 3]}
+            for i, (p, c) in enumerate(zip(records.paths[:60], records.captions))]
+    data = tmp_path / "pairs.csv"
+    data.write_text("path,caption,label\n" + "".join(
+        f'{r["path"]},"{r["caption"]}",{r["label"]}\n' for r in rows), encoding="utf-8")
+    seed = 3
+    train = load_image_text_records(str(data), "train", seed=seed)
+    test = load_image_text_records(str(data), "test", seed=seed)
+    majority = max(set(train.labels), key=train.labels.count)
+    expected = test.labels.count(majority) / len(test.labels)
+    default_train = load_image_text_records(str(data), "train")
+    default_test = load_image_text_records(str(data), "test")
+    default_majority = max(set(default_train.labels), key=default_train.labels.count)
+    # The seeds give different splits and baselines here (else the test proves nothing).
+    assert default_test.labels.count(default_majority) / len(default_test.labels) != expected
+
+    run = tmp_path / "run"
+    argv = ["train", "fusion", "--size", "tiny", "--data", str(data), "--out", str(run),
+            "--seed", str(seed), "--batch-size", "8", "--epochs", "1", "--no-jit-compile"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["baselines"]["majority_class_accuracy"] == pytest.approx(expected)
+    info = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    assert info["class_names"] == sorted(set(train.labels))
