@@ -8,6 +8,11 @@ import secrets
 import shutil
 import warnings
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; folders left by killed writes stay
+    fcntl = None
+
 
 def cache_root():
     """The cache folder's path, not created: `$MMTL_TF_CACHE`, else
@@ -44,6 +49,96 @@ def _new_sibling(parent, prefix, suffix="", create=os.mkdir):
             return path
         except FileExistsError:
             continue
+
+
+# The lock file in a folder that a process is writing (a staging folder of
+# `atomic_directory`, a folder of cache files of `--cache DIR`): the writer
+# holds an exclusive flock on it for as long as it uses the folder, and its
+# process ending, however it ends (SIGKILL, the OOM killer), frees the lock.
+# A folder whose lock can be taken is dead: `remove_if_dead`.
+LOCK_FILE = "mmtl_tf.lock"
+
+
+def _new_locked_folder(parent, prefix):
+    """Creates a new folder `parent/prefix<random>` holding `LOCK_FILE`, locked
+    by this process (flock, exclusive): (folder, the lock's descriptor, to be
+    closed when the folder is published or removed).
+
+    Another process's `remove_if_dead` may take the lock between its creation
+    and the flock here (and remove the folder): the flock then waits for it,
+    and a lock file that is gone by then means a new folder is made. A folder
+    is never removed before its lock file exists (`remove_if_dead` leaves a
+    folder without one)."""
+    while True:
+        folder = _new_sibling(parent, prefix)
+        lock = None
+        try:
+            lock = os.open(os.path.join(folder, LOCK_FILE),
+                           os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            if fcntl is not None:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                except OSError:
+                    # A file system without flock: `remove_if_dead` cannot
+                    # take the lock either, so it leaves this folder alone.
+                    pass
+            if os.path.lexists(os.path.join(folder, LOCK_FILE)):  # its name is never reused
+                return folder, lock
+        except FileNotFoundError:  # the folder was removed before the lock file was made
+            pass
+        except BaseException:
+            if lock is not None:
+                os.close(lock)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if lock is not None:  # removed by another process's clean-up: make another
+            os.close(lock)
+
+
+def remove_if_dead(folder):
+    """Removes `folder` if it holds `LOCK_FILE` and its lock can be taken
+    without waiting (its writer is gone: killed, or its machine crashed),
+    holding the lock while it removes it. Returns True when removed, False
+    when the lock is held (its writer goes on) or cannot be taken for another
+    reason (no permission, no flock on that file system), None when `folder`
+    holds no lock file (or this system has no flock): the caller decides."""
+    if fcntl is None:
+        return None
+    try:
+        lock = os.open(os.path.join(folder, LOCK_FILE), os.O_WRONLY)
+    except FileNotFoundError:
+        return None
+    except OSError:  # cannot tell
+        return False
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its writer goes on (or no flock here: cannot tell)
+            return False
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
+    finally:
+        os.close(lock)
+
+
+def _remove_dead_leftovers(parent, name):
+    """Removes the leftovers `parent/.NAME.tmp-XXXXXXXX` and `.NAME.old-XXXXXXXX`
+    (of this `name` only) of an `atomic_directory` call that was killed
+    (SIGKILL, the OOM killer, a power cut) before it could clean up: those
+    whose lock its writer no longer holds (`remove_if_dead`). One without a
+    lock file is left: a staging folder of an earlier mmtl_tf (which may
+    still run), a complete one killed during the swap, or an earlier copy
+    of `name` moved aside by a swap that was killed before the new content
+    was in place (then the only copy of it)."""
+    leftover = re.compile(re.escape(f".{name}.") + r"(?:tmp|old)-[0-9a-f]{8}")
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for entry in names:
+        path = os.path.join(parent, entry)
+        if leftover.fullmatch(entry) and os.path.isdir(path) and not os.path.islink(path):
+            remove_if_dead(path)
 
 
 def missing_top(path):
@@ -103,16 +198,27 @@ def atomic_directory(path, write_fn):
     old copy fails, a `RuntimeWarning` names what is left. The folder gets the
     permissions of any new folder (umask), not a temporary folder's private
     mode. An `OSError` of the write names `path`, not the temporary name.
+
+    Until it is renamed, `tmp_dir` holds `LOCK_FILE`, locked by this process
+    (removed just before the rename, so `path` never holds it), and so does
+    the old copy while it is removed: a later call for the same `path` first
+    removes those that a killed process left (`_remove_dead_leftovers`).
+    `write_fn` must neither write nor remove `LOCK_FILE` in `tmp_dir`.
     """
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
     name = os.path.basename(path)
     existed = os.path.lexists(path)
-    tmp = old = None
+    tmp = old = lock = None
     try:
         os.makedirs(parent, exist_ok=True)
-        tmp = _new_sibling(parent, f".{name}.tmp-")
+        _remove_dead_leftovers(parent, name)
+        tmp, lock = _new_locked_folder(parent, f".{name}.tmp-")
         write_fn(tmp)
+        try:
+            os.remove(os.path.join(tmp, LOCK_FILE))  # `lock` stays held until the end
+        except FileNotFoundError:
+            pass
         if os.path.lexists(path):
             old = _new_sibling(parent, f".{name}.old-")
             os.rmdir(old)
@@ -135,15 +241,52 @@ def atomic_directory(path, write_fn):
         if isinstance(e, OSError):
             raise _naming_target(e, tmp, path, existed and os.path.lexists(path)) from e
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
     return path
 
 
 def _remove_old_copy(old, path):
     """Removes the replaced content `old` of `path`; warns naming what is left
-    instead of leaving it silently (a folder whose files may not be removed)."""
+    instead of leaving it silently (a folder whose files may not be removed).
+
+    A folder gets `LOCK_FILE`, locked, before anything in it is removed, and
+    loses it last: if this process is killed meanwhile (a large run takes a
+    while), a later call removes the rest (`_remove_dead_leftovers`). Only
+    here, with the new content in place, does an old copy get a lock file:
+    one moved aside by a swap that did not finish is kept."""
     failed = []
+
+    def onerror(fn, p, exc):
+        failed.append((p, exc[1]))
+
     if os.path.isdir(old) and not os.path.islink(old):
-        shutil.rmtree(old, onerror=lambda fn, p, exc: failed.append((p, exc[1])))
+        lock = None
+        if fcntl is not None:
+            try:
+                lock = os.open(os.path.join(old, LOCK_FILE),
+                               os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a folder that may not be changed, or no flock here
+                pass
+        try:
+            if lock is not None:  # everything but the lock file first
+                for entry in os.listdir(old):
+                    entry = os.path.join(old, entry)
+                    if os.path.basename(entry) == LOCK_FILE:
+                        continue
+                    if os.path.isdir(entry) and not os.path.islink(entry):
+                        shutil.rmtree(entry, onerror=onerror)
+                    else:
+                        try:
+                            os.remove(entry)
+                        except OSError as e:
+                            failed.append((entry, e))
+            shutil.rmtree(old, onerror=onerror)
+        finally:
+            if lock is not None:
+                os.close(lock)
     else:  # a file (or link) that was at `path`
         try:
             os.remove(old)

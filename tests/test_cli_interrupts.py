@@ -3,6 +3,7 @@ line saying what was left, status 130 (143), no traceback."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -129,3 +130,55 @@ def test_a_real_signal_during_training_is_one_line(tmp_path, signal_name, status
     assert "Traceback" not in out.stderr
     assert sorted(os.listdir(tmp_path)) == ["run"]
     assert (run / "model.keras").read_text() == "earlier"
+
+
+_STAGING_SCRIPT = """
+import os, signal, sys, time
+from mmtl_tf import cli
+from mmtl_tf.tasks import common, fusion
+
+@common.staged_run
+def train(config, run_dir, verbose=1):
+    open(os.path.join(run_dir, "best.keras"), "w").write("partial")
+    print("training", flush=True)
+    if sys.argv[1] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(120)
+
+fusion.train = train
+sys.exit(cli.main(["train", "fusion", "--size", "tiny", "--out", sys.argv[2]]))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_a_run_killed_hard_leaves_no_staging_folder_after_the_next_train(tmp_path,
+                                                                         monkeypatch):
+    # SIGKILL (the OOM killer) left `.run.tmp-…` (a partial run) forever: the
+    # next train into that folder did not remove it. One of a training still
+    # running into the same folder must stay.
+    run = tmp_path / "run"
+    _earlier_run(run)
+    env = {k: v for k, v in os.environ.items() if k != "MMTL_TF_TRACEBACK"}
+    staged, children = [], []
+    for how in ("kill", "live"):
+        children.append(subprocess.Popen([sys.executable, "-c", _STAGING_SCRIPT, how, str(run)],
+                                         stdout=subprocess.PIPE, text=True, env=env))
+        assert children[-1].stdout.readline() == "training\n"
+        staged.append(next(n for n in os.listdir(tmp_path)
+                           if n.startswith(".run.tmp-") and n not in staged))
+    killed, live = children
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    killed.stdout.close()
+    try:
+        calls = _fake_tasks(monkeypatch)
+        assert _main(["train", "fusion", "--size", "tiny", "--out", str(run)]) == 0
+        assert calls == [("train", "fusion")]
+        assert sorted(os.listdir(tmp_path)) == sorted(["run", staged[1]])
+        assert (tmp_path / staged[1] / "best.keras").read_text() == "partial"
+    finally:
+        live.kill()
+        live.wait()
+        live.stdout.close()
+    assert _main(["train", "fusion", "--size", "tiny", "--out", str(run)]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+    assert sorted(os.listdir(run)) == ["run.json"]  # the fake task's run, no lock file

@@ -1,6 +1,8 @@
 """`mmtl_tf.files`: the cache root and atomic folder writes."""
 
 import os
+import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -265,6 +267,170 @@ def test_an_interrupted_swap_puts_the_old_folder_back(tmp_path, monkeypatch, err
         atomic_directory(tmp_path / "out", lambda d: open(os.path.join(d, "v2"), "w").close())
     monkeypatch.undo()
     assert len(calls) == 3  # and the third puts the old folder back
+    assert os.listdir(tmp_path) == ["out"] and os.listdir(tmp_path / "out") == ["v1"]
+
+
+# A child process writing `sys.argv[1]` through atomic_directory: it writes a
+# file into its staging folder, says so, then is SIGKILLed ("kill") or goes on
+# ("live") until it is killed.
+_WRITER = """
+import os, signal, sys, time
+from mmtl_tf.files import atomic_directory
+
+def write(tmp):
+    open(os.path.join(tmp, "half.bin"), "wb").write(b"x" * 1000)
+    print("writing", flush=True)
+    if sys.argv[2] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(120)
+
+atomic_directory(sys.argv[1], write)
+"""
+
+
+def _writer(path, how):
+    return subprocess.Popen([sys.executable, "-c", _WRITER, str(path), how],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def _killed_write(path):
+    child = _writer(path, "kill")
+    assert child.stdout.readline() == "writing\n"
+    assert child.wait(timeout=60) == -signal.SIGKILL
+    child.stdout.close()
+
+
+def _staged(folder, name):
+    return sorted(n for n in os.listdir(folder) if n.startswith(f".{name}.tmp-"))
+
+
+def _write(name):
+    return lambda d: open(os.path.join(d, name), "w").close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_a_killed_write_is_removed_by_the_next_one_a_live_one_is_not(tmp_path):
+    # A write killed hard (SIGKILL, the OOM killer) left its staging folder
+    # `.out.tmp-…` (a partial run: hundreds of MB for a large model) forever.
+    out = tmp_path / "out"
+    atomic_directory(out, _write("v1"))
+    _killed_write(out)
+    dead = _staged(tmp_path, "out")
+    assert len(dead) == 1 and os.listdir(tmp_path / dead[0]) != []
+    _killed_write(tmp_path / "other")  # another name's: not this write's business
+    other = _staged(tmp_path, "other")
+    live = _writer(out, "live")  # a second write into the same path, still running
+    try:
+        assert live.stdout.readline() == "writing\n"
+        running = [n for n in _staged(tmp_path, "out") if n not in dead]
+        atomic_directory(out, _write("v2"))
+        assert sorted(os.listdir(tmp_path)) == sorted(["out", *running, *other])
+        assert "half.bin" in os.listdir(tmp_path / running[0])
+        assert os.listdir(out) == ["v2"]
+    finally:
+        live.kill()
+        live.wait()
+        live.stdout.close()
+    atomic_directory(out, _write("v3"))  # its writer is gone now
+    assert sorted(os.listdir(tmp_path)) == sorted(["out", *other])
+    assert os.listdir(out) == ["v3"]
+
+
+def test_leftovers_without_a_lock_file_are_kept(tmp_path):
+    # A staging folder of an earlier version (which may still be writing) and
+    # an earlier copy moved aside by a swap killed before the new content was
+    # in place (the only copy of it) have no lock file: they stay.
+    earlier = tmp_path / ".out.tmp-0123abcd"
+    earlier.mkdir()
+    (earlier / "run.json").write_text("{}")
+    aside = tmp_path / ".out.old-89abcdef"
+    aside.mkdir()
+    (aside / "model.keras").write_text("the only copy")
+    alike = tmp_path / ".out2.tmp-0123abcd"  # another name, with a free lock
+    alike.mkdir()
+    (alike / "mmtl_tf.lock").write_text("")
+    atomic_directory(tmp_path / "out", _write("v1"))
+    assert sorted(os.listdir(tmp_path)) == sorted(["out", earlier.name, aside.name, alike.name])
+    assert os.listdir(earlier) == ["run.json"] and os.listdir(aside) == ["model.keras"]
+
+
+_SWAP_KILLED = """
+import os, shutil, signal, sys
+from mmtl_tf import files
+
+out = sys.argv[1]
+files.atomic_directory(out, lambda d: (os.mkdir(os.path.join(d, "sub")),
+                                       open(os.path.join(d, "sub", "v1"), "w").close()))
+real_replace, real_rmtree, calls = os.replace, shutil.rmtree, []
+
+def replace(a, b):
+    calls.append(a)
+    if sys.argv[2] == "between-renames" and len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # out is now at .out.old-…, the new copy staged
+    return real_replace(a, b)
+
+def rmtree(path, *args, **kwargs):
+    if sys.argv[2] == "removing-old-copy":
+        os.kill(os.getpid(), signal.SIGKILL)  # the new copy is in place
+    return real_rmtree(path, *args, **kwargs)
+
+files.os.replace, files.shutil.rmtree = replace, rmtree
+files.atomic_directory(out, lambda d: open(os.path.join(d, "v2"), "w").close())
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_a_swap_killed_keeps_the_old_copy_until_the_new_one_is_in_place(tmp_path):
+    out = tmp_path / "out"
+    killed = subprocess.run([sys.executable, "-c", _SWAP_KILLED, str(out), "between-renames"])
+    assert killed.returncode == -signal.SIGKILL
+    aside = [n for n in os.listdir(tmp_path) if n.startswith(".out.old-")]
+    staged = _staged(tmp_path, "out")
+    assert not out.exists() and len(aside) == len(staged) == 1
+    assert os.listdir(tmp_path / aside[0] / "sub") == ["v1"]
+    assert os.listdir(tmp_path / staged[0]) == ["v2"]  # complete, without its lock file
+    atomic_directory(out, _write("v3"))  # both kept: rename either back to out
+    assert sorted(os.listdir(tmp_path)) == sorted(["out", *aside, *staged])
+
+    # Killed while removing the old copy (the new one in place): removed later.
+    for name in os.listdir(tmp_path):
+        shutil.rmtree(tmp_path / name)
+    killed = subprocess.run([sys.executable, "-c", _SWAP_KILLED, str(out), "removing-old-copy"])
+    assert killed.returncode == -signal.SIGKILL
+    assert os.listdir(out) == ["v2"]
+    assert len([n for n in os.listdir(tmp_path) if n.startswith(".out.old-")]) == 1
+    atomic_directory(out, _write("v3"))
+    assert os.listdir(tmp_path) == ["out"] and os.listdir(out) == ["v3"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_a_staging_folder_removed_before_its_lock_is_taken_is_made_again(tmp_path,
+                                                                        monkeypatch):
+    # Another run's clean-up may take the lock of a new staging folder before
+    # its writer does, and remove it: the writer then makes another.
+    from mmtl_tf import files
+
+    made, real_flock = [], files.fcntl.flock
+
+    def new_sibling(parent, prefix, *args, **kwargs):
+        made.append(real_new_sibling(parent, prefix, *args, **kwargs))
+        return made[-1]
+
+    def flock(fd, operation):
+        if len(made) == 1:  # the first staging folder: another process removes it first
+            done = subprocess.run(
+                [sys.executable, "-c", "import sys; from mmtl_tf.files import remove_if_dead\n"
+                 "print(remove_if_dead(sys.argv[1]))", made[0]],
+                capture_output=True, text=True, check=True)
+            assert done.stdout == "True\n" and not os.path.exists(made[0])
+        return real_flock(fd, operation)
+
+    real_new_sibling = files._new_sibling
+    monkeypatch.setattr(files, "_new_sibling", new_sibling)
+    monkeypatch.setattr(files.fcntl, "flock", flock)
+    seen = []
+    atomic_directory(tmp_path / "out", lambda d: (seen.append(d), _write("v1")(d)))
+    assert len(made) == 2 and seen == made[1:]
     assert os.listdir(tmp_path) == ["out"] and os.listdir(tmp_path / "out") == ["v1"]
 
 

@@ -25,9 +25,9 @@ from mmtl_tf import __version__, runtime
 from mmtl_tf.data.sources import SPLITS, unsplit_rows_in
 from mmtl_tf.errors import (DataError, check_on_error, collect_problems,
                             raise_collected_problems)
-from mmtl_tf.files import (_new_sibling, atomic_directory, check_can_create_folders,
-                           check_replaceable, is_saved_model, missing_top,
-                           remove_empty_folders)
+from mmtl_tf.files import (LOCK_FILE, _new_sibling, atomic_directory,
+                           check_can_create_folders, check_replaceable, is_saved_model,
+                           missing_top, remove_empty_folders, remove_if_dead)
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.saving import global_dtype_policy
 from mmtl_tf.training import BEST_STATE_FILE, atomic_write_json, read_json
@@ -169,7 +169,7 @@ def _host():
 # In every folder of cache files: the lock file that its train/evaluate call
 # holds (flock, exclusive) from before the folder gets its name until the
 # folder is removed. Its process ending, however it ends, frees the lock.
-CACHE_LOCK = "mmtl_tf.lock"
+CACHE_LOCK = LOCK_FILE
 
 
 def _new_cache_folder(root):
@@ -229,25 +229,8 @@ def _remove_dead_folders(root):
         path = os.path.join(root, name)
         if os.path.islink(path) or not os.path.isdir(path):
             continue
-        try:
-            lock = os.open(os.path.join(path, CACHE_LOCK), os.O_WRONLY) if fcntl else None
-        except FileNotFoundError:
-            lock = None
-        except OSError:  # cannot tell
-            continue
-        if lock is None:
-            if _pid_gone(name[len(mine):].split("-", 1)[0]):
-                shutil.rmtree(path, ignore_errors=True)
-            continue
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # held: its run goes on (or no flock here: cannot tell)
-            os.close(lock)
-            continue
-        try:
-            shutil.rmtree(path, ignore_errors=True)
-        finally:
-            os.close(lock)
+        if remove_if_dead(path) is None and _pid_gone(name[len(mine):].split("-", 1)[0]):
+            shutil.rmtree(path, ignore_errors=True)  # no lock file (or no flock here)
 
 
 def _pid_gone(pid):
