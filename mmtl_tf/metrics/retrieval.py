@@ -248,14 +248,25 @@ def _checked_inputs(query_embeddings, gallery_embeddings, ks, metric):
     return queries, gallery, ks
 
 
-def _first_hit_ranks(scores, mask):
+def _first_hit_ranks(scores, mask, left_out=None):
     """1-based rank of each row's best-placed hit: 1 + the non-hits scoring at
-    least as high as the row's best hit (ties count against the model)."""
+    least as high as the row's best hit (ties count against the model).
+
+    `left_out`: None or the (rows, G) bool of the items `exclude` leaves out,
+    which score -inf (and are no hits): they are not counted, even where the
+    best hit scores -inf too (then `scores >= best` holds for them)."""
     best = np.where(mask, scores, -np.inf).max(axis=1, keepdims=True)
-    return np.count_nonzero(~mask & (scores >= best), axis=1) + 1
+    ranks = np.count_nonzero(~mask & (scores >= best), axis=1) + 1
+    if left_out is not None:
+        # Only rows whose best hit scores -inf counted them (rare: scores
+        # that overflowed float32); every left-out item, then.
+        rows = np.flatnonzero(np.isneginf(best[:, 0]))
+        if len(rows):
+            ranks[rows] -= np.count_nonzero(left_out[rows], axis=1)
+    return ranks
 
 
-def _top_hits(scores, mask, k):
+def _top_hits(scores, mask, k, left_out=None):
     """(rows, k) bool: whether the item at each of the first k places is a hit,
     in the order of a full sort by score (descending) with non-hits first
     among equal scores.
@@ -265,16 +276,32 @@ def _top_hits(scores, mask, k):
     them; the places left go to items scoring exactly t, non-hits first, so
     the picked items at t are relabelled: the first of them non-hits (as many
     as there are non-hits at t), the rest hits.
+
+    `left_out`: None or the (rows, G) bool of the items `exclude` leaves out,
+    which score -inf (and are no hits). They come last: they are picked only
+    where t is -inf, and there the places at t go to the ranked non-hits at
+    -inf, then the ranked hits at -inf, and those left (taken by left-out
+    items) are no hits, after them.
     """
     picked = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     top_scores = np.take_along_axis(scores, picked, axis=1)
     top_mask = np.take_along_axis(mask, picked, axis=1)
     threshold = top_scores.min(axis=1, keepdims=True)  # the k-th highest score
     misses_at = np.count_nonzero(~mask & (scores == threshold), axis=1)[:, None]
+    hits_at = np.full_like(misses_at, k)  # without left-out items at t: the rest are hits
+    if left_out is not None:
+        rows = np.flatnonzero(np.isneginf(threshold[:, 0]))
+        if len(rows):
+            at_t = np.isneginf(scores[rows])
+            misses_at[rows, 0] = np.count_nonzero(~mask[rows] & ~left_out[rows] & at_t, axis=1)
+            hits_at[rows, 0] = np.count_nonzero(mask[rows] & at_t, axis=1)
     at = top_scores == threshold
-    top_mask = np.where(at, np.cumsum(at, axis=1) > misses_at, top_mask)
-    order = np.lexsort((top_mask, -top_scores), axis=-1)
-    return np.take_along_axis(top_mask, order, axis=1)
+    place = np.cumsum(at, axis=1)  # 1, 2, ... among the picked items at t
+    # Among equal scores: 0 non-hit, 1 hit, 2 a left-out item's place.
+    kind = np.where(at, (place > misses_at).astype(np.int8) + (place > misses_at + hits_at),
+                    top_mask)
+    order = np.lexsort((kind, -top_scores), axis=-1)
+    return np.take_along_axis(kind, order, axis=1) == 1
 
 
 def _ranking_metrics(queries, gallery, mask_of, ks, metric="cosine", batch_size=1024,
@@ -287,17 +314,19 @@ def _ranking_metrics(queries, gallery, mask_of, ks, metric="cosine", batch_size=
         stop = min(start + batch_size, len(queries))
         scores = np.asarray(_scores(queries[start:stop], gallery, metric, exact=True))
         mask = mask_of(start, stop)
+        left_out = None
         if exclude_of is not None:
             left_out = exclude_of(start, stop)
-            # Ranked last, and no hit: they cannot come before a correct item.
-            scores = np.where(left_out, -np.inf, scores)
+            # Ranked last, and no hit: they cannot come before a correct item
+            # (the rankings below skip them where ranked items score -inf too).
+            scores = np.where(left_out, np.float32(-np.inf), scores)
             mask = mask & ~left_out
             empty = np.flatnonzero(~mask.any(axis=1))
             if len(empty):
                 raise ValueError(f"query {start + int(empty[0])} has no positive gallery "
                                  "item left once `exclude` is applied.")
-        ranks.append(_first_hit_ranks(scores, mask))
-        top = _top_hits(scores, mask, min(10, scores.shape[1])).astype(np.float64)
+        ranks.append(_first_hit_ranks(scores, mask, left_out))
+        top = _top_hits(scores, mask, min(10, scores.shape[1]), left_out).astype(np.float64)
         precision = np.cumsum(top, axis=1) / np.arange(1, top.shape[1] + 1)
         denominator = np.minimum(mask.sum(axis=1), 10)
         aps.append((precision * top).sum(axis=1) / denominator)

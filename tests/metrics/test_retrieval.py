@@ -242,10 +242,15 @@ def full_sort_reference(q, g, positives, exclude=None, ks=(1, 5, 10)):
     """Straightforward reference: dot scores of integer vectors (exact in any
     precision, so ties are exact), excluded items dropped, every remaining
     item sorted by (score descending, non-hit first, index)."""
-    scores = q.astype(np.int64) @ g.T.astype(np.int64)
+    return full_sort_of_scores(q.astype(np.int64) @ g.T.astype(np.int64), positives,
+                               exclude, ks)
+
+
+def full_sort_of_scores(scores, positives, exclude=None, ks=(1, 5, 10)):
+    """`full_sort_reference` on a (Q, G) score matrix (±inf allowed)."""
     ranks, aps = [], []
-    for i in range(len(q)):
-        items = [j for j in range(len(g)) if exclude is None or not exclude[i, j]]
+    for i in range(scores.shape[0]):
+        items = [j for j in range(scores.shape[1]) if exclude is None or not exclude[i, j]]
         hit = {j: bool(positives[i, j]) for j in items}
         order = sorted(items, key=lambda j: (-scores[i, j], hit[j], j))
         hits = [hit[j] for j in order]
@@ -334,6 +339,49 @@ def test_ties_at_the_tenth_place_are_ordered_as_a_full_sort():
     assert got["mAP@10"] == pytest.approx(expected["mAP@10"], abs=1e-12)
     assert {k: got[k] for k in got if k != "mAP@10"} == \
         {k: expected[k] for k in expected if k != "mAP@10"}
+
+
+def test_excluded_items_never_count_where_ranked_items_score_minus_inf():
+    # l2 scores of embeddings near the float32 limit overflow to -inf; the
+    # items `exclude` leaves out also scored -inf, and were counted as
+    # non-hits tied with a best hit at -inf (mean rank 3 of 2 ranked items).
+    e = np.array([[0.0], [3e19], [-3e19]], np.float32)
+    positives = np.array([[False, True, False], [False, False, True], [True, False, False]])
+    got = retrieval_metrics(e, e, positives, ks=(1, 2), metric="l2",
+                            exclude=np.eye(3, dtype=bool))
+    # Each query ranks its 2 other items, both at -inf: the tie puts the
+    # non-hit first.
+    assert got == {"R@1": 0.0, "R@2": 1.0, "mean_rank": 2.0, "median_rank": 2.0,
+                   "mAP@10": 0.5}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_matches_a_full_sort_with_infinite_scores_and_exclusions(seed, monkeypatch):
+    # Scores with ties at +inf and -inf and many items left out (some rows
+    # rank fewer than 10 items), against a full sort that drops them.
+    import mmtl_tf.metrics.retrieval as retrieval
+
+    rng = np.random.default_rng(seed)
+    for trial in range(60):
+        nq, ng = int(rng.integers(1, 15)), int(rng.integers(2, 25))
+        scores = rng.integers(0, 3, (nq, ng)).astype(np.float32)
+        special = rng.random((nq, ng)) < rng.uniform(0, 0.9)
+        scores[special] = rng.choice(np.array([np.inf, -np.inf, -np.inf], np.float32),
+                                     special.sum())
+        mask = rng.random((nq, ng)) < rng.uniform(0.05, 0.6)
+        mask[np.arange(nq), rng.integers(0, ng, nq)] = True
+        exclude = rng.random((nq, ng)) < rng.uniform(0, 0.9)
+        for i in np.flatnonzero(~(mask & ~exclude).any(axis=1)):
+            exclude[i, np.flatnonzero(mask[i])[0]] = False
+        monkeypatch.setattr(retrieval, "_scores",
+                            lambda q, g, metric, exact: scores[np.asarray(q)[:, 0].astype(int)])
+        expected = full_sort_of_scores(scores, mask, exclude, ks=(1, 2, 5, 10))
+        for batch_size in (1, 4, 1024):
+            got = retrieval_metrics(np.arange(nq, dtype=np.float32)[:, None],
+                                    np.ones((ng, 1), np.float32), mask, ks=(1, 2, 5, 10),
+                                    batch_size=batch_size, exclude=exclude)
+            for key in expected:
+                assert got[key] == pytest.approx(expected[key], abs=1e-12), (key, trial)
 
 
 def test_long_positive_lists_are_still_checked_index_by_index():
