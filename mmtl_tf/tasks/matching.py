@@ -124,12 +124,17 @@ def _pools(config):
                                       on_error=config.get("on_error", "raise")),
         shared_space.image_size(config), on_error=config.get("on_error", "raise"),
         seed=int(config["seed"]), cache=lambda split: common.dataset_cache(config, split))
-    train_classes, test_classes = split_classes(data["class_names"], data["labels"], config)
+    # Each file once with each label, also where several splits name it (one
+    # split loads it once): the pools below take rows of several splits, and
+    # no episode may hold one image as both a support and a query.
+    distinct = shared_space.first_rows(data["paths"], data["labels"])
     labels, is_train = data["labels"], data["split"] == "train"
+    train_classes, test_classes = split_classes(data["class_names"], labels[distinct], config)
     seen = np.isin(labels, train_classes)
     pools = {"train": seen & is_train, "validation": seen & ~is_train,
              "test": np.isin(labels, test_classes)}
-    pools = {k: (data["images"][rows], labels[rows]) for k, rows in pools.items()}
+    pools = {k: (data["images"][rows & distinct], labels[rows & distinct])
+             for k, rows in pools.items()}
     names = data["class_names"]
     pools["class_names"] = names  # the labels' names, for messages
     return pools, [names[c] for c in train_classes], [names[c] for c in test_classes]

@@ -62,6 +62,13 @@ def load_labelled_images(source, splits, size, on_error="raise", seed=0, cache=N
             memory. The decoded images are copied into the returned arrays
             either way; the cache only holds them while they are copied.
 
+    Rows of a split that name a file and label an earlier row of the split
+    named (a captions file names an image once per caption) are loaded once:
+    each image counts once in pairs, episodes and retrieval, and is never
+    its own "other image" (every image found its copy: R@1 1.000 for the
+    model and the raw pixels alike). Bad files are still reported with all
+    their rows.
+
     Returns:
         dict with `images` uint8 (N, H, W, 3), `labels` int32 (N,) indexing
         `class_names` (the training split's sorted labels plus, for splits
@@ -80,7 +87,10 @@ def load_labelled_images(source, splits, size, on_error="raise", seed=0, cache=N
                                          cache=True if cache is None else cache(split))
         if len(kept) != len(records):
             records = records.subset(kept)  # the dataset's indices count kept files
-        batch = [img for _, img in ds.batch(512).as_numpy_iterator()]
+        first = first_rows(records.paths, [row[0] for row in records.labels])
+        if not first.all():
+            records = records.subset(np.flatnonzero(first).tolist())
+        batch = [img[first[i]] for i, img in ds.batch(512).as_numpy_iterator()]
         images.append(np.concatenate(batch) if batch else
                       np.zeros((0, *size, 3), np.uint8))
         row_labels = [row[0] for row in records.labels]  # multiclass: one label per row
@@ -92,6 +102,22 @@ def load_labelled_images(source, splits, size, on_error="raise", seed=0, cache=N
         split_of.extend([split] * len(records))
     return {"images": np.concatenate(images), "labels": np.asarray(labels, np.int32),
             "class_names": class_names, "paths": paths, "split": np.asarray(split_of)}
+
+
+def file_key(path):
+    """The key of an image file: its absolute, normalised path (as the hash
+    split keys it), so that `img/a.png` and `./img/a.png` are one file."""
+    return os.path.abspath(path)
+
+
+def first_rows(paths, labels):
+    """bool (N,): whether each row is the first to name its file with its
+    label (the rows after it repeat it)."""
+    seen, first = set(), np.zeros(len(paths), bool)
+    for i, key in enumerate(zip(map(file_key, paths), labels)):
+        first[i] = key not in seen
+        seen.add(key)
+    return first
 
 
 def available_splits(source, seed=0, missing=None, on_error="raise"):

@@ -91,6 +91,51 @@ def test_labelled_images_bad_rows_and_messages_follow_head_swap(tmp_path):
         shared_space.load_labelled_images(str(tmp_path / "other.csv"), ["train"], (8, 8))
 
 
+def test_a_file_that_several_rows_name_is_loaded_once(tmp_path):
+    # A captions file names an image once per caption: every image was loaded
+    # once per row, so that leave-one-out retrieval found the image's other
+    # row (R@1 1.000 for the model and the raw pixels alike), and a matching
+    # episode could hold one image as both a support and a query.
+    rows = _class_folders(tmp_path, ["red", "green", "blue", "grey"], per_class=10)
+    once = [(p, "a square", label) for p, label in rows]
+    _csv(tmp_path / "once.csv", ["path", "caption", "label"], once)
+    _csv(tmp_path / "twice.csv", ["path", "caption", "label"],
+         [row for p, c, label in once for row in ((p, c, label), (f"./{p}", "again", label))])
+    # The same file with another label is another row.
+    _csv(tmp_path / "relabelled.csv", ["path", "caption", "label"],
+         [*once, (rows[0][0], "also green", "green")])
+    loaded = {name: shared_space.load_labelled_images(
+        str(tmp_path / name), shared_space.available_splits(str(tmp_path / name)), (8, 8))
+        for name in ("once.csv", "twice.csv", "relabelled.csv")}
+    first, second = loaded["once.csv"], loaded["twice.csv"]
+    assert len(first["labels"]) == len(second["labels"]) == 40
+    assert second["paths"] == first["paths"]
+    for key in ("labels", "split", "images"):
+        assert (second[key] == first[key]).all(), key
+    relabelled = loaded["relabelled.csv"]
+    assert len(relabelled["labels"]) == 41
+    assert [relabelled["class_names"][c] for c, p in zip(relabelled["labels"],
+                                                         relabelled["paths"])
+            if p == str(tmp_path / rows[0][0])] == ["red", "green"]
+    # Matching's pools take rows of several splits: each file once there too.
+    config = {**common.resolve_config("matching", "tiny"), "image_size": [8, 8],
+              "num_test_classes": 2, "eval_way": 2, "eval_shots": [1], "eval_queries": 2}
+    pools = {name: matching._pools({**config, "data": str(tmp_path / name)})
+             for name in ("once.csv", "twice.csv")}
+    assert pools["twice.csv"][1:] == pools["once.csv"][1:]  # the same classes
+    for pool in ("train", "validation", "test"):
+        for got, expected in zip(pools["twice.csv"][0][pool], pools["once.csv"][0][pool]):
+            assert (got == expected).all(), pool
+    # The held-out classes' pool takes every split: a file that a split
+    # column puts in two splits is in it once.
+    _csv(tmp_path / "two_splits.csv", ["path", "label", "split"],
+         [(p, label, split) for p, label in rows for split in ("train", "test")])
+    pools, _, held_out = matching._pools({**config, "data": str(tmp_path / "two_splits.csv")})
+    images, labels = pools["test"]
+    assert len(labels) == 20 == len(np.unique(images.reshape(20, -1), axis=0))
+    assert sorted(held_out) == sorted(pools["class_names"][c] for c in np.unique(labels))
+
+
 def test_siamese_and_triplet_train_on_class_folders_and_a_labels_file(tmp_path, capsys):
     data = tmp_path / "data"
     rows = _class_folders(data, ["red", "green", "blue", "grey"])
