@@ -9,8 +9,8 @@ from mmtl_tf.tasks import common, shared_space
 
 
 class Splits(dict):
-    """{split: {"images", "labels"}}; `missing` maps a split without rows to
-    the `DataError` that says why."""
+    """{split: {"images", "labels", "paths"}}; `missing` maps a split without
+    rows to the `DataError` that says why."""
 
     def __init__(self, *args, missing=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -18,7 +18,9 @@ class Splits(dict):
 
 
 def load_splits(config):
-    """Images and labels of train / validation / test, with one class list."""
+    """Images, labels and paths of train / validation / test, with one class
+    list; a file named by several rows of a split with one label is loaded
+    once (`shared_space.load_labelled_images`)."""
     missing = {}
     data = shared_space.load_labelled_images(
         config["data"], shared_space.available_splits(config["data"], int(config["seed"]),
@@ -27,9 +29,11 @@ def load_splits(config):
         shared_space.image_size(config), on_error=config.get("on_error", "raise"),
         seed=int(config["seed"]), cache=lambda split: common.dataset_cache(config, split))
     splits = Splits(missing=missing)
+    paths = np.asarray(data["paths"], dtype=str)
     for split in ("train", "validation", "test"):
         rows = data["split"] == split
-        splits[split] = {"images": data["images"][rows], "labels": data["labels"][rows]}
+        splits[split] = {"images": data["images"][rows], "labels": data["labels"][rows],
+                         "paths": paths[rows]}
     return splits, data["class_names"]
 
 
@@ -130,19 +134,34 @@ def retrieval_report(embedding_model, splits, leave_one_out=False):
     `leave_one_out`: `splits["test"]` is the training split itself (evaluating
     the training images): no query retrieves itself, in the model's ranking,
     the pixel baseline, the chance level and the majority class (the most
-    frequent label among the other images)."""
+    frequent label among the other images). Where the splits have `paths`,
+    no query retrieves its own image file either (its other rows, or the same
+    file in the training split): those are left out alike."""
     train, test = splits["train"], splits["test"]
+    files = {}
+    if "paths" in train and "paths" in test:
+        files = {"query_files": test["paths"], "gallery_files": train["paths"]}
     trained = shared_space.category_retrieval(
         shared_space.embed_images(embedding_model, test["images"]), test["labels"],
         shared_space.embed_images(embedding_model, train["images"]), train["labels"],
-        leave_one_out=leave_one_out)
+        leave_one_out=leave_one_out, **files)
     pixels = shared_space.category_retrieval(
         shared_space.pixel_embeddings(test["images"]), test["labels"],
         shared_space.pixel_embeddings(train["images"]), train["labels"],
-        leave_one_out=leave_one_out)
+        leave_one_out=leave_one_out, **files)
     values, counts = np.unique(train["labels"], return_counts=True)
     if leave_one_out:
-        own = values[None, :] == test["labels"][:, None]
+        # Per query, the training rows of its own file, per label (without
+        # paths: itself).
+        if files:
+            _, file_of = np.unique([shared_space.file_key(p) for p in train["paths"]],
+                                   return_inverse=True)
+            file_of = file_of.reshape(-1)
+        else:
+            file_of = np.arange(len(train["labels"]))
+        per_file = np.zeros((file_of.max(initial=-1) + 1, len(values)), np.int64)
+        np.add.at(per_file, (file_of, np.searchsorted(values, train["labels"])), 1)
+        own = per_file[file_of]
         majority = float(np.mean(values[np.argmax(counts[None, :] - own, axis=1)]
                                  == test["labels"]))
     else:

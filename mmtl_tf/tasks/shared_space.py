@@ -153,7 +153,7 @@ def pixel_embeddings(images):
 
 
 def category_retrieval(query, query_labels, gallery, gallery_labels, ks=(1, 5, 10),
-                       leave_one_out=False):
+                       leave_one_out=False, query_files=None, gallery_files=None):
     """Same-category retrieval: test images query the training images.
 
     `R@1` here is the accuracy of a 1-nearest-neighbour classifier; the
@@ -161,42 +161,88 @@ def category_retrieval(query, query_labels, gallery, gallery_labels, ks=(1, 5, 1
     ranks that shares the query's label. With `leave_one_out` the queries
     are the gallery (as when the training images are evaluated): a query
     never retrieves itself, for the model, the pixel baseline and chance alike
-    (else each found itself: R@1 = 1).
+    (else each found itself: R@1 = 1). With `query_files` and
+    `gallery_files` (each row's image file, e.g. its path) no query retrieves
+    its own file either: gallery rows naming the query's file (the file's
+    other rows, or the same file in another split) are left out of its
+    ranking and its chance level, as the query itself is.
     """
     if leave_one_out and len(query) != len(gallery):
         raise ValueError(f"leave_one_out needs the queries to be the gallery; got "
                          f"{len(query)} queries and {len(gallery)} gallery items.")
+    if (query_files is None) != (gallery_files is None):
+        raise ValueError("give both query_files and gallery_files, or neither.")
+    files = _file_codes(query_files, gallery_files, len(query), len(gallery), leave_one_out)
     codes = _label_codes(query_labels, gallery_labels)
     if codes is None:  # labels np.unique cannot stand in for `==` on
         return _category_retrieval_matrix(query, query_labels, gallery, gallery_labels, ks,
-                                          leave_one_out)
+                                          leave_one_out, files)
     query_codes, gallery_codes, num_codes = codes
-    # The (Q, G) positives and leave-one-out matrices, built per chunk of
-    # queries from the labels (whole, they took 1.2 GB for 16k images).
+    # The (Q, G) positives and left-out matrices, built per chunk of queries
+    # from the labels and files (whole, they took 1.2 GB for 16k images).
     counts = np.bincount(gallery_codes, minlength=num_codes)[query_codes]  # positives per query
-    if leave_one_out:
-        counts = counts - (query_codes == gallery_codes)  # not itself
+    ranked = np.full(len(query), len(gallery))
+    query_file = None
+    if files is not None:
+        query_file, gallery_file, num_files = files
+        # The gallery rows of each query's file (itself, with leave_one_out),
+        # and those of them with its label: not ranked, not positives.
+        ranked = ranked - np.bincount(gallery_file, minlength=num_files)[query_file]
+        counts = counts - _pair_counts(query_file, query_codes, gallery_file, gallery_codes)
     rows = np.flatnonzero(counts > 0)
     if len(rows) < len(counts):
         # A query whose category has no (other) gallery item cannot be answered.
-        query, query_codes, counts = query[rows], query_codes[rows], counts[rows]
+        query, query_codes, counts, ranked = (query[rows], query_codes[rows], counts[rows],
+                                              ranked[rows])
+        query_file = None if query_file is None else query_file[rows]
 
     def positives_of(start, stop):
         return query_codes[start:stop, None] == gallery_codes[None, :]
 
     exclude_of = None
-    if leave_one_out:
+    if query_file is not None and (ranked < len(gallery)).any():
         def exclude_of(start, stop):
-            mask = np.zeros((stop - start, len(gallery)), dtype=bool)
-            mask[np.arange(stop - start), rows[start:stop]] = True  # the query itself
-            return mask
+            return query_file[start:stop, None] == gallery_file[None, :]
 
     metrics = retrieval_metrics_by_chunk(query, gallery, positives_of, ks,
                                          exclude_of=exclude_of)
-    ranked = len(gallery) - (1 if leave_one_out else 0)
     metrics["chance_R@1"] = float(np.mean(counts / ranked))
     metrics["num_queries"] = int(len(query))
     return metrics
+
+
+def _file_codes(query_files, gallery_files, num_queries, num_gallery, leave_one_out):
+    """Integer codes of the query and gallery files (one file, one code) and
+    their number; with `leave_one_out` and no files, each row its own file
+    (the query is gallery row i); None without files nor leave-one-out."""
+    if query_files is None:
+        if not leave_one_out:
+            return None
+        return np.arange(num_queries), np.arange(num_gallery), num_gallery
+    if len(query_files) != num_queries or len(gallery_files) != num_gallery:
+        raise ValueError(f"{len(query_files)} query files for {num_queries} queries and "
+                         f"{len(gallery_files)} gallery files for {num_gallery} gallery "
+                         "items.")
+    keys = [file_key(f) for f in (*query_files, *gallery_files)]
+    values, codes = np.unique(np.asarray(keys, dtype=str), return_inverse=True)
+    codes = codes.reshape(-1)
+    query_file, gallery_file = codes[:num_queries], codes[num_queries:]
+    if leave_one_out and not (query_file == gallery_file).all():
+        raise ValueError("leave_one_out needs the queries to be the gallery; the query "
+                         "and gallery files differ.")
+    return query_file, gallery_file, len(values)
+
+
+def _pair_counts(query_file, query_codes, gallery_file, gallery_codes):
+    """For each query, the gallery rows with its file and its label code."""
+    if len(gallery_file) == 0:
+        return np.zeros(len(query_file), np.int64)
+    width = int(max(query_codes.max(initial=0), gallery_codes.max(initial=0))) + 1
+    pairs, counts = np.unique(gallery_file.astype(np.int64) * width + gallery_codes,
+                              return_counts=True)
+    wanted = query_file.astype(np.int64) * width + query_codes
+    at = np.minimum(np.searchsorted(pairs, wanted), len(pairs) - 1)
+    return np.where(pairs[at] == wanted, counts[at], 0)
 
 
 def _label_codes(query_labels, gallery_labels):
@@ -213,13 +259,19 @@ def _label_codes(query_labels, gallery_labels):
 
 
 def _category_retrieval_matrix(query, query_labels, gallery, gallery_labels, ks,
-                               leave_one_out):
-    """`category_retrieval` with (Q, G) matrices, for labels of other kinds."""
+                               leave_one_out, files=None):
+    """`category_retrieval` with (Q, G) matrices, for labels of other kinds;
+    `files`: `_file_codes` (None: without leave-one-out nor files)."""
     positives = positives_from_labels(query_labels, gallery_labels)
     exclude = None
-    if leave_one_out:
-        exclude = np.eye(len(query), dtype=bool)
+    if files is None and leave_one_out:
+        files = _file_codes(None, None, len(query), len(gallery), True)
+    if files is not None:
+        query_file, gallery_file, _ = files
+        exclude = query_file[:, None] == gallery_file[None, :]  # with leave_one_out: itself
         positives = positives & ~exclude
+        if not exclude.any():
+            exclude = None
     keep = positives.any(axis=1)
     if not keep.all():
         # A query whose category has no (other) gallery item cannot be answered.

@@ -364,6 +364,60 @@ def test_retrieval_of_the_training_images_leaves_each_query_out():
     assert baselines["majority_class_accuracy"] == pytest.approx(5 / 13)
 
 
+def test_retrieval_never_finds_the_querys_own_file():
+    # A file that two rows name (an image with two captions; another label on
+    # a second row): leave-one-out left out the query row alone, so every
+    # image found its other row, R@1 1.000 for the model and the raw pixels.
+    import keras
+
+    from mmtl_tf.metrics import retrieval_metrics
+    from mmtl_tf.tasks import metric_learning
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), [5, 4, 3, 2]).astype(np.int32)
+    images = rng.integers(0, 256, (len(labels), 4, 4, 3)).astype(np.uint8)
+    paths = np.array([f"/data/img/{i}.png" for i in range(len(labels))])
+    # Rows 14-27 repeat rows 0-13; row 28 names file 0 with label 3 (so class
+    # 3 has 2 files, and file 0 two labels); row 29 is "./"-spelled file 1.
+    labels = np.concatenate([labels, labels, [3, labels[1]]]).astype(np.int32)
+    images = np.concatenate([images, images, images[:2]])
+    paths = np.concatenate([paths, paths, ["/data/img/0.png", "/data/./img/1.png"]])
+    file_of = np.array([int(p.rsplit("/", 1)[1][:-4]) for p in paths])
+    split = {"images": images, "labels": labels, "paths": paths}
+    flat = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten()])
+    retrieval, baselines = metric_learning.retrieval_report(
+        flat, {"train": split, "test": split}, leave_one_out=True)
+
+    own = file_of[:, None] == file_of[None, :]
+    positives = (labels[:, None] == labels[None, :]) & ~own
+    answerable = positives.any(axis=1)
+    pixels = images.reshape(len(images), -1).astype(np.float32)
+    pixels -= pixels.mean(axis=1, keepdims=True)
+    for x, got in ((images.reshape(len(images), -1), retrieval["category_R@1"]),
+                   (pixels, baselines["category_R@1_pixels"])):
+        expected = retrieval_metrics(x[answerable], x, positives[answerable], ks=(1,),
+                                     exclude=own[answerable])
+        assert got == pytest.approx(expected["R@1"])
+        assert got < 1
+    assert retrieval["category_num_queries"] == int(answerable.sum()) == 30
+    assert baselines["category_R@1_chance"] == pytest.approx(
+        np.mean(positives.sum(axis=1) / (~own).sum(axis=1)))
+    # Majority class among the other files' rows.
+    votes = np.stack([np.bincount(labels[~own[i]], minlength=4) for i in range(30)])
+    assert baselines["majority_class_accuracy"] == pytest.approx(
+        np.mean(votes.argmax(axis=1) == labels))
+    # Test images query the training images: a test row naming a training
+    # file does not find it (the same file in both splits).
+    test = {"images": images[:3], "labels": labels[:3],
+            "paths": np.array(["/data/img/0.png", "/data/img/other.png", "/data/img/2.png"])}
+    got, _ = metric_learning.retrieval_report(flat, {"train": split, "test": test})
+    own = np.array([file_of == 0, np.zeros(30, bool), file_of == 2])
+    x = images.reshape(len(images), -1)
+    expected = retrieval_metrics(x[:3], x, (labels[:3, None] == labels[None, :]) & ~own,
+                                 exclude=own)
+    assert {k: got[f"category_{k}"] for k in expected} == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("split,words", [
     ("test", "test: 18 test images query the training images"),
     ("validation", "validation: 18 validation images query the training images"),
@@ -392,12 +446,14 @@ def test_siamese_table_columns_line_up(split, words):
     assert lines[-1].split()[-2:] == ["0.625", "0.500"]
 
 
+@pytest.mark.parametrize("with_files", [False, True])
 @pytest.mark.parametrize("leave_one_out", [False, True])
-def test_category_retrieval_per_chunk_equals_the_matrix_path(monkeypatch, leave_one_out):
+def test_category_retrieval_per_chunk_equals_the_matrix_path(monkeypatch, leave_one_out,
+                                                             with_files):
     # Integer and string labels build positives and the leave-one-out mask
-    # one chunk of queries at a time (never positives_from_labels' (Q, G)
-    # matrix); the metrics must be those of the matrix path, which float
-    # labels still take.
+    # (and, with files, the mask of the query's own file) one chunk of
+    # queries at a time (never positives_from_labels' (Q, G) matrix); the
+    # metrics must be those of the matrix path, which float labels still take.
     from mmtl_tf.tasks import shared_space
 
     rng = np.random.default_rng(7)
@@ -413,8 +469,19 @@ def test_category_retrieval_per_chunk_equals_the_matrix_path(monkeypatch, leave_
         query = rng.integers(-1, 2, (25, 3)).astype(np.float32)
         query[np.all(query == 0, axis=1)] = 1
         query_labels = rng.integers(0, 8, 25).astype(np.int32)  # 6, 7: not in the gallery
+    files = {}
+    if with_files:  # files named by several rows, some in both query and gallery
+        gallery_files = [f"f{i}.png" for i in rng.integers(0, 40, n)]
+        files = {"query_files": gallery_files if leave_one_out else
+                 [f"f{i}.png" for i in rng.integers(30, 60, len(query))],
+                 "gallery_files": gallery_files}
+    codes = shared_space._file_codes(files.get("query_files"), files.get("gallery_files"),
+                                     len(query), n, leave_one_out)
     expected = shared_space._category_retrieval_matrix(query, query_labels, gallery, labels,
-                                                       (1, 5, 10), leave_one_out)
+                                                       (1, 5, 10), leave_one_out, codes)
+    if not with_files:  # as before files were given
+        assert expected == shared_space._category_retrieval_matrix(
+            query, query_labels, gallery, labels, (1, 5, 10), leave_one_out)
     calls = []
     real = shared_space.positives_from_labels
     monkeypatch.setattr(shared_space, "positives_from_labels",
@@ -422,11 +489,13 @@ def test_category_retrieval_per_chunk_equals_the_matrix_path(monkeypatch, leave_
     for q_labels, g_labels in ((query_labels, labels),
                                (query_labels.astype(str), labels.astype(str))):
         got = shared_space.category_retrieval(query, q_labels, gallery, g_labels,
-                                              leave_one_out=leave_one_out)
+                                              leave_one_out=leave_one_out, **files)
         assert got == expected
     assert calls == []
-    assert expected["num_queries"] == (n - 1 if leave_one_out else
-                                       int(np.isin(query_labels, labels).sum()))
+    if not with_files:
+        assert expected["num_queries"] == (n - 1 if leave_one_out else
+                                           int(np.isin(query_labels, labels).sum()))
     floats = shared_space.category_retrieval(query, query_labels.astype(float), gallery,
-                                             labels.astype(float), leave_one_out=leave_one_out)
+                                             labels.astype(float), leave_one_out=leave_one_out,
+                                             **files)
     assert floats == expected and len(calls) == 1
