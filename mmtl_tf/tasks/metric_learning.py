@@ -180,10 +180,12 @@ def format_table(metrics, split, extra_rows=()):
             ("category mAP@10", m.get("category_mAP@10"), None, b.get("category_mAP@10_pixels"))]
     rows += list(extra_rows)
     queries = m.get("category_num_queries", "?")
+    # Distinct: a file that several rows name counts once (load_splits) and
+    # never finds itself (retrieval_report).
     if split == "train":  # leave-one-out (retrieval_report)
-        what = f"{queries} training images query the other training images"
+        what = f"{queries} distinct training images query the other training images"
     else:
-        what = f"{queries} {split} images query the training images"
+        what = f"{queries} distinct {split} images query the training images"
     # The names' column fits the longest name: "pair accuracy (threshold from
     # validation)" pushed its value under the next column.
     width = max(len(name) for name, *_ in rows) + 2

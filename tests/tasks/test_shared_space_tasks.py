@@ -419,9 +419,9 @@ def test_retrieval_never_finds_the_querys_own_file():
 
 
 @pytest.mark.parametrize("split,words", [
-    ("test", "test: 18 test images query the training images"),
-    ("validation", "validation: 18 validation images query the training images"),
-    ("train", "train: 18 training images query the other training images")])
+    ("test", "test: 18 distinct test images query the training images"),
+    ("validation", "validation: 18 distinct validation images query the training images"),
+    ("train", "train: 18 distinct training images query the other training images")])
 def test_siamese_table_columns_line_up(split, words):
     # "pair accuracy (threshold from validation)" overflowed the names'
     # column and shifted its value; other splits were called "test images".
