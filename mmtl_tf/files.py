@@ -1,6 +1,7 @@
 """Folders: the cache root and atomic writes (standard library only, so that
 `data_prep/` scripts can use it without importing TensorFlow)."""
 
+import errno
 import json
 import os
 import re
@@ -394,6 +395,42 @@ def _read_only_folder(path):
     return None
 
 
+def _holds_working_folder(path):
+    """Why `path` is the current working folder or a folder above it (so
+    replacing it would delete the folder the process, and the shell that
+    started it, work in), or None."""
+    try:
+        cwd = os.path.realpath(os.getcwd())
+    except OSError:  # the working folder was deleted already
+        return None
+    target = os.path.realpath(os.fspath(path))
+    if target == cwd:
+        return "is the current folder"
+    if cwd.startswith(target.rstrip(os.sep) + os.sep):
+        return f"holds the current folder ({cwd})"
+    return None
+
+
+def _check_creatable(path, existing, what, option):
+    """Raises a `ValueError` if this process may not create folders in
+    `existing`, the nearest existing folder above the new `path`: it tries
+    (`os.access` says yes to root, and no to nothing on some file systems),
+    with a folder named as a leftover of an atomic write (`.NAME.tmp-…`) and
+    removed at once. Before, training set up (data loaded, a model built)
+    and then failed with "Permission denied: cannot write PATH" (status 1),
+    where an existing folder that may not be changed was refused up front."""
+    first = os.path.relpath(os.path.abspath(os.fspath(path)), existing).split(os.sep)[0]
+    try:
+        probe = _new_sibling(existing, f".{first}.tmp-", create=lambda p: os.mkdir(p))
+    except OSError as e:
+        if not isinstance(e, PermissionError) and e.errno != errno.EROFS:
+            raise
+        raise ValueError(
+            f"{path}: {existing} may not be changed ({e.strerror or e}), so the {what} "
+            f"cannot be written there; choose {option} or make it writable.") from None
+    os.rmdir(probe)
+
+
 def _listed(names, count=5):
     shown = ", ".join(names[:count])
     return shown + (f" and {len(names) - count} more" if len(names) > count else "")
@@ -416,6 +453,11 @@ def check_replaceable(path, marker, what, own=(), nested=None, check_marker=None
     """
     if not os.fspath(path).strip():
         raise ValueError(f"empty path for the {what}; name a new folder.")
+    holds = _holds_working_folder(path)
+    if holds:
+        raise ValueError(
+            f"{path}: {holds}; writing the {what} replaces the whole folder (the shell "
+            f"would be left in a deleted folder), so choose {option}.")
     if not os.path.lexists(path):
         parent = os.path.dirname(os.path.abspath(os.fspath(path)))
         while not os.path.lexists(parent):
@@ -423,6 +465,7 @@ def check_replaceable(path, marker, what, own=(), nested=None, check_marker=None
         if not os.path.isdir(parent):  # was "[Errno 17] File exists" from makedirs
             raise ValueError(f"{path}: {parent} is a file, not a folder; choose a folder "
                              f"for the {what}.")
+        _check_creatable(path, parent, what, option)
         return
     if not os.path.isdir(path) or os.path.islink(path):
         raise ValueError(f"{path}: exists and is not a folder; choose {option} for "

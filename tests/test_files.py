@@ -64,7 +64,7 @@ def test_only_new_empty_or_marked_folders_may_be_replaced(tmp_path, monkeypatch)
         check_replaceable(str(tmp_path / ok), "saved_model.pb", "SavedModel")
     monkeypatch.chdir(tmp_path)
     for bad, words in (("mine", "is not a SavedModel (no saved_model.pb)"),
-                       ("file.txt", "is not a folder"), (".", "is not a SavedModel"),
+                       ("file.txt", "is not a folder"), (".", "is the current folder"),
                        ("", "empty path"), ("  ", "empty path"),
                        # was "[Errno 17] File exists" when the folder was created
                        ("file.txt/sub/sm", f"{tmp_path / 'file.txt'} is a file, not a folder")):

@@ -371,8 +371,9 @@ def check_run_dir(run_dir):
     folder holding anything a run does not write (`RUN_ENTRIES`, and
     SavedModels exported into it, such as the quickstart's `saved_model/` or
     TensorFlow Serving's `serving/1`):
-    notes or folders of your own would be deleted; a folder this process may
-    not change."""
+    notes or folders of your own would be deleted; the current folder or one
+    above it; a folder this process may not change, or a new one in a folder
+    where it may not create one."""
     check_replaceable(run_dir, RUN_FILE, "run folder", own=RUN_ENTRIES, nested=_exported,
                       check_marker=_not_a_run_record, option="another --out (run folder)")
 

@@ -1,0 +1,131 @@
+"""Command-line paths and usage errors: an empty path, the current folder, a
+new folder where none may be created, an option of another task, and usage
+errors found before TensorFlow is imported."""
+
+import errno
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from mmtl_tf import cli
+from mmtl_tf.export import check_export_path
+from mmtl_tf.files import check_replaceable
+from mmtl_tf.tasks import common
+from tests.conftest import REPO
+
+_TINY = ["--size", "tiny", "--epochs", "1", "--no-jit-compile"]
+
+
+_NO_TENSORFLOW = """
+import sys
+from mmtl_tf import cli
+try:
+    code = cli.main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+print(code, sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
+"""
+
+
+def test_the_current_folder_or_one_above_it_is_refused(tmp_path, monkeypatch, capsys):
+    # `--out .` in an empty folder: the folder the shell was in was renamed
+    # aside, deleted and a new one made at its path (exit 0).
+    here = tmp_path / "a" / "here"
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    for path, words in ((".", "is the current folder"), (str(here), "is the current folder"),
+                        ("..", f"holds the current folder ({here})"),
+                        (str(tmp_path), f"holds the current folder ({here})")):
+        with pytest.raises(ValueError, match=r"\(the shell would be left in a deleted "
+                                             r"folder\), so choose another --out \(run"):
+            common.check_run_dir(path)
+        with pytest.raises(ValueError, match=re.escape(f"{path}: {words}")):
+            check_export_path(path)
+    assert cli.main(["train", "fusion", *_TINY, "--out", "."]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mmtl-tf train: error: .: is the current folder; writing the run "
+                          "folder replaces the whole folder"), err
+    assert os.path.samefile(os.getcwd(), here) and os.listdir(here) == []
+    assert os.listdir(tmp_path) == ["a"]
+    # A run folder that is the current folder is refused too (a run folder
+    # elsewhere, or a new folder inside the current one, is not).
+    (here / "run.json").write_text('{"task": "fusion", "config": {}, "mmtl_tf_version": "0"}')
+    with pytest.raises(ValueError, match="is the current folder"):
+        common.check_run_dir(".")
+    common.check_run_dir("new")
+    common.check_run_dir(str(tmp_path / "b"))
+
+
+def test_a_new_folder_where_none_may_be_created_is_refused_up_front(tmp_path, monkeypatch):
+    # Refused only when the folder existed; a new one failed after loading
+    # the data and building the model: "[Errno 13] Permission denied: cannot
+    # write PATH" (status 1). Running as root, chmod does not stop this
+    # process: os.mkdir stands in (the check tries to create a folder,
+    # because os.access says yes to root).
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    real = os.mkdir
+
+    def mkdir(path, *args, **kwargs):
+        if os.path.dirname(os.path.abspath(path)) == str(read_only):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    for path in (read_only / "run", read_only / "new" / "run"):
+        with pytest.raises(ValueError, match=f"{path}: {read_only} may not be changed "
+                                             r"\(Permission denied\), so the run folder "
+                                             "cannot be written there; choose another --out"):
+            common.check_run_dir(str(path))
+    with pytest.raises(ValueError, match="so the SavedModel cannot be written there"):
+        check_export_path(str(read_only / "sm"))
+    # Where it may, the check leaves nothing behind.
+    check_replaceable(str(tmp_path / "new" / "sm"), "saved_model.pb", "SavedModel")
+    assert sorted(os.listdir(tmp_path)) == ["ro"] and os.listdir(read_only) == []
+
+
+def test_a_read_only_file_system_is_refused_up_front(tmp_path, monkeypatch):
+    def read_only(path, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", path)
+
+    monkeypatch.setattr(os, "mkdir", read_only)
+    with pytest.raises(ValueError, match=r"may not be changed \(Read-only file system\)"):
+        common.check_run_dir(str(tmp_path / "run"))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0
+                    or not os.path.exists("/usr/bin/setpriv"),
+                    reason="needs root to run the CLI as another user")
+def test_a_new_run_folder_in_a_read_only_folder_as_another_user():
+    # The reviewer's case, for real: uid 65534 (nobody) may not write `ro`.
+    # Not in tmp_path: pytest makes its folders private to root.
+    top = tempfile.mkdtemp(prefix="mmtl_tf-ro-")
+    try:
+        os.chmod(top, 0o755)
+        read_only, home = os.path.join(top, "ro"), os.path.join(top, "home")
+        os.mkdir(read_only)
+        os.chmod(read_only, 0o555)
+        os.mkdir(home)
+        os.chmod(home, 0o777)
+        env = {**os.environ, "HOME": home, "MMTL_TF_CACHE": os.path.join(home, "cache"),
+               "MPLCONFIGDIR": os.path.join(home, "mpl"), "PYTHONPATH": REPO}
+        out = subprocess.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                              "--clear-groups", sys.executable, "-c", _NO_TENSORFLOW, "train",
+                              "fusion", "--out", os.path.join(read_only, "run"), *_TINY],
+                             capture_output=True, text=True, timeout=300, cwd=home, env=env)
+        if not out.stdout.strip():
+            pytest.skip(f"uid 65534 cannot run the CLI here: {out.stderr[-300:]}")
+        assert out.stdout.split()[0] == "2", (out.stdout, out.stderr)
+        assert out.stderr.strip().splitlines()[-1] == (
+            f"mmtl-tf train: error: {read_only}/run: {read_only} may not be changed "
+            "(Permission denied), so the run folder cannot be written there; choose another "
+            "--out (run folder) or make it writable.")
+        assert os.listdir(read_only) == []
+    finally:
+        os.chmod(os.path.join(top, "ro"), 0o755)
+        shutil.rmtree(top)
