@@ -35,6 +35,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _not_empty(what):
+    """An argparse type for a path or name option: any value but an empty one
+    (`train --out ''` trained into the default runs/TASK, replacing it;
+    `--weights ''` meant no weights), which is a usage error: "empty; `what`"."""
+    def parse(value):
+        if not value.strip():
+            raise argparse.ArgumentTypeError(f"empty; {what}")
+        return value
+
+    return parse
+
+
 def _existing_dir(value):
     if not os.path.isdir(value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a folder")
@@ -167,6 +179,8 @@ def build_parser():
         "quickstart", help="train, evaluate and export every reference model briefly "
                            "on the bundled data and print one results table")
     quick.add_argument("--out", default=os.path.join("runs", "quickstart"),
+                       type=_not_empty("name a folder for the run folders, or leave --out "
+                                       "out for runs/quickstart"),
                        help="folder for the run folders (default: runs/quickstart)")
     quick.add_argument("--tasks", default=",".join(n for n in names() if TASKS[n].in_quickstart),
                        help="comma-separated tasks to run (default: %(default)s)")
@@ -183,8 +197,12 @@ def build_parser():
                             "of your own (what they hold: 'data:' in the description above and "
                             "the task's README section), or tfds:NAME where the task reads "
                             "TFDS (default: the recipe's)")
-        p.add_argument("--out", help=f"run folder (default: runs/{spec.name})")
-        p.add_argument("--recipe", default=spec.recipe,
+        p.add_argument("--out", type=_not_empty(f"name a run folder, or leave --out out for "
+                                                f"runs/{spec.name}"),
+                       help=f"run folder (default: runs/{spec.name})")
+        p.add_argument("--recipe", type=_not_empty(f"name a recipe or a JSON file, or leave "
+                                                   f"--recipe out for {spec.recipe}"),
+                       default=spec.recipe,
                        help=f"bundled recipe name, or a JSON file of your own whose "
                             f"\"base\"/\"tiny\" settings override {spec.recipe}'s "
                             f"(default: {spec.recipe})")
@@ -194,6 +212,10 @@ def build_parser():
         for flags, kwargs in spec.options:
             if "type" in kwargs:
                 kwargs = {**kwargs, "type": _checked_type(flags[0], kwargs["type"])}
+            elif "action" not in kwargs and "choices" not in kwargs:  # a name or path
+                kwargs = {**kwargs, "type": _not_empty(
+                    f"give {kwargs.get('metavar', 'a value')}, or leave {flags[0]} out for "
+                    "the recipe's")}
             g.add_argument(*flags, **kwargs)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a run folder's model on a split")
@@ -214,6 +236,7 @@ def build_parser():
     export.add_argument("run_dir", metavar="RUN_DIR", type=_existing_dir,
                         help="a run folder written by `mmtl-tf train`")
     export.add_argument("--saved-model", required=True, metavar="DIR",
+                        type=_not_empty("name the folder to write the SavedModel to"),
                         help="SavedModel folder to write: new, empty or an earlier "
                              "SavedModel (replaced atomically)")
 
@@ -323,7 +346,9 @@ def _train(args):
         return 2
     config = common.resolve_config(args.recipe, args.size, _overrides(args, spec),
                                    base=spec.recipe, settings=settings(spec.name))
-    run_dir = args.out or os.path.join("runs", spec.name)
+    # Not `args.out or ...`: `--out ''` must not mean the default (the parser
+    # refuses it; from Python, check_run_dir does).
+    run_dir = os.path.join("runs", spec.name) if args.out is None else args.out
     args.interrupted = f"; {_unreplaced(run_dir, 'run folder')}"
     metrics = get_task(spec.name).train(config, run_dir, verbose=1)
     args.interrupted = f"; the run was written to {run_dir}"

@@ -207,11 +207,14 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     assert sorted(os.listdir(tmp_path)) == ["bad", "run", "sm"]
     # An export must not replace a folder that is not a SavedModel (here the
-    # run folder itself) or the current folder ("" is the current folder).
-    for target, words in ((str(run), "is not a SavedModel"), (".", "is the current folder"),
-                          ("", "empty path")):
+    # run folder itself) or the current folder ("" is the current folder; the
+    # parser refuses it).
+    for target, words in ((str(run), "is not a SavedModel"), (".", "is the current folder")):
         assert cli.main(["export", str(run), "--saved-model", target]) == 2
         assert words in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["export", str(run), "--saved-model", ""])
+    assert e.value.code == 2 and "argument --saved-model: empty" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     # Damaged files of a run are named in one line (they were KeyError tracebacks).
     import shutil

@@ -21,6 +21,17 @@ from tests.conftest import REPO
 _TINY = ["--size", "tiny", "--epochs", "1", "--no-jit-compile"]
 
 
+def _usage_error(capsys, argv):
+    """Runs the CLI, checks that it stopped with status 2 and one line on
+    stderr, and returns that line."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
 _NO_TENSORFLOW = """
 import sys
 from mmtl_tf import cli
@@ -129,3 +140,24 @@ def test_a_new_run_folder_in_a_read_only_folder_as_another_user():
     finally:
         os.chmod(os.path.join(top, "ro"), 0o755)
         shutil.rmtree(top)
+
+
+@pytest.mark.parametrize("argv, prog, words", [
+    # `--out ''` trained into runs/fusion (`args.out or "runs/fusion"`), replacing it.
+    (["train", "fusion", "--out", "", *_TINY], "mmtl-tf train fusion",
+     "argument --out: empty; name a run folder, or leave --out out for runs/fusion"),
+    (["train", "fusion", "--out", "  ", *_TINY], "mmtl-tf train fusion", "argument --out: empty"),
+    # `--weights ''` trained from random weights without a word.
+    (["train", "head-swap", "--weights", "", *_TINY], "mmtl-tf train head-swap",
+     "argument --weights: empty; give imagenet|none|FILE, or leave --weights out"),
+    (["train", "fusion", "--recipe", "", *_TINY], "mmtl-tf train fusion",
+     "argument --recipe: empty"),
+    (["quickstart", "--out", "", "--tasks", "fusion", *_TINY], "mmtl-tf quickstart",
+     "argument --out: empty"),
+    (["export", ".", "--saved-model", ""], "mmtl-tf export", "argument --saved-model: empty"),
+])
+def test_an_empty_path_is_a_usage_error(tmp_path, monkeypatch, capsys, argv, prog, words):
+    monkeypatch.chdir(tmp_path)
+    err = _usage_error(capsys, argv)
+    assert err.startswith(f"{prog}: error: {words}"), err
+    assert os.listdir(tmp_path) == []  # no runs/fusion, runs/head-swap
