@@ -31,8 +31,35 @@ from mmtl_tf.tasks import (CACHE_SETTING, RUNTIME_SETTINGS, TASKS, names, option
 
 
 class _Parser(argparse.ArgumentParser):
+    # The parsers of the other tasks (`mmtl-tf train TASK`), for the hint of an
+    # option that this one lacks (set by build_parser).
+    siblings = {}
+
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        # Arguments that a sub-command's parser does not know are reported by
+        # it, under its own name ("mmtl-tf train text-classifier: error: ..."),
+        # not passed up to "mmtl-tf" as argparse does; no parser here takes
+        # unknown arguments (bench's ARGS are argparse.REMAINDER).
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._elsewhere(extras)}")
+        return namespace, extras
+
+    def _elsewhere(self, extras):
+        """"; PROG has no --X (an option of ...)" for unknown options that
+        other tasks have, e.g. `--cache` given to text-classifier."""
+        hints = []
+        for arg in extras:
+            option = arg.split("=", 1)[0]
+            owners = [name for name, parser in self.siblings.items()
+                      if parser is not self and option in parser._option_string_actions]
+            if option.startswith("--") and owners:
+                name = self.prog.rsplit(" ", 1)[-1]
+                hints.append(f"{name} has no {option} (an option of {', '.join(owners)})")
+        return "; " + "; ".join(hints) if hints else ""
 
 
 def _not_empty(what):
@@ -190,6 +217,7 @@ def build_parser():
     train = sub.add_parser("train", help="train a reference model; writes a run folder")
     tasks = train.add_subparsers(dest="task", metavar="TASK", required=True,
                                  parser_class=_Parser)
+    task_parsers = {}
     for spec in TASKS.values():
         p = tasks.add_parser(spec.name, help=spec.help, description=spec.help)
         p.add_argument("--data", type=_data_source,
@@ -217,6 +245,9 @@ def build_parser():
                     f"give {kwargs.get('metavar', 'a value')}, or leave {flags[0]} out for "
                     "the recipe's")}
             g.add_argument(*flags, **kwargs)
+        task_parsers[spec.name] = p
+    for p in task_parsers.values():
+        p.siblings = task_parsers
 
     evaluate = sub.add_parser("evaluate", help="evaluate a run folder's model on a split")
     evaluate.add_argument("run_dir", metavar="RUN_DIR", type=_existing_dir,

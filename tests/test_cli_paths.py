@@ -161,3 +161,15 @@ def test_an_empty_path_is_a_usage_error(tmp_path, monkeypatch, capsys, argv, pro
     err = _usage_error(capsys, argv)
     assert err.startswith(f"{prog}: error: {words}"), err
     assert os.listdir(tmp_path) == []  # no runs/fusion, runs/head-swap
+
+
+def test_an_option_of_other_tasks_is_named_by_the_task(capsys):
+    # It said "mmtl-tf: error: unrecognized arguments: --cache memory".
+    err = _usage_error(capsys, ["train", "text-classifier", "--cache", "memory"])
+    assert err == ("mmtl-tf train text-classifier: error: unrecognized arguments: --cache "
+                   "memory; text-classifier has no --cache (an option of fusion, head-swap, "
+                   "dual-encoder, audio-text, siamese, triplet, matching) (see --help)")
+    err = _usage_error(capsys, ["train", "fusion", "--bogus", "1"])
+    assert err == "mmtl-tf train fusion: error: unrecognized arguments: --bogus 1 (see --help)"
+    err = _usage_error(capsys, ["export", ".", "--saved-model", "x", "--split", "test"])
+    assert err.startswith("mmtl-tf export: error: unrecognized arguments: --split test")
