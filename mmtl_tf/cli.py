@@ -208,7 +208,8 @@ def build_parser():
     quick.add_argument("--out", default=os.path.join("runs", "quickstart"),
                        type=_not_empty("name a folder for the run folders, or leave --out "
                                        "out for runs/quickstart"),
-                       help="folder for the run folders (default: runs/quickstart)")
+                       help="folder for the run folders and summary.json (default: "
+                            "runs/quickstart)")
     quick.add_argument("--tasks", default=",".join(n for n in names() if TASKS[n].in_quickstart),
                        help="comma-separated tasks to run (default: %(default)s)")
     _add_training_options(quick)
@@ -408,39 +409,50 @@ def _is_quickstart_summary(path):
 
 def _check_quickstart_out(out, chosen, cache=None):
     """Raises a `ValueError` naming the problems unless the quickstart may
-    write into `out`: it must be new, empty or a quickstart folder (holds a
-    quickstart summary.json or a task's run folder), a summary.json in it must
-    be a quickstart's, and each chosen task's run folder `out/TASK` must pass
-    the check of `mmtl-tf train --out` (new, empty or a run folder; every
-    task's problem is named, once `out` itself passes), and a `cache` folder
-    must not be a chosen task's run folder or inside one, as for `train`.
-    Checked before the first task trains, so a blocked folder of the last
-    task is reported at once instead of after the others have trained."""
+    write into `out`: it must be new, empty or a quickstart folder, one that
+    holds a summary.json that a quickstart wrote (it writes one before its
+    first task, so also an interrupted quickstart's folder is one), each
+    chosen task's run folder `out/TASK` must pass the check of `mmtl-tf train
+    --out` (new, empty or a run folder; every task's problem is named, once
+    `out` itself passes), and a `cache` folder must not be a chosen task's
+    run folder or inside one, as for `train`. So the quickstart replaces only
+    run folders in a folder of its own: a folder without its summary.json
+    that holds run folders (e.g. runs/, where `mmtl-tf train fusion` wrote
+    runs/fusion) is refused, naming them, where they were replaced without a
+    word. Checked before the first task trains, so a blocked folder of the
+    last task is reported at once instead of after the others have trained."""
     from mmtl_tf.tasks import common
 
     if not out.strip():
         raise ValueError("empty --out; name a new folder for the quickstart's run folders.")
+    choose = "another --out (the folder the quickstart writes its run folders into)"
     problems = []
     summary = os.path.join(out, _SUMMARY)
     if os.path.lexists(out) and not os.path.isdir(out):
         problems.append(f"{out}: exists and is not a folder; choose a folder for --out")
     elif os.path.lexists(summary) and not _is_quickstart_summary(summary):
         problems.append(f"{summary}: exists and is not a quickstart summary, which the "
-                        "quickstart rewrites; choose a new or empty folder for --out")
-    elif (os.path.isdir(out) and os.listdir(out)
-          and not os.path.lexists(summary)
-          and not any(os.path.isfile(os.path.join(out, name, common.RUN_FILE))
-                      for name in TASKS)):
-        problems.append(f"{out}: exists, is not empty and is not a quickstart folder (no "
-                        f"{_SUMMARY}, no run folder of a task); the quickstart writes its "
-                        "run folders and summary.json into --out, so choose a new or empty "
-                        "folder")
+                        f"quickstart rewrites; choose {choose}, a new or empty one")
+    elif os.path.isdir(out) and os.listdir(out) and not os.path.lexists(summary):
+        replaced = [os.path.join(out, name) for name in chosen
+                    if os.path.lexists(os.path.join(out, name))]
+        if replaced:
+            problems.append(
+                f"{out}: is not a quickstart folder (no {_SUMMARY} of a quickstart), and "
+                f"the quickstart would replace {', '.join(replaced)}, which it did not "
+                f"write (e.g. a run of `mmtl-tf train`); choose {choose}, a new or empty "
+                "one")
+        else:
+            problems.append(
+                f"{out}: exists, is not empty and is not a quickstart folder (no "
+                f"{_SUMMARY} of a quickstart); the quickstart writes its run folders and "
+                f"summary.json into --out, so choose {choose}, a new or empty one")
     if not problems:
         for name in chosen:
             try:
                 if TASKS[name].decodes_files:
                     common.check_cache_outside(cache, os.path.join(out, name))
-                common.check_run_dir(os.path.join(out, name))
+                common.check_run_dir(os.path.join(out, name), option=choose)
             except ValueError as e:
                 problems.append(str(e).rstrip("."))
     if problems:

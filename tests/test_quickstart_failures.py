@@ -199,6 +199,10 @@ def test_a_blocked_run_folder_of_a_later_task_is_refused_before_training(
     (tmp_path / "siamese" / "notes.txt").write_text("mine")
     err = _refused(capsys, calls, tmp_path)
     assert f"{tmp_path / 'siamese'}: exists, is not empty and is not a run folder" in err
+    # --out is the folder of the run folders, not a run folder (it said
+    # "choose another --out (run folder)").
+    assert ("so choose another --out (the folder the quickstart writes its run folders "
+            "into) or an empty one") in err and "(run folder)" not in err
     assert (tmp_path / "siamese" / "notes.txt").read_text() == "mine"
     assert json.loads((tmp_path / "summary.json").read_text())["seconds"] == 9.0
 
@@ -220,19 +224,48 @@ def test_a_folder_or_file_of_your_own_is_refused(tmp_path, monkeypatch, capsys, 
     assert (sorted(os.listdir(out)) == ["thesis.tex"]) if own == "a folder" else out.is_file()
 
 
-@pytest.mark.parametrize("leftover", ["earlier quickstart", "run folder only", "empty"])
+@pytest.mark.parametrize("leftover", ["earlier quickstart", "interrupted", "empty", "new"])
 def test_a_quickstart_folder_new_or_empty_is_accepted(tmp_path, monkeypatch, leftover):
-    calls = _fake_tasks(monkeypatch)
     out = tmp_path / "QS"
     if leftover == "earlier quickstart":
         _earlier_quickstart(out)
-    elif leftover == "run folder only":  # an earlier quickstart stopped before its summary
-        _earlier_quickstart(out)
-        (out / "summary.json").unlink()
-    else:
+    elif leftover == "interrupted":  # Ctrl-C in the first task of a quickstart into a new OUT
+        _fake_tasks(monkeypatch, errors={"fusion": KeyboardInterrupt()})
+        assert cli.main(["quickstart", "--out", str(out), "--tasks", "fusion,siamese",
+                         "--size", "tiny"]) == 130
+        assert _summary(out)["not_run"] == ["fusion", "siamese"]  # written before the first
+    elif leftover == "empty":
         out.mkdir()
+    calls = _fake_tasks(monkeypatch)
     assert cli.main(["quickstart", "--out", str(out), "--tasks", "fusion,siamese",
                      "--size", "tiny"]) == 0
     assert calls == [("train", "fusion"), ("export", "fusion"), ("train", "siamese"),
                      ("export", "siamese")]
     assert [r["value"] for r in _summary(out)["rows"]] == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("summary", [None, "of your own"])
+def test_run_folders_the_quickstart_did_not_write_are_refused(tmp_path, monkeypatch, capsys,
+                                                              summary):
+    # The reviewer's case: `mmtl-tf train fusion` wrote runs/fusion, then
+    # `mmtl-tf quickstart --out runs --tasks fusion` replaced it without a
+    # word (any OUT/TASK/run.json made OUT a "quickstart folder").
+    calls = _fake_tasks(monkeypatch)
+    runs = tmp_path / "runs"
+    (runs / "fusion").mkdir(parents=True)
+    (runs / "fusion" / "run.json").write_text(json.dumps(_run_record("fusion")))
+    (runs / "NOTES.txt").write_text("mine")
+    if summary:
+        (runs / "summary.json").write_text('{"my": "own summary"}')
+    before = {str(p): p.read_bytes() for p in runs.rglob("*") if p.is_file()}
+    err = _refused(capsys, calls, runs, tasks="fusion,siamese")
+    if summary:
+        assert f"{runs / 'summary.json'}: exists and is not a quickstart summary" in err
+    else:
+        assert err == (
+            f"mmtl-tf quickstart: error: {runs}: is not a quickstart folder (no summary.json "
+            f"of a quickstart), and the quickstart would replace {runs / 'fusion'}, which it "
+            "did not write (e.g. a run of `mmtl-tf train`); choose another --out (the folder "
+            "the quickstart writes its run folders into), a new or empty one.")
+    assert {str(p): p.read_bytes() for p in runs.rglob("*") if p.is_file()} == before
+

@@ -364,7 +364,7 @@ def check_one_batch(config, count, rows=None, items="pairs", files="image"):
                     "add rows or lower the batch size (--batch-size).")
 
 
-def check_run_dir(run_dir):
+def check_run_dir(run_dir, option="another --out (run folder)"):
     """Raises a `ValueError` if training must not write `run_dir`, whose
     contents training replaces: a file; a non-empty folder that is not a run
     folder (no run.json, or one that is not an mmtl_tf run record); a run
@@ -373,9 +373,10 @@ def check_run_dir(run_dir):
     TensorFlow Serving's `serving/1`):
     notes or folders of your own would be deleted; the current folder or one
     above it; a folder this process may not change, or a new one in a folder
-    where it may not create one."""
+    where it may not create one. `option`: what the error says to choose
+    instead."""
     check_replaceable(run_dir, RUN_FILE, "run folder", own=RUN_ENTRIES, nested=_exported,
-                      check_marker=_not_a_run_record, option="another --out (run folder)")
+                      check_marker=_not_a_run_record, option=option)
 
 
 def _exported(path):
