@@ -369,13 +369,13 @@ def _unreplaced(path, what):
 
 
 def _train(args):
-    from mmtl_tf.tasks import common, get_task
-
     spec = TASKS[args.task]
     refused = _tfds_refused(f"mmtl-tf train {spec.name}", spec.name, args.data)
-    if refused:
+    if refused:  # before TensorFlow is imported (about 9 s)
         print(refused, file=sys.stderr)
         return 2
+    from mmtl_tf.tasks import common, get_task
+
     config = common.resolve_config(args.recipe, args.size, _overrides(args, spec),
                                    base=spec.recipe, settings=settings(spec.name))
     # Not `args.out or ...`: `--out ''` must not mean the default (the parser
@@ -476,9 +476,6 @@ def _failure_reason(error, show_traceback):
 
 
 def _quickstart(args):
-    from mmtl_tf.tasks import common, get_task
-    from mmtl_tf.training import atomic_write_json
-
     chosen = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not chosen:
         print(f"mmtl-tf quickstart: error: --tasks names no task; tasks: {', '.join(TASKS)} "
@@ -490,6 +487,10 @@ def _quickstart(args):
               f"tasks: {', '.join(TASKS)} (see --help)", file=sys.stderr)
         return 2
     chosen = list(dict.fromkeys(chosen))  # a task named twice runs once
+    # Imported after the checks above, which need no TensorFlow (about 9 s).
+    from mmtl_tf.tasks import common, get_task
+    from mmtl_tf.training import atomic_write_json
+
     _check_quickstart_out(args.out, chosen, args.cache)
     show_traceback = _show_traceback()
     out = os.path.abspath(args.out)

@@ -173,3 +173,18 @@ def test_an_option_of_other_tasks_is_named_by_the_task(capsys):
     assert err == "mmtl-tf train fusion: error: unrecognized arguments: --bogus 1 (see --help)"
     err = _usage_error(capsys, ["export", ".", "--saved-model", "x", "--split", "test"])
     assert err.startswith("mmtl-tf export: error: unrecognized arguments: --split test")
+
+
+@pytest.mark.parametrize("argv", [
+    ["quickstart", "--tasks", "nosuch"],
+    ["quickstart", "--tasks", ","],
+    ["train", "fusion", "--data", "tfds:mnist"],
+    ["train", "fusion", "--out", ""],
+])
+def test_usage_errors_are_found_before_tensorflow_is_imported(tmp_path, argv):
+    # They imported TensorFlow first: about 9 s and its start-up log lines.
+    out = subprocess.run([sys.executable, "-c", _NO_TENSORFLOW, *argv], capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": REPO})
+    assert out.stdout.strip() == "2 []", (out.stdout, out.stderr)
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
