@@ -472,7 +472,10 @@ def _failure_reason(error, show_traceback):
     if show_traceback or not _reported(error):
         traceback.print_exception(error, file=sys.stderr)
         return f"{type(error).__name__}: {error} (traceback above)"
-    return _error_report("-", error)[1][len("-: "):]
+    reason = _error_report("-", error)[1][len("-: "):]
+    # "fusion failed (train): [Errno 13] ...", not "... (train): error: [Errno 13] ...";
+    # "data error: " and "download error: " say more and stay.
+    return reason[len("error: "):] if reason.startswith("error: ") else reason
 
 
 def _quickstart(args):

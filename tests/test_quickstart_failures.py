@@ -126,11 +126,15 @@ def test_an_unexpected_error_shows_its_traceback_and_the_rest_still_run(
                      ("train", "triplet"), ("export", "triplet")]
     assert "Traceback (most recent call last)" in stderr and "RuntimeError: a bug" in stderr
     assert "siamese model" in stdout and "FAILED (train)" in stdout and "FAILED (export)" in stdout
+    # Not "triplet failed (export): error: [Errno 13] ..." (nor in summary.json).
+    assert ("mmtl-tf quickstart: triplet failed (export): [Errno 13] Permission denied: "
+            "'/ro/saved_model'\n") in stderr
+    assert "  triplet (export): [Errno 13] Permission denied" in stderr
     summary = _summary(out)
     assert summary["failed"] == ["fusion", "triplet"]
     errors = {r["task"]: r.get("error") for r in summary["rows"]}
     assert errors == {"fusion": "RuntimeError: a bug (traceback above)", "siamese": None,
-                      "triplet": "error: [Errno 13] Permission denied: '/ro/saved_model'"}
+                      "triplet": "[Errno 13] Permission denied: '/ro/saved_model'"}
     # The export failed after training: the new run is there, without a SavedModel.
     assert (out / "triplet" / "run.json").exists()
     assert not (out / "triplet" / "saved_model").exists()
