@@ -324,12 +324,16 @@ def _quiet_tensorflow():
         logger.addFilter(_NewModelRetracingFilter())
 
 
-def _print_table(rows, file=None):
+def _print_table(rows, file=None, saved_model=True):
+    """The results table; `saved_model=False` leaves out the SavedModel column
+    (`train` exports nothing: the column was always empty)."""
     file = file or sys.stdout
     headers = ["model", "metric", "value", "baseline", "baseline value", "params",
                "train s", "SavedModel"]
     keys = ["model", "metric", "value", "baseline", "baseline_value", "params",
             "train_seconds", "saved_model"]
+    if not saved_model:
+        headers, keys = headers[:-1], keys[:-1]
 
     def fmt(v):
         if isinstance(v, float):
@@ -385,7 +389,7 @@ def _train(args):
     metrics = get_task(spec.name).train(config, run_dir, verbose=1)
     args.interrupted = f"; the run was written to {run_dir}"
     print(f"\nrun folder: {run_dir}")
-    _print_table(get_task(spec.name).summary(metrics))
+    _print_table(get_task(spec.name).summary(metrics), saved_model=False)
     return 0
 
 

@@ -12,6 +12,7 @@ import tempfile
 
 import pytest
 
+import mmtl_tf.tasks
 from mmtl_tf import cli
 from mmtl_tf.export import check_export_path
 from mmtl_tf.files import check_replaceable
@@ -188,3 +189,20 @@ def test_usage_errors_are_found_before_tensorflow_is_imported(tmp_path, argv):
                          env={**os.environ, "PYTHONPATH": REPO})
     assert out.stdout.strip() == "2 []", (out.stdout, out.stderr)
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+class _FakeTask:
+    def train(self, config, run_dir, verbose=1):
+        return {"value": 0.5}
+
+    def summary(self, metrics):
+        return [{"model": "fusion model", "metric": "accuracy", "value": metrics["value"]}]
+
+
+def test_the_train_table_has_no_empty_saved_model_column(tmp_path, monkeypatch, capsys):
+    # `train` exports nothing: its table always had an empty "SavedModel" column.
+    monkeypatch.setattr(mmtl_tf.tasks, "get_task", lambda name: _FakeTask())
+    assert cli.main(["train", "fusion", "--size", "tiny", "--out", str(tmp_path / "r")]) == 0
+    header = capsys.readouterr().out.split("run folder: ")[1].splitlines()[1]
+    assert header.split() == ["model", "metric", "value", "baseline", "baseline", "value",
+                              "params", "train", "s"]
