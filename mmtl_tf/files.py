@@ -1,7 +1,6 @@
 """Folders: the cache root and atomic writes (standard library only, so that
 `data_prep/` scripts can use it without importing TensorFlow)."""
 
-import errno
 import json
 import os
 import re
@@ -413,22 +412,18 @@ def _holds_working_folder(path):
 
 def _check_creatable(path, existing, what, option):
     """Raises a `ValueError` if this process may not create folders in
-    `existing`, the nearest existing folder above the new `path`: it tries
-    (`os.access` says yes to root, and no to nothing on some file systems),
-    with a folder named as a leftover of an atomic write (`.NAME.tmp-…`) and
-    removed at once. Before, training set up (data loaded, a model built)
-    and then failed with "Permission denied: cannot write PATH" (status 1),
-    where an existing folder that may not be changed was refused up front."""
-    first = os.path.relpath(os.path.abspath(os.fspath(path)), existing).split(os.sep)[0]
+    `existing`, the nearest existing folder above the new `path`
+    (`check_can_create_folders`: a probe folder, made and removed, since
+    `os.access` says yes to root). Before, training set up (data loaded, a
+    model built) and then failed with "Permission denied: cannot write PATH"
+    (status 1), where an existing folder that may not be changed was refused
+    up front."""
     try:
-        probe = _new_sibling(existing, f".{first}.tmp-", create=lambda p: os.mkdir(p))
+        check_can_create_folders(existing)
     except OSError as e:
-        if not isinstance(e, PermissionError) and e.errno != errno.EROFS:
-            raise
         raise ValueError(
-            f"{path}: {existing} may not be changed ({e.strerror or e}), so the {what} "
-            f"cannot be written there; choose {option} or make it writable.") from None
-    os.rmdir(probe)
+            f"{path}: cannot create folders in {existing} ({e.strerror or e}), so the "
+            f"{what} cannot be written there; choose {option} or make it writable.") from None
 
 
 def _listed(names, count=5):

@@ -13,7 +13,7 @@ import tempfile
 import pytest
 
 import mmtl_tf.tasks
-from mmtl_tf import cli
+from mmtl_tf import cli, files
 from mmtl_tf.export import check_export_path
 from mmtl_tf.files import check_replaceable
 from mmtl_tf.tasks import common
@@ -35,7 +35,7 @@ def _usage_error(capsys, argv):
 
 _NO_TENSORFLOW = """
 import sys
-from mmtl_tf import cli
+from mmtl_tf import cli, files
 try:
     code = cli.main(sys.argv[1:])
 except SystemExit as e:
@@ -73,40 +73,50 @@ def test_the_current_folder_or_one_above_it_is_refused(tmp_path, monkeypatch, ca
     common.check_run_dir(str(tmp_path / "b"))
 
 
-def test_a_new_folder_where_none_may_be_created_is_refused_up_front(tmp_path, monkeypatch):
+def _unwritable_folder(tmp_path):
+    """A folder in which this process cannot create folders: a read-only one,
+    or for root (who may write in any folder of tmp_path whatever its mode)
+    one of a special file system; else a skip."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir(mode=0o555)
+        return str(folder)
+    for folder in ("/sys/kernel", "/proc"):
+        probe = os.path.join(folder, "mmtl_tf-test-probe")
+        try:
+            os.mkdir(probe)
+        except OSError:
+            return folder
+        os.rmdir(probe)
+    pytest.skip("no folder that root cannot write")
+
+
+def test_a_new_folder_where_none_may_be_created_is_refused_up_front(tmp_path):
     # Refused only when the folder existed; a new one failed after loading
     # the data and building the model: "[Errno 13] Permission denied: cannot
-    # write PATH" (status 1). Running as root, chmod does not stop this
-    # process: os.mkdir stands in (the check tries to create a folder,
-    # because os.access says yes to root).
-    read_only = tmp_path / "ro"
-    read_only.mkdir()
-    real = os.mkdir
-
-    def mkdir(path, *args, **kwargs):
-        if os.path.dirname(os.path.abspath(path)) == str(read_only):
-            raise PermissionError(errno.EACCES, "Permission denied", path)
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "mkdir", mkdir)
-    for path in (read_only / "run", read_only / "new" / "run"):
-        with pytest.raises(ValueError, match=f"{path}: {read_only} may not be changed "
-                                             r"\(Permission denied\), so the run folder "
-                                             "cannot be written there; choose another --out"):
-            common.check_run_dir(str(path))
+    # write PATH" (status 1). The check creates a folder there and removes
+    # it, because os.access says yes to root.
+    folder = _unwritable_folder(tmp_path)
+    for path in (os.path.join(folder, "run"), os.path.join(folder, "new", "run")):
+        with pytest.raises(ValueError, match=re.escape(f"{path}: cannot create folders in "
+                                                       f"{folder} (") + r".+\), so the run "
+                           r"folder cannot be written there; choose another --out \(run "
+                           r"folder\) or make it writable\.$"):
+            common.check_run_dir(path)
     with pytest.raises(ValueError, match="so the SavedModel cannot be written there"):
-        check_export_path(str(read_only / "sm"))
+        check_export_path(os.path.join(folder, "sm"))
     # Where it may, the check leaves nothing behind.
     check_replaceable(str(tmp_path / "new" / "sm"), "saved_model.pb", "SavedModel")
-    assert sorted(os.listdir(tmp_path)) == ["ro"] and os.listdir(read_only) == []
+    assert sorted(os.listdir(tmp_path)) == ([] if os.geteuid() == 0 else ["read-only"])
 
 
 def test_a_read_only_file_system_is_refused_up_front(tmp_path, monkeypatch):
-    def read_only(path, *args, **kwargs):
+    def read_only(path):
         raise OSError(errno.EROFS, "Read-only file system", path)
 
-    monkeypatch.setattr(os, "mkdir", read_only)
-    with pytest.raises(ValueError, match=r"may not be changed \(Read-only file system\)"):
+    monkeypatch.setattr(files, "check_can_create_folders", read_only)
+    with pytest.raises(ValueError, match=f"{tmp_path / 'run'}: cannot create folders in "
+                                         f"{tmp_path} \\(Read-only file system\\)"):
         common.check_run_dir(str(tmp_path / "run"))
 
 
@@ -134,7 +144,7 @@ def test_a_new_run_folder_in_a_read_only_folder_as_another_user():
             pytest.skip(f"uid 65534 cannot run the CLI here: {out.stderr[-300:]}")
         assert out.stdout.split()[0] == "2", (out.stdout, out.stderr)
         assert out.stderr.strip().splitlines()[-1] == (
-            f"mmtl-tf train: error: {read_only}/run: {read_only} may not be changed "
+            f"mmtl-tf train: error: {read_only}/run: cannot create folders in {read_only} "
             "(Permission denied), so the run folder cannot be written there; choose another "
             "--out (run folder) or make it writable.")
         assert os.listdir(read_only) == []
