@@ -171,7 +171,8 @@ def _add_runtime_options(parser, cache=True):
                    help="random seed, 0 or more (default: the recipe's)")
     g.add_argument("--deterministic", action="store_true", default=None,
                    help="same seed, same data, same machine: same weights and figures "
-                        "(TensorFlow's op determinism; can be slower)")
+                        "(TensorFlow's op determinism; can be slower; Keras then "
+                        "compiles without XLA, whatever --jit-compile says)")
     g.add_argument("--on-error", choices=["raise", "skip"],
                    help="bad files/rows: stop with an error naming them (default) "
                         "or skip them and list them")

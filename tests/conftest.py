@@ -1,6 +1,7 @@
 """Shared pytest setup: quiet TensorFlow, restore runtime settings after each test."""
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -17,6 +18,28 @@ def _restore_runtime():
     before = runtime.current()
     yield
     runtime.configure(before.precision, before.jit_compile, before.strategy)
+
+
+@pytest.fixture(autouse=True)
+def _restore_op_determinism():
+    # `mmtl-tf train --deterministic` run in-process (tests of the CLI) turns
+    # on TensorFlow's op determinism for the rest of the process, and with it
+    # Keras compiles every later model without XLA: a test of jit_compile
+    # that ran after one of them on the same xdist worker failed. Switched
+    # off again after the test with TensorFlow's private test switch.
+    def enabled():  # without importing TensorFlow into a test that does not
+        if "tensorflow" not in sys.modules:
+            return False
+        from tensorflow.python.framework import config as tf_config
+
+        return tf_config.is_op_determinism_enabled()
+
+    before = enabled()
+    yield
+    if not before and enabled():
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.disable_op_determinism()
 
 
 @pytest.fixture
