@@ -129,8 +129,7 @@ def _checked_type(flag, kind):
 def _cache_value(value):
     if value in ("memory", "none"):
         return value
-    if not value.strip():
-        raise argparse.ArgumentTypeError("empty; give memory, none or a folder")
+    _not_empty("give memory, none or a folder")(value)
     if os.path.lexists(value) and not os.path.isdir(value):
         raise argparse.ArgumentTypeError(
             f"{value!r} is neither 'memory' nor 'none' nor a folder (it exists and is "
@@ -428,8 +427,6 @@ def _check_quickstart_out(out, chosen, cache=None):
     last task is reported at once instead of after the others have trained."""
     from mmtl_tf.tasks import common
 
-    if not out.strip():
-        raise ValueError("empty --out; name a new folder for the quickstart's run folders.")
     choose = "another --out (the folder the quickstart writes its run folders into)"
     problems = []
     summary = os.path.join(out, _SUMMARY)

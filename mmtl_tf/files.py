@@ -131,14 +131,24 @@ def _remove_dead_leftovers(parent, name):
     of `name` moved aside by a swap that was killed before the new content
     was in place (then the only copy of it)."""
     leftover = re.compile(re.escape(f".{name}.") + r"(?:tmp|old)-[0-9a-f]{8}")
+    remove_dead_folders(parent, leftover.fullmatch)
+
+
+def remove_dead_folders(parent, is_candidate, without_lock=None):
+    """Removes the folders (not links) in `parent` whose name `is_candidate`
+    accepts and whose writer is gone (`remove_if_dead`). For one that holds
+    no lock file (or where this system has no flock), `without_lock(name)`
+    decides whether it goes; without it, such a folder is left."""
     try:
         names = os.listdir(parent)
     except OSError:
         return
-    for entry in names:
-        path = os.path.join(parent, entry)
-        if leftover.fullmatch(entry) and os.path.isdir(path) and not os.path.islink(path):
-            remove_if_dead(path)
+    for name in names:
+        path = os.path.join(parent, name)
+        if not is_candidate(name) or os.path.islink(path) or not os.path.isdir(path):
+            continue
+        if remove_if_dead(path) is None and without_lock is not None and without_lock(name):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def missing_top(path):

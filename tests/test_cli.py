@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmtl_tf import cli
-from mmtl_tf.files import foreign_entries
+from mmtl_tf.files import LOCK_FILE, foreign_entries
 from mmtl_tf.tasks import TASKS, common
 from tests.bad_runs import split_rows, train_error
 
@@ -717,7 +717,7 @@ def test_cache_dir_keeps_the_folders_of_live_runs_by_their_lock(tmp_path):
         [sys.executable, "-c", "import fcntl, os, sys, time\n"
          "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)\n"
          "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(120)",
-         str(live / common.CACHE_LOCK)], stdout=subprocess.PIPE, text=True)
+         str(live / LOCK_FILE)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with common.cache_scope():
@@ -731,7 +731,7 @@ def test_cache_dir_keeps_the_folders_of_live_runs_by_their_lock(tmp_path):
                  "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
                  "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
                  "except BlockingIOError:\n    sys.exit(3)",
-                 os.path.join(mine, common.CACHE_LOCK)])
+                 os.path.join(mine, LOCK_FILE)])
             assert took.returncode == 3
             common._remove_dead_folders(str(tmp_path))  # another run's clean-up
             assert os.path.isdir(mine) and live.exists()
@@ -745,7 +745,7 @@ def test_cache_dir_keeps_the_folders_of_live_runs_by_their_lock(tmp_path):
     # file (an earlier version's) goes by the PID rule: not while it runs.
     free = tmp_path / f"{common.CACHE_PREFIX}{common._host()}-{os.getpid()}-free"
     free.mkdir()
-    (free / common.CACHE_LOCK).write_text("")
+    (free / LOCK_FILE).write_text("")
     old_live = tmp_path / f"{common.CACHE_PREFIX}{common._host()}-{os.getppid()}-old"
     old_live.mkdir()
     common._remove_dead_folders(str(tmp_path))

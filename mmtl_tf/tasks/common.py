@@ -14,20 +14,15 @@ import shutil
 import socket
 import zipfile
 
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; folders of killed runs go by their PID alone
-    fcntl = None
-
 import keras
 
 from mmtl_tf import __version__, runtime
 from mmtl_tf.data.sources import SPLITS, unsplit_rows_in
 from mmtl_tf.errors import (DataError, check_on_error, collect_problems,
                             raise_collected_problems)
-from mmtl_tf.files import (LOCK_FILE, _new_sibling, atomic_directory,
-                           check_can_create_folders, check_replaceable, is_saved_model,
-                           missing_top, remove_empty_folders, remove_if_dead)
+from mmtl_tf.files import (_new_locked_folder, atomic_directory, check_can_create_folders,
+                           check_replaceable, is_saved_model, missing_top,
+                           remove_dead_folders, remove_empty_folders)
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.saving import global_dtype_policy
 from mmtl_tf.training import BEST_STATE_FILE, atomic_write_json, read_json
@@ -166,36 +161,21 @@ def _host():
     return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
 
 
-# In every folder of cache files: the lock file that its train/evaluate call
-# holds (flock, exclusive) from before the folder gets its name until the
-# folder is removed. Its process ending, however it ends, frees the lock.
-CACHE_LOCK = LOCK_FILE
-
-
 def _new_cache_folder(root):
     """Creates this call's folder of cache files in `root`:
-    (`root/mmtl_tf-cache-HOST-PID-RANDOM`, the descriptor of its lock file,
-    locked). The folder is made under a name that `_remove_dead_folders`
-    passes over and renamed once the lock is held, so no run ever sees it
-    named without its lock held."""
-    tmp = _new_sibling(root, ".mmtl_tf-cache-new-")
-    lock = None
+    (`root/mmtl_tf-cache-HOST-PID-RANDOM`, the descriptor of its lock file
+    `LOCK_FILE`, locked: `mmtl_tf.files._new_locked_folder`). The folder is
+    made under a name that `_remove_dead_folders` passes over and renamed
+    once the lock is held, so no run ever sees it named without its lock
+    held; the call holds the lock until the folder is removed, and its
+    process ending, however it ends, frees it."""
+    tmp, lock = _new_locked_folder(root, ".mmtl_tf-cache-new-")
     try:
-        lock = os.open(os.path.join(tmp, CACHE_LOCK), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                       0o666)
-        if fcntl is not None:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                # A file system without flock: the clean-up of other runs
-                # cannot take the lock either, so it leaves this folder alone.
-                pass
         folder = os.path.join(
             root, f"{CACHE_PREFIX}{_host()}-{os.getpid()}-{secrets.token_hex(4)}")
         os.rename(tmp, folder)
     except BaseException:
-        if lock is not None:
-            os.close(lock)
+        os.close(lock)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder, lock
@@ -206,7 +186,7 @@ def _remove_dead_folders(root):
     a killed run left: their tf.data lock files and partial cache files would
     otherwise stay forever.
 
-    A folder is dead when its lock file (`CACHE_LOCK`) can be locked without
+    A folder is dead when its lock file (`LOCK_FILE`) can be locked without
     waiting: the run that made it holds the lock for as long as it runs, in
     whatever PID namespace (two containers sharing the host name and DIR).
     It is removed while the lock is held, then the lock is let go. A folder
@@ -219,18 +199,8 @@ def _remove_dead_folders(root):
     a run on another machine may not be seen here (flock over NFS works only
     where the mount passes locks to the server, not with `nolock`)."""
     mine = f"{CACHE_PREFIX}{_host()}-"
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return
-    for name in names:
-        if not name.startswith(mine):
-            continue
-        path = os.path.join(root, name)
-        if os.path.islink(path) or not os.path.isdir(path):
-            continue
-        if remove_if_dead(path) is None and _pid_gone(name[len(mine):].split("-", 1)[0]):
-            shutil.rmtree(path, ignore_errors=True)  # no lock file (or no flock here)
+    remove_dead_folders(root, lambda name: name.startswith(mine),
+                        without_lock=lambda name: _pid_gone(name[len(mine):].split("-", 1)[0]))
 
 
 def _pid_gone(pid):
@@ -246,6 +216,16 @@ def _pid_gone(pid):
     return False
 
 
+def _cache_setting(config):
+    """(the `cache` setting this train/evaluate call uses: `mmtl-tf evaluate
+    --cache`'s (`cache_scope`), else `config`'s, default "memory"; whether it
+    is the former)."""
+    scope = _CACHE_SCOPE.get()
+    if scope is not None and scope.override is not None:
+        return scope.override, True
+    return config.get("cache", "memory"), False
+
+
 def dataset_cache(config, name):
     """The `cache` argument of the dataset builders for one dataset (`name`,
     e.g. the split) of a task run with `config`: True for "memory" (the
@@ -254,9 +234,7 @@ def dataset_cache(config, name):
     (`DIR/mmtl_tf-cache-HOST-PID-RANDOM/NAME-N`), distinct for every dataset
     built, removed when the call ends."""
     scope = _CACHE_SCOPE.get()
-    value = scope.override if scope is not None and scope.override is not None else \
-        config.get("cache", "memory")
-    value = check_cache(value)
+    value = check_cache(_cache_setting(config)[0])
     if value == "memory":
         return True
     if value == "none":
@@ -522,12 +500,10 @@ def _check_evaluation_cache(info, run_dir):
     spec = TASKS.get(info.get("task"))
     if spec is not None and not spec.decodes_files:
         return
-    scope = _CACHE_SCOPE.get()
-    value = scope.override if scope is not None and scope.override is not None else \
-        info["config"].get("cache", "memory")
+    value, overridden = _cache_setting(info["config"])
     check_cache_outside(value, run_dir, evaluated=True)  # first: no probe folder in run_dir
-    check_cache_folder(value, "evaluate --cache" if scope is not None and scope.override
-                       is not None else f"{RUN_FILE}'s cache (evaluate --cache gives another)")
+    check_cache_folder(value, "evaluate --cache" if overridden
+                       else f"{RUN_FILE}'s cache (evaluate --cache gives another)")
 
 
 def start_run(run_dir, task, config):
