@@ -94,8 +94,7 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
         if not (self.resume and self.state_path and os.path.isfile(self.state_path)):
             return
         try:
-            with open(self.state_path, encoding="utf-8") as f:
-                state = json.load(f)
+            state = read_json(self.state_path)
         except (OSError, ValueError) as e:
             warnings.warn(f"{self.state_path}: not read ({e}); the resumed fit may replace "
                           f"{self.path} with a model worse than the interrupted fit's best.",

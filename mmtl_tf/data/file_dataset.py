@@ -124,12 +124,10 @@ def _checking_options():
 def _distinct(paths):
     """(the distinct paths in order of first use, int array: each row's
     position among them)."""
-    _, first, inverse = np.unique(np.asarray(paths, dtype=object), return_index=True,
-                                  return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(len(first), np.int64)
-    rank[order] = np.arange(len(first))
-    return [paths[first[k]] for k in order], rank[np.asarray(inverse).reshape(-1)]
+    position = {}
+    rows = np.fromiter((position.setdefault(p, len(position)) for p in paths), np.int64,
+                       len(paths))
+    return list(position), rows
 
 
 def _problems(failed_rows, paths, locations, describe_failure):

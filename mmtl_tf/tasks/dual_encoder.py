@@ -43,10 +43,11 @@ def _records(config, split):
                                    on_error=config.get("on_error", "raise"))
 
 
-def _decoded_images(config, split):
+def _decoded_images(config, split, records=None):
     """(indexed decoded images, records of the pairs kept) of a split, its
-    image files checked (`decoded_image_dataset`)."""
-    records = _records(config, split)
+    image files checked (`decoded_image_dataset`); `records`: the split's,
+    if already read."""
+    records = _records(config, split) if records is None else records
     size = tuple(shared_space.image_size(config))
     on_error = config.get("on_error", "raise")
     images, kept = decoded_image_dataset(records.paths, size, on_error=on_error,
@@ -161,7 +162,7 @@ def train(config, run_dir, verbose=1):
     # their image files are checked: rows skipped for a bad image
     # (on_error="skip") do not shape it.
     if _uses_bert(config):
-        decoded = _decoded_images(config, "train")
+        decoded = _decoded_images(config, "train", train_records)
         kept = decoded[1]
         # Again with the files checked: with on_error="skip" bad files are gone.
         common.check_one_batch(config, len(kept), len(train_records))

@@ -153,12 +153,9 @@ def retrieval_report(embedding_model, splits, leave_one_out=False):
     if leave_one_out:
         # Per query, the training rows of its own file, per label (without
         # paths: itself).
-        if files:
-            _, file_of = np.unique([shared_space.file_key(p) for p in train["paths"]],
-                                   return_inverse=True)
-            file_of = file_of.reshape(-1)
-        else:
-            file_of = np.arange(len(train["labels"]))
+        _, file_of, _ = shared_space._file_codes(
+            files.get("query_files"), files.get("gallery_files"), len(test["labels"]),
+            len(train["labels"]), leave_one_out)
         per_file = np.zeros((file_of.max(initial=-1) + 1, len(values)), np.int64)
         np.add.at(per_file, (file_of, np.searchsorted(values, train["labels"])), 1)
         own = per_file[file_of]
