@@ -22,7 +22,7 @@ from mmtl_tf.data.sources import (ImageTextRecords, _read_rows, load_image_text_
                                   resolve_source)
 from mmtl_tf.data.file_dataset import checked_file_dataset
 from mmtl_tf.data.text import make_text_vectorizer, vectorize
-from mmtl_tf.data.tfds_access import check_download_reachable
+from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
                             handle_problems, without_repeated_warnings)
 
@@ -438,8 +438,9 @@ def load_tfds_speech_commands(split="train", *, data_dir=None, text_vectorizer=N
 
     try:
         check_download_reachable("speech_commands", data_dir)
-        builder = tfds.builder("speech_commands", data_dir=data_dir)
-        builder.download_and_prepare()
+        with tfds_temp_folder():
+            builder = tfds.builder("speech_commands", data_dir=data_dir)
+            builder.download_and_prepare()
     except Exception as e:  # no internet, or TFDS cannot reach the source
         raise DownloadError(
             f"could not download or prepare TFDS 'speech_commands' ({type(e).__name__}: "

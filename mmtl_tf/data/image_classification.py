@@ -44,7 +44,7 @@ from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS
                                   _read_rows, check_columns, class_name, empty_split_error,
                                   find_file, label_field, per_split_files, split_field,
                                   text_field)
-from mmtl_tf.data.tfds_access import check_download_reachable
+from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DataWarning, DownloadError, check_choice, check_count,
                             check_on_error, handle_problems)
 
@@ -556,8 +556,9 @@ def load_tfds_image_dataset(name, split="train", *, task=None, image_size=(224, 
 
     try:
         check_download_reachable(name, data_dir, download)
-        examples, info = tfds.load(name, split=spec["splits"][split], data_dir=data_dir,
-                                   download=download, with_info=True)
+        with tfds_temp_folder():
+            examples, info = tfds.load(name, split=spec["splits"][split], data_dir=data_dir,
+                                       download=download, with_info=True)
     except Exception as e:  # network, missing data and TFDS errors come in many types
         raise DownloadError(
             f"could not load TFDS dataset {name!r} ({type(e).__name__}: "

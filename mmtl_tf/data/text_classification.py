@@ -25,7 +25,7 @@ from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, class_name,
                                   default_split, empty_split_error, find_file, label_field,
                                   per_split_files, rows_with_known_labels, split_field,
                                   text_field)
-from mmtl_tf.data.tfds_access import check_download_reachable
+from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
                             handle_problems)
 
@@ -237,7 +237,8 @@ def load_tfds_text_classification(name, split="train", data_dir=None, max_exampl
     spec = TFDS_TEXT_DATASETS[name]
     try:
         check_download_reachable(name, data_dir)
-        ds, info = tfds.load(name, split=tfds_split, data_dir=data_dir, with_info=True)
+        with tfds_temp_folder():
+            ds, info = tfds.load(name, split=tfds_split, data_dir=data_dir, with_info=True)
     except Exception as e:  # download/preparation errors come in many types
         raise DownloadError(
             f"could not load TFDS dataset {name!r} ({type(e).__name__}: {e}). TFDS "

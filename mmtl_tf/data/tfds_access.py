@@ -1,9 +1,36 @@
 """A quick check before TFDS downloads a dataset: offline, TFDS retries for
-minutes (3 min 24 s measured here for `imdb_reviews`) before it fails."""
+minutes (3 min 24 s measured here for `imdb_reviews`) before it fails; and
+the temporary folder that TFDS leaves behind for each builder it makes."""
 
+import contextlib
 import socket
+import tempfile
 import urllib.parse
 import urllib.request
+
+
+@contextlib.contextmanager
+def tfds_temp_folder():
+    """Points `tempfile`'s folder at a new temporary folder (in the usual
+    one) for the duration of the `with` block, and removes that folder, with
+    what TFDS put there, afterwards, also when the block raises.
+
+    Use it around `tfds.builder(...)` and `tfds.load(...)` (and a builder's
+    `download_and_prepare()`): for a dataset that is not prepared in
+    `data_dir`, `DatasetInfo.initialize_from_bucket` makes a folder
+    `tempfile.mkdtemp("tfds")` per builder (for the info files it fetches;
+    empty offline) and never removes it, so every call of a loader left
+    `tmpXXXXXXXXtfds` folders in /tmp (hundreds per CI run).
+    The folder setting is process-wide: a temporary file that another thread
+    makes meanwhile lands in the folder removed at the end.
+    """
+    with tempfile.TemporaryDirectory(prefix="mmtl_tf-tfds-") as folder:
+        saved = tempfile.tempdir
+        tempfile.tempdir = folder
+        try:
+            yield folder
+        finally:
+            tempfile.tempdir = saved
 
 
 def check_download_reachable(name, data_dir=None, download=True):
@@ -28,7 +55,8 @@ def check_download_reachable(name, data_dir=None, download=True):
         prepare = tfds.core.DatasetBuilder.download_and_prepare
         if getattr(prepare, "__module__", None) != "tensorflow_datasets.core.dataset_builder":
             return  # mocked: no download will happen
-        builder = tfds.builder(name, data_dir=data_dir)
+        with tfds_temp_folder():
+            builder = tfds.builder(name, data_dir=data_dir)
         if builder.is_prepared():
             return
         urls = list(builder.url_infos or {})

@@ -4,7 +4,7 @@ the dual encoder: the same resizing and tokenisation as the local pipelines."""
 import tensorflow as tf
 
 from mmtl_tf.data.image import resize_and_crop
-from mmtl_tf.data.tfds_access import check_download_reachable
+from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import DownloadError
 
 # Our split names → TFDS `coco_captions` splits (Karpathy's: restval joins train).
@@ -104,8 +104,9 @@ def load_tfds_coco_captions(split="train", *, text_vectorizer, data_dir=None, do
 
     try:
         check_download_reachable("coco_captions", data_dir, download)
-        examples = tfds.load("coco_captions", split=COCO_SPLITS[split], data_dir=data_dir,
-                             download=download)
+        with tfds_temp_folder():
+            examples = tfds.load("coco_captions", split=COCO_SPLITS[split], data_dir=data_dir,
+                                 download=download)
     except Exception as e:  # no internet, or the data is not prepared
         raise DownloadError(
             f"could not load TFDS 'coco_captions' ({type(e).__name__}: {e}). It needs "

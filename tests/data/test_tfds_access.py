@@ -1,7 +1,9 @@
 """The quick offline check before a TFDS download (TFDS itself retries for
-minutes before it fails)."""
+minutes before it fails), and no temporary folders of TFDS left behind."""
 
+import os
 import socket
+import tempfile
 
 import pytest
 import tensorflow_datasets as tfds
@@ -87,3 +89,42 @@ def test_no_check_under_tfds_mock_data(monkeypatch):
     with tfds.testing.mock_data(num_examples=3):
         records = mmtl_tf.data.load_tfds_text_classification("imdb_reviews", "test")
     assert len(records) == 3 and looked_up == []
+
+
+class _NoDownload(Exception):
+    """download_and_prepare was reached."""
+
+
+def test_loaders_leave_no_tfds_temp_folders(monkeypatch, tmp_path):
+    # TFDS makes a folder tempfile.mkdtemp("tfds") for each builder of a
+    # dataset not prepared in data_dir and never removes it: every loader
+    # call left one or two in /tmp. The builders here are real; the data
+    # folder is empty, no name resolves and download_and_prepare only says
+    # it was reached (speech_commands, whose builder is made before it).
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    for var in PROXY_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+
+    def no_dns(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    data_dir = str(tmp_path / "data")
+    with pytest.raises(mmtl_tf.DownloadError, match="does not resolve"):  # builder of the check
+        mmtl_tf.data.load_tfds_text_classification("imdb_reviews", data_dir=data_dir)
+    with pytest.raises(mmtl_tf.DownloadError, match="could not find data"):  # tfds.load
+        mmtl_tf.data.load_tfds_image_dataset("tf_flowers", data_dir=data_dir, download=False)
+    with pytest.raises(mmtl_tf.DownloadError, match="could not find data"):
+        mmtl_tf.data.load_tfds_coco_captions("test", text_vectorizer=None, data_dir=data_dir,
+                                             download=False)
+
+    def no_download(self, *args, **kwargs):
+        raise _NoDownload()
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_download)
+    with pytest.raises(mmtl_tf.DownloadError, match="_NoDownload"):  # tfds.builder
+        mmtl_tf.data.load_tfds_speech_commands("validation", data_dir=data_dir)
+    assert sorted(os.listdir(temp)) == []
+    assert tempfile.tempdir == str(temp)  # restored after the errors
