@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import warnings
 
 try:
@@ -257,6 +258,37 @@ def atomic_directory(path, write_fn):
     return path
 
 
+# shutil.rmtree's onerror= is deprecated from Python 3.12 (a DeprecationWarning
+# per call); its replacement onexc= does not exist before.
+_RMTREE_TAKES_ONEXC = sys.version_info >= (3, 12)
+
+
+def _onexc_adapter(report):
+    """An `onexc=` callback for `shutil.rmtree` (Python >= 3.12, which hands
+    it the exception) that calls `report(path, exception)`."""
+    def onexc(function, path, exception):
+        report(path, exception)
+    return onexc
+
+
+def _onerror_adapter(report):
+    """An `onerror=` callback for `shutil.rmtree` (Python 3.11, which hands
+    it `sys.exc_info()`) that calls `report(path, exception)`."""
+    def onerror(function, path, exc_info):
+        report(path, exc_info[1])
+    return onerror
+
+
+def rmtree_reporting(path, report):
+    """`shutil.rmtree(path)` that goes on past what it cannot remove and calls
+    `report(path_of_that_entry, exception)` for each: through `onexc=` where
+    Python has it (3.12 on), else through `onerror=`."""
+    if _RMTREE_TAKES_ONEXC:
+        shutil.rmtree(path, onexc=_onexc_adapter(report))
+    else:
+        shutil.rmtree(path, onerror=_onerror_adapter(report))
+
+
 def _remove_old_copy(old, path):
     """Removes the replaced content `old` of `path`; warns naming what is left
     instead of leaving it silently (a folder whose files may not be removed).
@@ -268,8 +300,8 @@ def _remove_old_copy(old, path):
     one moved aside by a swap that did not finish is kept."""
     failed = []
 
-    def onerror(fn, p, exc):
-        failed.append((p, exc[1]))
+    def report(p, error):
+        failed.append((p, error))
 
     if os.path.isdir(old) and not os.path.islink(old):
         lock = None
@@ -287,13 +319,13 @@ def _remove_old_copy(old, path):
                     if os.path.basename(entry) == LOCK_FILE:
                         continue
                     if os.path.isdir(entry) and not os.path.islink(entry):
-                        shutil.rmtree(entry, onerror=onerror)
+                        rmtree_reporting(entry, report)
                     else:
                         try:
                             os.remove(entry)
                         except OSError as e:
                             failed.append((entry, e))
-            shutil.rmtree(old, onerror=onerror)
+            rmtree_reporting(old, report)
         finally:
             if lock is not None:
                 os.close(lock)

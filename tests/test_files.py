@@ -6,6 +6,7 @@ import signal
 import stat
 import subprocess
 import sys
+import warnings
 import zipfile
 
 import numpy as np
@@ -235,9 +236,11 @@ def test_an_old_copy_that_cannot_be_removed_is_named(tmp_path, monkeypatch):
 
     atomic_directory(tmp_path / "out", lambda d: None)
 
-    def no_permission(path, ignore_errors=False, onerror=None):  # removes nothing
-        if onerror is not None:
-            error = PermissionError(13, "Permission denied")
+    def no_permission(path, ignore_errors=False, onerror=None, *, onexc=None):  # removes nothing
+        error = PermissionError(13, "Permission denied")
+        if onexc is not None:
+            onexc(os.unlink, os.path.join(path, "x"), error)
+        elif onerror is not None:
             onerror(os.unlink, os.path.join(path, "x"), (PermissionError, error, None))
 
     monkeypatch.setattr(files.shutil, "rmtree", no_permission)
@@ -245,6 +248,66 @@ def test_an_old_copy_that_cannot_be_removed_is_named(tmp_path, monkeypatch):
                                             r"not be removed .*Permission denied.*left in "
                                             rf"{tmp_path}/\.out\.old-"):
         atomic_directory(tmp_path / "out", lambda d: None)
+
+
+def test_rmtree_callback_adapters_report_the_same():
+    # Python 3.12 hands onexc= the exception, 3.11 hands onerror= exc_info.
+    from mmtl_tf import files
+
+    error = PermissionError(13, "Permission denied")
+    by_onexc, by_onerror = [], []
+    files._onexc_adapter(lambda *a: by_onexc.append(a))(os.unlink, "/x/y", error)
+    files._onerror_adapter(lambda *a: by_onerror.append(a))(
+        os.unlink, "/x/y", (PermissionError, error, None))
+    assert by_onexc == by_onerror == [("/x/y", error)]
+
+
+@pytest.mark.parametrize("onexc", [True, False])
+def test_an_old_copy_is_removed_without_deprecated_rmtree_arguments(tmp_path, monkeypatch,
+                                                                     onexc):
+    # shutil.rmtree(onerror=...) warns DeprecationWarning from Python 3.12.
+    # Before 3.12, rmtree here is 3.12's: onexc=, and a warning for onerror=.
+    from mmtl_tf import files
+
+    if not onexc and sys.version_info >= (3, 12):
+        pytest.skip("onerror= is the Python 3.11 branch")
+    real_rmtree = shutil.rmtree
+    if onexc and sys.version_info < (3, 12):
+        def rmtree_3_12(path, ignore_errors=False, onerror=None, *, onexc=None):
+            if onerror is not None:
+                warnings.warn("onerror argument is deprecated, use onexc instead",
+                              DeprecationWarning, stacklevel=2)
+            if onexc is not None:
+                def onerror(function, p, exc_info):
+                    onexc(function, p, exc_info[1])
+            return real_rmtree(path, ignore_errors, onerror)
+
+        monkeypatch.setattr(files.shutil, "rmtree", rmtree_3_12)
+    monkeypatch.setattr(files, "_RMTREE_TAKES_ONEXC", onexc, raising=False)
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):  # root may remove anything: refuse one file
+        if os.path.basename(path) == "stuck":
+            raise PermissionError(13, "Permission denied", path)
+        return real_unlink(path, *args, **kwargs)
+
+    def write_v1(d):
+        os.mkdir(os.path.join(d, "sub"))
+        for name in ("stuck", "gone"):
+            open(os.path.join(d, "sub", name), "w").close()
+
+    atomic_directory(tmp_path / "out", write_v1)
+    monkeypatch.setattr(os, "unlink", unlink)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        with pytest.warns(RuntimeWarning, match=r"out was replaced, but its earlier copy could "
+                                                r"not be removed \(.*/sub/stuck: Permission "
+                                                rf"denied\); it is left in {tmp_path}/\.out\.old-"):
+            atomic_directory(tmp_path / "out", _write("v2"))
+    monkeypatch.undo()
+    old, = [n for n in os.listdir(tmp_path) if n.startswith(".out.old-")]
+    assert os.listdir(tmp_path / old / "sub") == ["stuck"]  # the rest went
+    assert os.listdir(tmp_path / "out") == ["v2"]
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, OSError(18, "Invalid cross-device link")])
