@@ -275,9 +275,17 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
     the file needs only the settings it changes. With `settings` (the names
     the task reads, `mmtl_tf.tasks.settings`) any other name in the file is a
     `ValueError` (a misspelt `"epoch": 5` was ignored); names starting with
-    `_` are comments.
+    `_` are comments. An empty (or blank) string setting is a `ValueError`,
+    as an empty value of a command-line option is a usage error.
     """
     config = load_recipe(recipe, size)
+    for key, value in config.items():
+        if isinstance(value, str) and not value.strip() and not key.startswith("_"):
+            # As `--weights ''` is a usage error: "weights": "" trained from a
+            # random initialisation, "image_weights": "" looked for a file ''.
+            hint = " (null for no weights)" if key.endswith("weights") else ""
+            raise ValueError(f"recipe {recipe}: {size}.{key} = {json.dumps(value)} is empty; "
+                             f"give a value{hint} or leave {key} out.")
     if base and recipe.endswith(".json") and recipe != base:
         defaults = load_recipe(base, size)
         for key in config:

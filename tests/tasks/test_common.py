@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from mmtl_tf.tasks import TASKS, common
+from mmtl_tf.tasks import TASKS, common, settings
 
 
 def _fake_train(fail=False):
@@ -253,6 +253,31 @@ def test_bad_recipe_files_are_named(tmp_path, capsys, text, words):
     assert cli.main(["train", "fusion", "--recipe", str(bad), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert words in err and "bad.json" in err and "MMTL_TF_TRACEBACK" not in err
+
+
+@pytest.mark.parametrize("task, key", [("head-swap", "weights"), ("dual-encoder", "image_weights"),
+                                       ("fusion", "data")])
+def test_empty_recipe_settings_are_refused_like_empty_options(tmp_path, capsys, task, key):
+    # "weights": "" trained head-swap from a random initialisation (and
+    # "image_weights": "" looked for a weights file ''), where `--weights ''`
+    # is a usage error (exit 2).
+    from mmtl_tf import cli
+
+    bad = tmp_path / "bad.json"
+    for value in ("", "  "):
+        bad.write_text(json.dumps({"tiny": {key: value}}))
+        assert cli.main(["train", task, "--size", "tiny", "--recipe", str(bad),
+                         "--out", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert f"recipe {bad}: tiny.{key} = {json.dumps(value)} is empty; give a value" in err
+        assert len(err.strip().splitlines()) == 1 and not os.path.exists(tmp_path / "r")
+    with pytest.raises(SystemExit) as e:
+        cli.build_parser().parse_args(["train", "head-swap", "--weights", ""])
+    assert e.value.code == 2
+    bad.write_text(json.dumps({"tiny": {"weights": None}}))  # null: no weights, as before
+    config = common.resolve_config(str(bad), "tiny", base="head_swap",
+                                   settings=settings("head-swap"))
+    assert config["weights"] is None
 
 
 def test_a_recipe_file_may_set_every_setting_its_task_reads(tmp_path):
