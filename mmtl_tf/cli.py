@@ -25,7 +25,7 @@ import warnings
 
 from mmtl_tf import __version__
 from mmtl_tf.errors import DataError, DataWarning, DownloadError, collect_problems
-from mmtl_tf.files import check_can_create_folders
+from mmtl_tf.files import check_can_create_folders, missing_parent
 from mmtl_tf.tasks import (CACHE_SETTING, RUNTIME_SETTINGS, TASKS, names, option_settings,
                            settings)
 
@@ -134,8 +134,8 @@ def _cache_value(value):
         raise argparse.ArgumentTypeError(
             f"{value!r} is neither 'memory' nor 'none' nor a folder (it exists and is "
             "not a folder)")
-    parent = os.path.dirname(os.path.abspath(value))
-    if not os.path.isdir(value) and not os.path.isdir(parent):
+    parent = missing_parent(value)
+    if parent:
         raise argparse.ArgumentTypeError(
             f"{value!r} is neither 'memory' nor 'none' nor a folder or a new folder in an "
             f"existing one ({parent} does not exist)")

@@ -164,6 +164,18 @@ def missing_top(path):
     return top
 
 
+def missing_parent(path):
+    """The folder that should hold the new folder `path` (made absolute) if it
+    does not exist, so that creating `path` would create it too; None if
+    `path` or that folder is a folder. `--cache DIR` and a recipe's `"cache"`
+    take a new folder only in an existing one (a mistyped parent is refused
+    instead of created)."""
+    parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if os.path.isdir(path) or os.path.isdir(parent):
+        return None
+    return parent
+
+
 def remove_empty_folders(path, top):
     """Removes the folder `path` and those above it up to `top` (`path` or a
     folder above it) while they are empty."""

@@ -502,6 +502,34 @@ def test_cache_recipe_key_is_a_setting_of_file_decoding_tasks(tmp_path):
         common.resolve_config(str(recipe), "tiny", base="fusion", settings=settings("fusion"))
 
 
+def test_recipe_cache_in_a_missing_folder_is_refused_like_the_option(tmp_path, capsys,
+                                                                      monkeypatch):
+    # `--cache DIR` takes a new folder only in an existing one; the recipe's
+    # "cache" had the missing folders above DIR created (a mistyped one too).
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "r.json"
+    for value in (str(tmp_path / "no" / "such" / "dir"), os.path.join("no", "dir")):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["train", "fusion", "--cache", value])
+        assert e.value.code == 2
+        assert "does not exist" in capsys.readouterr().err
+        recipe.write_text(json.dumps({"tiny": {"cache": value}}))
+        assert cli.main(["train", "fusion", "--size", "tiny", "--recipe", str(recipe),
+                         "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        parent = os.path.dirname(os.path.abspath(value))
+        assert f"recipe {recipe}: tiny.cache = {value!r}: is neither 'memory' nor 'none' nor a " \
+               f"folder or a new folder in an existing one ({parent} does not exist)" in err, err
+    assert sorted(os.listdir(tmp_path)) == ["r.json"]  # nothing created
+    recipe.write_text(json.dumps({"tiny": {"cache": "new"}}))  # in an existing folder: as before
+    from mmtl_tf.tasks import settings
+
+    config = common.resolve_config(str(recipe), "tiny", base="fusion",
+                                   settings=settings("fusion"))
+    assert config["cache"] == str(tmp_path / "new") and not (tmp_path / "new").exists()
+
+
 def test_cache_dir_fills_cache_files_per_split_and_matches_memory(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     argv = ["train", "fusion", "--size", "tiny", "--epochs", "2", "--deterministic"]
@@ -680,7 +708,7 @@ def test_cache_dir_that_cannot_be_written_is_refused_up_front(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "argument --cache" in err, err
     assert f"{folder!r}: cannot create cache folders there" in err, err
     recipe = tmp_path / "r.json"
-    for value in (folder, os.path.join(folder, "new", "deeper")):
+    for value in (folder, os.path.join(folder, "new")):
         recipe.write_text(json.dumps({"tiny": {"cache": value}}))
         with pytest.raises(ValueError, match=r"r\.json: tiny\.cache = .*: cannot create cache "
                                              r"folders there"):
@@ -690,12 +718,12 @@ def test_cache_dir_that_cannot_be_written_is_refused_up_front(tmp_path, capsys):
         with common.cache_scope():  # a run's setting, not checked up front (evaluate)
             common.dataset_cache({"cache": folder}, "train")
     # The probe leaves nothing behind, in a folder or for a new one.
-    recipe.write_text(json.dumps({"tiny": {"cache": str(tmp_path / "new" / "deeper")}}))
+    recipe.write_text(json.dumps({"tiny": {"cache": str(tmp_path / "new")}}))
     parsed = cli.build_parser().parse_args(["train", "fusion", "--cache", str(tmp_path)])
     assert parsed.cache == str(tmp_path)
     config = common.resolve_config(str(recipe), "tiny", base="fusion",
                                    settings=settings("fusion"))
-    assert config["cache"] == str(tmp_path / "new" / "deeper")
+    assert config["cache"] == str(tmp_path / "new")
     assert sorted(os.listdir(tmp_path)) == ["r.json"] + (["read-only"] if os.geteuid() else [])
 
 

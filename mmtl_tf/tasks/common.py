@@ -21,7 +21,7 @@ from mmtl_tf.data.sources import SPLITS, unsplit_rows_in
 from mmtl_tf.errors import (DataError, check_on_error, collect_problems,
                             raise_collected_problems)
 from mmtl_tf.files import (_new_locked_folder, atomic_directory, check_can_create_folders,
-                           check_replaceable, is_saved_model, missing_top,
+                           check_replaceable, is_saved_model, missing_parent, missing_top,
                            remove_dead_folders, remove_empty_folders)
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.saving import global_dtype_policy
@@ -308,8 +308,12 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
     if "cache" in config:
         where = "cache" if (overrides or {}).get("cache") is not None else \
             f"recipe {recipe}: {size}.cache"
-        config["cache"] = check_cache_folder(absolute_cache(check_cache(config["cache"], where)),
-                                             where)
+        value = check_cache(config["cache"], where)
+        parent = None if value in CACHE_CHOICES else missing_parent(value)
+        if parent:  # as `--cache`: its parents were created, a mistyped one too
+            raise ValueError(f"{where} = {value!r}: is neither 'memory' nor 'none' nor a folder "
+                             f"or a new folder in an existing one ({parent} does not exist).")
+        config["cache"] = check_cache_folder(absolute_cache(value), where)
     epochs = config.get("epochs")
     if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and epochs < 1:
         # It failed after setting up, with "No such file ... best.keras".
