@@ -171,7 +171,8 @@ def _add_runtime_options(parser, cache=True):
     g.add_argument("--deterministic", action="store_true", default=None,
                    help="same seed, same data, same machine: same weights and figures "
                         "(TensorFlow's op determinism; can be slower; Keras then "
-                        "compiles without XLA, whatever --jit-compile says)")
+                        "compiles without XLA, whatever --jit-compile says; run.json's "
+                        "jit_compile_used records it)")
     g.add_argument("--on-error", choices=["raise", "skip"],
                    help="bad files/rows: stop with an error naming them (default) "
                         "or skip them and list them")
@@ -372,6 +373,16 @@ def _unreplaced(path, what):
     return f"no {what} written ({path} does not exist)"
 
 
+def _note_no_xla(prog, config):
+    """Says in one line on stderr that `jit_compile: true` is not used when
+    `deterministic` is on: under op determinism Keras compiles every model
+    without XLA (run.json's `jit_compile_used` records false)."""
+    if config.get("deterministic") and config.get("jit_compile") is True:
+        print(f"{prog}: note: --deterministic trains without XLA (Keras compiles without it "
+              "under op determinism), so --jit-compile is not used; run.json records "
+              "\"jit_compile_used\": false.", file=sys.stderr, flush=True)
+
+
 def _train(args):
     spec = TASKS[args.task]
     refused = _tfds_refused(f"mmtl-tf train {spec.name}", spec.name, args.data)
@@ -382,6 +393,7 @@ def _train(args):
 
     config = common.resolve_config(args.recipe, args.size, _overrides(args, spec),
                                    base=spec.recipe, settings=settings(spec.name))
+    _note_no_xla("mmtl-tf train", config)
     # Not `args.out or ...`: `--out ''` must not mean the default (the parser
     # refuses it; from Python, check_run_dir does).
     run_dir = os.path.join("runs", spec.name) if args.out is None else args.out
@@ -513,6 +525,7 @@ def _quickstart(args):
 
     os.makedirs(args.out, exist_ok=True)
     write_summary(0)
+    _note_no_xla("mmtl-tf quickstart", _overrides(args))
     for done, name in enumerate(chosen):
         spec = TASKS[name]
         print(f"\n=== {name}: {spec.help}", flush=True)

@@ -109,6 +109,29 @@ def test_damaged_run_folders_are_named_in_one_line(tmp_path, capsys, run_json, m
         assert len(err.splitlines()) == 1 and words in err, err
 
 
+def test_deterministic_jit_compile_records_that_xla_was_not_used(tmp_path, capsys):
+    # Under op determinism Keras compiles every model without XLA, but
+    # run.json said "jit_compile": true and nothing else.
+    from mmtl_tf import runtime
+
+    assert not runtime.is_deterministic()  # conftest switches it off after each test
+    for asked, used in ((True, True), (False, False)):
+        info = common.start_run(str(tmp_path / f"plain-{asked}"), "fusion",
+                                {"jit_compile": asked, "seed": 0})
+        assert info["jit_compile_used"] is used
+    run = tmp_path / "run"
+    capsys.readouterr()
+    assert cli.main(["train", "fusion", "--size", "tiny", "--epochs", "1", "--deterministic",
+                     "--jit-compile", "--out", str(run)]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if ": note: " in line]
+    assert notes == ["mmtl-tf train: note: --deterministic trains without XLA (Keras compiles "
+                     "without it under op determinism), so --jit-compile is not used; run.json "
+                     "records \"jit_compile_used\": false."]
+    info = json.loads((run / "run.json").read_text())
+    assert info["config"]["jit_compile"] is True and info["config"]["deterministic"] is True
+    assert info["jit_compile_used"] is False
+
+
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "mmtl_tf", "--version"], capture_output=True,
                          text=True, timeout=120)

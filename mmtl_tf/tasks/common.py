@@ -520,7 +520,9 @@ def _check_evaluation_cache(info, run_dir):
 
 def start_run(run_dir, task, config):
     """Creates the run folder, applies seeds and runtime settings, writes run.json
-    (with the data source's absolute path)."""
+    (with the data source's absolute path, and in `jit_compile_used` whether
+    the models compile with XLA: not under `deterministic`, whatever
+    `jit_compile` says)."""
     os.makedirs(run_dir, exist_ok=True)
     runtime.configure(precision=config.get("precision", "float32"),
                       jit_compile=config.get("jit_compile", "auto"))
@@ -531,7 +533,12 @@ def start_run(run_dir, task, config):
         else config
     if "cache" in config:
         config = {**config, "cache": absolute_cache(config["cache"])}
-    info = {"task": task, "config": config, "mmtl_tf_version": __version__,
+    info = {"task": task, "config": config,
+            # Whether the run's models compile with XLA: config's jit_compile is
+            # the setting asked for ("auto" included), and under op
+            # determinism Keras compiles without XLA whatever it says.
+            "jit_compile_used": bool(runtime.get_jit_compile()) and not runtime.is_deterministic(),
+            "mmtl_tf_version": __version__,
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
             # Tells this run from another of the same task and config started in
