@@ -158,7 +158,7 @@ for name, row in zip(class_names, confusion):
     ("md", """\
 ## Export: a SavedModel that takes raw strings
 
-`export_text_classifier` writes a SavedModel whose `serving_default` signature takes raw texts and tokenizes them inside the graph with the training tokenizer, and a `serve_tokens` signature on `token_ids` + `padding_mask`. The tokenizer uses tensorflow-text ops, so **`import tensorflow_text` before loading it**. For runtimes without those ops, `tokens_only/` holds a second SavedModel with only the token signature."""),
+`export_text_classifier` writes a SavedModel whose `serving_default` signature takes raw texts and tokenizes them inside the graph with the training tokenizer, and a `serve_tokens` signature on `token_ids` + `padding_mask`. The tokenizer uses tensorflow-text ops, so **`import tensorflow_text` before loading it**. For runtimes without those ops, `tokens_only/` holds a second SavedModel with only the token signature, there as its `serving_default` (`token_ids`, `padding_mask`)."""),
     ("code", """\
 import tempfile
 
