@@ -190,11 +190,33 @@ def _labels_field(row):
     return (labels, None) if labels else (None, "empty label")
 
 
+def _directory_key(path):
+    """What identifies a directory however it is reached (through links)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (info.st_dev, info.st_ino)
+
+
 def _image_files(folder):
-    """The image files below `folder`, at any depth, in sorted order."""
-    found = []
+    """The image files below `folder`, at any depth, in sorted order.
+
+    Links to directories are followed, but each directory is walked once: a
+    `latest -> .` link inside a class folder made a loop that `os.walk`
+    followed until the path was too long, listing every image dozens of
+    times under `again/again/...` paths (which the hash split then spread
+    over all three splits: 30 files made 630 rows, 62 of them test rows of
+    16 files, copies of training images among them)."""
+    found, walked = [], {_directory_key(folder)}
     for base, dirs, files in os.walk(folder, followlinks=True):
-        dirs.sort()
+        kept = []
+        for name in sorted(dirs):
+            key = _directory_key(os.path.join(base, name))
+            if key not in walked:
+                walked.add(key)
+                kept.append(name)
+        dirs[:] = kept
         found += [os.path.join(base, f) for f in sorted(files)
                   if f.lower().endswith(IMAGE_EXTENSIONS)]
     return found

@@ -274,3 +274,26 @@ def test_labels_file_rows_sharing_an_image(tmp_path):
     images, labels = next(iter(ds))
     assert images.numpy()[:, 0, 0, 0].tolist() == [0, 50, 0, 100]
     assert labels.numpy().tolist() == [0, 1, 0, 1] and ds.class_names == ["a", "b"]
+
+
+def test_linked_directory_loops_are_walked_once(tmp_path):
+    # `cf/Flags/again -> .` (like a `latest -> .` link in an image dump): the
+    # walk followed again/again/... and listed 30 files as 334 rows, most test
+    # rows training images under another path.
+    layout = [f"cf/{'Flags' if i % 3 else 'Food'}/{i}.png" for i in range(12)]
+    layout += [f"split/{s}/{c}/{i}.png" for i, (s, c) in enumerate(
+        [("train", "Flags"), ("train", "Food")] * 3 + [("test", "Flags"), ("test", "Food")])]
+    _copy_images(tmp_path, layout)
+    os.symlink(".", tmp_path / "cf" / "Flags" / "again")
+    os.symlink(".", tmp_path / "split" / "train" / "Flags" / "again")
+    os.symlink("../Food", tmp_path / "split" / "test" / "Food" / "up")  # through test/
+    for root, real in (("cf", 12), ("split", 8)):
+        paths = []
+        for split in ("train", "validation", "test"):
+            try:
+                paths += load_image_label_records(str(tmp_path / root), split).paths
+            except mmtl_tf.DataError as error:
+                assert "has no rows" in str(error)
+        assert len(paths) == real
+        assert len({os.path.realpath(p) for p in paths}) == real
+        assert not any("again" in p or "up" in p.split(os.sep) for p in paths)
