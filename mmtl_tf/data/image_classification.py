@@ -11,7 +11,10 @@ Targets per task:
 Sources:
 
 * `"default"`: the bundled emoji sample (9 categories; captions are ignored).
-* a **labels file**, CSV (with a header) or JSON Lines, one row per image, with
+* a **labels file**, CSV (with a header) or JSON Lines, one row per image (rows
+  repeating an image and its label are one row; `"multilabel"` merges an
+  image's rows; for the other tasks an image with two labels or boxes is a
+  bad row), with
   the columns `path` (relative to the file) and `label`, optionally `split`
   (`train` / `validation` / `test`) and `box` (`"ymin xmin ymax xmax"`,
   normalised, for localization). For multi-label data the `label` cell holds
@@ -74,7 +77,8 @@ class ImageLabelRecords:
         labels: list of list of str. The classes of each image (one for
             single-label data; for localization the first is the boxed object).
         boxes: list of 4-tuples or None. `[ymin, xmin, ymax, xmax]`, normalised.
-        rows: list of str. "file:line" (or the path) of each row, for messages.
+        rows: list of str. "file:line" (or the path) of each row, for messages
+            (`"a.csv:2, a.csv:5"` when rows naming one image were folded).
         class_names: list of str. Sorted classes of the *training* split.
     """
 
@@ -312,9 +316,80 @@ def _rows_by_split(source, need_box, seed, on_error):
     root = source if files is None else os.path.dirname(os.path.abspath(files.get(None) or
                                                                         source))
     grouped = {s: [] for s in SPLITS}
+    first_path = {}
     for row in rows:
-        grouped[row["split"] or _hash_split(row["path"], seed, root)].append(row)
+        # Every path to one file (a link to it, "./a.png" beside "a.png") is
+        # hashed as the first row's, so that the file lands in one split.
+        key = first_path.setdefault(_file_key(row["path"]), row["path"])
+        grouped[row["split"] or _hash_split(key, seed, root)].append(row)
     return source, grouped
+
+
+def _file_key(path):
+    """What identifies an image file however a row names it (through a link,
+    with `./` or `..`)."""
+    return os.path.realpath(path)
+
+
+def _listed(locations, limit=3):
+    """"a.csv:2, a.csv:5 and 4 more rows"."""
+    shown = ", ".join(locations[:limit])
+    return shown + (f" and {len(locations) - limit} more rows" if len(locations) > limit
+                    else "")
+
+
+def _one_row_per_file(rows, task, on_error, one_target=True):
+    """The rows of one split with each image file once.
+
+    Rows naming one file (by any path) with the same labels (and box) are
+    folded into the first, whose location then names them all: a captions
+    file names an image once per caption, and counting each copy weighted
+    the test accuracy by the number of captions. For `"multilabel"` the
+    rows' labels are merged (one row per object, as in VOC's annotations).
+    For `"multiclass"` and `"localization"`, rows giving one file different
+    labels or boxes are bad rows, each named with the others; without
+    `one_target` (retrieval, which scores an image against every label it
+    has) they are kept, one row per label (and box).
+    """
+    by_file = {}
+    for row in rows:
+        by_file.setdefault(_file_key(row["path"]), []).append(row)
+    if len(by_file) == len(rows):
+        return rows
+    kept, problems = [], []
+    for same in by_file.values():
+        if task == "multilabel":
+            same = [{**same[0], "labels": list(dict.fromkeys(
+                label for row in same for label in row["labels"]))}] + same[1:]
+            targets = {None: same}
+        else:
+            targets = {}
+            for row in same:
+                targets.setdefault((tuple(row["labels"]), row["box"]), []).append(row)
+        if len(targets) == 1 or not one_target:
+            kept += [{**group[0], "row": _listed(list(dict.fromkeys(r["row"] for r in group)))}
+                     for group in targets.values()]
+            continue
+        what = "labels" if len({labels for labels, _ in targets}) > 1 else "boxes"
+        for row in same:
+            mine = (tuple(row["labels"]), row["box"])
+            others = "; ".join(
+                f"{_describe_target(*target, what)} at {_listed([r['row'] for r in group])}"
+                for target, group in targets.items() if target != mine)
+            path = "" if row["row"] == row["path"] else f"{row['path']} "
+            problems.append((row["row"], (
+                f"image {path}is {_describe_target(*mine, what)} here but {others} "
+                f"(one image, one {'class' if what == 'labels' else 'box'}: fix the rows"
+                + (", or use task='multilabel' to give an image several classes)"
+                   if task == "multiclass" and what == "labels" else ")"))))
+    handle_problems(problems, on_error, "rows", total=len(rows))
+    return kept
+
+
+def _describe_target(labels, box, what):
+    if what == "labels":
+        return LABEL_SEPARATOR.join(map(repr, labels))
+    return f"box {' '.join(f'{v:g}' for v in box)}"
 
 
 def load_image_label_records(source="default", split="train", task="multiclass", seed=0,
@@ -335,7 +410,8 @@ def load_image_label_records(source="default", split="train", task="multiclass",
             are bad rows; `"keep"`: they are kept (`class_names` still lists
             only the training split's classes or those given), for tasks that
             meet new classes outside training (few-shot matching's held-out
-            classes, retrieval).
+            classes, retrieval); there a file that rows name with different
+            labels is one row per label, not a bad row.
 
     Returns:
         `ImageLabelRecords`.
@@ -363,6 +439,7 @@ def load_image_label_records(source="default", split="train", task="multiclass",
                     "use task='multilabel')") for r in chosen if len(r["labels"]) != 1]
         handle_problems(several, on_error, "rows", total=len(chosen))
         chosen = [r for r in chosen if len(r["labels"]) == 1]
+    chosen = _one_row_per_file(chosen, task, on_error, one_target=other_labels == "bad")
     known = set(class_names)
     unknown = [(r["row"], f"label(s) {sorted(set(r['labels']) - known)} {not_known}")
                for r in chosen if not set(r["labels"]) <= known and other_labels == "bad"]

@@ -256,13 +256,16 @@ def test_same_file_names_in_every_class_folder_are_split_per_class(tmp_path):
 
 
 def test_labels_file_rows_sharing_an_image(tmp_path):
+    # Rows that repeat a file and its label (a captions file names an image
+    # once per caption) are one row: each image counts once in training and
+    # in the test accuracy. A bad shared file is reported with all its rows.
     from PIL import Image
 
     for i in range(3):
         Image.fromarray(np.full((6, 6, 3), 50 * i, "uint8")).save(tmp_path / f"{i}.png")
     (tmp_path / "broken.png").write_text("no")
-    rows = [("0.png", "a"), ("1.png", "b"), ("0.png", "a"), ("broken.png", "b"),
-            ("2.png", "b"), ("broken.png", "a")]
+    rows = [("0.png", "a"), ("1.png", "b"), ("./0.png", "a"), ("broken.png", "b"),
+            ("2.png", "b"), ("broken.png", "b")]
     (tmp_path / "labels.csv").write_text(
         "path,label,split\n" + "".join(f"{p},{label},train\n" for p, label in rows))
     with pytest.warns(mmtl_tf.DataWarning, match=r"(?s)1 bad image file.*labels.csv:5, "
@@ -270,10 +273,56 @@ def test_labels_file_rows_sharing_an_image(tmp_path):
         ds, records = make_image_classification_dataset(
             str(tmp_path), "train", image_size=(4, 4), batch_size=8, shuffle=False,
             on_error="skip", return_records=True)
-    assert [os.path.basename(p) for p in records.paths] == ["0.png", "1.png", "0.png", "2.png"]
+    assert [os.path.basename(p) for p in records.paths] == ["0.png", "1.png", "2.png"]
+    assert records.rows[0] == f"{tmp_path / 'labels.csv'}:2, {tmp_path / 'labels.csv'}:4"
     images, labels = next(iter(ds))
-    assert images.numpy()[:, 0, 0, 0].tolist() == [0, 50, 0, 100]
-    assert labels.numpy().tolist() == [0, 1, 0, 1] and ds.class_names == ["a", "b"]
+    assert images.numpy()[:, 0, 0, 0].tolist() == [0, 50, 100]
+    assert labels.numpy().tolist() == [0, 1, 1] and ds.class_names == ["a", "b"]
+
+
+def test_captions_file_rows_count_each_image_once_per_split(tmp_path):
+    # head-swap read a captions file with 3 captions per image as 3 rows per
+    # image: 18 test rows for 6 files, the accuracy weighted by caption count.
+    _copy_images(tmp_path, [f"{i}.png" for i in range(40)])
+    (tmp_path / "captions.csv").write_text("path,caption,label\n" + "".join(
+        f"{i}.png,caption {k} of {i},{'ab'[i % 2]}\n" for i in range(40) for k in range(3)))
+    counts = {}
+    for split in ("train", "validation", "test"):
+        records = load_image_label_records(str(tmp_path), split)
+        assert len(records.paths) == len(set(records.paths))
+        counts[split] = len(records)
+        assert all(row.count("captions.csv:") == 3 for row in records.rows)
+    assert sum(counts.values()) == 40 and counts["test"] > 0
+
+
+def test_one_image_with_two_classes_is_a_bad_row_in_multiclass(tmp_path):
+    _copy_images(tmp_path, [f"{i}.png" for i in range(4)])
+    (tmp_path / "labels.csv").write_text(
+        "path,label,split\n0.png,red,train\n1.png,green,train\n0.png,green,train\n"
+        "2.png,red,train\n3.png,green,test\n")
+    with pytest.raises(mmtl_tf.DataError, match=r"(?s)2 bad rows:.*labels.csv:2: image "
+                                                r".*0.png is 'red' here but 'green' at "
+                                                r".*labels.csv:4 .*labels.csv:4: .*'green' "
+                                                r"here but 'red' at .*labels.csv:2"):
+        load_image_label_records(str(tmp_path), "train")
+    with pytest.warns(mmtl_tf.DataWarning, match=r"skipped 2 bad rows.*"):
+        records = load_image_label_records(str(tmp_path), "train", on_error="skip")
+    assert [os.path.basename(p) for p in records.paths] == ["1.png", "2.png"]
+    # Multi-label: the rows' classes are merged into one row for the image.
+    records = load_image_label_records(str(tmp_path), "train", task="multilabel")
+    assert [os.path.basename(p) for p in records.paths] == ["0.png", "1.png", "2.png"]
+    np.testing.assert_array_equal(records.targets("multilabel"),
+                                  [[1, 1], [1, 0], [0, 1]])  # classes green, red
+
+
+def test_one_image_with_two_boxes_is_a_bad_row_in_localization(tmp_path):
+    _copy_images(tmp_path, [f"{i}.png" for i in range(3)])
+    (tmp_path / "labels.csv").write_text(
+        "path,label,box,split\n0.png,a,0 0 1 1,train\n1.png,b,0 0 1 1,train\n"
+        "0.png,a,0 0 .5 .5,train\n2.png,b,0 0 1 1,train\n")
+    with pytest.raises(mmtl_tf.DataError, match=r"labels.csv:2: image .*0.png is box 0 0 1 1 "
+                                                r"here but box 0 0 0.5 0.5 at .*labels.csv:4"):
+        load_image_label_records(str(tmp_path), "train", task="localization")
 
 
 def test_linked_directory_loops_are_walked_once(tmp_path):
@@ -297,3 +346,30 @@ def test_linked_directory_loops_are_walked_once(tmp_path):
         assert len(paths) == real
         assert len({os.path.realpath(p) for p in paths}) == real
         assert not any("again" in p or "up" in p.split(os.sep) for p in paths)
+
+
+def test_a_file_reached_through_two_links_is_one_row_in_one_split(tmp_path):
+    # Plain links keep working; one file reached by two paths is one row,
+    # hashed by its first path, so it cannot be in two splits.
+    _copy_images(tmp_path, [f"data/{'ab'[i % 2]}/{i}.png" for i in range(20)])
+    os.symlink(tmp_path / "data" / "a", tmp_path / "data" / "b" / "a_too")  # b/a_too/*: a's
+    os.symlink("0.png", tmp_path / "data" / "a" / "latest.png")
+    with unsplit_rows_in("train"):
+        records = load_image_label_records(str(tmp_path / "data"), "train",
+                                           task="multilabel")
+    assert len(records) == 20
+    # In multiclass, a's images are also in class b: each row named with the other.
+    with pytest.raises(mmtl_tf.DataError, match=r"a_too/0.png: image is 'b' here but 'a' at "
+                                                r".*data/a/0.png"):
+        with unsplit_rows_in("train"):
+            load_image_label_records(str(tmp_path / "data"), "train")
+    (tmp_path / "data" / "b" / "a_too").unlink()
+    splits = {}
+    for split in ("train", "validation", "test"):
+        try:
+            records = load_image_label_records(str(tmp_path / "data"), split)
+        except mmtl_tf.DataError:
+            continue
+        for path in records.paths:
+            splits.setdefault(os.path.realpath(path), []).append(split)
+    assert len(splits) == 20 and all(len(s) == 1 for s in splits.values())
