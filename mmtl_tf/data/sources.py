@@ -315,13 +315,16 @@ def read_captions_file(path, require_label=True, on_error="raise"):
 
 def split_field(row):
     """`(split or None, None)` of a row's optional `split` column, or
-    `(None, problem)` for a value other than train / validation / test."""
+    `(None, problem)` for a value other than train / validation / test.
+
+    The value may be in any case and have spaces around it (`" Train "` is
+    `"train"`), as split folders and per-split file names may."""
     split = row.get("split")
     if split is None or (isinstance(split, str) and not split.strip()):
         return None, None
-    if isinstance(split, str) and split.strip() in SPLITS:
-        return split.strip(), None
-    return None, f"split {split!r} is not one of {', '.join(SPLITS)}"
+    if isinstance(split, str) and split.strip().lower() in SPLITS:
+        return split.strip().lower(), None
+    return None, f"split {split!r} is not one of {', '.join(SPLITS)} (in any case)"
 
 
 def rows_with_known_labels(rows, class_names, model_classes, on_error):
