@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sys
 import unicodedata
 
@@ -40,7 +41,8 @@ class ImageTextRecords:
         captions: list of str.
         labels: list of str or None. Class names as written in the file.
         rows: list of str. "file:line" of each row, for error messages.
-        class_names: list of str. Sorted labels of the *training* split.
+        class_names: list of str. Sorted labels of the *training* split
+            (numerically if all are integers: `sorted_class_names`).
         root: str. The folder the paths are relative to.
     """
 
@@ -274,6 +276,28 @@ def class_name(label):
     return unicodedata.normalize("NFC", label)
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def sorted_class_names(labels):
+    """The class names of `labels` (str) in the order class ids index them:
+    numerically when every label is an integer written in digits (`"2"`
+    before `"10"`; JSON integers become their digits, see `label_field`;
+    also class folders named by digits), else in string order.
+
+    Example:
+        >>> sorted_class_names(["10", "2", "0", "2"])
+        ['0', '2', '10']
+        >>> sorted_class_names(["10", "2", "cat"])
+        ['10', '2', 'cat']
+    """
+    names = set(labels)
+    if names and all(_INTEGER.fullmatch(name) for name in names):
+        # "01" and "1" are two classes: the string orders them among equals.
+        return sorted(names, key=lambda name: (int(name), name))
+    return sorted(names)
+
+
 def read_captions_file(path, require_label=True, on_error="raise"):
     """Reads a captions file into a list of dicts with path/caption/label/split.
 
@@ -484,8 +508,8 @@ def load_image_text_records(source="default", split="train", require_label=True,
             per_split[r["split"] or _hash_split(r["path"], seed, os.path.dirname(
                 os.path.abspath(file)))].append(r)
     given = class_names is not None
-    class_names = [class_name(c) for c in class_names] if given else sorted(
-        {r["label"] for r in per_split["train"] if r["label"] is not None})
+    class_names = [class_name(c) for c in class_names] if given else sorted_class_names(
+        r["label"] for r in per_split["train"] if r["label"] is not None)
     chosen = per_split[split]
     if not chosen:
         raise empty_split_error(path, split, per_split)

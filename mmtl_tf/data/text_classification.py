@@ -23,8 +23,8 @@ import numpy as np
 
 from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, class_name,
                                   default_split, empty_split_error, find_file, label_field,
-                                  per_split_files, rows_with_known_labels, split_field,
-                                  text_field)
+                                  per_split_files, rows_with_known_labels, sorted_class_names,
+                                  split_field, text_field)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
                             handle_problems)
@@ -49,7 +49,8 @@ class TextClassificationRecords:
         texts: list of str.
         labels: list of str. Class names as written in the source.
         rows: list of str. "file:line" of each row, for error messages.
-        class_names: list of str. Sorted labels of the *training* split.
+        class_names: list of str. Sorted labels of the *training* split
+            (numerically if all are integers: `sorted_class_names`).
         source: str. Where the rows came from.
     """
 
@@ -170,8 +171,8 @@ def load_text_classification_records(source="default", split="train", seed=0,
     else:
         raise DataError(f"{source}: no such folder or file (expected 'default', a folder, "
                         "a .jsonl/.csv file or 'tfds:NAME').")
-    class_names = [class_name(c) for c in class_names] if given else sorted(
-        {r["label"] for r in per_split.get("train", [])})
+    class_names = [class_name(c) for c in class_names] if given else sorted_class_names(
+        r["label"] for r in per_split.get("train", []))
     if not given and len(class_names) == 1:
         raise DataError(f"{source}: the training split has one class ({class_names[0]!r}); "
                         "a classifier needs two or more.")
