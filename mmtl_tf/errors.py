@@ -29,13 +29,15 @@ class DownloadError(RuntimeError):
 
 class DataWarning(UserWarning):
     """A problem with the data that does not stop the run: items skipped
-    because of `on_error="skip"` (the message lists them), or most training
-    texts longer than `sequence_length` (`mmtl_tf.data.text.warn_if_truncated`).
+    because of `on_error="skip"` (the message lists them), most training
+    texts longer than `sequence_length` (`mmtl_tf.data.text.warn_if_truncated`),
+    or validation / test rows holding a training row's file or text
+    (`mmtl_tf.data.sources.warn_if_splits_overlap`).
 
     Args:
         message: str.
         problems: list of (location, problem) tuples: every skipped item (the
-            message shows the first ten).
+            message shows the first ten) or overlapping row (the first five).
     """
 
     def __init__(self, message, problems=None):

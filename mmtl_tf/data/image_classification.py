@@ -48,7 +48,7 @@ from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS
                                   find_file, label_field, per_split_files, split_field,
                                   text_field)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
-from mmtl_tf.data.sources import sorted_class_names
+from mmtl_tf.data.sources import sorted_class_names, warn_if_splits_overlap
 from mmtl_tf.errors import (DataError, DataWarning, DownloadError, check_choice, check_count,
                             check_on_error, handle_problems)
 
@@ -422,6 +422,7 @@ def load_image_label_records(source="default", split="train", task="multiclass",
     check_choice("other_labels", other_labels, ("bad", "keep"))
     check_on_error(on_error)
     where, grouped = _rows_by_split(source, task == "localization", seed, on_error)
+    warn_if_splits_overlap(where, grouped, split, "path")
     not_known = "are not among the model's classes"
     if class_names is None:
         class_names = sorted_class_names(

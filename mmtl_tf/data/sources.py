@@ -15,6 +15,7 @@ import contextlib
 import contextvars
 import csv
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -25,7 +26,8 @@ import unicodedata
 
 import numpy as np
 
-from mmtl_tf.errors import DataError, check_on_error, handle_problems
+from mmtl_tf.errors import (DataError, DataWarning, _caller_level, check_on_error,
+                            format_problems, handle_problems)
 
 SPLITS = ("train", "validation", "test")
 CAPTION_FILE_NAMES = ("captions.jsonl", "captions.csv")
@@ -371,6 +373,71 @@ def rows_with_known_labels(rows, class_names, model_classes, on_error):
     return [r for r in rows if r["row"] not in bad]
 
 
+def warn_if_splits_overlap(where, per_split, split, field):
+    """One `DataWarning` when, loading the training split, validation or test
+    rows hold a file (`field="path"`: the same absolute path) or a text
+    (`field="text"`: the same text as read, spaces around it stripped) that
+    a training row holds too: those rows are not held out, and their scores
+    say little about unseen data. It counts them per split and names the
+    first five (`file:line: same ... as training row file:line`; all in
+    `.problems`).
+
+    Only a split column or per-split files can do this (the hash split keys
+    on the path or text, so copies stay together); some put training rows
+    in a test split on purpose, hence a warning, not an error. Nothing
+    happens unless `split` is `"train"`, so that it is said once per run.
+
+    Args:
+        where: str. The source, for the message.
+        per_split: dict of split -> list of row dicts with `field` and `row`.
+        split: str. The split being loaded.
+        field: str. `"path"` or `"text"`.
+    """
+    if split != "train":
+        return
+
+    def key(row):
+        value = row[field]
+        return os.path.normpath(os.path.abspath(value)) if field == "path" else value
+
+    what = "file" if field == "path" else field
+    training = {}
+    for row in per_split.get("train") or []:
+        training.setdefault(key(row), row["row"])
+    problems, counts = [], []
+    for other in ("validation", "test"):
+        rows = per_split.get(other) or []
+        found = [(row["row"], f"same {what} as training row {training[key(row)]}")
+                 for row in rows if key(row) in training]
+        if found:
+            counts.append(f"{len(found)} of {len(rows)} {other} rows")
+            problems += found
+    if not problems:
+        return
+    import warnings
+
+    warnings.warn(DataWarning(
+        f"{where}: {' and '.join(counts)} hold the same {what} as a training row, so they "
+        f"are not held out and their scores overstate how well the model does on unseen "
+        f"data (give each {what} one split, or leave out the split column: the hash split "
+        f"keeps copies together):\n{format_problems(problems, limit=5)}", problems),
+        stacklevel=_caller_level())
+
+
+def rows_to_compare(read, path):
+    """The rows of a split file read only for `warn_if_splits_overlap`: bad
+    rows are left out without a warning (they are reported when that split
+    is loaded), and a file that cannot be read gives none."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)
+            return read(path, on_error="skip")
+    except DataError:
+        return []
+
+
 def hash_split(key, seed=0):
     """train / validation / test (80/10/10) from a seeded hash of a string key.
 
@@ -493,6 +560,10 @@ def load_image_text_records(source="default", split="train", require_label=True,
                 f"'train' and {split!r} file.")
         per_split = {s: read_captions_file(p, require_label, on_error)
                      for s, p in split_files.items() if s in ("train", split)}
+        if split == "train":  # the other splits, only to compare (see below)
+            per_split.update({s: rows_to_compare(functools.partial(
+                read_captions_file, require_label=require_label), p)
+                for s, p in split_files.items() if s not in per_split})
     else:
         if kind == "dir":
             file = find_file(path, CAPTION_FILE_NAMES)
@@ -507,6 +578,7 @@ def load_image_text_records(source="default", split="train", require_label=True,
         for r in rows:
             per_split[r["split"] or _hash_split(r["path"], seed, os.path.dirname(
                 os.path.abspath(file)))].append(r)
+    warn_if_splits_overlap(path, per_split, split, "path")
     given = class_names is not None
     class_names = [class_name(c) for c in class_names] if given else sorted_class_names(
         r["label"] for r in per_split["train"] if r["label"] is not None)

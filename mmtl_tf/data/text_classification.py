@@ -23,8 +23,9 @@ import numpy as np
 
 from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, class_name,
                                   default_split, empty_split_error, find_file, label_field,
-                                  per_split_files, rows_with_known_labels, sorted_class_names,
-                                  split_field, text_field)
+                                  per_split_files, rows_to_compare, rows_with_known_labels,
+                                  sorted_class_names, split_field, text_field,
+                                  warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
                             handle_problems)
@@ -159,6 +160,9 @@ def load_text_classification_records(source="default", split="train", seed=0,
                                 f"no {' and '.join(map(repr, dict.fromkeys(needed)))} file.")
             per_split = {s: read_text_classification_file(p, on_error)
                          for s, p in files.items() if s in ("train", split)}
+            if split == "train":  # the other splits, only to compare (see below)
+                per_split.update({s: rows_to_compare(read_text_classification_file, p)
+                                  for s, p in files.items() if s not in per_split})
         else:
             file = find_file(source, TEXT_FILE_NAMES)
             if file is None:
@@ -171,6 +175,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
     else:
         raise DataError(f"{source}: no such folder or file (expected 'default', a folder, "
                         "a .jsonl/.csv file or 'tfds:NAME').")
+    warn_if_splits_overlap(source, per_split, split, "text")
     class_names = [class_name(c) for c in class_names] if given else sorted_class_names(
         r["label"] for r in per_split.get("train", []))
     if not given and len(class_names) == 1:

@@ -62,3 +62,70 @@ def test_integer_labels_are_ordered_numerically_everywhere(tmp_path):
         "text,label,split\na,10,train\nb,9,train\nc,x,train\nd,9,test\n")
     assert load_text_classification_records(str(tmp_path / "mixed.csv")).class_names == \
         ["10", "9", "x"]
+
+
+def _leak_messages(record):
+    return [str(w.message) for w in record if issubclass(w.category, mmtl_tf.DataWarning)]
+
+
+def test_training_rows_repeated_in_test_or_validation_warn_once_when_loading_train(tmp_path):
+    texts = [f"text number {i}" for i in range(8)]
+    (tmp_path / "tc.csv").write_text("text,label,split\n" + "".join(
+        f"{t},{'ab'[i % 2]},train\n" for i, t in enumerate(texts))
+        + f"{texts[0]},a,test\n  {texts[1]} ,b,test\nnew,a,test\n{texts[2]},a,validation\n")
+    with pytest.warns(mmtl_tf.DataWarning) as record:
+        load_text_classification_records(str(tmp_path / "tc.csv"), "train")
+    [message] = _leak_messages(record)
+    assert "1 of 1 validation rows and 2 of 3 test rows hold the same text as a " \
+           "training row" in message
+    # Validation first; the test copy of texts[1] matches once spaces are stripped,
+    # tc.csv:12 ("new") does not.
+    lines = [line.strip() for line in message.replace(f"{tmp_path}/", "").splitlines()[1:]]
+    assert lines == ["tc.csv:13: same text as training row tc.csv:4",
+                     "tc.csv:10: same text as training row tc.csv:2",
+                     "tc.csv:11: same text as training row tc.csv:3"]
+    assert len(record[0].message.problems) == 3
+    # Said once: loading the other splits does not repeat it.
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mmtl_tf.DataWarning)
+        load_text_classification_records(str(tmp_path / "tc.csv"), "test")
+    # Per-split files too (the other files are read to compare).
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "train.csv").write_text("text,label\n" + "".join(
+        f"{t},{'ab'[i % 2]}\n" for i, t in enumerate(texts)))
+    (folder / "test.csv").write_text(f"text,label\n{texts[3]},b\nother,a\n")
+    with pytest.warns(mmtl_tf.DataWarning, match=r"1 of 2 test rows hold the same text"):
+        load_text_classification_records(str(folder), "train")
+
+
+def test_image_files_in_two_splits_warn_for_labels_and_captions_files(tmp_path):
+    names = [f"{i}.png" for i in range(6)]
+    _images(tmp_path, names)
+    (tmp_path / "labels.csv").write_text("path,label,split\n" + "".join(
+        f"{n},{'ab'[i % 2]},train\n" for i, n in enumerate(names[:4]))
+        + "./0.png,a,test\n4.png,a,test\n5.png,b,validation\n")
+    with pytest.warns(mmtl_tf.DataWarning,
+                      match=r"1 of 2 test rows hold the same file as a training row") as rec:
+        load_image_label_records(str(tmp_path / "labels.csv"), "train")
+    assert "labels.csv:6: same file as training row " in _leak_messages(rec)[0]
+    (tmp_path / "captions.csv").write_text("path,caption,label,split\n" + "".join(
+        f"{n},caption {i},{'ab'[i % 2]},train\n" for i, n in enumerate(names[:4]))
+        + "1.png,another caption,b,validation\n5.png,five,b,test\n")
+    with pytest.warns(mmtl_tf.DataWarning,
+                      match=r"1 of 1 validation rows hold the same file as a training row"):
+        load_image_text_records(str(tmp_path / "captions.csv"), "train")
+
+
+def test_no_overlap_warning_without_a_split_column_or_on_the_bundled_data(tmp_path):
+    import warnings
+
+    rows = [f"text {i % 50},{'ab'[i % 2]}\n" for i in range(200)]  # each text 4 times
+    (tmp_path / "texts.csv").write_text("text,label\n" + "".join(rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mmtl_tf.DataWarning)
+        load_text_classification_records(str(tmp_path / "texts.csv"), "train")
+        load_text_classification_records("default", "train")
+        load_image_label_records("default", "train")
+        load_image_text_records("default", "train")
