@@ -130,7 +130,9 @@ def test_a_file_that_several_rows_name_is_loaded_once(tmp_path):
     # column puts in two splits is in it once.
     _csv(tmp_path / "two_splits.csv", ["path", "label", "split"],
          [(p, label, split) for p, label in rows for split in ("train", "test")])
-    pools, _, held_out = matching._pools({**config, "data": str(tmp_path / "two_splits.csv")})
+    with pytest.warns(mmtl_tf.DataWarning, match="40 of 40 test rows hold the same file"):
+        pools, _, held_out = matching._pools({**config,
+                                              "data": str(tmp_path / "two_splits.csv")})
     images, labels = pools["test"]
     assert len(labels) == 20 == len(np.unique(images.reshape(20, -1), axis=0))
     assert sorted(held_out) == sorted(pools["class_names"][c] for c in np.unique(labels))
