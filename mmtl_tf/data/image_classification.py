@@ -45,10 +45,10 @@ import tensorflow as tf
 from mmtl_tf.data.image import augment_image, decoded_image_dataset, resize_and_crop
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
                                   _read_rows, check_columns, class_name, empty_split_error,
-                                  find_file, label_field, per_split_files, split_field,
-                                  text_field)
+                                  find_file, label_field, per_split_files,
+                                  sorted_class_names, split_field, text_field,
+                                  warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
-from mmtl_tf.data.sources import sorted_class_names, warn_if_splits_overlap
 from mmtl_tf.errors import (DataError, DataWarning, DownloadError, check_choice, check_count,
                             check_on_error, handle_problems)
 

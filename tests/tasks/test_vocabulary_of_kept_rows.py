@@ -7,6 +7,8 @@ words into `text_vectorizer.json` (and into the random BERT's WordPiece
 vocabulary of the dual encoder's tiny pretrained recipe)."""
 
 import json
+import os
+import shutil
 
 import pytest
 
@@ -69,10 +71,17 @@ def test_fusion_classes_and_baseline_come_from_the_split_of_the_recipe_s_seed(tm
     # run's seed. The fusion task read its class names and the majority
     # baseline from records split with the default seed 0, so with --seed 3
     # they described other rows than those trained and tested on.
+    # The images are copied beside the captions file and named relative to
+    # it: the hash split keys on the path relative to the file's folder, so
+    # absolute paths into the checkout made the splits (and whether the two
+    # seeds' baselines differ) depend on where the checkout lives.
     records = load_image_text_records("default", "validation")
     labels = ("Symbols", "Flags", "Objects")
-    rows = [{"path": p, "caption": c, "label": labels[(i * i) % 7 % 3]}
-            for i, (p, c) in enumerate(zip(records.paths[:60], records.captions))]
+    rows = []
+    for i, (p, c) in enumerate(zip(records.paths[:60], records.captions)):
+        name = f"{i:02d}{os.path.splitext(p)[1]}"
+        shutil.copyfile(p, tmp_path / name)
+        rows.append({"path": name, "caption": c, "label": labels[(i * i) % 7 % 3]})
     data = tmp_path / "pairs.csv"
     data.write_text("path,caption,label\n" + "".join(
         f'{r["path"]},"{r["caption"]}",{r["label"]}\n' for r in rows), encoding="utf-8")
