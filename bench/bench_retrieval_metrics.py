@@ -13,8 +13,9 @@ same data in the same run:
     python bench/bench_retrieval_metrics.py [--sizes 1000 4000 8000] [--repeats 3]
 
 The data: N random 64-d queries and gallery items, two gallery items per
-caption (query i's positives are items 2⌊i/2⌋ and 2⌊i/2⌋ + 1), and a few
-duplicated rows so that some scores tie exactly. Machines are noisy: compare
+caption (query i's positives are items 2⌊i/2⌋ and 2⌊i/2⌋ + 1, as lists of
+gallery indices; for N = 2, where those lists would read as a 0/1 matrix, as
+a boolean matrix), and a few duplicated rows so that some scores tie exactly. Machines are noisy: compare
 ratios, not seconds, and rerun when in doubt.
 """
 
@@ -61,6 +62,16 @@ def make_data(n, seed=0, dim=64):
     gallery = queries + rng.normal(scale=2.0, size=(n, dim)).astype(np.float32)
     gallery[1::7] = gallery[0::7][:len(gallery[1::7])]  # duplicated rows: exact ties
     positives = [[2 * (i // 2), min(2 * (i // 2) + 1, n - 1)] for i in range(n)]
+    if n == 2:
+        # Two indices per query and two gallery items: the lists [[0, 1], [0, 1]]
+        # look like a 0/1 matrix, which retrieval_metrics refuses as ambiguous.
+        # A boolean matrix says the same unambiguously; larger N keep the lists
+        # (an N x N matrix would be 64 MB at N = 8,000, and the timings below
+        # are for index lists).
+        mask = np.zeros((n, n), dtype=bool)
+        for i, items in enumerate(positives):
+            mask[i, items] = True
+        positives = mask
     return queries, gallery, positives
 
 
