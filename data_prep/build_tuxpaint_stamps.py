@@ -113,16 +113,19 @@ def split_of(item, seed=0):
 
 
 def _write_png(source, dest, size):
+    """`source` as an RGBA PNG `dest`, shrunk (aspect kept) to at most `size` px a side."""
     from PIL import Image
 
     with Image.open(source) as image:
-        image = image.convert("RGBA")
-        if max(image.size) > size:
-            image.thumbnail((size, size), Image.LANCZOS)
-        image.save(dest, optimize=True)
+        image = image.convert("RGBA")  # read: `source` may be `dest`
+    if max(image.size) > size:
+        image.thumbnail((size, size), Image.LANCZOS)
+    image.save(dest, optimize=True)
 
 
 def _rasterise_svg(source, dest, size):
+    """`source` rasterised by rsvg-convert into `dest`, at most `size` px a side;
+    returns why it could not be, or None."""
     tool = shutil.which("rsvg-convert")
     if tool is None:
         return "SVG only and rsvg-convert (Debian librsvg2-bin) is not installed"
@@ -130,6 +133,13 @@ def _rasterise_svg(source, dest, size):
                              "-o", dest, source], capture_output=True, text=True)
     if result.returncode != 0:
         return f"rsvg-convert failed: {result.stderr.strip()[:100]}"
+    # rsvg-convert rounds some sizes up (a 97 x 51 PNG for -w 96 -h 96).
+    from PIL import Image
+
+    with Image.open(dest) as image:
+        too_large = max(image.size) > size
+    if too_large:
+        _write_png(dest, dest, size)
     return None
 
 

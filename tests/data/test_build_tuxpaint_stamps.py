@@ -4,6 +4,7 @@ Debian package's (the real package is 161 MB; see the README for the command).""
 import importlib.util
 import json
 import os
+import sys
 
 import numpy as np
 from PIL import Image
@@ -137,3 +138,30 @@ def test_deb_without_dpkg_deb_or_apt_get(tmp_path, monkeypatch):
         line = e.code
     assert "Unable to locate package" in line and "apt-get update" in line and "\n" not in line
     assert not (tmp_path / "out").exists()
+
+
+def test_svg_rasterised_one_pixel_too_large_is_shrunk(tmp_path, monkeypatch):
+    # rsvg-convert --keep-aspect-ratio -w 96 -h 96 writes some stamps 97 px wide
+    # (food/loaf_of_bread.png came out 97 x 51). A stand-in that does the same:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "rsvg-convert"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\nfrom PIL import Image\n"
+        "a = sys.argv\nw = int(a[a.index('-w') + 1])\n"
+        "Image.new('RGBA', (w + 1, w // 2 + 3), (200, 120, 40, 255))"
+        ".save(a[a.index('-o') + 1])\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    stamps = tmp_path / "stamps"
+    _stamp(stamps / "food", "loaf_of_bread", "A loaf of bread.", svg_only=True)
+    _stamp(stamps / "food", "apple", "An apple.", size=(300, 200))
+    out = tmp_path / "out"
+    kept, skipped = _script().build(str(stamps), str(out), size=96)
+    assert len(kept) == 2 and not skipped
+    for row in kept:
+        with Image.open(out / row["path"]) as image:
+            assert max(image.size) == 96, (row["item"], image.size)
+    with Image.open(out / "images" / "food" / "loaf_of_bread.png") as image:
+        assert image.size == (96, 50) and image.mode == "RGBA"
