@@ -36,13 +36,18 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import subprocess
 import sys
 
 import numpy as np
 
 from mmtl_tf.files import atomic_directory
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from external_tools import run_tool  # noqa: E402 (the folder of this script)
+
+SCRIPT = "build_spoken_emoji.py"
+ESPEAK_MISSING = ("install it (Debian/Ubuntu: apt-get install -y espeak-ng; Fedora: "
+                  "dnf install espeak-ng); nothing was written.")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLE_DIR = os.path.join(HERE, os.pardir, "mmtl_tf", "data", "default_sample")
@@ -136,15 +141,29 @@ def assign_voices(items, per_item):
     return rows
 
 
+def espeak_version():
+    """espeak-ng's version line ("eSpeak NG text-to-speech: 1.51"). Exits with
+    one line (status 1) when espeak-ng is missing or fails."""
+    out = run_tool(SCRIPT, ["espeak-ng", "--version"], missing=ESPEAK_MISSING,
+                   failed="reinstall espeak-ng (apt-get install --reinstall espeak-ng); "
+                          "nothing was written.")
+    return out.strip().split("  ")[0]
+
+
 def synthesize(text, espeak_voice):
-    """Runs espeak-ng; returns float32 mono samples at SAMPLE_RATE."""
+    """Runs espeak-ng; returns float32 mono samples at SAMPLE_RATE. Exits with
+    one line (status 1) when espeak-ng is missing or fails."""
     import librosa
     import soundfile as sf
 
-    out = subprocess.run(
-        ["espeak-ng", "-v", espeak_voice, "-s", str(SPEED_WPM), "--stdout", text],
-        check=True, capture_output=True)
-    y, rate = sf.read(io.BytesIO(out.stdout), dtype="float32")
+    wav = run_tool(
+        SCRIPT, ["espeak-ng", "-v", espeak_voice, "-s", str(SPEED_WPM), "--stdout", text],
+        missing=ESPEAK_MISSING,
+        failed=f"check that `espeak-ng -v {espeak_voice} hello` speaks (the voice needs "
+               "espeak-ng's data: apt-get install --reinstall espeak-ng espeak-ng-data); "
+               "the output folder is left as it was.",
+        binary=True)
+    y, rate = sf.read(io.BytesIO(wav), dtype="float32")
     if y.ndim == 2:
         y = y.mean(axis=1)
     y = librosa.resample(y, orig_sr=rate, target_sr=SAMPLE_RATE).astype(np.float32)
@@ -188,8 +207,13 @@ def build(out, per_item=1, limit=None, workers=2):
             encode_opus(synthesize(text, voices[voice]), os.path.join(staging, rel))
             return rel
 
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        # A failing espeak-ng raises SystemExit (one line) in its worker thread;
+        # map() raises it here, and the clips not started yet are cancelled.
+        pool = concurrent.futures.ThreadPoolExecutor(workers)
+        try:
             rels = list(pool.map(work, rows))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         for split in SPLITS:
             lines = []
             for row, rel in zip(rows, rels):
@@ -203,8 +227,7 @@ def build(out, per_item=1, limit=None, workers=2):
             lines.sort()
             with open(os.path.join(staging, f"{split}.jsonl"), "w", encoding="utf-8") as f:
                 f.write("\n".join(lines) + "\n")
-        espeak = subprocess.run(["espeak-ng", "--version"], capture_output=True,
-                                text=True).stdout.strip().split("  ")[0]
+        espeak = espeak_version()
         voice_list = ", ".join(
             f"`{k}` = `{v}`" + (" (held out)" if k in HELDOUT_VOICES else "")
             for k, v in voices.items())
@@ -229,8 +252,7 @@ def main(argv=None):
                         help="at most this many items per split (for a quick try)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    if shutil.which("espeak-ng") is None:
-        sys.exit("espeak-ng is not installed: apt-get install -y espeak-ng")
+    espeak_version()  # a missing or broken espeak-ng: one line, before anything is written
     rows = build(os.path.abspath(args.out), args.train_voices_per_item, args.limit,
                  args.workers)
     counts = {}

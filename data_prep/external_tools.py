@@ -8,6 +8,7 @@ and a non-zero status, instead of a traceback.
 
 import glob
 import os
+import shlex
 import subprocess
 import sys
 
@@ -23,24 +24,28 @@ def one_line(text, limit=500):
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
-def run_tool(script, argv, missing, failed, cwd=None):
-    """Runs `argv` with its output captured and returns its stdout.
+def run_tool(script, argv, missing, failed, cwd=None, binary=False):
+    """Runs `argv` with its output captured and returns its stdout (text, or
+    bytes with `binary`: e.g. a WAV file).
 
     If the program cannot be started, exits with `script: PROGRAM not found;
     <missing>`; if it fails, with `script: \\`COMMAND\\` failed (its stderr);
-    <failed>`.
+    <failed>`. The exit is a `SystemExit` raised in the calling thread: in a
+    worker thread of a `concurrent.futures` pool it reaches the main thread
+    with the pool's results.
     """
+    text = {} if binary else {"text": True, "errors": "replace"}
     try:
-        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
-                                errors="replace")
+        result = subprocess.run(argv, cwd=cwd, capture_output=True, **text)
     except FileNotFoundError:
         fail(script, f"{argv[0]} not found; {missing}")
     except OSError as e:
         fail(script, f"cannot run {argv[0]} ({e.strerror or e}); {missing}")
     if result.returncode != 0:
-        detail = (one_line(result.stderr) or one_line(result.stdout)
+        stderr = result.stderr.decode(errors="replace") if binary else result.stderr
+        detail = (one_line(stderr) or ("" if binary else one_line(result.stdout))
                   or f"exit status {result.returncode}")
-        fail(script, f"`{' '.join(argv)}` failed ({detail}); {failed}")
+        fail(script, f"`{shlex.join(argv)}` failed ({detail}); {failed}")
     return result.stdout
 
 

@@ -234,6 +234,72 @@ def test_speech_without_apt_get(tmp_path, monkeypatch):
     assert line.startswith("build_tuxpaint_speech.py: apt-get not found") and "--deb" in line
 
 
+# build_spoken_emoji.py -----------------------------------------------------------------
+
+def _broken_espeak(bin_dir):
+    """An espeak-ng that tells its version but cannot speak (exit status 3)."""
+    _stub(bin_dir, "espeak-ng",
+          'if [ "$1" = "--version" ]; then\n'
+          '  echo "eSpeak NG text-to-speech: 1.51  Data at: /nowhere"; exit 0\nfi\n'
+          'echo "espeak-ng: no such voice data" >&2\nexit 3')
+
+
+def test_spoken_emoji_without_espeak_ng(tmp_path, monkeypatch, capsys):
+    _only_stubs_on_path(monkeypatch, tmp_path / "bin")
+    script = _script("build_spoken_emoji")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        script.main(["--out", str(out), "--limit", "1"])
+    line = _exit_line(e)
+    assert line.startswith("build_spoken_emoji.py: espeak-ng not found; ")
+    assert "apt-get install -y espeak-ng" in line
+    assert not out.exists() and capsys.readouterr().err == ""
+
+
+def test_spoken_emoji_failing_espeak_ng_is_one_line_and_keeps_the_old_build(
+        tmp_path, monkeypatch, capsys):
+    _broken_espeak(tmp_path / "bin")
+    _only_stubs_on_path(monkeypatch, tmp_path / "bin")
+    script = _script("build_spoken_emoji")
+    out = tmp_path / "out"
+    for existed in (False, True):
+        if existed:
+            _old_build(out)
+        with pytest.raises(SystemExit) as e:   # raised in a worker thread (--workers 2)
+            script.main(["--out", str(out), "--limit", "2", "--workers", "2"])
+        line = _exit_line(e)
+        assert line.startswith("build_spoken_emoji.py: `espeak-ng -v ")
+        assert "--stdout '" in line                                  # the text spoken
+        assert "no such voice data" in line and "apt-get install" in line
+        assert _untouched(out) if existed else not out.exists()
+        assert sorted(os.listdir(tmp_path)) == ["bin"] + (["out"] if existed else [])
+        assert capsys.readouterr().err == ""                         # no thread traceback
+    # espeak-ng failing on `--version` too: main says so before any work.
+    _stub(tmp_path / "bin", "espeak-ng", 'echo "broken install" >&2\nexit 3')
+    with pytest.raises(SystemExit) as e:
+        script.main(["--out", str(out)])
+    line = _exit_line(e)
+    assert line.startswith("build_spoken_emoji.py: `espeak-ng --version` failed "
+                           "(broken install); ") and _untouched(out)
+
+
+def test_spoken_emoji_failure_is_one_stderr_line_from_the_script(tmp_path):
+    """Run as a program with worker threads: one stderr line, status 1."""
+    import subprocess
+
+    _broken_espeak(tmp_path / "bin")
+    env = {**os.environ, "PATH": str(tmp_path / "bin"), "PYTHONPATH": REPO}
+    result = subprocess.run(
+        [sys.executable, os.path.join(DATA_PREP, "build_spoken_emoji.py"), "--out",
+         str(tmp_path / "out"), "--limit", "3", "--workers", "3"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("build_spoken_emoji.py: `espeak-ng -v "), \
+        result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_default_sample_ships_the_apache_licence_text():
     """The Noto images are Apache-2.0: the full text is in the repository (LICENSE)
     and beside the images, named by LICENSE.md and listed in setup.cfg's
