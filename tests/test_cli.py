@@ -1,6 +1,7 @@
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -163,9 +164,19 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
 
     test = load_image_text_records("default", "test")
     keep = [i for i, label in enumerate(test.labels) if label in test.class_names[-2:]]
+    # The images are copied beside the data file and named relative to it:
+    # the hash split keys on the path relative to the file's folder, so with
+    # absolute paths into the checkout the rows that a hash split of the
+    # unsplit file below (the defect it guards against) would evaluate, and
+    # so whether this test caught it, depended on where the checkout lives.
     other = tmp_path / "other.jsonl"
-    other.write_text("".join(json.dumps({"path": test.paths[i], "caption": test.captions[i],
-                                         "label": test.labels[i], "split": "test"}) + "\n"
+    images = tmp_path / "other_images"
+    images.mkdir()
+    for i in keep:
+        shutil.copyfile(test.paths[i], images / os.path.basename(test.paths[i]))
+    other.write_text("".join(json.dumps({"path": f"{images.name}/{os.path.basename(test.paths[i])}",
+                                         "caption": test.captions[i], "label": test.labels[i],
+                                         "split": "test"}) + "\n"
                              for i in keep))
     assert cli.main(["evaluate", str(run), "--data", str(other)]) == 0
     assert f"test of {other}: accuracy=" in capsys.readouterr().out
@@ -217,6 +228,7 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
     assert json.loads((run / "run.json").read_text())["config"].get("on_error", "raise") == "raise"
     other.unlink()
     broken.unlink()
+    shutil.rmtree(images)
     # Evaluating a folder that is not a run is a usage error.
     assert cli.main(["evaluate", str(tmp_path / "sm")]) == 2
     # Training again into the run folder with bad data fails before the old
@@ -240,8 +252,6 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
     assert e.value.code == 2 and "argument --saved-model: empty" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     # Damaged files of a run are named in one line (they were KeyError tracebacks).
-    import shutil
-
     damaged = tmp_path / "damaged"
     for name, text, words in (
             ("text_vectorizer.json", '{"x": 1}', "text_vectorizer.json: not a text vectorizer"),
