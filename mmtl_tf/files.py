@@ -1,6 +1,7 @@
 """Folders: the cache root and atomic writes (standard library only, so that
 `data_prep/` scripts can use it without importing TensorFlow)."""
 
+import contextlib
 import json
 import os
 import re
@@ -209,7 +210,45 @@ def check_can_create_folders(path):
             remove_empty_folders(deepest, top)
 
 
-def atomic_directory(path, write_fn):
+def _lock_swaps(parent):
+    """Takes the exclusive flock on the folder `parent` itself (no file is
+    made in it) that `atomic_directory` holds while it swaps a folder in
+    `parent` and that `swap_lock` takes: the descriptor, to be closed to let
+    go; None where it cannot be taken (no flock on this system or that file
+    system, a folder this process may not read), and nothing is locked."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException as e:  # Ctrl-C while waiting, too
+        os.close(fd)
+        if isinstance(e, OSError):  # e.g. NFS, where flock needs a file open for writing
+            return None
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def swap_lock(path):
+    """Within the block, no `atomic_directory` replaces (or creates) a folder
+    in the folder holding `path`: a check of what `path` holds and a write
+    into it (`mmtl_tf.tasks.common.write_metrics`) are one step with respect
+    to the swap, so the write lands in the folder that was checked, never in
+    one that replaced it. A swap that is due waits for the block to end
+    (flock on the holding folder; where there is none, nothing waits)."""
+    fd = _lock_swaps(os.path.dirname(os.path.abspath(os.fspath(path))))
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def atomic_directory(path, write_fn, before_swap=None):
     """Calls `write_fn(tmp_dir)` and renames `tmp_dir` to `path` on success.
 
     `tmp_dir` is a new folder beside `path`. If `write_fn` raises, it is removed
@@ -227,12 +266,19 @@ def atomic_directory(path, write_fn):
     the old copy while it is removed: a later call for the same `path` first
     removes those that a killed process left (`_remove_dead_leftovers`).
     `write_fn` must neither write nor remove `LOCK_FILE` in `tmp_dir`.
+
+    The swap (the renames, and putting the old content back if they fail)
+    holds `swap_lock`'s lock on the folder holding `path`, so a check and
+    write under `swap_lock` (`mmtl_tf.tasks.common.write_metrics`) never has
+    `path` swapped in between. `before_swap(path)`, if given, is called with
+    that lock held, just before `path` is replaced or created: what it finds
+    in `path` is what the swap replaces.
     """
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
     name = os.path.basename(path)
     existed = os.path.lexists(path)
-    tmp = old = lock = None
+    tmp = old = lock = swap = None
     try:
         os.makedirs(parent, exist_ok=True)
         _remove_dead_leftovers(parent, name)
@@ -242,12 +288,17 @@ def atomic_directory(path, write_fn):
             os.remove(os.path.join(tmp, LOCK_FILE))  # `lock` stays held until the end
         except FileNotFoundError:
             pass
+        swap = _lock_swaps(parent)
+        if before_swap is not None:
+            before_swap(path)
         if os.path.lexists(path):
             old = _new_sibling(parent, f".{name}.old-")
             os.rmdir(old)
             os.replace(path, old)
             os.replace(tmp, path)
             moved, old = old, None  # from here on the new content is in place
+            held, swap = swap, None
+            _unlock(held)  # other swaps need not wait for the removal
             _remove_old_copy(moved, path)
         else:
             os.replace(tmp, path)
@@ -265,9 +316,16 @@ def atomic_directory(path, write_fn):
             raise _naming_target(e, tmp, path, existed and os.path.lexists(path)) from e
         raise
     finally:
+        _unlock(swap)
         if lock is not None:
             os.close(lock)
     return path
+
+
+def _unlock(fd):
+    """Closes the descriptor of `_lock_swaps` (None: nothing)."""
+    if fd is not None:
+        os.close(fd)
 
 
 # shutil.rmtree's onerror= is deprecated from Python 3.12 (a DeprecationWarning

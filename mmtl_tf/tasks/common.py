@@ -22,7 +22,7 @@ from mmtl_tf.errors import (DataError, check_on_error, collect_problems,
                             raise_collected_problems)
 from mmtl_tf.files import (_new_locked_folder, atomic_directory, check_can_create_folders,
                            check_replaceable, is_saved_model, missing_parent, missing_top,
-                           remove_dead_folders, remove_empty_folders)
+                           remove_dead_folders, remove_empty_folders, swap_lock)
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.saving import global_dtype_policy
 from mmtl_tf.training import BEST_STATE_FILE, atomic_write_json, read_json
@@ -651,6 +651,17 @@ def write_metrics(run_dir, metrics, data=None):
     dropped the baselines only training computes.
     """
     raise_collected_problems()  # figures of data with bad items are not written
+    # The check that run_dir still holds the run loaded, the read and the
+    # write are one step with respect to `train --out run_dir` replacing it
+    # (`swap_lock`): checked first and then written by path, a swap in
+    # between got the old model's figures merged into the new run's
+    # metrics.json. It also keeps two evaluations of one run from losing
+    # each other's figures.
+    with swap_lock(os.path.realpath(run_dir)):
+        return _merge_metrics(run_dir, metrics, data)
+
+
+def _merge_metrics(run_dir, metrics, data):
     path = os.path.join(run_dir, METRICS_FILE)
     _check_still_loaded(run_dir, metrics)
     old = read_metrics(run_dir)

@@ -2,9 +2,11 @@
 
 import json
 import os
+import threading
 
 import pytest
 
+from mmtl_tf import files
 from mmtl_tf.tasks import TASKS, common, settings
 
 
@@ -133,6 +135,74 @@ def test_a_run_replaced_while_evaluating_keeps_its_own_figures(tmp_path):
     (run / "metrics.json").unlink()
     assert common.evaluation(lambda run_dir, **k: common.write_metrics(
         run_dir, {"test": {"accuracy": 0.5}}))(str(run))["test"] == {"accuracy": 0.5}
+
+
+def _write_new_run(folder, run_id="b"):  # what `train --out RUN` puts in place of a run
+    with open(os.path.join(folder, "run.json"), "w") as f:
+        json.dump({"task": "fake", "config": {"seed": 0}, "mmtl_tf_version": "0",
+                   "run_id": run_id}, f)
+    with open(os.path.join(folder, "metrics.json"), "w") as f:
+        json.dump({"test": {"accuracy": 0.75}, "train_seconds": 3.0, "epochs": 2}, f)
+
+
+def test_a_swap_between_the_check_and_the_write_does_not_get_the_old_figures(
+        tmp_path, monkeypatch):
+    # write_metrics checked that run.json was the one loaded, then read and
+    # rewrote metrics.json by path: a `train --out RUN` that swapped RUN in
+    # between got the old model's test figures merged into its metrics.json
+    # (with its own train_seconds and epochs), and evaluate exited 0. The
+    # swap runs in a thread started right after the check; the test goes on
+    # once the swap is done (the old code) or waits for the lock that the
+    # check and the write hold (the new code).
+    run = _evaluated_run(tmp_path)
+    at_swap, errors = threading.Event(), []
+    lock_swaps = getattr(files, "_lock_swaps", None)
+
+    def waiting_lock(parent):
+        at_swap.set()
+        return lock_swaps(parent)
+
+    monkeypatch.setattr(files, "_lock_swaps", waiting_lock, raising=False)
+
+    def train_into_run():
+        try:
+            files.atomic_directory(str(run), _write_new_run)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+        finally:
+            at_swap.set()
+
+    check = common._check_still_loaded
+    swapper = threading.Thread(target=train_into_run)
+
+    def check_then_swap(run_dir, metrics):
+        check(run_dir, metrics)
+        swapper.start()
+        assert at_swap.wait(timeout=60)
+
+    monkeypatch.setattr(common, "_check_still_loaded", check_then_swap)
+    write = common.evaluation(lambda run_dir, **k: common.write_metrics(
+        run_dir, {"test": {"accuracy": 0.5}}))
+    try:
+        write(str(run))  # written into the run loaded, before it was replaced
+    finally:
+        swapper.join(timeout=60)
+    assert not swapper.is_alive() and not errors
+    assert json.loads((run / "run.json").read_text())["run_id"] == "b"
+    assert json.loads((run / "metrics.json").read_text()) == {
+        "test": {"accuracy": 0.75}, "train_seconds": 3.0, "epochs": 2}
+    # The swap done before the check: the figures are refused, not merged.
+    monkeypatch.setattr(common, "_check_still_loaded", check)
+
+    @common.evaluation
+    def replaced(run_dir, split="test", verbose=1, data=None, on_error=None):
+        files.atomic_directory(run_dir, lambda tmp: _write_new_run(tmp, run_id="c"))
+        return common.write_metrics(run_dir, {"test": {"accuracy": 0.5}})
+
+    with pytest.raises(common.RunReplacedError,
+                       match=r'not written: {"test": {"accuracy": 0.5}}'):
+        replaced(str(run))
+    assert json.loads((run / "metrics.json").read_text())["test"] == {"accuracy": 0.75}
 
 
 @pytest.mark.parametrize("text, words", [
