@@ -27,6 +27,13 @@ class DownloadError(RuntimeError):
     source failed. The message says how to provide it offline."""
 
 
+class RunReplacedWarning(RuntimeWarning):
+    """Training replaced a run that another training finished in its run
+    folder while it trained (`mmtl-tf train ... --out` the same folder, both
+    at once): the message names the replaced run (its `run_id` and start
+    time), whose files are gone. `mmtl-tf` prints it in one line."""
+
+
 class DataWarning(UserWarning):
     """A problem with the data that does not stop the run: items skipped
     because of `on_error="skip"` (the message lists them), most training

@@ -339,6 +339,30 @@ def test_errors_name_their_origin_outside_mmtl_tf_and_show_a_traceback_on_reques
         cli.main(["export", str(tmp_path), "--saved-model", str(tmp_path / "sm")])
 
 
+def test_a_run_replaced_by_training_into_the_same_folder_is_a_one_line_warning(
+        monkeypatch, tmp_path, capsys):
+    # Two `train --out RUN` at once: the one finishing last replaced the
+    # other's run without a word. Here the other run finishes half-way.
+    run = tmp_path / "run"
+
+    @common.staged_run
+    def fake_train(config, run_dir, verbose=1):
+        with open(os.path.join(run_dir, "run.json"), "w") as f:
+            json.dump({"task": "fusion", "config": config, "mmtl_tf_version": "0",
+                       "started": "2024-01-01T00:00:00+00:00", "run_id": config["id"]}, f)
+        if config["id"] == "mine":
+            fake_train({"id": "theirs"}, str(run))
+
+    monkeypatch.setattr(cli, "_train", lambda args: fake_train({"id": "mine"}, args.out) or 0)
+    assert cli.main(["train", "fusion", "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert err == (f"mmtl-tf train: warning: {run}: replaced the fusion run theirs, started "
+                   "2024-01-01T00:00:00+00:00, which another training finished there while "
+                   "this one trained (the folder held no run when this one started); that "
+                   "run's files are gone.\n")
+    assert json.loads((run / "run.json").read_text())["run_id"] == "mine"
+
+
 def test_a_failed_write_is_one_line_with_status_1(monkeypatch, tmp_path, capsys):
     def no_permission(args):  # as os.makedirs in a folder the user may not write to
         raise PermissionError(13, "Permission denied", "/srv/shared/.sm.tmp-1")

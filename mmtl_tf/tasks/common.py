@@ -12,13 +12,14 @@ import re
 import secrets
 import shutil
 import socket
+import warnings
 import zipfile
 
 import keras
 
 from mmtl_tf import __version__, runtime
 from mmtl_tf.data.sources import SPLITS, unsplit_rows_in
-from mmtl_tf.errors import (DataError, check_on_error, collect_problems,
+from mmtl_tf.errors import (DataError, RunReplacedWarning, check_on_error, collect_problems,
                             raise_collected_problems)
 from mmtl_tf.files import (_new_locked_folder, atomic_directory, check_can_create_folders,
                            check_replaceable, is_saved_model, missing_parent, missing_top,
@@ -410,12 +411,46 @@ def staged_run(train):
     def staged(config, run_dir, verbose=1):
         check_cache_outside(config.get("cache"), run_dir)
         check_run_dir(run_dir)
+        found = _run_record(run_dir)  # what this run will replace, as far as it knows
         result = []
         with collect_problems(), cache_scope():
-            atomic_directory(run_dir, lambda tmp: result.append(train(config, tmp, verbose)))
+            atomic_directory(run_dir, lambda tmp: result.append(train(config, tmp, verbose)),
+                             before_swap=lambda path: _warn_if_replaced_meanwhile(
+                                 run_dir, path, found))
         return result[0]
 
     return staged
+
+
+def _run_record(run_dir):
+    """The run.json of `run_dir` as a dict, or None (no run folder there, or
+    no readable run record)."""
+    try:
+        info = read_json(os.path.join(run_dir, RUN_FILE))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _warn_if_replaced_meanwhile(run_dir, path, found):
+    """A `RunReplacedWarning` if `path` (`run_dir` made absolute), about to be
+    replaced, holds a run other than `found`, the run record it held when
+    this training started (None: none): another training into the same
+    folder finished meanwhile, and before, its complete run was replaced
+    without a word (both commands printed "run folder: RUN_DIR" and exited
+    0). Called by `atomic_directory` with the swap's lock held, so the run
+    named is the one replaced."""
+    now = _run_record(path)
+    if now is None or now == found:
+        return
+    started = now.get("started")
+    what = " ".join(str(v) for v in (now.get("task"), "run", now.get("run_id")) if v)
+    when = f", started {started}" if started else ""
+    before = "held another run" if found is not None else "held no run"
+    warnings.warn(RunReplacedWarning(
+        f"{run_dir}: replaced the {what}{when}, which another training finished there "
+        f"while this one trained (the folder {before} when this one started); that "
+        "run's files are gone."), stacklevel=2)
 
 
 def absolute_source(data):

@@ -3,6 +3,7 @@
 import json
 import os
 import threading
+import warnings
 
 import pytest
 
@@ -103,6 +104,46 @@ def test_exports_inside_a_run_folder_and_their_leftovers_do_not_block_retraining
     (run / "serving" / "notes.txt").write_text("mine")  # not only SavedModels
     with pytest.raises(ValueError, match=r"run: holds serving, which no run folder writes"):
         _fake_train()({"value": 3}, str(run))
+
+
+def _train_with_id(meanwhile=None):
+    # A run as start_run writes it; `meanwhile()` runs half-way through training.
+    @common.staged_run
+    def train(config, run_dir, verbose=1):
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "run.json"), "w") as f:
+            json.dump({"task": "fake", "config": config, "mmtl_tf_version": "0",
+                       "started": f"2024-01-0{config['value']}T00:00:00+00:00",
+                       "run_id": f"id{config['value']}"}, f)
+        if meanwhile is not None:
+            meanwhile()
+        return config["value"]
+    return train
+
+
+def test_a_run_finished_into_the_same_folder_meanwhile_is_named_when_replaced(tmp_path):
+    # Two `train --out RUN` at once: both printed "run folder: RUN" and exited
+    # 0, and the one that finished last replaced the other's complete run
+    # without a word. The other training finishes while this one trains.
+    run = tmp_path / "run"
+    other = _train_with_id()
+    with pytest.warns(RuntimeWarning) as caught:
+        _train_with_id(lambda: other({"value": 1}, str(run)))({"value": 2}, str(run))
+    assert [str(w.message) for w in caught] == [
+        f"{run}: replaced the fake run id1, started 2024-01-01T00:00:00+00:00, which another "
+        "training finished there while this one trained (the folder held no run when this "
+        "one started); that run's files are gone."]
+    assert json.loads((run / "run.json").read_text())["run_id"] == "id2"
+    with pytest.warns(RuntimeWarning, match=r"replaced the fake run id3, started 2024-01-03.* "
+                                            r"\(the folder held another run when"):
+        _train_with_id(lambda: other({"value": 3}, str(run)))({"value": 4}, str(run))
+    assert json.loads((run / "run.json").read_text())["run_id"] == "id4"
+    assert os.listdir(tmp_path) == ["run"]
+    with warnings.catch_warnings():  # the run that was there at the start: no warning
+        warnings.simplefilter("error")
+        _train_with_id()({"value": 5}, str(run))
+        _train_with_id()({"value": 6}, str(tmp_path / "new"))
+    assert json.loads((run / "run.json").read_text())["run_id"] == "id5"
 
 
 def _evaluated_run(tmp_path):
