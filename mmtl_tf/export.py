@@ -183,6 +183,53 @@ def same_count(**inputs):
     return checked(checks, *inputs.values())
 
 
+def _shape_text(shape):
+    """A graph string "(3, 37)", "(3,)" or "()" of an int32 shape vector."""
+    text = tf.strings.reduce_join(tf.strings.as_string(shape), separator=", ")
+    text = tf.where(tf.equal(tf.size(shape), 1), text + ",", text)
+    return "(" + text + ")"
+
+
+def batch_of(name, x, shape):
+    """`x` once a request's `x` is known to have `shape` ((None,) or (None,
+    sequence_length): a batch of N items); otherwise the request fails with an
+    `InvalidArgumentError` naming `name`, the expected shape and the shape
+    received.
+
+    A loaded signature does not check a request against its spec's shape: a
+    scalar, a (1, 1) array or token ids of another length reached the ops
+    and failed there with messages naming none of it ("slice index 0 of
+    dimension 0 out of bounds", "Incompatible shapes: [1,32,16] vs.
+    [1,37,16]"), or were served (a scalar or 2-D text). An empty batch (0,)
+    or (0, sequence_length) passes. Not for XLA-compiled functions
+    (`ParseTensor` has no XLA kernel); the serving signatures are not compiled."""
+    shape = [None if s is None else int(s) for s in shape]
+    # The request's shape, as a vector of statically unknown length: TensorFlow's
+    # graph optimizer folds `tf.rank(x)`, the raw `Rank` op and the size of
+    # `tf.shape(x)` alike into the spec's rank, for a request of any rank.
+    actual = tf.io.parse_tensor(tf.io.serialize_tensor(tf.shape(x)), tf.int32)
+    ok = tf.equal(tf.size(actual), len(shape))
+    fixed = [(i, s) for i, s in enumerate(shape) if s is not None]
+    if fixed:
+        # Padded, so that a request of lower rank can be indexed too.
+        padded = tf.concat([actual, tf.zeros([len(shape)], tf.int32)], 0)
+        ok = tf.logical_and(ok, tf.reduce_all(tf.equal(
+            tf.gather(padded, [i for i, _ in fixed]), [s for _, s in fixed])))
+    expected = "(" + ", ".join("N" if s is None else str(s) for s in shape) + \
+        ("," if len(shape) == 1 else "") + ")"
+    single = expected.replace("N", "1", 1)
+    message = (f"{name} must be a batch of shape {expected}, one row per item (a single "
+               f"item has shape {single}); got shape ")
+    x = checked([tf.debugging.Assert(ok, [message + _shape_text(actual)])], x)
+    # Control dependencies order ops when they run, but the graph's shape
+    # functions see the request's real shape before anything runs: the cond
+    # hides it from the ops below. Its other branch never runs.
+    empty = [0 if s is None else s for s in shape]
+    x = tf.cond(ok, lambda: x, lambda: tf.zeros(empty, x.dtype))
+    x.set_shape(shape)
+    return x
+
+
 def present_class_names(present, class_names, separator="|"):
     """(N,) tf.string: the names of each row's present classes joined by
     `separator` (as in labels files: `"dog|person"`), `""` for none."""
@@ -314,6 +361,14 @@ def export_text_classifier(model, preprocessor, path, class_names=None, tokens_o
     * `serve_tokens(token_ids, padding_mask)`: int32 (N, sequence_length) each,
       for clients that tokenize themselves.
 
+    A request whose `text` is not of shape (N,) (a scalar or a 2-D array), or
+    whose `token_ids` or `padding_mask` is not (N, sequence_length) (1-D ids
+    of one text, another length), fails with an `InvalidArgumentError`
+    naming the input, the shape expected and the shape received; so does one
+    whose `token_ids` and `padding_mask` hold different numbers of rows
+    (before, one row of ids with three of mask was broadcast to three
+    predictions).
+
     Both return `probabilities` (float32), `class_id` (int32) and, with
     `class_names`, `class_name`. Because a SavedModel's graph is loaded whole,
     the token signature inside it still needs tensorflow-text to load; with
@@ -351,18 +406,20 @@ def export_text_classifier(model, preprocessor, path, class_names=None, tokens_o
                   tf.TensorSpec([None, length], tf.int32, name="padding_mask")]
 
     def predict(token_ids, padding_mask):
+        token_ids, padding_mask = same_count(token_ids=token_ids, padding_mask=padding_mask)
         probabilities = model({"token_ids": token_ids, "padding_mask": padding_mask},
                               training=False)
         return classifier_outputs(probabilities, class_names)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve_text(text):
-        inputs = preprocessor(text)
+        inputs = preprocessor(batch_of("text", text, [None]))
         return predict(inputs["token_ids"], inputs["padding_mask"])
 
     @tf.function(input_signature=token_spec)
     def serve_tokens(token_ids, padding_mask):
-        return predict(token_ids, padding_mask)
+        return predict(batch_of("token_ids", token_ids, [None, length]),
+                       batch_of("padding_mask", padding_mask, [None, length]))
 
     # The endpoints capture the model's variables themselves. `archive.track(model)`
     # would store every weight a second time (keras issue 23553: 2x the size on
@@ -375,8 +432,7 @@ def export_text_classifier(model, preprocessor, path, class_names=None, tokens_o
         if tokens_only:
             plain = keras.export.ExportArchive()
             plain.add_endpoint("serving_default", tf.function(
-                lambda token_ids, padding_mask: predict(token_ids, padding_mask),
-                input_signature=token_spec))
+                serve_tokens.python_function, input_signature=token_spec))
             plain.write_out(os.path.join(tmp, "tokens_only"), verbose=False)
 
     return _atomic_export(path, write)

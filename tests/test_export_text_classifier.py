@@ -103,3 +103,39 @@ def test_sequence_length_mismatch_is_refused(tmp_path):
         mmtl_tf.export.export_text_classifier(model, BertPreprocessor(VOCAB, 10),
                                               str(tmp_path / "x"))
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_token_and_text_requests_of_the_wrong_shape_fail_naming_the_input(exported):
+    # One row of ids with three rows of mask was broadcast to three
+    # predictions; other lengths, 1-D ids, mismatched counts failed with
+    # "Incompatible shapes", "Tried to expand dim index 2" or a SelectV2 error;
+    # scalar and 2-D text were served.
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the main SavedModel's WordPiece ops)
+
+    path, _, _ = exported
+    loaded = tf.saved_model.load(path)
+    plain = tf.saved_model.load(os.path.join(path, "tokens_only")).signatures[
+        "serving_default"]
+    ones = lambda *shape: tf.ones(shape, tf.int32)  # noqa: E731
+    for serve in (loaded.signatures["serve_tokens"], plain):
+        for ids, mask in ((ones(1, 12), ones(3, 12)), (ones(3, 12), ones(1, 12)),
+                          (ones(3, 12), ones(2, 12))):
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match="token_ids and padding_mask must hold the same number"):
+                serve(token_ids=ids, padding_mask=mask)
+        for ids, mask, words in (
+                (ones(1, 13), ones(1, 13), r"token_ids must be a batch of shape \(N, 12\).*"
+                                           r"got shape \(1, 13\)"),
+                (ones(12), ones(12), r"token_ids .*got shape \(12,\)"),
+                (ones(2, 12), ones(2, 11), r"padding_mask .*\(N, 12\).*got shape \(2, 11\)")):
+            with pytest.raises(tf.errors.InvalidArgumentError, match=words):
+                serve(token_ids=ids, padding_mask=mask)
+        assert serve(token_ids=ones(0, 12), padding_mask=ones(0, 12))[
+            "probabilities"].shape == (0, 3)
+    serve_text = loaded.signatures["serving_default"]
+    for text, shape in (("a cat", r"\(\)"), ([["a cat"]], r"\(1, 1\)")):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"text must be a batch of shape \(N,\).*got shape " + shape):
+            serve_text(text=tf.constant(text))
+    assert serve_text(text=tf.constant([], tf.string))["probabilities"].shape == (0, 3)
