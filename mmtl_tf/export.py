@@ -220,7 +220,10 @@ def batch_of(name, x, shape):
     single = expected.replace("N", "1", 1)
     message = (f"{name} must be a batch of shape {expected}, one row per item (a single "
                f"item has shape {single}); got shape ")
-    x = checked([tf.debugging.Assert(ok, [message + _shape_text(actual)])], x)
+    # The predicate waits for the check too: the cond's other branch depends on
+    # the predicate alone, and ran (an empty batch) while the check failed, so
+    # that the request failed with another op's error when that was quicker.
+    x, ok = checked([tf.debugging.Assert(ok, [message + _shape_text(actual)])], x, ok)
     # Control dependencies order ops when they run, but the graph's shape
     # functions see the request's real shape before anything runs: the cond
     # hides it from the ops below. Its other branch never runs.
