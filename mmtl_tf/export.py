@@ -250,7 +250,11 @@ def export_image_text_classifier(model, text_vectorizer, path, image_size, crop=
     of encoded JPEG/PNG files (tf.string, shape (N,)) and of raw captions
     (tf.string, shape (N,)), runs the same decoding, resizing and
     tokenisation as training, and returns `probabilities` (float32),
-    `class_id` (int32) and, when `class_names` is given, `class_name`.
+    `class_id` (int32) and, when `class_names` is given, `class_name`. A
+    request whose `image_bytes` or `caption` is not of shape (N,) (e.g. a
+    scalar or (1, 1)), or whose two inputs hold different numbers of items,
+    fails with an `InvalidArgumentError` naming the input and the shape
+    (`batch_of`, `same_count`).
 
     Args:
         model: keras.Model with inputs {"image": uint8, "text": int32}.
@@ -277,6 +281,8 @@ def export_image_text_classifier(model, text_vectorizer, path, image_size, crop=
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
                                   tf.TensorSpec([None], tf.string, name="caption")])
     def serve(image_bytes, caption):
+        image_bytes = batch_of("image_bytes", image_bytes, [None])
+        caption = batch_of("caption", caption, [None])
         image_bytes, caption = same_count(image_bytes=image_bytes, caption=caption)
         images = preprocess_image_batch(image_bytes, image_size, crop, grayscale)
         tokens = tf.cast(text_vectorizer(caption), tf.int32)
@@ -306,6 +312,9 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=True
     * `{"class", "box"}` outputs (localization): the same plus `box` (float32
       (N, 4) `[ymin, xmin, ymax, xmax]`, normalised).
 
+    `image_bytes` of another shape than (N,) (a scalar, (1, 1)) fails the
+    request with an `InvalidArgumentError` naming it and its shape.
+
     Args:
         model: keras.Model taking uint8 (N, H, W, 3).
         path: str. Target SavedModel folder (written atomically).
@@ -331,6 +340,7 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=True
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve(image_bytes):
+        image_bytes = batch_of("image_bytes", image_bytes, [None])
         images = preprocess_image_batch(image_bytes, image_size, crop)
         result = call_on_batch(lambda x: model(x, training=False), images)
         if isinstance(result, dict):
@@ -450,7 +460,11 @@ def export_dual_encoder(model, path, preprocessors, track=(), extra_endpoints=No
     and returns `{"embeddings": float32 (N, D)}` (unit length, the same as
     `model.encode_<m>`). The first modality's signature is also
     `serving_default`. Cosine similarity of an exported image and text
-    embedding is their dot product.
+    embedding is their dot product. A request whose input has another rank
+    than its spec, or another size where the spec fixes one (e.g. a scalar
+    or (1, 1) `text` for a (None,) spec), fails with an
+    `InvalidArgumentError` naming the input and the shape received; a spec
+    of unknown rank (`waveform_preprocessor`'s) is left to its preprocessing.
 
     Args:
         model: `mmtl_tf.models.DualEncoder`.
@@ -480,6 +494,8 @@ def export_dual_encoder(model, path, preprocessors, track=(), extra_endpoints=No
     def make_endpoint(modality, spec, preprocess):
         @tf.function(input_signature=[spec])
         def encode(raw):
+            if spec.shape.rank is not None:
+                raw = batch_of(spec.name or modality, raw, spec.shape)
             embeddings = call_on_batch(
                 lambda x: model.encode(modality, x, training=False), preprocess(raw))
             return {"embeddings": tf.cast(embeddings, tf.float32)}
@@ -572,7 +588,8 @@ def export_image_embedding(model, path, image_size, crop=True, grayscale=False):
     """Exports an image embedding model (Siamese / triplet tower) on raw bytes.
 
     Signature `encode_image(image_bytes)` (also `serving_default`): tf.string
-    (N,) encoded images → `embeddings` float32 (N, D).
+    (N,) encoded images → `embeddings` float32 (N, D); `image_bytes` of
+    another shape (a scalar, (1, 1)) fails the request naming it.
 
     Args:
         model: keras.Model taking uint8 images (N, H, W, C).
@@ -592,6 +609,7 @@ def export_image_embedding(model, path, image_size, crop=True, grayscale=False):
 
     @tf.function(input_signature=[spec])
     def encode_image(image_bytes):
+        image_bytes = batch_of("image_bytes", image_bytes, [None])
         embeddings = call_on_batch(lambda x: model(x, training=False),
                                    preprocess(image_bytes))
         return {"embeddings": tf.cast(embeddings, tf.float32)}
@@ -607,7 +625,8 @@ def export_matching_network(model, path, image_size, crop=True, grayscale=False)
     (also `serving_default`): one episode — support images (tf.string (S,)),
     their labels (int32 (S,), 0..N-1) and query images (tf.string (Q,)) →
     `probabilities` float32 (Q, N) and `class_id` int32 (Q,). Any N, any
-    number of shots.
+    number of shots. An input that is not 1-D (a scalar, (1, 1)) fails the
+    request with an `InvalidArgumentError` naming it and its shape.
 
     Args:
         model: the model of `mmtl_tf.models.build_matching_network`.
@@ -635,6 +654,9 @@ def export_matching_network(model, path, image_size, crop=True, grayscale=False)
         tf.TensorSpec([None], tf.int32, name="support_labels"),
         tf.TensorSpec([None], tf.string, name="query_image_bytes")])
     def classify(support_image_bytes, support_labels, query_image_bytes):
+        support_image_bytes = batch_of("support_image_bytes", support_image_bytes, [None])
+        support_labels = batch_of("support_labels", support_labels, [None])
+        query_image_bytes = batch_of("query_image_bytes", query_image_bytes, [None])
         support_image_bytes, support_labels = same_count(
             support_image_bytes=support_image_bytes, support_labels=support_labels)
         support_image_bytes, support_labels = checked([

@@ -226,6 +226,8 @@ def test_multilabel_export_names_the_present_classes(tmp_path):
     assert [s.decode() for s in out["class_name"].numpy()] == expected
     assert "" in expected or any("|" in e for e in expected)
     assert serve(image_bytes=tf.constant([], tf.string))["class_name"].shape == (0,)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes .*got shape \(\)"):
+        serve(image_bytes=tf.constant(open(paths[0], "rb").read()))
 
 
 def test_waveforms_with_nan_or_inf_are_refused_not_served_as_silence():
@@ -259,6 +261,13 @@ for name, x in [("one_clip", good[0]), ("stereo", np.stack([good, good], -1)),
     except tf.errors.InvalidArgumentError as e:
         messages[name] = e.message
 messages["good"] = list(fn(waveform=tf.constant(good))["embeddings"].shape)
+text = tf.saved_model.load(sys.argv[1]).signatures["encode_text"]
+for name, x in [("scalar_text", "a b"), ("text_2d", [["a b"]])]:
+    try:
+        text(text=tf.constant(x))
+        messages[name] = "served"
+    except tf.errors.InvalidArgumentError as e:
+        messages[name] = e.message
 messages["no_clips"] = list(fn(waveform=tf.zeros([0, 0]))["embeddings"].shape)
 json.dump(messages, open(sys.argv[2], "w"))
 """
@@ -285,6 +294,10 @@ def test_exported_audio_encoder_names_a_wrongly_shaped_waveform(tmp_path):
         assert "waveform must be float32 (N, samples) mono audio" in got[name], got[name]
     assert "waveform has no samples" in got["no_samples"], got["no_samples"]
     assert got["good"] == [2, 4] and got["no_clips"] == [0, 4]
+    # Scalar and 2-D text: refused like the other exports' captions.
+    for name, shape in (("scalar_text", "()"), ("text_2d", "(1, 1)")):
+        assert "text must be a batch of shape (N,)" in got[name], got[name]
+        assert f"got shape {shape}" in got[name], got[name]
 
 
 @pytest.mark.parametrize("task", ["multiclass", "multilabel"])
@@ -323,3 +336,21 @@ def test_image_text_export_checks_class_names_and_a_sigmoid_output_takes_two(tmp
         classifier_outputs(tf.zeros((2, 1)), ["yes"])
     assert classifier_outputs(tf.constant([[0.2], [0.9]]), ["no", "yes"])[
         "class_name"].numpy().tolist() == [b"no", b"yes"]
+
+
+def test_image_bytes_and_captions_of_another_shape_fail_naming_the_input(fusion_export):
+    # A scalar image failed with "slice index 0 of dimension 0 out of bounds",
+    # (1, 1) with "Specified a list with shape [] from a tensor with shape [1]",
+    # a 2-D caption with StringSplitV2's "input must be a vector".
+    import tensorflow as tf
+
+    path, rows, *_ = fusion_export
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    png = open(rows[0]["path"], "rb").read()
+    for image, caption, words in (
+            (png, ["a"], r"image_bytes must be a batch of shape \(N,\).*got shape \(\)"),
+            ([[png]], ["a"], r"image_bytes .*got shape \(1, 1\)"),
+            ([png], "a", r"caption must be a batch of shape \(N,\).*got shape \(\)"),
+            ([png], [["a"]], r"caption .*got shape \(1, 1\)")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=words):
+            serve(image_bytes=tf.constant(image), caption=tf.constant(caption))

@@ -135,3 +135,36 @@ def test_bad_support_sets_fail_the_request_with_their_reason(exported):
     out = classify(support_image_bytes=images[:2], support_labels=tf.constant([1, 0]),
                    query_image_bytes=images[2:])
     np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1.0, rtol=1e-5)
+
+
+def test_inputs_of_another_shape_fail_naming_the_input(exported):
+    # Scalar or (1, 1) image bytes, labels and text failed deep in the graph
+    # ("slice index 0 of dimension 0 out of bounds", "In[0] should be a
+    # scalar", StringSplitV2's "input must be a vector").
+    import tensorflow as tf
+
+    tmp, _ = exported
+    images = tf.constant([open(p, "rb").read()
+                          for p in load_image_text_records("default", "test").paths[:3]])
+    dual = tf.saved_model.load(str(tmp / "dual")).signatures
+    embedding = tf.saved_model.load(str(tmp / "embedding")).signatures["encode_image"]
+    classify = tf.saved_model.load(str(tmp / "matching")).signatures["classify"]
+    good = dict(support_image_bytes=images[:2], support_labels=tf.constant([0, 1]),
+                query_image_bytes=images[2:])
+    cases = [(dual["encode_image"], dict(image_bytes=images[0]), "image_bytes", "()"),
+             (dual["encode_image"], dict(image_bytes=images[:1, None]), "image_bytes",
+              "(1, 1)"),
+             (dual["encode_text"], dict(text=tf.constant("a cat")), "text", "()"),
+             (dual["encode_text"], dict(text=tf.constant([["a cat"]])), "text", "(1, 1)"),
+             (embedding, dict(image_bytes=images[0]), "image_bytes", "()")]
+    for name, bad in (("support_image_bytes", images[0]),
+                      ("query_image_bytes", images[:1, None]),
+                      ("support_labels", tf.constant([[0, 1]]))):
+        cases.append((classify, {**good, name: bad}, name, str(tuple(bad.shape))))
+    cases.append((classify, {**good, "support_image_bytes": images[:1],
+                             "support_labels": tf.constant(0)}, "support_labels", "()"))
+    for fn, inputs, name, shape in cases:
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"{name} must be a batch of shape \(N,\).*got shape "
+                                 + shape.replace("(", r"\(").replace(")", r"\)")):
+            fn(**inputs)
