@@ -457,8 +457,10 @@ def export_dual_encoder(model, path, preprocessors, track=(), extra_endpoints=No
     For each modality m of `model` (a `mmtl_tf.models.DualEncoder`) the
     SavedModel gets a signature `encode_<m>` that takes the raw input
     described by `preprocessors[m]`, runs its preprocessing in the graph,
-    and returns `{"embeddings": float32 (N, D)}` (unit length, the same as
-    `model.encode_<m>`). The first modality's signature is also
+    and returns `{"embeddings": float32 (N, D)}` (the same as
+    `model.encode_<m>`: unit length, except the zero vector that a
+    `TextEncoder` tower gives a text of no tokens, see
+    `export_image_text_dual_encoder`). The first modality's signature is also
     `serving_default`. Cosine similarity of an exported image and text
     embedding is their dot product. A request whose input has another rank
     than its spec, or another size where the spec fixes one (e.g. a scalar
@@ -557,6 +559,16 @@ def export_image_text_dual_encoder(model, text_tokenizer, path, image_size, crop
     and `encode_text(text)` (tf.string (N,): tokenised with the training
     vocabulary), each returning `embeddings` float32 (N, D), unit length.
     `serving_default` is `encode_image`.
+
+    Exception, as in `model.encode_text`: a caption that the
+    `TextVectorization` turns into no token at all (`""`; with the default
+    word split also one of only whitespace or punctuation, `" "`, `"!!!"`,
+    which standardisation strips; with `remove_stopwords=True` one of only
+    stop words) is all padding ids, which a `TextEncoder` with `mask_zero=True`
+    (the default) maps to zeros and the bias-free projection keeps at zero:
+    its embedding is the zero vector (norm 0), whose cosine similarity (dot
+    product) with every embedding is 0. A caption of only out-of-vocabulary
+    words is `[UNK]` tokens and gets a unit vector like any other.
 
     Args:
         model: `mmtl_tf.models.DualEncoder` with modalities image and text.
@@ -751,7 +763,12 @@ def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=1600
       unit length. Also `serving_default`.
     * `encode_text(text)`: tf.string (N,), tokenised with the training
       vocabulary (or BERT preprocessor: then `import tensorflow_text` before
-      loading); → `embeddings` float32 (N, D).
+      loading); → `embeddings` float32 (N, D), unit length except for a
+      caption of no tokens (`""`, only whitespace or punctuation with the
+      default word split): that is the zero vector (norm 0, cosine 0 with
+      everything), as in `model.encode_text` (see
+      `export_image_text_dual_encoder`); a caption of only unknown words
+      gets a unit vector.
     * `audio_config()`: `sample_rate` and `num_samples` (int32 scalars), the
       rate the audio must have and the clip length the tower sees.
 

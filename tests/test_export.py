@@ -269,6 +269,9 @@ for name, x in [("scalar_text", "a b"), ("text_2d", [["a b"]])]:
     except tf.errors.InvalidArgumentError as e:
         messages[name] = e.message
 messages["no_clips"] = list(fn(waveform=tf.zeros([0, 0]))["embeddings"].shape)
+norms = tf.saved_model.load(sys.argv[1]).signatures["encode_text"](
+    text=tf.constant(["", "a b", "zzzq"]))["embeddings"]
+messages["text_norms"] = np.linalg.norm(norms.numpy(), axis=1).tolist()
 json.dump(messages, open(sys.argv[2], "w"))
 """
 
@@ -294,6 +297,8 @@ def test_exported_audio_encoder_names_a_wrongly_shaped_waveform(tmp_path):
         assert "waveform must be float32 (N, samples) mono audio" in got[name], got[name]
     assert "waveform has no samples" in got["no_samples"], got["no_samples"]
     assert got["good"] == [2, 4] and got["no_clips"] == [0, 4]
+    # Documented: a caption of no tokens is the zero vector, others unit length.
+    np.testing.assert_allclose(got["text_norms"], [0.0, 1.0, 1.0], atol=1e-5)
     # Scalar and 2-D text: refused like the other exports' captions.
     for name, shape in (("scalar_text", "()"), ("text_2d", "(1, 1)")):
         assert "text must be a batch of shape (N,)" in got[name], got[name]

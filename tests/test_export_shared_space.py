@@ -168,3 +168,22 @@ def test_inputs_of_another_shape_fail_naming_the_input(exported):
                            match=rf"{name} must be a batch of shape \(N,\).*got shape "
                                  + shape.replace("(", r"\(").replace(")", r"\)")):
             fn(**inputs)
+
+
+def test_a_caption_of_no_tokens_embeds_as_the_zero_vector(exported):
+    # Documented (export docstrings, README Export): "", whitespace- or
+    # punctuation-only captions are all padding ids, which the masked
+    # TextEncoder and the bias-free projection map to the zero vector, as the
+    # Keras model does; out-of-vocabulary words are [UNK] tokens: unit length.
+    import tensorflow as tf
+
+    tmp, _ = exported
+    dual = tf.saved_model.load(str(tmp / "dual")).signatures
+    text = dual["encode_text"](text=tf.constant(["", " ", "!!!", "zzzq qqqz", "a cat"]))[
+        "embeddings"].numpy()
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), [0, 0, 0, 1, 1], atol=1e-5)
+    assert not text[:3].any()
+    images = tf.constant([open(load_image_text_records("default", "test").paths[0],
+                               "rb").read()])
+    image = dual["encode_image"](image_bytes=images)["embeddings"].numpy()
+    np.testing.assert_array_equal(text[:3] @ image.T, 0.0)
