@@ -136,6 +136,18 @@ def compile_classifier(model, num_classes, learning_rate=1e-3, optimizer="adam",
     cross-entropy otherwise; labels are ints. XLA follows
     `mmtl_tf.runtime` unless `jit_compile` is given; if Keras had to turn XLA
     off (a layer without XLA support), a `RuntimeWarning` says so.
+
+    `metrics` is a list of Keras metric names and `keras.metrics.Metric`
+    objects (a single one may be passed alone; None or () for none), all
+    compiled: `"accuracy"` (or `"acc"`) becomes binary accuracy for one output
+    and sparse categorical accuracy otherwise, logged as `accuracy`; other
+    names are looked up with `keras.metrics.get`. A `ValueError` names a
+    metric that cannot be used: an unknown name, or a Keras metric that does
+    not fit the labels (for `num_classes` > 1 the labels are int class ids,
+    so e.g. `"auc"`, `"precision"` or `"categorical_accuracy"`, which compare
+    labels and probabilities column by column, are refused; use
+    `"sparse_top_k_categorical_accuracy"` or a metric of your own that takes
+    int ids; for one output, the categorical and sparse ones are refused).
     """
     num_classes = check_count("num_classes", num_classes)
     try:
@@ -149,13 +161,11 @@ def compile_classifier(model, num_classes, learning_rate=1e-3, optimizer="adam",
                          "build the model for the intended classes.")
     if jit_compile is None:
         jit_compile = runtime.get_jit_compile()
+    metric_objs = classifier_metrics(metrics, num_classes)
     if num_classes == 1:
         loss = keras.losses.BinaryCrossentropy()
-        metric_objs = [keras.metrics.BinaryAccuracy(name="accuracy")] if "accuracy" in metrics else []
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
-        metric_objs = ([keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-                       if "accuracy" in metrics else [])
     if isinstance(optimizer, str):
         optimizer = keras.optimizers.get({"class_name": optimizer,
                                           "config": {"learning_rate": learning_rate}})
@@ -167,6 +177,74 @@ def compile_classifier(model, num_classes, learning_rate=1e-3, optimizer="adam",
         warnings.warn(f"{model.name}: Keras turned jit_compile off "
                       f"({'; '.join(str(w.message) for w in caught)}).", RuntimeWarning)
     return model
+
+
+# Keras metrics that compare labels and outputs column by column (or take
+# one-hot labels): wrong with the int class ids of a softmax classifier.
+def _dense_label_metrics():
+    m = keras.metrics
+    return (m.AUC, m.Precision, m.Recall, m.PrecisionAtRecall, m.RecallAtPrecision,
+            m.SensitivityAtSpecificity, m.SpecificityAtSensitivity, m.TruePositives,
+            m.TrueNegatives, m.FalsePositives, m.FalseNegatives, m.BinaryAccuracy,
+            m.CategoricalAccuracy, m.TopKCategoricalAccuracy, m.BinaryCrossentropy,
+            m.CategoricalCrossentropy, m.F1Score, m.FBetaScore, m.BinaryIoU, m.OneHotIoU,
+            m.OneHotMeanIoU)
+
+
+# Keras metrics that need several probability columns (argmax / top-k over the
+# classes, or int class ids): wrong with one sigmoid output.
+def _multi_column_metrics():
+    m = keras.metrics
+    return (m.SparseCategoricalAccuracy, m.SparseTopKCategoricalAccuracy,
+            m.SparseCategoricalCrossentropy, m.CategoricalAccuracy,
+            m.TopKCategoricalAccuracy, m.CategoricalCrossentropy)
+
+
+def classifier_metrics(metrics, num_classes):
+    """The metric objects `compile_classifier` compiles for `metrics` (see
+    there), or a `ValueError` naming one that cannot be used."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, (str, keras.metrics.Metric)):
+        metrics = [metrics]
+    try:
+        metrics = list(metrics)
+    except TypeError:
+        raise ValueError(f"metrics={metrics!r} is not allowed; pass a list of metric names "
+                         "and keras.metrics.Metric objects.") from None
+    objs = []
+    for metric in metrics:
+        if isinstance(metric, str) and metric in ("accuracy", "acc"):
+            objs.append(keras.metrics.BinaryAccuracy(name="accuracy") if num_classes == 1
+                        else keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
+            continue
+        if isinstance(metric, str):
+            try:
+                obj = keras.metrics.get(metric)
+            except ValueError:
+                raise ValueError(f"metrics: {metric!r} is not a Keras metric name; use "
+                                 "'accuracy', a name keras.metrics.get knows (e.g. 'auc') or "
+                                 "a keras.metrics.Metric object.") from None
+            if not isinstance(obj, keras.metrics.Metric):  # a bare function
+                obj = keras.metrics.MeanMetricWrapper(obj, name=metric)
+        elif isinstance(metric, keras.metrics.Metric):
+            obj = metric
+        else:
+            raise ValueError(f"metrics: {metric!r} ({type(metric).__name__}) is not allowed; "
+                             "use a metric name or a keras.metrics.Metric object.")
+        if num_classes > 1 and isinstance(obj, _dense_label_metrics()):
+            raise ValueError(
+                f"metrics: {metric!r} cannot be used with num_classes={num_classes}: the labels "
+                "are int class ids and it compares labels and probabilities column by column; "
+                "use 'accuracy', 'sparse_top_k_categorical_accuracy' or a metric that takes "
+                "int class ids.")
+        if num_classes == 1 and isinstance(obj, _multi_column_metrics()):
+            raise ValueError(
+                f"metrics: {metric!r} cannot be used with num_classes=1 (one sigmoid output, "
+                "labels 0/1): it needs one probability column per class; use 'accuracy', "
+                "'auc', 'precision', 'recall' or another binary metric.")
+        objs.append(obj)
+    return objs
 
 
 def history_to_dict(history):

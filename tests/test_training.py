@@ -129,3 +129,36 @@ def test_a_resumed_fit_keeps_a_better_best_and_returns_every_epoch(tmp_path):
     training.fit(model(), data, data, epochs=1, run_dir=run, callbacks=[Script()], verbose=0)
     best = keras.saving.load_model(os.path.join(run, "best.keras")).get_weights()[0]
     assert np.allclose(best, weights[0])
+
+
+def _three_class_model():
+    inputs = keras.Input((3,))
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+
+
+def test_compile_classifier_compiles_every_metric_asked_for():
+    import numpy as np
+
+    x, y = np.zeros((6, 3), "float32"), np.arange(6) % 3
+    model = training.compile_classifier(
+        _three_class_model(), 3, jit_compile=False,
+        metrics=("accuracy", "sparse_top_k_categorical_accuracy",
+                 keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")))
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert {"loss", "accuracy", "sparse_top_k_categorical_accuracy", "top2"} <= set(logs)
+    inputs = keras.Input((3,))
+    binary = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
+    training.compile_classifier(binary, 1, jit_compile=False, metrics=["accuracy", "auc"])
+    logs = binary.evaluate(x, (y > 0).astype("float32"), verbose=0, return_dict=True)
+    assert {"loss", "accuracy", "auc"} <= set(logs)
+
+
+def test_compile_classifier_names_a_metric_it_cannot_use():
+    with pytest.raises(ValueError, match=r"'auc' cannot be used with num_classes=3"):
+        training.compile_classifier(_three_class_model(), 3, metrics=("accuracy", "auc"))
+    with pytest.raises(ValueError, match=r"'no_such_metric' is not a Keras metric name"):
+        training.compile_classifier(_three_class_model(), 3, metrics=["no_such_metric"])
+    inputs = keras.Input((3,))
+    binary = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
+    with pytest.raises(ValueError, match=r"cannot be used with num_classes=1"):
+        training.compile_classifier(binary, 1, metrics=[keras.metrics.SparseCategoricalAccuracy()])
