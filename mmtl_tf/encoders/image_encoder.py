@@ -98,6 +98,34 @@ def make_application_backbone(name, input_shape, weights=None):
     return model, mode
 
 
+def check_backbone_input(backbone, input_shape):
+    """A `ValueError` naming both shapes unless `backbone` (a keras.Model of
+    your own) takes images of `input_shape` (height, width, channels): its
+    known input dimensions must equal them (None fits any size). A model
+    whose input is not known yet (a Sequential never built) is not checked."""
+    try:
+        inputs = list(backbone.inputs or ())
+    except (AttributeError, ValueError):
+        return
+    if not inputs:
+        return
+    shapes = [tuple(t.shape) for t in inputs]
+    if len(shapes) != 1 or len(shapes[0]) != 4:
+        raise ValueError(
+            f"image_encoder model {backbone.name!r} takes input shape "
+            f"{shapes[0] if len(shapes) == 1 else shapes}; it must take one image tensor "
+            f"(batch, height, width, channels) fitting image_shape={tuple(input_shape)} "
+            "(input_shape= of ImageEncoder and build_head_swap_classifier).")
+    wanted = tuple(input_shape)
+    if any(got is not None and got != want for got, want in zip(shapes[0][1:], wanted)):
+        raise ValueError(
+            f"image_encoder model {backbone.name!r} takes images of shape {shapes[0][1:]} "
+            f"(None: any size) but image_shape={wanted} (input_shape= of ImageEncoder "
+            f"and build_head_swap_classifier); build the model for "
+            f"{wanted} images (keras.Input({wanted}) or (None, None, {wanted[2]})) or pass "
+            f"image_shape matching it.")
+
+
 def load_weights_file(model, path):
     """`model.load_weights(path)`; Keras' warnings on the way (for a file of
     another architecture, one "Skipping nested container" per layer, over 200
@@ -162,7 +190,10 @@ class ImageEncoder(keras.Model):
         input_shape: (height, width, channels) of the uint8 input.
         pooling: str or None. `"avg"` (global average pooling), `"max"`,
             `"flatten"` (the document's choice: every position of the feature map
-            becomes a feature) or None (return the feature map).
+            becomes a feature) or None (return the feature map). A backbone
+            model of your own that returns a feature vector (batch, features)
+            instead of a feature map (batch, height, width, channels) is used
+            as it is, whatever the pooling (there is nothing to pool over).
         weights: None, `"imagenet"` or a weights-file path; for application
             backbones only (see `make_application_backbone`).
         trainable: str. `"frozen"`, `"partial"` or `"full"`.
@@ -181,6 +212,13 @@ class ImageEncoder(keras.Model):
         >>> enc = mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(32, 32, 3))
         >>> tuple(enc(np.zeros((2, 32, 32, 3), "uint8")).shape)
         (2, 64)
+
+    Raises:
+        ValueError: a backbone model of your own whose input does not take
+            `input_shape` images (another channel count or size, or not one
+            image tensor of rank 4; unknown dimensions fit any size), or whose
+            output is neither (batch, height, width, channels) nor
+            (batch, features).
     """
 
     def __init__(self, backbone="small_cnn", input_shape=(224, 224, 3), pooling="avg",
@@ -211,6 +249,7 @@ class ImageEncoder(keras.Model):
                 if weights is not None:
                     raise ValueError("weights= applies to named backbones; load the "
                                      "weights into your own model before passing it.")
+                check_backbone_input(backbone, input_shape)
                 backbone_model, default_mode = backbone, "rescale"
             else:
                 raise TypeError(
@@ -220,7 +259,14 @@ class ImageEncoder(keras.Model):
             set_backbone_trainable(backbone_model, trainable)
             x = ImagePreprocessing(preprocessing or default_mode, name="preprocess")(inputs)
             x = backbone_model(x, training=False)
-        if pooling == "avg":
+        if backbone_model is not None and len(x.shape) not in (2, 4):
+            raise ValueError(
+                f"the image backbone {backbone_model.name!r} returns shape {tuple(x.shape)}; "
+                "it must return a feature map (batch, height, width, channels) or a feature "
+                "vector (batch, features).")
+        if len(x.shape) == 2:
+            pass  # a feature vector already: nothing to pool over
+        elif pooling == "avg":
             x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         elif pooling == "max":
             x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)

