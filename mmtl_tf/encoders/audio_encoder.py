@@ -24,6 +24,25 @@ def _find_audio_encoder(model):
     return None
 
 
+def check_conv_filters(conv_filters):
+    """`conv_filters` as a tuple of ints >= 1, one per conv block (an int is
+    one block), or a `ValueError` naming the value (floats are refused, NumPy
+    integers accepted)."""
+    import numbers
+
+    if isinstance(conv_filters, numbers.Integral) and not isinstance(conv_filters, bool):
+        conv_filters = (conv_filters,)
+    try:
+        filters = tuple(conv_filters)
+    except TypeError:
+        filters = ()
+    if not filters or any(isinstance(f, bool) or not isinstance(f, numbers.Integral) or f < 1
+                          for f in filters):
+        raise ValueError(f"conv_filters must be an integer >= 1 or a non-empty sequence of "
+                         f"them (one per conv block), got {conv_filters!r}.")
+    return tuple(int(f) for f in filters)
+
+
 @keras.saving.register_keras_serializable(package="mmtl_tf")
 class AudioEncoder(keras.Model):
     """Audio tower: float32 waveform (or log-mel) → a pooled feature vector.
@@ -51,7 +70,7 @@ class AudioEncoder(keras.Model):
         n_mels: int. Mel bands.
         fmin: float. Lowest mel edge (Hz).
         fmax: float or None. Highest mel edge (None: sample_rate / 2).
-        conv_filters: sequence of int. Filters of each conv block.
+        conv_filters: sequence of int (an int: one block). Filters of each conv block.
         pooling: str. `"avg"` or `"max"` over time and frequency, or
             `"time_avg"`: average over time only, keeping the (pooled) mel
             bands apart (`n_mels / 2**blocks × conv_filters[-1]` features).
@@ -90,11 +109,10 @@ class AudioEncoder(keras.Model):
         check_choice("input_type", input_type, INPUTS)
         check_choice("pooling", pooling, POOLINGS)
         check_choice("trainable", trainable, TRAINABLE)
-        conv_filters = tuple(int(f) for f in conv_filters)
-        if int(num_samples) < n_fft or not conv_filters or min(conv_filters) < 1:
+        conv_filters = check_conv_filters(conv_filters)
+        if int(num_samples) < n_fft:
             raise ValueError(
-                f"need num_samples >= n_fft ({n_fft}) and at least one conv block with "
-                f">= 1 filter; got num_samples={num_samples}, conv_filters={conv_filters}.")
+                f"need num_samples >= n_fft ({n_fft}); got num_samples={num_samples}.")
         front_end = LogMelSpectrogram(sample_rate=sample_rate, n_fft=n_fft,
                                       hop_length=hop_length, n_mels=n_mels, fmin=fmin,
                                       fmax=fmax, name="log_mel")

@@ -6,7 +6,7 @@ import warnings
 
 import keras
 
-from mmtl_tf.errors import DownloadError, check_choice
+from mmtl_tf.errors import DownloadError, check_choice, check_count
 from mmtl_tf.layers.image_preprocessing import ImagePreprocessing
 from mmtl_tf.saving import rebuild, saved_state
 
@@ -96,6 +96,44 @@ def make_application_backbone(name, input_shape, weights=None):
                 f"weights file {load_path!r} does not fit backbone {name!r} with "
                 f"input_shape={tuple(input_shape)} ({type(e).__name__}: {e}).") from e
     return model, mode
+
+
+def check_image_shape(name, shape):
+    """`shape` as a tuple of 3 ints >= 1 (height, width, channels), or a
+    `ValueError` naming `name` and the value (floats such as 32.7 are refused,
+    not truncated; NumPy integers are accepted)."""
+    import numbers
+
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if dims is None or len(dims) != 3 or any(
+            isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in dims):
+        raise ValueError(f"{name} must be (height, width, channels), 3 integers >= 1; "
+                         f"got {shape!r}.")
+    return tuple(int(d) for d in dims)
+
+
+def small_cnn_min_side(conv_blocks):
+    """The smallest image side the small CNN takes with `conv_blocks` blocks of
+    Conv2D(3×3, valid) → MaxPool(2×2): 4, 10, 22, ..."""
+    side = 4  # the last block: a 3×3 convolution, then at least 2 rows to pool
+    for _ in range(int(conv_blocks) - 1):
+        side = 2 * side + 2
+    return side
+
+
+def check_small_cnn_size(name, shape, conv_blocks):
+    """A `ValueError` naming `name`, `conv_blocks` and the minimum side unless
+    the small CNN with `conv_blocks` blocks fits images of `shape`."""
+    side = small_cnn_min_side(conv_blocks)
+    if min(shape[0], shape[1]) < side:
+        raise ValueError(
+            f"{name}={tuple(shape)} is too small for the small CNN with "
+            f"conv_blocks={conv_blocks}: height and width must be >= {side} "
+            f"(each block is a 3×3 convolution and a 2×2 pooling); use larger images "
+            f"or fewer conv_blocks.")
 
 
 def check_backbone_input(backbone, input_shape):
@@ -226,14 +264,13 @@ class ImageEncoder(keras.Model):
                  preprocessing=None, name="image_encoder", **kwargs):
         check_choice("pooling", pooling, POOLINGS)
         check_choice("trainable", trainable, TRAINABLE)
-        input_shape = tuple(int(d) for d in input_shape)
-        if len(input_shape) != 3 or min(input_shape) < 1:
-            raise ValueError(f"input_shape must be (height, width, channels); got {input_shape}.")
+        input_shape = check_image_shape("input_shape", input_shape)
         inputs = keras.Input(input_shape, dtype="uint8", name="image")
         if isinstance(backbone, str) and backbone == "small_cnn":
             mode = preprocessing or "rescale"
-            if conv_blocks < 1:
-                raise ValueError(f"conv_blocks must be >= 1, got {conv_blocks}.")
+            conv_blocks = check_count("conv_blocks", conv_blocks)
+            conv_filters = check_count("conv_filters", conv_filters)
+            check_small_cnn_size("input_shape", input_shape, conv_blocks)
             x = ImagePreprocessing(mode, name="preprocess")(inputs)
             for block in range(conv_blocks):
                 suffix = "" if block == 0 else f"_{block + 1}"

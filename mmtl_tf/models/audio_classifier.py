@@ -2,8 +2,8 @@
 
 import keras
 
-from mmtl_tf.encoders.audio_encoder import AudioEncoder
-from mmtl_tf.errors import check_count
+from mmtl_tf.encoders.audio_encoder import INPUTS, AudioEncoder
+from mmtl_tf.errors import check_choice, check_count
 from mmtl_tf.models.fusion_classifier import classification_head
 
 
@@ -23,8 +23,8 @@ def build_audio_classifier(num_samples=32000, sample_rate=16000, num_classes=2,
         sample_rate: int.
         num_classes: int. 1 → sigmoid; > 1 → softmax.
         n_mels: int. Mel bands.
-        conv_filters: sequence of int. Filters of the CNN blocks.
-        hidden_units: int or None. A Dense(relu) layer before the head.
+        conv_filters: sequence of int (an int: one block). Filters of the CNN blocks.
+        hidden_units: int >= 1 or None. A Dense(relu) layer before the head.
         dropout: float. Dropout before the head.
         audio_encoder: `AudioEncoder` or None (None builds one).
         audio_input: str. `"waveform"` or `"log_mel"`.
@@ -45,7 +45,10 @@ def build_audio_classifier(num_samples=32000, sample_rate=16000, num_classes=2,
         Hershey et al., "CNN Architectures for Large-Scale Audio Classification" (2017).
     """
     num_classes = check_count("num_classes", num_classes)
+    if hidden_units is not None:
+        hidden_units = check_count("hidden_units", hidden_units)
     if audio_encoder is None:
+        check_choice("audio_input", audio_input, INPUTS)
         audio_encoder = AudioEncoder(num_samples=num_samples, sample_rate=sample_rate,
                                      input_type=audio_input, n_mels=n_mels,
                                      conv_filters=conv_filters, pooling=pooling)

@@ -2,7 +2,8 @@
 
 import keras
 
-from mmtl_tf.encoders.image_encoder import TRAINABLE, ImageEncoder
+from mmtl_tf.encoders.image_encoder import (TRAINABLE, ImageEncoder, check_image_shape,
+                                            check_small_cnn_size)
 from mmtl_tf.encoders.text_encoder import TextEncoder
 from mmtl_tf.errors import check_choice, check_count
 
@@ -32,6 +33,7 @@ def fusion_head(branches, hidden_units, num_classes, dropout=0.0, fusion_dropout
     Returns:
         The float32 output of `classification_head`.
     """
+    hidden_units = check_count("hidden_units", hidden_units)
     features = keras.layers.Concatenate(name="fusion")(list(branches))
     if fusion_dropout:
         features = keras.layers.Dropout(fusion_dropout, name="fusion_dropout")(features)
@@ -64,7 +66,7 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
     parameters, of which 640,000 are the text embedding.
 
     Args:
-        image_shape: (height, width, channels) of the uint8 image input
+        image_shape: (height, width, channels), integers, of the uint8 image input
             (pixels 0-255; Keras casts float input to uint8, so images
             already scaled to [0, 1] would become 0s and 1s).
         vocab_size: int. Token-id vocabulary size (0 = padding).
@@ -73,7 +75,9 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
         lstm_units: int. LSTM width.
         conv_filters: int. Filters of the small CNN (when `image_encoder` is None).
         conv_blocks: int. Conv → MaxPool blocks of the small CNN (1 in the
-            document).
+            document). Height and width must be at least 4, 10, 22, … for
+            1, 2, 3, … blocks (a `ValueError` names image_shape, conv_blocks and
+            the minimum).
         image_pooling: str. `"avg"`, `"max"` or `"flatten"` (the document's).
         hidden_units: int. Width of the fusion Dense layer.
         num_classes: int. 1 → one sigmoid output (binary); >1 → softmax.
@@ -112,7 +116,8 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
     num_classes = check_count("num_classes", num_classes)
     check_choice("image_pooling", image_pooling, ("avg", "max", "flatten"))
     check_choice("image_trainable", image_trainable, TRAINABLE)
-    image_shape = tuple(image_shape)
+    image_shape = check_image_shape("image_shape", image_shape)
+    hidden_units = check_count("hidden_units", hidden_units)
     if image_encoder_weights is not None and (image_encoder is None
                                               or isinstance(image_encoder, ImageEncoder)):
         # It was ignored without a word (a weights file that did not even exist).
@@ -127,6 +132,9 @@ def build_fusion_classifier(image_shape=(224, 224, 3), vocab_size=5000,
         if image_trainable == "partial":
             raise ValueError("image_trainable='partial' applies to a named or given "
                              "image_encoder; the small CNN is 'frozen' or 'full'.")
+        conv_blocks = check_count("conv_blocks", conv_blocks)
+        conv_filters = check_count("conv_filters", conv_filters)
+        check_small_cnn_size("image_shape", image_shape, conv_blocks)
         image_tower = ImageEncoder("small_cnn", input_shape=image_shape,
                                    pooling=image_pooling, conv_filters=conv_filters,
                                    conv_blocks=conv_blocks, trainable=image_trainable)

@@ -1,5 +1,7 @@
 """The source document's head swap: a pretrained image classifier with a new head."""
 
+import numbers
+
 import keras
 
 from mmtl_tf.encoders.image_encoder import ImageEncoder, freeze_batch_norm, set_backbone_trainable
@@ -10,15 +12,16 @@ HEAD_POOLINGS = ("avg", "max", "flatten")
 
 
 def _check_head_units(head_units):
-    if isinstance(head_units, int) and not isinstance(head_units, bool):
+    """A tuple of ints >= 1 (an int: one hidden layer; NumPy integers too)."""
+    if isinstance(head_units, numbers.Integral) and not isinstance(head_units, bool):
         head_units = (head_units,)  # one hidden layer
     try:
         units = tuple(head_units or ())
     except TypeError:
         raise ValueError(f"head_units must be positive ints, got {head_units!r}.") from None
-    if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in units):
+    if any(isinstance(u, bool) or not isinstance(u, numbers.Integral) or u < 1 for u in units):
         raise ValueError(f"head_units must be positive ints, got {head_units!r}.")
-    return units
+    return tuple(int(u) for u in units)
 
 
 def dense_stack(x, head_units, dropout, prefix="head"):
@@ -179,10 +182,11 @@ def unfreeze(model, num_layers=None, from_layer=None):
         raise ValueError("pass num_layers or from_layer, not both.")
     if num_layers is not None:
         weighted = [layer for layer in backbone.layers if layer.weights]
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or \
+        if isinstance(num_layers, bool) or not isinstance(num_layers, numbers.Integral) or \
                 not 1 <= num_layers <= len(weighted):
             raise ValueError(f"num_layers must be an int in [1, {len(weighted)}] (the backbone's "
                              f"layers with weights), got {num_layers!r}.")
+        num_layers = int(num_layers)
         set_backbone_trainable(backbone, "partial", num_layers=num_layers)
     elif from_layer is not None:
         names = [layer.name for layer in backbone.layers]
