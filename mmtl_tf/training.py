@@ -13,6 +13,7 @@ import tensorflow as tf
 from mmtl_tf import runtime
 from mmtl_tf.errors import DataError, check_count, raise_collected_problems
 from mmtl_tf.files import atomic_file, atomic_json
+from mmtl_tf.losses.classifier_losses import ClassIdCrossentropy, MultiHotCrossentropy
 
 
 def atomic_write_json(obj, path):
@@ -132,8 +133,12 @@ def compile_classifier(model, num_classes, learning_rate=1e-3, optimizer="adam",
                        jit_compile=None, metrics=("accuracy",)):
     """Compiles a classifier whose output is probabilities.
 
-    Binary cross-entropy for one sigmoid output, sparse categorical
-    cross-entropy otherwise; labels are ints. XLA follows
+    Binary cross-entropy for one sigmoid output (labels 0/1), sparse
+    categorical cross-entropy otherwise (labels are int class ids of shape
+    (N,) or (N, 1)); other labels, such as one-hot vectors, raise a
+    `ValueError` naming the expected format when training or evaluation
+    starts (`mmtl_tf.losses.ClassIdCrossentropy` and `MultiHotCrossentropy`:
+    Keras' losses plus a static shape check). XLA follows
     `mmtl_tf.runtime` unless `jit_compile` is given; if Keras had to turn XLA
     off (a layer without XLA support), a `RuntimeWarning` says so.
 
@@ -162,10 +167,7 @@ def compile_classifier(model, num_classes, learning_rate=1e-3, optimizer="adam",
     if jit_compile is None:
         jit_compile = runtime.get_jit_compile()
     metric_objs = classifier_metrics(metrics, num_classes)
-    if num_classes == 1:
-        loss = keras.losses.BinaryCrossentropy()
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy()
+    loss = MultiHotCrossentropy() if num_classes == 1 else ClassIdCrossentropy()
     if isinstance(optimizer, str):
         optimizer = keras.optimizers.get({"class_name": optimizer,
                                           "config": {"learning_rate": learning_rate}})

@@ -162,3 +162,27 @@ def test_compile_classifier_names_a_metric_it_cannot_use():
     binary = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
     with pytest.raises(ValueError, match=r"cannot be used with num_classes=1"):
         training.compile_classifier(binary, 1, metrics=[keras.metrics.SparseCategoricalAccuracy()])
+
+
+def test_compile_classifier_says_which_labels_it_takes():
+    import numpy as np
+
+    x = np.zeros((6, 3), "float32")
+    model = training.compile_classifier(_three_class_model(), 3, jit_compile=False)
+    with pytest.raises(ValueError, match=r"labels of shape \(None, 3\) do not fit .* int class "
+                                         r"ids of shape \(N,\) or \(N, 1\)\. They look one-hot"):
+        model.fit(x, np.eye(3)[np.arange(6) % 3], verbose=0)
+    for labels in (np.arange(6) % 3, (np.arange(6) % 3)[:, None]):  # still train, with XLA
+        model = training.compile_classifier(_three_class_model(), 3, jit_compile=True)
+        assert np.isfinite(model.fit(x, labels, verbose=0).history["loss"][-1])
+
+
+def test_classifier_losses_survive_saving(tmp_path):
+    import numpy as np
+
+    model = training.compile_classifier(_three_class_model(), 3, jit_compile=False)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")  # mmtl_tf.training registered it
+    assert type(loaded.loss).__name__ == "ClassIdCrossentropy"
+    with pytest.raises(ValueError, match="They look one-hot"):
+        loaded.evaluate(np.zeros((6, 3), "float32"), np.eye(3)[np.arange(6) % 3], verbose=0)

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from mmtl_tf import runtime
 from mmtl_tf.errors import raise_collected_problems
+from mmtl_tf.losses.classifier_losses import ClassIdCrossentropy, MultiHotCrossentropy
 from mmtl_tf.metrics.average_precision import MeanAveragePrecision
 from mmtl_tf.metrics.box_iou import BoxIoU
 from mmtl_tf.models.head_swap_classifier import find_image_encoder, freeze, unfreeze
@@ -57,6 +58,11 @@ def compile_for_task(model, task=None, learning_rate=1e-3, optimizer="adam", jit
       `box_iou@0.5` (fraction of boxes with IoU >= 0.5); targets are
       `{"class": int, "box": [ymin, xmin, ymax, xmax]}`.
 
+    Labels of another format (one-hot vectors for a softmax, int ids for a
+    multilabel model) raise a `ValueError` naming the expected one when
+    training or evaluation starts (`mmtl_tf.losses.ClassIdCrossentropy`,
+    `MultiHotCrossentropy`: Keras' losses plus a static shape check).
+
     Args:
         model: keras.Model.
         task: str or None. None reads it from the model (`task_of`).
@@ -78,14 +84,13 @@ def compile_for_task(model, task=None, learning_rate=1e-3, optimizer="adam", jit
         optimizer = keras.optimizers.get({"class_name": optimizer,
                                           "config": {"learning_rate": learning_rate}})
     binary = num_classes == 1
-    class_loss = keras.losses.BinaryCrossentropy() if binary else \
-        keras.losses.SparseCategoricalCrossentropy()
+    class_loss = MultiHotCrossentropy() if binary else ClassIdCrossentropy()
     class_accuracy = keras.metrics.BinaryAccuracy(name="accuracy") if binary else \
         keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     if task == "multiclass":
         loss, metrics, weights = class_loss, [class_accuracy], None
     elif task == "multilabel":
-        loss = keras.losses.BinaryCrossentropy()
+        loss = MultiHotCrossentropy()
         metrics = [MeanAveragePrecision(num_classes), keras.metrics.BinaryAccuracy()]
         weights = None
     else:

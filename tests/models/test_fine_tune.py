@@ -75,3 +75,30 @@ def test_cached_head_training_is_faster_per_epoch_than_running_the_backbone(emoj
     fine_tune(model, emoji["train"], None, head_epochs=3, fine_tune_epochs=0, verbose=0)
     batches = sum(1 for _ in emoji["train"])
     assert calls["n"] == batches   # one pass over the data, not one per epoch
+
+
+def test_compile_for_task_says_which_labels_it_takes():
+    import keras
+    import numpy as np
+
+    from mmtl_tf.models import build_head_swap_classifier, compile_for_task
+
+    inputs = keras.Input((8, 8, 3))
+    backbone = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs))
+    images = np.zeros((4, 8, 8, 3), "uint8")
+    multilabel = build_head_swap_classifier(backbone, num_classes=3, input_shape=(8, 8, 3),
+                                            head_units=(), task="multilabel")
+    compile_for_task(multilabel, jit_compile=False)
+    with pytest.raises(ValueError, match=r"takes multi-hot labels of shape \(N, 3\)"):
+        multilabel.fit(images, np.array([0, 1, 2, 1]), verbose=0)
+    multiclass = build_head_swap_classifier(backbone, num_classes=3, input_shape=(8, 8, 3),
+                                            head_units=())
+    compile_for_task(multiclass, jit_compile=False)
+    with pytest.raises(ValueError, match=r"int class ids of shape \(N,\) or \(N, 1\)"):
+        multiclass.fit(images, np.eye(3)[[0, 1, 2, 1]], verbose=0)
+    # (Keras cannot fit a model again after an error inside its first traced
+    # step, "Creating variables on a non-first call", with or without this check.)
+    multiclass = build_head_swap_classifier(backbone, num_classes=3, input_shape=(8, 8, 3),
+                                            head_units=())
+    compile_for_task(multiclass, jit_compile=False)
+    multiclass.fit(images, np.array([0, 1, 2, 1]), verbose=0)
