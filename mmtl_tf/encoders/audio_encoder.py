@@ -5,7 +5,7 @@ import os
 import keras
 
 from mmtl_tf.errors import check_choice
-from mmtl_tf.layers.log_mel_spectrogram import LogMelSpectrogram
+from mmtl_tf.layers.log_mel_spectrogram import LogMelSpectrogram, check_float_waveforms
 from mmtl_tf.saving import rebuild, saved_state
 
 INPUTS = ("waveform", "log_mel")
@@ -210,6 +210,12 @@ class AudioEncoder(keras.Model):
                                    hop_length=self._config["hop_length"],
                                    n_mels=self._config["n_mels"], fmin=self._config["fmin"],
                                    fmax=self._config["fmax"])
+
+    def call(self, inputs, training=None, mask=None):
+        if self._config["input_type"] == "waveform":  # before Keras casts them to float32
+            for x in keras.tree.flatten(inputs):
+                check_float_waveforms(x, f"AudioEncoder {self.name!r}")
+        return super().call(inputs, training=training, mask=mask)
 
     def get_config(self):
         return {"name": self.name, **self._config, **saved_state(self)}

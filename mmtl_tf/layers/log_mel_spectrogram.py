@@ -87,6 +87,20 @@ def periodic_hann(length):
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / int(length))).astype(np.float32)
 
 
+def check_float_waveforms(waveforms, who):
+    """A `TypeError` if `waveforms` has an integer (or bool) dtype: `who`
+    takes float samples in [-1, 1]. Only the static dtype is read."""
+    dtype = getattr(waveforms, "dtype", None)
+    if dtype is None:
+        return
+    dtype = keras.backend.standardize_dtype(dtype)
+    if dtype == "bool" or "int" in dtype:
+        raise TypeError(
+            f"{who} expected a float tensor of samples in [-1, 1] (float32), got dtype "
+            f"{dtype}. Scale integer PCM first: int16 samples / 32768 (int32: / 2**31), "
+            f"e.g. waveform.astype('float32') / 32768.")
+
+
 @keras.saving.register_keras_serializable(package="mmtl_tf")
 class LogMelSpectrogram(keras.layers.Layer):
     """Waveforms (batch, samples) → log-mel spectrograms (batch, frames, n_mels).
@@ -94,7 +108,9 @@ class LogMelSpectrogram(keras.layers.Layer):
     Inputs are mono: (samples,) or (batch, samples), at least `min_samples`
     long when the length is known (1 with the default centre zero padding).
     Other ranks, e.g. channels-last stereo (batch, samples, 2), raise a
-    ValueError: average the channels first.
+    ValueError: average the channels first. Samples are floats in [-1, 1]:
+    integer PCM raises a TypeError (divide int16 by 32768 first; cast to float
+    unscaled, it would shift every value by about 90 dB).
 
     Built from `keras.ops` (STFT, matmul, log), so the same layer runs in a
     `tf.data` map, inside a model under XLA and inside an exported SavedModel,
@@ -207,6 +223,7 @@ class LogMelSpectrogram(keras.layers.Layer):
                 f"got shape {shape}.")
 
     def call(self, waveforms):
+        check_float_waveforms(waveforms, "LogMelSpectrogram")
         x = ops.cast(waveforms, "float32")
         self._check_input_shape(x.shape)
         if self.center:

@@ -106,3 +106,18 @@ def test_exported_encoder_takes_raw_waveforms_in_a_fresh_process(tmp_path):
     subprocess.run([sys.executable, "-c", FRESH, path, str(tmp_path / "x.npy"),
                     str(tmp_path / "y.npy")], check=True, capture_output=True)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), enc(x), atol=1e-5)
+
+
+def test_integer_pcm_is_refused_with_how_to_scale_it():
+    import numpy as np
+    import pytest
+
+    import mmtl_tf
+
+    pcm = np.zeros((1, 4000), "int16")
+    with pytest.raises(TypeError, match=r"float tensor of samples in \[-1, 1\].*int16.*/ 32768"):
+        mmtl_tf.layers.LogMelSpectrogram()(pcm)
+    encoder = mmtl_tf.encoders.AudioEncoder(num_samples=4000, conv_filters=(4,))
+    with pytest.raises(TypeError, match=r"AudioEncoder 'audio_encoder' expected a float tensor"):
+        encoder.predict(pcm, verbose=0)
+    assert encoder.predict(pcm.astype("float32") / 32768, verbose=0).shape[0] == 1
