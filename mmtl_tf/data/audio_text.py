@@ -39,7 +39,8 @@ class AudioTextRecords(ImageTextRecords):
         captions: list of str. Transcripts or descriptions.
         labels: list of str or None.
         rows: list of str. "file:line" of each row, for error messages.
-        class_names: list of str. Sorted labels of the *training* split.
+        class_names: list of str. Sorted labels of the *training* split
+            (numerically if all are integers: `sources.sorted_class_names`).
         root: str. The folder the paths are relative to.
         voices: list of str or None. Speaker / voice of each clip ("" if unknown).
         voice_groups: list of str. `"train"` or `"heldout"` ("" if unknown).
