@@ -233,19 +233,36 @@ def _lock_swaps(parent):
 
 
 @contextlib.contextmanager
-def swap_lock(path):
+def swap_lock(*paths):
     """Within the block, no `atomic_directory` replaces (or creates) a folder
-    in the folder holding `path`: a check of what `path` holds and a write
-    into it (`mmtl_tf.tasks.common.write_metrics`) are one step with respect
-    to the swap, so the write lands in the folder that was checked, never in
-    one that replaced it. A swap that is due waits for the block to end
-    (flock on the holding folder; where there is none, nothing waits)."""
-    fd = _lock_swaps(os.path.dirname(os.path.abspath(os.fspath(path))))
+    in the folder holding any of `paths`: a check of what a path holds and a
+    write into it (`mmtl_tf.tasks.common.write_metrics`) are one step with
+    respect to the swap, so the write lands in the folder that was checked,
+    never in one that replaced it. A swap that is due waits for the block to
+    end (flock on the holding folders; where there is none, nothing waits).
+
+    Give a path as it is written and, if it goes through a link, as its real
+    path too: `train --out` locks the folder holding the path it was given,
+    which for a link `runs/latest -> /data/run7` is `runs/` when the link
+    itself is replaced and `/data` when `--out /data/run7` is. Folders that
+    are one folder (by device and inode) are locked once, and in one order,
+    so that two blocks never wait for each other."""
+    parents = {}
+    for path in paths:
+        parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+        try:
+            info = os.stat(parent)
+        except OSError:
+            continue
+        parents.setdefault((info.st_dev, info.st_ino), parent)
+    fds = []
     try:
+        for key in sorted(parents):
+            fds.append(_lock_swaps(parents[key]))
         yield
     finally:
-        if fd is not None:
-            os.close(fd)
+        for fd in fds:
+            _unlock(fd)
 
 
 def atomic_directory(path, write_fn, before_swap=None):

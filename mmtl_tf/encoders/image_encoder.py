@@ -1,6 +1,7 @@
 """`ImageEncoder`: the image tower (the source document's small CNN, a
 `keras.applications` backbone, or any Keras model), uint8 pixels in."""
 
+import math
 import os
 import warnings
 
@@ -101,15 +102,22 @@ def make_application_backbone(name, input_shape, weights=None):
 def check_image_shape(name, shape):
     """`shape` as a tuple of 3 ints >= 1 (height, width, channels), or a
     `ValueError` naming `name` and the value (floats such as 32.7 are refused,
-    not truncated; NumPy integers are accepted)."""
+    not truncated; whole floats such as 32.0, e.g. computed sizes, and NumPy
+    integers are accepted)."""
     import numbers
+
+    def whole(d):
+        if isinstance(d, bool):
+            return False
+        if isinstance(d, numbers.Integral):
+            return True
+        return isinstance(d, numbers.Real) and math.isfinite(d) and d == int(d)
 
     try:
         dims = tuple(shape)
     except TypeError:
         dims = None
-    if dims is None or len(dims) != 3 or any(
-            isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in dims):
+    if dims is None or len(dims) != 3 or any(not whole(d) or d < 1 for d in dims):
         raise ValueError(f"{name} must be (height, width, channels), 3 integers >= 1; "
                          f"got {shape!r}.")
     return tuple(int(d) for d in dims)

@@ -692,7 +692,9 @@ def write_metrics(run_dir, metrics, data=None):
     # between got the old model's figures merged into the new run's
     # metrics.json. It also keeps two evaluations of one run from losing
     # each other's figures.
-    with swap_lock(os.path.realpath(run_dir)):
+    # By the path given and its real path: a swap of either (`train --out` a
+    # link, or its target) waits.
+    with swap_lock(run_dir, os.path.realpath(run_dir)):
         return _merge_metrics(run_dir, metrics, data)
 
 

@@ -24,6 +24,15 @@ def test_fusion_classifier_names_a_bad_argument(kwargs, message):
         M.build_fusion_classifier(**kwargs, **TEXT)
 
 
+def test_whole_float_image_sizes_are_taken_as_ints():
+    # Refusing 32.7 (it was truncated to 32) refused 32.0 and np.float64(32)
+    # too, which lose nothing (computed sizes, e.g. side * 0.5).
+    model = M.build_fusion_classifier(image_shape=(32.0, np.float64(24), 3.0), **TEXT)
+    assert tuple(model.input["image"].shape) == (None, 32, 24, 3)
+    with pytest.raises(ValueError, match=r"3 integers >= 1; got \(nan, 32, 3\)"):
+        M.build_fusion_classifier(image_shape=(float("nan"), 32, 3), **TEXT)
+
+
 def test_fusion_classifier_smallest_image_for_its_conv_blocks_builds():
     model = M.build_fusion_classifier(image_shape=(np.int64(22), 22, 3), conv_blocks=3, **TEXT)
     assert tuple(model.input["image"].shape) == (None, 22, 22, 3)

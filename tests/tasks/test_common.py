@@ -186,16 +186,24 @@ def _write_new_run(folder, run_id="b"):  # what `train --out RUN` puts in place 
         json.dump({"test": {"accuracy": 0.75}, "train_seconds": 3.0, "epochs": 2}, f)
 
 
+@pytest.mark.parametrize("via_link", [False, True])
 def test_a_swap_between_the_check_and_the_write_does_not_get_the_old_figures(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, via_link):
     # write_metrics checked that run.json was the one loaded, then read and
     # rewrote metrics.json by path: a `train --out RUN` that swapped RUN in
     # between got the old model's test figures merged into its metrics.json
     # (with its own train_seconds and epochs), and evaluate exited 0. The
     # swap runs in a thread started right after the check; the test goes on
     # once the swap is done (the old code) or waits for the lock that the
-    # check and the write hold (the new code).
+    # check and the write hold (the new code). `via_link`: the run is read
+    # and replaced through a link in another folder (`links/latest -> run`);
+    # the write locked only the folder holding the link's target, and the
+    # swap of the link locks the folder holding the link.
     run = _evaluated_run(tmp_path)
+    if via_link:
+        (tmp_path / "links").mkdir()
+        (tmp_path / "links" / "latest").symlink_to(run, target_is_directory=True)
+        run = tmp_path / "links" / "latest"
     at_swap, errors = threading.Event(), []
     lock_swaps = getattr(files, "_lock_swaps", None)
 
@@ -220,6 +228,9 @@ def test_a_swap_between_the_check_and_the_write_does_not_get_the_old_figures(
         check(run_dir, metrics)
         swapper.start()
         assert at_swap.wait(timeout=60)
+        # A swap that the write's lock does not hold back is done by then
+        # (renames); one that it holds back waits for the write.
+        swapper.join(timeout=1)
 
     monkeypatch.setattr(common, "_check_still_loaded", check_then_swap)
     write = common.evaluation(lambda run_dir, **k: common.write_metrics(
