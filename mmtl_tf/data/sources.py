@@ -375,7 +375,7 @@ def rows_with_known_labels(rows, class_names, model_classes, on_error):
 
 def warn_if_splits_overlap(where, per_split, split, field):
     """One `DataWarning` when, loading the training split, validation or test
-    rows hold a file (`field="path"`: the same absolute path) or a text
+    rows hold a file (`field="path"`: the same real path, links resolved) or a text
     (`field="text"`: the same text as read, spaces around it stripped) that
     a training row holds too: those rows are not held out, and their scores
     say little about unseen data. It counts them per split and names the
@@ -398,7 +398,7 @@ def warn_if_splits_overlap(where, per_split, split, field):
 
     def key(row):
         value = row[field]
-        return os.path.normpath(os.path.abspath(value)) if field == "path" else value
+        return os.path.realpath(value) if field == "path" else value  # links too
 
     what = "file" if field == "path" else field
     training = {}

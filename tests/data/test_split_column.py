@@ -118,6 +118,22 @@ def test_image_files_in_two_splits_warn_for_labels_and_captions_files(tmp_path):
         load_image_text_records(str(tmp_path / "captions.csv"), "train")
 
 
+def test_a_link_to_a_training_image_in_the_test_split_warns(tmp_path):
+    # The overlap check compared absolute paths while the rows naming one
+    # file are one row by real path: a test row through a link to a training
+    # image was not named.
+    names = [f"{i}.png" for i in range(5)]
+    _images(tmp_path, names)
+    (tmp_path / "same_as_0.png").symlink_to(tmp_path / "0.png")
+    (tmp_path / "labels.csv").write_text("path,label,split\n" + "".join(
+        f"{n},{'ab'[i % 2]},train\n" for i, n in enumerate(names[:4]))
+        + "same_as_0.png,a,test\n4.png,a,test\n")
+    with pytest.warns(mmtl_tf.DataWarning,
+                      match=r"1 of 2 test rows hold the same file as a training row") as rec:
+        load_image_label_records(str(tmp_path / "labels.csv"), "train")
+    assert "labels.csv:6: same file as training row " in _leak_messages(rec)[0]
+
+
 def test_no_overlap_warning_without_a_split_column_or_on_the_bundled_data(tmp_path):
     import warnings
 
