@@ -135,6 +135,10 @@ def test_bad_support_sets_fail_the_request_with_their_reason(exported):
     out = classify(support_image_bytes=images[:2], support_labels=tf.constant([1, 0]),
                    query_image_bytes=images[2:])
     np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1.0, rtol=1e-5)
+    # No query: empty outputs (it failed with "Matrix size-incompatible").
+    out = classify(support_image_bytes=images[:2], support_labels=tf.constant([1, 0]),
+                   query_image_bytes=images[:0])
+    assert out["probabilities"].shape == (0, 2) and out["class_id"].shape == (0,)
 
 
 def test_inputs_of_another_shape_fail_naming_the_input(exported):
