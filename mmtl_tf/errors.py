@@ -273,6 +273,28 @@ def check_count(name, value, minimum=1):
     return int(value)
 
 
+def check_counts(name, value, allow_empty=False, each="item"):
+    """`value` as a tuple of ints >= 1, one per `each` (an int is one; NumPy
+    integers are accepted, floats and bools refused), or a `ValueError`
+    naming `name` and the value. With `allow_empty`, None and () give ()."""
+    import numbers
+
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,)
+    original = value
+    try:
+        values = tuple(value or ()) if allow_empty else tuple(value)
+    except TypeError:
+        values = None
+    if values is None or (not values and not allow_empty) or any(
+            isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1
+            for v in values):
+        what = "positive ints, an integer >= 1 or a sequence" if allow_empty else \
+            "an integer >= 1 or a non-empty sequence"
+        raise ValueError(f"{name} must be {what} of them (one per {each}), got {original!r}.")
+    return tuple(int(v) for v in values)
+
+
 def check_texts(texts, name="texts"):
     """A `ValueError` if `texts` is a bare str or bytes (which would be read
     as a list of characters) instead of a list of texts."""

@@ -4,7 +4,7 @@ import os
 
 import keras
 
-from mmtl_tf.errors import check_choice
+from mmtl_tf.errors import check_choice, check_counts
 from mmtl_tf.layers.log_mel_spectrogram import LogMelSpectrogram, check_float_waveforms
 from mmtl_tf.saving import rebuild, saved_state
 
@@ -22,25 +22,6 @@ def _find_audio_encoder(model):
         if found is not None:
             return found
     return None
-
-
-def check_conv_filters(conv_filters):
-    """`conv_filters` as a tuple of ints >= 1, one per conv block (an int is
-    one block), or a `ValueError` naming the value (floats are refused, NumPy
-    integers accepted)."""
-    import numbers
-
-    if isinstance(conv_filters, numbers.Integral) and not isinstance(conv_filters, bool):
-        conv_filters = (conv_filters,)
-    try:
-        filters = tuple(conv_filters)
-    except TypeError:
-        filters = ()
-    if not filters or any(isinstance(f, bool) or not isinstance(f, numbers.Integral) or f < 1
-                          for f in filters):
-        raise ValueError(f"conv_filters must be an integer >= 1 or a non-empty sequence of "
-                         f"them (one per conv block), got {conv_filters!r}.")
-    return tuple(int(f) for f in filters)
 
 
 @keras.saving.register_keras_serializable(package="mmtl_tf")
@@ -109,7 +90,7 @@ class AudioEncoder(keras.Model):
         check_choice("input_type", input_type, INPUTS)
         check_choice("pooling", pooling, POOLINGS)
         check_choice("trainable", trainable, TRAINABLE)
-        conv_filters = check_conv_filters(conv_filters)
+        conv_filters = check_counts("conv_filters", conv_filters, each="conv block")
         if int(num_samples) < n_fft:
             raise ValueError(
                 f"need num_samples >= n_fft ({n_fft}); got num_samples={num_samples}.")

@@ -5,23 +5,16 @@ import numbers
 import keras
 
 from mmtl_tf.encoders.image_encoder import ImageEncoder, freeze_batch_norm, set_backbone_trainable
-from mmtl_tf.errors import check_choice, check_count
+from mmtl_tf.errors import check_choice, check_count, check_counts
 
 TASK_TYPES = ("multiclass", "multilabel")
 HEAD_POOLINGS = ("avg", "max", "flatten")
 
 
 def _check_head_units(head_units):
-    """A tuple of ints >= 1 (an int: one hidden layer; NumPy integers too)."""
-    if isinstance(head_units, numbers.Integral) and not isinstance(head_units, bool):
-        head_units = (head_units,)  # one hidden layer
-    try:
-        units = tuple(head_units or ())
-    except TypeError:
-        raise ValueError(f"head_units must be positive ints, got {head_units!r}.") from None
-    if any(isinstance(u, bool) or not isinstance(u, numbers.Integral) or u < 1 for u in units):
-        raise ValueError(f"head_units must be positive ints, got {head_units!r}.")
-    return tuple(int(u) for u in units)
+    """A tuple of ints >= 1 (an int: one hidden layer; NumPy integers too;
+    None or (): none)."""
+    return check_counts("head_units", head_units, allow_empty=True, each="hidden layer")
 
 
 def dense_stack(x, head_units, dropout, prefix="head"):
