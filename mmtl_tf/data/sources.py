@@ -424,18 +424,29 @@ def warn_if_splits_overlap(where, per_split, split, field):
         stacklevel=_caller_level())
 
 
-def rows_to_compare(read, path):
-    """The rows of a split file read only for `warn_if_splits_overlap`: bad
-    rows are left out without a warning (they are reported when that split
-    is loaded), and a file that cannot be read gives none."""
+def read_split_files(files, split, read, on_error):
+    """The rows of per-split files `files` (split -> path) that loading
+    `split` needs: `read(path, on_error=...)` of the training file and of
+    `split`'s. Loading the training split also reads the other split files,
+    only for `warn_if_splits_overlap`: their bad rows are left out without a
+    warning (they are reported when that split is loaded), and a file that
+    cannot be read gives none."""
     import warnings
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DataWarning)
-            return read(path, on_error="skip")
-    except DataError:
-        return []
+    per_split = {s: read(p, on_error=on_error) for s, p in files.items()
+                 if s in ("train", split)}
+    if split != "train":
+        return per_split
+    for s, p in files.items():
+        if s in per_split:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DataWarning)
+                per_split[s] = read(p, on_error="skip")
+        except DataError:
+            per_split[s] = []
+    return per_split
 
 
 def hash_split(key, seed=0):
@@ -558,12 +569,8 @@ def load_image_text_records(source="default", split="train", require_label=True,
             raise DataError(
                 f"{path}: has per-split files {sorted(split_files.values())} but no "
                 f"'train' and {split!r} file.")
-        per_split = {s: read_captions_file(p, require_label, on_error)
-                     for s, p in split_files.items() if s in ("train", split)}
-        if split == "train":  # the other splits, only to compare (see below)
-            per_split.update({s: rows_to_compare(functools.partial(
-                read_captions_file, require_label=require_label), p)
-                for s, p in split_files.items() if s not in per_split})
+        per_split = read_split_files(split_files, split, functools.partial(
+            read_captions_file, require_label=require_label), on_error)
     else:
         if kind == "dir":
             file = find_file(path, CAPTION_FILE_NAMES)

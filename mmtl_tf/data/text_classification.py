@@ -23,7 +23,7 @@ import numpy as np
 
 from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, class_name,
                                   default_split, empty_split_error, find_file, label_field,
-                                  per_split_files, rows_to_compare, rows_with_known_labels,
+                                  per_split_files, read_split_files, rows_with_known_labels,
                                   sorted_class_names, split_field, text_field,
                                   warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
@@ -158,11 +158,8 @@ def load_text_classification_records(source="default", split="train", seed=0,
             if any(s not in files for s in needed):
                 raise DataError(f"{source}: has per-split files {sorted(files.values())} but "
                                 f"no {' and '.join(map(repr, dict.fromkeys(needed)))} file.")
-            per_split = {s: read_text_classification_file(p, on_error)
-                         for s, p in files.items() if s in ("train", split)}
-            if split == "train":  # the other splits, only to compare (see below)
-                per_split.update({s: rows_to_compare(read_text_classification_file, p)
-                                  for s, p in files.items() if s not in per_split})
+            per_split = read_split_files(files, split, read_text_classification_file,
+                                         on_error)
         else:
             file = find_file(source, TEXT_FILE_NAMES)
             if file is None:
