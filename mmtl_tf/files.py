@@ -555,9 +555,11 @@ def _check_creatable(path, existing, what, option):
             f"{what} cannot be written there; choose {option} or make it writable.") from None
 
 
-def _listed(names, count=5):
+def _listed(names, count=5, noun=""):
+    """"a, b, c and 4 more [NOUN]": at most `count` of `names`."""
     shown = ", ".join(names[:count])
-    return shown + (f" and {len(names) - count} more" if len(names) > count else "")
+    more = f" and {len(names) - count} more" + (f" {noun}" if noun else "")
+    return shown + (more if len(names) > count else "")
 
 
 def check_replaceable(path, marker, what, own=(), nested=None, check_marker=None,

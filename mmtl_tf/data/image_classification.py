@@ -51,6 +51,7 @@ from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DataWarning, DownloadError, check_choice, check_count,
                             check_on_error, handle_problems)
+from mmtl_tf.files import _listed
 
 TASKS = ("multiclass", "multilabel", "localization")
 LABEL_FILE_NAMES = ("labels.jsonl", "labels.csv") + CAPTION_FILE_NAMES
@@ -332,11 +333,9 @@ def _file_key(path):
     return os.path.realpath(path)
 
 
-def _listed(locations, limit=3):
-    """"a.csv:2, a.csv:5 and 4 more rows"."""
-    shown = ", ".join(locations[:limit])
-    return shown + (f" and {len(locations) - limit} more rows" if len(locations) > limit
-                    else "")
+def _rows_listed(locations):
+    """"a.csv:2, a.csv:5, a.csv:9 and 4 more rows"."""
+    return _listed(locations, count=3, noun="rows")
 
 
 def _one_row_per_file(rows, task, on_error, one_target=True):
@@ -368,14 +367,15 @@ def _one_row_per_file(rows, task, on_error, one_target=True):
             for row in same:
                 targets.setdefault((tuple(row["labels"]), row["box"]), []).append(row)
         if len(targets) == 1 or not one_target:
-            kept += [{**group[0], "row": _listed(list(dict.fromkeys(r["row"] for r in group)))}
+            kept += [{**group[0],
+                      "row": _rows_listed(list(dict.fromkeys(r["row"] for r in group)))}
                      for group in targets.values()]
             continue
         what = "labels" if len({labels for labels, _ in targets}) > 1 else "boxes"
         for row in same:
             mine = (tuple(row["labels"]), row["box"])
             others = "; ".join(
-                f"{_describe_target(*target, what)} at {_listed([r['row'] for r in group])}"
+                f"{_describe_target(*target, what)} at {_rows_listed([r['row'] for r in group])}"
                 for target, group in targets.items() if target != mine)
             path = "" if row["row"] == row["path"] else f"{row['path']} "
             problems.append((row["row"], (
