@@ -190,11 +190,12 @@ def _shape_text(shape):
     return "(" + text + ")"
 
 
-def batch_of(name, x, shape):
+def batch_of(name, x, shape, message=None):
     """`x` once a request's `x` is known to have `shape` ((None,) or (None,
     sequence_length): a batch of N items); otherwise the request fails with an
     `InvalidArgumentError` naming `name`, the expected shape and the shape
-    received.
+    received (`message`, if given, says what is expected instead; the shape
+    received follows it).
 
     A loaded signature does not check a request against its spec's shape: a
     scalar, a (1, 1) array or token ids of another length reached the ops
@@ -218,8 +219,8 @@ def batch_of(name, x, shape):
     expected = "(" + ", ".join("N" if s is None else str(s) for s in shape) + \
         ("," if len(shape) == 1 else "") + ")"
     single = expected.replace("N", "1", 1)
-    message = (f"{name} must be a batch of shape {expected}, one row per item (a single "
-               f"item has shape {single}); got shape ")
+    message = (message or f"{name} must be a batch of shape {expected}, one row per item "
+               f"(a single item has shape {single})") + "; got shape "
     # The predicate waits for the check too: the cond's other branch depends on
     # the predicate alone, and ran (an empty batch) while the check failed, so
     # that the request failed with another op's error when that was quicker.
@@ -729,18 +730,12 @@ def waveform_preprocessor(num_samples, trim=True, top_db=40.0):
     spec = tf.TensorSpec(None, tf.float32, name="waveform")
 
     def preprocess(raw):
-        rank = tf.rank(raw)
-        raw = checked([tf.debugging.assert_equal(
-            rank, 2,
-            message="waveform must be float32 (N, samples) mono audio, one row per clip "
-                    "(a single clip is (1, samples); average the channels of "
-                    "multi-channel audio)")], raw)
-        # Control dependencies order ops when they run, but the graph's shape
-        # functions see the request's real shape before anything runs (a Pad
-        # of a 1-D request failed there, ahead of the check): the cond hides
-        # that shape from the ops below. Its other branch never runs.
-        raw = tf.cond(tf.equal(rank, 2), lambda: raw, lambda: tf.zeros([0, 0]))
-        raw.set_shape([None, None])
+        # `batch_of`'s cond also hides a wrong shape from the ops below (a Pad
+        # of a 1-D request failed in the graph's shape functions, ahead of the
+        # check).
+        raw = batch_of("waveform", raw, [None, None], message=(
+            "waveform must be float32 (N, samples) mono audio, one row per clip (a single "
+            "clip is (1, samples); average the channels of multi-channel audio)"))
         rows, samples = tf.unstack(tf.shape(raw))
         raw = checked([tf.debugging.Assert(
             tf.logical_or(samples > 0, tf.equal(rows, 0)),
