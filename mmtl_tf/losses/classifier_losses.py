@@ -17,6 +17,13 @@ def _shape(tensor):
     return None if shape is None or shape.rank is None else tuple(shape)
 
 
+def _one_per_row(labels, probs):
+    """Whether labels of shape `labels` hold one value per row of `probs`:
+    (B,) or (B, 1) for (B, K)."""
+    return len(labels) == len(probs) - 1 or (len(labels) == len(probs)
+                                             and labels[-1] in (1, None))
+
+
 @keras.saving.register_keras_serializable(package="mmtl_tf")
 class ClassIdCrossentropy(keras.losses.SparseCategoricalCrossentropy):
     """`keras.losses.SparseCategoricalCrossentropy` for softmax outputs
@@ -25,9 +32,7 @@ class ClassIdCrossentropy(keras.losses.SparseCategoricalCrossentropy):
 
     def call(self, y_true, y_pred):
         labels, probs = _shape(y_true), _shape(y_pred)
-        if labels is not None and probs is not None and not (
-                len(labels) == len(probs) - 1
-                or (len(labels) == len(probs) and labels[-1] in (1, None))):
+        if labels is not None and probs is not None and not _one_per_row(labels, probs):
             classes = probs[-1]
             hint = (" They look one-hot: pass np.argmax(labels, axis=-1)."
                     if len(labels) == len(probs) and labels[-1] == classes else "")
@@ -50,8 +55,7 @@ class MultiHotCrossentropy(keras.losses.BinaryCrossentropy):
         if labels is not None and probs is not None and probs and probs[-1] is not None:
             width = probs[-1]
             if width == 1:
-                fits = len(labels) == len(probs) - 1 or (
-                    len(labels) == len(probs) and labels[-1] in (1, None))
+                fits = _one_per_row(labels, probs)
                 wanted = "0/1 labels of shape (N,) or (N, 1)"
             else:
                 fits = len(labels) == len(probs) and labels[-1] in (width, None)
