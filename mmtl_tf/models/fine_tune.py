@@ -22,6 +22,7 @@ from mmtl_tf.losses.classifier_losses import ClassIdCrossentropy, MultiHotCrosse
 from mmtl_tf.metrics.average_precision import MeanAveragePrecision
 from mmtl_tf.metrics.box_iou import BoxIoU
 from mmtl_tf.models.head_swap_classifier import find_image_encoder, freeze, unfreeze
+from mmtl_tf.training import classifier_metrics
 
 TASKS = ("multiclass", "multilabel", "localization")
 
@@ -85,8 +86,7 @@ def compile_for_task(model, task=None, learning_rate=1e-3, optimizer="adam", jit
                                           "config": {"learning_rate": learning_rate}})
     binary = num_classes == 1
     class_loss = MultiHotCrossentropy() if binary else ClassIdCrossentropy()
-    class_accuracy = keras.metrics.BinaryAccuracy(name="accuracy") if binary else \
-        keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    class_accuracy, = classifier_metrics(["accuracy"], num_classes)  # binary or sparse
     if task == "multiclass":
         loss, metrics, weights = class_loss, [class_accuracy], None
     elif task == "multilabel":
