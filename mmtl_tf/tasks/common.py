@@ -733,11 +733,7 @@ def _check_still_loaded(run_dir, metrics):
     loaded = _EVALUATING.get()
     if loaded is None or loaded[0] != os.path.realpath(run_dir):
         return
-    try:
-        now = read_json(os.path.join(run_dir, RUN_FILE))
-    except (OSError, ValueError, UnicodeDecodeError):
-        now = None
-    if now != loaded[1]:
+    if _run_record(run_dir) != loaded[1]:
         raise RunReplacedError(
             f"{run_dir} was replaced while evaluating (its {RUN_FILE} is not the one "
             "loaded: another run was trained into it); the figures of the model that was "
