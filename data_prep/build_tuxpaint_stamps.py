@@ -136,8 +136,13 @@ def _rasterise_svg(source, dest, size):
     # rsvg-convert rounds some sizes up (a 97 x 51 PNG for -w 96 -h 96).
     from PIL import Image
 
-    with Image.open(dest) as image:
-        too_large = max(image.size) > size
+    try:
+        with Image.open(dest) as image:
+            too_large = max(image.size) > size
+    except FileNotFoundError:
+        return "rsvg-convert exited 0 but wrote no PNG"
+    except (OSError, SyntaxError) as e:  # PIL: UnidentifiedImageError is an OSError
+        return f"rsvg-convert wrote an unreadable PNG ({type(e).__name__}: {str(e)[:80]})"
     if too_large:
         _write_png(dest, dest, size)
     return None

@@ -7,6 +7,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import mmtl_tf
@@ -165,3 +166,27 @@ def test_svg_rasterised_one_pixel_too_large_is_shrunk(tmp_path, monkeypatch):
             assert max(image.size) == 96, (row["item"], image.size)
     with Image.open(out / "images" / "food" / "loaf_of_bread.png") as image:
         assert image.size == (96, 50) and image.mode == "RGBA"
+
+
+@pytest.mark.parametrize("writes,problem", [
+    ("", "rsvg-convert exited 0 but wrote no PNG"),
+    ("open(a[a.index('-o') + 1], 'wb').write(b'not a png')\n",
+     "rsvg-convert wrote an unreadable PNG (UnidentifiedImageError"),
+])
+def test_svg_rasteriser_that_exits_0_without_a_readable_png_skips_the_stamp(
+        tmp_path, monkeypatch, writes, problem):
+    # A failing rsvg-convert that still exits 0 ended the build with a
+    # traceback from PIL; now that stamp is skipped with the reason.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "rsvg-convert"
+    fake.write_text(f"#!{sys.executable}\nimport sys\na = sys.argv\n{writes}")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    stamps = tmp_path / "stamps"
+    _stamp(stamps / "food", "loaf_of_bread", "A loaf of bread.", svg_only=True)
+    _stamp(stamps / "food", "apple", "An apple.", size=(300, 200))
+    kept, skipped = _script().build(str(stamps), str(tmp_path / "out"), size=96)
+    assert [row["item"] for row in kept] == ["food/apple"]
+    assert len(skipped) == 1 and skipped[0][0] == "food/loaf_of_bread"
+    assert skipped[0][1].startswith(problem), skipped
