@@ -43,7 +43,7 @@ import numpy as np
 from mmtl_tf.files import atomic_directory
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from external_tools import run_tool  # noqa: E402 (the folder of this script)
+from external_tools import fail, run_tool  # noqa: E402 (the folder of this script)
 
 SCRIPT = "build_spoken_emoji.py"
 ESPEAK_MISSING = ("install it (Debian/Ubuntu: apt-get install -y espeak-ng; Fedora: "
@@ -163,9 +163,21 @@ def synthesize(text, espeak_voice):
                "espeak-ng's data: apt-get install --reinstall espeak-ng espeak-ng-data); "
                "the output folder is left as it was.",
         binary=True)
-    y, rate = sf.read(io.BytesIO(wav), dtype="float32")
+    command = f"`espeak-ng -v {espeak_voice} --stdout {text!r}`"
+    try:
+        y, rate = sf.read(io.BytesIO(wav), dtype="float32")
+    except Exception as e:  # soundfile raises LibsndfileError, TypeError, ... on non-WAV
+        fail(SCRIPT, f"{command} exited 0 but printed no readable WAV ({len(wav)} bytes; "
+                     f"{type(e).__name__}: {str(e)[:80]}); check that espeak-ng works "
+                     "(apt-get install --reinstall espeak-ng); the output folder is left "
+                     "as it was.")
     if y.ndim == 2:
         y = y.mean(axis=1)
+    if not len(y) or not np.all(np.isfinite(y)) or not np.any(y):
+        what = "no samples" if not len(y) else "NaN or infinite samples" \
+            if not np.all(np.isfinite(y)) else "only silence"
+        fail(SCRIPT, f"{command} produced {what}; a caption that espeak-ng cannot speak "
+                     "would be a silent training clip. The output folder is left as it was.")
     y = librosa.resample(y, orig_sr=rate, target_sr=SAMPLE_RATE).astype(np.float32)
     # espeak-ng ends each utterance with about 0.3 s of silence; keep at most
     # TRAILING_SILENCE_S of it (smaller files; the pipeline trims the rest).

@@ -283,6 +283,49 @@ def test_spoken_emoji_failing_espeak_ng_is_one_line_and_keeps_the_old_build(
                            "(broken install); ") and _untouched(out)
 
 
+def _speaking_espeak(bin_dir, speech):
+    """An espeak-ng that tells its version and prints `speech` (bytes written by
+    a Python snippet to stdout) for any text, with exit status 0."""
+    os.makedirs(bin_dir, exist_ok=True)
+    path = os.path.join(bin_dir, "espeak-ng")
+    with open(path, "w") as f:
+        f.write(f"#!{sys.executable}\nimport io, sys\n"
+                "if sys.argv[1:] == ['--version']:\n"
+                "    print('eSpeak NG text-to-speech: 1.51  Data at: /nowhere'); sys.exit(0)\n"
+                f"{speech}\n")
+    os.chmod(path, 0o755)
+
+
+SILENT_WAV = ("import numpy as np, soundfile as sf\nb = io.BytesIO()\n"
+              "sf.write(b, np.zeros(8000, 'float32'), 22050, format='WAV')\n"
+              "sys.stdout.buffer.write(b.getvalue())")
+
+
+@pytest.mark.parametrize("speech,problem", [
+    ("sys.stdout.buffer.write(b'garbage, not RIFF')", "exited 0 but printed no readable WAV "
+                                                       "(17 bytes; "),
+    ("pass", "exited 0 but printed no readable WAV (0 bytes; "),
+    (SILENT_WAV, "produced only silence; "),
+])
+def test_spoken_emoji_espeak_ng_exiting_0_without_speech_is_one_line(
+        tmp_path, monkeypatch, capsys, speech, problem):
+    # Before, a non-WAV output ended in a soundfile traceback and a silent one
+    # was written as a training clip.
+    _speaking_espeak(tmp_path / "bin", speech)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    script = _script("build_spoken_emoji")
+    out = tmp_path / "out"
+    _old_build(out)
+    with pytest.raises(SystemExit) as e:
+        script.main(["--out", str(out), "--limit", "2", "--workers", "2"])
+    line = _exit_line(e)
+    assert line.startswith("build_spoken_emoji.py: `espeak-ng -v "), line
+    assert problem in line, line
+    assert line.lower().endswith("the output folder is left as it was."), line
+    assert _untouched(out) and sorted(os.listdir(tmp_path)) == ["bin", "out"]
+    assert capsys.readouterr().err == ""
+
+
 def test_spoken_emoji_failure_is_one_stderr_line_from_the_script(tmp_path):
     """Run as a program with worker threads: one stderr line, status 1."""
     import subprocess
