@@ -27,7 +27,12 @@ def _image_size(config):
 
 def _weights(config):
     weights = config.get("weights")
-    return None if weights in (None, "none", "None", "") else weights
+    if isinstance(weights, str) and not weights.strip():
+        # As in a recipe file or on the command line: "" meant random
+        # initialisation when the config came from Python.
+        raise ValueError(f"weights = {weights!r} is empty; give None (or 'none') for a random "
+                         "initialisation, 'imagenet', or a weights file.")
+    return None if weights in (None, "none", "None") else weights
 
 
 def _datasets(config, splits=("train", "validation", "test"), class_names=None):

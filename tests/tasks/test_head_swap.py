@@ -108,3 +108,17 @@ def test_localization_runs_flatten_the_backbone_features():
     mine = head_swap._build({**config, "target": "localization", "localization_pooling": "max"},
                             3, None)
     assert mine.get_layer("image_encoder").get_config()["pooling"] == "max"
+
+
+@pytest.mark.parametrize("weights", ["", "  "])
+def test_empty_weights_from_python_is_refused_before_a_run_folder_is_written(tmp_path, weights):
+    # A recipe file or --weights '' was refused already; a config dict from
+    # Python trained from a random initialisation instead.
+    from mmtl_tf.tasks import head_swap
+
+    config = {**common.resolve_config("head_swap", "tiny"), "weights": weights}
+    with pytest.raises(ValueError, match=r"weights = '\s*' is empty; give None"):
+        head_swap.train(config, str(tmp_path / "run"), verbose=0)
+    assert not (tmp_path / "run").exists()
+    assert head_swap._weights({**config, "weights": "none"}) is None
+    assert head_swap._weights({**config, "weights": "imagenet"}) == "imagenet"
