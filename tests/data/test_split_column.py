@@ -1,6 +1,8 @@
 """The `split` column of labels, captions and text files: values in any case,
 train rows repeated in validation/test, and the order of numeric labels."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -118,13 +120,18 @@ def test_image_files_in_two_splits_warn_for_labels_and_captions_files(tmp_path):
         load_image_text_records(str(tmp_path / "captions.csv"), "train")
 
 
-def test_a_link_to_a_training_image_in_the_test_split_warns(tmp_path):
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_a_link_to_a_training_image_in_the_test_split_warns(tmp_path, link):
     # The overlap check compared absolute paths while the rows naming one
     # file are one row by real path: a test row through a link to a training
-    # image was not named.
+    # image was not named. It compares files (device, inode) now, so a hard
+    # link, the same file under a second name, is named too.
     names = [f"{i}.png" for i in range(5)]
     _images(tmp_path, names)
-    (tmp_path / "same_as_0.png").symlink_to(tmp_path / "0.png")
+    if link == "symbolic":
+        (tmp_path / "same_as_0.png").symlink_to(tmp_path / "0.png")
+    else:
+        os.link(tmp_path / "0.png", tmp_path / "same_as_0.png")
     (tmp_path / "labels.csv").write_text("path,label,split\n" + "".join(
         f"{n},{'ab'[i % 2]},train\n" for i, n in enumerate(names[:4]))
         + "same_as_0.png,a,test\n4.png,a,test\n")
