@@ -21,6 +21,15 @@ def _image_size(config):
     return [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
 
 
+def _build(config, num_classes):
+    """The run's model. The bundled recipe's `embedding_dim` is null: the
+    builder's default width for the pooling (the document's 128 for
+    "flatten", 64 otherwise)."""
+    return build_fusion_classifier(image_shape=(*_image_size(config), 3),
+                                   num_classes=num_classes,
+                                   **{k: config[k] for k in MODEL_KEYS})
+
+
 def _datasets(config, vectorizer, splits=("train", "validation", "test"), class_names=None):
     """The batched datasets of `splits`, in order. With `vectorizer` None the
     first split's dataset (the training split's: put it first) adapts one on
@@ -59,9 +68,7 @@ def train(config, run_dir, verbose=1):
                          os.path.join(run_dir, "text_vectorizer.json"))
     num_classes = len(train_records.class_names)
     with runtime.get_strategy().scope():
-        model = build_fusion_classifier(
-            image_shape=(*_image_size(config), 3), num_classes=num_classes,
-            **{k: config[k] for k in MODEL_KEYS})
+        model = _build(config, num_classes)
         training.compile_classifier(model, num_classes, float(config["learning_rate"]))
     history, seconds = training.fit(model, data["train"], data["validation"],
                                     epochs=int(config["epochs"]), run_dir=run_dir, backup=False,
