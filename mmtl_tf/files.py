@@ -265,6 +265,17 @@ def swap_lock(*paths):
             _unlock(fd)
 
 
+def file_identity(path):
+    """What identifies a file or folder however it is reached (links, `./`,
+    `..`): its (device, inode), one `stat` (`realpath` takes one per path
+    component); its real path when it cannot be read."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (info.st_dev, info.st_ino)
+
+
 def atomic_directory(path, write_fn, before_swap=None):
     """Calls `write_fn(tmp_dir)` and renames `tmp_dir` to `path` on success.
 

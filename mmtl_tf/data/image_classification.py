@@ -51,7 +51,7 @@ from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DataWarning, DownloadError, check_choice, check_count,
                             check_on_error, handle_problems)
-from mmtl_tf.files import _listed
+from mmtl_tf.files import _listed, file_identity
 
 TASKS = ("multiclass", "multilabel", "localization")
 LABEL_FILE_NAMES = ("labels.jsonl", "labels.csv") + CAPTION_FILE_NAMES
@@ -196,15 +196,6 @@ def _labels_field(row):
     return (labels, None) if labels else (None, "empty label")
 
 
-def _directory_key(path):
-    """What identifies a directory however it is reached (through links)."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return os.path.realpath(path)
-    return (info.st_dev, info.st_ino)
-
-
 def _image_files(folder):
     """The image files below `folder`, at any depth, in sorted order.
 
@@ -214,11 +205,11 @@ def _image_files(folder):
     times under `again/again/...` paths (which the hash split then spread
     over all three splits: 30 files made 630 rows, 62 of them test rows of
     16 files, copies of training images among them)."""
-    found, walked = [], {_directory_key(folder)}
+    found, walked = [], {file_identity(folder)}
     for base, dirs, files in os.walk(folder, followlinks=True):
         kept = []
         for name in sorted(dirs):
-            key = _directory_key(os.path.join(base, name))
+            key = file_identity(os.path.join(base, name))
             if key not in walked:
                 walked.add(key)
                 kept.append(name)

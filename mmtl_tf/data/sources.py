@@ -28,6 +28,7 @@ import numpy as np
 
 from mmtl_tf.errors import (DataError, DataWarning, _caller_level, check_on_error,
                             format_problems, handle_problems)
+from mmtl_tf.files import file_identity
 
 SPLITS = ("train", "validation", "test")
 CAPTION_FILE_NAMES = ("captions.jsonl", "captions.csv")
@@ -373,18 +374,6 @@ def rows_with_known_labels(rows, class_names, model_classes, on_error):
     return [r for r in rows if r["row"] not in bad]
 
 
-def _file_key(path):
-    """What identifies a file however it is reached (links, `..`): one
-    `stat` instead of `realpath`'s one per path component (realpath took
-    about 40 ms of the 0.6 s that `bench/bench_input_pipeline.py`'s 1,621
-    images take to load)."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return os.path.realpath(path)
-    return (info.st_dev, info.st_ino)
-
-
 def warn_if_splits_overlap(where, per_split, split, field):
     """One `DataWarning` when, loading the training split, validation or test
     rows hold a file (`field="path"`: the same file, links resolved) or a text
@@ -410,7 +399,9 @@ def warn_if_splits_overlap(where, per_split, split, field):
 
     def key(row):
         value = row[field]
-        return _file_key(value) if field == "path" else value
+        # file_identity: one stat; realpath took about 40 ms of the 0.6 s
+        # that bench/bench_input_pipeline.py's 1,621 images take to load.
+        return file_identity(value) if field == "path" else value
 
     what = "file" if field == "path" else field
     training = {}
