@@ -173,9 +173,9 @@ def synthesize(text, espeak_voice):
                      "as it was.")
     if y.ndim == 2:
         y = y.mean(axis=1)
-    if not len(y) or not np.all(np.isfinite(y)) or not np.any(y):
-        what = "no samples" if not len(y) else "NaN or infinite samples" \
-            if not np.all(np.isfinite(y)) else "only silence"
+    what = ("no samples" if not len(y) else "NaN or infinite samples"
+            if not np.isfinite(y).all() else "only silence" if not y.any() else None)
+    if what:
         fail(SCRIPT, f"{command} produced {what}; a caption that espeak-ng cannot speak "
                      "would be a silent training clip. The output folder is left as it was.")
     y = librosa.resample(y, orig_sr=rate, target_sr=SAMPLE_RATE).astype(np.float32)
