@@ -1,19 +1,12 @@
 """bench/bench_audio_features.py: every variant computes the same features."""
 
-import importlib.util
-import os
-
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import load_script
 
 
 def _bench():
-    path = os.path.join(REPO, "bench", "bench_audio_features.py")
-    spec = importlib.util.spec_from_file_location("bench_audio_features", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench", "bench_audio_features")
 
 
 def test_table_has_both_librosa_baselines(tmp_path, capsys):

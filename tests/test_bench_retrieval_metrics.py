@@ -1,20 +1,13 @@
 """bench/bench_retrieval_metrics.py: the counting and the full-sort metrics agree,
 also on the smallest galleries."""
 
-import importlib.util
-import os
-
 import numpy as np
 
-from tests.conftest import REPO
+from tests.conftest import load_script
 
 
 def _bench():
-    path = os.path.join(REPO, "bench", "bench_retrieval_metrics.py")
-    spec = importlib.util.spec_from_file_location("bench_retrieval_metrics", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench", "bench_retrieval_metrics")
 
 
 def test_small_sizes_run(capsys):

@@ -1,7 +1,6 @@
 """`data_prep/build_tuxpaint_stamps.py` on a small stamps tree shaped like the
 Debian package's (the real package is 161 MB; see the README for the command)."""
 
-import importlib.util
 import json
 import os
 import sys
@@ -11,15 +10,11 @@ import pytest
 from PIL import Image
 
 import mmtl_tf
-from tests.conftest import REPO
+from tests.conftest import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "build_tuxpaint_stamps", os.path.join(REPO, "data_prep", "build_tuxpaint_stamps.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("data_prep", "build_tuxpaint_stamps")
 
 
 def _stamp(folder, name, caption, size=(80, 40), svg_only=False, translations=True):

@@ -3,7 +3,6 @@ dpkg-deb, a wrong path, an unknown option value, an empty result) and never
 replace a built folder by an empty one. The external programs are small stubs
 on PATH: no network, no Debian tools needed."""
 
-import importlib.util
 import io
 import json
 import os
@@ -12,7 +11,7 @@ import tarfile
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, load_script
 
 DATA_PREP = os.path.join(REPO, "data_prep")
 
@@ -20,10 +19,7 @@ DATA_PREP = os.path.join(REPO, "data_prep")
 def _script(name):
     if DATA_PREP not in sys.path:
         sys.path.insert(0, DATA_PREP)
-    spec = importlib.util.spec_from_file_location(name, os.path.join(DATA_PREP, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("data_prep", name)
 
 
 def _stub(bin_dir, name, body):

@@ -102,16 +102,23 @@ def test_training_rows_repeated_in_test_or_validation_warn_once_when_loading_tra
         load_text_classification_records(str(folder), "train")
 
 
+def _labels_file_leaking_row_6(folder, names, other_rows):
+    """labels.csv: `names[:4]` as training rows (rows 2-5), then `other_rows`
+    whose first (row 6) holds a training file; asserts the one warning
+    naming it."""
+    (folder / "labels.csv").write_text("path,label,split\n" + "".join(
+        f"{n},{'ab'[i % 2]},train\n" for i, n in enumerate(names[:4])) + other_rows)
+    with pytest.warns(mmtl_tf.DataWarning,
+                      match=r"1 of 2 test rows hold the same file as a training row") as rec:
+        load_image_label_records(str(folder / "labels.csv"), "train")
+    assert "labels.csv:6: same file as training row " in _leak_messages(rec)[0]
+
+
 def test_image_files_in_two_splits_warn_for_labels_and_captions_files(tmp_path):
     names = [f"{i}.png" for i in range(6)]
     _images(tmp_path, names)
-    (tmp_path / "labels.csv").write_text("path,label,split\n" + "".join(
-        f"{n},{'ab'[i % 2]},train\n" for i, n in enumerate(names[:4]))
-        + "./0.png,a,test\n4.png,a,test\n5.png,b,validation\n")
-    with pytest.warns(mmtl_tf.DataWarning,
-                      match=r"1 of 2 test rows hold the same file as a training row") as rec:
-        load_image_label_records(str(tmp_path / "labels.csv"), "train")
-    assert "labels.csv:6: same file as training row " in _leak_messages(rec)[0]
+    _labels_file_leaking_row_6(tmp_path, names,
+                               "./0.png,a,test\n4.png,a,test\n5.png,b,validation\n")
     (tmp_path / "captions.csv").write_text("path,caption,label,split\n" + "".join(
         f"{n},caption {i},{'ab'[i % 2]},train\n" for i, n in enumerate(names[:4]))
         + "1.png,another caption,b,validation\n5.png,five,b,test\n")
@@ -132,13 +139,7 @@ def test_a_link_to_a_training_image_in_the_test_split_warns(tmp_path, link):
         (tmp_path / "same_as_0.png").symlink_to(tmp_path / "0.png")
     else:
         os.link(tmp_path / "0.png", tmp_path / "same_as_0.png")
-    (tmp_path / "labels.csv").write_text("path,label,split\n" + "".join(
-        f"{n},{'ab'[i % 2]},train\n" for i, n in enumerate(names[:4]))
-        + "same_as_0.png,a,test\n4.png,a,test\n")
-    with pytest.warns(mmtl_tf.DataWarning,
-                      match=r"1 of 2 test rows hold the same file as a training row") as rec:
-        load_image_label_records(str(tmp_path / "labels.csv"), "train")
-    assert "labels.csv:6: same file as training row " in _leak_messages(rec)[0]
+    _labels_file_leaking_row_6(tmp_path, names, "same_as_0.png,a,test\n4.png,a,test\n")
 
 
 def test_no_overlap_warning_without_a_split_column_or_on_the_bundled_data(tmp_path):

@@ -1,7 +1,6 @@
 """EfficientNet-Lite0: the torch-free .pth reader, the Keras port and its ImageNet weights."""
 
 import collections
-import importlib.util
 import os
 import pickle
 import sys
@@ -17,7 +16,7 @@ import mmtl_tf
 from mmtl_tf.data.torch_state_dict import read_torch_state_dict
 from mmtl_tf.encoders import ImageEncoder
 from mmtl_tf.encoders import efficientnet_lite as lite
-from tests.conftest import REPO
+from tests.conftest import load_script
 from tests.harness import run_model_test
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "data", "efficientnet_lite0_reference.npz")
@@ -153,11 +152,7 @@ def test_real_checkpoint_matches_values_read_by_torch(lite0_pth):
 
 
 def _verify_module():
-    spec = importlib.util.spec_from_file_location(
-        "verify_efficientnet_lite0", os.path.join(REPO, "data_prep", "verify_efficientnet_lite0.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("data_prep", "verify_efficientnet_lite0")
 
 
 def _check_against_reference(only_sklearn):
