@@ -312,10 +312,15 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
         DataError: the training data yields no batch (e.g. fewer examples
             than one batch with `drop_remainder=True`): Keras would only warn
             and return a history without training values.
+        ValueError: a classifier compiled by `compile_classifier` with fewer
+            outputs than the classes of `train_ds.class_names` (see
+            `check_outputs_fit_classes`), e.g. the default `num_classes=1`
+            of the model builders on the 9 classes of the bundled data.
     """
     raise_collected_problems()  # no training on data with bad items left out
     if isinstance(train_ds, tf.data.Dataset) and int(train_ds.cardinality()) == 0:
         raise DataError(_NO_BATCH)
+    check_outputs_fit_classes(model, getattr(train_ds, "class_names", None))
     cbs = list(callbacks)
     if run_dir:
         os.makedirs(run_dir, exist_ok=True)
@@ -346,6 +351,43 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
         # Keras only warns when the training data runs out before the first step.
         raise DataError(_NO_BATCH)
     return history, seconds
+
+
+def check_outputs_fit_classes(model, class_names):
+    """Raises a `ValueError` when a classifier compiled by `compile_classifier`
+    cannot take the labels of a dataset whose labels index `class_names`
+    (the `class_names` attribute of mmtl_tf's datasets).
+
+    Keras itself trains such a model without an error: one sigmoid output on
+    class ids 0..8 gives a meaningless binary cross-entropy, and a softmax
+    over fewer outputs than classes gets ids it has no output for. A model
+    with more outputs than the data's classes is accepted (its other classes
+    are not in this data). Models compiled with other losses, and data without
+    `class_names`, are not checked.
+    """
+    if not class_names or len(class_names) < 2:
+        return
+    loss = getattr(model, "loss", None)
+    if not isinstance(loss, (ClassIdCrossentropy, MultiHotCrossentropy)):
+        return
+    try:
+        outputs = list(model.outputs or ())
+    except (AttributeError, ValueError):
+        return
+    if len(outputs) != 1 or not outputs[0].shape or outputs[0].shape[-1] is None:
+        return
+    width, count = int(outputs[0].shape[-1]), len(class_names)
+    if isinstance(loss, MultiHotCrossentropy):
+        wrong = width == 1 and count > 2
+    else:
+        wrong = width < count
+    if wrong:
+        kind = "one sigmoid output" if width == 1 else f"{width} outputs"
+        raise ValueError(
+            f"{model.name} has {kind}, but the training data's labels are class ids "
+            f"0..{count - 1} of {count} classes ({', '.join(map(str, class_names[:5]))}"
+            f"{', ...' if count > 5 else ''}): build the model with "
+            f"num_classes={count} (len(dataset.class_names)) and compile it with the same.")
 
 
 _NO_BATCH = ("the training data yielded no batch, so nothing was trained (fewer examples "

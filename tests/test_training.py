@@ -186,3 +186,46 @@ def test_classifier_losses_survive_saving(tmp_path):
     assert type(loaded.loss).__name__ == "ClassIdCrossentropy"
     with pytest.raises(ValueError, match="They look one-hot"):
         loaded.evaluate(np.zeros((6, 3), "float32"), np.eye(3)[np.arange(6) % 3], verbose=0)
+
+
+@pytest.mark.parametrize("num_classes,message", [
+    (1, "has one sigmoid output, but the training data's labels are class ids 0..8 of 9"),
+    (4, "has 4 outputs, but the training data's labels are class ids 0..8 of 9"),
+])
+def test_fit_refuses_a_classifier_with_fewer_outputs_than_the_data_has_classes(
+        tmp_path, num_classes, message):
+    # The README's flow with the builders' default num_classes=1 on the 9
+    # bundled classes: Keras trains it without an error.
+    train = mmtl_tf.data.make_image_text_dataset(
+        "default", "validation", image_size=(16, 16), sequence_length=4, batch_size=64)
+    assert len(train.class_names) == 9
+    model = mmtl_tf.models.build_fusion_classifier(
+        image_shape=(16, 16, 3), vocab_size=64, sequence_length=4, embedding_dim=4,
+        lstm_units=4, conv_filters=4, hidden_units=4, num_classes=num_classes)
+    training.compile_classifier(model, num_classes)
+    with pytest.raises(ValueError, match=message):
+        training.fit(model, train, epochs=1, verbose=0, run_dir=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_fit_takes_a_classifier_with_as_many_or_more_outputs_than_classes():
+    import numpy as np
+    import tensorflow as tf
+
+    x = np.zeros((8, 2), "float32")
+    for outputs, labels, names in ((3, np.arange(8) % 3, ["a", "b", "c"]),
+                                   (5, np.arange(8) % 3, ["a", "b", "c"]),
+                                   (1, np.arange(8) % 2, ["no", "yes"])):
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(
+            outputs, activation="sigmoid" if outputs == 1 else "softmax")])
+        training.compile_classifier(model, outputs)
+        ds = tf.data.Dataset.from_tensor_slices((x, labels.astype("int32"))).batch(4)
+        ds.class_names = names
+        history, _ = training.fit(model, ds, epochs=1, verbose=0)
+        assert len(history["loss"]) == 1
+    # A model compiled with another loss (an embedding, say) is not checked.
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(8.0, dtype="float32"))).batch(4)
+    ds.class_names = list("abcdefgh")
+    training.fit(model, ds, epochs=1, verbose=0)
