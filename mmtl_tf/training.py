@@ -384,8 +384,8 @@ def check_outputs_fit_classes(model, class_names):
     if wrong:
         kind = "one sigmoid output" if width == 1 else f"{width} outputs"
         raise ValueError(
-            f"{model.name} has {kind}, but the training data's labels are class ids "
-            f"0..{count - 1} of {count} classes ({', '.join(map(str, class_names[:5]))}"
+            f"{model.name} has {kind}, but the training data has {count} classes "
+            f"({', '.join(map(str, class_names[:5]))}"
             f"{', ...' if count > 5 else ''}): build the model with "
             f"num_classes={count} (len(dataset.class_names)) and compile it with the same.")
 
