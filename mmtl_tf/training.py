@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from mmtl_tf import runtime
 from mmtl_tf.errors import DataError, check_count, raise_collected_problems
-from mmtl_tf.files import atomic_file, atomic_json
+from mmtl_tf.files import _listed, atomic_file, atomic_json
 from mmtl_tf.losses.classifier_losses import ClassIdCrossentropy, MultiHotCrossentropy
 
 
@@ -129,6 +129,18 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
                               self.state_path)
 
 
+def _single_output_width(model):
+    """(the model's outputs, the last dimension of its only output, or None
+    when it has several, none yet (a subclassed model not built) or an
+    unknown width)."""
+    try:
+        outputs = list(model.outputs or ())
+    except (AttributeError, ValueError):  # a subclassed model not built yet
+        outputs = []
+    width = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].shape else None
+    return outputs, width
+
+
 def compile_classifier(model, num_classes, learning_rate=1e-3, optimizer="adam",
                        jit_compile=None, metrics=("accuracy",)):
     """Compiles a classifier whose output is probabilities.
@@ -155,11 +167,7 @@ def compile_classifier(model, num_classes, learning_rate=1e-3, optimizer="adam",
     int ids; for one output, the categorical and sparse ones are refused).
     """
     num_classes = check_count("num_classes", num_classes)
-    try:
-        outputs = list(model.outputs or ())
-    except (AttributeError, ValueError):  # a subclassed model not built yet
-        outputs = []
-    width = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].shape else None
+    outputs, width = _single_output_width(model)
     if width is not None and width != num_classes:
         raise ValueError(f"num_classes={num_classes} but {model.name} has {width} outputs "
                          f"(shape {tuple(outputs[0].shape)}); pass num_classes={width} or "
@@ -370,13 +378,10 @@ def check_outputs_fit_classes(model, class_names):
     loss = getattr(model, "loss", None)
     if not isinstance(loss, (ClassIdCrossentropy, MultiHotCrossentropy)):
         return
-    try:
-        outputs = list(model.outputs or ())
-    except (AttributeError, ValueError):
+    _, width = _single_output_width(model)
+    if width is None:
         return
-    if len(outputs) != 1 or not outputs[0].shape or outputs[0].shape[-1] is None:
-        return
-    width, count = int(outputs[0].shape[-1]), len(class_names)
+    width, count = int(width), len(class_names)
     if isinstance(loss, MultiHotCrossentropy):
         wrong = width == 1 and count > 2
     else:
@@ -385,8 +390,7 @@ def check_outputs_fit_classes(model, class_names):
         kind = "one sigmoid output" if width == 1 else f"{width} outputs"
         raise ValueError(
             f"{model.name} has {kind}, but the training data has {count} classes "
-            f"({', '.join(map(str, class_names[:5]))}"
-            f"{', ...' if count > 5 else ''}): build the model with "
+            f"({_listed([str(c) for c in class_names])}): build the model with "
             f"num_classes={count} (len(dataset.class_names)) and compile it with the same.")
 
 
