@@ -28,10 +28,12 @@ class DownloadError(RuntimeError):
 
 
 class RunReplacedWarning(RuntimeWarning):
-    """Training replaced a run that another training finished in its run
-    folder while it trained (`mmtl-tf train ... --out` the same folder, both
-    at once): the message names the replaced run (its `run_id` and start
-    time), whose files are gone. `mmtl-tf` prints it in one line."""
+    """Training replaced a run folder that changed while it trained: another
+    training finished a run there (`mmtl-tf train ... --out` the same folder,
+    both at once; the message names that run, its `run_id` and start time),
+    or files that no run writes were put there (the folder is then kept
+    beside the new run, under the name the message gives). `mmtl-tf` prints
+    it in one line."""
 
 
 class DataWarning(UserWarning):

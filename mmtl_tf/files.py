@@ -300,7 +300,11 @@ def atomic_directory(path, write_fn, before_swap=None):
     write under `swap_lock` (`mmtl_tf.tasks.common.write_metrics`) never has
     `path` swapped in between. `before_swap(path)`, if given, is called with
     that lock held, just before `path` is replaced or created: what it finds
-    in `path` is what the swap replaces.
+    in `path` is what the swap replaces. If it returns a callable (e.g. files
+    that must not be deleted were put into `path` while `write_fn` ran), the
+    replaced content is not removed but kept as a new visible sibling
+    `NAME.replaced-XXXXXXXX`, and the callable is called with that path once
+    the new content is in place (to say so).
     """
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
@@ -317,17 +321,20 @@ def atomic_directory(path, write_fn, before_swap=None):
         except FileNotFoundError:
             pass
         swap = _lock_swaps(parent)
-        if before_swap is not None:
-            before_swap(path)
+        announce_kept = before_swap(path) if before_swap is not None else None
         if os.path.lexists(path):
-            old = _new_sibling(parent, f".{name}.old-")
+            # A kept copy gets a name that no clean-up of leftovers matches.
+            old = _new_sibling(parent, f"{name}.replaced-" if announce_kept else f".{name}.old-")
             os.rmdir(old)
             os.replace(path, old)
             os.replace(tmp, path)
             moved, old = old, None  # from here on the new content is in place
             held, swap = swap, None
             _unlock(held)  # other swaps need not wait for the removal
-            _remove_old_copy(moved, path)
+            if announce_kept:
+                announce_kept(moved)
+            else:
+                _remove_old_copy(moved, path)
         else:
             os.replace(tmp, path)
     except BaseException as e:

@@ -21,9 +21,10 @@ from mmtl_tf import __version__, runtime
 from mmtl_tf.data.sources import SPLITS, unsplit_rows_in
 from mmtl_tf.errors import (DataError, RunReplacedWarning, check_on_error, collect_problems,
                             raise_collected_problems)
-from mmtl_tf.files import (_new_locked_folder, atomic_directory, check_can_create_folders,
-                           check_replaceable, is_saved_model, missing_parent, missing_top,
-                           remove_dead_folders, remove_empty_folders, swap_lock)
+from mmtl_tf.files import (_listed, _new_locked_folder, atomic_directory,
+                           check_can_create_folders, check_replaceable, foreign_entries,
+                           is_saved_model, missing_parent, missing_top, remove_dead_folders,
+                           remove_empty_folders, swap_lock)
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.saving import global_dtype_policy
 from mmtl_tf.training import BEST_STATE_FILE, atomic_write_json, read_json
@@ -415,8 +416,7 @@ def staged_run(train):
         result = []
         with collect_problems(), cache_scope():
             atomic_directory(run_dir, lambda tmp: result.append(train(config, tmp, verbose)),
-                             before_swap=lambda path: _warn_if_replaced_meanwhile(
-                                 run_dir, path, found))
+                             before_swap=lambda path: _before_swap(run_dir, path, found))
         return result[0]
 
     return staged
@@ -432,25 +432,64 @@ def _run_record(run_dir):
     return info if isinstance(info, dict) else None
 
 
-def _warn_if_replaced_meanwhile(run_dir, path, found):
-    """A `RunReplacedWarning` if `path` (`run_dir` made absolute), about to be
-    replaced, holds a run other than `found`, the run record it held when
-    this training started (None: none): another training into the same
-    folder finished meanwhile, and before, its complete run was replaced
-    without a word (both commands printed "run folder: RUN_DIR" and exited
-    0). Called by `atomic_directory` with the swap's lock held, so the run
-    named is the one replaced."""
+def _before_swap(run_dir, path, found):
+    """Called by `atomic_directory` just before the new run replaces `path`
+    (`run_dir` made absolute), with the swap's lock held, so what it finds is
+    what is replaced. `check_run_dir` refuses, at the start, a folder holding
+    what no run writes; files put there while the training ran (notes, a
+    plot of your own) were deleted by the swap all the same. Such a folder is
+    now kept whole beside the new run, and a `RunReplacedWarning` says where
+    (this returns the callable that says it). Otherwise the old run is
+    removed, with a warning if another training finished it there meanwhile
+    (`_warn_if_replaced_meanwhile`)."""
     now = _run_record(path)
+    added = _added_meanwhile(path)
+    if not added:
+        _warn_if_replaced_meanwhile(run_dir, now, found)
+        return None
+
+    def announce(kept):
+        _warn_if_replaced_meanwhile(run_dir, now, found, kept=kept)
+        warnings.warn(RunReplacedWarning(
+            f"{run_dir}: {added}; the new run replaced it, and what was there is kept "
+            f"in {kept}: move out what you need, then remove it."), stacklevel=2)
+
+    return announce
+
+
+def _added_meanwhile(path):
+    """Why replacing `path` would delete what no run writes, or None: it holds
+    entries that no run writes (as `check_run_dir` counts them), or is no
+    folder (a file or a link) at all."""
+    if not os.path.lexists(path):
+        return None
+    if os.path.islink(path) or not os.path.isdir(path):
+        kind = "link" if os.path.islink(path) else "file"
+        return f"became a {kind} while this training ran"
+    foreign = foreign_entries(path, RUN_ENTRIES, _exported)
+    if not foreign:
+        return None
+    return f"{_listed(foreign)} appeared in it while this training ran (no run writes them)"
+
+
+def _warn_if_replaced_meanwhile(run_dir, now, found, kept=None):
+    """A `RunReplacedWarning` if `now`, the run record of the run folder
+    about to be replaced, is another than `found`, the one it held when this
+    training started (None: none): another training into the same folder
+    finished meanwhile, and before, its complete run was replaced without a
+    word (both commands printed "run folder: RUN_DIR" and exited 0). `kept`:
+    where the replaced folder is kept (None: removed)."""
     if now is None or now == found:
         return
     started = now.get("started")
     what = " ".join(str(v) for v in (now.get("task"), "run", now.get("run_id")) if v)
     when = f", started {started}" if started else ""
     before = "held another run" if found is not None else "held no run"
+    fate = f"that run is kept in {kept}" if kept else "that run's files are gone"
     warnings.warn(RunReplacedWarning(
         f"{run_dir}: replaced the {what}{when}, which another training finished there "
-        f"while this one trained (the folder {before} when this one started); that "
-        "run's files are gone."), stacklevel=2)
+        f"while this one trained (the folder {before} when this one started); {fate}."),
+        stacklevel=2)
 
 
 def absolute_source(data):

@@ -2,12 +2,14 @@
 
 import json
 import os
+import shutil
 import threading
 import warnings
 
 import pytest
 
 from mmtl_tf import files
+from mmtl_tf.errors import RunReplacedWarning
 from mmtl_tf.tasks import TASKS, common, settings
 
 
@@ -144,6 +146,92 @@ def test_a_run_finished_into_the_same_folder_meanwhile_is_named_when_replaced(tm
         _train_with_id()({"value": 5}, str(run))
         _train_with_id()({"value": 6}, str(tmp_path / "new"))
     assert json.loads((run / "run.json").read_text())["run_id"] == "id5"
+
+
+def test_files_added_to_the_run_folder_while_training_are_kept(tmp_path):
+    # check_run_dir refuses a run folder holding notes of your own at the
+    # start, but notes put there while training ran were deleted by the swap.
+    run = tmp_path / "run"
+    _train_with_id()({"value": 1}, str(run))
+
+    def add_notes():
+        (run / "notes.txt").write_text("mine")
+        (run / "plots").mkdir()
+        (run / "plots" / "loss.png").write_bytes(b"png")
+
+    with pytest.warns(RuntimeWarning) as caught:
+        _train_with_id(add_notes)({"value": 2}, str(run))
+    kept = [name for name in os.listdir(tmp_path) if name != "run"]
+    assert len(kept) == 1 and kept[0].startswith("run.replaced-"), os.listdir(tmp_path)
+    kept = tmp_path / kept[0]
+    assert [str(w.message) for w in caught] == [
+        f"{run}: notes.txt, plots appeared in it while this training ran (no run writes "
+        f"them); the new run replaced it, and what was there is kept in {kept}: move out "
+        "what you need, then remove it."]
+    assert caught[0].category is RunReplacedWarning
+    assert sorted(os.listdir(run)) == ["run.json"]
+    assert json.loads((run / "run.json").read_text())["run_id"] == "id2"
+    assert sorted(os.listdir(kept)) == ["notes.txt", "plots", "run.json"]
+    assert (kept / "notes.txt").read_text() == "mine"
+    assert (kept / "plots" / "loss.png").read_bytes() == b"png"
+    assert json.loads((kept / "run.json").read_text())["run_id"] == "id1"
+    # The kept folder is no leftover that a later training cleans up.
+    _train_with_id()({"value": 3}, str(run))
+    assert (kept / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(tmp_path)) == sorted(["run", kept.name])
+
+
+def test_a_run_folder_made_or_replaced_while_training_is_kept(tmp_path):
+    # A folder of your own made at RUN_DIR (absent at the start), or a file
+    # put in its place, is not deleted either; an empty folder and exports
+    # into the run (the quickstart's saved_model/) are replaced as before.
+    run = tmp_path / "run"
+
+    def make_mine():
+        run.mkdir()
+        (run / "data.csv").write_text("a,b")
+
+    with pytest.warns(RuntimeWarning, match=r"data.csv appeared in it while this training"):
+        _train_with_id(make_mine)({"value": 1}, str(run))
+    (mine,) = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
+    assert (mine / "data.csv").read_text() == "a,b"
+
+    def replace_with_a_file():
+        shutil.rmtree(run)
+        run.write_text("mine")
+
+    with pytest.warns(RuntimeWarning, match=r"run: became a file while this training ran"):
+        _train_with_id(replace_with_a_file)({"value": 2}, str(run))
+    (kept,) = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-") and p != mine]
+    assert kept.read_text() == "mine" and (run / "run.json").is_file()
+
+    def export_into_it():
+        (run / "saved_model" / "variables").mkdir(parents=True)
+        (run / "saved_model" / "saved_model.pb").write_bytes(b"")
+
+    before = set(os.listdir(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _train_with_id(export_into_it)({"value": 3}, str(run))
+    assert set(os.listdir(tmp_path)) == before and os.listdir(run) == ["run.json"]
+
+
+def test_another_run_finished_meanwhile_with_added_files_is_kept_not_gone(tmp_path):
+    run = tmp_path / "run"
+    other = _train_with_id()
+
+    def other_run_and_notes():
+        other({"value": 1}, str(run))
+        (run / "notes.txt").write_text("mine")
+
+    with pytest.warns(RuntimeWarning) as caught:
+        _train_with_id(other_run_and_notes)({"value": 2}, str(run))
+    (kept,) = [p for p in tmp_path.iterdir() if p.name != "run"]
+    messages = [str(w.message) for w in caught]
+    assert messages[0].endswith(f"held no run when this one started); that run is kept in "
+                                f"{kept}."), messages
+    assert "notes.txt appeared in it" in messages[1] and len(messages) == 2
+    assert json.loads((kept / "run.json").read_text())["run_id"] == "id1"
 
 
 def _evaluated_run(tmp_path):
