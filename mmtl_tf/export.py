@@ -11,13 +11,14 @@ included, is refused, not replaced.
 """
 
 import os
+import warnings
 
 import keras
 import tensorflow as tf
 
 from mmtl_tf.data.image import preprocess_image_batch
-from mmtl_tf.files import (SAVED_MODEL_ENTRIES, atomic_directory, check_replaceable,
-                           message_naming_target, nested_saved_model)
+from mmtl_tf.files import (SAVED_MODEL_ENTRIES, added_meanwhile, atomic_directory,
+                           check_replaceable, message_naming_target, nested_saved_model)
 
 
 def check_export_path(path):
@@ -39,7 +40,10 @@ def _atomic_export(path, write):
     is raised as an error of the same type that names `path` instead (and says
     that an earlier `path` is unchanged), with the original as its `__cause__`
     and its traceback; `atomic_directory` itself does so for an `OSError`.
-    Nothing half-written is left either way."""
+    Nothing half-written is left either way. What was put into `path` while
+    the export ran (`check_export_path` checked it before) and no export
+    writes is not deleted: the replaced folder is kept beside the new
+    SavedModel, and a `RuntimeWarning` names it."""
     target = os.path.abspath(os.fspath(path))
     existed = os.path.lexists(target)
 
@@ -56,7 +60,17 @@ def _atomic_export(path, write):
             # file that raised it (e.g. TensorFlow's file_io.py).
             raise renamed.with_traceback(e.__traceback__) from e
 
-    return atomic_directory(path, write_naming_target)
+    def keep_if_added(target):
+        added = added_meanwhile(target, SAVED_MODEL_ENTRIES, nested_saved_model, "export",
+                                "this export ran")
+        if not added:
+            return None
+        return lambda kept: warnings.warn(
+            f"{path}: {added}; the new SavedModel replaced it, and what was there is kept "
+            f"in {kept}: move out what you need, then remove it.", RuntimeWarning,
+            stacklevel=4)
+
+    return atomic_directory(path, write_naming_target, before_swap=keep_if_added)
 
 
 def _naming_target(error, tmp, path, existed):

@@ -508,6 +508,25 @@ def foreign_entries(folder, own, nested=None):
     return found
 
 
+def added_meanwhile(path, own, nested, writer, while_what):
+    """Why replacing `path` now would delete what no `writer` writes, or
+    None: it holds entries that are not `own` (as `check_replaceable` counts
+    them: `foreign_entries`), or it is no folder at all (a file or a link).
+    For the `before_swap` of an `atomic_directory` writer: `path` was checked
+    when writing started, but what was put there meanwhile would be deleted
+    by the swap. E.g. "notes.txt appeared in it while this training ran (no
+    run writes them)"."""
+    if not os.path.lexists(path):
+        return None
+    if os.path.islink(path) or not os.path.isdir(path):
+        kind = "link" if os.path.islink(path) else "file"
+        return f"became a {kind} while {while_what}"
+    foreign = foreign_entries(path, own, nested)
+    if not foreign:
+        return None
+    return f"{_listed(foreign)} appeared in it while {while_what} (no {writer} writes them)"
+
+
 def is_saved_model(path):
     """Whether `path` is a folder that only a SavedModel export wrote:
     saved_model.pb and nothing but `SAVED_MODEL_ENTRIES` (and

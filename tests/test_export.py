@@ -145,6 +145,40 @@ def test_a_failed_export_names_the_target_not_its_staging_folder(tmp_path, monke
     assert os.listdir(tmp_path) == ["sm"] and sorted(os.listdir(target)) == before
 
 
+def test_files_added_to_the_export_folder_while_exporting_are_kept(tmp_path, monkeypatch):
+    # check_export_path refuses a SavedModel folder with files of your own,
+    # but files put there while the export ran were deleted by the swap.
+    import re
+
+    from mmtl_tf.export import export_image_classifier
+    from tests.models.test_head_swap_classifier import tiny_backbone
+
+    model = mmtl_tf.models.build_head_swap_classifier(
+        tiny_backbone(), 3, input_shape=(16, 16, 3), head_units=(), task="multiclass")
+    target = tmp_path / "sm"
+    export_image_classifier(model, str(target), (16, 16))
+    archive = type(keras.export.ExportArchive())
+    real = archive.write_out
+
+    def write_while_warm_up_is_added(self, filepath, *args, **kwargs):
+        (target / "assets.extra").mkdir()
+        (target / "assets.extra" / "tf_serving_warmup_requests").write_text("mine")
+        return real(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(archive, "write_out", write_while_warm_up_is_added)
+    with pytest.warns(RuntimeWarning) as caught:
+        export_image_classifier(model, str(target), (16, 16))
+    (kept,) = [p for p in tmp_path.iterdir() if p.name != "sm"]
+    assert re.fullmatch(r"sm\.replaced-[0-9a-f]{8}", kept.name)
+    assert [str(w.message) for w in caught] == [
+        f"{target}: assets.extra appeared in it while this export ran (no export writes "
+        f"them); the new SavedModel replaced it, and what was there is kept in {kept}: "
+        "move out what you need, then remove it."]
+    assert (kept / "assets.extra" / "tf_serving_warmup_requests").read_text() == "mine"
+    assert (kept / "saved_model.pb").is_file()
+    assert not (target / "assets.extra").exists() and (target / "saved_model.pb").is_file()
+
+
 def test_an_export_holds_only_what_check_export_path_accepts(fusion_export):
     # check_export_path replaces only a folder that holds nothing but what an
     # export writes (mmtl_tf.files.SAVED_MODEL_ENTRIES): a real one passes.

@@ -21,9 +21,9 @@ from mmtl_tf import __version__, runtime
 from mmtl_tf.data.sources import SPLITS, unsplit_rows_in
 from mmtl_tf.errors import (DataError, RunReplacedWarning, check_on_error, collect_problems,
                             raise_collected_problems)
-from mmtl_tf.files import (_listed, _new_locked_folder, atomic_directory,
-                           check_can_create_folders, check_replaceable, foreign_entries,
-                           is_saved_model, missing_parent, missing_top, remove_dead_folders,
+from mmtl_tf.files import (_new_locked_folder, added_meanwhile, atomic_directory,
+                           check_can_create_folders, check_replaceable, is_saved_model,
+                           missing_parent, missing_top, remove_dead_folders,
                            remove_empty_folders, swap_lock)
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.saving import global_dtype_policy
@@ -443,7 +443,7 @@ def _before_swap(run_dir, path, found):
     removed, with a warning if another training finished it there meanwhile
     (`_warn_if_replaced_meanwhile`)."""
     now = _run_record(path)
-    added = _added_meanwhile(path)
+    added = added_meanwhile(path, RUN_ENTRIES, _exported, "run", "this training ran")
     if not added:
         _warn_if_replaced_meanwhile(run_dir, now, found)
         return None
@@ -455,21 +455,6 @@ def _before_swap(run_dir, path, found):
             f"in {kept}: move out what you need, then remove it."), stacklevel=2)
 
     return announce
-
-
-def _added_meanwhile(path):
-    """Why replacing `path` would delete what no run writes, or None: it holds
-    entries that no run writes (as `check_run_dir` counts them), or is no
-    folder (a file or a link) at all."""
-    if not os.path.lexists(path):
-        return None
-    if os.path.islink(path) or not os.path.isdir(path):
-        kind = "link" if os.path.islink(path) else "file"
-        return f"became a {kind} while this training ran"
-    foreign = foreign_entries(path, RUN_ENTRIES, _exported)
-    if not foreign:
-        return None
-    return f"{_listed(foreign)} appeared in it while this training ran (no run writes them)"
 
 
 def _warn_if_replaced_meanwhile(run_dir, now, found, kept=None):
