@@ -2,6 +2,7 @@
 the files that fail (shared by the image and the audio pipelines)."""
 
 import os
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -86,8 +87,10 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
         # Iterating only the indices still loads every file and fills the
         # cache upstream, without copying the contents into batches.
         index_only = tf.autograph.experimental.do_not_convert(lambda i, value: i)
-        for idx_batch in ds.map(index_only).batch(4096).with_options(_checking_options()):
+        checking = [iter(ds.map(index_only).batch(4096).with_options(_checking_options()))]
+        for idx_batch in checking[0]:
             seen.update(idx_batch.numpy().tolist())
+        _release_in_background(checking)
         if len(seen) != n:
             kept = sorted(seen)
             failed = [i for i in range(n) if i not in seen]
@@ -119,6 +122,21 @@ def _checking_options():
     options = tf.data.Options()
     options.autotune.initial_parallelism = os.cpu_count() or 1
     return options
+
+
+def _release_in_background(holder):
+    """Drops the finished iterator in `holder` (a list holding the only
+    reference to it) on a new thread, so that the caller need not wait.
+
+    Deleting a `tf.data` iterator whose pipeline the autotuner watched
+    sometimes waits: on a 2-core machine, after a checking pass over 1,621
+    JPEGs, the `del` took 0.18–0.32 s of wall time and under 0.01 s of CPU
+    in 4 of 15 passes (1 ms otherwise). Without the autotuner it never
+    waited, but the pass itself was slower. The thread is not a daemon: at
+    exit the interpreter waits for it instead of stopping it inside
+    TensorFlow's deletion.
+    """
+    threading.Thread(target=holder.clear, name="mmtl_tf-release-iterator").start()
 
 
 def _distinct(paths):
@@ -174,10 +192,12 @@ def _shared_files_dataset(paths, files, file_of_row, indexed, describe_failure, 
     store = _aligned_empty((m, *shape), dtype)
     good = []
     batch = max(1, _CHECK_BATCH_BYTES // item_bytes)
-    for idx, values in ds.batch(batch).with_options(_checking_options()):
+    checking = [iter(ds.batch(batch).with_options(_checking_options()))]
+    for idx, values in checking[0]:
         start = len(good)
         good.extend(idx.numpy().tolist())
         store[start:len(good)] = values.numpy()
+    _release_in_background(checking)
     position = np.full(m, -1, np.int64)
     position[good] = np.arange(len(good))
     row_position = position[file_of_row]
