@@ -24,8 +24,8 @@ import traceback
 import warnings
 
 from mmtl_tf import __version__
-from mmtl_tf.errors import (DataError, DataWarning, DownloadError, RunReplacedWarning,
-                            collect_problems)
+from mmtl_tf.errors import (DataError, DataWarning, DownloadError, KeptFilesWarning,
+                            RunReplacedWarning, collect_problems)
 from mmtl_tf.files import check_can_create_folders, missing_parent
 from mmtl_tf.tasks import (CACHE_SETTING, RUNTIME_SETTINGS, TASKS, names, option_settings,
                            settings)
@@ -704,8 +704,9 @@ def main(argv=None):
         def show(message, category, filename, lineno, file=None, line=None):
             # A DataWarning lists skipped files for the person at the
             # terminal (a RunReplacedWarning names the run that training
-            # replaced); where in the CLI's code it was issued does not help.
-            if issubclass(category, (DataWarning, RunReplacedWarning)):
+            # replaced, a KeptFilesWarning where your files were kept);
+            # where in the CLI's code it was issued does not help.
+            if issubclass(category, (DataWarning, RunReplacedWarning, KeptFilesWarning)):
                 print(f"{prog}: warning: {_in_cli_words(str(message))}",
                       file=file or sys.stderr)
             else:

@@ -28,12 +28,19 @@ class DownloadError(RuntimeError):
 
 
 class RunReplacedWarning(RuntimeWarning):
-    """Training replaced a run folder that changed while it trained: another
-    training finished a run there (`mmtl-tf train ... --out` the same folder,
-    both at once; the message names that run, its `run_id` and start time),
-    or files that no run writes were put there (the folder is then kept
-    beside the new run, under the name the message gives). `mmtl-tf` prints
-    it in one line."""
+    """Training replaced a run that another training finished in its run
+    folder while it trained (`mmtl-tf train ... --out` the same folder, both
+    at once): the message names the replaced run (its `run_id` and start
+    time) and says whether its files are gone. `mmtl-tf` prints it in one
+    line."""
+
+
+class KeptFilesWarning(RuntimeWarning):
+    """Files that no run (or export) writes were put into a run folder (or a
+    SavedModel folder) while training (or the export) ran, which then
+    replaced the folder: they were kept, in a folder `NAME.replaced-XXXXXXXX`
+    beside it that the message names, instead of being deleted with the old
+    content. `mmtl-tf` prints it in one line."""
 
 
 class DataWarning(UserWarning):

@@ -18,7 +18,8 @@ import tensorflow as tf
 
 from mmtl_tf.data.image import preprocess_image_batch
 from mmtl_tf.files import (SAVED_MODEL_ENTRIES, added_meanwhile, atomic_directory,
-                           check_replaceable, message_naming_target, nested_saved_model)
+                           check_replaceable, kept_files_warning, message_naming_target,
+                           nested_saved_model)
 
 
 def check_export_path(path):
@@ -42,8 +43,8 @@ def _atomic_export(path, write):
     and its traceback; `atomic_directory` itself does so for an `OSError`.
     Nothing half-written is left either way. What was put into `path` while
     the export ran (`check_export_path` checked it before) and no export
-    writes is not deleted: the replaced folder is kept beside the new
-    SavedModel, and a `RuntimeWarning` names it."""
+    writes is not deleted: it is kept in a folder beside the new SavedModel,
+    and a `mmtl_tf.errors.KeptFilesWarning` names it."""
     target = os.path.abspath(os.fspath(path))
     existed = os.path.lexists(target)
 
@@ -60,17 +61,16 @@ def _atomic_export(path, write):
             # file that raised it (e.g. TensorFlow's file_io.py).
             raise renamed.with_traceback(e.__traceback__) from e
 
-    def keep_if_added(target):
-        added = added_meanwhile(target, SAVED_MODEL_ENTRIES, nested_saved_model, "export",
+    def keep_added(old):
+        added = added_meanwhile(old, SAVED_MODEL_ENTRIES, nested_saved_model, "export",
                                 "this export ran")
-        if not added:
+        if added is None:
             return None
-        return lambda kept: warnings.warn(
-            f"{path}: {added}; the new SavedModel replaced it, and what was there is kept "
-            f"in {kept}: move out what you need, then remove it.", RuntimeWarning,
-            stacklevel=4)
+        reason, keep = added
+        return keep, lambda kept: warnings.warn(
+            kept_files_warning(path, reason, keep, kept, "SavedModel"), stacklevel=2)
 
-    return atomic_directory(path, write_naming_target, before_swap=keep_if_added)
+    return atomic_directory(path, write_naming_target, keep_replaced=keep_added)
 
 
 def _naming_target(error, tmp, path, existed):

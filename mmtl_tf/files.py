@@ -1,5 +1,6 @@
-"""Folders: the cache root and atomic writes (standard library only, so that
-`data_prep/` scripts can use it without importing TensorFlow)."""
+"""Folders: the cache root and atomic writes (standard library and
+`mmtl_tf.errors` only, so that `data_prep/` scripts can use it without
+importing TensorFlow)."""
 
 import contextlib
 import json
@@ -9,6 +10,8 @@ import secrets
 import shutil
 import sys
 import warnings
+
+from mmtl_tf.errors import KeptFilesWarning
 
 try:
     import fcntl
@@ -276,7 +279,7 @@ def file_identity(path):
     return (info.st_dev, info.st_ino)
 
 
-def atomic_directory(path, write_fn, before_swap=None):
+def atomic_directory(path, write_fn, keep_replaced=None):
     """Calls `write_fn(tmp_dir)` and renames `tmp_dir` to `path` on success.
 
     `tmp_dir` is a new folder beside `path`. If `write_fn` raises, it is removed
@@ -298,13 +301,19 @@ def atomic_directory(path, write_fn, before_swap=None):
     The swap (the renames, and putting the old content back if they fail)
     holds `swap_lock`'s lock on the folder holding `path`, so a check and
     write under `swap_lock` (`mmtl_tf.tasks.common.write_metrics`) never has
-    `path` swapped in between. `before_swap(path)`, if given, is called with
-    that lock held, just before `path` is replaced or created: what it finds
-    in `path` is what the swap replaces. If it returns a callable (e.g. files
-    that must not be deleted were put into `path` while `write_fn` ran), the
-    replaced content is not removed but kept as a new visible sibling
-    `NAME.replaced-XXXXXXXX`, and the callable is called with that path once
-    the new content is in place (to say so).
+    `path` swapped in between.
+
+    `keep_replaced(old)`, if given, is called once the new content is in
+    place (lock released) with the path of the replaced content, before it
+    is removed; it is not called when `path` did not exist. Nothing that
+    names `path` reaches `old` any more, so what it finds there is all that
+    the removal would delete. It returns None (remove `old`, as without it)
+    or `(keep, announce)` (see `added_meanwhile`): `old` is renamed to a new
+    visible sibling `NAME.replaced-XXXXXXXX` (left where it is if that
+    fails), the entries of it not in the list `keep` are removed from it
+    (`keep=None`: nothing is), and `announce(kept_path)` is called, e.g. to
+    warn. So files put into `path` while `write_fn` ran, which a check
+    before writing could not see, need not be deleted with the old content.
     """
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
@@ -321,20 +330,19 @@ def atomic_directory(path, write_fn, before_swap=None):
         except FileNotFoundError:
             pass
         swap = _lock_swaps(parent)
-        announce_kept = before_swap(path) if before_swap is not None else None
         if os.path.lexists(path):
-            # A kept copy gets a name that no clean-up of leftovers matches.
-            old = _new_sibling(parent, f"{name}.replaced-" if announce_kept else f".{name}.old-")
+            old = _new_sibling(parent, f".{name}.old-")
             os.rmdir(old)
             os.replace(path, old)
             os.replace(tmp, path)
             moved, old = old, None  # from here on the new content is in place
             held, swap = swap, None
             _unlock(held)  # other swaps need not wait for the removal
-            if announce_kept:
-                announce_kept(moved)
-            else:
+            kept = keep_replaced(moved) if keep_replaced is not None else None
+            if kept is None:
                 _remove_old_copy(moved, path)
+            else:
+                _keep_replaced_copy(moved, path, *kept)
         else:
             os.replace(tmp, path)
     except BaseException as e:
@@ -446,6 +454,42 @@ def _remove_old_copy(old, path):
                       f"in {old}: remove it yourself.", RuntimeWarning, stacklevel=3)
 
 
+def _keep_replaced_copy(old, path, keep, announce):
+    """`atomic_directory`'s replaced content `old` of `path`, kept: renamed to
+    a visible `NAME.replaced-XXXXXXXX` beside it (a name that no clean-up of
+    leftovers matches; if the rename fails it stays at `old`, which no
+    clean-up removes either: it holds no lock file), the entries not in
+    `keep` removed from it (all kept when `keep` is None), then
+    `announce(where it is)`."""
+    parent, name = os.path.split(path)
+    kept = _new_sibling(parent, f"{name}.replaced-")
+    try:
+        os.rmdir(kept)
+        os.replace(old, kept)
+    except OSError:
+        kept = old
+    failed = []
+    if keep is not None and os.path.isdir(kept) and not os.path.islink(kept):
+        for entry in os.listdir(kept):
+            if entry in keep:
+                continue
+            entry = os.path.join(kept, entry)
+            try:
+                if os.path.isdir(entry) and not os.path.islink(entry):
+                    rmtree_reporting(entry, lambda p, error: failed.append((p, error)))
+                else:
+                    os.remove(entry)
+            except OSError as e:
+                failed.append((entry, e))
+    announce(kept)
+    if failed:
+        where, error = failed[0]
+        warnings.warn(f"{kept}: what the replaced {name} held besides the files kept could "
+                      f"not all be removed ({where}: "
+                      f"{getattr(error, 'strerror', None) or error}).", RuntimeWarning,
+                      stacklevel=3)
+
+
 def _naming_target(error, tmp, path, existed):
     """`error` (an `OSError` while writing `path` through the temporary `tmp`)
     as an error of the same kind that names `path` instead of `tmp` and says
@@ -509,22 +553,38 @@ def foreign_entries(folder, own, nested=None):
 
 
 def added_meanwhile(path, own, nested, writer, while_what):
-    """Why replacing `path` now would delete what no `writer` writes, or
-    None: it holds entries that are not `own` (as `check_replaceable` counts
-    them: `foreign_entries`), or it is no folder at all (a file or a link).
-    For the `before_swap` of an `atomic_directory` writer: `path` was checked
-    when writing started, but what was put there meanwhile would be deleted
-    by the swap. E.g. "notes.txt appeared in it while this training ran (no
-    run writes them)"."""
-    if not os.path.lexists(path):
-        return None
+    """What replacing the folder at `path` would delete that no `writer`
+    writes, as `(reason, keep)`, or None when there is nothing of the kind.
+    For the `keep_replaced` of an `atomic_directory` writer: `path` was
+    checked (`check_replaceable`) when writing started, but what was put
+    there meanwhile would be deleted with the old content.
+
+    `keep` lists the entries that are not `own` (as `check_replaceable`
+    counts them: `foreign_entries`), e.g. reason "notes.txt appeared in it
+    while this training ran (no run writes it)"; `keep` is None (keep it
+    all) when `path` is no folder (a file or a link) or cannot be listed.
+    """
     if os.path.islink(path) or not os.path.isdir(path):
         kind = "link" if os.path.islink(path) else "file"
-        return f"became a {kind} while {while_what}"
-    foreign = foreign_entries(path, own, nested)
+        return f"became a {kind} while {while_what}", None
+    try:
+        foreign = foreign_entries(path, own, nested)
+    except OSError as e:
+        return f"could not be read after {while_what} ({e.strerror or e})", None
     if not foreign:
         return None
-    return f"{_listed(foreign)} appeared in it while {while_what} (no {writer} writes them)"
+    pronoun = "it" if len(foreign) == 1 else "them"
+    return (f"{_listed(foreign)} appeared in it while {while_what} (no {writer} writes "
+            f"{pronoun})", foreign)
+
+
+def kept_files_warning(path, reason, keep, kept, new_what):
+    """The `KeptFilesWarning` that says where `atomic_directory` kept what
+    `added_meanwhile` found (`reason`, `keep`) in the replaced `path`: in
+    `kept`, beside the new `new_what` (e.g. "run")."""
+    what = "what was there is" if keep is None else "they are" if len(keep) > 1 else "it is"
+    return KeptFilesWarning(f"{path}: {reason}; the new {new_what} replaced it, and {what} "
+                            f"kept in {kept} (remove that when you no longer need it).")
 
 
 def is_saved_model(path):

@@ -150,6 +150,7 @@ def test_files_added_to_the_export_folder_while_exporting_are_kept(tmp_path, mon
     # but files put there while the export ran were deleted by the swap.
     import re
 
+    from mmtl_tf.errors import KeptFilesWarning
     from mmtl_tf.export import export_image_classifier
     from tests.models.test_head_swap_classifier import tiny_backbone
 
@@ -172,10 +173,11 @@ def test_files_added_to_the_export_folder_while_exporting_are_kept(tmp_path, mon
     assert re.fullmatch(r"sm\.replaced-[0-9a-f]{8}", kept.name)
     assert [str(w.message) for w in caught] == [
         f"{target}: assets.extra appeared in it while this export ran (no export writes "
-        f"them); the new SavedModel replaced it, and what was there is kept in {kept}: "
-        "move out what you need, then remove it."]
+        f"it); the new SavedModel replaced it, and it is kept in {kept} (remove that when "
+        "you no longer need it)."]
+    assert caught[0].category is KeptFilesWarning
+    assert os.listdir(kept) == ["assets.extra"]  # the old SavedModel itself is gone
     assert (kept / "assets.extra" / "tf_serving_warmup_requests").read_text() == "mine"
-    assert (kept / "saved_model.pb").is_file()
     assert not (target / "assets.extra").exists() and (target / "saved_model.pb").is_file()
 
 

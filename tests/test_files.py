@@ -525,3 +525,91 @@ def test_write_errors_name_the_target_not_the_temporary_file(tmp_path):
         atomic_directory(tmp_path / "run", full_disk)
     with pytest.raises(FileNotFoundError, match="no-such-data"):  # another file: kept as is
         atomic_directory(tmp_path / "run", lambda tmp: open(tmp_path / "no-such-data"))
+
+
+def _writing(text):
+    def write(folder):
+        with open(os.path.join(folder, "out.txt"), "w") as f:
+            f.write(text)
+    return write
+
+
+def test_keep_replaced_sees_the_old_content_after_the_swap_and_keeps_what_it_lists(tmp_path):
+    import re
+
+    out = tmp_path / "out"
+    calls = []
+    atomic_directory(out, _writing("v1"), keep_replaced=calls.append)
+    assert calls == []  # nothing was replaced
+    (out / "notes.txt").write_text("mine")
+    (out / "plots").mkdir()
+    (out / "plots" / "a.png").write_bytes(b"png")
+    announced = []
+
+    def keep(old):
+        # Called with the new content in place and the old one moved aside.
+        assert (out / "out.txt").read_text() == "v2" and os.path.isdir(old)
+        assert sorted(os.listdir(old)) == ["notes.txt", "out.txt", "plots"]
+        return ["notes.txt", "plots"], announced.append
+
+    atomic_directory(out, _writing("v2"), keep_replaced=keep)
+    (kept,) = [p for p in tmp_path.iterdir() if p.name != "out"]
+    assert re.fullmatch(r"out\.replaced-[0-9a-f]{8}", kept.name)
+    assert announced == [str(kept)]
+    assert sorted(os.listdir(kept)) == ["notes.txt", "plots"]  # out.txt of v1 removed
+    assert (kept / "plots" / "a.png").read_bytes() == b"png"
+    # None: removed as without keep_replaced; keep=None: kept whole.
+    atomic_directory(out, _writing("v3"), keep_replaced=lambda old: None)
+    atomic_directory(out, _writing("v4"), keep_replaced=lambda old: (None, announced.append))
+    (whole,) = [p for p in tmp_path.iterdir() if p.name not in ("out", kept.name)]
+    assert os.listdir(whole) == ["out.txt"] and (whole / "out.txt").read_text() == "v3"
+    assert announced == [str(kept), str(whole)]
+    assert (out / "out.txt").read_text() == "v4"
+
+
+def test_a_kept_copy_that_cannot_be_renamed_stays_hidden_and_is_not_cleaned_up(
+        tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    atomic_directory(out, _writing("v1"))
+    (out / "notes.txt").write_text("mine")
+    real = os.replace
+
+    def no_visible_name(src, dst):
+        if ".replaced-" in os.path.basename(dst):
+            raise PermissionError(13, "Permission denied", dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", no_visible_name)
+    announced = []
+    atomic_directory(out, _writing("v2"), keep_replaced=lambda old: (["notes.txt"],
+                                                                   announced.append))
+    monkeypatch.undo()
+    (hidden,) = [p for p in tmp_path.iterdir() if p.name != "out"]
+    assert hidden.name.startswith(".out.old-") and announced == [str(hidden)]
+    assert os.listdir(hidden) == ["notes.txt"]
+    atomic_directory(out, _writing("v3"))  # removes dead leftovers: not this one
+    assert (hidden / "notes.txt").read_text() == "mine"
+
+
+def test_added_meanwhile_names_foreign_entries_and_keeps_what_it_cannot_list(tmp_path,
+                                                                             monkeypatch):
+    from mmtl_tf import files
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "own.txt").write_text("")
+    assert files.added_meanwhile(str(folder), ("own.txt",), None, "run", "it ran") is None
+    (folder / "b.txt").write_text("")
+    (folder / "a").mkdir()
+    assert files.added_meanwhile(str(folder), ("own.txt",), None, "run", "it ran") == (
+        "a, b.txt appeared in it while it ran (no run writes them)", ["a", "b.txt"])
+    (tmp_path / "file").write_text("")
+    assert files.added_meanwhile(str(tmp_path / "file"), (), None, "run", "it ran") == (
+        "became a file while it ran", None)
+
+    def unreadable(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(files, "foreign_entries", unreadable)
+    assert files.added_meanwhile(str(folder), ("own.txt",), None, "run", "it ran") == (
+        "could not be read after it ran (Permission denied)", None)

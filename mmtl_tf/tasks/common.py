@@ -23,8 +23,8 @@ from mmtl_tf.errors import (DataError, RunReplacedWarning, check_on_error, colle
                             raise_collected_problems)
 from mmtl_tf.files import (_new_locked_folder, added_meanwhile, atomic_directory,
                            check_can_create_folders, check_replaceable, is_saved_model,
-                           missing_parent, missing_top, remove_dead_folders,
-                           remove_empty_folders, swap_lock)
+                           kept_files_warning, missing_parent, missing_top,
+                           remove_dead_folders, remove_empty_folders, swap_lock)
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.saving import global_dtype_policy
 from mmtl_tf.training import BEST_STATE_FILE, atomic_write_json, read_json
@@ -416,7 +416,7 @@ def staged_run(train):
         result = []
         with collect_problems(), cache_scope():
             atomic_directory(run_dir, lambda tmp: result.append(train(config, tmp, verbose)),
-                             before_swap=lambda path: _before_swap(run_dir, path, found))
+                             keep_replaced=lambda old: _keep_added(run_dir, old, found))
         return result[0]
 
     return staged
@@ -432,34 +432,36 @@ def _run_record(run_dir):
     return info if isinstance(info, dict) else None
 
 
-def _before_swap(run_dir, path, found):
-    """Called by `atomic_directory` just before the new run replaces `path`
-    (`run_dir` made absolute), with the swap's lock held, so what it finds is
-    what is replaced. `check_run_dir` refuses, at the start, a folder holding
-    what no run writes; files put there while the training ran (notes, a
-    plot of your own) were deleted by the swap all the same. Such a folder is
-    now kept whole beside the new run, and a `RunReplacedWarning` says where
-    (this returns the callable that says it). Otherwise the old run is
-    removed, with a warning if another training finished it there meanwhile
-    (`_warn_if_replaced_meanwhile`)."""
-    now = _run_record(path)
-    added = added_meanwhile(path, RUN_ENTRIES, _exported, "run", "this training ran")
-    if not added:
+def _keep_added(run_dir, old, found):
+    """Called by `atomic_directory` once the new run is in place, with `old`,
+    the replaced content of `run_dir`, before it is removed.
+
+    `check_run_dir` refuses, at the start, a run folder holding what no run
+    writes; files put there while the training ran (notes, a plot of your
+    own) were deleted by the swap all the same. Now they are kept, in a
+    folder beside the new run that holds only them (`atomic_directory`
+    removes the old run's own files from it), and a `KeptFilesWarning` says
+    where. The old run is named in a `RunReplacedWarning` if another
+    training finished it there meanwhile (`_warn_if_replaced_meanwhile`).
+    """
+    now = _run_record(old)
+    added = added_meanwhile(old, RUN_ENTRIES, _exported, "run", "this training ran")
+    if added is None:
         _warn_if_replaced_meanwhile(run_dir, now, found)
         return None
+    reason, keep = added
 
     def announce(kept):
-        _warn_if_replaced_meanwhile(run_dir, now, found, kept=kept)
-        warnings.warn(RunReplacedWarning(
-            f"{run_dir}: {added}; the new run replaced it, and what was there is kept "
-            f"in {kept}: move out what you need, then remove it."), stacklevel=2)
+        # Kept whole (a file, an unreadable folder): the old run is in it too.
+        _warn_if_replaced_meanwhile(run_dir, now, found, kept=kept if keep is None else None)
+        warnings.warn(kept_files_warning(run_dir, reason, keep, kept, "run"), stacklevel=2)
 
-    return announce
+    return keep, announce
 
 
 def _warn_if_replaced_meanwhile(run_dir, now, found, kept=None):
     """A `RunReplacedWarning` if `now`, the run record of the run folder
-    about to be replaced, is another than `found`, the one it held when this
+    that was replaced, is another than `found`, the one it held when this
     training started (None: none): another training into the same folder
     finished meanwhile, and before, its complete run was replaced without a
     word (both commands printed "run folder: RUN_DIR" and exited 0). `kept`:

@@ -235,6 +235,36 @@ def test_the_checking_pass_drops_its_iterator_off_the_calling_thread(tmp_path, m
     assert [int(image[0, 0, 0]) for _, image in images] == [0, 10, 20] + [0] * shared
 
 
+def test_with_cache_files_the_checking_iterator_is_dropped_before_returning(tmp_path,
+                                                                             monkeypatch):
+    # Its deletion finishes the cache files: in the background it could end
+    # after a DataError's clean-up removed their folder (`--cache DIR`).
+    import weakref
+
+    from mmtl_tf.data import file_dataset
+
+    def refuse(holder):
+        raise AssertionError("released in the background")
+
+    monkeypatch.setattr(file_dataset, "_release_in_background", refuse)
+    deleted = []
+    real_iter = tf.data.Dataset.__iter__
+
+    def tracked(self):
+        iterator = real_iter(self)
+        weakref.finalize(iterator, deleted.append, True)
+        return iterator
+
+    monkeypatch.setattr(tf.data.Dataset, "__iter__", tracked)
+    path = tmp_path / "a.png"
+    path.write_bytes(_encode(np.full((4, 4, 3), 5, "uint8")))
+    (tmp_path / "cache").mkdir()
+    images, kept = mmtl_tf.data.decoded_image_dataset([str(path)], (4, 4),
+                                                      cache=str(tmp_path / "cache" / "c"))
+    assert deleted == [True] and kept == [0]
+    assert [int(image[0, 0, 0]) for _, image in images] == [5]
+
+
 def test_a_bad_file_used_by_several_rows_is_named_once_with_its_rows(tmp_path):
     good = tmp_path / "good.png"
     good.write_bytes(_encode(np.full((8, 8, 3), 7, "uint8")))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import threading
 import warnings
@@ -9,7 +10,7 @@ import warnings
 import pytest
 
 from mmtl_tf import files
-from mmtl_tf.errors import RunReplacedWarning
+from mmtl_tf.errors import KeptFilesWarning, RunReplacedWarning
 from mmtl_tf.tasks import TASKS, common, settings
 
 
@@ -162,19 +163,19 @@ def test_files_added_to_the_run_folder_while_training_are_kept(tmp_path):
     with pytest.warns(RuntimeWarning) as caught:
         _train_with_id(add_notes)({"value": 2}, str(run))
     kept = [name for name in os.listdir(tmp_path) if name != "run"]
-    assert len(kept) == 1 and kept[0].startswith("run.replaced-"), os.listdir(tmp_path)
+    assert len(kept) == 1 and re.fullmatch(r"run\.replaced-[0-9a-f]{8}", kept[0]), kept
     kept = tmp_path / kept[0]
     assert [str(w.message) for w in caught] == [
         f"{run}: notes.txt, plots appeared in it while this training ran (no run writes "
-        f"them); the new run replaced it, and what was there is kept in {kept}: move out "
-        "what you need, then remove it."]
-    assert caught[0].category is RunReplacedWarning
+        f"them); the new run replaced it, and they are kept in {kept} (remove that when "
+        "you no longer need it)."]
+    assert caught[0].category is KeptFilesWarning
     assert sorted(os.listdir(run)) == ["run.json"]
     assert json.loads((run / "run.json").read_text())["run_id"] == "id2"
-    assert sorted(os.listdir(kept)) == ["notes.txt", "plots", "run.json"]
+    # Only what was added: the old run's own files went as before.
+    assert sorted(os.listdir(kept)) == ["notes.txt", "plots"]
     assert (kept / "notes.txt").read_text() == "mine"
     assert (kept / "plots" / "loss.png").read_bytes() == b"png"
-    assert json.loads((kept / "run.json").read_text())["run_id"] == "id1"
     # The kept folder is no leftover that a later training cleans up.
     _train_with_id()({"value": 3}, str(run))
     assert (kept / "notes.txt").read_text() == "mine"
@@ -191,7 +192,9 @@ def test_a_run_folder_made_or_replaced_while_training_is_kept(tmp_path):
         run.mkdir()
         (run / "data.csv").write_text("a,b")
 
-    with pytest.warns(RuntimeWarning, match=r"data.csv appeared in it while this training"):
+    with pytest.warns(KeptFilesWarning, match=r"run: data.csv appeared in it while this "
+                                              r"training ran \(no run writes it\); .* it is "
+                                              r"kept in"):
         _train_with_id(make_mine)({"value": 1}, str(run))
     (mine,) = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
     assert (mine / "data.csv").read_text() == "a,b"
@@ -200,7 +203,8 @@ def test_a_run_folder_made_or_replaced_while_training_is_kept(tmp_path):
         shutil.rmtree(run)
         run.write_text("mine")
 
-    with pytest.warns(RuntimeWarning, match=r"run: became a file while this training ran"):
+    with pytest.warns(KeptFilesWarning, match=r"run: became a file while this training ran; "
+                                              r".* what was there is kept in"):
         _train_with_id(replace_with_a_file)({"value": 2}, str(run))
     (kept,) = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-") and p != mine]
     assert kept.read_text() == "mine" and (run / "run.json").is_file()
@@ -216,7 +220,9 @@ def test_a_run_folder_made_or_replaced_while_training_is_kept(tmp_path):
     assert set(os.listdir(tmp_path)) == before and os.listdir(run) == ["run.json"]
 
 
-def test_another_run_finished_meanwhile_with_added_files_is_kept_not_gone(tmp_path):
+def test_another_run_finished_meanwhile_with_added_files(tmp_path):
+    # Both warnings: the other run is named (its files are gone), the notes
+    # are kept.
     run = tmp_path / "run"
     other = _train_with_id()
 
@@ -227,11 +233,10 @@ def test_another_run_finished_meanwhile_with_added_files_is_kept_not_gone(tmp_pa
     with pytest.warns(RuntimeWarning) as caught:
         _train_with_id(other_run_and_notes)({"value": 2}, str(run))
     (kept,) = [p for p in tmp_path.iterdir() if p.name != "run"]
-    messages = [str(w.message) for w in caught]
-    assert messages[0].endswith(f"held no run when this one started); that run is kept in "
-                                f"{kept}."), messages
-    assert "notes.txt appeared in it" in messages[1] and len(messages) == 2
-    assert json.loads((kept / "run.json").read_text())["run_id"] == "id1"
+    assert [w.category for w in caught] == [RunReplacedWarning, KeptFilesWarning]
+    assert str(caught[0].message).endswith("that run's files are gone.")
+    assert "notes.txt appeared in it" in str(caught[1].message)
+    assert os.listdir(kept) == ["notes.txt"]
 
 
 def _evaluated_run(tmp_path):
