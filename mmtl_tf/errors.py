@@ -38,9 +38,10 @@ class RunReplacedWarning(RuntimeWarning):
 class KeptFilesWarning(RuntimeWarning):
     """Files that no run (or export) writes were put into a run folder (or a
     SavedModel folder) while training (or the export) ran, which then
-    replaced the folder: they were kept, in a folder `NAME.replaced-XXXXXXXX`
-    beside it that the message names, instead of being deleted with the old
-    content. `mmtl-tf` prints it in one line."""
+    replaced the folder: they were kept, in a folder beside it that the
+    message names (`NAME.replaced-XXXXXXXX`, or the hidden `.NAME.old-…` if
+    that rename failed), instead of being deleted with the old content.
+    `mmtl-tf` prints it in one line."""
 
 
 class DataWarning(UserWarning):

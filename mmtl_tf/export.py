@@ -63,7 +63,7 @@ def _atomic_export(path, write):
 
     def keep_added(old):
         added = added_meanwhile(old, SAVED_MODEL_ENTRIES, nested_saved_model, "export",
-                                "this export ran")
+                                "this export finished")
         if added is None:
             return None
         reason, keep = added

@@ -3,6 +3,7 @@
 importing TensorFlow)."""
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -338,7 +339,10 @@ def atomic_directory(path, write_fn, keep_replaced=None):
             moved, old = old, None  # from here on the new content is in place
             held, swap = swap, None
             _unlock(held)  # other swaps need not wait for the removal
-            kept = keep_replaced(moved) if keep_replaced is not None else None
+            try:
+                kept = keep_replaced(moved) if keep_replaced is not None else None
+            except Exception as e:  # the new content is in place: keep all, and say so
+                kept = None, functools.partial(_kept_after_failed_check, path, e)
             if kept is None:
                 _remove_old_copy(moved, path)
             else:
@@ -457,17 +461,19 @@ def _remove_old_copy(old, path):
 def _keep_replaced_copy(old, path, keep, announce):
     """`atomic_directory`'s replaced content `old` of `path`, kept: renamed to
     a visible `NAME.replaced-XXXXXXXX` beside it (a name that no clean-up of
-    leftovers matches; if the rename fails it stays at `old`, which no
-    clean-up removes either: it holds no lock file), the entries not in
-    `keep` removed from it (all kept when `keep` is None), then
-    `announce(where it is)`."""
+    leftovers matches; if the rename fails it stays at `old`, which
+    `_remove_dead_leftovers` leaves too, holding no lock file, though a
+    check of the folder holding it counts it as a leftover), then
+    `announce(where it is)`, then the entries not in `keep` are removed
+    from it (all are kept when `keep` is None)."""
     parent, name = os.path.split(path)
-    kept = _new_sibling(parent, f"{name}.replaced-")
     try:
+        kept = _new_sibling(parent, f"{name}.replaced-")
         os.rmdir(kept)
         os.replace(old, kept)
     except OSError:
         kept = old
+    announce(kept)
     failed = []
     if keep is not None and os.path.isdir(kept) and not os.path.islink(kept):
         for entry in os.listdir(kept):
@@ -481,13 +487,20 @@ def _keep_replaced_copy(old, path, keep, announce):
                     os.remove(entry)
             except OSError as e:
                 failed.append((entry, e))
-    announce(kept)
     if failed:
         where, error = failed[0]
         warnings.warn(f"{kept}: what the replaced {name} held besides the files kept could "
                       f"not all be removed ({where}: "
                       f"{getattr(error, 'strerror', None) or error}).", RuntimeWarning,
                       stacklevel=3)
+
+
+def _kept_after_failed_check(path, error, kept):
+    """The announcement of `atomic_directory` when its `keep_replaced` raised
+    `error`: the replaced content is kept whole, in `kept`."""
+    warnings.warn(f"{path} was replaced; what it held before is kept in {kept}, since "
+                  f"checking it for files to keep failed ({type(error).__name__}: {error}).",
+                  RuntimeWarning, stacklevel=4)
 
 
 def _naming_target(error, tmp, path, existed):
@@ -552,7 +565,7 @@ def foreign_entries(folder, own, nested=None):
     return found
 
 
-def added_meanwhile(path, own, nested, writer, while_what):
+def added_meanwhile(path, own, nested, writer, what_finished):
     """What replacing the folder at `path` would delete that no `writer`
     writes, as `(reason, keep)`, or None when there is nothing of the kind.
     For the `keep_replaced` of an `atomic_directory` writer: `path` was
@@ -560,29 +573,31 @@ def added_meanwhile(path, own, nested, writer, while_what):
     there meanwhile would be deleted with the old content.
 
     `keep` lists the entries that are not `own` (as `check_replaceable`
-    counts them: `foreign_entries`), e.g. reason "notes.txt appeared in it
-    while this training ran (no run writes it)"; `keep` is None (keep it
-    all) when `path` is no folder (a file or a link) or cannot be listed.
+    counts them: `foreign_entries`), e.g. reason "held notes.txt when this
+    training finished, which no run writes"; `keep` is None (keep it all)
+    when `path` is no folder (a file or a link) or cannot be listed.
     """
     if os.path.islink(path) or not os.path.isdir(path):
         kind = "link" if os.path.islink(path) else "file"
-        return f"became a {kind} while {while_what}", None
+        return f"was a {kind}, not a folder, when {what_finished}", None
     try:
         foreign = foreign_entries(path, own, nested)
     except OSError as e:
-        return f"could not be read after {while_what} ({e.strerror or e})", None
+        where = f"{e.filename}: " if e.filename else ""
+        return f"could not be read when {what_finished} ({where}{e.strerror or e})", None
     if not foreign:
         return None
-    pronoun = "it" if len(foreign) == 1 else "them"
-    return (f"{_listed(foreign)} appeared in it while {while_what} (no {writer} writes "
-            f"{pronoun})", foreign)
+    return f"held {_listed(foreign)} when {what_finished}, which no {writer} writes", foreign
 
 
 def kept_files_warning(path, reason, keep, kept, new_what):
     """The `KeptFilesWarning` that says where `atomic_directory` kept what
     `added_meanwhile` found (`reason`, `keep`) in the replaced `path`: in
     `kept`, beside the new `new_what` (e.g. "run")."""
-    what = "what was there is" if keep is None else "they are" if len(keep) > 1 else "it is"
+    if keep is None:
+        what = "what it held is"
+    else:
+        what = f"{_listed(keep)} {'is' if len(keep) == 1 else 'are'}"
     return KeptFilesWarning(f"{path}: {reason}; the new {new_what} replaced it, and {what} "
                             f"kept in {kept} (remove that when you no longer need it).")
 

@@ -172,9 +172,9 @@ def test_files_added_to_the_export_folder_while_exporting_are_kept(tmp_path, mon
     (kept,) = [p for p in tmp_path.iterdir() if p.name != "sm"]
     assert re.fullmatch(r"sm\.replaced-[0-9a-f]{8}", kept.name)
     assert [str(w.message) for w in caught] == [
-        f"{target}: assets.extra appeared in it while this export ran (no export writes "
-        f"it); the new SavedModel replaced it, and it is kept in {kept} (remove that when "
-        "you no longer need it)."]
+        f"{target}: held assets.extra when this export finished, which no export writes; "
+        f"the new SavedModel replaced it, and assets.extra is kept in {kept} (remove that "
+        "when you no longer need it)."]
     assert caught[0].category is KeptFilesWarning
     assert os.listdir(kept) == ["assets.extra"]  # the old SavedModel itself is gone
     assert (kept / "assets.extra" / "tf_serving_warmup_requests").read_text() == "mine"

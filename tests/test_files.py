@@ -601,15 +601,39 @@ def test_added_meanwhile_names_foreign_entries_and_keeps_what_it_cannot_list(tmp
     assert files.added_meanwhile(str(folder), ("own.txt",), None, "run", "it ran") is None
     (folder / "b.txt").write_text("")
     (folder / "a").mkdir()
-    assert files.added_meanwhile(str(folder), ("own.txt",), None, "run", "it ran") == (
-        "a, b.txt appeared in it while it ran (no run writes them)", ["a", "b.txt"])
+    assert files.added_meanwhile(str(folder), ("own.txt",), None, "run", "it ended") == (
+        "held a, b.txt when it ended, which no run writes", ["a", "b.txt"])
     (tmp_path / "file").write_text("")
-    assert files.added_meanwhile(str(tmp_path / "file"), (), None, "run", "it ran") == (
-        "became a file while it ran", None)
+    assert files.added_meanwhile(str(tmp_path / "file"), (), None, "run", "it ended") == (
+        "was a file, not a folder, when it ended", None)
 
     def unreadable(*args):
-        raise PermissionError(13, "Permission denied")
+        raise PermissionError(13, "Permission denied", str(folder / "a"))
 
     monkeypatch.setattr(files, "foreign_entries", unreadable)
-    assert files.added_meanwhile(str(folder), ("own.txt",), None, "run", "it ran") == (
-        "could not be read after it ran (Permission denied)", None)
+    assert files.added_meanwhile(str(folder), ("own.txt",), None, "run", "it ended") == (
+        f"could not be read when it ended ({folder / 'a'}: Permission denied)", None)
+    monkeypatch.undo()
+    warning = files.kept_files_warning("/x/run", "held a when it ended, which no run writes",
+                                       ["a"], "/x/run.replaced-1", "run")
+    assert str(warning) == ("/x/run: held a when it ended, which no run writes; the new run "
+                            "replaced it, and a is kept in /x/run.replaced-1 (remove that "
+                            "when you no longer need it).")
+
+
+def test_a_failing_keep_replaced_keeps_everything_and_says_so(tmp_path):
+    out = tmp_path / "out"
+    atomic_directory(out, _writing("v1"))
+    (out / "notes.txt").write_text("mine")
+
+    def broken(old):
+        raise RuntimeError("cannot decide")
+
+    with pytest.warns(RuntimeWarning, match=r"out was replaced; what it held before is kept "
+                                            r"in .*out\.replaced-[0-9a-f]{8}, since checking "
+                                            r"it for files to keep failed \(RuntimeError: "
+                                            r"cannot decide\)"):
+        assert atomic_directory(out, _writing("v2"), keep_replaced=broken) == str(out)
+    (kept,) = [p for p in tmp_path.iterdir() if p.name != "out"]
+    assert sorted(os.listdir(kept)) == ["notes.txt", "out.txt"]
+    assert (out / "out.txt").read_text() == "v2"

@@ -90,10 +90,10 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
         checking = [iter(ds.map(index_only).batch(4096).with_options(_checking_options()))]
         for idx_batch in checking[0]:
             seen.update(idx_batch.numpy().tolist())
-        if isinstance(cache, str):
-            # The iterator's deletion finishes the cache files: on this thread,
-            # before the caller may remove their folder (`--cache DIR` after a
-            # `DataError`).
+        if cache and not isinstance(cache, bool):
+            # Cache files: the iterator that wrote them goes on this thread,
+            # before the caller may remove their folder (`--cache DIR` after
+            # a `DataError`).
             checking.clear()
         else:
             _release_in_background(checking)

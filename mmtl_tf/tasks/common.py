@@ -440,12 +440,12 @@ def _keep_added(run_dir, old, found):
     writes; files put there while the training ran (notes, a plot of your
     own) were deleted by the swap all the same. Now they are kept, in a
     folder beside the new run that holds only them (`atomic_directory`
-    removes the old run's own files from it), and a `KeptFilesWarning` says
-    where. The old run is named in a `RunReplacedWarning` if another
+    removes the old run's own files from it; a file, or a folder that cannot
+    be listed, is kept whole), and a `KeptFilesWarning` says where. The old run is named in a `RunReplacedWarning` if another
     training finished it there meanwhile (`_warn_if_replaced_meanwhile`).
     """
     now = _run_record(old)
-    added = added_meanwhile(old, RUN_ENTRIES, _exported, "run", "this training ran")
+    added = added_meanwhile(old, RUN_ENTRIES, _exported, "run", "this training finished")
     if added is None:
         _warn_if_replaced_meanwhile(run_dir, now, found)
         return None

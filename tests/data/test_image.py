@@ -263,6 +263,13 @@ def test_with_cache_files_the_checking_iterator_is_dropped_before_returning(tmp_
                                                       cache=str(tmp_path / "cache" / "c"))
     assert deleted == [True] and kept == [0]
     assert [int(image[0, 0, 0]) for _, image in images] == [5]
+    # And when a bad file raises (its traceback holds the caller's frames).
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    deleted.clear()
+    with pytest.raises(mmtl_tf.DataError, match="bad.png"):
+        mmtl_tf.data.decoded_image_dataset([str(path), str(tmp_path / "bad.png")], (4, 4),
+                                           cache=str(tmp_path / "cache" / "d"))
+    assert deleted == [True]  # the checking pass's, gone before the error reached us
 
 
 def test_a_bad_file_used_by_several_rows_is_named_once_with_its_rows(tmp_path):

@@ -166,9 +166,9 @@ def test_files_added_to_the_run_folder_while_training_are_kept(tmp_path):
     assert len(kept) == 1 and re.fullmatch(r"run\.replaced-[0-9a-f]{8}", kept[0]), kept
     kept = tmp_path / kept[0]
     assert [str(w.message) for w in caught] == [
-        f"{run}: notes.txt, plots appeared in it while this training ran (no run writes "
-        f"them); the new run replaced it, and they are kept in {kept} (remove that when "
-        "you no longer need it)."]
+        f"{run}: held notes.txt, plots when this training finished, which no run writes; "
+        f"the new run replaced it, and notes.txt, plots are kept in {kept} (remove that "
+        "when you no longer need it)."]
     assert caught[0].category is KeptFilesWarning
     assert sorted(os.listdir(run)) == ["run.json"]
     assert json.loads((run / "run.json").read_text())["run_id"] == "id2"
@@ -192,8 +192,8 @@ def test_a_run_folder_made_or_replaced_while_training_is_kept(tmp_path):
         run.mkdir()
         (run / "data.csv").write_text("a,b")
 
-    with pytest.warns(KeptFilesWarning, match=r"run: data.csv appeared in it while this "
-                                              r"training ran \(no run writes it\); .* it is "
+    with pytest.warns(KeptFilesWarning, match=r"run: held data.csv when this training "
+                                              r"finished, which no run writes; .* data.csv is "
                                               r"kept in"):
         _train_with_id(make_mine)({"value": 1}, str(run))
     (mine,) = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
@@ -203,8 +203,8 @@ def test_a_run_folder_made_or_replaced_while_training_is_kept(tmp_path):
         shutil.rmtree(run)
         run.write_text("mine")
 
-    with pytest.warns(KeptFilesWarning, match=r"run: became a file while this training ran; "
-                                              r".* what was there is kept in"):
+    with pytest.warns(KeptFilesWarning, match=r"run: was a file, not a folder, when this "
+                                              r"training finished; .* what it held is kept in"):
         _train_with_id(replace_with_a_file)({"value": 2}, str(run))
     (kept,) = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-") and p != mine]
     assert kept.read_text() == "mine" and (run / "run.json").is_file()
@@ -235,7 +235,7 @@ def test_another_run_finished_meanwhile_with_added_files(tmp_path):
     (kept,) = [p for p in tmp_path.iterdir() if p.name != "run"]
     assert [w.category for w in caught] == [RunReplacedWarning, KeptFilesWarning]
     assert str(caught[0].message).endswith("that run's files are gone.")
-    assert "notes.txt appeared in it" in str(caught[1].message)
+    assert "held notes.txt when this training finished" in str(caught[1].message)
     assert os.listdir(kept) == ["notes.txt"]
 
 
