@@ -441,8 +441,9 @@ def _keep_added(run_dir, old, found):
     own) were deleted by the swap all the same. Now they are kept, in a
     folder beside the new run that holds only them (`atomic_directory`
     removes the old run's own files from it; a file, or a folder that cannot
-    be listed, is kept whole), and a `KeptFilesWarning` says where. The old run is named in a `RunReplacedWarning` if another
-    training finished it there meanwhile (`_warn_if_replaced_meanwhile`).
+    be listed, is kept whole), and a `KeptFilesWarning` says where. The old
+    run is named in a `RunReplacedWarning` if another training finished it
+    there meanwhile (`_warn_if_replaced_meanwhile`).
     """
     now = _run_record(old)
     added = added_meanwhile(old, RUN_ENTRIES, _exported, "run", "this training finished")
