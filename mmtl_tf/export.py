@@ -11,15 +11,13 @@ included, is refused, not replaced.
 """
 
 import os
-import warnings
 
 import keras
 import tensorflow as tf
 
 from mmtl_tf.data.image import preprocess_image_batch
-from mmtl_tf.files import (SAVED_MODEL_ENTRIES, added_meanwhile, atomic_directory,
-                           check_replaceable, kept_files_warning, message_naming_target,
-                           nested_saved_model)
+from mmtl_tf.files import (SAVED_MODEL_ENTRIES, atomic_directory, check_replaceable,
+                           keep_added, message_naming_target, nested_saved_model)
 
 
 def check_export_path(path):
@@ -61,16 +59,9 @@ def _atomic_export(path, write):
             # file that raised it (e.g. TensorFlow's file_io.py).
             raise renamed.with_traceback(e.__traceback__) from e
 
-    def keep_added(old):
-        added = added_meanwhile(old, SAVED_MODEL_ENTRIES, nested_saved_model, "export",
-                                "this export finished")
-        if added is None:
-            return None
-        reason, keep = added
-        return keep, lambda kept: warnings.warn(
-            kept_files_warning(path, reason, keep, kept, "SavedModel"), stacklevel=2)
-
-    return atomic_directory(path, write_naming_target, keep_replaced=keep_added)
+    return atomic_directory(path, write_naming_target, keep_replaced=lambda old: keep_added(
+        path, old, SAVED_MODEL_ENTRIES, nested_saved_model, "export", "this export finished",
+        "SavedModel"))
 
 
 def _naming_target(error, tmp, path, existed):

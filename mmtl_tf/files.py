@@ -431,17 +431,7 @@ def _remove_old_copy(old, path):
                 pass
         try:
             if lock is not None:  # everything but the lock file first
-                for entry in os.listdir(old):
-                    entry = os.path.join(old, entry)
-                    if os.path.basename(entry) == LOCK_FILE:
-                        continue
-                    if os.path.isdir(entry) and not os.path.islink(entry):
-                        rmtree_reporting(entry, report)
-                    else:
-                        try:
-                            os.remove(entry)
-                        except OSError as e:
-                            failed.append((entry, e))
+                _remove_entries(old, (LOCK_FILE,), report)
             rmtree_reporting(old, report)
         finally:
             if lock is not None:
@@ -456,6 +446,23 @@ def _remove_old_copy(old, path):
         warnings.warn(f"{path} was replaced, but its earlier copy could not be removed "
                       f"({where}: {getattr(error, 'strerror', None) or error}); it is left "
                       f"in {old}: remove it yourself.", RuntimeWarning, stacklevel=3)
+
+
+def _remove_entries(folder, keep, report):
+    """Removes every entry of `folder` whose name is not in `keep` (folders
+    with all they hold), going on past what cannot be removed and calling
+    `report(path, exception)` for each."""
+    for name in os.listdir(folder):
+        if name in keep:
+            continue
+        entry = os.path.join(folder, name)
+        if os.path.isdir(entry) and not os.path.islink(entry):
+            rmtree_reporting(entry, report)
+        else:
+            try:
+                os.remove(entry)
+            except OSError as e:
+                report(entry, e)
 
 
 def _keep_replaced_copy(old, path, keep, announce):
@@ -476,17 +483,7 @@ def _keep_replaced_copy(old, path, keep, announce):
     announce(kept)
     failed = []
     if keep is not None and os.path.isdir(kept) and not os.path.islink(kept):
-        for entry in os.listdir(kept):
-            if entry in keep:
-                continue
-            entry = os.path.join(kept, entry)
-            try:
-                if os.path.isdir(entry) and not os.path.islink(entry):
-                    rmtree_reporting(entry, lambda p, error: failed.append((p, error)))
-                else:
-                    os.remove(entry)
-            except OSError as e:
-                failed.append((entry, e))
+        _remove_entries(kept, keep, lambda p, error: failed.append((p, error)))
     if failed:
         where, error = failed[0]
         warnings.warn(f"{kept}: what the replaced {name} held besides the files kept could "
@@ -600,6 +597,19 @@ def kept_files_warning(path, reason, keep, kept, new_what):
         what = f"{_listed(keep)} {'is' if len(keep) == 1 else 'are'}"
     return KeptFilesWarning(f"{path}: {reason}; the new {new_what} replaced it, and {what} "
                             f"kept in {kept} (remove that when you no longer need it).")
+
+
+def keep_added(path, old, own, nested, writer, what_finished, new_what):
+    """An answer of `atomic_directory`'s `keep_replaced(old)` for a writer of
+    `path`: None when the replaced content `old` holds nothing that no
+    `writer` writes (`added_meanwhile`), else `(keep, announce)`, where
+    `announce(kept)` warns with `kept_files_warning`."""
+    added = added_meanwhile(old, own, nested, writer, what_finished)
+    if added is None:
+        return None
+    reason, keep = added
+    return keep, lambda kept: warnings.warn(
+        kept_files_warning(path, reason, keep, kept, new_what), stacklevel=2)
 
 
 def is_saved_model(path):

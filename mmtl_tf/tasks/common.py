@@ -21,10 +21,9 @@ from mmtl_tf import __version__, runtime
 from mmtl_tf.data.sources import SPLITS, unsplit_rows_in
 from mmtl_tf.errors import (DataError, RunReplacedWarning, check_on_error, collect_problems,
                             raise_collected_problems)
-from mmtl_tf.files import (_new_locked_folder, added_meanwhile, atomic_directory,
-                           check_can_create_folders, check_replaceable, is_saved_model,
-                           kept_files_warning, missing_parent, missing_top,
-                           remove_dead_folders, remove_empty_folders, swap_lock)
+from mmtl_tf.files import (_new_locked_folder, atomic_directory, check_can_create_folders,
+                           check_replaceable, is_saved_model, keep_added, missing_parent,
+                           missing_top, remove_dead_folders, remove_empty_folders, swap_lock)
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.saving import global_dtype_policy
 from mmtl_tf.training import BEST_STATE_FILE, atomic_write_json, read_json
@@ -446,16 +445,17 @@ def _keep_added(run_dir, old, found):
     there meanwhile (`_warn_if_replaced_meanwhile`).
     """
     now = _run_record(old)
-    added = added_meanwhile(old, RUN_ENTRIES, _exported, "run", "this training finished")
+    added = keep_added(run_dir, old, RUN_ENTRIES, _exported, "run", "this training finished",
+                       "run")
     if added is None:
         _warn_if_replaced_meanwhile(run_dir, now, found)
         return None
-    reason, keep = added
+    keep, announce_kept = added
 
     def announce(kept):
         # Kept whole (a file, an unreadable folder): the old run is in it too.
         _warn_if_replaced_meanwhile(run_dir, now, found, kept=kept if keep is None else None)
-        warnings.warn(kept_files_warning(run_dir, reason, keep, kept, "run"), stacklevel=2)
+        announce_kept(kept)
 
     return keep, announce
 
