@@ -21,7 +21,7 @@ from mmtl_tf.data import audio as audio_ops
 from mmtl_tf.data.sources import (ImageTextRecords, _read_rows, load_image_text_records,
                                   resolve_source)
 from mmtl_tf.data.file_dataset import checked_file_dataset
-from mmtl_tf.data.text import make_text_vectorizer, vectorize
+from mmtl_tf.data.text import make_text_vectorizer, vectorize_while_loading
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
                             handle_problems, without_repeated_warnings)
@@ -309,24 +309,23 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
     adapt = dict(vocab_size=vocab_size, sequence_length=sequence_length,
                  remove_stopwords=remove_stopwords, split=text_split)
     adapt_on_kept = split == "train" and voice_group is None
+    train_captions = None
     if text_vectorizer is None and not adapt_on_kept:
         # Skipped rows of the file were reported by the read above.
-        train = without_repeated_warnings(load_audio_text_records, source, "train",
-                                          require_label=with_labels, seed=seed,
-                                          on_error=on_error, class_names=class_names)
-        text_vectorizer = make_text_vectorizer(train.captions, **adapt)
+        train_captions = without_repeated_warnings(
+            load_audio_text_records, source, "train", require_label=with_labels, seed=seed,
+            on_error=on_error, class_names=class_names).captions
     load_kwargs = dict(sample_rate=sample_rate, trim=trim, top_db=top_db,
                        min_samples=min_samples, cache=cache)
-    waves, kept = decoded_audio_dataset(records.paths, on_error=on_error,
-                                        locations=records.rows, **load_kwargs)
+    # The whole training split's vocabulary is adapted on the clips kept after
+    # the files were checked (rows skipped for a bad file do not shape it).
+    waves, kept, text_vectorizer, tokens = vectorize_while_loading(
+        lambda: decoded_audio_dataset(records.paths, on_error=on_error,
+                                      locations=records.rows, **load_kwargs),
+        records.captions, text_vectorizer, train_captions, **adapt)
     if len(kept) != len(records):
         records = records.subset(kept)  # the dataset's indices count kept files
-    if text_vectorizer is None:
-        # The whole training split: adapted on the clips kept, after the files
-        # were checked (before, rows skipped for a bad file shaped the vocabulary).
-        text_vectorizer = make_text_vectorizer(records.captions, **adapt)
     crop = crop or ("random" if split == "train" else "center")
-    tokens = vectorize(text_vectorizer, records.captions)
     labels = tf.constant(records.label_ids() if with_labels else [0] * len(records),
                          tf.int32)
 

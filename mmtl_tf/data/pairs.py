@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from mmtl_tf.data.image import augment_image, decoded_image_dataset
 from mmtl_tf.data.sources import load_image_text_records
-from mmtl_tf.data.text import make_text_vectorizer, vectorize
+from mmtl_tf.data.text import vectorize_while_loading
 from mmtl_tf.errors import check_count, check_on_error, without_repeated_warnings
 
 
@@ -87,22 +87,24 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
                                       seed=seed, on_error=on_error, class_names=class_names)
     adapt = dict(vocab_size=vocab_size, sequence_length=sequence_length,
                  remove_stopwords=remove_stopwords)
+    train_captions = None
     if text_vectorizer is None and split != "train":
         # Skipped rows of the file were reported by the read above.
-        train = without_repeated_warnings(
+        train_captions = without_repeated_warnings(
             load_image_text_records, source, "train", require_label=with_labels, seed=seed,
-            on_error=on_error)
-        text_vectorizer = make_text_vectorizer(train.captions, **adapt)
-    images, kept = decoded_image_dataset(
-        records.paths, image_size, crop=crop, grayscale=grayscale, cache=cache,
-        on_error=on_error, locations=records.rows)
+            on_error=on_error).captions
+    # The training split's vocabulary is adapted on the rows kept after the
+    # images were checked (rows skipped for a bad image do not shape it);
+    # other splits' on every valid training row (their images are not decoded
+    # here, so rows with a bad image still count).
+    images, kept, text_vectorizer, tokens = vectorize_while_loading(
+        lambda: decoded_image_dataset(records.paths, image_size, crop=crop,
+                                      grayscale=grayscale, cache=cache, on_error=on_error,
+                                      locations=records.rows),
+        records.captions, text_vectorizer, train_captions, **adapt)
     if len(kept) != len(records):
         records = records.subset(kept)  # the dataset's indices count kept files
-    if text_vectorizer is None:
-        # The training split: adapted on the rows kept, after the images were
-        # checked (before, rows skipped for a bad image shaped the vocabulary).
-        text_vectorizer = make_text_vectorizer(records.captions, **adapt)
-    ds = _assemble(images, records, text_vectorizer, with_labels, split, augment,
+    ds = _assemble(images, records, tokens, with_labels, split, augment,
                    batch_size, shuffle, shuffle_buffer, deterministic, seed, drop_remainder)
     ds.class_names = list(records.class_names)
     ds.records = records
@@ -110,10 +112,9 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
     return ds
 
 
-def _assemble(images, records, text_vectorizer, with_labels, split, augment,
+def _assemble(images, records, tokens, with_labels, split, augment,
               batch_size, shuffle, shuffle_buffer, deterministic, seed,
               drop_remainder):
-    tokens = vectorize(text_vectorizer, records.captions)
     labels = tf.constant(records.label_ids() if with_labels else [0] * len(records),
                          tf.int32)
 

@@ -79,6 +79,23 @@ def make_text_vectorizer(texts=None, vocab_size=5000, sequence_length=100,
         >>> vec(["red pear"]).shape
         TensorShape([1, 4])
     """
+    layer = _new_text_vectorizer(vocab_size, sequence_length, remove_stopwords, vocabulary,
+                                 split)
+    if vocabulary is None:
+        if texts is None:
+            raise ValueError("make_text_vectorizer needs `texts` or `vocabulary`.")
+        if isinstance(texts, tf.data.Dataset):
+            layer.adapt(texts)
+        else:
+            texts = _checked_list(texts)
+            lengths = _adapt_on_list(layer, texts)
+            if warn_truncation:
+                warn_if_truncated(lengths, sequence_length)
+    return layer
+
+
+def _new_text_vectorizer(vocab_size=5000, sequence_length=100, remove_stopwords=False,
+                         vocabulary=None, split="whitespace"):
     if sequence_length < 1 or vocab_size < 3:
         raise ValueError(
             f"need sequence_length >= 1 and vocab_size >= 3, got "
@@ -88,26 +105,92 @@ def make_text_vectorizer(texts=None, vocab_size=5000, sequence_length=100,
                          "'character'.")
     standardize = (standardize_without_stopwords if remove_stopwords
                    else "lower_and_strip_punctuation")
-    layer = keras.layers.TextVectorization(
+    return keras.layers.TextVectorization(
         max_tokens=vocab_size, standardize=standardize,
         output_mode="int", output_sequence_length=sequence_length,
         vocabulary=vocabulary, split=split)
-    if vocabulary is None:
-        if texts is None:
-            raise ValueError("make_text_vectorizer needs `texts` or `vocabulary`.")
-        if not isinstance(texts, tf.data.Dataset):
-            check_texts(texts)
-            texts = list(texts)
-            if not texts:
-                raise DataError("cannot adapt a text vocabulary on zero texts.")
-            listed = texts
-            texts = tf.data.Dataset.from_tensor_slices(tf.constant(texts)).batch(1024)
-        else:
-            listed = None
-        layer.adapt(texts)
-        if warn_truncation and listed is not None:
-            warn_if_truncated(count_tokens(layer, listed), sequence_length)
-    return layer
+
+
+def _checked_list(texts):
+    check_texts(texts)
+    texts = list(texts)
+    if not texts:
+        raise DataError("cannot adapt a text vocabulary on zero texts.")
+    return texts
+
+
+def _adapt_on_list(layer, texts):
+    """Adapts `layer` on a checked list of str; returns each text's token count."""
+    layer.adapt(tf.data.Dataset.from_tensor_slices(tf.constant(texts)).batch(1024))
+    return count_tokens(layer, texts)
+
+
+def vectorize_while_loading(load, captions, text_vectorizer=None, train_captions=None,
+                            **adapt):
+    """Runs `load()`, a files' checking pass, while another thread prepares
+    the captions' token ids.
+
+    The vocabulary is adapted and the captions vectorised beside the
+    decoding (on 2 cores the checking pass leaves part of the second one
+    idle), instead of after it. The result is what the sequential steps
+    give: `make_text_vectorizer(**adapt)` on the kept rows' captions (rows
+    dropped by `load` do not shape the vocabulary: when any was dropped the
+    vocabulary is adapted again on the kept ones), or on `train_captions`,
+    or `text_vectorizer` as given; then `vectorize` on the kept captions.
+
+    The layer is made on the calling thread (Keras names layers and sets
+    their dtype policy per thread). An error of `load()` wins over one of
+    the text side, and the thread has ended when this returns or raises.
+    A truncation warning (`warn_if_truncated`) is emitted here, after
+    `load()`'s own warnings, as before.
+
+    Args:
+        load: callable. () → (dataset, list of the kept row indices).
+        captions: list of str. Every row's caption, in row order.
+        text_vectorizer: `TextVectorization` or None. Use it as given.
+        train_captions: list of str or None. Adapt on these instead of the
+            kept rows' captions (with `text_vectorizer` None).
+        **adapt: `make_text_vectorizer` arguments (vocab_size,
+            sequence_length, remove_stopwords, split).
+
+    Returns:
+        (dataset, kept, the vectorizer, int32 token ids (len(kept), length)).
+    """
+    import threading
+
+    if text_vectorizer is None:
+        layer = _new_text_vectorizer(**adapt)
+        adapt_on = _checked_list(captions if train_captions is None else train_captions)
+    else:
+        adapt_on, layer = None, text_vectorizer
+    outcome = {}
+
+    def text_side():
+        try:
+            lengths = None if adapt_on is None else _adapt_on_list(layer, adapt_on)
+            outcome["value"] = lengths, vectorize(layer, captions)
+        except BaseException as e:  # re-raised on the calling thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=text_side, name="mmtl_tf-vectorize")
+    thread.start()
+    try:
+        ds, kept = load()
+    finally:
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    lengths, tokens = outcome["value"]
+    if len(kept) != len(captions):
+        kept_captions = [captions[i] for i in kept]
+        if text_vectorizer is None and train_captions is None:
+            # Adapted on rows that were dropped since: again on the kept ones.
+            layer = make_text_vectorizer(kept_captions, **adapt)
+            return ds, kept, layer, vectorize(layer, kept_captions)
+        tokens = tf.gather(tokens, kept)
+    if lengths is not None:
+        warn_if_truncated(lengths, layer.get_config()["output_sequence_length"])
+    return ds, kept, layer, tokens
 
 
 def count_tokens(layer, texts):
