@@ -21,10 +21,12 @@ def load_script(folder, name):
     return module
 
 
-# The longest tests (60-100 s each on a 2-core machine), started first. In
+# The longest tests (60-100 s each on a 2-core machine) go first. In
 # collection order they came last, and with `pytest -n 2` one of them still
-# running at the end kept the other worker idle for a minute or more. Longest
-# first (within the list's order); the rest keep their order.
+# running at the end kept the other worker idle for a minute or more. xdist
+# hands each worker a first run of consecutive tests, so all of these start
+# on the first worker while the other takes the short ones; either way the
+# run now ends on short tests. The rest keep their order.
 _LONGEST_FIRST = (
     "tests/test_cli.py::test_quickstart_prints_one_table",
     "tests/test_notebooks.py::test_notebook_runs_in_small_mode[04_",

@@ -317,8 +317,10 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
             on_error=on_error, class_names=class_names).captions
     load_kwargs = dict(sample_rate=sample_rate, trim=trim, top_db=top_db,
                        min_samples=min_samples, cache=cache)
-    # The whole training split's vocabulary is adapted on the clips kept after
-    # the files were checked (rows skipped for a bad file do not shape it).
+    # Adapted on the training split's clips kept after the files were checked
+    # (rows skipped for a bad file do not shape it), unless a vectorizer was
+    # given or this is another split or one voice group (then on every valid
+    # training row, read above).
     waves, kept, text_vectorizer, tokens = vectorize_while_loading(
         lambda: decoded_audio_dataset(records.paths, on_error=on_error,
                                       locations=records.rows, **load_kwargs),

@@ -19,7 +19,9 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
 
     Pipeline: read files → decode + resize + crop (parallel `map`) → cache of
     uint8 pixels → shuffle → optional augmentation → batch → prefetch. Captions
-    are vectorised once with a `TextVectorization` vocabulary. Every file is
+    are vectorised up front (not per epoch) with a `TextVectorization`
+    vocabulary, on another thread while the images are checked
+    (`text.vectorize_while_loading`). Every file is
     checked on construction (see `decoded_image_dataset`): a corrupt or missing
     image, an empty caption or a captions file without a required column raises
     `mmtl_tf.DataError` naming the file or row; `on_error="skip"` drops such

@@ -7,6 +7,7 @@ never inside an XLA-compiled function: strings cannot enter XLA.
 
 import json
 import os
+import threading
 import warnings
 
 import keras
@@ -88,7 +89,7 @@ def make_text_vectorizer(texts=None, vocab_size=5000, sequence_length=100,
             layer.adapt(texts)
         else:
             texts = _checked_list(texts)
-            lengths = _adapt_on_list(layer, texts)
+            lengths = _adapt_on_list(layer, texts, count=warn_truncation)
             if warn_truncation:
                 warn_if_truncated(lengths, sequence_length)
     return layer
@@ -119,10 +120,21 @@ def _checked_list(texts):
     return texts
 
 
-def _adapt_on_list(layer, texts):
-    """Adapts `layer` on a checked list of str; returns each text's token count."""
-    layer.adapt(tf.data.Dataset.from_tensor_slices(tf.constant(texts)).batch(1024))
-    return count_tokens(layer, texts)
+def _adapt_on_list(layer, texts, count=True, stop=None):
+    """Adapts `layer` on a checked list of str, 1,024 texts at a time (what
+    `layer.adapt` does with a dataset batched so); returns each text's token
+    count (None without `count`, or when `stop`, a `threading.Event`, was
+    set between two batches: the layer is then left unadapted)."""
+    layer.reset_state()
+    for start in range(0, len(texts), _ADAPT_BATCH):
+        if stop is not None and stop.is_set():
+            return None
+        layer.update_state(tf.constant(texts[start:start + _ADAPT_BATCH]))
+    layer.finalize_state()
+    return count_tokens(layer, texts) if count else None
+
+
+_ADAPT_BATCH = 1024
 
 
 def vectorize_while_loading(load, captions, text_vectorizer=None, train_captions=None,
@@ -138,11 +150,14 @@ def vectorize_while_loading(load, captions, text_vectorizer=None, train_captions
     vocabulary is adapted again on the kept ones), or on `train_captions`,
     or `text_vectorizer` as given; then `vectorize` on the kept captions.
 
-    The layer is made on the calling thread (Keras names layers and sets
-    their dtype policy per thread). An error of `load()` wins over one of
-    the text side, and the thread has ended when this returns or raises.
-    A truncation warning (`warn_if_truncated`) is emitted here, after
-    `load()`'s own warnings, as before.
+    Order of events: the arguments and the texts to adapt on are checked,
+    and the layer is made, on the calling thread before `load()` starts
+    (Keras names layers and sets their dtype policy per thread). An error
+    of `load()` then wins over one of the text side; when `load()` raises
+    (or is interrupted), the thread stops at its next batch of 1,024 texts
+    and has ended when this raises. The truncation warning
+    (`warn_if_truncated`) comes after `load()`'s own warnings, also when
+    adapting on `train_captions` (the sequential steps gave it before).
 
     Args:
         load: callable. () → (dataset, list of the kept row indices).
@@ -156,28 +171,37 @@ def vectorize_while_loading(load, captions, text_vectorizer=None, train_captions
     Returns:
         (dataset, kept, the vectorizer, int32 token ids (len(kept), length)).
     """
-    import threading
-
     if text_vectorizer is None:
         layer = _new_text_vectorizer(**adapt)
         adapt_on = _checked_list(captions if train_captions is None else train_captions)
     else:
         adapt_on, layer = None, text_vectorizer
+    stop = threading.Event()
     outcome = {}
 
     def text_side():
         try:
-            lengths = None if adapt_on is None else _adapt_on_list(layer, adapt_on)
-            outcome["value"] = lengths, vectorize(layer, captions)
+            lengths = None if adapt_on is None else _adapt_on_list(layer, adapt_on, stop=stop)
+            check_texts(captions)
+            ids = []
+            for start in range(0, len(captions), _VECTORIZE_BATCH):
+                if stop.is_set():
+                    return
+                ids.append(vectorize(layer, captions[start:start + _VECTORIZE_BATCH]))
+            outcome["value"] = lengths, (ids[0] if len(ids) == 1 else tf.concat(ids, 0))
         except BaseException as e:  # re-raised on the calling thread
             outcome["error"] = e
 
     thread = threading.Thread(target=text_side, name="mmtl_tf-vectorize")
-    thread.start()
     try:
+        thread.start()
         ds, kept = load()
+    except BaseException:
+        stop.set()  # the outcome no longer matters
+        raise
     finally:
-        thread.join()
+        if thread.ident is not None:  # started
+            thread.join()
     if "error" in outcome:
         raise outcome["error"]
     lengths, tokens = outcome["value"]
@@ -191,6 +215,9 @@ def vectorize_while_loading(load, captions, text_vectorizer=None, train_captions
     if lengths is not None:
         warn_if_truncated(lengths, layer.get_config()["output_sequence_length"])
     return ds, kept, layer, tokens
+
+
+_VECTORIZE_BATCH = 8192
 
 
 def count_tokens(layer, texts):

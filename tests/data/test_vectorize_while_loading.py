@@ -3,12 +3,14 @@ made on another thread while the files are checked, with the same result as
 the sequential steps."""
 
 import threading
+import time
+import warnings
 
 import keras
 import numpy as np
 import pytest
 
-from mmtl_tf import DataError
+from mmtl_tf import DataError, DataWarning
 from mmtl_tf.data import text
 
 CAPTIONS = ["a red apple", "a green pear", "one ripe plum", "red and green grapes"]
@@ -16,9 +18,12 @@ ADAPT = dict(vocab_size=50, sequence_length=4)
 
 
 def _reference(captions, kept):
+    # Keras' own adapt on the kept captions.
     kept_captions = [captions[i] for i in kept]
-    layer = text.make_text_vectorizer(kept_captions, **ADAPT)
-    return layer.get_vocabulary(), text.vectorize(layer, kept_captions).numpy()
+    layer = keras.layers.TextVectorization(
+        max_tokens=ADAPT["vocab_size"], output_sequence_length=ADAPT["sequence_length"])
+    layer.adapt(kept_captions)
+    return layer.get_vocabulary(), layer(kept_captions).numpy()
 
 
 @pytest.mark.parametrize("kept", [[0, 1, 2, 3], [0, 1, 3]])
@@ -51,11 +56,12 @@ def test_the_text_side_runs_while_the_files_load(monkeypatch):
     threads = []
     adapt = text._adapt_on_list
 
-    def recording_adapt(layer, texts):
+    def recording_adapt(*args, **kwargs):
         threads.append(threading.current_thread().name)
-        lengths = adapt(layer, texts)
-        adapted.set()
-        return lengths
+        try:
+            return adapt(*args, **kwargs)
+        finally:
+            adapted.set()
 
     def load():
         # Sequential steps would adapt only after this returns: the wait
@@ -69,13 +75,65 @@ def test_the_text_side_runs_while_the_files_load(monkeypatch):
 
 
 def test_the_layer_is_named_on_the_calling_thread():
-    # Keras numbers layer names per thread: one made on the new thread would
-    # take a name that a layer of the caller already has.
-    keras.utils.clear_session()
-    before = keras.layers.TextVectorization()
-    _, _, layer, _ = text.vectorize_while_loading(lambda: (None, [0, 1, 2, 3]), CAPTIONS,
-                                                  **ADAPT)
-    assert layer.name != before.name
+    # Keras numbers layer names per thread: one made on the helper's thread
+    # would take a name that a layer of the caller already has. Run in a
+    # new thread, whose numbering starts afresh, so that nothing else counts.
+    names = []
+
+    def body():
+        names.append(keras.layers.TextVectorization().name)
+        _, _, layer, _ = text.vectorize_while_loading(lambda: (None, [0, 1, 2, 3]), CAPTIONS,
+                                                      **ADAPT)
+        names.append(layer.name)
+
+    caller = threading.Thread(target=body)
+    caller.start()
+    caller.join()
+    assert names == ["text_vectorization", "text_vectorization_1"]
+
+
+def test_a_failing_load_stops_the_text_side_at_its_next_batch(monkeypatch):
+    monkeypatch.setattr(text, "_ADAPT_BATCH", 1)
+    calls = []
+    started = threading.Event()
+    update_state = keras.layers.TextVectorization.update_state
+
+    def slow_update_state(self, data):
+        calls.append(1)
+        started.set()
+        time.sleep(0.005)  # 200 texts: about 1 s when not stopped
+        return update_state(self, data)
+
+    def load():
+        assert started.wait(timeout=30)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.layers.TextVectorization, "update_state", slow_update_state)
+    with pytest.raises(KeyboardInterrupt):
+        text.vectorize_while_loading(load, [f"caption {i}" for i in range(200)], **ADAPT)
+    assert not _running_vectorize_threads()
+    assert len(calls) < 50
+
+
+def test_the_truncation_warning_follows_the_loads_and_counts_the_kept_rows():
+    long_rows = ["one two three four five six", "two three four five six seven"]
+    captions = ["short one", "short two"] + long_rows
+
+    def load(kept):
+        def run():
+            warnings.warn(DataWarning("skipped rows"))
+            return None, kept
+        return run
+
+    with pytest.warns(DataWarning) as caught:
+        text.vectorize_while_loading(load([0, 1, 2, 3]), captions, **ADAPT)
+    assert [str(w.message) for w in caught][0] == "skipped rows"
+    assert "50% of the training texts (2 of 4) have more than 4 tokens" in str(caught[1].message)
+    assert len(caught) == 2
+    # The long rows dropped: adapted again on the short ones, no truncation.
+    with pytest.warns(DataWarning) as caught:
+        text.vectorize_while_loading(load([0, 1]), captions, **ADAPT)
+    assert [str(w.message) for w in caught] == ["skipped rows"]
 
 
 def _running_vectorize_threads():
