@@ -183,11 +183,16 @@ def vectorize_while_loading(load, captions, text_vectorizer=None, train_captions
         try:
             lengths = None if adapt_on is None else _adapt_on_list(layer, adapt_on, stop=stop)
             check_texts(captions)
+            config = layer.get_config()
+            # In parts only at a fixed length (otherwise each part would be
+            # padded to its own longest text); at least one part.
+            step = (_VECTORIZE_BATCH if config.get("output_sequence_length")
+                    and not config.get("ragged") else max(len(captions), 1))
             ids = []
-            for start in range(0, len(captions), _VECTORIZE_BATCH):
+            for start in range(0, max(len(captions), 1), step):
                 if stop.is_set():
                     return
-                ids.append(vectorize(layer, captions[start:start + _VECTORIZE_BATCH]))
+                ids.append(vectorize(layer, captions[start:start + step]))
             outcome["value"] = lengths, (ids[0] if len(ids) == 1 else tf.concat(ids, 0))
         except BaseException as e:  # re-raised on the calling thread
             outcome["error"] = e

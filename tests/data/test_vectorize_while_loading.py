@@ -158,3 +158,15 @@ def test_an_error_of_the_text_side_is_raised_after_the_load():
                                      "one caption", given)
     assert loaded == [1]
     assert not _running_vectorize_threads()
+
+
+@pytest.mark.parametrize("length", [4, None])
+def test_vectorised_in_parts_as_in_one_call(monkeypatch, length):
+    # Without a fixed length each call pads to its own longest text: such a
+    # vectorizer must see all the captions at once.
+    monkeypatch.setattr(text, "_VECTORIZE_BATCH", 2)
+    given = keras.layers.TextVectorization(max_tokens=50, output_sequence_length=length)
+    given.adapt(CAPTIONS)
+    _, _, _, tokens = text.vectorize_while_loading(lambda: (None, [0, 1, 2, 3]), CAPTIONS,
+                                                   given)
+    np.testing.assert_array_equal(tokens.numpy(), given(CAPTIONS).numpy())
