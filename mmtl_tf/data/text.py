@@ -211,12 +211,14 @@ def vectorize_while_loading(load, captions, text_vectorizer=None, train_captions
         raise outcome["error"]
     lengths, tokens = outcome["value"]
     if len(kept) != len(captions):
-        kept_captions = [captions[i] for i in kept]
         if text_vectorizer is None and train_captions is None:
-            # Adapted on rows that were dropped since: again on the kept ones.
-            layer = make_text_vectorizer(kept_captions, **adapt)
-            return ds, kept, layer, vectorize(layer, kept_captions)
-        tokens = tf.gather(tokens, kept)
+            # Adapted on rows that were dropped since: again on the kept ones
+            # (the same layer, as `adapt` resets it first).
+            kept_captions = [captions[i] for i in kept]
+            lengths = _adapt_on_list(layer, kept_captions)
+            tokens = vectorize(layer, kept_captions)
+        else:
+            tokens = tf.gather(tokens, kept)
     if lengths is not None:
         warn_if_truncated(lengths, layer.get_config()["output_sequence_length"])
     return ds, kept, layer, tokens
