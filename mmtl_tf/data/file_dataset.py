@@ -16,7 +16,7 @@ _CHECK_BATCH_BYTES = 64 * 2**20
 
 
 def checked_file_dataset(paths, load, describe_failure, what, cache=True, validate=True,
-                         on_error="raise", locations=None):
+                         on_error="raise", locations=None, quick_load=None):
     """`(index, load(path))` for every file, loaded in parallel and cached.
 
     The first full pass (run here when `validate`) loads every file with
@@ -47,6 +47,14 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
         on_error: str. `"raise"` or `"skip"`.
         locations: list of str or None. Names for the messages (e.g. the
             captions-file row of each file); defaults to the paths.
+        quick_load: callable or None. A cheaper `load` (a smaller graph) for
+            the files it can take, that fails for the others and gives the
+            same tensors as `load` for the ones it takes. Used with
+            `validate` and `cache=True` for files that are not shared: the
+            checking pass runs it, and a second pass loads the files it
+            failed with `load` (where the bad ones fail again). When it
+            takes every file, `load` is never traced, and no iterator of the
+            dataset (each epoch makes one) instantiates its graph.
 
     Returns:
         (dataset of (index int32, loaded tensor), list of the kept indices
@@ -72,31 +80,26 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
                                        what, on_error, locations)
         if shared is not None:
             return shared
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.range(n, dtype=tf.int32), tf.constant(paths, dtype=tf.string)))
-    ds = ds.map(indexed, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if validate or on_error == "skip":
-        # Without the checking pass, a bad file must stop the iteration (with
-        # TensorFlow's error) rather than vanish unreported.
-        ds = ds.ignore_errors()
-    if cache:
-        ds = ds.cache("" if cache is True else str(cache))
+    quick = quick_load is not None and validate and cache is True
+    if quick:
+        ds = _loading(np.arange(n), paths, tf.autograph.experimental.do_not_convert(
+            lambda i, p: (i, quick_load(p))), True, cache)
+    else:
+        ds = _loading(np.arange(n), paths, indexed, validate or on_error == "skip", cache)
     kept = list(range(n))
     if validate:
-        seen = set()
-        # Iterating only the indices still loads every file and fills the
-        # cache upstream, without copying the contents into batches.
-        index_only = tf.autograph.experimental.do_not_convert(lambda i, value: i)
-        checking = [iter(ds.map(index_only).batch(4096).with_options(_checking_options()))]
-        for idx_batch in checking[0]:
-            seen.update(idx_batch.numpy().tolist())
-        if cache and not isinstance(cache, bool):
-            # Cache files: the iterator that wrote them goes on this thread,
-            # before the caller may remove their folder (`--cache DIR` after
-            # a `DataError`).
-            checking.clear()
-        else:
-            _release_in_background(checking)
+        seen = _checking_pass(ds, cache)
+        if quick and len(seen) != n:
+            # The files the quick load did not take (and the bad ones): the
+            # full load, in a second pass; the rows then come from both
+            # caches in row order.
+            rest = [i for i in range(n) if i not in seen]
+            full = _loading(np.array(rest), [paths[i] for i in rest], indexed, True, cache)
+            seen_full = _checking_pass(full, cache)
+            source = [int(i in seen_full) for i in sorted(seen | seen_full)]
+            ds = tf.data.Dataset.choose_from_datasets(
+                [ds, full], tf.data.Dataset.from_tensor_slices(tf.constant(source, tf.int64)))
+            seen |= seen_full
         if len(seen) != n:
             kept = sorted(seen)
             failed = [i for i in range(n) if i not in seen]
@@ -119,6 +122,41 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
         # that the input "ran out of data".
         ds = ds.apply(tf.data.experimental.assert_cardinality(len(kept)))
     return ds, kept
+
+
+def _loading(rows, paths, indexed, skip_errors, cache):
+    """`(row, loaded file)` for `rows` (their indices into the full list)
+    and their `paths`, loaded in parallel in row order, then cached."""
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(rows, dtype=tf.int32), tf.constant(paths, dtype=tf.string)))
+    ds = ds.map(indexed, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if skip_errors:
+        # Without the checking pass, a bad file must stop the iteration (with
+        # TensorFlow's error) rather than vanish unreported.
+        ds = ds.ignore_errors()
+    if cache:
+        ds = ds.cache("" if cache is True else str(cache))
+    return ds
+
+
+def _checking_pass(ds, cache):
+    """Iterates `ds` once (loading every file and filling its cache); the
+    set of the row indices it yielded (the files that loaded)."""
+    seen = set()
+    # Iterating only the indices still loads every file and fills the
+    # cache upstream, without copying the contents into batches.
+    index_only = tf.autograph.experimental.do_not_convert(lambda i, value: i)
+    checking = [iter(ds.map(index_only).batch(4096).with_options(_checking_options()))]
+    for idx_batch in checking[0]:
+        seen.update(idx_batch.numpy().tolist())
+    if cache and not isinstance(cache, bool):
+        # Cache files: the iterator that wrote them goes on this thread,
+        # before the caller may remove their folder (`--cache DIR` after
+        # a `DataError`).
+        checking.clear()
+    else:
+        _release_in_background(checking)
+    return seen
 
 
 def _checking_options():

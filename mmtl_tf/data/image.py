@@ -262,6 +262,58 @@ def _load_and_preprocess(path, image_size, crop, grayscale):
     return preprocess_image_bytes(tf.io.read_file(path), image_size, crop, grayscale)
 
 
+def _load_ready_jpeg(path, image_size):
+    """`_load_and_preprocess` for a JPEG that already has `image_size` and
+    three channels (the same decoding, the same pixels); fails for any
+    other file without decoding it (`decoded_image_dataset`'s quick load).
+
+    The JPEG header gives the size and channels without decoding; the
+    conversion function is not part of this graph, so a `tf.data` iterator
+    over it is made without instantiating the conversion's graph (about
+    50 ms for each iterator on 2 cores, even where no image needs it).
+    """
+    image_bytes = tf.io.read_file(path)
+    # The header of another format would make libjpeg print an error: a
+    # one-pixel JPEG's is read instead.
+    is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, 3), _JPEG_MAGIC)
+    shape = tf.io.extract_jpeg_shape(tf.where(is_jpeg, image_bytes, _one_pixel_jpeg()))
+    ready = tf.logical_and(
+        is_jpeg, tf.reduce_all(tf.equal(shape, [image_size[0], image_size[1], 3])))
+    # Any other file: empty bytes, which fail to decode (stateless, unlike
+    # an Assert, and silent). Whatever decodes to (height, width, 3) here is
+    # what `_load_and_preprocess` returns unchanged.
+    image_bytes = tf.where(ready, image_bytes, "")
+    image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
+    return tf.ensure_shape(image, [image_size[0], image_size[1], 3])
+
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+@functools.lru_cache(maxsize=None)
+def _one_pixel_jpeg():
+    """The bytes of a 1×1 RGB JPEG (made once, eagerly)."""
+    with tf.init_scope():
+        return tf.io.encode_jpeg(tf.zeros([1, 1, 3], tf.uint8)).numpy()
+
+
+def _is_ready_jpeg(path, image_size):
+    """True when the file at `path` is a JPEG of `image_size` with three
+    channels (by its header; False for anything unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            content = f.read()
+    except OSError:
+        return False
+    if not content.startswith(_JPEG_MAGIC):
+        return False
+    try:
+        shape = tf.io.extract_jpeg_shape(content).numpy().tolist()
+    except tf.errors.OpError:
+        return False
+    return shape == [image_size[0], image_size[1], 3]
+
+
 def _describe_failure(path, image_size, crop, grayscale):
     """Runs the preprocessing eagerly on one file and returns why it fails."""
     import os
@@ -310,6 +362,17 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
     captions) is decoded and kept once with the in-memory cache (see
     `checked_file_dataset`); a bad one is reported once with all its rows.
 
+    When the first file is a JPEG that already has `image_size` (RGB), the
+    checking pass first decodes, with a smaller graph, only the JPEGs of that
+    size (`_load_ready_jpeg`); the other files, if any, are then loaded in a
+    second pass with the full conversion. The pixels are the same either
+    way. Without the conversion in its graph, the dataset of such a folder
+    and each epoch's iterator are made faster: on 2 cores, for the 1,621
+    224×224 JPEGs of `bench/bench_input_pipeline.py`, the build with the
+    first epoch took 0.56–0.72 s against 0.69–0.92 s (medians of 7 builds
+    in each of four processes, alternated) and 0.79–1.02 s against
+    1.14–1.31 s as the first build in a process.
+
     Returns:
         (dataset of (index int32, image uint8), list of the kept indices into
         `paths`). The index counts kept rows (see `checked_file_dataset`).
@@ -317,7 +380,12 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
     from mmtl_tf.data.file_dataset import checked_file_dataset
 
     image_size = check_image_size(image_size)
+    quick = None
+    if (not grayscale and validate and cache is True and len(paths)
+            and _is_ready_jpeg(str(paths[0]), image_size)):
+        quick = lambda p: _load_ready_jpeg(p, image_size)  # noqa: E731
     return checked_file_dataset(
         paths, lambda p: _load_and_preprocess(p, image_size, crop, grayscale),
         lambda path: _describe_failure(path, image_size, crop, grayscale), "image files",
-        cache=cache, validate=validate, on_error=on_error, locations=locations)
+        cache=cache, validate=validate, on_error=on_error, locations=locations,
+        quick_load=quick)

@@ -295,3 +295,67 @@ def test_a_bad_file_used_by_several_rows_is_named_once_with_its_rows(tmp_path):
     assert [(int(i), int(img[0, 0, 0])) for i, img in ds] == [(0, 7), (1, 7), (2, 9), (3, 7)]
     with pytest.raises(mmtl_tf.DataError, match=r"all 1 image files are bad|the only image"):
         mmtl_tf.data.decoded_image_dataset([str(bad), str(bad)], (8, 8), on_error="skip")
+
+
+def _folder_of(tmp_path, kinds, size=(13, 11)):
+    """Image files of the given kinds, in that order: "ready" (an RGB JPEG of
+    `size`), "png" (RGBA PNG of `size`), "big" (a larger JPEG), "gray" (a
+    one-channel JPEG of `size`), "cut" (a ready JPEG cut short), "missing"."""
+    rng = np.random.default_rng(7)
+    paths = []
+    for k, kind in enumerate(kinds):
+        path = tmp_path / f"{k}_{kind}.{'png' if kind == 'png' else 'jpg'}"
+        if kind in ("ready", "cut"):
+            data = _encode(rng.integers(0, 256, (*size, 3)).astype("uint8"), "JPEG")
+            path.write_bytes(data if kind == "ready" else data[:len(data) // 2])
+        elif kind == "png":
+            path.write_bytes(_encode(rng.integers(0, 256, (*size, 4)).astype("uint8")))
+        elif kind == "big":
+            path.write_bytes(_encode(rng.integers(0, 256, (40, 30, 3)).astype("uint8"), "JPEG"))
+        elif kind == "gray":
+            path.write_bytes(_encode(rng.integers(0, 256, size).astype("uint8"), "JPEG"))
+        paths.append(str(path))
+    return paths
+
+
+def test_jpegs_of_the_model_size_are_checked_without_the_conversion(tmp_path):
+    from mmtl_tf.data.image import _converter
+
+    size = (17, 9)  # used by no other test: its conversion is traced here only
+    convert = _converter(size, True, False)
+    ready = _folder_of(tmp_path, ["ready"] * 4, size)
+    ds, kept = mmtl_tf.data.decoded_image_dataset(ready, size)
+    assert kept == [0, 1, 2, 3]
+    # The conversion was not even traced: no epoch's iterator instantiates it.
+    assert convert.traced.experimental_get_tracing_count() == 0
+    for _ in range(2):  # the cache, twice
+        got = [(int(i), image.numpy()) for i, image in ds]
+        assert [i for i, _ in got] == kept
+        for (_, image), path in zip(got, ready):
+            np.testing.assert_array_equal(image, tf.io.decode_jpeg(open(path, "rb").read()))
+
+
+@pytest.mark.parametrize("first", ["ready", "png"])
+def test_files_the_quick_pass_leaves_are_converted_in_row_order(tmp_path, first):
+    size = (13, 11)
+    kinds = [first, "big", "ready", "png", "cut", "gray", "missing", "ready"]
+    paths = _folder_of(tmp_path, kinds, size)
+    rows = [f"captions.csv:{k + 2}" for k in range(len(paths))]
+    with pytest.raises(mmtl_tf.DataError) as err:
+        mmtl_tf.data.decoded_image_dataset(paths, size, locations=rows)
+    message = str(err.value)
+    assert "2 bad image files" in message
+    assert f"captions.csv:6 ({paths[4]}): cannot decode image" in message
+    assert f"captions.csv:8 ({paths[6]}): file not found" in message
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 2 bad image files"):
+        ds, kept = mmtl_tf.data.decoded_image_dataset(paths, size, on_error="skip",
+                                                      locations=rows)
+    assert kept == [0, 1, 2, 3, 5, 7]
+    assert int(ds.cardinality()) == 6
+    for _ in range(2):
+        got = [(int(i), image.numpy()) for i, image in ds]
+        assert [i for i, _ in got] == list(range(6))  # kept rows, renumbered
+        for (_, image), k in zip(got, kept):
+            # Each as the eager preprocessing of the file alone gives it.
+            expected = preprocess_image_bytes(tf.constant(open(paths[k], "rb").read()), size)
+            np.testing.assert_array_equal(image, expected.numpy())
