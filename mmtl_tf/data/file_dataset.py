@@ -50,11 +50,14 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
         quick_load: callable or None. A cheaper `load` (a smaller graph) for
             the files it can take, that fails for the others and gives the
             same tensors as `load` for the ones it takes. Used with
-            `validate` and `cache=True` for files that are not shared: the
-            checking pass runs it, and a second pass loads the files it
-            failed with `load` (where the bad ones fail again). When it
-            takes every file, `load` is never traced, and no iterator of the
-            dataset (each epoch makes one) instantiates its graph.
+            `validate` and `cache=True`, unless the rows share files and go
+            to the store above: the checking pass runs it, and a second
+            pass loads the files it failed with `load` (where the bad ones
+            fail again); the rows then come from both caches, in row order.
+            When it takes every good file, `load` is not in the dataset's
+            graph, so no iterator of the dataset (each epoch makes one)
+            instantiates it. When it takes few, the others are read twice
+            and each epoch reads two caches: slower than without it.
 
     Returns:
         (dataset of (index int32, loaded tensor), list of the kept indices
@@ -96,10 +99,12 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
             rest = [i for i in range(n) if i not in seen]
             full = _loading(np.array(rest), [paths[i] for i in rest], indexed, True, cache)
             seen_full = _checking_pass(full, cache)
-            source = [int(i in seen_full) for i in sorted(seen | seen_full)]
-            ds = tf.data.Dataset.choose_from_datasets(
-                [ds, full], tf.data.Dataset.from_tensor_slices(tf.constant(source, tf.int64)))
-            seen |= seen_full
+            if seen_full:  # (else only bad files were left: the quick dataset alone)
+                source = [int(i in seen_full) for i in sorted(seen | seen_full)]
+                ds = tf.data.Dataset.choose_from_datasets(
+                    [ds, full],
+                    tf.data.Dataset.from_tensor_slices(tf.constant(source, tf.int64)))
+                seen |= seen_full
         if len(seen) != n:
             kept = sorted(seen)
             failed = [i for i in range(n) if i not in seen]

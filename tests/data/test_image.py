@@ -300,20 +300,27 @@ def test_a_bad_file_used_by_several_rows_is_named_once_with_its_rows(tmp_path):
 def _folder_of(tmp_path, kinds, size=(13, 11)):
     """Image files of the given kinds, in that order: "ready" (an RGB JPEG of
     `size`), "png" (RGBA PNG of `size`), "big" (a larger JPEG), "gray" (a
-    one-channel JPEG of `size`), "cut" (a ready JPEG cut short), "missing"."""
+    one-channel JPEG of `size`), "cmyk" (a CMYK JPEG of `size`), "cut" (a
+    ready JPEG cut short after its header), "missing"."""
     rng = np.random.default_rng(7)
     paths = []
     for k, kind in enumerate(kinds):
         path = tmp_path / f"{k}_{kind}.{'png' if kind == 'png' else 'jpg'}"
         if kind in ("ready", "cut"):
             data = _encode(rng.integers(0, 256, (*size, 3)).astype("uint8"), "JPEG")
-            path.write_bytes(data if kind == "ready" else data[:len(data) // 2])
+            # "cut": the whole header, then only a few bytes of image data.
+            path.write_bytes(data if kind == "ready" else data[:data.index(b"\xff\xda") + 30])
         elif kind == "png":
             path.write_bytes(_encode(rng.integers(0, 256, (*size, 4)).astype("uint8")))
         elif kind == "big":
             path.write_bytes(_encode(rng.integers(0, 256, (40, 30, 3)).astype("uint8"), "JPEG"))
         elif kind == "gray":
             path.write_bytes(_encode(rng.integers(0, 256, size).astype("uint8"), "JPEG"))
+        elif kind == "cmyk":
+            buf = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (*size, 3)).astype("uint8")).convert(
+                "CMYK").save(buf, format="JPEG")
+            path.write_bytes(buf.getvalue())
         paths.append(str(path))
     return paths
 
@@ -335,11 +342,27 @@ def test_jpegs_of_the_model_size_are_checked_without_the_conversion(tmp_path):
             np.testing.assert_array_equal(image, tf.io.decode_jpeg(open(path, "rb").read()))
 
 
+def _count_quick_loads(monkeypatch):
+    from mmtl_tf.data import image
+
+    traced = []
+    real = image._load_ready_jpeg
+
+    def spy(path, image_size):
+        traced.append(image_size)
+        return real(path, image_size)
+
+    monkeypatch.setattr(image, "_load_ready_jpeg", spy)
+    return traced
+
+
 @pytest.mark.parametrize("first", ["ready", "png"])
-def test_files_the_quick_pass_leaves_are_converted_in_row_order(tmp_path, first):
+def test_files_the_quick_pass_leaves_are_converted_in_row_order(tmp_path, monkeypatch,
+                                                                  first):
     size = (13, 11)
-    kinds = [first, "big", "ready", "png", "cut", "gray", "missing", "ready"]
+    kinds = [first, "big", "ready", "png", "cut", "gray", "missing", "cmyk", "ready"]
     paths = _folder_of(tmp_path, kinds, size)
+    quick = _count_quick_loads(monkeypatch)
     rows = [f"captions.csv:{k + 2}" for k in range(len(paths))]
     with pytest.raises(mmtl_tf.DataError) as err:
         mmtl_tf.data.decoded_image_dataset(paths, size, locations=rows)
@@ -350,12 +373,35 @@ def test_files_the_quick_pass_leaves_are_converted_in_row_order(tmp_path, first)
     with pytest.warns(mmtl_tf.DataWarning, match="skipped 2 bad image files"):
         ds, kept = mmtl_tf.data.decoded_image_dataset(paths, size, on_error="skip",
                                                       locations=rows)
-    assert kept == [0, 1, 2, 3, 5, 7]
-    assert int(ds.cardinality()) == 6
+    # The quick pass ran only where the first file is a JPEG of the size.
+    assert bool(quick) == (first == "ready")
+    assert kept == [0, 1, 2, 3, 5, 7, 8]
+    assert int(ds.cardinality()) == 7
     for _ in range(2):
         got = [(int(i), image.numpy()) for i, image in ds]
-        assert [i for i, _ in got] == list(range(6))  # kept rows, renumbered
+        assert [i for i, _ in got] == list(range(7))  # kept rows, renumbered
         for (_, image), k in zip(got, kept):
             # Each as the eager preprocessing of the file alone gives it.
             expected = preprocess_image_bytes(tf.constant(open(paths[k], "rb").read()), size)
             np.testing.assert_array_equal(image, expected.numpy())
+
+
+def test_the_quick_pass_with_only_bad_files_left_or_none_good(tmp_path, monkeypatch):
+    size = (13, 11)
+    quick = _count_quick_loads(monkeypatch)
+    paths = _folder_of(tmp_path, ["ready", "cut", "ready", "missing"], size)
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 2 bad image files"):
+        ds, kept = mmtl_tf.data.decoded_image_dataset(paths, size, on_error="skip")
+    assert quick and kept == [0, 2] and int(ds.cardinality()) == 2
+    got = [(int(i), image.numpy()) for i, image in ds]
+    assert [i for i, _ in got] == [0, 1]
+    for (_, image), k in zip(got, kept):
+        np.testing.assert_array_equal(image, tf.io.decode_jpeg(open(paths[k], "rb").read()))
+    # A first file whose header is fine but whose data is cut: the quick
+    # pass runs, and nothing is left.
+    quick.clear()
+    (tmp_path / "cut").mkdir()
+    cut = _folder_of(tmp_path / "cut", ["cut", "cut"], size)
+    with pytest.raises(mmtl_tf.DataError, match=r"all 2 image files are bad"):
+        mmtl_tf.data.decoded_image_dataset(cut, size, on_error="skip")
+    assert quick
