@@ -297,6 +297,22 @@ def _one_pixel_jpeg():
         return tf.io.encode_jpeg(tf.zeros([1, 1, 3], tf.uint8)).numpy()
 
 
+# How many files' headers decide whether the checking pass tries the quick
+# load: the first, the last and others evenly spaced between.
+_READY_SAMPLE = 8
+
+
+def _looks_ready(paths, image_size):
+    """True when every sampled file of `paths` is a JPEG of `image_size`
+    (RGB): about 0.3 ms a file here."""
+    n = len(paths)
+    if not n:
+        return False
+    last = max(min(_READY_SAMPLE, n) - 1, 1)
+    picks = sorted({round(k * (n - 1) / last) for k in range(min(_READY_SAMPLE, n))})
+    return all(_is_ready_jpeg(str(paths[i]), image_size) for i in picks)
+
+
 def _is_ready_jpeg(path, image_size):
     """True when the file at `path` is a JPEG of `image_size` with three
     channels (by its header; False for anything unreadable)."""
@@ -362,12 +378,15 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
     captions) is decoded and kept once with the in-memory cache (see
     `checked_file_dataset`); a bad one is reported once with all its rows.
 
-    When the first file is a JPEG that already has `image_size` (RGB), the
+    When the first, the last and six other files evenly spaced between
+    (`_looks_ready`) are JPEGs that already have `image_size` (RGB), the
     checking pass first decodes, with a smaller graph, only the JPEGs of that
     size (`_load_ready_jpeg`); the other files, if any, are then loaded in a
     second pass with the full conversion. The pixels are the same either
-    way. (A folder whose first image has that size but most others not is
-    then built more slowly: those are read twice.) Without the conversion in its graph, the dataset of such a folder
+    way. (A folder where these have that size but many others not is then
+    built more slowly: those are read twice. With the first file alone
+    deciding, 1,620 JPEGs of 256×256 behind one of 224×224 took 1.96
+    against 1.61 s.) Without the conversion in its graph, the dataset of such a folder
     and each epoch's iterator are made faster: on 2 cores, for the 1,621
     224×224 JPEGs of `bench/bench_input_pipeline.py`, the build with the
     first epoch took 0.56–0.72 s against 0.69–0.92 s (medians of 7 builds
@@ -382,8 +401,7 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
 
     image_size = check_image_size(image_size)
     quick = None
-    if (not grayscale and validate and cache is True and len(paths)
-            and _is_ready_jpeg(str(paths[0]), image_size)):
+    if not grayscale and validate and cache is True and _looks_ready(paths, image_size):
         quick = lambda p: _load_ready_jpeg(p, image_size)  # noqa: E731
     return checked_file_dataset(
         paths, lambda p: _load_and_preprocess(p, image_size, crop, grayscale),

@@ -356,13 +356,32 @@ def _count_quick_loads(monkeypatch):
     return traced
 
 
+def _count_loaded_rows(monkeypatch):
+    """The number of rows of each pass's dataset (`file_dataset._loading`)."""
+    from mmtl_tf.data import file_dataset
+
+    counts = []
+    real = file_dataset._loading
+
+    def spy(rows, *args):
+        counts.append(len(rows))
+        return real(rows, *args)
+
+    monkeypatch.setattr(file_dataset, "_loading", spy)
+    return counts
+
+
 @pytest.mark.parametrize("first", ["ready", "png"])
 def test_files_the_quick_pass_leaves_are_converted_in_row_order(tmp_path, monkeypatch,
                                                                   first):
+    from mmtl_tf.data import image as image_module
+
     size = (13, 11)
     kinds = [first, "big", "ready", "png", "cut", "gray", "missing", "cmyk", "ready"]
     paths = _folder_of(tmp_path, kinds, size)
+    monkeypatch.setattr(image_module, "_READY_SAMPLE", 1)  # the first file decides
     quick = _count_quick_loads(monkeypatch)
+    passes = _count_loaded_rows(monkeypatch)
     rows = [f"captions.csv:{k + 2}" for k in range(len(paths))]
     with pytest.raises(mmtl_tf.DataError) as err:
         mmtl_tf.data.decoded_image_dataset(paths, size, locations=rows)
@@ -373,8 +392,10 @@ def test_files_the_quick_pass_leaves_are_converted_in_row_order(tmp_path, monkey
     with pytest.warns(mmtl_tf.DataWarning, match="skipped 2 bad image files"):
         ds, kept = mmtl_tf.data.decoded_image_dataset(paths, size, on_error="skip",
                                                       locations=rows)
-    # The quick pass ran only where the first file is a JPEG of the size.
+    # The quick pass ran only where the first file is a JPEG of the size,
+    # and then the second pass loaded the six rows it left.
     assert bool(quick) == (first == "ready")
+    assert passes[-2:] == [9, 6] if first == "ready" else passes[-1:] == [9]
     assert kept == [0, 1, 2, 3, 5, 7, 8]
     assert int(ds.cardinality()) == 7
     for _ in range(2):
@@ -387,7 +408,10 @@ def test_files_the_quick_pass_leaves_are_converted_in_row_order(tmp_path, monkey
 
 
 def test_the_quick_pass_with_only_bad_files_left_or_none_good(tmp_path, monkeypatch):
+    from mmtl_tf.data import image as image_module
+
     size = (13, 11)
+    monkeypatch.setattr(image_module, "_READY_SAMPLE", 1)  # the first file decides
     quick = _count_quick_loads(monkeypatch)
     paths = _folder_of(tmp_path, ["ready", "cut", "ready", "missing"], size)
     with pytest.warns(mmtl_tf.DataWarning, match="skipped 2 bad image files"):
@@ -405,3 +429,30 @@ def test_the_quick_pass_with_only_bad_files_left_or_none_good(tmp_path, monkeypa
     with pytest.raises(mmtl_tf.DataError, match=r"all 2 image files are bad"):
         mmtl_tf.data.decoded_image_dataset(cut, size, on_error="skip")
     assert quick
+
+
+def test_sampled_headers_decide_whether_the_quick_pass_is_tried(tmp_path, monkeypatch):
+    from mmtl_tf.data.image import _looks_ready
+
+    size = (13, 11)
+    kinds = ["ready"] * 20
+    paths = _folder_of(tmp_path, kinds, size)
+    assert _looks_ready(paths, size) and _looks_ready(paths[:1], size)
+    assert not _looks_ready([], size) and not _looks_ready(paths, (11, 13))
+    # Any sampled file that is not ready: the first, the last, one between.
+    for k in (0, 19, 8):
+        (tmp_path / str(k)).mkdir()
+        other = _folder_of(tmp_path / str(k), ["big"], size)
+        assert not _looks_ready(paths[:k] + other + paths[k + 1:], size)
+    # A folder where the first file is ready but most are not: one full pass.
+    (tmp_path / "mixed").mkdir()
+    mixed = _folder_of(tmp_path / "mixed", ["ready", "big", "png", "big", "ready"], size)
+    quick = _count_quick_loads(monkeypatch)
+    passes = _count_loaded_rows(monkeypatch)
+    ds, kept = mmtl_tf.data.decoded_image_dataset(mixed, size)
+    assert not quick and passes == [5] and kept == [0, 1, 2, 3, 4]
+    got = [(int(i), image.numpy()) for i, image in ds]
+    assert [i for i, _ in got] == kept
+    for (_, image), path in zip(got, mixed):
+        expected = preprocess_image_bytes(tf.constant(open(path, "rb").read()), size)
+        np.testing.assert_array_equal(image, expected.numpy())
