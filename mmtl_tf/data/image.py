@@ -378,9 +378,10 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
     captions) is decoded and kept once with the in-memory cache (see
     `checked_file_dataset`); a bad one is reported once with all its rows.
 
-    When the first, the last and six other files evenly spaced between
-    (`_looks_ready`) are JPEGs that already have `image_size` (RGB), the
-    checking pass first decodes, with a smaller graph, only the JPEGs of that
+    With `cache=True`, `validate`, not `grayscale` and no file used by two
+    rows: when the first, the last and six other files evenly spaced
+    between (`_looks_ready`) are JPEGs that already have `image_size`
+    (RGB), the checking pass first decodes, with a smaller graph, only the JPEGs of that
     size (`_load_ready_jpeg`); the other files, if any, are then loaded in a
     second pass with the full conversion. The pixels are the same either
     way. (A folder where these have that size but many others not is then

@@ -1,5 +1,6 @@
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -328,7 +329,8 @@ def _folder_of(tmp_path, kinds, size=(13, 11)):
 def test_jpegs_of_the_model_size_are_checked_without_the_conversion(tmp_path):
     from mmtl_tf.data.image import _converter
 
-    size = (17, 9)  # used by no other test: its conversion is traced here only
+    size = (17, 9)
+    _converter.cache_clear()  # a new conversion function, traced here only
     convert = _converter(size, True, False)
     ready = _folder_of(tmp_path, ["ready"] * 4, size)
     ds, kept = mmtl_tf.data.decoded_image_dataset(ready, size)
@@ -339,7 +341,7 @@ def test_jpegs_of_the_model_size_are_checked_without_the_conversion(tmp_path):
         got = [(int(i), image.numpy()) for i, image in ds]
         assert [i for i, _ in got] == kept
         for (_, image), path in zip(got, ready):
-            np.testing.assert_array_equal(image, tf.io.decode_jpeg(open(path, "rb").read()))
+            np.testing.assert_array_equal(image, tf.io.decode_jpeg(Path(path).read_bytes()))
 
 
 def _count_quick_loads(monkeypatch):
@@ -395,7 +397,10 @@ def test_files_the_quick_pass_leaves_are_converted_in_row_order(tmp_path, monkey
     # The quick pass ran only where the first file is a JPEG of the size,
     # and then the second pass loaded the six rows it left.
     assert bool(quick) == (first == "ready")
-    assert passes[-2:] == [9, 6] if first == "ready" else passes[-1:] == [9]
+    if first == "ready":
+        assert passes[-2:] == [9, 6]
+    else:
+        assert passes[-1:] == [9]
     assert kept == [0, 1, 2, 3, 5, 7, 8]
     assert int(ds.cardinality()) == 7
     for _ in range(2):
@@ -403,7 +408,7 @@ def test_files_the_quick_pass_leaves_are_converted_in_row_order(tmp_path, monkey
         assert [i for i, _ in got] == list(range(7))  # kept rows, renumbered
         for (_, image), k in zip(got, kept):
             # Each as the eager preprocessing of the file alone gives it.
-            expected = preprocess_image_bytes(tf.constant(open(paths[k], "rb").read()), size)
+            expected = preprocess_image_bytes(tf.constant(Path(paths[k]).read_bytes()), size)
             np.testing.assert_array_equal(image, expected.numpy())
 
 
@@ -420,7 +425,7 @@ def test_the_quick_pass_with_only_bad_files_left_or_none_good(tmp_path, monkeypa
     got = [(int(i), image.numpy()) for i, image in ds]
     assert [i for i, _ in got] == [0, 1]
     for (_, image), k in zip(got, kept):
-        np.testing.assert_array_equal(image, tf.io.decode_jpeg(open(paths[k], "rb").read()))
+        np.testing.assert_array_equal(image, tf.io.decode_jpeg(Path(paths[k]).read_bytes()))
     # A first file whose header is fine but whose data is cut: the quick
     # pass runs, and nothing is left.
     quick.clear()
@@ -439,7 +444,11 @@ def test_sampled_headers_decide_whether_the_quick_pass_is_tried(tmp_path, monkey
     paths = _folder_of(tmp_path, kinds, size)
     assert _looks_ready(paths, size) and _looks_ready(paths[:1], size)
     assert not _looks_ready([], size) and not _looks_ready(paths, (11, 13))
-    # Any sampled file that is not ready: the first, the last, one between.
+    # Only sampled files count (20 files: 0, 3, 5, 8, 11, 14, 16, 19)...
+    (tmp_path / "1").mkdir()
+    unsampled = _folder_of(tmp_path / "1", ["big"], size)
+    assert _looks_ready(paths[:1] + unsampled + paths[2:], size)
+    # ... and any of them that is not ready: the first, the last, one between.
     for k in (0, 19, 8):
         (tmp_path / str(k)).mkdir()
         other = _folder_of(tmp_path / str(k), ["big"], size)
@@ -454,5 +463,5 @@ def test_sampled_headers_decide_whether_the_quick_pass_is_tried(tmp_path, monkey
     got = [(int(i), image.numpy()) for i, image in ds]
     assert [i for i, _ in got] == kept
     for (_, image), path in zip(got, mixed):
-        expected = preprocess_image_bytes(tf.constant(open(path, "rb").read()), size)
+        expected = preprocess_image_bytes(tf.constant(Path(path).read_bytes()), size)
         np.testing.assert_array_equal(image, expected.numpy())
