@@ -84,11 +84,9 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
         if shared is not None:
             return shared
     quick = quick_load is not None and validate and cache is True
-    if quick:
-        ds = _loading(np.arange(n), paths, tf.autograph.experimental.do_not_convert(
-            lambda i, p: (i, quick_load(p))), True, cache)
-    else:
-        ds = _loading(np.arange(n), paths, indexed, validate or on_error == "skip", cache)
+    first = tf.autograph.experimental.do_not_convert(
+        lambda i, p: (i, quick_load(p))) if quick else indexed
+    ds = _loading(np.arange(n), paths, first, validate or on_error == "skip", cache)
     kept = list(range(n))
     if validate:
         seen = _checking_pass(ds, cache)

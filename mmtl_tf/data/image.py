@@ -381,18 +381,19 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
     With `cache=True`, `validate`, not `grayscale` and no file used by two
     rows: when the first, the last and six other files evenly spaced
     between (`_looks_ready`) are JPEGs that already have `image_size`
-    (RGB), the checking pass first decodes, with a smaller graph, only the JPEGs of that
-    size (`_load_ready_jpeg`); the other files, if any, are then loaded in a
-    second pass with the full conversion. The pixels are the same either
-    way. (A folder where these have that size but many others not is then
-    built more slowly: those are read twice. With the first file alone
-    deciding, 1,620 JPEGs of 256×256 behind one of 224×224 took 1.96
-    against 1.61 s.) Without the conversion in its graph, the dataset of such a folder
-    and each epoch's iterator are made faster: on 2 cores, for the 1,621
-    224×224 JPEGs of `bench/bench_input_pipeline.py`, the build with the
-    first epoch took 0.56–0.72 s against 0.69–0.92 s (medians of 7 builds
-    in each of four processes, alternated) and 0.79–1.02 s against
-    1.14–1.31 s as the first build in a process.
+    (RGB), the checking pass first decodes, with a smaller graph, only the
+    JPEGs of that size (`_load_ready_jpeg`); the other files, if any, are
+    then loaded in a second pass with the full conversion. The pixels are
+    the same either way. (A folder where these have that size but many
+    others not is then built more slowly: those are read twice. With the
+    first file alone deciding, 1,620 JPEGs of 256×256 behind one of
+    224×224 took 1.96 against 1.61 s.) Without the conversion in its graph,
+    the dataset of such a folder and each epoch's iterator are made faster:
+    on 2 cores, for the 1,621 224×224 JPEGs of
+    `bench/bench_input_pipeline.py`, the build with the first epoch took
+    0.56–0.72 s against 0.69–0.92 s (medians of 7 builds in each of four
+    processes, alternated) and 0.79–1.02 s against 1.14–1.31 s as the first
+    build in a process.
 
     Returns:
         (dataset of (index int32, image uint8), list of the kept indices into
