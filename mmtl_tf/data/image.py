@@ -273,18 +273,24 @@ def _load_ready_jpeg(path, image_size):
     50 ms for each iterator on 2 cores, even where no image needs it).
     """
     image_bytes = tf.io.read_file(path)
+    # Any other file: empty bytes, which fail to decode (stateless, unlike
+    # an Assert, and silent). Whatever decodes to (height, width, 3) here is
+    # what `_load_and_preprocess` returns unchanged.
+    image_bytes = tf.where(_is_ready_header(image_bytes, image_size), image_bytes, "")
+    image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
+    return tf.ensure_shape(image, [image_size[0], image_size[1], 3])
+
+
+def _is_ready_header(image_bytes, image_size):
+    """bool tensor: the encoded `image_bytes` are a JPEG of `image_size`
+    with three channels, by its header (in a graph or eagerly; fails for a
+    JPEG whose header is damaged)."""
     # The header of another format would make libjpeg print an error: a
     # one-pixel JPEG's is read instead.
     is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, 3), _JPEG_MAGIC)
     shape = tf.io.extract_jpeg_shape(tf.where(is_jpeg, image_bytes, _one_pixel_jpeg()))
-    ready = tf.logical_and(
+    return tf.logical_and(
         is_jpeg, tf.reduce_all(tf.equal(shape, [image_size[0], image_size[1], 3])))
-    # Any other file: empty bytes, which fail to decode (stateless, unlike
-    # an Assert, and silent). Whatever decodes to (height, width, 3) here is
-    # what `_load_and_preprocess` returns unchanged.
-    image_bytes = tf.where(ready, image_bytes, "")
-    image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
-    return tf.ensure_shape(image, [image_size[0], image_size[1], 3])
 
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -319,15 +325,10 @@ def _is_ready_jpeg(path, image_size):
     try:
         with tf.io.gfile.GFile(path, "rb") as f:  # as `tf.io.read_file` reads it
             content = f.read()
+        # The quick load's own test, run eagerly.
+        return bool(_is_ready_header(tf.constant(content), image_size))
     except (OSError, tf.errors.OpError):
         return False
-    if not content.startswith(_JPEG_MAGIC):
-        return False
-    try:
-        shape = tf.io.extract_jpeg_shape(content).numpy().tolist()
-    except tf.errors.OpError:
-        return False
-    return shape == [image_size[0], image_size[1], 3]
 
 
 def _describe_failure(path, image_size, crop, grayscale):
