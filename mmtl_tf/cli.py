@@ -26,7 +26,7 @@ import warnings
 from mmtl_tf import __version__
 from mmtl_tf.errors import (DataError, DataWarning, DownloadError, KeptFilesWarning,
                             RunReplacedWarning, collect_problems)
-from mmtl_tf.files import check_can_create_folders, missing_parent
+from mmtl_tf.files import check_can_create_folders, entries, missing_parent
 from mmtl_tf.tasks import (CACHE_SETTING, RUNTIME_SETTINGS, TASKS, names, option_settings,
                            settings)
 
@@ -448,7 +448,7 @@ def _check_quickstart_out(out, chosen, cache=None):
     elif os.path.lexists(summary) and not _is_quickstart_summary(summary):
         problems.append(f"{summary}: exists and is not a quickstart summary, which the "
                         f"quickstart rewrites; choose {choose}, a new or empty one")
-    elif os.path.isdir(out) and os.listdir(out) and not os.path.lexists(summary):
+    elif os.path.isdir(out) and entries(out) and not os.path.lexists(summary):
         replaced = [os.path.join(out, name) for name in chosen
                     if os.path.lexists(os.path.join(out, name))]
         if replaced:

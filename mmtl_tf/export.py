@@ -24,8 +24,10 @@ def check_export_path(path):
     """Raises a `ValueError` unless `path` may be replaced by a SavedModel: it
     must be new, an empty folder or a SavedModel (holds saved_model.pb) with
     nothing but what an export writes (`mmtl_tf.files.SAVED_MODEL_ENTRIES`,
-    and `tokens_only/` of `export_text_classifier`); a file or folder of your
-    own in it (e.g. TensorFlow Serving's `assets.extra/`) would be deleted.
+    and `tokens_only/` of `export_text_classifier`), files that file managers
+    write (`.DS_Store`, ...: `mmtl_tf.files.entries`) aside; a file or folder
+    of your own in it (e.g. TensorFlow Serving's `assets.extra/`) would be
+    deleted.
     A folder this process may not change is refused too."""
     check_replaceable(path, "saved_model.pb", "SavedModel", own=SAVED_MODEL_ENTRIES,
                       nested=nested_saved_model, option="another --saved-model folder")

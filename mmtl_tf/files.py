@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import sys
 import warnings
 
@@ -547,13 +548,39 @@ NESTED_SAVED_MODELS = ("tokens_only",)
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-[0-9a-f]{8}(?:\.[A-Za-z0-9]+)?$")
 
 
+# What file managers write into the folders they show: Finder's `.DS_Store`
+# (and `._NAME` files beside NAME on volumes without Mac metadata), Windows
+# Explorer's `Thumbs.db` and `desktop.ini`, KDE's `.directory`. A run folder
+# or export looked at in one is still only what mmtl_tf wrote, and a folder
+# made in Finder is still empty.
+_FILE_MANAGER_FILES = frozenset({".ds_store", "thumbs.db", "desktop.ini", ".directory"})
+
+
+def _is_file_manager_file(folder, name):
+    """Whether `name` in `folder` is a plain file of a file manager's."""
+    if name.lower() not in _FILE_MANAGER_FILES and not name.startswith("._"):
+        return False
+    try:
+        return stat.S_ISREG(os.lstat(os.path.join(folder, name)).st_mode)
+    except OSError:
+        return False
+
+
+def entries(folder):
+    """`os.listdir(folder)` without the files that file managers write
+    (`.DS_Store`, `Thumbs.db`, ...): the folder's content as the user sees it,
+    for deciding whether it is empty or only what mmtl_tf wrote."""
+    return [name for name in os.listdir(folder) if not _is_file_manager_file(folder, name)]
+
+
 def foreign_entries(folder, own, nested=None):
     """The names in `folder` (sorted) that are none of `own`, no leftover of an
     atomic write killed before it could clean up (`.NAME.tmp-…`, `.NAME.old-…`,
-    e.g. of an export into a sub-folder), and no sub-folder for which
-    `nested(sub_folder_path)` is true."""
+    e.g. of an export into a sub-folder), no file of a file manager's
+    (`entries`) and no sub-folder for which `nested(sub_folder_path)` is
+    true."""
     found = []
-    for name in sorted(os.listdir(folder)):
+    for name in sorted(entries(folder)):
         if name in own or _LEFTOVER.match(name):
             continue
         if nested is not None and nested(os.path.join(folder, name)):
@@ -687,7 +714,8 @@ def _listed(names, count=5, noun=""):
 def check_replaceable(path, marker, what, own=(), nested=None, check_marker=None,
                       option="a new folder"):
     """Raises a `ValueError` unless `atomic_directory` may replace `path`
-    without destroying anything else: `path` must be new, an empty folder, or
+    without destroying anything else: `path` must be new, an empty folder
+    (files that file managers write, such as `.DS_Store`, aside), or
     a `what` written earlier: a folder holding `marker` (e.g. "run.json" of a
     run folder) for which `check_marker(marker_path)` returns no reason to
     refuse (a str), and nothing but `marker`, the entries `own` (the names a
@@ -718,7 +746,7 @@ def check_replaceable(path, marker, what, own=(), nested=None, check_marker=None
     if not os.path.isdir(path) or os.path.islink(path):
         raise ValueError(f"{path}: exists and is not a folder; choose {option} for "
                          f"the {what}.")
-    if os.listdir(path):
+    if entries(path):
         marker_path = os.path.join(path, marker)
         reason = f"no {marker}" if not os.path.isfile(marker_path) else \
             check_marker(marker_path) if check_marker is not None else None

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from mmtl_tf.files import (SAVED_MODEL_ENTRIES, atomic_directory, atomic_file, cache_dir,
-                           cache_root, check_replaceable, nested_saved_model)
+                           cache_root, check_replaceable, foreign_entries, is_saved_model,
+                           nested_saved_model)
 
 
 def _mode(path):
@@ -196,6 +197,32 @@ def test_a_saved_model_with_files_of_your_own_is_refused(tmp_path):
                                              "which no SavedModel writes; .* move them out"):
             check_replaceable(str(sm), "saved_model.pb", "SavedModel", **own)
         (sm / extra).unlink()
+
+
+def test_file_manager_files_do_not_make_a_folder_yours(tmp_path):
+    # .DS_Store (Finder), Thumbs.db and desktop.ini (Windows Explorer),
+    # .directory (KDE) and ._NAME (Finder on other volumes) are written by file
+    # managers into folders they show; names in any case (Windows).
+    sm = tmp_path / "sm"
+    (sm / "variables").mkdir(parents=True)
+    for name in ("saved_model.pb", "variables/.DS_Store", ".DS_Store", "._saved_model.pb",
+                 "THUMBS.DB", "desktop.ini", ".directory"):
+        (sm / name).write_bytes(b"")
+    assert is_saved_model(str(sm))
+    check_replaceable(str(sm), "saved_model.pb", "SavedModel", own=SAVED_MODEL_ENTRIES,
+                      nested=nested_saved_model)
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / ".DS_Store").write_bytes(b"")
+    check_replaceable(str(only), "saved_model.pb", "SavedModel")  # an empty folder
+    # A file manager's name on a link or a folder is not a file manager's file.
+    os.symlink(tmp_path / "elsewhere", only / "Thumbs.db")
+    with pytest.raises(ValueError, match="is not a SavedModel"):
+        check_replaceable(str(only), "saved_model.pb", "SavedModel")
+    (sm / "desktop.ini").unlink()
+    (sm / "desktop.ini").mkdir()
+    assert not is_saved_model(str(sm))
+    assert foreign_entries(str(sm), SAVED_MODEL_ENTRIES) == ["desktop.ini"]
 
 
 def test_a_folder_that_may_not_be_changed_is_refused_up_front(tmp_path, monkeypatch):

@@ -228,7 +228,8 @@ def test_a_folder_or_file_of_your_own_is_refused(tmp_path, monkeypatch, capsys, 
     assert (sorted(os.listdir(out)) == ["thesis.tex"]) if own == "a folder" else out.is_file()
 
 
-@pytest.mark.parametrize("leftover", ["earlier quickstart", "interrupted", "empty", "new"])
+@pytest.mark.parametrize("leftover", ["earlier quickstart", "interrupted", "empty", "new",
+                                      "made in Finder"])
 def test_a_quickstart_folder_new_or_empty_is_accepted(tmp_path, monkeypatch, leftover):
     out = tmp_path / "QS"
     if leftover == "earlier quickstart":
@@ -240,6 +241,9 @@ def test_a_quickstart_folder_new_or_empty_is_accepted(tmp_path, monkeypatch, lef
         assert _summary(out)["not_run"] == ["fusion", "siamese"]  # written before the first
     elif leftover == "empty":
         out.mkdir()
+    elif leftover == "made in Finder":  # was "exists, is not empty and is not a quickstart folder"
+        out.mkdir()
+        (out / ".DS_Store").write_bytes(b"Bud1")
     calls = _fake_tasks(monkeypatch)
     assert cli.main(["quickstart", "--out", str(out), "--tasks", "fusion,siamese",
                      "--size", "tiny"]) == 0

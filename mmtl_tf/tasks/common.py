@@ -22,7 +22,7 @@ from mmtl_tf.data.sources import SPLITS, unsplit_rows_in
 from mmtl_tf.errors import (DataError, RunReplacedWarning, check_on_error, collect_problems,
                             raise_collected_problems)
 from mmtl_tf.files import (_new_locked_folder, atomic_directory, check_can_create_folders,
-                           check_replaceable, is_saved_model, keep_added, missing_parent,
+                           check_replaceable, entries, is_saved_model, keep_added, missing_parent,
                            missing_top, remove_dead_folders, remove_empty_folders, swap_lock)
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.saving import global_dtype_policy
@@ -378,7 +378,7 @@ def _exported(path):
         return True
     if not os.path.isdir(path) or os.path.islink(path):
         return False
-    names = os.listdir(path)
+    names = entries(path)
     return bool(names) and all(is_saved_model(os.path.join(path, n)) for n in names)
 
 

@@ -182,6 +182,45 @@ def test_files_added_to_the_run_folder_while_training_are_kept(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(["run", kept.name])
 
 
+def test_file_manager_files_neither_block_retraining_nor_are_kept(tmp_path):
+    # Finder writes .DS_Store into every folder it shows (and ._NAME files on
+    # volumes without Mac metadata), Windows Explorer Thumbs.db and
+    # desktop.ini: a run folder looked at in one was refused by the next
+    # `train --out` as holding files of your own, a folder made in Finder was
+    # "not empty", and one looked at while training ran was kept whole in
+    # RUN.replaced-… with a KeptFilesWarning.
+    made = tmp_path / "made_in_finder"
+    made.mkdir()
+    (made / ".DS_Store").write_bytes(b"Bud1")
+    assert _train_with_id()({"value": 1}, str(made)) == 1
+    run = tmp_path / "run"
+    _train_with_id()({"value": 1}, str(run))
+    for name in (".DS_Store", "._run.json", "Thumbs.db", "desktop.ini"):
+        (run / name).write_bytes(b"Bud1")
+    (run / "serving" / "1").mkdir(parents=True)
+    for name in ("serving/1/saved_model.pb", "serving/.DS_Store", "serving/1/.DS_Store"):
+        (run / name).write_bytes(b"")
+
+    def look_in_finder():
+        (run / "serving" / "._1").write_bytes(b"Bud1")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _train_with_id(look_in_finder)({"value": 2}, str(run))
+    assert sorted(os.listdir(run)) == ["run.json"]
+    assert sorted(os.listdir(tmp_path)) == ["made_in_finder", "run"]
+    # Only files of those names: a folder called .DS_Store is yours.
+    (run / ".DS_Store").mkdir()
+    with pytest.raises(ValueError, match=r"run: holds \.DS_Store, which no run folder writes"):
+        _train_with_id()({"value": 3}, str(run))
+    # And beside a file of your own, they are not named.
+    (run / ".DS_Store").rmdir()
+    (run / ".DS_Store").write_bytes(b"Bud1")
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"run: holds notes.txt, which no run folder writes"):
+        _train_with_id()({"value": 3}, str(run))
+
+
 def test_a_run_folder_made_or_replaced_while_training_is_kept(tmp_path):
     # A folder of your own made at RUN_DIR (absent at the start), or a file
     # put in its place, is not deleted either; an empty folder and exports
