@@ -24,7 +24,9 @@ Sources:
   `captions.jsonl`, `captions.csv`, or one file per split; names in any
   case), or laid out as one sub-folder per class (`root/<class>/*.jpg`, images
   in deeper sub-folders belong to the class; optionally below `root/train/`,
-  `root/validation/`, `root/test/`).
+  `root/validation/`, `root/test/`). Hidden files and folders (`._NAME.jpg`
+  beside each image of a folder copied from a Mac, `.ipynb_checkpoints/`) and
+  `__MACOSX/` are not read.
 * **TFDS** (`load_tfds_image_dataset`): `tf_flowers`, `cats_vs_dogs`,
   `voc/2007` — for users with internet; the examples go through the same
   target and image functions (`tfds_targets`, `multi_hot`, `largest_object`).
@@ -196,8 +198,17 @@ def _labels_field(row):
     return (labels, None) if labels else (None, "empty label")
 
 
+def _is_data(name):
+    """Whether an entry of a class-folder tree may hold data: not hidden
+    (`.ipynb_checkpoints`, `.git`, and the `._NAME` AppleDouble file that
+    macOS writes beside each file on volumes without Mac metadata) and not
+    the `__MACOSX` folder of a zip made by Finder, which holds those."""
+    return not name.startswith(".") and name != "__MACOSX"
+
+
 def _image_files(folder):
-    """The image files below `folder`, at any depth, in sorted order.
+    """The image files below `folder`, at any depth, in sorted order, hidden
+    files and folders left out (`_is_data`).
 
     Links to directories are followed, but each directory is walked once: a
     `latest -> .` link inside a class folder made a loop that `os.walk`
@@ -208,19 +219,20 @@ def _image_files(folder):
     found, walked = [], {file_identity(folder)}
     for base, dirs, files in os.walk(folder, followlinks=True):
         kept = []
-        for name in sorted(dirs):
+        for name in sorted(filter(_is_data, dirs)):
             key = file_identity(os.path.join(base, name))
             if key not in walked:
                 walked.add(key)
                 kept.append(name)
         dirs[:] = kept
         found += [os.path.join(base, f) for f in sorted(files)
-                  if f.lower().endswith(IMAGE_EXTENSIONS)]
+                  if f.lower().endswith(IMAGE_EXTENSIONS) and _is_data(f)]
     return found
 
 
 def _subfolders(folder):
-    return sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+    return sorted(d for d in os.listdir(folder)
+                  if _is_data(d) and os.path.isdir(os.path.join(folder, d)))
 
 
 def _class_folder_rows(folder):
@@ -246,7 +258,7 @@ def _class_folder_rows(folder):
     layout = [(s, os.path.join(folder, d)) for d, s in split_dirs.items()] or [(None, folder)]
     rows, loose = [], []
     for split, base in layout:
-        loose += [os.path.join(base, n) for n in sorted(os.listdir(base))
+        loose += [os.path.join(base, n) for n in sorted(filter(_is_data, os.listdir(base)))
                   if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(base, n))]
         for label in _subfolders(base):
             rows += [{"path": path, "labels": [class_name(label)], "box": None, "split": split,
@@ -259,8 +271,8 @@ def _class_folder_rows(folder):
                if loose else "."))
     classes = sorted({row["labels"][0] for row in rows})
     if len(classes) < 2:
-        others = sorted(n for n in os.listdir(folder) if n.lower().endswith((".csv", ".jsonl",
-                                                                             ".json")))
+        others = sorted(n for n in filter(_is_data, os.listdir(folder))
+                        if n.lower().endswith((".csv", ".jsonl", ".json")))
         raise DataError(
             f"{folder}: read as class folders, but only one holds images ({classes[0]!r}); "
             "a classifier needs two or more classes."

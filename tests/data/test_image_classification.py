@@ -1,5 +1,6 @@
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -191,6 +192,33 @@ def test_class_folders_include_nested_images_and_warn_about_loose_ones(tmp_path)
         records = load_image_label_records(str(tmp_path), "train")
     assert records.class_names == ["Flags", "Food"]
     assert sorted(label for [label] in records.labels) == ["Flags"] * 4 + ["Food"] * 4
+
+
+def test_class_folders_leave_out_hidden_files_and_macos_metadata(tmp_path):
+    # A folder copied from a Mac to a USB stick or a network share gets a
+    # "._NAME" (AppleDouble) file beside every image, and a zip made by Finder
+    # holds them under __MACOSX/: they were read as images ("cannot decode"
+    # for each, or a class "__MACOSX"). Hidden folders (.ipynb_checkpoints,
+    # .git) and hidden files are not data either.
+    _copy_images(tmp_path, [f"Flags/{i}.png" for i in range(4)]
+                 + [f"Food/{i}.png" for i in range(4, 8)]
+                 + [".ipynb_checkpoints/2.png", "Food/.cache/9.png", "Flags/.0.png"])
+    apple_double = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(60)
+    for relative in ["Flags/._0.png", "Food/._4.png", "__MACOSX/Flags/._0.png",
+                     "__MACOSX/Food/._4.png", "._stray.png"]:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(apple_double)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "left out 1 image file" for ._stray.png
+        with unsplit_rows_in("train"):
+            records = load_image_label_records(str(tmp_path), "train")
+            ds = make_image_classification_dataset(str(tmp_path), "train",
+                                                   image_size=(16, 16), batch_size=8)
+    assert records.class_names == ["Flags", "Food"]
+    assert sorted(os.path.relpath(p, tmp_path) for p in records.paths) == sorted(
+        [f"Flags/{i}.png" for i in range(4)] + [f"Food/{i}.png" for i in range(4, 8)])
+    images, labels = next(iter(ds))
+    assert images.shape == (8, 16, 16, 3) and sorted(labels.numpy()) == [0] * 4 + [1] * 4
 
 
 def test_class_folder_names_and_labels_are_compared_in_one_unicode_form(tmp_path):
