@@ -47,7 +47,7 @@ import tensorflow as tf
 from mmtl_tf.data.image import augment_image, decoded_image_dataset, resize_and_crop
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
                                   _read_rows, check_columns, class_name, empty_split_error,
-                                  find_file, label_field, per_split_files,
+                                  find_file, label_field, per_split_files, row_path,
                                   sorted_class_names, split_field, text_field,
                                   warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
@@ -175,7 +175,7 @@ def read_labels_file(path, need_box=False, on_error="raise"):
             except ValueError as e:
                 problems.append((loc, str(e)))
                 continue
-        rows.append({"path": os.path.join(root, image), "labels": labels, "box": box,
+        rows.append({"path": row_path(root, image), "labels": labels, "box": box,
                      "split": split, "row": loc})
     if first and not problems:
         raise DataError(f"{path}: the labels file has no rows.")

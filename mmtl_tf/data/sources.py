@@ -301,6 +301,19 @@ def sorted_class_names(labels):
     return sorted(names)
 
 
+def row_path(root, value):
+    """The file that a captions or labels file's row names: `value` relative
+    to `root`, the file's folder (or absolute). Where "/" separates folders,
+    a path written on Windows (`images\\cat.jpg`) names `images/cat.jpg`
+    unless a file is named as written (one file stat per such row)."""
+    path = os.path.join(root, value)
+    if os.sep == "/" and "\\" in value and not os.path.lexists(path):
+        posix = os.path.join(root, value.replace("\\", "/"))
+        if os.path.lexists(posix):
+            return posix
+    return path
+
+
 def read_captions_file(path, require_label=True, on_error="raise"):
     """Reads a captions file into a list of dicts with path/caption/label/split.
 
@@ -332,7 +345,7 @@ def read_captions_file(path, require_label=True, on_error="raise"):
         if why:
             problems.append((loc, why))
             continue
-        rows.append({"path": os.path.join(root, image), "caption": caption, "label": label,
+        rows.append({"path": row_path(root, image), "caption": caption, "label": label,
                      "split": split, "row": loc})
     if first and not problems:
         raise DataError(f"{path}: the captions file has no rows.")

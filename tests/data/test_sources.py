@@ -259,3 +259,38 @@ def test_hash_split_key_is_the_path_relative_to_the_captions_file(tmp_path):
     by_folder = {d: {os.path.basename(p) for p in test if os.sep + d + os.sep in p}
                  for d in "abc"}
     assert len({frozenset(v) for v in by_folder.values()}) == 3
+
+
+@pytest.mark.skipif(os.sep != "/", reason="backslash is the separator here")
+@pytest.mark.parametrize("kind", ["captions", "labels"])
+def test_paths_written_on_windows_name_the_same_files(tmp_path, kind):
+    # A captions or labels file made on Windows (`images\cat 1.png`), read on
+    # Linux or Colab: every row was "file not found".
+    from mmtl_tf.data.image_classification import load_image_label_records
+
+    (tmp_path / "images" / "sub").mkdir(parents=True)
+    names = [f"images/sub/{i} x.png" for i in range(20)]
+    for i, name in enumerate(names):
+        _image(tmp_path / name, i)
+
+    def write(folder, separator):
+        folder.mkdir()
+        (folder / f"{kind}.csv").write_text("path,caption,label\n" + "".join(
+            f"{os.path.relpath(tmp_path / n, folder).replace('/', separator)},c {i},{'ab'[i % 2]}\n"
+            for i, n in enumerate(names)))
+        return folder
+
+    load = load_image_text_records if kind == "captions" else load_image_label_records
+    windows, posix = write(tmp_path / "win", "\\"), write(tmp_path / "posix", "/")
+    for split in ("train", "validation", "test"):
+        try:
+            expected = load(str(posix), split).paths
+        except mmtl_tf.DataError:  # too few rows for this split
+            continue
+        got = load(str(windows), split).paths
+        assert [os.path.realpath(p) for p in got] == [os.path.realpath(p) for p in expected]
+    # A file named with backslashes here is that file.
+    _image(windows / "..\\images\\sub\\0 x.png", 99)
+    rows = read_captions_file(str(windows / f"{kind}.csv"))
+    assert rows[0]["path"] == str(windows / "..\\images\\sub\\0 x.png")
+    assert rows[1]["path"] == str(windows / "../images/sub/1 x.png")
