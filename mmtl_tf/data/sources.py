@@ -1,9 +1,11 @@
 """Where image-caption data comes from: captions files in a folder, the bundled
 default sample, and TFDS names (for users with internet).
 
-A captions file is CSV (with a header) or JSON Lines, one row per image, with the
-columns `path` (relative to the file's folder, or absolute), `caption` and,
-for classification, `label`. An optional `split` column assigns rows to
+A captions file is CSV (with a header; separated by commas, semicolons or
+tabs) or JSON Lines, one row per image, with the columns (names in any case)
+`path` (relative to the file's folder, or absolute; `\\` separators of a
+file written on Windows work too: `row_path`), `caption` and, for
+classification, `label`. An optional `split` column assigns rows to
 `train` / `validation` / `test`. A folder may instead hold one file per split
 (`train.jsonl`, `validation.csv`, ...). Without either, rows are split
 80 / 10 / 10 by a hash of their path (relative to the file's folder) and a
@@ -180,7 +182,11 @@ def jsonl_rows(path, raw, problems=None):
         if not isinstance(row, dict):
             _problem(problems, loc, "expected a JSON object per line")
             continue
-        yield n, row
+        keys, why = _column_names(list(row), "keys")
+        if why:
+            _problem(problems, loc, why)
+            continue
+        yield n, dict(zip(keys, row.values()))
 
 
 def _is_json_array(raw):
@@ -199,9 +205,46 @@ def _decode_utf8(path, raw):
         raise DataError(f"{path}:{line}: not valid UTF-8 (byte offset {e.start}).") from e
 
 
+def _column_names(names, what="columns"):
+    """`(names stripped and in lower case, None)`: column names match in any
+    case, spaces around them ignored (`Path`, ` caption`); or `(None,
+    problem)` when two names then read the same (empty names aside: the
+    unnamed columns of a spreadsheet's trailing separators)."""
+    keys, first = [], {}
+    for name in names:
+        key = name.strip().lower() if isinstance(name, str) else name
+        if key and key in first:
+            other = first[key]
+            return None, (f"{what} {other!r} and {name!r} "
+                          + ("differ only in case or spaces" if other != name else
+                             "are the same") + "; rename one")
+        first.setdefault(key, name)
+        keys.append(key)
+    return keys, None
+
+
+# The separators of a CSV file: a spreadsheet where "," is the decimal mark
+# (Excel in much of Europe) writes ";", and a tab-separated file may be
+# saved as .csv. Told from the header line (no column name holds one).
+_SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs"}
+
+
+def _csv_separator(text):
+    """The separator of a CSV file's `text`: "," if its first non-blank line
+    holds one, else the more frequent of ";" and tab there (else ",")."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    if "," in header:
+        return ","
+    count, separator = max((header.count(c), c) for c in ";\t")
+    return separator if count else ","
+
+
 def csv_rows(path, raw, problems=None):
     """Yields (line_number, dict) of a CSV file's bytes (with a header row).
 
+    Values are separated by commas, or by semicolons or tabs when the header
+    line holds no comma (`_csv_separator`); column names match in any case
+    (`_column_names`: two that differ only in case raise a `DataError`).
     A row with more fields than the header (typically an unquoted comma inside
     a caption, which would shift the columns) goes to `problems` (raises if
     None). Missing trailing fields read as empty. A file that is not UTF-8
@@ -211,7 +254,9 @@ def csv_rows(path, raw, problems=None):
     # a long text passes), and strict quoting: an unbalanced quote otherwise
     # swallowed every following row into one field, silently.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    reader = csv.reader(io.StringIO(_decode_utf8(path, raw), newline=""), strict=True)
+    text = _decode_utf8(path, raw)
+    separator = _csv_separator(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, strict=True)
     header, end = None, 0
     while True:
         try:
@@ -226,12 +271,14 @@ def csv_rows(path, raw, problems=None):
         if not fields:
             continue
         if header is None:
-            header = fields
+            header, why = _column_names(fields)
+            if why:
+                raise DataError(f"{path}:{start}: {why}.")
             continue
         if len(fields) > len(header):
             _problem(problems, f"{path}:{start}",
                      f"{len(fields)} fields but the header has {len(header)} "
-                     "(quote values that contain commas)")
+                     f"(quote values that contain {_SEPARATORS[separator]})")
             continue
         # A row is named by the line it starts on; missing trailing fields are None.
         yield start, dict(zip(header, fields + [None] * (len(header) - len(fields))))

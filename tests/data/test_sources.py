@@ -294,3 +294,47 @@ def test_paths_written_on_windows_name_the_same_files(tmp_path, kind):
     rows = read_captions_file(str(windows / f"{kind}.csv"))
     assert rows[0]["path"] == str(windows / "..\\images\\sub\\0 x.png")
     assert rows[1]["path"] == str(windows / "../images/sub/1 x.png")
+
+
+@pytest.mark.parametrize("header, separator", [
+    ("path,caption,label,split", ","),
+    ("path;caption;label;split", ";"),          # Excel's CSV where "," is the decimal mark
+    ("path\tcaption\tlabel\tsplit", "\t"),      # tab-separated, saved as .csv
+    ("Path, Caption ,LABEL,Split", ","),        # column names in any case, spaces around
+])
+def test_csv_separator_and_column_names_as_spreadsheets_write_them(tmp_path, header,
+                                                                   separator):
+    # Each was "missing column(s) path, caption, label (found path;caption;...)".
+    for i in range(4):
+        _image(tmp_path / f"{i}.png", i)
+    caption = "a cat, sitting" if separator != "," else '"a cat, sitting"'
+    (tmp_path / "captions.csv").write_text(header + "\n" + "".join(
+        separator.join([f"{i}.png", caption, "ab"[i % 2], "train" if i < 3 else "test"]) + "\n"
+        for i in range(4)), encoding="utf-8")
+    rows = read_captions_file(str(tmp_path / "captions.csv"))
+    assert [(os.path.basename(r["path"]), r["caption"], r["label"], r["split"]) for r in rows] \
+        == [(f"{i}.png", "a cat, sitting", "ab"[i % 2], "train" if i < 3 else "test")
+            for i in range(4)]
+    assert rows[3]["row"].endswith("captions.csv:5")
+    assert len(load_image_text_records(str(tmp_path), "train")) == 3
+    if separator == ";":  # the row check names the separator it splits at
+        with open(tmp_path / "captions.csv", "a") as f:
+            f.write("4.png;x;a;train;extra\n")
+        with pytest.raises(mmtl_tf.DataError, match=r"captions.csv:6: 5 fields but the header "
+                                                    r"has 4 \(quote values that contain "
+                                                    r"semicolons\)"):
+            read_captions_file(str(tmp_path / "captions.csv"))
+
+
+def test_columns_named_alike_but_for_case_are_refused(tmp_path):
+    (tmp_path / "c.csv").write_text("path,caption,label,Label\na.png,x,a,b\n")
+    with pytest.raises(mmtl_tf.DataError, match=r"c.csv:1: columns 'label' and 'Label' "
+                                                r"differ only in case or spaces"):
+        read_captions_file(str(tmp_path / "c.csv"))
+    _write_jsonl(tmp_path / "c.jsonl", [{"Path": "a.png", "CAPTION": "x", "label": "a"},
+                                        {"path": "b.png", "caption": "y", "label": "b",
+                                         "Label": "c"}])
+    with pytest.warns(mmtl_tf.DataWarning, match=r"c.jsonl:2: keys 'label' and 'Label' "
+                                                 r"differ only in case or spaces"):
+        rows = read_captions_file(str(tmp_path / "c.jsonl"), on_error="skip")
+    assert [(os.path.basename(r["path"]), r["caption"]) for r in rows] == [("a.png", "x")]
