@@ -395,3 +395,30 @@ def test_image_bytes_and_captions_of_another_shape_fail_naming_the_input(fusion_
             ([png], [["a"]], r"caption .*got shape \(1, 1\)")):
         with pytest.raises(tf.errors.InvalidArgumentError, match=words):
             serve(image_bytes=tf.constant(image), caption=tf.constant(caption))
+
+
+def test_served_jpegs_are_turned_by_their_exif_orientation(fusion_export):
+    # A phone photo stored sideways (Exif orientation 6) is served as it is
+    # shown: the same prediction as its pixels stored upright.
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    from tests.data.test_image import _asymmetric, _exif_jpeg
+
+    path, rows, _, _, _ = fusion_export
+    data = _exif_jpeg(_asymmetric(24, 40), 6)
+    stored = tf.io.decode_jpeg(data).numpy()
+
+    def png(pixels):
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, "PNG")
+        return out.getvalue()
+
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    caption = tf.constant([rows[0]["caption"]] * 3)
+    got = serve(image_bytes=tf.constant([data, png(np.rot90(stored, k=-1)), png(stored)]),
+                caption=caption)["probabilities"].numpy()
+    np.testing.assert_allclose(got[0], got[1], atol=1e-6, rtol=0)
+    assert np.abs(got[0] - got[2]).max() > 1e-4  # as stored, it is another image

@@ -465,3 +465,104 @@ def test_sampled_headers_decide_whether_the_quick_pass_is_tried(tmp_path, monkey
     for (_, image), path in zip(got, mixed):
         expected = preprocess_image_bytes(tf.constant(Path(path).read_bytes()), size)
         np.testing.assert_array_equal(image, expected.numpy())
+
+
+def _exif_jpeg(pixels, orientation, endian=">", camera_layout=False):
+    """JPEG bytes of `pixels` with an Exif Orientation tag (Pillow's writer,
+    in big- or little-endian TIFF order); `camera_layout` drops the JFIF
+    APP0 segment, so that the Exif APP1 comes right after the start, as
+    cameras write it."""
+    from PIL import Image as PILImage
+
+    exif = PILImage.Exif()
+    exif.endian = endian
+    exif[0x0110] = "a phone"  # another tag, before Orientation in the IFD
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    PILImage.fromarray(pixels).save(out, "JPEG", quality=95, exif=exif.tobytes())
+    data = out.getvalue()
+    assert data[2:4] == b"\xff\xe0" and b"Exif\x00\x00" in data[:64]
+    if camera_layout:
+        data = data[:2] + data[4 + int.from_bytes(data[4:6], "big"):]
+        assert data[2:4] == b"\xff\xe1" and data[6:12] == b"Exif\x00\x00"
+    return data
+
+
+def _asymmetric(height, width):
+    rng = np.random.default_rng(height * 100 + width)
+    pixels = rng.integers(0, 60, (height, width, 3)).astype("uint8")
+    pixels[:height // 3, :width // 4] = (250, 30, 30)   # a red top-left corner
+    pixels[-2:, :, 1] = 220                             # a green bottom edge
+    return pixels
+
+
+@pytest.mark.parametrize("endian", [">", "<"])
+@pytest.mark.parametrize("camera_layout", [False, True])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_pil_applies_it(orientation, camera_layout, endian):
+    # tf.io.decode_jpeg ignores the tag: a portrait phone photo (6) came out
+    # lying on its side, unlike in every viewer and annotation tool.
+    from PIL import Image as PILImage
+    from PIL import ImageOps
+
+    from mmtl_tf.data.image import exif_orientation
+
+    data = _exif_jpeg(_asymmetric(24, 40), orientation, endian, camera_layout)
+    assert int(exif_orientation(tf.constant(data))) == orientation
+    stored = tf.io.decode_jpeg(data).numpy()  # the pixels as stored, TensorFlow's decoding
+    # The reference: Pillow turning those same pixels by the file's own tag.
+    shown = PILImage.fromarray(stored)
+    shown.info["exif"] = PILImage.open(io.BytesIO(data)).info["exif"]
+    expected = np.asarray(ImageOps.exif_transpose(shown))
+    assert expected.shape == ((24, 40, 3) if orientation <= 4 else (40, 24, 3))
+    np.testing.assert_array_equal(decode_image(tf.constant(data)).numpy(), expected)
+    size = expected.shape[:2]  # no resize: the model's size is the turned one
+    np.testing.assert_array_equal(
+        preprocess_image_bytes(tf.constant(data), size).numpy(), expected)
+    # In a graph (Dataset.map, the exported model's signature) too.
+    batch = mmtl_tf.data.preprocess_image_batch(tf.constant([data, data]), size)
+    np.testing.assert_array_equal(batch.numpy()[1], expected)
+
+
+def test_unreadable_or_missing_exif_leaves_the_image_as_stored():
+    from mmtl_tf.data.image import exif_orientation
+
+    data = _exif_jpeg(_asymmetric(16, 24), 6)
+    stored = tf.io.decode_jpeg(data).numpy()
+    start = data.index(b"Exif\x00\x00") + 6
+    broken = {
+        "no Exif": tf.io.encode_jpeg(stored).numpy(),
+        "bad byte order": data[:start] + b"XX" + data[start + 2:],
+        "IFD offset past the end": data[:start + 4] + b"\x7f\xff\xff\xff" + data[start + 8:],
+        "orientation 9": data.replace(b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06",
+                                      b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x09"),
+        "not in an APP1 segment": data[:start - 10] + b"\xff\xe2" + data[start - 8:],
+        "cut after the marker": data[:start + 3],
+    }
+    assert broken["orientation 9"] != data
+    for name, damaged in broken.items():
+        assert int(exif_orientation(tf.constant(damaged))) == 1, name
+    for name in ("bad byte order", "orientation 9", "not in an APP1 segment"):
+        np.testing.assert_array_equal(decode_image(tf.constant(broken[name])).numpy(), stored)
+    png = io.BytesIO()
+    Image.fromarray(stored).save(png, "PNG")
+    assert int(exif_orientation(tf.constant(png.getvalue()))) == 1
+
+
+def test_a_turned_jpeg_of_the_model_size_is_not_taken_by_the_quick_pass(tmp_path,
+                                                                         monkeypatch):
+    # The quick pass takes JPEGs whose header says the model's size as they
+    # are: a square photo with orientation 6 must still be turned.
+    size = (13, 13)
+    paths = _folder_of(tmp_path, ["ready"] * 8, size)
+    turned = tmp_path / "turned.jpg"
+    turned.write_bytes(_exif_jpeg(_asymmetric(*size), 6))
+    paths.insert(4, str(turned))  # not among the sampled files (`_looks_ready`)
+    quick = _count_quick_loads(monkeypatch)
+    passes = _count_loaded_rows(monkeypatch)
+    ds, kept = mmtl_tf.data.decoded_image_dataset(paths, size)
+    assert quick and passes == [9, 1] and kept == list(range(9))
+    got = {int(i): image.numpy() for i, image in ds}
+    stored = tf.io.decode_jpeg(turned.read_bytes()).numpy()
+    np.testing.assert_array_equal(got[4], np.rot90(stored, k=-1))  # 90° clockwise
+    np.testing.assert_array_equal(got[0], tf.io.decode_jpeg(Path(paths[0]).read_bytes()))
