@@ -427,11 +427,13 @@ def _is_ready_header(image_bytes, image_size):
     """bool tensor: the encoded `image_bytes` are a JPEG of `image_size`
     with three channels and no Exif (whose orientation may turn it), by its
     header (in a graph or eagerly; fails for a JPEG whose header is
-    damaged, and for bytes too short for an image)."""
+    damaged)."""
     # A JPEG without "Exif\0\0" where `_exif_marked` looks: one look at
-    # three places.
+    # three places of the first bytes, padded (a position past the end is an
+    # error whose message, holding the bytes, Python could not even decode).
+    head = tf.strings.join([tf.strings.substr(image_bytes, 0, 32), b"\x00" * 32])
     at = [0] + [at for _, _, (at, _) in _EXIF_PLACES]
-    marks = tf.strings.substr(image_bytes, at, [3] + [6] * (len(at) - 1))
+    marks = tf.strings.substr(head, at, [3] + [6] * (len(at) - 1))
     plain_jpeg = tf.reduce_all(tf.equal(
         tf.equal(marks, [_JPEG_MAGIC] + [_EXIF_HEADER] * (len(at) - 1)),
         [True] + [False] * (len(at) - 1)))
@@ -480,6 +482,13 @@ def _is_ready_jpeg(path, image_size):
         return False
 
 
+# Image formats that `tf.io.decode_image` cannot decode, found in photo
+# folders (iPhone HEIC, TIFF scans, camera raw, ...): named as such.
+UNDECODABLE_IMAGE_EXTENSIONS = (".heic", ".heif", ".avif", ".tif", ".tiff", ".jxl", ".jp2",
+                                ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2",
+                                ".psd", ".svg")
+
+
 def _describe_failure(path, image_size, crop, grayscale):
     """Runs the preprocessing eagerly on one file and returns why it fails."""
     import os
@@ -495,6 +504,10 @@ def _describe_failure(path, image_size, crop, grayscale):
     try:
         _load_and_preprocess(tf.constant(path), image_size, crop, grayscale)
     except (tf.errors.OpError, ValueError) as e:
+        ext = os.path.splitext(path)[1].lower()
+        if ext in UNDECODABLE_IMAGE_EXTENSIONS:
+            return (f"cannot decode image: TensorFlow does not decode {ext[1:].upper()} "
+                    "images (JPEG, PNG, GIF, BMP and WebP); convert it to JPEG or PNG")
         return f"cannot decode image ({describe_op_error(e)})"
     return "failed while decoding (unknown reason)"
 

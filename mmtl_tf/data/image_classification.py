@@ -44,7 +44,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from mmtl_tf.data.image import augment_image, decoded_image_dataset, resize_and_crop
+from mmtl_tf.data.image import (UNDECODABLE_IMAGE_EXTENSIONS, augment_image,
+                                decoded_image_dataset, resize_and_crop)
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
                                   _read_rows, check_columns, class_name, empty_split_error,
                                   find_file, label_field, per_split_files, row_path,
@@ -58,6 +59,7 @@ from mmtl_tf.files import _listed, file_identity
 TASKS = ("multiclass", "multilabel", "localization")
 LABEL_FILE_NAMES = ("labels.jsonl", "labels.csv") + CAPTION_FILE_NAMES
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+
 LABEL_SEPARATOR = "|"
 
 # TFDS image datasets for users with internet: name → label layout and splits.
@@ -206,9 +208,11 @@ def _is_data(name):
     return not name.startswith(".") and name != "__MACOSX"
 
 
-def _image_files(folder):
+def _image_files(folder, undecodable=None):
     """The image files below `folder`, at any depth, in sorted order, hidden
-    files and folders left out (`_is_data`).
+    files and folders left out (`_is_data`). Files of image formats that
+    TensorFlow cannot decode (`UNDECODABLE_IMAGE_EXTENSIONS`: an iPhone's
+    HEIC photos, TIFF scans) are added to the list `undecodable`, if given.
 
     Links to directories are followed, but each directory is walked once: a
     `latest -> .` link inside a class folder made a loop that `os.walk`
@@ -227,7 +231,23 @@ def _image_files(folder):
         dirs[:] = kept
         found += [os.path.join(base, f) for f in sorted(files)
                   if f.lower().endswith(IMAGE_EXTENSIONS) and _is_data(f)]
+        if undecodable is not None:
+            undecodable += [os.path.join(base, f) for f in sorted(files)
+                            if f.lower().endswith(UNDECODABLE_IMAGE_EXTENSIONS) and _is_data(f)]
     return found
+
+
+def _undecodable_note(paths):
+    """"12 files in image formats that TensorFlow cannot decode (.heic 11,
+    .tif 1: a/IMG_1.HEIC, ...); convert them to JPEG or PNG to use them"."""
+    counts = {}
+    for path in paths:
+        ext = os.path.splitext(path)[1].lower()
+        counts[ext] = counts.get(ext, 0) + 1
+    kinds = ", ".join(f"{ext} {n}" for ext, n in sorted(counts.items(), key=lambda x: -x[1]))
+    shown = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+    return (f"{len(paths)} file(s) in image formats that TensorFlow cannot decode ({kinds}: "
+            f"{shown}); convert them to JPEG or PNG to use them")
 
 
 def _subfolders(folder):
@@ -256,19 +276,21 @@ def _class_folder_rows(folder):
                 "or, if a class is called train, validation or test, give the classes and "
                 "splits in a labels file (labels.csv with path, label and split columns).")
     layout = [(s, os.path.join(folder, d)) for d, s in split_dirs.items()] or [(None, folder)]
-    rows, loose = [], []
+    rows, loose, undecodable = [], [], []
     for split, base in layout:
         loose += [os.path.join(base, n) for n in sorted(filter(_is_data, os.listdir(base)))
                   if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(base, n))]
         for label in _subfolders(base):
             rows += [{"path": path, "labels": [class_name(label)], "box": None, "split": split,
-                      "row": path} for path in _image_files(os.path.join(base, label))]
+                      "row": path}
+                     for path in _image_files(os.path.join(base, label), undecodable)]
     where = "directly in the split folders" if split_dirs else "directly in the folder"
     if not rows:
         raise DataError(
             f"{folder}: class folders hold no images ({', '.join(IMAGE_EXTENSIONS)})"
-            + (f"; {len(loose)} lie {where}: put each in a sub-folder named after its class."
-               if loose else "."))
+            + (f"; {len(loose)} lie {where}: put each in a sub-folder named after its class"
+               if loose else "")
+            + (f"; they hold {_undecodable_note(undecodable)}" if undecodable else "") + ".")
     classes = sorted({row["labels"][0] for row in rows})
     if len(classes) < 2:
         others = sorted(n for n in filter(_is_data, os.listdir(folder))
@@ -284,6 +306,10 @@ def _class_folder_rows(folder):
             f"{folder}: left out {len(loose)} image file(s) lying {where}, outside the class "
             f"folders: {', '.join(loose[:5])}{', ...' if len(loose) > 5 else ''}."),
             stacklevel=2)
+    if undecodable:
+        warnings.warn(DataWarning(
+            f"{folder}: the class folders hold {_undecodable_note(undecodable)}; they are "
+            "left out."), stacklevel=2)
     return rows
 
 

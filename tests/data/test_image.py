@@ -566,3 +566,22 @@ def test_a_turned_jpeg_of_the_model_size_is_not_taken_by_the_quick_pass(tmp_path
     stored = tf.io.decode_jpeg(turned.read_bytes()).numpy()
     np.testing.assert_array_equal(got[4], np.rot90(stored, k=-1))  # 90° clockwise
     np.testing.assert_array_equal(got[0], tf.io.decode_jpeg(Path(paths[0]).read_bytes()))
+
+
+def test_the_sample_and_the_quick_load_take_files_too_short_for_an_image(tmp_path):
+    # A 6-byte "\x89PNG\r\n" among the sampled files made the Exif test read
+    # past its end: TensorFlow's error held the bytes, and Python failed to
+    # decode that message (UnicodeDecodeError, not an OpError), so training
+    # stopped instead of skipping the file.
+    from mmtl_tf.data.image import _is_ready_jpeg, _looks_ready
+
+    size = (13, 11)
+    paths = _folder_of(tmp_path, ["ready"] * 3, size)
+    for i, content in enumerate([b"\x89PNG\r\n", b"\xff\xd8\xff\xe0\x00", b""]):
+        (tmp_path / f"short{i}.jpg").write_bytes(content)
+        assert not _is_ready_jpeg(str(tmp_path / f"short{i}.jpg"), size)
+        assert not _looks_ready([str(tmp_path / f"short{i}.jpg")] + paths, size)
+        with pytest.warns(mmtl_tf.DataWarning, match=f"short{i}.jpg"):
+            ds, kept = mmtl_tf.data.decoded_image_dataset(
+                paths + [str(tmp_path / f"short{i}.jpg")], size, on_error="skip")
+        assert kept == [0, 1, 2]

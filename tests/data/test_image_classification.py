@@ -221,6 +221,36 @@ def test_class_folders_leave_out_hidden_files_and_macos_metadata(tmp_path):
     assert images.shape == (8, 16, 16, 3) and sorted(labels.numpy()) == [0] * 4 + [1] * 4
 
 
+def test_photos_in_formats_tensorflow_cannot_decode_are_named(tmp_path):
+    # An iPhone's photos are HEIC: they were left out of class folders
+    # without a word (or, all HEIC, "class folders hold no images").
+    _copy_images(tmp_path, ["cat/0.png", "cat/1.png", "dog/2.png", "dog/3.png"])
+    for name in ("cat/IMG_1.HEIC", "cat/IMG_2.heic", "dog/scan.tiff"):
+        (tmp_path / name).write_bytes(b"\x00\x00\x00\x18ftypheic")
+    with pytest.warns(mmtl_tf.DataWarning, match=(
+            r"the class folders hold 3 file\(s\) in image formats that TensorFlow cannot "
+            r"decode \(.heic 2, .tiff 1: .*IMG_1.HEIC, .*IMG_2.heic, .*scan.tiff\); convert "
+            r"them to JPEG or PNG to use them; they are left out")), unsplit_rows_in("train"):
+        records = load_image_label_records(str(tmp_path), "train")
+    assert sorted(os.path.basename(p) for p in records.paths) == [f"{i}.png" for i in range(4)]
+    only = tmp_path / "only_heic"
+    for name in ("cat/a.heic", "dog/b.heic"):
+        (only / name).parent.mkdir(parents=True, exist_ok=True)
+        (only / name).write_bytes(b"\x00\x00\x00\x18ftypheic")
+    with pytest.raises(mmtl_tf.DataError, match=r"class folders hold no images .*; they hold 2 "
+                                                r"file\(s\) in image formats that TensorFlow "
+                                                r"cannot decode \(.heic 2"):
+        load_image_label_records(str(only), "train")
+    # Named in a labels file: the error says what the format is.
+    (tmp_path / "labels.csv").write_text("path,label,split\n" + "".join(
+        f"{p},{'ab'[i % 2]},train\n" for i, p in enumerate(
+            ["cat/0.png", "cat/1.png", "dog/2.png", "dog/3.png", "cat/IMG_1.HEIC"])))
+    with pytest.raises(mmtl_tf.DataError, match=r"IMG_1.HEIC\): cannot decode image: "
+                                                r"TensorFlow does not decode HEIC images"):
+        make_image_classification_dataset(str(tmp_path / "labels.csv"), "train",
+                                          image_size=(16, 16))
+
+
 def test_class_folder_names_and_labels_are_compared_in_one_unicode_form(tmp_path):
     # macOS writes "café" as NFD; a labels file or a run's class names as typed
     # (NFC): the same class must not become two, nor an unknown label.
