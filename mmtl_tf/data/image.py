@@ -428,20 +428,19 @@ def _is_ready_header(image_bytes, image_size):
     with three channels and no Exif (whose orientation may turn it), by its
     header (in a graph or eagerly; fails for a JPEG whose header is
     damaged)."""
-    # A JPEG without "Exif\0\0" where `_exif_marked` looks: one look at
-    # three places of the first bytes, padded (a position past the end is an
-    # error whose message, holding the bytes, Python could not even decode).
-    head = tf.strings.join([tf.strings.substr(image_bytes, 0, 32), b"\x00" * 32])
-    at = [0] + [at for _, _, (at, _) in _EXIF_PLACES]
-    marks = tf.strings.substr(head, at, [3] + [6] * (len(at) - 1))
-    plain_jpeg = tf.reduce_all(tf.equal(
-        tf.equal(marks, [_JPEG_MAGIC] + [_EXIF_HEADER] * (len(at) - 1)),
-        [True] + [False] * (len(at) - 1)))
     # The header of another format would make libjpeg print an error: a
     # one-pixel JPEG's is read instead.
-    shape = tf.io.extract_jpeg_shape(tf.where(plain_jpeg, image_bytes, _one_pixel_jpeg()))
-    return tf.logical_and(
-        plain_jpeg, tf.reduce_all(tf.equal(shape, [image_size[0], image_size[1], 3])))
+    is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, 3), _JPEG_MAGIC)
+    jpeg = tf.where(is_jpeg, image_bytes, _one_pixel_jpeg())
+    shape = tf.io.extract_jpeg_shape(jpeg)
+    # No Exif (`_exif_marked`), tested once the header has been read: bytes
+    # too short for the test have failed by then (a position past the end
+    # is an error whose message, holding the bytes, Python cannot decode).
+    with tf.control_dependencies([shape]):
+        exif = _exif_marked(jpeg)
+    return tf.reduce_all(tf.stack([
+        is_jpeg, tf.reduce_all(tf.equal(shape, [image_size[0], image_size[1], 3])),
+        tf.logical_not(exif)]))
 
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
