@@ -59,7 +59,6 @@ from mmtl_tf.files import _listed, file_identity
 TASKS = ("multiclass", "multilabel", "localization")
 LABEL_FILE_NAMES = ("labels.jsonl", "labels.csv") + CAPTION_FILE_NAMES
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
-
 LABEL_SEPARATOR = "|"
 
 # TFDS image datasets for users with internet: name → label layout and splits.
@@ -238,7 +237,7 @@ def _image_files(folder, undecodable=None):
 
 
 def _undecodable_note(paths):
-    """"12 files in image formats that TensorFlow cannot decode (.heic 11,
+    """"12 file(s) in image formats that TensorFlow cannot decode (.heic 11,
     .tif 1: a/IMG_1.HEIC, ...); convert them to JPEG or PNG to use them"."""
     counts = {}
     for path in paths:
@@ -290,7 +289,8 @@ def _class_folder_rows(folder):
             f"{folder}: class folders hold no images ({', '.join(IMAGE_EXTENSIONS)})"
             + (f"; {len(loose)} lie {where}: put each in a sub-folder named after its class"
                if loose else "")
-            + (f"; they hold {_undecodable_note(undecodable)}" if undecodable else "") + ".")
+            + (f"; the class folders hold {_undecodable_note(undecodable)}"
+               if undecodable else "") + ".")
     classes = sorted({row["labels"][0] for row in rows})
     if len(classes) < 2:
         others = sorted(n for n in filter(_is_data, os.listdir(folder))

@@ -237,8 +237,8 @@ def test_photos_in_formats_tensorflow_cannot_decode_are_named(tmp_path):
     for name in ("cat/a.heic", "dog/b.heic"):
         (only / name).parent.mkdir(parents=True, exist_ok=True)
         (only / name).write_bytes(b"\x00\x00\x00\x18ftypheic")
-    with pytest.raises(mmtl_tf.DataError, match=r"class folders hold no images .*; they hold 2 "
-                                                r"file\(s\) in image formats that TensorFlow "
+    with pytest.raises(mmtl_tf.DataError, match=r"class folders hold no images .*; the class "
+                                                r"folders hold 2 file\(s\) in image formats that TensorFlow "
                                                 r"cannot decode \(.heic 2"):
         load_image_label_records(str(only), "train")
     # Named in a labels file: the error says what the format is.
