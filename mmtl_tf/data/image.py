@@ -94,52 +94,48 @@ _EXIF_ENTRIES = 64  # IFD0 entries read (Orientation, tag 0x0112, is among the f
 # (image libraries, editors). (position, bytes) to find, for each place.
 _EXIF_PLACES = tuple(((0, b"\xff\xd8"), (app1, b"\xff\xe1"), (app1 + 4, _EXIF_HEADER))
                      for app1 in (2, 20))
-
-
-def _exif_places(image_bytes):
-    """bool tensor (2,): whether each of `_EXIF_PLACES` holds an Exif APP1
-    segment. A JFIF APP0 segment of another length (e.g. with a JFIF
-    thumbnail) is not looked past."""
-    head = tf.strings.join([tf.strings.substr(image_bytes, 0, 32), b"\x00" * 32])
-    found = tf.strings.substr(head, [[at for at, _ in place] for place in _EXIF_PLACES],
-                              [[len(b) for _, b in place] for place in _EXIF_PLACES])
-    return tf.reduce_all(
-        tf.equal(found, [[b for _, b in place] for place in _EXIF_PLACES]), axis=1)
+# Where each place has its "Exif\0\0" (the TIFF header follows it).
+_EXIF_AT = tuple(at for _, _, (at, _) in _EXIF_PLACES)
 
 
 def _exif_marked(image_bytes):
     """bool tensor: `Exif\\0\\0` is where `_EXIF_PLACES` would have it (a
-    cheaper test than `_exif_places`, true for those and a few more; an
-    error for bytes shorter than 24, which no image is). Every image pays
+    cheaper test than `exif_orientation`'s, true for those and a few more;
+    an error for bytes shorter than 24, which no image is). Every image pays
     for it: in `Dataset.map`, about 5 µs, where searching the first 64 KiB
     (`tf.strings.split`) cost about 40 µs, a sixth of decoding one of the
     benchmark's JPEGs."""
-    at = [at for _, _, (at, _) in _EXIF_PLACES]
-    return tf.reduce_any(tf.equal(tf.strings.substr(image_bytes, at, [6] * len(at)),
-                                  _EXIF_HEADER))
+    return tf.reduce_any(tf.equal(
+        tf.strings.substr(image_bytes, list(_EXIF_AT), [len(_EXIF_HEADER)] * len(_EXIF_AT)),
+        _EXIF_HEADER))
 
 
 def exif_orientation(image_bytes):
     """int32 tensor, 1–8: the Exif Orientation tag of JPEG bytes (1, "as
     stored", when there is none or it cannot be read).
 
-    Reads the TIFF header of the Exif APP1 segment (`_exif_places`; either
-    byte order) and the first 64 entries of its first IFD, with TensorFlow
-    ops only, so it runs in `Dataset.map` and in exported models. (Few ops,
-    each reading many bytes at once: every op makes each `tf.data` iterator
-    over a decoding graph slower to set up.)
+    Reads the first bytes once: which of `_EXIF_PLACES` holds the Exif APP1
+    segment (a JFIF APP0 segment of another length, e.g. with a JFIF
+    thumbnail, is not looked past), its TIFF header (either byte order) and
+    the first 64 entries of its first IFD, with TensorFlow ops only, so it
+    runs in `Dataset.map` and in exported models. (Few ops, each reading
+    many bytes at once: every op makes each `tf.data` iterator over a
+    decoding graph slower to set up.)
     """
-    places = _exif_places(image_bytes)
-    tiff = tf.gather([at + len(_EXIF_HEADER) for _, _, (at, _) in _EXIF_PLACES],
-                     tf.argmax(tf.cast(places, tf.int32)))
-    # The segment is at most 64 KiB long; zeros after it, so that every read
-    # below is in range.
-    head = tf.strings.substr(image_bytes, 0, tiff + 65536)
-    size = tf.strings.length(head)
+    # The segment starts within the first 30 bytes and is at most 64 KiB
+    # long; zeros after the bytes, so that every read below is in range.
+    head = tf.strings.substr(image_bytes, 0, max(_EXIF_AT) + len(_EXIF_HEADER) + 65536)
     pad = 16 + 12 * _EXIF_ENTRIES
     data = tf.cast(tf.io.decode_raw(tf.strings.join([head, b"\x00" * pad]), tf.uint8),
                    tf.int32)
-    big_endian = tf.equal(tf.gather(data, tiff), 0x4D)  # "MM" (else "II")
+    places = tf.reduce_all(tf.equal(
+        tf.gather(data, [[at + i for at, b in place for i in range(len(b))]
+                         for place in _EXIF_PLACES]),
+        [[byte for _, b in place for byte in b] for place in _EXIF_PLACES]), axis=1)
+    tiff = tf.gather([at + len(_EXIF_HEADER) for at in _EXIF_AT],
+                     tf.argmax(tf.cast(places, tf.int32)))
+    # The bytes of the segment (at most 64 KiB after its TIFF header).
+    size = tf.minimum(tf.strings.length(head), tiff + 65536)
 
     def number(at, width):
         """The unsigned `width`-byte numbers at the positions `at`, in the
@@ -151,6 +147,8 @@ def exif_orientation(image_bytes):
         return tf.reduce_sum(digits * tf.where(big_endian, weights[::-1], weights), -1)
 
     header = tf.gather(data, tiff + tf.range(2))  # "MM" or "II"
+    order = tf.gather(header, 0)
+    big_endian = tf.equal(order, 0x4D)  # "MM" (else "II")
     # The first IFD's offset from the TIFF header: at least past the header
     # (8 bytes; one of 2**31 or more comes out negative here).
     offset = number(tiff + 4, 4)
@@ -165,8 +163,7 @@ def exif_orientation(image_bytes):
     found = tf.gather(value, tf.argmax(tf.cast(match, tf.int32)))
     valid = tf.reduce_all(tf.stack([
         tf.reduce_any(places), tf.equal(offset, tf.clip_by_value(offset, 8, 65536)),
-        tf.reduce_all(tf.equal(header, tf.gather(header, 0))),
-        tf.reduce_any(tf.equal(tf.gather(header, 0), [0x49, 0x4D])),
+        tf.reduce_all(tf.equal(header, order)), tf.reduce_any(tf.equal(order, [0x49, 0x4D])),
         tf.reduce_any(match), found >= 1, found <= 8]))
     return tf.where(valid, found, 1)
 

@@ -228,11 +228,11 @@ def _image_files(folder, undecodable=None):
                 walked.add(key)
                 kept.append(name)
         dirs[:] = kept
-        found += [os.path.join(base, f) for f in sorted(files)
-                  if f.lower().endswith(IMAGE_EXTENSIONS) and _is_data(f)]
+        files = sorted(filter(_is_data, files))
+        found += [os.path.join(base, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
         if undecodable is not None:
-            undecodable += [os.path.join(base, f) for f in sorted(files)
-                            if f.lower().endswith(UNDECODABLE_IMAGE_EXTENSIONS) and _is_data(f)]
+            undecodable += [os.path.join(base, f) for f in files
+                            if f.lower().endswith(UNDECODABLE_IMAGE_EXTENSIONS)]
     return found
 
 
