@@ -132,6 +132,7 @@ def _read_rows(path, problems=None):
     if kind:  # e.g. --data clip.wav: not "not valid UTF-8"
         raise DataError(f"{path}: an {kind} file, not a captions or labels file (.csv or "
                         ".jsonl); pass that file or the folder that holds the data.")
+    raw = _utf16_as_utf8(path, raw)
     if is_jsonl(path):
         yield from jsonl_rows(path, raw, problems)
     else:
@@ -196,13 +197,37 @@ def _is_json_array(raw):
         return False
 
 
+def _utf16_as_utf8(path, raw):
+    """The bytes of a file that starts with a UTF-16 byte order mark (what
+    Excel's "Unicode Text" and Windows' Notepad "Unicode" write), as UTF-8;
+    other bytes as they are. The lines are the same lines."""
+    if not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw
+    try:
+        return raw.decode("utf-16").encode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: starts as UTF-16 text (a byte order mark) but is not valid "
+                        f"UTF-16 (byte offset {e.start}); save it as UTF-8.") from e
+
+
+# What to do about a file that is not UTF-8: most often a spreadsheet saved
+# in the system's legacy encoding (Excel's "CSV (Comma delimited)" on Windows).
+_SAVE_AS_UTF8 = ('save it as UTF-8 (in Excel: Save As "CSV UTF-8"; in LibreOffice: '
+                 'character set "Unicode (UTF-8)")')
+
+
 def _decode_utf8(path, raw):
-    """UTF-8 text of a file's bytes (BOM dropped); a `DataError` names the bad line."""
+    """UTF-8 text of a file's bytes (BOM dropped); a `DataError` names the bad
+    line, the byte and the words around it, and says how to save the file."""
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not valid UTF-8 (byte offset {e.start}).") from e
+        start = raw.rfind(b"\n", 0, e.start) + 1
+        near = raw[max(start, e.start - 20):e.start + 20].split(b"\n")[0]
+        raise DataError(
+            f"{path}:{line}: not valid UTF-8: byte 0x{raw[e.start]:02X} at offset {e.start}, "
+            f"in \"{near.decode('utf-8', 'backslashreplace')}\"; {_SAVE_AS_UTF8}.") from e
 
 
 def _column_names(names, what="columns"):

@@ -51,8 +51,45 @@ def test_empty_caption_names_the_row_and_skip_reports_it(tmp_path):
 
 
 def test_non_utf8_file_is_named_with_line(tmp_path):
-    (tmp_path / "captions.csv").write_bytes(b"path,caption,label\na.png,caf\xe9,x\n")
-    with pytest.raises(mmtl_tf.DataError, match=r"captions.csv:2: not valid UTF-8"):
+    # What Excel's "CSV (Comma delimited)" writes on Windows: Windows-1252.
+    (tmp_path / "captions.csv").write_bytes(
+        "path,caption,label\na.png,a café in the rain,x\n".encode("cp1252"))
+    with pytest.raises(mmtl_tf.DataError) as e:
+        read_captions_file(str(tmp_path / "captions.csv"))
+    message = str(e.value)
+    assert message.startswith(f"{tmp_path / 'captions.csv'}:2: not valid UTF-8: byte 0xE9 at "
+                              "offset 30, in \"a.png,a caf\\xe9 in the rain,x\"; "), message
+    assert 'save it as UTF-8 (in Excel: Save As "CSV UTF-8"' in message
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_utf16_files_with_a_byte_order_mark_are_read(tmp_path, kind, encoding):
+    # Excel's "Unicode Text" and Notepad's "Unicode" save UTF-16 with a BOM
+    # (Excel's with tabs); they were "not valid UTF-8 (byte offset 0)".
+    rows = [{"path": "a.png", "caption": "café crème", "label": "x"},
+            {"path": "b.png", "caption": "日本の猫", "label": "y"}]
+    if kind == "csv":
+        text = "path\tcaption\tlabel\r\n" + "".join(
+            f"{r['path']}\t{r['caption']}\t{r['label']}\r\n" for r in rows)
+    else:
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    bom = "\ufeff" if encoding == "utf-16-be" else ""  # "utf-16" writes its own
+    (tmp_path / f"c.{kind}").write_bytes((bom + text).encode(encoding))
+    (tmp_path / f"u.{kind}").write_text(text, encoding="utf-8")
+    got, want = (read_captions_file(str(tmp_path / f"{n}.{kind}")) for n in "cu")
+    assert [(r["path"], r["caption"], r["label"]) for r in got] == \
+           [(str(tmp_path / r["path"]), r["caption"], r["label"]) for r in rows]
+    assert [r["row"].rsplit(":", 1)[1] for r in got] == [r["row"].rsplit(":", 1)[1]
+                                                         for r in want]
+
+
+def test_a_broken_utf16_file_is_named(tmp_path):
+    # A BOM, then an unpaired high surrogate (D800) before "a".
+    (tmp_path / "captions.csv").write_bytes(
+        "\ufeffpath,caption,label\n".encode("utf-16-le") + b"\x00\xd8a\x00")
+    with pytest.raises(mmtl_tf.DataError, match=r"captions\.csv: starts as UTF-16 text .* "
+                                                r"not valid UTF-16 .*save it as UTF-8"):
         read_captions_file(str(tmp_path / "captions.csv"))
 
 
