@@ -87,7 +87,9 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
         sample_rate = check_count("sample_rate", sample_rate)
     path = _as_path(path)
     if not os.path.exists(path):
-        raise DataError(f"{path}: file not found.")
+        from mmtl_tf.data.sources import missing_file_problem
+
+        raise DataError(f"{path}: {missing_file_problem(path)}.")
     if os.path.isdir(path):
         raise DataError(f"{path}: a folder, not an audio file.")
     if os.path.getsize(path) == 0:

@@ -489,10 +489,11 @@ def _describe_failure(path, image_size, crop, grayscale):
     """Runs the preprocessing eagerly on one file and returns why it fails."""
     import os
 
+    from mmtl_tf.data.sources import missing_file_problem
     from mmtl_tf.errors import describe_op_error
 
     if not os.path.exists(path):
-        return "file not found"
+        return missing_file_problem(path)
     if os.path.isdir(path):
         return "a folder, not an image file"
     if os.path.getsize(path) == 0:

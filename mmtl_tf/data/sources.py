@@ -4,7 +4,8 @@ default sample, and TFDS names (for users with internet).
 A captions file is CSV (with a header; separated by commas, semicolons or
 tabs) or JSON Lines, one row per image, with the columns (names in any case)
 `path` (relative to the file's folder, or absolute; `\\` separators of a
-file written on Windows work too: `row_path`), `caption` and, for
+file written on Windows and names in the other Unicode form work too:
+`row_path`), `caption` and, for
 classification, `label`. An optional `split` column assigns rows to
 `train` / `validation` / `test`. A folder may instead hold one file per split
 (`train.jsonl`, `validation.csv`, ...). Without either, rows are split
@@ -375,15 +376,88 @@ def sorted_class_names(labels):
 
 def row_path(root, value):
     """The file that a captions or labels file's row names: `value` relative
-    to `root`, the file's folder (or absolute). Where "/" separates folders,
-    a path written on Windows (`images\\cat.jpg`) names `images/cat.jpg`
-    unless a file is named as written (one file stat per such row)."""
+    to `root`, the file's folder (or absolute). When no file has the name as
+    written, a file whose name is the same text otherwise written is taken
+    (one file stat more for such rows; plain ASCII paths with "/" pay
+    nothing):
+
+    - where "/" separates folders, a path written on Windows
+      (`images\\cat.jpg`) names `images/cat.jpg`;
+    - a name with accents in the other Unicode form: a file named on macOS
+      (or unzipped from an archive made there) may spell "é" as "e" and a
+      combining accent (NFD), where the text typed in the file has one
+      character (NFC), or the other way round.
+    """
     path = os.path.join(root, value)
-    if os.sep == "/" and "\\" in value and not os.path.lexists(path):
-        posix = os.path.join(root, value.replace("\\", "/"))
-        if os.path.lexists(posix):
-            return posix
+    posix = os.sep == "/" and "\\" in value
+    if (value.isascii() and not posix) or os.path.lexists(path):
+        return path
+    values = [value.replace("\\", "/")] if posix else []
+    for text in [value] + values:
+        if not text.isascii():
+            values += [unicodedata.normalize(form, text) for form in ("NFC", "NFD")]
+    for other in dict.fromkeys(values):
+        if other != value and os.path.lexists(os.path.join(root, other)):
+            return os.path.join(root, other)
     return path
+
+
+# A URL where a file's path belongs ("https://...", "s3://...").
+_URL = re.compile(r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://")
+# A Windows drive ("C:\\", "D:/") starting a path written in a row.
+_DRIVE = re.compile(r"(?:^|/)([A-Za-z]:[\\/])")
+
+
+def missing_file_problem(path):
+    """Why there is no file at `path`, for a bad row's message: "file not
+    found", and, where that points at the fix, what is there instead: a URL
+    in the path's place (files are read from disk), the missing folder (a
+    dataset not unpacked, a folder renamed), or a name that differs only in
+    case (Windows and macOS ignore case, Linux does not). The names of a
+    folder are listed once while it is unchanged, however many of its files
+    are missing."""
+    from mmtl_tf.files import missing_top
+
+    path = os.fspath(path)
+    url = _URL.search(path)  # before `abspath`, which makes "//" one "/"
+    if url:
+        return (f"file not found: {path[url.start():]} is a URL; files are read from disk: "
+                "download them and write their local paths")
+    drive = _DRIVE.search(path) if os.sep == "/" else None
+    if drive:
+        return (f"file not found: {path[drive.start(1):]} is a Windows path; write paths "
+                "relative to the file that lists them, which then work on any system")
+    path = os.path.abspath(path)
+    top = missing_top(path)
+    if top is None:  # there after all
+        return "file not found"
+    parent, name = os.path.split(top)
+    try:
+        like = _names_by_key(parent, os.stat(parent).st_mtime_ns).get(_name_key(name))
+    except OSError:
+        like = None
+    kind = "file" if top == path else "folder"
+    if like is not None:
+        return (f"file not found: no {kind} {name!r} in {parent}, but {like!r} is there "
+                "(the names differ in case, which Windows and macOS ignore and Linux "
+                "does not)")
+    if kind == "folder":
+        return f"file not found: no folder {top}"
+    return "file not found"
+
+
+def _name_key(name):
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+@functools.lru_cache(maxsize=8)
+def _names_by_key(folder, mtime_ns):
+    """{`_name_key(name)`: name} of the entries of `folder` (as it was at
+    `mtime_ns`: any entry added or removed changes the key)."""
+    names = {}
+    for name in sorted(os.listdir(folder)):
+        names.setdefault(_name_key(name), name)
+    return names
 
 
 def read_captions_file(path, require_label=True, on_error="raise"):
@@ -577,9 +651,11 @@ def _hash_split(path, seed, root):
     splits). The key was the file name alone, so that with the same names in
     every class folder (`cat/001.jpg`, `dog/001.jpg`, …) each name fell in the
     same split for all classes, and a small dataset could have no test image
-    at all."""
+    at all. The key is in Unicode NFC, so that a name with accents falls in
+    the same split whichever form the file system or the captions file
+    spells it in (`row_path`)."""
     key = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
-    return default_split(key.replace(os.sep, "/"), seed)
+    return default_split(unicodedata.normalize("NFC", key.replace(os.sep, "/")), seed)
 
 
 def find_file(folder, names):

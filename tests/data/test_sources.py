@@ -333,6 +333,95 @@ def test_paths_written_on_windows_name_the_same_files(tmp_path, kind):
     assert rows[1]["path"] == str(windows / "../images/sub/1 x.png")
 
 
+@pytest.mark.parametrize("on_disk, written", [("NFD", "NFC"), ("NFC", "NFD")])
+def test_names_in_the_other_unicode_form_name_the_same_files(tmp_path, on_disk, written):
+    # A folder named on macOS (or unzipped from an archive made there) spells
+    # "é" as "e" + a combining accent (NFD); the captions file, typed, has
+    # one character (NFC). On Linux these are different names: every such
+    # row was "file not found".
+    import unicodedata
+
+    def form(name, f):
+        return unicodedata.normalize(f, name)
+
+    names = [f"Café/crème {i}.png" for i in range(3)] + ["plain.png"]
+    for i, name in enumerate(names):
+        (tmp_path / form(name, on_disk)).parent.mkdir(exist_ok=True)
+        _image(tmp_path / form(name, on_disk), i)
+    (tmp_path / "captions.csv").write_text("path,caption,label\n" + "".join(
+        f"{form(n, written)},c {i},{'ab'[i % 2]}\n" for i, n in enumerate(names)),
+        encoding="utf-8")
+    rows = read_captions_file(str(tmp_path / "captions.csv"))
+    assert [r["path"] for r in rows] == [str(tmp_path / form(n, on_disk)) for n in names]
+    assert all(os.path.isfile(r["path"]) for r in rows)
+    # Each row's split is that of its name in NFC, whichever form it has on
+    # disk (a file system that ignores the form, as macOS', finds the file
+    # as written).
+    from mmtl_tf.data.sources import _hash_split, default_split
+
+    for seed in range(5):
+        assert [_hash_split(r["path"], seed, str(tmp_path)) for r in rows] == \
+               [default_split(form(n, "NFC"), seed) for n in names]
+
+
+def _missing(tmp_path, rows):
+    (tmp_path / "captions.csv").write_text(
+        "path,caption,label,split\n" + "".join(f"{r},c,a,train\n" for r in rows)
+        + "ok.png,c,b,train\n", encoding="utf-8")
+    _image(tmp_path / "ok.png")
+    with pytest.raises(mmtl_tf.DataError) as e:
+        mmtl_tf.data.make_image_text_dataset(str(tmp_path), "train", image_size=(8, 8))
+    return dict(e.value.problems)
+
+
+def test_a_missing_image_says_what_is_there_instead(tmp_path):
+    (tmp_path / "images").mkdir()
+    _image(tmp_path / "images" / "Cat.JPG")
+    rows = ["images/cat.jpg", "Images/Cat.JPG", "photos/dog.jpg", "images/owl.jpg",
+            "https://example.com/a.jpg", "C:\\Users\\me\\b.jpg", "D:/data/c.jpg"]
+    problems = _missing(tmp_path, rows)
+    why = {row: problems[f"{tmp_path / 'captions.csv'}:{i} ({os.path.join(tmp_path, row)})"]
+           for i, row in enumerate(rows, start=2)}
+    assert why["images/cat.jpg"] == (
+        f"file not found: no file 'cat.jpg' in {tmp_path / 'images'}, but 'Cat.JPG' is there "
+        "(the names differ in case, which Windows and macOS ignore and Linux does not)")
+    assert why["Images/Cat.JPG"].startswith(
+        f"file not found: no folder 'Images' in {tmp_path}, but 'images' is there")
+    assert why["photos/dog.jpg"] == f"file not found: no folder {tmp_path / 'photos'}"
+    assert why["images/owl.jpg"] == "file not found"
+    assert why["https://example.com/a.jpg"] == (
+        "file not found: https://example.com/a.jpg is a URL; files are read from disk: "
+        "download them and write their local paths")
+    assert why["C:\\Users\\me\\b.jpg"].startswith(
+        "file not found: C:\\Users\\me\\b.jpg is a Windows path; write paths relative")
+    assert why["D:/data/c.jpg"].startswith("file not found: D:/data/c.jpg is a Windows path")
+
+
+def test_the_case_hint_sees_files_added_since_the_last_message(tmp_path):
+    from mmtl_tf.data.sources import missing_file_problem
+
+    (tmp_path / "a").mkdir()
+    folder = tmp_path / "a"
+    assert missing_file_problem(folder / "x.png") == "file not found"
+    # The listing is keyed by the folder's mtime, which the file system
+    # updates in steps of a few ms: set apart as a user's edits would be.
+    _image(folder / "X.png")
+    os.utime(folder, ns=(1, 10**18))
+    assert "but 'X.png' is there" in missing_file_problem(folder / "x.png")
+    os.remove(folder / "X.png")
+    os.utime(folder, ns=(1, 2 * 10**18))
+    assert missing_file_problem(str(folder / "x.png")) == "file not found"
+
+
+def test_a_missing_audio_file_says_what_is_there_instead(tmp_path):
+    import soundfile as sf
+
+    sf.write(tmp_path / "Clip.wav", np.zeros(1600, "float32"), 16000)
+    with pytest.raises(mmtl_tf.DataError, match=r"clip\.wav: file not found: no file "
+                                                r"'clip\.wav' in .*, but 'Clip\.wav' is there"):
+        mmtl_tf.data.read_audio(str(tmp_path / "clip.wav"))
+
+
 @pytest.mark.parametrize("header, separator", [
     ("path,caption,label,split", ","),
     ("path;caption;label;split", ";"),          # Excel's CSV where "," is the decimal mark
