@@ -26,7 +26,7 @@ import warnings
 from mmtl_tf import __version__
 from mmtl_tf.errors import (DataError, DataWarning, DownloadError, KeptFilesWarning,
                             RunReplacedWarning, collect_problems)
-from mmtl_tf.files import check_can_create_folders, entries, missing_parent
+from mmtl_tf.files import check_can_create_folders, entries, missing_parent, user_path
 from mmtl_tf.tasks import (CACHE_SETTING, RUNTIME_SETTINGS, TASKS, names, option_settings,
                            settings)
 
@@ -66,23 +66,29 @@ class _Parser(argparse.ArgumentParser):
 def _not_empty(what):
     """An argparse type for a path or name option: any value but an empty one
     (`train --out ''` trained into the default runs/TASK, replacing it;
-    `--weights ''` meant no weights), which is a usage error: "empty; `what`"."""
+    `--weights ''` meant no weights), which is a usage error: "empty; `what`".
+    A leading `~` is the home folder (`user_path`), also where the shell
+    left it, quoted: `--out "~/runs/a"` made a folder named `~`."""
     def parse(value):
         if not value.strip():
             raise argparse.ArgumentTypeError(f"empty; {what}")
-        return value
+        return user_path(value)
 
     return parse
 
 
 def _existing_dir(value):
+    value = user_path(value)
     if not os.path.isdir(value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a folder")
     return value
 
 
 def _data_source(value):
-    if value == "default" or value.startswith("tfds:") or os.path.exists(value):
+    if value == "default" or value.startswith("tfds:"):
+        return value
+    value = user_path(value)
+    if os.path.exists(value):
         return value
     raise argparse.ArgumentTypeError(
         f"{value!r} is neither 'default' nor an existing folder or captions file")
@@ -130,7 +136,7 @@ def _checked_type(flag, kind):
 def _cache_value(value):
     if value in ("memory", "none"):
         return value
-    _not_empty("give memory, none or a folder")(value)
+    value = _not_empty("give memory, none or a folder")(value)
     if os.path.lexists(value) and not os.path.isdir(value):
         raise argparse.ArgumentTypeError(
             f"{value!r} is neither 'memory' nor 'none' nor a folder (it exists and is "

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from mmtl_tf.data.image import preprocess_image_batch
 from mmtl_tf.files import (SAVED_MODEL_ENTRIES, atomic_directory, check_replaceable,
-                           keep_added, message_naming_target, nested_saved_model)
+                           keep_added, message_naming_target, nested_saved_model, user_path)
 
 
 def check_export_path(path):
@@ -98,6 +98,7 @@ def write_archive(path, endpoints, track=()):
         track: list of Keras layers/models whose variables and lookup tables the
             endpoints use.
     """
+    path = user_path(path)
     check_export_path(path)
     archive = keras.export.ExportArchive()
     for item in track:
@@ -417,6 +418,7 @@ def export_text_classifier(model, preprocessor, path, class_names=None, tokens_o
         >>> serve = tf.saved_model.load(path).signatures["serving_default"]  # doctest: +SKIP
         >>> serve(text=tf.constant(["Computers are useless."]))["class_name"]  # doctest: +SKIP
     """
+    path = user_path(path)
     check_export_path(path)
     length = model.input["token_ids"].shape[1]
     if length is not None and length != preprocessor.sequence_length:

@@ -21,6 +21,15 @@ except ImportError:  # Windows: no flock; folders left by killed writes stay
     fcntl = None
 
 
+def user_path(path):
+    """`path` (str or path-like) as a str, with a leading `~` or `~user` made
+    that home folder, as a shell does unquoted: a quoted `--data "~/photos"`,
+    a recipe's or a notebook's path. Other paths as given; "~" in the middle
+    of a name (`a~b`) is left alone."""
+    path = os.fspath(path)
+    return os.path.expanduser(path) if isinstance(path, str) and path.startswith("~") else path
+
+
 def cache_root():
     """The cache folder's path, not created: `$MMTL_TF_CACHE`, else
     `~/.cache/mmtl_tf`."""

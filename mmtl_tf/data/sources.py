@@ -31,7 +31,7 @@ import numpy as np
 
 from mmtl_tf.errors import (DataError, DataWarning, _caller_level, check_on_error,
                             format_problems, handle_problems)
-from mmtl_tf.files import file_identity
+from mmtl_tf.files import file_identity, user_path
 
 SPLITS = ("train", "validation", "test")
 CAPTION_FILE_NAMES = ("captions.jsonl", "captions.csv")
@@ -82,7 +82,7 @@ def resolve_source(source):
     """Maps `"default"`, a folder or a captions file to (kind, path)."""
     if source in (None, "default"):
         return "dir", DEFAULT_SAMPLE_DIR
-    source = os.fspath(source)
+    source = user_path(source)
     if source.startswith("tfds:"):
         return "tfds", source[5:]
     if os.path.isdir(source):

@@ -29,6 +29,7 @@ from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, class_name,
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
                             handle_problems)
+from mmtl_tf.files import user_path
 
 DEFAULT_TEXT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_text")
 TEXT_FILE_NAMES = ("texts.jsonl", "texts.csv")
@@ -145,7 +146,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not allowed; use one of {', '.join(SPLITS)}.")
     check_on_error(on_error)
-    source = DEFAULT_TEXT_DIR if source in (None, "default") else os.fspath(source)
+    source = DEFAULT_TEXT_DIR if source in (None, "default") else user_path(source)
     if source.startswith("tfds:"):
         return load_tfds_text_classification(source[5:], split, max_examples=max_examples)
     given = class_names is not None

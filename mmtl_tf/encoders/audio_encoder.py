@@ -5,6 +5,7 @@ import os
 import keras
 
 from mmtl_tf.errors import check_choice, check_counts
+from mmtl_tf.files import user_path
 from mmtl_tf.layers.log_mel_spectrogram import LogMelSpectrogram, check_float_waveforms
 from mmtl_tf.saving import rebuild, saved_state
 
@@ -154,7 +155,7 @@ class AudioEncoder(keras.Model):
             path: str. A `.keras` file holding a model with an `AudioEncoder`
                 inside (same configuration), or a `.weights.h5` file of one.
         """
-        path = os.fspath(path)
+        path = user_path(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"weights file {path!r} does not exist.")
         if path.endswith(".weights.h5"):

@@ -8,6 +8,7 @@ from keras import ops
 
 from mmtl_tf.data.bert_preprocessor import check_encoder_directory, check_preset_name
 from mmtl_tf.errors import DownloadError, check_choice
+from mmtl_tf.files import user_path
 from mmtl_tf.layers.masked_pooling import MaskedPooling
 from mmtl_tf.saving import rebuild, saved_state
 
@@ -43,7 +44,7 @@ def load_bert_backbone(encoder):
         raise TypeError(
             f"encoder must be a keras-hub preset name, a local folder or a keras-hub "
             f"Backbone; got {type(encoder).__name__}.")
-    encoder = os.fspath(encoder)
+    encoder = user_path(encoder)
     if os.path.isdir(encoder):
         check_encoder_directory(encoder)
         return keras_hub.models.Backbone.from_preset(encoder)

@@ -8,6 +8,7 @@ import warnings
 import keras
 
 from mmtl_tf.errors import DownloadError, check_choice, check_count
+from mmtl_tf.files import user_path
 from mmtl_tf.layers.image_preprocessing import ImagePreprocessing
 from mmtl_tf.saving import rebuild, saved_state
 
@@ -54,6 +55,8 @@ def make_application_backbone(name, input_shape, weights=None):
         (keras.Model, preprocessing mode str).
     """
     check_choice("backbone", name, sorted(BACKBONES) + sorted(EXTRA_BACKBONES))
+    if weights is not None and weights != "imagenet":
+        weights = user_path(weights)  # "~/w.weights.h5"
     cls_name, mode, min_side = BACKBONES.get(name) or EXTRA_BACKBONES[name]
     height, width, channels = input_shape
     if channels != 3 or min(height, width) < min_side:
@@ -74,7 +77,7 @@ def make_application_backbone(name, input_shape, weights=None):
     if weights is None or weights == "imagenet":
         kwargs["weights"] = weights
     else:
-        load_path = os.fspath(weights)
+        load_path = weights
         if not os.path.isfile(load_path):
             raise FileNotFoundError(f"weights file {load_path!r} does not exist.")
         kwargs["weights"] = None

@@ -23,7 +23,8 @@ from mmtl_tf.errors import (DataError, RunReplacedWarning, check_on_error, colle
                             raise_collected_problems)
 from mmtl_tf.files import (_new_locked_folder, atomic_directory, check_can_create_folders,
                            check_replaceable, entries, is_saved_model, keep_added, missing_parent,
-                           missing_top, remove_dead_folders, remove_empty_folders, swap_lock)
+                           missing_top, remove_dead_folders, remove_empty_folders, swap_lock,
+                           user_path)
 from mmtl_tf.recipes import load_recipe
 from mmtl_tf.saving import global_dtype_policy
 from mmtl_tf.training import BEST_STATE_FILE, atomic_write_json, read_json
@@ -65,6 +66,7 @@ def check_cache(value, where="cache"):
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{where} = {json.dumps(value)}: should be 'memory', 'none' or a "
                          "folder for cache files.")
+    value = user_path(value)
     if value not in CACHE_CHOICES and os.path.lexists(value) and not os.path.isdir(value):
         raise ValueError(f"{where} = {value!r}: exists and is not a folder; give 'memory', "
                          "'none' or a folder for cache files.")
@@ -485,8 +487,8 @@ def absolute_source(data):
     `mmtl-tf evaluate` finds it from any folder); `"default"`, `"tfds:NAME"`
     and paths that do not exist as given."""
     if isinstance(data, str) and data != "default" and not data.startswith("tfds:") \
-            and os.path.exists(data):
-        return os.path.abspath(data)
+            and os.path.exists(user_path(data)):
+        return os.path.abspath(user_path(data))
     return data
 
 
