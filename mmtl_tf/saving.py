@@ -43,6 +43,9 @@ def load_model(path, **kwargs):
     register_all()
     import keras
 
+    from mmtl_tf.files import user_path
+
+    path = user_path(path)  # "~/runs/fusion/model.keras"
     with global_dtype_policy(saved_precision(path)):
         return keras.saving.load_model(path, **kwargs)
 

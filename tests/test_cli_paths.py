@@ -305,3 +305,24 @@ def test_weights_and_encoder_folders_may_be_tilde_paths(tmp_path, monkeypatch):
         AudioEncoder().load_pretrained("~/a.keras")
     with pytest.raises(FileNotFoundError, match=re.escape(str(home / "enc"))):
         load_bert_backbone("~/enc")
+
+
+def test_models_and_vectorizers_load_from_tilde_paths(tmp_path, monkeypatch):
+    import keras
+    import numpy as np
+
+    import mmtl_tf
+    from mmtl_tf.data.text import (load_text_vectorizer, make_text_vectorizer,
+                                   save_text_vectorizer)
+
+    home, work = _home(tmp_path, monkeypatch)
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.save(home / "m.keras")
+    x = np.arange(6, dtype="float32").reshape(2, 3)
+    np.testing.assert_allclose(mmtl_tf.load_model("~/m.keras")(x), model(x))
+    layer = make_text_vectorizer(["a cat", "a dog"], vocab_size=10, sequence_length=4)
+    save_text_vectorizer(layer, "~/v.json")
+    assert (home / "v.json").is_file()
+    assert load_text_vectorizer("~/v.json").get_vocabulary() == layer.get_vocabulary()
+    assert os.listdir(work) == []

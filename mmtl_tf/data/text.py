@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmtl_tf.errors import DataError, DataWarning, check_texts
-from mmtl_tf.files import atomic_json
+from mmtl_tf.files import atomic_json, user_path
 
 # `warn_if_truncated` warns when more than this share of the texts is cut (the
 # bundled recipes stay below it: at most 29% of the quotes at the text
@@ -293,11 +293,12 @@ def vectorizer_from_dict(spec):
 
 def save_text_vectorizer(layer, path):
     """Writes the vectorizer's config and vocabulary as JSON (atomically)."""
-    atomic_json(vectorizer_to_dict(layer), path, ensure_ascii=False)
+    atomic_json(vectorizer_to_dict(layer), user_path(path), ensure_ascii=False)
 
 
 def load_text_vectorizer(path):
     """Reads a vectorizer written by `save_text_vectorizer`."""
+    path = user_path(path)
     if not os.path.exists(path):
         raise DataError(f"{path}: text vectorizer file not found.")
     try:
