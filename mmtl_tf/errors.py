@@ -239,12 +239,14 @@ def describe_op_error(error):
     suffix, a leading "Graph execution error:" and the traceback of the
     Python code that built the graph."""
     text = getattr(error, "message", None) or str(error)
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    lines = [ln for ln in lines if ln != "Graph execution error:"]
+    # Errors of ops inside a called function end with a line naming the
+    # node, `[[{{node ...}}]] [Op:...]`, after the op's message.
+    lines = [re.sub(r"\s*\[\[\{\{node [^}]*\}\}\]\]|\s*\[Op:[^\]]*\].*$", "", ln).strip()
+             for ln in text.strip().splitlines()]
+    lines = [ln for ln in lines if ln and ln != "Graph execution error:"]
     # Graph errors end with the failing op's message after the traceback.
     message = lines[-1] if lines else type(error).__name__
     message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)
-    message = re.sub(r"\s*\[Op:[^\]]*\].*$", "", message)
     return message.strip() or type(error).__name__
 
 

@@ -62,7 +62,7 @@ def _noinline(function, signature=(_IMAGE,)):
     return call
 
 
-def decode_upright(image_bytes):
+def decode_upright(image_bytes, min_side=None):
     """`tf.io.decode_image` (any channels, no animation), with a JPEG's Exif
     orientation applied: a photo that a phone stored sideways, with the
     Orientation tag saying how to turn it (2–8), comes out as image viewers,
@@ -74,14 +74,57 @@ def decode_upright(image_bytes):
     reading the tag (`_exif_marked` decides; `_apply_exif_orientation` is
     a function that graphs call rather than inline). A tag that cannot be
     read leaves the image as decoded.
+
+    With `min_side` (an int), a JPEG file of 64 KiB or more whose shorter
+    side is at least twice `min_side` is decoded at a half, a quarter or an
+    eighth of its size, the smallest that keeps `min_side` pixels on the
+    shorter side (`_decode_jpeg_reduced`): libjpeg scales while decoding (in
+    the DCT), with less work and memory than decoding it whole, and the
+    resize after it is smaller too. Smaller files decode fast whole. The
+    rule depends on the bytes alone, so a training pipeline and an exported
+    model decode every file the same way.
     """
-    image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
+    def whole():
+        return tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
+
+    if min_side is None:
+        image = whole()
+    else:
+        # A small file pays for two ops and a branch (in `Dataset.map`, every
+        # op costs); the large file's branch is one call.
+        image = tf.cond(tf.strings.length(image_bytes) >= _REDUCE_FROM_BYTES,
+                        lambda: _decode_large(image_bytes, int(min_side)), whole)
     # The test runs after decoding: the bytes of any image that decodes are
     # long enough for it, and a file that does not decode fails with the
     # decoder's error.
     with tf.control_dependencies([image]):
         marked = _exif_marked(image_bytes)
     return tf.cond(marked, lambda: _apply_exif_orientation(image, image_bytes), lambda: image)
+
+
+# JPEG files this long or longer may be decoded at a reduced scale.
+_REDUCE_FROM_BYTES = 65536
+
+
+@functools.partial(_noinline, signature=(_BYTES, tf.TensorSpec([], tf.int32)))
+def _decode_large(image_bytes, min_side):
+    """A file of `_REDUCE_FROM_BYTES` or more: a JPEG decoded at a reduced
+    scale (`_decode_jpeg_reduced`), another format whole."""
+    is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, 3), _JPEG_MAGIC)
+    return tf.cond(is_jpeg, lambda: _decode_jpeg_reduced(image_bytes, min_side),
+                   lambda: tf.io.decode_image(image_bytes, channels=0, expand_animations=False))
+
+
+def _decode_jpeg_reduced(image_bytes, min_side):
+    """JPEG bytes decoded (any channels) at 1/1, 1/2, 1/4 or 1/8 of their
+    size, the smallest that keeps `min_side` pixels on the shorter side. A
+    JPEG whose header cannot be read fails on it."""
+    shape = tf.io.extract_jpeg_shape(image_bytes)
+    halvings = tf.reduce_sum(tf.cast(
+        tf.reduce_min(shape[:2]) >= [2 * min_side, 4 * min_side, 8 * min_side], tf.int32))
+    return tf.switch_case(halvings, [
+        functools.partial(tf.io.decode_jpeg, image_bytes, channels=0, ratio=ratio)
+        for ratio in (1, 2, 4, 8)])
 
 
 _EXIF_HEADER = b"Exif\x00\x00"
@@ -312,7 +355,10 @@ def preprocess_image_bytes(image_bytes, image_size, crop=True, grayscale=False):
         grayscale: bool. Return one luminance channel.
     """
     size = check_image_size(image_size)
-    image = decode_upright(image_bytes)
+    # Decoded at a reduced scale where that keeps at least the target's
+    # larger side on the image's shorter side (enough for any crop and any
+    # Exif turn).
+    image = decode_upright(image_bytes, min_side=max(size))
     convert = _converter(size, bool(crop), bool(grayscale))
     if grayscale:
         return tf.ensure_shape(convert(image), [size[0], size[1], 1])

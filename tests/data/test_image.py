@@ -585,3 +585,117 @@ def test_the_sample_and_the_quick_load_take_files_too_short_for_an_image(tmp_pat
             ds, kept = mmtl_tf.data.decoded_image_dataset(
                 paths + [str(tmp_path / f"short{i}.jpg")], size, on_error="skip")
         assert kept == [0, 1, 2]
+
+
+def _photo(height, width, noise=120, quality=95, seed=0):
+    """JPEG bytes of a noisy gradient (a photo's file size: 64 KiB or more
+    from about 300×400 on)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    pixels = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) % 256], -1)
+    pixels = np.clip(pixels + rng.integers(0, noise, pixels.shape), 0, 255).astype("uint8")
+    return _jpeg(pixels, quality)
+
+
+def _jpeg(pixels, quality, **kwargs):
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=quality, **kwargs)
+    return out.getvalue()
+
+
+def _draft(data, ratio):
+    """Pillow's decoding of JPEG bytes scaled by 1/`ratio` in libjpeg (the
+    reference for TensorFlow's `ratio`)."""
+    image = Image.open(io.BytesIO(data))
+    image.draft("RGB", (image.width // ratio, image.height // ratio))
+    assert image.width == -(-Image.open(io.BytesIO(data)).width // ratio)
+    return np.asarray(image.convert("RGB"))
+
+
+@pytest.mark.parametrize("shape, size, ratio", [
+    ((900, 1200), (100, 100), 8),   # shorter side 9x the target's larger one
+    ((500, 700), (100, 100), 4),
+    ((400, 300), (60, 120), 2),     # the target's larger side counts
+    ((330, 420), (100, 100), 2),
+    ((190, 420), (100, 100), 1),    # under twice the target: whole
+])
+def test_large_jpegs_are_decoded_at_a_reduced_scale(shape, size, ratio):
+    # A 12-megapixel photo was decoded whole to be shrunk to 224 px; libjpeg
+    # can scale by 1/2, 1/4 or 1/8 while decoding, for a fraction of the work.
+    from mmtl_tf.data.image import decode_upright, resize_and_crop
+
+    data = _photo(*shape)
+    assert len(data) >= 65536
+    decoded = decode_upright(tf.constant(data), min_side=max(size)).numpy()
+    reference = _draft(data, ratio) if ratio > 1 else tf.io.decode_jpeg(data).numpy()
+    assert decoded.shape == reference.shape
+    assert np.abs(decoded.astype(int) - reference).max() <= 4  # Pillow's upsampling at 1/2
+    assert min(decoded.shape[:2]) >= max(size)
+    got = preprocess_image_bytes(tf.constant(data), size).numpy()
+    np.testing.assert_array_equal(got, resize_and_crop(tf.constant(decoded), size).numpy())
+    # A graph (Dataset.map, an exported model's signature) decodes it the same.
+    batch = mmtl_tf.data.preprocess_image_batch(tf.constant([data]), size).numpy()
+    np.testing.assert_array_equal(batch[0], got)
+
+
+def test_a_reduced_photo_looks_like_the_whole_one_shrunk():
+    from mmtl_tf.data.image import resize_and_crop
+
+    data = _photo(1200, 1600, noise=24)  # a smooth photo: what the eye sees
+    assert len(data) >= 65536
+    for size in ((224, 224), (100, 160), (64, 64)):
+        got = preprocess_image_bytes(tf.constant(data), size).numpy().astype(int)
+        whole = resize_and_crop(tf.io.decode_jpeg(data), size).numpy()
+        assert np.abs(got - whole).mean() < 2, size
+
+
+def test_small_files_and_other_formats_are_decoded_whole():
+    from mmtl_tf.data.image import decode_upright
+
+    flat = np.full((900, 1200, 3), 200, "uint8")
+    for data in (_jpeg(flat, 90), _encode(flat)):  # a large image in a small file; a PNG
+        assert len(data) < 65536
+        decoded = decode_upright(tf.constant(data), min_side=100).numpy()
+        assert decoded.shape == (900, 1200, 3)
+    data = _photo(900, 1200)
+    assert decode_upright(tf.constant(data)).shape == (900, 1200, 3)  # no min_side
+    assert decode_image(tf.constant(data)).shape == (900, 1200, 3)
+
+
+def test_a_turned_photo_is_reduced_then_turned(tmp_path):
+    from PIL import ImageOps
+
+    from mmtl_tf.data.image import decode_upright
+
+    pixels = _asymmetric(600, 900)
+    rng = np.random.default_rng(1)
+    pixels = np.clip(pixels + rng.integers(0, 40, pixels.shape), 0, 255).astype("uint8")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned 90° clockwise to show
+    data = _jpeg(pixels, 92, exif=exif.tobytes())
+    assert len(data) >= 65536
+    decoded = decode_upright(tf.constant(data), min_side=100).numpy()
+    shown = Image.fromarray(_draft(data, 4))
+    shown.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(shown))
+    assert decoded.shape == expected.shape == (225, 150, 3)
+    assert np.abs(decoded.astype(int) - expected).max() == 0
+    # Through the checking pass of a dataset: the same pixels.
+    (tmp_path / "a.jpg").write_bytes(data)
+    ds, kept = mmtl_tf.data.decoded_image_dataset([str(tmp_path / "a.jpg")], (100, 100))
+    image = next(iter(ds))[1].numpy()
+    np.testing.assert_array_equal(
+        image, preprocess_image_bytes(tf.constant(data), (100, 100)).numpy())
+
+
+def test_a_damaged_photo_is_named_with_the_decoders_message(tmp_path):
+    # The error of an op inside a branch ends with a "[[{{node ...}}]]" line,
+    # which the message showed instead of the decoder's words.
+    (tmp_path / "bad.jpg").write_bytes(_photo(600, 800)[:100000])  # cut short
+    (tmp_path / "ok.jpg").write_bytes(_photo(600, 800, seed=2))
+    with pytest.raises(mmtl_tf.DataError) as e:
+        mmtl_tf.data.decoded_image_dataset([str(tmp_path / "ok.jpg"), str(tmp_path / "bad.jpg")],
+                                           (64, 64))
+    message = str(e.value)
+    assert "bad.jpg: cannot decode image (jpeg::Uncompress failed" in message, message
+    assert "ok.jpg" not in message and "[[" not in message and "{{node" not in message
