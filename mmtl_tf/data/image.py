@@ -503,7 +503,9 @@ _READY_SAMPLE = 8
 
 def _looks_ready(paths, image_size):
     """True when every sampled file of `paths` is a JPEG of `image_size`
-    (RGB): about 0.3 ms a file here."""
+    (RGB), without Exif: read from its first bytes in Python, a few µs a
+    file (TensorFlow's test run eagerly took about 4 ms a file, 30 ms of a
+    1,621-image build)."""
     n = len(paths)
     if not n:
         return False
@@ -514,14 +516,51 @@ def _looks_ready(paths, image_size):
 
 def _is_ready_jpeg(path, image_size):
     """True when the file at `path` is a JPEG of `image_size` with three
-    channels (by its header; False for anything unreadable)."""
+    channels and no Exif mark (`_is_ready_header`'s test, on the header
+    read in Python: `_jpeg_header_shape`); False for anything unreadable.
+    It only decides whether the quick load is tried, which tests each file
+    again in the graph."""
     try:
         with tf.io.gfile.GFile(path, "rb") as f:  # as `tf.io.read_file` reads it
-            content = f.read()
-        # The quick load's own test, run eagerly.
-        return bool(_is_ready_header(tf.constant(content), image_size))
+            head = f.read(_HEADER_BYTES)
     except (OSError, tf.errors.OpError):
         return False
+    exif = any(head[at:at + len(_EXIF_HEADER)] == _EXIF_HEADER for at in _EXIF_AT)
+    return (head.startswith(_JPEG_MAGIC) and not exif
+            and _jpeg_header_shape(head) == (image_size[0], image_size[1], 3))
+
+
+# How much of a file `_is_ready_jpeg` reads: its JPEG header (before the
+# frame header only the Exif, ICC and other segments, each under 64 KiB).
+_HEADER_BYTES = 1 << 17
+# JPEG start-of-frame markers (baseline, progressive, ...; not C4 DHT, C8,
+# CC DAC), whose segment holds the image's height, width and components.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_header_shape(data):
+    """(height, width, components) from the frame header of JPEG bytes, as
+    `tf.io.extract_jpeg_shape` reads them, or None where the segments
+    before it cannot be walked."""
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
+            at += 2
+        elif marker in (0xD8, 0xD9, 0xDA):  # a new image, its end, scan data
+            return None
+        elif marker in _SOF_MARKERS:
+            if at + 10 > len(data):
+                return None
+            return (int.from_bytes(data[at + 5:at + 7], "big"),
+                    int.from_bytes(data[at + 7:at + 9], "big"), data[at + 9])
+        else:
+            at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    return None
 
 
 # Image formats that `tf.io.decode_image` cannot decode, found in photo
