@@ -84,22 +84,31 @@ def decode_upright(image_bytes, min_side=None):
     rule depends on the bytes alone, so a training pipeline and an exported
     model decode every file the same way.
     """
-    def whole():
-        return tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
-
     if min_side is None:
-        image = whole()
+        image = _decode_whole(image_bytes)
     else:
         # A small file pays for two ops and a branch (in `Dataset.map`, every
         # op costs); the large file's branch is one call.
         image = tf.cond(tf.strings.length(image_bytes) >= _REDUCE_FROM_BYTES,
-                        lambda: _decode_large(image_bytes, int(min_side)), whole)
+                        lambda: _decode_large(image_bytes, int(min_side)),
+                        lambda: _decode_whole(image_bytes))
     # The test runs after decoding: the bytes of any image that decodes are
     # long enough for it, and a file that does not decode fails with the
     # decoder's error.
     with tf.control_dependencies([image]):
         marked = _exif_marked(image_bytes)
     return tf.cond(marked, lambda: _apply_exif_orientation(image, image_bytes), lambda: image)
+
+
+def _decode_whole(image_bytes):
+    """Any image format's bytes decoded at full size (any channels, the first
+    frame of an animation)."""
+    return tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
+
+
+def _starts_as_jpeg(image_bytes):
+    """bool tensor: the bytes start as a JPEG's do (the magic number)."""
+    return tf.equal(tf.strings.substr(image_bytes, 0, 3), _JPEG_MAGIC)
 
 
 # JPEG files this long or longer may be decoded at a reduced scale.
@@ -110,9 +119,9 @@ _REDUCE_FROM_BYTES = 65536
 def _decode_large(image_bytes, min_side):
     """A file of `_REDUCE_FROM_BYTES` or more: a JPEG decoded at a reduced
     scale (`_decode_jpeg_reduced`), another format whole."""
-    is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, 3), _JPEG_MAGIC)
-    return tf.cond(is_jpeg, lambda: _decode_jpeg_reduced(image_bytes, min_side),
-                   lambda: tf.io.decode_image(image_bytes, channels=0, expand_animations=False))
+    return tf.cond(_starts_as_jpeg(image_bytes),
+                   lambda: _decode_jpeg_reduced(image_bytes, min_side),
+                   lambda: _decode_whole(image_bytes))
 
 
 def _decode_jpeg_reduced(image_bytes, min_side):
@@ -462,8 +471,7 @@ def _load_ready_jpeg(path, image_size):
     # an Assert, and silent). Whatever decodes to (height, width, 3) here is
     # what `_load_and_preprocess` returns unchanged.
     image_bytes = tf.where(_is_ready_header(image_bytes, image_size), image_bytes, "")
-    image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
-    return tf.ensure_shape(image, [image_size[0], image_size[1], 3])
+    return tf.ensure_shape(_decode_whole(image_bytes), [image_size[0], image_size[1], 3])
 
 
 def _is_ready_header(image_bytes, image_size):
@@ -473,7 +481,7 @@ def _is_ready_header(image_bytes, image_size):
     damaged)."""
     # The header of another format would make libjpeg print an error: a
     # one-pixel JPEG's is read instead.
-    is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, 3), _JPEG_MAGIC)
+    is_jpeg = _starts_as_jpeg(image_bytes)
     jpeg = tf.where(is_jpeg, image_bytes, _one_pixel_jpeg())
     shape = tf.io.extract_jpeg_shape(jpeg)
     # No Exif (`_exif_marked`), tested once the header has been read: bytes

@@ -392,14 +392,13 @@ def row_path(root, value):
     posix = os.sep == "/" and "\\" in value
     if (value.isascii() and not posix) or os.path.lexists(path):
         return path
-    values = [value.replace("\\", "/")] if posix else []
-    for text in [value] + values:
-        if not text.isascii():
-            values += [unicodedata.normalize(form, text) for form in ("NFC", "NFD")]
-    for other in dict.fromkeys(values):
-        if other != value and os.path.lexists(os.path.join(root, other)):
-            return os.path.join(root, other)
-    return path
+    spellings = ([value.replace("\\", "/")] if posix else []) + [value]
+    others = dict.fromkeys(spelled for text in spellings
+                           for spelled in (text, unicodedata.normalize("NFC", text),
+                                           unicodedata.normalize("NFD", text)))
+    others.pop(value)
+    return next((os.path.join(root, other) for other in others
+                 if os.path.lexists(os.path.join(root, other))), path)
 
 
 # A URL where a file's path belongs ("https://...", "s3://...").

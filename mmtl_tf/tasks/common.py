@@ -486,9 +486,10 @@ def absolute_source(data):
     """A data source as run.json keeps it: a path made absolute (so that
     `mmtl-tf evaluate` finds it from any folder); `"default"`, `"tfds:NAME"`
     and paths that do not exist as given."""
-    if isinstance(data, str) and data != "default" and not data.startswith("tfds:") \
-            and os.path.exists(user_path(data)):
-        return os.path.abspath(user_path(data))
+    if isinstance(data, str) and data != "default" and not data.startswith("tfds:"):
+        path = user_path(data)
+        if os.path.exists(path):
+            return os.path.abspath(path)
     return data
 
 

@@ -11,9 +11,9 @@ import mmtl_tf
 from mmtl_tf.data.image import augment_image, decode_image, preprocess_image_bytes
 
 
-def _encode(array, fmt="PNG", mode=None):
+def _encode(array, fmt="PNG", mode=None, **save):
     buf = io.BytesIO()
-    Image.fromarray(array, mode=mode).save(buf, format=fmt)
+    Image.fromarray(array, mode=mode).save(buf, format=fmt, **save)
     return buf.getvalue()
 
 
@@ -594,13 +594,7 @@ def _photo(height, width, noise=120, quality=95, seed=0):
     yy, xx = np.mgrid[0:height, 0:width]
     pixels = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) % 256], -1)
     pixels = np.clip(pixels + rng.integers(0, noise, pixels.shape), 0, 255).astype("uint8")
-    return _jpeg(pixels, quality)
-
-
-def _jpeg(pixels, quality, **kwargs):
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, "JPEG", quality=quality, **kwargs)
-    return out.getvalue()
+    return _encode(pixels, "JPEG", quality=quality)
 
 
 def _draft(data, ratio):
@@ -653,7 +647,8 @@ def test_small_files_and_other_formats_are_decoded_whole():
     from mmtl_tf.data.image import decode_upright
 
     flat = np.full((900, 1200, 3), 200, "uint8")
-    for data in (_jpeg(flat, 90), _encode(flat)):  # a large image in a small file; a PNG
+    # A large image in a small file; a PNG.
+    for data in (_encode(flat, "JPEG", quality=90), _encode(flat)):
         assert len(data) < 65536
         decoded = decode_upright(tf.constant(data), min_side=100).numpy()
         assert decoded.shape == (900, 1200, 3)
@@ -672,7 +667,7 @@ def test_a_turned_photo_is_reduced_then_turned(tmp_path):
     pixels = np.clip(pixels + rng.integers(0, 40, pixels.shape), 0, 255).astype("uint8")
     exif = Image.Exif()
     exif[0x0112] = 6  # turned 90° clockwise to show
-    data = _jpeg(pixels, 92, exif=exif.tobytes())
+    data = _encode(pixels, "JPEG", quality=92, exif=exif.tobytes())
     assert len(data) >= 65536
     decoded = decode_upright(tf.constant(data), min_side=100).numpy()
     shown = Image.fromarray(_draft(data, 4))
@@ -709,15 +704,16 @@ def test_the_sampled_headers_are_read_as_tensorflow_reads_them(tmp_path):
 
     rgb = np.random.default_rng(0).integers(0, 256, (30, 40, 3)).astype("uint8")
     files = {
-        "baseline": _jpeg(rgb, 90),
-        "progressive": _jpeg(rgb, 90, progressive=True),
-        "gray": _jpeg(rgb[..., 0], 90),
+        "baseline": _encode(rgb, "JPEG", quality=90),
+        "progressive": _encode(rgb, "JPEG", quality=90, progressive=True),
+        "gray": _encode(rgb[..., 0], "JPEG", quality=90),
         "cmyk": _cmyk_jpeg(rgb),
-        "restarts": _jpeg(rgb, 90, restart_marker_blocks=1),
-        "icc": _jpeg(rgb, 90, icc_profile=b"\x00" * 60000),  # a large segment first
+        "restarts": _encode(rgb, "JPEG", quality=90, restart_marker_blocks=1),
+        # A large segment before the frame header.
+        "icc": _encode(rgb, "JPEG", quality=90, icc_profile=b"\x00" * 60000),
         "exif": _exif_jpeg(rgb, 1),
         "png": _encode(rgb),
-        "cut": _jpeg(rgb, 90)[:5],
+        "cut": _encode(rgb, "JPEG", quality=90)[:5],
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
