@@ -174,7 +174,9 @@ def jsonl_rows(path, raw, problems=None):
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as e:
-            _problem(problems, loc, f"not valid UTF-8 (byte {e.start} of the line)")
+            _problem(problems, loc, f"not valid UTF-8: byte 0x{line[e.start]:02X} at byte "
+                                    f"{e.start} of the line, in \"{_near(line, e.start)}\"; "
+                                    "write the file as UTF-8")
             continue
         try:
             row = json.loads(text)
@@ -224,11 +226,17 @@ def _decode_utf8(path, raw):
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
-        start = raw.rfind(b"\n", 0, e.start) + 1
-        near = raw[max(start, e.start - 20):e.start + 20].split(b"\n")[0]
         raise DataError(
             f"{path}:{line}: not valid UTF-8: byte 0x{raw[e.start]:02X} at offset {e.start}, "
-            f"in \"{near.decode('utf-8', 'backslashreplace')}\"; {_SAVE_AS_UTF8}.") from e
+            f"in \"{_near(raw, e.start)}\"; {_SAVE_AS_UTF8}.") from e
+
+
+def _near(raw, at):
+    """The text of `raw` bytes around offset `at`, within its line (up to 20
+    bytes each side), undecodable bytes written as `\\xE9`."""
+    start = raw.rfind(b"\n", 0, at) + 1
+    near = raw[max(start, at - 20):at + 20].split(b"\n")[0]
+    return near.decode("utf-8", "backslashreplace")
 
 
 def _column_names(names, what="columns"):
@@ -440,9 +448,32 @@ def missing_file_problem(path):
         return (f"file not found: no {kind} {name!r} in {parent}, but {like!r} is there "
                 "(the names differ in case, which Windows and macOS ignore and Linux "
                 "does not)")
-    if kind == "folder":
-        return f"file not found: no folder {top}"
-    return "file not found"
+    problem = f"file not found: no folder {top}" if kind == "folder" else "file not found"
+    found = _from_current_folder(path)
+    if found:
+        folder, tail = found
+        cwd = os.getcwd()
+        return (f"{problem}; {tail} is there from the current folder ({cwd}), but paths "
+                "in a captions or labels file are read from that file's folder: from "
+                f"{folder}, write {os.path.relpath(os.path.join(cwd, tail), folder)}")
+    return problem
+
+
+def _from_current_folder(path):
+    """`(folder, tail)` where the absolute, missing `path` is `folder` + `tail`,
+    `folder` exists and `tail` names a file relative to the current folder
+    (a row that names its file from where the command runs, not from the
+    captions file's folder: `data/images/a.jpg` in `data/captions.csv`); the
+    longest such `tail`, else None. Costs a stat per folder of `path`, for
+    missing files only."""
+    cwd = os.getcwd()
+    parts = path.split(os.sep)
+    for i in range(2, len(parts)):  # `folder` is never the file system's root
+        folder, tail = os.sep.join(parts[:i]), os.path.join(*parts[i:])
+        found = os.path.join(cwd, tail)
+        if found != path and os.path.isfile(found) and os.path.isdir(folder):
+            return folder, tail
+    return None
 
 
 def _name_key(name):

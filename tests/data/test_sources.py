@@ -62,6 +62,19 @@ def test_non_utf8_file_is_named_with_line(tmp_path):
     assert 'save it as UTF-8 (in Excel: Save As "CSV UTF-8"' in message
 
 
+def test_non_utf8_jsonl_line_shows_the_byte_and_its_text(tmp_path):
+    # A JSON Lines file written in Windows-1252: the line is a bad row
+    # (skippable), shown with the byte and the words around it.
+    path = tmp_path / "captions.jsonl"
+    path.write_bytes(b'{"path": "a.png", "caption": "a cat", "label": "x"}\n'
+                     + '{"path": "b.png", "caption": "a café", "label": "y"}\n'.encode("cp1252"))
+    with pytest.raises(mmtl_tf.DataError) as e:
+        read_captions_file(str(path))
+    assert dict(e.value.problems)[f"{path}:2"] == (
+        'not valid UTF-8: byte 0xE9 at byte 35 of the line, in '
+        '"", "caption": "a caf\\xe9", "label": "y"}"; write the file as UTF-8')
+
+
 @pytest.mark.parametrize("kind", ["csv", "jsonl"])
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
 def test_utf16_files_with_a_byte_order_mark_are_read(tmp_path, kind, encoding):
@@ -464,3 +477,33 @@ def test_columns_named_alike_but_for_case_are_refused(tmp_path):
                                                  r"differ only in case or spaces"):
         rows = read_captions_file(str(tmp_path / "c.jsonl"), on_error="skip")
     assert [(os.path.basename(r["path"]), r["caption"]) for r in rows] == [("a.png", "x")]
+
+
+def test_a_row_written_from_the_current_folder_says_how_to_write_it(tmp_path, monkeypatch):
+    # Paths in a captions file are read from the file's folder; a user who
+    # runs from the folder above often writes them from there.
+    from mmtl_tf.data.sources import missing_file_problem
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (tmp_path / "shared").mkdir()
+    _image(data / "images" / "a.png")
+    _image(tmp_path / "shared" / "b.png")
+    monkeypatch.chdir(tmp_path)
+    problems = _missing(data, ["data/images/a.png", "shared/b.png", "data/images/none.png"])
+    why = {row: problems[f"{data / 'captions.csv'}:{i} ({data / row})"]
+           for i, row in enumerate(["data/images/a.png", "shared/b.png",
+                                    "data/images/none.png"], start=2)}
+    assert why["data/images/a.png"] == (
+        f"file not found: no folder {data / 'data'}; data/images/a.png is there from the "
+        f"current folder ({tmp_path}), but paths in a captions or labels file are read from "
+        f"that file's folder: from {data}, write images/a.png")
+    assert why["shared/b.png"].endswith(f"from {data}, write ../shared/b.png")
+    assert why["data/images/none.png"] == f"file not found: no folder {data / 'data'}"
+    # Only a file found under a folder that exists counts: `tail` alone in
+    # the current folder, below a missing folder, is no hint.
+    _image(tmp_path / "c.png")
+    assert missing_file_problem(str(tmp_path / "gone" / "c.png")) == \
+        f"file not found: no folder {tmp_path / 'gone'}"
+    # A path that names the file relative to the current folder is not missing.
+    assert missing_file_problem(str(tmp_path / "nothing.png")) == "file not found"
