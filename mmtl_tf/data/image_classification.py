@@ -47,8 +47,9 @@ import tensorflow as tf
 from mmtl_tf.data.image import (UNDECODABLE_IMAGE_EXTENSIONS, augment_image,
                                 decoded_image_dataset, resize_and_crop)
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
-                                  _read_rows, check_columns, class_name, empty_split_error,
-                                  find_file, label_field, per_split_files, row_path,
+                                  _read_rows, check_columns, class_name, data_files_hint,
+                                  empty_split_error, find_file, label_field, per_split_files,
+                                  row_path,
                                   sorted_class_names, split_field, text_field,
                                   warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
@@ -333,7 +334,8 @@ def _rows_by_split(source, need_box, seed, on_error):
         rows = _class_folder_rows(source)
         if rows is None:
             raise DataError(f"{source}: no labels file (looked for {', '.join(LABEL_FILE_NAMES)} "
-                            "or train/validation/test .jsonl/.csv) and no class sub-folders.")
+                            "or train/validation/test .jsonl/.csv) and no class sub-folders"
+                            f"{data_files_hint(source, 'labels.csv')}.")
         if need_box:
             raise DataError(f"{source}: class folders have no boxes; localization needs a "
                             "labels file with a 'box' column.")

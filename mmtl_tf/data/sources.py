@@ -100,9 +100,25 @@ def check_columns(where, row, required):
     row of a file, as a dict) lacks, and the columns it has."""
     missing = [c for c in required if c not in row]
     if missing:
+        renames = [f"{other} to {name}" for name in missing
+                   for other in [next((a for a in _COLUMN_ALIASES.get(name, ())
+                                       if a in row and a not in required), None)] if other]
         raise DataError(
             f"{where}: missing column(s) {', '.join(missing)} (found "
-            f"{', '.join(map(str, row)) or 'none'}; required: {', '.join(required)}).")
+            f"{', '.join(map(str, row)) or 'none'}; required: {', '.join(required)})"
+            + (f"; rename {', '.join(renames)}" if renames else "") + ".")
+
+
+# Names other datasets and tools give the columns mmtl_tf reads (Hugging
+# Face's ImageFolder `metadata.csv` has `file_name` and often `text`), for
+# the missing-column message; not read as those columns.
+_COLUMN_ALIASES = {
+    "path": ("file_name", "filename", "file", "filepath", "file_path", "image", "image_path",
+             "image_file", "img", "audio", "audio_path", "audio_file"),
+    "caption": ("text", "captions", "description", "sentence", "title"),
+    "text": ("caption", "sentence", "review", "content", "body", "document"),
+    "label": ("labels", "class", "category", "class_name", "target", "sentiment"),
+}
 
 
 def _problem(problems, loc, why):
@@ -688,6 +704,52 @@ def _hash_split(path, seed, root):
     return default_split(unicodedata.normalize("NFC", key.replace(os.sep, "/")), seed)
 
 
+# What a data file that mmtl_tf did not look for may end with.
+_DATA_FILE_EXTENSIONS = (".csv", ".jsonl", ".json", ".tsv", ".txt")
+
+
+def data_files_hint(folder, name):
+    """For a message saying that `folder` has no data file of the names
+    looked for: "; it holds FILE, ...: give ... as the source, or rename it
+    `name`" when it holds files that may be one under another name
+    (`metadata.csv`, `annotations.jsonl`, `captions.tsv`); else ""."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return ""
+    found = [n for n in names if not n.startswith(".")
+             and n.lower().endswith(_DATA_FILE_EXTENSIONS)
+             and os.path.isfile(os.path.join(folder, n))]
+    if not found:
+        return ""
+    if len(found) == 1:
+        return (f"; it holds {found[0]}: give {os.path.join(folder, found[0])} as the "
+                f"source, or rename it {name}")
+    shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+    return (f"; it holds {shown}: give the one with the data as the source, or rename it "
+            f"{name}")
+
+
+def _class_folders_hint(folder):
+    """"; it holds class folders of images ..." for a folder without a
+    captions file whose sub-folders hold images (data for the tasks that
+    need labels only); else ""."""
+    from mmtl_tf.data.image_classification import IMAGE_EXTENSIONS, _subfolders
+
+    try:
+        with_images = [d for d in _subfolders(folder) if any(
+            e.name.lower().endswith(IMAGE_EXTENSIONS) for e in os.scandir(
+                os.path.join(folder, d)))]
+    except OSError:
+        return ""
+    if not with_images:
+        return ""
+    return (f"; it holds class folders of images ({', '.join(with_images[:3])}"
+            f"{', ...' if len(with_images) > 3 else ''}): labels without captions, which "
+            "head-swap, siamese and triplet read; the image-text models need a captions "
+            "file with a caption per image")
+
+
 def find_file(folder, names):
     """The path of the first of `names` that is a file in `folder`, or None.
 
@@ -771,7 +833,9 @@ def load_image_text_records(source="default", split="train", require_label=True,
             if file is None:
                 raise DataError(
                     f"{path}: no captions file (looked for {', '.join(CAPTION_FILE_NAMES)} "
-                    "or train/validation/test .jsonl/.csv).")
+                    "or train/validation/test .jsonl/.csv)"
+                    + (data_files_hint(path, "captions.csv") or _class_folders_hint(path))
+                    + ".")
         else:
             file = path
         rows = read_captions_file(file, require_label, on_error)

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, class_name,
+from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, class_name, data_files_hint,
                                   default_split, empty_split_error, find_file, label_field,
                                   per_split_files, read_split_files, rows_with_known_labels,
                                   sorted_class_names, split_field, text_field,
@@ -166,7 +166,8 @@ def load_text_classification_records(source="default", split="train", seed=0,
             if file is None:
                 raise DataError(f"{source}: no text-classification file (looked for "
                                 f"{', '.join(TEXT_FILE_NAMES)} and train/validation/test "
-                                ".jsonl/.csv).")
+                                ".jsonl/.csv)"
+                                f"{data_files_hint(source, TEXT_FILE_NAMES[-1])}.")
             per_split = _by_split(read_text_classification_file(file, on_error), seed)
     elif os.path.isfile(source):
         per_split = _by_split(read_text_classification_file(source, on_error), seed)

@@ -507,3 +507,67 @@ def test_a_row_written_from_the_current_folder_says_how_to_write_it(tmp_path, mo
         f"file not found: no folder {tmp_path / 'gone'}"
     # A path that names the file relative to the current folder is not missing.
     assert missing_file_problem(str(tmp_path / "nothing.png")) == "file not found"
+
+
+def test_other_column_names_say_which_to_rename(tmp_path):
+    # Hugging Face's ImageFolder metadata.csv names the columns file_name and
+    # text; a sentiment dataset may have review and sentiment.
+    from mmtl_tf.data.text_classification import read_text_classification_file
+
+    (tmp_path / "metadata.csv").write_text("file_name,text,label\na.png,a cat,x\n")
+    with pytest.raises(mmtl_tf.DataError) as e:
+        read_captions_file(str(tmp_path / "metadata.csv"))
+    assert str(e.value) == (
+        f"{tmp_path / 'metadata.csv'}: missing column(s) path, caption (found file_name, "
+        "text, label; required: path, caption, label); rename file_name to path, text to "
+        "caption.")
+    (tmp_path / "reviews.csv").write_text("Review,Sentiment,text2\ngood,pos,x\n")
+    with pytest.raises(mmtl_tf.DataError, match=r"\(found review, sentiment, text2; required: "
+                                                 r"text, label\); rename review to text, "
+                                                 r"sentiment to label\.$"):
+        read_text_classification_file(str(tmp_path / "reviews.csv"))
+    # No rename is offered for a column that is itself required, nor for
+    # names without a known meaning.
+    (tmp_path / "c.csv").write_text("caption,label,what\na,b,c\n")
+    with pytest.raises(mmtl_tf.DataError, match=r"required: path, caption, label\)\.$"):
+        read_captions_file(str(tmp_path / "c.csv"))
+
+
+def test_a_folder_without_the_data_file_says_what_it_holds(tmp_path):
+    from mmtl_tf.data.image_classification import make_image_classification_dataset
+    from mmtl_tf.data.text_classification import load_text_classification_records
+
+    one, two, classes, empty = (tmp_path / n for n in ("one", "two", "classes", "empty"))
+    for folder in (one, two, empty, classes / "cat", classes / "dog"):
+        folder.mkdir(parents=True)
+    (one / "metadata.csv").write_text("file_name,text\na.png,a cat\n")
+    (one / ".hidden.csv").write_text("x\n")
+    (two / "notes.txt").write_text("x\n")
+    (two / "annotations.jsonl").write_text("{}\n")
+    _image(classes / "cat" / "a.png")
+    _image(classes / "dog" / "b.jpg")
+
+    def message(load, folder):
+        with pytest.raises(mmtl_tf.DataError) as e:
+            load(str(folder))
+        return str(e.value)
+
+    def captions(folder):
+        return load_image_text_records(folder, "train")
+
+    assert message(captions, one).endswith(
+        f"; it holds metadata.csv: give {one / 'metadata.csv'} as the source, or rename it "
+        "captions.csv.")
+    assert message(captions, two).endswith(
+        "; it holds annotations.jsonl, notes.txt: give the one with the data as the source, "
+        "or rename it captions.csv.")
+    assert message(captions, classes).endswith(
+        "; it holds class folders of images (cat, dog): labels without captions, which "
+        "head-swap, siamese and triplet read; the image-text models need a captions file "
+        "with a caption per image.")
+    assert message(captions, empty).endswith("train/validation/test .jsonl/.csv).")
+    assert message(lambda f: load_text_classification_records(f, "train"), one).endswith(
+        "or rename it texts.csv.")
+    assert message(lambda f: make_image_classification_dataset(f, "train"), one).endswith(
+        "no class sub-folders; it holds metadata.csv: give "
+        f"{one / 'metadata.csv'} as the source, or rename it labels.csv.")
