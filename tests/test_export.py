@@ -235,6 +235,33 @@ def test_captions_and_images_of_different_counts_are_refused(fusion_export):
               caption=tf.constant(["one caption"]))
 
 
+def test_items_that_are_not_image_files_are_named_by_position(fusion_export):
+    # The decoder's own error ("Unknown image file format") named no item of
+    # the batch; base64 text is what a client sends when it forgets to decode
+    # it, or posts it to TensorFlow Serving's REST API without {"b64": ...}.
+    import base64
+
+    import tensorflow as tf
+
+    path, rows, *_ = fusion_export
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    image = open(rows[0]["path"], "rb").read()
+
+    def served(*items):
+        return serve(image_bytes=tf.constant(list(items)),
+                     caption=tf.constant(["a caption"] * len(items)))
+
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image_bytes: base64 text, not image bytes, at these positions "
+                             r"of the batch .*b64.*\] \[2\]"):
+        served(image, image, base64.b64encode(image), b"")
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image_bytes: not JPEG, PNG, GIF, BMP or WebP bytes at these "
+                             r"positions of the batch \(by their first bytes\):\] \[1 3\]"):
+        served(image, b"", image, b"<html><body>502 Bad Gateway</body></html>")
+    assert served(image, image)["probabilities"].shape[0] == 2
+
+
 def test_multilabel_export_names_the_present_classes(tmp_path):
     # The multi-label export returned only `present`: no class names anywhere.
     import tensorflow as tf

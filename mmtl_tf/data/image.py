@@ -406,17 +406,67 @@ def _center_crop(image, image_size):
     return image[top:top + crop_h, left:left + crop_w]
 
 
-def preprocess_image_batch(image_bytes, image_size, crop=True, grayscale=False):
-    """A batch (N,) of encoded images → uint8 (N, height, width, C)."""
+def preprocess_image_batch(image_bytes, image_size, crop=True, grayscale=False,
+                           name="image_bytes"):
+    """A batch (N,) of encoded images → uint8 (N, height, width, C).
+
+    Items that are not image files by their first bytes fail before anything
+    is decoded, with an error that gives their positions in the batch (the
+    decoder's own error names none): base64 text (a client that did not
+    decode it, or sent it to TensorFlow Serving's REST API without the
+    `{"b64": ...}` wrapper that decodes it) says so; other bytes (empty, an
+    HTML error page, a TIFF) are "not JPEG, PNG, GIF, BMP or WebP". `name`
+    is the input's name in the messages.
+    """
     channels = 1 if grayscale else 3
 
     def one(encoded):
         return preprocess_image_bytes(encoded, image_size, crop, grayscale)
 
+    with tf.control_dependencies(_image_format_checks(image_bytes, name)):
+        image_bytes = tf.identity(image_bytes)
     return tf.map_fn(
         one, image_bytes,
         fn_output_signature=tf.TensorSpec(
             (int(image_size[0]), int(image_size[1]), channels), tf.uint8))
+
+
+# The first bytes of what `tf.io.decode_image` decodes: (offset, bytes), all
+# to match. JPEG XL (a bare codestream or the container) is there because
+# this TensorFlow's decoder names it.
+_IMAGE_MAGIC = (((0, b"\xff\xd8\xff"),), ((0, b"\x89PNG\r\n\x1a\n"),), ((0, b"GIF8"),),
+                ((0, b"BM"),), ((0, b"RIFF"), (8, b"WEBP")), ((0, b"\xff\x0a"),),
+                ((0, b"\x00\x00\x00\x0cJXL \r\n\x87\n"),))
+# How those files start once base64-encoded (standard and URL-safe
+# alphabets), and a data URL.
+_BASE64_STARTS = ("/9j/", "_9j_", "iVBORw0KGgo", "R0lGOD", "UklGR", "data:image/")
+
+
+def _image_format_checks(image_bytes, name):
+    """Assertion ops that fail naming the positions of the items of the
+    (N,) string tensor `image_bytes` that are base64 text, then of those
+    that start as no image format `tf.io.decode_image` reads."""
+    head = tf.strings.join([tf.strings.substr(image_bytes, 0, 12), "\0" * 12])
+
+    def starts(offset, magic):
+        return tf.equal(tf.strings.substr(head, offset, len(magic)), magic)
+
+    known = tf.reduce_any(tf.stack([
+        tf.reduce_all(tf.stack([starts(o, m) for o, m in parts]), axis=0)
+        for parts in _IMAGE_MAGIC]), axis=0)
+    base64 = tf.reduce_any(tf.stack([starts(0, text.encode()) for text in _BASE64_STARTS]),
+                           axis=0)
+    first = tf.debugging.Assert(
+        tf.logical_not(tf.reduce_any(base64)),
+        [f"{name}: base64 text, not image bytes, at these positions of the batch (decode "
+         "it before sending; TensorFlow Serving's REST API decodes values written as "
+         '{"b64": "..."}):', tf.where(base64)[:, 0]], summarize=20)
+    with tf.control_dependencies([first]):
+        return [tf.debugging.Assert(
+            tf.reduce_all(known),
+            [f"{name}: not JPEG, PNG, GIF, BMP or WebP bytes at these positions of the "
+             "batch (by their first bytes):", tf.where(tf.logical_not(known))[:, 0]],
+            summarize=20)]
 
 
 def augment_image(image, seed, max_zoom=0.1, max_delta=0.1):

@@ -137,6 +137,42 @@ def test_decoded_image_dataset_names_bad_files(tmp_path):
     assert [int(i) for i, _ in ds] == [0]
 
 
+@pytest.mark.parametrize("fmt, mode", [("PNG", "RGB"), ("JPEG", "RGB"), ("GIF", "P"),
+                                       ("BMP", "RGB"), ("WEBP", "RGB"), ("PNG", "RGBA")])
+def test_the_batch_format_check_passes_every_format_decode_image_reads(fmt, mode):
+    buffer = io.BytesIO()
+    Image.new(mode, (12, 6), (200, 30, 10)[:len(mode)] if mode != "P" else 3).save(buffer, fmt)
+    batch = tf.function(lambda x: mmtl_tf.data.preprocess_image_batch(x, (4, 4)))(
+        tf.constant([buffer.getvalue()] * 2))
+    assert batch.shape == (2, 4, 4, 3)
+
+
+def test_the_batch_format_check_names_what_it_refuses():
+    import base64
+
+    from mmtl_tf.data.image import _BASE64_STARTS, _image_format_checks
+
+    png = _encode(np.zeros((8, 8, 3), "uint8"))
+    jpeg = _encode(np.zeros((8, 8, 3), "uint8"), "JPEG")
+    # Each listed start is how base64 of such a file begins.
+    encoded = [base64.b64encode(png), base64.b64encode(jpeg),
+               base64.urlsafe_b64encode(jpeg)]
+    assert all(any(e.startswith(s.encode()) for s in _BASE64_STARTS) for e in encoded)
+
+    @tf.function
+    def check(items, name):
+        with tf.control_dependencies(_image_format_checks(items, name)):
+            return tf.identity(items)
+
+    assert check(tf.constant([png, jpeg]), "image_bytes").shape == (2,)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"pics: base64 text.*\] \[0 2\]"):
+        check(tf.constant([encoded[0], png, b"data:image/png;base64,iVBOR"]), "pics")
+    # Items shorter than the signatures are compared safely; a cut file that
+    # starts right (png[:8]) passes, and its decoder fails later.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"not JPEG.*\] \[0 1 3\]"):
+        check(tf.constant([b"\xff", b"RIFF\x00\x00\x00\x00WAVE", png[:8], b"BZ"]), "x")
+
+
 def test_without_the_checking_pass_a_bad_file_still_stops_iteration(tmp_path):
     good = tmp_path / "good.png"
     good.write_bytes(_encode(np.zeros((8, 8, 3), "uint8")))
