@@ -669,7 +669,10 @@ def export_matching_network(model, path, image_size, crop=True, grayscale=False)
     References:
         Vinyals et al. 2016, "Matching Networks for One Shot Learning".
     """
-    _, preprocess = image_bytes_preprocessor(image_size, crop, grayscale)
+    image_size = tuple(int(s) for s in image_size)
+
+    def preprocess(image_bytes, name):
+        return preprocess_image_batch(image_bytes, image_size, crop, grayscale, name=name)
 
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name="support_image_bytes"),
@@ -693,13 +696,13 @@ def export_matching_network(model, path, image_size, crop=True, grayscale=False)
             message="support_labels must use every class number 0, 1, ..., N-1 (a number "
                     "below the largest has no support image)")],
             support_image_bytes, support_labels)
-        support = preprocess(support_image_bytes)[None]
+        support = preprocess(support_image_bytes, "support_image_bytes")[None]
         one_hot = tf.one_hot(support_labels, depth, dtype=tf.float32)[None]
         # `call_on_batch`: an empty query batch failed in the model's
         # convolutions ("Matrix size-incompatible: In[0]: [0,3], ...").
         probabilities = call_on_batch(lambda queries: model({
             "support": support, "support_labels": one_hot, "queries": queries[None]},
-            training=False)[0], preprocess(query_image_bytes))
+            training=False)[0], preprocess(query_image_bytes, "query_image_bytes"))
         probabilities = tf.cast(probabilities, tf.float32)
         return {"probabilities": probabilities,
                 "class_id": tf.cast(tf.argmax(probabilities, axis=-1), tf.int32)}

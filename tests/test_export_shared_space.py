@@ -135,6 +135,15 @@ def test_bad_support_sets_fail_the_request_with_their_reason(exported):
     out = classify(support_image_bytes=images[:2], support_labels=tf.constant([1, 0]),
                    query_image_bytes=images[2:])
     np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1.0, rtol=1e-5)
+    # Items that are not image files are named by input and position.
+    files = list(images.numpy())
+    for support, queries, words in (
+            ([files[0], b"x"], files[2:], r"support_image_bytes: not JPEG.*\] \[1\]"),
+            (files[:2], [files[2], b"iVBORw0KGgo"],
+             r"query_image_bytes: base64 text.*\] \[1\]")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=words):
+            classify(support_image_bytes=tf.constant(support),
+                     support_labels=tf.constant([1, 0]), query_image_bytes=tf.constant(queries))
     # No query: empty outputs (it failed with "Matrix size-incompatible").
     out = classify(support_image_bytes=images[:2], support_labels=tf.constant([1, 0]),
                    query_image_bytes=images[:0])
