@@ -51,7 +51,7 @@ from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS
                                   empty_split_error, find_file, label_field, per_split_files,
                                   row_path,
                                   sorted_class_names, split_field, text_field,
-                                  warn_if_splits_overlap)
+                                  warn_if_classes_lost, warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DataWarning, DownloadError, check_choice, check_count,
                             check_on_error, handle_problems)
@@ -573,6 +573,9 @@ def make_image_classification_dataset(source="default", split="train", *, task="
                                          on_error=on_error, locations=records.rows)
     if len(kept) != len(records):
         records = records.subset(kept)  # the dataset's indices count kept files
+        if split == "train":
+            warn_if_classes_lost(records.class_names, records.labels,
+                                 given=class_names is not None)
     targets = tf.nest.map_structure(tf.constant, records.targets(task))
     ds = images.map(lambda i, image: (image, tf.nest.map_structure(
         lambda t: tf.gather(t, i), targets)), num_parallel_calls=tf.data.AUTOTUNE,

@@ -3,7 +3,7 @@
 import tensorflow as tf
 
 from mmtl_tf.data.image import augment_image, decoded_image_dataset
-from mmtl_tf.data.sources import load_image_text_records
+from mmtl_tf.data.sources import load_image_text_records, warn_if_classes_lost
 from mmtl_tf.data.text import vectorize_while_loading
 from mmtl_tf.errors import check_count, check_on_error, without_repeated_warnings
 
@@ -106,6 +106,9 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
         records.captions, text_vectorizer, train_captions, **adapt)
     if len(kept) != len(records):
         records = records.subset(kept)  # the dataset's indices count kept files
+        if split == "train" and with_labels:
+            warn_if_classes_lost(records.class_names, [[label] for label in records.labels],
+                                 given=class_names is not None)
     ds = _assemble(images, records, tokens, with_labels, split, augment,
                    batch_size, shuffle, shuffle_buffer, deterministic, seed, drop_remainder)
     ds.class_names = list(records.class_names)

@@ -632,6 +632,28 @@ def warn_if_splits_overlap(where, per_split, split, field):
         stacklevel=_caller_level())
 
 
+def warn_if_classes_lost(class_names, labels, given=False):
+    """Warns (`DataWarning`) when a class of `class_names` has no row left in
+    the training split's `labels` (one list of class names per row) once the
+    rows with a bad file were skipped: the model still gets an output for it
+    (the class ids were fixed when the file was read), which this data never
+    trains, so the class is never predicted. Nothing for `class_names` the
+    caller gave (a trained model's, for data that may lack some classes)."""
+    if given:
+        return
+    present = {name for row in labels for name in row}
+    lost = [name for name in class_names if name not in present]
+    if lost:
+        import warnings
+
+        warnings.warn(DataWarning(
+            f"no training row of class(es) {', '.join(map(repr, lost))} is left after "
+            f"skipping the bad files; the model still has an output for "
+            f"{'it' if len(lost) == 1 else 'each'} (class ids count every class of the "
+            "file), which these data do not train: fix the files, or remove the class's rows"),
+            stacklevel=_caller_level())
+
+
 def read_split_files(files, split, read, on_error):
     """The rows of per-split files `files` (split -> path) that loading
     `split` needs: `read(path, on_error=...)` of the training file and of

@@ -431,3 +431,23 @@ def test_a_file_reached_through_two_links_is_one_row_in_one_split(tmp_path):
         for path in records.paths:
             splits.setdefault(os.path.realpath(path), []).append(split)
     assert len(splits) == 20 and all(len(s) == 1 for s in splits.values())
+
+
+def test_a_class_folder_whose_every_image_is_skipped_is_warned_about(tmp_path):
+    from PIL import Image
+
+    train = tmp_path / "train"
+    for name in ("cat", "dog", "owl"):
+        (train / name).mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.full((6, 6, 3), 50 * i, "uint8")).save(train / "cat" / f"{i}.png")
+        (train / "dog" / f"{i}.png").write_text("not an image")
+    Image.fromarray(np.full((6, 6, 3), 90, "uint8")).save(train / "owl" / "0.png")
+    (train / "owl" / "1.png").write_text("not an image")
+    with pytest.warns(mmtl_tf.DataWarning) as warned:
+        ds = make_image_classification_dataset(str(tmp_path), "train", image_size=(4, 4),
+                                               on_error="skip")
+    assert ds.class_names == ["cat", "dog", "owl"]
+    assert [str(w.message).split(" is left")[0] for w in warned] == [
+        str(warned[0].message).split(" is left")[0], "no training row of class(es) 'dog'"]
+    assert str(warned[0].message).startswith("skipped 3 bad image files")

@@ -216,3 +216,38 @@ def test_truncating_most_captions_warns_and_the_bundled_ones_do_not():
         warnings.simplefilter("error", mmtl_tf.DataWarning)
         mmtl_tf.data.make_text_vectorizer(long[:2] + ["short"] * 4, sequence_length=16)
         mmtl_tf.data.make_text_vectorizer(captions, sequence_length=8)  # the tiny recipes'
+
+
+def test_a_class_whose_every_training_image_is_skipped_is_warned_about(tmp_path):
+    # Class ids are fixed when the captions file is read; a class whose only
+    # training rows name bad files kept its output, untrained, in silence.
+    import warnings
+
+    for i in range(6):
+        if i >= 4:
+            (tmp_path / f"img{i}.png").write_bytes(b"not an image at all")
+        else:
+            Image.fromarray(np.full((10, 14, 3), 20 * i, "uint8")).save(tmp_path / f"img{i}.png")
+    labels = ["red", "blue", "red", "blue", "green", "green"]
+    (tmp_path / "captions.jsonl").write_text("".join(
+        json.dumps({"path": f"img{i}.png", "caption": f"thing {i}", "label": labels[i],
+                    "split": "train"}) + "\n" for i in range(6)))
+    kw = dict(image_size=(8, 8), batch_size=8, on_error="skip")
+    with pytest.warns(mmtl_tf.DataWarning) as warned:
+        ds = mmtl_tf.data.make_image_text_dataset(str(tmp_path), "train", **kw)
+    assert ds.class_names == ["blue", "green", "red"]
+    messages = [str(w.message) for w in warned]
+    assert messages[0].startswith("skipped 2 bad image files")
+    assert messages[1].startswith("no training row of class(es) 'green' is left after "
+                                  "skipping the bad files; the model still has an output for it")
+    # With a model's own class names (data for it may lack classes): only
+    # the skip warning.
+    with pytest.warns(mmtl_tf.DataWarning) as warned:
+        mmtl_tf.data.make_image_text_dataset(str(tmp_path), "train",
+                                             class_names=["blue", "green", "red"], **kw)
+    assert [str(w.message).startswith("skipped 2 bad") for w in warned] == [True]
+    # One bad file of a class that keeps another: only the skip warning.
+    Image.fromarray(np.zeros((10, 14, 3), "uint8")).save(tmp_path / "img5.png")
+    with pytest.warns(mmtl_tf.DataWarning) as warned:
+        mmtl_tf.data.make_image_text_dataset(str(tmp_path), "train", **kw)
+    assert [str(w.message).startswith("skipped 1 bad") for w in warned] == [True]
