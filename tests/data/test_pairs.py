@@ -221,7 +221,6 @@ def test_truncating_most_captions_warns_and_the_bundled_ones_do_not():
 def test_a_class_whose_every_training_image_is_skipped_is_warned_about(tmp_path):
     # Class ids are fixed when the captions file is read; a class whose only
     # training rows name bad files kept its output, untrained, in silence.
-
     for i in range(6):
         if i >= 4:
             (tmp_path / f"img{i}.png").write_bytes(b"not an image at all")
