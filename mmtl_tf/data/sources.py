@@ -452,8 +452,8 @@ def missing_file_problem(path):
                 "relative to the file that lists them, which then work on any system")
     path = os.path.abspath(path)
     top = missing_top(path)
-    if top is None:  # there after all
-        return "file not found"
+    if top is None:  # there after all, or a link that leads nowhere
+        return _broken_link_problem(path) or "file not found"
     parent, name = os.path.split(top)
     try:
         like = _names_by_key(parent, os.stat(parent).st_mtime_ns).get(_name_key(name))
@@ -473,6 +473,27 @@ def missing_file_problem(path):
                 "in a captions or labels file are read from that file's folder: from "
                 f"{folder}, write {os.path.relpath(os.path.join(cwd, tail), folder)}")
     return problem
+
+
+def _broken_link_problem(path):
+    """"file not found: ... is a link to X, which does not exist" (or "... a
+    loop of links") when `path` is a symbolic link (or below one) that
+    leads nowhere; else None."""
+    import errno
+
+    try:
+        os.stat(path)
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"file not found: {path} is a link that leads back to itself (a loop of links)"
+    if not os.path.islink(path):
+        return None
+    target = os.readlink(path)
+    final = os.path.realpath(path)
+    return (f"file not found: {path} is a link to {target}"
+            + (f" ({final})" if final != os.path.join(os.path.dirname(path), target) else "")
+            + ", which does not exist")
 
 
 def _from_current_folder(path):

@@ -571,3 +571,28 @@ def test_a_folder_without_the_data_file_says_what_it_holds(tmp_path):
     assert message(lambda f: make_image_classification_dataset(f, "train"), one).endswith(
         "no class sub-folders; it holds metadata.csv: give "
         f"{one / 'metadata.csv'} as the source, or rename it labels.csv.")
+
+
+def test_a_link_that_leads_nowhere_says_where_it_points(tmp_path):
+    # Both were "file not found", though the name in the row is there.
+    from mmtl_tf.data.sources import missing_file_problem
+
+    os.symlink("gone.png", tmp_path / "dangling.png")
+    os.symlink("../elsewhere/x.png", tmp_path / "relative.png")
+    os.symlink(tmp_path / "dangling.png", tmp_path / "chain.png")
+    os.symlink("loop.png", tmp_path / "loop.png")
+    problems = _missing(tmp_path, ["dangling.png", "loop.png"])
+    assert problems[f"{tmp_path / 'captions.csv'}:2 ({tmp_path / 'dangling.png'})"] == (
+        f"file not found: {tmp_path / 'dangling.png'} is a link to gone.png, which does not "
+        "exist")
+    assert problems[f"{tmp_path / 'captions.csv'}:3 ({tmp_path / 'loop.png'})"] == (
+        f"file not found: {tmp_path / 'loop.png'} is a link that leads back to itself (a loop "
+        "of links)")
+    assert missing_file_problem(tmp_path / "relative.png") == (
+        f"file not found: {tmp_path / 'relative.png'} is a link to ../elsewhere/x.png "
+        f"({tmp_path.parent / 'elsewhere' / 'x.png'}), which does not exist")
+    assert missing_file_problem(tmp_path / "chain.png") == (
+        f"file not found: {tmp_path / 'chain.png'} is a link to {tmp_path / 'dangling.png'} "
+        f"({tmp_path / 'gone.png'}), which does not exist")
+    _image(tmp_path / "gone.png")
+    assert missing_file_problem(tmp_path / "dangling.png") == "file not found"
