@@ -8,6 +8,7 @@ was trained on.
 """
 
 import functools
+import os
 
 import tensorflow as tf
 
@@ -630,8 +631,6 @@ UNDECODABLE_IMAGE_EXTENSIONS = (".heic", ".heif", ".avif", ".tif", ".tiff", ".jx
 
 def _describe_failure(path, image_size, crop, grayscale):
     """Runs the preprocessing eagerly on one file and returns why it fails."""
-    import os
-
     from mmtl_tf.data.sources import missing_file_problem
     from mmtl_tf.errors import describe_op_error
 
@@ -648,8 +647,26 @@ def _describe_failure(path, image_size, crop, grayscale):
         if ext in UNDECODABLE_IMAGE_EXTENSIONS:
             return (f"cannot decode image: TensorFlow does not decode {ext[1:].upper()} "
                     "images (JPEG, PNG, GIF, BMP and WebP); convert it to JPEG or PNG")
-        return f"cannot decode image ({describe_op_error(e)})"
+        return f"cannot decode image ({describe_op_error(e)}){_cut_short_note(path)}"
     return "failed while decoding (unknown reason)"
+
+
+def _cut_short_note(path):
+    """"; the file ends without ...: it looks cut short (...)" for a JPEG or
+    PNG file that does not end as one must (the JPEG end marker FF D9, the
+    PNG IEND chunk), as an interrupted download or copy leaves it; else ""."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        f.seek(max(0, os.fstat(f.fileno()).st_size - 16))
+        tail = f.read().rstrip(b"\0\r\n ")
+    if head.startswith(b"\xff\xd8") and not tail.endswith(b"\xff\xd9"):
+        end = "the JPEG end marker"
+    elif head == b"\x89PNG\r\n\x1a\n" and not tail.endswith(b"IEND\xaeB`\x82"):
+        end = "the PNG end chunk"
+    else:
+        return ""
+    return (f"; the file ends without {end}: it looks cut short, as an interrupted download "
+            "or copy leaves a file")
 
 
 def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,

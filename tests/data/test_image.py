@@ -732,6 +732,29 @@ def test_a_damaged_photo_is_named_with_the_decoders_message(tmp_path):
     assert "ok.jpg" not in message and "[[" not in message and "{{node" not in message
 
 
+def test_a_file_cut_short_is_said_to_be(tmp_path):
+    # An interrupted download or copy: the decoder's words alone ("Invalid
+    # PNG data", "jpeg::Uncompress failed") do not say so.
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 50, 3)).astype("uint8")
+    jpeg, png = _encode(rgb, "JPEG"), _encode(rgb)
+    files = {"cut.jpg": jpeg[:len(jpeg) // 2], "cut.png": png[:len(png) // 2],
+             # Damaged inside but ending as a JPEG must: no such note.
+             "inside.jpg": jpeg[:3] + b"\x00" * 64 + jpeg[67:],
+             "ok.png": png, "padded.jpg": jpeg[:len(jpeg) // 2] + b"\0" * 40}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    with pytest.raises(mmtl_tf.DataError) as e:
+        mmtl_tf.data.decoded_image_dataset([str(tmp_path / n) for n in files], (16, 16))
+    why = dict(e.value.problems)
+    note = "the file ends without the {}: it looks cut short, as an interrupted download or copy"
+    assert note.format("JPEG end marker") in why[str(tmp_path / "cut.jpg")]
+    assert note.format("JPEG end marker") in why[str(tmp_path / "padded.jpg")]
+    assert note.format("PNG end chunk") in why[str(tmp_path / "cut.png")]
+    assert why[str(tmp_path / "inside.jpg")].startswith("cannot decode image (")
+    assert "cut short" not in why[str(tmp_path / "inside.jpg")]
+    assert str(tmp_path / "ok.png") not in why
+
+
 def test_the_sampled_headers_are_read_as_tensorflow_reads_them(tmp_path):
     # `_looks_ready` reads the sampled files' headers in Python (TensorFlow's
     # test, run eagerly, took about 4 ms a file); the quick load tests each
