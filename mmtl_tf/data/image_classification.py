@@ -51,7 +51,8 @@ from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS
                                   empty_split_error, find_file, label_field, per_split_files,
                                   row_path,
                                   sorted_class_names, split_field, text_field,
-                                  warn_if_classes_lost, warn_if_splits_overlap)
+                                  warn_if_classes_lost, warn_if_other_data_files,
+                                  warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DataWarning, DownloadError, check_choice, check_count,
                             check_on_error, handle_problems)
@@ -314,7 +315,7 @@ def _class_folder_rows(folder):
     return rows
 
 
-def _rows_by_split(source, need_box, seed, on_error):
+def _rows_by_split(source, need_box, seed, on_error, split=None):
     source = DEFAULT_SAMPLE_DIR if source in (None, "default") else user_path(source)
     if os.path.isfile(source):
         files = {None: source}
@@ -327,6 +328,8 @@ def _rows_by_split(source, need_box, seed, on_error):
         else:
             single = find_file(source, LABEL_FILE_NAMES)
             files = {None: single} if single else None
+        if files and split == "train":
+            warn_if_other_data_files(source, files.values(), LABEL_FILE_NAMES)
     else:
         raise DataError(f"{source}: no such folder or labels file (expected 'default', a "
                         "labels file, a folder holding one, or a folder of class folders).")
@@ -452,7 +455,7 @@ def load_image_label_records(source="default", split="train", task="multiclass",
     check_choice("task", task, TASKS)
     check_choice("other_labels", other_labels, ("bad", "keep"))
     check_on_error(on_error)
-    where, grouped = _rows_by_split(source, task == "localization", seed, on_error)
+    where, grouped = _rows_by_split(source, task == "localization", seed, on_error, split)
     warn_if_splits_overlap(where, grouped, split, "path")
     not_known = "are not among the model's classes"
     if class_names is None:

@@ -823,6 +823,36 @@ def per_split_files(folder):
     return found
 
 
+def warn_if_other_data_files(folder, used, singles):
+    """Warns (`DataWarning`) when `folder` holds data files that are not read
+    beside the files `used` that were chosen from it: `NAME.csv` beside a
+    `NAME.jsonl` that is read (`.jsonl` comes first), or a single file of
+    `singles` (`captions.csv`, ...) beside per-split files (these come
+    first). A captions file edited while an older one of the other kind sat
+    beside it was left unread without a word."""
+    names = [os.path.basename(path) for path in used]
+    ignored = []
+    for name in names:
+        stem, ext = os.path.splitext(name)
+        other = find_file(folder, (stem + (".csv" if ext.lower() == ".jsonl" else ".jsonl"),))
+        if other and os.path.basename(other) not in names:
+            ignored.append(os.path.basename(other))
+    if any(os.path.splitext(name)[0].lower() in SPLITS for name in names):
+        ignored += [os.path.basename(path) for path in map(
+            lambda single: find_file(folder, (single,)), singles) if path]
+    ignored = list(dict.fromkeys(ignored))
+    if not ignored:
+        return
+    import warnings
+
+    warnings.warn(DataWarning(
+        f"{folder}: {', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not read: "
+        f"the data come from {', '.join(names)} (a .jsonl file comes before the .csv of "
+        "the same name, and per-split files before one file for all splits); remove or "
+        "rename the file you do not mean, or give the file itself as the source"),
+        stacklevel=_caller_level())
+
+
 def empty_split_error(where, split, per_split):
     """The `DataError` for a split without rows: how many rows each split got
     and, when some were assigned by the hash split, how to assign them."""
@@ -870,6 +900,8 @@ def load_image_text_records(source="default", split="train", require_label=True,
                 f"'train' and {split!r} file.")
         per_split = read_split_files(split_files, split, functools.partial(
             read_captions_file, require_label=require_label), on_error)
+        if split == "train":
+            warn_if_other_data_files(path, split_files.values(), CAPTION_FILE_NAMES)
     else:
         if kind == "dir":
             file = find_file(path, CAPTION_FILE_NAMES)
@@ -879,6 +911,8 @@ def load_image_text_records(source="default", split="train", require_label=True,
                     "or train/validation/test .jsonl/.csv)"
                     + (data_files_hint(path, "captions.csv") or _class_folders_hint(path))
                     + ".")
+            if split == "train":
+                warn_if_other_data_files(path, [file], CAPTION_FILE_NAMES)
         else:
             file = path
         rows = read_captions_file(file, require_label, on_error)

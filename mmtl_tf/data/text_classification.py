@@ -25,7 +25,7 @@ from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, class_name,
                                   default_split, empty_split_error, find_file, label_field,
                                   per_split_files, read_split_files, rows_with_known_labels,
                                   sorted_class_names, split_field, text_field,
-                                  warn_if_splits_overlap)
+                                  warn_if_other_data_files, warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
                             handle_problems)
@@ -161,6 +161,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
                                 f"no {' and '.join(map(repr, dict.fromkeys(needed)))} file.")
             per_split = read_split_files(files, split, read_text_classification_file,
                                          on_error)
+            used = files.values()
         else:
             file = find_file(source, TEXT_FILE_NAMES)
             if file is None:
@@ -169,6 +170,9 @@ def load_text_classification_records(source="default", split="train", seed=0,
                                 ".jsonl/.csv)"
                                 f"{data_files_hint(source, TEXT_FILE_NAMES[-1])}.")
             per_split = _by_split(read_text_classification_file(file, on_error), seed)
+            used = [file]
+        if split == "train":
+            warn_if_other_data_files(source, used, TEXT_FILE_NAMES)
     elif os.path.isfile(source):
         per_split = _by_split(read_text_classification_file(source, on_error), seed)
     else:

@@ -596,3 +596,64 @@ def test_a_link_that_leads_nowhere_says_where_it_points(tmp_path):
         f"({tmp_path / 'gone.png'}), which does not exist")
     _image(tmp_path / "gone.png")
     assert missing_file_problem(tmp_path / "dangling.png") == "file not found"
+
+
+def test_a_data_file_left_unread_beside_the_one_read_is_warned_about(tmp_path):
+    # captions.csv edited while an older captions.jsonl sat beside it: the
+    # .jsonl was read, the edits were not, and nothing said so.
+    import warnings
+
+    from mmtl_tf.data.image_classification import load_image_label_records
+    from mmtl_tf.data.text_classification import load_text_classification_records
+
+    def warned(load, *args):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            load(*args)
+        return [str(w.message) for w in seen if issubclass(w.category, mmtl_tf.DataWarning)]
+
+    rows = [{"path": f"{i}.png", "caption": f"thing {i}", "label": "ab"[i % 2],
+             "split": ["train", "train", "validation", "test"][i % 4]} for i in range(8)]
+    one, split = tmp_path / "one", tmp_path / "split"
+    for folder in (one, split):
+        folder.mkdir()
+        for i in range(8):
+            _image(folder / f"{i}.png", i)
+    _write_jsonl(one / "captions.jsonl", rows)
+    (one / "captions.csv").write_text("path,caption,label\n0.png,new,a\n")
+    assert warned(load_image_text_records, str(one), "train") == [
+        f"{one}: captions.csv is not read: the data come from captions.jsonl (a .jsonl file "
+        "comes before the .csv of the same name, and per-split files before one file for "
+        "all splits); remove or rename the file you do not mean, or give the file itself "
+        "as the source"]
+    assert warned(load_image_text_records, str(one), "test") == []
+    for name in ("train", "validation", "test"):
+        _write_jsonl(split / f"{name}.jsonl", [r for r in rows if r["split"] == name])
+    assert warned(load_image_text_records, str(split), "train") == []
+    (split / "Train.csv").write_text("path,caption,label\n0.png,new,a\n")
+    (split / "captions.csv").write_text("path,caption,label\n0.png,new,a\n")
+    assert warned(load_image_text_records, str(split), "train")[0].startswith(
+        f"{split}: Train.csv, captions.csv are not read: the data come from train.jsonl, "
+        "validation.jsonl, test.jsonl (")
+    # A labels file beside a captions file is no such case (each has its
+    # reader; the labels file comes first for image classification).
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for i in range(8):
+        _image(labels / f"{i}.png", i)
+    (labels / "labels.csv").write_text("path,label\n" + "".join(f"{i}.png,{'ab'[i % 2]}\n"
+                                                                for i in range(8)))
+    (labels / "captions.csv").write_text("path,caption,label\n0.png,x,a\n")
+    assert warned(load_image_label_records, str(labels), "train") == []
+    (labels / "Labels.JSONL").write_text("".join(json.dumps({"path": f"{i}.png",
+                                                             "label": "ab"[i % 2]}) + "\n"
+                                                 for i in range(8)))
+    assert warned(load_image_label_records, str(labels), "train")[0].startswith(
+        f"{labels}: labels.csv is not read: the data come from Labels.JSONL (")
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    _write_jsonl(texts / "texts.jsonl", [{"text": f"t {i}", "label": "ab"[i % 2]}
+                                         for i in range(20)])
+    (texts / "texts.csv").write_text("text,label\nx,a\n")
+    assert warned(load_text_classification_records, str(texts), "train")[0].startswith(
+        f"{texts}: texts.csv is not read: the data come from texts.jsonl (")
