@@ -152,7 +152,8 @@ def decoded_audio_dataset(paths, sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, trim
         trim: bool. Cut leading/trailing silence (`trim_silence`).
         top_db: float. Silence threshold below the loudest frame.
         min_samples: int. Shorter clips (before and after trimming) are errors.
-        cache: bool or str. True: in memory; a str: files with that prefix.
+        cache: bool or str. True: in memory; a str: files with that prefix
+            and a key of the files and settings (`file_dataset.cache_file`).
         validate: bool. Run the checking pass now. Without it, a bad file
             raises TensorFlow's error while iterating (or, with `"skip"`, is
             dropped silently).
@@ -184,7 +185,9 @@ def decoded_audio_dataset(paths, sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, trim
         return "failed while loading (unknown reason)"
 
     return checked_file_dataset(paths, tf_load, describe_failure, "audio files", cache=cache,
-                                validate=validate, on_error=on_error, locations=locations)
+                                validate=validate, on_error=on_error, locations=locations,
+                                cache_key=f"rate={sample_rate} trim={trim} top_db={top_db} "
+                                          f"min_samples={min_samples}")
 
 
 def _clip_length(clip_seconds, sample_rate):

@@ -16,7 +16,7 @@ _CHECK_BATCH_BYTES = 64 * 2**20
 
 
 def checked_file_dataset(paths, load, describe_failure, what, cache=True, validate=True,
-                         on_error="raise", locations=None, quick_load=None):
+                         on_error="raise", locations=None, quick_load=None, cache_key=""):
     """`(index, load(path))` for every file, loaded in parallel and cached.
 
     The first full pass (run here when `validate`) loads every file with
@@ -39,7 +39,9 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
         describe_failure: callable. path str → str, why loading that file
             fails (run eagerly, only for the failed files).
         what: str. What the files are, for the messages (e.g. "image files").
-        cache: bool or str. True: in memory; a str: files with that prefix;
+        cache: bool or str. True: in memory; a str: files with that prefix
+            and a key of what they hold (`cache_file`), so that a dataset of
+            other files, changed files or other settings never reads them;
             False: load again every epoch.
         validate: bool. Run the checking pass now. Without it, a file that
             fails to load later raises TensorFlow's error while iterating
@@ -58,6 +60,8 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
             graph, so no iterator of the dataset (each epoch makes one)
             instantiates it. When it takes few, the others are read twice
             and each epoch reads two caches: slower than without it.
+        cache_key: str. The settings of `load` (image size, sample rate,
+            ...), for the key of a file cache.
 
     Returns:
         (dataset of (index int32, loaded tensor), list of the kept indices
@@ -74,6 +78,8 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
     if not n:
         raise DataError(f"no {what} to load (the list of files is empty).")
     paths = [str(p) for p in paths]
+    if cache and not isinstance(cache, bool):
+        cache = cache_file(cache, paths, f"{what}\0{cache_key}")
     # The load functions use tf.cond/switch_case explicitly (or numpy_function):
     # AutoGraph has nothing to convert, and skipping it saves set-up time.
     indexed = tf.autograph.experimental.do_not_convert(lambda i, p: (i, load(p)))
@@ -125,6 +131,29 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
         # that the input "ran out of data".
         ds = ds.apply(tf.data.experimental.assert_cardinality(len(kept)))
     return ds, kept
+
+
+def cache_file(prefix, paths, settings):
+    """The tf.data cache file name for files `paths` loaded with `settings`:
+    `prefix` + "-" + a key of the paths in order, each file's size and
+    modification time, and `settings`. `Dataset.cache(name)` reads complete
+    cache files of that name whatever they were written from, so a prefix
+    used again (another split, another image size, files changed since)
+    read another dataset's tensors: the wrong images without an error where
+    the counts allowed it, else an `IndexError` or "Incompatible shapes".
+    The same files and settings find their own cache again (the decoding
+    is skipped, as tf.data intends)."""
+    import hashlib
+
+    key = hashlib.blake2b(settings.encode("utf-8", "surrogatepass"), digest_size=8)
+    for path in paths:
+        try:
+            st = os.stat(path)
+            stamp = f"{st.st_size} {st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        key.update(f"\0{path}\0{stamp}".encode("utf-8", "surrogatepass"))
+    return f"{prefix}-{key.hexdigest()}"
 
 
 def _loading(rows, paths, indexed, skip_errors, cache):

@@ -686,7 +686,13 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
         crop: bool. Center crop (see `resize_and_crop`).
         grayscale: bool. One channel instead of three.
         cache: bool or str. True caches decoded uint8 pixels in memory, a str
-            caches them in files with that prefix, False decodes every epoch.
+            caches them in files named by that prefix, "-" and a key of the
+            paths, each file's size and modification time and the settings
+            (`file_dataset.cache_file`): a prefix used again for other files,
+            changed files or another size never reads these (tf.data reads
+            any complete cache files of a name), and the same files and
+            settings read them again without decoding; False decodes every
+            epoch.
         validate: bool. Run the checking pass now (recommended). Without
             it, a bad file raises TensorFlow's error while iterating (or, with
             `"skip"`, is dropped silently).
@@ -729,4 +735,5 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
         paths, lambda p: _load_and_preprocess(p, image_size, crop, grayscale),
         lambda path: _describe_failure(path, image_size, crop, grayscale), "image files",
         cache=cache, validate=validate, on_error=on_error, locations=locations,
-        quick_load=quick)
+        quick_load=quick, cache_key=f"size={tuple(image_size)} crop={bool(crop)} "
+                                    f"grayscale={bool(grayscale)}")

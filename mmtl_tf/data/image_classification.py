@@ -44,6 +44,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from mmtl_tf.data.file_dataset import cache_file
 from mmtl_tf.data.image import (UNDECODABLE_IMAGE_EXTENSIONS, augment_image,
                                 decoded_image_dataset, resize_and_crop)
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
@@ -536,7 +537,9 @@ def make_image_classification_dataset(source="default", split="train", *, task="
         batch_size: int.
         shuffle: bool or None. None shuffles the training split only.
         shuffle_buffer: int.
-        cache: bool or str. Cache decoded pixels in memory (True) or files (str).
+        cache: bool or str. Cache decoded pixels in memory (True) or files (a
+            path prefix, to which a key of the files and settings is added, so
+            that another dataset never reads them; see `decoded_image_dataset`).
         deterministic: bool. Same order and augmentation on every run (always
             the same order when not shuffled).
         seed: int. Shuffle / augmentation / hash-split seed.
@@ -628,13 +631,16 @@ def tfds_targets(example, name, task, num_classes):
 
 def tfds_image_pipeline(examples, name, task, num_classes, image_size=(224, 224), crop=None,
                         batch_size=32, shuffle=False, shuffle_buffer=10000, augment=False,
-                        cache=True, seed=0, deterministic=False):
+                        cache=True, seed=0, deterministic=False, cache_key=""):
     """TFDS-format examples (dicts with `"image"` uint8 and labels) → (uint8 image, target) batches.
 
     Images are resized (and center-cropped, except for localization) in the
     graph with `mmtl_tf.data.resize_and_crop`, targets come from
     `tfds_targets`. `load_tfds_image_dataset` feeds TFDS here; tests feed local
-    examples in the same format.
+    examples in the same format. A `cache` path prefix gets a key of `name`,
+    `task`, `image_size`, `crop` and `cache_key` (the split), so that another
+    split or size never reads these cache files
+    (`mmtl_tf.data.file_dataset.cache_file`).
     """
     check_choice("task", task, TFDS_IMAGE_DATASETS[name]["tasks"])
     if crop is None:
@@ -652,7 +658,8 @@ def tfds_image_pipeline(examples, name, task, num_classes, image_size=(224, 224)
     ds = examples.map(convert, num_parallel_calls=tf.data.AUTOTUNE,
                       deterministic=deterministic or None)
     if cache:
-        ds = ds.cache("" if cache is True else str(cache))
+        ds = ds.cache("" if cache is True else cache_file(
+            str(cache), [], f"tfds {name} {task} {tuple(image_size)} {crop} {cache_key}"))
     size = int(ds.cardinality()) if int(ds.cardinality()) > 0 else shuffle_buffer
     return _finish(ds, size, shuffle, shuffle_buffer, seed, augment, batch_size, deterministic,
                    False)
@@ -710,5 +717,6 @@ def load_tfds_image_dataset(name, split="train", *, task=None, image_size=(224, 
     ds = tfds_image_pipeline(examples, name, task, len(class_names), image_size=image_size,
                              batch_size=batch_size,
                              shuffle=split == "train" if shuffle is None else shuffle,
-                             augment=augment, cache=cache, seed=seed)
+                             augment=augment, cache=cache, seed=seed,
+                             cache_key=f"{spec['splits'][split]} {info.version}")
     return ds, class_names

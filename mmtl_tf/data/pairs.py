@@ -49,7 +49,9 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
         batch_size: int.
         shuffle: bool or None. None shuffles the training split only.
         shuffle_buffer: int.
-        cache: bool or str. Cache decoded pixels in memory (True) or files (str).
+        cache: bool or str. Cache decoded pixels in memory (True) or files (a
+            path prefix, to which a key of the files and settings is added, so
+            that another dataset never reads them; see `decoded_image_dataset`).
         deterministic: bool. Same order and augmentations on every run (always
             the same order when not shuffled).
         seed: int. Shuffle / augmentation / hash-split seed.

@@ -797,3 +797,37 @@ def _cmyk_jpeg(rgb):
     out = io.BytesIO()
     Image.fromarray(rgb).convert("CMYK").save(out, "JPEG", quality=90)
     return out.getvalue()
+
+
+def test_a_file_cache_prefix_used_again_never_reads_another_datasets_pixels(tmp_path):
+    # tf.data reads complete cache files of a name whatever wrote them: a
+    # prefix used again for another split gave the other split's images
+    # (or an IndexError), for another size "Incompatible shapes".
+    import os
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(6):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(rng.integers(0, 256, (12, 10, 3)).astype("uint8")).save(paths[-1])
+    prefix = str(tmp_path / "cache" / "x")
+    os.mkdir(tmp_path / "cache")
+
+    def pixels(files, size, cache):
+        ds, _ = mmtl_tf.data.decoded_image_dataset(files, size, cache=cache)
+        return np.stack([image for _, image in ds.as_numpy_iterator()])
+
+    for files, size in ((paths[:3], (8, 8)), (paths[3:], (8, 8)), (paths[:3], (4, 4))):
+        np.testing.assert_array_equal(pixels(files, size, prefix), pixels(files, size, False))
+    written = sorted(os.listdir(tmp_path / "cache"))
+    assert len(written) == 6 and all(n.startswith("x-") for n in written)
+    # The same files and settings read their own cache again.
+    np.testing.assert_array_equal(pixels(paths[:3], (8, 8), prefix),
+                                  pixels(paths[:3], (8, 8), False))
+    assert sorted(os.listdir(tmp_path / "cache")) == written
+    # A file changed since: a new key (size and modification time).
+    Image.fromarray(np.zeros((12, 10, 3), "uint8")).save(paths[0])
+    os.utime(paths[0], ns=(1, 2 * 10**18))
+    again = pixels(paths[:3], (8, 8), prefix)
+    assert again[0].max() == 0
+    assert len(os.listdir(tmp_path / "cache")) == 8

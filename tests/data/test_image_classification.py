@@ -137,6 +137,21 @@ def test_tfds_voc_pipeline_on_local_examples():
         tfds_image_pipeline(examples, "tf_flowers", "localization", 5)
 
 
+def test_tfds_pipeline_file_cache_is_keyed_by_its_settings(tmp_path):
+    # One prefix for two sizes (or splits): the second read the first's
+    # cache files ("Incompatible shapes").
+    examples = _voc_like_examples()
+    prefix = str(tmp_path / "c")
+    for size in ((32, 32), (16, 16), (32, 32)):
+        ds = tfds_image_pipeline(examples, "voc/2007", "multiclass", 20, image_size=size,
+                                 batch_size=3, cache=prefix)
+        assert [images.shape[1:3] for images, _ in ds] == [size]  # fills the cache
+    for split in ("train[:80%]", "train[80%:]"):
+        list(tfds_image_pipeline(examples, "voc/2007", "multiclass", 20, image_size=(32, 32),
+                                 batch_size=3, cache=prefix, cache_key=split))
+    assert len({n.split(".")[0] for n in os.listdir(tmp_path)}) == 4
+
+
 def test_multi_hot_and_largest_object():
     np.testing.assert_array_equal(multi_hot(tf.constant([2, 0, 2]), 4), [1, 0, 1, 0])
     np.testing.assert_array_equal(multi_hot(tf.constant([], tf.int32), 3), [0, 0, 0])
