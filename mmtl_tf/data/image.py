@@ -655,10 +655,13 @@ def _cut_short_note(path):
     """"; the file ends without ...: it looks cut short (...)" for a JPEG or
     PNG file that does not end as one must (the JPEG end marker FF D9, the
     PNG IEND chunk), as an interrupted download or copy leaves it; else ""."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-        f.seek(max(0, os.fstat(f.fileno()).st_size - 16))
-        tail = f.read().rstrip(b"\0\r\n ")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 16))
+            tail = f.read().rstrip(b"\0\r\n ")
+    except OSError:  # gone or unreadable since it was decoded
+        return ""
     if head.startswith(b"\xff\xd8") and not tail.endswith(b"\xff\xd9"):
         end = "the JPEG end marker"
     elif head == b"\x89PNG\r\n\x1a\n" and not tail.endswith(b"IEND\xaeB`\x82"):

@@ -477,8 +477,8 @@ def missing_file_problem(path):
 
 def _broken_link_problem(path):
     """"file not found: ... is a link to X, which does not exist" (or "... a
-    loop of links") when `path` is a symbolic link (or below one) that
-    leads nowhere; else None."""
+    loop of links") when `path` is a symbolic link that leads nowhere, or
+    into a loop of links; else None."""
     import errno
 
     try:
