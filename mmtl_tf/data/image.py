@@ -647,8 +647,39 @@ def _describe_failure(path, image_size, crop, grayscale):
         if ext in UNDECODABLE_IMAGE_EXTENSIONS:
             return (f"cannot decode image: TensorFlow does not decode {ext[1:].upper()} "
                     "images (JPEG, PNG, GIF, BMP and WebP); convert it to JPEG or PNG")
-        return f"cannot decode image ({describe_op_error(e)}){_cut_short_note(path)}"
+        return (f"cannot decode image ({describe_op_error(e)})"
+                f"{_cut_short_note(path) or _not_an_image_note(path)}")
     return "failed while decoding (unknown reason)"
+
+
+def _not_an_image_note(path):
+    """"; the file holds text, not an image: it starts with "<!DOCTYPE
+    html..."" (a web page or an error message saved under an image's name,
+    as a failed download leaves it), or "; its first bytes (4A 55 4E 4B) are
+    no image format's", for a file that starts as no format
+    `tf.io.decode_image` reads (`_IMAGE_MAGIC`); else ""."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return ""
+    padded = head + b"\0" * 12
+    if any(all(padded[o:o + len(m)] == m for o, m in parts) for parts in _IMAGE_MAGIC):
+        return ""
+    other = ("HEIF/AVIF (as iPhones save photos)" if head[4:8] == b"ftyp"
+             else "TIFF" if head[:4] in (b"II*\0", b"MM\0*") else None)
+    if other:
+        return (f"; the file is {other}, which TensorFlow does not decode: convert it to "
+                "JPEG or PNG")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:  # text cut inside a character, or binary
+        text = head[:e.start].decode("utf-8") if e.start >= 16 else ""
+    if text.strip() and all(c.isprintable() or c in "\r\n\t" for c in text):
+        shown = " ".join(text.split())[:40]
+        return (f"; the file holds text, not an image: it starts with \"{shown}\" (a web "
+                "page or message saved under an image's name, as a failed download leaves it)")
+    return f"; its first bytes ({head[:4].hex(' ').upper()}) are no image format's"
 
 
 def _cut_short_note(path):

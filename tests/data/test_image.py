@@ -755,6 +755,35 @@ def test_a_file_cut_short_is_said_to_be(tmp_path):
     assert str(tmp_path / "ok.png") not in why
 
 
+def test_a_file_that_is_no_image_says_what_it_is(tmp_path):
+    # Scraped datasets hold web pages saved as .jpg (a failed download), and
+    # a photo renamed .jpg may be an iPhone's HEIC: all were "Unknown image
+    # file format" alone.
+    files = {"page.jpg": b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title>",
+             "denied.png": "Accès refusé, connectez-vous pour voir la photo".encode(),
+             "photo.jpg": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 40,
+             "scan.png": b"II*\x00\x08\x00\x00\x00" + b"\x00" * 40,
+             "noise.jpg": bytes(range(1, 60)),
+             # Starts as a JPEG: the decoder's words (and the cut-short note).
+             "cut.jpg": _encode(np.zeros((8, 8, 3), "uint8"), "JPEG")[:40]}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    with pytest.raises(mmtl_tf.DataError) as e:
+        mmtl_tf.data.decoded_image_dataset([str(tmp_path / n) for n in files], (8, 8))
+    why = {os.path.basename(path): text for path, text in e.value.problems}
+    assert why["page.jpg"].endswith(
+        '; the file holds text, not an image: it starts with "<!DOCTYPE html> <html><head>'
+        '<title>404 N" (a web page or message saved under an image\'s name, as a failed '
+        "download leaves it)")
+    assert '"Accès refusé, connectez-vous pour voir l"' in why["denied.png"]
+    assert why["photo.jpg"].endswith("; the file is HEIF/AVIF (as iPhones save photos), which "
+                                     "TensorFlow does not decode: convert it to JPEG or PNG")
+    assert why["scan.png"].endswith("; the file is TIFF, which TensorFlow does not decode: "
+                                    "convert it to JPEG or PNG")
+    assert why["noise.jpg"].endswith("; its first bytes (01 02 03 04) are no image format's")
+    assert "cut short" in why["cut.jpg"] and "text" not in why["cut.jpg"]
+
+
 def test_the_sampled_headers_are_read_as_tensorflow_reads_them(tmp_path):
     # `_looks_ready` reads the sampled files' headers in Python (TensorFlow's
     # test, run eagerly, took about 4 ms a file); the quick load tests each
