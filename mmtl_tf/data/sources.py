@@ -793,15 +793,17 @@ def _class_folders_hint(folder):
             "file with a caption per image")
 
 
-def find_file(folder, names):
+def find_file(folder, names, entries=None):
     """The path of the first of `names` that is a file in `folder`, or None.
 
     Names match in any case (`Captions.CSV` is `captions.csv`), as the
-    extension of image files does; an exact match comes first."""
-    try:
-        entries = sorted(os.listdir(folder))
-    except OSError:
-        return None
+    extension of image files does; an exact match comes first. `entries`:
+    the folder's sorted listing, where the caller has it already."""
+    if entries is None:
+        try:
+            entries = sorted(os.listdir(folder))
+        except OSError:
+            return None
     for name in names:
         # Only the entries whose name matches are looked at (a data folder may
         # hold thousands of images).
@@ -815,9 +817,13 @@ def find_file(folder, names):
 def per_split_files(folder):
     """{split: path} of the `train` / `validation` / `test` `.jsonl` or `.csv`
     files in a folder (`.jsonl` first; names in any case)."""
+    try:
+        entries = sorted(os.listdir(folder))  # once for the three splits
+    except OSError:
+        return {}
     found = {}
     for split in SPLITS:
-        path = find_file(folder, (split + ".jsonl", split + ".csv"))
+        path = find_file(folder, (split + ".jsonl", split + ".csv"), entries)
         if path:
             found[split] = path
     return found
@@ -831,16 +837,19 @@ def warn_if_other_data_files(folder, used, singles):
     first). A captions file edited while an older one of the other kind sat
     beside it was left unread without a word."""
     names = [os.path.basename(path) for path in used]
-    ignored = []
-    for name in names:
-        stem, ext = os.path.splitext(name)
-        other = find_file(folder, (stem + (".csv" if ext.lower() == ".jsonl" else ".jsonl"),))
-        if other and os.path.basename(other) not in names:
-            ignored.append(os.path.basename(other))
+    wanted = [stem + (".csv" if ext.lower() == ".jsonl" else ".jsonl")
+              for stem, ext in map(os.path.splitext, names)]
     if any(os.path.splitext(name)[0].lower() in SPLITS for name in names):
-        ignored += [os.path.basename(path) for path in map(
-            lambda single: find_file(folder, (single,)), singles) if path]
-    ignored = list(dict.fromkeys(ignored))
+        wanted += singles
+    # The folder (which may hold every image) is listed once for all names.
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError:
+        return
+    ignored = list(dict.fromkeys(
+        os.path.basename(path) for path in (find_file(folder, (want,), entries)
+                                            for want in wanted)
+        if path and os.path.basename(path) not in names))
     if not ignored:
         return
     import warnings
