@@ -648,21 +648,31 @@ def _describe_failure(path, image_size, crop, grayscale):
             return (f"cannot decode image: TensorFlow does not decode {ext[1:].upper()} "
                     "images (JPEG, PNG, GIF, BMP and WebP); convert it to JPEG or PNG")
         return (f"cannot decode image ({describe_op_error(e)})"
-                f"{_cut_short_note(path) or _not_an_image_note(path)}")
+                f"{_first_and_last_bytes_note(path)}")
     return "failed while decoding (unknown reason)"
 
 
-def _not_an_image_note(path):
-    """"; the file holds text, not an image: it starts with "<!DOCTYPE
-    html..."" (a web page or an error message saved under an image's name,
-    as a failed download leaves it), or "; its first bytes (4A 55 4E 4B) are
-    no image format's", for a file that starts as no format
-    `tf.io.decode_image` reads (`_IMAGE_MAGIC`); else ""."""
+def _first_and_last_bytes_note(path):
+    """What the first and last bytes of a file that failed to decode tell:
+    `_cut_short_note`, else `_not_an_image_note`; "" for a file gone or
+    unreadable since. The file is read once, 64 bytes of its head and 16
+    of its tail."""
     try:
         with open(path, "rb") as f:
             head = f.read(64)
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 16))
+            tail = f.read()
     except OSError:
         return ""
+    return _cut_short_note(head, tail) or _not_an_image_note(head)
+
+
+def _not_an_image_note(head):
+    """"; the file holds text, not an image: it starts with "<!DOCTYPE
+    html..."" (a web page or an error message saved under an image's name,
+    as a failed download leaves it), or "; its first bytes (4A 55 4E 4B) are
+    no image format's", for a file whose first bytes `head` start as no
+    format `tf.io.decode_image` reads (`_IMAGE_MAGIC`); else ""."""
     padded = head + b"\0" * 12
     if any(all(padded[o:o + len(m)] == m for o, m in parts) for parts in _IMAGE_MAGIC):
         return ""
@@ -682,20 +692,15 @@ def _not_an_image_note(path):
     return f"; its first bytes ({head[:4].hex(' ').upper()}) are no image format's"
 
 
-def _cut_short_note(path):
+def _cut_short_note(head, tail):
     """"; the file ends without ...: it looks cut short (...)" for a JPEG or
-    PNG file that does not end as one must (the JPEG end marker FF D9, the
-    PNG IEND chunk), as an interrupted download or copy leaves it; else ""."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 16))
-            tail = f.read().rstrip(b"\0\r\n ")
-    except OSError:  # gone or unreadable since it was decoded
-        return ""
+    PNG file (first bytes `head`, last bytes `tail`) that does not end as one
+    must (the JPEG end marker FF D9, the PNG IEND chunk), as an interrupted
+    download or copy leaves it; else ""."""
+    tail = tail.rstrip(b"\0\r\n ")
     if head.startswith(b"\xff\xd8") and not tail.endswith(b"\xff\xd9"):
         end = "the JPEG end marker"
-    elif head == b"\x89PNG\r\n\x1a\n" and not tail.endswith(b"IEND\xaeB`\x82"):
+    elif head[:8] == b"\x89PNG\r\n\x1a\n" and not tail.endswith(b"IEND\xaeB`\x82"):
         end = "the PNG end chunk"
     else:
         return ""
