@@ -142,10 +142,16 @@ def cache_file(prefix, paths, settings):
     read another dataset's tensors: the wrong images without an error where
     the counts allowed it, else an `IndexError` or "Incompatible shapes".
     The same files and settings find their own cache again (the decoding
-    is skipped, as tf.data intends)."""
+    is skipped, as tf.data intends). The key also holds the mmtl_tf and
+    TensorFlow versions, whose decoding may differ: a cache written by
+    another version is not read (nor removed)."""
     import hashlib
 
-    key = hashlib.blake2b(settings.encode("utf-8", "surrogatepass"), digest_size=8)
+    from mmtl_tf import __version__
+
+    versions = f"mmtl_tf {__version__}\0tensorflow {tf.__version__}\0"
+    key = hashlib.blake2b((versions + settings).encode("utf-8", "surrogatepass"),
+                          digest_size=8)
     for path in paths:
         try:
             st = os.stat(path)

@@ -726,9 +726,10 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
         grayscale: bool. One channel instead of three.
         cache: bool or str. True caches decoded uint8 pixels in memory, a str
             caches them in files named by that prefix, "-" and a key of the
-            paths, each file's size and modification time and the settings
+            paths, each file's size and modification time, the settings
+            and the mmtl_tf and TensorFlow versions
             (`file_dataset.cache_file`): a prefix used again for other files,
-            changed files or another size never reads these (tf.data reads
+            changed files, another size or another version never reads these (tf.data reads
             any complete cache files of a name), and the same files and
             settings read them again without decoding; False decodes every
             epoch.

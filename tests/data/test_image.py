@@ -860,3 +860,30 @@ def test_a_file_cache_prefix_used_again_never_reads_another_datasets_pixels(tmp_
     again = pixels(paths[:3], (8, 8), prefix)
     assert again[0].max() == 0
     assert len(os.listdir(tmp_path / "cache")) == 8
+
+
+def test_a_file_cache_written_by_another_version_is_not_read(tmp_path, monkeypatch):
+    # Decoding may change between mmtl_tf (or TensorFlow) versions: a cache
+    # file written by another version under the same prefix must not be read.
+    import os
+
+    import mmtl_tf as package
+
+    path = str(tmp_path / "a.png")
+    Image.fromarray(np.full((6, 6, 3), 200, "uint8")).save(path)
+    prefix = str(tmp_path / "cache" / "x")
+    os.mkdir(tmp_path / "cache")
+
+    def first_pixel():
+        ds, _ = mmtl_tf.data.decoded_image_dataset([path], (6, 6), cache=prefix)
+        return int(next(ds.as_numpy_iterator())[1][0, 0, 0])
+
+    assert first_pixel() == 200
+    written = sorted(os.listdir(tmp_path / "cache"))
+    # The same file and settings, another version: its own cache files.
+    monkeypatch.setattr(package, "__version__", "0.0.0-older")
+    assert first_pixel() == 200
+    assert len(os.listdir(tmp_path / "cache")) == 2 * len(written)
+    monkeypatch.setattr(tf, "__version__", "2.0.0")
+    first_pixel()
+    assert len(os.listdir(tmp_path / "cache")) == 3 * len(written)
