@@ -39,10 +39,24 @@ _PUNCTUATION = r'[!"#$%&()\*\+,\-\./:;<=>?@\[\\\]^_`{|}~\']'
 _STOP_PATTERN = r"\b(?:" + "|".join(STOP_WORDS) + r")\b"
 
 
+# Keras' "lower_and_strip_punctuation" removes these characters.
+_KERAS_PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
+
+
+@keras.saving.register_keras_serializable(package="mmtl_tf")
+def standardize_text(text):
+    """Keras' "lower_and_strip_punctuation", but lower-casing every letter:
+    Keras' `tf.strings.lower` without an encoding lower-cases A-Z only, so
+    "CAFÉ" became "cafÉ", a word apart from "café" ("ÜBER" from "über")."""
+    text = tf.strings.lower(text, encoding="utf-8")
+    return tf.strings.regex_replace(text, _KERAS_PUNCTUATION, "")
+
+
 @keras.saving.register_keras_serializable(package="mmtl_tf")
 def standardize_without_stopwords(text):
-    """Lower-cases, strips punctuation and removes English stop words."""
-    text = tf.strings.lower(text)
+    """Lower-cases (every letter, as `standardize_text`), strips punctuation
+    and removes English stop words."""
+    text = tf.strings.lower(text, encoding="utf-8")
     text = tf.strings.regex_replace(text, _PUNCTUATION, " ")
     text = tf.strings.regex_replace(text, _STOP_PATTERN, " ")
     return tf.strings.regex_replace(tf.strings.strip(text), r"\s+", " ")
@@ -104,8 +118,7 @@ def _new_text_vectorizer(vocab_size=5000, sequence_length=100, remove_stopwords=
     if split not in ("whitespace", "character"):
         raise ValueError(f"split={split!r} is not allowed; use one of 'whitespace', "
                          "'character'.")
-    standardize = (standardize_without_stopwords if remove_stopwords
-                   else "lower_and_strip_punctuation")
+    standardize = standardize_without_stopwords if remove_stopwords else standardize_text
     return keras.layers.TextVectorization(
         max_tokens=vocab_size, standardize=standardize,
         output_mode="int", output_sequence_length=sequence_length,
@@ -269,22 +282,36 @@ def warn_if_truncated(lengths, sequence_length, what="training texts", reserved=
     return share
 
 
+# The standardisations a saved vectorizer may name (by Keras' registered name).
+_STANDARDIZERS = {"mmtl_tf>standardize_text": standardize_text,
+                  "mmtl_tf>standardize_without_stopwords": standardize_without_stopwords}
+
+
 def vectorizer_to_dict(layer):
     """A JSON-able description of a `TextVectorization` (config + vocabulary)."""
     config = layer.get_config()
     config.pop("vocabulary", None)
     config.pop("idf_weights", None)
     standardize = config.get("standardize")
+    if callable(standardize):
+        config["standardize"] = keras.saving.get_registered_name(standardize)
+    elif isinstance(standardize, dict):  # a serialised function
+        config["standardize"] = standardize.get(
+            "registered_name", "mmtl_tf>standardize_without_stopwords")
     if callable(standardize) or isinstance(standardize, dict):
-        config["standardize"] = "mmtl_tf>standardize_without_stopwords"
+        if config["standardize"] not in _STANDARDIZERS:
+            raise ValueError(
+                f"cannot save a TextVectorization whose standardize is "
+                f"{config['standardize']!r}: use a Keras name ('lower_and_strip_punctuation', "
+                f"...) or one of {sorted(_STANDARDIZERS)}.")
     return {"config": config, "vocabulary": layer.get_vocabulary()}
 
 
 def vectorizer_from_dict(spec):
     """Rebuilds a `TextVectorization` from `vectorizer_to_dict`'s output."""
     config = dict(spec["config"])
-    if config.get("standardize") == "mmtl_tf>standardize_without_stopwords":
-        config["standardize"] = standardize_without_stopwords
+    if config.get("standardize") in _STANDARDIZERS:
+        config["standardize"] = _STANDARDIZERS[config["standardize"]]
     config["vocabulary"] = spec["vocabulary"]
     layer = keras.layers.TextVectorization(**config)
     layer(tf.constant([""]))  # builds the layer (export needs built layers)
