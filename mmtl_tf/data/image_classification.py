@@ -49,8 +49,8 @@ from mmtl_tf.data.image import (UNDECODABLE_IMAGE_EXTENSIONS, augment_image,
                                 decoded_image_dataset, resize_and_crop)
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
                                   _read_rows, check_columns, class_name, data_files_hint,
-                                  empty_split_error, find_file, label_field, per_split_files,
-                                  row_path,
+                                  empty_split_error, find_file, label_field,
+                                  missing_split_files_problem, per_split_files, row_path,
                                   sorted_class_names, split_field, text_field,
                                   warn_if_classes_lost, warn_if_other_data_files,
                                   warn_if_splits_overlap)
@@ -323,8 +323,9 @@ def _rows_by_split(source, need_box, seed, on_error, split=None):
     elif os.path.isdir(source):
         per_split = per_split_files(source)
         if per_split:
-            if "train" not in per_split:
-                raise DataError(f"{source}: has per-split files but no train.jsonl / train.csv.")
+            needed = ["train"] + ([split] if split else [])
+            if any(s not in per_split for s in needed):
+                raise DataError(missing_split_files_problem(source, per_split, needed))
             files = per_split
         else:
             single = find_file(source, LABEL_FILE_NAMES)

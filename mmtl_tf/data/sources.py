@@ -577,7 +577,8 @@ def split_field(row):
         return None, None
     if isinstance(split, str) and split.strip().lower() in SPLITS:
         return split.strip().lower(), None
-    return None, f"split {split!r} is not one of {', '.join(SPLITS)} (in any case)"
+    return None, (f"split {split!r} is not one of {', '.join(SPLITS)} (in any case)"
+                  + (_split_alias_note(split) if isinstance(split, str) else ""))
 
 
 def rows_with_known_labels(rows, class_names, model_classes, on_error):
@@ -814,6 +815,40 @@ def find_file(folder, names, entries=None):
     return None
 
 
+# Other names of the splits that data sets use (`val.csv`, a split value
+# "dev"): named in messages, never read as the split (only train, validation
+# and test are, as for split folders).
+SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation",
+                 "training": "train", "testing": "test"}
+
+
+def _split_alias_note(name):
+    """ "; write validation for val" where `name` (a split value or a file
+    name's stem, any case) is another name of a split; else ""."""
+    split = SPLIT_ALIASES.get(name.strip().lower())
+    return f"; write {split} for {name.strip()}" if split else ""
+
+
+def missing_split_files_problem(folder, files, needed):
+    """The message for a folder of per-split files `files` (split -> path)
+    without a file for each split of `needed`: names the missing splits and
+    a file named as another name of one (`val.csv`: rename it)."""
+    missing = [s for s in dict.fromkeys(needed) if s not in files]
+    names = sorted(os.path.basename(p) for p in files.values())
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError:
+        entries = []
+    renames = [f"{name} to {SPLIT_ALIASES[stem.lower()]}{ext.lower()}"
+               for name in entries for stem, ext in [os.path.splitext(name)]
+               if ext.lower() in (".csv", ".jsonl") and SPLIT_ALIASES.get(stem.lower()) in missing
+               and os.path.isfile(os.path.join(folder, name))]
+    return (f"{folder}: has per-split files ({', '.join(names)}) but no "
+            f"{' or '.join(missing)} file (.jsonl or .csv)"
+            + (f"; rename {', '.join(renames)} (split files are named train, validation "
+               "and test)" if renames else "") + ".")
+
+
 def per_split_files(folder):
     """{split: path} of the `train` / `validation` / `test` `.jsonl` or `.csv`
     files in a folder (`.jsonl` first; names in any case)."""
@@ -841,6 +876,8 @@ def warn_if_other_data_files(folder, used, singles):
               for stem, ext in map(os.path.splitext, names)]
     if any(os.path.splitext(name)[0].lower() in SPLITS for name in names):
         wanted += singles
+        # val.csv beside train.csv: not read as the validation split.
+        wanted += [alias + ext for alias in SPLIT_ALIASES for ext in (".jsonl", ".csv")]
     # The folder (which may hold every image) is listed once for all names.
     try:
         entries = sorted(os.listdir(folder))
@@ -854,12 +891,22 @@ def warn_if_other_data_files(folder, used, singles):
         return
     import warnings
 
-    warnings.warn(DataWarning(
-        f"{folder}: {', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not read: "
-        f"the data come from {', '.join(names)} (a .jsonl file comes before the .csv of "
-        "the same name, and per-split files before one file for all splits); remove or "
-        "rename the file you do not mean, or give the file itself as the source"),
-        stacklevel=_caller_level())
+    aliases = [name for name in ignored if os.path.splitext(name)[0].lower() in SPLIT_ALIASES]
+    others = [name for name in ignored if name not in aliases]
+    told = []
+    if aliases:
+        renames = [f"{name} to {SPLIT_ALIASES[stem.lower()]}{ext.lower()}"
+                   for name in aliases for stem, ext in [os.path.splitext(name)]]
+        told.append(f"{', '.join(aliases)} {'is' if len(aliases) == 1 else 'are'} not read: "
+                    f"split files are named train, validation and test; rename "
+                    f"{', '.join(renames)}")
+    if others:
+        told.append(
+            f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} not read: "
+            f"the data come from {', '.join(names)} (a .jsonl file comes before the .csv of "
+            "the same name, and per-split files before one file for all splits); remove or "
+            "rename the file you do not mean, or give the file itself as the source")
+    warnings.warn(DataWarning(f"{folder}: {'; '.join(told)}"), stacklevel=_caller_level())
 
 
 def empty_split_error(where, split, per_split):
@@ -904,9 +951,7 @@ def load_image_text_records(source="default", split="train", require_label=True,
     split_files = per_split_files(path) if kind == "dir" else {}
     if split_files:
         if "train" not in split_files or split not in split_files:
-            raise DataError(
-                f"{path}: has per-split files {sorted(split_files.values())} but no "
-                f"'train' and {split!r} file.")
+            raise DataError(missing_split_files_problem(path, split_files, ["train", split]))
         per_split = read_split_files(split_files, split, functools.partial(
             read_captions_file, require_label=require_label), on_error)
         if split == "train":

@@ -23,8 +23,9 @@ import numpy as np
 
 from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, class_name, data_files_hint,
                                   default_split, empty_split_error, find_file, label_field,
-                                  per_split_files, read_split_files, rows_with_known_labels,
-                                  sorted_class_names, split_field, text_field,
+                                  missing_split_files_problem, per_split_files, read_split_files,
+                                  rows_with_known_labels, sorted_class_names, split_field,
+                                  text_field,
                                   warn_if_other_data_files, warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
@@ -157,8 +158,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
             # (e.g. a folder holding only test.csv to evaluate a run on).
             needed = [split] if given else ["train", split]
             if any(s not in files for s in needed):
-                raise DataError(f"{source}: has per-split files {sorted(files.values())} but "
-                                f"no {' and '.join(map(repr, dict.fromkeys(needed)))} file.")
+                raise DataError(missing_split_files_problem(source, files, needed))
             per_split = read_split_files(files, split, read_text_classification_file,
                                          on_error)
             used = files.values()

@@ -657,3 +657,62 @@ def test_a_data_file_left_unread_beside_the_one_read_is_warned_about(tmp_path):
     (texts / "texts.csv").write_text("text,label\nx,a\n")
     assert warned(load_text_classification_records, str(texts), "train")[0].startswith(
         f"{texts}: texts.csv is not read: the data come from texts.jsonl (")
+
+
+def test_split_files_and_values_under_other_names_say_what_to_rename(tmp_path):
+    # train.csv, val.csv, test.csv (a common layout): loading the validation
+    # split said "no 'train' and 'validation' file" with train.csv listed,
+    # and the training split loaded without a word about val.csv.
+    import warnings
+
+    from mmtl_tf.data.image_classification import load_image_label_records
+    from mmtl_tf.data.text_classification import load_text_classification_records
+
+    for i in range(12):
+        _image(tmp_path / f"{i}.png", i)
+    names = {"train": range(0, 8), "val": range(8, 10), "test": range(10, 12)}
+    for name, ids in names.items():
+        (tmp_path / f"{name}.csv").write_text(
+            "path,caption,label\n" + "".join(f"{i}.png,thing {i},{'ab'[i % 2]}\n" for i in ids))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        train = load_image_text_records(str(tmp_path), "train")
+    assert len(train.paths) == 8
+    assert [str(w.message) for w in seen if issubclass(w.category, mmtl_tf.DataWarning)] == [
+        f"{tmp_path}: val.csv is not read: split files are named train, validation and "
+        "test; rename val.csv to validation.csv"]
+    expected = (f"{tmp_path}: has per-split files (test.csv, train.csv) but no validation "
+                "file (.jsonl or .csv); rename val.csv to validation.csv (split files are "
+                "named train, validation and test).")
+    with pytest.raises(mmtl_tf.DataError) as raised:
+        load_image_text_records(str(tmp_path), "validation")
+    assert str(raised.value) == expected
+    with pytest.raises(mmtl_tf.DataError) as raised:
+        load_image_label_records(str(tmp_path), "validation")
+    assert str(raised.value) == expected
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    for name in ("Training", "valid", "test"):
+        (texts / f"{name}.JSONL").write_text("".join(
+            json.dumps({"text": f"t {i}", "label": "ab"[i % 2]}) + "\n" for i in range(6)))
+    with pytest.raises(mmtl_tf.DataError) as raised:
+        load_text_classification_records(str(texts), "validation")
+    assert str(raised.value) == (
+        f"{texts}: has per-split files (test.JSONL) but no train or validation file "
+        "(.jsonl or .csv); rename Training.JSONL to train.jsonl, valid.JSONL to "
+        "validation.jsonl (split files are named train, validation and test).")
+    # Without such a file: the missing split alone, no rename.
+    (tmp_path / "val.csv").unlink()
+    with pytest.raises(mmtl_tf.DataError) as raised:
+        load_image_text_records(str(tmp_path), "validation")
+    assert str(raised.value) == (f"{tmp_path}: has per-split files (test.csv, train.csv) but "
+                                 "no validation file (.jsonl or .csv).")
+    # A split column's value under another name.
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "captions.csv").write_text("path,caption,label,split\n" + "".join(
+        f"../{i}.png,thing {i},{'ab'[i % 2]},{'train' if i < 8 else 'Dev'}\n" for i in range(12)))
+    with pytest.raises(mmtl_tf.DataError,
+                       match=r"captions.csv:10: split 'Dev' is not one of train, validation, "
+                             r"test \(in any case\); write validation for Dev"):
+        load_image_text_records(str(one), "train")

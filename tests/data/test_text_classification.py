@@ -150,7 +150,8 @@ def test_evaluating_on_a_folder_with_only_a_test_file(tmp_path):
                  [{"text": "t1", "label": "b"}, {"text": "t2", "label": "a"}])
     records = load_text_classification_records(str(folder), "test", class_names=["a", "b"])
     assert records.label_ids().tolist() == [1, 0]
-    with pytest.raises(mmtl_tf.DataError, match="no 'train' and 'test' file"):
+    with pytest.raises(mmtl_tf.DataError,
+                       match=r"\(test.jsonl\) but no train file \(.jsonl or .csv\)\.$"):
         load_text_classification_records(str(folder), "test")
 
 
