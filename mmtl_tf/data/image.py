@@ -20,8 +20,11 @@ def decode_image(image_bytes):
     do. Grayscale images are repeated to three channels; images with an alpha
     channel (PNG) are composited onto a white background (and rounded), so
     transparent pixels do not come out as whatever colour happens to be stored
-    under them. Opaque RGB images pass through untouched; only images with an
-    alpha channel pay for the compositing.
+    under them (palette PNGs with transparency too; not a GIF's transparent
+    pixels, which TensorFlow decodes black, nor a grayscale or RGB PNG's
+    single transparent `tRNS` colour, which stays that colour). Opaque RGB
+    images pass through untouched; only images with an alpha channel pay for
+    the compositing.
 
     Args:
         image_bytes: scalar `tf.string`. The encoded file content.
