@@ -83,11 +83,17 @@ def _bad(count, what):
     return f"{count} bad {_singular(what) if count == 1 else what}"
 
 
+def _of_split(split):
+    """" in the validation split" (or "" for None)."""
+    return f" in the {split} split" if split else ""
+
+
 def _bad_items_message(groups, extra=None):
-    """The `DataError` message for groups of (what, problems), plus the
-    message of one other `DataError` (`extra`) raised meanwhile."""
-    parts = [f"{_bad(len(problems), what)}:\n{format_problems(problems)}"
-             for what, problems in groups]
+    """The `DataError` message for groups of (what, split or None,
+    problems), plus the message of one other `DataError` (`extra`) raised
+    meanwhile."""
+    parts = [f"{_bad(len(problems), what)}{_of_split(split)}:\n{format_problems(problems)}"
+             for what, split, problems in groups]
     if extra is not None:
         parts.append(str(extra))
     if groups:
@@ -95,7 +101,29 @@ def _bad_items_message(groups, extra=None):
     return "\n".join(parts)
 
 
-def handle_problems(problems, on_error, what, total=None):
+_SPLIT = contextvars.ContextVar("mmtl_tf_loading_split", default=None)
+
+
+@contextlib.contextmanager
+def loading_split(split):
+    """Within the block, bad files found by `handle_problems(...,
+    split=current_split())` are said to be the `split` split's ("2 bad image
+    files in the validation split"): a run loads each split's files in turn,
+    and each split's problems were reported alike, in one list or in three
+    warnings, without the split."""
+    token = _SPLIT.set(split)
+    try:
+        yield
+    finally:
+        _SPLIT.reset(token)
+
+
+def current_split():
+    """The split of the innermost `loading_split` block, or None."""
+    return _SPLIT.get()
+
+
+def handle_problems(problems, on_error, what, total=None, split=None):
     """Raises `DataError` or warns about skipped items, depending on `on_error`.
 
     Inside `collect_problems()`, `on_error="raise"` records the problems
@@ -108,39 +136,42 @@ def handle_problems(problems, on_error, what, total=None):
         what: str. What the items are, for the message ("image files", "rows").
         total: int or None. How many items there were: if every one is bad,
             `"skip"` raises too (it would leave nothing to train or evaluate on).
+        split: str or None. The split the items belong to, for the message.
     """
     check_on_error(on_error)
     if not problems:
         return
     if on_error == "skip" and total is not None and len(problems) >= total:
-        every = f"the only {_singular(what)} is" if total == 1 else f"all {total} {what} are"
+        every = (f"the only {_singular(what)}{_of_split(split)} is" if total == 1
+                 else f"all {total} {what}{_of_split(split)} are")
         raise DataError(
             f"{every} bad, so on_error='skip' would leave none:\n"
             f"{format_problems(problems)}", problems)
     if on_error == "raise":
         collected = _COLLECTED.get()
         if collected is None:
-            raise DataError(_bad_items_message([(what, list(problems))]), problems)
-        collected.add(what, problems)
+            raise DataError(_bad_items_message([(what, split, list(problems))]), problems)
+        collected.add(what, split, problems)
         if total is not None and len(problems) >= total:
             collected.raise_now()  # nothing left to carry on with
         return
     import warnings
 
     warnings.warn(DataWarning(
-        f"skipped {_bad(len(problems), what)} (on_error='skip'):\n"
+        f"skipped {_bad(len(problems), what)}{_of_split(split)} (on_error='skip'):\n"
         f"{format_problems(problems)}", problems), stacklevel=_caller_level())
 
 
 class _Collected:
     """Problems gathered by `collect_problems()`, grouped by what the items
-    are, without repeats (a split's rows may be read twice)."""
+    are and their split (where known), without repeats (a split's rows may
+    be read twice)."""
 
     def __init__(self):
-        self.groups = {}  # what -> {(location, problem): None}, in order
+        self.groups = {}  # (what, split) -> {(location, problem): None}, in order
 
-    def add(self, what, problems):
-        group = self.groups.setdefault(what, {})
+    def add(self, what, split, problems):
+        group = self.groups.setdefault((what, split), {})
         for item in problems:
             group[tuple(item)] = None
 
@@ -148,7 +179,7 @@ class _Collected:
         return [item for group in self.groups.values() for item in group]
 
     def error(self, extra=None):
-        groups = [(what, list(group)) for what, group in self.groups.items()]
+        groups = [(what, split, list(group)) for (what, split), group in self.groups.items()]
         more = list(getattr(extra, "problems", []))
         error = DataError(_bad_items_message(groups, extra), self.problems() + more)
         error.collected = True

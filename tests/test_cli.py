@@ -221,7 +221,7 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
     assert "broken.png" in err and "--on-error skip" in err and "on_error=" not in err
     assert cli.main(["evaluate", str(run), "--data", str(other), "--on-error", "skip"]) == 0
     err = capsys.readouterr().err
-    assert "mmtl-tf evaluate: warning: skipped 1 bad image file (--on-error skip):" in err
+    assert "mmtl-tf evaluate: warning: skipped 1 bad image file in the test split (--on-error skip):" in err
     assert "broken.png" in err and "DataWarning" not in err
     stored = json.loads((run / "metrics.json").read_text())
     assert stored["other_data"][str(other)]["test"]["accuracy"] == pytest.approx(expected)
@@ -306,7 +306,7 @@ def test_bad_rows_and_files_of_every_split_are_reported_together_before_training
     err = train_error(capsys, tmp_path / "captions.jsonl", rows, "fusion",
                       "--out", str(tmp_path / "run"))
     assert "1 bad row:\n" in err and "captions.jsonl:4: empty caption" in err
-    assert "2 bad image files:\n" in err
+    assert "2 bad image files in the test split:\n" in err
     assert "captions.jsonl:18 (" in err and "corrupt.png): cannot decode image" in err
     assert "captions.jsonl:19 (" in err and "missing.png): file not found" in err
     assert err.count("--on-error skip") == 1

@@ -24,7 +24,7 @@ from mmtl_tf.data.file_dataset import checked_file_dataset
 from mmtl_tf.data.text import make_text_vectorizer, vectorize_while_loading
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
-                            handle_problems, without_repeated_warnings)
+                            handle_problems, loading_split, without_repeated_warnings)
 
 VOICE_GROUPS = ("train", "heldout")
 DEFAULT_AUDIO_DIR = os.path.join(os.path.dirname(__file__), "default_audio")
@@ -324,10 +324,13 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
     # (rows skipped for a bad file do not shape it), unless a vectorizer was
     # given or this is another split or one voice group (then on every valid
     # training row, read above).
+    def load():
+        with loading_split(split):  # bad files are said to be this split's
+            return decoded_audio_dataset(records.paths, on_error=on_error,
+                                         locations=records.rows, **load_kwargs)
+
     waves, kept, text_vectorizer, tokens = vectorize_while_loading(
-        lambda: decoded_audio_dataset(records.paths, on_error=on_error,
-                                      locations=records.rows, **load_kwargs),
-        records.captions, text_vectorizer, train_captions, **adapt)
+        load, records.captions, text_vectorizer, train_captions, **adapt)
     if len(kept) != len(records):
         records = records.subset(kept)  # the dataset's indices count kept files
     crop = crop or ("random" if split == "train" else "center")

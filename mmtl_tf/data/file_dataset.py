@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from mmtl_tf.errors import DataError, handle_problems
+from mmtl_tf.errors import DataError, current_split, handle_problems
 
 # Rows named in one message about a file that several rows use (the rest are counted).
 _ROWS_NAMED = 10
@@ -113,7 +113,7 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
             kept = sorted(seen)
             failed = [i for i in range(n) if i not in seen]
             handle_problems(_problems(failed, paths, locations, describe_failure),
-                            on_error, what, total=len(files))
+                            on_error, what, total=len(files), split=current_split())
             # Number the kept files 0..len(kept)-1, so that callers index
             # `records.subset(kept)` and reuse the filled cache (no second
             # decoding pass over the good files).
@@ -287,7 +287,7 @@ def _shared_files_dataset(paths, files, file_of_row, indexed, describe_failure, 
     if len(good) != m:
         failed = np.flatnonzero(row_position < 0).tolist()
         handle_problems(_problems(failed, paths, locations, describe_failure),
-                        on_error, what, total=m)
+                        on_error, what, total=m, split=current_split())
     pixels = _cpu_store(store[:len(good)])
     del store
     rows = tf.data.Dataset.from_tensor_slices(

@@ -56,7 +56,7 @@ from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS
                                   warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DataWarning, DownloadError, check_choice, check_count,
-                            check_on_error, handle_problems)
+                            check_on_error, handle_problems, loading_split)
 from mmtl_tf.files import _listed, file_identity, user_path
 
 TASKS = ("multiclass", "multilabel", "localization")
@@ -576,8 +576,10 @@ def make_image_classification_dataset(source="default", split="train", *, task="
         raise ValueError("task='localization' needs crop=False and augment=False: the boxes "
                          "are given for the whole, unaugmented image.")
     records = load_image_label_records(source, split, task, seed, on_error, class_names)
-    images, kept = decoded_image_dataset(records.paths, image_size, crop=crop, cache=cache,
-                                         on_error=on_error, locations=records.rows)
+    with loading_split(split):  # bad files are said to be this split's
+        images, kept = decoded_image_dataset(records.paths, image_size, crop=crop,
+                                             cache=cache, on_error=on_error,
+                                             locations=records.rows)
     if len(kept) != len(records):
         records = records.subset(kept)  # the dataset's indices count kept files
         if split == "train":

@@ -5,7 +5,8 @@ import tensorflow as tf
 from mmtl_tf.data.image import augment_image, decoded_image_dataset
 from mmtl_tf.data.sources import load_image_text_records, warn_if_classes_lost
 from mmtl_tf.data.text import vectorize_while_loading
-from mmtl_tf.errors import check_count, check_on_error, without_repeated_warnings
+from mmtl_tf.errors import (check_count, check_on_error, loading_split,
+                            without_repeated_warnings)
 
 
 def make_image_text_dataset(source="default", split="train", *, text_vectorizer=None,
@@ -101,11 +102,14 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
     # images were checked (rows skipped for a bad image do not shape it);
     # other splits' on every valid training row (their images are not decoded
     # here, so rows with a bad image still count).
+    def load():
+        with loading_split(split):  # bad files are said to be this split's
+            return decoded_image_dataset(records.paths, image_size, crop=crop,
+                                         grayscale=grayscale, cache=cache, on_error=on_error,
+                                         locations=records.rows)
+
     images, kept, text_vectorizer, tokens = vectorize_while_loading(
-        lambda: decoded_image_dataset(records.paths, image_size, crop=crop,
-                                      grayscale=grayscale, cache=cache, on_error=on_error,
-                                      locations=records.rows),
-        records.captions, text_vectorizer, train_captions, **adapt)
+        load, records.captions, text_vectorizer, train_captions, **adapt)
     if len(kept) != len(records):
         records = records.subset(kept)  # the dataset's indices count kept files
         if split == "train" and with_labels:

@@ -22,6 +22,7 @@ from mmtl_tf.data.pairs import make_image_text_dataset
 from mmtl_tf.data.sources import load_image_text_records
 from mmtl_tf.data.text import load_text_vectorizer, save_text_vectorizer, warn_if_truncated
 from mmtl_tf.encoders.text_encoder import TextEncoder
+from mmtl_tf.errors import loading_split
 from mmtl_tf.export import export_image_text_dual_encoder
 from mmtl_tf.metrics.retrieval import evaluate_retrieval
 from mmtl_tf.models.dual_encoder import build_dual_encoder
@@ -50,9 +51,10 @@ def _decoded_images(config, split, records=None):
     records = _records(config, split) if records is None else records
     size = tuple(shared_space.image_size(config))
     on_error = config.get("on_error", "raise")
-    images, kept = decoded_image_dataset(records.paths, size, on_error=on_error,
-                                         locations=records.rows,
-                                         cache=common.dataset_cache(config, split))
+    with loading_split(split):  # bad files are said to be this split's
+        images, kept = decoded_image_dataset(records.paths, size, on_error=on_error,
+                                             locations=records.rows,
+                                             cache=common.dataset_cache(config, split))
     if len(kept) != len(records):
         records = records.subset(kept)  # the dataset's indices count kept files
     return images, records

@@ -13,7 +13,7 @@ from mmtl_tf.data.image import decoded_image_dataset
 from mmtl_tf.data.image_classification import load_image_label_records
 from mmtl_tf.data.sources import SPLITS
 from mmtl_tf.encoders.image_encoder import ImageEncoder
-from mmtl_tf.errors import DataError
+from mmtl_tf.errors import DataError, loading_split
 from mmtl_tf.metrics.retrieval import (positives_from_labels, retrieval_metrics,
                                        retrieval_metrics_by_chunk)
 
@@ -82,9 +82,10 @@ def load_labelled_images(source, splits, size, on_error="raise", seed=0, cache=N
         if class_names is None:
             class_names = list(records.class_names)
         # The checking pass fills the cache; the copy below reads it.
-        ds, kept = decoded_image_dataset(records.paths, tuple(size), on_error=on_error,
-                                         locations=records.rows,
-                                         cache=True if cache is None else cache(split))
+        with loading_split(split):  # bad files are said to be this split's
+            ds, kept = decoded_image_dataset(records.paths, tuple(size), on_error=on_error,
+                                             locations=records.rows,
+                                             cache=True if cache is None else cache(split))
         if len(kept) != len(records):
             records = records.subset(kept)  # the dataset's indices count kept files
         first = first_rows(records.paths, [row[0] for row in records.labels])

@@ -249,3 +249,30 @@ def test_a_class_whose_every_training_image_is_skipped_is_warned_about(tmp_path)
     with pytest.warns(mmtl_tf.DataWarning) as warned:
         mmtl_tf.data.make_image_text_dataset(str(tmp_path), "train", **kw)
     assert [str(w.message).startswith("skipped 1 bad") for w in warned] == [True]
+
+
+def test_bad_files_are_reported_with_their_split(tmp_path):
+    # A run loads each split in turn: the bad files of the three splits were
+    # one list (or three warnings) that did not say which split was which,
+    # with the rows of the splits mixed.
+    from mmtl_tf.errors import collect_problems
+
+    folder = _folder(tmp_path, corrupt=9, missing=2)
+    with pytest.warns(mmtl_tf.DataWarning) as seen:
+        mmtl_tf.data.make_image_text_dataset(str(folder), "test", image_size=(8, 8),
+                                             on_error="skip")
+    assert [str(w.message).split(":\n")[0] for w in seen
+            if issubclass(w.category, mmtl_tf.DataWarning)] == [
+        "skipped 1 bad image file in the test split (on_error='skip')"]
+    with pytest.raises(mmtl_tf.DataError) as err:
+        with collect_problems():
+            for split in ("train", "test"):
+                mmtl_tf.data.make_image_text_dataset(str(folder), split, image_size=(8, 8))
+    lines = str(err.value).splitlines()
+    assert lines[0] == "1 bad image file in the train split:"
+    assert lines[1].startswith(f"  {folder / 'captions.jsonl'}:3 (") and "img2.png" in lines[1]
+    assert lines[2] == "1 bad image file in the test split:"
+    assert lines[3].startswith(f"  {folder / 'captions.jsonl'}:10 (") and "img9.png" in lines[3]
+    # Outside the dataset builders (no split): as before.
+    with pytest.raises(mmtl_tf.DataError, match=r"^1 bad image file:\n"):
+        mmtl_tf.data.decoded_image_dataset([str(folder / "img9.png")], (8, 8))

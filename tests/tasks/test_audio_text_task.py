@@ -147,7 +147,8 @@ def test_bad_test_clips_stop_the_run_before_training(tmp_path, capsys):
     rows[-1]["path"] = str(tmp_path / "silent.wav")
     err = train_error(capsys, tmp_path / "clips.jsonl", rows, "audio-text", "--batch-size", "16",
                       "--out", str(tmp_path / "run"))
-    assert "clips.jsonl:56 (" in err and "silent.wav" in err and "1 bad audio file:" in err
+    assert "clips.jsonl:56 (" in err and "silent.wav" in err
+    assert "1 bad audio file in the test split:" in err
 
 
 def test_a_skipped_clip_leaves_the_scoring_rules_of_the_other_pairs_unchanged(tmp_path):

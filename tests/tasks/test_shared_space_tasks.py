@@ -61,7 +61,7 @@ def test_dual_encoder_train_evaluate_export(tmp_path, capsys):
     assert cli.main(["evaluate", str(run), "--data", str(other), "--on-error", "skip"]) == 0
     captured = capsys.readouterr()
     assert "retrieval among 40 image-caption pairs" in captured.out
-    assert "warning: skipped 1 bad image file (--on-error skip)" in captured.err
+    assert "warning: skipped 1 bad image file in the test split (--on-error skip)" in captured.err
     assert "broken.png" in captured.err
     assert cli.main(["evaluate", str(run)]) == 0
     assert "retrieval among 285 image-caption pairs" in capsys.readouterr().out
