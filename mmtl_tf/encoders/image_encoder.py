@@ -228,6 +228,18 @@ def freeze_batch_norm(model):
             layer.trainable = False
 
 
+def scales_its_own_pixels(model):
+    """Whether `model`'s first layer (after its input) is a `Rescaling` or
+    `Normalization` layer: a model that takes pixels 0–255 and scales them
+    itself (`keras.applications`' MobileNetV3, EfficientNet(V2) and ConvNeXt
+    with `include_preprocessing=True`)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        return isinstance(layer, (keras.layers.Rescaling, keras.layers.Normalization))
+    return False
+
+
 @keras.saving.register_keras_serializable(package="mmtl_tf")
 class ImageEncoder(keras.Model):
     """Image tower: uint8 pixels → a feature vector (or feature map).
@@ -250,8 +262,13 @@ class ImageEncoder(keras.Model):
         conv_blocks: int. Conv2D(3×3, relu) → MaxPool(2×2) blocks of the small
             CNN (1 in the source document).
         preprocessing: str or None. Pixel scaling (see `ImagePreprocessing`);
-            None picks the backbone's own (`"rescale"` for the small CNN and for
-            a custom model).
+            None picks the backbone's own: `"rescale"` (x / 255) for the small
+            CNN and for a model of your own, except `"none"` (pixels 0–255)
+            for a model of your own whose first layer is a `Rescaling` or
+            `Normalization` layer, one that scales pixels itself, as
+            `keras.applications`' MobileNetV3, EfficientNet(V2) and ConvNeXt
+            models do (`include_preprocessing=True`, their default).
+            Scaled by 1/255 first, those saw nearly constant input.
 
     The backbone always runs with `training=False`, so BatchNormalization uses
     its moving statistics even when the backbone is being fine-tuned.
@@ -298,7 +315,10 @@ class ImageEncoder(keras.Model):
                     raise ValueError("weights= applies to named backbones; load the "
                                      "weights into your own model before passing it.")
                 check_backbone_input(backbone, input_shape)
-                backbone_model, default_mode = backbone, "rescale"
+                backbone_model = backbone
+                default_mode = "none" if scales_its_own_pixels(backbone) else "rescale"
+                # Saved with the mode it resolved to (see `from_config`).
+                preprocessing = preprocessing or default_mode
             else:
                 raise TypeError(
                     f"backbone must be 'small_cnn', one of "
@@ -350,4 +370,7 @@ class ImageEncoder(keras.Model):
         given = config.get("backbone")  # a model of your own, serialized
         replace = ({"backbone": keras.saving.deserialize_keras_object(given)}
                    if isinstance(given, dict) else {})
+        if replace and config.get("preprocessing") is None:
+            # Saved before the mode was resolved and saved: it was "rescale".
+            replace["preprocessing"] = "rescale"
         return rebuild(cls, config, **replace)  # with the flags of unfreeze()

@@ -117,3 +117,47 @@ def test_image_encoder_takes_a_backbone_model_of_any_size_or_returning_features(
     assert tuple(enc(np.zeros((2, 32, 48, 3), "uint8")).shape) == (2, 4)
     enc = ImageEncoder(_backbone((32, 48, 3), "vector"), input_shape=(32, 48, 3))
     assert tuple(enc(np.zeros((2, 32, 48, 3), "uint8")).shape) == (2, 4)
+
+
+def _pixels_seen(backbone, **kwargs):
+    """The values reaching `backbone` inside an ImageEncoder for pixels 0..255."""
+    import mmtl_tf
+
+    enc = ImageEncoder(backbone, input_shape=(32, 32, 3), **kwargs)
+    x = np.arange(32 * 32 * 3).reshape(1, 32, 32, 3) % 256
+    seen = keras.Model(enc.input, enc.get_layer("preprocess").output)(x.astype("uint8"))
+    return enc, np.asarray(seen), x, mmtl_tf
+
+
+def test_a_backbone_that_scales_its_own_pixels_gets_pixels_0_to_255(tmp_path):
+    # keras.applications.MobileNetV3Small(include_top=False) passed as a model
+    # of your own got x / 255, then scaled it again itself: its convolutions
+    # saw values within 1/127.5 of -1.
+    scaling = keras.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3),
+                                                  include_top=False)
+    enc, seen, x, mmtl_tf = _pixels_seen(scaling)
+    np.testing.assert_allclose(seen, x)
+    inside = keras.Model(scaling.input, scaling.layers[1].output)(seen)
+    assert float(np.min(inside)) == -1.0 and float(np.max(inside)) == 1.0
+    # Saved and loaded, it keeps the mode.
+    enc.save(tmp_path / "m.keras")
+    again = mmtl_tf.load_model(tmp_path / "m.keras")
+    probe = (x[:1] * 7 % 256).astype("uint8")
+    np.testing.assert_allclose(again(probe), enc(probe), atol=1e-5)
+    assert again.get_config()["preprocessing"] == "none"
+    # A Sequential model whose first layer rescales: the same.
+    own = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255),
+                            keras.layers.Conv2D(4, 3)])
+    np.testing.assert_allclose(_pixels_seen(own)[1], x)
+    # Models without such a layer still get x / 255; a mode given is used.
+    plain = keras.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3),
+                                                include_top=False, include_preprocessing=False)
+    np.testing.assert_allclose(_pixels_seen(plain)[1], x / 255, rtol=1e-6)
+    np.testing.assert_allclose(_pixels_seen(scaling, preprocessing="rescale")[1], x / 255,
+                               rtol=1e-6)
+    # A saved config of the old kind (no mode saved) keeps its x / 255.
+    config = enc.get_config()
+    config["preprocessing"] = None
+    old = ImageEncoder.from_config(config)
+    seen_old = keras.Model(old.input, old.get_layer("preprocess").output)(x.astype("uint8"))
+    np.testing.assert_allclose(seen_old, x / 255, rtol=1e-6)
