@@ -111,7 +111,17 @@ def write_archive(path, endpoints, track=()):
     if "serving_default" not in endpoints:
         endpoints = {"serving_default": next(iter(endpoints.values())), **endpoints}
     for name, fn in endpoints.items():
-        archive.add_endpoint(name, fn)
+        try:
+            archive.add_endpoint(name, fn)  # traces `fn`
+        except (ValueError, TypeError) as e:
+            # A check that failed while tracing: autograph put "in user code:"
+            # and the frames of the serving function before its message.
+            cause = getattr(getattr(e, "ag_error_metadata", None), "cause_message", None)
+            if cause and type(e) in (ValueError, TypeError):
+                prefix = f"{type(e).__name__}: "
+                raise type(e)(cause[len(prefix):] if cause.startswith(prefix)
+                              else cause) from None
+            raise
     return _atomic_export(path, lambda tmp: archive.write_out(tmp, verbose=False))
 
 
@@ -133,6 +143,27 @@ def call_on_batch(call, inputs):
 
     outputs = call(tf.nest.map_structure(padded, inputs))
     return tf.nest.map_structure(lambda y: y[:count], outputs)
+
+
+def check_vocabulary_fits(model, text_vectorizer):
+    """A `ValueError` (before anything is written) when `text_vectorizer`, a
+    `TextVectorization`, makes token ids that the model's one `Embedding`
+    cannot look up: a vectorizer adapted with a larger `vocab_size` than the
+    model was built with. Otherwise only requests whose captions hold one
+    of the extra words failed ("indices[0,0] = 56 is not in [0, 20)")."""
+    if not isinstance(text_vectorizer, keras.layers.TextVectorization):
+        return
+    embeddings = [layer for layer in model._flatten_layers(include_self=False)
+                  if isinstance(layer, keras.layers.Embedding)]
+    if len(embeddings) != 1:
+        return  # no single text embedding to compare with
+    size, takes = text_vectorizer.vocabulary_size(), embeddings[0].input_dim
+    if size > takes:
+        raise ValueError(
+            f"the text vectorizer has {size} tokens (ids 0..{size - 1}) but the model's "
+            f"Embedding {embeddings[0].name!r} takes ids below {takes} (vocab_size={takes}); "
+            "export with the vectorizer the model was trained with, or build the model "
+            f"with vocab_size={size}.")
 
 
 def check_class_names(class_names, num_classes, what="classes"):
@@ -286,6 +317,7 @@ def export_image_text_classifier(model, text_vectorizer, path, image_size, crop=
         ...     image_bytes=tf.constant([png_bytes]), caption=tf.constant(["a red apple"]))
     """
     image_size = tuple(int(s) for s in image_size)
+    check_vocabulary_fits(model, text_vectorizer)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
                                   tf.TensorSpec([None], tf.string, name="caption")])
@@ -599,6 +631,7 @@ def export_image_text_dual_encoder(model, text_tokenizer, path, image_size, crop
         >>> similarity = tf.matmul(img, txt, transpose_b=True)  # doctest: +SKIP
     """
     track = [text_tokenizer] if isinstance(text_tokenizer, keras.layers.Layer) else []
+    check_vocabulary_fits(model, text_tokenizer)
     return export_dual_encoder(
         model, path,
         {"image": image_bytes_preprocessor(image_size, crop, grayscale),

@@ -393,9 +393,12 @@ def test_image_text_export_checks_class_names_and_a_sigmoid_output_takes_two(tmp
     model = mmtl_tf.models.build_fusion_classifier(
         image_shape=(16, 16, 3), vocab_size=20, sequence_length=4, embedding_dim=4,
         lstm_units=4, conv_filters=4, hidden_units=4, num_classes=3)
-    with pytest.raises(ValueError, match="class_names has 2 names but the model has 3"):
+    with pytest.raises(ValueError) as raised:
         export_image_text_classifier(model, vec, str(tmp_path / "sm"), (16, 16),
                                      class_names=["a", "b"])
+    # The message itself, not autograph's "in user code:" and frames first.
+    assert str(raised.value) == ("class_names has 2 names but the model has 3 classes; pass "
+                                 "one name per class, in class-id order.")
     assert os.listdir(tmp_path) == []
     from mmtl_tf.export import classifier_outputs
 
@@ -449,3 +452,31 @@ def test_served_jpegs_are_turned_by_their_exif_orientation(fusion_export):
                 caption=caption)["probabilities"].numpy()
     np.testing.assert_allclose(got[0], got[1], atol=1e-6, rtol=0)
     assert np.abs(got[0] - got[2]).max() > 1e-4  # as stored, it is another image
+
+
+def test_a_vectorizer_with_more_tokens_than_the_model_takes_is_refused_at_export(tmp_path):
+    # It exported, and only requests holding one of the extra words failed
+    # ("indices[0,0] = 56 is not in [0, 20)").
+    from mmtl_tf.export import export_image_text_dual_encoder
+
+    words = [f"w{i}" for i in range(40)]
+    big = mmtl_tf.data.make_text_vectorizer(words, vocab_size=30, sequence_length=4)
+    fits = mmtl_tf.data.make_text_vectorizer(words, vocab_size=20, sequence_length=4)
+    model = mmtl_tf.models.build_fusion_classifier(
+        image_shape=(16, 16, 3), vocab_size=20, sequence_length=4, embedding_dim=4,
+        lstm_units=4, conv_filters=4, hidden_units=4, num_classes=3)
+    with pytest.raises(ValueError, match=r"^the text vectorizer has 30 tokens \(ids 0..29\) but "
+                                         r"the model's Embedding '.*' takes ids below 20 "
+                                         r"\(vocab_size=20\)"):
+        export_image_text_classifier(model, big, str(tmp_path / "sm"), (16, 16))
+    assert os.listdir(tmp_path) == []
+    export_image_text_classifier(model, fits, str(tmp_path / "sm"), (16, 16))
+    assert os.path.exists(tmp_path / "sm" / "saved_model.pb")
+    dual = mmtl_tf.models.build_dual_encoder(
+        mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(16, 16, 3), conv_filters=4),
+        mmtl_tf.encoders.TextEncoder(vocab_size=20, sequence_length=4, embedding_dim=4,
+                                     lstm_units=4),
+        projection_dim=4)
+    with pytest.raises(ValueError, match="the text vectorizer has 30 tokens"):
+        export_image_text_dual_encoder(dual, big, str(tmp_path / "dual"), (16, 16))
+    assert not os.path.exists(tmp_path / "dual")

@@ -112,3 +112,37 @@ def test_configure_reports_the_precision_keras_has():
         assert runtime.configure().precision == "mixed_float16"
     finally:
         keras.config.set_dtype_policy(before)
+
+
+_RECOMPILE_SCRIPT = """
+import warnings
+import mmtl_tf
+from mmtl_tf import runtime
+model = mmtl_tf.models.build_fusion_classifier(
+    image_shape=(16, 16, 3), vocab_size=20, sequence_length=4, embedding_dim=4,
+    lstm_units=4, conv_filters=4, hidden_units=4, num_classes=3)
+mmtl_tf.training.compile_classifier(model, num_classes=3, jit_compile=True)
+before = model.jit_compile
+runtime.enable_determinism()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    mmtl_tf.training.compile_classifier(model, num_classes=3, jit_compile=True)
+said = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+print(before, model.jit_compile, said)
+"""
+
+
+def test_a_model_compiled_with_xla_before_determinism_is_compiled_again_without():
+    # Keras kept jit_compile=True, without a warning, on a model compiled with
+    # it before enable_determinism() and compiled again after.
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _RECOMPILE_SCRIPT], capture_output=True,
+                         text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after, said = out.stdout.strip().splitlines()[-1].split(" ", 2)
+    assert (before, after) == ("True", "False")
+    said = eval(said)
+    assert len(said) == 1 and "Keras turned jit_compile off (op determinism is on" in said[0]
