@@ -829,6 +829,14 @@ def _split_alias_note(name):
     return f"; write {split} for {name.strip()}" if split else ""
 
 
+def _split_renames(names, missing):
+    """{name: "val.csv to validation.csv"} for each of the file `names`
+    (.csv or .jsonl) named as another name of a split of `missing`."""
+    return {name: f"{name} to {SPLIT_ALIASES[stem.lower()]}{ext.lower()}"
+            for name in names for stem, ext in [os.path.splitext(name)]
+            if ext.lower() in (".csv", ".jsonl") and SPLIT_ALIASES.get(stem.lower()) in missing}
+
+
 def missing_split_files_problem(folder, files, needed):
     """The message for a folder of per-split files `files` (split -> path)
     without a file for each split of `needed`: names the missing splits and
@@ -839,14 +847,12 @@ def missing_split_files_problem(folder, files, needed):
         entries = sorted(os.listdir(folder))
     except OSError:
         entries = []
-    renames = [f"{name} to {SPLIT_ALIASES[stem.lower()]}{ext.lower()}"
-               for name in entries for stem, ext in [os.path.splitext(name)]
-               if ext.lower() in (".csv", ".jsonl") and SPLIT_ALIASES.get(stem.lower()) in missing
-               and os.path.isfile(os.path.join(folder, name))]
+    renames = [rename for name, rename in _split_renames(entries, missing).items()
+               if os.path.isfile(os.path.join(folder, name))]
     return (f"{folder}: has per-split files ({', '.join(names)}) but no "
             f"{' or '.join(missing)} file (.jsonl or .csv)"
-            + (f"; rename {', '.join(renames)} (split files are named train, validation "
-               "and test)" if renames else "") + ".")
+            + (f"; rename {', '.join(renames)} (split files are named train, validation and "
+               "test)" if renames else "") + ".")
 
 
 def per_split_files(folder):
@@ -891,15 +897,16 @@ def warn_if_other_data_files(folder, used, singles):
         return
     import warnings
 
-    aliases = [name for name in ignored if os.path.splitext(name)[0].lower() in SPLIT_ALIASES]
-    others = [name for name in ignored if name not in aliases]
+    # val.csv where no validation file is read: rename it (beside one: as
+    # any other file left unread).
+    read_splits = {os.path.splitext(name)[0].lower() for name in names}
+    renames = _split_renames(ignored, [s for s in SPLITS if s not in read_splits])
+    others = [name for name in ignored if name not in renames]
     told = []
-    if aliases:
-        renames = [f"{name} to {SPLIT_ALIASES[stem.lower()]}{ext.lower()}"
-                   for name in aliases for stem, ext in [os.path.splitext(name)]]
-        told.append(f"{', '.join(aliases)} {'is' if len(aliases) == 1 else 'are'} not read: "
+    if renames:
+        told.append(f"{', '.join(renames)} {'is' if len(renames) == 1 else 'are'} not read: "
                     f"split files are named train, validation and test; rename "
-                    f"{', '.join(renames)}")
+                    f"{', '.join(renames.values())}")
     if others:
         told.append(
             f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} not read: "

@@ -701,6 +701,18 @@ def test_split_files_and_values_under_other_names_say_what_to_rename(tmp_path):
         f"{texts}: has per-split files (test.JSONL) but no train or validation file "
         "(.jsonl or .csv); rename Training.JSONL to train.jsonl, valid.JSONL to "
         "validation.jsonl (split files are named train, validation and test).")
+    # Beside a validation file, val.csv is a file left unread like any other
+    # (renaming it would replace validation.csv).
+    (tmp_path / "validation.csv").write_text((tmp_path / "val.csv").read_text())
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        load_image_text_records(str(tmp_path), "train")
+    assert [str(w.message) for w in seen if issubclass(w.category, mmtl_tf.DataWarning)] == [
+        f"{tmp_path}: val.csv is not read: the data come from train.csv, validation.csv, "
+        "test.csv (a .jsonl file comes before the .csv of the same name, and "
+        "per-split files before one file for all splits); remove or rename the file you do "
+        "not mean, or give the file itself as the source"]
+    (tmp_path / "validation.csv").unlink()
     # Without such a file: the missing split alone, no rename.
     (tmp_path / "val.csv").unlink()
     with pytest.raises(mmtl_tf.DataError) as raised:
