@@ -257,12 +257,14 @@ def _subfolders(folder):
                   if _is_data(d) and os.path.isdir(os.path.join(folder, d)))
 
 
-def _class_folder_rows(folder):
+def _class_folder_rows(folder, one_class=False):
     """Rows of a `root/[split/]class/.../image` folder, or None if it is not one.
 
     Split folders are `train`, `validation` and `test` in any case; images in
     a class folder's sub-folders belong to the class. Images lying beside the
-    class folders are left out with a `DataWarning`.
+    class folders are left out with a `DataWarning`. A folder of one class
+    is an error, unless `one_class` (data evaluated with a trained model's
+    classes: a held-out folder of one of them is fine).
     """
     subdirs = _subfolders(folder)
     if not subdirs:
@@ -295,7 +297,7 @@ def _class_folder_rows(folder):
             + (f"; the class folders hold {_undecodable_note(undecodable)}"
                if undecodable else "") + ".")
     classes = sorted({row["labels"][0] for row in rows})
-    if len(classes) < 2:
+    if len(classes) < 2 and not one_class:
         others = sorted(n for n in filter(_is_data, os.listdir(folder))
                         if n.lower().endswith((".csv", ".jsonl", ".json")))
         raise DataError(
@@ -316,7 +318,7 @@ def _class_folder_rows(folder):
     return rows
 
 
-def _rows_by_split(source, need_box, seed, on_error, split=None):
+def _rows_by_split(source, need_box, seed, on_error, split=None, one_class=False):
     source = DEFAULT_SAMPLE_DIR if source in (None, "default") else user_path(source)
     if os.path.isfile(source):
         files = {None: source}
@@ -336,7 +338,7 @@ def _rows_by_split(source, need_box, seed, on_error, split=None):
         raise DataError(f"{source}: no such folder or labels file (expected 'default', a "
                         "labels file, a folder holding one, or a folder of class folders).")
     if files is None:
-        rows = _class_folder_rows(source)
+        rows = _class_folder_rows(source, one_class)
         if rows is None:
             raise DataError(f"{source}: no labels file (looked for {', '.join(LABEL_FILE_NAMES)} "
                             "or train/validation/test .jsonl/.csv) and no class sub-folders"
@@ -457,7 +459,8 @@ def load_image_label_records(source="default", split="train", task="multiclass",
     check_choice("task", task, TASKS)
     check_choice("other_labels", other_labels, ("bad", "keep"))
     check_on_error(on_error)
-    where, grouped = _rows_by_split(source, task == "localization", seed, on_error, split)
+    where, grouped = _rows_by_split(source, task == "localization", seed, on_error, split,
+                                    one_class=class_names is not None)
     warn_if_splits_overlap(where, grouped, split, "path")
     not_known = "are not among the model's classes"
     if class_names is None:

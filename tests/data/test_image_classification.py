@@ -199,6 +199,27 @@ def test_a_folder_read_as_a_single_class_is_an_error_naming_the_unread_files(tmp
         load_image_label_records(str(tmp_path / "labels.csv"), "train")
 
 
+def test_a_held_out_folder_of_one_class_is_evaluated_with_the_models_classes(tmp_path):
+    # `mmtl-tf evaluate RUN --data cats_only/` was refused ("a classifier needs
+    # two or more classes") though the model's classes fix the ids; the same
+    # images in a labels file were evaluated.
+    _copy_images(tmp_path, [f"held_out/cats/{i}.png" for i in range(10)]
+                 + [f"split/test/cats/{i}.png" for i in range(3)])
+    classes = ["birds", "cats", "dogs"]
+    records = load_image_label_records(str(tmp_path / "split"), "test", class_names=classes)
+    assert len(records) == 3 and records.class_names == classes
+    assert records.labels == [["cats"]] * 3
+    ds = mmtl_tf.data.make_image_classification_dataset(
+        str(tmp_path / "split"), "test", image_size=(8, 8), class_names=classes, batch_size=8)
+    assert next(iter(ds))[1].numpy().tolist() == [1] * 3
+    # A folder without split folders (its rows are split by the hash).
+    records = load_image_label_records(str(tmp_path / "held_out"), "train", class_names=classes)
+    assert len(records) >= 1 and records.labels == [["cats"]] * len(records)
+    # Without the model's classes (training) it is still an error.
+    with pytest.raises(mmtl_tf.DataError, match=r"only one holds images \('cats'\)"):
+        load_image_label_records(str(tmp_path / "held_out"), "train")
+
+
 def test_class_folders_include_nested_images_and_warn_about_loose_ones(tmp_path):
     _copy_images(tmp_path, [f"Flags/europe/{i}.png" for i in range(4)]
                  + [f"Food/{i}.png" for i in range(4, 8)] + ["stray.png"])
