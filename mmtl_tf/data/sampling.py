@@ -84,7 +84,9 @@ def class_balanced_batches(labels, classes_per_batch, examples_per_class, num_ba
         classes_per_batch: int. P, at least 2.
         examples_per_class: int. K, at least 2.
         num_batches: int or None. Batches per epoch; None: ceil(N / (P·K)).
-        seed: int.
+        seed: int. With TensorFlow's global seed (`tf.random.set_seed`,
+            `keras.utils.set_random_seed`) it decides what is drawn, as for
+            `tf.data.Dataset.shuffle(seed=...)`.
         reshuffle_each_iteration: bool. New batches each epoch.
         class_names: list of str or None. Names of integer labels (label i is
             `class_names[i]`), used only in error messages.
@@ -142,7 +144,9 @@ def few_shot_episodes(labels, n_way, k_shot, n_query, num_episodes=None, seed=0,
         k_shot: int. Support examples per class (≥ 1).
         n_query: int. Query examples per class (≥ 1).
         num_episodes: int or None. Episodes per epoch (None: endless).
-        seed: int.
+        seed: int. With TensorFlow's global seed (`tf.random.set_seed`,
+            `keras.utils.set_random_seed`) it decides what is drawn, as for
+            `tf.data.Dataset.shuffle(seed=...)`.
         reshuffle_each_iteration: bool.
         class_names: list of str or None. Names of integer labels (label i is
             `class_names[i]`), used only in error messages.
@@ -235,7 +239,9 @@ def random_pairs(labels, num_pairs, positive_fraction=0.5, seed=0,
         labels: sequence of N labels.
         num_pairs: int. Pairs per epoch.
         positive_fraction: float in (0, 1).
-        seed: int.
+        seed: int. With TensorFlow's global seed (`tf.random.set_seed`,
+            `keras.utils.set_random_seed`) it decides what is drawn, as for
+            `tf.data.Dataset.shuffle(seed=...)`.
         reshuffle_each_iteration: bool.
 
     Returns:
@@ -270,7 +276,9 @@ def random_triplets(labels, num_triplets, seed=0, reshuffle_each_iteration=True)
     Args:
         labels: sequence of N labels.
         num_triplets: int. Triplets per epoch.
-        seed: int.
+        seed: int. With TensorFlow's global seed (`tf.random.set_seed`,
+            `keras.utils.set_random_seed`) it decides what is drawn, as for
+            `tf.data.Dataset.shuffle(seed=...)`.
         reshuffle_each_iteration: bool.
 
     Returns:

@@ -65,8 +65,15 @@ def split_classes(class_names, labels, config):
         test = sorted(rng.choice(eligible, n, replace=False).tolist())
     train = [c for c in range(len(class_names)) if c not in test and counts[c] >= 2]
     if len(train) < 2:
-        raise DataError(f"{config['data']}: fewer than 2 classes left for training after "
-                        f"holding out {len(test)}.")
+        rest = [c for c in range(len(class_names)) if c not in test]
+        how = ("name fewer test_classes" if config.get("test_classes")
+               else f"hold out fewer (num_test_classes={len(test)}, --num-test-classes; at "
+                    f"least eval_way={way})")
+        raise DataError(
+            f"{config['data']}: {len(class_names)} classes; {len(test)} are held out for "
+            f"the test episodes, which leaves {len(train)} with at least 2 examples to train "
+            f"on (examples per class: {per_class(rest) or 'none'}), and matching trains on 2 "
+            f"or more: {how}, or use data with more classes.")
     return train, test
 
 

@@ -499,3 +499,25 @@ def test_category_retrieval_per_chunk_equals_the_matrix_path(monkeypatch, leave_
                                              labels.astype(float), leave_one_out=leave_one_out,
                                              **files)
     assert floats == expected and len(calls) == 1
+
+
+def test_matching_with_too_few_classes_left_to_train_on_says_what_it_counted():
+    # It said "fewer than 2 classes left for training after holding out 5",
+    # also for `mmtl-tf evaluate RUN --data OTHER`, naming no setting.
+    from mmtl_tf.errors import DataError
+    from mmtl_tf.tasks.matching import split_classes
+
+    class_names = [f"c{i}" for i in range(6)]
+    labels = np.repeat(np.arange(6), 12)
+    config = {"data": "other", "eval_way": 5, "eval_queries": 5, "eval_shots": [1, 5],
+              "num_test_classes": 5, "seed": 0}
+    with pytest.raises(DataError) as raised:
+        split_classes(class_names, labels, config)
+    message = str(raised.value)
+    assert message.startswith("other: 6 classes; 5 are held out for the test episodes, which "
+                              "leaves 1 with at least 2 examples to train on (examples per "
+                              "class: 'c")
+    assert ("and matching trains on 2 or more: hold out fewer (num_test_classes=5, "
+            "--num-test-classes; at least eval_way=5), or use data with more classes.") in message
+    train, test = split_classes(class_names + ["c6"], np.repeat(np.arange(7), 12), config)
+    assert len(test) == 5 and len(train) == 2
