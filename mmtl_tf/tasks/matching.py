@@ -15,7 +15,7 @@ from mmtl_tf.tasks import common, shared_space
 NAME = "matching"
 
 
-def split_classes(class_names, labels, config):
+def split_classes(class_names, labels, config, need_train=True):
     """(train class ids, held-out class ids) from the recipe.
 
     `test_classes` (a list of names) fixes the held-out classes; otherwise
@@ -23,6 +23,8 @@ def split_classes(class_names, labels, config):
     enough examples for the largest evaluation episode. Either way the test
     episodes (`eval_way` classes, `max(eval_shots)` shots and `eval_queries`
     queries per class) must be possible: checked here, before training.
+    With `need_train` (training, or evaluating the training classes), two
+    or more classes must be left to train on.
     """
     counts = np.bincount(labels, minlength=len(class_names))
     way, queries = int(config["eval_way"]), int(config["eval_queries"])
@@ -64,7 +66,7 @@ def split_classes(class_names, labels, config):
                             f"{per_class(range(len(class_names)))}).")
         test = sorted(rng.choice(eligible, n, replace=False).tolist())
     train = [c for c in range(len(class_names)) if c not in test and counts[c] >= 2]
-    if len(train) < 2:
+    if len(train) < 2 and need_train:
         rest = [c for c in range(len(class_names)) if c not in test]
         how = ("name fewer test_classes" if config.get("test_classes")
                else f"hold out fewer (num_test_classes={len(test)}, --num-test-classes; at "
@@ -72,8 +74,8 @@ def split_classes(class_names, labels, config):
         raise DataError(
             f"{config['data']}: {len(class_names)} classes; {len(test)} are held out for "
             f"the test episodes, which leaves {len(train)} with at least 2 examples to train "
-            f"on (examples per class: {per_class(rest) or 'none'}), and matching trains on 2 "
-            f"or more: {how}, or use data with more classes.")
+            f"on (examples per class: {per_class(rest) or 'none'}), and training (or evaluating "
+            f"the training classes) needs 2 or more: {how}, or use data with more classes.")
     return train, test
 
 
@@ -125,7 +127,7 @@ def few_shot_accuracy(model, images, labels, config, k_shot, seed):
     return float(per_episode.mean()), interval, float(np.mean(pixels))
 
 
-def _pools(config):
+def _pools(config, need_train=True):
     data = shared_space.load_labelled_images(
         config["data"], shared_space.available_splits(config["data"], int(config["seed"]),
                                       on_error=config.get("on_error", "raise")),
@@ -136,7 +138,8 @@ def _pools(config):
     # no episode may hold one image as both a support and a query.
     distinct = shared_space.first_rows(data["paths"], data["labels"])
     labels, is_train = data["labels"], data["split"] == "train"
-    train_classes, test_classes = split_classes(data["class_names"], labels[distinct], config)
+    train_classes, test_classes = split_classes(data["class_names"], labels[distinct], config,
+                                                need_train)
     seen = np.isin(labels, train_classes)
     pools = {"train": seen & is_train, "validation": seen & ~is_train,
              "test": np.isin(labels, test_classes)}
@@ -214,7 +217,9 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     config = common.run_config(info, data, on_error)
     # The run's held-out classes; on other data, held-out classes drawn anew.
     config["test_classes"] = None if data else info["test_classes"]
-    pools, train_names, test_names = _pools(config)
+    # The held-out classes' episodes need no training classes (other data
+    # with as many classes as are held out).
+    pools, train_names, test_names = _pools(config, need_train=split != "test")
     pool, way = pools[split], None
     if split != "test":  # the training classes: fewer than eval_way (4 of the bundled 9)
         classes = len(np.unique(pool[1]))

@@ -517,7 +517,11 @@ def test_matching_with_too_few_classes_left_to_train_on_says_what_it_counted():
     assert message.startswith("other: 6 classes; 5 are held out for the test episodes, which "
                               "leaves 1 with at least 2 examples to train on (examples per "
                               "class: 'c")
-    assert ("and matching trains on 2 or more: hold out fewer (num_test_classes=5, "
-            "--num-test-classes; at least eval_way=5), or use data with more classes.") in message
+    assert ("and training (or evaluating the training classes) needs 2 or more: hold out "
+            "fewer (num_test_classes=5, --num-test-classes; at least eval_way=5), or use data "
+            "with more classes.") in message
     train, test = split_classes(class_names + ["c6"], np.repeat(np.arange(7), 12), config)
     assert len(test) == 5 and len(train) == 2
+    # Evaluating the held-out classes of other data needs no training classes.
+    train, test = split_classes(class_names, labels, config, need_train=False)
+    assert len(test) == 5 and len(train) == 1
