@@ -183,17 +183,16 @@ def compile_classifier(model, num_classes, learning_rate=1e-3, optimizer="adam",
         warnings.simplefilter("always")
         model.compile(optimizer=optimizer, loss=loss, metrics=metric_objs,
                       jit_compile=jit_compile)
+    why = "; ".join(str(w.message) for w in caught)
     if jit_compile and model.jit_compile and runtime.is_deterministic():
         # Keras compiles no model with XLA under op determinism, but keeps
         # jit_compile=True on a model compiled with it before (the value
         # does not change, so its check does not run): turn it off here.
         model.jit_compile = False
-        caught = [f"op determinism is on ({model.name} was compiled with "
-                  "jit_compile=True before), and Keras compiles no model with XLA then"]
+        why = (f"op determinism is on ({model.name} was compiled with jit_compile=True "
+               "before), and Keras compiles no model with XLA then")
     if jit_compile and not model.jit_compile:
-        warnings.warn(f"{model.name}: Keras turned jit_compile off "
-                      f"({'; '.join(str(getattr(w, 'message', w)) for w in caught)}).",
-                      RuntimeWarning)
+        warnings.warn(f"{model.name}: Keras turned jit_compile off ({why}).", RuntimeWarning)
     return model
 
 

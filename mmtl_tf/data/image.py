@@ -438,7 +438,8 @@ def preprocess_image_batch(image_bytes, image_size, crop=True, grayscale=False,
 # The first bytes of what `tf.io.decode_image` decodes: (offset, bytes), all
 # to match. JPEG XL (a bare codestream or the container) is there because
 # this TensorFlow's decoder names it.
-_IMAGE_MAGIC = (((0, b"\xff\xd8\xff"),), ((0, b"\x89PNG\r\n\x1a\n"),), ((0, b"GIF8"),),
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_IMAGE_MAGIC = (((0, b"\xff\xd8\xff"),), ((0, _PNG_MAGIC),), ((0, b"GIF8"),),
                 ((0, b"BM"),), ((0, b"RIFF"), (8, b"WEBP")), ((0, b"\xff\x0a"),),
                 ((0, b"\x00\x00\x00\x0cJXL \r\n\x87\n"),))
 # How those files start once base64-encoded (standard and URL-safe
@@ -703,7 +704,7 @@ def _cut_short_note(head, tail):
     tail = tail.rstrip(b"\0\r\n ")
     if head.startswith(b"\xff\xd8") and not tail.endswith(b"\xff\xd9"):
         end = "the JPEG end marker"
-    elif head[:8] == b"\x89PNG\r\n\x1a\n" and not tail.endswith(b"IEND\xaeB`\x82"):
+    elif head.startswith(_PNG_MAGIC) and not tail.endswith(b"IEND\xaeB`\x82"):
         end = "the PNG end chunk"
     else:
         return ""
@@ -732,10 +733,10 @@ def decoded_image_dataset(paths, image_size, crop=True, grayscale=False,
             paths, each file's size and modification time, the settings
             and the mmtl_tf and TensorFlow versions
             (`file_dataset.cache_file`): a prefix used again for other files,
-            changed files, another size or another version never reads these (tf.data reads
-            any complete cache files of a name), and the same files and
-            settings read them again without decoding; False decodes every
-            epoch.
+            changed files, another size or another version never reads
+            these (tf.data reads any complete cache files of a name), and
+            the same files and settings read them again without decoding;
+            False decodes every epoch.
         validate: bool. Run the checking pass now (recommended). Without
             it, a bad file raises TensorFlow's error while iterating (or, with
             `"skip"`, is dropped silently).
