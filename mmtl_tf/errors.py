@@ -292,6 +292,21 @@ def without_repeated_warnings(load, *args, **kwargs):
         return load(*args, **kwargs)
 
 
+def augment_for_split(augment, split):
+    """Whether a dataset builder augments `split`: the training split only.
+    `augment=True` for another split is ignored with a `UserWarning`, so that
+    passing one set of options to every split never scores a model on
+    randomly changed images."""
+    import warnings
+
+    if augment and split != "train":
+        warnings.warn(f"augment=True is ignored for the {split!r} split: only the training "
+                      "split is augmented (evaluation sees the images as they are). To "
+                      "change other images, map mmtl_tf.data.augment_image over them.",
+                      UserWarning, stacklevel=_caller_level())
+    return bool(augment) and split == "train"
+
+
 def check_on_error(on_error):
     if on_error not in ("raise", "skip"):
         raise ValueError(

@@ -481,20 +481,33 @@ def augment_image(image, seed, max_zoom=0.1, max_delta=0.1):
     pipelines repeat exactly.
 
     Args:
-        image: uint8 tensor (height, width, channels).
+        image: uint8 tensor (height, width, channels), one image (map this
+            over a batch's images); its size may be unknown until run time
+            (e.g. straight from `decode_image`).
         seed: int64 tensor of shape (2,).
         max_zoom: float. Up to this fraction of each side is cut off before the
             crop is resized back.
         max_delta: float. Brightness shift (fraction of 255) and contrast range.
+
+    Raises:
+        ValueError: `image` is not of rank 3.
     """
+    image = tf.convert_to_tensor(image)
+    rank = image.shape.rank
+    if rank is not None and rank != 3:
+        raise ValueError(
+            f"augment_image takes one image of shape (height, width, channels); got shape "
+            f"{tuple(image.shape)}" + (": augment before batching, or map it over the "
+                                       "batch's images" if rank == 4 else "") + ".")
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
-    height, width = image.shape[0], image.shape[1]
+    size = tf.shape(image)
+    height, width = size[0], size[1]
     x = tf.cast(image, tf.float32)
     x = tf.image.stateless_random_flip_left_right(x, seeds[0])
     if max_zoom:
         frac = tf.random.stateless_uniform([], seeds[1], 1.0 - max_zoom, 1.0)
-        crop_h = tf.cast(tf.round(frac * height), tf.int32)
-        crop_w = tf.cast(tf.round(frac * width), tf.int32)
+        crop_h = tf.cast(tf.round(frac * tf.cast(height, tf.float32)), tf.int32)
+        crop_w = tf.cast(tf.round(frac * tf.cast(width, tf.float32)), tf.int32)
         x = tf.image.stateless_random_crop(
             x, tf.stack([crop_h, crop_w, tf.shape(x)[-1]]), seeds[2])
         x = tf.image.resize(x, (height, width), method="bilinear")

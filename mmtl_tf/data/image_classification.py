@@ -55,8 +55,9 @@ from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS
                                   warn_if_classes_lost, warn_if_other_data_files,
                                   warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
-from mmtl_tf.errors import (DataError, DataWarning, DownloadError, check_choice, check_count,
-                            check_on_error, handle_problems, loading_split)
+from mmtl_tf.errors import (DataError, DataWarning, DownloadError, augment_for_split,
+                            check_choice, check_count, check_on_error, handle_problems,
+                            loading_split)
 from mmtl_tf.files import _listed, file_identity, user_path
 
 TASKS = ("multiclass", "multilabel", "localization")
@@ -536,8 +537,9 @@ def make_image_classification_dataset(source="default", split="train", *, task="
         crop: bool or None. Aspect-preserving resize + center crop; None means
             True, except for localization, whose boxes need the whole image
             (stretched), so `crop=True` is refused there.
-        augment: bool. Random flip / zoom / brightness / contrast (not for
-            localization: the boxes would not follow).
+        augment: bool. Random flip / zoom / brightness / contrast of the
+            training split (for another split it is ignored, with a warning;
+            not for localization: the boxes would not follow).
         batch_size: int.
         shuffle: bool or None. None shuffles the training split only.
         shuffle_buffer: int.
@@ -578,6 +580,7 @@ def make_image_classification_dataset(source="default", split="train", *, task="
     if task == "localization" and (crop or augment):
         raise ValueError("task='localization' needs crop=False and augment=False: the boxes "
                          "are given for the whole, unaugmented image.")
+    augment = augment_for_split(augment, split)
     records = load_image_label_records(source, split, task, seed, on_error, class_names)
     with loading_split(split):  # bad files are said to be this split's
         images, kept = decoded_image_dataset(records.paths, image_size, crop=crop,
@@ -686,7 +689,8 @@ def load_tfds_image_dataset(name, split="train", *, task=None, image_size=(224, 
         image_size: (height, width).
         batch_size: int.
         shuffle: bool or None. None shuffles the training split only.
-        augment: bool.
+        augment: bool. Random flip / zoom / brightness / contrast of the
+            training split (for another split it is ignored, with a warning).
         data_dir: str or None. TFDS data folder.
         download: bool. Let TFDS download and prepare the data.
         seed: int.
@@ -704,6 +708,7 @@ def load_tfds_image_dataset(name, split="train", *, task=None, image_size=(224, 
     spec = TFDS_IMAGE_DATASETS[name]
     task = task or spec["tasks"][0]
     check_choice("task", task, spec["tasks"])
+    augment = augment_for_split(augment, split)
     import tensorflow_datasets as tfds
 
     try:

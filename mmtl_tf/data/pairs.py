@@ -5,7 +5,7 @@ import tensorflow as tf
 from mmtl_tf.data.image import augment_image, decoded_image_dataset
 from mmtl_tf.data.sources import load_image_text_records, warn_if_classes_lost
 from mmtl_tf.data.text import vectorize_while_loading
-from mmtl_tf.errors import (check_count, check_on_error, loading_split,
+from mmtl_tf.errors import (augment_for_split, check_count, check_on_error, loading_split,
                             without_repeated_warnings)
 
 
@@ -46,7 +46,8 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
         image_size: (height, width).
         crop: bool. Aspect-preserving resize + center crop (else stretch).
         grayscale: bool. One channel instead of three.
-        augment: bool. Random flip / zoom / brightness / contrast (train only).
+        augment: bool. Random flip / zoom / brightness / contrast of the
+            training split (for another split it is ignored, with a warning).
         batch_size: int.
         shuffle: bool or None. None shuffles the training split only.
         shuffle_buffer: int.
@@ -88,6 +89,7 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
     """
     check_on_error(on_error)
     batch_size = check_count("batch_size", batch_size)
+    augment = augment_for_split(augment, split)
     records = load_image_text_records(source, split, require_label=with_labels,
                                       seed=seed, on_error=on_error, class_names=class_names)
     adapt = dict(vocab_size=vocab_size, sequence_length=sequence_length,

@@ -113,6 +113,21 @@ def test_augmentation_is_deterministic_per_seed_and_keeps_shape():
     assert not np.array_equal(a, c)
 
 
+def test_augmentation_takes_images_of_unknown_size_and_refuses_batches():
+    img = np.random.default_rng(4).integers(0, 256, (20, 28, 3)).astype("uint8")
+    seed = tf.constant([1, 2], tf.int64)
+    # Straight from decode_image the size is unknown until run time.
+    ds = tf.data.Dataset.from_tensors(_encode(img)).map(
+        lambda b: augment_image(decode_image(b), seed))
+    assert ds.element_spec.shape.as_list() == [None, None, 3]
+    out = next(iter(ds)).numpy()
+    # The same augmentation as for the same image of known size.
+    np.testing.assert_array_equal(out, augment_image(tf.constant(img), seed).numpy())
+    with pytest.raises(ValueError, match=r"one image of shape .*got shape \(4, 16, 16, 3\): "
+                                         "augment before batching"):
+        augment_image(tf.zeros((4, 16, 16, 3), tf.uint8), seed)
+
+
 def test_decoded_image_dataset_names_bad_files(tmp_path):
     good = tmp_path / "good.png"
     good.write_bytes(_encode(np.zeros((8, 8, 3), "uint8")))

@@ -58,6 +58,17 @@ def test_labels_file_multilabel_and_localization_targets(labels_file):
                                           crop=True)
 
 
+def test_augment_changes_only_the_training_split(labels_file):
+    kwargs = dict(task="multilabel", image_size=(24, 24), batch_size=8, shuffle=False, seed=1)
+    plain, augmented = (next(iter(make_image_classification_dataset(
+        str(labels_file), "train", augment=a, **kwargs)))[0].numpy() for a in (False, True))
+    assert not np.array_equal(plain, augmented)
+    plain = next(iter(make_image_classification_dataset(str(labels_file), "test", **kwargs)))
+    with pytest.warns(UserWarning, match="augment=True is ignored for the 'test' split"):
+        ds = make_image_classification_dataset(str(labels_file), "test", augment=True, **kwargs)
+    np.testing.assert_array_equal(next(iter(ds))[0].numpy(), plain[0].numpy())
+
+
 def test_bad_rows_name_the_row(labels_file):
     path = labels_file / "labels.csv"
     text = path.read_text().splitlines()

@@ -65,6 +65,19 @@ def test_deterministic_option_repeats_order_and_augmentation(tmp_path):
         np.testing.assert_array_equal(u, v)
 
 
+def test_augment_changes_only_the_training_split(tmp_path):
+    folder = _folder(tmp_path)
+    kwargs = dict(image_size=(8, 8), batch_size=16, shuffle=False, seed=3)
+    train = [mmtl_tf.data.make_image_text_dataset(str(folder), "train", augment=a, **kwargs)
+             for a in (False, True)]
+    plain, augmented = (next(iter(ds))[0]["image"].numpy() for ds in train)
+    assert not np.array_equal(plain, augmented)
+    plain = next(iter(mmtl_tf.data.make_image_text_dataset(str(folder), "test", **kwargs)))
+    with pytest.warns(UserWarning, match="augment=True is ignored for the 'test' split"):
+        ds = mmtl_tf.data.make_image_text_dataset(str(folder), "test", augment=True, **kwargs)
+    np.testing.assert_array_equal(next(iter(ds))[0]["image"].numpy(), plain[0]["image"].numpy())
+
+
 def test_corrupt_and_missing_images_are_named(tmp_path):
     folder = _folder(tmp_path, corrupt=1, missing=2)
     with pytest.raises(mmtl_tf.DataError) as err:
