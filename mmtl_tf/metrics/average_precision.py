@@ -162,7 +162,9 @@ class MeanAveragePrecision(keras.metrics.Metric):
 
     `update_state(y_true, y_pred)` takes y_true and y_pred both of shape
     (N, num_classes): multi-hot 0/1 labels (not class indices) and scores.
-    Other shapes raise a ValueError. Concrete (eager / NumPy) labels other than
+    Other shapes raise a ValueError. `sample_weight` may be one weight per
+    example, (N,) or (N, 1), or one per label, (N, num_classes): a weight w
+    counts an example (or label) as w examples. Concrete (eager / NumPy) labels other than
     0/1 or non-finite scores raise a ValueError too; inside a compiled `fit`
     they cannot be checked and make the result NaN until `reset_state`.
 
@@ -200,7 +202,7 @@ class MeanAveragePrecision(keras.metrics.Metric):
         invalid = _invalid(y_true, y_pred)
         y_pred = ops.where(ops.isfinite(y_pred), y_pred, 0.0)
         weight = ops.ones_like(y_pred) if sample_weight is None else \
-            ops.ones_like(y_pred) * ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
+            ops.ones_like(y_pred) * self._weight(sample_weight, y_pred)
         # Slot 0 holds the highest scores, so the histogram is in decreasing score order.
         slots = self.num_bins + 1
         bins = self.num_bins - ops.cast(
@@ -211,6 +213,21 @@ class MeanAveragePrecision(keras.metrics.Metric):
         self.positives.assign_add(ops.segment_sum(ops.reshape(y_true * weight, (-1,)), ids,
                                                   num_segments=n) + invalid)
         self.counts.assign_add(ops.segment_sum(ops.reshape(weight, (-1,)), ids, num_segments=n))
+
+    def _weight(self, sample_weight, y_pred):
+        """`sample_weight` of shape (N,) or (N, 1) (one per example) or
+        (N, num_classes) (one per label) as a float32 array that broadcasts
+        to `y_pred`; other shapes are a ValueError."""
+        w = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
+        shape, rows = tuple(w.shape), tuple(y_pred.shape)[0]
+        if len(shape) == 1 and not dims_differ(shape[0], rows):
+            return ops.reshape(w, (-1, 1))
+        if (len(shape) == 2 and not dims_differ(shape[0], rows)
+                and shape[1] in (None, 1, self.num_classes)):
+            return w
+        raise ValueError(f"{self.name}: sample_weight must have shape (N,) or (N, 1), one "
+                         f"weight per example, or (N, num_classes={self.num_classes}), one "
+                         f"per label, with N={rows} the rows of y_pred; got shape {shape}.")
 
     def result(self):
         shape = (self.num_classes, self.num_bins + 1)

@@ -56,6 +56,30 @@ def test_streaming_metric_matches_the_exact_value():
     assert again.num_classes == 5 and again.num_bins == 1000
 
 
+def test_streaming_metric_takes_weights_per_example_or_per_label():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, (200, 4))
+    y[0] = 1
+    scores = np.round(rng.random((200, 4)), 2)
+    per_label = rng.integers(0, 3, (200, 4)).astype("float32")  # 2 counts a label twice
+    per_example = per_label[:, 0]
+
+    def sklearn_map(weights):
+        return np.mean([average_precision_score(y[:, c], scores[:, c], sample_weight=weights[:, c])
+                        for c in range(4)])
+
+    for weight, expected in [(per_label, sklearn_map(per_label)),
+                             (per_example, sklearn_map(np.repeat(per_example[:, None], 4, 1))),
+                             (per_example[:, None],
+                              sklearn_map(np.repeat(per_example[:, None], 4, 1)))]:
+        metric = MeanAveragePrecision(num_classes=4, num_bins=100)
+        metric.update_state(y, scores, sample_weight=weight)
+        np.testing.assert_allclose(float(metric.result()), expected, atol=1e-6)
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(N,\) or \(N, 1\).*"
+                                         r"N=200 the rows of y_pred; got shape \(200, 3\)"):
+        MeanAveragePrecision(num_classes=4).update_state(y, scores, np.ones((200, 3)))
+
+
 def test_metric_runs_inside_fit_under_xla():
     keras.utils.set_random_seed(2)
     rng = np.random.default_rng(2)
