@@ -55,6 +55,7 @@ class LogitScale(keras.layers.Layer):
         initial_value: float. Initial `t` (the logarithm of the scale).
         min_value: float or None. Lower clamp of `t` (None: none).
         max_value: float or None. Upper clamp of `t` (None: none).
+            `initial_value` outside the clamps is a ValueError.
         exponentiate: bool. Return `exp(t)` (a scale) or `t` (a bias).
         trainable: bool. Whether `t` is learned (False: a fixed temperature).
 
@@ -80,6 +81,15 @@ class LogitScale(keras.layers.Layer):
         self.initial_value = float(initial_value)
         self.min_value = None if min_value is None else float(min_value)
         self.max_value = None if max_value is None else float(max_value)
+        if ((self.min_value is not None and self.initial_value < self.min_value)
+                or (self.max_value is not None and self.initial_value > self.max_value)):
+            # Clamped, it would be another value, with no gradient until the
+            # first step moved it in.
+            raise ValueError(
+                f"initial_value={initial_value} is outside [min_value, max_value] = "
+                f"[{min_value}, {max_value}] (t is the logarithm of the scale: a scale of "
+                f"100 is t = log(100) = {math.log(100):.4f}); widen the range or pass "
+                "min_value=None / max_value=None.")
         self.exponentiate = bool(exponentiate)
         self.value = self.add_weight(
             shape=(), name="value", dtype="float32",

@@ -53,8 +53,10 @@ def _check_scalar(value, name, loss, per_row_of=None):
         return ops.reshape(ops.cast(value, "float32"), ())
     values = concrete_value(value)
     if values is not None and np.unique(values).size > 1:  # equal NaNs count as equal
-        raise ValueError(f"{loss}: {name} of shape {shape} holds different values "
-                         f"({values.ravel()[:5].tolist()}); it must be one number, or copies "
+        distinct = np.unique(values)
+        listed = ", ".join(map(str, distinct[:5].tolist())) + (", ..." if distinct.size > 5 else "")
+        raise ValueError(f"{loss}: {name} of shape {shape} holds {distinct.size} different "
+                         f"values ({listed}); it must be one number, or copies "
                          "of it, one per row, as DualEncoder outputs it.")
     return _scalar(value)
 

@@ -42,6 +42,14 @@ def test_logit_scale_initial_value_clamp_and_constraint():
     _round_trip(bias)
     with pytest.raises(ValueError, match="larger than max_value"):
         LogitScale(min_value=2.0, max_value=1.0)
+    # An initial value outside the clamps would silently start at the bound.
+    with pytest.raises(ValueError, match=r"initial_value=10.0 is outside \[min_value, "
+                                         r"max_value\] = \[0.0, 4.60"):
+        LogitScale(initial_value=10.0)
+    with pytest.raises(ValueError, match="initial_value=-1.0 is outside"):
+        LogitScale(initial_value=-1.0, max_value=None)
+    assert float(LogitScale(initial_value=10.0, max_value=None)(np.zeros((1, 2)))[0]) == \
+        pytest.approx(math.exp(10.0), rel=1e-6)
 
 
 def test_logit_scale_stays_clamped_during_training():

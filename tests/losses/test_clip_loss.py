@@ -147,8 +147,13 @@ def test_logit_scale_and_bias_must_be_one_number():
                                          r"\(3,\).*got shape \(2,\)"):
         ClipLoss()(None, (e, e, np.array([10.0, 10.0], "float32")))
     with pytest.raises(ValueError, match=r"SigLipLoss: logit_bias of shape \(3,\) holds "
-                                         r"different values"):
+                                         r"3 different values \(0.0, 1.0, 2.0\)"):
         SigLipLoss()(None, (e, e, copies, np.array([0.0, 1.0, 2.0], "float32")))
+    # The message lists the distinct values, not the first five copies.
+    e6 = np.eye(6, dtype="float32")
+    with pytest.raises(ValueError, match=r"logit_scale of shape \(6,\) holds 2 different "
+                                         r"values \(5.0, 6.0\)"):
+        ClipLoss()(None, (e6, e6, np.array([5, 5, 5, 5, 5, 6], "float32")))
     # Equal NaN copies are copies (np.ptp said "different values ([nan, nan, nan])").
     assert np.isnan(float(ClipLoss()(None, (e, e, np.full((3,), np.nan, "float32")))))
 
