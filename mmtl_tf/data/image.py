@@ -75,7 +75,7 @@ def decode_upright(image_bytes, min_side=None):
     8430), and so do Keras' image loaders.
 
     Only a JPEG with Exif data where the Exif standard puts it pays for
-    reading the tag (`_exif_marked` decides; `_apply_exif_orientation` is
+    reading the tag (`_head_flags` decides; `_finish_decoding` is
     a function that graphs call rather than inline). A tag that cannot be
     read leaves the image as decoded.
 
@@ -88,20 +88,23 @@ def decode_upright(image_bytes, min_side=None):
     rule depends on the bytes alone, so a training pipeline and an exported
     model decode every file the same way.
     """
+    exif, animated_webp, bmp_8_bit = _head_flags(image_bytes)
+    # TensorFlow 2.21 decodes the first frame of an animated WebP without
+    # alpha and then corrupts the heap (the process dies): such bytes are
+    # replaced by none, which fail to decode like any damaged file
+    # (`_describe_failure` names the reason; an exported model's format
+    # check refuses them first).
+    encoded = tf.where(animated_webp, "", image_bytes)
     if min_side is None:
-        image = _decode_whole(image_bytes)
+        image = _decode_whole(encoded)
     else:
         # A small file pays for two ops and a branch (in `Dataset.map`, every
         # op costs); the large file's branch is one call.
-        image = tf.cond(tf.strings.length(image_bytes) >= _REDUCE_FROM_BYTES,
-                        lambda: _decode_large(image_bytes, int(min_side)),
-                        lambda: _decode_whole(image_bytes))
-    # The test runs after decoding: the bytes of any image that decodes are
-    # long enough for it, and a file that does not decode fails with the
-    # decoder's error.
-    with tf.control_dependencies([image]):
-        marked = _exif_marked(image_bytes)
-    return tf.cond(marked, lambda: _apply_exif_orientation(image, image_bytes), lambda: image)
+        image = tf.cond(tf.strings.length(encoded) >= _REDUCE_FROM_BYTES,
+                        lambda: _decode_large(encoded, int(min_side)),
+                        lambda: _decode_whole(encoded))
+    return tf.cond(exif | bmp_8_bit, lambda: _finish_decoding(image, image_bytes),
+                   lambda: image)
 
 
 def _decode_whole(image_bytes):
@@ -152,6 +155,39 @@ _EXIF_PLACES = tuple(((0, b"\xff\xd8"), (app1, b"\xff\xe1"), (app1 + 4, _EXIF_HE
                      for app1 in (2, 20))
 # Where each place has its "Exif\0\0" (the TIFF header follows it).
 _EXIF_AT = tuple(at for _, _, (at, _) in _EXIF_PLACES)
+
+
+def _head_pattern(*parts):
+    """(mask, bytes) over the first `_HEAD_LENGTH` bytes of a file that
+    match `parts`, each (offset, bytes) or (offset, bytes, bit mask)."""
+    mask, want = [0] * _HEAD_LENGTH, [0] * _HEAD_LENGTH
+    for at, data, *bits in parts:
+        for i, byte in enumerate(data):
+            mask[at + i] = bits[0][i] if bits else 0xFF
+            want[at + i] = byte & mask[at + i]
+    return mask, want
+
+
+_HEAD_LENGTH = 30
+# `_head_flags`' tests, in its order: "Exif\0\0" where `_EXIF_AT` has it
+# (either place); an animated WebP without alpha (the VP8X chunk's flags
+# with the animation bit, 0x02, and not the alpha bit, 0x10); an 8-bit BMP
+# (bits per pixel at byte 28).
+_HEAD_PATTERNS = ([_head_pattern((at, _EXIF_HEADER)) for at in _EXIF_AT]
+                  + [_head_pattern((0, b"RIFF"), (8, b"WEBPVP8X"), (20, b"\x02", b"\x12")),
+                     _head_pattern((0, b"BM"), (28, b"\x08\x00"))])
+
+
+def _head_flags(image_bytes):
+    """Three bool tensors from the first 30 bytes of an encoded image, read
+    once (zeros past the end of shorter bytes): whether it may hold Exif
+    data (`_exif_marked`), whether it is an animated WebP without alpha,
+    whether it is an 8-bit BMP. Every image pays for these few ops."""
+    head = tf.io.decode_raw(tf.strings.substr(image_bytes, 0, _HEAD_LENGTH), tf.uint8,
+                            fixed_length=_HEAD_LENGTH)
+    masks, wants = zip(*_HEAD_PATTERNS)
+    found = tf.reduce_all(tf.equal(tf.bitwise.bitwise_and(head, masks), wants), axis=1)
+    return found[0] | found[1], found[2], found[3]
 
 
 def _exif_marked(image_bytes):
@@ -245,7 +281,25 @@ def _oriented(image, orientation):
 
 
 @functools.partial(_noinline, signature=(_IMAGE, _BYTES))
-def _apply_exif_orientation(image, image_bytes):
+def _finish_decoding(image, image_bytes):
+    """A decoded image whose bytes `_head_flags` marked: a JPEG turned by its
+    Exif orientation; an 8-bit BMP in its palette's colours (Paint's "256
+    colour bitmap": TensorFlow returns the palette indices as gray values;
+    a grayscale BMP's palette gives the same gray)."""
+    def palette_colours():
+        # After the 14-byte file header and the info header (its size at
+        # byte 14): 4 bytes (blue, green, red, 0) per colour.
+        head = tf.cast(tf.io.decode_raw(tf.strings.substr(image_bytes, 14, 4), tf.uint8,
+                                        fixed_length=4), tf.int32)
+        start = tf.clip_by_value(14 + tf.reduce_sum(head * [1, 256, 65536, 16777216]), 0,
+                                 tf.strings.length(image_bytes))
+        table = tf.io.decode_raw(tf.strings.substr(image_bytes, start, 1024), tf.uint8,
+                                 fixed_length=1024)
+        return tf.gather(tf.reshape(table, [256, 4])[:, 2::-1],
+                         tf.cast(image[..., 0], tf.int32))
+
+    is_bmp = tf.equal(tf.strings.substr(image_bytes, 0, 2), b"BM")
+    image = tf.cond(is_bmp & tf.equal(tf.shape(image)[-1], 1), palette_colours, lambda: image)
     return _oriented(image, exif_orientation(image_bytes))
 
 
@@ -419,8 +473,9 @@ def preprocess_image_batch(image_bytes, image_size, crop=True, grayscale=False,
     decoder's own error names none): base64 text (a client that did not
     decode it, or sent it to TensorFlow Serving's REST API without the
     `{"b64": ...}` wrapper that decodes it) says so; other bytes (empty, an
-    HTML error page, a TIFF) are "not JPEG, PNG, GIF, BMP or WebP". `name`
-    is the input's name in the messages.
+    HTML error page, a TIFF) are "not JPEG, PNG, GIF, BMP or WebP"; an
+    animated WebP without alpha, which TensorFlow's decoder cannot read, is
+    named as such. `name` is the input's name in the messages.
     """
     channels = 1 if grayscale else 3
 
@@ -451,7 +506,7 @@ def _image_format_checks(image_bytes, name):
     """Assertion ops that fail naming the positions of the items of the
     (N,) string tensor `image_bytes` that are base64 text, then of those
     that start as no image format `tf.io.decode_image` reads."""
-    head = tf.strings.join([tf.strings.substr(image_bytes, 0, 12), "\0" * 12])
+    head = tf.strings.join([tf.strings.substr(image_bytes, 0, 24), "\0" * 24])
 
     def starts(offset, magic):
         return tf.equal(tf.strings.substr(head, offset, len(magic)), magic)
@@ -466,12 +521,21 @@ def _image_format_checks(image_bytes, name):
         [f"{name}: base64 text, not image bytes, at these positions of the batch (decode "
          "it before sending; TensorFlow Serving's REST API decodes values written as "
          '{"b64": "..."}):', tf.where(base64)[:, 0]], summarize=20)
+    # The VP8X chunk's flags: animation (0x02) without alpha (0x10).
+    flags = [bytes([b]) for b in range(256) if b & 0x12 == 0x02]
+    animated = (starts(0, b"RIFF") & starts(8, b"WEBPVP8X") & tf.reduce_any(
+        tf.equal(tf.strings.substr(head, 20, 1)[:, None], flags), axis=1))
     with tf.control_dependencies([first]):
-        return [tf.debugging.Assert(
+        second = tf.debugging.Assert(
             tf.reduce_all(known),
             [f"{name}: not JPEG, PNG, GIF, BMP or WebP bytes at these positions of the "
              "batch (by their first bytes):", tf.where(tf.logical_not(known))[:, 0]],
-            summarize=20)]
+            summarize=20)
+    with tf.control_dependencies([second]):
+        return [tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(animated)),
+            [f"{name}: {_ANIMATED_WEBP_PROBLEM}; at these positions of the batch:",
+             tf.where(animated)[:, 0]], summarize=20)]
 
 
 def augment_image(image, seed, max_zoom=0.1, max_delta=0.1):
@@ -660,6 +724,9 @@ def _describe_failure(path, image_size, crop, grayscale):
     try:
         _load_and_preprocess(tf.constant(path), image_size, crop, grayscale)
     except (tf.errors.OpError, ValueError) as e:
+        variant = _undecodable_variant(path)
+        if variant:
+            return f"cannot decode image: {variant}"
         ext = os.path.splitext(path)[1].lower()
         if ext in UNDECODABLE_IMAGE_EXTENSIONS:
             return (f"cannot decode image: TensorFlow does not decode {ext[1:].upper()} "
@@ -667,6 +734,36 @@ def _describe_failure(path, image_size, crop, grayscale):
         return (f"cannot decode image ({describe_op_error(e)})"
                 f"{_first_and_last_bytes_note(path)}")
     return "failed while decoding (unknown reason)"
+
+
+# Kinds of files of formats TensorFlow reads that its decoders do not.
+_ANIMATED_WEBP_PROBLEM = (
+    "an animated WebP without an alpha channel, which TensorFlow cannot decode (its "
+    "decoder corrupts the memory of the process, so it is refused unread): save it as a "
+    "still image, or with an alpha channel")
+
+
+def _undecodable_variant(path):
+    """What makes a file of a format TensorFlow decodes undecodable by it,
+    from its first bytes: an animated WebP without alpha (`_head_flags`), a
+    BMP of other than 8, 24 or 32 bits per pixel (TensorFlow says "channels
+    ... must be 1, 3 or 4, was 0") or compressed with RLE; else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD_LENGTH) + bytes(_HEAD_LENGTH)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and head[20] & 0x12 == 0x02:
+        return _ANIMATED_WEBP_PROBLEM
+    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") >= 40:
+        bits, compression = int.from_bytes(head[28:30], "little"), head[30]
+        if bits not in (8, 24, 32):
+            return (f"a {bits}-bit BMP, which TensorFlow does not decode (it decodes 8-, 24- "
+                    "and 32-bit ones): save it as PNG or as a 24-bit BMP")
+        if compression in (1, 2):
+            return ("a run-length compressed BMP, which TensorFlow does not decode: save it "
+                    "as PNG or as an uncompressed BMP")
+    return None
 
 
 def _first_and_last_bytes_note(path):

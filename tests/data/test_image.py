@@ -902,3 +902,74 @@ def test_a_file_cache_written_by_another_version_is_not_read(tmp_path, monkeypat
     monkeypatch.setattr(tf, "__version__", "2.0.0")
     first_pixel()
     assert len(os.listdir(tmp_path / "cache")) == 3 * len(written)
+
+
+def _bmp(image):
+    buf = io.BytesIO()
+    image.save(buf, format="BMP")
+    return buf.getvalue()
+
+
+def test_8_bit_bmps_decode_to_their_palette_colours():
+    rgb = np.random.default_rng(5).integers(0, 256, (6, 9, 3)).astype("uint8")
+    for image in (Image.fromarray(rgb).quantize(16), Image.fromarray(rgb).convert("L")):
+        data = _bmp(image)
+        assert data[28] == 8  # bits per pixel: Paint's "256 colour bitmap"
+        expected = np.asarray(image.convert("RGB"))
+        np.testing.assert_array_equal(decode_image(tf.constant(data)).numpy(), expected)
+        # The same in a graph, as in Dataset.map and in an exported model.
+        served = tf.function(lambda b: preprocess_image_bytes(b, (6, 9), crop=False))
+        np.testing.assert_array_equal(served(tf.constant(data)).numpy(), expected)
+
+
+def test_bmps_tensorflow_cannot_decode_are_named_as_such(tmp_path):
+    from mmtl_tf.data.image import _describe_failure
+
+    path = tmp_path / "one_bit.bmp"
+    path.write_bytes(_bmp(Image.fromarray(np.eye(8, dtype="uint8") * 255).convert("1")))
+    assert _describe_failure(str(path), (8, 8), True, False) == (
+        "cannot decode image: a 1-bit BMP, which TensorFlow does not decode (it decodes 8-, "
+        "24- and 32-bit ones): save it as PNG or as a 24-bit BMP")
+
+
+def test_an_animated_webp_without_alpha_is_refused_before_it_is_decoded(tmp_path):
+    # TensorFlow 2.21's decode_image(channels=0) returns its first frame and
+    # then corrupts the heap (the process dies), so this runs in a child.
+    import subprocess
+    import sys
+
+    frames = [Image.fromarray(np.full((16, 16, 3), v, "uint8")) for v in (0, 128, 255)]
+    path = tmp_path / "anim.webp"
+    frames[0].save(path, format="WEBP", save_all=True, append_images=frames[1:])
+    data = path.read_bytes()
+    assert data[12:16] == b"VP8X" and data[20] & 0x12 == 0x02  # animated, no alpha
+    still = tmp_path / "still.webp"
+    frames[1].save(still, format="WEBP", lossless=True)
+    script = f"""
+import re
+import numpy as np, tensorflow as tf
+from mmtl_tf.data.image import decode_image, preprocess_image_batch, preprocess_image_bytes
+np.testing.assert_array_equal(decode_image(tf.io.read_file({str(still)!r})).numpy(),
+                              np.full((16, 16, 3), 128, "uint8"))
+one = tf.function(lambda b: preprocess_image_bytes(b, (8, 8)))
+batch = tf.function(lambda b: preprocess_image_batch(b, (8, 8)))  # as exports serve
+still, anim = tf.io.read_file({str(still)!r}), tf.io.read_file({str(path)!r})
+for _ in range(3):
+    for call, arg, text in [(one, anim, "Input is empty"),
+                            (batch, tf.stack([still, anim, anim]),
+                             "image_bytes: an animated WebP without an alpha channel, which "
+                             "TensorFlow cannot decode.*at these positions of the batch:.*1 2")]:
+        try:
+            call(arg)
+        except tf.errors.InvalidArgumentError as e:
+            assert re.search(text, str(e), re.S), str(e)
+        else:
+            raise AssertionError("decoded")
+print("survived")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0 and "survived" in done.stdout, done.stderr[-2000:]
+    with pytest.raises(mmtl_tf.DataError, match=r"anim.webp: cannot decode image: an "
+                                                r"animated WebP without an alpha channel"):
+        mmtl_tf.data.image.decoded_image_dataset([str(path), str(still)], (8, 8))
