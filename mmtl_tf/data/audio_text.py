@@ -18,8 +18,8 @@ import os
 import tensorflow as tf
 
 from mmtl_tf.data import audio as audio_ops
-from mmtl_tf.data.sources import (ImageTextRecords, _read_rows, load_image_text_records,
-                                  resolve_source)
+from mmtl_tf.data.sources import (ImageTextRecords, _read_rows, check_two_classes,
+                                  load_image_text_records, resolve_source)
 from mmtl_tf.data.file_dataset import checked_file_dataset
 from mmtl_tf.data.text import make_text_vectorizer, vectorize_while_loading
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
@@ -309,6 +309,8 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
     records = load_audio_text_records(source, split, require_label=with_labels,
                                       seed=seed, on_error=on_error,
                                       voice_group=voice_group, class_names=class_names)
+    if with_labels and class_names is None:
+        check_two_classes(source, records.class_names)
     adapt = dict(vocab_size=vocab_size, sequence_length=sequence_length,
                  remove_stopwords=remove_stopwords, split=text_split)
     adapt_on_kept = split == "train" and voice_group is None

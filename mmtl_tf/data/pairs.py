@@ -3,7 +3,8 @@
 import tensorflow as tf
 
 from mmtl_tf.data.image import augment_image, decoded_image_dataset
-from mmtl_tf.data.sources import load_image_text_records, warn_if_classes_lost
+from mmtl_tf.data.sources import (check_two_classes, load_image_text_records,
+                                  warn_if_classes_lost)
 from mmtl_tf.data.text import vectorize_while_loading
 from mmtl_tf.errors import (augment_for_split, check_count, check_on_error, loading_split,
                             without_repeated_warnings)
@@ -92,6 +93,8 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
     augment = augment_for_split(augment, split)
     records = load_image_text_records(source, split, require_label=with_labels,
                                       seed=seed, on_error=on_error, class_names=class_names)
+    if with_labels and class_names is None:
+        check_two_classes(source, records.class_names)
     adapt = dict(vocab_size=vocab_size, sequence_length=sequence_length,
                  remove_stopwords=remove_stopwords)
     train_captions = None

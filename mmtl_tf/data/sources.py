@@ -654,6 +654,17 @@ def warn_if_splits_overlap(where, per_split, split, field):
         stacklevel=_caller_level())
 
 
+def check_two_classes(source, class_names):
+    """A `DataError` for a classifier whose training split has one class
+    (`class_names` from it), as labels files, class folders and texts get
+    from their loaders: such a model learns to say that class and scores
+    nothing (an image-caption one trained, and reported an accuracy of 0.143
+    beside a majority class of 1.000)."""
+    if len(class_names) == 1:
+        raise DataError(f"{source}: the training split has one class ({class_names[0]!r}); "
+                        "a classifier needs two or more.")
+
+
 def warn_if_classes_lost(class_names, labels, given=False):
     """Warns (`DataWarning`) when a class of `class_names` has no row left in
     the training split's `labels` (one list of class names per row) once the

@@ -103,7 +103,7 @@ def test_the_training_vocabulary_leaves_out_rows_whose_clip_is_skipped(tmp_path)
         else:
             sf.write(path, _word(), 16000)
         rows.append({"path": f"clip{i}.wav", "caption": "zebra zebra zebra" if i < 2 else "cat",
-                     "label": "x", "split": "train"})
+                     "label": "xy"[i % 2], "split": "train"})
     (tmp_path / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     kw = dict(clip_seconds=0.5, batch_size=8, vocab_size=3, sequence_length=2, shuffle=False)
     with pytest.warns(mmtl_tf.DataWarning, match="skipped 2 bad audio files"):

@@ -78,6 +78,24 @@ def test_augment_changes_only_the_training_split(tmp_path):
     np.testing.assert_array_equal(next(iter(ds))[0]["image"].numpy(), plain[0]["image"].numpy())
 
 
+def test_a_training_split_of_one_class_is_refused_unless_the_classes_are_given(tmp_path):
+    folder = _folder(tmp_path)
+    rows = [json.loads(line) for line in (folder / "captions.jsonl").read_text().splitlines()]
+    (folder / "captions.jsonl").write_text("".join(
+        json.dumps({**r, "label": "red"}) + "\n" for r in rows))
+    # It trained and scored 0.143 against a "majority class" of 1.000.
+    with pytest.raises(mmtl_tf.DataError, match=r"_c0: the training split has one class "
+                                                r"\('red'\); a classifier needs two"):
+        mmtl_tf.data.make_image_text_dataset(str(folder), image_size=(8, 8))
+    # Evaluating a trained model's classes on data of one of them is fine.
+    ds = mmtl_tf.data.make_image_text_dataset(str(folder), "test", image_size=(8, 8),
+                                              class_names=["blue", "red"], batch_size=16)
+    assert next(iter(ds))[1].numpy().tolist() == [1, 1, 1, 1]
+    # A dual encoder's pairs need no labels.
+    ds = mmtl_tf.data.make_image_text_dataset(str(folder), image_size=(8, 8), with_labels=False)
+    assert set(next(iter(ds))) == {"image", "text"}
+
+
 def test_corrupt_and_missing_images_are_named(tmp_path):
     folder = _folder(tmp_path, corrupt=1, missing=2)
     with pytest.raises(mmtl_tf.DataError) as err:
@@ -121,7 +139,7 @@ def test_the_training_vocabulary_leaves_out_rows_whose_image_is_skipped(tmp_path
             Image.fromarray(np.full((10, 14, 3), 20 * i, "uint8")).save(tmp_path / f"img{i}.png")
     (tmp_path / "captions.jsonl").write_text("".join(
         json.dumps({"path": f"img{i}.png", "caption": "zebra zebra zebra" if i < 2 else "cat",
-                    "label": "x", "split": "train"}) + "\n" for i in range(6)))
+                    "label": "xy"[i % 2], "split": "train"}) + "\n" for i in range(6)))
     kw = dict(image_size=(8, 8), batch_size=8, vocab_size=3, sequence_length=2, shuffle=False)
     with pytest.warns(mmtl_tf.DataWarning, match="skipped 2 bad image files"):
         ds = mmtl_tf.data.make_image_text_dataset(str(tmp_path), "train", on_error="skip", **kw)
