@@ -225,12 +225,23 @@ def current():
 
 @contextlib.contextmanager
 def settings(precision=None, jit_compile=None, strategy=None):
-    """Context manager: applies `configure(...)` and restores the old settings."""
-    old = current()
+    """Context manager: applies `configure(...)` and restores the old settings.
+
+    On exit, `jit_compile`, the strategy and Keras' global dtype policy are
+    put back as they were, whatever they were: also a policy that `configure`
+    does not set itself (e.g. `keras.config.set_dtype_policy("bfloat16")`,
+    which made the exit raise a ValueError and leave the other two
+    changed), and also when the block raises (its error is the one you get).
+    """
+    import keras
+
+    old, old_policy = dataclasses.replace(_CONFIG), keras.config.dtype_policy()
     try:
         yield configure(precision, jit_compile, strategy)
     finally:
-        configure(old.precision, old.jit_compile, old.strategy)
+        _CONFIG.jit_compile, _CONFIG.strategy = old.jit_compile, old.strategy
+        _CONFIG.precision = old.precision
+        keras.config.set_dtype_policy(old_policy)
 
 
 def compile_kwargs():

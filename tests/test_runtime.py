@@ -45,6 +45,29 @@ def test_settings_context_restores_and_strategy_names():
     assert runtime.compile_kwargs() == {"jit_compile": runtime.get_jit_compile()}
 
 
+def test_settings_restore_any_keras_policy_and_keep_the_blocks_own_error():
+    import keras
+
+    before = runtime.current()
+    keras.config.set_dtype_policy("bfloat16")  # not one of configure's names
+    try:
+        with runtime.settings(jit_compile=True, strategy="mirrored"):
+            assert runtime.get_jit_compile() is True
+        # The exit raised "precision='bfloat16' is not allowed" and left
+        # jit_compile and the strategy changed.
+        assert keras.config.dtype_policy().name == "bfloat16"
+        assert (runtime.current().jit_compile, runtime.current().strategy) == \
+            (before.jit_compile, before.strategy)
+        with pytest.raises(KeyError, match="the block's own"):
+            with runtime.settings(precision="mixed_float16", jit_compile=False):
+                raise KeyError("the block's own error")
+        assert keras.config.dtype_policy().name == "bfloat16"
+        assert runtime.current().jit_compile == before.jit_compile
+    finally:
+        keras.config.set_dtype_policy(before.precision)
+    assert runtime.current() == before
+
+
 _ORDER_SCRIPT = """
 import sys, time
 import tensorflow as tf
