@@ -244,6 +244,39 @@ def settings(precision=None, jit_compile=None, strategy=None):
         keras.config.set_dtype_policy(old_policy)
 
 
+def embedding_optimizer(optimizer="adam", initial_loss_scale=1.0, policy=None):
+    """`optimizer` for a model whose loss goes through L2-normalised
+    embeddings: under `mixed_float16` wrapped in a `LossScaleOptimizer` that
+    starts at `initial_loss_scale` (1) instead of Keras' 2^15; otherwise, or
+    if it already is one, as it is.
+
+    Gradients through the L2 normalisation grow as 1 / |features|; with
+    freshly initialised towers (an LSTM's outputs have norms ~0.01) they
+    reach the hundreds, so 2^15 overflows float16 and dynamic loss scaling
+    skips the first steps while it lowers the scale (a triplet network with
+    an LSTM tower changed none of its weights in its first 3 steps). The
+    scale still adapts: halved on overflow, doubled after 2,000 finite steps.
+    `DualEncoder.compile`, `TripletNetwork.compile` and the shared-space
+    tasks use it; pass it to `compile` of your own embedding model (e.g.
+    `build_embedding_model` with a `TripletLoss`).
+
+    Args:
+        optimizer: str or `keras.optimizers.Optimizer`.
+        initial_loss_scale: float. Starting dynamic loss scale.
+        policy: str or None. The model's dtype policy name (default: the
+            global one).
+    """
+    import keras
+
+    optimizer = keras.optimizers.get(optimizer)
+    policy = keras.config.dtype_policy().name if policy is None else policy
+    if policy == "mixed_float16" and not isinstance(optimizer,
+                                                    keras.optimizers.LossScaleOptimizer):
+        optimizer = keras.optimizers.LossScaleOptimizer(
+            optimizer, initial_scale=float(initial_loss_scale))
+    return optimizer
+
+
 def compile_kwargs():
     """Keyword arguments for `model.compile` that follow the runtime settings."""
     return {"jit_compile": get_jit_compile()}

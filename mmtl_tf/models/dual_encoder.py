@@ -195,9 +195,10 @@ class DualEncoder(keras.Model):
         for 3 of 25 random initialisations of a small LSTM tower. The risk in
         contrastive training is overflow, not underflow, so under the
         `mixed_float16` policy the optimizer is wrapped here in a
-        `LossScaleOptimizer` starting at `initial_loss_scale` = 1 (it still
-        adapts: halved on overflow, doubled after 2,000 finite steps). An
-        optimizer that is already a `LossScaleOptimizer` is kept as it is.
+        `LossScaleOptimizer` starting at `initial_loss_scale` = 1
+        (`mmtl_tf.runtime.embedding_optimizer`; it still adapts: halved on
+        overflow, doubled after 2,000 finite steps). An optimizer that is
+        already a `LossScaleOptimizer` is kept as it is.
 
         Args:
             optimizer: str or `keras.optimizers.Optimizer`.
@@ -213,12 +214,8 @@ class DualEncoder(keras.Model):
         # XLA as mmtl_tf.runtime.configure(jit_compile=...) says (Keras' own
         # default "auto" ignored it).
         kwargs.setdefault("jit_compile", runtime.get_jit_compile())
-        if self.dtype_policy.name == "mixed_float16":
-            optimizer = keras.optimizers.get(optimizer)
-            if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-                optimizer = keras.optimizers.LossScaleOptimizer(
-                    optimizer, initial_scale=float(initial_loss_scale))
-        super().compile(optimizer, *args, **kwargs)
+        super().compile(runtime.embedding_optimizer(optimizer, initial_loss_scale,
+                                                    self.dtype_policy.name), *args, **kwargs)
 
     def compile_from_config(self, config):
         """Recompiles a loaded model with its saved optimizer (see `compile`)."""

@@ -60,12 +60,16 @@ class TripletNetwork(keras.Model):
         """The shared embedding model."""
         return self.get_layer(self.embedding_name)
 
-    def compile(self, *args, **kwargs):
+    def compile(self, optimizer="rmsprop", *args, initial_loss_scale=1.0, **kwargs):
         """`keras.Model.compile`; `jit_compile` defaults to
         `mmtl_tf.runtime.get_jit_compile()` (Keras' own "auto" ignored
-        `mmtl_tf.runtime.configure(jit_compile=...)`)."""
+        `mmtl_tf.runtime.configure(jit_compile=...)`). Under `mixed_float16`
+        the optimizer's loss scale starts at `initial_loss_scale` = 1, as
+        `DualEncoder`'s (`mmtl_tf.runtime.embedding_optimizer`): with 2^15 an
+        LSTM tower's first steps overflowed and were skipped."""
         kwargs.setdefault("jit_compile", runtime.get_jit_compile())
-        super().compile(*args, **kwargs)
+        super().compile(runtime.embedding_optimizer(optimizer, initial_loss_scale,
+                                                    self.dtype_policy.name), *args, **kwargs)
 
     def compile_from_config(self, config):
         """Recompiles a loaded model with its saved settings and optimizer

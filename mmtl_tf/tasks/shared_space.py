@@ -8,7 +8,7 @@ import os
 import keras
 import numpy as np
 
-from mmtl_tf import training
+from mmtl_tf import runtime, training
 from mmtl_tf.data.image import decoded_image_dataset
 from mmtl_tf.data.image_classification import load_image_label_records
 from mmtl_tf.data.sources import SPLITS
@@ -305,9 +305,11 @@ def fit_and_restore(model, train_ds, val_ds, config, run_dir, verbose):
 
 
 def optimizer(config):
-    """AdamW with the recipe's `learning_rate` and `weight_decay`."""
-    return keras.optimizers.AdamW(float(config["learning_rate"]),
-                                  weight_decay=float(config.get("weight_decay", 1e-4)))
+    """AdamW with the recipe's `learning_rate` and `weight_decay` (under
+    `mixed_float16` with a loss scale starting at 1:
+    `runtime.embedding_optimizer`)."""
+    return runtime.embedding_optimizer(keras.optimizers.AdamW(
+        float(config["learning_rate"]), weight_decay=float(config.get("weight_decay", 1e-4))))
 
 
 def format_retrieval_table(metrics, directions, ks=(1, 5, 10), title=None):

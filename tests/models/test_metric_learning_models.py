@@ -111,3 +111,37 @@ def test_bad_inputs():
         mmtl_tf.models.build_triplet_network(_encoder(), margin=-1)
     with pytest.raises(TypeError, match="encoder must be a keras.Model"):
         mmtl_tf.models.build_embedding_model("small_cnn")
+
+
+def test_triplet_models_under_mixed_float16_start_with_a_loss_scale_of_1():
+    from mmtl_tf import runtime
+
+    def text_tower():
+        return mmtl_tf.encoders.TextEncoder(vocab_size=30, sequence_length=6, embedding_dim=8,
+                                            lstm_units=8)
+
+    rng = np.random.default_rng(0)
+    tokens = lambda: rng.integers(1, 30, (8, 6)).astype("int32")  # noqa: E731
+    keras.utils.set_random_seed(0)
+    with runtime.settings(precision="mixed_float16", jit_compile=False):
+        triplet = mmtl_tf.models.build_triplet_network(text_tower(), projection_dim=8)
+        triplet.compile(keras.optimizers.SGD(0.1))
+        # An embedding model of your own, compiled with the same helper.
+        embedding = mmtl_tf.models.build_embedding_model(text_tower(), projection_dim=8)
+        embedding.compile(runtime.embedding_optimizer(keras.optimizers.SGD(0.1)),
+                          mmtl_tf.losses.TripletLoss())
+        cases = [(triplet, {"anchor": tokens(), "positive": tokens(), "negative": tokens()},
+                  None), (embedding, tokens(), np.array([0, 0, 1, 1, 2, 2, 3, 3]))]
+        for model, x, y in cases:
+            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+            assert model.optimizer.initial_scale == 1.0
+            before = [np.array(w) for w in model.trainable_weights]
+            model.fit(x, y, batch_size=8, epochs=3, verbose=0)
+            # With Keras' 2^15 the LSTM tower's first steps overflowed and
+            # were skipped: no weight had changed after 3 steps.
+            assert int(model.optimizer.inner_optimizer.iterations) == 3
+            assert all(not np.array_equal(a, np.array(w))
+                       for a, w in zip(before, model.trainable_weights))
+    assert runtime.embedding_optimizer("sgd").__class__ is keras.optimizers.SGD  # float32
+    scaled = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(), initial_scale=8.0)
+    assert runtime.embedding_optimizer(scaled, policy="mixed_float16") is scaled
