@@ -16,6 +16,7 @@ MMTL_TF_TRACEBACK=1 such errors are raised with their Python traceback instead.
 
 import argparse
 import os
+import re
 import shlex
 import signal
 import sys
@@ -668,11 +669,17 @@ def _tensorflow_error(error):
 def _op_error_line(message):
     """The telling line of a TensorFlow error message: not "Graph execution
     error:", "Detected at node ...", a stack trace or the "[[{{node ...}}]]"
-    line, e.g. "OOM when allocating tensor with shape[4000,4000,4000] ..."."""
+    line, e.g. "OOM when allocating tensor with shape[4000,4000,4000] ...";
+    of a failed assertion its text and data alone."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     skip = ("Graph execution error", "Detected at node", "<stack traces", "File ", "[[")
     telling = [line for line in lines if not line.startswith(skip)]
-    return (telling or lines or [""])[0]
+    line = (telling or lines or [""])[0]
+    # A failed `tf.debugging.Assert` (mmtl_tf's checks in graphs): its text
+    # and data, without the iterator's path and the brackets.
+    failed = re.search(r"assertion failed: \[(.*?)\](?: \[(.*?)\])?(?: \[Op:[^\]]*\])?\s*$",
+                       line)
+    return " ".join(part for part in failed.groups() if part) if failed else line
 
 
 def _reported(error):

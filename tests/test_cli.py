@@ -464,6 +464,13 @@ def test_a_tensorflow_error_shows_its_telling_line():
                "shape[4000,4000,4000] and type float\n\t [[{{node MatMul}}]] [Op:x]")
     assert cli._op_error_line(message).startswith("OOM when allocating tensor with shape[")
     assert cli._op_error_line("No space left on device") == "No space left on device"
+    # A failed assertion of mmtl_tf's: its text and data, not the iterator's path.
+    message = ("{{function_node __wrapped__IteratorGetNext}} Error in user-defined function "
+               "passed to MapDataset:12 transformation with iterator: Iterator::Root::Filter::"
+               "ParallelMapV2: assertion failed: [one of the image files failed to load in a "
+               "later epoch (...):] [/data/2.png] [Op:IteratorGetNext]")
+    assert cli._op_error_line(message) == ("one of the image files failed to load in a later "
+                                           "epoch (...): /data/2.png")
 
 
 @pytest.mark.parametrize("task", ["head-swap", "siamese", "triplet", "matching", "fusion",

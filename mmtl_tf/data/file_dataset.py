@@ -129,8 +129,44 @@ def checked_file_dataset(paths, load, describe_failure, what, cache=True, valida
         # with an error instead of vanishing). Knowing the size lets Keras
         # show "n/N" in the first epoch instead of warning, at the end of it,
         # that the input "ran out of data".
+        if not cache:
+            ds = _name_files_failing_later(ds, [paths[k] for k in kept], what)
         ds = ds.apply(tf.data.experimental.assert_cardinality(len(kept)))
     return ds, kept
+
+
+def _name_files_failing_later(ds, paths, what):
+    """`ds`, `(index, loaded file)` in index order 0..len(paths)-1 after its
+    `ignore_errors`, failing with an error that names the file when one
+    that loaded in the checking pass fails in a later epoch (changed or
+    removed since: without a cache each epoch loads the files again).
+    Before, the epoch ended with "Input dataset was expected to contain 24
+    elements but contained only 23 elements", naming no file. A file left
+    out shows as a gap in the indices; a last element, past the last index,
+    catches the last file. (Only for datasets without a cache, whose epochs
+    decode every file anyway.)"""
+    n = len(paths)
+    value_spec = ds.element_spec[1]
+    if any(spec.shape.rank is None for spec in tf.nest.flatten(value_spec)):
+        return ds  # (no last element can be made; the count still fails)
+    names = tf.constant(paths)
+    last = tf.data.Dataset.from_tensors((tf.constant(n, tf.int32), tf.nest.map_structure(
+        lambda spec: tf.zeros([0 if d is None else d for d in spec.shape], spec.dtype),
+        value_spec)))
+    message = (f"one of the {what} failed to load in a later epoch although it loaded in "
+               "the checking pass (changed or removed since? without a cache every epoch "
+               "loads the files again):")
+
+    @tf.autograph.experimental.do_not_convert
+    def check(count, element):
+        count = tf.cast(count, tf.int32)
+        failed = tf.debugging.Assert(tf.equal(element[0], count), [
+            message, tf.gather(names, tf.minimum(count, n - 1))])
+        with tf.control_dependencies([failed]):
+            return tf.nest.map_structure(tf.identity, element)
+
+    return ds.concatenate(last).enumerate().map(check).filter(
+        tf.autograph.experimental.do_not_convert(lambda i, _: i < n))
 
 
 def cache_file(prefix, paths, settings):

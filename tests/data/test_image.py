@@ -1,5 +1,6 @@
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -973,3 +974,21 @@ print("survived")
     with pytest.raises(mmtl_tf.DataError, match=r"anim.webp: cannot decode image: an "
                                                 r"animated WebP without an alpha channel"):
         mmtl_tf.data.image.decoded_image_dataset([str(path), str(still)], (8, 8))
+
+
+@pytest.mark.parametrize("victim", [2, 5])  # a file among the others, the last one
+def test_without_a_cache_a_file_failing_in_a_later_epoch_is_named(tmp_path, victim):
+    from mmtl_tf.data.image import decoded_image_dataset
+
+    paths = []
+    for i in range(6):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(np.full((8, 8, 3), 10 * i, "uint8")).save(paths[-1])
+    ds, kept = decoded_image_dataset(paths, (8, 8), cache=False)
+    assert [int(i) for i, _ in ds] == [0, 1, 2, 3, 4, 5] and int(ds.cardinality()) == 6
+    (tmp_path / f"{victim}.png").write_bytes(b"changed since")
+    # It was "Input dataset was expected to contain 6 elements but contained only 5".
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"one of the image files failed to load in a later epoch.*"
+                             rf"\[{re.escape(paths[victim])}\]"):
+        list(ds)
