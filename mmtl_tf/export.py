@@ -743,7 +743,7 @@ def export_matching_network(model, path, image_size, crop=True, grayscale=False)
     return write_archive(path, {"serving_default": classify, "classify": classify})
 
 
-def waveform_preprocessor(num_samples, trim=True, top_db=40.0):
+def waveform_preprocessor(num_samples, trim=True, top_db=40.0, min_samples=0, floor_db=-70.0):
     """(spec, fn) for `export_dual_encoder`: raw float32 waveforms → the audio tower's input.
 
     The signature input is `waveform`, float32 (N, samples): mono audio in
@@ -754,19 +754,26 @@ def waveform_preprocessor(num_samples, trim=True, top_db=40.0):
     to `num_samples`, as evaluation clips are. A request whose waveform is
     not (N, samples) (e.g. a single 1-D clip, or stereo (N, samples, 2)),
     has no samples ((N, 0)), or holds a NaN or inf sample fails with a
-    message that says so (`InvalidArgumentError`).
+    message that says so (`InvalidArgumentError`); so do clips the data
+    pipeline refuses (`mmtl_tf.data.audio.silent_or_short_rows`), with their
+    positions in the batch: all silent (the loudest frame below `floor_db`
+    dBFS; without `trim`, all zeros), or shorter than `min_samples` (one
+    FFT window) up to their last non-zero sample. Before, such clips were
+    embedded without a word (a clip of zeros, of 1 sample, of -120 dB noise).
 
     Args:
         num_samples: int. Samples the audio tower takes.
         trim: bool. Trim silence (as in training with `trim=True`).
         top_db: float. Silence threshold below the loudest frame (dB).
+        min_samples: int. The shortest clip served (the front end's n_fft).
+        floor_db: float. All-silent threshold (dBFS), as in training.
 
     Example:
         >>> spec, fn = mmtl_tf.export.waveform_preprocessor(24000)  # doctest: +SKIP
         >>> fn(tf.zeros([2, 30000])).shape  # doctest: +SKIP
         TensorShape([2, 24000])
     """
-    from mmtl_tf.data.audio import trim_and_crop_batch
+    from mmtl_tf.data.audio import silent_or_short_rows, trim_and_crop_batch
 
     # Any rank: a loaded signature does not enforce its spec's shape, and
     # with (None, None) there the rank check below would be decided "2" when
@@ -788,13 +795,22 @@ def waveform_preprocessor(num_samples, trim=True, top_db=40.0):
             raw)
         # A NaN or inf sample made trimming treat the whole clip as silence.
         raw = tf.debugging.check_numerics(raw, "waveform has NaN or inf samples")
+        silent, short = silent_or_short_rows(raw, min_samples, floor_db if trim else None)
+        raw = checked([tf.debugging.Assert(tf.logical_not(tf.reduce_any(silent)), [
+            f"waveform: all silent (the loudest frame below {floor_db:g} dBFS; training "
+            "refuses such clips) at these positions of the batch:", tf.where(silent)[:, 0]],
+            summarize=20)], raw)
+        raw = checked([tf.debugging.Assert(tf.logical_not(tf.reduce_any(short)), [
+            f"waveform: shorter than one FFT window ({int(min_samples)} samples, up to the "
+            "last non-zero sample) at these positions of the batch:", tf.where(short)[:, 0]],
+            summarize=20)], raw)
         return trim_and_crop_batch(raw, int(num_samples), trim=trim, top_db=float(top_db))
 
     return spec, preprocess
 
 
 def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=16000,
-                                   trim=True, top_db=40.0):
+                                   trim=True, top_db=40.0, min_samples=512):
     """Exports an audio–text dual encoder serving raw waveforms and raw strings.
 
     Signatures:
@@ -824,6 +840,8 @@ def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=1600
         sample_rate: int. The rate the model was trained on.
         trim: bool. Trim silence in the graph (as in training).
         top_db: float. Silence threshold (as in training).
+        min_samples: int. Shorter clips are refused, as in training (the
+            front end's n_fft; the data pipeline's default is 512).
 
     Returns:
         The absolute path of the SavedModel.
@@ -855,6 +873,6 @@ def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=1600
     track = [text_tokenizer] if isinstance(text_tokenizer, keras.layers.Layer) else []
     return export_dual_encoder(
         model, path,
-        {"audio": waveform_preprocessor(num_samples, trim, top_db),
+        {"audio": waveform_preprocessor(num_samples, trim, top_db, min_samples),
          "text": text_preprocessor(text_tokenizer)},
         track=track, extra_endpoints={"audio_config": audio_config})

@@ -309,6 +309,39 @@ def test_waveforms_with_nan_or_inf_are_refused_not_served_as_silence():
             preprocess(tf.constant(broken[None]))
 
 
+def test_waveforms_training_refuses_are_refused_with_their_positions():
+    # A clip of zeros, -120 dB noise and a 10-sample clip were embedded
+    # without a word, where the data pipeline refuses them.
+    import tensorflow as tf
+
+    _, preprocess = mmtl_tf.export.waveform_preprocessor(800, min_samples=512)
+    rng = np.random.default_rng(0)
+    good = (0.3 * rng.standard_normal((1, 1600))).astype("float32")
+    quiet = (1e-6 * rng.standard_normal((1, 1600))).astype("float32")
+    short = np.zeros((1, 1600), "float32")
+    short[0, :10] = 0.5
+    assert preprocess(tf.constant(good)).shape == (1, 800)
+    for rows, message in [
+            ((good, np.zeros_like(good), quiet), r"(?s)waveform: all silent \(the loudest "
+                                                r"frame below -70 dBFS.*of the batch:\W*1\W+2"),
+            ((short, good), r"(?s)waveform: shorter than one FFT window \(512 samples.*"
+                            r"of the batch:\W*0\W*$")]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            preprocess(tf.constant(np.concatenate(rows)))
+    # The same test of the clip's loudness as the data pipeline's (librosa's RMS).
+    from mmtl_tf.data.audio import silent_or_short_rows, trim_silence_array
+
+    for level in (1e-2, 2e-4, 5e-4, 1e-4):  # around -70 dBFS
+        wave = (level * rng.standard_normal(3000)).astype("float32")
+        silent, _ = silent_or_short_rows(wave[None])
+        try:
+            trim_silence_array(wave)
+            refused = False
+        except mmtl_tf.DataError:
+            refused = True
+        assert bool(silent[0]) == refused, level
+
+
 BAD_WAVEFORMS = r"""
 import json, sys
 import numpy as np

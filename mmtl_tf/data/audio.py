@@ -516,6 +516,38 @@ def trim_and_crop_batch(waveforms, length, trim=True, top_db=40.0, frame_length=
     return tf.ensure_shape(out, [y.shape[0], length])
 
 
+def silent_or_short_rows(waveforms, min_samples=0, floor_db=-70.0, frame_length=1024,
+                         hop_length=256):
+    """Which rows of a zero-padded batch the data pipeline would refuse, in
+    TF ops (for exported models): (silent, short), bool (batch,) each.
+
+    A row is silent when its loudest RMS frame (centred frames of
+    `frame_length`, zero-padded, as `trim_silence_array` measures them) is
+    quieter than `floor_db` dBFS (None: only a row of zeros is silent), and
+    short when it has fewer than `min_samples` samples up to its last
+    non-zero one (the rest is batch padding). Training also refuses a clip
+    that trimming leaves shorter than that; this tests the clip as sent.
+
+    Args:
+        waveforms: float32 tensor (batch, samples).
+        min_samples: int. The shortest clip (the front end's FFT length).
+        floor_db: float or None. The all-silent threshold (dBFS).
+        frame_length: int. RMS frame in samples.
+        hop_length: int. RMS hop in samples.
+    """
+    y = tf.convert_to_tensor(waveforms, tf.float32)
+    nonzero = tf.not_equal(y, 0.0)
+    ends = tf.reduce_max(tf.where(nonzero, tf.range(tf.shape(y)[1])[None] + 1, 0), axis=1)
+    short = ends < int(min_samples)
+    if floor_db is None:
+        return tf.logical_not(tf.reduce_any(nonzero, axis=1)), short
+    half = int(frame_length) // 2
+    frames = tf.signal.frame(tf.pad(y, [[0, 0], [half, half]]), int(frame_length),
+                             int(hop_length), pad_end=False)
+    loudest = tf.reduce_max(tf.reduce_mean(tf.square(frames), axis=-1), axis=1)
+    return loudest < 10.0 ** (float(floor_db) / 10.0), short
+
+
 def mu_law_compress(waveform, mu=255, quantize=False):
     """Mu-law dynamic-range compression: sign(x)·ln(1 + mu|x|) / ln(1 + mu).
 
