@@ -269,6 +269,47 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
             err = capsys.readouterr().err.strip()
             assert len(err.splitlines()) == 1 and words in err, err
         shutil.rmtree(damaged)
+    # Files copied from another run, or edited: named, not Keras' messages
+    # ("Missing data for input 'audio'", "expected shape=(None, 8), found
+    # shape=(None, 24)"), and no export with an ambiguous class_name.
+    import keras
+
+    import mmtl_tf
+    from mmtl_tf.data.text import save_text_vectorizer
+
+    def with_class_names(names):
+        def write(folder):
+            info = json.loads((folder / "run.json").read_text())
+            info["class_names"] = names(info["class_names"])
+            (folder / "run.json").write_text(json.dumps(info))
+        return write
+
+    def other_vectorizer(folder):
+        save_text_vectorizer(mmtl_tf.data.make_text_vectorizer(
+            ["a b c"], vocab_size=20, sequence_length=24), str(folder / "text_vectorizer.json"))
+
+    def other_model(folder):
+        inputs = {"audio": keras.Input((10,), name="audio"),
+                  "text": keras.Input((4,), name="text", dtype="int32")}
+        outputs = keras.layers.Dense(2)(keras.layers.Concatenate()(
+            [inputs["audio"], keras.ops.cast(inputs["text"], "float32")]))
+        keras.Model(inputs, outputs).save(folder / "model.keras")
+
+    for write, words in (
+            (with_class_names(lambda names: [names[0]] + names[:-1]),
+             "run.json: class_names names"),
+            (with_class_names(lambda names: names[:-1]), "class_names for a model with"),
+            (other_vectorizer, "text_vectorizer.json: makes 24 tokens per text, where"),
+            (other_model, "model.keras: a model with inputs audio, text, where this run's "
+                          "task takes image, text")):
+        shutil.copytree(run, damaged)
+        write(damaged)
+        for argv in (["evaluate", str(damaged)],
+                     ["export", str(damaged), "--saved-model", str(tmp_path / "sm2")]):
+            assert cli.main(argv) == 2, (words, argv)
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and words in err, err
+        shutil.rmtree(damaged)
     assert not (tmp_path / "sm2").exists()
 
 

@@ -170,6 +170,7 @@ def train(config, run_dir, verbose=1):
 def _load(run_dir):
     info, model = common.load_run_model(run_dir, NAME)
     vectorizer = load_text_vectorizer(common.require_file(run_dir, VECTORIZER_FILE))
+    common.check_run_parts(run_dir, model, ("audio", "text"), vectorizer)
     return info, model, vectorizer
 
 

@@ -684,6 +684,45 @@ def load_run_model(run_dir, task):
     return info, model
 
 
+def check_run_parts(run_dir, model, inputs, vectorizer=None, class_names=None):
+    """A `ValueError` naming the file of a run folder that does not belong
+    with the others (copied from another run, or edited): `model.keras`
+    whose inputs are not `inputs`; `text_vectorizer.json` whose sequence
+    length is not the model's text input's; `run.json`'s `class_names` that
+    repeat a name or whose count is not the model's outputs'. Before, these
+    failed later with Keras' messages ("Missing data for input 'audio'",
+    "expected shape=(None, 8), found shape=(None, 24)"), or exported a
+    served `class_name` that could not be told apart."""
+    given = model.input
+    names = sorted(given) if isinstance(given, dict) else sorted(
+        t.name for t in keras.tree.flatten(given))
+    model_path, run_file = os.path.join(run_dir, "model.keras"), os.path.join(run_dir, RUN_FILE)
+    if names != sorted(inputs):
+        raise ValueError(f"{model_path}: a model with inputs {', '.join(names)}, where this "
+                         f"run's task takes {', '.join(sorted(inputs))}: the file comes from "
+                         "another run; train the run again or put its own model.keras back.")
+    if vectorizer is not None and "text" in inputs:
+        expected = getattr(vectorizer, "_output_sequence_length", None)
+        length = given["text"].shape[-1] if isinstance(given, dict) else None
+        if expected is not None and length is not None and int(expected) != int(length):
+            raise ValueError(
+                f"{os.path.join(run_dir, 'text_vectorizer.json')}: makes {expected} tokens per "
+                f"text, where {model_path} takes {length}: the two files come from different "
+                "runs; train the run again or put its own files back.")
+    if class_names is not None:
+        repeated = sorted({name for name in class_names if class_names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{run_file}: class_names names {', '.join(map(repr, repeated))} "
+                             "more than once (the model's answers could not be told apart); "
+                             "train the run again.")
+        units = model.outputs[0].shape[-1] if len(model.outputs) == 1 else None
+        if units is not None and len(class_names) != units and not (
+                units == 1 and len(class_names) == 2):
+            raise ValueError(f"{run_file}: {len(class_names)} class_names for a model with "
+                             f"{units} outputs ({model_path}): the files come from different "
+                             "runs; train the run again.")
+
+
 def run_config(info, data=None, on_error=None):
     """The run's config, with `data` (a source given at evaluation) in place of
     the training data source and `on_error` (`"raise"` / `"skip"`, given at

@@ -202,6 +202,7 @@ def _load(run_dir):
         tokenizer = BertPreprocessor.load(os.path.join(run_dir, PREPROCESSOR_DIR))
     else:
         tokenizer = load_text_vectorizer(common.require_file(run_dir, VECTORIZER_FILE))
+    common.check_run_parts(run_dir, model, ("image", "text"), tokenizer)
     return info, model, tokenizer
 
 

@@ -95,6 +95,7 @@ def train(config, run_dir, verbose=1):
 def _load(run_dir):
     info, model = common.load_run_model(run_dir, NAME)
     vectorizer = load_text_vectorizer(common.require_file(run_dir, "text_vectorizer.json"))
+    common.check_run_parts(run_dir, model, ("image", "text"), vectorizer, info["class_names"])
     return info, model, vectorizer
 
 
