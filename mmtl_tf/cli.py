@@ -137,6 +137,12 @@ def _checked_type(flag, kind):
 def _cache_value(value):
     if value in ("memory", "none"):
         return value
+    if value.strip().lower() in ("memory", "none"):
+        # Taken as a folder name, "MEMORY" made a cache folder of that name
+        # in the current folder without a word.
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: write {value.strip().lower()} (lower case) for that choice, or "
+            f"./{value.strip()} for a folder of that name")
     value = _not_empty("give memory, none or a folder")(value)
     if os.path.lexists(value) and not os.path.isdir(value):
         raise argparse.ArgumentTypeError(

@@ -752,7 +752,12 @@ def check_replaceable(path, marker, what, own=(), nested=None, check_marker=None
                              f"for the {what}.")
         _check_creatable(path, parent, what, option)
         return
-    if not os.path.isdir(path) or os.path.islink(path):
+    if os.path.islink(path):
+        # Replacing it would replace the link, not the folder it points to.
+        raise ValueError(f"{path}: a symbolic link (to {os.readlink(path)}); the {what} is "
+                         f"not written through links: give the folder itself, or choose "
+                         f"{option} for the {what}.")
+    if not os.path.isdir(path):
         raise ValueError(f"{path}: exists and is not a folder; choose {option} for "
                          f"the {what}.")
     if entries(path):

@@ -591,6 +591,16 @@ def test_cache_option_parses_and_bad_values_are_usage_errors(tmp_path, capsys):
         assert e.value.code == 2, argv
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "error:" in err and "--cache" in err, err
+    # "MEMORY" made a cache folder of that name in the current folder, silently.
+    for value in ("MEMORY", "None"):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["train", "fusion", "--cache", value])
+        assert e.value.code == 2
+        assert f"write {value.lower()} (lower case) for that choice, or ./{value} for a " \
+               "folder" in capsys.readouterr().err
+    assert parser.parse_args(["train", "fusion", "--cache", "./MEMORY"]).cache.endswith("MEMORY")
+    with pytest.raises(ValueError, match=r"cache = 'Memory': write 'memory' \(lower case\)"):
+        common.check_cache("Memory")  # a recipe's "cache"
 
 
 def test_cache_recipe_key_is_a_setting_of_file_decoding_tasks(tmp_path):

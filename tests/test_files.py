@@ -64,8 +64,12 @@ def test_only_new_empty_or_marked_folders_may_be_replaced(tmp_path, monkeypatch)
     (tmp_path / "old" / "saved_model.pb").write_bytes(b"")
     for ok in ("new", "empty", "old"):
         check_replaceable(str(tmp_path / ok), "saved_model.pb", "SavedModel")
+    # A link to an export is refused as a link (it said "exists and is not a folder").
+    os.symlink(tmp_path / "old", tmp_path / "link")
     monkeypatch.chdir(tmp_path)
     for bad, words in (("mine", "is not a SavedModel (no saved_model.pb)"),
+                       ("link", f"link: a symbolic link (to {tmp_path / 'old'}); the SavedModel "
+                                "is not written through links: give the folder itself"),
                        ("file.txt", "is not a folder"), (".", "is the current folder"),
                        ("", "empty path"), ("  ", "empty path"),
                        # was "[Errno 17] File exists" when the folder was created

@@ -66,6 +66,11 @@ def check_cache(value, where="cache"):
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{where} = {json.dumps(value)}: should be 'memory', 'none' or a "
                          "folder for cache files.")
+    if value.strip().lower() in CACHE_CHOICES and value not in CACHE_CHOICES:
+        # "MEMORY" or "None" meant the choice; as a folder name it made a
+        # folder of cache files in the current folder without a word.
+        raise ValueError(f"{where} = {value!r}: write {value.strip().lower()!r} (lower case) "
+                         f"for that choice, or ./{value.strip()} for a folder of that name.")
     value = user_path(value)
     if value not in CACHE_CHOICES and os.path.lexists(value) and not os.path.isdir(value):
         raise ValueError(f"{where} = {value!r}: exists and is not a folder; give 'memory', "
