@@ -642,6 +642,33 @@ def pre_emphasis(waveform, coefficient=0.97):
     return tf.concat([x[..., :1], x[..., 1:] - coefficient * x[..., :-1]], axis=-1)
 
 
+def check_band(band, sample_rate):
+    """`sample_rate` as an int, or a `ValueError` unless `band` = (low_hz,
+    high_hz) has 0 <= low_hz < high_hz <= sample_rate / 2 (the dataset
+    builders check it up front: inside their `Dataset.map` it came wrapped
+    in autograph's "in user code:" frames)."""
+    # sample_rate=0 said "need 0 <= low_hz < high_hz <= sample_rate / 2 = 0".
+    sample_rate = check_count("sample_rate", sample_rate)
+    nyquist = sample_rate / 2.0
+    low_hz, high_hz = band
+    if not 0 <= low_hz < high_hz <= nyquist:
+        raise ValueError(
+            f"need 0 <= low_hz < high_hz <= sample_rate / 2 = {nyquist:g}; got "
+            f"low_hz={low_hz}, high_hz={high_hz}.")
+    return sample_rate
+
+
+def check_top_db(top_db):
+    """`top_db` as a float, or a `ValueError` unless it is a positive number
+    (a negative one made every clip "all silent": a bad file each)."""
+    import numbers
+
+    if isinstance(top_db, bool) or not isinstance(top_db, numbers.Real) or not top_db > 0:
+        raise ValueError(f"top_db must be a positive number of decibels (silence is that "
+                         f"far below the loudest frame), got {top_db!r}.")
+    return float(top_db)
+
+
 def band_pass(waveform, sample_rate, low_hz=80.0, high_hz=7600.0, transition_hz=50.0):
     """Zero-phase band-pass filter in the frequency domain (TF ops).
 
@@ -668,13 +695,7 @@ def band_pass(waveform, sample_rate, low_hz=80.0, high_hz=7600.0, transition_hz=
         >>> round(float(np.std(out)), 2)  # the 50 Hz tone is gone
         0.71
     """
-    # sample_rate=0 said "need 0 <= low_hz < high_hz <= sample_rate / 2 = 0".
-    sample_rate = check_count("sample_rate", sample_rate)
-    nyquist = sample_rate / 2.0
-    if not 0 <= low_hz < high_hz <= nyquist:
-        raise ValueError(
-            f"need 0 <= low_hz < high_hz <= sample_rate / 2 = {nyquist:g}; got "
-            f"low_hz={low_hz}, high_hz={high_hz}.")
+    sample_rate = check_band((low_hz, high_hz), sample_rate)
     x = tf.convert_to_tensor(waveform, tf.float32)
     n = tf.shape(x)[-1]
     spectrum = tf.signal.rfft(x)

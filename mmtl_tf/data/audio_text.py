@@ -296,6 +296,9 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
     """
     check_on_error(on_error)
     batch_size = check_count("batch_size", batch_size)
+    top_db = audio_ops.check_top_db(top_db)
+    if band is not None:
+        audio_ops.check_band(band, sample_rate)
     if front_end is not None and not callable(front_end):
         raise TypeError(f"front_end must be callable (e.g. a LogMelSpectrogram layer) or "
                         f"None; got {type(front_end).__name__}.")

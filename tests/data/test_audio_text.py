@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import warnings
 
 import numpy as np
@@ -253,3 +254,16 @@ def test_a_bad_clip_length_is_named(clip_seconds):
     with pytest.raises(ValueError, match=r"clip_seconds=1e-05 at sample_rate=16000 gives no "
                                          r"samples"):
         make_audio_text_dataset("default", "validation", clip_seconds=1e-5)
+
+
+def test_a_bad_band_or_top_db_is_named_before_any_file_is_read():
+    # A band came wrapped in autograph's "in user code:" frames from the
+    # pipeline's map; a negative top_db made every clip an "all silent" bad file.
+    with pytest.raises(ValueError) as raised:
+        make_audio_text_dataset("default", "validation", band=(8000, 100))
+    assert str(raised.value) == ("need 0 <= low_hz < high_hz <= sample_rate / 2 = 8000; got "
+                                 "low_hz=8000, high_hz=100.")
+    for top_db in (-5, 0, "40", None):
+        with pytest.raises(ValueError, match=rf"top_db must be a positive number of decibels "
+                                             rf".*got {re.escape(repr(top_db))}"):
+            make_audio_text_dataset("default", "validation", top_db=top_db)
