@@ -180,11 +180,18 @@ def cache_file(prefix, paths, settings):
     The same files and settings find their own cache again (the decoding
     is skipped, as tf.data intends). The key also holds the mmtl_tf and
     TensorFlow versions, whose decoding may differ: a cache written by
-    another version is not read (nor removed)."""
+    another version is not read (nor removed). A prefix in a folder that
+    does not exist is a `ValueError`."""
     import hashlib
 
     from mmtl_tf import __version__
 
+    folder = os.path.dirname(os.path.abspath(os.path.expanduser(str(prefix))))
+    if not os.path.isdir(folder):
+        # It failed at the first read with "NotFoundError: ...lockfile; No
+        # such file or directory".
+        raise ValueError(f"cache={str(prefix)!r}: the folder {folder} does not exist; "
+                         "create it, or give a prefix in an existing folder.")
     versions = f"mmtl_tf {__version__}\0tensorflow {tf.__version__}\0"
     key = hashlib.blake2b((versions + settings).encode("utf-8", "surrogatepass"),
                           digest_size=8)

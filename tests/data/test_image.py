@@ -903,6 +903,11 @@ def test_a_file_cache_written_by_another_version_is_not_read(tmp_path, monkeypat
     monkeypatch.setattr(tf, "__version__", "2.0.0")
     first_pixel()
     assert len(os.listdir(tmp_path / "cache")) == 3 * len(written)
+    # A prefix in a folder that does not exist fails up front (it was a
+    # NotFoundError about a ".lockfile" at the first read).
+    with pytest.raises(ValueError, match=r"cache='.*missing/x': the folder .*missing does not "
+                                         r"exist; create it"):
+        mmtl_tf.data.decoded_image_dataset([path], (6, 6), cache=str(tmp_path / "missing" / "x"))
 
 
 def _bmp(image):
