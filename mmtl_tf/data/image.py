@@ -790,6 +790,10 @@ def _not_an_image_note(head):
     padded = head + b"\0" * 12
     if any(all(padded[o:o + len(m)] == m for o, m in parts) for parts in _IMAGE_MAGIC):
         return ""
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        # "its first bytes (52 49 46 46) are no image format's": RIFF is
+        # also WebP's container.
+        return "; the file is WAV audio, not an image"
     other = ("HEIF/AVIF (as iPhones save photos)" if head[4:8] == b"ftyp"
              else "TIFF" if head[:4] in (b"II*\0", b"MM\0*") else None)
     if other:

@@ -103,10 +103,15 @@ def check_columns(where, row, required):
         renames = [f"{other} to {name}" for name in missing
                    for other in [next((a for a in _COLUMN_ALIASES.get(name, ())
                                        if a in row and a not in required), None)] if other]
+        # UTF-16 without a byte order mark reads as UTF-8 with a zero byte
+        # after (or before) every ASCII character: "p\0a\0t\0h\0".
+        utf16 = any("\0" in str(name) for name in row)
         raise DataError(
             f"{where}: missing column(s) {', '.join(missing)} (found "
             f"{', '.join(map(str, row)) or 'none'}; required: {', '.join(required)})"
-            + (f"; rename {', '.join(renames)}" if renames else "") + ".")
+            + (f"; rename {', '.join(renames)}" if renames else "")
+            + ("; the file looks like UTF-16 without a byte order mark (zero bytes between "
+               "the letters): save it as UTF-8" if utf16 else "") + ".")
 
 
 # Names other datasets and tools give the columns mmtl_tf reads (Hugging

@@ -780,6 +780,7 @@ def test_a_file_that_is_no_image_says_what_it_is(tmp_path):
              "photo.jpg": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 40,
              "scan.png": b"II*\x00\x08\x00\x00\x00" + b"\x00" * 40,
              "noise.jpg": bytes(range(1, 60)),
+             "clip.jpg": b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 40,
              # Starts as a JPEG: the decoder's words (and the cut-short note).
              "cut.jpg": _encode(np.zeros((8, 8, 3), "uint8"), "JPEG")[:40]}
     for name, data in files.items():
@@ -797,6 +798,8 @@ def test_a_file_that_is_no_image_says_what_it_is(tmp_path):
     assert why["scan.png"].endswith("; the file is TIFF, which TensorFlow does not decode: "
                                     "convert it to JPEG or PNG")
     assert why["noise.jpg"].endswith("; its first bytes (01 02 03 04) are no image format's")
+    # RIFF is WebP's container too: "its first bytes (52 49 46 46) are no image format's".
+    assert why["clip.jpg"].endswith("; the file is WAV audio, not an image")
     assert "cut short" in why["cut.jpg"] and "text" not in why["cut.jpg"]
 
 

@@ -106,6 +106,16 @@ def test_a_broken_utf16_file_is_named(tmp_path):
         read_captions_file(str(tmp_path / "captions.csv"))
 
 
+def test_a_utf16_file_without_a_byte_order_mark_is_told_as_such(tmp_path):
+    # It was "missing column(s) path, ... (found p\0a\0t\0h\0...)" alone.
+    (tmp_path / "captions.csv").write_bytes("path,caption,label\na.png,a cat,x\n".encode(
+        "utf-16-le"))
+    with pytest.raises(mmtl_tf.DataError, match=r"captions\.csv: missing column.*the file looks "
+                                                r"like UTF-16 without a byte order mark .*save it "
+                                                r"as UTF-8\.$"):
+        read_captions_file(str(tmp_path / "captions.csv"))
+
+
 def test_hash_split_is_stable_and_uses_split_column(tmp_path):
     rows = [{"path": f"{i}.png", "caption": f"c{i}", "label": "ab"[i % 2]} for i in range(200)]
     _write_jsonl(tmp_path / "captions.jsonl", rows)
