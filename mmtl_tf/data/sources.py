@@ -153,7 +153,8 @@ def _read_rows(path, problems=None):
     kind = _media_kind(raw)
     if kind:  # e.g. --data clip.wav: not "not valid UTF-8"
         raise DataError(f"{path}: an {kind} file, not a captions or labels file (.csv or "
-                        ".jsonl); pass that file or the folder that holds the data.")
+                        ".jsonl); pass the captions or labels file, or the folder that holds "
+                        "the data.")
     raw = _utf16_as_utf8(path, raw)
     if is_jsonl(path):
         yield from jsonl_rows(path, raw, problems)
@@ -348,7 +349,8 @@ def _describe_value(value):
 
 def text_field(row, column, name=None):
     """`(text, None)`: the stripped string in `row[column]`, or `(None, problem)`
-    if it is missing, blank or not a string (a JSON number, list, ...)."""
+    if it is missing (a JSON Lines row without the key says so), blank or
+    not a string (a JSON number, list, ...)."""
     name = name or column
     value = row.get(column)
     if isinstance(value, str) and value.strip():
@@ -358,6 +360,8 @@ def text_field(row, column, name=None):
             return None, (f"{name} holds a lone surrogate (U+{ord(value[e.start]):04X}, "
                           "e.g. an emoji cut in half): not valid Unicode")
         return value.strip(), None
+    if column not in row:  # a JSON Lines row without the key (it said "empty label")
+        return None, f"no {name} (the row has no {column!r} field)"
     if value is None or isinstance(value, str):
         return None, f"empty {name}"
     return None, f"{name} is {_describe_value(value)}, not a string"

@@ -48,6 +48,11 @@ def test_empty_caption_names_the_row_and_skip_reports_it(tmp_path):
     with pytest.warns(mmtl_tf.DataWarning, match=r"(?s)skipped 1 bad row.*captions.jsonl:2"):
         kept = read_captions_file(str(tmp_path / "captions.jsonl"), on_error="skip")
     assert [r["caption"] for r in kept] == ["a cat"]
+    # A JSON Lines row without the key says so (it was "empty label").
+    _write_jsonl(tmp_path / "captions.jsonl", [rows[0], {"path": "c.png", "caption": "a dog"}])
+    with pytest.raises(mmtl_tf.DataError, match=r"captions.jsonl:2: no label \(the row has no "
+                                                r"'label' field\)"):
+        read_captions_file(str(tmp_path / "captions.jsonl"))
 
 
 def test_non_utf8_file_is_named_with_line(tmp_path):
@@ -738,3 +743,14 @@ def test_split_files_and_values_under_other_names_say_what_to_rename(tmp_path):
                        match=r"captions.csv:10: split 'Dev' is not one of train, validation, "
                              r"test \(in any case\); write validation for Dev"):
         load_image_text_records(str(one), "train")
+
+
+def test_a_media_file_given_as_the_captions_file_says_what_to_pass(tmp_path):
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40))
+    # It said "pass that file", which read as the WAV file.
+    with pytest.raises(mmtl_tf.DataError, match=r"clip.wav: an audio \(WAV\) file, not a "
+                                                r"captions or labels file \(.csv or .jsonl\); "
+                                                r"pass the captions or labels file, or the "
+                                                r"folder that holds the data\.$"):
+        read_captions_file(str(clip))
