@@ -117,6 +117,8 @@ _non_negative_int = _number_type(int, lambda n: n >= 0, "at least 0")
 _positive_float = _number_type(float, lambda n: 0 < n < float("inf"),
                                "positive and finite")  # "inf" trained to NaN
 _fraction = _number_type(float, lambda n: 0 <= n < 1, "at least 0 and below 1")
+_vocabulary_size = _number_type(int, lambda n: n >= 3,
+                                "at least 3 (padding, the unknown word and one word)")
 
 
 # Task options that may be 0 ("0 skips it"); every other int option must be
@@ -128,6 +130,8 @@ def _checked_type(flag, kind):
     """The argparse type that checks a task option's range, so a bad value is
     a usage error up front instead of an error once training has started."""
     if kind is int:
+        if flag == "--vocab-size":  # it failed after TensorFlow loaded, not naming the option
+            return _vocabulary_size
         return _non_negative_int if flag in _ZERO_ALLOWED else _positive_int
     if kind is float:
         return _fraction if flag == "--dropout" else _positive_float

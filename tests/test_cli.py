@@ -54,6 +54,7 @@ def test_every_option_and_argument_has_help():
     ["train", "nosuchtask"],
     ["train", "fusion", "--data", "/no/such/folder"],
     ["train", "fusion", "--dropout", "1.5"],
+    ["train", "fusion", "--vocab-size", "2"],  # failed after TensorFlow loaded
     ["train", "fusion", "--image-size", "0"],
     ["train", "triplet", "--margin", "-1"],
     ["train", "head-swap", "--fine-tune-epochs", "-1"],

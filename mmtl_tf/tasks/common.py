@@ -326,6 +326,19 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
     if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and epochs < 1:
         # It failed after setting up, with "No such file ... best.keras".
         raise ValueError(f"recipe {recipe}: {size}.epochs = {epochs}; train at least 1 epoch.")
+    # As the command line's --dropout and --vocab-size check them: they
+    # failed once the model was built, with Keras' "Invalid value received
+    # for argument rate", or after TensorFlow loaded, naming no setting.
+    for key, accept, requirement in (
+            ("dropout", lambda v: 0 <= v < 1, "at least 0 and below 1"),
+            ("vocab_size", lambda v: v >= 3, "at least 3 (padding, the unknown word and "
+                                             "one word)")):
+        value = config.get(key)
+        if (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and not accept(value)):
+            where = f"--{key.replace('_', '-')}" if (overrides or {}).get(key) is not None \
+                else f"recipe {recipe}: {size}.{key}"
+            raise ValueError(f"{where} = {value}: must be {requirement}.")
     return config
 
 

@@ -493,6 +493,10 @@ def test_a_recipe_file_of_your_own_overrides_the_tasks_recipe(tmp_path):
                                     "fusion's 15"),
     ('{"base": {"augment": 1}}', "base.augment = 1 should be true or false like fusion's false"),
     ('{"base": {"epochs": 0}}', "base.epochs = 0; train at least 1 epoch"),  # best.keras missing
+    # As --dropout and --vocab-size: Keras' "Invalid value received for argument rate"
+    # once the model was built, and an error naming no setting after TensorFlow loaded.
+    ('{"base": {"dropout": 2.0}}', "base.dropout = 2.0: must be at least 0 and below 1"),
+    ('{"base": {"vocab_size": 2}}', "base.vocab_size = 2: must be at least 3"),
     # Misspelt or foreign settings were ignored: the run trained with the defaults.
     ('{"base": {"epoch": 5}}', "base.epoch is not a setting of this task (did you mean "
                                "'epochs'?"),
