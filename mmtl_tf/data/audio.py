@@ -696,6 +696,7 @@ def band_pass(waveform, sample_rate, low_hz=80.0, high_hz=7600.0, transition_hz=
         0.71
     """
     sample_rate = check_band((low_hz, high_hz), sample_rate)
+    nyquist = sample_rate / 2.0
     x = tf.convert_to_tensor(waveform, tf.float32)
     n = tf.shape(x)[-1]
     spectrum = tf.signal.rfft(x)
