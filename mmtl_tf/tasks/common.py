@@ -719,9 +719,11 @@ def check_run_parts(run_dir, model, inputs, vectorizer=None, class_names=None):
         raise ValueError(f"{model_path}: a model with inputs {', '.join(names)}, where this "
                          f"run's task takes {', '.join(sorted(inputs))}: the file comes from "
                          "another run; train the run again or put its own model.keras back.")
-    if vectorizer is not None and "text" in inputs:
+    text = given.get("text") if isinstance(given, dict) else None
+    # (A BERT-family tower takes a dict of token ids and mask: not checked here.)
+    if vectorizer is not None and hasattr(text, "shape"):
         expected = getattr(vectorizer, "_output_sequence_length", None)
-        length = given["text"].shape[-1] if isinstance(given, dict) else None
+        length = text.shape[-1]
         if expected is not None and length is not None and int(expected) != int(length):
             raise ValueError(
                 f"{os.path.join(run_dir, 'text_vectorizer.json')}: makes {expected} tokens per "

@@ -607,3 +607,26 @@ def test_a_mixed_precision_run_loads_under_its_precision(tmp_path):
     conv = loaded.get_layer("image_encoder").get_layer("conv")
     assert conv.dtype_policy.name == "mixed_float16"
     assert keras.config.dtype_policy().name == previous.name  # the global policy is kept
+
+
+def test_run_parts_check_skips_a_bert_towers_dict_of_token_ids(tmp_path):
+    # A dual encoder with a BERT-family text tower takes {"token_ids",
+    # "padding_mask"}: the check failed with "'dict' object has no attribute
+    # 'shape'", breaking evaluate and export of such runs.
+    import keras
+
+    from mmtl_tf.tasks import common
+
+    text = {"token_ids": keras.Input((6,), dtype="int32", name="token_ids"),
+            "padding_mask": keras.Input((6,), dtype="bool", name="padding_mask")}
+    image = keras.Input((4,), name="image")
+    joined = keras.layers.Concatenate()([image, keras.ops.cast(text["token_ids"], "float32")])
+    model = keras.Model({"image": image, "text": text}, keras.layers.Dense(2)(joined))
+
+    class Preprocessor:  # a BertPreprocessor has no _output_sequence_length
+        pass
+
+    common.check_run_parts(str(tmp_path), model, ("image", "text"), Preprocessor())
+    with pytest.raises(ValueError, match="a model with inputs image, text, where this run's "
+                                         "task takes audio, text"):
+        common.check_run_parts(str(tmp_path), model, ("audio", "text"), Preprocessor())
