@@ -94,7 +94,8 @@ def decode_upright(image_bytes, min_side=None):
     # replaced by none, which fail to decode like any damaged file
     # (`_describe_failure` names the reason; an exported model's format
     # check refuses them first).
-    encoded = tf.where(animated_webp, "", image_bytes)
+    # (`tf.cond` forwards the bytes; `tf.where` copied every image's.)
+    encoded = tf.cond(animated_webp, lambda: tf.constant(""), lambda: image_bytes)
     if min_side is None:
         image = _decode_whole(encoded)
     else:
@@ -186,8 +187,9 @@ def _head_flags(image_bytes):
     head = tf.io.decode_raw(tf.strings.substr(image_bytes, 0, _HEAD_LENGTH), tf.uint8,
                             fixed_length=_HEAD_LENGTH)
     masks, wants = zip(*_HEAD_PATTERNS)
-    found = tf.reduce_all(tf.equal(tf.bitwise.bitwise_and(head, masks), wants), axis=1)
-    return found[0] | found[1], found[2], found[3]
+    exif_here, exif_there, animated_webp, bmp_8_bit = tf.unstack(tf.reduce_all(
+        tf.equal(tf.bitwise.bitwise_and(head, masks), wants), axis=1))
+    return exif_here | exif_there, animated_webp, bmp_8_bit
 
 
 def _exif_marked(image_bytes):
@@ -290,9 +292,10 @@ def _finish_decoding(image, image_bytes):
         # After the 14-byte file header and the info header (its size at
         # byte 14): 4 bytes (blue, green, red, 0) per colour.
         head = tf.cast(tf.io.decode_raw(tf.strings.substr(image_bytes, 14, 4), tf.uint8,
-                                        fixed_length=4), tf.int32)
-        start = tf.clip_by_value(14 + tf.reduce_sum(head * [1, 256, 65536, 16777216]), 0,
-                                 tf.strings.length(image_bytes))
+                                        fixed_length=4), tf.int64)
+        size = 14 + tf.reduce_sum(head * tf.constant([1, 256, 65536, 16777216], tf.int64))
+        start = tf.cast(tf.minimum(size, tf.cast(tf.strings.length(image_bytes), tf.int64)),
+                        tf.int32)
         table = tf.io.decode_raw(tf.strings.substr(image_bytes, start, 1024), tf.uint8,
                                  fixed_length=1024)
         return tf.gather(tf.reshape(table, [256, 4])[:, 2::-1],
@@ -750,7 +753,7 @@ def _undecodable_variant(path):
     ... must be 1, 3 or 4, was 0") or compressed with RLE; else None."""
     try:
         with open(path, "rb") as f:
-            head = f.read(_HEAD_LENGTH) + bytes(_HEAD_LENGTH)
+            head = f.read(34) + bytes(34)  # through the BMP's compression field
     except OSError:
         return None
     if head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and head[20] & 0x12 == 0x02:

@@ -939,6 +939,15 @@ def test_bmps_tensorflow_cannot_decode_are_named_as_such(tmp_path):
     assert _describe_failure(str(path), (8, 8), True, False) == (
         "cannot decode image: a 1-bit BMP, which TensorFlow does not decode (it decodes 8-, "
         "24- and 32-bit ones): save it as PNG or as a 24-bit BMP")
+    # An 8-bit BMP compressed with RLE (compression 1 at byte 30), whose data
+    # is shorter than the pixels: TensorFlow's "Input size should match ...".
+    data = bytearray(_bmp(Image.fromarray(np.eye(8, dtype="uint8") * 255).quantize(4)))
+    data[30] = 1
+    path = tmp_path / "rle.bmp"
+    path.write_bytes(bytes(data[:-20]))
+    assert _describe_failure(str(path), (8, 8), True, False) == (
+        "cannot decode image: a run-length compressed BMP, which TensorFlow does not decode: "
+        "save it as PNG or as an uncompressed BMP")
 
 
 def test_an_animated_webp_without_alpha_is_refused_before_it_is_decoded(tmp_path):
