@@ -801,10 +801,10 @@ def waveform_preprocessor(num_samples, trim=True, top_db=40.0, min_samples=0, fl
         # A NaN or inf sample made trimming treat the whole clip as silence.
         raw = tf.debugging.check_numerics(raw, "waveform has NaN or inf samples")
         silent, short = silent_or_short_rows(raw, min_samples, floor_db if trim else None)
+        quiet = (f"the loudest frame below {floor_db:g} dBFS" if trim else "every sample 0")
         raw = checked([tf.debugging.Assert(tf.logical_not(tf.reduce_any(silent)), [
-            f"waveform: all silent (the loudest frame below {floor_db:g} dBFS; training "
-            "refuses such clips) at these positions of the batch:", tf.where(silent)[:, 0]],
-            summarize=20)], raw)
+            f"waveform: all silent ({quiet}; training refuses such clips) at these "
+            "positions of the batch:", tf.where(silent)[:, 0]], summarize=20)], raw)
         raw = checked([tf.debugging.Assert(tf.logical_not(tf.reduce_any(short)), [
             f"waveform: shorter than one FFT window ({int(min_samples)} samples, up to the "
             "last non-zero sample) at these positions of the batch:", tf.where(short)[:, 0]],
@@ -814,8 +814,16 @@ def waveform_preprocessor(num_samples, trim=True, top_db=40.0, min_samples=0, fl
     return spec, preprocess
 
 
+def _all_layers(model):
+    """Every layer of `model`, nested models' layers included."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
 def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=16000,
-                                   trim=True, top_db=40.0, min_samples=512):
+                                   trim=True, top_db=40.0, min_samples=None):
     """Exports an audio–text dual encoder serving raw waveforms and raw strings.
 
     Signatures:
@@ -845,8 +853,9 @@ def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=1600
         sample_rate: int. The rate the model was trained on.
         trim: bool. Trim silence in the graph (as in training).
         top_db: float. Silence threshold (as in training).
-        min_samples: int. Shorter clips are refused, as in training (the
-            front end's n_fft; the data pipeline's default is 512).
+        min_samples: int or None. Shorter clips are refused, as in training;
+            None: the `n_fft` of the audio tower's `LogMelSpectrogram` (0
+            without one).
 
     Returns:
         The absolute path of the SavedModel.
@@ -869,6 +878,10 @@ def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=1600
                          "(batch, samples); export a model built with "
                          "input_type='waveform'.")
     num_samples = int(audio_shape[1])
+    if min_samples is None:
+        ffts = [layer.n_fft for layer in _all_layers(model.tower("audio"))
+                if isinstance(getattr(layer, "n_fft", None), int)]
+        min_samples = max(ffts, default=0)
 
     @tf.function(input_signature=[])
     def audio_config():

@@ -349,8 +349,11 @@ import tensorflow as tf
 fn = tf.saved_model.load(sys.argv[1]).signatures["encode_audio"]
 good = 0.3 * np.random.default_rng(0).standard_normal((2, 1000)).astype("float32")
 messages = {}
+short = np.zeros((2, 1000), "float32")
+short[1, :100] = 0.5
 for name, x in [("one_clip", good[0]), ("stereo", np.stack([good, good], -1)),
-                ("no_samples", np.zeros((2, 0), "float32"))]:
+                ("no_samples", np.zeros((2, 0), "float32")),
+                ("short", np.concatenate([good[:1], short[1:]]))]:
     try:
         fn(waveform=tf.constant(x))
         messages[name] = "served"
@@ -392,6 +395,8 @@ def test_exported_audio_encoder_names_a_wrongly_shaped_waveform(tmp_path):
     for name in ("one_clip", "stereo"):
         assert "waveform must be float32 (N, samples) mono audio" in got[name], got[name]
     assert "waveform has no samples" in got["no_samples"], got["no_samples"]
+    # The tower's log-mel n_fft (512) is the shortest clip served.
+    assert "waveform: shorter than one FFT window (512 samples" in got["short"], got["short"]
     assert got["good"] == [2, 4] and got["no_clips"] == [0, 4]
     # Documented: a caption of no tokens is the zero vector, others unit length.
     np.testing.assert_allclose(got["text_norms"], [0.0, 1.0, 1.0], atol=1e-5)

@@ -165,7 +165,11 @@ def _name_files_failing_later(ds, paths, what):
         with tf.control_dependencies([failed]):
             return tf.nest.map_structure(tf.identity, element)
 
-    return ds.concatenate(last).enumerate().map(check).filter(
+    # A file skipped in the checking pass (index -1) that loads in a later
+    # epoch stays skipped; it was counted as the next row and another file
+    # was named.
+    skipped = tf.autograph.experimental.do_not_convert(lambda i, _: i >= 0)
+    return ds.filter(skipped).concatenate(last).enumerate().map(check).filter(
         tf.autograph.experimental.do_not_convert(lambda i, _: i < n))
 
 
@@ -186,11 +190,13 @@ def cache_file(prefix, paths, settings):
 
     from mmtl_tf import __version__
 
-    folder = os.path.dirname(os.path.abspath(os.path.expanduser(str(prefix))))
-    if not os.path.isdir(folder):
+    prefix = os.path.expanduser(os.fspath(prefix))  # tf.data would make a folder "~"
+    # The folder the cache files go in: "dir/" names files "dir/-KEY".
+    folder = os.path.dirname(prefix) or "."
+    if "://" not in prefix and not os.path.isdir(folder):  # (gs://... is tf.data's to check)
         # It failed at the first read with "NotFoundError: ...lockfile; No
         # such file or directory".
-        raise ValueError(f"cache={str(prefix)!r}: the folder {folder} does not exist; "
+        raise ValueError(f"cache={prefix!r}: the folder {folder} does not exist; "
                          "create it, or give a prefix in an existing folder.")
     versions = f"mmtl_tf {__version__}\0tensorflow {tf.__version__}\0"
     key = hashlib.blake2b((versions + settings).encode("utf-8", "surrogatepass"),

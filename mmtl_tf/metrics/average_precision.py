@@ -216,13 +216,16 @@ class MeanAveragePrecision(keras.metrics.Metric):
 
     def _weight(self, sample_weight, y_pred):
         """`sample_weight` of shape (N,) or (N, 1) (one per example) or
-        (N, num_classes) (one per label) as a float32 array that broadcasts
-        to `y_pred`; other shapes are a ValueError."""
+        (N, num_classes) (one per label), or one for all (a scalar, or N of
+        1), as a float32 array that broadcasts to `y_pred`; other shapes are
+        a ValueError."""
         w = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
         shape, rows = tuple(w.shape), tuple(y_pred.shape)[0]
-        if len(shape) == 1 and not dims_differ(shape[0], rows):
+        if len(shape) == 0:  # one weight for all, as Keras' metrics take it
+            return w
+        if len(shape) == 1 and (shape[0] == 1 or not dims_differ(shape[0], rows)):
             return ops.reshape(w, (-1, 1))
-        if (len(shape) == 2 and not dims_differ(shape[0], rows)
+        if (len(shape) == 2 and (shape[0] == 1 or not dims_differ(shape[0], rows))
                 and shape[1] in (None, 1, self.num_classes)):
             return w
         raise ValueError(f"{self.name}: sample_weight must have shape (N,) or (N, 1), one "

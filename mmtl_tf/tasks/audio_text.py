@@ -191,8 +191,7 @@ def export(run_dir, saved_model_dir):
     in the graph; `audio_config()` returns that rate."""
     info, model, vectorizer = _load(run_dir)
     return export_audio_text_dual_encoder(model, vectorizer, saved_model_dir,
-                                          sample_rate=int(info["config"]["sample_rate"]),
-                                          min_samples=int(info["config"].get("n_fft", 512)))
+                                          sample_rate=int(info["config"]["sample_rate"]))
 
 
 def format_metrics(metrics, split="test"):

@@ -911,6 +911,15 @@ def test_a_file_cache_written_by_another_version_is_not_read(tmp_path, monkeypat
     with pytest.raises(ValueError, match=r"cache='.*missing/x': the folder .*missing does not "
                                          r"exist; create it"):
         mmtl_tf.data.decoded_image_dataset([path], (6, 6), cache=str(tmp_path / "missing" / "x"))
+    # "missing/" names files "missing/-KEY": the folder is "missing" (abspath
+    # dropped the slash and checked tmp_path).
+    with pytest.raises(ValueError, match=r"the folder .*missing does not exist"):
+        mmtl_tf.data.decoded_image_dataset([path], (6, 6), cache=str(tmp_path / "missing") + "/")
+    # "~" is the home folder, as on the command line (tf.data took it literally).
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    os.mkdir(tmp_path / "home")
+    mmtl_tf.data.decoded_image_dataset([path], (6, 6), cache="~/x")
+    assert any(name.startswith("x-") for name in os.listdir(tmp_path / "home"))
 
 
 def _bmp(image):
@@ -1009,3 +1018,21 @@ def test_without_a_cache_a_file_failing_in_a_later_epoch_is_named(tmp_path, vict
                        match=rf"one of the image files failed to load in a later epoch.*"
                              rf"\[{re.escape(paths[victim])}\]"):
         list(ds)
+
+
+
+def test_without_a_cache_a_skipped_file_that_loads_later_stays_skipped(tmp_path):
+    from mmtl_tf.data.image import decoded_image_dataset
+
+    paths = []
+    for i in range(4):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(np.full((8, 8, 3), 10 * i, "uint8")).save(paths[-1])
+    good = open(paths[1], "rb").read()
+    open(paths[1], "wb").write(b"being copied")
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 1 bad image file"):
+        ds, kept = decoded_image_dataset(paths, (8, 8), cache=False, on_error="skip")
+    assert kept == [0, 2, 3]
+    open(paths[1], "wb").write(good)  # complete now (a copy that finished)
+    # It was "failed to load in a later epoch" naming 2.png, which had loaded.
+    assert [(int(i), int(image[0, 0, 0])) for i, image in ds] == [(0, 0), (1, 20), (2, 30)]

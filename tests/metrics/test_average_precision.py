@@ -75,6 +75,13 @@ def test_streaming_metric_takes_weights_per_example_or_per_label():
         metric = MeanAveragePrecision(num_classes=4, num_bins=100)
         metric.update_state(y, scores, sample_weight=weight)
         np.testing.assert_allclose(float(metric.result()), expected, atol=1e-6)
+    # One weight for all (a scalar, or N of 1) broadcasts, as before.
+    unweighted = MeanAveragePrecision(num_classes=4, num_bins=100)
+    unweighted.update_state(y, scores)
+    for weight in (2.0, np.array([2.0]), np.array([[2.0]])):
+        metric = MeanAveragePrecision(num_classes=4, num_bins=100)
+        metric.update_state(y, scores, sample_weight=weight)
+        np.testing.assert_allclose(float(metric.result()), float(unweighted.result()), atol=1e-6)
     with pytest.raises(ValueError, match=r"sample_weight must have shape \(N,\) or \(N, 1\).*"
                                          r"N=200 the rows of y_pred; got shape \(200, 3\)"):
         MeanAveragePrecision(num_classes=4).update_state(y, scores, np.ones((200, 3)))
