@@ -687,9 +687,9 @@ def _op_error_line(message):
     line = (telling or lines or [""])[0]
     # A failed `tf.debugging.Assert` (mmtl_tf's checks in graphs): its text
     # and data, without the iterator's path and the brackets.
-    failed = re.search(r"assertion failed: \[(.*?)\](?: \[(.*?)\])?(?: \[Op:[^\]]*\])?\s*$",
-                       line)
-    return " ".join(part for part in failed.groups() if part) if failed else line
+    failed = re.search(r"assertion failed: (\[.*\])$",
+                       re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", line))
+    return failed.group(1)[1:-1].replace("] [", " ") if failed else line
 
 
 def _reported(error):

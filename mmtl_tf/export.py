@@ -168,9 +168,9 @@ def check_vocabulary_fits(model, text_vectorizer):
 
 def check_class_names(class_names, num_classes, what="classes"):
     """`class_names` as a list, or a `ValueError` unless it is None or a list
-    (tuple) of distinct str with one name per class (checked when
-    exporting, before anything is written: a wrong count would only fail at
-    serving time)."""
+    (tuple) of str with one name per class (checked when exporting, before
+    anything is written: a wrong count would only fail at serving time); a
+    name given twice is a warning."""
     if class_names is None:
         return None
     if isinstance(class_names, (str, bytes)) or not all(
@@ -179,9 +179,13 @@ def check_class_names(class_names, num_classes, what="classes"):
                          f"{class_names!r}.")
     class_names = list(class_names)
     repeated = sorted({name for name in class_names if class_names.count(name) > 1})
-    if repeated:
-        raise ValueError(f"class_names names {', '.join(map(repr, repeated))} more than once; "
-                         "the served class names could not be told apart.")
+    if repeated:  # (ImageNet's own names repeat "crane" and "maillot")
+        import warnings
+
+        warnings.warn(f"class_names names {', '.join(map(repr, repeated))} more than once: "
+                      "the served class_name cannot tell those classes apart (class_id "
+                      "can); make the names unique, e.g. 'crane (bird)'.", UserWarning,
+                      stacklevel=3)
     if num_classes is not None and len(class_names) != num_classes:
         raise ValueError(f"class_names has {len(class_names)} names but the model has "
                          f"{num_classes} {what}; pass one name per class, in class-id "

@@ -513,6 +513,8 @@ def test_a_tensorflow_error_shows_its_telling_line():
                "later epoch (...):] [/data/2.png] [Op:IteratorGetNext]")
     assert cli._op_error_line(message) == ("one of the image files failed to load in a later "
                                            "epoch (...): /data/2.png")
+    message = "assertion failed: [x: positions of the batch:] [1 2] [more data]"
+    assert cli._op_error_line(message) == "x: positions of the batch: 1 2 more data"
 
 
 @pytest.mark.parametrize("task", ["head-swap", "siamese", "triplet", "matching", "fusion",

@@ -296,7 +296,8 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
     """
     check_on_error(on_error)
     batch_size = check_count("batch_size", batch_size)
-    top_db = audio_ops.check_top_db(top_db)
+    if trim:  # (unused without trimming)
+        top_db = audio_ops.check_top_db(top_db)
     if band is not None:
         audio_ops.check_band(band, sample_rate)
     if front_end is not None and not callable(front_end):

@@ -115,3 +115,17 @@ class LogitScale(keras.layers.Layer):
         return {**super().get_config(), "initial_value": self.initial_value,
                 "min_value": self.min_value, "max_value": self.max_value,
                 "exponentiate": self.exponentiate}
+
+    @classmethod
+    def from_config(cls, config):
+        # A layer saved before initial values outside the clamps were refused
+        # loads with its initial value clamped (its weight is loaded anyway).
+        config = dict(config)
+        low, high = config.get("min_value"), config.get("max_value")
+        value = float(config.get("initial_value", math.log(1 / 0.07)))
+        if low is not None:
+            value = max(value, float(low))
+        if high is not None:
+            value = min(value, float(high))
+        config["initial_value"] = value
+        return cls(**config)

@@ -275,6 +275,12 @@ def dataset_cache(config, name):
     return os.path.join(scope.folder, f"{safe}-{scope.count}")
 
 
+# Settings (or settings ending in "_" + name) with a range to keep.
+_RANGES = (("dropout", lambda v: 0 <= v < 1, "at least 0 and below 1"),
+           ("vocab_size", lambda v: v >= 3, "at least 3 (padding, the unknown word and one "
+                                            "word)"))
+
+
 def resolve_config(recipe, size="base", overrides=None, base=None, settings=None):
     """Recipe section + non-None overrides → one config dict.
 
@@ -329,16 +335,15 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
     # As the command line's --dropout and --vocab-size check them: they
     # failed once the model was built, with Keras' "Invalid value received
     # for argument rate", or after TensorFlow loaded, naming no setting.
-    for key, accept, requirement in (
-            ("dropout", lambda v: 0 <= v < 1, "at least 0 and below 1"),
-            ("vocab_size", lambda v: v >= 3, "at least 3 (padding, the unknown word and "
-                                             "one word)")):
-        value = config.get(key)
-        if (isinstance(value, (int, float)) and not isinstance(value, bool)
-                and not accept(value)):
-            where = f"--{key.replace('_', '-')}" if (overrides or {}).get(key) is not None \
-                else f"recipe {recipe}: {size}.{key}"
-            raise ValueError(f"{where} = {value}: must be {requirement}.")
+    # (Also the tasks' "fusion_dropout", "lstm_vocab_size", ...)
+    for key, value in config.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        for name, accept, requirement in _RANGES:
+            if (key == name or key.endswith("_" + name)) and not accept(value):
+                where = f"--{key.replace('_', '-')}" if (overrides or {}).get(key) is not None \
+                    else f"recipe {recipe}: {size}.{key}"
+                raise ValueError(f"{where} = {value}: must be {requirement}.")
     return config
 
 

@@ -50,6 +50,9 @@ def test_logit_scale_initial_value_clamp_and_constraint():
         LogitScale(initial_value=-1.0, max_value=None)
     assert float(LogitScale(initial_value=10.0, max_value=None)(np.zeros((1, 2)))[0]) == \
         pytest.approx(math.exp(10.0), rel=1e-6)
+    # A layer saved before this check still loads (its config had 10.0).
+    config = {**LogitScale().get_config(), "initial_value": 10.0}
+    assert LogitScale.from_config(config).initial_value == pytest.approx(math.log(100.0))
 
 
 def test_logit_scale_stays_clamped_during_training():

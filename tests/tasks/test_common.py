@@ -630,3 +630,14 @@ def test_run_parts_check_skips_a_bert_towers_dict_of_token_ids(tmp_path):
     with pytest.raises(ValueError, match="a model with inputs image, text, where this run's "
                                          "task takes audio, text"):
         common.check_run_parts(str(tmp_path), model, ("audio", "text"), Preprocessor())
+
+
+def test_range_checks_cover_the_tasks_prefixed_settings():
+    # text-classifier's lstm_vocab_size and the audio-text classifier's
+    # fusion_dropout failed late, like vocab_size and dropout did.
+    with pytest.raises(ValueError, match=r"--lstm-vocab-size = 2: must be at least 3"):
+        common.resolve_config("text_classifier", "tiny", overrides={"lstm_vocab_size": 2})
+    with pytest.raises(ValueError, match=r"--fusion-dropout = 1.0: must be at least 0 and "
+                                         r"below 1"):
+        common.resolve_config("audio_text_fusion", "tiny", overrides={"fusion_dropout": 1.0})
+    assert common.resolve_config("audio_text_fusion", "tiny")["fusion_dropout"] == 0.0
