@@ -316,7 +316,8 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
 
 def test_data_errors_exit_1_and_name_the_file(tmp_path, capsys):
     (tmp_path / "captions.csv").write_text(
-        "path,caption,label,split\nmissing.png,a cat,x,train\nother.png,a dog,x,test\n")
+        "path,caption,label,split\nmissing.png,a cat,x,train\nmissing2.png,a cow,y,train\n"
+        "other.png,a dog,x,test\n")
     code = cli.main(["train", "fusion", "--size", "tiny", "--data", str(tmp_path),
                      "--out", str(tmp_path / "run")])
     assert code == 1
@@ -689,7 +690,8 @@ def test_cache_none_trains_and_still_reports_bad_files_up_front(tmp_path, capsys
     assert json.loads((run / "run.json").read_text())["config"]["cache"] == "none"
     assert cli.main(["evaluate", str(run), "--cache", "none"]) == 0
     (tmp_path / "captions.csv").write_text(
-        "path,caption,label,split\nmissing.png,a cat,x,train\nother.png,a dog,x,test\n")
+        "path,caption,label,split\nmissing.png,a cat,x,train\nmissing2.png,a cow,y,train\n"
+        "other.png,a dog,x,test\n")
     assert cli.main(["train", "fusion", "--size", "tiny", "--data", str(tmp_path),
                      "--cache", "none", "--out", str(tmp_path / "bad")]) == 1
     err = capsys.readouterr().err
