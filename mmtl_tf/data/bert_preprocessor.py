@@ -159,7 +159,8 @@ def load_bert_tokenizer(source):
         A keras-hub tokenizer (a `BertTokenizer` for folders, files and lists).
 
     Raises:
-        DataError: a folder misses `vocab.txt` or `config.json`.
+        DataError: a folder misses `vocab.txt` or `config.json`, or its
+            `tokenizer_config.json` is not a JSON object.
         RuntimeError: a preset could not be downloaded.
     """
     import keras_hub
@@ -181,8 +182,14 @@ def load_bert_tokenizer(source):
         lowercase, strip_accents = True, None
         config_path = os.path.join(source, "tokenizer_config.json")
         if os.path.isfile(config_path):
-            with open(config_path, encoding="utf-8") as f:
-                tok_config = json.load(f)
+            try:  # (a bare JSONDecodeError named no file)
+                with open(config_path, encoding="utf-8") as f:
+                    tok_config = json.load(f)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise DataError(f"{config_path}: not valid JSON ({e}).") from e
+            if not isinstance(tok_config, dict):
+                raise DataError(f"{config_path}: not a tokenizer configuration (a JSON "
+                                f"object); it holds {type(tok_config).__name__}.")
             lowercase = bool(tok_config.get("do_lower_case", True))
             strip_accents = tok_config.get("strip_accents")
         if strip_accents is None:
@@ -200,30 +207,45 @@ def load_bert_tokenizer(source):
 def clean_text(texts):
     """Strings as BERT's tokenizer should see them (TensorFlow ops).
 
-    Invalid UTF-8 becomes U+FFFD (the vocabulary maps it to `[UNK]`). As in
-    Hugging Face's BERT normaliser, every Unicode space or line break (no-break
-    space, U+3000, U+2028, ...) becomes a plain space and control and format
-    characters (U+0007, zero-width space, BOM, ...) are dropped: keras-hub's
-    tokenizer splits words on ASCII white space only, so "computer\u00a0crashed"
-    was one `[UNK]` instead of two words.
+    As in Hugging Face's BERT normaliser, control and format characters
+    (U+0007, \v, \f, U+0085, zero-width space, BOM, ...) and U+FFFD are
+    dropped (invalid UTF-8 becomes U+FFFD first, so its bytes are dropped
+    instead of failing the batch), then every Unicode space or line break
+    (tab, no-break space, U+3000, U+2028, ...) becomes a plain space:
+    keras-hub's tokenizer splits words on ASCII white space only, so
+    "computer\u00a0crashed" was one `[UNK]` instead of two words.
     """
     import tensorflow as tf
 
     texts = tf.convert_to_tensor(texts, dtype=tf.string)
     texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace",
                                          replacement_char=0xFFFD)
-    texts = tf.strings.regex_replace(texts, r"[\t\n\v\f\r\x{85}\p{Z}]", " ")
-    return tf.strings.regex_replace(texts, r"[\p{Cc}\p{Cf}\p{Co}]", "")
+    # In Hugging Face's order: control characters other than tab and line
+    # ends (also \v, \f and U+0085, which were spaces here), format and
+    # private-use characters and U+FFFD are dropped, then the remaining
+    # spaces and line breaks become plain spaces.
+    texts = tf.strings.regex_replace(
+        texts, r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\p{Cf}\p{Co}\x{FFFD}]", "")
+    return tf.strings.regex_replace(texts, r"[\t\n\r\p{Z}]", " ")
+
+
+def lower_case(texts):
+    """Hugging Face's BERT lower-casing of cleaned texts (TensorFlow ops): a
+    Unicode lower-case mapping, Σ always to σ (TensorFlow's context-aware
+    mapping gave ς at the end of a word, where Hugging Face gives σ)."""
+    import tensorflow as tf
+
+    return tf.strings.lower(tf.strings.regex_replace(texts, "Σ", "σ"), encoding="utf-8")
 
 
 class BertPreprocessor:
     """Raw strings → `{"token_ids", "padding_mask"}` for a BERT-family encoder.
 
-    Each text is cleaned (`clean_text`: bad bytes become U+FFFD, which the
-    vocabulary maps to `[UNK]`; Unicode spaces become spaces, control and
-    format characters are dropped), lower-cased as Hugging Face's BERT
-    tokenizer does when the tokenizer lower-cases (a Unicode lower-case
-    mapping, not keras-hub's NFKC case folding), split into WordPieces,
+    Each text is cleaned (`clean_text`: control and format characters and
+    bad bytes are dropped, Unicode spaces become spaces), lower-cased as
+    Hugging Face's BERT tokenizer does when the tokenizer lower-cases
+    (`lower_case`: a Unicode lower-case mapping, not keras-hub's NFKC case
+    folding), split into WordPieces,
     **truncated to its first `sequence_length - 2` pieces**, wrapped as `[CLS] … [SEP]` and zero-padded
     to `sequence_length`. Everything is TensorFlow ops, so the object works in
     `Dataset.map`, in a `tf.function` and in an exported serving function. An
@@ -297,7 +319,7 @@ class BertPreprocessor:
 
         texts = clean_text(texts)
         if self._lowercase:
-            texts = tf.strings.lower(texts, encoding="utf-8")
+            texts = lower_case(texts)
         return self._wordpiece(texts)
 
     def count_tokens(self, texts):

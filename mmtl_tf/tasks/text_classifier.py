@@ -27,14 +27,37 @@ SPLITS = ("train", "validation", "test")
 RESERVED_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
+# tensorflow-text's WordPiece tokenizer refuses longer vocabulary entries.
+_LONGEST_TOKEN_BYTES = 256
+
+
 def word_vocabulary(texts, size):
     """A whole-word WordPiece vocabulary: BERT's special tokens, the
-    punctuation seen, then the most frequent lower-cased words."""
+    punctuation seen, then the most frequent words, as the tokenizer that
+    reads it splits and normalises them (`BertPreprocessor`: its text
+    cleaning, lower-casing, accents stripped, CJK characters one by one).
+    Words of more than 256 UTF-8 bytes are left out (they are [UNK]).
+
+    Before, words were cut with `\w+` from `str.lower()`: words with
+    accents and runs of CJK characters entered the vocabulary as the
+    tokenizer never produces them (every "café" was [UNK]), and a run of
+    over 256 bytes (a 90-character Chinese sentence) stopped the tokenizer
+    with tensorflow-text's "Vocab token utf8 length ... exceeds the max".
+    """
+    import tensorflow as tf
+    from keras_hub.src.tokenizers.word_piece_tokenizer import pretokenize
+
+    from mmtl_tf.data.bert_preprocessor import clean_text, lower_case
+
     check_texts(texts)
     counts = collections.Counter()
     punctuation = set()
-    for text in texts:
-        for token in re.findall(r"\w+|[^\w\s]", text.lower()):
+    cleaned = lower_case(clean_text(tf.constant(list(texts))))
+    for row in pretokenize(cleaned, lowercase=False, strip_accents=True,
+                           split_on_cjk=True).to_list():
+        for token in (t.decode("utf-8") for t in row):
+            if len(token.encode("utf-8")) > _LONGEST_TOKEN_BYTES:
+                continue
             if re.fullmatch(r"\w+", token):
                 counts[token] += 1
             else:
@@ -246,6 +269,8 @@ def train(config, run_dir, verbose=1):
         "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         "train_seconds": seconds,
         "epochs": int(config["epochs"]),
+        # Early stopping (`patience`) may end training sooner.
+        "epochs_run": len(history["val_loss"]),
         "best_epoch": int(np.argmin(history["val_loss"])) + 1,
         "truncated_texts": truncated,
         "split_sizes": {s: len(r) for s, r in records.items()},

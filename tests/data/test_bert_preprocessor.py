@@ -37,8 +37,9 @@ def test_wordpieces_unknown_words_empty_and_invalid_utf8():
     assert ids[0][:5] == _ids("[CLS]", "cat", "##s", "eat", "##ing")
     assert ids[1][:3] == _ids("[CLS]", "[UNK]", "[SEP]")
     assert ids[2][:2] == _ids("[CLS]", "[SEP]") and out["padding_mask"].numpy()[2].sum() == 2
-    # Invalid bytes become U+FFFD (→ [UNK]) instead of failing the whole batch.
-    assert ids[3][:5] == _ids("[CLS]", "the", "[UNK]", "cat", "[SEP]")
+    # Invalid bytes are dropped (as Hugging Face drops U+FFFD) instead of
+    # failing the whole batch; they were U+FFFD → [UNK].
+    assert ids[3][:4] == _ids("[CLS]", "the", "cat", "[SEP]")
 
 
 def test_ids_match_hugging_faces_bert_tokenizer_on_unicode_text():
@@ -50,7 +51,7 @@ def test_ids_match_hugging_faces_bert_tokenizer_on_unicode_text():
     from tokenizers import normalizers, pre_tokenizers, processors
 
     vocab = VOCAB + ["crashed", "ß", "ss", "ﬁ", "fi", "ａｂｃ", "abc", "...", "…", "½",
-                     "1", "2", "⁄", "µ", "μ", "π", "日", "本"]
+                     "1", "2", "⁄", "µ", "μ", "π", "日", "本", "xy", "de", "σασ", "σας", "x"]
     ref = tokenizers.Tokenizer(tokenizers.models.WordPiece(
         {t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
     ref.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -58,7 +59,9 @@ def test_ids_match_hugging_faces_bert_tokenizer_on_unicode_text():
     ref.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
     texts = ["The computer\u00a0crashed", "cat\u3000dog\u2028run\u2009film",
              "comp\u200buter\x07 bad\ufeff", "tab\there\nand\rthere", "Straße ß SS",
-             "ﬁ ＡＢＣ … ½ µ π", "Café CAFÉ", "日本 cat", "  ", ""]
+             "ﬁ ＡＢＣ … ½ µ π", "Café CAFÉ", "日本 cat", "  ", "",
+             # Dropped, not spaces; Σ is σ at a word's end too (they differed).
+             "a\x0bb\x0cc", "d\x85e", "x\ufffdy", "ΣΑΣ x σας"]
     pre = BertPreprocessor(vocab, sequence_length=16)
     ours = pre(texts)
     for text, ids, mask in zip(texts, ours["token_ids"].numpy(), ours["padding_mask"].numpy()):
@@ -108,6 +111,16 @@ def test_encoder_folder_errors_name_the_missing_files(tmp_path):
     gpt = write_hf_config(tmp_path / "gpt", model_type="gpt2")
     with pytest.raises(mmtl_tf.DataError, match="model_type 'gpt2'.*bert, distilbert"):
         load_bert_tokenizer(gpt)
+    # A damaged tokenizer_config.json was a bare JSONDecodeError naming no file.
+    for name, text, words in (("badjson", "{not json", "tokenizer_config.json: not valid JSON"),
+                              ("list", "[1, 2]", r"tokenizer_config.json: not a tokenizer "
+                                                 r"configuration \(a JSON object\); it holds "
+                                                 r"list")):
+        folder = write_hf_config(tmp_path / name, tokenizer_config={"do_lower_case": True})
+        with open(f"{folder}/tokenizer_config.json", "w") as f:
+            f.write(text)
+        with pytest.raises(mmtl_tf.DataError, match=words):
+            load_bert_tokenizer(folder)
 
 
 def test_bad_arguments():

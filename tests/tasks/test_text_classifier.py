@@ -28,6 +28,8 @@ def test_train_evaluate_export_a_tiny_run(tmp_path, capsys):
         assert 0.0 <= baselines[key] <= 1.0, key
     # The tiny recipe cuts texts at 32 tokens: some fortunes are truncated, and counted.
     assert metrics["truncated_texts"]["train"] > 0
+    history = json.loads((run / "history.json").read_text())
+    assert metrics["epochs_run"] == len(history["val_loss"]) and metrics["epochs"] == 2
     out = capsys.readouterr().out
     assert "LSTM from scratch" in out and "logistic-regression probe" in out
     # The saved full model (encoder + head trained on cached features) gives the
@@ -59,6 +61,20 @@ def test_bad_data_and_bad_encoder_folders_exit_with_a_clear_message(tmp_path, ca
 def test_word_vocabulary():
     vocab = text_classifier.word_vocabulary(["The cat, the dog.", "the end"], 9)
     assert vocab == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ",", ".", "the", "cat"]
+
+
+def test_word_vocabulary_holds_the_words_its_tokenizer_makes():
+    # Accented words and CJK runs entered as `\w+` found them, which the
+    # tokenizer never produces (all [UNK]); a run of over 256 bytes stopped
+    # tensorflow-text ("Vocab token utf8 length ... exceeds the max").
+    from mmtl_tf.data.bert_preprocessor import BertPreprocessor
+
+    texts = ["Café résumé naïve", "中文文本", "ΣΑΣ x", "我们" * 60, "x" * 10000]
+    vocab = text_classifier.word_vocabulary(texts, 100)
+    assert "cafe" in vocab and "中" in vocab and "我们" * 60 not in vocab
+    ids = BertPreprocessor(vocab, 16)(texts[:3])["token_ids"].numpy()
+    unknown = vocab.index("[UNK]")
+    assert not (ids == unknown).any(), [[vocab[i] for i in row] for row in ids]
 
 
 @pytest.mark.slow
