@@ -315,8 +315,6 @@ class BertPreprocessor:
                 "padding_mask": tf.cast(mask, tf.int32)}
 
     def _tokenize(self, texts):
-        import tensorflow as tf
-
         texts = clean_text(texts)
         if self._lowercase:
             texts = lower_case(texts)
