@@ -458,21 +458,53 @@ def _key_groups(keys_a, keys_b):
     return [_groups(keys) if keys is not None else np.arange(n) for keys in (keys_a, keys_b)]
 
 
-def _duplicate_mask(keys_a, keys_b):
-    """`duplicate_positives` as chunk(start, stop) → bool mask, and the number
-    of positives of each row (|A ∪ B| = |A| + |B| − |A ∩ B|)."""
-    group_a, group_b = _key_groups(keys_a, keys_b)
+def paired_positives(query_keys, gallery_keys):
+    """Positives of query i: every row j whose gallery-side key is paired, in
+    some row, with query i's key (`evaluate_retrieval` with `match_keys`).
+
+    For text → image with several captions per image (COCO) and repeated
+    captions: an image is correct for a caption when any row pairs that
+    image with that caption text, and then in all of its rows, which score
+    alike. `duplicate_positives` marks only the rows that repeat a key, so
+    the same image's other rows counted as wrong at the same score, and ties
+    count against the model (60 images with three captions each: caption →
+    image R@1 0.078 that way, 0.344 with these positives, for one model).
+    Every positive of `duplicate_positives` is one here too.
+
+    Args:
+        query_keys: sequence of N hashable keys of the query side (or None:
+            each row unique).
+        gallery_keys: the same for the gallery side.
+
+    Returns:
+        list of N int arrays of gallery indices.
+
+    Example:
+        >>> from mmtl_tf.metrics import paired_positives
+        >>> images, captions = ["i0", "i0", "i1"], ["a cat", "a pet", "a pet"]
+        >>> [p.tolist() for p in paired_positives(captions, images)]  # caption → image
+        [[0, 1], [0, 1, 2], [0, 1, 2]]
+    """
+    mask_of, _ = _paired_mask(query_keys, gallery_keys)
+    n = len(query_keys if query_keys is not None else gallery_keys)
+    return [np.flatnonzero(row).astype(np.int64) for row in mask_of(0, n)]
+
+
+def _paired_mask(query_keys, gallery_keys):
+    """`paired_positives` as chunk(start, stop) → bool mask, and the number
+    of positives of each query."""
+    group_q, group_g = (ids.astype(np.int64) for ids in _key_groups(query_keys, gallery_keys))
+    width = int(group_g.max()) + 1
+    pairs = np.unique(group_q * width + group_g)  # the (query key, gallery key) pairs seen
 
     def chunk(start, stop):
-        return ((group_a[start:stop, None] == group_a[None, :])
-                | (group_b[start:stop, None] == group_b[None, :]))
+        codes = group_q[start:stop, None] * width + group_g[None, :]
+        found = np.minimum(np.searchsorted(pairs, codes), len(pairs) - 1)
+        return pairs[found] == codes
 
-    def sizes(ids):
-        _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
-        return counts[inverse.reshape(-1)]
-
-    both = group_a.astype(np.int64) * len(group_b) + group_b
-    return chunk, sizes(group_a) + sizes(group_b) - sizes(both)
+    per_query_group = np.zeros(int(group_q.max()) + 1, np.int64)
+    np.add.at(per_query_group, pairs // width, np.bincount(group_g)[pairs % width])
+    return chunk, per_query_group[group_q]
 
 
 def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_keys=None):
@@ -484,12 +516,16 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
     `image_to_text_median_rank`, `image_to_text_mAP@10`, and the same for
     `text_to_image`; `mean_R@K` averages the two directions.
 
-    By default only row i is correct for query i. `match_keys` also counts
-    pairs as correct whose key in either modality equals the query's: give,
-    per modality, a list of keys (e.g. the raw caption strings: two stamps both
+    By default only row i is correct for query i. `match_keys` gives, per
+    modality, a list of keys (e.g. the raw caption strings: two stamps both
     described as "A frog." are interchangeable) or `"inputs"` (identical model
     inputs: identical pixels; for text, beware that tokenisation can merge
-    captions that differ only in out-of-vocabulary words).
+    captions that differ only in out-of-vocabulary words); then a gallery
+    row is correct when some row pairs its key with the query's key
+    (`paired_positives`, per direction: all rows of an image that any row
+    pairs with the query caption, in every row of it). Chance levels are
+    given per direction (`image_to_text_chance_R@1`, ...) and their mean
+    (`chance_R@1`).
 
     Args:
         model: `mmtl_tf.models.DualEncoder` (any two modalities).
@@ -518,6 +554,7 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
         raise ValueError(f"{n} {first} embeddings but {len(embeddings[second])} {second} "
                          "embeddings: each row must be one matched pair.")
     mask_of, counts = _diagonal_mask(n), np.ones(n, np.int64)
+    chosen = [None, None]
     if match_keys:
         chosen = []
         for modality in (first, second):
@@ -530,22 +567,28 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
             if given is not None and len(given) != n:
                 raise ValueError(f"match_keys[{modality!r}] has {len(given)} keys for {n} pairs.")
             chosen.append(given)
-        # The masks of `duplicate_positives`, built per chunk of queries from
+    result = {"num_pairs": n}
+    for (query, gallery), (query_keys, gallery_keys) in (
+            ((first, second), tuple(chosen)), ((second, first), tuple(chosen[::-1]))):
+        # The masks of `paired_positives`, built per chunk of queries from
         # the key groups (lists of N indices per row were quadratic when
         # captions repeat).
-        mask_of, counts = _duplicate_mask(*chosen)
-    result = {"num_pairs": n}
-    for query, gallery in ((first, second), (second, first)):
+        if match_keys:
+            mask_of, counts = _paired_mask(query_keys, gallery_keys)
         metrics = retrieval_metrics_by_chunk(embeddings[query], embeddings[gallery], mask_of, ks)
         result.update({f"{query}_to_{gallery}_{k}": v for k, v in metrics.items()})
-    # A random ranking, given each query's number of correct answers (one
-    # chance_recall per distinct number).
-    distinct, inverse = np.unique(counts, return_inverse=True)
+        # A random ranking, given each query's number of correct answers (one
+        # chance_recall per distinct number).
+        distinct, inverse = np.unique(counts, return_inverse=True)
+        for k in ks:
+            chance = np.array([chance_recall(n, k, int(c)) for c in distinct])
+            result[f"{query}_to_{gallery}_chance_R@{k}"] = float(
+                np.mean(chance[inverse.reshape(-1)]))
     for k in ks:
         result[f"mean_R@{k}"] = 0.5 * (result[f"{first}_to_{second}_R@{k}"]
                                        + result[f"{second}_to_{first}_R@{k}"])
-        chance = np.array([chance_recall(n, k, int(c)) for c in distinct])
-        result[f"chance_R@{k}"] = float(np.mean(chance[inverse.reshape(-1)]))
+        result[f"chance_R@{k}"] = 0.5 * (result[f"{first}_to_{second}_chance_R@{k}"]
+                                         + result[f"{second}_to_{first}_chance_R@{k}"])
     return result
 
 

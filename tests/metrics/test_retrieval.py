@@ -4,7 +4,8 @@ import tensorflow as tf
 
 import mmtl_tf
 from mmtl_tf.metrics import (EmbeddingIndex, chance_recall, duplicate_positives,
-                             evaluate_retrieval, positives_from_labels, retrieval_metrics)
+                             evaluate_retrieval, paired_positives, positives_from_labels,
+                             retrieval_metrics)
 
 
 def numpy_reference(q, g, positives, ks=(1, 5, 10)):
@@ -406,6 +407,35 @@ def duplicate_reference(keys_a, keys_b):
             for i in range(n)]
 
 
+def paired_reference(query_keys, gallery_keys):
+    """Row j is a positive of query i when some row k pairs query i's key with row j's."""
+    n = len(query_keys)
+    pairs = {(query_keys[k], gallery_keys[k]) for k in range(n)}
+    return [[j for j in range(n) if (query_keys[i], gallery_keys[j]) in pairs] for i in range(n)]
+
+
+def test_paired_positives_against_a_pairwise_reference():
+    rng = np.random.default_rng(6)
+    for trial in range(40):
+        n = int(rng.integers(1, 40))
+        keys_a = [f"c{x}" for x in rng.integers(0, rng.integers(1, 6), n)]
+        keys_b = [bytes([x]) for x in rng.integers(0, rng.integers(1, 25), n)]
+        rows = [f"row{i}" for i in range(n)]
+        for a, b in ((keys_a, keys_b), (keys_b, keys_a), (keys_a, None), (None, keys_b)):
+            got = paired_positives(a, b)
+            expected = paired_reference(a or rows, b or rows)
+            assert [p.tolist() for p in got] == expected
+            # Every positive of duplicate_positives is one here too.
+            assert all(set(d.tolist()) <= set(p.tolist())
+                       for d, p in zip(duplicate_positives(a, b), got))
+    # Three captions per image, one caption shared by two images: an image
+    # paired with the caption is correct in all of its rows.
+    images = ["i0", "i0", "i0", "i1", "i1", "i1"]
+    captions = ["a cat", "cat sleeping", "pet", "a dog", "dog running", "pet"]
+    assert [p.tolist() for p in paired_positives(captions, images)][2] == [0, 1, 2, 3, 4, 5]
+    assert [p.tolist() for p in paired_positives(captions, images)][0] == [0, 1, 2]
+
+
 def test_duplicate_positives_against_a_pairwise_reference():
     rng = np.random.default_rng(4)
     for trial in range(40):
@@ -454,14 +484,24 @@ def test_evaluate_retrieval_equals_its_definition_with_repeated_keys(monkeypatch
     got = evaluate_retrieval(model, ds, ks=(1, 5), match_keys={"image": "inputs",
                                                                "text": captions})
     image_keys = [images[i].tobytes() for i in range(n)]
-    positives = duplicate_positives(image_keys, captions)
-    counts = [len(p) for p in positives]
-    assert len(calls) == 2 * len(set(counts)) < 2 * n  # once per K and distinct count
+    keys = {"image": image_keys, "text": captions}
     model_out = model.predict_on_batch({"image": images, "text": texts})
     emb = {m: np.asarray(model_out[f"{m}_embeddings"]) for m in ("image", "text")}
+    chances = []
+    all_counts = []
     for query, gallery in (("image", "text"), ("text", "image")):
+        positives = paired_reference(keys[query], keys[gallery])
+        assert [p.tolist() for p in paired_positives(keys[query], keys[gallery])] == positives
+        counts = [len(p) for p in positives]
+        all_counts.append(set(counts))
         expected = retrieval_metrics(emb[query], emb[gallery], positives, ks=(1, 5))
         for key, value in expected.items():
             assert got[f"{query}_to_{gallery}_{key}"] == value, key
-    for k in (1, 5):
-        assert got[f"chance_R@{k}"] == float(np.mean([real_chance(n, k, c) for c in counts]))
+        for k in (1, 5):
+            chance = float(np.mean([real_chance(n, k, c) for c in counts]))
+            assert got[f"{query}_to_{gallery}_chance_R@{k}"] == pytest.approx(chance)
+            chances.append(chance)
+    # once per K, direction and distinct count
+    assert len(calls) == 2 * sum(len(c) for c in all_counts) < 4 * n
+    for i, k in enumerate((1, 5)):
+        assert got[f"chance_R@{k}"] == pytest.approx(0.5 * (chances[i] + chances[2 + i]))
