@@ -203,6 +203,14 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     stored = json.loads((run / "metrics.json").read_text())
     assert stored["other_data"][str(unsplit)]["test"]["accuracy"] == pytest.approx(expected)
+    # Another split of the same data keeps the first one's figures (the
+    # entry was replaced whole).
+    assert cli.main(["evaluate", str(run), "--data", "unsplit.jsonl", "--split",
+                     "validation"]) == 0
+    capsys.readouterr()
+    figures = json.loads((run / "metrics.json").read_text())["other_data"][str(unsplit)]
+    assert {"test", "validation"} <= set(figures)
+    assert figures["test"]["accuracy"] == pytest.approx(expected)
     assert cli.main(["evaluate", str(run), "--data", "default"]) == 0
     assert f"test of default: accuracy={metrics['test']['accuracy']:.4f}" in \
         capsys.readouterr().out

@@ -798,7 +798,16 @@ def _merge_metrics(run_dir, metrics, data):
     old = read_metrics(run_dir)
     metrics = _baselines_beside_their_split(metrics)
     if data:
-        stored = {**old, "other_data": {**old.get("other_data", {}), str(data): metrics}}
+        # Merged split by split, as the run's own figures are: evaluating
+        # OTHER's validation split left its test figures out.
+        earlier = old.get("other_data", {}).get(str(data))
+        merged = dict(metrics)
+        if isinstance(earlier, dict):
+            merged = {**earlier, **metrics}
+            if isinstance(earlier.get("baselines"), dict) and isinstance(
+                    metrics.get("baselines"), dict):
+                merged["baselines"] = {**earlier["baselines"], **metrics["baselines"]}
+        stored = {**old, "other_data": {**old.get("other_data", {}), str(data): merged}}
         _write_figures(stored, path, metrics)
         return {**old, **metrics}
     if isinstance(metrics.get("baselines"), dict) and isinstance(old.get("baselines"), dict):
