@@ -485,25 +485,49 @@ def paired_positives(query_keys, gallery_keys):
         >>> [p.tolist() for p in paired_positives(captions, images)]  # caption → image
         [[0, 1], [0, 1, 2], [0, 1, 2]]
     """
-    mask_of, _ = _paired_mask(query_keys, gallery_keys)
-    n = len(query_keys if query_keys is not None else gallery_keys)
-    return [np.flatnonzero(row).astype(np.int64) for row in mask_of(0, n)]
+    group_q, group_g, pair_q, pair_g = _key_pairs(query_keys, gallery_keys)
+    if not len(group_q):
+        return []
+    # The rows of each gallery group, then per query group the rows of the
+    # gallery groups it is paired with (memory in N, not N x N).
+    order = np.argsort(group_g, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(group_g[order])) + 1)
+    starts = np.flatnonzero(np.r_[True, np.diff(pair_q) != 0])
+    rows_of = {int(pair_q[a]): np.sort(np.concatenate([members[g] for g in pair_g[a:b]]))
+               for a, b in zip(starts, np.r_[starts[1:], len(pair_q)])}
+    return [rows_of[int(g)].astype(np.int64) for g in group_q]
+
+
+def _key_pairs(query_keys, gallery_keys):
+    """Group ids of each side's keys (`_key_groups`) and the (query group,
+    gallery group) pairs that some row holds, sorted by query group."""
+    group_q, group_g = (ids.astype(np.int64) for ids in _key_groups(query_keys, gallery_keys))
+    if not len(group_q):
+        empty = np.zeros(0, np.int64)
+        return group_q, group_g, empty, empty
+    width = int(group_g.max()) + 1
+    pairs = np.unique(group_q * width + group_g)
+    return group_q, group_g, pairs // width, pairs % width
 
 
 def _paired_mask(query_keys, gallery_keys):
     """`paired_positives` as chunk(start, stop) → bool mask, and the number
-    of positives of each query."""
-    group_q, group_g = (ids.astype(np.int64) for ids in _key_groups(query_keys, gallery_keys))
-    width = int(group_g.max()) + 1
-    pairs = np.unique(group_q * width + group_g)  # the (query key, gallery key) pairs seen
+    of positives of each query. A chunk is read from a table of its query
+    groups × gallery groups (bool), so it costs (chunk × N) bools, not
+    int64 codes."""
+    group_q, group_g, pair_q, pair_g = _key_pairs(query_keys, gallery_keys)
+    width = int(group_g.max()) + 1 if len(group_g) else 0
 
     def chunk(start, stop):
-        codes = group_q[start:stop, None] * width + group_g[None, :]
-        found = np.minimum(np.searchsorted(pairs, codes), len(pairs) - 1)
-        return pairs[found] == codes
+        present, inverse = np.unique(group_q[start:stop], return_inverse=True)
+        table = np.zeros((len(present), width), bool)
+        at = np.minimum(np.searchsorted(present, pair_q), max(len(present) - 1, 0))
+        hit = present[at] == pair_q if len(present) else np.zeros(len(pair_q), bool)
+        table[at[hit], pair_g[hit]] = True
+        return table[inverse.reshape(-1)][:, group_g]
 
-    per_query_group = np.zeros(int(group_q.max()) + 1, np.int64)
-    np.add.at(per_query_group, pairs // width, np.bincount(group_g)[pairs % width])
+    per_query_group = np.zeros(int(group_q.max()) + 1 if len(group_q) else 0, np.int64)
+    np.add.at(per_query_group, pair_q, np.bincount(group_g, minlength=width)[pair_g])
     return chunk, per_query_group[group_q]
 
 
@@ -555,7 +579,11 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
                          "embeddings: each row must be one matched pair.")
     mask_of, counts = _diagonal_mask(n), np.ones(n, np.int64)
     chosen = [None, None]
-    if match_keys:
+    unknown = sorted(set(match_keys or {}) - {first, second})
+    if unknown:  # (a misspelt modality was ignored)
+        raise ValueError(f"match_keys names {', '.join(map(repr, unknown))}, not a modality "
+                         f"evaluated here ({first!r}, {second!r}).")
+    if match_keys and any(match_keys.get(m) is not None for m in (first, second)):
         chosen = []
         for modality in (first, second):
             given = match_keys.get(modality)
@@ -573,7 +601,7 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
         # The masks of `paired_positives`, built per chunk of queries from
         # the key groups (lists of N indices per row were quadratic when
         # captions repeat).
-        if match_keys:
+        if any(keys is not None for keys in chosen):
             mask_of, counts = _paired_mask(query_keys, gallery_keys)
         metrics = retrieval_metrics_by_chunk(embeddings[query], embeddings[gallery], mask_of, ks)
         result.update({f"{query}_to_{gallery}_{k}": v for k, v in metrics.items()})

@@ -27,8 +27,9 @@ SPLITS = ("train", "validation", "test")
 RESERVED_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
-# tensorflow-text's WordPiece tokenizer refuses longer vocabulary entries.
-_LONGEST_TOKEN_BYTES = 256
+# Longer words are [UNK] for the WordPiece tokenizer (tensorflow-text's
+# max_bytes_per_word; it refuses vocabulary entries over 256 bytes).
+_LONGEST_WORD_BYTES = 100
 
 
 def word_vocabulary(texts, size):
@@ -36,7 +37,8 @@ def word_vocabulary(texts, size):
     punctuation seen, then the most frequent words, as the tokenizer that
     reads it splits and normalises them (`BertPreprocessor`: its text
     cleaning, lower-casing, accents stripped, CJK characters one by one).
-    Words of more than 256 UTF-8 bytes are left out (they are [UNK]).
+    Words of more than 100 UTF-8 bytes are left out: the tokenizer makes
+    them [UNK] (and refuses entries over 256 bytes).
 
     Before, words were cut with `\w+` from `str.lower()`: words with
     accents and runs of CJK characters entered the vocabulary as the
@@ -52,16 +54,18 @@ def word_vocabulary(texts, size):
     check_texts(texts)
     counts = collections.Counter()
     punctuation = set()
-    cleaned = lower_case(clean_text(tf.constant(list(texts))))
+    cleaned = lower_case(clean_text(tf.constant(list(texts), dtype=tf.string)))
     for row in pretokenize(cleaned, lowercase=False, strip_accents=True,
                            split_on_cjk=True).to_list():
         for token in (t.decode("utf-8") for t in row):
-            if len(token.encode("utf-8")) > _LONGEST_TOKEN_BYTES:
+            if len(token.encode("utf-8")) > _LONGEST_WORD_BYTES:
                 continue
-            if re.fullmatch(r"\w+", token):
-                counts[token] += 1
-            else:
+            # The tokenizer splits punctuation into characters of their own;
+            # a word may hold marks that are not \w (a Devanagari vowel sign).
+            if len(token) == 1 and not re.fullmatch(r"\w", token):
                 punctuation.add(token)
+            else:
+                counts[token] += 1
     vocab = list(RESERVED_TOKENS) + sorted(punctuation)
     room = max(0, int(size) - len(vocab))
     vocab += [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:room]]

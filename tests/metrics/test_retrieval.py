@@ -434,6 +434,19 @@ def test_paired_positives_against_a_pairwise_reference():
     captions = ["a cat", "cat sleeping", "pet", "a dog", "dog running", "pet"]
     assert [p.tolist() for p in paired_positives(captions, images)][2] == [0, 1, 2, 3, 4, 5]
     assert [p.tolist() for p in paired_positives(captions, images)][0] == [0, 1, 2]
+    assert paired_positives([], []) == [] and paired_positives([], None) == []
+    # The evaluation's chunked masks and counts equal the lists, chunk by chunk.
+    from mmtl_tf.metrics.retrieval import _paired_mask
+
+    keys_a = [f"c{x}" for x in rng.integers(0, 30, 500)]
+    keys_b = [f"i{x}" for x in rng.integers(0, 90, 500)]
+    lists = paired_positives(keys_a, keys_b)
+    mask_of, counts = _paired_mask(keys_a, keys_b)
+    assert counts.tolist() == [len(p) for p in lists]
+    for start in range(0, 500, 128):
+        mask = mask_of(start, min(start + 128, 500))
+        assert [np.flatnonzero(row).tolist() for row in mask] == \
+            [p.tolist() for p in lists[start:start + 128]]
 
 
 def test_duplicate_positives_against_a_pairwise_reference():
@@ -505,3 +518,10 @@ def test_evaluate_retrieval_equals_its_definition_with_repeated_keys(monkeypatch
     assert len(calls) == 2 * sum(len(c) for c in all_counts) < 4 * n
     for i, k in enumerate((1, 5)):
         assert got[f"chance_R@{k}"] == pytest.approx(0.5 * (chances[i] + chances[2 + i]))
+    # No keys on either side is the plain evaluation (len(None) failed); a
+    # modality the model does not evaluate is named (it was ignored).
+    plain = evaluate_retrieval(model, ds, ks=(1,))
+    assert evaluate_retrieval(model, ds, ks=(1,),
+                              match_keys={"image": None, "text": None}) == plain
+    with pytest.raises(ValueError, match="match_keys names 'txt', not a modality"):
+        evaluate_retrieval(model, ds, ks=(1,), match_keys={"txt": captions})

@@ -69,12 +69,21 @@ def test_word_vocabulary_holds_the_words_its_tokenizer_makes():
     # tensorflow-text ("Vocab token utf8 length ... exceeds the max").
     from mmtl_tf.data.bert_preprocessor import BertPreprocessor
 
-    texts = ["Café résumé naïve", "中文文本", "ΣΑΣ x", "我们" * 60, "x" * 10000]
+    texts = ["Café résumé naïve", "中文文本", "ΣΑΣ x", "हिन्दी भाषा", "y" * 100, "z" * 101,
+             "x" * 10000]
     vocab = text_classifier.word_vocabulary(texts, 100)
-    assert "cafe" in vocab and "中" in vocab and "我们" * 60 not in vocab
-    ids = BertPreprocessor(vocab, 16)(texts[:3])["token_ids"].numpy()
+    assert "cafe" in vocab and "中" in vocab and "y" * 100 in vocab
+    # The tokenizer makes words over 100 bytes [UNK]; over 256 it refused them.
+    assert "z" * 101 not in vocab and "x" * 10000 not in vocab
+    ids = BertPreprocessor(vocab, 16)(texts[:5])["token_ids"].numpy()
     unknown = vocab.index("[UNK]")
     assert not (ids == unknown).any(), [[vocab[i] for i in row] for row in ids]
+    # Words with marks that are not \w (Devanagari vowel signs) are words,
+    # limited by the size, not punctuation kept beyond it.
+    small = text_classifier.word_vocabulary(["हिन्दी भाषा में", "the the cat"], 9)
+    assert len(small) == 9 and "the" in small
+    assert text_classifier.word_vocabulary([], 9) == ["[PAD]", "[UNK]", "[CLS]", "[SEP]",
+                                                      "[MASK]"]
 
 
 @pytest.mark.slow
