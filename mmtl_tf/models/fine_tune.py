@@ -151,6 +151,41 @@ def _fit(model, *args, **kwargs):
         return model.fit(*args, **kwargs)
 
 
+class _OnWholeModel(keras.callbacks.Callback):
+    """A user's callback, run while the head trains on cached features,
+    shown the whole model: a `ModelCheckpoint` then saves the image model
+    (it saved the head alone, which takes features, not images), and a
+    callback that sets `stop_training` (`EarlyStopping`) stops the head's
+    training."""
+
+    _HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+              "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end",
+              "on_test_batch_begin", "on_test_batch_end", "on_predict_begin",
+              "on_predict_end", "on_predict_batch_begin", "on_predict_batch_end")
+
+    def __init__(self, inner, whole):
+        super().__init__()
+        self.inner, self.whole = inner, whole
+        for hook in self._HOOKS:
+            setattr(self, hook, self._forward(getattr(inner, hook)))
+
+    def _forward(self, method):
+        def call(*args, **kwargs):
+            method(*args, **kwargs)
+            if getattr(self.whole, "stop_training", False) and self.model is not None:
+                self.model.stop_training = True
+        return call
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.whole.stop_training = False
+        self.inner.set_model(self.whole)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.inner.set_params(params)
+
+
 def _history(history):
     return {k: [float(v) for v in values] for k, values in history.history.items()}
 
@@ -189,7 +224,12 @@ def fine_tune(model, train_data, validation_data=None, *, task=None, head_epochs
         batch_size: int. Batch size of the cached-feature dataset.
         seed: int. Shuffle seed of the cached-feature dataset.
         verbose: passed to `fit`.
-        callbacks: extra Keras callbacks for both phases.
+        callbacks: extra Keras callbacks for both phases. While the head
+            trains on cached features they are shown the whole model (a
+            `ModelCheckpoint` saves the image model, not the head alone). The
+            same callback objects run in both phases: a `CSVLogger` needs
+            `append=True` to keep phase 1's rows, and a `ModelCheckpoint`
+            with `save_best_only` keeps the best of both phases.
 
     Returns:
         dict with `"head"` and `"fine_tune"` (each phase's history, dict of
@@ -232,8 +272,10 @@ def fine_tune(model, train_data, validation_data=None, *, task=None, head_epochs
             trainee, fit_train, val = model, train_data, validation_data
         compile_for_task(trainee, task, head_learning_rate)
         start = time.perf_counter()
+        shown = [_OnWholeModel(c, model) for c in callbacks] if trainee is not model \
+            else list(callbacks)
         history = _fit(trainee, fit_train, validation_data=val, epochs=head_epochs, verbose=verbose,
-                              callbacks=[*callbacks, _best_weights(has_val, head_epochs)])
+                       callbacks=[*shown, _best_weights(has_val, head_epochs)])
         seconds["head"] = time.perf_counter() - start
         head_history = _history(history)
     if fine_tune_epochs:

@@ -102,3 +102,26 @@ def test_compile_for_task_says_which_labels_it_takes():
                                             head_units=())
     compile_for_task(multiclass, jit_compile=False)
     multiclass.fit(images, np.array([0, 1, 2, 1]), verbose=0)
+
+
+def test_callbacks_see_the_whole_model_while_the_head_trains_on_features(emoji, tmp_path):
+    # A ModelCheckpoint of phase 1 saved the head alone ("expected shape=(None,
+    # 1280), found shape=(8, 64, 64, 3)" when given images).
+    model = _model(2)
+
+    class StopAfterTwo(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen = self.model.name
+            if epoch == 1:
+                self.model.stop_training = True
+
+    stop = StopAfterTwo()
+    best = str(tmp_path / "best.keras")
+    result = fine_tune(model, emoji["train"], emoji["validation"], head_epochs=5,
+                       fine_tune_epochs=0, cache_features=True, verbose=0,
+                       callbacks=[stop, keras.callbacks.ModelCheckpoint(best)])
+    assert stop.seen == model.name
+    assert len(result["head"]["loss"]) == 2  # its stop_training stopped the head's fit
+    saved = mmtl_tf.load_model(best)
+    images = next(iter(emoji["validation"]))[0].numpy()[:4]
+    assert saved.predict(images, verbose=0).shape == (4, 9)
