@@ -119,6 +119,14 @@ def extract_features(model, dataset):
         dict targets), in the dataset's order.
     """
     encoder = find_image_encoder(model)
+    spec = getattr(dataset, "element_spec", None)
+    if isinstance(spec, tuple) and len(spec) != 2:
+        # It failed with "too many values to unpack (expected 2)".
+        raise ValueError(
+            f"extract_features takes (images, targets) batches; the dataset yields "
+            f"{len(spec)}-tuples (sample weights?). To weight classes in fine_tune pass "
+            "class_weight=; to train on a dataset with sample weights, pass "
+            "cache_features=False.")
     features, targets = [], []
     for images, target in dataset:
         features.append(np.asarray(encoder.predict_on_batch(images), np.float32))
@@ -193,7 +201,7 @@ def _history(history):
 def fine_tune(model, train_data, validation_data=None, *, task=None, head_epochs=5,
               fine_tune_epochs=5, head_learning_rate=1e-3, fine_tune_learning_rate=1e-5,
               unfreeze_layers=None, unfreeze_from=None, cache_features=True, batch_size=32,
-              seed=0, verbose="auto", callbacks=()):
+              seed=0, verbose="auto", callbacks=(), class_weight=None):
     """Trains a head-swap (or localization) model in two phases and keeps both histories.
 
     1. **Head.** The backbone is frozen; the head trains at `head_learning_rate`.
@@ -224,6 +232,9 @@ def fine_tune(model, train_data, validation_data=None, *, task=None, head_epochs
         batch_size: int. Batch size of the cached-feature dataset.
         seed: int. Shuffle seed of the cached-feature dataset.
         verbose: passed to `fit`.
+        class_weight: dict class id → weight or None, for both phases (as
+            Keras' `fit` takes it: single-output models with class-id or
+            one-hot targets; imbalanced data).
         callbacks: extra Keras callbacks for both phases. While the head
             trains on cached features they are shown the whole model (a
             `ModelCheckpoint` saves the image model, not the head alone). The
@@ -275,7 +286,8 @@ def fine_tune(model, train_data, validation_data=None, *, task=None, head_epochs
         shown = [_OnWholeModel(c, model) for c in callbacks] if trainee is not model \
             else list(callbacks)
         history = _fit(trainee, fit_train, validation_data=val, epochs=head_epochs, verbose=verbose,
-                       callbacks=[*shown, _best_weights(has_val, head_epochs)])
+                       callbacks=[*shown, _best_weights(has_val, head_epochs)],
+                       class_weight=class_weight)
         seconds["head"] = time.perf_counter() - start
         head_history = _history(history)
     if fine_tune_epochs:
@@ -285,8 +297,8 @@ def fine_tune(model, train_data, validation_data=None, *, task=None, head_epochs
         compile_for_task(model, task, fine_tune_learning_rate)
         start = time.perf_counter()
         history = _fit(model, train_data, validation_data=validation_data, epochs=fine_tune_epochs,
-                            verbose=verbose,
-                            callbacks=[*callbacks, _best_weights(has_val, fine_tune_epochs)])
+                       verbose=verbose, class_weight=class_weight,
+                       callbacks=[*callbacks, _best_weights(has_val, fine_tune_epochs)])
         seconds["fine_tune"] = time.perf_counter() - start
         fine_history = _history(history)
     else:

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import mmtl_tf
 from mmtl_tf.models import build_head_swap_classifier, extract_features, fine_tune
@@ -125,3 +126,21 @@ def test_callbacks_see_the_whole_model_while_the_head_trains_on_features(emoji, 
     saved = mmtl_tf.load_model(best)
     images = next(iter(emoji["validation"]))[0].numpy()[:4]
     assert saved.predict(images, verbose=0).shape == (4, 9)
+
+
+def test_class_weight_reaches_both_phases_and_weighted_datasets_are_named(emoji):
+    model = _model(3)
+    plain = fine_tune(model, emoji["train"], emoji["validation"], head_epochs=1,
+                      fine_tune_epochs=0, verbose=0, seed=1)["head"]["loss"][0]
+    model = _model(3)
+    heavy = {c: 10.0 for c in range(9)}  # every class 10x: the training loss 10x
+    weighted = fine_tune(model, emoji["train"], emoji["validation"], head_epochs=1,
+                         fine_tune_epochs=1, fine_tune_learning_rate=1e-9, verbose=0, seed=1,
+                         class_weight=heavy)
+    np.testing.assert_allclose(weighted["head"]["loss"][0], 10 * plain, rtol=1e-3)
+    assert weighted["fine_tune"]["loss"][0] > 5 * weighted["fine_tune"]["val_loss"][0]
+    # (images, targets, weights): "too many values to unpack" before.
+    with_weights = emoji["train"].map(lambda x, y: (x, y, tf.ones_like(y, tf.float32)))
+    with pytest.raises(ValueError, match="yields 3-tuples .*pass class_weight=.*"
+                                         "cache_features=False"):
+        fine_tune(_model(3), with_weights, head_epochs=1, fine_tune_epochs=0, verbose=0)
