@@ -264,6 +264,16 @@ def fine_tune(model, train_data, validation_data=None, *, task=None, head_epochs
     for label, value in (("head_epochs", head_epochs), ("fine_tune_epochs", fine_tune_epochs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{label} must be an int >= 0, got {value!r}.")
+    if not model.trainable:  # it trained nothing, with Keras' warning alone
+        raise ValueError(f"{model.name!r} has trainable=False, so nothing would train; set "
+                         "model.trainable = True (fine_tune freezes the backbone itself).")
+    if head_epochs and cache_features and "head" not in [layer.name for layer in model.layers]:
+        # It was Keras' "No such layer: head", after the features were computed.
+        raise ValueError(
+            f"fine_tune(cache_features=True) trains the model's 'head' layer on the "
+            f"backbone's cached features; {model.name!r} has no layer named 'head'. Build "
+            "the model with build_head_swap_classifier or build_localization_model, or "
+            "pass cache_features=False.")
     seconds = {"features": 0.0, "head": 0.0, "fine_tune": 0.0}
     has_val = validation_data is not None
     head_history, fine_history, unfrozen = {}, {}, []

@@ -144,3 +144,19 @@ def test_class_weight_reaches_both_phases_and_weighted_datasets_are_named(emoji)
     with pytest.raises(ValueError, match="yields 3-tuples .*pass class_weight=.*"
                                          "cache_features=False"):
         fine_tune(_model(3), with_weights, head_epochs=1, fine_tune_epochs=0, verbose=0)
+
+
+def test_models_fine_tune_cannot_train_are_named_before_any_work(emoji):
+    model = _model(4)
+    model.trainable = False  # trained nothing, with Keras' warning alone
+    with pytest.raises(ValueError, match="has trainable=False, so nothing would train"):
+        fine_tune(model, emoji["train"], head_epochs=1, fine_tune_epochs=0, verbose=0)
+    # A model of your own around an ImageEncoder, without a "head" layer.
+    from mmtl_tf.models.head_swap_classifier import find_image_encoder
+
+    encoder = find_image_encoder(_model(4))
+    inputs = keras.Input((16, 16, 3), dtype="uint8")
+    own = keras.Model(inputs, keras.layers.Dense(9, activation="softmax")(encoder(inputs)))
+    with pytest.raises(ValueError, match="has no layer named 'head'.*cache_features=False"):
+        fine_tune(own, emoji["train"], head_epochs=1, fine_tune_epochs=0, verbose=0,
+                  task="multiclass")
