@@ -331,6 +331,7 @@ def atomic_directory(path, write_fn, keep_replaced=None):
     name = os.path.basename(path)
     existed = os.path.lexists(path)
     tmp = old = lock = swap = None
+    made = missing_top(parent)  # the folders above `path` this call creates
     try:
         os.makedirs(parent, exist_ok=True)
         _remove_dead_leftovers(parent, name)
@@ -369,6 +370,8 @@ def atomic_directory(path, write_fn, keep_replaced=None):
                               stacklevel=2)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        if made:  # a failed `train` left an empty `runs/` behind
+            remove_empty_folders(parent, made)
         if isinstance(e, OSError):
             raise _naming_target(e, tmp, path, existed and os.path.lexists(path)) from e
         raise

@@ -47,6 +47,12 @@ def test_atomic_directory_replaces_only_complete_content(tmp_path):
         atomic_directory(target, broken)
     assert os.listdir(target) == ["v1.txt"]
     assert os.listdir(tmp_path) == ["out"]
+    # A failed write leaves no folder it created above the target (a failed
+    # `mmtl-tf train` left an empty runs/ in the current folder).
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        atomic_directory(tmp_path / "kept" / "runs" / "deeper" / "out", broken)
+    assert os.listdir(tmp_path / "kept") == []
 
 
 def test_a_file_replaced_by_a_folder_leaves_nothing_behind(tmp_path):
