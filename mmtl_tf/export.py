@@ -818,14 +818,6 @@ def waveform_preprocessor(num_samples, trim=True, top_db=40.0, min_samples=0, fl
     return spec, preprocess
 
 
-def _all_layers(model):
-    """Every layer of `model`, nested models' layers included."""
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
-
-
 def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=16000,
                                    trim=True, top_db=40.0, min_samples=None):
     """Exports an audio–text dual encoder serving raw waveforms and raw strings.
@@ -883,7 +875,7 @@ def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=1600
                          "input_type='waveform'.")
     num_samples = int(audio_shape[1])
     if min_samples is None:
-        ffts = [layer.n_fft for layer in _all_layers(model.tower("audio"))
+        ffts = [layer.n_fft for layer in model.tower("audio")._flatten_layers(include_self=False)
                 if isinstance(getattr(layer, "n_fft", None), int)]
         min_samples = max(ffts, default=0)
 

@@ -174,9 +174,9 @@ _HEAD_LENGTH = 30
 # (either place); an animated WebP without alpha (the VP8X chunk's flags
 # with the animation bit, 0x02, and not the alpha bit, 0x10); an 8-bit BMP
 # (bits per pixel at byte 28).
+_ANIMATED_WEBP = _head_pattern((0, b"RIFF"), (8, b"WEBPVP8X"), (20, b"\x02", b"\x12"))
 _HEAD_PATTERNS = ([_head_pattern((at, _EXIF_HEADER)) for at in _EXIF_AT]
-                  + [_head_pattern((0, b"RIFF"), (8, b"WEBPVP8X"), (20, b"\x02", b"\x12")),
-                     _head_pattern((0, b"BM"), (28, b"\x08\x00"))])
+                  + [_ANIMATED_WEBP, _head_pattern((0, b"BM"), (28, b"\x08\x00"))])
 
 
 def _head_flags(image_bytes):
@@ -184,12 +184,23 @@ def _head_flags(image_bytes):
     once (zeros past the end of shorter bytes): whether it may hold Exif
     data (`_exif_marked`), whether it is an animated WebP without alpha,
     whether it is an 8-bit BMP. Every image pays for these few ops."""
-    head = tf.io.decode_raw(tf.strings.substr(image_bytes, 0, _HEAD_LENGTH), tf.uint8,
-                            fixed_length=_HEAD_LENGTH)
-    masks, wants = zip(*_HEAD_PATTERNS)
-    exif_here, exif_there, animated_webp, bmp_8_bit = tf.unstack(tf.reduce_all(
-        tf.equal(tf.bitwise.bitwise_and(head, masks), wants), axis=1))
+    exif_here, exif_there, animated_webp, bmp_8_bit = tf.unstack(
+        _head_matches(_heads(image_bytes), _HEAD_PATTERNS))
     return exif_here | exif_there, animated_webp, bmp_8_bit
+
+
+def _heads(image_bytes):
+    """uint8 (..., 30): the first bytes of each encoded image, zeros past
+    the end of shorter ones."""
+    return tf.io.decode_raw(tf.strings.substr(image_bytes, 0, _HEAD_LENGTH), tf.uint8,
+                            fixed_length=_HEAD_LENGTH)
+
+
+def _head_matches(head, patterns):
+    """bool (..., len(patterns)): which `_head_pattern`s the heads (...,
+    1, 30) match (a single head may be (30,))."""
+    masks, wants = zip(*patterns)
+    return tf.reduce_all(tf.equal(tf.bitwise.bitwise_and(head, masks), wants), axis=-1)
 
 
 def _exif_marked(image_bytes):
@@ -509,7 +520,7 @@ def _image_format_checks(image_bytes, name):
     """Assertion ops that fail naming the positions of the items of the
     (N,) string tensor `image_bytes` that are base64 text, then of those
     that start as no image format `tf.io.decode_image` reads."""
-    head = tf.strings.join([tf.strings.substr(image_bytes, 0, 24), "\0" * 24])
+    head = tf.strings.join([tf.strings.substr(image_bytes, 0, 12), "\0" * 12])
 
     def starts(offset, magic):
         return tf.equal(tf.strings.substr(head, offset, len(magic)), magic)
@@ -524,10 +535,8 @@ def _image_format_checks(image_bytes, name):
         [f"{name}: base64 text, not image bytes, at these positions of the batch (decode "
          "it before sending; TensorFlow Serving's REST API decodes values written as "
          '{"b64": "..."}):', tf.where(base64)[:, 0]], summarize=20)
-    # The VP8X chunk's flags: animation (0x02) without alpha (0x10).
-    flags = [bytes([b]) for b in range(256) if b & 0x12 == 0x02]
-    animated = (starts(0, b"RIFF") & starts(8, b"WEBPVP8X") & tf.reduce_any(
-        tf.equal(tf.strings.substr(head, 20, 1)[:, None], flags), axis=1))
+    # The same test as the decoding's (`_head_flags`).
+    animated = _head_matches(_heads(image_bytes)[:, None], [_ANIMATED_WEBP])[:, 0]
     with tf.control_dependencies([first]):
         second = tf.debugging.Assert(
             tf.reduce_all(known),
@@ -756,7 +765,8 @@ def _undecodable_variant(path):
             head = f.read(34) + bytes(34)  # through the BMP's compression field
     except OSError:
         return None
-    if head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and head[20] & 0x12 == 0x02:
+    mask, want = _ANIMATED_WEBP  # the decoding's own test (`_head_flags`)
+    if all(byte & m == w for byte, m, w in zip(head, mask, want)):
         return _ANIMATED_WEBP_PROBLEM
     if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") >= 40:
         bits, compression = int.from_bytes(head[28:30], "little"), head[30]

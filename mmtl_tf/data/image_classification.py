@@ -48,7 +48,8 @@ from mmtl_tf.data.file_dataset import cache_file
 from mmtl_tf.data.image import (UNDECODABLE_IMAGE_EXTENSIONS, augment_image,
                                 decoded_image_dataset, resize_and_crop)
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
-                                  _read_rows, check_columns, class_name, data_files_hint,
+                                  _read_rows, check_columns, check_two_classes, class_name,
+                                  data_files_hint,
                                   empty_split_error, find_file, label_field,
                                   missing_split_files_problem, per_split_files, row_path,
                                   sorted_class_names, split_field, text_field,
@@ -470,9 +471,8 @@ def load_image_label_records(source="default", split="train", task="multiclass",
         not_known = "do not occur in the training split"
         if not class_names:
             raise empty_split_error(where, "train", grouped)
-        if task == "multiclass" and len(class_names) < 2:
-            raise DataError(f"{where}: the training split has one class ({class_names[0]!r}); "
-                            "a classifier needs two or more.")
+        if task == "multiclass":
+            check_two_classes(where, class_names)
     class_names = [class_name(c) for c in class_names]
     chosen = grouped[split]
     if not chosen:

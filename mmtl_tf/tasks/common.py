@@ -801,19 +801,22 @@ def _merge_metrics(run_dir, metrics, data):
         # Merged split by split, as the run's own figures are: evaluating
         # OTHER's validation split left its test figures out.
         earlier = old.get("other_data", {}).get(str(data))
-        merged = dict(metrics)
-        if isinstance(earlier, dict):
-            merged = {**earlier, **metrics}
-            if isinstance(earlier.get("baselines"), dict) and isinstance(
-                    metrics.get("baselines"), dict):
-                merged["baselines"] = {**earlier["baselines"], **metrics["baselines"]}
+        merged = _merged_figures(earlier, metrics) if isinstance(earlier, dict) else metrics
         stored = {**old, "other_data": {**old.get("other_data", {}), str(data): merged}}
         _write_figures(stored, path, metrics)
         return {**old, **metrics}
-    if isinstance(metrics.get("baselines"), dict) and isinstance(old.get("baselines"), dict):
-        metrics = {**metrics, "baselines": {**old["baselines"], **metrics["baselines"]}}
-    _write_figures({**old, **metrics}, path, metrics)
-    return {**old, **metrics}
+    merged = _merged_figures(old, metrics)
+    _write_figures(merged, path, metrics)
+    return merged
+
+
+def _merged_figures(old, new):
+    """`old` figures updated with `new`, split by split, and their baselines
+    key by key."""
+    merged = {**old, **new}
+    if isinstance(new.get("baselines"), dict) and isinstance(old.get("baselines"), dict):
+        merged["baselines"] = {**old["baselines"], **new["baselines"]}
+    return merged
 
 
 def _figures(metrics):

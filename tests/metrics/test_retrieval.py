@@ -407,6 +407,14 @@ def duplicate_reference(keys_a, keys_b):
             for i in range(n)]
 
 
+def _random_keys(rng):
+    """Two sides' keys of 1-39 rows, with repeats: strings and bytes."""
+    n = int(rng.integers(1, 40))
+    keys_a = [f"c{x}" for x in rng.integers(0, rng.integers(1, 6), n)]
+    keys_b = [bytes([x]) for x in rng.integers(0, rng.integers(1, 25), n)]
+    return keys_a, keys_b
+
+
 def paired_reference(query_keys, gallery_keys):
     """Row j is a positive of query i when some row k pairs query i's key with row j's."""
     n = len(query_keys)
@@ -417,9 +425,8 @@ def paired_reference(query_keys, gallery_keys):
 def test_paired_positives_against_a_pairwise_reference():
     rng = np.random.default_rng(6)
     for trial in range(40):
-        n = int(rng.integers(1, 40))
-        keys_a = [f"c{x}" for x in rng.integers(0, rng.integers(1, 6), n)]
-        keys_b = [bytes([x]) for x in rng.integers(0, rng.integers(1, 25), n)]
+        keys_a, keys_b = _random_keys(rng)
+        n = len(keys_a)
         rows = [f"row{i}" for i in range(n)]
         for a, b in ((keys_a, keys_b), (keys_b, keys_a), (keys_a, None), (None, keys_b)):
             got = paired_positives(a, b)
@@ -452,9 +459,7 @@ def test_paired_positives_against_a_pairwise_reference():
 def test_duplicate_positives_against_a_pairwise_reference():
     rng = np.random.default_rng(4)
     for trial in range(40):
-        n = int(rng.integers(1, 40))
-        keys_a = [f"c{x}" for x in rng.integers(0, rng.integers(1, 6), n)]
-        keys_b = [bytes([x]) for x in rng.integers(0, rng.integers(1, 25), n)]
+        keys_a, keys_b = _random_keys(rng)
         for a, b in ((keys_a, keys_b), (keys_a, None), (None, keys_b)):
             got = duplicate_positives(a, b)
             assert [p.tolist() for p in got] == duplicate_reference(a, b)
