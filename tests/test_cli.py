@@ -541,6 +541,22 @@ def test_tfds_data_for_a_task_that_reads_none_is_a_usage_error(task, capsys, tmp
     assert not out.exists()
 
 
+@pytest.mark.parametrize("extra", [[], ["--mining", "batch_hard", "--examples-per-class", "2"]])
+def test_batch_size_with_in_batch_triplet_mining_is_a_usage_error(extra, capsys, tmp_path):
+    # It was recorded in run.json and ignored: the batches are P x K images.
+    out = tmp_path / "run"
+    argv = ["train", "triplet", "--size", "tiny", "--batch-size", "48", "--out", str(out)]
+    assert cli.main(argv + extra) == 2
+    err = capsys.readouterr().err.strip()
+    k = 2 if extra else 4
+    mining = "batch_hard" if extra else "semi_hard"
+    assert err == (f"mmtl-tf train triplet: error: --batch-size 48: with --mining {mining} a "
+                   "batch is --classes-per-batch x --examples-per-class images (here 4 x "
+                   f"{k} = {4 * k}); set those two instead (--batch-size is the batch of "
+                   "--mining explicit)")
+    assert not out.exists()
+
+
 def test_an_error_after_a_progress_bar_starts_on_a_new_line(monkeypatch, capsys, tmp_path):
     # A full disk mid-epoch printed "...loss: 2.1396mmtl-tf train: error: [Errno 28] ...".
     def full_disk(args):
