@@ -231,6 +231,25 @@ def same_count(**inputs):
     return checked(checks, *inputs.values())
 
 
+def valid_tokens(token_ids, padding_mask, vocabulary_size):
+    """`(token_ids, padding_mask)` of a served batch once every id is in
+    [0, vocabulary_size) and every mask value is 0 or 1; otherwise the
+    request fails with an `InvalidArgumentError` that gives the rows (the
+    positions in the batch). Before, a negative id was served as the id
+    counted from the vocabulary's end (Keras' `take` wraps them), an id past
+    the end failed in the embedding's gather naming no row (and is read as
+    zeros on a GPU), and a mask of 2 counted as 1."""
+    bad_ids = tf.reduce_any(tf.logical_or(token_ids < 0, token_ids >= vocabulary_size), axis=1)
+    bad_mask = tf.reduce_any(tf.logical_and(padding_mask != 0, padding_mask != 1), axis=1)
+    return checked([
+        tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad_ids)), [
+            f"token_ids: ids outside [0, {vocabulary_size}) (the tokenizer's vocabulary) at "
+            "these positions of the batch:", tf.where(bad_ids)[:, 0]], summarize=20),
+        tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad_mask)), [
+            "padding_mask: values other than 0 and 1 at these positions of the batch:",
+            tf.where(bad_mask)[:, 0]], summarize=20)], token_ids, padding_mask)
+
+
 def _shape_text(shape):
     """A graph string "(3, 37)", "(3,)" or "()" of an int32 shape vector."""
     text = tf.strings.reduce_join(tf.strings.as_string(shape), separator=", ")
@@ -480,10 +499,14 @@ def export_text_classifier(model, preprocessor, path, class_names=None, tokens_o
         inputs = preprocessor(batch_of("text", text, [None]))
         return predict(inputs["token_ids"], inputs["padding_mask"])
 
+    vocabulary_size = preprocessor.vocabulary_size
+
     @tf.function(input_signature=token_spec)
     def serve_tokens(token_ids, padding_mask):
-        return predict(batch_of("token_ids", token_ids, [None, length]),
-                       batch_of("padding_mask", padding_mask, [None, length]))
+        token_ids, padding_mask = valid_tokens(
+            batch_of("token_ids", token_ids, [None, length]),
+            batch_of("padding_mask", padding_mask, [None, length]), vocabulary_size)
+        return predict(token_ids, padding_mask)
 
     # The endpoints capture the model's variables themselves. `archive.track(model)`
     # would store every weight a second time (keras issue 23553: 2x the size on

@@ -133,6 +133,23 @@ def test_token_and_text_requests_of_the_wrong_shape_fail_naming_the_input(export
                 serve(token_ids=ids, padding_mask=mask)
         assert serve(token_ids=ones(0, 12), padding_mask=ones(0, 12))[
             "probabilities"].shape == (0, 3)
+        # A negative id was served as an id from the vocabulary's end; one
+        # past it failed in the embedding's gather naming no row.
+        for bad in (-1, len(VOCAB)):
+            ids = np.ones((4, 12), np.int32)
+            ids[2, 5] = bad
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match=rf"token_ids: ids outside \[0, {len(VOCAB)}\) .*"
+                                     r"positions of the batch:.*\[2\]"):
+                serve(token_ids=tf.constant(ids), padding_mask=ones(4, 12))
+        mask = np.ones((3, 12), np.int32)
+        mask[0, 0] = 2
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"padding_mask: values other than 0 and 1 .*\[0\]"):
+            serve(token_ids=ones(3, 12), padding_mask=tf.constant(mask))
+        ids = np.full((1, 12), len(VOCAB) - 1, np.int32)
+        assert serve(token_ids=tf.constant(ids), padding_mask=ones(1, 12))[
+            "probabilities"].shape == (1, 3)
     serve_text = loaded.signatures["serving_default"]
     for text, shape in (("a cat", r"\(\)"), ([["a cat"]], r"\(1, 1\)")):
         with pytest.raises(tf.errors.InvalidArgumentError,
