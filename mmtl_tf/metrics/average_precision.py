@@ -57,11 +57,13 @@ def _grouped_average_precision(positives, counts):
     Returns:
         (ap (C,), number of positives (C,)).
     """
+    # Counts may be fractional (weighted examples): 0/0 is 0, nothing else
+    # is clamped (dividing by max(count, 1) scaled AP by weights below 1).
     tp = ops.cumsum(positives, axis=1)
     seen = ops.cumsum(counts, axis=1)
-    precision = tp / ops.maximum(seen, 1.0)
+    precision = ops.divide_no_nan(tp, seen)
     n_pos = ops.sum(positives, axis=1)
-    ap = ops.sum(positives * precision, axis=1) / ops.maximum(n_pos, 1.0)
+    ap = ops.divide_no_nan(ops.sum(positives * precision, axis=1), n_pos)
     return ap, n_pos
 
 
@@ -80,7 +82,9 @@ def average_precision(y_true, y_score):
 
     Returns:
         float32 (C,) (or a scalar for 1-D input). Classes without any positive
-        get 0 (see `mean_average_precision`, which leaves them out).
+        get 0 (see `mean_average_precision`, which leaves them out). float64
+        scores are ranked in float64 (scores that differ only beyond float32's
+        precision are not tied), others in float32.
 
     Raises:
         ValueError: shapes differ or are not (N,) / (N, C); for concrete
@@ -106,9 +110,12 @@ def average_precision(y_true, y_score):
     one_class = len(y_score.shape) == 1
     if one_class:
         y_true, y_score = y_true[:, None], y_score[:, None]
-    y_true = ops.cast(y_true, "float32")
-    y_score = ops.cast(y_score, "float32")
-    invalid = _invalid(y_true, y_score)
+    # float64 scores are ranked in float64: in float32, probabilities such as
+    # 0.99999999998 and 0.99999998 both round to 1.0 and were counted as tied.
+    dtype = "float64" if keras.backend.standardize_dtype(y_score.dtype) == "float64" else "float32"
+    y_true = ops.cast(y_true, dtype)
+    y_score = ops.cast(y_score, dtype)
+    invalid = ops.cast(_invalid(y_true, y_score), dtype)
     y_score = ops.where(ops.isfinite(y_score), y_score, 0.0)
     n, c = ops.shape(y_score)[0], ops.shape(y_score)[1]
     # Sort each column by decreasing score.
@@ -124,9 +131,9 @@ def average_precision(y_true, y_score):
     flat_ids = ops.reshape(ids, (-1,))
     positives = ops.segment_sum(ops.reshape(ops.transpose(labels), (-1,)), flat_ids,
                                 num_segments=n * c)
-    counts = ops.segment_sum(ops.ones_like(flat_ids, "float32"), flat_ids, num_segments=n * c)
+    counts = ops.segment_sum(ops.ones_like(flat_ids, dtype), flat_ids, num_segments=n * c)
     ap, _ = _grouped_average_precision(ops.reshape(positives, (c, n)), ops.reshape(counts, (c, n)))
-    ap = ap + invalid
+    ap = ops.cast(ap + invalid, "float32")
     return ap[0] if one_class else ap
 
 
