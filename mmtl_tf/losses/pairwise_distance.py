@@ -44,6 +44,9 @@ def pairwise_distance(embeddings, distance="l2"):
     """
     check_distance(distance)
     x = ops.cast(embeddings, "float32")
+    if len(x.shape) != 2:  # (a 1-D input failed in a reduction, naming no input)
+        raise ValueError(f"embeddings must be a batch of vectors (N, D); got shape "
+                         f"{tuple(x.shape)}.")
     n = ops.shape(x)[0]
     off_diagonal = 1.0 - ops.eye(n, dtype="float32")
     if distance == "cosine":

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from mmtl_tf._input_checks import dims_differ
+
 
 def box_iou(boxes_true, boxes_pred):
     """Element-wise IoU of two sets of boxes `[ymin, xmin, ymax, xmax]`.
@@ -32,6 +34,13 @@ def box_iou(boxes_true, boxes_pred):
         if not boxes.shape or boxes.shape[-1] not in (None, 4):
             raise ValueError(f"{name} must be boxes (..., 4) [ymin, xmin, ymax, xmax]; got "
                              f"shape {tuple(boxes.shape)}.")
+    # Known shapes must match: one box against three was broadcast to three
+    # IoUs, two against three was TensorFlow's "Incompatible shapes ... [Op:Minimum]".
+    if len(a.shape) != len(b.shape) or any(
+            dims_differ(x, y) for x, y in zip(a.shape[:-1], b.shape[:-1])):
+        raise ValueError(f"boxes_true and boxes_pred must have the same shape (..., 4), one "
+                         f"predicted box per true box; got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}.")
 
     def area(box):
         return ops.maximum(box[..., 2] - box[..., 0], 0.0) * \

@@ -354,7 +354,19 @@ def chance_recall(num_gallery, k, num_positives=1):
         >>> from mmtl_tf.metrics import chance_recall
         >>> round(chance_recall(100, 10), 3)
         0.1
+
+    Raises:
+        ValueError: a gallery or k below 1, or positives outside [0, G]
+            (they gave 1.0).
     """
+    if int(num_gallery) < 1 or int(k) < 1:
+        raise ValueError(f"chance_recall: num_gallery and k must be at least 1; got "
+                         f"num_gallery={num_gallery}, k={k}.")
+    if not 0 <= int(num_positives) <= int(num_gallery):
+        raise ValueError(f"chance_recall: num_positives must be between 0 and num_gallery="
+                         f"{num_gallery}; got {num_positives}.")
+    if num_positives == 0:
+        return 0.0
     if k >= num_gallery:
         return 1.0
     miss = 1.0
@@ -453,7 +465,12 @@ def duplicate_positives(keys_a, keys_b):
 
 def _key_groups(keys_a, keys_b):
     """Group ids 0, 1, … (in order of first appearance) of each side's keys;
-    a side without keys: one group per row."""
+    a side without keys: one group per row. Key lists of different lengths
+    are a ValueError (rows were paired by position as far as the shorter
+    went, or NumPy failed to broadcast)."""
+    if keys_a is not None and keys_b is not None and len(keys_a) != len(keys_b):
+        raise ValueError(f"the two sides' keys must be one per row (N each); got "
+                         f"{len(keys_a)} and {len(keys_b)} keys.")
     n = len(keys_a if keys_a is not None else keys_b)
     return [_groups(keys) if keys is not None else np.arange(n) for keys in (keys_a, keys_b)]
 

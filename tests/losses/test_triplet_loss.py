@@ -103,6 +103,10 @@ def test_pairwise_distance_matches_loops(distance):
     labels, x = _batch(0)
     np.testing.assert_allclose(np.asarray(pairwise_distance(x * 3, distance)),
                                np_distances(x * 3, distance), atol=1e-5)
+    # A 1-D input failed in a reduction ("Invalid reduction dimension").
+    for bad in (x[0], x[None]):
+        with pytest.raises(ValueError, match=r"batch of vectors \(N, D\); got shape"):
+            pairwise_distance(bad, distance)
 
 
 @pytest.mark.parametrize("distance", ["l2", "squared_l2"])

@@ -35,6 +35,19 @@ def test_matches_numpy_reference():
     np.testing.assert_allclose(np.asarray(box_iou(a, b)), numpy_iou(a, b), atol=1e-6)
 
 
+def test_boxes_of_another_count_are_refused():
+    # One box against three was broadcast to three IoUs; two against three
+    # was TensorFlow's "Incompatible shapes".
+    rng = np.random.default_rng(2)
+    for a, b in ((random_boxes(rng, 1), random_boxes(rng, 3)),
+                 (random_boxes(rng, 2), random_boxes(rng, 3)),
+                 (random_boxes(rng, 3)[None], random_boxes(rng, 3))):
+        with pytest.raises(ValueError, match="must have the same shape"):
+            box_iou(a, b)
+        with pytest.raises(ValueError, match="must have the same shape"):
+            BoxIoU().update_state(a, b)
+
+
 def test_metric_mean_and_threshold():
     rng = np.random.default_rng(1)
     a, b = random_boxes(rng, 64), random_boxes(rng, 64)

@@ -157,6 +157,12 @@ def test_chance_recall():
     assert chance_recall(100, 1) == pytest.approx(0.01)
     assert chance_recall(10, 10) == 1.0
     assert chance_recall(4, 1, num_positives=2) == pytest.approx(0.5)
+    assert chance_recall(4, 4, num_positives=0) == 0.0
+    # These gave 1.0.
+    for args, words in (((0, 1), "at least 1"), ((-3, 1), "at least 1"), ((5, 0), "at least 1"),
+                        ((5, 1, 7), "between 0 and num_gallery=5")):
+        with pytest.raises(ValueError, match=words):
+            chance_recall(*args)
 
 
 def test_duplicate_positives():
@@ -442,6 +448,12 @@ def test_paired_positives_against_a_pairwise_reference():
     assert [p.tolist() for p in paired_positives(captions, images)][2] == [0, 1, 2, 3, 4, 5]
     assert [p.tolist() for p in paired_positives(captions, images)][0] == [0, 1, 2]
     assert paired_positives([], []) == [] and paired_positives([], None) == []
+    # Keys of different lengths paired rows by position as far as the
+    # shorter went ([[0], [0]] for 2 query keys and 1 gallery key).
+    for short, long in ((["a", "b"], ["x"]), (["a"], ["x", "y", "z"])):
+        for fn in (paired_positives, duplicate_positives):
+            with pytest.raises(ValueError, match="one per row"):
+                fn(short, long)
     # The evaluation's chunked masks and counts equal the lists, chunk by chunk.
     from mmtl_tf.metrics.retrieval import _paired_mask
 
