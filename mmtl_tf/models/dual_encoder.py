@@ -49,7 +49,8 @@ class DualEncoder(keras.Model):
     `model.compile(optimizer=keras.optimizers.AdamW(1e-3))`.
 
     Args:
-        towers: dict str → keras.Model. Exactly two towers, in the order
+        towers: dict str → keras.Model (Functional, or Sequential starting
+            with `keras.Input`: its inputs must be known). Exactly two towers, in the order
             (query side, gallery side) that `evaluate_retrieval` reports first.
             Their layer names must differ.
         projection_dim: int. Width of the shared space.

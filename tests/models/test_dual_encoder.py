@@ -127,6 +127,38 @@ def test_bert_text_tower_with_dict_inputs():
     assert any(not np.allclose(a, w.numpy()) for a, w in zip(before, text.trainable_weights))
 
 
+def test_sequential_towers_train_save_and_load(tmp_path):
+    # "Any Keras model is a tower": a Sequential one starting with keras.Input
+    # failed with "The layer ta has never been called and thus has no defined
+    # input" (Keras leaves its .input undefined).
+    ta = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)], name="ta")
+    tb = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)], name="tb")
+    model = mmtl_tf.models.DualEncoder({"a": ta, "b": tb})
+    model.compile(optimizer="adam")
+    rng = np.random.default_rng(0)
+    x = {"a": rng.random((8, 8)).astype("float32"), "b": rng.random((8, 5)).astype("float32")}
+    assert np.isfinite(model.fit(x, epochs=1, batch_size=8, verbose=0).history["loss"][0])
+    model.save(tmp_path / "m.keras")
+    loaded = mmtl_tf.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(loaded.encode_a(x["a"])),
+                               np.asarray(model.encode_a(x["a"])), atol=1e-6)
+    siamese = mmtl_tf.models.build_siamese_network(
+        keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)]))
+    assert siamese.output.shape == (None,)
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__(name="subclassed")
+            self.dense = keras.layers.Dense(4)
+
+        def call(self, x):
+            return self.dense(x)
+
+    for tower in (Subclassed(), keras.Sequential([keras.layers.Dense(4)], name="unbuilt")):
+        with pytest.raises(ValueError, match="has no defined inputs; give a Functional model"):
+            mmtl_tf.models.DualEncoder({"a": tower, "b": tb})
+
+
 def test_bad_arguments():
     image, text = _towers()
     with pytest.raises(ValueError, match="loss='infonce' is not allowed; use one of 'clip', "
