@@ -891,6 +891,7 @@ def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=1600
     if set(model.modalities) != {"audio", "text"}:
         raise ValueError(f"expected a dual encoder with modalities 'audio' and 'text'; got "
                          f"{', '.join(map(repr, model.modalities))}.")
+    check_vocabulary_fits(model, text_tokenizer)
     audio_shape = model.tower("audio").input.shape
     if len(audio_shape) != 2:
         raise ValueError(f"the audio tower takes {tuple(audio_shape)}, not waveforms "

@@ -525,3 +525,10 @@ def test_a_vectorizer_with_more_tokens_than_the_model_takes_is_refused_at_export
     with pytest.raises(ValueError, match="the text vectorizer has 30 tokens"):
         export_image_text_dual_encoder(dual, big, str(tmp_path / "dual"), (16, 16))
     assert not os.path.exists(tmp_path / "dual")
+    # The audio-text export wrote such a SavedModel (found by a helper).
+    audio = mmtl_tf.models.build_audio_text_dual_encoder(
+        num_samples=1600, n_mels=8, conv_filters=(4,), vocab_size=20, sequence_length=4,
+        embedding_dim=4, lstm_units=4, projection_dim=4)
+    with pytest.raises(ValueError, match="the text vectorizer has 30 tokens"):
+        mmtl_tf.export.export_audio_text_dual_encoder(audio, big, str(tmp_path / "audio"))
+    assert not os.path.exists(tmp_path / "audio")
