@@ -12,6 +12,9 @@ from mmtl_tf.saving import rebuild, saved_state
 INPUTS = ("waveform", "log_mel")
 POOLINGS = ("avg", "max", "time_avg")
 TRAINABLE = ("full", "frozen")
+# The settings two encoders must share for one's weights to mean the same in
+# the other (`load_pretrained`).
+_SAME_MEANING = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "pooling")
 
 
 def _find_audio_encoder(model):
@@ -154,6 +157,13 @@ class AudioEncoder(keras.Model):
         Args:
             path: str. A `.keras` file holding a model with an `AudioEncoder`
                 inside (same configuration), or a `.weights.h5` file of one.
+
+        Raises:
+            ValueError: the `.keras` file's encoder was built with another
+                front end or pooling (`sample_rate`, `n_fft`, `hop_length`,
+                `n_mels`, `fmin`, `fmax`, `pooling`; the clip length and input
+                type may differ), or its weights have other shapes. A
+                `.weights.h5` file holds no settings: only shapes are checked.
         """
         path = user_path(path)
         if not os.path.isfile(path):
@@ -170,6 +180,19 @@ class AudioEncoder(keras.Model):
         source = _find_audio_encoder(keras.saving.load_model(path, compile=False))
         if source is None:
             raise ValueError(f"{path!r} holds no AudioEncoder.")
+        # Settings that change what the weights mean without changing their
+        # shapes (the conv kernels do not depend on n_mels or the rate): a
+        # 40-mel 16 kHz tower loaded into a 16-mel 8 kHz one without a word.
+        # The clip length and the input type may differ.
+        theirs_config = getattr(source, "_config", {})
+        differ = [f"{key} {theirs_config[key]!r} there, {self._config[key]!r} here"
+                  for key in _SAME_MEANING if key in theirs_config
+                  and theirs_config[key] != self._config[key]]
+        if differ:
+            raise ValueError(
+                f"the AudioEncoder in {path!r} was built with other settings: "
+                f"{'; '.join(differ)}; its weights would read other features. Build this "
+                "encoder with the same settings (num_samples and input_type may differ).")
         theirs, ours = source.get_weights(), self.get_weights()
         mismatch = [(a.shape, b.shape) for a, b in zip(theirs, ours) if a.shape != b.shape]
         if len(theirs) != len(ours) or mismatch:

@@ -65,6 +65,20 @@ def test_starts_from_a_trained_audio_classifier(tmp_path):
     np.testing.assert_allclose(fusion.get_layer("audio_encoder")(x), trained(x), atol=1e-5)
     with pytest.raises(ValueError, match="another configuration"):
         AudioEncoder(num_samples=4000, n_mels=16, conv_filters=(4, 16), weights=path)
+    # Another front end or pooling leaves the shapes alike: it was accepted
+    # (a 16-mel encoder's weights read 32-mel features without a word).
+    for setting, words in ((dict(n_mels=32), "n_mels 16 there, 32 here"),
+                           (dict(sample_rate=8000), "sample_rate 16000 there, 8000 here"),
+                           (dict(hop_length=320), "hop_length 160 there, 320 here"),
+                           (dict(pooling="max"), "pooling 'time_avg' there, 'max' here")):
+        kwargs = {"num_samples": 4000, "n_mels": 16, "conv_filters": (4, 8), **setting}
+        with pytest.raises(ValueError, match="was built with other settings: " + words):
+            AudioEncoder(weights=path, **kwargs)
+    # Another clip length or input type keeps the meaning of the weights.
+    longer = AudioEncoder(num_samples=8000, n_mels=16, conv_filters=(4, 8), weights=path)
+    np.testing.assert_allclose(longer.get_weights()[0], trained.get_weights()[0])
+    AudioEncoder(num_samples=4000, n_mels=16, conv_filters=(4, 8), input_type="log_mel",
+                 weights=path)
     with pytest.raises(FileNotFoundError):
         AudioEncoder(num_samples=4000, weights=str(tmp_path / "nope.keras"))
 
