@@ -162,7 +162,7 @@ def train(config, run_dir, verbose=1):
     metrics = {"test": retrieval(model, config, vectorizer, "test", datasets=test_sets),
                "params": int(model.count_params()), "train_seconds": seconds,
                "epochs": int(config["epochs"]), "best_epoch": best_epoch,
-               "logit_scale": model.logit_scale_value(),
+               "logit_scale": model.logit_scale_value(), "loss": config.get("loss", "clip"),
                "sample_rate": int(config["sample_rate"]), "num_samples": num_samples(config)}
     return common.write_metrics(run_dir, metrics)
 
@@ -211,7 +211,7 @@ def summary(metrics):
     for group, m in metrics["test"].items():
         what = GROUPS.get(group, "all clips")
         for direction in DIRECTIONS:
-            rows.append({"model": "audio-text dual encoder (CLIP loss)",
+            rows.append({"model": f"audio-text dual encoder ({shared_space.loss_name(metrics)})",
                          "metric": f"test {direction.replace('_to_', '->')} R@10, "
                                    f"{what} ({m['num_pairs']} pairs)",
                          "value": m[f"{direction}_R@10"], "baseline": "chance",

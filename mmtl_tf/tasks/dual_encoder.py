@@ -192,7 +192,8 @@ def train(config, run_dir, verbose=1):
     metrics = {"test": test, "params": int(model.count_params()),
                "trainable_params": int(sum(keras.ops.size(w) for w in model.trainable_weights)),
                "train_seconds": seconds, "epochs": int(config["epochs"]),
-               "best_epoch": best_epoch, "logit_scale": model.logit_scale_value()}
+               "best_epoch": best_epoch, "logit_scale": model.logit_scale_value(),
+               "loss": config.get("loss", "clip")}
     return common.write_metrics(run_dir, metrics)
 
 
@@ -235,7 +236,7 @@ def format_metrics(metrics, split="test"):
 def summary(metrics):
     test = metrics["test"]
     n = test["num_pairs"]
-    return [{"model": "dual encoder (CLIP loss)",
+    return [{"model": f"dual encoder ({shared_space.loss_name(metrics)})",
              "metric": f"test R@{k} image<->text (mean of both directions, {n} pairs)",
              "value": test[f"mean_R@{k}"], "baseline": "chance",
              "baseline_value": test[f"chance_R@{k}"], "params": metrics["params"],

@@ -304,6 +304,13 @@ def fit_and_restore(model, train_ds, val_ds, config, run_dir, verbose):
     return history, seconds, int(np.argmin(history[key])) + 1
 
 
+def loss_name(metrics):
+    """"CLIP loss" or "SigLIP loss", for a dual-encoder run's summary row
+    (a SigLIP run's row said "CLIP loss"; metrics.json written before it
+    recorded its loss are CLIP runs or unknown: "CLIP loss")."""
+    return "SigLIP loss" if metrics.get("loss") == "siglip" else "CLIP loss"
+
+
 def optimizer(config):
     """AdamW with the recipe's `learning_rate` and `weight_decay` (under
     `mixed_float16` with a loss scale starting at 1:

@@ -22,6 +22,8 @@ def test_dual_encoder_train_evaluate_export(tmp_path, capsys):
                  "text_vectorizer.json"):
         assert (run / name).exists(), name
     assert foreign_entries(run, common.RUN_ENTRIES) == []  # the run may be replaced
+    assert json.loads((run / "metrics.json").read_text())["loss"] == "clip"
+    assert "dual encoder (CLIP loss)" in capsys.readouterr().out
     metrics = json.loads((run / "metrics.json").read_text())["test"]
     assert metrics["num_pairs"] == 285
     # Chance of a random ranking: identical captions and identical images (at
@@ -67,6 +69,23 @@ def test_dual_encoder_train_evaluate_export(tmp_path, capsys):
     assert "retrieval among 285 image-caption pairs" in capsys.readouterr().out
     assert cli.main(["export", str(run), "--saved-model", str(tmp_path / "sm")]) == 0
     assert (tmp_path / "sm" / "saved_model.pb").exists()
+
+
+def test_summary_rows_name_the_loss_the_run_trained_with():
+    # A SigLIP run's row said "dual encoder (CLIP loss)".
+    from mmtl_tf.tasks import audio_text, dual_encoder
+
+    image = {"num_pairs": 5, "mean_R@1": 0.2, "mean_R@10": 1.0, "chance_R@1": 0.2,
+             "chance_R@10": 1.0}
+    audio = {"num_pairs": 5, "chance_R@10": 1.0, "audio_to_text_R@10": 1.0,
+             "text_to_audio_R@10": 1.0}
+    for loss, name in (("siglip", "SigLIP loss"), ("clip", "CLIP loss"), (None, "CLIP loss")):
+        extra = {} if loss is None else {"loss": loss}
+        rows = dual_encoder.summary({"test": image, "params": 1, "train_seconds": 1, **extra})
+        rows += audio_text.summary({"test": {"train": audio}, "params": 1, "train_seconds": 1,
+                                    **extra})
+        assert {r["model"] for r in rows} == {f"dual encoder ({name})",
+                                              f"audio-text dual encoder ({name})"}
 
 
 def test_dual_encoder_checks_the_test_files_before_training(tmp_path, capsys):
