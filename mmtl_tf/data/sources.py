@@ -172,7 +172,22 @@ def _media_kind(raw):
     """"audio (Ogg)", "image (PNG)", ... for the bytes of a media file, else None."""
     if raw[:4] == b"RIFF" and raw[8:12] in (b"WAVE", b"WEBP"):
         return "audio (WAV)" if raw[8:12] == b"WAVE" else "image (WebP)"
+    if _mpeg_audio_frame(raw):
+        return "audio (MP3)"
     return next((kind for magic, kind in _MAGIC if raw.startswith(magic)), None)
+
+
+def _mpeg_audio_frame(raw):
+    """True when `raw` starts with an MPEG audio frame header of layer II or
+    III (an MP3 written without an ID3 tag, as soundfile and `lame --noid3`
+    write them, was read as a CSV: "not valid UTF-8: byte 0xFF"): 11 sync
+    bits, a version other than the reserved one, layer II or III, a bitrate
+    index other than 15 and a sampling rate other than the reserved one.
+    UTF-16's byte order mark FF FE reads as layer I and is not taken."""
+    if len(raw) < 3 or raw[0] != 0xFF or raw[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (raw[1] >> 3) & 3, (raw[1] >> 1) & 3
+    return version != 1 and layer in (1, 2) and raw[2] >> 4 != 15 and (raw[2] >> 2) & 3 != 3
 
 
 def jsonl_rows(path, raw, problems=None):

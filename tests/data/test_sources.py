@@ -309,6 +309,14 @@ def test_a_media_file_given_as_the_captions_file_says_so(tmp_path):
     with pytest.raises(mmtl_tf.DataError, match=r"clip\.wav: an audio \(WAV\) file, not a "
                                                 r"captions or labels file"):
         load_image_text_records(str(tmp_path / "clip.wav"), "train")
+    # An MP3 without an ID3 tag (soundfile writes none) was read as a CSV:
+    # "not valid UTF-8: byte 0xFF".
+    tone = np.sin(np.arange(16000) / 5).astype("float32") * 0.3
+    sf.write(tmp_path / "clip.mp3", tone, 16000, format="MP3")
+    assert (tmp_path / "clip.mp3").read_bytes()[:1] == b"\xff"
+    with pytest.raises(mmtl_tf.DataError, match=r"clip\.mp3: an audio \(MP3\) file, not a "
+                                                r"captions or labels file"):
+        load_image_text_records(str(tmp_path / "clip.mp3"), "train")
     png = os.path.join(DEFAULT_SAMPLE_DIR, "images", sorted(os.listdir(
         os.path.join(DEFAULT_SAMPLE_DIR, "images")))[0])
     with pytest.raises(mmtl_tf.DataError, match=r"an image \(PNG\) file"):
