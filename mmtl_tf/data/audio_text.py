@@ -169,6 +169,7 @@ def decoded_audio_dataset(paths, sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, trim
         # Checked once here: inside the loads it failed (or, for 0, kept each
         # file's rate) once per file.
         sample_rate = check_count("sample_rate", sample_rate)
+    min_samples = audio_ops.check_min_samples(min_samples)
 
     def load(p):
         return audio_ops.load_and_trim(p, sample_rate, trim, top_db, min_samples)
@@ -300,6 +301,8 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
         top_db = audio_ops.check_top_db(top_db)
     if band is not None:
         audio_ops.check_band(band, sample_rate)
+    pre_emphasis = audio_ops.check_pre_emphasis(pre_emphasis)
+    min_samples = audio_ops.check_min_samples(min_samples)
     if front_end is not None and not callable(front_end):
         raise TypeError(f"front_end must be callable (e.g. a LogMelSpectrogram layer) or "
                         f"None; got {type(front_end).__name__}.")

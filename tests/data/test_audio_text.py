@@ -267,3 +267,17 @@ def test_a_bad_band_or_top_db_is_named_before_any_file_is_read():
         with pytest.raises(ValueError, match=rf"top_db must be a positive number of decibels "
                                              rf".*got {re.escape(repr(top_db))}"):
             make_audio_text_dataset("default", "validation", top_db=top_db)
+    # min_samples=-1 and pre_emphasis=2.0 were accepted.
+    for kwargs, words in ((dict(min_samples=-1), "min_samples must be a whole number of "
+                                                 "samples >= 0, got -1"),
+                          (dict(min_samples=1.5), "got 1.5"),
+                          (dict(pre_emphasis=2.0), "pre_emphasis must be None or a coefficient "
+                                                   "between 0 and 1 .*got 2.0"),
+                          (dict(pre_emphasis=-0.5), "got -0.5")):
+        with pytest.raises(ValueError, match=words):
+            make_audio_text_dataset("default", "validation", **kwargs)
+    with pytest.raises(ValueError, match="min_samples must be"):
+        mmtl_tf.data.audio_text.decoded_audio_dataset(["x.wav"], min_samples=-1)
+    with pytest.raises(ValueError, match="pre_emphasis must be"):
+        mmtl_tf.data.pre_emphasis([1.0, 1.0], 2.0)
+    np.testing.assert_allclose(mmtl_tf.data.pre_emphasis([1.0, 1.0], 1).numpy(), [1.0, 0.0])
