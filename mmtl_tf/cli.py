@@ -402,11 +402,19 @@ def _note_no_xla(prog, config):
 
 
 def _batch_size_refused(task, batch_size, config):
-    """The usage-error line for `--batch-size` given to `train triplet` with
-    in-batch mining, whose batches are classes_per_batch x examples_per_class
-    images, or None. (It was recorded in run.json and ignored.)"""
+    """The usage-error line for `--batch-size` given to a task that has no
+    batch size: `train triplet` with in-batch mining, whose batches are
+    classes_per_batch x examples_per_class images, and `train matching`,
+    which trains on episodes_per_batch episodes a step; or None. (It was
+    recorded in run.json and ignored.)"""
+    if batch_size is None:
+        return None
+    if task == "matching":
+        return (f"mmtl-tf train matching: error: --batch-size {batch_size}: the matching "
+                "network trains on episodes, not batches of images (episodes_per_batch="
+                f"{config.get('episodes_per_batch')} a step, set in a recipe: --recipe FILE)")
     mining = config.get("mining", "semi_hard")
-    if task != "triplet" or batch_size is None or mining == "explicit":
+    if task != "triplet" or mining == "explicit":
         return None
     p, k = int(config["classes_per_batch"]), int(config["examples_per_class"])
     return (f"mmtl-tf train triplet: error: --batch-size {batch_size}: with --mining "

@@ -557,6 +557,17 @@ def test_batch_size_with_in_batch_triplet_mining_is_a_usage_error(extra, capsys,
     assert not out.exists()
 
 
+def test_batch_size_for_matching_is_a_usage_error(capsys, tmp_path):
+    # Training reads episodes_per_batch; --batch-size 2 gave the same history.
+    out = tmp_path / "run"
+    assert cli.main(["train", "matching", "--size", "tiny", "--batch-size", "2",
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mmtl-tf train matching: error: --batch-size 2: the matching network "
+                          "trains on episodes, not batches of images (episodes_per_batch=")
+    assert not out.exists()
+
+
 def test_an_error_after_a_progress_bar_starts_on_a_new_line(monkeypatch, capsys, tmp_path):
     # A full disk mid-epoch printed "...loss: 2.1396mmtl-tf train: error: [Errno 28] ...".
     def full_disk(args):

@@ -26,7 +26,8 @@ def box_iou(boxes_true, boxes_pred):
 
     References:
         Everingham et al., "The PASCAL Visual Object Classes (VOC) Challenge",
-        IJCV 2010 (a detection counts when IoU > 0.5).
+        IJCV 2010 (a detection counts when IoU > 0.5; `BoxIoU(threshold=0.5)`
+        counts IoU >= 0.5, as COCO's evaluation does).
     """
     a = ops.cast(ops.convert_to_tensor(boxes_true), "float32")
     b = ops.cast(ops.convert_to_tensor(boxes_pred), "float32")
@@ -59,7 +60,8 @@ class BoxIoU(keras.metrics.Mean):
 
     Args:
         threshold: float or None. None → the mean IoU; a value → the fraction of
-            predictions with IoU >= threshold (0.5: the Pascal VOC criterion).
+            predictions with IoU >= threshold (0.5: the Pascal VOC criterion,
+            which counts IoU > 0.5, except that a box at exactly 0.5 counts here).
         name: str or None. Default `"iou"` or `"iou@{threshold}"`.
 
     Example:
