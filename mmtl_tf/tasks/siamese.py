@@ -27,6 +27,26 @@ def _pairs(split, config, num_pairs, seed, reshuffle):
         int(config["batch_size"]))
 
 
+def best_threshold(distances, same):
+    """The distance threshold (same pair when distance <= threshold) with the
+    highest accuracy on these pairs, halfway between the two observed
+    distances it separates (the first such gap where several tie; below
+    every distance, or above, at the ends). It was the observed distance
+    itself, on the edge of the positives: with a validation split whose
+    same-class pairs were all one pair, held-out pairs just above that one
+    distance were called different (test pair accuracy at the majority
+    answer, 0.523, where a threshold in the gap scored 0.81)."""
+    distances = np.asarray(distances, np.float64)
+    same = np.asarray(same, bool)
+    values = np.unique(distances)
+    # Cut k puts values[:k] on the "same" side: below all, between
+    # neighbours, above all.
+    cuts = np.concatenate([[values[0] - 1.0], (values[:-1] + values[1:]) / 2,
+                           [values[-1] + 1.0]])
+    accuracy = [np.mean((distances <= c) == same) for c in cuts]
+    return float(cuts[int(np.argmax(accuracy))])
+
+
 def _pair_accuracy(model, split, config, seed, threshold=None):
     """Pair verification accuracy; the threshold maximises accuracy if not given."""
     ds = _pairs(split, config, int(config["eval_pairs"]), seed, False)
@@ -36,9 +56,7 @@ def _pair_accuracy(model, split, config, seed, threshold=None):
         same.append(np.asarray(y))
     distances, same = np.concatenate(distances), np.concatenate(same).astype(bool)
     if threshold is None:
-        candidates = np.unique(distances)
-        accuracy = [np.mean((distances <= c) == same) for c in candidates]
-        threshold = float(candidates[int(np.argmax(accuracy))])
+        threshold = best_threshold(distances, same)
     return float(np.mean((distances <= threshold) == same)), threshold, float(np.mean(same))
 
 

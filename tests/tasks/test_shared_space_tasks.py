@@ -297,6 +297,27 @@ def test_siamese_checks_the_test_pairs_before_training(tmp_path, capsys):
            "the 'test' split; it has 1 class ('cyan': 4); siamese evaluates pair accuracy" in err
 
 
+def test_siamese_threshold_sits_in_the_gap_it_separates():
+    from mmtl_tf.tasks.siamese import best_threshold
+
+    # One same-class pair (repeated) and different pairs farther away: the
+    # threshold was the repeated pair's own distance, 0.01.
+    distances = np.array([0.01] * 5 + [0.3, 0.5, 0.7])
+    same = np.array([True] * 5 + [False] * 3)
+    assert best_threshold(distances, same) == pytest.approx(0.155)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(1, 12))
+        d = np.round(rng.random(n), 1)  # ties
+        s = rng.random(n) < 0.5
+        t = best_threshold(d, s)
+        best = max(np.mean((d <= c) == s) for c in np.concatenate([[-1.0], d]))
+        assert np.mean((d <= t) == s) == best  # the best accuracy on these pairs
+        assert not np.any(np.isclose(d, t))  # never on an observed distance
+    assert best_threshold([0.2, 0.4], [False, False]) < 0.2
+    assert best_threshold([0.2, 0.4], [True, True]) > 0.4
+
+
 def test_siamese_without_validation_pairs_picks_the_threshold_on_training_pairs(tmp_path,
                                                                                   capsys):
     # One validation image per class: "pairs need a class with at least 2
