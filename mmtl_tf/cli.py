@@ -634,7 +634,13 @@ def _evaluate(args):
         print(task.format_metrics(metrics, args.split))
         return 0
     where = f"{args.split} of {args.data}" if args.data else args.split
-    print(f"{where}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics[args.split].items()))
+    figures = {k: v for k, v in metrics[args.split].items() if k not in ("rows", "baselines")}
+    rows = metrics[args.split].get("rows")
+    counted = f" ({rows:,} rows)" if isinstance(rows, int) else ""
+    print(f"{where}{counted}: " + ", ".join(f"{k}={v:.4f}" for k, v in figures.items()))
+    constant = common.split_baselines(metrics, args.split).get("most_common_class_accuracy")
+    if constant is not None:
+        print(f"baseline: always the most common class of these rows: accuracy={constant:.4f}")
     return 0
 
 

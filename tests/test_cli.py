@@ -156,13 +156,18 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert cli.main(["evaluate", str(run)]) == 0
     out = capsys.readouterr().out
-    assert f"test: accuracy={metrics['test']['accuracy']:.4f}" in out
+    assert f"test (285 rows): accuracy={metrics['test']['accuracy']:.4f}" in out
+    assert metrics["test"]["rows"] == 285
+    # The best any constant answer scores on these rows, beside the figures.
+    from mmtl_tf.data import load_image_text_records
+
+    test_labels = load_image_text_records("default", "test").labels
+    share = max(test_labels.count(c) for c in set(test_labels)) / len(test_labels)
+    assert f"baseline: always the most common class of these rows: accuracy={share:.4f}" in out
     assert cli.main(["export", str(run), "--saved-model", str(tmp_path / "sm")]) == 0
     assert (tmp_path / "sm" / "saved_model.pb").exists()
     # Evaluating on other data (two classes of the test split, no training
     # split) maps labels to the run's classes and keeps the run's own figures.
-    from mmtl_tf.data import load_image_text_records
-
     test = load_image_text_records("default", "test")
     keep = [i for i, label in enumerate(test.labels) if label in test.class_names[-2:]]
     # The images are copied beside the data file and named relative to it:
@@ -180,7 +185,11 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
                                          "split": "test"}) + "\n"
                              for i in keep))
     assert cli.main(["evaluate", str(run), "--data", str(other)]) == 0
-    assert f"test of {other}: accuracy=" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"test of {other} ({len(keep)} rows): accuracy=" in out
+    kept = [test.labels[i] for i in keep]
+    share = max(kept.count(c) for c in set(kept)) / len(kept)
+    assert f"always the most common class of these rows: accuracy={share:.4f}" in out
     stored = json.loads((run / "metrics.json").read_text())
     assert stored["test"] == metrics["test"]
     # Independent reference: the exported SavedModel's class names for those rows.
@@ -212,7 +221,7 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
     assert {"test", "validation"} <= set(figures)
     assert figures["test"]["accuracy"] == pytest.approx(expected)
     assert cli.main(["evaluate", str(run), "--data", "default"]) == 0
-    assert f"test of default: accuracy={metrics['test']['accuracy']:.4f}" in \
+    assert f"test of default (285 rows): accuracy={metrics['test']['accuracy']:.4f}" in \
         capsys.readouterr().out
     stored = json.loads((run / "metrics.json").read_text())
     assert "default" not in stored["other_data"] and stored["test"] == metrics["test"]

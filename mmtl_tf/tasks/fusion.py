@@ -81,7 +81,7 @@ def train(config, run_dir, verbose=1):
     common.update_run(run_dir, class_names=train_records.class_names)
     results = model.evaluate(data["test"], verbose=0, return_dict=True)
     metrics = {
-        "test": {k: float(v) for k, v in results.items()},
+        "test": {**{k: float(v) for k, v in results.items()}, "rows": len(test_records)},
         "baselines": {"majority_class_accuracy": training.majority_class_accuracy(
             train_records.label_ids(), test_records.label_ids())},
         "params": int(model.count_params()),
@@ -109,7 +109,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     num_classes = len(info["class_names"])
     training.compile_classifier(model, num_classes, jit_compile=False)
     results = model.evaluate(ds, verbose=verbose, return_dict=True)
-    return common.write_metrics(run_dir, {split: {k: float(v) for k, v in results.items()}},
+    return common.write_metrics(run_dir, common.scored_rows(split, results, ds.records),
                                 data=data)
 
 

@@ -134,7 +134,7 @@ def train(config, run_dir, verbose=1):
     final = results.get("fine_tune", results["head"])
     baseline_name, baseline_value = _baseline(task, records)
     metrics = {
-        "test": _floats(final),
+        "test": {**_floats(final), "rows": len(records["test"])},
         "test_after_head": _floats(results["head"]),
         "baselines": {baseline_name.replace(" ", "_"): baseline_value},
         "params": int(model.count_params()),
@@ -167,10 +167,15 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     info, model = common.load_run_model(run_dir, NAME)
     config = common.run_config(info, data, on_error)
     # Targets index the run's classes, also on other data.
-    datasets, _ = _datasets(config, splits=(split,), class_names=info["class_names"])
-    compile_for_task(model, config.get("target", "multiclass"), jit_compile=False)
+    datasets, records = _datasets(config, splits=(split,), class_names=info["class_names"])
+    target = config.get("target", "multiclass")
+    compile_for_task(model, target, jit_compile=False)
     results = model.evaluate(datasets[split], verbose=verbose, return_dict=True)
-    return common.write_metrics(run_dir, {split: _floats(results)}, data=data)
+    if target == "multiclass":
+        return common.write_metrics(run_dir, common.scored_rows(split, results, records[split]),
+                                    data=data)
+    return common.write_metrics(run_dir, {split: {**_floats(results),
+                                                  "rows": len(records[split])}}, data=data)
 
 
 def export(run_dir, saved_model_dir):

@@ -263,7 +263,7 @@ def train(config, run_dir, verbose=1):
         baselines["lstm_from_scratch_accuracy"] = lstm["accuracy"]
         baselines["lstm_from_scratch"] = lstm
     metrics = {
-        "test": {k: float(v) for k, v in results.items()},
+        "test": {**{k: float(v) for k, v in results.items()}, "rows": len(labels["test"])},
         "baselines": baselines,
         "encoder": description,
         "trainable": trainable,
@@ -307,7 +307,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     ds = make_text_classification_dataset(records, preprocessor, int(config["batch_size"]))
     training.compile_classifier(model, len(class_names), jit_compile=False)
     results = _evaluate(model, ds, verbose)
-    return common.write_metrics(run_dir, {split: {k: float(v) for k, v in results.items()}},
+    return common.write_metrics(run_dir, common.scored_rows(split, results, records),
                                 data=data)
 
 

@@ -35,7 +35,9 @@ def test_train_evaluate_export_a_tiny_run(tmp_path, capsys):
     # The saved full model (encoder + head trained on cached features) gives the
     # accuracy measured on the cached features.
     assert cli.main(["evaluate", str(run)]) == 0
-    assert f"test: accuracy={metrics['test']['accuracy']:.4f}" in capsys.readouterr().out
+    rows = metrics["test"]["rows"]
+    assert f"test ({rows} rows): accuracy={metrics['test']['accuracy']:.4f}" in \
+        capsys.readouterr().out
     assert cli.main(["export", str(run), "--saved-model", str(tmp_path / "sm")]) == 0
     assert (tmp_path / "sm" / "saved_model.pb").exists()
     assert (tmp_path / "sm" / "tokens_only" / "saved_model.pb").exists()
