@@ -401,28 +401,6 @@ def _note_no_xla(prog, config):
               "\"jit_compile_used\": false.", file=sys.stderr, flush=True)
 
 
-def _batch_size_refused(task, batch_size, config):
-    """The usage-error line for `--batch-size` given to a task that has no
-    batch size: `train triplet` with in-batch mining, whose batches are
-    classes_per_batch x examples_per_class images, and `train matching`,
-    which trains on episodes_per_batch episodes a step; or None. (It was
-    recorded in run.json and ignored.)"""
-    if batch_size is None:
-        return None
-    if task == "matching":
-        return (f"mmtl-tf train matching: error: --batch-size {batch_size}: the matching "
-                "network trains on episodes, not batches of images (episodes_per_batch="
-                f"{config.get('episodes_per_batch')} a step, set in a recipe: --recipe FILE)")
-    mining = config.get("mining", "semi_hard")
-    if task != "triplet" or mining == "explicit":
-        return None
-    p, k = int(config["classes_per_batch"]), int(config["examples_per_class"])
-    return (f"mmtl-tf train triplet: error: --batch-size {batch_size}: with --mining "
-            f"{mining} a batch is --classes-per-batch x --examples-per-class images "
-            f"(here {p} x {k} = {p * k}); set those two instead (--batch-size is the batch "
-            "of --mining explicit)")
-
-
 def _train(args):
     spec = TASKS[args.task]
     refused = _tfds_refused(f"mmtl-tf train {spec.name}", spec.name, args.data)
@@ -433,10 +411,6 @@ def _train(args):
 
     config = common.resolve_config(args.recipe, args.size, _overrides(args, spec),
                                    base=spec.recipe, settings=settings(spec.name))
-    refused = _batch_size_refused(spec.name, args.batch_size, config)
-    if refused:
-        print(refused, file=sys.stderr)
-        return 2
     _note_no_xla("mmtl-tf train", config)
     # Not `args.out or ...`: `--out ''` must not mean the default (the parser
     # refuses it; from Python, check_run_dir does).

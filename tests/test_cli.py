@@ -559,22 +559,32 @@ def test_batch_size_with_in_batch_triplet_mining_is_a_usage_error(extra, capsys,
     err = capsys.readouterr().err.strip()
     k = 2 if extra else 4
     mining = "batch_hard" if extra else "semi_hard"
-    assert err == (f"mmtl-tf train triplet: error: --batch-size 48: with --mining {mining} a "
-                   "batch is --classes-per-batch x --examples-per-class images (here 4 x "
-                   f"{k} = {4 * k}); set those two instead (--batch-size is the batch of "
-                   "--mining explicit)")
+    assert err == (f"mmtl-tf train: error: batch_size=48: with mining='{mining}' a batch is "
+                   f"classes_per_batch x examples_per_class images (here 4 x {k} = {4 * k}); "
+                   "set those two instead (--classes-per-batch, --examples-per-class); "
+                   "batch_size is the batch of mining='explicit'.")
     assert not out.exists()
 
 
-def test_batch_size_for_matching_is_a_usage_error(capsys, tmp_path):
+def test_batch_size_for_matching_is_refused_from_the_cli_the_quickstart_and_a_recipe(
+        capsys, tmp_path):
     # Training reads episodes_per_batch; --batch-size 2 gave the same history.
     out = tmp_path / "run"
     assert cli.main(["train", "matching", "--size", "tiny", "--batch-size", "2",
                      "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("mmtl-tf train matching: error: --batch-size 2: the matching network "
-                          "trains on episodes, not batches of images (episodes_per_batch=")
+    assert err.startswith("mmtl-tf train: error: batch_size=2: the matching network trains on "
+                          "episodes, not batches of images; set episodes_per_batch (now 4)")
     assert not out.exists()
+    recipe = tmp_path / "mine.json"
+    recipe.write_text('{"tiny": {"batch_size": 8}}')
+    assert cli.main(["train", "matching", "--size", "tiny", "--recipe", str(recipe),
+                     "--out", str(out)]) == 2
+    assert "batch_size=8: the matching network trains on episodes" in capsys.readouterr().err
+    assert cli.main(["quickstart", "--tasks", "matching", "--size", "tiny", "--batch-size", "2",
+                     "--out", str(tmp_path / "qs")]) == 1
+    assert "matching failed (train): batch_size=2: the matching network" in \
+        capsys.readouterr().err
 
 
 def test_an_error_after_a_progress_bar_starts_on_a_new_line(monkeypatch, capsys, tmp_path):

@@ -638,6 +638,9 @@ def pre_emphasis(waveform, coefficient=0.97):
         >>> mmtl_tf.data.pre_emphasis([1.0, 1.0, 1.0], 0.5).numpy().tolist()
         [1.0, 0.5, 0.5]
     """
+    if coefficient is None:
+        raise ValueError("pre_emphasis needs a coefficient between 0 and 1 (e.g. 0.97), got "
+                         "None.")
     coefficient = check_pre_emphasis(coefficient)
     x = tf.convert_to_tensor(waveform, tf.float32)
     return tf.concat([x[..., :1], x[..., 1:] - coefficient * x[..., :-1]], axis=-1)
@@ -660,30 +663,22 @@ def check_band(band, sample_rate):
 
 
 def check_pre_emphasis(coefficient):
-    """`coefficient` as a float (None stays None), or a `ValueError` unless
-    it is a number in [0, 1] (2.0 was accepted and amplified the high
-    frequencies' neighbours instead of the high frequencies)."""
+    """`coefficient` as a float when its value is known now (a Python or
+    NumPy number), or a `ValueError` unless it is within [0, 1] (2.0 was
+    accepted: it made the filter amplify the previous sample's echo). None
+    stays None (no pre-emphasis); a tensor (e.g. a random coefficient drawn
+    in `tf.data`) is returned as it is, unchecked."""
     import numbers
 
-    if coefficient is None:
-        return None
-    if isinstance(coefficient, bool) or not isinstance(coefficient, numbers.Real) \
-            or not 0 <= coefficient <= 1:
+    if coefficient is None or tf.is_tensor(coefficient):
+        return coefficient
+    value = np.asarray(coefficient)
+    if value.ndim or isinstance(coefficient, bool) or not (
+            np.issubdtype(value.dtype, np.number) and isinstance(value.item(), numbers.Real)) \
+            or not 0 <= value.item() <= 1:
         raise ValueError(f"pre_emphasis must be None or a coefficient between 0 and 1 (0.97 "
                          f"is the usual speech value), got {coefficient!r}.")
-    return float(coefficient)
-
-
-def check_min_samples(min_samples):
-    """`min_samples` as an int, or a `ValueError` unless it is a whole number
-    >= 0 (-1 was accepted, as 0)."""
-    import numbers
-
-    if isinstance(min_samples, bool) or not isinstance(min_samples, numbers.Integral) \
-            or min_samples < 0:
-        raise ValueError(f"min_samples must be a whole number of samples >= 0, got "
-                         f"{min_samples!r}.")
-    return int(min_samples)
+    return float(value)
 
 
 def check_top_db(top_db):
@@ -704,7 +699,9 @@ def band_pass(waveform, sample_rate, low_hz=80.0, high_hz=7600.0, transition_hz=
     inside [low_hz, high_hz], 0 outside, with raised-cosine transitions
     `transition_hz` wide centred on the edges (a brick wall would ring): the
     gain is 0.5 at `low_hz` and `high_hz` themselves, 1 from
-    `transition_hz / 2` inside them and 0 from `transition_hz / 2` outside.
+    `transition_hz / 2` inside them and 0 from `transition_hz / 2` outside
+    (`low_hz=0` and `high_hz=sample_rate / 2` have no transition: the gain
+    stays 1 there).
     Then the spectrum is transformed back.
 
     Args:

@@ -169,7 +169,7 @@ def decoded_audio_dataset(paths, sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, trim
         # Checked once here: inside the loads it failed (or, for 0, kept each
         # file's rate) once per file.
         sample_rate = check_count("sample_rate", sample_rate)
-    min_samples = audio_ops.check_min_samples(min_samples)
+    min_samples = check_count("min_samples", min_samples, minimum=0)
 
     def load(p):
         return audio_ops.load_and_trim(p, sample_rate, trim, top_db, min_samples)
@@ -302,7 +302,7 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
     if band is not None:
         audio_ops.check_band(band, sample_rate)
     pre_emphasis = audio_ops.check_pre_emphasis(pre_emphasis)
-    min_samples = audio_ops.check_min_samples(min_samples)
+    min_samples = check_count("min_samples", min_samples, minimum=0)
     if front_end is not None and not callable(front_end):
         raise TypeError(f"front_end must be callable (e.g. a LogMelSpectrogram layer) or "
                         f"None; got {type(front_end).__name__}.")
@@ -405,6 +405,11 @@ def speech_commands_to_audio_text(dataset, label_names, *, text_vectorizer,
         (B, L)}, label int32 (B,))`.
     """
     length = _clip_length(clip_seconds, sample_rate)
+    # Checked here, as make_audio_text_dataset checks them: inside the map
+    # they failed while it was traced.
+    pre_emphasis = audio_ops.check_pre_emphasis(pre_emphasis)
+    if band is not None:
+        audio_ops.check_band(band, sample_rate)
     names = tf.constant([str(n).replace("_", " ").strip() for n in label_names])
     rng = tf.data.Dataset.random(seed=0).batch(2)
 

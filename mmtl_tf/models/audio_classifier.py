@@ -4,6 +4,7 @@ import keras
 
 from mmtl_tf.encoders.audio_encoder import INPUTS, AudioEncoder
 from mmtl_tf.errors import check_choice, check_count
+from mmtl_tf.models.embedding_model import tower_input
 from mmtl_tf.models.fusion_classifier import classification_head
 
 
@@ -52,7 +53,7 @@ def build_audio_classifier(num_samples=32000, sample_rate=16000, num_classes=2,
         audio_encoder = AudioEncoder(num_samples=num_samples, sample_rate=sample_rate,
                                      input_type=audio_input, n_mels=n_mels,
                                      conv_filters=conv_filters, pooling=pooling)
-    audio_in = keras.Input(audio_encoder.input.shape[1:], dtype="float32", name="audio")
+    audio_in = keras.Input(tower_input(audio_encoder).shape[1:], dtype="float32", name="audio")
     x = audio_encoder(audio_in)
     if hidden_units:
         x = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(x)

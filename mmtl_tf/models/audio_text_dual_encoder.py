@@ -5,6 +5,7 @@ import keras
 from mmtl_tf.encoders.audio_encoder import AudioEncoder
 from mmtl_tf.encoders.text_encoder import TextEncoder
 from mmtl_tf.models.dual_encoder import DualEncoder
+from mmtl_tf.models.embedding_model import tower_input
 
 
 def build_audio_text_dual_encoder(audio_encoder=None, text_encoder=None, *,
@@ -99,7 +100,7 @@ def build_audio_text_dual_encoder(audio_encoder=None, text_encoder=None, *,
     if audio_encoder is text_encoder:
         raise ValueError("audio_encoder and text_encoder are the same object; a dual "
                          "encoder needs one tower per modality.")
-    audio_input = audio_encoder.input
+    audio_input = tower_input(audio_encoder)
     if isinstance(audio_input, (dict, list, tuple)) or audio_input.dtype != "float32":
         raise ValueError("the audio tower must take one float32 tensor (waveforms or "
                          f"log-mels); {audio_encoder.name!r} takes {audio_input}.")

@@ -6,15 +6,15 @@ from mmtl_tf.layers.l2_normalize import L2Normalize
 from mmtl_tf.layers.projection_head import ProjectionHead
 
 
-def mirror_input(tower, name):
-    """A new `keras.Input` (or dict/list of them) shaped like the tower's input.
+def tower_input(tower):
+    """The input `KerasTensor` (or dict/list of them) of a tower.
 
     The tower must know its inputs: a Functional model, or a Sequential one
     that starts with `keras.Input` (whose `.input` Keras leaves undefined:
     it failed with "The layer ... has never been called"). Otherwise a
     ValueError says so."""
     try:
-        structure = tower.input
+        return tower.input
     except AttributeError:
         try:
             inputs = tower.inputs if isinstance(tower, keras.Sequential) else None
@@ -25,7 +25,13 @@ def mirror_input(tower, name):
                 f"the tower {tower.name!r} has no defined inputs; give a Functional model "
                 "(keras.Model(inputs, outputs)) or a Sequential model that starts with "
                 "keras.Input(shape), so that its input shape and dtype are known.") from None
-        structure = inputs[0] if len(inputs) == 1 else list(inputs)
+        return inputs[0] if len(inputs) == 1 else list(inputs)
+
+
+def mirror_input(tower, name):
+    """A new `keras.Input` (or dict/list of them) shaped like the tower's
+    input (`tower_input`)."""
+    structure = tower_input(tower)
     if isinstance(structure, dict):
         return {k: keras.Input(v.shape[1:], dtype=v.dtype, name=f"{name}_{k}")
                 for k, v in structure.items()}

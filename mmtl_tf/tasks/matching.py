@@ -166,6 +166,12 @@ def _evaluate_pool(model, pool, config, way=None):
 @common.staged_run
 def train(config, run_dir, verbose=1):
     """Episodic training on the training classes; few-shot accuracy on the held-out ones."""
+    if config.get("batch_size") is not None:
+        # (From --batch-size, a recipe file or the quickstart: recorded in
+        # run.json and ignored.)
+        raise ValueError(f"batch_size={config['batch_size']}: the matching network trains on "
+                         "episodes, not batches of images; set episodes_per_batch (now "
+                         f"{config.get('episodes_per_batch')}) in a recipe file instead.")
     common.start_run(run_dir, NAME, config)
     pools, train_names, test_names = _pools(config)
     train_way = min(int(config["train_way"]), len(train_names))

@@ -28,14 +28,14 @@ def _balanced(split, config, seed, num_batches=None, reshuffle=True, class_names
         batch_size=None)
 
 
-def _triplets(split, config, num, seed, reshuffle=True):
+def _triplets(split, batch_size, num, seed, reshuffle=True):
     indices = random_triplets(split["labels"], num, seed=seed, reshuffle_each_iteration=reshuffle)
     return metric_learning.index_dataset(
         indices, {"images": split["images"]},
         lambda t, a, p, n: {"anchor": tf.gather(t["images"], a),
                             "positive": tf.gather(t["images"], p),
                             "negative": tf.gather(t["images"], n)},
-        int(config["batch_size"]))
+        batch_size)
 
 
 def _embedding(model):
@@ -49,12 +49,23 @@ def train(config, run_dir, verbose=1):
     if mining not in STRATEGIES:
         raise ValueError(f"mining={mining!r} is not allowed; use one of "
                          f"{', '.join(map(repr, STRATEGIES))}.")
+    p, k = int(config["classes_per_batch"]), int(config["examples_per_class"])
+    if mining != "explicit" and config.get("batch_size") is not None:
+        # (From --batch-size, a recipe file or the quickstart: recorded in
+        # run.json and ignored.)
+        raise ValueError(
+            f"batch_size={config['batch_size']}: with mining={mining!r} a batch is "
+            f"classes_per_batch x examples_per_class images (here {p} x {k} = {p * k}); set "
+            "those two instead (--classes-per-batch, --examples-per-class); batch_size is the "
+            "batch of mining='explicit'.")
     common.start_run(run_dir, NAME, config)
     splits, class_names = metric_learning.load_splits(config)
     metric_learning.check_split(config, splits, "test", class_names, NAME)
     seed = int(config["seed"])
     margin = config.get("margin", 0.2)
-    batch = int(config["classes_per_batch"]) * int(config["examples_per_class"])
+    # Explicit triplets: batch_size if given, else as many as a P x K batch.
+    batch = p * k
+    triplet_batch = int(config.get("batch_size") or batch)
     steps = max(1, len(splits["train"]["labels"]) // batch)
     with runtime.get_strategy().scope():
         embedding = build_embedding_model(shared_space.build_image_tower(config),
@@ -70,7 +81,7 @@ def train(config, run_dir, verbose=1):
                           loss=TripletLoss(margin, mining, config.get("distance", "l2")),
                           jit_compile=runtime.get_jit_compile())
     if mining == "explicit":
-        train_ds = _triplets(splits["train"], config, steps * int(config["batch_size"]), seed)
+        train_ds = _triplets(splits["train"], triplet_batch, steps * triplet_batch, seed)
     else:
         try:
             train_ds = _balanced(splits["train"], config, seed, num_batches=steps,
@@ -83,7 +94,7 @@ def train(config, run_dir, verbose=1):
     else:
         try:
             if mining == "explicit":
-                val_ds = _triplets(splits["validation"], config, 4 * int(config["batch_size"]),
+                val_ds = _triplets(splits["validation"], triplet_batch, 4 * triplet_batch,
                                    seed + 1, reshuffle=False)
             else:
                 val_ds = _balanced(splits["validation"], config, seed + 1, num_batches=4,

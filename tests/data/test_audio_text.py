@@ -163,6 +163,12 @@ def test_speech_commands_mapping_feeds_the_same_structure():
     np.testing.assert_allclose(
         x["audio"][0], mmtl_tf.data.crop_or_pad(waves[0].astype("float32") / 32768, 16000),
         atol=1e-6)
+    # Checked before the map is traced, as by make_audio_text_dataset.
+    for kwargs, words in ((dict(pre_emphasis=2.0), "pre_emphasis must be None or a "
+                                                   "coefficient"),
+                          (dict(band=(9000, 100)), "need 0 <= low_hz < high_hz")):
+        with pytest.raises(ValueError, match=words):
+            speech_commands_to_audio_text(fake, names, text_vectorizer=vec, **kwargs)
 
 
 def test_unshuffled_dataset_keeps_the_records_order():
@@ -268,8 +274,7 @@ def test_a_bad_band_or_top_db_is_named_before_any_file_is_read():
                                              rf".*got {re.escape(repr(top_db))}"):
             make_audio_text_dataset("default", "validation", top_db=top_db)
     # min_samples=-1 and pre_emphasis=2.0 were accepted.
-    for kwargs, words in ((dict(min_samples=-1), "min_samples must be a whole number of "
-                                                 "samples >= 0, got -1"),
+    for kwargs, words in ((dict(min_samples=-1), "min_samples must be an integer >= 0, got -1"),
                           (dict(min_samples=1.5), "got 1.5"),
                           (dict(pre_emphasis=2.0), "pre_emphasis must be None or a coefficient "
                                                    "between 0 and 1 .*got 2.0"),
@@ -281,3 +286,11 @@ def test_a_bad_band_or_top_db_is_named_before_any_file_is_read():
     with pytest.raises(ValueError, match="pre_emphasis must be"):
         mmtl_tf.data.pre_emphasis([1.0, 1.0], 2.0)
     np.testing.assert_allclose(mmtl_tf.data.pre_emphasis([1.0, 1.0], 1).numpy(), [1.0, 0.0])
+    # Tensor and NumPy coefficients still work (a random one drawn in tf.data).
+    for c in (tf.constant(0.5), np.array(0.5), np.float32(0.5)):
+        np.testing.assert_allclose(mmtl_tf.data.pre_emphasis([1.0, 1.0], c).numpy(), [1.0, 0.5])
+    mapped = tf.data.Dataset.from_tensor_slices(([[1.0, 1.0]], [0.25])).map(
+        lambda w, c: mmtl_tf.data.pre_emphasis(w, c))
+    np.testing.assert_allclose(next(iter(mapped)).numpy(), [1.0, 0.75])
+    with pytest.raises(ValueError, match="needs a coefficient"):
+        mmtl_tf.data.pre_emphasis([1.0, 1.0], None)

@@ -145,6 +145,15 @@ def test_sequential_towers_train_save_and_load(tmp_path):
     siamese = mmtl_tf.models.build_siamese_network(
         keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)]))
     assert siamese.output.shape == (None,)
+    # The audio builders take any audio tower too (they read its .input).
+    audio = keras.Sequential([keras.Input((1600,)), keras.layers.Reshape((1600, 1)),
+                              keras.layers.GlobalAveragePooling1D()], name="aud")
+    clap = mmtl_tf.models.build_audio_text_dual_encoder(
+        audio_encoder=audio, vocab_size=20, sequence_length=4, embedding_dim=4, lstm_units=4,
+        projection_dim=4)
+    assert clap.encode_audio(np.zeros((2, 1600), "float32")).shape == (2, 4)
+    classifier = mmtl_tf.models.build_audio_classifier(audio_encoder=audio, num_classes=3)
+    assert classifier.output.shape == (None, 3)
 
     class Subclassed(keras.Model):
         def __init__(self):
