@@ -449,7 +449,8 @@ def export_text_classifier(model, preprocessor, path, class_names=None, tokens_o
     naming the input, the shape expected and the shape received; so does one
     whose `token_ids` and `padding_mask` hold different numbers of rows
     (before, one row of ids with three of mask was broadcast to three
-    predictions).
+    predictions), and one with an id outside [0, vocabulary size) or a mask
+    value other than 0 and 1, naming the rows (`valid_tokens`).
 
     Both return `probabilities` (float32), `class_id` (int32) and, with
     `class_names`, `class_name`. Because a SavedModel's graph is loaded whole,

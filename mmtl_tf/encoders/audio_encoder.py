@@ -12,9 +12,10 @@ from mmtl_tf.saving import rebuild, saved_state
 INPUTS = ("waveform", "log_mel")
 POOLINGS = ("avg", "max", "time_avg")
 TRAINABLE = ("full", "frozen")
-# The settings two encoders must share for one's weights to mean the same in
-# the other (`load_pretrained`).
-_SAME_MEANING = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "pooling")
+# The front-end settings two encoders must share for one's weights to mean
+# the same in the other (`load_pretrained`; the pooling after the convolutions
+# does not change what their weights read).
+_SAME_MEANING = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax")
 
 
 def _find_audio_encoder(model):
@@ -160,9 +161,10 @@ class AudioEncoder(keras.Model):
 
         Raises:
             ValueError: the `.keras` file's encoder was built with another
-                front end or pooling (`sample_rate`, `n_fft`, `hop_length`,
-                `n_mels`, `fmin`, `fmax`, `pooling`; the clip length and input
-                type may differ), or its weights have other shapes. A
+                front end (`sample_rate`, `n_fft`, `hop_length`, `n_mels`,
+                `fmin`, `fmax`; None for `fmax` is half the sample rate; the
+                clip length, input type and pooling may differ), or its
+                weights have other shapes. A
                 `.weights.h5` file holds no settings: only shapes are checked.
         """
         path = user_path(path)
@@ -184,15 +186,21 @@ class AudioEncoder(keras.Model):
         # shapes (the conv kernels do not depend on n_mels or the rate): a
         # 40-mel 16 kHz tower loaded into a 16-mel 8 kHz one without a word.
         # The clip length and the input type may differ.
-        theirs_config = getattr(source, "_config", {})
-        differ = [f"{key} {theirs_config[key]!r} there, {self._config[key]!r} here"
-                  for key in _SAME_MEANING if key in theirs_config
-                  and theirs_config[key] != self._config[key]]
+        def front_end(config):  # fmax None is the Nyquist frequency
+            settings = {key: config.get(key) for key in _SAME_MEANING}
+            if settings["fmax"] is None and settings["sample_rate"]:
+                settings["fmax"] = settings["sample_rate"] / 2
+            return settings
+
+        theirs, ours = front_end(getattr(source, "_config", {})), front_end(self._config)
+        differ = [f"{key} {theirs[key]!r} there, {ours[key]!r} here"
+                  for key in _SAME_MEANING if theirs[key] != ours[key]]
         if differ:
             raise ValueError(
                 f"the AudioEncoder in {path!r} was built with other settings: "
                 f"{'; '.join(differ)}; its weights would read other features. Build this "
-                "encoder with the same settings (num_samples and input_type may differ).")
+                "encoder with the same front end (num_samples, input_type and pooling may "
+                "differ).")
         theirs, ours = source.get_weights(), self.get_weights()
         mismatch = [(a.shape, b.shape) for a, b in zip(theirs, ours) if a.shape != b.shape]
         if len(theirs) != len(ours) or mismatch:

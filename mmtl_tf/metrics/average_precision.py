@@ -83,8 +83,9 @@ def average_precision(y_true, y_score):
     Returns:
         float32 (C,) (or a scalar for 1-D input). Classes without any positive
         get 0 (see `mean_average_precision`, which leaves them out). float64
-        scores are ranked in float64 (scores that differ only beyond float32's
-        precision are not tied), others in float32.
+        scores (also Python lists of floats) are ranked in float64 (scores
+        that differ only beyond float32's precision are not tied), others in
+        float32.
 
     Raises:
         ValueError: shapes differ or are not (N,) / (N, C); for concrete
@@ -103,6 +104,9 @@ def average_precision(y_true, y_score):
         IJCV 2010 (mAP for multi-label image classification); scikit-learn's
         `average_precision_score`.
     """
+    if isinstance(y_score, (list, tuple)):
+        # Python floats are float64; Keras would make them float32.
+        y_score = np.asarray(y_score)
     y_true = ops.convert_to_tensor(y_true)
     y_score = ops.convert_to_tensor(y_score)
     _check_shapes(y_true, y_score, "y_true", "y_score")

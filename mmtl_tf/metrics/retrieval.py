@@ -357,7 +357,8 @@ def chance_recall(num_gallery, k, num_positives=1):
 
     Raises:
         ValueError: a gallery or k below 1, or positives outside [0, G]
-            (they gave 1.0).
+            (an empty gallery and more positives than items gave 1.0; k 0
+            and negative positives gave 0.0).
     """
     if int(num_gallery) < 1 or int(k) < 1:
         raise ValueError(f"chance_recall: num_gallery and k must be at least 1; got "

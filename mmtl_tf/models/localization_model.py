@@ -32,9 +32,9 @@ def build_localization_model(backbone="resnet50", num_classes=None, input_shape=
         pooling: str. `"avg"`, `"max"` or `"flatten"`. Prefer `"flatten"`:
             global pooling discards where things are, and on notebook 04's
             emoji pasted on a canvas (EfficientNet-Lite0, 96 px) the box head
-            after `"avg"` or `"max"` did no better than always predicting
-            the mean training box (test IoU 0.25–0.30 against 0.26–0.29),
-            after `"flatten"` 0.38 and 0.42 (two seeds). `mmtl-tf train
+            after `"avg"` was unreliable (test IoU 0.363, 0.277, 0.285 over
+            three seeds against 0.291 for always predicting the mean
+            training box), after `"flatten"` 0.388 and 0.390 (two seeds). `mmtl-tf train
             head-swap --target localization` flattens (recipe
             `localization_pooling`).
         name: str.

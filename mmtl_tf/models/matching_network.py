@@ -39,7 +39,10 @@ def build_matching_network(encoder, projection_dim=None, initial_scale=10.0, lea
         (B, Q, *example), and float32 probabilities (B, Q, N). Sparse class
         ids are not accepted as `support_labels`: one-hot them first. Shapes
         that do not fit together (batch sizes, S) raise a `ValueError`, and so
-        do concrete (NumPy / eager) labels whose rows are not one-hot.
+        do concrete (NumPy / eager) labels whose rows are not one-hot, in a
+        direct call `model(inputs)`; `predict` and `fit` run a compiled
+        graph, where values cannot be checked (such rows then give
+        "probabilities" that do not sum to 1).
 
     Example:
         >>> import mmtl_tf

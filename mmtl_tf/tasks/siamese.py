@@ -54,7 +54,10 @@ def _pair_accuracy(model, split, config, seed, threshold=None):
     for x, y in ds:
         distances.append(np.asarray(model.predict_on_batch(x)))
         same.append(np.asarray(y))
-    distances, same = np.concatenate(distances), np.concatenate(same).astype(bool)
+    # float64: a threshold halfway between two float32 distances compared in
+    # float32 could round onto the upper one.
+    distances = np.concatenate(distances).astype(np.float64)
+    same = np.concatenate(same).astype(bool)
     if threshold is None:
         threshold = best_threshold(distances, same)
     return float(np.mean((distances <= threshold) == same)), threshold, float(np.mean(same))

@@ -70,7 +70,7 @@ def test_starts_from_a_trained_audio_classifier(tmp_path):
     for setting, words in ((dict(n_mels=32), "n_mels 16 there, 32 here"),
                            (dict(sample_rate=8000), "sample_rate 16000 there, 8000 here"),
                            (dict(hop_length=320), "hop_length 160 there, 320 here"),
-                           (dict(pooling="max"), "pooling 'time_avg' there, 'max' here")):
+                           (dict(fmax=4000.0), "fmax 8000.0 there, 4000.0 here")):
         kwargs = {"num_samples": 4000, "n_mels": 16, "conv_filters": (4, 8), **setting}
         with pytest.raises(ValueError, match="was built with other settings: " + words):
             AudioEncoder(weights=path, **kwargs)
@@ -79,6 +79,10 @@ def test_starts_from_a_trained_audio_classifier(tmp_path):
     np.testing.assert_allclose(longer.get_weights()[0], trained.get_weights()[0])
     AudioEncoder(num_samples=4000, n_mels=16, conv_filters=(4, 8), input_type="log_mel",
                  weights=path)
+    # Another pooling reads the same conv features; fmax=None is the Nyquist
+    # frequency, so an explicit 8000 at 16 kHz is the same front end.
+    AudioEncoder(num_samples=4000, n_mels=16, conv_filters=(4, 8), pooling="max", weights=path)
+    AudioEncoder(num_samples=4000, n_mels=16, conv_filters=(4, 8), fmax=8000.0, weights=path)
     with pytest.raises(FileNotFoundError):
         AudioEncoder(num_samples=4000, weights=str(tmp_path / "nope.keras"))
 

@@ -39,6 +39,8 @@ def test_float64_scores_that_float32_would_tie_are_ranked_apart():
     ap = average_precision(y, scores)
     assert ap.dtype == "float32"
     np.testing.assert_allclose(float(ap), average_precision_score(y, scores), atol=1e-6)
+    np.testing.assert_allclose(float(average_precision(list(y), scores.tolist())),
+                               average_precision_score(y, scores), atol=1e-6)
     np.testing.assert_allclose(float(mean_average_precision(y[:, None], scores[:, None])),
                                average_precision_score(y, scores), atol=1e-6)
 

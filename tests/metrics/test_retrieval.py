@@ -158,7 +158,7 @@ def test_chance_recall():
     assert chance_recall(10, 10) == 1.0
     assert chance_recall(4, 1, num_positives=2) == pytest.approx(0.5)
     assert chance_recall(4, 4, num_positives=0) == 0.0
-    # These gave 1.0.
+    # The first two and the last gave 1.0; k=0 gave 0.0.
     for args, words in (((0, 1), "at least 1"), ((-3, 1), "at least 1"), ((5, 0), "at least 1"),
                         ((5, 1, 7), "between 0 and num_gallery=5")):
         with pytest.raises(ValueError, match=words):
