@@ -814,7 +814,7 @@ def waveform_preprocessor(num_samples, trim=True, top_db=40.0, min_samples=0, fl
     # the trimming ops and failed there with obscure graph errors.
     spec = tf.TensorSpec(None, tf.float32, name="waveform")
 
-    def preprocess(raw):
+    def preprocess(raw, lengths=None):
         # `batch_of`'s cond also hides a wrong shape from the ops below (a Pad
         # of a 1-D request failed in the graph's shape functions, ahead of the
         # check).
@@ -822,22 +822,33 @@ def waveform_preprocessor(num_samples, trim=True, top_db=40.0, min_samples=0, fl
             "waveform must be float32 (N, samples) mono audio, one row per clip (a single "
             "clip is (1, samples); average the channels of multi-channel audio)"))
         rows, samples = tf.unstack(tf.shape(raw))
+        if lengths is not None:
+            lengths = batch_of("lengths", lengths, [None])
+            raw, lengths = same_count(waveform=raw, lengths=lengths)
+            lengths = checked([tf.debugging.Assert(
+                tf.reduce_all(tf.logical_and(lengths >= 0, lengths <= samples)), [
+                    "lengths: the number of samples of each row, from 0 to the waveform width; "
+                    "outside it at these positions of the batch:",
+                    tf.where(tf.logical_or(lengths < 0, lengths > samples))[:, 0]],
+                summarize=20)], lengths)
         raw = checked([tf.debugging.Assert(
             tf.logical_or(samples > 0, tf.equal(rows, 0)),
             ["waveform has no samples: its (N, 0) rows hold no audio; shape", tf.shape(raw)])],
             raw)
         # A NaN or inf sample made trimming treat the whole clip as silence.
         raw = tf.debugging.check_numerics(raw, "waveform has NaN or inf samples")
-        silent, short = silent_or_short_rows(raw, min_samples, floor_db if trim else None)
+        silent, short = silent_or_short_rows(raw, min_samples, floor_db if trim else None,
+                                             lengths=lengths)
         quiet = (f"the loudest frame below {floor_db:g} dBFS" if trim else "every sample 0")
         raw = checked([tf.debugging.Assert(tf.logical_not(tf.reduce_any(silent)), [
             f"waveform: all silent ({quiet}; training refuses such clips) at these "
             "positions of the batch:", tf.where(silent)[:, 0]], summarize=20)], raw)
         raw = checked([tf.debugging.Assert(tf.logical_not(tf.reduce_any(short)), [
             f"waveform: shorter than one FFT window ({int(min_samples)} samples, up to the "
-            "last non-zero sample) at these positions of the batch:", tf.where(short)[:, 0]],
-            summarize=20)], raw)
-        return trim_and_crop_batch(raw, int(num_samples), trim=trim, top_db=float(top_db))
+            "last non-zero sample, or its length) at these positions of the batch:",
+            tf.where(short)[:, 0]], summarize=20)], raw)
+        return trim_and_crop_batch(raw, int(num_samples), trim=trim, top_db=float(top_db),
+                                   lengths=lengths)
 
     return spec, preprocess
 
@@ -863,6 +874,12 @@ def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=1600
       gets a unit vector.
     * `audio_config()`: `sample_rate` and `num_samples` (int32 scalars), the
       rate the audio must have and the clip length the tower sees.
+    * `encode_audio_lengths(waveform, lengths)`: as `encode_audio`, with
+      int32 (N,) the number of samples of each row (the rest is padding).
+      `encode_audio` takes a row to end at its last non-zero sample, so a
+      clip that itself ends in exact digital zeros (synthesized, faded or
+      edited audio) is trimmed a little differently from training's
+      librosa step; with its length it is trimmed exactly as in training.
 
     Args:
         model: `mmtl_tf.models.DualEncoder` with modalities audio and text
@@ -909,9 +926,16 @@ def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=1600
         return {"sample_rate": tf.constant(int(sample_rate), tf.int32),
                 "num_samples": tf.constant(num_samples, tf.int32)}
 
+    spec, preprocess = waveform_preprocessor(num_samples, trim, top_db, min_samples)
+
+    @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32, name="lengths")])
+    def encode_audio_lengths(waveform, lengths):
+        embeddings = call_on_batch(lambda x: model.encode("audio", x, training=False),
+                                   preprocess(waveform, lengths))
+        return {"embeddings": tf.cast(embeddings, tf.float32)}
+
     track = [text_tokenizer] if isinstance(text_tokenizer, keras.layers.Layer) else []
     return export_dual_encoder(
-        model, path,
-        {"audio": waveform_preprocessor(num_samples, trim, top_db, min_samples),
-         "text": text_preprocessor(text_tokenizer)},
-        track=track, extra_endpoints={"audio_config": audio_config})
+        model, path, {"audio": (spec, preprocess), "text": text_preprocessor(text_tokenizer)},
+        track=track, extra_endpoints={"audio_config": audio_config,
+                                      "encode_audio_lengths": encode_audio_lengths})

@@ -369,6 +369,18 @@ for name, x in [("scalar_text", "a b"), ("text_2d", [["a b"]])]:
     except tf.errors.InvalidArgumentError as e:
         messages[name] = e.message
 messages["no_clips"] = list(fn(waveform=tf.zeros([0, 0]))["embeddings"].shape)
+lengths = tf.saved_model.load(sys.argv[1]).signatures["encode_audio_lengths"]
+for name, n in [("lengths_count", [1000]), ("lengths_range", [1000, 1001]),
+                ("lengths_negative", [-1, 1000]), ("lengths_short", [1000, 100]),
+                ("lengths_2d", [[1000, 1000]])]:
+    try:
+        lengths(waveform=tf.constant(good), lengths=tf.constant(n, tf.int32))
+        messages[name] = "served"
+    except tf.errors.InvalidArgumentError as e:
+        messages[name] = e.message
+messages["lengths_good"] = lengths(waveform=tf.constant(good), lengths=tf.constant(
+    [1000, 600], tf.int32))["embeddings"].numpy().tolist()
+messages["good_values"] = fn(waveform=tf.constant(good))["embeddings"].numpy().tolist()
 norms = tf.saved_model.load(sys.argv[1]).signatures["encode_text"](
     text=tf.constant(["", "a b", "zzzq"]))["embeddings"]
 messages["text_norms"] = np.linalg.norm(norms.numpy(), axis=1).tolist()
@@ -399,6 +411,17 @@ def test_exported_audio_encoder_names_a_wrongly_shaped_waveform(tmp_path):
     # The tower's log-mel n_fft (512) is the shortest clip served.
     assert "waveform: shorter than one FFT window (512 samples" in got["short"], got["short"]
     assert got["good"] == [2, 4] and got["no_clips"] == [0, 4]
+    # encode_audio_lengths: the lengths are checked against the batch.
+    assert "waveform and lengths must hold the same number" in got["lengths_count"]
+    for name in ("lengths_range", "lengths_negative"):
+        assert "lengths: the number of samples of each row, from 0 to the waveform width" in \
+            got[name], got[name]
+    assert "[1]" in got["lengths_range"] and "[0]" in got["lengths_negative"]
+    assert "shorter than one FFT window" in got["lengths_short"], got["lengths_short"]
+    assert "lengths must be a batch of shape (N,)" in got["lengths_2d"], got["lengths_2d"]
+    # A full length is the clip as sent; a shorter one cuts it.
+    np.testing.assert_allclose(got["lengths_good"][0], got["good_values"][0], atol=1e-6)
+    assert np.abs(np.subtract(got["lengths_good"][1], got["good_values"][1])).max() > 1e-4
     # Documented: a caption of no tokens is the zero vector, others unit length.
     np.testing.assert_allclose(got["text_norms"], [0.0, 1.0, 1.0], atol=1e-5)
     # Scalar and 2-D text: refused like the other exports' captions.

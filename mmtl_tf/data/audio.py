@@ -517,7 +517,7 @@ def trim_and_crop_batch(waveforms, length, trim=True, top_db=40.0, frame_length=
 
 
 def silent_or_short_rows(waveforms, min_samples=0, floor_db=-70.0, frame_length=1024,
-                         hop_length=256):
+                         hop_length=256, lengths=None):
     """Which rows of a zero-padded batch the data pipeline would refuse, in
     TF ops (for exported models): (silent, short), bool (batch,) each.
 
@@ -525,8 +525,10 @@ def silent_or_short_rows(waveforms, min_samples=0, floor_db=-70.0, frame_length=
     `frame_length`, zero-padded, as `trim_silence_array` measures them) is
     quieter than `floor_db` dBFS (None: only a row of zeros is silent), and
     short when it has fewer than `min_samples` samples up to its last
-    non-zero one (the rest is batch padding). Training also refuses a clip
-    that trimming leaves shorter than that; this tests the clip as sent.
+    non-zero one (the rest is batch padding), or, with `lengths` (int
+    (batch,), each row's valid samples), fewer than `min_samples` of them.
+    Training also refuses a clip that trimming leaves shorter than that;
+    this tests the clip as sent.
 
     Args:
         waveforms: float32 tensor (batch, samples).
@@ -536,8 +538,13 @@ def silent_or_short_rows(waveforms, min_samples=0, floor_db=-70.0, frame_length=
         hop_length: int. RMS hop in samples.
     """
     y = tf.convert_to_tensor(waveforms, tf.float32)
+    if lengths is not None:  # the samples past a row's length are not its audio
+        y = tf.where(tf.range(tf.shape(y)[1])[None] < tf.cast(lengths, tf.int32)[:, None],
+                     y, 0.0)
     nonzero = tf.not_equal(y, 0.0)
     ends = tf.reduce_max(tf.where(nonzero, tf.range(tf.shape(y)[1])[None] + 1, 0), axis=1)
+    if lengths is not None:
+        ends = tf.minimum(tf.cast(lengths, tf.int32), tf.shape(y)[1])
     short = ends < int(min_samples)
     if floor_db is None:
         return tf.logical_not(tf.reduce_any(nonzero, axis=1)), short
