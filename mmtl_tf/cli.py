@@ -114,6 +114,8 @@ def _number_type(kind, accept, requirement):
 
 _positive_int = _number_type(int, lambda n: n >= 1, "at least 1")
 _non_negative_int = _number_type(int, lambda n: n >= 0, "at least 0")
+# NumPy's seeds: a larger one failed after TensorFlow loaded, naming no option.
+_seed = _number_type(int, lambda n: 0 <= n < 2 ** 32, "from 0 to 2**32 - 1")
 _positive_float = _number_type(float, lambda n: 0 < n < float("inf"),
                                "positive and finite")  # "inf" trained to NaN
 _fraction = _number_type(float, lambda n: 0 <= n < 1, "at least 0 and below 1")
@@ -184,8 +186,8 @@ def _add_runtime_options(parser, cache=True):
                    help="Keras dtype policy (default: float32)")
     g.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
                    help="compile with XLA (default: on with a GPU/TPU, off on CPU only)")
-    g.add_argument("--seed", type=_non_negative_int,
-                   help="random seed, 0 or more (default: the recipe's)")
+    g.add_argument("--seed", type=_seed,
+                   help="random seed, 0 to 2**32 - 1 (default: the recipe's)")
     g.add_argument("--deterministic", action="store_true", default=None,
                    help="same seed, same data, same machine: same weights and figures "
                         "(TensorFlow's op determinism; can be slower; Keras then "

@@ -278,7 +278,17 @@ def dataset_cache(config, name):
 # Settings (or settings ending in "_" + name) with a range to keep.
 _RANGES = (("dropout", lambda v: 0 <= v < 1, "at least 0 and below 1"),
            ("vocab_size", lambda v: v >= 3, "at least 3 (padding, the unknown word and one "
-                                            "word)"))
+                                            "word)"),
+           # A recipe's learning rate of -0.01 trained (gradient ascent:
+           # validation loss 96.6) where --learning-rate -0.1 was refused.
+           ("learning_rate", lambda v: 0 < v < float("inf"), "positive and finite"),
+           ("batch_size", lambda v: v >= 1, "at least 1"),
+           ("seed", lambda v: 0 <= v < 2 ** 32, "from 0 to 2**32 - 1"))
+# The kinds of the command line's settings, which the bundled recipes do not
+# all list (so a recipe file's value had nothing to be compared with:
+# "deterministic": "false" turned determinism on).
+_RUNTIME_KINDS = {"epochs": 1, "batch_size": 1, "learning_rate": 1.0, "seed": 0,
+                  "deterministic": False}
 
 
 def resolve_config(recipe, size="base", overrides=None, base=None, settings=None):
@@ -292,6 +302,14 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
     `_` are comments. An empty (or blank) string setting is a `ValueError`,
     as an empty value of a command-line option is a usage error.
     """
+    if base and not recipe.endswith(".json") and not recipe.startswith(base):
+        # Another task's bundled recipe ended in a traceback (KeyError:
+        # 'batch_size') once the task read a setting it lacks.
+        from mmtl_tf.recipes import available
+
+        own = [name for name in available() if name.startswith(base)]
+        raise ValueError(f"--recipe {recipe}: a recipe of another task; this task's bundled "
+                         f"recipes: {', '.join(own)} (or a JSON file of your own).")
     config = load_recipe(recipe, size)
     for key, value in config.items():
         if isinstance(value, str) and not value.strip() and not key.startswith("_"):
@@ -311,10 +329,12 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
                     f"the task's bundled recipe {base!r} lists its settings: "
                     f"mmtl_tf/recipes/{base}.json).")
         for key, value in config.items():
-            if key in defaults and not _same_kind(defaults[key], value):
+            example = defaults.get(key, _RUNTIME_KINDS.get(key))
+            if example is not None and not _same_kind(example, value):
+                like = (f" like {base}'s {json.dumps(example)}" if key in defaults else "")
                 raise ValueError(
                     f"recipe {recipe}: {size}.{key} = {json.dumps(value)} should be "
-                    f"{_kind(defaults[key])} like {base}'s {json.dumps(defaults[key])}.")
+                    f"{_kind(example)}{like}.")
         config = {**defaults, **config}
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -348,20 +368,35 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
 
 
 def _kind(value):
+    if isinstance(value, list) and value:
+        items = {_kind(v) for v in value if v is not None}
+        plural = {"a whole number": "whole numbers", "a number": "numbers",
+                  "a string": "strings", "true or false": "true or false values"}
+        if len(items) == 1 and next(iter(items)) in plural:
+            return f"a list of {plural[items.pop()]}"
     return {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
             list: "a list", dict: "a JSON object"}.get(type(value), type(value).__name__)
 
 
 def _same_kind(default, value):
     """Whether a recipe file's `value` can stand where the bundled recipe has
-    `default`: a whole number for a number, a list for a number (sizes such as
-    `image_size` may be given per dimension), anything for a null."""
+    `default`: a whole number for a number, a list of such numbers for a
+    number (sizes such as `image_size` may be given per dimension), for a
+    list a list whose items are of its items' kind (`[[32]]` or `["a", "b"]`
+    for `image_size` failed in the task with a traceback or an `int()`
+    message naming no setting, and `[32.7, 32]` was cut to 32), anything for
+    a null."""
     if default is None or value is None:
         return True
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
     if isinstance(default, (int, float)) and isinstance(value, list):
-        return True
+        return all(not isinstance(v, list) and _same_kind(default, v) for v in value)
+    if isinstance(default, list) and isinstance(value, list):
+        items = [d for d in default if d is not None]
+        nested = any(isinstance(d, list) for d in items)
+        return not items or all(any(_same_kind(d, v) for d in items)
+                                and (nested or not isinstance(v, list)) for v in value)
     if isinstance(default, float):
         return isinstance(value, (int, float))
     return isinstance(value, type(default))

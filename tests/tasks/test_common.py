@@ -502,6 +502,20 @@ def test_a_recipe_file_of_your_own_overrides_the_tasks_recipe(tmp_path):
                                "'epochs'?"),
     ('{"base": {"margin": 0.5}}', "base.margin is not a setting of this task (the task's "
                                   "bundled recipe 'fusion' lists its settings"),
+    # A traceback from the task (int() of a list), an int() message naming no
+    # setting, a size cut to 32, determinism turned on by "false", and
+    # gradient ascent or a batch of 0 trained or failed later.
+    ('{"base": {"image_size": [[32]]}}', "base.image_size = [[32]] should be a list of whole "
+                                         "numbers like fusion's [64, 64]"),
+    ('{"base": {"image_size": ["a", "b"]}}', 'base.image_size = ["a", "b"] should be'),
+    ('{"base": {"image_size": [32.7, 32]}}', "base.image_size = [32.7, 32] should be"),
+    ('{"base": {"image_size": [32.5]}}', "base.image_size = [32.5] should be"),
+    ('{"base": {"deterministic": "false"}}', 'base.deterministic = "false" should be true or '
+                                             "false."),
+    ('{"base": {"learning_rate": -0.01}}', "base.learning_rate = -0.01: must be positive"),
+    ('{"base": {"learning_rate": 0}}', "base.learning_rate = 0: must be positive"),
+    ('{"base": {"batch_size": 0}}', "base.batch_size = 0: must be at least 1"),
+    ('{"base": {"seed": -1}}', "base.seed = -1: must be from 0 to 2**32 - 1"),
 ])
 def test_bad_recipe_files_are_named(tmp_path, capsys, text, words):
     from mmtl_tf import cli
@@ -511,6 +525,21 @@ def test_bad_recipe_files_are_named(tmp_path, capsys, text, words):
     assert cli.main(["train", "fusion", "--recipe", str(bad), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert words in err and "bad.json" in err and "MMTL_TF_TRACEBACK" not in err
+
+
+def test_another_tasks_bundled_recipe_is_refused(capsys, tmp_path):
+    # It ended in a traceback ("KeyError: 'batch_size'", "'vocab_size'").
+    from mmtl_tf import cli
+
+    for recipe in ("triplet", "head_swap", "dual_encoder"):
+        assert cli.main(["train", "fusion", "--recipe", recipe, "--out", str(tmp_path / "r")]) \
+            == 2
+        assert capsys.readouterr().err.strip() == (
+            f"mmtl-tf train: error: --recipe {recipe}: a recipe of another task; this task's "
+            "bundled recipes: fusion (or a JSON file of your own).")
+    assert common.resolve_config("dual_encoder_pretrained", "tiny", base="dual_encoder")
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train", "fusion", "--seed", str(2 ** 32)])
 
 
 @pytest.mark.parametrize("task, key", [("head-swap", "weights"), ("dual-encoder", "image_weights"),
