@@ -345,7 +345,14 @@ def atomic_directory(path, write_fn, keep_replaced=None):
         if os.path.lexists(path):
             old = _new_sibling(parent, f".{name}.old-")
             os.rmdir(old)
-            os.replace(path, old)
+            try:
+                os.replace(path, old)
+            except OSError as e:  # an immutable folder, a mount point, ...
+                old = None
+                raise OSError(e.errno, f"{e.strerror or e}: cannot write {path}: it could "
+                                       "not be renamed aside to be replaced (a mount point? "
+                                       "an immutable folder?); write into a new folder, or "
+                                       "one inside it") from e
             os.replace(tmp, path)
             moved, old = old, None  # from here on the new content is in place
             held, swap = swap, None
@@ -554,6 +561,8 @@ def message_naming_target(message, tmp, path, existed):
 # not among them: a folder of your own, kept from being replaced.
 SAVED_MODEL_ENTRIES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
 NESTED_SAVED_MODELS = ("tokens_only",)
+# What a SavedModel's own sub-folders hold (`foreign_entries`).
+_OWN_CONTENT = {"variables": re.compile(r"^variables\.(index|data-\d{5}-of-\d{5})$")}
 
 # A leftover of an atomic write that was killed (SIGKILL, a power cut) before
 # it could clean up: `.NAME.tmp-XXXXXXXX[suffix]` or `.NAME.old-XXXXXXXX`.
@@ -593,10 +602,27 @@ def foreign_entries(folder, own, nested=None):
     true."""
     found = []
     for name in sorted(entries(folder)):
-        if name in own or _LEFTOVER.match(name):
+        path = os.path.join(folder, name)
+        if _LEFTOVER.match(name):
             continue
-        if nested is not None and nested(os.path.join(folder, name)):
+        if name in own:
+            # A SavedModel's variables/ holds only TensorFlow's checkpoint
+            # files: another file there was deleted with the folder.
+            pattern = _OWN_CONTENT.get(name)
+            if pattern is not None and os.path.isdir(path) and not os.path.islink(path):
+                found += [f"{name}/{inner}" for inner in sorted(entries(path))
+                          if not pattern.match(inner)]
             continue
+        if nested is not None and nested(path):
+            continue
+        if name in NESTED_SAVED_MODELS and os.path.isfile(os.path.join(path, "saved_model.pb")) \
+                and not os.path.islink(path):
+            # Name what is foreign inside (it said "holds tokens_only, which
+            # no SavedModel writes", of a folder the export writes itself).
+            inner = foreign_entries(path, SAVED_MODEL_ENTRIES, nested_saved_model)
+            if inner:
+                found += [f"{name}/{entry}" for entry in inner]
+                continue
         found.append(name)
     return found
 
@@ -763,6 +789,15 @@ def check_replaceable(path, marker, what, own=(), nested=None, check_marker=None
     if not os.path.isdir(path):
         raise ValueError(f"{path}: exists and is not a folder; choose {option} for "
                          f"the {what}.")
+    if os.path.ismount(path):
+        # (A Docker volume where TF Serving reads: the whole export was
+        # written, then "[Errno 16] Device or resource busy" naming a hidden
+        # .NAME.old-… folder.)
+        raise ValueError(
+            f"{path}: a mount point; writing the {what} replaces the folder by renaming "
+            f"it, which a mount point cannot be; write it into a folder inside it, e.g. "
+            f"{os.path.join(os.fspath(path), '1')} (TF Serving reads version folders such "
+            f"as 1/), or choose {option}.")
     if entries(path):
         marker_path = os.path.join(path, marker)
         reason = f"no {marker}" if not os.path.isfile(marker_path) else \

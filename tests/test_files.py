@@ -84,6 +84,37 @@ def test_only_new_empty_or_marked_folders_may_be_replaced(tmp_path, monkeypatch)
             check_replaceable(bad, "saved_model.pb", "SavedModel")
 
 
+def test_a_mount_point_or_a_folder_that_cannot_be_renamed_is_named(tmp_path, monkeypatch):
+    # Exporting into a mounted volume wrote the whole SavedModel and then
+    # failed with "[Errno 16] Device or resource busy: '.../mp' ->
+    # '.../.mp.old-efb659ea'" (an immutable empty folder: "[Errno 1]").
+    mount = tmp_path / "mp"
+    mount.mkdir()
+    real_ismount = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda p: os.fspath(p) == str(mount) or
+                        real_ismount(p))
+    with pytest.raises(ValueError, match=rf"mp: a mount point; writing the SavedModel replaces "
+                                         rf"the folder by renaming it, .* e\.g\. "
+                                         rf"{mount / '1'} \(TF Serving"):
+        check_replaceable(str(mount), "saved_model.pb", "SavedModel")
+    check_replaceable(str(mount / "1"), "saved_model.pb", "SavedModel")
+    # A rename of the target that fails names the target, not the hidden copy.
+    (tmp_path / "stuck").mkdir()
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if os.fspath(src) == str(tmp_path / "stuck"):
+            raise OSError(1, "Operation not permitted", src, dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match=rf"Operation not permitted: cannot write "
+                                      rf"{tmp_path / 'stuck'}: it could not be renamed aside "
+                                      rf".*; {tmp_path / 'stuck'} is unchanged$"):
+        atomic_directory(tmp_path / "stuck", lambda d: open(os.path.join(d, "a"), "w").close())
+    assert sorted(os.listdir(tmp_path)) == ["mp", "stuck"] and not os.listdir(tmp_path / "stuck")
+
+
 def test_cache_root_follows_the_environment_and_creates_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("MMTL_TF_CACHE", str(tmp_path / "c"))
     assert cache_root() == str(tmp_path / "c")
@@ -199,14 +230,25 @@ def test_a_saved_model_with_files_of_your_own_is_refused(tmp_path):
         (sm / name).write_bytes(b"")
     own = dict(own=SAVED_MODEL_ENTRIES, nested=nested_saved_model)
     check_replaceable(str(sm), "saved_model.pb", "SavedModel", **own)
-    for extra in ("notes.txt", "assets.extra/tf_serving_warmup_requests",
-                  "tokens_only/notes.txt"):
+    # Named as what they are: "tokens_only/notes.txt" (it said "holds
+    # tokens_only", a folder the export writes itself); a file in variables/
+    # was deleted without a word.
+    for extra, named in (("notes.txt", "notes.txt"),
+                         ("assets.extra/tf_serving_warmup_requests", "assets.extra"),
+                         ("tokens_only/notes.txt", "tokens_only/notes.txt"),
+                         ("variables/README.txt", "variables/README.txt"),
+                         ("tokens_only/variables/x.txt", "tokens_only/variables/x.txt")):
         (sm / extra).parent.mkdir(parents=True, exist_ok=True)
         (sm / extra).write_text("mine")
-        with pytest.raises(ValueError, match=f"{sm}: holds .*(notes.txt|assets.extra).*, "
-                                             "which no SavedModel writes; .* move them out"):
+        with pytest.raises(ValueError, match=f"{sm}: holds {named}, which no SavedModel "
+                                             "writes; .* move them out"):
             check_replaceable(str(sm), "saved_model.pb", "SavedModel", **own)
+        assert not is_saved_model(str(sm))
         (sm / extra).unlink()
+        shutil.rmtree(sm / "assets.extra", ignore_errors=True)
+    (sm / "variables" / "variables.index").write_bytes(b"")
+    (sm / "variables" / "variables.data-00000-of-00001").write_bytes(b"")
+    assert is_saved_model(str(sm))
 
 
 def test_file_manager_files_do_not_make_a_folder_yours(tmp_path):
