@@ -543,11 +543,38 @@ def _image_format_checks(image_bytes, name):
             [f"{name}: not JPEG, PNG, GIF, BMP or WebP bytes at these positions of the "
              "batch (by their first bytes):", tf.where(tf.logical_not(known))[:, 0]],
             summarize=20)
+    odd_bits, rle = _undecodable_bmps(image_bytes)
     with tf.control_dependencies([second]):
-        return [tf.debugging.Assert(
+        checks = [tf.debugging.Assert(
             tf.logical_not(tf.reduce_any(animated)),
             [f"{name}: {_ANIMATED_WEBP_PROBLEM}; at these positions of the batch:",
              tf.where(animated)[:, 0]], summarize=20)]
+    # (Served, they failed in TensorFlow's decoder: "Number of channels
+    # inherent in the image must be 1, 3 or 4, was 0".)
+    for rows, problem in ((odd_bits, _BMP_BITS_PROBLEM.format(bits="1-, 4- or 16-bit")),
+                          (rle, _BMP_RLE_PROBLEM)):
+        with tf.control_dependencies(checks[-1:]):
+            checks.append(tf.debugging.Assert(
+                tf.logical_not(tf.reduce_any(rows)),
+                [f"{name}: {problem}; at these positions of the batch:",
+                 tf.where(rows)[:, 0]], summarize=20))
+    return checks
+
+
+def _undecodable_bmps(image_bytes):
+    """bool (N,) twice: which of the (N,) encoded images are BMPs that
+    TensorFlow does not decode, by `_BMP_BITS` and `_BMP_RLE` of their
+    header (with a BITMAPINFOHEADER or later, of 40 bytes or more): of
+    other than 8, 24 or 32 bits per pixel; compressed with RLE."""
+    head = tf.cast(tf.io.decode_raw(tf.strings.substr(image_bytes, 0, 34), tf.uint8,
+                                    fixed_length=34), tf.int32)
+    bmp = (head[:, 0] == ord("B")) & (head[:, 1] == ord("M")) & (
+        head[:, 14] + 256 * head[:, 15] + 65536 * head[:, 16] + 16777216 * head[:, 17] >= 40)
+    bits = head[:, 28] + 256 * head[:, 29]
+    odd_bits = bmp & tf.reduce_all(bits[:, None] != list(_BMP_BITS), axis=1)
+    rle = bmp & tf.logical_not(odd_bits) & tf.reduce_any(
+        head[:, 30][:, None] == list(_BMP_RLE), axis=1)
+    return odd_bits, rle
 
 
 def augment_image(image, seed, max_zoom=0.1, max_delta=0.1):
@@ -770,13 +797,21 @@ def _undecodable_variant(path):
         return _ANIMATED_WEBP_PROBLEM
     if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") >= 40:
         bits, compression = int.from_bytes(head[28:30], "little"), head[30]
-        if bits not in (8, 24, 32):
-            return (f"a {bits}-bit BMP, which TensorFlow does not decode (it decodes 8-, 24- "
-                    "and 32-bit ones): save it as PNG or as a 24-bit BMP")
-        if compression in (1, 2):
-            return ("a run-length compressed BMP, which TensorFlow does not decode: save it "
-                    "as PNG or as an uncompressed BMP")
+        if bits not in _BMP_BITS:
+            return _BMP_BITS_PROBLEM.format(bits=f"{bits}-bit")
+        if compression in _BMP_RLE:
+            return _BMP_RLE_PROBLEM
     return None
+
+
+# The BMPs TensorFlow decodes (bits per pixel), and the RLE compressions
+# (the compression field at byte 30) it does not.
+_BMP_BITS = (8, 24, 32)
+_BMP_RLE = (1, 2)
+_BMP_BITS_PROBLEM = ("a {bits} BMP, which TensorFlow does not decode (it decodes 8-, 24- and "
+                     "32-bit ones): save it as PNG or as a 24-bit BMP")
+_BMP_RLE_PROBLEM = ("a run-length compressed BMP, which TensorFlow does not decode: save it "
+                    "as PNG or as an uncompressed BMP")
 
 
 def _first_and_last_bytes_note(path):

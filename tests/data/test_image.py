@@ -9,7 +9,8 @@ import tensorflow as tf
 from PIL import Image
 
 import mmtl_tf
-from mmtl_tf.data.image import augment_image, decode_image, preprocess_image_bytes
+from mmtl_tf.data.image import (augment_image, decode_image, preprocess_image_batch,
+                                 preprocess_image_bytes)
 
 
 def _encode(array, fmt="PNG", mode=None, **save):
@@ -957,6 +958,20 @@ def test_bmps_tensorflow_cannot_decode_are_named_as_such(tmp_path):
     assert _describe_failure(str(path), (8, 8), True, False) == (
         "cannot decode image: a run-length compressed BMP, which TensorFlow does not decode: "
         "save it as PNG or as an uncompressed BMP")
+    # Served (a SavedModel's batch): refused with their positions; they
+    # failed in TensorFlow's decoder ("Number of channels inherent in the
+    # image must be 1, 3 or 4, was 0"), naming none.
+    serve = tf.function(lambda b: preprocess_image_batch(b, (8, 8)))
+    good = _bmp(Image.fromarray(np.zeros((8, 8, 3), "uint8")))
+    one_bit = (tmp_path / "one_bit.bmp").read_bytes()
+    for batch, words in (([good, one_bit, good, one_bit], r"image_bytes: a 1-, 4- or 16-bit "
+                          r"BMP, which TensorFlow does not decode .*positions of the "
+                          r"batch:.*\[1 3\]"),
+                         ([path.read_bytes(), good], r"image_bytes: a run-length compressed "
+                          r"BMP, .*positions of the batch:.*\[0\]")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=words):
+            serve(tf.constant(batch))
+    assert serve(tf.constant([good, good])).shape == (2, 8, 8, 3)
 
 
 def test_an_animated_webp_without_alpha_is_refused_before_it_is_decoded(tmp_path):
