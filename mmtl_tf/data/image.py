@@ -544,6 +544,15 @@ def _image_format_checks(image_bytes, name):
              "batch (by their first bytes):", tf.where(tf.logical_not(known))[:, 0]],
             summarize=20)
     odd_bits, rle = _undecodable_bmps(image_bytes)
+    # A 379 KiB PNG of 20000 x 20000 pixels took 2.3 GB to serve (two in a
+    # batch 3.9 GB): a request of a few such files could get a server killed.
+    huge = _declared_pixels(image_bytes) > MAX_SERVED_PIXELS
+    with tf.control_dependencies([second]):
+        second = tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(huge)),
+            [f"{name}: images of more than {MAX_SERVED_PIXELS:,} pixels by their header "
+             "(the decompression-bomb limit of PIL; decoding one takes gigabytes), at these "
+             "positions of the batch:", tf.where(huge)[:, 0]], summarize=20)
     with tf.control_dependencies([second]):
         checks = [tf.debugging.Assert(
             tf.logical_not(tf.reduce_any(animated)),
@@ -559,6 +568,61 @@ def _image_format_checks(image_bytes, name):
                 [f"{name}: {problem}; at these positions of the batch:",
                  tf.where(rows)[:, 0]], summarize=20))
     return checks
+
+
+# The most pixels a served image may declare (`preprocess_image_batch`):
+# PIL's limit for a decompression bomb (`Image.MAX_IMAGE_PIXELS` x 2).
+MAX_SERVED_PIXELS = 178_956_970
+
+
+def _declared_pixels(image_bytes):
+    """int64 (N,): width x height of each of the (N,) encoded images as its
+    header declares them (PNG, GIF, BMP, WebP from the first 30 bytes; JPEG
+    from its frame header, read by `tf.io.extract_jpeg_shape`); 0 for other
+    bytes."""
+    head = tf.cast(tf.io.decode_raw(tf.strings.substr(image_bytes, 0, _HEAD_LENGTH),
+                                    tf.uint8, fixed_length=_HEAD_LENGTH), tf.int64)
+
+    def number(at, size, big_endian=False):
+        order = range(size) if big_endian else reversed(range(size))
+        value = tf.zeros_like(head[:, 0])
+        for i in order:
+            value = value * 256 + head[:, at + i]
+        return value
+
+    def starts(at, magic):
+        return tf.reduce_all(tf.stack([head[:, at + i] == byte
+                                       for i, byte in enumerate(magic)]), axis=0)
+
+    png = number(16, 4, True) * number(20, 4, True)
+    gif = number(6, 2) * number(8, 2)
+    height = number(22, 4)
+    bmp = number(18, 4) * tf.where(height >= 2 ** 31, 2 ** 32 - height, height)  # top-down
+    vp8x = (number(24, 3) + 1) * (number(27, 3) + 1)
+    vp8 = tf.bitwise.bitwise_and(number(26, 2), 0x3FFF) * tf.bitwise.bitwise_and(
+        number(28, 2), 0x3FFF)
+    bits = number(21, 4)  # VP8L: 14 bits of width - 1, then of height - 1
+    vp8l = (tf.bitwise.bitwise_and(bits, 0x3FFF) + 1) * (
+        tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 14), 0x3FFF) + 1)
+    webp = starts(0, b"RIFF") & starts(8, b"WEBPVP8")
+    jpeg = starts(0, b"\xff\xd8\xff")
+
+    def jpeg_pixels(encoded):
+        shape = tf.cond(tf.strings.substr(encoded, 0, 3) == b"\xff\xd8\xff",
+                        lambda: tf.io.extract_jpeg_shape(encoded, tf.int64),
+                        lambda: tf.zeros([3], tf.int64))
+        return shape[0] * shape[1]
+
+    jpegs = tf.cond(tf.reduce_any(jpeg), lambda: tf.map_fn(
+        jpeg_pixels, image_bytes, fn_output_signature=tf.int64),
+        lambda: tf.zeros_like(head[:, 0]))
+    return tf.where(starts(0, _PNG_MAGIC), png,
+           tf.where(starts(0, b"GIF8"), gif,
+           tf.where(starts(0, b"BM"), bmp,
+           tf.where(webp & starts(15, b"X"), vp8x,
+           tf.where(webp & starts(15, b" "), vp8,
+           tf.where(webp & starts(15, b"L"), vp8l,
+           tf.where(jpeg, jpegs, tf.zeros_like(png))))))))
 
 
 def _undecodable_bmps(image_bytes):

@@ -974,6 +974,38 @@ def test_bmps_tensorflow_cannot_decode_are_named_as_such(tmp_path):
     assert serve(tf.constant([good, good])).shape == (2, 8, 8, 3)
 
 
+def _encoded(image, fmt, **kwargs):
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def test_served_images_declaring_too_many_pixels_are_refused_unread():
+    # A 48 KB PNG of 20000 x 20000 pixels: serving one took 2.3 GB (a helper's
+    # 379 KiB one; two in a batch 3.9 GB).
+    from mmtl_tf.data.image import MAX_SERVED_PIXELS, _declared_pixels
+
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (23, 37, 3)).astype("uint8"))
+    alpha = np.zeros((23, 37, 4), "uint8")
+    alpha[..., 3] = np.arange(37)[None] * 6
+    images = [_encoded(rgb, "PNG"), _encoded(rgb, "GIF"), _encoded(rgb, "BMP"),
+              _encoded(rgb, "JPEG"), _encoded(rgb, "JPEG", progressive=True),
+              _encoded(rgb, "WEBP", lossless=False), _encoded(rgb, "WEBP", lossless=True),
+              _encoded(Image.fromarray(alpha), "WEBP", lossless=False)]
+    assert {data[12:16] for data in images[-3:]} == {b"VP8 ", b"VP8L", b"VP8X"}
+    assert _declared_pixels(tf.constant(images + [b"", b"not an image"])).numpy().tolist() \
+        == [23 * 37] * len(images) + [0, 0]
+    bomb = _encoded(Image.new("1", (20000, 20000)), "PNG")
+    assert len(bomb) < 100_000 and 20000 * 20000 > MAX_SERVED_PIXELS
+    serve = tf.function(lambda b: preprocess_image_batch(b, (8, 8)))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image_bytes: images of more than 178,956,970 pixels by their "
+                             r"header .*positions of the batch:.*\[1\]"):
+        serve(tf.constant([images[0], bomb]))
+    assert serve(tf.constant(images)).shape == (len(images), 8, 8, 3)
+
+
 def test_an_animated_webp_without_alpha_is_refused_before_it_is_decoded(tmp_path):
     # TensorFlow 2.21's decode_image(channels=0) returns its first frame and
     # then corrupts the heap (the process dies), so this runs in a child.
