@@ -544,10 +544,11 @@ def _image_format_checks(image_bytes, name):
              "batch (by their first bytes):", tf.where(tf.logical_not(known))[:, 0]],
             summarize=20)
     odd_bits, rle = _undecodable_bmps(image_bytes)
-    # A 379 KiB PNG of 20000 x 20000 pixels took 2.3 GB to serve (two in a
-    # batch 3.9 GB): a request of a few such files could get a server killed.
-    huge = _declared_pixels(image_bytes) > MAX_SERVED_PIXELS
     with tf.control_dependencies([second]):
+        # A 379 KiB PNG of 20000 x 20000 pixels took 2.3 GB to serve (two in
+        # a batch 3.9 GB): a request of a few such files could get a server
+        # killed. (After the format checks: a damaged JPEG header fails here.)
+        huge = _declared_pixels(image_bytes) > MAX_SERVED_PIXELS
         second = tf.debugging.Assert(
             tf.logical_not(tf.reduce_any(huge)),
             [f"{name}: images of more than {MAX_SERVED_PIXELS:,} pixels by their header "
@@ -560,8 +561,8 @@ def _image_format_checks(image_bytes, name):
              tf.where(animated)[:, 0]], summarize=20)]
     # (Served, they failed in TensorFlow's decoder: "Number of channels
     # inherent in the image must be 1, 3 or 4, was 0".)
-    for rows, problem in ((odd_bits, _BMP_BITS_PROBLEM.format(bits="1-, 4- or 16-bit")),
-                          (rle, _BMP_RLE_PROBLEM)):
+    for rows, problem in ((odd_bits, _BMP_BITS_PROBLEM.format(
+            bits="BMP of other than 8, 24 or 32 bits per pixel")), (rle, _BMP_RLE_PROBLEM)):
         with tf.control_dependencies(checks[-1:]):
             checks.append(tf.debugging.Assert(
                 tf.logical_not(tf.reduce_any(rows)),
@@ -594,10 +595,17 @@ def _declared_pixels(image_bytes):
         return tf.reduce_all(tf.stack([head[:, at + i] == byte
                                        for i, byte in enumerate(magic)]), axis=0)
 
-    png = number(16, 4, True) * number(20, 4, True)
+    def side(value):  # (a 32-bit side is at most 2**32: the product fits in int64)
+        return tf.minimum(value, 2 ** 31)
+
+    png = side(number(16, 4, True)) * side(number(20, 4, True))
     gif = number(6, 2) * number(8, 2)
     height = number(22, 4)
-    bmp = number(18, 4) * tf.where(height >= 2 ** 31, 2 ** 32 - height, height)  # top-down
+    # Only with a BITMAPINFOHEADER or later (40 bytes or more): OS/2's
+    # 12-byte header holds 16-bit sizes elsewhere (TensorFlow decodes
+    # neither kind of those; they fail as such).
+    bmp = tf.where(number(14, 4) >= 40, side(number(18, 4)) * side(
+        tf.where(height >= 2 ** 31, 2 ** 32 - height, height)), 0)  # top-down: negative
     vp8x = (number(24, 3) + 1) * (number(27, 3) + 1)
     vp8 = tf.bitwise.bitwise_and(number(26, 2), 0x3FFF) * tf.bitwise.bitwise_and(
         number(28, 2), 0x3FFF)
@@ -862,7 +870,7 @@ def _undecodable_variant(path):
     if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") >= 40:
         bits, compression = int.from_bytes(head[28:30], "little"), head[30]
         if bits not in _BMP_BITS:
-            return _BMP_BITS_PROBLEM.format(bits=f"{bits}-bit")
+            return _BMP_BITS_PROBLEM.format(bits=f"{bits}-bit BMP")
         if compression in _BMP_RLE:
             return _BMP_RLE_PROBLEM
     return None
@@ -872,7 +880,7 @@ def _undecodable_variant(path):
 # (the compression field at byte 30) it does not.
 _BMP_BITS = (8, 24, 32)
 _BMP_RLE = (1, 2)
-_BMP_BITS_PROBLEM = ("a {bits} BMP, which TensorFlow does not decode (it decodes 8-, 24- and "
+_BMP_BITS_PROBLEM = ("a {bits}, which TensorFlow does not decode (it decodes 8-, 24- and "
                      "32-bit ones): save it as PNG or as a 24-bit BMP")
 _BMP_RLE_PROBLEM = ("a run-length compressed BMP, which TensorFlow does not decode: save it "
                     "as PNG or as an uncompressed BMP")

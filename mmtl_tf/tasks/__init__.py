@@ -266,12 +266,20 @@ def settings(name):
     known |= set(_UNLISTED_SETTINGS.get(name, ()))
     if spec.decodes_files:
         known.add(CACHE_SETTING)
-    for recipe in available():
-        if recipe.startswith(spec.recipe):
-            for section in read_recipe(recipe).values():
-                if isinstance(section, dict):
-                    known |= set(section)
+    for recipe in task_recipes(spec.recipe):
+        for section in read_recipe(recipe).values():
+            if isinstance(section, dict):
+                known |= set(section)
     return known
+
+
+def task_recipes(base):
+    """The bundled recipes of the task whose recipe is `base`: `base` and its
+    `base_pretrained` variant (`audio_text_fusion` is notebook 03's, not the
+    audio-text task's: its settings lack `projection_dim`)."""
+    from mmtl_tf.recipes import available
+
+    return [name for name in available() if name in (base, f"{base}_pretrained")]
 
 
 def names():

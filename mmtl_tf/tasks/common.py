@@ -302,12 +302,13 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
     `_` are comments. An empty (or blank) string setting is a `ValueError`,
     as an empty value of a command-line option is a usage error.
     """
-    if base and not recipe.endswith(".json") and not recipe.startswith(base):
+    from mmtl_tf.recipes import available
+    from mmtl_tf.tasks import task_recipes
+
+    own = task_recipes(base) if base else []
+    if base and recipe in available() and recipe not in own:
         # Another task's bundled recipe ended in a traceback (KeyError:
         # 'batch_size') once the task read a setting it lacks.
-        from mmtl_tf.recipes import available
-
-        own = [name for name in available() if name.startswith(base)]
         raise ValueError(f"--recipe {recipe}: a recipe of another task; this task's bundled "
                          f"recipes: {', '.join(own)} (or a JSON file of your own).")
     config = load_recipe(recipe, size)
@@ -330,6 +331,12 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
                     f"mmtl_tf/recipes/{base}.json).")
         for key, value in config.items():
             example = defaults.get(key, _RUNTIME_KINDS.get(key))
+            if isinstance(value, list) and _one_number(key):
+                # (A list may stand for a size's number, not for these: a
+                # learning rate of [-0.01] passed every check.)
+                raise ValueError(f"recipe {recipe}: {size}.{key} = {json.dumps(value)} should "
+                                 f"be {_kind(example) if example is not None else 'a number'}, "
+                                 "not a list.")
             if example is not None and not _same_kind(example, value):
                 like = (f" like {base}'s {json.dumps(example)}" if key in defaults else "")
                 raise ValueError(
@@ -367,6 +374,13 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
     return config
 
 
+def _one_number(key):
+    """Whether setting `key` is one number, never a list (the runtime
+    settings, epochs and the settings with a range)."""
+    return key in _RUNTIME_KINDS or any(key == name or key.endswith("_" + name)
+                                        for name, _, _ in _RANGES)
+
+
 def _kind(value):
     if isinstance(value, list) and value:
         items = {_kind(v) for v in value if v is not None}
@@ -381,7 +395,8 @@ def _kind(value):
 def _same_kind(default, value):
     """Whether a recipe file's `value` can stand where the bundled recipe has
     `default`: a whole number for a number, a list of such numbers for a
-    number (sizes such as `image_size` may be given per dimension), for a
+    number (sizes such as `conv_filters` may be given per block; not for
+    `_one_number` settings, which `resolve_config` refuses first), for a
     list a list whose items are of its items' kind (`[[32]]` or `["a", "b"]`
     for `image_size` failed in the task with a traceback or an `int()`
     message naming no setting, and `[32.7, 32]` was cut to 32), anything for

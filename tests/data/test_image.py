@@ -964,9 +964,9 @@ def test_bmps_tensorflow_cannot_decode_are_named_as_such(tmp_path):
     serve = tf.function(lambda b: preprocess_image_batch(b, (8, 8)))
     good = _bmp(Image.fromarray(np.zeros((8, 8, 3), "uint8")))
     one_bit = (tmp_path / "one_bit.bmp").read_bytes()
-    for batch, words in (([good, one_bit, good, one_bit], r"image_bytes: a 1-, 4- or 16-bit "
-                          r"BMP, which TensorFlow does not decode .*positions of the "
-                          r"batch:.*\[1 3\]"),
+    for batch, words in (([good, one_bit, good, one_bit], r"image_bytes: a BMP of other than 8, "
+                          r"24 or 32 bits per pixel, which TensorFlow does not decode "
+                          r".*positions of the batch:.*\[1 3\]"),
                          ([path.read_bytes(), good], r"image_bytes: a run-length compressed "
                           r"BMP, .*positions of the batch:.*\[0\]")):
         with pytest.raises(tf.errors.InvalidArgumentError, match=words):

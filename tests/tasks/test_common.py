@@ -516,6 +516,11 @@ def test_a_recipe_file_of_your_own_overrides_the_tasks_recipe(tmp_path):
     ('{"base": {"learning_rate": 0}}', "base.learning_rate = 0: must be positive"),
     ('{"base": {"batch_size": 0}}', "base.batch_size = 0: must be at least 1"),
     ('{"base": {"seed": -1}}', "base.seed = -1: must be from 0 to 2**32 - 1"),
+    # A list passed the number checks, and failed in the task's float().
+    ('{"base": {"learning_rate": [-0.01]}}', "base.learning_rate = [-0.01] should be a "
+                                             "number, not a list."),
+    ('{"base": {"epochs": [0]}}', "base.epochs = [0] should be a whole number, not a list."),
+    ('{"base": {"dropout": [1.5]}}', "base.dropout = [1.5] should be a number, not a list."),
 ])
 def test_bad_recipe_files_are_named(tmp_path, capsys, text, words):
     from mmtl_tf import cli
@@ -538,6 +543,13 @@ def test_another_tasks_bundled_recipe_is_refused(capsys, tmp_path):
             f"mmtl-tf train: error: --recipe {recipe}: a recipe of another task; this task's "
             "bundled recipes: fusion (or a JSON file of your own).")
     assert common.resolve_config("dual_encoder_pretrained", "tiny", base="dual_encoder")
+    # notebook 03's recipe is not the audio-text task's (it lacks projection_dim).
+    with pytest.raises(ValueError, match="a recipe of another task; this task's bundled "
+                                         "recipes: audio_text "):
+        common.resolve_config("audio_text_fusion", "base", base="audio_text")
+    # A mistyped name is an unknown recipe, not another task's.
+    with pytest.raises(ValueError, match="unknown recipe 'dual-encoder'; bundled recipes"):
+        common.resolve_config("dual-encoder", "base", base="dual_encoder")
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["train", "fusion", "--seed", str(2 ** 32)])
 
@@ -583,17 +595,16 @@ def test_a_recipe_file_may_set_every_setting_its_task_reads(tmp_path):
         with open(importlib.util.find_spec(spec.module).origin, encoding="utf-8") as f:
             read = set(pattern.findall(f.read()))
         assert read and read <= known, (name, sorted(read - known))
-        for file in os.listdir(HERE):
-            if file.startswith(spec.recipe):
-                with open(os.path.join(HERE, file), encoding="utf-8") as f:
-                    recipe = json.load(f)
-                mine = tmp_path / file
-                mine.write_text(json.dumps({"_about": "a copy", **recipe}))
-                for size in ("tiny", "base"):
-                    config = common.resolve_config(str(mine), size, base=spec.recipe,
-                                                   settings=known)
-                    assert config == {**common.resolve_config(spec.recipe, size),
-                                      **recipe[size]}
+        for file in (f"{r}.json" for r in tasks.task_recipes(spec.recipe)):
+            with open(os.path.join(HERE, file), encoding="utf-8") as f:
+                recipe = json.load(f)
+            mine = tmp_path / file
+            mine.write_text(json.dumps({"_about": "a copy", **recipe}))
+            for size in ("tiny", "base"):
+                config = common.resolve_config(str(mine), size, base=spec.recipe,
+                                               settings=known)
+                assert config == {**common.resolve_config(spec.recipe, size),
+                                  **recipe[size]}
     shared = set()
     for module in ("common", "shared_space", "metric_learning"):
         origin = importlib.util.find_spec(f"mmtl_tf.tasks.{module}").origin
