@@ -259,7 +259,7 @@ def settings(name):
     recipes (every size; e.g. `dual_encoder` and `dual_encoder_pretrained`),
     of its options and of the runtime. A recipe file of your own may set only
     these (`mmtl_tf.tasks.common.resolve_config`)."""
-    from mmtl_tf.recipes import available, read_recipe
+    from mmtl_tf.recipes import read_recipe
 
     spec = TASKS[name]
     known = set(RUNTIME_SETTINGS) | set(option_settings(spec))
