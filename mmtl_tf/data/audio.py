@@ -538,13 +538,13 @@ def silent_or_short_rows(waveforms, min_samples=0, floor_db=-70.0, frame_length=
         hop_length: int. RMS hop in samples.
     """
     y = tf.convert_to_tensor(waveforms, tf.float32)
+    positions = tf.range(tf.shape(y)[1])[None]
     if lengths is not None:  # the samples past a row's length are not its audio
-        y = tf.where(tf.range(tf.shape(y)[1])[None] < tf.cast(lengths, tf.int32)[:, None],
-                     y, 0.0)
-    nonzero = tf.not_equal(y, 0.0)
-    ends = tf.reduce_max(tf.where(nonzero, tf.range(tf.shape(y)[1])[None] + 1, 0), axis=1)
-    if lengths is not None:
         ends = tf.minimum(tf.cast(lengths, tf.int32), tf.shape(y)[1])
+        y = tf.where(positions < ends[:, None], y, 0.0)
+    nonzero = tf.not_equal(y, 0.0)
+    if lengths is None:  # each row ends after its last non-zero sample
+        ends = tf.reduce_max(tf.where(nonzero, positions + 1, 0), axis=1)
     short = ends < int(min_samples)
     if floor_db is None:
         return tf.logical_not(tf.reduce_any(nonzero, axis=1)), short

@@ -535,20 +535,23 @@ def _image_format_checks(image_bytes, name):
         [f"{name}: base64 text, not image bytes, at these positions of the batch (decode "
          "it before sending; TensorFlow Serving's REST API decodes values written as "
          '{"b64": "..."}):', tf.where(base64)[:, 0]], summarize=20)
-    # The same test as the decoding's (`_head_flags`).
-    animated = _head_matches(_heads(image_bytes)[:, None], [_ANIMATED_WEBP])[:, 0]
+    # The first bytes of each image, read once for the tests below: the
+    # decoding's own animated-WebP test (`_head_flags`), BMP headers and
+    # declared sizes.
+    head = _served_heads(image_bytes)
+    animated = _head_matches(head[:, None, :_HEAD_LENGTH], [_ANIMATED_WEBP])[:, 0]
     with tf.control_dependencies([first]):
         second = tf.debugging.Assert(
             tf.reduce_all(known),
             [f"{name}: not JPEG, PNG, GIF, BMP or WebP bytes at these positions of the "
              "batch (by their first bytes):", tf.where(tf.logical_not(known))[:, 0]],
             summarize=20)
-    odd_bits, rle = _undecodable_bmps(image_bytes)
+    odd_bits, rle = _undecodable_bmps(head)
     with tf.control_dependencies([second]):
         # A 379 KiB PNG of 20000 x 20000 pixels took 2.3 GB to serve (two in
         # a batch 3.9 GB): a request of a few such files could get a server
         # killed. (After the format checks: a damaged JPEG header fails here.)
-        huge = _declared_pixels(image_bytes) > MAX_SERVED_PIXELS
+        huge = _declared_pixels(head, image_bytes) > MAX_SERVED_PIXELS
         second = tf.debugging.Assert(
             tf.logical_not(tf.reduce_any(huge)),
             [f"{name}: images of more than {MAX_SERVED_PIXELS:,} pixels by their header "
@@ -574,26 +577,50 @@ def _image_format_checks(image_bytes, name):
 # The most pixels a served image may declare (`preprocess_image_batch`):
 # PIL's limit for a decompression bomb (`Image.MAX_IMAGE_PIXELS` x 2).
 MAX_SERVED_PIXELS = 178_956_970
+# How many first bytes of each served image `_image_format_checks` reads:
+# through the BMP's compression field.
+_SERVED_HEAD = 34
 
 
-def _declared_pixels(image_bytes):
+def _served_heads(image_bytes):
+    """int64 (N, `_SERVED_HEAD`): the first bytes of each of the (N,)
+    encoded images, zeros past the end of shorter ones."""
+    return tf.cast(tf.io.decode_raw(tf.strings.substr(image_bytes, 0, _SERVED_HEAD), tf.uint8,
+                                    fixed_length=_SERVED_HEAD), tf.int64)
+
+
+def _head_number(head, at, size, big_endian=False):
+    """int64 (N,): the unsigned `size`-byte numbers at byte `at` of the heads
+    (int64 (N, bytes), one byte a value)."""
+    order = range(size) if big_endian else reversed(range(size))
+    value = tf.zeros_like(head[:, 0])
+    for i in order:
+        value = value * 256 + head[:, at + i]
+    return value
+
+
+def _head_starts(head, at, magic):
+    """bool (N,): which heads hold the bytes `magic` at byte `at`."""
+    return tf.reduce_all(tf.stack([head[:, at + i] == byte
+                                   for i, byte in enumerate(magic)]), axis=0)
+
+
+def _bmp_info_header(head):
+    """bool (N,): which heads are a BMP's with a BITMAPINFOHEADER or later
+    (40 bytes or more; OS/2's 12-byte header holds other fields)."""
+    return _head_starts(head, 0, b"BM") & (_head_number(head, 14, 4) >= 40)
+
+
+def _declared_pixels(head, image_bytes):
     """int64 (N,): width x height of each of the (N,) encoded images as its
-    header declares them (PNG, GIF, BMP, WebP from the first 30 bytes; JPEG
-    from its frame header, read by `tf.io.extract_jpeg_shape`); 0 for other
-    bytes."""
-    head = tf.cast(tf.io.decode_raw(tf.strings.substr(image_bytes, 0, _HEAD_LENGTH),
-                                    tf.uint8, fixed_length=_HEAD_LENGTH), tf.int64)
-
+    header declares them (PNG, GIF, BMP, WebP from their first bytes, `head`
+    as in `_image_format_checks`; JPEG from its frame header, read by
+    `tf.io.extract_jpeg_shape`); 0 for other bytes."""
     def number(at, size, big_endian=False):
-        order = range(size) if big_endian else reversed(range(size))
-        value = tf.zeros_like(head[:, 0])
-        for i in order:
-            value = value * 256 + head[:, at + i]
-        return value
+        return _head_number(head, at, size, big_endian)
 
     def starts(at, magic):
-        return tf.reduce_all(tf.stack([head[:, at + i] == byte
-                                       for i, byte in enumerate(magic)]), axis=0)
+        return _head_starts(head, at, magic)
 
     def side(value):  # (a 32-bit side is at most 2**32: the product fits in int64)
         return tf.minimum(value, 2 ** 31)
@@ -601,11 +628,8 @@ def _declared_pixels(image_bytes):
     png = side(number(16, 4, True)) * side(number(20, 4, True))
     gif = number(6, 2) * number(8, 2)
     height = number(22, 4)
-    # Only with a BITMAPINFOHEADER or later (40 bytes or more): OS/2's
-    # 12-byte header holds 16-bit sizes elsewhere (TensorFlow decodes
-    # neither kind of those; they fail as such).
-    bmp = tf.where(number(14, 4) >= 40, side(number(18, 4)) * side(
-        tf.where(height >= 2 ** 31, 2 ** 32 - height, height)), 0)  # top-down: negative
+    bmp = side(number(18, 4)) * side(
+        tf.where(height >= 2 ** 31, 2 ** 32 - height, height))  # top-down: negative
     vp8x = (number(24, 3) + 1) * (number(27, 3) + 1)
     vp8 = tf.bitwise.bitwise_and(number(26, 2), 0x3FFF) * tf.bitwise.bitwise_and(
         number(28, 2), 0x3FFF)
@@ -626,23 +650,22 @@ def _declared_pixels(image_bytes):
         lambda: tf.zeros_like(head[:, 0]))
     return tf.where(starts(0, _PNG_MAGIC), png,
            tf.where(starts(0, b"GIF8"), gif,
-           tf.where(starts(0, b"BM"), bmp,
+           # (Only with a BITMAPINFOHEADER or later: OS/2's 12-byte header
+           # holds 16-bit sizes elsewhere; TensorFlow decodes neither kind.)
+           tf.where(_bmp_info_header(head), bmp,
            tf.where(webp & starts(15, b"X"), vp8x,
            tf.where(webp & starts(15, b" "), vp8,
            tf.where(webp & starts(15, b"L"), vp8l,
            tf.where(jpeg, jpegs, tf.zeros_like(png))))))))
 
 
-def _undecodable_bmps(image_bytes):
-    """bool (N,) twice: which of the (N,) encoded images are BMPs that
-    TensorFlow does not decode, by `_BMP_BITS` and `_BMP_RLE` of their
-    header (with a BITMAPINFOHEADER or later, of 40 bytes or more): of
-    other than 8, 24 or 32 bits per pixel; compressed with RLE."""
-    head = tf.cast(tf.io.decode_raw(tf.strings.substr(image_bytes, 0, 34), tf.uint8,
-                                    fixed_length=34), tf.int32)
-    bmp = (head[:, 0] == ord("B")) & (head[:, 1] == ord("M")) & (
-        head[:, 14] + 256 * head[:, 15] + 65536 * head[:, 16] + 16777216 * head[:, 17] >= 40)
-    bits = head[:, 28] + 256 * head[:, 29]
+def _undecodable_bmps(head):
+    """bool (N,) twice: which of the heads (`_image_format_checks`) are of
+    BMPs that TensorFlow does not decode, by `_BMP_BITS` and `_BMP_RLE` of
+    their BITMAPINFOHEADER: of other than 8, 24 or 32 bits per pixel;
+    compressed with RLE."""
+    bmp = _bmp_info_header(head)
+    bits = _head_number(head, 28, 2)
     odd_bits = bmp & tf.reduce_all(bits[:, None] != list(_BMP_BITS), axis=1)
     rle = bmp & tf.logical_not(odd_bits) & tf.reduce_any(
         head[:, 30][:, None] == list(_BMP_RLE), axis=1)

@@ -983,7 +983,11 @@ def _encoded(image, fmt, **kwargs):
 def test_served_images_declaring_too_many_pixels_are_refused_unread():
     # A 48 KB PNG of 20000 x 20000 pixels: serving one took 2.3 GB (a helper's
     # 379 KiB one; two in a batch 3.9 GB).
-    from mmtl_tf.data.image import MAX_SERVED_PIXELS, _declared_pixels
+    from mmtl_tf.data.image import MAX_SERVED_PIXELS, _declared_pixels, _served_heads
+
+    def declared(encoded):
+        encoded = tf.constant(encoded)
+        return _declared_pixels(_served_heads(encoded), encoded)
 
     rng = np.random.default_rng(0)
     rgb = Image.fromarray(rng.integers(0, 256, (23, 37, 3)).astype("uint8"))
@@ -994,7 +998,7 @@ def test_served_images_declaring_too_many_pixels_are_refused_unread():
               _encoded(rgb, "WEBP", lossless=False), _encoded(rgb, "WEBP", lossless=True),
               _encoded(Image.fromarray(alpha), "WEBP", lossless=False)]
     assert {data[12:16] for data in images[-3:]} == {b"VP8 ", b"VP8L", b"VP8X"}
-    assert _declared_pixels(tf.constant(images + [b"", b"not an image"])).numpy().tolist() \
+    assert declared(images + [b"", b"not an image"]).numpy().tolist() \
         == [23 * 37] * len(images) + [0, 0]
     bomb = _encoded(Image.new("1", (20000, 20000)), "PNG")
     assert len(bomb) < 100_000 and 20000 * 20000 > MAX_SERVED_PIXELS
