@@ -526,6 +526,13 @@ def export_text_classifier(model, preprocessor, path, class_names=None, tokens_o
     return _atomic_export(path, write)
 
 
+def served_embeddings(model, modality, inputs):
+    """`{"embeddings": float32 (N, D)}` of a served batch of a dual
+    encoder's preprocessed `modality` inputs (an endpoint's output)."""
+    embeddings = call_on_batch(lambda x: model.encode(modality, x, training=False), inputs)
+    return {"embeddings": tf.cast(embeddings, tf.float32)}
+
+
 def export_dual_encoder(model, path, preprocessors, track=(), extra_endpoints=None):
     """Exports a dual encoder with one raw-input signature per modality.
 
@@ -573,9 +580,7 @@ def export_dual_encoder(model, path, preprocessors, track=(), extra_endpoints=No
         def encode(raw):
             if spec.shape.rank is not None:
                 raw = batch_of(spec.name or modality, raw, spec.shape)
-            embeddings = call_on_batch(
-                lambda x: model.encode(modality, x, training=False), preprocess(raw))
-            return {"embeddings": tf.cast(embeddings, tf.float32)}
+            return served_embeddings(model, modality, preprocess(raw))
 
         return encode
 
@@ -930,9 +935,7 @@ def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=1600
 
     @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32, name="lengths")])
     def encode_audio_lengths(waveform, lengths):
-        embeddings = call_on_batch(lambda x: model.encode("audio", x, training=False),
-                                   preprocess(waveform, lengths))
-        return {"embeddings": tf.cast(embeddings, tf.float32)}
+        return served_embeddings(model, "audio", preprocess(waveform, lengths))
 
     track = [text_tokenizer] if isinstance(text_tokenizer, keras.layers.Layer) else []
     return export_dual_encoder(
