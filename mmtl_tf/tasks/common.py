@@ -928,6 +928,12 @@ def _baselines_beside_their_split(metrics):
     return metrics
 
 
+def row_figures(results, rows):
+    """A split's figures: Keras' `evaluate` results as floats, with the
+    number of `rows` scored."""
+    return {**{k: float(v) for k, v in results.items()}, "rows": int(rows)}
+
+
 def scored_rows(split, results, records):
     """Figures of a classifier's evaluation of `split` for `write_metrics`:
     `results` (floats) with the number of `rows` scored, and the baseline
@@ -938,7 +944,7 @@ def scored_rows(split, results, records):
     answering "Flags" every time scores."""
     import numpy as np
 
-    figures = {split: {**{k: float(v) for k, v in results.items()}, "rows": len(records)}}
+    figures = {split: row_figures(results, len(records))}
     ids = records.label_ids()
     if len(ids):
         share = float(np.bincount(ids).max() / len(ids))

@@ -81,7 +81,7 @@ def train(config, run_dir, verbose=1):
     common.update_run(run_dir, class_names=train_records.class_names)
     results = model.evaluate(data["test"], verbose=0, return_dict=True)
     metrics = {
-        "test": {**{k: float(v) for k, v in results.items()}, "rows": len(test_records)},
+        "test": common.row_figures(results, len(test_records)),
         "baselines": {"majority_class_accuracy": training.majority_class_accuracy(
             train_records.label_ids(), test_records.label_ids())},
         "params": int(model.count_params()),

@@ -134,7 +134,7 @@ def train(config, run_dir, verbose=1):
     final = results.get("fine_tune", results["head"])
     baseline_name, baseline_value = _baseline(task, records)
     metrics = {
-        "test": {**_floats(final), "rows": len(records["test"])},
+        "test": common.row_figures(final, len(records["test"])),
         "test_after_head": _floats(results["head"]),
         "baselines": {baseline_name.replace(" ", "_"): baseline_value},
         "params": int(model.count_params()),
@@ -174,8 +174,8 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     if target == "multiclass":
         return common.write_metrics(run_dir, common.scored_rows(split, results, records[split]),
                                     data=data)
-    return common.write_metrics(run_dir, {split: {**_floats(results),
-                                                  "rows": len(records[split])}}, data=data)
+    return common.write_metrics(
+        run_dir, {split: common.row_figures(results, len(records[split]))}, data=data)
 
 
 def export(run_dir, saved_model_dir):

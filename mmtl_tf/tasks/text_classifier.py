@@ -263,7 +263,7 @@ def train(config, run_dir, verbose=1):
         baselines["lstm_from_scratch_accuracy"] = lstm["accuracy"]
         baselines["lstm_from_scratch"] = lstm
     metrics = {
-        "test": {**{k: float(v) for k, v in results.items()}, "rows": len(labels["test"])},
+        "test": common.row_figures(results, len(labels["test"])),
         "baselines": baselines,
         "encoder": description,
         "trainable": trainable,
