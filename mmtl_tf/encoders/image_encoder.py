@@ -37,6 +37,7 @@ EXTRA_BACKBONES = {
 }
 POOLINGS = ("avg", "max", "flatten", None)
 TRAINABLE = ("frozen", "partial", "full")
+BATCH_NORM = ("frozen", "train")
 
 
 def make_application_backbone(name, input_shape, weights=None):
@@ -187,19 +188,24 @@ def load_weights_file(model, path):
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
-def set_backbone_trainable(backbone, trainable, num_layers=None):
+def set_backbone_trainable(backbone, trainable, num_layers=None, batch_norm="frozen"):
     """Freezes a backbone fully, partially or not at all.
 
-    BatchNormalization layers stay frozen in every mode: the encoder always
-    calls its backbone with `training=False`, so their statistics never change.
+    With `batch_norm="frozen"` (pretrained weights) BatchNormalization layers
+    stay frozen in every mode: the encoder calls such a backbone with
+    `training=False`, so their statistics never change. With `"train"` (a
+    backbone trained from scratch, see `ImageEncoder`) they train with the
+    rest whenever the backbone is not frozen.
 
     Args:
         backbone: keras.Model.
         trainable: str. `"frozen"`, `"partial"` (the last `num_layers` layers that
             hold weights; default a quarter of them) or `"full"`.
         num_layers: int or None. For `"partial"`.
+        batch_norm: str. `"frozen"` or `"train"`.
     """
     check_choice("trainable", trainable, TRAINABLE)
+    check_choice("batch_norm", batch_norm, BATCH_NORM)
     if trainable == "frozen":
         backbone.trainable = False
         return
@@ -212,10 +218,11 @@ def set_backbone_trainable(backbone, trainable, num_layers=None):
         unfrozen = set(id(l) for l in weighted)
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
+            layer.trainable = batch_norm == "train"
         elif layer.weights:
             layer.trainable = id(layer) in unfrozen
-    freeze_batch_norm(backbone)
+    if batch_norm == "frozen":
+        freeze_batch_norm(backbone)
 
 
 def freeze_batch_norm(model):
@@ -226,6 +233,20 @@ def freeze_batch_norm(model):
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
+
+
+def has_untrained_batch_norm(model):
+    """Whether `model` holds BatchNormalization layers and every one of them
+    still has its initial moving statistics (mean 0, variance 1): a backbone
+    built with random weights, never trained nor loaded."""
+    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        mean = keras.ops.convert_to_numpy(layer.moving_mean)
+        variance = keras.ops.convert_to_numpy(layer.moving_variance)
+        if mean.any() or (variance != 1).any():
+            return False
+    return bool(layers)
 
 
 def scales_its_own_pixels(model):
@@ -269,9 +290,20 @@ class ImageEncoder(keras.Model):
             `keras.applications`' MobileNetV3, EfficientNet(V2) and ConvNeXt
             models do (`include_preprocessing=True`, their default).
             Scaled by 1/255 first, those saw nearly constant input.
-
-    The backbone always runs with `training=False`, so BatchNormalization uses
-    its moving statistics even when the backbone is being fine-tuned.
+        batch_norm: str or None. How the backbone's BatchNormalization layers
+            run. `"frozen"`: always on their moving statistics, never updated,
+            also while the backbone is fine-tuned (the backbone is called with
+            `training=False`, so its dropout is off too); right for pretrained
+            weights, whose statistics come from ImageNet. `"train"`: the
+            backbone runs in Keras' training mode while the model trains, so
+            BatchNorm normalises by each batch and learns its statistics, as
+            in any training from scratch. None (the default) picks `"train"`
+            for a backbone that is not frozen and whose BatchNorm layers all
+            still hold their initial statistics (mean 0, variance 1: random
+            weights, e.g. `weights=None`), else `"frozen"`. (With frozen
+            initial statistics a deep random backbone's features all but
+            vanish: MobileNetV2's differed by about 1e-12 between images, and
+            nothing was learnt from them.) Saved with the mode it resolved to.
 
     Example:
         >>> import numpy as np, mmtl_tf
@@ -289,9 +321,10 @@ class ImageEncoder(keras.Model):
 
     def __init__(self, backbone="small_cnn", input_shape=(224, 224, 3), pooling="avg",
                  weights=None, trainable="full", conv_filters=64, conv_blocks=1,
-                 preprocessing=None, name="image_encoder", **kwargs):
+                 preprocessing=None, batch_norm=None, name="image_encoder", **kwargs):
         check_choice("pooling", pooling, POOLINGS)
         check_choice("trainable", trainable, TRAINABLE)
+        check_choice("batch_norm", batch_norm, BATCH_NORM + (None,))
         input_shape = check_image_shape("input_shape", input_shape)
         inputs = keras.Input(input_shape, dtype="uint8", name="image")
         if isinstance(backbone, str) and backbone == "small_cnn":
@@ -324,9 +357,13 @@ class ImageEncoder(keras.Model):
                     f"backbone must be 'small_cnn', one of "
                     f"{sorted(BACKBONES) + sorted(EXTRA_BACKBONES)} or a "
                     f"keras.Model; got {type(backbone).__name__}.")
-            set_backbone_trainable(backbone_model, trainable)
+            if batch_norm is None:
+                batch_norm = ("train" if trainable != "frozen"
+                              and has_untrained_batch_norm(backbone_model) else "frozen")
+            set_backbone_trainable(backbone_model, trainable, batch_norm=batch_norm)
             x = ImagePreprocessing(preprocessing or default_mode, name="preprocess")(inputs)
-            x = backbone_model(x, training=False)
+            x = (backbone_model(x) if batch_norm == "train"
+                 else backbone_model(x, training=False))
         if backbone_model is not None and len(x.shape) not in (2, 4):
             raise ValueError(
                 f"the image backbone {backbone_model.name!r} returns shape {tuple(x.shape)}; "
@@ -350,6 +387,7 @@ class ImageEncoder(keras.Model):
             "trainable": trainable, "conv_filters": conv_filters,
             "conv_blocks": conv_blocks,
             "preprocessing": preprocessing,
+            "batch_norm": batch_norm or "frozen",
         }
         if trainable == "frozen" and backbone_model is None:
             self.trainable = False
@@ -370,6 +408,8 @@ class ImageEncoder(keras.Model):
         given = config.get("backbone")  # a model of your own, serialized
         replace = ({"backbone": keras.saving.deserialize_keras_object(given)}
                    if isinstance(given, dict) else {})
+        # Saved before the mode existed: the backbone ran with training=False.
+        config = {"batch_norm": "frozen", **config}
         if replace and config.get("preprocessing") is None:
             # Saved before the mode was resolved and saved: it was "rescale".
             replace["preprocessing"] = "rescale"

@@ -76,7 +76,9 @@ def build_head_swap_classifier(backbone="resnet50", num_classes=None, input_shap
         trainable: str. `"frozen"` (only the head trains), `"partial"` (the top
             quarter of the backbone's weighted layers too) or `"full"`.
             BatchNormalization stays frozen in every mode, and the backbone is
-            always called with `training=False`.
+            called with `training=False`, unless the backbone has random
+            weights (`weights=None`) and is not frozen: then BatchNorm trains
+            (`ImageEncoder`'s `batch_norm="train"`).
         pooling: str. `"avg"` (the document's), `"max"` or `"flatten"`.
         task: str. `"multiclass"` (softmax over classes; one sigmoid unit if
             `num_classes == 1`) or `"multilabel"` (one sigmoid per class: every
@@ -130,10 +132,11 @@ def find_image_encoder(model):
 
 
 def _backbone(model):
+    """(backbone, its encoder's BatchNorm mode) of a head-swap model."""
     encoder = find_image_encoder(model)
     if encoder.backbone is None:
         raise ValueError("the small CNN has no pretrained backbone to freeze or unfreeze.")
-    return encoder.backbone
+    return encoder.backbone, encoder._config.get("batch_norm", "frozen")
 
 
 def freeze(model):
@@ -141,7 +144,7 @@ def freeze(model):
 
     Recompile the model afterwards: Keras reads `trainable` when compiling.
     """
-    set_backbone_trainable(_backbone(model), "frozen")
+    set_backbone_trainable(_backbone(model)[0], "frozen")
     return model
 
 
@@ -150,7 +153,9 @@ def unfreeze(model, num_layers=None, from_layer=None):
 
     BatchNormalization layers are never unfrozen, and the backbone keeps running
     with `training=False`, so their moving statistics (learnt on ImageNet) never
-    change on the small new dataset. Recompile the model afterwards (with a small
+    change on the small new dataset. (An encoder built to train from scratch,
+    `ImageEncoder(batch_norm="train")`, the default for random weights that are
+    not frozen, unfreezes its BatchNorm layers too.) Recompile the model afterwards (with a small
     learning rate, e.g. 1e-5).
 
     Args:
@@ -170,7 +175,7 @@ def unfreeze(model, num_layers=None, from_layer=None):
         >>> mmtl_tf.models.unfreeze(model, num_layers=20)  # doctest: +SKIP
         >>> model.compile(keras.optimizers.Adam(1e-5), ...)  # doctest: +SKIP
     """
-    backbone = _backbone(model)
+    backbone, batch_norm = _backbone(model)
     if num_layers is not None and from_layer is not None:
         raise ValueError("pass num_layers or from_layer, not both.")
     if num_layers is not None:
@@ -180,7 +185,8 @@ def unfreeze(model, num_layers=None, from_layer=None):
             raise ValueError(f"num_layers must be an int in [1, {len(weighted)}] (the backbone's "
                              f"layers with weights), got {num_layers!r}.")
         num_layers = int(num_layers)
-        set_backbone_trainable(backbone, "partial", num_layers=num_layers)
+        set_backbone_trainable(backbone, "partial", num_layers=num_layers,
+                               batch_norm=batch_norm)
     elif from_layer is not None:
         names = [layer.name for layer in backbone.layers]
         if from_layer not in names:
@@ -191,9 +197,11 @@ def unfreeze(model, num_layers=None, from_layer=None):
         start = names.index(from_layer)
         backbone.trainable = True
         for i, layer in enumerate(backbone.layers):
-            layer.trainable = (i >= start and bool(layer.weights)
-                               and not isinstance(layer, keras.layers.BatchNormalization))
-        freeze_batch_norm(backbone)
+            is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
+            layer.trainable = (batch_norm == "train" if is_batch_norm
+                               else i >= start and bool(layer.weights))
+        if batch_norm == "frozen":
+            freeze_batch_norm(backbone)
     else:
-        set_backbone_trainable(backbone, "full")
+        set_backbone_trainable(backbone, "full", batch_norm=batch_norm)
     return [layer.name for layer in backbone.layers if layer.trainable and layer.weights]

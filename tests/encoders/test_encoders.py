@@ -24,7 +24,9 @@ def test_text_encoder_harness():
 
 
 def test_application_encoder_round_trip_and_frozen_batchnorm(tmp_path):
-    enc = ImageEncoder("mobilenet_v2", input_shape=(32, 32, 3), trainable="partial")
+    enc = ImageEncoder("mobilenet_v2", input_shape=(32, 32, 3), trainable="partial",
+                       batch_norm="frozen")   # as for pretrained weights
+    assert enc.get_config()["batch_norm"] == "frozen"
     backbone = enc.backbone
     bns = [l for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
     assert bns and not any(l.trainable for l in bns)

@@ -10,15 +10,30 @@ from mmtl_tf.models import build_head_swap_classifier, freeze, unfreeze
 from tests.harness import run_model_test
 
 
-def tiny_backbone():
-    """A small pretrained-style backbone with BatchNorm (takes float pixels)."""
+def as_if_pretrained(model, seed=0):
+    """Gives every BatchNorm inside `model` moving statistics other than the
+    initial ones, as trained or loaded weights have (an ImageEncoder keeps
+    those frozen; see test_a_random_backbone_trains_its_batch_norm)."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = tuple(layer.moving_mean.shape)
+            layer.moving_mean.assign(rng.normal(0, 0.1, shape).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 2, shape).astype("float32"))
+    return model
+
+
+def tiny_backbone(pretrained=True):
+    """A small backbone with BatchNorm (takes float pixels), by default with
+    pretrained-style BatchNorm statistics."""
     x = inputs = keras.Input((16, 16, 3))
     for i, filters in enumerate((8, 8, 16)):
         x = keras.layers.Conv2D(filters, 3, strides=2 if i else 1, padding="same",
                                 use_bias=False, name=f"conv{i}")(x)
         x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
-    return keras.Model(inputs, x, name="tiny_backbone")
+    model = keras.Model(inputs, x, name="tiny_backbone")
+    return as_if_pretrained(model) if pretrained else model
 
 
 def images(n=4, size=16, seed=0):
@@ -170,8 +185,8 @@ def test_batch_norm_stays_frozen_inside_a_nested_backbone_model():
     inner = keras.Model(inner_in, keras.layers.BatchNormalization(name="inner_bn")(
         keras.layers.Conv2D(4, 3, padding="same", name="inner_conv")(inner_in)), name="inner")
     outer_in = keras.Input((8, 8, 3))
-    backbone = keras.Model(outer_in, inner(keras.layers.Conv2D(4, 1, name="stem")(outer_in)),
-                           name="custom")
+    backbone = as_if_pretrained(keras.Model(
+        outer_in, inner(keras.layers.Conv2D(4, 1, name="stem")(outer_in)), name="custom"))
     for trainable in ("full", "partial"):
         model = mmtl_tf.models.build_head_swap_classifier(
             backbone, num_classes=3, input_shape=(8, 8, 3), trainable=trainable)
