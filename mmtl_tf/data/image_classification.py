@@ -49,8 +49,7 @@ from mmtl_tf.data.image import (UNDECODABLE_IMAGE_EXTENSIONS, augment_image,
                                 decoded_image_dataset, resize_and_crop)
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
                                   _read_rows, check_columns, check_two_classes, class_name,
-                                  data_files_hint,
-                                  empty_split_error, find_file, label_field,
+                                  data_files_hint, empty_split_error, given_class_names, find_file, label_field,
                                   missing_split_files_problem, per_split_files, row_path,
                                   sorted_class_names, split_field, text_field,
                                   warn_if_classes_lost, warn_if_other_data_files,
@@ -287,6 +286,9 @@ def _class_folder_rows(folder, one_class=False):
         loose += [os.path.join(base, n) for n in sorted(filter(_is_data, os.listdir(base)))
                   if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(base, n))]
         for label in _subfolders(base):
+            if not class_name(label):
+                raise DataError(f"{os.path.join(base, label)}: a class folder whose name is "
+                                "only spaces; name it after its class.")
             rows += [{"path": path, "labels": [class_name(label)], "box": None, "split": split,
                       "row": path}
                      for path in _image_files(os.path.join(base, label), undecodable)]
@@ -350,10 +352,12 @@ def _rows_by_split(source, need_box, seed, on_error, split=None, one_class=False
                             "labels file with a 'box' column.")
     else:
         rows = []
-        for split, path in files.items():
+        for split_name, path in files.items():
             for row in read_labels_file(path, need_box, on_error):
-                row["split"] = split or row["split"]
+                row["split"] = split_name or row["split"]
                 rows.append(row)
+        if split == "train" and os.path.isdir(source):
+            _warn_if_images_unlisted(source, files.values(), rows)
     # Rows that name no split come from the class folders or the one labels file.
     root = source if files is None else os.path.dirname(os.path.abspath(files.get(None) or
                                                                         source))
@@ -365,6 +369,29 @@ def _rows_by_split(source, need_box, seed, on_error, split=None, one_class=False
         key = first_path.setdefault(_file_key(row["path"]), row["path"])
         grouped[row["split"] or _hash_split(key, seed, root)].append(row)
     return source, grouped
+
+
+def _warn_if_images_unlisted(folder, files, rows):
+    """Warns (`DataWarning`) when `folder`, whose labels file is read, also
+    holds class folders with images that no row lists: a `labels.csv` left
+    in a folder of class folders made them unread without a word (a class
+    of 30 photos disappeared from `class_names`)."""
+    if not _subfolders(folder):
+        return
+    listed = {_file_key(row["path"]) for row in rows}
+    unlisted = [path for path in _image_files(folder) if _file_key(path) not in listed]
+    if not unlisted:
+        return
+    parts = [os.path.relpath(path, folder).split(os.sep) for path in unlisted]
+    folders = sorted({p[0] for p in parts if len(p) > 1})
+    names = ", ".join(os.path.basename(f) for f in files)
+    warnings.warn(DataWarning(
+        f"{folder}: {len(unlisted)} image file(s) below it are not listed in {names} and are "
+        f"left out ({', '.join(unlisted[:3])}{', ...' if len(unlisted) > 3 else ''}"
+        + (f"; in folder(s) {', '.join(folders[:5])}{', ...' if len(folders) > 5 else ''}"
+           if folders else "")
+        + f"): the labels file comes before class folders; to use the folders, move {names} "
+          "away."), stacklevel=3)
 
 
 def _file_key(path):
@@ -473,7 +500,7 @@ def load_image_label_records(source="default", split="train", task="multiclass",
             raise empty_split_error(where, "train", grouped)
         if task == "multiclass":
             check_two_classes(where, class_names)
-    class_names = [class_name(c) for c in class_names]
+    class_names = given_class_names(class_names)
     chosen = grouped[split]
     if not chosen:
         raise empty_split_error(where, split, grouped)

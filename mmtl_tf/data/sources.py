@@ -395,9 +395,25 @@ def label_field(row, column="label"):
 
 
 def class_name(label):
-    """A class name in Unicode NFC: "café" typed (NFC) and "café" from a macOS
-    folder name (NFD) look the same and must be one class, not two."""
-    return unicodedata.normalize("NFC", label)
+    """A class name in Unicode NFC, stripped of surrounding spaces: "café"
+    typed (NFC) and "café" from a macOS folder name (NFD) look the same and
+    must be one class, not two; so must folders `red` and `red ` (a label in
+    a labels file was stripped, a class folder's name was not)."""
+    return unicodedata.normalize("NFC", label).strip()
+
+
+def given_class_names(class_names):
+    """`class_names` passed to a loader (a trained model's classes) as class
+    names (`class_name`); a `ValueError` for a bare string (`"red"` was read
+    as the classes 'r', 'e', 'd') or names that are not strings."""
+    if isinstance(class_names, (str, bytes)) or not isinstance(class_names, (list, tuple)):
+        raise ValueError(f"class_names must be a list of class names (str), got "
+                         f"{class_names!r}.")
+    wrong = [c for c in class_names if not isinstance(c, str)]
+    if wrong:
+        raise ValueError(f"class_names must be a list of str; {wrong[0]!r} is a "
+                         f"{type(wrong[0]).__name__}.")
+    return [class_name(c) for c in class_names]
 
 
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -1018,7 +1034,7 @@ def load_image_text_records(source="default", split="train", require_label=True,
                 os.path.abspath(file)))].append(r)
     warn_if_splits_overlap(path, per_split, split, "path")
     given = class_names is not None
-    class_names = [class_name(c) for c in class_names] if given else sorted_class_names(
+    class_names = given_class_names(class_names) if given else sorted_class_names(
         r["label"] for r in per_split["train"] if r["label"] is not None)
     chosen = per_split[split]
     if not chosen:

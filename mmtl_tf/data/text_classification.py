@@ -22,9 +22,9 @@ import os
 import numpy as np
 
 from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, check_two_classes,
-                                  class_name, data_files_hint, default_split, empty_split_error,
-                                  find_file, label_field, missing_split_files_problem,
-                                  per_split_files, read_split_files, rows_with_known_labels,
+                                  data_files_hint, default_split, empty_split_error,
+                                  find_file, given_class_names, label_field,
+                                  missing_split_files_problem, per_split_files, read_split_files, rows_with_known_labels,
                                   sorted_class_names, split_field, text_field,
                                   warn_if_other_data_files, warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
@@ -179,7 +179,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
         raise DataError(f"{source}: no such folder or file (expected 'default', a folder, "
                         "a .jsonl/.csv file or 'tfds:NAME').")
     warn_if_splits_overlap(source, per_split, split, "text")
-    class_names = [class_name(c) for c in class_names] if given else sorted_class_names(
+    class_names = given_class_names(class_names) if given else sorted_class_names(
         r["label"] for r in per_split.get("train", []))
     if not given:
         check_two_classes(source, class_names)

@@ -498,3 +498,48 @@ def test_a_class_folder_whose_every_image_is_skipped_is_warned_about(tmp_path):
     assert [str(w.message).split(" is left")[0] for w in warned] == [
         str(warned[0].message).split(" is left")[0], "no training row of class(es) 'dog'"]
     assert str(warned[0].message).startswith("skipped 3 bad image files")
+
+
+def test_class_folder_names_are_stripped_as_labels_are(tmp_path):
+    # `red ` and `red` were two classes that look alike in the export's
+    # class_name output; a labels file's " red" was already "red".
+    _copy_images(tmp_path, [f"red /{i}.png" for i in range(3)]
+                 + [f"red/{i}.png" for i in range(3, 6)] + [f"tea/{i}.png" for i in range(6, 9)])
+    with unsplit_rows_in("train"):
+        records = load_image_label_records(str(tmp_path), "train")
+        again = load_image_label_records(str(tmp_path), "train", class_names=["red ", " tea"])
+    assert records.class_names == ["red", "tea"] and again.class_names == ["red", "tea"]
+    assert sorted(label for [label] in records.labels) == ["red"] * 6 + ["tea"] * 3
+    (tmp_path / "  ").mkdir()
+    shutil.copy(records.paths[0], tmp_path / "  " / "x.png")
+    with pytest.raises(mmtl_tf.DataError, match="only spaces"):
+        load_image_label_records(str(tmp_path), "train")
+
+
+def test_class_names_given_as_one_string_are_refused(tmp_path):
+    _copy_images(tmp_path, [f"red/{i}.png" for i in range(3)] + [f"tea/{i}.png" for i in range(3, 6)])
+    for bad, message in (("red", "a list of class names"), (["red", 3], "3 is a int")):
+        with pytest.raises(ValueError, match=message):
+            load_image_label_records(str(tmp_path), "test", class_names=bad)
+        with pytest.raises(ValueError, match=message):
+            load_image_text_records("default", "test", class_names=bad)
+
+
+def test_images_that_a_labels_file_leaves_out_of_its_class_folders_are_warned_about(tmp_path):
+    # A labels.csv left in a folder of class folders was read, and the class
+    # folders it did not list disappeared without a word.
+    _copy_images(tmp_path, [f"{c}/{i}.png" for c in ("red", "green", "blue") for i in range(4)])
+    (tmp_path / "labels.csv").write_text("path,label\n" + "".join(
+        f"{c}/{i}.png,{c}\n" for c in ("red", "green") for i in range(4)))
+    with unsplit_rows_in("train"), pytest.warns(mmtl_tf.DataWarning) as caught:
+        records = load_image_label_records(str(tmp_path), "train")
+    assert records.class_names == ["green", "red"]
+    message = " ".join(str(w.message) for w in caught)
+    assert "4 image file(s) below it are not listed in labels.csv" in message
+    assert "in folder(s) blue)" in message and "blue/0.png" in message
+    # Every image listed: no warning.
+    (tmp_path / "labels.csv").write_text("path,label\n" + "".join(
+        f"{c}/{i}.png,{c}\n" for c in ("red", "green", "blue") for i in range(4)))
+    with unsplit_rows_in("train"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_image_label_records(str(tmp_path), "train")
