@@ -355,6 +355,14 @@ def csv_rows(path, raw, problems=None):
         yield start, dict(zip(header, fields + [None] * (len(header) - len(fields))))
 
 
+def _visible(char):
+    """Whether a tokenizer keeps `char`: not a control or format character
+    (a zero-width space, a byte-order mark, a joiner), not a space or line
+    separator, not U+FFFD (the replacement for undecodable bytes), which
+    BERT's text cleaning and `TextVectorization`'s splitting remove."""
+    return char != "\ufffd" and unicodedata.category(char) not in ("Cc", "Cf", "Zs", "Zl", "Zp")
+
+
 def _describe_value(value):
     """A JSON value's kind and (shortened) text, for messages."""
     kind = {list: "a list", dict: "an object", bool: "a boolean"}.get(type(value), "a number")
@@ -374,6 +382,10 @@ def text_field(row, column, name=None):
         except UnicodeEncodeError as e:  # a JSON "\ud83d" escape: half of an emoji
             return None, (f"{name} holds a lone surrogate (U+{ord(value[e.start]):04X}, "
                           "e.g. an emoji cut in half): not valid Unicode")
+        if not any(map(_visible, value)):
+            codes = ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(value.strip()))
+            return None, (f"empty {name}: it holds only invisible characters ({codes}), "
+                          "which tokenizers remove")
         return value.strip(), None
     if column not in row:  # a JSON Lines row without the key (it said "empty label")
         return None, f"no {name} (the row has no {column!r} field)"

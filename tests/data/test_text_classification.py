@@ -54,6 +54,25 @@ def test_bad_rows_are_named_or_skipped(tmp_path):
     assert [r["text"] for r in rows] == ["a good film"]
 
 
+def test_texts_of_only_invisible_characters_are_empty_texts(tmp_path):
+    # They passed the empty-text check and became [CLS] [SEP] (or no token)
+    # rows that trained with a label.
+    texts = ["\u200b", "\ufeff\u200d", "\x07\x00", "\ufffd", "ok\u200b"]
+    path = _write_jsonl(tmp_path / "texts.jsonl", [
+        {"text": t, "label": "pos", "split": "train"} for t in texts])
+    with pytest.raises(mmtl_tf.DataError) as e:
+        read_text_classification_file(path)
+    message = str(e.value)
+    for line, codes in ((1, "U+200B"), (2, "U+FEFF, U+200D"), (3, "U+0007, U+0000"),
+                        (4, "U+FFFD")):
+        assert (f"texts.jsonl:{line}: empty text: it holds only invisible characters "
+                f"({codes})") in message
+    assert "texts.jsonl:5" not in message
+    # What those texts became: [CLS] [SEP] and padding.
+    ids = np.asarray(BertPreprocessor(VOCAB, sequence_length=6)(texts[:4])["token_ids"])
+    assert (ids[:, 2:] == 0).all() and (ids[:, :2] != 0).all()
+
+
 def test_csv_errors(tmp_path):
     (tmp_path / "a.csv").write_bytes(b"text,label\nok,x\nbad \xff byte,y\n")
     with pytest.raises(mmtl_tf.DataError, match=r"a\.csv:3: not valid UTF-8"):
