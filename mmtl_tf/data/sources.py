@@ -656,8 +656,8 @@ def rows_with_known_labels(rows, class_names, model_classes, on_error):
 def warn_if_splits_overlap(where, per_split, split, field):
     """One `DataWarning` when, loading the training split, validation or test
     rows hold a file (`field="path"`: the same file, links resolved) or a text
-    (`field="text"`: the same text as read, spaces around it stripped) that
-    a training row holds too: those rows are not held out, and their scores
+    (`field="text"`: the same text once compared by `text_key`: Unicode
+    form, case and runs of spaces aside) that a training row holds too: those rows are not held out, and their scores
     say little about unseen data. It counts them per split and names the
     first five (`file:line: same ... as training row file:line`; all in
     `.problems`).
@@ -680,7 +680,7 @@ def warn_if_splits_overlap(where, per_split, split, field):
         value = row[field]
         # file_identity: one stat; realpath took about 40 ms of the 0.6 s
         # that bench/bench_input_pipeline.py's 1,621 images take to load.
-        return file_identity(value) if field == "path" else value
+        return file_identity(value) if field == "path" else text_key(value)
 
     what = "file" if field == "path" else field
     training = {}
@@ -762,6 +762,15 @@ def read_split_files(files, split, read, on_error):
         except DataError:
             per_split[s] = []
     return per_split
+
+
+def text_key(text):
+    """What identifies a text for the hash split and the leakage check: in
+    Unicode NFC, case-folded, runs of white space made one space. Copies
+    that differ only there (an NFD "café" from macOS, a doubled space, an
+    upper-cased line) give the same token ids to an uncased encoder; keyed on
+    the raw strings they landed in different splits, unflagged."""
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
 
 
 def hash_split(key, seed=0):

@@ -25,7 +25,7 @@ from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, check_two_c
                                   data_files_hint, default_split, empty_split_error,
                                   find_file, given_class_names, label_field,
                                   missing_split_files_problem, per_split_files, read_split_files, rows_with_known_labels,
-                                  sorted_class_names, split_field, text_field,
+                                  sorted_class_names, split_field, text_field, text_key,
                                   warn_if_other_data_files, warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
@@ -195,7 +195,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
 def _by_split(rows, seed):
     per_split = {s: [] for s in SPLITS}
     for r in rows:
-        per_split[r["split"] or default_split(r["text"], seed)].append(r)
+        per_split[r["split"] or default_split(text_key(r["text"]), seed)].append(r)
     return per_split
 
 

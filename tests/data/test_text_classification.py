@@ -1,5 +1,6 @@
 import json
 import os
+import unicodedata
 
 import numpy as np
 import pytest
@@ -244,3 +245,29 @@ def test_class_names_of_a_trained_model_fix_the_label_ids_of_other_data(tmp_path
         records = load_text_classification_records(path, "test", class_names=classes,
                                                    on_error="skip")
     assert list(records.label_ids()) == [2, 0] and records.class_names == classes
+
+
+def test_copies_differing_in_unicode_form_case_or_spaces_share_a_split(tmp_path):
+    # Keyed on the raw strings, an NFD copy, a doubled space or an
+    # upper-cased line (the same token ids for an uncased encoder) was
+    # hashed into another split and never flagged as leakage.
+    rows = []
+    for i in range(40):
+        nfc = f"caf\u00e9 example number {i} \u00e9"
+        for text in (nfc, unicodedata.normalize("NFD", nfc), nfc.replace(" ", "  "),
+                     nfc.upper()):
+            rows.append({"text": text, "label": "ab"[i % 2]})
+    path = _write_jsonl(tmp_path / "texts.jsonl", rows)
+    where = {}
+    for split in ("train", "validation", "test"):
+        for text in load_text_classification_records(path, split).texts:
+            key = " ".join(unicodedata.normalize("NFC", text).casefold().split())
+            where.setdefault(key, set()).add(split)
+    assert len(where) == 40 and all(len(s) == 1 for s in where.values())
+    # Put in other splits by a split column: warned about as leakage.
+    for row, split in zip(rows, ["train", "test", "validation", "test"] * 40):
+        row["split"] = split
+    path = _write_jsonl(tmp_path / "split.jsonl", rows)
+    with pytest.warns(mmtl_tf.DataWarning, match="40 of 40 validation rows and 80 of 80 "
+                                                  "test rows hold the same text"):
+        load_text_classification_records(path, "train")
