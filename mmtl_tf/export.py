@@ -193,6 +193,58 @@ def check_class_names(class_names, num_classes, what="classes"):
     return class_names
 
 
+def check_image_input_fits(input_shape, image_size, grayscale=False, what="the model"):
+    """A `ValueError` before anything is written when `image_size` or
+    `grayscale` disagree with the image input that `what` declares
+    (`input_shape`: (batch, height, width, channels); unknown dimensions fit
+    anything). They failed inside the serving function's tracing, as a Keras
+    shape error ("expected shape=(None, 32, 32, 3), found shape=(None, 64,
+    64, 3)") that named no argument."""
+    if input_shape is None or len(input_shape) != 4:
+        return
+    height, width, channels = tuple(input_shape)[1:]
+    if (height, width) != (None, None) and (
+            height not in (None, image_size[0]) or width not in (None, image_size[1])):
+        size = (height or image_size[0], width or image_size[1])
+        raise ValueError(f"image_size={image_size} but {what} takes images of "
+                         f"{height or 'any'} x {width or 'any'} pixels (input shape "
+                         f"{tuple(input_shape)}); pass image_size={size}.")
+    made = 1 if grayscale else 3
+    if channels is not None and channels != made:
+        raise ValueError(f"grayscale={bool(grayscale)} makes {made}-channel images but {what} "
+                         f"takes {channels} channel(s) (input shape {tuple(input_shape)}); "
+                         f"pass grayscale={channels == 1}.")
+
+
+def _image_input_shape(model, key="image"):
+    """The shape of `model`'s image input (its only input, or `key` of a
+    dict of inputs), or None."""
+    inputs = getattr(model, "input", None)
+    if isinstance(inputs, dict):
+        inputs = inputs.get(key)
+    return getattr(inputs, "shape", None)
+
+
+def check_output_names(model, class_names, multilabel=False):
+    """`check_class_names` against `model`'s output width before tracing (a
+    wrong count failed inside the serving function's tracing, under four
+    autograph frames), for a model with one output or a `class` output."""
+    output = getattr(model, "output", None)
+    if isinstance(output, dict):
+        output = output.get("class")
+    if class_names is None or output is None or isinstance(output, (list, tuple)):
+        return
+    width = output.shape[-1]
+    if width is None:
+        return
+    if multilabel:
+        check_class_names(class_names, width, "multi-label outputs")
+    else:
+        check_class_names(class_names, 2 if width == 1 else width,
+                          "classes (one sigmoid output: class 0 and class 1)" if width == 1
+                          else "classes")
+
+
 def classifier_outputs(probabilities, class_names):
     """Serving outputs of a classifier: probabilities, class id and class name."""
     probabilities = tf.cast(probabilities, tf.float32)
@@ -346,6 +398,8 @@ def export_image_text_classifier(model, text_vectorizer, path, image_size, crop=
     """
     image_size = tuple(int(s) for s in image_size)
     check_vocabulary_fits(model, text_vectorizer)
+    check_image_input_fits(_image_input_shape(model), image_size, grayscale)
+    check_output_names(model, class_names)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
                                   tf.TensorSpec([None], tf.string, name="caption")])
@@ -406,6 +460,8 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=True
     from mmtl_tf.models.fine_tune import task_of
 
     multilabel = task_of(model) == "multilabel"
+    check_image_input_fits(_image_input_shape(model), image_size)
+    check_output_names(model, class_names, multilabel)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve(image_bytes):
@@ -486,6 +542,7 @@ def export_text_classifier(model, preprocessor, path, class_names=None, tokens_o
         raise ValueError(f"the model takes {length} token ids per text but the "
                          f"preprocessor makes {preprocessor.sequence_length}.")
     length = length or preprocessor.sequence_length
+    check_output_names(model, class_names)
     token_spec = [tf.TensorSpec([None, length], tf.int32, name="token_ids"),
                   tf.TensorSpec([None, length], tf.int32, name="padding_mask")]
 
@@ -698,6 +755,8 @@ def export_image_embedding(model, path, image_size, crop=True, grayscale=False):
         >>> m = tf.saved_model.load(path)  # doctest: +SKIP
         >>> m.signatures["encode_image"](image_bytes=tf.constant([png]))["embeddings"]  # doctest: +SKIP
     """
+    check_image_input_fits(_image_input_shape(model), tuple(int(s) for s in image_size),
+                           grayscale)
     spec, preprocess = image_bytes_preprocessor(image_size, crop, grayscale)
 
     @tf.function(input_signature=[spec])

@@ -477,6 +477,37 @@ def test_image_text_export_checks_class_names_and_a_sigmoid_output_takes_two(tmp
         "class_name"].numpy().tolist() == [b"no", b"yes"]
 
 
+def test_an_image_size_or_grayscale_the_model_does_not_take_is_refused_up_front(tmp_path):
+    # Both failed in the serving function's tracing with Keras' "expected
+    # shape=(None, 32, 32, 3), found shape=(None, 64, 64, 3)", naming no argument.
+    from mmtl_tf.export import export_image_classifier, export_image_embedding
+    from tests.models.test_head_swap_classifier import tiny_backbone
+
+    vec = mmtl_tf.data.make_text_vectorizer(["a red apple"], vocab_size=20, sequence_length=4)
+    fusion = mmtl_tf.models.build_fusion_classifier(
+        image_shape=(16, 24, 3), vocab_size=20, sequence_length=4, embedding_dim=4,
+        lstm_units=4, conv_filters=4, hidden_units=4, num_classes=3)
+    with pytest.raises(ValueError, match=r"^image_size=\(16, 16\) but the model takes images "
+                                         r"of 16 x 24 pixels .*pass image_size=\(16, 24\)\.$"):
+        export_image_text_classifier(fusion, vec, str(tmp_path / "sm"), (16, 16))
+    with pytest.raises(ValueError, match=r"^grayscale=True makes 1-channel images but the model "
+                                         r"takes 3 channel\(s\) .*pass grayscale=False\.$"):
+        export_image_text_classifier(fusion, vec, str(tmp_path / "sm"), (16, 24),
+                                     grayscale=True)
+    head_swap = mmtl_tf.models.build_head_swap_classifier(
+        tiny_backbone(), 3, input_shape=(16, 16, 3), head_units=())
+    with pytest.raises(ValueError, match=r"image_size=\(32, 32\) but the model takes images "
+                                         r"of 16 x 16"):
+        export_image_classifier(head_swap, str(tmp_path / "sm"), (32, 32))
+    tower = mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(16, 16, 1), conv_filters=4)
+    with pytest.raises(ValueError, match=r"grayscale=False makes 3-channel images but the "
+                                         r"model takes 1 channel"):
+        export_image_embedding(tower, str(tmp_path / "sm"), (16, 16))
+    assert os.listdir(tmp_path) == []
+    export_image_embedding(tower, str(tmp_path / "sm"), (16, 16), grayscale=True)
+    assert os.path.exists(tmp_path / "sm" / "saved_model.pb")
+
+
 def test_image_bytes_and_captions_of_another_shape_fail_naming_the_input(fusion_export):
     # A scalar image failed with "slice index 0 of dimension 0 out of bounds",
     # (1, 1) with "Specified a list with shape [] from a tensor with shape [1]",

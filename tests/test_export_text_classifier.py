@@ -105,6 +105,19 @@ def test_sequence_length_mismatch_is_refused(tmp_path):
     assert not os.path.exists(tmp_path / "x")
 
 
+def test_class_names_of_another_count_are_refused_before_tracing(tmp_path):
+    # The message came last under "ValueError in user code:" and four
+    # autograph frames of the serving function's tracing.
+    model = mmtl_tf.models.build_text_classifier(tiny_backbone(), num_classes=3,
+                                                 sequence_length=12)
+    with pytest.raises(ValueError) as raised:
+        mmtl_tf.export.export_text_classifier(model, BertPreprocessor(VOCAB, 12),
+                                              str(tmp_path / "x"), class_names=["a", "b"])
+    assert str(raised.value) == ("class_names has 2 names but the model has 3 classes; pass "
+                                 "one name per class, in class-id order.")
+    assert not os.path.exists(tmp_path / "x")
+
+
 def test_token_and_text_requests_of_the_wrong_shape_fail_naming_the_input(exported):
     # One row of ids with three rows of mask was broadcast to three
     # predictions; other lengths, 1-D ids, mismatched counts failed with
