@@ -274,6 +274,14 @@ def fine_tune(model, train_data, validation_data=None, *, task=None, head_epochs
             f"backbone's cached features; {model.name!r} has no layer named 'head'. Build "
             "the model with build_head_swap_classifier or build_localization_model, or "
             "pass cache_features=False.")
+    if fine_tune_epochs and (unfreeze_layers is not None or unfreeze_from is not None):
+        # Checked before the head phase: a bad value failed after the
+        # features were computed and the head trained.
+        try:
+            unfreeze(model, num_layers=unfreeze_layers, from_layer=unfreeze_from)
+        except ValueError as e:
+            raise ValueError(str(e).replace("num_layers", "unfreeze_layers").replace(
+                "from_layer", "unfreeze_from")) from None
     seconds = {"features": 0.0, "head": 0.0, "fine_tune": 0.0}
     has_val = validation_data is not None
     head_history, fine_history, unfrozen = {}, {}, []

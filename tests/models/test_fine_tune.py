@@ -160,3 +160,20 @@ def test_models_fine_tune_cannot_train_are_named_before_any_work(emoji):
     with pytest.raises(ValueError, match="has no layer named 'head'.*cache_features=False"):
         fine_tune(own, emoji["train"], head_epochs=1, fine_tune_epochs=0, verbose=0,
                   task="multiclass")
+
+
+def test_a_bad_unfreeze_setting_is_refused_before_the_head_trains(emoji):
+    # It failed after the features were computed and the head had trained,
+    # naming unfreeze()'s num_layers / from_layer.
+    model = _model(5)
+    head_before = [np.array(w) for w in model.get_layer("head").weights]
+    for kwargs, message in (
+            ({"unfreeze_layers": 100000}, r"^unfreeze_layers must be an int in \[1, 6\]"),
+            ({"unfreeze_from": "nope"}, r"^unfreeze_from='nope' is not a layer of backbone"),
+            ({"unfreeze_layers": 2, "unfreeze_from": "conv1"},
+             "pass unfreeze_layers or unfreeze_from, not both")):
+        with pytest.raises(ValueError, match=message):
+            fine_tune(model, emoji["train"], head_epochs=1, fine_tune_epochs=1, verbose=0,
+                      **kwargs)
+    for a, b in zip(head_before, model.get_layer("head").weights):
+        np.testing.assert_array_equal(a, np.array(b))   # the head never trained
