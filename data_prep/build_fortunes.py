@@ -27,11 +27,12 @@ Usage:
 `--bundle` writes the small default text data shipped inside the package
 (`mmtl_tf/data/default_text/`: 8 categories, quotes of at most 300 characters,
 at most 200 per category). `--check` rebuilds into a temporary folder and
-compares with the target folder byte for byte.
+compares with the target folder byte for byte (naming the files that differ).
+The output folder is replaced as a whole; an --out that holds anything but an
+earlier build of this script is refused.
 """
 
 import argparse
-import filecmp
 import hashlib
 import json
 import os
@@ -39,10 +40,9 @@ import re
 import sys
 import tempfile
 
-from mmtl_tf.files import atomic_directory
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from external_tools import apt_download, fail  # noqa: E402
+from external_tools import (apt_download, check_out, fail, int_at_least,  # noqa: E402
+                            replace_folder, report_check, require_file, tree_differences)
 from external_tools import unpack_deb as _unpack_deb  # noqa: E402
 from stratified import stratified_split  # noqa: E402 (the folder of this script)
 
@@ -57,6 +57,9 @@ BUNDLE_OPTIONS = {"max_chars": 300, "per_class": 200, "min_chars": 20}
 FORTUNE_DIR = os.path.join("usr", "share", "games", "fortunes")
 COPYRIGHT = os.path.join("usr", "share", "doc", "fortunes", "copyright")
 SCRIPT = "build_fortunes.py"
+# What the script writes into its output folder (an earlier build: these only,
+# its LICENSE.md naming the script).
+OUTPUT_NAMES = ("train.jsonl", "validation.jsonl", "test.jsonl", "LICENSE.md")
 
 LICENSE_TEXT = """\
 # Licence and attribution of the fortunes text data
@@ -157,25 +160,23 @@ def build(deb, out, categories=CATEGORIES, min_chars=20, max_chars=600, per_clas
                                         categories="`, `".join(categories),
                                         options=options, copyright=copyright_text))
 
-    atomic_directory(out, write)
+    replace_folder(SCRIPT, out, write, OUTPUT_NAMES)
     counts = {name: len(rows) for name, rows in splits.items()}
     counts["per_class"] = {label: len(texts) for label, texts in by_label.items()}
     return counts
 
 
 def same_tree(a, b):
-    cmp = filecmp.dircmp(a, b)
-    if cmp.left_only or cmp.right_only or cmp.diff_files or cmp.funny_files:
-        return False
-    _, mismatch, errors = filecmp.cmpfiles(a, b, cmp.common_files, shallow=False)
-    return not mismatch and not errors
+    return not tree_differences(a, b)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deb", help="local fortunes_*.deb; default: `apt-get download`")
     parser.add_argument("--out", help="output folder (default with --bundle: the bundled "
-                                      "mmtl_tf/data/default_text)")
+                                      "mmtl_tf/data/default_text, rebuilt in place). An "
+                                      "earlier build of this script there is replaced; a "
+                                      "file or a folder holding anything else is refused")
     parser.add_argument("--bundle", action="store_true",
                         help="build the small bundled subset (max 300 characters, "
                              "200 per category)")
@@ -183,10 +184,12 @@ def main(argv=None):
                         help=f"comma-separated category files (default: {','.join(CATEGORIES)})")
     parser.add_argument("--min-chars", type=int, help="default: 20")
     parser.add_argument("--max-chars", type=int, help="default: 600")
-    parser.add_argument("--per-class", type=int,
-                        help="at most this many entries per category (default 0: all)")
+    parser.add_argument("--per-class", type=int_at_least(1),
+                        help="at most this many entries per category, at least 1 (default: "
+                             "all)")
     parser.add_argument("--check", action="store_true",
-                        help="rebuild into a temporary folder and compare with --out")
+                        help="rebuild into a temporary folder and compare with --out (names "
+                             "the files that differ)")
     args = parser.parse_args(argv)
     if not args.out and not args.bundle:
         parser.error("give --out DIR or --bundle")
@@ -208,14 +211,18 @@ def main(argv=None):
                        max_chars=600 if args.max_chars is None else args.max_chars,
                        per_class=args.per_class or 0)
     out = os.path.abspath(args.out or BUNDLE_DIR)
+    if args.deb:
+        require_file(SCRIPT, args.deb, "the .deb", "--deb")
+    if args.check and not os.path.isdir(out):
+        fail(SCRIPT, f"no folder {out} to compare with; check --out.")
+    if not args.check:  # before the download and the work
+        check_out(SCRIPT, out, OUTPUT_NAMES)
     with tempfile.TemporaryDirectory() as work:
         deb = args.deb or fetch_deb(work)
         if args.check:
             target = os.path.join(work, "rebuilt")
             build(deb, target, categories, **options)
-            ok = same_tree(target, out)
-            print("identical" if ok else "DIFFERENT", file=sys.stderr)
-            return 0 if ok else 1
+            return report_check(target, out)
         counts = build(deb, out, categories, **options)
     print(json.dumps(counts))
     return 0

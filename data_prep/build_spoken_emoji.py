@@ -40,10 +40,9 @@ import sys
 
 import numpy as np
 
-from mmtl_tf.files import atomic_directory
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from external_tools import fail, run_tool  # noqa: E402 (the folder of this script)
+from external_tools import (check_out, fail, int_at_least,  # noqa: E402 (this folder)
+                            replace_folder, run_tool)
 
 SCRIPT = "build_spoken_emoji.py"
 ESPEAK_MISSING = ("install it (Debian/Ubuntu: apt-get install -y espeak-ng; Fedora: "
@@ -60,6 +59,9 @@ TRAILING_SILENCE_S = 0.15
 # sample about 7 MB, over the 6 MB budget).
 OPUS_COMPRESSION = 0.99
 SPLITS = ("train", "validation", "test")
+# What the script writes into its output folder (an earlier build: these only,
+# its LICENSE.md naming the script).
+OUTPUT_NAMES = ("clips", "train.jsonl", "validation.jsonl", "test.jsonl", "LICENSE.md")
 
 # voice id -> espeak-ng voice (language + variant). Accent and pitch differ.
 TRAIN_VOICES = {
@@ -196,8 +198,18 @@ def encode_opus(y, path):
 
 
 def build(out, per_item=1, limit=None, workers=2):
+    """Writes `out` (atomically). `per_item`: 1 to len(TRAIN_VOICES); `limit`:
+    None (all items) or at least 1 item per split. Exits with one line, leaving
+    `out` as it was, when a split would be empty."""
     import soundfile as sf
 
+    if not 1 <= per_item <= len(TRAIN_VOICES):
+        fail(SCRIPT, f"--train-voices-per-item must be from 1 to {len(TRAIN_VOICES)} (the "
+                     f"training voices), got {per_item}.")
+    if limit is not None and limit < 1:
+        fail(SCRIPT, f"--limit must be at least 1, got {limit}.")
+    if workers < 1:
+        fail(SCRIPT, f"--workers must be at least 1, got {workers}.")
     items = read_items(SAMPLE_DIR)
     if limit:
         keep = {}
@@ -207,6 +219,10 @@ def build(out, per_item=1, limit=None, workers=2):
                 keep[it[0]].append(it)
         items = [it for split in SPLITS for it in keep.get(split, [])]
     rows = assign_voices(items, per_item)
+    empty = [split for split in SPLITS if not any(row[0] == split for row in rows)]
+    if empty:
+        fail(SCRIPT, f"no clips for the {' / '.join(empty)} split(s) (no rows in "
+                     f"{os.path.normpath(SAMPLE_DIR)}); {out} is left as it was.")
     voices = {**TRAIN_VOICES, **HELDOUT_VOICES}
 
     def write(staging):
@@ -247,7 +263,7 @@ def build(out, per_item=1, limit=None, workers=2):
             f.write(LICENSE_TEXT.format(espeak=espeak, sndfile=sf.__libsndfile_version__,
                                         voices=voice_list))
 
-    atomic_directory(out, write)
+    replace_folder(SCRIPT, out, write, OUTPUT_NAMES)
     return rows
 
 
@@ -258,13 +274,25 @@ def folder_size(path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=DEFAULT_OUT)
-    parser.add_argument("--train-voices-per-item", type=int, default=1)
-    parser.add_argument("--limit", type=int, default=None,
-                        help="at most this many items per split (for a quick try)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help="output folder (default: the bundled mmtl_tf/data/default_audio, "
+                             "rebuilt in place). An earlier build of this script there is "
+                             "replaced as a whole once the new one is complete; a file or a "
+                             "folder holding anything else is refused")
+    parser.add_argument("--train-voices-per-item", type=int_at_least(1, len(TRAIN_VOICES)),
+                        default=1,
+                        help=f"how many of the {len(TRAIN_VOICES)} training voices speak "
+                             "each training and validation item (1 to "
+                             f"{len(TRAIN_VOICES)}, default: 1); test items are spoken by "
+                             "one training voice and every held-out voice")
+    parser.add_argument("--limit", type=int_at_least(1), default=None,
+                        help="at most this many items per split, at least 1 (for a quick "
+                             "try; default: all)")
+    parser.add_argument("--workers", type=int_at_least(1), default=2,
+                        help="espeak-ng processes run at once (default: 2)")
     args = parser.parse_args(argv)
     espeak_version()  # a missing or broken espeak-ng: one line, before anything is written
+    check_out(SCRIPT, args.out, OUTPUT_NAMES)
     rows = build(os.path.abspath(args.out), args.train_voices_per_item, args.limit,
                  args.workers)
     counts = {}

@@ -39,10 +39,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The same Debian package, download and stable split as the stamp images.
 from build_tuxpaint_stamps import (PACKAGE, fetch_deb, find_copyright,  # noqa: E402
                                    split_of, unpack_stamps, write_licence)
-from external_tools import fail  # noqa: E402
-from mmtl_tf.files import atomic_directory, cache_root  # noqa: E402
+from external_tools import check_out, fail, replace_folder  # noqa: E402
+from mmtl_tf.files import cache_root  # noqa: E402
 
 SCRIPT = "build_tuxpaint_speech.py"
+# What the script writes into its output folder (an earlier build: these only,
+# its LICENSE.md naming the script).
+OUTPUT_NAMES = ("audio", "captions.jsonl", "LICENSE.md")
 DESC = re.compile(r"^(?P<stamp>.+)_desc(?:_(?P<lang>[A-Za-z@_]+))?\.ogg$")
 
 
@@ -131,7 +134,7 @@ def build(deb, out, languages=None):
                           "by `data_prep/build_tuxpaint_speech.py`. Licence: GNU GPL "
                           "version 2 (Tux Paint stamps).", copyright_file)
 
-        atomic_directory(out, write)
+        replace_folder(SCRIPT, out, write, OUTPUT_NAMES)
     return rows, skipped
 
 
@@ -159,7 +162,10 @@ def is_built(out, languages=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=None, help="output folder (default: the cache)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: tuxpaint_speech in the mmtl_tf cache). "
+                             "An earlier build of this script there is replaced; a file or a "
+                             "folder holding anything else is refused")
     parser.add_argument("--deb", default=None, help="an already downloaded .deb")
     parser.add_argument("--languages", default=None,
                         help="comma-separated language tags to keep, e.g. en,fr")
@@ -170,10 +176,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     out = os.path.abspath(args.out or default_out())
     languages = ({t.strip() for t in args.languages.split(",") if t.strip()}
-                 if args.languages else None)
+                 if args.languages is not None else None)
+    if languages is not None and not languages:
+        parser.error(f"--languages {args.languages!r} names no language; give "
+                     "comma-separated tags, e.g. en,fr (or leave it out for all)")
     if args.if_missing and is_built(out, languages):
         print(f"{out} already built; nothing to do (--if-missing)")
         return 0
+    check_out(SCRIPT, out, OUTPUT_NAMES)  # before the download and the work
     with tempfile.TemporaryDirectory() as work:
         deb = args.deb or fetch_deb(work, script=SCRIPT)
         rows, skipped = build(deb, out, languages)

@@ -36,15 +36,19 @@ import subprocess
 import sys
 import tempfile
 
-from mmtl_tf.files import atomic_directory, cache_root
+from mmtl_tf.files import cache_root
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from external_tools import apt_download, fail  # noqa: E402 (the folder of this script)
+from external_tools import (apt_download, check_out, fail,  # noqa: E402 (this folder)
+                            int_at_least, replace_folder)
 from external_tools import unpack_deb as _unpack_deb  # noqa: E402
 
 PACKAGE = "tuxpaint-stamps-default"
 STAMPS = os.path.join("usr", "share", "tuxpaint", "stamps")
 SCRIPT = "build_tuxpaint_stamps.py"
+# What the script writes into its output folder (an earlier build: these only,
+# its LICENSE.md naming the script).
+OUTPUT_NAMES = ("images", "captions.jsonl", "subcategories.jsonl", "LICENSE.md")
 
 
 def default_out():
@@ -174,7 +178,9 @@ def collect(stamps):
 def build(stamps, out, size=128, copyright_file=None):
     """Writes the dataset folder `out` (atomically) from an unpacked `stamps` folder.
     Exits with one line, leaving `out` as it was, when `stamps` is not a folder or
-    no stamp could be written."""
+    no stamp could be written. `size`: at least 1."""
+    if size < 1:
+        fail(SCRIPT, f"--size must be at least 1 (pixels), got {size}.")
     if not os.path.isdir(stamps):
         fail(SCRIPT, f"no stamps folder {stamps}; give the folder that holds the stamp "
                      "categories (e.g. /usr/share/tuxpaint/stamps) with --stamps.")
@@ -211,17 +217,22 @@ def build(stamps, out, size=128, copyright_file=None):
                       f"package `{PACKAGE}`, by `data_prep/build_tuxpaint_stamps.py`. "
                       "Licence: GNU GPL version 2 (Tux Paint stamps).", copyright_file)
 
-    atomic_directory(out, write)
+    replace_folder(SCRIPT, out, write, OUTPUT_NAMES)
     return kept, skipped
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=default_out(), help="output folder (replaced)")
+    parser.add_argument("--out", default=default_out(),
+                        help="output folder (default: tuxpaint_stamps in the mmtl_tf cache). "
+                             "An earlier build of this script there is replaced; a file or a "
+                             "folder holding anything else is refused")
     parser.add_argument("--deb", help="a downloaded tuxpaint-stamps-default .deb")
     parser.add_argument("--stamps", help="an unpacked stamps folder instead of the .deb")
-    parser.add_argument("--size", type=int, default=128, help="longest image side in pixels")
+    parser.add_argument("--size", type=int_at_least(1), default=128,
+                        help="longest image side in pixels, at least 1 (default: 128)")
     args = parser.parse_args(argv)
+    check_out(SCRIPT, args.out, OUTPUT_NAMES)  # before the download and the work
     with tempfile.TemporaryDirectory() as tmp:
         stamps = args.stamps
         if stamps is None:

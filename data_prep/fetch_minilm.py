@@ -29,6 +29,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+SCRIPT = "fetch_minilm.py"
 REFERENCE = ("A man is eating food.", "A man is eating a piece of bread.", 0.755)
 
 
@@ -39,10 +40,16 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true",
                         help="load the encoder and check the reference similarity")
     args = parser.parse_args(argv)
+    if args.cache and os.path.lexists(args.cache) and not os.path.isdir(args.cache):
+        sys.exit(f"{SCRIPT}: --cache {args.cache} is a file, not a folder; give a folder.")
 
     import mmtl_tf
+    from mmtl_tf.errors import DataError, DownloadError
 
-    path = mmtl_tf.data.fetch_minilm(cache=args.cache)
+    try:
+        path = mmtl_tf.data.fetch_minilm(cache=args.cache)
+    except (DownloadError, DataError) as e:
+        sys.exit(f"{SCRIPT}: {' '.join(str(e).split())}")
     print(path)
     if args.check:
         import numpy as np

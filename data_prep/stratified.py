@@ -1,5 +1,7 @@
 """The stratified train / validation / test split shared by the data_prep builders."""
 
+import sys
+
 
 def stratified_split(by_label, splits, key=None):
     """Splits every label's items by the fractions of `splits`.
@@ -24,3 +26,9 @@ def stratified_split(by_label, splits, key=None):
         for (name, _), part in zip(splits, parts):
             out[name] += part
     return out
+
+
+if __name__ == "__main__":
+    print("stratified.py is a helper module of the data_prep builders, not a script; "
+          "run one of the build_*.py / fetch_*.py scripts beside it.", file=sys.stderr)
+    sys.exit(2)

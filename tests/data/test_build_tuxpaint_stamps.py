@@ -66,8 +66,9 @@ def test_builds_a_captions_folder(tmp_path, monkeypatch):
 
 
 def _old_build(out):
+    """An earlier build (its LICENSE.md names the script): the script replaces it."""
     out.mkdir()
-    (out / "marker.txt").write_text("built before")
+    (out / "LICENSE.md").write_text("built before by `data_prep/build_tuxpaint_stamps.py`")
 
 
 def test_missing_or_empty_stamps_folder_keeps_the_old_build(tmp_path):
@@ -84,7 +85,7 @@ def test_missing_or_empty_stamps_folder_keeps_the_old_build(tmp_path):
             line = None
         assert isinstance(line, str) and "\n" not in line and str(stamps) in line, line
         assert line.startswith("build_tuxpaint_stamps.py: no stamps")
-        assert (out / "marker.txt").read_text() == "built before"
+        assert (out / "LICENSE.md").read_text().startswith("built before by ")
     assert sorted(os.listdir(tmp_path)) == ["empty", "out"]            # no staging left
 
 
@@ -185,3 +186,18 @@ def test_svg_rasteriser_that_exits_0_without_a_readable_png_skips_the_stamp(
     assert [row["item"] for row in kept] == ["food/apple"]
     assert len(skipped) == 1 and skipped[0][0] == "food/loaf_of_bread"
     assert skipped[0][1].startswith(problem), skipped
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "x"])
+def test_data_prep_size_must_be_a_positive_integer(tmp_path, capsys, size):
+    # Before: --size=0 a ZeroDivisionError, --size=-5 a ValueError traceback.
+    stamps = tmp_path / "stamps"
+    _stamp(stamps / "food", "apple", "An apple.")
+    with pytest.raises(SystemExit) as e:
+        _script().main(["--stamps", str(stamps), "--out", str(tmp_path / "out"),
+                        f"--size={size}"])
+    assert e.value.code == 2 and "argument --size: " in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        _script().build(str(stamps), str(tmp_path / "out"), size=0)
+    assert e.value.code == "build_tuxpaint_stamps.py: --size must be at least 1 (pixels), got 0."
+    assert not (tmp_path / "out").exists()
