@@ -162,7 +162,7 @@ def check_vocabulary_fits(model, text_vectorizer):
         raise ValueError(
             f"the text vectorizer has {size} tokens (ids 0..{size - 1}) but the model's "
             f"Embedding {embeddings[0].name!r} takes ids below {takes} (vocab_size={takes}); "
-            "export with the vectorizer the model was trained with, or build the model "
+            "use the vectorizer the model was trained with, or build the model "
             f"with vocab_size={size}.")
 
 

@@ -330,12 +330,21 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
         ValueError: a classifier compiled by `compile_classifier` with fewer
             outputs than the classes of `train_ds.class_names` (see
             `check_outputs_fit_classes`), e.g. the default `num_classes=1`
-            of the model builders on the 9 classes of the bundled data.
+            of the model builders on the 9 classes of the bundled data; or a
+            `train_ds.text_vectorizer` (`make_image_text_dataset`'s) with
+            more tokens than the model's `Embedding` takes.
     """
     raise_collected_problems()  # no training on data with bad items left out
     if isinstance(train_ds, tf.data.Dataset) and int(train_ds.cardinality()) == 0:
         raise DataError(_NO_BATCH)
     check_outputs_fit_classes(model, getattr(train_ds, "class_names", None))
+    vectorizer = getattr(train_ds, "text_vectorizer", None)
+    if vectorizer is not None:
+        # A larger vocabulary failed deep in the Embedding's gather ("indices[0,4]
+        # = 12 is not in [0, 10)"); on a GPU such a gather returns zeros.
+        from mmtl_tf.export import check_vocabulary_fits
+
+        check_vocabulary_fits(model, vectorizer)
     cbs = list(callbacks)
     if run_dir:
         os.makedirs(run_dir, exist_ok=True)

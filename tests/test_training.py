@@ -229,3 +229,26 @@ def test_fit_takes_a_classifier_with_as_many_or_more_outputs_than_classes():
     ds = tf.data.Dataset.from_tensor_slices((x, np.arange(8.0, dtype="float32"))).batch(4)
     ds.class_names = list("abcdefgh")
     training.fit(model, ds, epochs=1, verbose=0)
+
+
+def test_fit_refuses_a_vectorizer_larger_than_the_models_embedding(tmp_path):
+    # It failed deep in the Embedding's gather ("indices[0,4] = 12 is not in
+    # [0, 10)"); export already checked this.
+    train = mmtl_tf.data.make_image_text_dataset(
+        "default", "validation", image_size=(16, 16), sequence_length=4, batch_size=64,
+        vocab_size=40)
+    size = train.text_vectorizer.vocabulary_size()
+    assert size > 10
+    for vocab_size, refused in ((10, True), (size, False)):
+        model = mmtl_tf.models.build_fusion_classifier(
+            image_shape=(16, 16, 3), vocab_size=vocab_size, sequence_length=4, embedding_dim=4,
+            lstm_units=4, conv_filters=4, hidden_units=4, num_classes=9)
+        training.compile_classifier(model, 9)
+        if refused:
+            with pytest.raises(ValueError, match=rf"^the text vectorizer has {size} tokens .* "
+                                                 r"takes ids below 10 \(vocab_size=10\)"):
+                training.fit(model, train, epochs=1, verbose=0, run_dir=str(tmp_path / "run"))
+            assert not (tmp_path / "run").exists()
+        else:
+            history, _ = training.fit(model, train.take(1), epochs=1, verbose=0)
+            assert len(history["loss"]) == 1
