@@ -92,7 +92,7 @@ def _data_source(value):
     if os.path.exists(value):
         return value
     raise argparse.ArgumentTypeError(
-        f"{value!r} is neither 'default' nor an existing folder or captions file")
+        f"{value!r} is neither 'default' nor an existing folder or data file")
 
 
 def _number_type(kind, accept, requirement):
@@ -128,9 +128,17 @@ _vocabulary_size = _number_type(int, lambda n: n >= 3,
 _ZERO_ALLOWED = {"--fine-tune-epochs"}
 
 
-def _checked_type(flag, kind):
+# BERT-family inputs hold [CLS] and [SEP] around the text: 2 failed after
+# TensorFlow loaded (about 11 s), where the parser said "at least 1" of 0.
+_bert_sequence_length = _number_type(int, lambda n: n >= 3,
+                                     "at least 3 ([CLS], one WordPiece and [SEP])")
+
+
+def _checked_type(flag, kind, task=None):
     """The argparse type that checks a task option's range, so a bad value is
     a usage error up front instead of an error once training has started."""
+    if kind is int and flag == "--sequence-length" and task == "text-classifier":
+        return _bert_sequence_length
     if kind is int:
         if flag == "--vocab-size":  # it failed after TensorFlow loaded, not naming the option
             return _vocabulary_size
@@ -261,7 +269,7 @@ def build_parser():
         g = p.add_argument_group(f"{spec.name} options")
         for flags, kwargs in spec.options:
             if "type" in kwargs:
-                kwargs = {**kwargs, "type": _checked_type(flags[0], kwargs["type"])}
+                kwargs = {**kwargs, "type": _checked_type(flags[0], kwargs["type"], spec.name)}
             elif "action" not in kwargs and "choices" not in kwargs:  # a name or path
                 kwargs = {**kwargs, "type": _not_empty(
                     f"give {kwargs.get('metavar', 'a value')}, or leave {flags[0]} out for "

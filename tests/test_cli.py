@@ -62,6 +62,7 @@ def test_every_option_and_argument_has_help():
     ["train", "audio-text", "--clip-seconds", "inf"],  # an OverflowError traceback
     ["train", "fusion", "--seed", "-1"],  # failed inside NumPy
     ["train", "head-swap", "--unfreeze-layers", "0"],  # failed after phase 1
+    ["train", "text-classifier", "--sequence-length", "2"],  # after TensorFlow loaded
     ["evaluate", "/no/such/run"],
     ["export", "."],  # --saved-model missing
     ["frobnicate"],
@@ -72,6 +73,17 @@ def test_bad_arguments_give_one_line_and_status_2(argv, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "error:" in err
+
+
+def test_sequence_length_ranges_are_the_tasks_own(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "text-classifier", "--sequence-length", "2"])
+    assert "'2' must be at least 3 ([CLS], one WordPiece and [SEP])" in capsys.readouterr().err
+    parsed = cli.build_parser().parse_args(["train", "fusion", "--sequence-length", "2"])
+    assert parsed.sequence_length == 2
+    with pytest.raises(SystemExit):
+        cli.main(["train", "text-classifier", "--data", "/no/such.csv"])
+    assert "neither 'default' nor an existing folder or data file" in capsys.readouterr().err
 
 
 def test_unknown_benchmark_lists_the_ones_there(capsys):
