@@ -660,10 +660,20 @@ def _bench(args):
     return 0
 
 
+# Python spellings in library messages → the options that set them.
+_CLI_WORDS = (("on_error='skip'", "--on-error skip"),
+              ("task='multilabel'", "--target multilabel"),
+              ("pass weights='backbone.weights.h5'", "pass --weights backbone.weights.h5"),
+              ("unfreeze_layers must be", "--unfreeze-layers must be"))
+
+
 def _in_cli_words(message):
     """A library message as a command-line user should read it: the option
-    `--on-error skip` where the Python API says `on_error='skip'`."""
-    return message.replace("on_error='skip'", "--on-error skip")
+    `--on-error skip` where the Python API says `on_error='skip'`,
+    `--target multilabel` for `task='multilabel'`, and so on."""
+    for python, option in _CLI_WORDS:
+        message = message.replace(python, option)
+    return message
 
 
 def _foreign_origin(error):
@@ -723,9 +733,9 @@ def _error_report(prog, error):
     if isinstance(error, DataError):
         return 1, f"{prog}: data error: {_in_cli_words(str(error))}"
     if isinstance(error, DownloadError):
-        return 1, f"{prog}: download error: {error}"
+        return 1, f"{prog}: download error: {_in_cli_words(str(error))}"
     if isinstance(error, (FileNotFoundError, ValueError)):  # usage errors, mostly
-        return 2, f"{prog}: error: {error}{_origin_hint(error)}"
+        return 2, f"{prog}: error: {_in_cli_words(str(error))}{_origin_hint(error)}"
     return 1, f"{prog}: error: {error}"  # another OSError: no permission, a full disk
 
 

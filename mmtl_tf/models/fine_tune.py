@@ -274,14 +274,8 @@ def fine_tune(model, train_data, validation_data=None, *, task=None, head_epochs
             f"backbone's cached features; {model.name!r} has no layer named 'head'. Build "
             "the model with build_head_swap_classifier or build_localization_model, or "
             "pass cache_features=False.")
-    if fine_tune_epochs and (unfreeze_layers is not None or unfreeze_from is not None):
-        # Checked before the head phase: a bad value failed after the
-        # features were computed and the head trained.
-        try:
-            unfreeze(model, num_layers=unfreeze_layers, from_layer=unfreeze_from)
-        except ValueError as e:
-            raise ValueError(str(e).replace("num_layers", "unfreeze_layers").replace(
-                "from_layer", "unfreeze_from")) from None
+    if fine_tune_epochs:
+        check_unfreeze(model, unfreeze_layers, unfreeze_from)
     seconds = {"features": 0.0, "head": 0.0, "fine_tune": 0.0}
     has_val = validation_data is not None
     head_history, fine_history, unfrozen = {}, {}, []
@@ -327,6 +321,25 @@ def fine_tune(model, train_data, validation_data=None, *, task=None, head_epochs
     return {"head": head_history, "fine_tune": fine_history, "history": merged,
             "head_epochs": head_epochs if head_history else 0, "unfrozen": unfrozen,
             "seconds": seconds}
+
+
+def check_unfreeze(model, unfreeze_layers=None, unfreeze_from=None):
+    """A `ValueError` naming `unfreeze_layers` / `unfreeze_from` when the
+    model's backbone has no such layers (checked before the head phase: a bad
+    value failed after the features were computed and the head trained).
+    Leaves the backbone frozen."""
+    if unfreeze_layers is None and unfreeze_from is None:
+        return
+    try:
+        unfreeze(model, num_layers=unfreeze_layers, from_layer=unfreeze_from)
+    except ValueError as e:
+        raise ValueError(str(e).replace("num_layers", "unfreeze_layers").replace(
+            "from_layer", "unfreeze_from")) from None
+    finally:
+        try:
+            freeze(model)
+        except ValueError:
+            pass  # no backbone: said by unfreeze's error
 
 
 def _unfreeze_default(model):

@@ -11,7 +11,7 @@ from mmtl_tf.data.image_classification import make_image_classification_dataset
 from mmtl_tf.export import export_image_classifier
 from mmtl_tf.metrics.average_precision import mean_average_precision
 from mmtl_tf.metrics.box_iou import box_iou
-from mmtl_tf.models.fine_tune import compile_for_task, fine_tune
+from mmtl_tf.models.fine_tune import check_unfreeze, compile_for_task, fine_tune
 from mmtl_tf.models.head_swap_classifier import build_head_swap_classifier
 from mmtl_tf.models.localization_model import build_localization_model
 from mmtl_tf.tasks import common
@@ -68,11 +68,13 @@ def _train_phases(model, config, data, verbose, fine_tune_epochs=None):
                          cache_features=bool(config.get("cache_features", True)),
                          batch_size=int(config["batch_size"]), seed=int(config["seed"]),
                          verbose=verbose)
+    epochs = int(config.get("fine_tune_epochs", 0)) if fine_tune_epochs is None else fine_tune_epochs
+    if epochs:
+        check_unfreeze(model, config.get("unfreeze_layers"))
     head = fine_tune(model, data["train"], data["validation"], head_epochs=int(config["epochs"]),
                      fine_tune_epochs=0, head_learning_rate=float(config["learning_rate"]),
                      **common_kwargs)
     results = {"head": model.evaluate(data["test"], verbose=0, return_dict=True)}
-    epochs = int(config.get("fine_tune_epochs", 0)) if fine_tune_epochs is None else fine_tune_epochs
     tuned = None
     if epochs:
         tuned = fine_tune(model, data["train"], data["validation"], head_epochs=0,
@@ -106,6 +108,24 @@ def _baseline(task, records):
     return "mean training box", float(np.mean(box_iou(truth, np.broadcast_to(mean_box, truth.shape))))
 
 
+def _say_unused_settings(config):
+    """One line on stderr per setting that this run cannot use (it was
+    recorded in run.json and did nothing, without a word): `augment` when
+    no phase sees images (the head trains on cached features and there is no
+    fine-tuning), `unfreeze_layers` without fine-tuning."""
+    tuning = int(config.get("fine_tune_epochs", 0)) > 0
+    unused = []
+    if config.get("augment") and not tuning and config.get("cache_features", True):
+        unused.append("augment (--augment) has no effect: the head trains on cached features "
+                      "and --fine-tune-epochs is 0; give --fine-tune-epochs N, or "
+                      "--no-cache-features to augment the head's training")
+    if config.get("unfreeze_layers") is not None and not tuning:
+        unused.append("unfreeze_layers (--unfreeze-layers) has no effect: --fine-tune-epochs "
+                      "is 0")
+    for line in unused:
+        print(f"{NAME}: warning: {line}.", file=sys.stderr, flush=True)
+
+
 def _floats(results):
     return {k: float(v) for k, v in results.items()}
 
@@ -120,6 +140,7 @@ def train(config, run_dir, verbose=1):
         from mmtl_tf.encoders.efficientnet_lite import efficientnet_lite0_imagenet_weights
 
         efficientnet_lite0_imagenet_weights(verbose=True)  # says so when converting
+    _say_unused_settings(config)
     data, records = _datasets(config)
     class_names = records["train"].class_names
     with runtime.get_strategy().scope():

@@ -122,3 +122,31 @@ def test_empty_weights_from_python_is_refused_before_a_run_folder_is_written(tmp
     assert not (tmp_path / "run").exists()
     assert head_swap._weights({**config, "weights": "none"}) is None
     assert head_swap._weights({**config, "weights": "imagenet"}) == "imagenet"
+
+
+def test_a_bad_unfreeze_setting_stops_before_the_head_trains(tmp_path, capsys):
+    # It was found after the features were computed and the head trained,
+    # and named unfreeze()'s num_layers.
+    code = cli.main(["train", "head-swap", "--size", "tiny", "--out", str(tmp_path / "run"),
+                     "--no-jit-compile", "--epochs", "1", "--fine-tune-epochs", "1",
+                     "--unfreeze-layers", "100000"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "error: --unfreeze-layers must be an int in [1, " in captured.err
+    assert "Epoch 1/1" not in captured.out + captured.err
+    assert not (tmp_path / "run").exists()
+
+
+def test_settings_a_run_cannot_use_are_said(tmp_path, capsys):
+    # --augment with cached features and no fine-tuning, and --unfreeze-layers
+    # without fine-tuning, were recorded in run.json and did nothing.
+    assert cli.main(["train", "head-swap", "--size", "tiny", "--out", str(tmp_path / "run"),
+                     "--no-jit-compile", "--epochs", "1", "--augment",
+                     "--unfreeze-layers", "5", "--no-compare-scratch"]) == 0
+    err = capsys.readouterr().err
+    assert "head-swap: warning: augment (--augment) has no effect" in err
+    assert "head-swap: warning: unfreeze_layers (--unfreeze-layers) has no effect" in err
+    assert cli.main(["train", "head-swap", "--size", "tiny", "--out", str(tmp_path / "run2"),
+                     "--no-jit-compile", "--epochs", "1", "--augment", "--no-cache-features",
+                     "--no-compare-scratch"]) == 0
+    assert "has no effect" not in capsys.readouterr().err
