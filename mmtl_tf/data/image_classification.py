@@ -131,12 +131,17 @@ class ImageLabelRecords:
 
 
 def _parse_box(value):
+    if value is None or (isinstance(value, str) and not value.strip()):
+        # A JSON Lines row without "box", or an empty CSV cell: it said
+        # "expected 4 numbers".
+        raise ValueError("no box (localization needs one per row: 4 numbers ymin xmin "
+                         "ymax xmax, normalised to [0, 1])")
     if isinstance(value, str):
         parts = value.replace(",", " ").split()
     elif isinstance(value, (list, tuple)):
         parts = list(value)
     else:
-        raise ValueError("expected 4 numbers")
+        raise ValueError(f"box {value!r} is not 4 numbers (ymin xmin ymax xmax)")
     try:
         box = [float(p) for p in parts]
     except (TypeError, ValueError):

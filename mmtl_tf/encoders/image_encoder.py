@@ -60,7 +60,13 @@ def make_application_backbone(name, input_shape, weights=None):
         weights = user_path(weights)  # "~/w.weights.h5"
     cls_name, mode, min_side = BACKBONES.get(name) or EXTRA_BACKBONES[name]
     height, width, channels = input_shape
-    if channels != 3 or min(height, width) < min_side:
+    if channels != 3:
+        # It said "needs ... height and width >= 32" of a size that was fine.
+        raise ValueError(
+            f"backbone {name!r} takes 3-channel (RGB) images; got input_shape="
+            f"{tuple(input_shape)} with {channels} channel(s) (for grayscale images use "
+            "the small CNN, or load the images in RGB).")
+    if min(height, width) < min_side:
         raise ValueError(
             f"backbone {name!r} needs input_shape (height, width, 3) with height and "
             f"width >= {min_side}; got input_shape={tuple(input_shape)}.")
@@ -97,9 +103,13 @@ def make_application_backbone(name, input_shape, weights=None):
         try:
             load_weights_file(model, load_path)
         except Exception as e:
+            # Keras' message may list every layer object (6.8 KB for
+            # MobileNetV2): its start says what did not fit.
+            why = " ".join(str(e).split())
+            why = why if len(why) <= 300 else why[:300] + " ..."
             raise ValueError(
                 f"weights file {load_path!r} does not fit backbone {name!r} with "
-                f"input_shape={tuple(input_shape)} ({type(e).__name__}: {e}).") from e
+                f"input_shape={tuple(input_shape)} ({type(e).__name__}: {why}).") from e
     return model, mode
 
 

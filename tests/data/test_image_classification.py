@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import warnings
@@ -543,3 +544,16 @@ def test_images_that_a_labels_file_leaves_out_of_its_class_folders_are_warned_ab
     with unsplit_rows_in("train"), warnings.catch_warnings():
         warnings.simplefilter("error")
         load_image_label_records(str(tmp_path), "train")
+
+
+def test_a_localization_row_without_a_box_says_so(tmp_path):
+    _copy_images(tmp_path, [f"{i}.png" for i in range(4)])
+    rows = [{"path": f"{i}.png", "label": "ab"[i % 2], "box": [0.1, 0.1, 0.9, 0.9]}
+            for i in range(4)]
+    del rows[1]["box"]          # it said "expected 4 numbers"
+    rows[2]["box"] = 7
+    (tmp_path / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(mmtl_tf.DataError) as e:
+        load_image_label_records(str(tmp_path), "train", task="localization")
+    assert "labels.jsonl:2: no box (localization needs one per row" in str(e.value)
+    assert "labels.jsonl:3: box 7 is not 4 numbers" in str(e.value)
