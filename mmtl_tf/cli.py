@@ -622,10 +622,20 @@ def _evaluate(args):
     rows = metrics[args.split].get("rows")
     counted = f" ({rows:,} rows)" if isinstance(rows, int) else ""
     print(f"{where}{counted}: " + ", ".join(f"{k}={v:.4f}" for k, v in figures.items()))
-    constant = common.split_baselines(metrics, args.split).get("most_common_class_accuracy")
-    if constant is not None:
-        print(f"baseline: always the most common class of these rows: accuracy={constant:.4f}")
+    baselines = common.split_baselines(metrics, args.split)
+    for key, (answer, metric) in _CONSTANT_BASELINES.items():
+        if baselines.get(key) is not None:
+            print(f"baseline: {answer}: {metric}={baselines[key]:.4f}")
     return 0
+
+
+# An evaluation's baselines (see the tasks' `evaluate`): what one constant
+# answer scores on the rows evaluated.
+_CONSTANT_BASELINES = {
+    "most_common_class_accuracy": ("always the most common class of these rows", "accuracy"),
+    "constant_scores_map": ("the same score for every class of every image", "mAP"),
+    "mean_box_iou": ("the mean box of these rows for every image", "box_iou"),
+}
 
 
 def _export(args):

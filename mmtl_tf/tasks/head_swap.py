@@ -195,8 +195,24 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     if target == "multiclass":
         return common.write_metrics(run_dir, common.scored_rows(split, results, records[split]),
                                     data=data)
-    return common.write_metrics(
-        run_dir, {split: common.row_figures(results, len(records[split]))}, data=data)
+    figures = {split: common.row_figures(results, len(records[split])),
+               "baselines": _constant_answer(target, records[split])}
+    return common.write_metrics(run_dir, figures, data=data)
+
+
+def _constant_answer(task, records):
+    """What one answer for every image scores on these rows, for an
+    evaluation's baseline line (only multi-class evaluations had one):
+    multi-label, the same score for every class (mAP = the mean share of
+    positives, `constant_scores_map`); localization, the mean box of these
+    rows (`mean_box_iou`)."""
+    if task == "multilabel":
+        truth = records.targets("multilabel")
+        return {"constant_scores_map": float(mean_average_precision(truth,
+                                                                    np.zeros_like(truth)))}
+    truth = records.targets("localization")["box"]
+    mean_box = np.broadcast_to(truth.mean(axis=0), truth.shape)
+    return {"mean_box_iou": float(np.mean(box_iou(truth, mean_box)))}
 
 
 def export(run_dir, saved_model_dir):

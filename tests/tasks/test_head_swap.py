@@ -150,3 +150,45 @@ def test_settings_a_run_cannot_use_are_said(tmp_path, capsys):
                      "--no-jit-compile", "--epochs", "1", "--augment", "--no-cache-features",
                      "--no-compare-scratch"]) == 0
     assert "has no effect" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", ["multilabel", "localization"])
+def test_evaluating_multilabel_and_localization_runs_prints_a_constant_baseline(
+        tmp_path, capsys, target):
+    # Only multi-class evaluations named what a constant answer scores.
+    from mmtl_tf.data.image_classification import load_image_label_records
+    from mmtl_tf.metrics import box_iou
+
+    paths = load_image_text_records("default", "train").paths[:40]
+    rng = np.random.default_rng(0)
+    lines = ["path,label,box,split"]
+    for i, path in enumerate(paths):
+        name = f"img{i}.png"
+        (tmp_path / name).write_bytes(open(path, "rb").read())
+        label = ["cat", "dog|cat", "dog"][i % 3]
+        y, x = rng.uniform(0, 0.4, 2)
+        h, w = rng.uniform(0.3, 0.6, 2)
+        lines.append(f"{name},{label if target == 'multilabel' else label.split('|')[0]},"
+                     f"{y:.3f} {x:.3f} {y + h:.3f} {x + w:.3f},"
+                     f"{'train' if i < 24 else 'validation' if i < 30 else 'test'}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    assert cli.main(["train", "head-swap", "--size", "tiny", "--data", str(tmp_path),
+                     "--target", target, "--out", str(run), "--no-jit-compile",
+                     "--epochs", "1", "--image-size", "32"]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    test = load_image_label_records(str(tmp_path), "test", task=target)
+    if target == "multilabel":
+        truth = test.targets("multilabel")
+        # Tied scores: the average precision of a class is its share of positives.
+        expected = truth.mean(axis=0)[truth.sum(axis=0) > 0].mean()
+        assert f"baseline: the same score for every class of every image: mAP={expected:.4f}" \
+            in out, out
+    else:
+        boxes = test.targets("localization")["box"]
+        expected = float(np.mean(box_iou(boxes, np.broadcast_to(boxes.mean(axis=0),
+                                                                boxes.shape))))
+        assert f"baseline: the mean box of these rows for every image: box_iou={expected:.4f}" \
+            in out, out
