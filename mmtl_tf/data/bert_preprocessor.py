@@ -262,7 +262,8 @@ class BertPreprocessor:
 
     Returns:
         dict with `token_ids` int32 (B, sequence_length) and `padding_mask`
-        int32 (B, sequence_length), 1 on real tokens.
+        int32 (B, sequence_length), 1 on real tokens; for a scalar text,
+        (sequence_length,) each (wrap it in a list for a batch of one).
 
     Example:
         >>> import mmtl_tf
@@ -270,6 +271,8 @@ class BertPreprocessor:
         >>> pre = mmtl_tf.data.BertPreprocessor(vocab, sequence_length=6)
         >>> pre(["a cat"])["token_ids"].numpy().tolist()
         [[2, 5, 6, 3, 0, 0]]
+        >>> pre("a cat")["token_ids"].shape  # a scalar text: no batch axis
+        TensorShape([6])
 
     References:
         Devlin et al., "BERT", NAACL 2019 (input format); keras-hub
