@@ -101,7 +101,9 @@ def read_text_classification_file(path, on_error="raise"):
     for n, row in _read_rows(path, problems):
         loc = f"{path}:{n}"
         if first:
-            check_columns(loc, row, REQUIRED_COLUMNS)
+            # Named by the file, as captions and labels files are (it named
+            # the first data row, line 2 of a CSV, whose header lacks them).
+            check_columns(path, row, REQUIRED_COLUMNS)
             first = False
         text, why = text_field(row, "text")
         label, why = (None, why) if why else label_field(row)

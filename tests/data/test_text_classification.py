@@ -79,8 +79,8 @@ def test_csv_errors(tmp_path):
     with pytest.raises(mmtl_tf.DataError, match=r"a\.csv:3: not valid UTF-8"):
         read_text_classification_file(str(tmp_path / "a.csv"))
     (tmp_path / "b.csv").write_text("sentence,label\nhello,x\n")
-    with pytest.raises(mmtl_tf.DataError, match="missing column.*text"):
-        read_text_classification_file(str(tmp_path / "b.csv"))
+    with pytest.raises(mmtl_tf.DataError, match=r"b\.csv: missing column.*text"):
+        read_text_classification_file(str(tmp_path / "b.csv"))   # the file, not line 2
     # An unquoted comma shifts the columns: named, or skipped on request
     # (also through make_text_classification_dataset); integer labels and
     # labels with spaces around them name the same class as their text.
