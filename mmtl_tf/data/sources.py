@@ -685,11 +685,23 @@ def warn_if_splits_overlap(where, per_split, split, field):
     what = "file" if field == "path" else field
     training = {}
     for row in per_split.get("train") or []:
-        training.setdefault(key(row), row["row"])
+        training.setdefault(key(row), row)
+
+    def labels(row):
+        return sorted(row["labels"]) if row.get("labels") else [row.get("label")]
+
+    def same(row, first):
+        # A copy labelled otherwise is said so: a README promise that such
+        # rows are bad rows holds within a split only.
+        there, here = labels(first), labels(row)
+        conflict = (f", labelled {'|'.join(map(str, there))} there and "
+                    f"{'|'.join(map(str, here))} here") if there != here else ""
+        return f"same {what} as training row {first['row']}{conflict}"
+
     problems, counts = [], []
     for other in ("validation", "test"):
         rows = per_split.get(other) or []
-        found = [(row["row"], f"same {what} as training row {training[key(row)]}")
+        found = [(row["row"], same(row, training[key(row)]))
                  for row in rows if key(row) in training]
         if found:
             counts.append(f"{len(found)} of {len(rows)} {other} rows")

@@ -153,3 +153,25 @@ def test_no_overlap_warning_without_a_split_column_or_on_the_bundled_data(tmp_pa
         load_text_classification_records("default", "train")
         load_image_label_records("default", "train")
         load_image_text_records("default", "train")
+
+
+def test_a_copy_labelled_otherwise_in_another_split_says_both_labels(tmp_path):
+    # Only "same file as training row" was said; the conflicting label, which
+    # makes the test row wrong as well as not held out, was not.
+    names = [f"{i}.png" for i in range(6)]
+    _images(tmp_path, names)
+    (tmp_path / "labels.csv").write_text("path,label,split\n" + "".join(
+        f"{n},{'ab'[i % 2]},train\n" for i, n in enumerate(names[:4]))
+        + "0.png,b,test\n1.png,b,test\n5.png,a,test\n")
+    with pytest.warns(mmtl_tf.DataWarning) as rec:
+        load_image_label_records(str(tmp_path / "labels.csv"), "train")
+    message = _leak_messages(rec)[0]
+    assert "labels.csv:6: same file as training row " in message
+    assert "labels.csv:2, labelled a there and b here" in message
+    assert "labels.csv:3, labelled" not in message          # 1.png is b in both
+    (tmp_path / "tc.csv").write_text("text,label,split\nsome text,a,train\nother,b,train\n"
+                                     "Some  TEXT,b,test\nnew,a,test\n")
+    with pytest.warns(mmtl_tf.DataWarning) as rec:
+        load_text_classification_records(str(tmp_path / "tc.csv"), "train")
+    assert "tc.csv:4: same text as training row " in _leak_messages(rec)[0]
+    assert "tc.csv:2, labelled a there and b here" in _leak_messages(rec)[0]
