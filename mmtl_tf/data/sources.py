@@ -762,6 +762,7 @@ def read_split_files(files, split, read, on_error):
 
     per_split = {s: read(p, on_error=on_error) for s, p in files.items()
                  if s in ("train", split)}
+    _warn_if_split_column_disagrees(files[split], split, per_split[split])
     if split != "train":
         return per_split
     for s, p in files.items():
@@ -774,6 +775,25 @@ def read_split_files(files, split, read, on_error):
         except DataError:
             per_split[s] = []
     return per_split
+
+
+def _warn_if_split_column_disagrees(path, split, rows):
+    """One `DataWarning` when rows of the per-split file `path` of `split`
+    name another split in a `split` column: the file decides, the column is
+    not read (24 test.jsonl rows saying "train" were test rows without a
+    word)."""
+    other = [row for row in rows if row.get("split") not in (None, split)]
+    if not other:
+        return
+    import warnings
+
+    named = sorted({row["split"] for row in other})
+    warnings.warn(DataWarning(
+        f"{path}: {len(other)} of {len(rows)} rows name split "
+        f"{', '.join(map(repr, named))} in their split column ({other[0]['row']}, ...); in a "
+        f"per-split file every row belongs to the file's split ({split}), and the column "
+        "is not read: move the rows to their file, or drop the column."),
+        stacklevel=_caller_level())
 
 
 def text_key(text):

@@ -1,3 +1,4 @@
+import json
 """The `split` column of labels, captions and text files: values in any case,
 train rows repeated in validation/test, and the order of numeric labels."""
 
@@ -175,3 +176,21 @@ def test_a_copy_labelled_otherwise_in_another_split_says_both_labels(tmp_path):
         load_text_classification_records(str(tmp_path / "tc.csv"), "train")
     assert "tc.csv:4: same text as training row " in _leak_messages(rec)[0]
     assert "tc.csv:2, labelled a there and b here" in _leak_messages(rec)[0]
+
+
+def test_a_split_column_inside_a_per_split_file_that_disagrees_is_warned_about(tmp_path):
+    # 24 test.jsonl rows saying "train" loaded as test rows without a word.
+    rows = [{"text": f"text {i}", "label": "ab"[i % 2]} for i in range(8)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "test.jsonl").write_text("".join(
+        json.dumps({"text": f"other {i}", "label": "ab"[i % 2], "split": s}) + "\n"
+        for i, s in enumerate(["train", "train", "test"])))
+    with pytest.warns(mmtl_tf.DataWarning, match=r"test\.jsonl: 2 of 3 rows name split "
+                                                  r"'train' in their split column") as rec:
+        records = load_text_classification_records(str(tmp_path), "test")
+    assert len(records) == 3                      # the file decides
+    assert "every row belongs to the file's split (test)" in _leak_messages(rec)[0]
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mmtl_tf.DataWarning)
+        load_text_classification_records(str(tmp_path), "train")
