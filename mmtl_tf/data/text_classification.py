@@ -167,10 +167,11 @@ def load_text_classification_records(source="default", split="train", seed=0,
         else:
             file = find_file(source, TEXT_FILE_NAMES)
             if file is None:
+                hint = (_documents_hint(source)
+                        or data_files_hint(source, TEXT_FILE_NAMES[-1]))
                 raise DataError(f"{source}: no text-classification file (looked for "
                                 f"{', '.join(TEXT_FILE_NAMES)} and train/validation/test "
-                                ".jsonl/.csv)"
-                                f"{data_files_hint(source, TEXT_FILE_NAMES[-1])}.")
+                                f".jsonl/.csv){hint}.")
             per_split = _by_split(read_text_classification_file(file, on_error), seed)
             used = [file]
         if split == "train":
@@ -192,6 +193,35 @@ def load_text_classification_records(source="default", split="train", seed=0,
     return TextClassificationRecords(
         texts=[r["text"] for r in chosen], labels=[r["label"] for r in chosen],
         rows=[r["row"] for r in chosen], class_names=class_names, source=source)
+
+
+def _documents_hint(folder):
+    """"; it holds ..." for a folder of one `.txt` file per document, flat or
+    in one folder per class (the layout of Keras' `text_dataset_from_directory`
+    and of aclImdb), which is not read; else "". The general hint said to
+    rename one such file to a CSV."""
+    def texts(path):
+        try:
+            return [e for e in os.scandir(path) if e.is_file() and
+                    e.name.lower().endswith(".txt") and not e.name.startswith(".")]
+        except OSError:
+            return []
+
+    try:
+        classes = sorted(e.name for e in os.scandir(folder) if e.is_dir()
+                         and not e.name.startswith(".") and texts(e.path))
+    except OSError:
+        return ""
+    how = ("mmtl_tf reads one CSV or JSONL file of text,label rows (optionally split), not "
+           "a file per document: write them into one, e.g. texts.csv")
+    if classes:
+        shown = ", ".join(classes[:4]) + (", ..." if len(classes) > 4 else "")
+        return (f"; it holds {len(classes)} folder(s) of .txt files ({shown}), one file per "
+                f"document: {how}, with each file's folder as its label")
+    flat = texts(folder)
+    if len(flat) > 1:
+        return f"; it holds {len(flat)} .txt files, one per document?: {how}"
+    return ""
 
 
 def _by_split(rows, seed):

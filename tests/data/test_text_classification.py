@@ -271,3 +271,22 @@ def test_copies_differing_in_unicode_form_case_or_spaces_share_a_split(tmp_path)
     with pytest.warns(mmtl_tf.DataWarning, match="40 of 40 validation rows and 80 of 80 "
                                                   "test rows hold the same text"):
         load_text_classification_records(path, "train")
+
+
+def test_a_folder_of_one_text_file_per_document_is_named_as_such(tmp_path):
+    # It said "no text-classification file", or advised renaming one .txt
+    # file to texts.csv.
+    for label in ("neg", "pos"):
+        (tmp_path / "classes" / label).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "classes" / label / f"{i}.txt").write_text(f"a {label} review")
+    with pytest.raises(mmtl_tf.DataError, match=r"it holds 2 folder\(s\) of \.txt files "
+                                                 r"\(neg, pos\), one file per document"):
+        load_text_classification_records(str(tmp_path / "classes"), "train")
+    (tmp_path / "flat").mkdir()
+    for i in range(5):
+        (tmp_path / "flat" / f"{i}.txt").write_text("a review")
+    with pytest.raises(mmtl_tf.DataError) as e:
+        load_text_classification_records(str(tmp_path / "flat"), "train")
+    assert "it holds 5 .txt files, one per document?" in str(e.value)
+    assert "rename" not in str(e.value)
