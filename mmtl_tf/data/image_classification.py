@@ -753,7 +753,9 @@ def load_tfds_image_dataset(name, split="train", *, task=None, image_size=(224, 
             f"could not load TFDS dataset {name!r} ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}). It needs internet the first time: "
             f"run `python -c \"import tensorflow_datasets as tfds; tfds.load('{name}')\"` on a "
-            "machine with internet and copy ~/tensorflow_datasets (or pass data_dir=).") from e
+            "machine with internet and copy its ~/tensorflow_datasets/"
+            + (f"{name} into {data_dir}." if data_dir else
+               f"{name} here (or into a folder you pass as data_dir=).")) from e
     label_feature = info.features["label"] if spec["kind"] == "label" else \
         info.features["objects"]["label"]
     class_names = list(label_feature.names)

@@ -61,6 +61,7 @@ def check_download_reachable(name, data_dir=None, download=True):
             return
         urls = list(builder.url_infos or {})
         host = urllib.parse.urlsplit(urls[0]).hostname if urls else None
+        where = str(builder.data_dir)
     except Exception:  # noqa: BLE001 - no check possible: leave it to TFDS
         return
     if not host:
@@ -68,6 +69,8 @@ def check_download_reachable(name, data_dir=None, download=True):
     try:
         socket.getaddrinfo(host, None)
     except socket.gaierror as e:
+        # The folder looked in is named: a wrong TFDS_DATA_DIR or data_dir=
+        # looks the same as no network otherwise.
         raise ConnectionError(
-            f"cannot download TFDS dataset {name!r}: the name of its host {host} does not "
-            f"resolve ({e.strerror}); is this machine offline?") from e
+            f"cannot download TFDS dataset {name!r} (not prepared in {where}): the name of "
+            f"its host {host} does not resolve ({e.strerror}); is this machine offline?") from e

@@ -45,8 +45,13 @@ def test_an_unresolvable_download_host_fails_at_once(offline, tmp_path):
                              r"needs internet"):
         mmtl_tf.data.load_tfds_text_classification("imdb_reviews", data_dir=str(tmp_path))
     with pytest.raises(mmtl_tf.DownloadError,
-                       match=r"host download\.tensorflow\.org does not resolve"):
+                       match=r"host download\.tensorflow\.org does not resolve") as raised:
         mmtl_tf.data.load_tfds_image_dataset("tf_flowers", data_dir=str(tmp_path))
+    # The folder looked in and the one to copy into: the data_dir given (it
+    # said "copy ~/tensorflow_datasets (or pass data_dir=)" with one passed).
+    message = str(raised.value)
+    assert f"not prepared in {tmp_path}/tf_flowers/" in message
+    assert message.endswith(f"copy its ~/tensorflow_datasets/tf_flowers into {tmp_path}.")
     assert offline == ["ai.stanford.edu", "download.tensorflow.org"]
 
 
