@@ -6,8 +6,8 @@ from mmtl_tf.data.image import augment_image, decoded_image_dataset
 from mmtl_tf.data.sources import (check_two_classes, load_image_text_records,
                                   warn_if_classes_lost)
 from mmtl_tf.data.text import vectorize_while_loading
-from mmtl_tf.errors import (DataWarning, augment_for_split, check_count, check_on_error,
-                            loading_split, without_repeated_warnings)
+from mmtl_tf.errors import (augment_for_split, check_count, check_on_error, loading_split,
+                            without_repeated_warnings)
 
 
 def make_image_text_dataset(source="default", split="train", *, text_vectorizer=None,
@@ -101,17 +101,6 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
                  remove_stopwords=remove_stopwords)
     train_captions = None
     if text_vectorizer is None and split != "train":
-        if on_error == "skip":
-            import warnings
-
-            # The vocabulary may differ from the training dataset's, and ids
-            # then mean other words to the model, without a word.
-            warnings.warn(DataWarning(
-                f"{split} split built without text_vectorizer and with on_error='skip': its "
-                "vocabulary is adapted on every valid training row, also those whose image "
-                "the training dataset skips, so its token ids may mean other words than the "
-                "training dataset's; pass text_vectorizer=train_ds.text_vectorizer."),
-                stacklevel=2)
         # Skipped rows of the file were reported by the read above.
         train_captions = without_repeated_warnings(
             load_image_text_records, source, "train", require_label=with_labels, seed=seed,

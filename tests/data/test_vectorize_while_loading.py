@@ -171,19 +171,3 @@ def test_vectorised_in_parts_as_in_one_call(monkeypatch, length):
                                                    given)
     np.testing.assert_array_equal(tokens.numpy(), given(CAPTIONS).numpy())
 
-
-def test_a_split_adapting_its_own_vocabulary_under_skip_is_warned_about():
-    # Adapted on every valid training row, also those whose image training
-    # skips: its ids could mean other words than the training dataset's.
-    import warnings
-
-    import mmtl_tf
-
-    kwargs = dict(image_size=(16, 16), sequence_length=4, on_error="skip")
-    with pytest.warns(mmtl_tf.DataWarning, match="validation split built without "
-                                                  "text_vectorizer and with on_error='skip'"):
-        val = mmtl_tf.data.make_image_text_dataset("default", "validation", **kwargs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", mmtl_tf.DataWarning)
-        mmtl_tf.data.make_image_text_dataset("default", "test", text_vectorizer=val.text_vectorizer,
-                                             **kwargs)
