@@ -2,7 +2,7 @@
 
 from mmtl_tf.encoders.image_encoder import (BACKBONES, ImageEncoder,
                                             make_application_backbone,
-                                            set_backbone_trainable)
+                                            recalibrate_batch_norm, set_backbone_trainable)
 from mmtl_tf.encoders.text_encoder import TextEncoder
 from mmtl_tf.encoders.bert_encoder import (BertEncoder, load_bert_backbone,
                                            set_bert_trainable)

@@ -259,6 +259,52 @@ def has_untrained_batch_norm(model):
     return bool(layers)
 
 
+def recalibrate_batch_norm(model, data, batches=None):
+    """Re-estimates the moving statistics of `model`'s trainable
+    BatchNormalization layers from `data`, without changing any weight.
+
+    A backbone trained from scratch (`ImageEncoder(batch_norm="train")`)
+    normalises by each batch while it trains, and by its moving statistics
+    in `evaluate`, `predict` and exports. Those are running averages (momentum
+    0.999 in MobileNetV2) over weights that kept changing, so after a short
+    training they may describe another network: in the test of this module a
+    fusion model on a random MobileNetV2 reached a training loss of 0.014
+    and scored 0.5 (chance) on held-out images, then 0.8 after this. It runs
+    `model(x, training=True)` over the batches of `data` with each layer's
+    momentum set so that the statistics become the plain average over
+    those batches (as PyTorch's `update_bn` does for SWA), then restores the
+    momenta. Frozen BatchNorm layers (pretrained backbones) do not change.
+
+    Args:
+        model: keras.Model.
+        data: a `tf.data.Dataset` (or any iterable) of `x` or `(x, y, ...)`
+            batches, e.g. the training dataset.
+        batches: int or None. How many batches to use (None: all of `data`).
+
+    Returns:
+        int: the number of batches used.
+    """
+    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+              if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    if not layers:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    used = 0
+    try:
+        for element in data:
+            if batches is not None and used >= batches:
+                break
+            x = element[0] if isinstance(element, tuple) else element
+            for layer in layers:
+                layer.momentum = used / (used + 1)   # the average of the batches so far
+            model(x, training=True)
+            used += 1
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return used
+
+
 def scales_its_own_pixels(model):
     """Whether `model`'s first layer (after its input) is a `Rescaling` or
     `Normalization` layer: a model that takes pixels 0–255 and scales them

@@ -70,7 +70,12 @@ def _bright_or_dark(n=48, size=32, seed=0):
 
 @pytest.mark.parametrize("batch_norm,learns", [(None, True), ("frozen", False)])
 def test_a_fusion_model_learns_from_a_random_mobilenet(batch_norm, learns):
+    import tensorflow as tf
+
+    from mmtl_tf.encoders import recalibrate_batch_norm
+
     images, labels = _bright_or_dark()
+    held_out, held_out_labels = _bright_or_dark(seed=1)
     keras.utils.set_random_seed(0)
     tower = ImageEncoder("mobilenet_v2", input_shape=(32, 32, 3), trainable="full",
                          batch_norm=batch_norm)
@@ -78,7 +83,7 @@ def test_a_fusion_model_learns_from_a_random_mobilenet(batch_norm, learns):
         image_shape=(32, 32, 3), vocab_size=10, sequence_length=4, num_classes=1,
         image_encoder=tower)
     text = np.ones((len(labels), 4), "int32")       # the same caption for every image
-    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
+    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy", metrics=["accuracy"])
     history = model.fit({"image": images, "text": text}, labels, batch_size=16, epochs=6,
                         verbose=0).history["loss"]
     # ln 2 = 0.693: what a model that cannot tell the images apart keeps.
@@ -86,3 +91,31 @@ def test_a_fusion_model_learns_from_a_random_mobilenet(batch_norm, learns):
         assert history[-1] < 0.45, history
     else:
         assert history[-1] > 0.65, history
+    # Held out, with the moving statistics: they lag behind the weights
+    # (chance here) until re-estimated from the training data.
+    train = tf.data.Dataset.from_tensor_slices(({"image": images, "text": text}, labels)).batch(16)
+    used = recalibrate_batch_norm(model, train)
+    assert used == (3 if learns else 0)             # frozen BatchNorm is left alone
+    _, accuracy = model.evaluate({"image": held_out, "text": text}, held_out_labels, verbose=0)
+    if learns:
+        assert accuracy >= 0.75, accuracy
+    else:
+        assert accuracy == 0.5, accuracy
+
+
+def test_recalibration_averages_the_batches_and_restores_the_momenta():
+    backbone = tiny_backbone(pretrained=False)
+    enc = ImageEncoder(backbone, input_shape=(16, 16, 3), trainable="full")
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 256, (4, 16, 16, 3)).astype("uint8") for _ in range(3)]
+    from mmtl_tf.encoders import recalibrate_batch_norm
+
+    assert recalibrate_batch_norm(enc, batches, batches=2) == 2
+    bn = enc.backbone.get_layer("bn0")
+    assert bn.momentum == 0.99
+    # NumPy: the mean over the two batches of bn0's input (conv0 of x / 255).
+    conv = keras.Model(enc.backbone.input, enc.backbone.get_layer("conv0").output)
+    means = [np.asarray(conv(b.astype("float32") / 255)).mean(axis=(0, 1, 2))
+             for b in batches[:2]]
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), np.mean(means, axis=0), rtol=1e-4,
+                               atol=1e-6)
