@@ -28,8 +28,8 @@ from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, check_two_c
                                   sorted_class_names, split_field, text_field, text_key,
                                   warn_if_other_data_files, warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
-from mmtl_tf.errors import (DataError, DownloadError, check_count, check_on_error,
-                            handle_problems)
+from mmtl_tf.errors import (DataError, DownloadError, check_choice, check_count,
+                            check_on_error, handle_problems)
 from mmtl_tf.files import user_path
 
 DEFAULT_TEXT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_text")
@@ -119,7 +119,8 @@ def read_text_classification_file(path, on_error="raise"):
 
 
 def load_text_classification_records(source="default", split="train", seed=0,
-                                     on_error="raise", max_examples=None, class_names=None):
+                                     on_error="raise", max_examples=None, class_names=None,
+                                     split_key="text"):
     """Loads one split of a text-classification source.
 
     Args:
@@ -136,6 +137,11 @@ def load_text_classification_records(source="default", split="train", seed=0,
             by default the sorted labels of the training split; a trained
             model evaluated on other data passes its own (rows with other
             labels are bad rows). TFDS sources keep their own class names.
+        split_key: str. What the hash split keys rows without a split on:
+            `"text"` (`sources.text_key`: Unicode form, case and runs of
+            spaces aside, so that such copies share a split) or `"raw"` (the
+            stripped text as read: the key before 2026-11-29, with which
+            older runs were split; their evaluation uses it).
 
     Returns:
         `TextClassificationRecords`.
@@ -149,6 +155,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not allowed; use one of {', '.join(SPLITS)}.")
     check_on_error(on_error)
+    check_choice("split_key", split_key, ("text", "raw"))
     source = DEFAULT_TEXT_DIR if source in (None, "default") else user_path(source)
     if source.startswith("tfds:"):
         return load_tfds_text_classification(source[5:], split, max_examples=max_examples)
@@ -172,12 +179,14 @@ def load_text_classification_records(source="default", split="train", seed=0,
                 raise DataError(f"{source}: no text-classification file (looked for "
                                 f"{', '.join(TEXT_FILE_NAMES)} and train/validation/test "
                                 f".jsonl/.csv){hint}.")
-            per_split = _by_split(read_text_classification_file(file, on_error), seed)
+            per_split = _by_split(read_text_classification_file(file, on_error), seed,
+                                  split_key)
             used = [file]
         if split == "train":
             warn_if_other_data_files(source, used, TEXT_FILE_NAMES)
     elif os.path.isfile(source):
-        per_split = _by_split(read_text_classification_file(source, on_error), seed)
+        per_split = _by_split(read_text_classification_file(source, on_error), seed,
+                              split_key)
     else:
         raise DataError(f"{source}: no such folder or file (expected 'default', a folder, "
                         "a .jsonl/.csv file or 'tfds:NAME').")
@@ -224,10 +233,11 @@ def _documents_hint(folder):
     return ""
 
 
-def _by_split(rows, seed):
+def _by_split(rows, seed, split_key="text"):
     per_split = {s: [] for s in SPLITS}
+    key = text_key if split_key == "text" else (lambda text: text)
     for r in rows:
-        per_split[r["split"] or default_split(text_key(r["text"]), seed)].append(r)
+        per_split[r["split"] or default_split(key(r["text"]), seed)].append(r)
     return per_split
 
 

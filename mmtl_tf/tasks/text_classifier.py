@@ -100,7 +100,8 @@ def resolve_encoder(config, train_texts):
 
 def _records(config, splits=SPLITS):
     return {s: load_text_classification_records(
-        config["data"], s, seed=int(config["seed"]), on_error=config.get("on_error", "raise"))
+        config["data"], s, seed=int(config["seed"]), on_error=config.get("on_error", "raise"),
+        split_key=config.get("split_key", "raw"))
         for s in splits}
 
 
@@ -189,6 +190,9 @@ def lstm_baseline(config, records, verbose=0):
 @common.staged_run
 def train(config, run_dir, verbose=1):
     """Trains, evaluates on the test split and writes the run folder."""
+    # The hash split's key, in run.json: runs from before text_key was the
+    # key (2026-11-29) have none and keep theirs ("raw") when evaluated.
+    config = {**config, "split_key": "text"}
     common.start_run(run_dir, NAME, config)
     records = _records(config)
     raise_collected_problems()  # bad rows of every split, before encoding
@@ -298,7 +302,8 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     # keep their own names: checked below).
     records = load_text_classification_records(config["data"], split, seed=int(config["seed"]),
                                                on_error=config.get("on_error", "raise"),
-                                               class_names=class_names)
+                                               class_names=class_names,
+                                               split_key=config.get("split_key", "raw"))
     unknown = sorted(set(records.class_names) - set(class_names))
     if unknown:
         raise ValueError(f"{config['data']}: labels {unknown} are not among the run's "

@@ -19,6 +19,8 @@ def test_train_evaluate_export_a_tiny_run(tmp_path, capsys):
                  "run.json", "preprocessor.json"):
         assert (run / name).exists(), name
     assert foreign_entries(run, common.RUN_ENTRIES) == []  # the run may be replaced
+    # The hash split's key is recorded (runs without it evaluate with the old one).
+    assert json.loads((run / "run.json").read_text())["config"]["split_key"] == "text"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["cached_features"] and metrics["split_sizes"] == {
         "train": 884, "validation": 203, "test": 273}
@@ -101,3 +103,18 @@ def test_base_recipe_meets_the_issue_targets(tmp_path):
     assert ours > lstm + 0.2, (ours, lstm)
     assert np.isfinite(metrics["test"]["loss"])
     assert os.path.exists(tmp_path / "run" / "model.keras")
+
+
+def test_runs_from_before_text_key_are_evaluated_on_their_own_split(tmp_path):
+    # text_key re-drew the hash split of texts with capitals or doubled
+    # spaces: evaluating an older run would have scored rows it trained on.
+    from mmtl_tf.data.sources import hash_split
+
+    texts = [f"Quote Number {i} of  the  Collection" for i in range(60)]
+    (tmp_path / "texts.jsonl").write_text("".join(
+        json.dumps({"text": t, "label": "ab"[i % 2]}) + "\n" for i, t in enumerate(texts)))
+    config = {"data": str(tmp_path / "texts.jsonl"), "seed": 0}
+    old = text_classifier._records(config)                       # no split_key: an old run
+    new = text_classifier._records({**config, "split_key": "text"})
+    assert set(old["test"].texts) == {t for t in texts if hash_split(t, 0) == "test"}
+    assert set(new["test"].texts) != set(old["test"].texts)
