@@ -30,7 +30,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from external_tools import (check_out, fail, replace_folder, report_check,  # noqa: E402
-                            require_file, run_tool, tree_differences)
+                            require_file, run_tool)
 from stratified import stratified_split  # noqa: E402 (the folder of this script)
 
 PACKAGE = "emoji-datasource-google"
@@ -168,10 +168,6 @@ def build(tarball, out):
 
     replace_folder(SCRIPT, out, write, OUTPUT_NAMES)
     return {name: len(items) for name, items in split_rows.items()}
-
-
-def same_tree(a, b):
-    return not tree_differences(a, b)
 
 
 def main(argv=None):

@@ -42,7 +42,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from external_tools import (apt_download, check_out, fail, int_at_least,  # noqa: E402
-                            replace_folder, report_check, require_file, tree_differences)
+                            replace_folder, report_check, require_file)
 from external_tools import unpack_deb as _unpack_deb  # noqa: E402
 from stratified import stratified_split  # noqa: E402 (the folder of this script)
 
@@ -164,10 +164,6 @@ def build(deb, out, categories=CATEGORIES, min_chars=20, max_chars=600, per_clas
     counts = {name: len(rows) for name, rows in splits.items()}
     counts["per_class"] = {label: len(texts) for label, texts in by_label.items()}
     return counts
-
-
-def same_tree(a, b):
-    return not tree_differences(a, b)
 
 
 def main(argv=None):

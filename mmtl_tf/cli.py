@@ -670,19 +670,27 @@ def _bench(args):
     return 0
 
 
-# Python spellings in library messages → the options that set them.
-_CLI_WORDS = (("on_error='skip'", "--on-error skip"),
-              ("task='multilabel'", "--target multilabel"),
-              ("pass weights='backbone.weights.h5'", "pass --weights backbone.weights.h5"),
-              ("unfreeze_layers must be", "--unfreeze-layers must be"))
+# Python spellings in library messages → the options that set them, and
+# the option a command must have for it (None: every command that reads data
+# has --on-error).
+_CLI_WORDS = (("on_error='skip'", "--on-error skip", None),
+              ("task='multilabel'", "--target multilabel", "--target"),
+              ("pass weights='backbone.weights.h5'", "pass --weights backbone.weights.h5",
+               "--weights"),
+              ("unfreeze_layers must be", "--unfreeze-layers must be", "--unfreeze-layers"))
+# The options of the task being trained (set by `main`): a siamese run told
+# to "use --target multilabel", which only head-swap has.
+_TASK_OPTIONS = set()
 
 
 def _in_cli_words(message):
     """A library message as a command-line user should read it: the option
     `--on-error skip` where the Python API says `on_error='skip'`,
-    `--target multilabel` for `task='multilabel'`, and so on."""
-    for python, option in _CLI_WORDS:
-        message = message.replace(python, option)
+    `--target multilabel` for `task='multilabel'` (when the task being
+    trained has that option), and so on."""
+    for python, option, needs in _CLI_WORDS:
+        if needs is None or needs in _TASK_OPTIONS:
+            message = message.replace(python, option)
     return message
 
 
@@ -753,6 +761,9 @@ def main(argv=None):
     """Entry point of `mmtl-tf`."""
     args = build_parser().parse_args(argv)
     _quiet_tensorflow()
+    spec = TASKS.get(getattr(args, "task", None)) if args.command == "train" else None
+    _TASK_OPTIONS.clear()
+    _TASK_OPTIONS.update(flag for flags, _ in (spec.options if spec else ()) for flag in flags)
     handler = {"quickstart": _quickstart, "train": _train, "evaluate": _evaluate,
                "export": _export, "bench": _bench}[args.command]
     prog = f"mmtl-tf {args.command}"

@@ -193,7 +193,8 @@ def check_class_names(class_names, num_classes, what="classes"):
     return class_names
 
 
-def check_image_input_fits(input_shape, image_size, grayscale=False, what="the model"):
+def check_image_input_fits(input_shape, image_size, grayscale=False, what="the model",
+                           grayscale_option=True):
     """A `ValueError` before anything is written when `image_size` or
     `grayscale` disagree with the image input that `what` declares
     (`input_shape`: (batch, height, width, channels); unknown dimensions fit
@@ -211,6 +212,9 @@ def check_image_input_fits(input_shape, image_size, grayscale=False, what="the m
                          f"{tuple(input_shape)}); pass image_size={size}.")
     made = 1 if grayscale else 3
     if channels is not None and channels != made:
+        if not grayscale_option:  # an export without a grayscale argument
+            raise ValueError(f"this export serves 3-channel (RGB) images but {what} takes "
+                             f"{channels} channel(s) (input shape {tuple(input_shape)}).")
         raise ValueError(f"grayscale={bool(grayscale)} makes {made}-channel images but {what} "
                          f"takes {channels} channel(s) (input shape {tuple(input_shape)}); "
                          f"pass grayscale={channels == 1}.")
@@ -460,7 +464,7 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=True
     from mmtl_tf.models.fine_tune import task_of
 
     multilabel = task_of(model) == "multilabel"
-    check_image_input_fits(_image_input_shape(model), image_size)
+    check_image_input_fits(_image_input_shape(model), image_size, grayscale_option=False)
     check_output_names(model, class_names, multilabel)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])

@@ -964,3 +964,14 @@ def test_cache_dir_keeps_the_folders_of_live_runs_by_their_lock(tmp_path):
     old_live.mkdir()
     common._remove_dead_folders(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == [old_live.name]
+
+
+def test_library_messages_name_only_options_the_running_task_has(monkeypatch):
+    # A siamese run was told to "use --target multilabel", which only
+    # head-swap has.
+    message = ("a.csv:2: 2 labels ['a', 'b'] (multiclass needs one; use task='multilabel'); "
+               "or on_error='skip'")
+    monkeypatch.setattr(cli, "_TASK_OPTIONS", {"--backbone", "--target"})
+    assert cli._in_cli_words(message).endswith("use --target multilabel); or --on-error skip")
+    monkeypatch.setattr(cli, "_TASK_OPTIONS", set())
+    assert cli._in_cli_words(message).endswith("use task='multilabel'); or --on-error skip")

@@ -499,6 +499,14 @@ def test_an_image_size_or_grayscale_the_model_does_not_take_is_refused_up_front(
     with pytest.raises(ValueError, match=r"image_size=\(32, 32\) but the model takes images "
                                          r"of 16 x 16"):
         export_image_classifier(head_swap, str(tmp_path / "sm"), (32, 32))
+    # This export has no grayscale argument to suggest.
+    pixels = keras.Input((16, 16, 1), dtype="uint8")
+    gray = keras.Model(pixels, keras.layers.Dense(3, activation="softmax")(
+        keras.layers.Flatten()(pixels)))
+    with pytest.raises(ValueError, match=r"^this export serves 3-channel \(RGB\) images but "
+                                         r"the model takes 1 channel\(s\) \(input shape "
+                                         r"\(None, 16, 16, 1\)\)\.$"):
+        export_image_classifier(gray, str(tmp_path / "sm"), (16, 16))
     tower = mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(16, 16, 1), conv_filters=4)
     with pytest.raises(ValueError, match=r"grayscale=False makes 3-channel images but the "
                                          r"model takes 1 channel"):

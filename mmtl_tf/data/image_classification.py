@@ -395,7 +395,8 @@ def _warn_if_images_unlisted(folder, files, rows):
         f"left out ({', '.join(unlisted[:3])}{', ...' if len(unlisted) > 3 else ''}"
         + (f"; in folder(s) {', '.join(folders[:5])}{', ...' if len(folders) > 5 else ''}"
            if folders else "")
-        + f"): the labels file comes before class folders; to use the folders, move {names} "
+        + f"): a labels file in a folder is read instead of its class folders, and only the "
+          f"rows it lists (valid ones) are used; to use the class folders, move {names} "
           "away."), stacklevel=3)
 
 

@@ -418,14 +418,27 @@ def given_class_names(class_names):
     """`class_names` passed to a loader (a trained model's classes) as class
     names (`class_name`); a `ValueError` for a bare string (`"red"` was read
     as the classes 'r', 'e', 'd') or names that are not strings."""
-    if isinstance(class_names, (str, bytes)) or not isinstance(class_names, (list, tuple)):
+    given = class_names
+    try:
+        if isinstance(class_names, (str, bytes)):
+            raise TypeError
+        class_names = list(class_names)   # also a NumPy array, dict keys, ...
+    except TypeError:
         raise ValueError(f"class_names must be a list of class names (str), got "
-                         f"{class_names!r}.")
+                         f"{given!r}.") from None
     wrong = [c for c in class_names if not isinstance(c, str)]
     if wrong:
         raise ValueError(f"class_names must be a list of str; {wrong[0]!r} is a "
                          f"{type(wrong[0]).__name__}.")
-    return [class_name(c) for c in class_names]
+    names = [class_name(c) for c in class_names]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        # e.g. the classes of a run trained on folders "red" and "red ".
+        spelt = [repr(c) for c in class_names if class_name(c) == twice[0]]
+        raise ValueError(f"class_names names {twice[0]!r} more than once once stripped of "
+                         f"spaces and put in Unicode NFC ({', '.join(spelt)}); give each "
+                         "class one name.")
+    return names
 
 
 _INTEGER = re.compile(r"-?[0-9]+")

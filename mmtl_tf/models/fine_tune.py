@@ -4,7 +4,8 @@ Phase 1 trains only the head (backbone frozen, learning rate 1e-3). With
 `cache_features=True` the frozen backbone runs once over the data and the head
 trains on the stored features (a linear probe when the head has no hidden
 layer): the head is a layer of the full model, so the result is the same model,
-only faster. Phase 2 unfreezes the top of the backbone (BatchNorm stays frozen),
+only faster. Phase 2 unfreezes the top of the backbone (BatchNorm stays frozen
+for pretrained weights),
 recompiles with a small learning rate (1e-5) and trains the whole model on
 images. The best epoch of each phase (by validation loss) is kept.
 """
@@ -210,7 +211,8 @@ def fine_tune(model, train_data, validation_data=None, *, task=None, head_epochs
        same model, several times faster per epoch (no augmentation then — each
        image is seen with the pixels it had when cached).
     2. **Fine-tuning.** `unfreeze(model, num_layers=unfreeze_layers,
-       from_layer=unfreeze_from)` (BatchNorm stays frozen; by default the top
+       from_layer=unfreeze_from)` (BatchNorm stays frozen, unless the encoder
+       trains a random backbone, `batch_norm="train"`; by default the top
        quarter of the backbone's weighted layers), recompile at
        `fine_tune_learning_rate`, train the full model on images.
 
@@ -343,7 +345,7 @@ def check_unfreeze(model, unfreeze_layers=None, unfreeze_from=None):
 
 
 def _unfreeze_default(model):
-    """The top quarter of the backbone's weighted layers (BatchNorm stays frozen)."""
+    """The top quarter of the backbone's weighted layers (see `unfreeze`)."""
     backbone = find_image_encoder(model).backbone
     weighted = [layer for layer in backbone.layers if layer.weights]
     return unfreeze(model, num_layers=max(1, len(weighted) // 4))

@@ -519,7 +519,12 @@ def test_class_folder_names_are_stripped_as_labels_are(tmp_path):
 
 def test_class_names_given_as_one_string_are_refused(tmp_path):
     _copy_images(tmp_path, [f"red/{i}.png" for i in range(3)] + [f"tea/{i}.png" for i in range(3, 6)])
-    for bad, message in (("red", "a list of class names"), (["red", 3], "3 is a int")):
+    with unsplit_rows_in("test"):   # any sequence of str, e.g. np.unique's
+        assert load_image_label_records(str(tmp_path), "test", class_names=np.array(
+            ["red", "tea"])).class_names == ["red", "tea"]
+    for bad, message in (("red", "a list of class names"), (["red", 3], "3 is a int"),
+                         (5, "a list of class names"),
+                         (["red", "red ", "tea"], r"names 'red' more than once once stripped")):
         with pytest.raises(ValueError, match=message):
             load_image_label_records(str(tmp_path), "test", class_names=bad)
         with pytest.raises(ValueError, match=message):

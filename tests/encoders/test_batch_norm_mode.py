@@ -7,7 +7,7 @@ import pytest
 
 import mmtl_tf
 from mmtl_tf.encoders import ImageEncoder
-from tests.models.test_head_swap_classifier import as_if_pretrained, tiny_backbone
+from tests.models.test_head_swap_classifier import tiny_backbone
 
 
 def batch_norms(model):
