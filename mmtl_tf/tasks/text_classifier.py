@@ -99,6 +99,9 @@ def resolve_encoder(config, train_texts):
 
 
 def _records(config, splits=SPLITS):
+    # The hash split's key ("split_key", in the recipe and so in run.json):
+    # runs from before text_key was the key (2026-11-29) have none and keep
+    # theirs ("raw") when evaluated.
     return {s: load_text_classification_records(
         config["data"], s, seed=int(config["seed"]), on_error=config.get("on_error", "raise"),
         split_key=config.get("split_key", "raw"))
@@ -190,9 +193,6 @@ def lstm_baseline(config, records, verbose=0):
 @common.staged_run
 def train(config, run_dir, verbose=1):
     """Trains, evaluates on the test split and writes the run folder."""
-    # The hash split's key, in run.json: runs from before text_key was the
-    # key (2026-11-29) have none and keep theirs ("raw") when evaluated.
-    config = {**config, "split_key": "text"}
     common.start_run(run_dir, NAME, config)
     records = _records(config)
     raise_collected_problems()  # bad rows of every split, before encoding
