@@ -675,6 +675,8 @@ def _bench(args):
 # has --on-error).
 _CLI_WORDS = (("on_error='skip'", "--on-error skip", None),
               ("task='multilabel'", "--target multilabel", "--target"),
+              ("task='localization' needs crop=False and augment=False",
+               "--target localization does not take --augment", "--target"),
               ("pass weights='backbone.weights.h5'", "pass --weights backbone.weights.h5",
                "--weights"),
               ("unfreeze_layers must be", "--unfreeze-layers must be", "--unfreeze-layers"))

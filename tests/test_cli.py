@@ -973,5 +973,10 @@ def test_library_messages_name_only_options_the_running_task_has(monkeypatch):
                "or on_error='skip'")
     monkeypatch.setattr(cli, "_TASK_OPTIONS", {"--backbone", "--target"})
     assert cli._in_cli_words(message).endswith("use --target multilabel); or --on-error skip")
+    localization = ("task='localization' needs crop=False and augment=False: the boxes are "
+                    "given for the whole, unaugmented image.")
+    assert cli._in_cli_words(localization) == (
+        "--target localization does not take --augment: the boxes are given for the whole, "
+        "unaugmented image.")
     monkeypatch.setattr(cli, "_TASK_OPTIONS", set())
     assert cli._in_cli_words(message).endswith("use task='multilabel'); or --on-error skip")
