@@ -244,18 +244,21 @@ def check_output_names(model, class_names, multilabel=False):
     if multilabel:
         check_class_names(class_names, width, "multi-label outputs")
     else:
-        check_class_names(class_names, 2 if width == 1 else width,
-                          "classes (one sigmoid output: class 0 and class 1)" if width == 1
-                          else "classes")
+        check_classifier_names(class_names, width)
+
+
+def check_classifier_names(class_names, width):
+    """`check_class_names` for a classifier whose output is `width` wide:
+    one name per softmax output, two for a single sigmoid output."""
+    return check_class_names(
+        class_names, 2 if width == 1 else width,
+        "classes (one sigmoid output: class 0 and class 1)" if width == 1 else "classes")
 
 
 def classifier_outputs(probabilities, class_names):
     """Serving outputs of a classifier: probabilities, class id and class name."""
     probabilities = tf.cast(probabilities, tf.float32)
-    width = probabilities.shape[-1]
-    class_names = check_class_names(
-        class_names, 2 if width == 1 else width,
-        "classes (one sigmoid output: class 0 and class 1)" if width == 1 else "classes")
+    class_names = check_classifier_names(class_names, probabilities.shape[-1])
     if probabilities.shape[-1] == 1:
         class_id = tf.cast(probabilities[:, 0] > 0.5, tf.int32)
     else:

@@ -235,22 +235,27 @@ def set_backbone_trainable(backbone, trainable, num_layers=None, batch_norm="fro
         freeze_batch_norm(backbone)
 
 
+def batch_norm_layers(model):
+    """Every BatchNormalization layer inside `model`, also in nested
+    sub-models (a backbone of your own may hold a model whose layers
+    `model.layers` does not list)."""
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
 def freeze_batch_norm(model):
     """Sets every BatchNormalization layer inside `model` untrainable, also in
-    nested sub-models (a backbone of your own may hold a model whose layers
-    `model.layers` does not list: unfreezing that model made its BatchNorm
-    scales and offsets trainable)."""
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
+    nested sub-models (unfreezing such a sub-model made its BatchNorm scales
+    and offsets trainable)."""
+    for layer in batch_norm_layers(model):
+        layer.trainable = False
 
 
 def has_untrained_batch_norm(model):
     """Whether `model` holds BatchNormalization layers and every one of them
     still has its initial moving statistics (mean 0, variance 1): a backbone
     built with random weights, never trained nor loaded."""
-    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-              if isinstance(layer, keras.layers.BatchNormalization)]
+    layers = batch_norm_layers(model)
     for layer in layers:
         mean = keras.ops.convert_to_numpy(layer.moving_mean)
         variance = keras.ops.convert_to_numpy(layer.moving_variance)
@@ -284,8 +289,7 @@ def recalibrate_batch_norm(model, data, batches=None):
     Returns:
         int: the number of batches used.
     """
-    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-              if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    layers = [layer for layer in batch_norm_layers(model) if layer.trainable]
     if not layers:
         return 0
     momenta = [layer.momentum for layer in layers]

@@ -4,7 +4,7 @@ import numbers
 
 import keras
 
-from mmtl_tf.encoders.image_encoder import ImageEncoder, freeze_batch_norm, set_backbone_trainable
+from mmtl_tf.encoders.image_encoder import ImageEncoder, set_backbone_trainable
 from mmtl_tf.errors import check_choice, check_count, check_counts
 
 TASK_TYPES = ("multiclass", "multilabel")
@@ -194,14 +194,11 @@ def unfreeze(model, num_layers=None, from_layer=None):
             raise ValueError(
                 f"from_layer={from_layer!r} is not a layer of backbone {backbone.name!r}; use one "
                 f"of its {len(names)} layer names, e.g. {', '.join(map(repr, weighted[-6:]))}.")
+        # The weighted layers from from_layer on: "partial" unfreezes that many
+        # of the last ones, with the BatchNorm rule of set_backbone_trainable.
         start = names.index(from_layer)
-        backbone.trainable = True
-        for i, layer in enumerate(backbone.layers):
-            is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
-            layer.trainable = (batch_norm == "train" if is_batch_norm
-                               else i >= start and bool(layer.weights))
-        if batch_norm == "frozen":
-            freeze_batch_norm(backbone)
+        tail = sum(1 for layer in backbone.layers[start:] if layer.weights)
+        set_backbone_trainable(backbone, "partial", num_layers=tail, batch_norm=batch_norm)
     else:
         set_backbone_trainable(backbone, "full", batch_norm=batch_norm)
     return [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
