@@ -13,11 +13,13 @@ included, is refused, not replaced.
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from mmtl_tf.data.image import preprocess_image_batch
 from mmtl_tf.files import (SAVED_MODEL_ENTRIES, atomic_directory, check_replaceable,
                            keep_added, message_naming_target, nested_saved_model, user_path)
+from mmtl_tf.layers.log_mel_spectrogram import LogMelSpectrogram
 
 
 def check_export_path(path):
@@ -924,7 +926,30 @@ def waveform_preprocessor(num_samples, trim=True, top_db=40.0, min_samples=0, fl
     return spec, preprocess
 
 
-def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=16000,
+def _tower_sample_rate(front_ends, sample_rate):
+    """The rate an audio export serves: its log-mel front ends' (one rate), or
+    the one given, which must agree with them."""
+    rates = sorted({int(layer.sample_rate) for layer in front_ends})
+    if len(rates) > 1:
+        raise ValueError(f"the audio tower's LogMelSpectrogram layers take different sample "
+                         f"rates ({', '.join(map(str, rates))} Hz); such a tower cannot be "
+                         "served one waveform.")
+    if sample_rate is None:
+        if not rates:
+            raise ValueError("the audio tower has no LogMelSpectrogram to read its sample rate "
+                             "from; pass sample_rate=, the rate the model was trained on.")
+        return rates[0]
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) \
+            or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive int (Hz); got {sample_rate!r}.")
+    if rates and int(sample_rate) != rates[0]:
+        raise ValueError(f"sample_rate={int(sample_rate)}, but the audio tower's "
+                         f"LogMelSpectrogram takes {rates[0]} Hz: clients would send audio "
+                         f"at the wrong rate; pass sample_rate={rates[0]} or leave it out.")
+    return int(sample_rate)
+
+
+def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=None,
                                    trim=True, top_db=40.0, min_samples=None):
     """Exports an audio–text dual encoder serving raw waveforms and raw strings.
 
@@ -958,7 +983,10 @@ def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=1600
         text_tokenizer: the `TextVectorization` (or BERT preprocessor) used in
             training.
         path: str. Target folder (written atomically).
-        sample_rate: int. The rate the model was trained on.
+        sample_rate: int or None. The rate the model was trained on, which
+            `audio_config()` reports. None: the `sample_rate` of the audio
+            tower's `LogMelSpectrogram` (an error for a tower without one);
+            a rate that differs from that layer's is refused.
         trim: bool. Trim silence in the graph (as in training).
         top_db: float. Silence threshold (as in training).
         min_samples: int or None. Shorter clips are refused, as in training;
@@ -987,10 +1015,11 @@ def export_audio_text_dual_encoder(model, text_tokenizer, path, sample_rate=1600
                          "(batch, samples); export a model built with "
                          "input_type='waveform'.")
     num_samples = int(audio_shape[1])
+    front_ends = [layer for layer in model.tower("audio")._flatten_layers(include_self=False)
+                  if isinstance(layer, LogMelSpectrogram)]
+    sample_rate = _tower_sample_rate(front_ends, sample_rate)
     if min_samples is None:
-        ffts = [layer.n_fft for layer in model.tower("audio")._flatten_layers(include_self=False)
-                if isinstance(getattr(layer, "n_fft", None), int)]
-        min_samples = max(ffts, default=0)
+        min_samples = max((layer.n_fft for layer in front_ends), default=0)
 
     @tf.function(input_signature=[])
     def audio_config():

@@ -594,3 +594,38 @@ def test_a_vectorizer_with_more_tokens_than_the_model_takes_is_refused_at_export
     with pytest.raises(ValueError, match="the text vectorizer has 30 tokens"):
         mmtl_tf.export.export_audio_text_dual_encoder(audio, big, str(tmp_path / "audio"))
     assert not os.path.exists(tmp_path / "audio")
+
+
+def test_an_audio_export_reports_the_rate_its_model_was_built_for(tmp_path):
+    # export_audio_text_dual_encoder's sample_rate defaulted to 16000 whatever
+    # the model took: an 8 kHz model's audio_config() said 16000, so clients
+    # sent it audio at twice its rate (found by a helper).
+    model = mmtl_tf.models.build_audio_text_dual_encoder(
+        num_samples=800, sample_rate=8000, n_mels=8, conv_filters=(4,), vocab_size=20,
+        sequence_length=4, embedding_dim=4, lstm_units=4, projection_dim=4)
+    vectorizer = mmtl_tf.data.make_text_vectorizer(["a b", "c d"], vocab_size=20,
+                                                   sequence_length=4)
+    with pytest.raises(ValueError, match=r"sample_rate=16000, but the audio tower's "
+                                         r"LogMelSpectrogram takes 8000 Hz"):
+        mmtl_tf.export.export_audio_text_dual_encoder(model, vectorizer, str(tmp_path / "a"),
+                                                      sample_rate=16000)
+    assert not os.path.exists(tmp_path / "a")
+    with pytest.raises(ValueError, match="sample_rate must be a positive int"):
+        mmtl_tf.export.export_audio_text_dual_encoder(model, vectorizer, str(tmp_path / "a"),
+                                                      sample_rate=8000.5)
+    saved = mmtl_tf.export.export_audio_text_dual_encoder(model, vectorizer,
+                                                          str(tmp_path / "b"))
+    import tensorflow as tf
+    config = tf.saved_model.load(saved).signatures["audio_config"]()
+    assert int(config["sample_rate"]) == 8000 and int(config["num_samples"]) == 800
+    # A tower without a log-mel layer has no rate to read: it must be given.
+    waves = keras.Input((800,))
+    tower = keras.Model(waves, keras.layers.Dense(4)(waves))
+    custom = mmtl_tf.models.build_audio_text_dual_encoder(
+        audio_encoder=tower, vocab_size=20, sequence_length=4, embedding_dim=4,
+        lstm_units=4, projection_dim=4)
+    with pytest.raises(ValueError, match="has no LogMelSpectrogram .* pass sample_rate="):
+        mmtl_tf.export.export_audio_text_dual_encoder(custom, vectorizer, str(tmp_path / "c"))
+    saved = mmtl_tf.export.export_audio_text_dual_encoder(custom, vectorizer,
+                                                          str(tmp_path / "c"), sample_rate=22050)
+    assert int(tf.saved_model.load(saved).signatures["audio_config"]()["sample_rate"]) == 22050
