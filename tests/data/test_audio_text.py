@@ -124,6 +124,36 @@ def test_the_training_vocabulary_leaves_out_rows_whose_clip_is_skipped(tmp_path)
     assert x["text"].numpy().tolist() == [ds.text_vectorizer(["cat"]).numpy()[0].tolist()] * 4
 
 
+def test_a_class_whose_clips_are_all_skipped_is_warned_about(tmp_path):
+    # The image-caption datasets warned; the audio one kept the class's output
+    # and said only how many files it skipped (found by a helper).
+    rows = []
+    for i in range(6):
+        path = str(tmp_path / f"clip{i}.wav")
+        label = "xyz"[i % 3]
+        if label == "z":
+            open(path, "wb").write(b"not audio")
+        else:
+            sf.write(path, _word(), 16000)
+        rows.append({"path": f"clip{i}.wav", "caption": f"word {label}", "label": label,
+                     "split": "train"})
+    (tmp_path / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kw = dict(clip_seconds=0.5, batch_size=8, on_error="skip")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = make_audio_text_dataset(str(tmp_path), "train", **kw)
+    messages = [str(w.message) for w in caught if issubclass(w.category, mmtl_tf.DataWarning)]
+    assert any("skipped 2 bad audio files" in m for m in messages), messages
+    assert any("no training row of class(es) 'z' is left after skipping" in m
+               for m in messages), messages
+    assert ds.class_names == ["x", "y", "z"]
+    # Classes the caller gave (a trained model's) may be missing from the data.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_audio_text_dataset(str(tmp_path), "train", class_names=["x", "y", "z"], **kw)
+    assert not any("no training row" in str(w.message) for w in caught)
+
+
 def test_steps_and_log_mel_features(tmp_path):
     _captions_folder(str(tmp_path), with_bad=False)
     kw = dict(clip_seconds=0.6, batch_size=6, shuffle=False, crop="center")
