@@ -176,8 +176,7 @@ def decoded_audio_dataset(paths, sample_rate=audio_ops.DEFAULT_SAMPLE_RATE, trim
         return audio_ops.load_and_trim(p, sample_rate, trim, top_db, min_samples)
 
     def tf_load(p):
-        y = tf.numpy_function(load, [p], tf.float32, stateful=False, name="load_audio")
-        return tf.ensure_shape(y, [None])
+        return audio_ops.numpy_audio_op(load, p, "load_audio")
 
     def describe_failure(path):
         try:

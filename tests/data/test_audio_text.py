@@ -124,6 +124,46 @@ def test_the_training_vocabulary_leaves_out_rows_whose_clip_is_skipped(tmp_path)
     assert x["text"].numpy().tolist() == [ds.text_vectorizer(["cat"]).numpy()[0].tolist()] * 4
 
 
+QUIET_CHECK = """
+import sys, warnings
+import mmtl_tf
+try:
+    mmtl_tf.data.make_audio_text_dataset(sys.argv[1], "train", clip_seconds=1.0)
+except mmtl_tf.DataError as e:
+    print("DataError", len(e.problems))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    mmtl_tf.data.make_audio_text_dataset(sys.argv[1], "train", clip_seconds=1.0,
+                                         on_error="skip")
+print("skipped", sum("bad audio files" in str(w.message) for w in caught))
+"""
+
+
+def test_bad_clips_are_reported_without_tensorflow_logging_tracebacks(tmp_path):
+    # Each clip that failed to load raised its DataError inside
+    # tf.numpy_function, and TensorFlow logged it on stderr with its Python
+    # traceback (a helper's 12 bad clips: 14 tracebacks, 347 lines) before the
+    # one DataError that names them all; the CLI hid it with its log level.
+    import subprocess
+    import sys
+
+    expected = _captions_folder(str(tmp_path))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", QUIET_CHECK, str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["DataError", str(len(expected)), "skipped", "1"], \
+        done.stdout
+    assert "Traceback" not in done.stderr and "DataError" not in done.stderr, done.stderr
+    # The TensorFlow-level functions still fail on a bad file, naming it and
+    # its problem.
+    for call in (lambda: mmtl_tf.data.load_audio(tf.constant(str(tmp_path / "clips/no.wav"))),
+                 lambda: mmtl_tf.data.trim_silence(tf.zeros([4000]))):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"no\.wav: file not found|all silent"):
+            call()
+
+
 def test_a_class_whose_clips_are_all_skipped_is_warned_about(tmp_path):
     # The image-caption datasets warned; the audio one kept the class's output
     # and said only how many files it skipped (found by a helper).
