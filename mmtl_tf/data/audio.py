@@ -126,7 +126,21 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
     bad = int(np.count_nonzero(~np.isfinite(y)))
     if bad:
         raise DataError(f"{path}: {bad} NaN or infinite sample(s).")
-    y = y.mean(axis=1) if y.shape[1] > 1 else y[:, 0]
+    if y.shape[1] > 1:
+        channels, channels_peak = y.shape[1], float(np.max(np.abs(y)))
+        y = y.mean(axis=1)
+        mix_peak = float(np.max(np.abs(y)))
+        # Channels that are audible (above trimming's -70 dBFS floor) but
+        # cancel in the mono mix (60 dB or more quieter): one is the other
+        # phase-inverted. It was reported as "all silent", which the file
+        # is not.
+        if channels_peak > 10 ** (-70 / 20) and mix_peak < 1e-3 * channels_peak:
+            raise DataError(
+                f"{path}: its {channels} channels cancel out when averaged to mono (loudest "
+                f"sample {channels_peak:.3g} in a channel, {mix_peak:.2g} in the mix): one "
+                "channel is the other phase-inverted; keep one channel, or fix the file.")
+    else:
+        y = y[:, 0]
     if sample_rate and rate != sample_rate:
         import librosa
 

@@ -102,6 +102,26 @@ def test_bad_files_raise_data_error_naming_file_and_problem(tmp_path):
         A.load_and_trim(str(tmp_path / "folder.wav"))
 
 
+def test_stereo_channels_that_cancel_in_the_mono_mix_are_named_as_such(tmp_path):
+    # Left = -right averaged to zeros, reported as "all silent (loudest frame
+    # -96.4 dBFS ...)" of an audible file (found by a helper).
+    word = _word()
+    path = str(tmp_path / "antiphase.wav")
+    sf.write(path, np.stack([word, -word], axis=1), 16000, subtype="PCM_16")
+    with pytest.raises(mmtl_tf.DataError, match=r"antiphase.wav: its 2 channels cancel out "
+                                                 r"when averaged to mono \(loudest sample 0\.69"):
+        A.read_audio(path)
+    # Channels that differ, or one silent channel, still average to mono.
+    sf.write(path, np.stack([word, 0.5 * word], axis=1), 16000, subtype="PCM_16")
+    np.testing.assert_allclose(A.read_audio(path)[0], 0.75 * word, atol=1e-4)
+    sf.write(path, np.stack([word, np.zeros_like(word)], axis=1), 16000, subtype="PCM_16")
+    np.testing.assert_allclose(A.read_audio(path)[0], 0.5 * word, atol=1e-4)
+    # A quiet file that is nearly silent in every channel is still "all silent".
+    sf.write(path, np.stack([1e-5 * word, -1e-5 * word], axis=1), 16000, subtype="FLOAT")
+    with pytest.raises(mmtl_tf.DataError, match="all silent"):
+        A.load_and_trim(path)
+
+
 @pytest.mark.skipif("MP3" not in sf.available_formats(), reason="libsndfile without MP3")
 def test_mp3_reads_and_a_cut_or_fake_one_is_named(tmp_path):
     y = np.concatenate([_word(), _word()])
