@@ -318,8 +318,10 @@ def csv_rows(path, raw, problems=None):
     (`_column_names`: two that differ only in case raise a `DataError`).
     A row with more fields than the header (typically an unquoted comma inside
     a caption, which would shift the columns) goes to `problems` (raises if
-    None). Missing trailing fields read as empty. A file that is not UTF-8
-    raises (its rows cannot be told apart).
+    None). Missing trailing fields read as empty, with a `DataWarning` that
+    names the lines and the columns left empty (a row without its `split`
+    value was placed by the hash rule, silently: a test row could train). A
+    file that is not UTF-8 raises (its rows cannot be told apart).
     """
     # No field-size limit (the csv module stops at 131,072 characters, which
     # a long text passes), and strict quoting: an unbalanced quote otherwise
@@ -328,7 +330,7 @@ def csv_rows(path, raw, problems=None):
     text = _decode_utf8(path, raw)
     separator = _csv_separator(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, strict=True)
-    header, end = None, 0
+    header, end, short = None, 0, []
     while True:
         try:
             fields = next(reader)
@@ -352,7 +354,28 @@ def csv_rows(path, raw, problems=None):
                      f"(quote values that contain {_SEPARATORS[separator]})")
             continue
         # A row is named by the line it starts on; missing trailing fields are None.
+        if any(header[len(fields):]):  # (unnamed trailing columns may be left out)
+            short.append((start, len(fields)))
         yield start, dict(zip(header, fields + [None] * (len(header) - len(fields))))
+    if short:
+        _warn_short_rows(path, header, short)
+
+
+def _warn_short_rows(path, header, short):
+    """The `DataWarning` of `csv_rows` for rows (line, field count) holding
+    fewer fields than `header`."""
+    import warnings
+
+    lines = ", ".join(str(line) for line, _ in short[:10])
+    more = f" and {len(short) - 10} more" if len(short) > 10 else ""
+    missing = [name for name in header[min(count for _, count in short):] if name]
+    split = (" (a row without its split value is placed by the hash rule, like one "
+             "whose split is empty)") if "split" in missing else ""
+    warnings.warn(DataWarning(
+        f"{path}: {len(short)} row(s) hold fewer fields than the header's {len(header)} "
+        f"(line(s) {lines}{more}); their missing trailing values "
+        f"({', '.join(map(repr, missing))}) read as empty{split}: add the missing "
+        f"separators, or the values"), stacklevel=_caller_level())
 
 
 def _visible(char):

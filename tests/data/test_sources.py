@@ -762,3 +762,37 @@ def test_a_media_file_given_as_the_captions_file_says_what_to_pass(tmp_path):
                                                 r"pass the captions or labels file, or the "
                                                 r"folder that holds the data\.$"):
         read_captions_file(str(clip))
+
+
+def test_csv_rows_short_of_fields_are_warned_about_naming_lines_and_columns(tmp_path):
+    # A row missing its trailing fields read them as empty without a word: a
+    # row whose split value was left off went by the hash rule, here into
+    # the training split, though its neighbours were all test rows (found
+    # by a helper).
+    import warnings
+
+    from mmtl_tf.data.sources import load_image_text_records
+
+    rows = ["path,caption,label,split"]
+    rows += [f"{i}.png,cap {i},{'ab'[i % 2]},train" for i in range(4)]
+    rows += ["4.png,cap 4,a,test", "5.png,cap 5,b", "6.png,cap 6"]
+    for i in range(7):
+        (tmp_path / f"{i}.png").write_bytes(b"")
+    path = tmp_path / "c.csv"
+    path.write_text("\n".join(rows) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_image_text_records(str(path), "train", require_label=False)
+    messages = [str(w.message) for w in caught if issubclass(w.category, mmtl_tf.DataWarning)]
+    assert len(messages) == 1, messages
+    assert "c.csv: 2 row(s) hold fewer fields than the header's 4 (line(s) 7, 8)" in messages[0]
+    assert "('label', 'split') read as empty (a row without its split value is placed by " \
+           "the hash rule" in messages[0]
+    assert caught[0].filename == __file__  # points at the caller's line
+    # Complete rows, or unnamed trailing columns left out (a spreadsheet's
+    # trailing separators in the header only), say nothing.
+    path.write_text("\n".join(["path,caption,label,,"] + [f"{i}.png,cap,{'ab'[i % 2]}"
+                                                          for i in range(4)]) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mmtl_tf.DataWarning)
+        load_image_text_records(str(path), "train", require_label=False)
