@@ -311,7 +311,8 @@ def _class_folder_rows(folder, one_class=False):
                         if n.lower().endswith((".csv", ".jsonl", ".json")))
         raise DataError(
             f"{folder}: read as class folders, but only one holds images ({classes[0]!r}); "
-            "a classifier needs two or more classes."
+            "a classifier, or a Siamese, triplet or matching network, needs two or more "
+            "classes."
             + (f" Not read: {', '.join(others)} (a labels file must be called "
                f"{', '.join(LABEL_FILE_NAMES)}, or train/validation/test .jsonl/.csv)."
                if others else ""))

@@ -762,7 +762,8 @@ def check_two_classes(source, class_names):
     beside a majority class of 1.000)."""
     if len(class_names) == 1:
         raise DataError(f"{source}: the training split has one class ({class_names[0]!r}); "
-                        "a classifier needs two or more.")
+                        "a classifier, or a Siamese, triplet or matching network, needs "
+                        "two or more.")
 
 
 def warn_if_classes_lost(class_names, labels, given=False):

@@ -228,7 +228,9 @@ def test_a_held_out_folder_of_one_class_is_evaluated_with_the_models_classes(tmp
     records = load_image_label_records(str(tmp_path / "held_out"), "train", class_names=classes)
     assert len(records) >= 1 and records.labels == [["cats"]] * len(records)
     # Without the model's classes (training) it is still an error.
-    with pytest.raises(mmtl_tf.DataError, match=r"only one holds images \('cats'\)"):
+    with pytest.raises(mmtl_tf.DataError, match=r"only one holds images \('cats'\); a "
+                                                r"classifier, or a Siamese, triplet or matching "
+                                                r"network, needs two or more classes"):
         load_image_label_records(str(tmp_path / "held_out"), "train")
 
 

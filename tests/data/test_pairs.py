@@ -85,7 +85,8 @@ def test_a_training_split_of_one_class_is_refused_unless_the_classes_are_given(t
         json.dumps({**r, "label": "red"}) + "\n" for r in rows))
     # It trained and scored 0.143 against a "majority class" of 1.000.
     with pytest.raises(mmtl_tf.DataError, match=r"_c0: the training split has one class "
-                                                r"\('red'\); a classifier needs two"):
+                                                r"\('red'\); a classifier, or a Siamese, "
+                                                r"triplet or matching network, needs two"):
         mmtl_tf.data.make_image_text_dataset(str(folder), image_size=(8, 8))
     # Evaluating a trained model's classes on data of one of them is fine.
     ds = mmtl_tf.data.make_image_text_dataset(str(folder), "test", image_size=(8, 8),
