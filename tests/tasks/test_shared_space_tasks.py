@@ -136,6 +136,18 @@ def test_metric_learning_tasks(task, extra, tmp_path, capsys):
     assert (tmp_path / "sm" / "saved_model.pb").exists()
 
 
+def test_the_matching_summary_sets_each_accuracy_against_raw_pixels():
+    # It showed chance only, so a run below raw pixels read as a success.
+    metrics = {"test": {"5way_1shot_accuracy": 0.484, "5way_1shot_pixels": 0.572,
+                        "5way_1shot_ci95": 0.01, "5way_5shot_accuracy": 0.604,
+                        "5way_5shot_pixels": 0.684, "5way_5shot_ci95": 0.01},
+               "baselines": {"chance": 0.2}, "params": 10, "train_seconds": 1.0}
+    rows = matching.summary(metrics)
+    assert [(r["value"], r["baseline"], r["baseline_value"]) for r in rows] == [
+        (0.484, "raw-pixel matching", 0.572), (0.604, "raw-pixel matching", 0.684)]
+    assert rows[0]["metric"] == "5-way 1-shot accuracy, held-out classes (chance 0.200)"
+
+
 def test_matching_class_split():
     names = [f"c{i}" for i in range(9)]
     labels = np.repeat(np.arange(9), [30, 30, 30, 30, 30, 30, 30, 30, 3])
