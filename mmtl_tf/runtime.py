@@ -31,7 +31,8 @@ logical CPU devices, see `split_cpu`). Build and compile models inside
 `get_strategy().scope()`. Mirrored training over several logical CPU devices
 does not work with `jit_compile=True` (TensorFlow's XLA:CPU cannot reach the
 other replicas' variables: "Trying to access resource ... located in device
-CPU:1 from device CPU:0"); use it without XLA there.
+CPU:1 from device CPU:0"); use it without XLA there (`get_jit_compile`
+refuses `True` inside such a scope).
 
 `model.compile` of a Functional model from a builder takes Keras' own
 `jit_compile="auto"` unless given `**compile_kwargs()`;
@@ -99,10 +100,36 @@ def set_jit_compile(jit_compile):
 
 
 def get_jit_compile():
-    """Returns the resolved XLA setting as a bool (`"auto"` → accelerator present)."""
-    if _CONFIG.jit_compile == "auto":
-        return has_accelerator()
-    return _CONFIG.jit_compile
+    """Returns the resolved XLA setting as a bool (`"auto"` → accelerator present).
+
+    Inside the scope of a strategy that mirrors over several CPU devices
+    (`split_cpu`), `True` is a `ValueError`: TensorFlow's XLA cannot train
+    there, and said so only at `fit`, deep in its own error ("Trying to
+    access resource ... located in device CPU:1 from device CPU:0")."""
+    value = has_accelerator() if _CONFIG.jit_compile == "auto" else _CONFIG.jit_compile
+    if value:
+        _check_xla_strategy()
+    return value
+
+
+def _check_xla_strategy():
+    """The `ValueError` of `get_jit_compile` for XLA under a strategy that
+    mirrors over several CPU devices (nothing when TensorFlow is not
+    imported: then no strategy is in use)."""
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not tf.distribute.has_strategy():
+        return
+    strategy = tf.distribute.get_strategy()
+    devices = list(strategy.extended.worker_devices)
+    if strategy.num_replicas_in_sync > 1 and all("CPU" in d.upper() for d in devices):
+        raise ValueError(
+            f"jit_compile=True under a strategy that mirrors over {len(devices)} CPU "
+            "devices: TensorFlow's XLA cannot train there (it fails at fit, 'Trying to "
+            "access resource ... located in device CPU:1'); use "
+            "mmtl_tf.runtime.configure(jit_compile=False) (or 'auto', which is False on a "
+            "CPU) for mirrored CPU training, or --no-jit-compile.")
 
 
 def has_accelerator():

@@ -214,7 +214,8 @@ class DualEncoder(keras.Model):
                              "given); compile it with an optimizer only.")
         # XLA as mmtl_tf.runtime.configure(jit_compile=...) says (Keras' own
         # default "auto" ignored it).
-        kwargs.setdefault("jit_compile", runtime.get_jit_compile())
+        if "jit_compile" not in kwargs:  # (the setting is checked only when it is used)
+            kwargs["jit_compile"] = runtime.get_jit_compile()
         super().compile(runtime.embedding_optimizer(optimizer, initial_loss_scale,
                                                     self.dtype_policy.name), *args, **kwargs)
 

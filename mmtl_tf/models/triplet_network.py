@@ -67,7 +67,8 @@ class TripletNetwork(keras.Model):
         the optimizer's loss scale starts at `initial_loss_scale` = 1, as
         `DualEncoder`'s (`mmtl_tf.runtime.embedding_optimizer`): with 2^15 an
         LSTM tower's first steps overflowed and were skipped."""
-        kwargs.setdefault("jit_compile", runtime.get_jit_compile())
+        if "jit_compile" not in kwargs:  # (the setting is checked only when it is used)
+            kwargs["jit_compile"] = runtime.get_jit_compile()
         super().compile(runtime.embedding_optimizer(optimizer, initial_loss_scale,
                                                     self.dtype_policy.name), *args, **kwargs)
 

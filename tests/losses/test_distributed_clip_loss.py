@@ -65,6 +65,20 @@ out["max_weight_difference"] = max(float(np.max(np.abs(p - q))) for p, q in
                                    zip(single.get_weights(), mirrored.get_weights()))
 out["max_weight_change"] = max(float(np.max(np.abs(p - q))) for p, q in
                                zip(single.get_weights(), start))
+# XLA cannot train over several CPU devices: refused when the model is
+# compiled (it failed at fit, deep in TensorFlow's error); an explicit
+# jit_compile=False still compiles, and outside the scope True stays True.
+runtime.configure(jit_compile=True)
+out["xla_outside"] = runtime.get_jit_compile()
+with strategy.scope():
+    try:
+        mirrored.compile(optimizer="sgd")
+        out["xla_in_scope"] = "compiled"
+    except ValueError as e:
+        out["xla_in_scope"] = str(e)
+    mirrored.compile(optimizer="sgd", jit_compile=False)
+    out["explicit_false"] = mirrored.jit_compile
+runtime.configure(jit_compile="auto")
 json.dump(out, open(sys.argv[1], "w"))
 """
 
@@ -83,3 +97,6 @@ def test_mirrored_loss_and_step_equal_single_device(tmp_path):
     assert abs(out["fit_mirrored"] - out["fit_single"]) < 1e-5
     assert out["max_weight_change"] > 1e-3
     assert out["max_weight_difference"] < 1e-5
+    assert out["xla_outside"] is True and out["explicit_false"] is False
+    assert out["xla_in_scope"].startswith("jit_compile=True under a strategy that mirrors over "
+                                          "2 CPU devices"), out["xla_in_scope"]
