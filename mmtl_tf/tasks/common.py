@@ -742,6 +742,8 @@ def load_run_model(run_dir, task):
     again where it needs a loss, and restoring the optimizer of a checkpoint
     saved before the last recompile only warned that its variables differ.
     """
+    import mmtl_tf.models  # noqa: F401 (registers the classes the file names)
+
     info = load_run(run_dir, task)
     path = require_file(run_dir, "model.keras")
     if not zipfile.is_zipfile(path):

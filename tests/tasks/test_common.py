@@ -649,6 +649,38 @@ def test_a_mixed_precision_run_loads_under_its_precision(tmp_path):
     assert keras.config.dtype_policy().name == previous.name  # the global policy is kept
 
 
+LOAD_ALONE = """
+import sys
+from mmtl_tf.tasks import common
+_, model = common.load_run_model(sys.argv[1], "dual-encoder")
+print(type(model).__name__)
+"""
+
+
+def test_a_run_model_loads_in_a_process_that_imported_only_the_tasks(tmp_path):
+    # load_run_model used keras.saving.load_model without importing
+    # mmtl_tf.models: "Could not locate class 'DualEncoder'", which it then
+    # reported as a damaged file to train again (found by a helper).
+    import subprocess
+    import sys
+
+    import mmtl_tf
+
+    model = mmtl_tf.models.build_dual_encoder(
+        mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(8, 8, 3), conv_filters=4),
+        mmtl_tf.encoders.TextEncoder(vocab_size=20, sequence_length=4, embedding_dim=4,
+                                     lstm_units=4), projection_dim=4)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    (run / "run.json").write_text(json.dumps({"task": "dual-encoder", "config": {}}))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", LOAD_ALONE, str(run)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "DualEncoder"
+
+
 def test_run_parts_check_skips_a_bert_towers_dict_of_token_ids(tmp_path):
     # A dual encoder with a BERT-family text tower takes {"token_ids",
     # "padding_mask"}: the check failed with "'dict' object has no attribute
