@@ -10,6 +10,7 @@ anything else there, an earlier SavedModel with files of your own added
 included, is refused, not replaced.
 """
 
+import contextlib
 import os
 
 import keras
@@ -35,6 +36,24 @@ def check_export_path(path):
                       nested=nested_saved_model, option="another --saved-model folder")
 
 
+@contextlib.contextmanager
+def _quiet_tensorflow_info():
+    """TensorFlow's Python logger at WARNING or above for the block: saving
+    logs "INFO:tensorflow:Assets written to: .../.NAME.tmp-1a2b3c4d/assets"
+    where its level is INFO (a notebook's), naming the staging folder the
+    user never sees (twice per export in notebooks 03-05)."""
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    if level < logging.WARNING:  # (NOTSET, DEBUG, INFO)
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _atomic_export(path, write):
     """`mmtl_tf.files.atomic_directory(path, write)` for a SavedModel: an error
     of `write` that names the temporary folder `.NAME.tmp-…` it writes into
@@ -52,7 +71,8 @@ def _atomic_export(path, write):
 
     def write_naming_target(tmp):
         try:
-            write(tmp)
+            with _quiet_tensorflow_info():
+                write(tmp)
         except OSError:
             raise
         except Exception as e:

@@ -629,3 +629,38 @@ def test_an_audio_export_reports_the_rate_its_model_was_built_for(tmp_path):
     saved = mmtl_tf.export.export_audio_text_dual_encoder(custom, vectorizer,
                                                           str(tmp_path / "c"), sample_rate=22050)
     assert int(tf.saved_model.load(saved).signatures["audio_config"]()["sample_rate"]) == 22050
+
+
+def test_an_export_logs_no_staging_folder_at_tensorflows_info_level(tmp_path):
+    # Where TensorFlow's logger is at INFO (a notebook's), saving logged
+    # "Assets written to: .../.sm.tmp-1a2b3c4d/assets", twice per export.
+    import logging
+
+    from mmtl_tf.export import export_image_text_dual_encoder
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger, handler = logging.getLogger("tensorflow"), Keep()
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        dual = mmtl_tf.models.build_dual_encoder(
+            mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(8, 8, 3), conv_filters=4),
+            mmtl_tf.encoders.TextEncoder(vocab_size=20, sequence_length=4, embedding_dim=4,
+                                         lstm_units=4), projection_dim=4)
+        vectorizer = mmtl_tf.data.make_text_vectorizer(["a b"], vocab_size=20,
+                                                       sequence_length=4)
+        export_image_text_dual_encoder(dual, vectorizer, str(tmp_path / "sm"), (8, 8))
+        logger.info("after the export")  # the level is INFO again
+        assert logger.level == logging.INFO
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert (tmp_path / "sm" / "saved_model.pb").exists()
+    assert not [r for r in records if "tmp-" in r], records
+    assert records[-1:] == ["after the export"]
