@@ -421,6 +421,11 @@ def _train(args):
 
     config = common.resolve_config(args.recipe, args.size, _overrides(args, spec),
                                    base=spec.recipe, settings=settings(spec.name))
+    if "localization_learning_rate" in config and getattr(args, "learning_rate", None):
+        # --target localization trains its head at localization_learning_rate
+        # (the recipe's 1e-4): --learning-rate is the head's rate whatever the
+        # target, as it says.
+        config["localization_learning_rate"] = args.learning_rate
     _note_no_xla("mmtl-tf train", config)
     # Not `args.out or ...`: `--out ''` must not mean the default (the parser
     # refuses it; from Python, check_run_dir does).

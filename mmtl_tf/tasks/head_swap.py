@@ -62,6 +62,16 @@ def _build(config, num_classes, weights):
     return build_head_swap_classifier(task=task, **kwargs)
 
 
+def head_learning_rate(config):
+    """The head phase's learning rate: `learning_rate`, or for `--target
+    localization` `localization_learning_rate` (1e-4 in the recipes; the
+    command line's `--learning-rate` sets both): at 1e-3 the box head's
+    outputs saturated (`mmtl_tf.models.fine_tune.head_learning_rate_for`)."""
+    if config.get("target", "multiclass") == "localization":
+        return float(config.get("localization_learning_rate", config["learning_rate"]))
+    return float(config["learning_rate"])
+
+
 def _train_phases(model, config, data, verbose, fine_tune_epochs=None):
     """Phase 1 (head), evaluation, phase 2 (fine-tuning); returns (history, test results)."""
     common_kwargs = dict(task=config.get("target", "multiclass"),
@@ -72,7 +82,7 @@ def _train_phases(model, config, data, verbose, fine_tune_epochs=None):
     if epochs:
         check_unfreeze(model, config.get("unfreeze_layers"))
     head = fine_tune(model, data["train"], data["validation"], head_epochs=int(config["epochs"]),
-                     fine_tune_epochs=0, head_learning_rate=float(config["learning_rate"]),
+                     fine_tune_epochs=0, head_learning_rate=head_learning_rate(config),
                      **common_kwargs)
     results = {"head": model.evaluate(data["test"], verbose=0, return_dict=True)}
     tuned = None

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from mmtl_tf import cli
 from mmtl_tf.files import foreign_entries
-from mmtl_tf.tasks import common
+from mmtl_tf.tasks import common, head_swap
 from mmtl_tf.data.image import preprocess_image_bytes
 from mmtl_tf.data.sources import load_image_text_records
 
@@ -95,6 +95,17 @@ def test_pretrained_lite0_beats_the_same_model_from_random_init(tmp_path):
     assert pretrained > 0.6 and pretrained > scratch + 0.15, (pretrained, scratch)
 
 
+def test_localization_heads_train_at_their_own_learning_rate():
+    from mmtl_tf.tasks import common
+
+    config = common.resolve_config("head_swap", "base")
+    assert head_swap.head_learning_rate(config) == 1e-3
+    assert head_swap.head_learning_rate({**config, "target": "localization"}) == 1e-4
+    # A config without the setting (an older run's) keeps learning_rate.
+    old = {k: v for k, v in config.items() if k != "localization_learning_rate"}
+    assert head_swap.head_learning_rate({**old, "target": "localization"}) == 1e-3
+
+
 def test_localization_runs_flatten_the_backbone_features():
     # Global pooling discards where the object is: the box head then did no
     # better than always the mean training box (notebook 04).
@@ -175,8 +186,12 @@ def test_evaluating_multilabel_and_localization_runs_prints_a_constant_baseline(
     run = tmp_path / "run"
     assert cli.main(["train", "head-swap", "--size", "tiny", "--data", str(tmp_path),
                      "--target", target, "--out", str(run), "--no-jit-compile",
-                     "--epochs", "1", "--image-size", "32"]) == 0
+                     "--epochs", "1", "--image-size", "32", "--learning-rate", "0.002"]) == 0
     capsys.readouterr()
+    # --learning-rate is the head's rate for every target (localization's
+    # recipe rate is 1e-4: at 1e-3 its box head saturated).
+    config = json.loads((run / "run.json").read_text())["config"]
+    assert head_swap.head_learning_rate(config) == 0.002
     assert cli.main(["evaluate", str(run)]) == 0
     out = capsys.readouterr().out
     test = load_image_label_records(str(tmp_path), "test", task=target)
