@@ -448,7 +448,7 @@ def export_image_text_classifier(model, text_vectorizer, path, image_size, crop=
     return write_archive(path, {"serving_default": serve}, track=[text_vectorizer])
 
 
-def export_image_classifier(model, path, image_size, class_names=None, crop=True,
+def export_image_classifier(model, path, image_size, class_names=None, crop=None,
                             threshold=0.5):
     """Exports an image model (head swap, multi-label, localization) serving raw image bytes.
 
@@ -475,7 +475,11 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=True
             order (two for a single sigmoid output; one per output for a
             multi-label model); checked against the model's output width
             before anything is written (ValueError).
-        crop: bool. Center crop as in training (False for localization).
+        crop: bool or None. Center crop as in training. None: True, but
+            False for a localization model, for which True is a
+            `ValueError` (training takes its images whole, so its boxes
+            are of the whole image: with the crop the served boxes were
+            off by up to 0.5 of the image, without a word).
         threshold: float. Multi-label decision threshold.
 
     Returns:
@@ -488,7 +492,14 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=True
     image_size = tuple(int(s) for s in image_size)
     from mmtl_tf.models.fine_tune import task_of
 
-    multilabel = task_of(model) == "multilabel"
+    task = task_of(model)
+    multilabel = task == "multilabel"
+    if crop is None:
+        crop = task != "localization"
+    elif crop and task == "localization":
+        raise ValueError("crop=True for a localization model: its boxes are of the whole "
+                         "image (training refuses crop=True), so served boxes would be of "
+                         "the crop; leave crop out (None) or pass crop=False.")
     check_image_input_fits(_image_input_shape(model), image_size, grayscale_option=False)
     check_output_names(model, class_names, multilabel)
 

@@ -664,3 +664,37 @@ def test_an_export_logs_no_staging_folder_at_tensorflows_info_level(tmp_path):
     assert (tmp_path / "sm" / "saved_model.pb").exists()
     assert not [r for r in records if "tmp-" in r], records
     assert records[-1:] == ["after the export"]
+
+
+def test_a_localization_export_serves_whole_images_by_default(tmp_path):
+    # export_image_classifier's crop defaulted to True: a localization model
+    # (trained on whole images) served the boxes of the centre crop, off by up
+    # to 0.5 (found by a helper); `mmtl-tf export` passed crop=False itself.
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    from mmtl_tf.data.image import preprocess_image_bytes
+    from mmtl_tf.export import export_image_classifier
+    from tests.models.test_head_swap_classifier import tiny_backbone
+
+    keras.utils.set_random_seed(0)
+    model = mmtl_tf.models.build_localization_model(
+        tiny_backbone(), num_classes=2, input_shape=(16, 16, 3), weights=None, head_units=(8,),
+        pooling="flatten")
+    pixels = np.zeros((16, 48, 3), "uint8")
+    pixels[:, :12] = 255  # a wide image whose left part the crop cuts off
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    with pytest.raises(ValueError, match="crop=True for a localization model"):
+        export_image_classifier(model, str(tmp_path / "cropped"), (16, 16), crop=True)
+    assert not os.path.exists(tmp_path / "cropped")
+    saved = export_image_classifier(model, str(tmp_path / "sm"), (16, 16))
+    served = tf.saved_model.load(saved).signatures["serving_default"](
+        image_bytes=tf.constant([buffer.getvalue()]))
+    whole = preprocess_image_bytes(tf.constant(buffer.getvalue()), (16, 16), crop=False)
+    cropped = preprocess_image_bytes(tf.constant(buffer.getvalue()), (16, 16), crop=True)
+    keras_box = model.predict(whole[None], verbose=0)["box"]
+    np.testing.assert_allclose(served["box"].numpy(), keras_box, atol=1e-5)
+    assert np.abs(model.predict(cropped[None], verbose=0)["box"] - keras_box).max() > 1e-3
