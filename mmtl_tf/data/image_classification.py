@@ -500,8 +500,12 @@ def load_image_label_records(source="default", split="train", task="multiclass",
     warn_if_splits_overlap(where, grouped, split, "path")
     not_known = "are not among the model's classes"
     if class_names is None:
+        # (Rows of several labels are bad rows for the one-label tasks: their
+        # labels name no class, which no row would then train.)
+        single = [label for row in grouped["train"] for label in row["labels"]
+                  if task == "multilabel" or len(row["labels"]) == 1]
         class_names = sorted_class_names(
-            label for row in grouped["train"] for label in row["labels"])
+            single or [label for row in grouped["train"] for label in row["labels"]])
         not_known = "do not occur in the training split"
         if not class_names:
             raise empty_split_error(where, "train", grouped)
@@ -511,9 +515,13 @@ def load_image_label_records(source="default", split="train", task="multiclass",
     chosen = grouped[split]
     if not chosen:
         raise empty_split_error(where, split, grouped)
-    if task == "multiclass":
-        several = [(r["row"], f"{len(r['labels'])} labels {r['labels']} (multiclass needs one; "
-                    "use task='multilabel')") for r in chosen if len(r["labels"]) != 1]
+    if task != "multilabel":
+        # A localization row of several labels gave its box to the first and
+        # made a class of each other one, silently.
+        needs = ("multiclass needs one; use task='multilabel'" if task == "multiclass" else
+                 "localization needs one class per box")
+        several = [(r["row"], f"{len(r['labels'])} labels {r['labels']} ({needs})")
+                   for r in chosen if len(r["labels"]) != 1]
         handle_problems(several, on_error, "rows", total=len(chosen))
         chosen = [r for r in chosen if len(r["labels"]) == 1]
     chosen = _one_row_per_file(chosen, task, on_error, one_target=other_labels == "bad")

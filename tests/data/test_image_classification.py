@@ -48,10 +48,19 @@ def test_labels_file_multilabel_and_localization_targets(labels_file):
     assert records.class_names == ["cat", "dog", "person"]
     np.testing.assert_array_equal(records.targets("multilabel")[:3],
                                   [[1, 0, 0], [0, 1, 1], [0, 0, 1]])
-    ds = make_image_classification_dataset(str(labels_file), "test", task="localization",
-                                           image_size=(24, 24), batch_size=4)
+    # A box with several labels is a bad row for localization: it gave its box
+    # to the first label and made a class of the others, silently (a helper's
+    # "circle|triangle" made a class "triangle" that no row trained).
+    with pytest.raises(mmtl_tf.DataError, match=r"labels.csv:12: 2 labels \['dog', 'person'\] "
+                                                r"\(localization needs one class per box\)"):
+        make_image_classification_dataset(str(labels_file), "test", task="localization")
+    with pytest.warns(mmtl_tf.DataWarning, match="skipped 1 bad row"):
+        ds = make_image_classification_dataset(str(labels_file), "test", task="localization",
+                                               image_size=(24, 24), batch_size=4,
+                                               on_error="skip")
+    assert ds.class_names == ["cat", "person"]  # "dog" only came with "person"
     images, target = next(iter(ds))
-    assert images.shape == (4, 24, 24, 3)
+    assert images.shape == (3, 24, 24, 3)
     np.testing.assert_allclose(target["box"][0], [0.1, 0.2, 0.5, 0.9], atol=1e-6)
     assert target["class"].dtype == tf.int32
     with pytest.raises(ValueError, match="needs crop=False"):
