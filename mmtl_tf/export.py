@@ -20,6 +20,7 @@ import tensorflow as tf
 from mmtl_tf.data.image import preprocess_image_batch
 from mmtl_tf.files import (SAVED_MODEL_ENTRIES, atomic_directory, check_replaceable,
                            keep_added, message_naming_target, nested_saved_model, user_path)
+from mmtl_tf.errors import check_choice
 from mmtl_tf.layers.log_mel_spectrogram import LogMelSpectrogram
 
 
@@ -449,7 +450,7 @@ def export_image_text_classifier(model, text_vectorizer, path, image_size, crop=
 
 
 def export_image_classifier(model, path, image_size, class_names=None, crop=None,
-                            threshold=0.5):
+                            threshold=0.5, task=None):
     """Exports an image model (head swap, multi-label, localization) serving raw image bytes.
 
     The signature `serving_default(image_bytes)` takes a batch of encoded
@@ -481,6 +482,14 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=None
             are of the whole image: with the crop the served boxes were
             off by up to 0.5 of the image, without a word).
         threshold: float. Multi-label decision threshold.
+        task: str or None. `"multiclass"`, `"multilabel"` or `"localization"`;
+            None reads it from the model (`task_of`), which takes a
+            multi-label model of one class for a binary classifier: pass
+            `task="multilabel"` for one (`mmtl-tf export` passes the run's
+            target). A localization model of one class (every box the same
+            class) serves `box`, `class_id` 0 and `class_name`, that class,
+            without `probabilities`: its class output trained on one class
+            says nothing.
 
     Returns:
         The absolute path of the SavedModel.
@@ -492,8 +501,12 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=None
     image_size = tuple(int(s) for s in image_size)
     from mmtl_tf.models.fine_tune import task_of
 
-    task = task_of(model)
+    task = task or task_of(model)
+    check_choice("task", task, ("multiclass", "multilabel", "localization"))
     multilabel = task == "multilabel"
+    class_width = model.output["class"].shape[-1] if isinstance(model.output, dict) else None
+    one_class_boxes = task == "localization" and class_width == 1 and (
+        class_names is None or len(class_names) == 1)
     if crop is None:
         crop = task != "localization"
     elif crop and task == "localization":
@@ -501,13 +514,23 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=None
                          "image (training refuses crop=True), so served boxes would be of "
                          "the crop; leave crop out (None) or pass crop=False.")
     check_image_input_fits(_image_input_shape(model), image_size, grayscale_option=False)
-    check_output_names(model, class_names, multilabel)
+    if one_class_boxes:
+        class_names = None if class_names is None else check_class_names(class_names, 1,
+                                                                        "classes")
+    else:
+        check_output_names(model, class_names, multilabel)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve(image_bytes):
         image_bytes = batch_of("image_bytes", image_bytes, [None])
         images = preprocess_image_batch(image_bytes, image_size, crop)
         result = call_on_batch(lambda x: model(x, training=False), images)
+        if one_class_boxes:
+            box = tf.cast(result["box"], tf.float32)
+            outputs = {"box": box, "class_id": tf.zeros_like(box[:, 0], tf.int32)}
+            if class_names is not None:
+                outputs["class_name"] = tf.fill(tf.shape(box)[:1], class_names[0])
+            return outputs
         if isinstance(result, dict):
             outputs = classifier_outputs(result["class"], class_names)
             outputs["box"] = tf.cast(result["box"], tf.float32)

@@ -698,3 +698,54 @@ def test_a_localization_export_serves_whole_images_by_default(tmp_path):
     keras_box = model.predict(whole[None], verbose=0)["box"]
     np.testing.assert_allclose(served["box"].numpy(), keras_box, atol=1e-5)
     assert np.abs(model.predict(cropped[None], verbose=0)["box"] - keras_box).max() > 1e-3
+
+
+def test_one_class_multilabel_and_localization_models_export(tmp_path):
+    # Both trained (a "where is the object" box model; an "is X present"
+    # model) but their export failed: "class_names has 1 names but the model
+    # has 2 classes (one sigmoid output: class 0 and class 1)", and a
+    # one-class multi-label model was taken for a binary classifier.
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    from mmtl_tf.data.image import preprocess_image_bytes
+    from mmtl_tf.export import export_image_classifier
+    from tests.models.test_head_swap_classifier import tiny_backbone
+
+    buffers = []
+    for value in (0, 255):
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((16, 16, 3), value, "uint8")).save(buffer, format="PNG")
+        buffers.append(buffer.getvalue())
+    pixels = np.stack([preprocess_image_bytes(tf.constant(b), (16, 16)).numpy()
+                       for b in buffers])
+    keras.utils.set_random_seed(0)
+    boxes = mmtl_tf.models.build_localization_model(
+        tiny_backbone(), num_classes=1, input_shape=(16, 16, 3), weights=None, head_units=(8,),
+        pooling="flatten")
+    saved = export_image_classifier(boxes, str(tmp_path / "boxes"), (16, 16),
+                                    class_names=["circle"])
+    out = tf.saved_model.load(saved).signatures["serving_default"](
+        image_bytes=tf.constant(buffers))
+    assert sorted(out) == ["box", "class_id", "class_name"]
+    assert out["class_name"].numpy().tolist() == [b"circle", b"circle"]
+    assert out["class_id"].numpy().tolist() == [0, 0]
+    np.testing.assert_allclose(out["box"].numpy(), boxes.predict(pixels, verbose=0)["box"],
+                               atol=1e-5)
+    present = mmtl_tf.models.build_head_swap_classifier(
+        tiny_backbone(), num_classes=1, input_shape=(16, 16, 3), weights=None, head_units=(8,),
+        task="multilabel")
+    with pytest.raises(ValueError, match="one sigmoid output: class 0 and class 1"):
+        export_image_classifier(present, str(tmp_path / "present"), (16, 16),
+                                class_names=["cat"])  # read as a binary classifier
+    saved = export_image_classifier(present, str(tmp_path / "present"), (16, 16),
+                                    class_names=["cat"], task="multilabel")
+    out = tf.saved_model.load(saved).signatures["serving_default"](
+        image_bytes=tf.constant(buffers))
+    probabilities = present.predict(pixels, verbose=0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), probabilities, atol=1e-5)
+    assert out["present"].numpy()[:, 0].tolist() == (probabilities[:, 0] >= 0.5).tolist()
+    assert out["class_name"].numpy().tolist() == [
+        b"cat" if p >= 0.5 else b"" for p in probabilities[:, 0]]

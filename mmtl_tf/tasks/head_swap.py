@@ -231,7 +231,7 @@ def export(run_dir, saved_model_dir):
     task = info["config"].get("target", "multiclass")
     return export_image_classifier(model, saved_model_dir, _image_size(info["config"]),
                                    class_names=info["class_names"],
-                                   crop=task != "localization")
+                                   crop=task != "localization", task=task)
 
 
 def summary(metrics):
