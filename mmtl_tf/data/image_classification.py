@@ -140,6 +140,8 @@ def _parse_box(value):
         parts = value.replace(",", " ").split()
     elif isinstance(value, (list, tuple)):
         parts = list(value)
+        if any(isinstance(p, bool) for p in parts):  # (JSON true / false are ints to float())
+            raise ValueError(f"box {value!r} holds true/false, not 4 numbers")
     else:
         raise ValueError(f"box {value!r} is not 4 numbers (ymin xmin ymax xmax)")
     try:
@@ -204,7 +206,13 @@ def _labels_field(row):
         if why and not (why == "empty label" and isinstance(value, list)):
             return None, why
         if label:
-            labels += [x.strip() for x in label.split(LABEL_SEPARATOR) if x.strip()]
+            parts = [x.strip() for x in label.split(LABEL_SEPARATOR)]
+            if len(parts) > 1 and not all(parts):
+                # "circle||square" and "circle|" were read as two and one
+                # labels without a word: usually a name left out.
+                return None, (f"label {label!r} has an empty class name between or beside its "
+                              f"{LABEL_SEPARATOR!r} separators")
+            labels += [x for x in parts if x]
     return (labels, None) if labels else (None, "empty label")
 
 

@@ -573,3 +573,28 @@ def test_a_localization_row_without_a_box_says_so(tmp_path):
         load_image_label_records(str(tmp_path), "train", task="localization")
     assert "labels.jsonl:2: no box (localization needs one per row" in str(e.value)
     assert "labels.jsonl:3: box 7 is not 4 numbers" in str(e.value)
+
+
+def test_labels_with_an_empty_name_between_separators_and_boolean_boxes_are_bad_rows(tmp_path):
+    # "circle||square" and "circle|" were read as two and one labels, and a
+    # JSON box [false, false, true, true] as (0, 0, 1, 1), without a word
+    # (found by a helper).
+    import json
+
+    paths = emoji_paths(4)
+    rows = []
+    for i, path in enumerate(paths):
+        shutil.copy(path, tmp_path / f"img{i}.png")
+        rows.append({"path": f"img{i}.png", "label": ["cat", "dog|cat"][i % 2],
+                     "box": [0.1, 0.1, 0.5, 0.5], "split": "train"})
+    rows[0]["label"], rows[1]["label"] = "circle||square", "circle|"
+    rows[2]["box"] = [False, False, True, True]
+    (tmp_path / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(mmtl_tf.DataError) as err:
+        load_image_label_records(str(tmp_path), "train", task="multilabel")
+    message = str(err.value)
+    assert "labels.jsonl:1: label 'circle||square' has an empty class name" in message
+    assert "labels.jsonl:2: label 'circle|' has an empty class name" in message
+    with pytest.raises(mmtl_tf.DataError, match=r"labels.jsonl:3: box \[False, False, True, "
+                                                r"True\] holds true/false"):
+        load_image_label_records(str(tmp_path), "train", task="localization", on_error="raise")
