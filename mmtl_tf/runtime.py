@@ -119,8 +119,8 @@ def _check_xla_strategy():
     import sys
 
     tf = sys.modules.get("tensorflow")
-    if tf is None or not tf.distribute.has_strategy():
-        return
+    if tf is None or not tf.distribute.has_strategy() or is_deterministic():
+        return  # (under op determinism Keras compiles without XLA anyway)
     strategy = tf.distribute.get_strategy()
     devices = list(strategy.extended.worker_devices)
     if strategy.num_replicas_in_sync > 1 and all("CPU" in d.upper() for d in devices):

@@ -71,7 +71,8 @@ def read_audio(path, sample_rate=DEFAULT_SAMPLE_RATE, min_samples=0):
         ValueError: a bad `sample_rate` (see above).
         mmtl_tf.DataError: naming the file and the problem (missing, empty,
             undecodable, a WAV, Ogg or MP3 file cut short, no samples, NaN/inf
-            samples, shorter than `min_samples`).
+            samples, channels that cancel in the mono mix, shorter than
+            `min_samples`).
 
     Example:
         >>> import mmtl_tf
@@ -327,7 +328,8 @@ def load_and_trim(path, sample_rate=DEFAULT_SAMPLE_RATE, trim=True, top_db=40.0,
 def numpy_audio_op(fn, value, name):
     """`fn(value)` (NumPy, float32 samples out) as a `tf.numpy_function` whose
     `DataError` becomes the op's `InvalidArgumentError` ("assertion failed:
-    [FILE: problem]") without TensorFlow logging it. A Python exception
+    [FILE: problem]", bytes escaped) without TensorFlow logging it; called
+    eagerly, `fn` runs directly and its `DataError` is raised as it is. A Python exception
     raised inside `tf.numpy_function` is logged on stderr with its whole
     traceback, once per failing element: a folder of 12 bad clips printed 14
     tracebacks (347 lines) while the dataset checked its files, although
@@ -343,6 +345,11 @@ def numpy_audio_op(fn, value, name):
     Returns:
         float32 tensor [None].
     """
+    if tf.executing_eagerly() and isinstance(value, tf.Tensor):
+        # Called directly: the DataError itself, as before (TensorFlow's
+        # Assert would give an InvalidArgumentError with escaped text).
+        return tf.constant(np.asarray(fn(value.numpy()), np.float32))
+
     def call(v):
         try:
             return np.asarray(fn(v), np.float32), b""
@@ -401,7 +408,10 @@ def trim_silence(waveform, top_db=40.0, frame_length=1024, hop_length=256,
         min_samples: int. Fewer samples left is a `DataError`.
 
     Returns:
-        float32 tensor [None].
+        float32 tensor [None]. Called eagerly, bad input raises the
+        `DataError`; inside `Dataset.map` (a graph) it fails the element
+        with an `InvalidArgumentError` that carries the same text
+        (`numpy_audio_op`), as `load_audio` does.
 
     Example:
         >>> import numpy as np, mmtl_tf

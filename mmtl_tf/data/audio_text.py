@@ -94,7 +94,8 @@ def load_audio_text_records(source="default", split="train", require_label=True,
     kind, path = resolve_source(source)
     files = set(row.rsplit(":", 1)[0] for row in base.rows)
     for file in files:
-        for n, row in _read_rows(file, problems=[]):  # reported by the load above
+        # (Its bad rows and warnings were reported by the load above.)
+        for n, row in without_repeated_warnings(lambda: list(_read_rows(file, problems=[]))):
             extra[f"{file}:{n}"] = row
     get = lambda r, *keys: next((str(extra[r][k]) for k in keys  # noqa: E731
                                  if extra.get(r, {}).get(k) not in (None, "")), "")

@@ -78,6 +78,11 @@ with strategy.scope():
         out["xla_in_scope"] = str(e)
     mirrored.compile(optimizer="sgd", jit_compile=False)
     out["explicit_false"] = mirrored.jit_compile
+# Under op determinism Keras compiles without XLA: nothing to refuse (it
+# refused a setup that trained).
+runtime.enable_determinism()
+with strategy.scope():
+    out["xla_deterministic"] = runtime.get_jit_compile()
 runtime.configure(jit_compile="auto")
 json.dump(out, open(sys.argv[1], "w"))
 """
@@ -100,3 +105,4 @@ def test_mirrored_loss_and_step_equal_single_device(tmp_path):
     assert out["xla_outside"] is True and out["explicit_false"] is False
     assert out["xla_in_scope"].startswith("jit_compile=True under a strategy that mirrors over "
                                           "2 CPU devices"), out["xla_in_scope"]
+    assert out["xla_deterministic"] is True
