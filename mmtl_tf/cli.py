@@ -411,6 +411,27 @@ def _note_no_xla(prog, config):
               "\"jit_compile_used\": false.", file=sys.stderr, flush=True)
 
 
+def _follow_learning_rate(args, spec, config):
+    """--target localization trains its head at `localization_learning_rate`
+    (the bundled recipe's 1e-4: at 1e-3 its box head saturated). A learning
+    rate you give, `--learning-rate` or `learning_rate` in a recipe file of
+    your own that does not set `localization_learning_rate`, is the head's
+    rate whatever the target (the file's was overridden by the bundled
+    1e-4)."""
+    if "localization_learning_rate" not in config:
+        return
+    given = getattr(args, "learning_rate", None)
+    if given is None and args.recipe != spec.recipe and str(args.recipe).endswith(".json"):
+        from mmtl_tf.recipes import load_recipe
+
+        own = load_recipe(args.recipe, args.size)
+        if "localization_learning_rate" in own:
+            return
+        given = own.get("learning_rate")
+    if given is not None:
+        config["localization_learning_rate"] = given
+
+
 def _train(args):
     spec = TASKS[args.task]
     refused = _tfds_refused(f"mmtl-tf train {spec.name}", spec.name, args.data)
@@ -421,11 +442,7 @@ def _train(args):
 
     config = common.resolve_config(args.recipe, args.size, _overrides(args, spec),
                                    base=spec.recipe, settings=settings(spec.name))
-    if "localization_learning_rate" in config and getattr(args, "learning_rate", None):
-        # --target localization trains its head at localization_learning_rate
-        # (the recipe's 1e-4): --learning-rate is the head's rate whatever the
-        # target, as it says.
-        config["localization_learning_rate"] = args.learning_rate
+    _follow_learning_rate(args, spec, config)
     _note_no_xla("mmtl-tf train", config)
     # Not `args.out or ...`: `--out ''` must not mean the default (the parser
     # refuses it; from Python, check_run_dir does).
