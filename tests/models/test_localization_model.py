@@ -84,7 +84,7 @@ def test_the_default_head_learning_rate_lets_a_wide_box_head_learn():
     # EfficientNet-Lite0's 3x3x1280 at 96 px) saturated its sigmoids and did
     # little better than always answering the mean box (IoU 0.305 and 0.349
     # for seeds 0 and 1 against 0.299; notebook 04's pasted emoji 0.377 /
-    # 0.226 against 0.276, a helper's shapes 0.070 against 0.187).
+    # 0.226 against 0.276), or worse (a helper's shapes: 0.070 against 0.187).
     # Localization now defaults to 1e-4: 0.428, 0.416.
     import tensorflow as tf
 
