@@ -449,6 +449,31 @@ def export_image_text_classifier(model, text_vectorizer, path, image_size, crop=
     return write_archive(path, {"serving_default": serve}, track=[text_vectorizer])
 
 
+def _image_task(model, task):
+    """`task`, checked against what `model`'s outputs say (`task_of`): only a
+    one-unit sigmoid output, which reads as a binary classifier, may be
+    named a one-class `"multilabel"` model. A wrong task served a
+    localization model's crop or dropped `present`, without a word."""
+    from mmtl_tf.models.fine_tune import task_of
+
+    detected = task_of(model)
+    if task is None:
+        return detected
+    check_choice("task", task, ("multiclass", "multilabel", "localization"))
+    if task == detected:
+        return task
+    head = model.get_layer("head") if "head" in [layer.name for layer in model.layers] \
+        else model
+    last = head.layers[-1]
+    one_sigmoid = getattr(last, "activation", None) is keras.activations.sigmoid and \
+        getattr(last, "units", None) == 1
+    if task == "multilabel" and detected == "multiclass" and one_sigmoid:
+        return task
+    raise ValueError(f"task={task!r}, but {model.name!r} is a {detected} model by its outputs "
+                     "(only a one-unit sigmoid output may be named a one-class 'multilabel' "
+                     "model); leave task out.")
+
+
 def export_image_classifier(model, path, image_size, class_names=None, crop=None,
                             threshold=0.5, task=None):
     """Exports an image model (head swap, multi-label, localization) serving raw image bytes.
@@ -499,10 +524,7 @@ def export_image_classifier(model, path, image_size, class_names=None, crop=None
         >>> serve(image_bytes=tf.constant([open("cat.png", "rb").read()]))["class_name"]  # doctest: +SKIP
     """
     image_size = tuple(int(s) for s in image_size)
-    from mmtl_tf.models.fine_tune import task_of
-
-    task = task or task_of(model)
-    check_choice("task", task, ("multiclass", "multilabel", "localization"))
+    task = _image_task(model, task)
     multilabel = task == "multilabel"
     class_width = model.output["class"].shape[-1] if isinstance(model.output, dict) else None
     one_class_boxes = task == "localization" and class_width == 1 and (

@@ -740,6 +740,12 @@ def test_one_class_multilabel_and_localization_models_export(tmp_path):
     with pytest.raises(ValueError, match="one sigmoid output: class 0 and class 1"):
         export_image_classifier(present, str(tmp_path / "present"), (16, 16),
                                 class_names=["cat"])  # read as a binary classifier
+    # A task the outputs contradict is refused (it served a localization
+    # model's crop, or dropped `present`, without a word).
+    for model, wrong in ((boxes, "multiclass"), (boxes, "multilabel"), (present, "localization")):
+        with pytest.raises(ValueError, match=f"task='{wrong}', but .* by its outputs"):
+            export_image_classifier(model, str(tmp_path / "wrong"), (16, 16), task=wrong)
+    assert not os.path.exists(tmp_path / "wrong")
     saved = export_image_classifier(present, str(tmp_path / "present"), (16, 16),
                                     class_names=["cat"], task="multilabel")
     out = tf.saved_model.load(saved).signatures["serving_default"](
