@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from mmtl_tf.data import audio as audio_ops
 from mmtl_tf.data.sources import (ImageTextRecords, _read_rows, check_two_classes,
-                                  warn_if_classes_lost,
+                                  kept_records,
                                   load_image_text_records, resolve_source)
 from mmtl_tf.data.file_dataset import checked_file_dataset
 from mmtl_tf.data.text import make_text_vectorizer, vectorize_while_loading
@@ -341,11 +341,8 @@ def make_audio_text_dataset(source="default", split="train", *, text_vectorizer=
 
     waves, kept, text_vectorizer, tokens = vectorize_while_loading(
         load, records.captions, text_vectorizer, train_captions, **adapt)
-    if len(kept) != len(records):
-        records = records.subset(kept)  # the dataset's indices count kept files
-        if split == "train" and with_labels and voice_group is None:
-            warn_if_classes_lost(records.class_names, [[label] for label in records.labels],
-                                 given=class_names is not None)
+    warn_lost = split == "train" and with_labels and voice_group is None
+    records = kept_records(records, kept, warn_lost, given=class_names is not None)
     crop = crop or ("random" if split == "train" else "center")
     labels = tf.constant(records.label_ids() if with_labels else [0] * len(records),
                          tf.int32)

@@ -52,8 +52,8 @@ from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS
                                   data_files_hint, empty_split_error, given_class_names, find_file, label_field,
                                   missing_split_files_problem, per_split_files, row_path,
                                   sorted_class_names, split_field, text_field,
-                                  warn_if_classes_lost, warn_if_other_data_files,
-                                  warn_if_splits_overlap)
+                                  TWO_CLASSES_NEEDED, warn_if_classes_lost,
+                                  warn_if_other_data_files, warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DataWarning, DownloadError, augment_for_split,
                             check_choice, check_count, check_on_error, handle_problems,
@@ -319,8 +319,7 @@ def _class_folder_rows(folder, one_class=False):
                         if n.lower().endswith((".csv", ".jsonl", ".json")))
         raise DataError(
             f"{folder}: read as class folders, but only one holds images ({classes[0]!r}); "
-            "a classifier, or a Siamese, triplet or matching network, needs two or more "
-            "classes."
+            f"{TWO_CLASSES_NEEDED} classes."
             + (f" Not read: {', '.join(others)} (a labels file must be called "
                f"{', '.join(LABEL_FILE_NAMES)}, or train/validation/test .jsonl/.csv)."
                if others else ""))

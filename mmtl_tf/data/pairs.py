@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from mmtl_tf.data.image import augment_image, decoded_image_dataset
 from mmtl_tf.data.sources import (check_two_classes, load_image_text_records,
-                                  warn_if_classes_lost)
+                                  kept_records)
 from mmtl_tf.data.text import vectorize_while_loading
 from mmtl_tf.errors import (augment_for_split, check_count, check_on_error, loading_split,
                             without_repeated_warnings)
@@ -117,11 +117,8 @@ def make_image_text_dataset(source="default", split="train", *, text_vectorizer=
 
     images, kept, text_vectorizer, tokens = vectorize_while_loading(
         load, records.captions, text_vectorizer, train_captions, **adapt)
-    if len(kept) != len(records):
-        records = records.subset(kept)  # the dataset's indices count kept files
-        if split == "train" and with_labels:
-            warn_if_classes_lost(records.class_names, [[label] for label in records.labels],
-                                 given=class_names is not None)
+    records = kept_records(records, kept, split == "train" and with_labels,
+                           given=class_names is not None)
     ds = _assemble(images, records, tokens, with_labels, split, augment,
                    batch_size, shuffle, shuffle_buffer, deterministic, seed, drop_remainder)
     ds.class_names = list(records.class_names)

@@ -754,6 +754,9 @@ def warn_if_splits_overlap(where, per_split, split, field):
         stacklevel=_caller_level())
 
 
+TWO_CLASSES_NEEDED = "a classifier, or a Siamese, triplet or matching network, needs two or more"
+
+
 def check_two_classes(source, class_names):
     """A `DataError` for a classifier whose training split has one class
     (`class_names` from it), as labels files, class folders and texts get
@@ -762,8 +765,20 @@ def check_two_classes(source, class_names):
     beside a majority class of 1.000)."""
     if len(class_names) == 1:
         raise DataError(f"{source}: the training split has one class ({class_names[0]!r}); "
-                        "a classifier, or a Siamese, triplet or matching network, needs "
-                        "two or more.")
+                        f"{TWO_CLASSES_NEEDED}.")
+
+
+def kept_records(records, kept, warn_lost, given=False):
+    """`records` reduced to the rows `kept` after a dataset's checking pass
+    (the dataset's indices count kept files), with `warn_if_classes_lost`
+    for their one label per row when `warn_lost` (a training split with
+    labels)."""
+    if len(kept) == len(records):
+        return records
+    records = records.subset(kept)
+    if warn_lost:
+        warn_if_classes_lost(records.class_names, [[label] for label in records.labels], given)
+    return records
 
 
 def warn_if_classes_lost(class_names, labels, given=False):
