@@ -400,9 +400,13 @@ def _same_kind(default, value):
     list a list whose items are of its items' kind (`[[32]]` or `["a", "b"]`
     for `image_size` failed in the task with a traceback or an `int()`
     message naming no setting, and `[32.7, 32]` was cut to 32), anything for
-    a null."""
-    if default is None or value is None:
+    a null; a null only for a null, a string or a true/false (`"weights":
+    null` is no weights; `"seed": null` or `"epochs": null` ended in a
+    traceback, `int() argument must be ... not 'NoneType'`)."""
+    if default is None:
         return True
+    if value is None:
+        return isinstance(default, (str, bool))
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
     if isinstance(default, (int, float)) and isinstance(value, list):

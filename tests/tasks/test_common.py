@@ -521,6 +521,13 @@ def test_a_recipe_file_of_your_own_overrides_the_tasks_recipe(tmp_path):
                                              "number, not a list."),
     ('{"base": {"epochs": [0]}}', "base.epochs = [0] should be a whole number, not a list."),
     ('{"base": {"dropout": [1.5]}}', "base.dropout = [1.5] should be a number, not a list."),
+    # null for a number or a list ended in a traceback ("int() argument must
+    # be ... not 'NoneType'"), or was taken as "no dropout" (found by a helper).
+    ('{"base": {"seed": null}}', "base.seed = null should be a whole number"),
+    ('{"base": {"epochs": null}}', "base.epochs = null should be a whole number"),
+    ('{"base": {"learning_rate": null}}', "base.learning_rate = null should be a number"),
+    ('{"base": {"image_size": null}}', "base.image_size = null should be a list of whole"),
+    ('{"base": {"dropout": null}}', "base.dropout = null should be a number"),
 ])
 def test_bad_recipe_files_are_named(tmp_path, capsys, text, words):
     from mmtl_tf import cli
