@@ -42,6 +42,10 @@ def read_recipe(name):
     sizes (and `_`-prefixed comments)."""
     path = _path(name)
     if not os.path.isfile(path):
+        if name.endswith(".json"):  # a file of your own ("unknown recipe" did not say so)
+            what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
+            raise ValueError(f"recipe file {name}: {what} (a recipe is a bundled name, "
+                             f"{', '.join(available())}, or a JSON file of your own).")
         raise ValueError(f"unknown recipe {name!r}; bundled recipes: {', '.join(available())}.")
     try:
         with open(path, encoding="utf-8") as f:

@@ -557,6 +557,14 @@ def test_another_tasks_bundled_recipe_is_refused(capsys, tmp_path):
     # A mistyped name is an unknown recipe, not another task's.
     with pytest.raises(ValueError, match="unknown recipe 'dual-encoder'; bundled recipes"):
         common.resolve_config("dual-encoder", "base", base="dual_encoder")
+    # A file of your own that is not there says so (it was "unknown recipe").
+    missing = str(tmp_path / "mine.json")
+    with pytest.raises(ValueError, match=r"recipe file .*mine.json: does not exist \(a recipe "
+                                         r"is a bundled name"):
+        common.resolve_config(missing, "base", base="dual_encoder")
+    os.mkdir(missing)
+    with pytest.raises(ValueError, match=r"mine.json: is a folder, not a file"):
+        common.resolve_config(missing, "base", base="dual_encoder")
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["train", "fusion", "--seed", str(2 ** 32)])
 
