@@ -484,7 +484,9 @@ def staged_run(train):
     one (stale metrics, an exported SavedModel of another model). `run_dir` must
     be new, empty or a run folder (`check_run_dir`). Under `on_error="raise"`
     the bad files and rows of every split are reported together, before
-    training starts (`mmtl_tf.errors.collect_problems`).
+    training starts (`mmtl_tf.errors.collect_problems`). The runtime settings
+    the run applies (`start_run`: precision, `jit_compile`) are put back as
+    they were afterwards (`runtime.settings`).
     """
     @functools.wraps(train)
     def staged(config, run_dir, verbose=1):
@@ -492,7 +494,10 @@ def staged_run(train):
         check_run_dir(run_dir)
         found = _run_record(run_dir)  # what this run will replace, as far as it knows
         result = []
-        with collect_problems(), cache_scope():
+        # runtime.settings(): start_run applies the run's precision and XLA
+        # setting; a Python caller's own were left changed after the run (a
+        # model built after a mixed_float16 run came out mixed).
+        with collect_problems(), cache_scope(), runtime.settings():
             atomic_directory(run_dir, lambda tmp: result.append(train(config, tmp, verbose)),
                              keep_replaced=lambda old: _keep_added(run_dir, old, found))
         return result[0]

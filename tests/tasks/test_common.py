@@ -728,3 +728,26 @@ def test_range_checks_cover_the_tasks_prefixed_settings():
                                          r"below 1"):
         common.resolve_config("audio_text_fusion", "tiny", overrides={"fusion_dropout": 1.0})
     assert common.resolve_config("audio_text_fusion", "tiny")["fusion_dropout"] == 0.0
+
+
+def test_a_task_run_puts_the_callers_runtime_settings_back(tmp_path):
+    # start_run applies the run's precision and XLA setting, and a Python
+    # caller of a task's train() kept them: a model built after a
+    # mixed_float16 run came out mixed (found by a helper, in the code).
+    import keras
+
+    from mmtl_tf import runtime
+
+    @common.staged_run
+    def train(config, run_dir, verbose=1):
+        common.start_run(run_dir, "fusion", config)
+        seen.append((keras.config.dtype_policy().name, runtime.current().jit_compile))
+        return {}
+
+    seen, before = [], runtime.current()
+    train({"precision": "mixed_bfloat16", "jit_compile": True, "seed": 0},
+          str(tmp_path / "run"))
+    assert seen == [("mixed_bfloat16", True)]  # the run had its own settings
+    assert runtime.current() == before
+    assert keras.config.dtype_policy().name == before.precision
+    assert (tmp_path / "run" / "run.json").exists()
