@@ -701,7 +701,8 @@ _CLI_WORDS = (("on_error='skip'", "--on-error skip", None),
                "--target localization does not take --augment", "--target"),
               ("pass weights='backbone.weights.h5'", "pass --weights backbone.weights.h5",
                "--weights"),
-              ("unfreeze_layers must be", "--unfreeze-layers must be", "--unfreeze-layers"))
+              ("unfreeze_layers must be", "--unfreeze-layers must be", "--unfreeze-layers"),
+              ("give its new place as data=", "give its new place with --data", None))
 # The options of the task being trained (set by `main`): a siamese run told
 # to "use --target multilabel", which only head-swap has.
 _TASK_OPTIONS = set()

@@ -641,6 +641,16 @@ def evaluation(evaluate=None, *, unsplit_rows=True):
             data = absolute_source(os.fspath(data))
             if _same_source(data, config.get("data")):
                 data = None
+        own = config.get("data")
+        if data is None and isinstance(own, str) and os.path.isabs(own) and \
+                not os.path.exists(own):
+            # (run.json keeps the path absolute if it existed when training.)
+            # It said "no such folder or captions file", not that this is the
+            # run's own data, nor what to do.
+            raise DataError(
+                f"{own}: the run's data (recorded in {os.path.join(run_dir, RUN_FILE)}) is "
+                "not there any more (moved or deleted?); give its new place as data= (its "
+                "figures are then kept under other_data), or put it back.")
         if data is None or not unsplit_rows:
             return evaluate(run_dir, split=split, verbose=verbose, data=data, on_error=on_error)
         with unsplit_rows_in(split):

@@ -751,3 +751,18 @@ def test_a_task_run_puts_the_callers_runtime_settings_back(tmp_path):
     assert runtime.current() == before
     assert keras.config.dtype_policy().name == before.precision
     assert (tmp_path / "run" / "run.json").exists()
+
+
+def test_evaluating_a_run_whose_data_moved_says_so(tmp_path, capsys):
+    # It said "no such folder or captions file", not that the folder was the
+    # run's own training data, nor how to evaluate it where it is now.
+    from mmtl_tf import cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    gone = str(tmp_path / "moved_away")
+    (run / "run.json").write_text(json.dumps({"task": "fusion", "config": {"data": gone}}))
+    assert cli.main(["evaluate", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert (f"{gone}: the run's data (recorded in {run / 'run.json'}) is not there any more "
+            "(moved or deleted?); give its new place with --data") in err, err
