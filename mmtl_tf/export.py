@@ -454,7 +454,7 @@ def _image_task(model, task):
     one-unit sigmoid output, which reads as a binary classifier, may be
     named a one-class `"multilabel"` model. A wrong task served a
     localization model's crop or dropped `present`, without a word."""
-    from mmtl_tf.models.fine_tune import task_of
+    from mmtl_tf.models.fine_tune import head_output_layer, task_of
 
     detected = task_of(model)
     if task is None:
@@ -462,9 +462,7 @@ def _image_task(model, task):
     check_choice("task", task, ("multiclass", "multilabel", "localization"))
     if task == detected:
         return task
-    head = model.get_layer("head") if "head" in [layer.name for layer in model.layers] \
-        else model
-    last = head.layers[-1]
+    last = head_output_layer(model)
     one_sigmoid = getattr(last, "activation", None) is keras.activations.sigmoid and \
         getattr(last, "units", None) == 1
     if task == "multilabel" and detected == "multiclass" and one_sigmoid:

@@ -35,11 +35,17 @@ def task_of(model):
             return "localization"
         raise ValueError(f"model {model.name!r} has outputs {sorted(model.output)}; expected "
                          "one probability output, or 'class' and 'box'.")
-    head = model.get_layer("head") if "head" in [l.name for l in model.layers] else model
-    last = head.layers[-1]
+    last = head_output_layer(model)
     if getattr(last, "activation", None) is keras.activations.sigmoid and last.units > 1:
         return "multilabel"
     return "multiclass"
+
+
+def head_output_layer(model):
+    """The last layer of `model`'s `head` layer (or of `model` without one):
+    the probability output whose activation and width `task_of` reads."""
+    head = model.get_layer("head") if "head" in [l.name for l in model.layers] else model
+    return head.layers[-1]
 
 
 def _num_classes(model, task):

@@ -228,10 +228,10 @@ def _constant_answer(task, records):
 def export(run_dir, saved_model_dir):
     """Writes a SavedModel whose `serving_default` takes encoded image bytes."""
     info, model = common.load_run_model(run_dir, NAME)
-    task = info["config"].get("target", "multiclass")
+    # (The crop follows the task: whole images for localization.)
     return export_image_classifier(model, saved_model_dir, _image_size(info["config"]),
                                    class_names=info["class_names"],
-                                   crop=task != "localization", task=task)
+                                   task=info["config"].get("target", "multiclass"))
 
 
 def summary(metrics):
