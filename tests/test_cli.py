@@ -246,9 +246,18 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
     with other.open("a") as f:
         f.write(json.dumps({"path": str(broken), "caption": "a broken face",
                             "label": test.labels[keep[0]], "split": "test"}) + "\n")
+    # ... before the model is run on the other rows (it ran a whole
+    # evaluation first, and threw its figures away).
+    import keras
+
+    evaluated = []
+    original_evaluate = keras.Model.evaluate
+    monkeypatch.setattr(keras.Model, "evaluate",
+                        lambda self, *a, **k: evaluated.append(1) or original_evaluate(self, *a, **k))
     assert cli.main(["evaluate", str(run), "--data", str(other)]) == 1
     err = capsys.readouterr().err
     assert "broken.png" in err and "--on-error skip" in err and "on_error=" not in err
+    assert evaluated == []
     assert cli.main(["evaluate", str(run), "--data", str(other), "--on-error", "skip"]) == 0
     err = capsys.readouterr().err
     assert "mmtl-tf evaluate: warning: skipped 1 bad image file in the test split (--on-error skip):" in err

@@ -17,6 +17,7 @@ import keras
 from mmtl_tf import runtime
 from mmtl_tf.data.audio_text import load_audio_text_records, make_audio_text_dataset
 from mmtl_tf.data.text import load_text_vectorizer, save_text_vectorizer
+from mmtl_tf.errors import raise_collected_problems
 from mmtl_tf.export import export_audio_text_dual_encoder
 from mmtl_tf.metrics.retrieval import evaluate_retrieval
 from mmtl_tf.models.audio_text_dual_encoder import build_audio_text_dual_encoder
@@ -121,6 +122,7 @@ def retrieval(model, config, vectorizer, split, datasets=None):
         `"train"` / `"heldout"` for sources with voice groups, else `"all"`.
     """
     datasets = datasets or _retrieval_datasets(config, vectorizer, split)
+    raise_collected_problems()  # bad rows and files named before the model runs
     results = {}
     for group, dataset in datasets.items():
         # The rows of the clips the dataset yields, in its order: rows and

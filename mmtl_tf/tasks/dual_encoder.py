@@ -22,7 +22,7 @@ from mmtl_tf.data.pairs import make_image_text_dataset
 from mmtl_tf.data.sources import load_image_text_records
 from mmtl_tf.data.text import load_text_vectorizer, save_text_vectorizer, warn_if_truncated
 from mmtl_tf.encoders.text_encoder import TextEncoder
-from mmtl_tf.errors import loading_split
+from mmtl_tf.errors import loading_split, raise_collected_problems
 from mmtl_tf.export import export_image_text_dual_encoder
 from mmtl_tf.metrics.retrieval import evaluate_retrieval
 from mmtl_tf.models.dual_encoder import build_dual_encoder
@@ -145,6 +145,7 @@ def retrieval(model, config, tokenizer, split, dataset=None):
     split's `_dataset`, if built already."""
     if dataset is None:
         dataset = _dataset(config, tokenizer, split)
+        raise_collected_problems()  # bad rows and files named before the model runs
     # The pairs the dataset yields: rows and files skipped with
     # on_error="skip" are not among them. (The keys were built from all rows,
     # and a silent fallback then scored without caption keys.)

@@ -7,6 +7,7 @@ import numpy as np
 from mmtl_tf import runtime, training
 from mmtl_tf.data.pairs import make_image_text_dataset
 from mmtl_tf.data.text import load_text_vectorizer, save_text_vectorizer
+from mmtl_tf.errors import raise_collected_problems
 from mmtl_tf.export import export_image_text_classifier
 from mmtl_tf.models.fusion_classifier import build_fusion_classifier
 from mmtl_tf.tasks import common
@@ -106,6 +107,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     config = common.run_config(info, data, on_error)
     # Label ids index the run's classes, also on other data.
     ds = _datasets(config, vectorizer, splits=(split,), class_names=info["class_names"])[split]
+    raise_collected_problems()  # bad rows and files named before the model runs
     num_classes = len(info["class_names"])
     training.compile_classifier(model, num_classes, jit_compile=False)
     results = model.evaluate(ds, verbose=verbose, return_dict=True)

@@ -8,6 +8,7 @@ import numpy as np
 
 from mmtl_tf import runtime, training
 from mmtl_tf.data.image_classification import make_image_classification_dataset
+from mmtl_tf.errors import raise_collected_problems
 from mmtl_tf.export import export_image_classifier
 from mmtl_tf.metrics.average_precision import mean_average_precision
 from mmtl_tf.metrics.box_iou import box_iou
@@ -199,6 +200,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     config = common.run_config(info, data, on_error)
     # Targets index the run's classes, also on other data.
     datasets, records = _datasets(config, splits=(split,), class_names=info["class_names"])
+    raise_collected_problems()  # bad rows and files named before the model runs
     target = config.get("target", "multiclass")
     compile_for_task(model, target, jit_compile=False)
     results = model.evaluate(datasets[split], verbose=verbose, return_dict=True)

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from mmtl_tf import runtime
 from mmtl_tf.data.sampling import few_shot_episodes
-from mmtl_tf.errors import DataError
+from mmtl_tf.errors import DataError, raise_collected_problems
 from mmtl_tf.export import export_matching_network
 from mmtl_tf.models.matching_network import build_matching_network
 from mmtl_tf.tasks import common, shared_space
@@ -226,6 +226,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     # The held-out classes' episodes need no training classes (other data
     # with as many classes as are held out).
     pools, train_names, test_names = _pools(config, need_train=split != "test")
+    raise_collected_problems()  # bad rows and files named before the model runs
     pool, way = pools[split], None
     if split != "test":  # the training classes: fewer than eval_way (4 of the bundled 9)
         classes = len(np.unique(pool[1]))

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from mmtl_tf import runtime
 from mmtl_tf.data.sampling import random_pairs
-from mmtl_tf.errors import DataWarning
+from mmtl_tf.errors import DataWarning, raise_collected_problems
 from mmtl_tf.export import export_image_embedding
 from mmtl_tf.losses.contrastive_loss import ContrastiveLoss
 from mmtl_tf.models.siamese_network import build_siamese_network
@@ -125,6 +125,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     info, model = common.load_run_model(run_dir, NAME)
     config = common.run_config(info, data, on_error)
     splits, class_names = metric_learning.load_splits(config)
+    raise_collected_problems()  # bad rows and files named before the model runs
     metric_learning.check_split(config, splits, split, class_names, NAME, pairs=True,
                                 evaluating=True)
     accuracy, _, positive_fraction = _pair_accuracy(model, splits[split], config,

@@ -304,6 +304,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
                                                on_error=config.get("on_error", "raise"),
                                                class_names=class_names,
                                                split_key=config.get("split_key", "raw"))
+    raise_collected_problems()  # bad rows and files named before the model runs
     unknown = sorted(set(records.class_names) - set(class_names))
     if unknown:
         raise ValueError(f"{config['data']}: labels {unknown} are not among the run's "

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from mmtl_tf import runtime
 from mmtl_tf.data.sampling import class_balanced_batches, random_triplets
-from mmtl_tf.errors import DataError, DataWarning
+from mmtl_tf.errors import DataError, DataWarning, raise_collected_problems
 from mmtl_tf.export import export_image_embedding
 from mmtl_tf.losses.triplet_loss import MININGS, TripletLoss
 from mmtl_tf.models.embedding_model import build_embedding_model
@@ -124,6 +124,7 @@ def evaluate(run_dir, split="test", verbose=1, data=None, on_error=None):
     info, model = common.load_run_model(run_dir, NAME)
     config = common.run_config(info, data, on_error)
     splits, class_names = metric_learning.load_splits(config)
+    raise_collected_problems()  # bad rows and files named before the model runs
     metric_learning.check_split(config, splits, split, class_names, NAME, evaluating=True)
     retrieval, baselines = metric_learning.retrieval_report(
         _embedding(model), {"train": splits["train"], "test": splits[split]},

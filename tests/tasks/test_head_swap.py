@@ -189,7 +189,7 @@ def test_settings_a_run_cannot_use_are_said(tmp_path, capsys):
 
 @pytest.mark.parametrize("target", ["multilabel", "localization"])
 def test_evaluating_multilabel_and_localization_runs_prints_a_constant_baseline(
-        tmp_path, capsys, target):
+        tmp_path, capsys, monkeypatch, target):
     # Only multi-class evaluations named what a constant answer scores.
     from mmtl_tf.data.image_classification import load_image_label_records
     from mmtl_tf.metrics import box_iou
@@ -231,3 +231,17 @@ def test_evaluating_multilabel_and_localization_runs_prints_a_constant_baseline(
                                                                 boxes.shape))))
         assert f"baseline: the mean box of these rows for every image: box_iou={expected:.4f}" \
             in out, out
+    # A corrupt test image is named before the model runs on the others (the
+    # whole split was evaluated first).
+    import keras
+
+    evaluated = []
+    original = keras.Model.evaluate
+    monkeypatch.setattr(keras.Model, "evaluate",
+                        lambda self, *a, **k: evaluated.append(1) or original(self, *a, **k))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with (tmp_path / "labels.csv").open("a") as f:
+        f.write("broken.png,cat,0.1 0.1 0.5 0.5,test\n")
+    assert cli.main(["evaluate", str(run)]) == 1
+    assert "broken.png" in capsys.readouterr().err
+    assert evaluated == []

@@ -14,7 +14,7 @@ from mmtl_tf.tasks import common, matching
 from tests.bad_runs import split_rows, train_error
 
 
-def test_dual_encoder_train_evaluate_export(tmp_path, capsys):
+def test_dual_encoder_train_evaluate_export(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     assert cli.main(["train", "dual-encoder", "--size", "tiny", "--out", str(run),
                      "--no-jit-compile"]) == 0
@@ -58,8 +58,16 @@ def test_dual_encoder_train_evaluate_export(tmp_path, capsys):
     rows = [{"path": p, "caption": c} for p, c in zip(records.paths[:40], records.captions)]
     rows.append({"path": str(broken), "caption": "a broken picture"})
     other.write_text("".join(json.dumps({**r, "split": "test"}) + "\n" for r in rows))
+    # Named before any image or caption is encoded (retrieval ran first).
+    from mmtl_tf.tasks import dual_encoder
+
+    scored = []
+    original_retrieval = dual_encoder.evaluate_retrieval
+    monkeypatch.setattr(dual_encoder, "evaluate_retrieval",
+                        lambda *a, **k: scored.append(1) or original_retrieval(*a, **k))
     assert cli.main(["evaluate", str(run), "--data", str(other)]) == 1
     assert "broken.png" in capsys.readouterr().err
+    assert scored == []
     assert cli.main(["evaluate", str(run), "--data", str(other), "--on-error", "skip"]) == 0
     captured = capsys.readouterr()
     assert "retrieval among 40 image-caption pairs" in captured.out
@@ -331,7 +339,8 @@ def test_siamese_threshold_sits_in_the_gap_it_separates():
 
 
 def test_siamese_without_validation_pairs_picks_the_threshold_on_training_pairs(tmp_path,
-                                                                                  capsys):
+                                                                                  capsys,
+                                                                                  monkeypatch):
     # One validation image per class: "pairs need a class with at least 2
     # examples; every class has one." (no split, no data named, no reason).
     data = tmp_path / "data.jsonl"
@@ -361,6 +370,22 @@ def test_siamese_without_validation_pairs_picks_the_threshold_on_training_pairs(
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train"]["baselines"]["category_R@1_chance"] == pytest.approx(5 / 23)
     assert metrics["train"]["category_num_queries"] == 24
+    # A corrupt test image is named before any pair is scored (evaluate
+    # scored them all first and then reported it).
+    from mmtl_tf.tasks import siamese
+
+    scored = []
+    original = siamese._pair_accuracy
+    monkeypatch.setattr(siamese, "_pair_accuracy",
+                        lambda *a, **k: scored.append(1) or original(*a, **k))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    with data.open("a") as f:
+        f.write(json.dumps({"path": str(broken), "caption": "a red square", "label": "red",
+                            "split": "test"}) + "\n")
+    assert cli.main(["evaluate", str(run)]) == 1
+    assert "broken.png" in capsys.readouterr().err
+    assert scored == []
 
 
 def test_triplet_without_validation_rows_trains_and_says_so(tmp_path, capsys):

@@ -11,7 +11,7 @@ from mmtl_tf.files import foreign_entries, is_saved_model
 from mmtl_tf.tasks import common, text_classifier
 
 
-def test_train_evaluate_export_a_tiny_run(tmp_path, capsys):
+def test_train_evaluate_export_a_tiny_run(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     assert cli.main(["train", "text-classifier", "--size", "tiny", "--epochs", "2",
                      "--out", str(run)]) == 0
@@ -40,6 +40,20 @@ def test_train_evaluate_export_a_tiny_run(tmp_path, capsys):
     rows = metrics["test"]["rows"]
     assert f"test ({rows} rows): accuracy={metrics['test']['accuracy']:.4f}" in \
         capsys.readouterr().out
+    # Other data with an empty text: named before the model runs on the rest
+    # (it evaluated them all first).
+    evaluated = []
+    original = text_classifier._evaluate
+    monkeypatch.setattr(text_classifier, "_evaluate",
+                        lambda *a, **k: evaluated.append(1) or original(*a, **k))
+    other = tmp_path / "other.jsonl"
+    labels = json.loads((run / "run.json").read_text())["class_names"]
+    other.write_text("".join(json.dumps({"text": t, "label": labels[i % len(labels)],
+                                         "split": "test"}) + "\n"
+                             for i, t in enumerate(["a fine day", "   ", "more words"])))
+    assert cli.main(["evaluate", str(run), "--data", str(other)]) == 1
+    assert "other.jsonl:2" in capsys.readouterr().err
+    assert evaluated == []
     assert cli.main(["export", str(run), "--saved-model", str(tmp_path / "sm")]) == 0
     assert (tmp_path / "sm" / "saved_model.pb").exists()
     assert (tmp_path / "sm" / "tokens_only" / "saved_model.pb").exists()
