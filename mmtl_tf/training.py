@@ -364,8 +364,15 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
         # and finite by design.
         warnings.filterwarnings("ignore", message=r".*shuffle=True.*")
         warnings.filterwarnings("ignore", message=r".*ran out of data.*")
-        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                            callbacks=cbs, verbose=verbose)
+        try:
+            history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                                callbacks=cbs, verbose=verbose)
+        except BaseException:
+            # A step whose first trace failed (labels of the wrong shape, say)
+            # is kept by Keras and fails the next fit even with the right data
+            # ("Creating variables on a non-first call ..."): built anew then.
+            model.train_function = model.test_function = None
+            raise
     seconds = time.perf_counter() - start
     history = history_to_dict(history)
     earlier = checkpoint.earlier_logs if run_dir else {}

@@ -166,12 +166,27 @@ def test_compile_classifier_names_a_metric_it_cannot_use():
 
 def test_compile_classifier_says_which_labels_it_takes():
     import numpy as np
+    import tensorflow as tf
 
     x = np.zeros((6, 3), "float32")
     model = training.compile_classifier(_three_class_model(), 3, jit_compile=False)
     with pytest.raises(ValueError, match=r"labels of shape \(None, 3\) do not fit .* int class "
                                          r"ids of shape \(N,\) or \(N, 1\)\. They look one-hot"):
         model.fit(x, np.eye(3)[np.arange(6) % 3], verbose=0)
+    # Keras keeps the step that failed to build: the same model's next fit
+    # fails on the right labels too, as the message says, until compiled again.
+    with pytest.raises(ValueError, match="non-first call"):
+        model.fit(x, np.arange(6) % 3, verbose=0)
+    training.compile_classifier(model, 3, jit_compile=False)
+    assert np.isfinite(model.fit(x, np.arange(6) % 3, verbose=0).history["loss"][-1])
+    # mmtl_tf.training.fit drops that step itself: no compile needed after it.
+    model = training.compile_classifier(_three_class_model(), 3, jit_compile=False)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.eye(3, dtype="float32")[np.arange(6) % 3]))
+    with pytest.raises(ValueError, match="compile the model again before your next model.fit"):
+        training.fit(model, ds.batch(3), verbose=0)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(6) % 3))
+    history, _ = training.fit(model, ds.batch(3), verbose=0)
+    assert np.isfinite(history["loss"][-1])
     for labels in (np.arange(6) % 3, (np.arange(6) % 3)[:, None]):  # still train, with XLA
         model = training.compile_classifier(_three_class_model(), 3, jit_compile=True)
         assert np.isfinite(model.fit(x, labels, verbose=0).history["loss"][-1])

@@ -17,6 +17,13 @@ def _shape(tensor):
     return None if shape is None or shape.rank is None else tuple(shape)
 
 
+# Keras keeps a train step whose first trace failed, and fails on it again
+# ("Creating variables on a non-first call to a function decorated with
+# tf.function") even with the right labels; `mmtl_tf.training.fit` drops it.
+RETRACE = (" (After this error, compile the model again before your next "
+           "model.fit: Keras keeps the train step that failed to build.)")
+
+
 def _one_per_row(labels, probs):
     """Whether labels of shape `labels` hold one value per row of `probs`:
     (B,) or (B, 1) for (B, K)."""
@@ -39,7 +46,7 @@ class ClassIdCrossentropy(keras.losses.SparseCategoricalCrossentropy):
             raise ValueError(
                 f"labels of shape {labels} do not fit probabilities of shape {probs}: "
                 f"a softmax classifier over {classes} classes takes int class ids of "
-                f"shape (N,) or (N, 1).{hint}")
+                f"shape (N,) or (N, 1).{hint}{RETRACE}")
         return super().call(y_true, y_pred)
 
 
@@ -64,5 +71,5 @@ class MultiHotCrossentropy(keras.losses.BinaryCrossentropy):
             if not fits:
                 raise ValueError(
                     f"labels of shape {labels} do not fit probabilities of shape {probs}: "
-                    f"a sigmoid classifier with {width} output(s) takes {wanted}.")
+                    f"a sigmoid classifier with {width} output(s) takes {wanted}.{RETRACE}")
         return super().call(y_true, y_pred)
