@@ -158,6 +158,11 @@ def check_small_cnn_size(name, shape, conv_blocks):
             f"or fewer conv_blocks.")
 
 
+# Where the image shape checked against an encoder of your own comes from.
+_SHAPE_ARGUMENTS = ("(image_shape= of build_fusion_classifier; input_shape= of ImageEncoder "
+                    "and build_head_swap_classifier)")
+
+
 def check_backbone_input(backbone, input_shape):
     """A `ValueError` naming both shapes unless `backbone` (a keras.Model of
     your own) takes images of `input_shape` (height, width, channels): its
@@ -175,14 +180,13 @@ def check_backbone_input(backbone, input_shape):
             f"image_encoder model {backbone.name!r} takes input shape "
             f"{shapes[0] if len(shapes) == 1 else shapes}; it must take one image tensor "
             f"(batch, height, width, channels) fitting image_shape={tuple(input_shape)} "
-            "(input_shape= of ImageEncoder and build_head_swap_classifier).")
+            f"{_SHAPE_ARGUMENTS}.")
     wanted = tuple(input_shape)
     if any(got is not None and got != want for got, want in zip(shapes[0][1:], wanted)):
         raise ValueError(
             f"image_encoder model {backbone.name!r} takes images of shape {shapes[0][1:]} "
-            f"(None: any size) but image_shape={wanted} (input_shape= of ImageEncoder "
-            f"and build_head_swap_classifier); build the model for "
-            f"{wanted} images (keras.Input({wanted}) or (None, None, {wanted[2]})) or pass "
+            f"(None: any size) but image_shape={wanted} {_SHAPE_ARGUMENTS}; build the model "
+            f"for {wanted} images (keras.Input({wanted}) or (None, None, {wanted[2]})) or pass "
             f"image_shape matching it.")
 
 

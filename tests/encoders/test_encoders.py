@@ -112,6 +112,14 @@ def test_image_encoder_refuses_a_backbone_model_of_another_input_shape(backbone_
     with pytest.raises(ValueError, match=r"my_backbone.*takes images of shape .* but "
                                          r"image_shape=\(32, 48, 3\)"):
         ImageEncoder(_backbone(backbone_input), input_shape=(32, 48, 3))
+    # Through build_fusion_classifier the message names its argument too (it
+    # named only ImageEncoder's and build_head_swap_classifier's).
+    import mmtl_tf
+
+    with pytest.raises(ValueError, match=r"image_shape=\(32, 48, 3\) \(image_shape= of "
+                                         r"build_fusion_classifier; input_shape= of "):
+        mmtl_tf.models.build_fusion_classifier(image_shape=(32, 48, 3),
+                                               image_encoder=_backbone(backbone_input))
 
 
 def test_image_encoder_takes_a_backbone_model_of_any_size_or_returning_features():
