@@ -404,11 +404,18 @@ def _unreplaced(path, what):
 def _note_no_xla(prog, config):
     """Says in one line on stderr that `jit_compile: true` is not used when
     `deterministic` is on: under op determinism Keras compiles every model
-    without XLA (run.json's `jit_compile_used` records false)."""
+    without XLA (run.json's `jit_compile_used` records false). The library's
+    RuntimeWarning saying the same of each model compiled is then not shown
+    (it followed this line with its source location; `main`'s
+    `catch_warnings` scopes the filter to the command)."""
     if config.get("deterministic") and config.get("jit_compile") is True:
         print(f"{prog}: note: --deterministic trains without XLA (Keras compiles without it "
               "under op determinism), so --jit-compile is not used; run.json records "
               "\"jit_compile_used\": false.", file=sys.stderr, flush=True)
+        # (Keras' reason there is "Model doesn't support `jit_compile=True`",
+        # its answer under op determinism.)
+        warnings.filterwarnings("ignore", message=r".*: Keras turned jit_compile off \(",
+                                category=RuntimeWarning)
 
 
 def _follow_learning_rate(args, spec, config):
@@ -702,7 +709,10 @@ _CLI_WORDS = (("on_error='skip'", "--on-error skip", None),
               ("pass weights='backbone.weights.h5'", "pass --weights backbone.weights.h5",
                "--weights"),
               ("unfreeze_layers must be", "--unfreeze-layers must be", "--unfreeze-layers"),
-              ("give its new place as data=", "give its new place with --data", None))
+              ("give its new place as data=", "give its new place with --data", None),
+              ("choose another export folder", "choose another --saved-model folder", None),
+              ("raise sequence_length to use", "raise it with --sequence-length or the "
+               "recipe's sequence_length to use", "--sequence-length"))
 # The options of the task being trained (set by `main`): a siamese run told
 # to "use --target multilabel", which only head-swap has.
 _TASK_OPTIONS = set()

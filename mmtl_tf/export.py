@@ -34,7 +34,7 @@ def check_export_path(path):
     deleted.
     A folder this process may not change is refused too."""
     check_replaceable(path, "saved_model.pb", "SavedModel", own=SAVED_MODEL_ENTRIES,
-                      nested=nested_saved_model, option="another --saved-model folder")
+                      nested=nested_saved_model, option="another export folder")
 
 
 @contextlib.contextmanager

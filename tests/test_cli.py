@@ -135,9 +135,16 @@ def test_deterministic_jit_compile_records_that_xla_was_not_used(tmp_path, capsy
         assert info["jit_compile_used"] is used
     run = tmp_path / "run"
     capsys.readouterr()
-    assert cli.main(["train", "fusion", "--size", "tiny", "--epochs", "1", "--deterministic",
-                     "--jit-compile", "--out", str(run)]) == 0
-    notes = [line for line in capsys.readouterr().err.splitlines() if ": note: " in line]
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(["train", "fusion", "--size", "tiny", "--epochs", "1",
+                         "--deterministic", "--jit-compile", "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    # Said once: the library's RuntimeWarning on the model followed the note.
+    assert not [str(w.message) for w in caught if "Keras turned jit_compile off" in str(w.message)]
+    notes = [line for line in err.splitlines() if ": note: " in line]
     assert notes == ["mmtl-tf train: note: --deterministic trains without XLA (Keras compiles "
                      "without it under op determinism), so --jit-compile is not used; run.json "
                      "records \"jit_compile_used\": false."]
@@ -989,3 +996,28 @@ def test_library_messages_name_only_options_the_running_task_has(monkeypatch):
         "unaugmented image.")
     monkeypatch.setattr(cli, "_TASK_OPTIONS", set())
     assert cli._in_cli_words(message).endswith("use task='multilabel'); or --on-error skip")
+
+
+def test_python_messages_name_arguments_and_the_cli_its_options(tmp_path, monkeypatch):
+    # export_image_text_classifier said "choose another --saved-model folder"
+    # and make_image_text_dataset "raise it with --sequence-length" to Python
+    # callers, who have neither option.
+    import warnings
+
+    import mmtl_tf
+    from mmtl_tf.export import check_export_path
+
+    (tmp_path / "mine.txt").write_text("mine")
+    with pytest.raises(ValueError) as refused:
+        check_export_path(str(tmp_path))
+    assert "choose another export folder" in str(refused.value)
+    assert "--saved-model" not in str(refused.value)
+    assert "choose another --saved-model folder" in cli._in_cli_words(str(refused.value))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mmtl_tf.data.make_text_vectorizer(["one two three four", "five six seven eight"], 50, 2)
+    (message,) = [str(w.message) for w in caught if "truncated" in str(w.message)]
+    assert message.endswith("raise sequence_length to use more of them.")
+    monkeypatch.setattr(cli, "_TASK_OPTIONS", {"--sequence-length"})
+    assert cli._in_cli_words(message).endswith(
+        "raise it with --sequence-length or the recipe's sequence_length to use more of them.")

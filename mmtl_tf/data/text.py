@@ -277,8 +277,8 @@ def warn_if_truncated(lengths, sequence_length, what="training texts", reserved=
             f"{share:.0%} of the {what} ({cut} of {lengths.size}) have more than "
             f"{sequence_length - reserved} tokens and are truncated to sequence_length="
             f"{sequence_length} (median {int(np.median(lengths))} tokens, longest "
-            f"{int(lengths.max())}); raise it with --sequence-length or the recipe's "
-            "sequence_length to use more of them."), stacklevel=2)
+            f"{int(lengths.max())}); raise sequence_length to use more of them."),
+        stacklevel=2)
     return share
 
 
