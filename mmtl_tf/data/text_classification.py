@@ -333,6 +333,9 @@ def make_text_classification_dataset(records, preprocessor=None, batch_size=32, 
 
     Returns:
         A `tf.data.Dataset`; labels are int32 ids into `records.class_names`.
+        Its `class_names` attribute is that list (so `mmtl_tf.training.fit`
+        refuses a classifier with fewer outputs than the data has classes)
+        and `records` the records it yields.
 
     Example:
         >>> import mmtl_tf
@@ -372,4 +375,10 @@ def make_text_classification_dataset(records, preprocessor=None, batch_size=32, 
         ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # As the image datasets: fit's class-count check reads it (a one-output
+    # model trained on 4 classes without an error; 3 outputs failed inside
+    # the graph on "label value of 3 ... outside the valid range").
+    ds.class_names = list(records.class_names)
+    ds.records = records
+    return ds

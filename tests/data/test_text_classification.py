@@ -196,6 +196,29 @@ def test_dataset_with_bert_inputs_vectorizer_or_raw_strings():
     assert sorted(y1.numpy()) == sorted(y2.numpy()) and list(y1.numpy()) != list(y2.numpy())
 
 
+def test_fit_refuses_a_text_classifier_with_fewer_outputs_than_classes():
+    # The text dataset had no class_names: a one-output model trained on the
+    # 8 fortune categories without an error, and fewer softmax outputs than
+    # classes failed inside the graph ("Received a label value of 7 ...").
+    import keras
+
+    from mmtl_tf import training
+
+    records = load_text_classification_records("default", "validation")
+    vec = mmtl_tf.data.make_text_vectorizer(records.texts, vocab_size=100, sequence_length=6)
+    ds = make_text_classification_dataset(records, vec, batch_size=64)
+    assert ds.class_names == records.class_names and len(ds.class_names) == 8
+    assert ds.records is records
+    for outputs, words in ((1, "has one sigmoid output"), (3, "has 3 outputs")):
+        inputs = keras.Input((6,), dtype="int32")
+        x = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(100, 4)(inputs))
+        activation = "sigmoid" if outputs == 1 else "softmax"
+        model = keras.Model(inputs, keras.layers.Dense(outputs, activation=activation)(x))
+        training.compile_classifier(model, outputs, jit_compile=False)
+        with pytest.raises(ValueError, match=words + r", but the training data has 8 classes"):
+            training.fit(model, ds, verbose=0)
+
+
 def test_tfds_loaders_with_mocked_data(monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=6):
