@@ -339,15 +339,38 @@ def test_train_evaluate_export_a_tiny_fusion_run(tmp_path, capsys, monkeypatch):
                   "text": keras.Input((4,), name="text", dtype="int32")}
         outputs = keras.layers.Dense(2)(keras.layers.Concatenate()(
             [inputs["audio"], keras.ops.cast(inputs["text"], "float32")]))
-        keras.Model(inputs, outputs).save(folder / "model.keras")
+        keras.Model(inputs, outputs, name="other_model").save(folder / "model.keras")
 
+    def unrecorded(write):
+        def without_record(folder):  # a run trained before run.json recorded it
+            write(folder)
+            info = json.loads((folder / "run.json").read_text())
+            del info[common.MODEL_ARCHITECTURE]
+            (folder / "run.json").write_text(json.dumps(info))
+        return without_record
+
+    def dual_encoder_model(folder):
+        # Inputs image and text, as the fusion model's: evaluate failed in
+        # Keras ("DualEncoder computes its own contrastive loss") and export
+        # with a TypeError traceback (exit 1).
+        mmtl_tf.models.build_dual_encoder(
+            mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(16, 16, 3),
+                                          conv_filters=4),
+            mmtl_tf.encoders.TextEncoder(vocab_size=20, sequence_length=4, embedding_dim=4,
+                                         lstm_units=4),
+            projection_dim=4).save(folder / "model.keras")
+
+    another = "whose architecture is not the one this run trained (run.json records another)"
     for write, words in (
             (with_class_names(lambda names: [names[0]] + names[:-1]),
              "run.json: class_names names"),
             (with_class_names(lambda names: names[:-1]), "class_names for a model with"),
             (other_vectorizer, "text_vectorizer.json: makes 24 tokens per text, where"),
-            (other_model, "model.keras: a model with inputs audio, text, where this run's "
-                          "task takes image, text")):
+            (unrecorded(other_model), "model.keras: a model with inputs audio, text, where "
+                                      "this run's task takes image, text"),
+            (other_model, f"model.keras: holds a model ('other_model', a Functional) {another}"),
+            (dual_encoder_model, f"model.keras: holds a model ('dual_encoder', a DualEncoder) "
+                                 f"{another}")):
         shutil.copytree(run, damaged)
         write(damaged)
         for argv in (["evaluate", str(damaged)],

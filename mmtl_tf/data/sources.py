@@ -669,7 +669,7 @@ def split_field(row):
                   + (_split_alias_note(split) if isinstance(split, str) else ""))
 
 
-def rows_with_known_labels(rows, class_names, model_classes, on_error):
+def rows_with_known_labels(rows, class_names, model_classes, on_error, split=None):
     """`rows` without those whose `label` is not in `class_names`: those are
     bad rows (one `DataError` naming them, or skipped with a `DataWarning`).
 
@@ -679,12 +679,14 @@ def rows_with_known_labels(rows, class_names, model_classes, on_error):
         model_classes: bool. The classes are a trained model's (else the
             training split's), for the message.
         on_error: str. `"raise"` or `"skip"`.
+        split: str or None. The split of `rows`, named in the warning or
+            error (the skip warnings of each split's rows read alike).
     """
     why = ("is not one of the model's classes" if model_classes
            else "does not occur in the training split")
     known = set(class_names)
     unknown = [(r["row"], f"label {r['label']!r} {why}") for r in rows if r["label"] not in known]
-    handle_problems(unknown, on_error, "rows", total=len(rows))
+    handle_problems(unknown, on_error, "rows", total=len(rows), split=split)
     bad = {loc for loc, _ in unknown}
     return [r for r in rows if r["row"] not in bad]
 
@@ -1145,7 +1147,7 @@ def load_image_text_records(source="default", split="train", require_label=True,
     if not chosen:
         raise empty_split_error(path, split, per_split)
     if require_label:
-        chosen = rows_with_known_labels(chosen, class_names, given, on_error)
+        chosen = rows_with_known_labels(chosen, class_names, given, on_error, split)
     root = path if kind == "dir" else os.path.dirname(os.path.abspath(path))
     return ImageTextRecords(
         paths=[r["path"] for r in chosen],

@@ -198,7 +198,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
     chosen = per_split.get(split, [])
     if not chosen:
         raise empty_split_error(source, split, per_split)
-    chosen = rows_with_known_labels(chosen, class_names, given, on_error)
+    chosen = rows_with_known_labels(chosen, class_names, given, on_error, split)
     return TextClassificationRecords(
         texts=[r["text"] for r in chosen], labels=[r["label"] for r in chosen],
         rows=[r["row"] for r in chosen], class_names=class_names, source=source)

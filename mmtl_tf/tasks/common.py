@@ -6,6 +6,7 @@ import contextvars
 import datetime
 import difflib
 import functools
+import hashlib
 import json
 import os
 import re
@@ -497,8 +498,12 @@ def staged_run(train):
         # runtime.settings(): start_run applies the run's precision and XLA
         # setting; a Python caller's own were left changed after the run (a
         # model built after a mixed_float16 run came out mixed).
+        def write(tmp):
+            result.append(train(config, tmp, verbose))
+            _record_model_architecture(tmp)
+
         with collect_problems(), cache_scope(), runtime.settings():
-            atomic_directory(run_dir, lambda tmp: result.append(train(config, tmp, verbose)),
+            atomic_directory(run_dir, write,
                              keep_replaced=lambda old: _keep_added(run_dir, old, found))
         return result[0]
 
@@ -754,6 +759,55 @@ def require_file(run_dir, name):
     return path
 
 
+# run.json's record of the architecture of the run's model.keras: the SHA-256
+# of the archive's config.json (the model's full Keras config, no weights).
+MODEL_ARCHITECTURE = "model_config_sha256"
+
+
+def _model_config(path):
+    """(config.json's bytes, its parsed JSON or None) of a .keras archive, or
+    (None, None) where it cannot be read."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            raw = archive.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return None, None
+    try:
+        return raw, json.loads(raw)
+    except ValueError:
+        return raw, None
+
+
+def _record_model_architecture(run_dir):
+    """Writes the architecture digest of `run_dir`'s model.keras into run.json
+    (`load_run_model` compares it), where training wrote a model.keras."""
+    raw, _ = _model_config(os.path.join(run_dir, "model.keras"))
+    if raw is not None and os.path.isfile(os.path.join(run_dir, RUN_FILE)):
+        update_run(run_dir, **{MODEL_ARCHITECTURE: hashlib.sha256(raw).hexdigest()})
+
+
+def _check_model_architecture(info, path):
+    """A `ValueError` when the model.keras at `path` is not the architecture
+    its run recorded: a model.keras copied from another run (of another task,
+    or of the same task with other settings) failed inside Keras or the
+    export ("'Functional' object has no attribute 'modalities'", a
+    `TypeError` traceback), or was evaluated with another run's vocabulary.
+    Runs written before the record (2026-11-29) are not checked here."""
+    recorded = info.get(MODEL_ARCHITECTURE)
+    if not isinstance(recorded, str):
+        return
+    raw, config = _model_config(path)
+    if raw is None or hashlib.sha256(raw).hexdigest() == recorded:
+        return  # an unreadable archive is named when it is loaded
+    found = ""
+    if isinstance(config, dict) and isinstance(config.get("config"), dict):
+        found = f" ({config['config'].get('name')!r}, a {config.get('class_name')})"
+    raise ValueError(
+        f"{path}: holds a model{found} whose architecture is not the one this run trained "
+        f"({RUN_FILE} records another): the file comes from another run; train the run "
+        "again or put its own model.keras back.")
+
+
 def load_run_model(run_dir, task):
     """(run.json contents, the saved Keras model) of a finished run of `task`.
 
@@ -767,6 +821,7 @@ def load_run_model(run_dir, task):
     path = require_file(run_dir, "model.keras")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: damaged (not a .keras zip archive); train the run again.")
+    _check_model_architecture(info, path)
     try:
         # Under the run's precision: mmtl_tf's encoders rebuild their layers
         # under the global policy, so a mixed-precision run loaded as float32.
