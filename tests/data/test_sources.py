@@ -152,8 +152,17 @@ def test_unknown_label_in_test_split_is_reported(tmp_path):
     _write_jsonl(tmp_path / "captions.jsonl", [
         {"path": "a.png", "caption": "a", "label": "x", "split": "train"},
         {"path": "b.png", "caption": "b", "label": "y", "split": "test"}])
-    with pytest.raises(mmtl_tf.DataError, match="label 'y' does not occur in the training split"):
+    with pytest.raises(mmtl_tf.DataError, match="1 bad row in the test split:\n.*label 'y' "
+                                                "does not occur in the training split"):
         load_image_text_records(str(tmp_path), "test")
+    # Skipped, the warning names the split too (each split's read alike).
+    _write_jsonl(tmp_path / "captions.jsonl", [
+        {"path": "a.png", "caption": "a", "label": "x", "split": "train"},
+        {"path": "c.png", "caption": "c", "label": "x", "split": "test"},
+        {"path": "b.png", "caption": "b", "label": "y", "split": "test"}])
+    with pytest.warns(mmtl_tf.DataWarning, match=r"skipped 1 bad row in the test split "
+                                                 r"\(on_error='skip'\)"):
+        load_image_text_records(str(tmp_path), "test", on_error="skip")
 
 
 def test_default_sample_is_the_bundled_emoji_set():

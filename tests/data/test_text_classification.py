@@ -105,7 +105,8 @@ def test_unknown_test_label_and_hash_split(tmp_path):
     folder.mkdir()
     _write_jsonl(folder / "train.jsonl", [{"text": "t1", "label": "a"}, {"text": "t2", "label": "b"}])
     _write_jsonl(folder / "test.jsonl", [{"text": "t3", "label": "c"}])
-    with pytest.raises(mmtl_tf.DataError, match="test.jsonl:1: label 'c' does not occur"):
+    with pytest.raises(mmtl_tf.DataError, match="1 bad row in the test split:\n.*test.jsonl:1: "
+                                                "label 'c' does not occur"):
         load_text_classification_records(str(folder), "test")
     rows = [{"text": f"text number {i}", "label": "ab"[i % 2]} for i in range(200)]
     one = _write_jsonl(tmp_path / "one.jsonl", rows)
