@@ -711,6 +711,8 @@ _CLI_WORDS = (("on_error='skip'", "--on-error skip", None),
               ("unfreeze_layers must be", "--unfreeze-layers must be", "--unfreeze-layers"),
               ("give its new place as data=", "give its new place with --data", None),
               ("choose another export folder", "choose another --saved-model folder", None),
+              ("image_backbone 'small_cnn' has", "--image-backbone small_cnn has",
+               "--image-backbone"),
               ("raise sequence_length to use", "raise it with --sequence-length or the "
                "recipe's sequence_length to use", "--sequence-length"))
 # The options of the task being trained (set by `main`): a siamese run told

@@ -341,7 +341,8 @@ class ImageEncoder(keras.Model):
             instead of a feature map (batch, height, width, channels) is used
             as it is, whatever the pooling (there is nothing to pool over).
         weights: None, `"imagenet"` or a weights-file path; for application
-            backbones only (see `make_application_backbone`).
+            backbones only (see `make_application_backbone`): with
+            `"small_cnn"` anything but None is a `ValueError`.
         trainable: str. `"frozen"`, `"partial"` or `"full"`.
         conv_filters: int. Filters of each small-CNN convolution.
         conv_blocks: int. Conv2D(3×3, relu) → MaxPool(2×2) blocks of the small
@@ -392,6 +393,13 @@ class ImageEncoder(keras.Model):
         input_shape = check_image_shape("input_shape", input_shape)
         inputs = keras.Input(input_shape, dtype="uint8", name="image")
         if isinstance(backbone, str) and backbone == "small_cnn":
+            if weights is not None:
+                # Ignored before: with trainable="frozen" (a pretrained
+                # recipe's) the tower kept its random weights.
+                raise ValueError(
+                    f"weights={weights!r}: the small CNN has no pretrained weights (it "
+                    "starts from random ones); weights= is for keras.applications "
+                    "backbones. Pass weights=None.")
             mode = preprocessing or "rescale"
             conv_blocks = check_count("conv_blocks", conv_blocks)
             conv_filters = check_count("conv_filters", conv_filters)

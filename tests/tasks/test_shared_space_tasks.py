@@ -602,3 +602,30 @@ def test_matching_with_too_few_classes_left_to_train_on_says_what_it_counted():
     # Evaluating the held-out classes of other data needs no training classes.
     train, test = split_classes(class_names, labels, config, need_train=False)
     assert len(test) == 5 and len(train) == 1
+
+
+@pytest.mark.parametrize("recipe", ["dual_encoder_pretrained", "matching_pretrained"])
+def test_the_small_cnn_with_a_pretrained_recipe_is_refused(recipe, capsys):
+    # --image-backbone small_cnn with a pretrained recipe built a frozen small
+    # CNN (its weights="imagenet" ignored) and trained to chance, silently.
+    import mmtl_tf
+    from mmtl_tf.tasks import shared_space
+
+    config = common.resolve_config(recipe, "base", {"image_backbone": "small_cnn"})
+    assert config["image_weights"] == "imagenet" and config["image_trainable"] == "frozen"
+    with pytest.raises(ValueError, match=r"image_backbone 'small_cnn' has no pretrained "
+                                         r"weights, but the recipe sets image_weights="
+                                         r"'imagenet' \(with image_trainable='frozen'\)"):
+        shared_space.build_image_tower(config)
+    with pytest.raises(ValueError, match=r"weights='imagenet': the small CNN has no pretrained"):
+        mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(16, 16, 3), weights="imagenet")
+    # The recipe's tiny size trains the small CNN from scratch: built as before.
+    tiny = common.resolve_config(recipe, "tiny", {})
+    tower = shared_space.build_image_tower(tiny)
+    assert tower.trainable_weights
+    cli._TASK_OPTIONS.update({"--image-backbone"})
+    try:
+        message = cli._in_cli_words("image_backbone 'small_cnn' has no pretrained weights")
+    finally:
+        cli._TASK_OPTIONS.clear()
+    assert message == "--image-backbone small_cnn has no pretrained weights"
