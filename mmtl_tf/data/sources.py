@@ -108,10 +108,18 @@ def check_columns(where, row, required):
         utf16 = any("\0" in str(name) for name in row)
         raise DataError(
             f"{where}: missing column(s) {', '.join(missing)} (found "
-            f"{', '.join(map(str, row)) or 'none'}; required: {', '.join(required)})"
+            f"{', '.join(map(_printable, row)) or 'none'}; required: {', '.join(required)})"
             + (f"; rename {', '.join(renames)}" if renames else "")
             + ("; the file looks like UTF-16 without a byte order mark (zero bytes between "
                "the letters): save it as UTF-8" if utf16 else "") + ".")
+
+
+def _printable(name):
+    """A column name for a message, its unprintable characters escaped (the
+    zero bytes of UTF-16 read as UTF-8 went to the terminal raw, and `grep`
+    took the output for binary)."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256
+                   else f"\\u{ord(c):04x}" for c in str(name))
 
 
 # Names other datasets and tools give the columns mmtl_tf reads (Hugging

@@ -117,8 +117,10 @@ def test_a_utf16_file_without_a_byte_order_mark_is_told_as_such(tmp_path):
         "utf-16-le"))
     with pytest.raises(mmtl_tf.DataError, match=r"captions\.csv: missing column.*the file looks "
                                                 r"like UTF-16 without a byte order mark .*save it "
-                                                r"as UTF-8\.$"):
+                                                r"as UTF-8\.$") as raised:
         read_captions_file(str(tmp_path / "captions.csv"))
+    # The zero bytes are shown escaped, not written to the terminal.
+    assert "\0" not in str(raised.value) and "(found p\\x00a\\x00t\\x00h" in str(raised.value)
 
 
 def test_hash_split_is_stable_and_uses_split_column(tmp_path):
