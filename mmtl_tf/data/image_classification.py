@@ -52,6 +52,7 @@ from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS
                                   data_files_hint, empty_split_error, given_class_names, find_file, label_field,
                                   missing_split_files_problem, per_split_files, row_path,
                                   sorted_class_names, split_field, text_field,
+                                  unset_split, warn_if_partly_split,
                                   TWO_CLASSES_NEEDED, warn_if_classes_lost,
                                   warn_if_other_data_files, warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
@@ -168,7 +169,7 @@ def read_labels_file(path, need_box=False, on_error="raise"):
     check_on_error(on_error)
     root = os.path.dirname(os.path.abspath(path))
     required = ["path", "label"] + (["box"] if need_box else [])
-    rows, problems, first = [], [], True
+    rows, problems, first, unsplit = [], [], True, []
     for n, row in _read_rows(path, problems):
         if first:
             check_columns(path, row, required)
@@ -187,11 +188,14 @@ def read_labels_file(path, need_box=False, on_error="raise"):
             except ValueError as e:
                 problems.append((loc, str(e)))
                 continue
+        if unset_split(path, row):
+            unsplit.append(loc)
         rows.append({"path": row_path(root, image), "labels": labels, "box": box,
                      "split": split, "row": loc})
     if first and not problems:
         raise DataError(f"{path}: the labels file has no rows.")
     handle_problems(problems, on_error, "rows", total=len(rows) + len(problems))
+    warn_if_partly_split(path, rows, unsplit)
     return rows
 
 

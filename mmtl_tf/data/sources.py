@@ -369,6 +369,34 @@ def csv_rows(path, raw, problems=None):
         _warn_short_rows(path, header, short)
 
 
+def unset_split(path, row):
+    """Whether a row read from `path` has an empty or null split value or no
+    `split` key (JSONL), leaving out a CSV row short of its split field,
+    which `csv_rows` warns about already."""
+    value = row.get("split")
+    if value is None:
+        return is_jsonl(path)
+    return isinstance(value, str) and not value.strip()
+
+
+def warn_if_partly_split(path, rows, unsplit):
+    """One `DataWarning` when some of a file's `rows` (dicts with `split`)
+    name a split and the rows at `unsplit` (their "file:line", see
+    `unset_split`) do not: those go 80/10/10 by the hash rule, mostly into
+    training. A helper's three rows meant for test, with `"split": null`, the
+    key left out and `""`, all trained, without a word."""
+    if not unsplit or not any(r["split"] is not None for r in rows):
+        return
+    import warnings
+
+    more = f" and {len(unsplit) - 10} more" if len(unsplit) > 10 else ""
+    warnings.warn(DataWarning(
+        f"{path}: {len(unsplit)} of {len(rows)} rows name no split (an empty or missing "
+        f"split value: {', '.join(unsplit[:10])}{more}) while the others do; they are split "
+        "80/10/10 by the hash rule, most of them into training: give each its split value",
+        [(row, "no split value") for row in unsplit]), stacklevel=_caller_level())
+
+
 def _warn_short_rows(path, header, short):
     """The `DataWarning` of `csv_rows` for rows (line, field count) holding
     fewer fields than `header`."""
@@ -638,7 +666,7 @@ def read_captions_file(path, require_label=True, on_error="raise"):
     check_on_error(on_error)
     root = os.path.dirname(os.path.abspath(path))
     required = ["path", "caption"] + (["label"] if require_label else [])
-    rows, problems, first = [], [], True
+    rows, problems, first, unsplit = [], [], True, []
     for n, row in _read_rows(path, problems):
         if first:
             check_columns(path, row, required)
@@ -654,11 +682,14 @@ def read_captions_file(path, require_label=True, on_error="raise"):
         if why:
             problems.append((loc, why))
             continue
+        if unset_split(path, row):
+            unsplit.append(loc)
         rows.append({"path": row_path(root, image), "caption": caption, "label": label,
                      "split": split, "row": loc})
     if first and not problems:
         raise DataError(f"{path}: the captions file has no rows.")
     handle_problems(problems, on_error, "rows", total=len(rows) + len(problems))
+    warn_if_partly_split(path, rows, unsplit)
     return rows
 
 

@@ -26,6 +26,7 @@ from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, check_two_c
                                   find_file, given_class_names, label_field,
                                   missing_split_files_problem, per_split_files, read_split_files, rows_with_known_labels,
                                   sorted_class_names, split_field, text_field, text_key,
+                                  unset_split, warn_if_partly_split,
                                   warn_if_other_data_files, warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DownloadError, check_choice, check_count,
@@ -97,7 +98,7 @@ def read_text_classification_file(path, on_error="raise"):
         list of dict with keys text, label, split (or None), row.
     """
     check_on_error(on_error)
-    problems, rows, first = [], [], True
+    problems, rows, first, unsplit = [], [], True, []
     for n, row in _read_rows(path, problems):
         loc = f"{path}:{n}"
         if first:
@@ -111,10 +112,13 @@ def read_text_classification_file(path, on_error="raise"):
         if why:
             problems.append((loc, why))
             continue
+        if unset_split(path, row):
+            unsplit.append(loc)
         rows.append({"text": text, "label": label, "split": split, "row": loc})
     if first and not problems:
         raise DataError(f"{path}: the file has no rows.")
     handle_problems(problems, on_error, "rows", total=len(rows) + len(problems))
+    warn_if_partly_split(path, rows, unsplit)
     return rows
 
 

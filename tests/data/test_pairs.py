@@ -241,7 +241,7 @@ def test_truncating_most_captions_warns_and_the_bundled_ones_do_not():
     long = [" ".join(f"w{k}" for k in range(i, i + 40)) for i in range(6)]
     with pytest.warns(mmtl_tf.DataWarning, match=r"100% of the training texts \(6 of 6\) "
                                                  r"have more than 16 tokens .*sequence_length=16"
-                                                 r".*--sequence-length"):
+                                                 r".*raise sequence_length to use more"):
         mmtl_tf.data.make_text_vectorizer(long, sequence_length=16)
     captions = mmtl_tf.data.load_image_text_records("default", "train").captions
     with warnings.catch_warnings():

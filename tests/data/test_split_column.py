@@ -194,3 +194,47 @@ def test_a_split_column_inside_a_per_split_file_that_disagrees_is_warned_about(t
     with warnings.catch_warnings():
         warnings.simplefilter("error", mmtl_tf.DataWarning)
         load_text_classification_records(str(tmp_path), "train")
+
+
+def test_rows_without_a_split_value_among_rows_with_one_warn(tmp_path):
+    # `"split": null`, the key left out and "" went to the hash split, most
+    # of them into training, silently (a helper's three test rows trained).
+    import warnings
+
+    _images(tmp_path, [f"{i}.png" for i in range(6)])
+    splits = ["train", "train", "test", None, "", "validation"]
+    lines = []
+    for i, split in enumerate(splits):
+        row = {"path": f"{i}.png", "caption": f"caption {i}", "text": f"text {i}",
+               "label": "xy"[i % 2]}
+        if split is not None or i != 3:
+            row["split"] = split
+        lines.append(json.dumps(row))
+    data = tmp_path / "rows.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    for load in (load_text_classification_records, load_image_text_records,
+                 load_image_label_records):
+        with pytest.warns(mmtl_tf.DataWarning) as caught:
+            load(str(data), "train")
+        (message,) = [w.message for w in caught if "name no split" in str(w.message)]
+        assert str(message).startswith(f"{data}: 2 of 6 rows name no split (an empty or "
+                                       f"missing split value: {data}:4, {data}:5) while the "
+                                       "others do; they are split 80/10/10 by the hash rule")
+        assert [p for p, _ in message.problems] == [f"{data}:4", f"{data}:5"]
+    # A file without split values, or with one on every row: nothing said.
+    for rows in ([{**json.loads(line), "split": None} for line in lines],
+                 [{**json.loads(line), "split": "train"} for line in lines]):
+        data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", mmtl_tf.DataWarning)
+            load_text_classification_records(str(data), "train")
+            load_image_label_records(str(data), "train")
+
+
+def test_a_csv_row_with_an_empty_split_value_among_split_rows_warns(tmp_path):
+    _images(tmp_path, ["0.png", "1.png", "2.png"])
+    data = tmp_path / "labels.csv"
+    data.write_text("path,label,split\n0.png,x,train\n1.png,y,\n2.png,x,test\n")
+    with pytest.warns(mmtl_tf.DataWarning, match=r"1 of 3 rows name no split \(an empty or "
+                                                 r"missing split value: .*labels\.csv:3\)"):
+        load_image_label_records(str(data), "train")
