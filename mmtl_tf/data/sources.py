@@ -1118,7 +1118,8 @@ def empty_split_error(where, split, per_split):
     and, when some were assigned by the hash split, how to assign them."""
     counts = ", ".join(f"{s} {len(per_split.get(s, []))}" for s in SPLITS)
     hashed = any(not row.get("split") for rows in per_split.values() for row in rows)
-    how = (" Rows without a split are assigned 80/10/10 by a hash of the row; with this "
+    how = (" Rows without a split are assigned 80/10/10 by a hash of each row's file path "
+           "(of its text, for text data); with this "
            "few rows, assign them yourself: a 'split' column (train, validation, test), "
            "per-split files (train.csv, ...) or, for class folders, train/validation/test "
            "folders." if hashed else "")
