@@ -12,8 +12,9 @@ Usage:
     python data_prep/build_default_sample.py --tarball emoji-datasource-google-16.0.0.tgz
     python data_prep/build_default_sample.py --out /tmp/sample --check
 
-`--check` rebuilds into a temporary folder and compares with the bundled files
-(naming the files that differ). The output folder is replaced as a whole; an
+`--check` rebuilds into a temporary folder and compares with the `--out` folder
+(by default the bundled files), naming the files that differ. A tarball of
+another version than the pinned one is refused. The output folder is replaced as a whole; an
 --out that holds anything but an earlier build of this script is refused.
 """
 
@@ -109,11 +110,20 @@ def read_rows(tar, tarball):
     npm tarball `tar` (closed on return)."""
     with tar:
         try:
+            package = json.load(tar.extractfile("package/package.json"))
             meta = json.load(tar.extractfile("package/emoji.json"))
             mit = tar.extractfile("package/LICENSE").read().decode()
         except KeyError:
-            fail(SCRIPT, f"{tarball} holds no package/emoji.json or package/LICENSE; is "
-                         f"it the npm tarball {PACKAGE}-{VERSION}.tgz?")
+            fail(SCRIPT, f"{tarball} holds no package/package.json, package/emoji.json or "
+                         f"package/LICENSE; is it the npm tarball {PACKAGE}-{VERSION}.tgz?")
+        found = (package.get("name"), package.get("version")) if isinstance(package, dict) \
+            else (None, None)
+        if found != (PACKAGE, VERSION):
+            # Another version built other splits and a LICENSE.md naming
+            # VERSION as the source, silently.
+            fail(SCRIPT, f"{tarball} is {found[0]}@{found[1]} (its package/package.json), "
+                         f"not {PACKAGE}@{VERSION}, the version the bundled sample is built "
+                         f"from; pass {PACKAGE}-{VERSION}.tgz with --tarball.")
         rows = []
         for e in sorted(meta, key=lambda e: e["sort_order"]):
             if e["category"] in EXCLUDED_CATEGORIES or not e.get("has_img_google"):

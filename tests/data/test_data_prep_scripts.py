@@ -96,7 +96,9 @@ def test_default_sample_wrong_tarball_path(tmp_path):
 def test_default_sample_without_images_keeps_the_old_build(tmp_path):
     tarball = tmp_path / "emoji.tgz"
     with tarfile.open(tarball, "w:gz") as tar:
-        for name, data in (("package/emoji.json", b"[]"), ("package/LICENSE", b"MIT")):
+        for name, data in (("package/package.json",
+                            b'{"name": "emoji-datasource-google", "version": "16.0.0"}'),
+                           ("package/emoji.json", b"[]"), ("package/LICENSE", b"MIT")):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -368,12 +370,14 @@ def test_default_sample_ships_the_apache_licence_text():
 
 # The output folder: an earlier build is replaced, anything else refused ---------------
 
-def _emoji_tarball(path, n=4):
+def _emoji_tarball(path, n=4, version="16.0.0"):
     """A tiny npm tarball shaped like emoji-datasource-google's: `n` emoji."""
     meta = [{"name": f"FACE NUMBER {i}", "short_names": [f"face_{i}"], "sort_order": i,
              "category": "Smileys & Emotion" if i % 2 else "Animals & Nature",
              "has_img_google": True, "image": f"{i:04x}.png"} for i in range(n)]
-    members = [("package/emoji.json", json.dumps(meta).encode()),
+    members = [("package/package.json", json.dumps({"name": "emoji-datasource-google",
+                                                     "version": version}).encode()),
+               ("package/emoji.json", json.dumps(meta).encode()),
                ("package/LICENSE", b"MIT License\n")]
     members += [(f"package/img/google/64/{i:04x}.png", b"\x89PNG" + bytes([i]) * 5000)
                 for i in range(n)]
@@ -503,6 +507,19 @@ def test_data_prep_unwritable_out_is_one_line_before_the_work(tmp_path, monkeypa
         replace_folder("s.py", str(tmp_path / "o"), failing, ("x",))
     assert _exit_line(e).startswith(f"s.py: cannot write {tmp_path / 'o'} (")
     assert not (tmp_path / "o").exists()
+
+
+def test_default_sample_refuses_a_tarball_of_another_version(tmp_path):
+    # A 15.1.2 tarball built other splits and a LICENSE.md naming 16.0.0.
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        _script("build_default_sample").main(
+            ["--tarball", _emoji_tarball(tmp_path / "e.tgz", n=8, version="15.1.2"),
+             "--out", str(out)])
+    line = _exit_line(e)
+    assert ("is emoji-datasource-google@15.1.2 (its package/package.json), not "
+            "emoji-datasource-google@16.0.0") in line and "--tarball" in line, line
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("damage,problem", [
