@@ -723,6 +723,10 @@ def rows_with_known_labels(rows, class_names, model_classes, on_error, split=Non
     """
     why = ("is not one of the model's classes" if model_classes
            else "does not occur in the training split")
+    if on_error == "skip" and not model_classes:
+        # A class whose training rows were all bad was gone from the
+        # training split, and this read as if the file had none.
+        why += "'s rows that were not skipped as bad"
     known = set(class_names)
     unknown = [(r["row"], f"label {r['label']!r} {why}") for r in rows if r["label"] not in known]
     handle_problems(unknown, on_error, "rows", total=len(rows), split=split)

@@ -163,7 +163,9 @@ def test_unknown_label_in_test_split_is_reported(tmp_path):
         {"path": "c.png", "caption": "c", "label": "x", "split": "test"},
         {"path": "b.png", "caption": "b", "label": "y", "split": "test"}])
     with pytest.warns(mmtl_tf.DataWarning, match=r"skipped 1 bad row in the test split "
-                                                 r"\(on_error='skip'\)"):
+                                                 r"\(on_error='skip'\):\n.*label 'y' does not "
+                                                 r"occur in the training split's rows that were "
+                                                 r"not skipped as bad$"):
         load_image_text_records(str(tmp_path), "test", on_error="skip")
 
 
