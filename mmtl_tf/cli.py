@@ -29,7 +29,7 @@ from mmtl_tf.errors import (DataError, DataWarning, DownloadError, KeptFilesWarn
                             RunReplacedWarning, collect_problems)
 from mmtl_tf.files import check_can_create_folders, entries, missing_parent, user_path
 from mmtl_tf.tasks import (CACHE_SETTING, RUNTIME_SETTINGS, TASKS, names, option_settings,
-                           settings)
+                           settings, task_recipes)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -261,9 +261,9 @@ def build_parser():
         p.add_argument("--recipe", type=_not_empty(f"name a recipe or a JSON file, or leave "
                                                    f"--recipe out for {spec.recipe}"),
                        default=spec.recipe,
-                       help=f"bundled recipe name, or a JSON file of your own whose "
-                            f"\"base\"/\"tiny\" settings override {spec.recipe}'s "
-                            f"(default: {spec.recipe})")
+                       help=f"bundled recipe name ({', '.join(task_recipes(spec.recipe))}), "
+                            f"or a JSON file of your own whose \"base\"/\"tiny\" settings "
+                            f"override {spec.recipe}'s (default: {spec.recipe})")
         _add_training_options(p)
         _add_runtime_options(p, cache=spec.decodes_files)
         g = p.add_argument_group(f"{spec.name} options")
@@ -302,8 +302,12 @@ def build_parser():
                              "SavedModel (replaced atomically)")
 
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (source checkout)")
+    found = _benchmarks()
     bench.add_argument("name", metavar="NAME",
-                       help="benchmark name, e.g. input_pipeline for bench/bench_input_pipeline.py")
+                       help="benchmark name, e.g. input_pipeline for "
+                            "bench/bench_input_pipeline.py"
+                            + (f"; here: {', '.join(found)}" if found else
+                               " (bench/ of a source checkout)"))
     rest = bench.add_argument("args", nargs=argparse.REMAINDER,
                               help="arguments for the benchmark")
     rest.required = False  # Python 3.11 marks REMAINDER required: "required: NAME, args"
@@ -679,16 +683,24 @@ def _export(args):
     return 0
 
 
+_BENCH_FOLDER = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                              os.pardir, "bench"))
+
+
+def _benchmarks():
+    """Names of the benchmarks in bench/ (none outside a source checkout)."""
+    folder = _BENCH_FOLDER
+    return sorted(name[len("bench_"):-len(".py")] for name in
+                  (os.listdir(folder) if os.path.isdir(folder) else [])
+                  if name.startswith("bench_") and name.endswith(".py"))
+
+
 def _bench(args):
     import runpy
 
-    folder = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                           os.pardir, "bench"))
-    script = os.path.join(folder, f"bench_{args.name}.py")
+    script = os.path.join(_BENCH_FOLDER, f"bench_{args.name}.py")
     if not os.path.isfile(script):
-        found = sorted(name[len("bench_"):-len(".py")] for name in
-                       (os.listdir(folder) if os.path.isdir(folder) else [])
-                       if name.startswith("bench_") and name.endswith(".py"))
+        found = _benchmarks()
         where = (f"benchmarks here: {', '.join(found)}" if found else
                  "benchmarks live in bench/ of a source checkout")
         print(f"mmtl-tf bench: error: no benchmark {args.name!r} ({script} does not exist; "

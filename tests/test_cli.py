@@ -1044,3 +1044,18 @@ def test_python_messages_name_arguments_and_the_cli_its_options(tmp_path, monkey
     monkeypatch.setattr(cli, "_TASK_OPTIONS", {"--sequence-length"})
     assert cli._in_cli_words(message).endswith(
         "raise it with --sequence-length or the recipe's sequence_length to use more of them.")
+
+
+def test_help_lists_the_bundled_recipes_and_the_benchmarks(capsys):
+    # --recipe's help named only the default recipe (the _pretrained ones were
+    # in errors and the README), and bench --help no benchmark.
+    for task, recipes in (("dual-encoder", "dual_encoder, dual_encoder_pretrained"),
+                          ("matching", "matching, matching_pretrained"),
+                          ("fusion", "(fusion)")):
+        with pytest.raises(SystemExit):
+            cli.main(["train", task, "--help"])
+        assert recipes in " ".join(capsys.readouterr().out.split()), task
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "here: audio_features, fusion_pooling, head_swap_cache, input_pipeline" in out
