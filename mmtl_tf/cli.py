@@ -443,12 +443,22 @@ def _follow_learning_rate(args, spec, config):
         config["localization_learning_rate"] = given
 
 
+def _check_cache_env():
+    """A set MMTL_TF_CACHE that cannot be the cache is a usage error before
+    TensorFlow loads (see `mmtl_tf.files.check_cache_root`)."""
+    if os.environ.get("MMTL_TF_CACHE"):
+        from mmtl_tf.files import check_cache_root
+
+        check_cache_root()
+
+
 def _train(args):
     spec = TASKS[args.task]
     refused = _tfds_refused(f"mmtl-tf train {spec.name}", spec.name, args.data)
     if refused:  # before TensorFlow is imported (about 9 s)
         print(refused, file=sys.stderr)
         return 2
+    _check_cache_env()
     from mmtl_tf.tasks import common, get_task
 
     config = common.resolve_config(args.recipe, args.size, _overrides(args, spec),
@@ -565,6 +575,7 @@ def _quickstart(args):
               f"tasks: {', '.join(TASKS)} (see --help)", file=sys.stderr)
         return 2
     chosen = list(dict.fromkeys(chosen))  # a task named twice runs once
+    _check_cache_env()
     # Imported after the checks above, which need no TensorFlow (about 9 s).
     from mmtl_tf.tasks import common, get_task
     from mmtl_tf.training import atomic_write_json

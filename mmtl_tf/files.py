@@ -37,11 +37,40 @@ def cache_root():
         os.path.expanduser("~"), ".cache", "mmtl_tf")
 
 
+def _cache_problem(root, error):
+    """The message for a cache folder `root` that cannot be used."""
+    given = os.environ.get("MMTL_TF_CACHE")
+    where = "MMTL_TF_CACHE" if given else "the default cache folder"
+    why = ("a file, not a folder" if os.path.lexists(root) and not os.path.isdir(root)
+           else error.strerror or str(error))
+    return (f"{root}: cannot be the mmtl_tf cache ({where}): {why}; set MMTL_TF_CACHE to a "
+            "folder you can write" + (", or unset it for ~/.cache/mmtl_tf." if given else "."))
+
+
+def check_cache_root():
+    """A `ValueError` naming the cache folder (`cache_root`, and
+    MMTL_TF_CACHE when it comes from there) unless it is a folder, or one
+    can be made there, in which folders can be created. The CLI checks it
+    before TensorFlow loads: a file there was "[Errno 17] File exists",
+    exit 1, after the data was read (a folder that could not be made exit 2,
+    both without naming MMTL_TF_CACHE)."""
+    root = cache_root()
+    try:
+        check_can_create_folders(root)
+    except OSError as e:
+        raise ValueError(_cache_problem(root, e)) from None
+
+
 def cache_dir(*parts):
     """The cache folder (created), or a path inside it (its parent created)."""
     root = cache_root()
     path = os.path.join(root, *parts)
-    os.makedirs(path if not parts else os.path.dirname(path) or root, exist_ok=True)
+    try:
+        os.makedirs(path if not parts else os.path.dirname(path) or root, exist_ok=True)
+    except OSError as e:
+        if os.path.isdir(root):
+            raise  # inside a usable cache: the error names the path
+        raise ValueError(_cache_problem(root, e)) from None
     return path
 
 

@@ -1059,3 +1059,32 @@ def test_help_lists_the_bundled_recipes_and_the_benchmarks(capsys):
         cli.main(["bench", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "here: audio_features, fusion_pooling, head_swap_cache, input_pipeline" in out
+
+
+def test_an_unusable_mmtl_tf_cache_is_named_before_training(tmp_path, monkeypatch, capsys):
+    # A file there was "[Errno 17] File exists" (exit 1), a folder that could
+    # not be made "[Errno 2] No such file or directory" (exit 2), after the
+    # data was read; neither named MMTL_TF_CACHE.
+    from mmtl_tf.files import cache_dir
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setenv("MMTL_TF_CACHE", str(afile))
+    for argv in (["train", "fusion", "--out", str(tmp_path / "run")],
+                 ["quickstart", "--out", str(tmp_path / "qs")]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.endswith(f"error: {afile}: cannot be the mmtl_tf cache (MMTL_TF_CACHE): a "
+                            "file, not a folder; set MMTL_TF_CACHE to a folder you can write, "
+                            "or unset it for ~/.cache/mmtl_tf."), err
+        assert len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists() and not (tmp_path / "qs").exists()
+    with pytest.raises(ValueError, match="cannot be the mmtl_tf cache"):
+        cache_dir("weights", "x.h5")
+    # Inside a file: "Not a directory", named the same way.
+    monkeypatch.setenv("MMTL_TF_CACHE", str(afile / "cache"))
+    assert cli.main(["train", "fusion", "--out", str(tmp_path / "run")]) == 2
+    assert f"{afile / 'cache'}: cannot be the mmtl_tf cache (MMTL_TF_CACHE): " in \
+        capsys.readouterr().err
+    monkeypatch.setenv("MMTL_TF_CACHE", str(tmp_path / "new" / "cache"))
+    assert cache_dir("weights", "x.h5") == str(tmp_path / "new" / "cache" / "weights" / "x.h5")
