@@ -367,7 +367,16 @@ class BertPreprocessor:
             raise ValueError(f"{path}: not a preprocessor file written by "
                              f"BertPreprocessor.save ({type(e).__name__}: {e}); it may be "
                              "damaged: train the run again.") from e
-        tokenizer.load_assets(os.path.join(folder, "tokenizer_assets"))
+        assets = os.path.join(folder, "tokenizer_assets")
+        try:
+            tokenizer.load_assets(assets)
+        except OSError as e:
+            # keras_hub's bare "[Errno 2] No such file or directory: '.../
+            # tokenizer_assets/vocabulary.txt'" (exit 2) said nothing of why.
+            missing = e.filename or assets
+            raise ValueError(f"{missing}: cannot read the tokenizer's vocabulary "
+                             f"({e.strerror or e}), which {PREPROCESSOR_FILE} needs: the run "
+                             "folder is incomplete or damaged; train the run again.") from e
         return cls(tokenizer, sequence_length)
 
 

@@ -87,6 +87,14 @@ def test_save_and_load_round_trip(tmp_path):
         np.testing.assert_array_equal(again(texts)[key], pre(texts)[key])
     with pytest.raises(mmtl_tf.DataError, match="missing preprocessor.json"):
         BertPreprocessor.load(str(tmp_path / "nothing"))
+    # A folder without its vocabulary file: named, with what to do (it was
+    # keras_hub's bare "[Errno 2] No such file or directory").
+    (vocabulary,) = (tmp_path / "tokenizer_assets").iterdir()
+    vocabulary.unlink()
+    with pytest.raises(ValueError, match=r"vocabulary.txt: cannot read the tokenizer's "
+                                         r"vocabulary \(No such file or directory\), which "
+                                         r"preprocessor.json needs: .* train the run again"):
+        BertPreprocessor.load(str(tmp_path))
 
 
 def test_hugging_face_folder_casing_and_accents(tmp_path):
