@@ -38,6 +38,12 @@ class _Parser(argparse.ArgumentParser):
     siblings = {}
 
     def error(self, message):
+        if message.startswith("the following arguments are required"):
+            # `mmtl-tf --bogus` said only "required: COMMAND".
+            unknown = [a for a in getattr(self, "_given", ()) if a.startswith("-")
+                       and a.split("=", 1)[0] not in self._option_string_actions]
+            if unknown:
+                message = f"unrecognized arguments: {' '.join(unknown)}; {message}"
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
     def parse_known_args(self, args=None, namespace=None):
@@ -45,6 +51,7 @@ class _Parser(argparse.ArgumentParser):
         # it, under its own name ("mmtl-tf train text-classifier: error: ..."),
         # not passed up to "mmtl-tf" as argparse does; no parser here takes
         # unknown arguments (bench's ARGS are argparse.REMAINDER).
+        self._given = list(sys.argv[1:] if args is None else args)
         namespace, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}{self._elsewhere(extras)}")

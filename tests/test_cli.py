@@ -75,6 +75,17 @@ def test_bad_arguments_give_one_line_and_status_2(argv, capsys):
     assert len(err.splitlines()) == 1 and "error:" in err
 
 
+@pytest.mark.parametrize("argv,prog,required", [
+    (["--bogus"], "mmtl-tf", "COMMAND"), (["train", "--bogus"], "mmtl-tf train", "TASK")])
+def test_an_unknown_option_before_the_command_is_named(argv, prog, required, capsys):
+    # It said only "the following arguments are required: COMMAND".
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    assert capsys.readouterr().err.strip() == (
+        f"{prog}: error: unrecognized arguments: --bogus; the following arguments are "
+        f"required: {required} (see --help)")
+
+
 def test_sequence_length_ranges_are_the_tasks_own(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "text-classifier", "--sequence-length", "2"])
