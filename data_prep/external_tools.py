@@ -147,7 +147,10 @@ def check_out(script, out, names, marker="LICENSE.md", option="--out"):
     """Exits with one line unless `out` may be written as a whole by `script`:
     it must not exist, be an empty folder, or be an earlier build of `script`
     (see `is_earlier_build`); and the folder that will hold it must be
-    writable. `names`: the top-level entries the script writes."""
+    writable. `names`: the top-level entries the script writes. An empty
+    `out` is refused (it was taken for the current folder)."""
+    if not str(out).strip():
+        fail(script, f"{option} is empty; name the output folder.")
     out = os.path.abspath(out)
     if os.path.lexists(out) and not os.path.isdir(out):
         kind = "a broken link" if not os.path.exists(out) else "a file, not a folder"

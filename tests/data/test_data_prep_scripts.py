@@ -700,3 +700,13 @@ def test_data_prep_helper_modules_and_help(capsys):
     sample = helps["build_default_sample"]
     assert "mmtl_tf/data/default_sample, rebuilt in place" in sample
     assert "replaced as a whole" in sample and "refused" in sample
+
+
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch):
+    # `--out ''` was the current folder (refused only for holding other files).
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        _script("build_default_sample").main(
+            ["--tarball", _emoji_tarball(tmp_path / "e.tgz"), "--out", ""])
+    assert _exit_line(e) == "build_default_sample.py: --out is empty; name the output folder."
+    assert sorted(os.listdir(tmp_path)) == ["e.tgz"]
