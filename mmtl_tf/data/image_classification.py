@@ -52,7 +52,7 @@ from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS
                                   data_files_hint, empty_split_error, given_class_names, find_file, label_field,
                                   missing_split_files_problem, per_split_files, row_path,
                                   sorted_class_names, split_field, text_field,
-                                  unset_split, warn_if_partly_split,
+                                  FileRows, unset_split, warn_if_partly_split,
                                   TWO_CLASSES_NEEDED, warn_if_classes_lost,
                                   warn_if_other_data_files, warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
@@ -195,8 +195,7 @@ def read_labels_file(path, need_box=False, on_error="raise"):
     if first and not problems:
         raise DataError(f"{path}: the labels file has no rows.")
     handle_problems(problems, on_error, "rows", total=len(rows) + len(problems))
-    warn_if_partly_split(path, rows, unsplit)
-    return rows
+    return FileRows(rows, path, unsplit)
 
 
 def _labels_field(row):
@@ -370,7 +369,10 @@ def _rows_by_split(source, need_box, seed, on_error, split=None, one_class=False
     else:
         rows = []
         for split_name, path in files.items():
-            for row in read_labels_file(path, need_box, on_error):
+            read = read_labels_file(path, need_box, on_error)
+            if split_name is None:  # the one labels file: its rows may be hashed
+                warn_if_partly_split(read)
+            for row in read:
                 row["split"] = split_name or row["split"]
                 rows.append(row)
         if split == "train" and os.path.isdir(source):

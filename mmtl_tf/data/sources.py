@@ -379,13 +379,27 @@ def unset_split(path, row):
     return isinstance(value, str) and not value.strip()
 
 
-def warn_if_partly_split(path, rows, unsplit):
-    """One `DataWarning` when some of a file's `rows` (dicts with `split`)
-    name a split and the rows at `unsplit` (their "file:line", see
-    `unset_split`) do not: those go 80/10/10 by the hash rule, mostly into
+class FileRows(list):
+    """The rows a reader returns (`read_captions_file`, ...): a list, with
+    the file's `path` and the "file:line" of its rows whose split value is
+    unset (`unset_split`), for `warn_if_partly_split`."""
+
+    def __init__(self, rows, path, unsplit):
+        super().__init__(rows)
+        self.path, self.unsplit = path, list(unsplit)
+
+
+def warn_if_partly_split(rows):
+    """One `DataWarning` when some of a whole file's rows (`FileRows`) name a
+    split and others (`rows.unsplit`, see `unset_split`) do not, which the
+    caller is about to place by the hash rule: 80/10/10, mostly into
     training. A helper's three rows meant for test, with `"split": null`, the
-    key left out and `""`, all trained, without a word."""
-    if not unsplit or not any(r["split"] is not None for r in rows):
+    key left out and `""`, all trained, without a word. Nothing is said inside
+    `unsplit_rows_in` (they go to the split evaluated) and for per-split
+    files (whose callers do not call this)."""
+    unsplit, path = getattr(rows, "unsplit", None), getattr(rows, "path", None)
+    if (not unsplit or _UNSPLIT_ROWS_IN.get() is not None
+            or not any(r["split"] is not None for r in rows)):
         return
     import warnings
 
@@ -689,8 +703,7 @@ def read_captions_file(path, require_label=True, on_error="raise"):
     if first and not problems:
         raise DataError(f"{path}: the captions file has no rows.")
     handle_problems(problems, on_error, "rows", total=len(rows) + len(problems))
-    warn_if_partly_split(path, rows, unsplit)
-    return rows
+    return FileRows(rows, path, unsplit)
 
 
 def split_field(row):
@@ -1179,6 +1192,7 @@ def load_image_text_records(source="default", split="train", require_label=True,
         else:
             file = path
         rows = read_captions_file(file, require_label, on_error)
+        warn_if_partly_split(rows)
         per_split = {s: [] for s in SPLITS}
         for r in rows:
             per_split[r["split"] or _hash_split(r["path"], seed, os.path.dirname(

@@ -26,7 +26,7 @@ from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, check_two_c
                                   find_file, given_class_names, label_field,
                                   missing_split_files_problem, per_split_files, read_split_files, rows_with_known_labels,
                                   sorted_class_names, split_field, text_field, text_key,
-                                  unset_split, warn_if_partly_split,
+                                  FileRows, unset_split, warn_if_partly_split,
                                   warn_if_other_data_files, warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DownloadError, check_choice, check_count,
@@ -118,8 +118,7 @@ def read_text_classification_file(path, on_error="raise"):
     if first and not problems:
         raise DataError(f"{path}: the file has no rows.")
     handle_problems(problems, on_error, "rows", total=len(rows) + len(problems))
-    warn_if_partly_split(path, rows, unsplit)
-    return rows
+    return FileRows(rows, path, unsplit)
 
 
 def load_text_classification_records(source="default", split="train", seed=0,
@@ -238,6 +237,8 @@ def _documents_hint(folder):
 
 
 def _by_split(rows, seed, split_key="text"):
+    """The rows of one file by split: their own, or by the hash rule."""
+    warn_if_partly_split(rows)
     per_split = {s: [] for s in SPLITS}
     key = text_key if split_key == "text" else (lambda text: text)
     for r in rows:

@@ -238,3 +238,37 @@ def test_a_csv_row_with_an_empty_split_value_among_split_rows_warns(tmp_path):
     with pytest.warns(mmtl_tf.DataWarning, match=r"1 of 3 rows name no split \(an empty or "
                                                  r"missing split value: .*labels\.csv:3\)"):
         load_image_label_records(str(data), "train")
+
+
+def test_no_split_warning_where_rows_without_one_are_not_hashed(tmp_path):
+    # A per-split file's rows are its split's, and under unsplit_rows_in (an
+    # evaluation on other data) they go to the split evaluated: the warning
+    # said "split 80/10/10 by the hash rule" there too (found in review).
+    import warnings
+
+    from mmtl_tf.data.sources import unsplit_rows_in
+
+    folder = tmp_path / "persplit"
+    folder.mkdir()
+    for name in ("train", "validation", "test"):
+        names = [f"{name}{i}.png" for i in range(6)]
+        _images(folder, names)
+        (folder / f"{name}.jsonl").write_text("".join(
+            json.dumps({"path": p, "caption": f"{name} {i}", "text": f"{name} text {i}",
+                        "label": "xy"[i % 2], **({"split": name} if i % 2 else {})}) + "\n"
+            for i, p in enumerate(names)))
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("".join(
+        json.dumps({"path": str(folder / f"test{i}.png"), "caption": f"c {i}",
+                    "text": f"text {i}", "label": "xy"[i % 2],
+                    **({"split": "test"} if i % 2 else {})}) + "\n" for i in range(6)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mmtl_tf.DataWarning)
+        for load in (load_text_classification_records, load_image_text_records,
+                     load_image_label_records):
+            assert len(load(str(folder), "train")) == 6
+            with unsplit_rows_in("test"):  # with a run's classes, as evaluate does
+                assert len(load(str(mixed), "test", class_names=["x", "y"])) == 6
+    # Outside it, the same file warns (three of its six rows are hashed).
+    with pytest.warns(mmtl_tf.DataWarning, match="3 of 6 rows name no split"):
+        load_image_label_records(str(mixed), "test", class_names=["x", "y"])
