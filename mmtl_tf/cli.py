@@ -743,6 +743,9 @@ _CLI_WORDS = (("on_error='skip'", "--on-error skip", None),
               ("choose another export folder", "choose another --saved-model folder", None),
               ("image_backbone 'small_cnn' has", "--image-backbone small_cnn has",
                "--image-backbone"),
+              ("weights= is for keras.applications backbones; pass weights=None.",
+               "--weights is for keras.applications backbones; pass --weights none.",
+               "--weights"),
               ("raise sequence_length to use", "raise it with --sequence-length or the "
                "recipe's sequence_length to use", "--sequence-length"))
 # The options of the task being trained (set by `main`): a siamese run told

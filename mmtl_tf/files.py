@@ -49,12 +49,15 @@ def _cache_problem(root, error):
 
 def check_cache_root():
     """A `ValueError` naming the cache folder (`cache_root`, and
-    MMTL_TF_CACHE when it comes from there) unless it is a folder, or one
-    can be made there, in which folders can be created. The CLI checks it
-    before TensorFlow loads: a file there was "[Errno 17] File exists",
-    exit 1, after the data was read (a folder that could not be made exit 2,
-    both without naming MMTL_TF_CACHE)."""
+    MMTL_TF_CACHE when it comes from there) unless it is a folder or one can
+    be made there. The CLI checks it before TensorFlow loads: a file there
+    was "[Errno 17] File exists", exit 1, after the data was read (a folder
+    that could not be made exit 2, both without naming MMTL_TF_CACHE). An
+    existing folder passes even if read-only: a shared cache filled with the
+    weights is only read (a write into it fails naming the file)."""
     root = cache_root()
+    if os.path.isdir(root):
+        return
     try:
         check_can_create_folders(root)
     except OSError as e:

@@ -1099,3 +1099,11 @@ def test_an_unusable_mmtl_tf_cache_is_named_before_training(tmp_path, monkeypatc
         capsys.readouterr().err
     monkeypatch.setenv("MMTL_TF_CACHE", str(tmp_path / "new" / "cache"))
     assert cache_dir("weights", "x.h5") == str(tmp_path / "new" / "cache" / "weights" / "x.h5")
+    # An existing folder passes without a probe written into it (a shared,
+    # read-only cache filled with the weights is only read; found in review).
+    from mmtl_tf.files import check_cache_root
+
+    calls = []
+    monkeypatch.setattr("mmtl_tf.files.check_can_create_folders", calls.append)
+    check_cache_root()
+    assert calls == []

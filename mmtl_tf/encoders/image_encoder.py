@@ -397,9 +397,9 @@ class ImageEncoder(keras.Model):
                 # Ignored before: with trainable="frozen" (a pretrained
                 # recipe's) the tower kept its random weights.
                 raise ValueError(
-                    f"weights={weights!r}: the small CNN has no pretrained weights (it "
-                    "starts from random ones); weights= is for keras.applications "
-                    "backbones. Pass weights=None.")
+                    f"the small CNN has no pretrained weights (weights={weights!r}; it "
+                    "starts from random ones): weights= is for keras.applications "
+                    "backbones; pass weights=None.")
             mode = preprocessing or "rescale"
             conv_blocks = check_count("conv_blocks", conv_blocks)
             conv_filters = check_count("conv_filters", conv_filters)

@@ -617,7 +617,8 @@ def test_the_small_cnn_with_a_pretrained_recipe_is_refused(recipe, capsys):
                                          r"weights, but the recipe sets image_weights="
                                          r"'imagenet' \(with image_trainable='frozen'\)"):
         shared_space.build_image_tower(config)
-    with pytest.raises(ValueError, match=r"weights='imagenet': the small CNN has no pretrained"):
+    with pytest.raises(ValueError, match=r"the small CNN has no pretrained weights \(weights="
+                                         r"'imagenet'; .*pass weights=None\.$"):
         mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(16, 16, 3), weights="imagenet")
     # The recipe's tiny size trains the small CNN from scratch: built as before.
     tiny = common.resolve_config(recipe, "tiny", {})
@@ -629,3 +630,13 @@ def test_the_small_cnn_with_a_pretrained_recipe_is_refused(recipe, capsys):
     finally:
         cli._TASK_OPTIONS.clear()
     assert message == "--image-backbone small_cnn has no pretrained weights"
+    # head-swap --backbone small_cnn with its recipe's weights: the option to
+    # change is named (review finding: it said "pass weights=None").
+    with pytest.raises(ValueError) as refused:
+        mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(16, 16, 3), weights="imagenet")
+    cli._TASK_OPTIONS.update({"--weights"})
+    try:
+        message = cli._in_cli_words(str(refused.value))
+    finally:
+        cli._TASK_OPTIONS.clear()
+    assert message.endswith("--weights is for keras.applications backbones; pass --weights none.")
