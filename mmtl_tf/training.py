@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from mmtl_tf import runtime
 from mmtl_tf.errors import DataError, check_count, raise_collected_problems
-from mmtl_tf.files import _listed, atomic_file, atomic_json
+from mmtl_tf.files import _listed, atomic_file, atomic_json, foreign_entries
 from mmtl_tf.losses.classifier_losses import ClassIdCrossentropy, MultiHotCrossentropy
 
 
@@ -41,7 +41,15 @@ def save_model_atomic(model, path):
     head trained on cached features through another model) gets its optimizer
     built first: otherwise `keras.saving.load_model` builds it on loading and
     warns "Skipping variable loading for optimizer" for the missing slots.
+
+    The path must end in `.keras` (a `ValueError` otherwise): an `.h5` or
+    extension-less path got a `.keras` archive under that name, which
+    loading then failed on ("file signature not found").
     """
+    if not os.fspath(path).endswith(".keras"):
+        raise ValueError(f"{os.fspath(path)}: save_model_atomic writes the .keras format; "
+                         "give a path ending in .keras (for weights alone use "
+                         "model.save_weights(... .weights.h5)).")
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None and not optimizer.built and model.built:
         strategy = getattr(model, "distribute_strategy", None)
@@ -92,6 +100,7 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._logs = None
+        self._missing_said = False
         if not (self.resume and self.state_path and os.path.isfile(self.state_path)):
             return
         try:
@@ -112,7 +121,18 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
             self._logs = {k: list(v) for k, v in self.earlier_logs.items()}
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
+        logs = logs or {}
+        if not any(not key.startswith("val_") for key in logs):
+            # No training step ran (data that yielded no batch): the model is
+            # untrained, and must not replace a checkpoint (fit raises then).
+            return
+        value = logs.get(self.monitor)
+        if value is None and not self._missing_said:
+            self._missing_said = True
+            warnings.warn(f"{self.path}: not written: the checkpoint monitor {self.monitor!r} "
+                          f"is not among the logged values ({', '.join(sorted(logs))}); "
+                          "pass one of them as checkpoint_monitor (a validation value needs "
+                          "validation data that yields a batch).", RuntimeWarning)
         better = value is not None and (
             self.best is None or (value < self.best if self.mode == "min" else value > self.best))
         if better:
@@ -244,6 +264,11 @@ def classifier_metrics(metrics, num_classes):
                                  "a keras.metrics.Metric object.") from None
             if not isinstance(obj, keras.metrics.Metric):  # a bare function
                 obj = keras.metrics.MeanMetricWrapper(obj, name=metric)
+            elif obj.name != metric:
+                # Logged under the name given, as Keras' compile does: the
+                # second "auc" of a process was "auc_1", and a checkpoint
+                # monitoring "val_auc" saved nothing.
+                obj = type(obj).from_config({**obj.get_config(), "name": metric})
         elif isinstance(metric, keras.metrics.Metric):
             obj = metric
         else:
@@ -273,8 +298,12 @@ def plot_curves(history, path, title=None):
     """Saves loss and metric curves (train and validation) as a PNG.
 
     One panel per quantity; a quantity with only validation values gets
-    only that curve, and an empty history an empty panel that says so."""
+    only that curve, and an empty history an empty panel that says so.
+    `history` is a dict of lists (what `fit` returns) or a Keras `History`."""
     import matplotlib
+
+    if isinstance(history, keras.callbacks.History):
+        history = history_to_dict(history)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -289,7 +318,8 @@ def plot_curves(history, path, title=None):
     for ax, name in zip(axes[0], names):
         for key, label in ((name, "train"), (f"val_{name}", "validation")):
             if history.get(key):
-                ax.plot(np.arange(1, len(history[key]) + 1), history[key], marker="o",
+                values = [np.nan if v is None else v for v in history[key]]  # see _joined_logs
+                ax.plot(np.arange(1, len(values) + 1), values, marker="o",
                         label=label)
         ax.set_xlabel("epoch")
         ax.set_title(name)
@@ -345,15 +375,30 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
         from mmtl_tf.export import check_vocabulary_fits
 
         check_vocabulary_fits(model, vectorizer)
+    if isinstance(val_ds, tf.data.Dataset) and int(val_ds.cardinality()) == 0:
+        raise DataError(_NO_VALIDATION_BATCH)
     cbs = list(callbacks)
     if run_dir:
-        os.makedirs(run_dir, exist_ok=True)
         monitor = checkpoint_monitor if val_ds is not None else checkpoint_monitor.replace("val_", "")
         backup_dir = os.path.join(run_dir, "backup")
+        state_path = os.path.join(run_dir, BEST_STATE_FILE)
+        _check_backup_folder(backup_dir)
+        resume = backup and os.path.isdir(backup_dir)
+        if resume:
+            _check_resumed_monitor(state_path, backup_dir, monitor, checkpoint_mode)
+        elif not backup and os.path.isdir(backup_dir):
+            # An interrupted fit's backup, which a later fit with backup=True
+            # resumed (its epochs, its history) in place of this run's.
+            import shutil
+
+            shutil.rmtree(backup_dir)
+            warnings.warn(f"{backup_dir}: removed the backup of an earlier, interrupted fit "
+                          "(backup=False trains afresh; a later fit would have resumed it).",
+                          RuntimeWarning)
+        os.makedirs(run_dir, exist_ok=True)
         checkpoint = AtomicModelCheckpoint(
             os.path.join(run_dir, "best.keras"), monitor=monitor, mode=checkpoint_mode,
-            state_path=os.path.join(run_dir, BEST_STATE_FILE) if backup else None,
-            resume=backup and os.path.isdir(backup_dir))
+            state_path=state_path if backup else None, resume=resume)
         cbs.append(checkpoint)
         if backup:
             cbs.append(keras.callbacks.BackupAndRestore(backup_dir))
@@ -373,11 +418,17 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
             # ("Creating variables on a non-first call ..."): built anew then.
             model.train_function = model.test_function = None
             raise
+        finally:
+            # BackupAndRestore sets the epoch a resumed fit starts at on the
+            # model, and Keras keeps it: every later fit of this model
+            # started there (one with epochs at or below it trained nothing).
+            if getattr(model, "_initial_epoch", None) is not None:
+                model._initial_epoch = None
     seconds = time.perf_counter() - start
     history = history_to_dict(history)
     earlier = checkpoint.earlier_logs if run_dir else {}
-    if earlier and set(earlier) == set(history):  # resumed: the interrupted fit's epochs first
-        history = {k: list(earlier[k]) + values for k, values in history.items()}
+    if earlier:  # resumed: the interrupted fit's epochs first
+        history = _joined_logs(earlier, history)
     if not any(not key.startswith("val_") for key in history):
         # Keras only warns when the training data runs out before the first step.
         raise DataError(_NO_BATCH)
@@ -415,6 +466,57 @@ def check_outputs_fit_classes(model, class_names):
             f"{model.name} has {kind}, but the training data has {count} classes "
             f"({_listed([str(c) for c in class_names])}): build the model with "
             f"num_classes={count} (len(dataset.class_names)) and compile it with the same.")
+
+
+_NO_VALIDATION_BATCH = (
+    "the validation data yields no batch (fewer examples than one batch where the last "
+    "partial batch is dropped, or none), so no validation value would be logged and no "
+    "best model kept; add examples, lower the batch size or pass val_ds=None.")
+
+# What keras.callbacks.BackupAndRestore writes into its folder (and deletes
+# with the folder when training ends).
+_BACKUP_FILES = ("latest.weights.h5", "training_metadata.json", "latest.weights.h5.bkp",
+                 "training_metadata.json.bkp")
+
+
+def _check_backup_folder(backup_dir):
+    """A `ValueError` when `backup_dir` holds files BackupAndRestore does not
+    write: it deletes the folder, with them, when training ends."""
+    if not os.path.isdir(backup_dir):
+        return
+    mine = foreign_entries(backup_dir, _BACKUP_FILES)
+    if mine:
+        raise ValueError(f"{backup_dir}: holds {_listed(mine)}, which fit's backup does not "
+                         "write; the folder is deleted when training ends: move them out.")
+
+
+def _check_resumed_monitor(state_path, backup_dir, monitor, mode):
+    """A `ValueError` when the interrupted fit being resumed kept its best by
+    another monitor or mode: its best could not be compared (best.keras was
+    replaced by a worse model) and its epochs' logs were dropped."""
+    try:
+        state = read_json(state_path)
+    except (OSError, ValueError):
+        return  # the checkpoint warns that it could not read it
+    if not isinstance(state, dict):
+        return
+    before = (state.get("monitor"), state.get("mode"))
+    if before != (monitor, mode):
+        raise ValueError(
+            f"{backup_dir}: the interrupted fit being resumed kept its best by "
+            f"{before[0]!r} ({before[1]}), this one by {monitor!r} ({mode}) (checkpoint_monitor, "
+            "checkpoint_mode, and val_ds: without validation data val_ is dropped); resume "
+            "it as it was started, or remove that folder to train afresh.")
+
+
+def _joined_logs(earlier, later):
+    """The logs of an interrupted fit's epochs followed by the resumed fit's,
+    key by key; a key that only one of them logged is None for the other's
+    epochs (the resumed epochs were dropped when the keys differed)."""
+    before = len(next(iter(earlier.values()), []))
+    after = len(next(iter(later.values()), []))
+    return {key: list(earlier.get(key, [None] * before)) + list(later.get(key, [None] * after))
+            for key in dict.fromkeys([*earlier, *later])}
 
 
 _NO_BATCH = ("the training data yielded no batch, so nothing was trained (fewer examples "

@@ -1,0 +1,170 @@
+"""`mmtl_tf.training.fit` with a run folder: resuming, the backup folder,
+the checkpoint, and the files it writes (a helper's findings, 2026-11-29)."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mmtl_tf
+from mmtl_tf import training
+
+
+class _StopAt(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt when epoch `at` begins (a Ctrl-C)."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt("simulated Ctrl-C")
+
+
+def _data(n=32):
+    x = np.random.default_rng(0).random((n, 4)).astype("float32")
+    return tf.data.Dataset.from_tensor_slices((x, (x.sum(1) > 2).astype("int32"))).batch(16)
+
+
+def _model(metrics=("accuracy",)):
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    return training.compile_classifier(m, 2, jit_compile=False, metrics=metrics)
+
+
+def _interrupted(run, epochs=6, at=3, **kwargs):
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(_model(), _data(), _data(), epochs=epochs, run_dir=run,
+                     callbacks=[_StopAt(at)], verbose=0, **kwargs)
+    assert os.path.isdir(os.path.join(run, "backup"))
+
+
+def test_resuming_with_no_epoch_left_returns_the_interrupted_fits_history(tmp_path):
+    # With epochs at or below those done it raised "the training data yielded
+    # no batch" and the backup was gone.
+    for epochs in (3, 2):
+        run = str(tmp_path / f"run{epochs}")
+        _interrupted(run)
+        history, _ = training.fit(_model(), _data(), _data(), epochs=epochs, run_dir=run,
+                                  verbose=0)
+        assert {k: len(v) for k, v in history.items()} == {k: 3 for k in history}
+        assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+def test_a_resumed_model_starts_its_next_fit_at_epoch_0(tmp_path):
+    # Keras kept the resumed start epoch on the model: a later fit of it with
+    # epochs=3 trained nothing ("no batch"), a longer one skipped epochs.
+    run = str(tmp_path / "run")
+    _interrupted(run)
+    model = _model()
+    training.fit(model, _data(), _data(), epochs=5, run_dir=run, verbose=0)
+    history, _ = training.fit(model, _data(), _data(), epochs=3, verbose=0)
+    assert len(history["loss"]) == 3
+
+
+def test_files_of_your_own_in_the_backup_folder_are_not_deleted(tmp_path):
+    run = tmp_path / "run"
+    (run / "backup").mkdir(parents=True)
+    (run / "backup" / "my_notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"backup: holds my_notes.txt, which fit's backup "
+                                         r"does not write; .* move them out"):
+        training.fit(_model(), _data(), _data(), epochs=1, run_dir=str(run), verbose=0)
+    assert (run / "backup" / "my_notes.txt").read_text() == "mine"
+
+
+def test_training_data_without_a_batch_leaves_best_keras_as_it_was(tmp_path):
+    run = str(tmp_path / "run")
+    training.fit(_model(), _data(), _data(), epochs=2, run_dir=run, verbose=0, backup=False)
+    before = open(os.path.join(run, "best.keras"), "rb").read()
+    empty = _data().unbatch().filter(lambda x, y: tf.reduce_all(x > 2)).batch(16)
+    with pytest.raises(mmtl_tf.DataError, match="yielded no batch"):
+        training.fit(_model(), empty, _data(), epochs=1, run_dir=run, verbose=0,
+                     backup=False)
+    assert open(os.path.join(run, "best.keras"), "rb").read() == before
+
+
+def test_validation_data_without_a_batch_is_an_error_or_warned_about(tmp_path):
+    # fit succeeded, wrote no best.keras and said nothing.
+    run = str(tmp_path / "run")
+    x = np.zeros((32, 4), "float32")
+    none = tf.data.Dataset.from_tensor_slices((x, np.zeros(32, "int32"))).batch(
+        64, drop_remainder=True)
+    with pytest.raises(mmtl_tf.DataError, match="the validation data yields no batch"):
+        training.fit(_model(), _data(), none, epochs=1, run_dir=run, verbose=0)
+    assert not os.path.exists(run)
+    unknown = _data().unbatch().filter(lambda x, y: tf.reduce_all(x > 2)).batch(16)
+    with pytest.warns(RuntimeWarning, match=r"best.keras: not written: the checkpoint monitor "
+                                            r"'val_loss' is not among the logged values "
+                                            r"\(accuracy, loss\)"):
+        training.fit(_model(), _data(), unknown, epochs=2, run_dir=run, verbose=0)
+    with pytest.warns(RuntimeWarning, match="monitor 'val_acc' is not among"):
+        training.fit(_model(), _data(), _data(), epochs=1, run_dir=run, verbose=0,
+                     checkpoint_monitor="val_acc")
+
+
+def test_metric_names_are_the_names_given_whatever_was_compiled_before(tmp_path):
+    # The second "auc" of a process was logged as "auc_1": a checkpoint on
+    # "val_auc" kept nothing.
+    for i in range(2):
+        m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+        training.compile_classifier(m, 1, jit_compile=False, metrics=["auc", "precision"])
+        history, _ = training.fit(m, _data(), _data(), epochs=1, verbose=0,
+                                  run_dir=str(tmp_path / f"r{i}"), checkpoint_monitor="val_auc",
+                                  checkpoint_mode="max")
+        assert {"auc", "precision", "val_auc"} <= set(history)
+        assert os.path.isfile(tmp_path / f"r{i}" / "best.keras")
+
+
+def test_resuming_with_another_monitor_is_refused_and_other_logs_are_joined(tmp_path):
+    # best.keras was replaced without comparing with the interrupted fit's
+    # best, and its epochs were dropped from the history.
+    run = str(tmp_path / "run")
+    _interrupted(run)
+    for kwargs, words in (({"checkpoint_monitor": "val_accuracy", "checkpoint_mode": "max"},
+                           r"kept its best by 'val_loss' \(min\), this one by 'val_accuracy' "
+                           r"\(max\)"),
+                          ({"val_ds": None}, r"this one by 'loss' \(min\)")):
+        val = kwargs.pop("val_ds", _data())
+        with pytest.raises(ValueError, match=words):
+            training.fit(_model(), _data(), val, epochs=6, run_dir=run, verbose=0, **kwargs)
+    assert os.path.isdir(os.path.join(run, "backup"))  # still there to resume
+    # Other metrics: every epoch kept; a key the interrupted fit did not log
+    # is None for its epochs.
+    history, _ = training.fit(_model(metrics=None), _data(), _data(), epochs=6, run_dir=run,
+                              verbose=0)
+    assert {k: len(v) for k, v in history.items()} == {k: 6 for k in history}
+    assert history["accuracy"][3:] == [None] * 3 and None not in history["accuracy"][:3]
+    training.plot_curves(history, str(tmp_path / "curves.png"))  # None is not drawn
+
+
+def test_backup_false_removes_an_interrupted_fits_backup(tmp_path):
+    # It stayed, and a later fit with backup=True resumed it (its epochs, its
+    # history) and replaced this run's better best.keras.
+    run = str(tmp_path / "run")
+    _interrupted(run)
+    with pytest.warns(RuntimeWarning, match="removed the backup of an earlier, interrupted fit"):
+        training.fit(_model(), _data(), _data(), epochs=2, run_dir=run, verbose=0,
+                     backup=False)
+    assert not os.path.exists(os.path.join(run, "backup"))
+    history, _ = training.fit(_model(), _data(), _data(), epochs=2, run_dir=run, verbose=0)
+    assert len(history["loss"]) == 2
+
+
+def test_save_model_atomic_takes_keras_paths_only(tmp_path):
+    # .h5 and extension-less paths got a .keras archive that loading refused.
+    for name in ("m.h5", "m", "m.weights.h5"):
+        with pytest.raises(ValueError, match="give a path ending in .keras"):
+            training.save_model_atomic(_model(), str(tmp_path / name))
+    assert os.listdir(tmp_path) == []
+
+
+def test_plot_curves_takes_a_keras_history(tmp_path):
+    model = _model()
+    keras_history = model.fit(_data(), epochs=2, verbose=0)
+    training.plot_curves(keras_history, str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(json.dumps(training.history_to_dict(keras_history)))["loss"]
