@@ -406,7 +406,8 @@ def warn_if_partly_split(rows):
     more = f" and {len(unsplit) - 10} more" if len(unsplit) > 10 else ""
     warnings.warn(DataWarning(
         f"{path}: {len(unsplit)} of {len(rows)} rows name no split (an empty or missing "
-        f"split value: {', '.join(unsplit[:10])}{more}) while the others do; they are split "
+        f"split value: line(s) {', '.join(row.rsplit(':', 1)[-1] for row in unsplit[:10])}"
+        f"{more}) while the others do; they are split "
         "80/10/10 by the hash rule, most of them into training: give each its split value",
         [(row, "no split value") for row in unsplit]), stacklevel=_caller_level())
 
