@@ -192,17 +192,30 @@ def compile_classifier(model, num_classes, learning_rate=1e-3, optimizer="adam",
         raise ValueError(f"num_classes={num_classes} but {model.name} has {width} outputs "
                          f"(shape {tuple(outputs[0].shape)}); pass num_classes={width} or "
                          "build the model for the intended classes.")
-    if jit_compile is None:
-        jit_compile = runtime.get_jit_compile()
     metric_objs = classifier_metrics(metrics, num_classes)
     loss = MultiHotCrossentropy() if num_classes == 1 else ClassIdCrossentropy()
     if isinstance(optimizer, str):
         optimizer = keras.optimizers.get({"class_name": optimizer,
                                           "config": {"learning_rate": learning_rate}})
+    return compile_with_xla_rules(model, jit_compile, optimizer=optimizer, loss=loss,
+                                  metrics=metric_objs)
+
+
+def compile_with_xla_rules(model, jit_compile=None, **compile_args):
+    """`model.compile(**compile_args)` with mmtl_tf's XLA rules, shared by
+    `compile_classifier` and `compile_for_task`: `jit_compile=None` follows
+    `mmtl_tf.runtime`; `True` is refused inside a strategy mirrored over
+    several CPU devices, as `runtime.get_jit_compile()` refuses it (given
+    explicitly it failed only at `fit`); under op determinism a model
+    compiled with XLA before is compiled without it; and a `RuntimeWarning`
+    says when Keras turned XLA off, and why."""
+    if jit_compile is None:
+        jit_compile = runtime.get_jit_compile()
+    elif jit_compile is True:
+        runtime._check_xla_strategy()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.compile(optimizer=optimizer, loss=loss, metrics=metric_objs,
-                      jit_compile=jit_compile)
+        model.compile(jit_compile=jit_compile, **compile_args)
     why = "; ".join(str(w.message) for w in caught)
     if jit_compile and model.jit_compile and runtime.is_deterministic():
         # Keras compiles no model with XLA under op determinism, but keeps

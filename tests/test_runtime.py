@@ -139,6 +139,7 @@ def test_configure_reports_the_precision_keras_has():
 
 _RECOMPILE_SCRIPT = """
 import warnings
+import keras
 import mmtl_tf
 from mmtl_tf import runtime
 model = mmtl_tf.models.build_fusion_classifier(
@@ -146,11 +147,21 @@ model = mmtl_tf.models.build_fusion_classifier(
     lstm_units=4, conv_filters=4, hidden_units=4, num_classes=3)
 mmtl_tf.training.compile_classifier(model, num_classes=3, jit_compile=True)
 before = model.jit_compile
+inputs = keras.Input((4,))
+head = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+mmtl_tf.models.compile_for_task(head, "multiclass", jit_compile=True)
+head_before = head.jit_compile
 runtime.enable_determinism()
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     mmtl_tf.training.compile_classifier(model, num_classes=3, jit_compile=True)
 said = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+# compile_for_task alike (it kept jit_compile=True, silently).
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    mmtl_tf.models.compile_for_task(head, "multiclass", jit_compile=True)
+head_said = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+print("task", head_before, head.jit_compile, len(head_said))
 print(before, model.jit_compile, said)
 """
 
@@ -169,3 +180,4 @@ def test_a_model_compiled_with_xla_before_determinism_is_compiled_again_without(
     assert (before, after) == ("True", "False")
     said = eval(said)
     assert len(said) == 1 and "Keras turned jit_compile off (op determinism is on" in said[0]
+    assert out.stdout.strip().splitlines()[-2] == "task True False 1"

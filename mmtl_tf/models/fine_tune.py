@@ -17,13 +17,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mmtl_tf import runtime
 from mmtl_tf.errors import raise_collected_problems
 from mmtl_tf.losses.classifier_losses import ClassIdCrossentropy, MultiHotCrossentropy
 from mmtl_tf.metrics.average_precision import MeanAveragePrecision
 from mmtl_tf.metrics.box_iou import BoxIoU
 from mmtl_tf.models.head_swap_classifier import find_image_encoder, freeze, unfreeze
-from mmtl_tf.training import classifier_metrics
+from mmtl_tf.training import classifier_metrics, compile_with_xla_rules
 
 TASKS = ("multiclass", "multilabel", "localization")
 
@@ -86,8 +85,6 @@ def compile_for_task(model, task=None, learning_rate=None, optimizer="adam", jit
     task = task or task_of(model)
     if task not in TASKS:
         raise ValueError(f"task={task!r} is not allowed; use one of {', '.join(map(repr, TASKS))}.")
-    if jit_compile is None:
-        jit_compile = runtime.get_jit_compile()
     num_classes = _num_classes(model, task)
     if learning_rate is None:
         learning_rate = head_learning_rate_for(task)
@@ -107,14 +104,11 @@ def compile_for_task(model, task=None, learning_rate=None, optimizer="adam", jit
         loss = {"class": class_loss, "box": keras.losses.MeanAbsoluteError()}
         metrics = {"class": [class_accuracy], "box": [BoxIoU(), BoxIoU(0.5)]}
         weights = {"class": 1.0, "box": float(box_loss_weight)}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=weights,
-                      jit_compile=jit_compile)
-    if jit_compile and not model.jit_compile:
-        warnings.warn(f"{model.name}: Keras turned jit_compile off "
-                      f"({'; '.join(str(w.message) for w in caught)}).", RuntimeWarning)
-    return model
+    # (XLA as compile_classifier: the runtime setting, the mirrored-CPU
+    # refusal, op determinism; compile_for_task kept XLA on a model compiled
+    # with it before determinism was enabled.)
+    return compile_with_xla_rules(model, jit_compile, optimizer=optimizer, loss=loss,
+                                  metrics=metrics, loss_weights=weights)
 
 
 def extract_features(model, dataset):

@@ -78,6 +78,19 @@ with strategy.scope():
         out["xla_in_scope"] = str(e)
     mirrored.compile(optimizer="sgd", jit_compile=False)
     out["explicit_false"] = mirrored.jit_compile
+    # compile_classifier / compile_for_task given jit_compile=True: refused
+    # alike (they passed it on, and fit failed).
+    inputs = keras.Input((4,))
+    head = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    for name, compile_head in (
+            ("classifier", lambda: mmtl_tf.training.compile_classifier(head, 2, jit_compile=True)),
+            ("for_task", lambda: mmtl_tf.models.compile_for_task(head, "multiclass",
+                                                                  jit_compile=True))):
+        try:
+            compile_head()
+            out[f"explicit_true_{name}"] = "compiled"
+        except ValueError as e:
+            out[f"explicit_true_{name}"] = str(e)
 # Under op determinism Keras compiles without XLA: nothing to refuse (it
 # refused a setup that trained).
 runtime.enable_determinism()
@@ -106,3 +119,6 @@ def test_mirrored_loss_and_step_equal_single_device(tmp_path):
     assert out["xla_in_scope"].startswith("jit_compile=True under a strategy that mirrors over "
                                           "2 CPU devices"), out["xla_in_scope"]
     assert out["xla_deterministic"] is True
+    for name in ("classifier", "for_task"):
+        assert out[f"explicit_true_{name}"].startswith("jit_compile=True under a strategy "
+                                                       "that mirrors over 2 CPU devices")
