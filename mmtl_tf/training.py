@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import time
 import warnings
 
@@ -378,6 +379,7 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
             more tokens than the model's `Embedding` takes.
     """
     raise_collected_problems()  # no training on data with bad items left out
+    _check_checkpoint_mode(checkpoint_monitor, checkpoint_mode)
     if isinstance(train_ds, tf.data.Dataset) and int(train_ds.cardinality()) == 0:
         raise DataError(_NO_BATCH)
     check_outputs_fit_classes(model, getattr(train_ds, "class_names", None))
@@ -490,6 +492,27 @@ _NO_VALIDATION_BATCH = (
 # with the folder when training ends).
 _BACKUP_FILES = ("latest.weights.h5", "training_metadata.json", "latest.weights.h5.bkp",
                  "training_metadata.json.bkp")
+
+
+# Logged values that grow as the model gets better (a checkpoint on them
+# with mode "min" kept the worst epoch).
+_HIGHER_IS_BETTER = re.compile(r"acc|auc|precision|recall|iou|average_precision|^map|f1")
+
+
+def _check_checkpoint_mode(monitor, mode):
+    """A `ValueError` naming `checkpoint_mode` unless it is "min" or "max"
+    (the checkpoint's message named its own `mode`, and without a run_dir
+    nothing was checked), and a `RuntimeWarning` for a monitor that grows as
+    the model improves (accuracy, AUC, ...) with "min", the default, which
+    kept the worst epoch."""
+    if mode not in ("min", "max"):
+        raise ValueError(f"checkpoint_mode={mode!r} is not allowed; use 'min' (a loss) or "
+                         "'max' (accuracy, AUC, ...).")
+    name = str(monitor).removeprefix("val_")
+    if mode == "min" and "loss" not in name and _HIGHER_IS_BETTER.search(name):
+        warnings.warn(f"checkpoint_monitor={monitor!r} with checkpoint_mode='min' keeps the "
+                      f"epoch with the lowest {name}; pass checkpoint_mode='max'.",
+                      RuntimeWarning)
 
 
 def _check_backup_folder(backup_dir):

@@ -168,3 +168,23 @@ def test_plot_curves_takes_a_keras_history(tmp_path):
     training.plot_curves(keras_history, str(tmp_path / "c.png"))
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads(json.dumps(training.history_to_dict(keras_history)))["loss"]
+
+
+def test_checkpoint_mode_is_checked_and_min_for_an_accuracy_is_warned_about(tmp_path):
+    # checkpoint_monitor="val_accuracy" with the default "min" kept the worst
+    # epoch, silently; "auto" was refused as "mode='auto'", and without a
+    # run_dir any mode passed.
+    with pytest.raises(ValueError, match=r"checkpoint_mode='auto' is not allowed"):
+        training.fit(_model(), _data(), _data(), epochs=1, verbose=0, checkpoint_mode="auto")
+    with pytest.warns(RuntimeWarning, match=r"checkpoint_monitor='val_accuracy' with "
+                                            r"checkpoint_mode='min' keeps the epoch with the "
+                                            r"lowest accuracy"):
+        training.fit(_model(), _data(), _data(), epochs=1, verbose=0,
+                     run_dir=str(tmp_path / "run"), checkpoint_monitor="val_accuracy")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        training.fit(_model(), _data(), _data(), epochs=1, verbose=0,
+                     run_dir=str(tmp_path / "run2"), checkpoint_monitor="val_accuracy",
+                     checkpoint_mode="max")
