@@ -149,23 +149,37 @@ def retrieval_report(embedding_model, splits, leave_one_out=False):
         shared_space.pixel_embeddings(test["images"]), test["labels"],
         shared_space.pixel_embeddings(train["images"]), train["labels"],
         leave_one_out=leave_one_out, **files)
-    values, counts = np.unique(train["labels"], return_counts=True)
-    if leave_one_out:
-        # Per query, the training rows of its own file, per label (without
-        # paths: itself).
-        _, file_of, _ = shared_space._file_codes(
-            files.get("query_files"), files.get("gallery_files"), len(test["labels"]),
-            len(train["labels"]), leave_one_out)
-        per_file = np.zeros((file_of.max(initial=-1) + 1, len(values)), np.int64)
-        np.add.at(per_file, (file_of, np.searchsorted(values, train["labels"])), 1)
-        own = per_file[file_of]
-        majority = float(np.mean(values[np.argmax(counts[None, :] - own, axis=1)]
-                                 == test["labels"]))
-    else:
-        majority = float(np.mean(test["labels"] == values[np.argmax(counts)]))
+    majority = _majority_of_answered(train["labels"], test["labels"], files, leave_one_out)
     return ({f"category_{k}": v for k, v in trained.items() if not k.startswith("chance")},
             {"category_R@1_chance": trained["chance_R@1"], "category_R@1_pixels": pixels["R@1"],
              "category_mAP@10_pixels": pixels["mAP@10"], "majority_class_accuracy": majority})
+
+
+def _majority_of_answered(train_labels, test_labels, files, leave_one_out):
+    """The majority-class accuracy over the queries category retrieval scores:
+    each query answers the most frequent label among the training rows it may
+    retrieve (not itself, with `leave_one_out`, nor rows of its own file),
+    and queries whose label has no such row are left out, as
+    `category_retrieval` leaves them out of R@1 (they counted as wrong here:
+    a baseline over other rows than the R@1 beside it)."""
+    train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
+    values, counts = np.unique(train_labels, return_counts=True)
+    available = np.broadcast_to(counts, (len(test_labels), len(values)))
+    codes = shared_space._file_codes(files.get("query_files"), files.get("gallery_files"),
+                                     len(test_labels), len(train_labels), leave_one_out)
+    if codes is not None and len(values):
+        query_file, gallery_file, num_files = codes
+        per_file = np.zeros((num_files, len(values)), np.int64)
+        np.add.at(per_file, (gallery_file, np.searchsorted(values, train_labels)), 1)
+        available = available - per_file[query_file]  # rows of its own file left out
+    at = np.minimum(np.searchsorted(values, test_labels), max(len(values) - 1, 0))
+    known = (values[at] == test_labels) if len(values) else np.zeros(len(test_labels), bool)
+    rows = np.arange(len(test_labels))
+    answered = known & (available[rows, at] > 0) if len(values) else known
+    if not answered.any():
+        return 0.0
+    guess = values[np.argmax(available, axis=1)]
+    return float(np.mean(guess[answered] == test_labels[answered]))
 
 
 def format_table(metrics, split, extra_rows=()):

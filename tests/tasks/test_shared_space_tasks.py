@@ -437,8 +437,10 @@ def test_retrieval_of_the_training_images_leaves_each_query_out():
     sizes = np.array([5, 4, 3, 1])[labels][answerable]
     assert baselines["category_R@1_chance"] == pytest.approx(np.mean((sizes - 1) / 12))
     # Majority class among the other images: class 0 (5), but class 0's own
-    # images see 4 of class 0 and 4 of class 1 (ties: the first, class 0).
-    assert baselines["majority_class_accuracy"] == pytest.approx(5 / 13)
+    # images see 4 of class 0 and 4 of class 1 (ties: the first, class 0);
+    # over the 12 queries R@1 scores (class 3's image, left out, was counted
+    # as wrong: 5 / 13).
+    assert baselines["majority_class_accuracy"] == pytest.approx(5 / 12)
 
 
 def test_retrieval_never_finds_the_querys_own_file():
@@ -640,3 +642,38 @@ def test_the_small_cnn_with_a_pretrained_recipe_is_refused(recipe, capsys):
     finally:
         cli._TASK_OPTIONS.clear()
     assert message.endswith("--weights is for keras.applications backbones; pass --weights none.")
+
+
+def test_the_majority_baseline_counts_the_queries_r_at_1_counts():
+    # A test image whose class has no (other) training image is left out of
+    # R@1; the majority baseline beside it counted it as wrong (0.2 against
+    # 1.0 over the one scored query; 0.429 against 0.6 with leave-one-out).
+    import keras
+
+    from mmtl_tf.tasks import metric_learning
+
+    rng = np.random.default_rng(6)
+    flat = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten()])
+
+    def split(labels, prefix):
+        return {"images": rng.integers(0, 256, (len(labels), 4, 4, 3)).astype(np.uint8),
+                "labels": np.asarray(labels), "paths": np.asarray(
+                    [f"{prefix}{i}.png" for i in range(len(labels))])}
+
+    train, test = split([0, 0, 0, 1, 1, 2], "t"), split([0, 3, 3, 3, 3], "q")
+    retrieval, baselines = metric_learning.retrieval_report(flat, {"train": train, "test": test})
+    assert retrieval["category_num_queries"] == 1
+    assert baselines["majority_class_accuracy"] == 1.0
+    train = split([0, 0, 0, 1, 1, 2, 3], "t")
+    retrieval, baselines = metric_learning.retrieval_report(
+        flat, {"train": train, "test": train}, leave_one_out=True)
+    assert retrieval["category_num_queries"] == 5
+    # Classes 2 and 3 have one image: left out; each other query's guess is
+    # the most frequent label among the other images.
+    expected = []
+    for i, label in enumerate(train["labels"]):
+        others = np.delete(train["labels"], i)
+        if label in others:
+            values, counts = np.unique(others, return_counts=True)
+            expected.append(values[np.argmax(counts)] == label)
+    assert baselines["majority_class_accuracy"] == pytest.approx(np.mean(expected)) == 0.6
