@@ -54,6 +54,10 @@ def box_iou(boxes_true, boxes_pred):
     return ops.where(union > 0, intersection / ops.maximum(union, 1e-12), 0.0)
 
 
+# Tolerance of BoxIoU's threshold for float32 rounding of the IoU.
+_ROUNDING = 1e-6
+
+
 @keras.saving.register_keras_serializable(package="mmtl_tf")
 class BoxIoU(keras.metrics.Mean):
     """Mean IoU between true and predicted boxes, or the fraction above a threshold.
@@ -61,7 +65,9 @@ class BoxIoU(keras.metrics.Mean):
     Args:
         threshold: float or None. None → the mean IoU; a value → the fraction of
             predictions with IoU >= threshold (0.5: the Pascal VOC criterion,
-            which counts IoU > 0.5, except that a box at exactly 0.5 counts here).
+            which counts IoU > 0.5, except that a box at exactly 0.5 counts here:
+            within float32 rounding, 1e-6, since IoU computed in float32 may
+            land just below a threshold it equals exactly).
         name: str or None. Default `"iou"` or `"iou@{threshold}"`.
 
     Example:
@@ -78,7 +84,9 @@ class BoxIoU(keras.metrics.Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         iou = box_iou(y_true, y_pred)
         if self.threshold is not None:
-            iou = ops.cast(iou >= self.threshold, "float32")
+            # (A box of IoU exactly 0.5, e.g. [0, 0, 0.01, 0.06] against
+            # [0, 0, 0.01, 0.03], came out 0.49999994 in float32 and missed.)
+            iou = ops.cast(iou >= self.threshold - _ROUNDING, "float32")
         return super().update_state(iou, sample_weight=sample_weight)
 
     def get_config(self):

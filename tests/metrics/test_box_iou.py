@@ -63,3 +63,17 @@ def test_metric_mean_and_threshold():
     assert hit.name == "iou@0.5" and BoxIoU.from_config(hit.get_config()).threshold == 0.5
     with pytest.raises(ValueError, match="threshold must be in"):
         BoxIoU(threshold=2)
+
+
+def test_a_box_at_exactly_the_threshold_counts_despite_float32_rounding():
+    # IoU 0.5 exactly (0.01 x 0.03 inside 0.01 x 0.06) came out 0.49999994 in
+    # float32, and BoxIoU(0.5) scored it 0.
+    true = np.array([[0, 0, 0.01, 0.06]], "float32")
+    pred = np.array([[0, 0, 0.01, 0.03]], "float32")
+    assert numpy_iou(true.astype("float64"), pred.astype("float64"))[0] == pytest.approx(0.5)
+    hit = BoxIoU(threshold=0.5)
+    hit.update_state(true, pred)
+    assert float(hit.result()) == 1.0
+    below = BoxIoU(threshold=0.5)
+    below.update_state(true, np.array([[0, 0, 0.01, 0.0299]], "float32"))  # IoU 0.498
+    assert float(below.result()) == 0.0
