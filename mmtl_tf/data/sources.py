@@ -995,10 +995,12 @@ def _class_folders_hint(folder):
     need labels only); else ""."""
     from mmtl_tf.data.image_classification import IMAGE_EXTENSIONS, _subfolders
 
+    def holds_images(sub):
+        with os.scandir(os.path.join(folder, sub)) as found:  # closed ("unclosed scandir")
+            return any(e.name.lower().endswith(IMAGE_EXTENSIONS) for e in found)
+
     try:
-        with_images = [d for d in _subfolders(folder) if any(
-            e.name.lower().endswith(IMAGE_EXTENSIONS) for e in os.scandir(
-                os.path.join(folder, d)))]
+        with_images = [d for d in _subfolders(folder) if holds_images(d)]
     except OSError:
         return ""
     if not with_images:

@@ -809,3 +809,22 @@ def test_csv_rows_short_of_fields_are_warned_about_naming_lines_and_columns(tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("error", mmtl_tf.DataWarning)
         load_image_text_records(str(path), "train", require_label=False)
+
+
+def test_the_class_folders_hint_closes_its_folder_listings(tmp_path):
+    # An "unclosed scandir iterator" ResourceWarning came with the error of
+    # a folder of class folders given as image-caption data.
+    import gc
+    import warnings
+
+    from PIL import Image
+
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (4, 4)).save(tmp_path / name / "a.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(mmtl_tf.DataError, match="class folders"):
+            load_image_text_records(str(tmp_path), "train")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
