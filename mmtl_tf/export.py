@@ -189,7 +189,7 @@ def check_vocabulary_fits(model, text_vectorizer):
             f"with vocab_size={size}.")
 
 
-def check_class_names(class_names, num_classes, what="classes"):
+def check_class_names(class_names, num_classes, what="classes", warn=True):
     """`class_names` as a list, or a `ValueError` unless it is None or a list
     (tuple) of str with one name per class (checked when exporting, before
     anything is written: a wrong count would only fail at serving time); a
@@ -202,7 +202,7 @@ def check_class_names(class_names, num_classes, what="classes"):
                          f"{class_names!r}.")
     class_names = list(class_names)
     repeated = sorted({name for name in class_names if class_names.count(name) > 1})
-    if repeated:  # (ImageNet's own names repeat "crane" and "maillot")
+    if repeated and warn:  # (ImageNet's own names repeat "crane" and "maillot")
         import warnings
 
         warnings.warn(f"class_names names {', '.join(map(repr, repeated))} more than once: "
@@ -270,18 +270,21 @@ def check_output_names(model, class_names, multilabel=False):
         check_classifier_names(class_names, width)
 
 
-def check_classifier_names(class_names, width):
+def check_classifier_names(class_names, width, warn=True):
     """`check_class_names` for a classifier whose output is `width` wide:
     one name per softmax output, two for a single sigmoid output."""
     return check_class_names(
         class_names, 2 if width == 1 else width,
-        "classes (one sigmoid output: class 0 and class 1)" if width == 1 else "classes")
+        "classes (one sigmoid output: class 0 and class 1)" if width == 1 else "classes",
+        warn=warn)
 
 
 def classifier_outputs(probabilities, class_names):
     """Serving outputs of a classifier: probabilities, class id and class name."""
     probabilities = tf.cast(probabilities, tf.float32)
-    class_names = check_classifier_names(class_names, probabilities.shape[-1])
+    # Not warned again: the exports check the names before tracing, and the
+    # serving functions are traced more than once (three warnings per export).
+    class_names = check_classifier_names(class_names, probabilities.shape[-1], warn=False)
     if probabilities.shape[-1] == 1:
         class_id = tf.cast(probabilities[:, 0] > 0.5, tf.int32)
     else:

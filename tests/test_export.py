@@ -464,9 +464,11 @@ def test_image_text_export_checks_class_names_and_a_sigmoid_output_takes_two(tmp
     assert os.listdir(tmp_path) == []
     # A name given twice makes the served class_name ambiguous: a warning.
     with pytest.warns(UserWarning, match="class_names names 'a' more than once: the served "
-                                         "class_name cannot tell those classes apart"):
+                                         "class_name cannot tell those classes apart") as said:
         export_image_text_classifier(model, vec, str(tmp_path / "sm"), (16, 16),
                                      class_names=["a", "a", "b"])
+    # Once (the serving functions' tracing said it twice more).
+    assert len([w for w in said if "more than once" in str(w.message)]) == 1
     shutil.rmtree(tmp_path / "sm")
     from mmtl_tf.export import classifier_outputs
 
