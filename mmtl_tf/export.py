@@ -813,6 +813,10 @@ def export_image_text_dual_encoder(model, text_tokenizer, path, image_size, crop
     """
     track = [text_tokenizer] if isinstance(text_tokenizer, keras.layers.Layer) else []
     check_vocabulary_fits(model, text_tokenizer)
+    # (A wrong image_size failed in tracing with Keras' "Input 0 with name
+    # 'image' ... expected shape=(None, 32, 32, 3)", naming no argument.)
+    check_image_input_fits(_image_input_shape(model), tuple(int(s) for s in image_size),
+                           grayscale, what="the image tower")
     return export_dual_encoder(
         model, path,
         {"image": image_bytes_preprocessor(image_size, crop, grayscale),
@@ -886,6 +890,10 @@ def export_matching_network(model, path, image_size, crop=True, grayscale=False)
         Vinyals et al. 2016, "Matching Networks for One Shot Learning".
     """
     image_size = tuple(int(s) for s in image_size)
+    support = _image_input_shape(model, "support")  # (batch, shots, height, width, channels)
+    if support is not None and len(support) == 5:
+        check_image_input_fits((None, *tuple(support)[2:]), image_size, grayscale,
+                               what="the matching network")
 
     def preprocess(image_bytes, name):
         return preprocess_image_batch(image_bytes, image_size, crop, grayscale, name=name)

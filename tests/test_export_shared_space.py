@@ -200,3 +200,30 @@ def test_a_caption_of_no_tokens_embeds_as_the_zero_vector(exported):
                                "rb").read()])
     image = dual["encode_image"](image_bytes=images)["embeddings"].numpy()
     np.testing.assert_array_equal(text[:3] @ image.T, 0.0)
+
+
+def test_a_wrong_image_size_is_named_before_anything_is_written(tmp_path):
+    # The dual encoder's and the matching network's exports failed in tracing
+    # with Keras' "expected shape=(None, 32, 32, 3), found shape=(None, 16,
+    # 16, 3)", naming no argument (the other image exports checked it).
+    def encoder():
+        return mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(32, 32, 3),
+                                             conv_filters=4)
+
+    dual = mmtl_tf.models.build_dual_encoder(
+        encoder(), mmtl_tf.encoders.TextEncoder(vocab_size=20, sequence_length=4,
+                                                embedding_dim=4, lstm_units=4),
+        projection_dim=4)
+    vec = mmtl_tf.data.make_text_vectorizer(["a b c"], vocab_size=20, sequence_length=4)
+    with pytest.raises(ValueError, match=r"image_size=\(16, 16\) but the image tower takes "
+                                         r"images of 32 x 32 pixels .*pass image_size=\(32, 32\)"):
+        export_image_text_dual_encoder(dual, vec, str(tmp_path / "dual"), image_size=(16, 16))
+    matching = mmtl_tf.models.build_matching_network(encoder(), projection_dim=4)
+    with pytest.raises(ValueError, match=r"image_size=\(16, 16\) but the matching network "
+                                         r"takes images of 32 x 32 pixels"):
+        export_matching_network(matching, str(tmp_path / "m"), image_size=(16, 16))
+    with pytest.raises(ValueError, match=r"grayscale=True makes 1-channel images but the "
+                                         r"matching network takes 3"):
+        export_matching_network(matching, str(tmp_path / "m"), image_size=(32, 32),
+                                grayscale=True)
+    assert os.listdir(tmp_path) == []
