@@ -389,7 +389,10 @@ def batch_of(name, x, shape, message=None):
 def present_class_names(present, class_names, separator="|"):
     """(N,) tf.string: the names of each row's present classes joined by
     `separator` (as in labels files: `"dog|person"`), `""` for none."""
-    class_names = check_class_names(class_names, present.shape[-1], "multi-label outputs")
+    # (Checked and warned about before tracing, by the export: see
+    # classifier_outputs.)
+    class_names = check_class_names(class_names, present.shape[-1], "multi-label outputs",
+                                    warn=False)
     names = tf.broadcast_to(tf.constant(class_names), tf.shape(present))
     return tf.strings.reduce_join(tf.ragged.boolean_mask(names, present), axis=1,
                                   separator=separator)

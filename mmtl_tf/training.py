@@ -98,6 +98,7 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
         self.best_epoch = None
         self.earlier_logs = {}
         self._logs = None
+        self._missing_said = False
 
     def on_train_begin(self, logs=None):
         self._logs = None
@@ -143,8 +144,13 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
         if self.state_path:
             if self._logs is None:
                 self._logs = {}
-            for key, item in (logs or {}).items():
-                self._logs.setdefault(key, []).append(float(item))
+            # One entry per epoch in every key (None where an epoch did not
+            # log it, e.g. validation data that yielded no batch that epoch):
+            # lists of unequal length put later values on the wrong epochs.
+            done = max((len(values) for values in self._logs.values()), default=0)
+            for key in dict.fromkeys([*self._logs, *logs]):
+                values = self._logs.setdefault(key, [None] * done)
+                values.append(float(logs[key]) if key in logs else None)
             atomic_write_json({"monitor": self.monitor, "mode": self.mode, "best": self.best,
                                "best_epoch": self.best_epoch, "logs": self._logs},
                               self.state_path)
@@ -370,8 +376,13 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
     Raises:
         DataError: the training data yields no batch (e.g. fewer examples
             than one batch with `drop_remainder=True`): Keras would only warn
-            and return a history without training values.
-        ValueError: a classifier compiled by `compile_classifier` with fewer
+            and return a history without training values; or validation data
+            known to yield none (its cardinality is 0).
+        ValueError: `checkpoint_mode` other than "min" / "max"; with a
+            `run_dir`, a `backup/` folder there holding files of your own
+            (Keras deletes the folder), or a resume whose monitor or mode
+            differs from the interrupted fit's (see `tests/test_training_resume.py`).
+            Or a classifier compiled by `compile_classifier` with fewer
             outputs than the classes of `train_ds.class_names` (see
             `check_outputs_fit_classes`), e.g. the default `num_classes=1`
             of the model builders on the 9 classes of the bundled data; or a
@@ -379,7 +390,7 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
             more tokens than the model's `Embedding` takes.
     """
     raise_collected_problems()  # no training on data with bad items left out
-    _check_checkpoint_mode(checkpoint_monitor, checkpoint_mode)
+    _check_checkpoint_mode(checkpoint_monitor, checkpoint_mode, warn=bool(run_dir))
     if isinstance(train_ds, tf.data.Dataset) and int(train_ds.cardinality()) == 0:
         raise DataError(_NO_BATCH)
     check_outputs_fit_classes(model, getattr(train_ds, "class_names", None))
@@ -437,11 +448,16 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
             # BackupAndRestore sets the epoch a resumed fit starts at on the
             # model, and Keras keeps it: every later fit of this model
             # started there (one with epochs at or below it trained nothing).
-            if getattr(model, "_initial_epoch", None) is not None:
+            resumed_at = getattr(model, "_initial_epoch", None)
+            if resumed_at is not None:
                 model._initial_epoch = None
     seconds = time.perf_counter() - start
     history = history_to_dict(history)
     earlier = checkpoint.earlier_logs if run_dir else {}
+    if earlier and resumed_at is not None:
+        # The epochs the backup kept (with no epoch left to run the
+        # checkpoint never trimmed them: an epoch the backup lost came back).
+        earlier = {key: values[:resumed_at] for key, values in earlier.items()}
     if earlier:  # resumed: the interrupted fit's epochs first
         history = _joined_logs(earlier, history)
     if not any(not key.startswith("val_") for key in history):
@@ -496,10 +512,11 @@ _BACKUP_FILES = ("latest.weights.h5", "training_metadata.json", "latest.weights.
 
 # Logged values that grow as the model gets better (a checkpoint on them
 # with mode "min" kept the worst epoch).
-_HIGHER_IS_BETTER = re.compile(r"acc|auc|precision|recall|iou|average_precision|^map|f1")
+_HIGHER_IS_BETTER = re.compile(
+    r"acc|auc|precision|recall|iou|f1|fbeta|(^|_)map($|_|@)", re.IGNORECASE)
 
 
-def _check_checkpoint_mode(monitor, mode):
+def _check_checkpoint_mode(monitor, mode, warn=True):
     """A `ValueError` naming `checkpoint_mode` unless it is "min" or "max"
     (the checkpoint's message named its own `mode`, and without a run_dir
     nothing was checked), and a `RuntimeWarning` for a monitor that grows as
@@ -509,7 +526,7 @@ def _check_checkpoint_mode(monitor, mode):
         raise ValueError(f"checkpoint_mode={mode!r} is not allowed; use 'min' (a loss) or "
                          "'max' (accuracy, AUC, ...).")
     name = str(monitor).removeprefix("val_")
-    if mode == "min" and "loss" not in name and _HIGHER_IS_BETTER.search(name):
+    if warn and mode == "min" and "loss" not in name and _HIGHER_IS_BETTER.search(name):
         warnings.warn(f"checkpoint_monitor={monitor!r} with checkpoint_mode='min' keeps the "
                       f"epoch with the lowest {name}; pass checkpoint_mode='max'.",
                       RuntimeWarning)
@@ -549,9 +566,14 @@ def _joined_logs(earlier, later):
     """The logs of an interrupted fit's epochs followed by the resumed fit's,
     key by key; a key that only one of them logged is None for the other's
     epochs (the resumed epochs were dropped when the keys differed)."""
-    before = len(next(iter(earlier.values()), []))
-    after = len(next(iter(later.values()), []))
-    return {key: list(earlier.get(key, [None] * before)) + list(later.get(key, [None] * after))
+    before = max((len(values) for values in earlier.values()), default=0)
+    after = max((len(values) for values in later.values()), default=0)
+
+    def padded(values, length):
+        values = list(values or [])
+        return values + [None] * (length - len(values))
+
+    return {key: padded(earlier.get(key), before) + padded(later.get(key), after)
             for key in dict.fromkeys([*earlier, *later])}
 
 

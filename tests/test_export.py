@@ -757,3 +757,16 @@ def test_one_class_multilabel_and_localization_models_export(tmp_path):
     assert out["present"].numpy()[:, 0].tolist() == (probabilities[:, 0] >= 0.5).tolist()
     assert out["class_name"].numpy().tolist() == [
         b"cat" if p >= 0.5 else b"" for p in probabilities[:, 0]]
+
+
+def test_a_repeated_multilabel_class_name_is_warned_about_once(tmp_path):
+    # The multi-label path's tracing repeated the warning (three in all).
+    from mmtl_tf.export import export_image_classifier
+    from tests.models.test_head_swap_classifier import tiny_backbone
+
+    model = mmtl_tf.models.build_head_swap_classifier(
+        tiny_backbone(), 3, input_shape=(16, 16, 3), head_units=(), task="multilabel")
+    with pytest.warns(UserWarning, match="more than once") as said:
+        export_image_classifier(model, str(tmp_path / "sm"), (16, 16),
+                                class_names=["a", "a", "b"])
+    assert len([w for w in said if "more than once" in str(w.message)]) == 1

@@ -188,3 +188,54 @@ def test_checkpoint_mode_is_checked_and_min_for_an_accuracy_is_warned_about(tmp_
         training.fit(_model(), _data(), _data(), epochs=1, verbose=0,
                      run_dir=str(tmp_path / "run2"), checkpoint_monitor="val_accuracy",
                      checkpoint_mode="max")
+
+
+def test_review_edge_cases_of_the_checkpoint_and_the_joined_logs(tmp_path):
+    # A second review's findings: the mode warning took "mape" (lower is
+    # better) for a higher-is-better value and missed "mAP" / "AUC"; the
+    # checkpoint's flag was set only when training began; logs of unequal
+    # length (an epoch without validation values) put values on the wrong
+    # epochs.
+    import warnings
+
+    for monitor in ("val_mAP", "val_AUC", "val_iou@0.5"):
+        with pytest.warns(RuntimeWarning, match="pass checkpoint_mode='max'"):
+            training._check_checkpoint_mode(monitor, "min")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for monitor in ("val_mape", "val_loss", "val_mean_absolute_percentage_error"):
+            training._check_checkpoint_mode(monitor, "min")
+        # Without a run folder no checkpoint is kept: nothing to warn about.
+        training.fit(_model(), _data(), _data(), epochs=1, verbose=0,
+                     checkpoint_monitor="val_accuracy")
+    checkpoint = training.AtomicModelCheckpoint(str(tmp_path / "b.keras"), monitor="val_x")
+    checkpoint.set_model(_model())
+    with pytest.warns(RuntimeWarning, match="monitor 'val_x' is not among"):
+        checkpoint.on_epoch_end(0, {"loss": 1.0})
+    joined = training._joined_logs({"loss": [1.0, 2.0, 3.0], "val_loss": [1.0, None, 3.0]},
+                                   {"loss": [4.0], "accuracy": [0.5]})
+    assert joined == {"loss": [1.0, 2.0, 3.0, 4.0], "val_loss": [1.0, None, 3.0, None],
+                      "accuracy": [None, None, None, 0.5]}
+    # The checkpoint's own state has one entry per epoch in every key.
+    state = tmp_path / "state.json"
+    checkpoint = training.AtomicModelCheckpoint(str(tmp_path / "c.keras"), state_path=str(state))
+    checkpoint.set_model(_model())
+    checkpoint.on_train_begin()
+    with pytest.warns(RuntimeWarning):
+        for logs in ({"loss": 1.0, "val_loss": 0.5}, {"loss": 0.9}, {"loss": 0.8, "val_loss": 0.4}):
+            checkpoint.on_epoch_end(0, logs)
+    assert json.loads(state.read_text())["logs"] == {"loss": [1.0, 0.9, 0.8],
+                                                     "val_loss": [0.5, None, 0.4]}
+
+
+def test_a_resume_with_no_epoch_left_returns_only_the_epochs_the_backup_kept(tmp_path):
+    # The checkpoint's state may hold an epoch more than the backup (a Ctrl-C
+    # between the two writes): with no epoch left to run it came back.
+    run = str(tmp_path / "run")
+    _interrupted(run)  # three epochs in the backup and the state
+    state_path = os.path.join(run, training.BEST_STATE_FILE)
+    state = json.loads(open(state_path).read())
+    state["logs"] = {k: v + [v[-1]] for k, v in state["logs"].items()}  # a fourth
+    open(state_path, "w").write(json.dumps(state))
+    history, _ = training.fit(_model(), _data(), _data(), epochs=3, run_dir=run, verbose=0)
+    assert {len(v) for v in history.values()} == {3}
