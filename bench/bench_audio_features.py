@@ -34,6 +34,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from mmtl_tf.cli import positive_int, positive_float  # noqa: E402 (range-checked options)
+
 SETTINGS = dict(n_fft=512, hop_length=160, n_mels=64, fmin=20.0)
 
 
@@ -137,10 +139,10 @@ def run(clips, seconds, batch, repeats):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clips", type=int, default=512)
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--clips", type=positive_int, default=512)
+    parser.add_argument("--seconds", type=positive_float, default=2.0)
+    parser.add_argument("--batch", type=positive_int, default=32)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     results, rel, shape = run(args.clips, args.seconds, args.batch, args.repeats)

@@ -27,6 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from mmtl_tf.cli import positive_int, positive_float, seed_int  # noqa: E402 (range-checked options)
+
 
 def load_arrays(size, vectorizer):
     import mmtl_tf
@@ -63,15 +65,15 @@ def train_one(pooling, seed, data, size, args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
-    parser.add_argument("--vocab-size", type=int, default=5000)
-    parser.add_argument("--sequence-length", type=int, default=16)
+    parser.add_argument("--image-size", type=positive_int, default=224)
+    parser.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=positive_int, default=10)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--learning-rate", type=positive_float, default=3e-3)
+    parser.add_argument("--vocab-size", type=positive_int, default=5000)
+    parser.add_argument("--sequence-length", type=positive_int, default=16)
     parser.add_argument("--poolings", nargs="+", default=["avg", "flatten"])
-    parser.add_argument("--embedding-dim", type=int, default=None,
+    parser.add_argument("--embedding-dim", type=positive_int, default=None,
                         help="text embedding width for every pooling (default: the "
                              "builder's, 128 for flatten and 64 for avg or max)")
     args = parser.parse_args(argv)

@@ -18,6 +18,8 @@ import json
 import os
 import sys
 
+from mmtl_tf.cli import positive_int  # noqa: E402 (range-checked options)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -63,9 +65,9 @@ def time_cached_features(backbone, size, data, epochs, batch):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default="efficientnet_lite0")
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--image-size", type=positive_int, default=96)
+    parser.add_argument("--epochs", type=positive_int, default=5)
+    parser.add_argument("--batch", type=positive_int, default=32)
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 

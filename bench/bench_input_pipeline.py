@@ -37,6 +37,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from mmtl_tf.cli import positive_int  # noqa: E402 (range-checked options)
+
 
 def make_jpeg_folder(root, limit, size=224):
     """The bundled emoji images as `size` px JPEGs in class subfolders + captions.csv."""
@@ -141,15 +143,15 @@ def bench_train_step(pooling, steps, batch=32):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=1621,
+    parser.add_argument("--images", type=positive_int, default=1621,
                         help="images in the JPEG folder (default: all 1,621 training and "
                              "validation emoji)")
-    parser.add_argument("--source-size", type=int, default=224,
+    parser.add_argument("--source-size", type=positive_int, default=224,
                         help="side of the JPEG files (224: no resize needed; e.g. 256 "
                              "makes both pipelines resize)")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=5, help="timed train steps per topology")
-    parser.add_argument("--repeats", type=int, default=2,
+    parser.add_argument("--batch", type=positive_int, default=32)
+    parser.add_argument("--steps", type=positive_int, default=5, help="timed train steps per topology")
+    parser.add_argument("--repeats", type=positive_int, default=2,
                         help="repeat image timings, keep best (the first repeat is also "
                              "reported on its own)")
     parser.add_argument("--json", help="also write the results to this JSON file")

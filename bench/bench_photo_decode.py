@@ -33,6 +33,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from mmtl_tf.cli import positive_int  # noqa: E402 (range-checked options)
+
 
 def make_photos(root, count, width, height, seed=0):
     """`count` JPEG files of `width`×`height` in `root` (quality 90)."""
@@ -97,11 +99,11 @@ def run(paths, size, repeats):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photos", type=int, default=48)
-    parser.add_argument("--width", type=int, default=4032)
-    parser.add_argument("--height", type=int, default=3024)
-    parser.add_argument("--size", type=int, default=224, help="the model's side")
-    parser.add_argument("--repeats", type=int, default=3, help="keep the best of these")
+    parser.add_argument("--photos", type=positive_int, default=48)
+    parser.add_argument("--width", type=positive_int, default=4032)
+    parser.add_argument("--height", type=positive_int, default=3024)
+    parser.add_argument("--size", type=positive_int, default=224, help="the model's side")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="keep the best of these")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 

@@ -24,6 +24,8 @@ import os
 import sys
 import time
 
+from mmtl_tf.cli import positive_int  # noqa: E402 (range-checked options)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -86,9 +88,9 @@ def best_time(fn, repeats):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 8000],
+    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[1000, 4000, 8000],
                         help="numbers of queries (= gallery items)")
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="best of this many runs")
     args = parser.parse_args(argv)
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
     from mmtl_tf.metrics import retrieval_metrics

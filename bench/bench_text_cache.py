@@ -30,6 +30,8 @@ import sys
 import time
 import warnings
 
+from mmtl_tf.cli import positive_int  # noqa: E402 (range-checked options)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -38,9 +40,9 @@ def main(argv=None):
     parser.add_argument("--encoder", default="minilm",
                         help="'minilm' (PyPI, cached), a local folder or a preset name")
     parser.add_argument("--data", default="default", help="text-classification source")
-    parser.add_argument("--epochs", type=int, default=None,
+    parser.add_argument("--epochs", type=positive_int, default=None,
                         help="head epochs (default: the base recipe's)")
-    parser.add_argument("--measured-epochs", type=int, default=1,
+    parser.add_argument("--measured-epochs", type=positive_int, default=1,
                         help="epochs of the standard path actually timed")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)

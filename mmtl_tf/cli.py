@@ -128,6 +128,9 @@ _positive_float = _number_type(float, lambda n: 0 < n < float("inf"),
 _fraction = _number_type(float, lambda n: 0 <= n < 1, "at least 0 and below 1")
 _vocabulary_size = _number_type(int, lambda n: n >= 3,
                                 "at least 3 (padding, the unknown word and one word)")
+# For the benchmark scripts' options (bench/): `--sizes 0` or `--repeats 0`
+# failed inside them ("need at least one array to concatenate").
+positive_int, positive_float, seed_int = _positive_int, _positive_float, _seed
 
 
 # Task options that may be 0 ("0 skips it"); every other int option must be

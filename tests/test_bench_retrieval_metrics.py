@@ -2,6 +2,7 @@
 also on the smallest galleries."""
 
 import numpy as np
+import pytest
 
 from tests.conftest import load_script
 
@@ -29,3 +30,19 @@ def test_large_sizes_keep_index_lists():
     _, _, positives = _bench().make_data(4000)
     assert isinstance(positives, list) and len(positives) == 4000
     assert positives[3] == [2, 3] and not isinstance(positives[3], np.ndarray)
+
+
+
+@pytest.mark.parametrize("script,argv,words", [
+    ("bench_retrieval_metrics", ["--sizes", "0"], "argument --sizes: '0' must be at least 1"),
+    ("bench_retrieval_metrics", ["--repeats", "0"], "argument --repeats: '0' must be at least 1"),
+    ("bench_input_pipeline", ["--batch", "-5"], "argument --batch: '-5' must be at least 1"),
+    ("bench_audio_features", ["--seconds", "inf"], "must be positive and finite"),
+    ("bench_fusion_pooling", ["--seeds", "-1"], "must be from 0 to 2**32 - 1"),
+])
+def test_benchmark_options_are_range_checked(script, argv, words, capsys):
+    # `--sizes 0` said "need at least one array to concatenate", `--repeats 0`
+    # "min() arg is an empty sequence", `--sizes -5` "negative dimensions".
+    with pytest.raises(SystemExit) as e:
+        load_script("bench", script).main(argv)
+    assert e.value.code == 2 and words in capsys.readouterr().err
