@@ -384,9 +384,26 @@ class FileRows(list):
     the file's `path` and the "file:line" of its rows whose split value is
     unset (`unset_split`), for `warn_if_partly_split`."""
 
-    def __init__(self, rows, path, unsplit):
+    def __init__(self, rows, path, unsplit, skipped_labels=()):
         super().__init__(rows)
         self.path, self.unsplit = path, list(unsplit)
+        self.skipped_labels = list(skipped_labels)  # of the rows skipped as bad
+
+
+def warn_if_classes_skipped(where, skipped_labels, class_names):
+    """A `DataWarning` naming the labels of rows skipped as bad that are not
+    among `class_names` (the training split's, after skipping): a class
+    whose every training row was bad (e.g. empty texts) dropped out of the
+    model without a word, and its other rows read only as "label ... does
+    not occur in the training split"."""
+    lost = sorted(set(skipped_labels) - set(class_names))
+    if lost:
+        import warnings
+
+        warnings.warn(DataWarning(
+            f"{where}: class(es) {', '.join(map(repr, lost))} had rows skipped as bad and no "
+            "training row of theirs is left, so they are not classes of the model (their "
+            "validation and test rows are skipped too)"), stacklevel=_caller_level())
 
 
 def warn_if_partly_split(rows):

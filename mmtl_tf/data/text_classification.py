@@ -26,7 +26,8 @@ from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, check_two_c
                                   find_file, given_class_names, label_field,
                                   missing_split_files_problem, per_split_files, read_split_files, rows_with_known_labels,
                                   sorted_class_names, split_field, text_field, text_key,
-                                  FileRows, unset_split, warn_if_partly_split,
+                                  FileRows, unset_split, warn_if_classes_skipped,
+                                  warn_if_partly_split,
                                   warn_if_other_data_files, warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DownloadError, check_choice, check_count,
@@ -98,7 +99,7 @@ def read_text_classification_file(path, on_error="raise"):
         list of dict with keys text, label, split (or None), row.
     """
     check_on_error(on_error)
-    problems, rows, first, unsplit = [], [], True, []
+    problems, rows, first, unsplit, skipped_labels = [], [], True, [], []
     for n, row in _read_rows(path, problems):
         loc = f"{path}:{n}"
         if first:
@@ -111,6 +112,9 @@ def read_text_classification_file(path, on_error="raise"):
         split, why = (None, why) if why else split_field(row)
         if why:
             problems.append((loc, why))
+            bad_label, label_problem = label_field(row)
+            if not label_problem:
+                skipped_labels.append(bad_label)
             continue
         if unset_split(path, row):
             unsplit.append(loc)
@@ -118,7 +122,7 @@ def read_text_classification_file(path, on_error="raise"):
     if first and not problems:
         raise DataError(f"{path}: the file has no rows.")
     handle_problems(problems, on_error, "rows", total=len(rows) + len(problems))
-    return FileRows(rows, path, unsplit)
+    return FileRows(rows, path, unsplit, skipped_labels)
 
 
 def load_text_classification_records(source="default", split="train", seed=0,
@@ -163,6 +167,7 @@ def load_text_classification_records(source="default", split="train", seed=0,
     if source.startswith("tfds:"):
         return load_tfds_text_classification(source[5:], split, max_examples=max_examples)
     given = class_names is not None
+    whole = None  # the rows of the one file, where there is one (not per-split files)
     if os.path.isdir(source):
         files = per_split_files(source)
         if files:
@@ -182,14 +187,14 @@ def load_text_classification_records(source="default", split="train", seed=0,
                 raise DataError(f"{source}: no text-classification file (looked for "
                                 f"{', '.join(TEXT_FILE_NAMES)} and train/validation/test "
                                 f".jsonl/.csv){hint}.")
-            per_split = _by_split(read_text_classification_file(file, on_error), seed,
-                                  split_key)
+            whole = read_text_classification_file(file, on_error)
+            per_split = _by_split(whole, seed, split_key)
             used = [file]
         if split == "train":
             warn_if_other_data_files(source, used, TEXT_FILE_NAMES)
     elif os.path.isfile(source):
-        per_split = _by_split(read_text_classification_file(source, on_error), seed,
-                              split_key)
+        whole = read_text_classification_file(source, on_error)
+        per_split = _by_split(whole, seed, split_key)
     else:
         raise DataError(f"{source}: no such folder or file (expected 'default', a folder, "
                         "a .jsonl/.csv file or 'tfds:NAME').")
@@ -198,6 +203,8 @@ def load_text_classification_records(source="default", split="train", seed=0,
         r["label"] for r in per_split.get("train", []))
     if not given:
         check_two_classes(source, class_names)
+        if split == "train" and whole is not None:
+            warn_if_classes_skipped(source, whole.skipped_labels, class_names)
     chosen = per_split.get(split, [])
     if not chosen:
         raise empty_split_error(source, split, per_split)

@@ -314,3 +314,19 @@ def test_a_folder_of_one_text_file_per_document_is_named_as_such(tmp_path):
         load_text_classification_records(str(tmp_path / "flat"), "train")
     assert "it holds 5 .txt files, one per document?" in str(e.value)
     assert "rename" not in str(e.value)
+
+
+def test_a_class_whose_training_rows_are_all_skipped_is_named(tmp_path):
+    # Every training row of 'food' had an empty text: with on_error="skip"
+    # the class left the model without a word (a helper's run).
+    rows = []
+    for i in range(12):
+        for label in ("sports", "tech", "food"):
+            split = "train" if i < 8 else "test"
+            text = "" if label == "food" and split == "train" else f"{label} text {i}"
+            rows.append({"text": text, "label": label, "split": split})
+    data = _write_jsonl(tmp_path / "t.jsonl", rows)
+    with pytest.warns(mmtl_tf.DataWarning, match=r"class\(es\) 'food' had rows skipped as bad "
+                                                 r"and no training row of theirs is left"):
+        records = load_text_classification_records(data, "train", on_error="skip")
+    assert records.class_names == ["sports", "tech"]
