@@ -62,6 +62,12 @@ def save_model_atomic(model, path):
 BEST_STATE_FILE = "best.keras.json"
 
 
+def _has_training_values(logs):
+    """Whether epoch logs (or a history) hold a training value, not only
+    `val_` ones: without, no training step ran (data that yielded no batch)."""
+    return any(not key.startswith("val_") for key in logs)
+
+
 class AtomicModelCheckpoint(keras.callbacks.Callback):
     """Saves the model to `path` after each epoch that improves `monitor`.
 
@@ -124,7 +130,7 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if not any(not key.startswith("val_") for key in logs):
+        if not _has_training_values(logs):
             # No training step ran (data that yielded no batch): the model is
             # untrained, and must not replace a checkpoint (fit raises then).
             return
@@ -460,7 +466,7 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
         earlier = {key: values[:resumed_at] for key, values in earlier.items()}
     if earlier:  # resumed: the interrupted fit's epochs first
         history = _joined_logs(earlier, history)
-    if not any(not key.startswith("val_") for key in history):
+    if not _has_training_values(history):
         # Keras only warns when the training data runs out before the first step.
         raise DataError(_NO_BATCH)
     return history, seconds

@@ -43,6 +43,18 @@ np.savez(out, **{k: np.asarray(v) for k, v in result.items()})
 """
 
 
+def _encoder():
+    return mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(32, 32, 3), conv_filters=4)
+
+
+def _dual_encoder(vocab_size, sequence_length, projection_dim):
+    return mmtl_tf.models.build_dual_encoder(
+        _encoder(), mmtl_tf.encoders.TextEncoder(vocab_size=vocab_size,
+                                                 sequence_length=sequence_length,
+                                                 embedding_dim=4, lstm_units=4),
+        projection_dim=projection_dim)
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("shared_space_export")
@@ -50,20 +62,12 @@ def exported(tmp_path_factory):
     test = load_image_text_records("default", "test")
     vec = mmtl_tf.data.make_text_vectorizer(train.captions, vocab_size=200, sequence_length=8)
     keras.utils.set_random_seed(0)
-
-    def encoder():
-        return mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(32, 32, 3),
-                                             conv_filters=4)
-
-    dual = mmtl_tf.models.build_dual_encoder(
-        encoder(), mmtl_tf.encoders.TextEncoder(vocab_size=200, sequence_length=8,
-                                                embedding_dim=4, lstm_units=4),
-        projection_dim=8)
+    dual = _dual_encoder(vocab_size=200, sequence_length=8, projection_dim=8)
     # Unnormalised here: normalising the small random vectors of an untrained
     # tower would magnify float round-off between the two runtimes past 1e-5.
-    embedding = mmtl_tf.models.build_embedding_model(encoder(), projection_dim=8,
+    embedding = mmtl_tf.models.build_embedding_model(_encoder(), projection_dim=8,
                                                      normalize=False)
-    matching = mmtl_tf.models.build_matching_network(encoder(), projection_dim=8)
+    matching = mmtl_tf.models.build_matching_network(_encoder(), projection_dim=8)
     ds = mmtl_tf.data.make_image_text_dataset("default", "test", text_vectorizer=vec,
                                               image_size=(32, 32), batch_size=10, shuffle=False,
                                               with_labels=False)
@@ -206,19 +210,12 @@ def test_a_wrong_image_size_is_named_before_anything_is_written(tmp_path):
     # The dual encoder's and the matching network's exports failed in tracing
     # with Keras' "expected shape=(None, 32, 32, 3), found shape=(None, 16,
     # 16, 3)", naming no argument (the other image exports checked it).
-    def encoder():
-        return mmtl_tf.encoders.ImageEncoder("small_cnn", input_shape=(32, 32, 3),
-                                             conv_filters=4)
-
-    dual = mmtl_tf.models.build_dual_encoder(
-        encoder(), mmtl_tf.encoders.TextEncoder(vocab_size=20, sequence_length=4,
-                                                embedding_dim=4, lstm_units=4),
-        projection_dim=4)
+    dual = _dual_encoder(vocab_size=20, sequence_length=4, projection_dim=4)
     vec = mmtl_tf.data.make_text_vectorizer(["a b c"], vocab_size=20, sequence_length=4)
     with pytest.raises(ValueError, match=r"image_size=\(16, 16\) but the image tower takes "
                                          r"images of 32 x 32 pixels .*pass image_size=\(32, 32\)"):
         export_image_text_dual_encoder(dual, vec, str(tmp_path / "dual"), image_size=(16, 16))
-    matching = mmtl_tf.models.build_matching_network(encoder(), projection_dim=4)
+    matching = mmtl_tf.models.build_matching_network(_encoder(), projection_dim=4)
     with pytest.raises(ValueError, match=r"image_size=\(16, 16\) but the matching network "
                                          r"takes images of 32 x 32 pixels"):
         export_matching_network(matching, str(tmp_path / "m"), image_size=(16, 16))

@@ -764,22 +764,19 @@ def require_file(run_dir, name):
 MODEL_ARCHITECTURE = "model_config_sha256"
 
 
-def _model_config(path):
-    """(config.json's bytes, its parsed JSON or None) of a .keras archive, or
-    (None, None) where it cannot be read."""
+def _architecture_digest(path):
+    """(the SHA-256 of a .keras archive's config.json, its bytes), or (None,
+    None) where it cannot be read."""
     raw = keras_archive_config(path)
-    try:
-        return raw, (json.loads(raw) if raw is not None else None)
-    except ValueError:
-        return raw, None
+    return (None, None) if raw is None else (hashlib.sha256(raw).hexdigest(), raw)
 
 
 def _record_model_architecture(run_dir):
     """Writes the architecture digest of `run_dir`'s model.keras into run.json
     (`load_run_model` compares it), where training wrote a model.keras."""
-    raw, _ = _model_config(os.path.join(run_dir, "model.keras"))
-    if raw is not None and os.path.isfile(os.path.join(run_dir, RUN_FILE)):
-        update_run(run_dir, **{MODEL_ARCHITECTURE: hashlib.sha256(raw).hexdigest()})
+    digest, _ = _architecture_digest(os.path.join(run_dir, "model.keras"))
+    if digest is not None and os.path.isfile(os.path.join(run_dir, RUN_FILE)):
+        update_run(run_dir, **{MODEL_ARCHITECTURE: digest})
 
 
 def _check_model_architecture(info, path):
@@ -792,11 +789,15 @@ def _check_model_architecture(info, path):
     recorded = info.get(MODEL_ARCHITECTURE)
     if not isinstance(recorded, str):
         return
+    digest, raw = _architecture_digest(path)
+    if digest is None or digest == recorded:
+        return  # an unreadable archive is named when it is loaded
     # (Not named `config`: a test reads every key read from a `config` here as
     # a setting of the tasks.)
-    raw, saved = _model_config(path)
-    if raw is None or hashlib.sha256(raw).hexdigest() == recorded:
-        return  # an unreadable archive is named when it is loaded
+    try:
+        saved = json.loads(raw)
+    except ValueError:
+        saved = None
     found = ""
     if isinstance(saved, dict) and isinstance(saved.get("config"), dict):
         found = f" ({saved['config'].get('name')!r}, a {saved.get('class_name')})"
