@@ -432,25 +432,20 @@ def _note_no_xla(prog, config):
                                 category=RuntimeWarning)
 
 
-def _follow_learning_rate(args, spec, config):
+def _follow_learning_rate(config, overrides, set_by_file):
     """--target localization trains its head at `localization_learning_rate`
     (the bundled recipe's 1e-4: at 1e-3 its box head saturated). A learning
     rate you give, `--learning-rate` or `learning_rate` in a recipe file of
     your own that does not set `localization_learning_rate`, is the head's
     rate whatever the target (the file's was overridden by the bundled
-    1e-4)."""
+    1e-4). `overrides` are the command line's settings, `set_by_file` the
+    names the recipe file sets (`common.resolve_config`)."""
     if "localization_learning_rate" not in config:
         return
-    given = getattr(args, "learning_rate", None)
-    if given is None and args.recipe != spec.recipe and str(args.recipe).endswith(".json"):
-        from mmtl_tf.recipes import load_recipe
-
-        own = load_recipe(args.recipe, args.size)
-        if "localization_learning_rate" in own:
-            return
-        given = own.get("learning_rate")
-    if given is not None:
-        config["localization_learning_rate"] = given
+    if overrides.get("learning_rate") is not None:
+        config["localization_learning_rate"] = overrides["learning_rate"]
+    elif "learning_rate" in set_by_file and "localization_learning_rate" not in set_by_file:
+        config["localization_learning_rate"] = config["learning_rate"]
 
 
 def _check_cache_env():
@@ -471,9 +466,10 @@ def _train(args):
     _check_cache_env()
     from mmtl_tf.tasks import common, get_task
 
-    config = common.resolve_config(args.recipe, args.size, _overrides(args, spec),
-                                   base=spec.recipe, settings=settings(spec.name))
-    _follow_learning_rate(args, spec, config)
+    overrides, set_by_file = _overrides(args, spec), set()
+    config = common.resolve_config(args.recipe, args.size, overrides, base=spec.recipe,
+                                   settings=settings(spec.name), set_by_file=set_by_file)
+    _follow_learning_rate(config, overrides, set_by_file)
     _note_no_xla("mmtl-tf train", config)
     # Not `args.out or ...`: `--out ''` must not mean the default (the parser
     # refuses it; from Python, check_run_dir does).

@@ -292,7 +292,8 @@ _RUNTIME_KINDS = {"epochs": 1, "batch_size": 1, "learning_rate": 1.0, "seed": 0,
                   "deterministic": False}
 
 
-def resolve_config(recipe, size="base", overrides=None, base=None, settings=None):
+def resolve_config(recipe, size="base", overrides=None, base=None, settings=None,
+                   set_by_file=None):
     """Recipe section + non-None overrides → one config dict.
 
     With `base` (the task's bundled recipe) and a recipe that is a JSON file
@@ -302,6 +303,11 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
     `ValueError` (a misspelt `"epoch": 5` was ignored); names starting with
     `_` are comments. An empty (or blank) string setting is a `ValueError`,
     as an empty value of a command-line option is a usage error.
+
+    `set_by_file`, a set, receives the names of the settings that such a
+    file of your own sets (nothing for a bundled recipe): a setting that
+    follows another unless given (`mmtl-tf train head-swap`'s
+    `localization_learning_rate`) is told apart from the bundled default.
     """
     from mmtl_tf.recipes import available
     from mmtl_tf.tasks import task_recipes
@@ -343,6 +349,8 @@ def resolve_config(recipe, size="base", overrides=None, base=None, settings=None
                 raise ValueError(
                     f"recipe {recipe}: {size}.{key} = {json.dumps(value)} should be "
                     f"{_kind(example)}{like}.")
+        if set_by_file is not None:
+            set_by_file.update(k for k in config if not k.startswith("_"))
         config = {**defaults, **config}
     for key, value in (overrides or {}).items():
         if value is not None:

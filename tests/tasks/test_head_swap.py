@@ -109,25 +109,27 @@ def test_localization_heads_train_at_their_own_learning_rate():
 def test_a_learning_rate_you_give_is_the_localization_heads_rate(tmp_path):
     # A recipe file's learning_rate was overridden by the bundled recipe's
     # localization_learning_rate (found in review); --learning-rate was not.
-    import argparse
-
     from mmtl_tf.tasks import TASKS, settings
 
     spec = TASKS["head-swap"]
     own = tmp_path / "mine.json"
 
-    def resolved(settings_in_file, learning_rate=None):
+    def resolved(settings_in_file, learning_rate=None, recipe=None):
         own.write_text(json.dumps({"tiny": {"target": "localization", **settings_in_file}}))
-        args = argparse.Namespace(recipe=str(own), size="tiny", learning_rate=learning_rate)
-        config = common.resolve_config(str(own), "tiny", base=spec.recipe,
-                                       settings=settings(spec.name))
-        cli._follow_learning_rate(args, spec, config)
+        overrides = {"learning_rate": learning_rate, "target": "localization"}
+        set_by_file = set()
+        config = common.resolve_config(recipe or str(own), "tiny", overrides, base=spec.recipe,
+                                       settings=settings(spec.name), set_by_file=set_by_file)
+        cli._follow_learning_rate(config, overrides, set_by_file)
         return head_swap.head_learning_rate(config)
 
     assert resolved({"learning_rate": 0.003}) == 0.003
     assert resolved({"learning_rate": 0.003, "localization_learning_rate": 0.0002}) == 0.0002
     assert resolved({}) == 1e-4
     assert resolved({"learning_rate": 0.003}, learning_rate=0.002) == 0.002
+    # The bundled recipe: its own 1e-4, unless --learning-rate is given.
+    assert resolved({}, recipe=spec.recipe) == 1e-4
+    assert resolved({}, learning_rate=0.002, recipe=spec.recipe) == 0.002
 
 
 def test_localization_runs_flatten_the_backbone_features():
