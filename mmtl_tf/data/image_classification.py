@@ -50,6 +50,7 @@ from mmtl_tf.data.image import (UNDECODABLE_IMAGE_EXTENSIONS, augment_image,
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
                                   _read_rows, check_columns, check_two_classes, class_name,
                                   data_files_hint, empty_split_error, given_class_names, find_file, label_field,
+                                  labels_of_bad_row, warn_if_classes_skipped,
                                   missing_split_files_problem, per_split_files, row_path,
                                   sorted_class_names, split_field, text_field,
                                   FileRows, unset_split, warn_if_partly_split,
@@ -169,7 +170,7 @@ def read_labels_file(path, need_box=False, on_error="raise"):
     check_on_error(on_error)
     root = os.path.dirname(os.path.abspath(path))
     required = ["path", "label"] + (["box"] if need_box else [])
-    rows, problems, first, unsplit = [], [], True, []
+    rows, problems, first, unsplit, skipped_labels = [], [], True, [], []
     for n, row in _read_rows(path, problems):
         if first:
             check_columns(path, row, required)
@@ -178,16 +179,16 @@ def read_labels_file(path, need_box=False, on_error="raise"):
         image, why = text_field(row, "path", "image path")
         labels, why = (None, why) if why else _labels_field(row)
         split, why = (None, why) if why else split_field(row)
-        if why:
-            problems.append((loc, why))
-            continue
         box = None
-        if need_box:
+        if need_box and not why:
             try:
                 box = _parse_box(row.get("box"))
             except ValueError as e:
-                problems.append((loc, str(e)))
-                continue
+                why = str(e)
+        if why:
+            problems.append((loc, why))
+            skipped_labels.extend(labels_of_bad_row(row, _labels_field))
+            continue
         if unset_split(path, row):
             unsplit.append(loc)
         rows.append({"path": row_path(root, image), "labels": labels, "box": box,
@@ -195,7 +196,7 @@ def read_labels_file(path, need_box=False, on_error="raise"):
     if first and not problems:
         raise DataError(f"{path}: the labels file has no rows.")
     handle_problems(problems, on_error, "rows", total=len(rows) + len(problems))
-    return FileRows(rows, path, unsplit)
+    return FileRows(rows, path, unsplit, skipped_labels)
 
 
 def _labels_field(row):
@@ -357,6 +358,7 @@ def _rows_by_split(source, need_box, seed, on_error, split=None, one_class=False
     else:
         raise DataError(f"{source}: no such folder or labels file (expected 'default', a "
                         "labels file, a folder holding one, or a folder of class folders).")
+    skipped_labels = []  # of the bad rows that could have trained (`skipped_training_labels`)
     if files is None:
         rows = _class_folder_rows(source, one_class)
         if rows is None:
@@ -370,6 +372,8 @@ def _rows_by_split(source, need_box, seed, on_error, split=None, one_class=False
         rows = []
         for split_name, path in files.items():
             read = read_labels_file(path, need_box, on_error)
+            if split_name in (None, "train"):
+                skipped_labels = read.skipped_labels
             if split_name is None:  # the one labels file: its rows may be hashed
                 warn_if_partly_split(read)
             for row in read:
@@ -387,7 +391,7 @@ def _rows_by_split(source, need_box, seed, on_error, split=None, one_class=False
         # hashed as the first row's, so that the file lands in one split.
         key = first_path.setdefault(_file_key(row["path"]), row["path"])
         grouped[row["split"] or _hash_split(key, seed, root)].append(row)
-    return source, grouped
+    return source, grouped, skipped_labels
 
 
 def _warn_if_images_unlisted(folder, files, rows):
@@ -508,8 +512,9 @@ def load_image_label_records(source="default", split="train", task="multiclass",
     check_choice("task", task, TASKS)
     check_choice("other_labels", other_labels, ("bad", "keep"))
     check_on_error(on_error)
-    where, grouped = _rows_by_split(source, task == "localization", seed, on_error, split,
-                                    one_class=class_names is not None)
+    where, grouped, skipped_labels = _rows_by_split(source, task == "localization", seed,
+                                                    on_error, split,
+                                                    one_class=class_names is not None)
     warn_if_splits_overlap(where, grouped, split, "path")
     not_known = "are not among the model's classes"
     if class_names is None:
@@ -524,6 +529,8 @@ def load_image_label_records(source="default", split="train", task="multiclass",
             raise empty_split_error(where, "train", grouped)
         if task == "multiclass":
             check_two_classes(where, class_names)
+        if split == "train":
+            warn_if_classes_skipped(where, skipped_labels, class_names)
     class_names = given_class_names(class_names)
     chosen = grouped[split]
     if not chosen:

@@ -390,12 +390,30 @@ class FileRows(list):
         self.skipped_labels = list(skipped_labels)  # of the rows skipped as bad
 
 
+def labels_of_bad_row(row, read_label):
+    """The labels of a row skipped as bad, for `warn_if_classes_skipped`:
+    `read_label(row)` is `(label or list of labels, problem)`; none when the
+    label itself is the row's problem."""
+    label, problem = read_label(row)
+    if problem:
+        return []
+    return list(label) if isinstance(label, (list, tuple)) else [label]
+
+
+def skipped_training_labels(whole, per_split):
+    """The labels of the rows skipped as bad that could have trained: every
+    bad row's of one whole file (`whole`, a `FileRows`, whose rows are split
+    after reading), else those of the per-split training file's."""
+    rows = whole if whole is not None else per_split.get("train")
+    return getattr(rows, "skipped_labels", [])
+
+
 def warn_if_classes_skipped(where, skipped_labels, class_names):
     """A `DataWarning` naming the labels of rows skipped as bad that are not
     among `class_names` (the training split's, after skipping): a class
-    whose every training row was bad (e.g. empty texts) dropped out of the
-    model without a word, and its other rows read only as "label ... does
-    not occur in the training split"."""
+    whose every training row was bad (e.g. empty texts or captions, a box
+    out of the image) dropped out of the model without a word, and its other
+    rows read only as "label ... does not occur in the training split"."""
     lost = sorted(set(skipped_labels) - set(class_names))
     if lost:
         import warnings
@@ -698,7 +716,7 @@ def read_captions_file(path, require_label=True, on_error="raise"):
     check_on_error(on_error)
     root = os.path.dirname(os.path.abspath(path))
     required = ["path", "caption"] + (["label"] if require_label else [])
-    rows, problems, first, unsplit = [], [], True, []
+    rows, problems, first, unsplit, skipped_labels = [], [], True, [], []
     for n, row in _read_rows(path, problems):
         if first:
             check_columns(path, row, required)
@@ -713,6 +731,8 @@ def read_captions_file(path, require_label=True, on_error="raise"):
             split, why = split_field(row)
         if why:
             problems.append((loc, why))
+            if require_label:
+                skipped_labels.extend(labels_of_bad_row(row, label_field))
             continue
         if unset_split(path, row):
             unsplit.append(loc)
@@ -721,7 +741,7 @@ def read_captions_file(path, require_label=True, on_error="raise"):
     if first and not problems:
         raise DataError(f"{path}: the captions file has no rows.")
     handle_problems(problems, on_error, "rows", total=len(rows) + len(problems))
-    return FileRows(rows, path, unsplit)
+    return FileRows(rows, path, unsplit, skipped_labels)
 
 
 def split_field(row):
@@ -1191,6 +1211,7 @@ def load_image_text_records(source="default", split="train", require_label=True,
             f"tfds:{path}: TFDS sources are loaded with mmtl_tf.data.load_tfds_* "
             "functions, not as captions files.")
     split_files = per_split_files(path) if kind == "dir" else {}
+    whole = None  # the rows of the one captions file, where there is one
     if split_files:
         if "train" not in split_files or split not in split_files:
             raise DataError(missing_split_files_problem(path, split_files, ["train", split]))
@@ -1211,7 +1232,7 @@ def load_image_text_records(source="default", split="train", require_label=True,
                 warn_if_other_data_files(path, [file], CAPTION_FILE_NAMES)
         else:
             file = path
-        rows = read_captions_file(file, require_label, on_error)
+        rows = whole = read_captions_file(file, require_label, on_error)
         warn_if_partly_split(rows)
         per_split = {s: [] for s in SPLITS}
         for r in rows:
@@ -1221,6 +1242,8 @@ def load_image_text_records(source="default", split="train", require_label=True,
     given = class_names is not None
     class_names = given_class_names(class_names) if given else sorted_class_names(
         r["label"] for r in per_split["train"] if r["label"] is not None)
+    if not given and require_label and split == "train":
+        warn_if_classes_skipped(path, skipped_training_labels(whole, per_split), class_names)
     chosen = per_split[split]
     if not chosen:
         raise empty_split_error(path, split, per_split)

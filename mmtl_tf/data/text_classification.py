@@ -21,14 +21,14 @@ import os
 
 import numpy as np
 
-from mmtl_tf.data.sources import (SPLITS, _read_rows, check_columns, check_two_classes,
-                                  data_files_hint, default_split, empty_split_error,
-                                  find_file, given_class_names, label_field,
-                                  missing_split_files_problem, per_split_files, read_split_files, rows_with_known_labels,
-                                  sorted_class_names, split_field, text_field, text_key,
-                                  FileRows, unset_split, warn_if_classes_skipped,
-                                  warn_if_partly_split,
-                                  warn_if_other_data_files, warn_if_splits_overlap)
+from mmtl_tf.data.sources import (check_columns, check_two_classes, data_files_hint, default_split,
+                                  empty_split_error, FileRows, find_file, given_class_names,
+                                  label_field, labels_of_bad_row, missing_split_files_problem,
+                                  per_split_files, _read_rows, read_split_files,
+                                  rows_with_known_labels, skipped_training_labels,
+                                  sorted_class_names, split_field, SPLITS, text_field, text_key,
+                                  unset_split, warn_if_classes_skipped, warn_if_other_data_files,
+                                  warn_if_partly_split, warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
 from mmtl_tf.errors import (DataError, DownloadError, check_choice, check_count,
                             check_on_error, handle_problems)
@@ -112,9 +112,7 @@ def read_text_classification_file(path, on_error="raise"):
         split, why = (None, why) if why else split_field(row)
         if why:
             problems.append((loc, why))
-            bad_label, label_problem = label_field(row)
-            if not label_problem:
-                skipped_labels.append(bad_label)
+            skipped_labels.extend(labels_of_bad_row(row, label_field))
             continue
         if unset_split(path, row):
             unsplit.append(loc)
@@ -203,8 +201,9 @@ def load_text_classification_records(source="default", split="train", seed=0,
         r["label"] for r in per_split.get("train", []))
     if not given:
         check_two_classes(source, class_names)
-        if split == "train" and whole is not None:
-            warn_if_classes_skipped(source, whole.skipped_labels, class_names)
+        if split == "train":
+            warn_if_classes_skipped(source, skipped_training_labels(whole, per_split),
+                                    class_names)
     chosen = per_split.get(split, [])
     if not chosen:
         raise empty_split_error(source, split, per_split)

@@ -598,3 +598,39 @@ def test_labels_with_an_empty_name_between_separators_and_boolean_boxes_are_bad_
     with pytest.raises(mmtl_tf.DataError, match=r"labels.jsonl:3: box \[False, False, True, "
                                                 r"True\] holds true/false"):
         load_image_label_records(str(tmp_path), "train", task="localization", on_error="raise")
+
+
+def test_a_class_whose_training_rows_are_all_skipped_is_named(tmp_path):
+    # Every training box of 'c' was upside down: under on_error="skip" the
+    # class left the localization model without a word.
+    from PIL import Image
+
+    rows = []
+    for label in "abc":
+        for i in range(5):
+            Image.fromarray(np.full((6, 6, 3), 40 * i, "uint8")).save(tmp_path / f"{label}{i}.png")
+            split = "train" if i < 3 else "test"
+            box = "0.6 0.6 0.2 0.2" if label == "c" and split == "train" else "0.1 0.1 0.5 0.5"
+            rows.append((f"{label}{i}.png", label, box, split))
+
+    def write(path, rows, folder=""):
+        path.write_text("path,label,box,split\n" + "".join(
+            f"{folder}{image},{label},{box},{split}\n" for image, label, box, split in rows))
+
+    def lost_class_warnings(source):
+        with pytest.warns(mmtl_tf.DataWarning) as warned:
+            records = load_image_label_records(source, "train", task="localization",
+                                               on_error="skip")
+        assert records.class_names == ["a", "b"]
+        return [str(w.message) for w in warned if "no training row of theirs" in str(w.message)]
+
+    write(tmp_path / "labels.csv", rows)
+    assert lost_class_warnings(str(tmp_path / "labels.csv")) == [
+        f"{tmp_path / 'labels.csv'}: class(es) 'c' had rows skipped as bad and no training row "
+        "of theirs is left, so they are not classes of the model (their validation and test "
+        "rows are skipped too)"]
+    # Per-split files: the training file's bad rows count.
+    (tmp_path / "split").mkdir()
+    for split in ("train", "test"):
+        write(tmp_path / "split" / f"{split}.csv", [r for r in rows if r[3] == split], "../")
+    assert len(lost_class_warnings(str(tmp_path / "split"))) == 1

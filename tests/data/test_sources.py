@@ -828,3 +828,34 @@ def test_the_class_folders_hint_closes_its_folder_listings(tmp_path):
             load_image_text_records(str(tmp_path), "train")
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_a_class_whose_training_captions_are_all_skipped_is_named(tmp_path):
+    # Every training row of 'c' had an empty caption: under on_error="skip"
+    # the class left the model without a word, as text classes did.
+    rows = []
+    for label in "abc":
+        for i in range(6):
+            _image(tmp_path / f"{label}{i}.png", 40 * i)
+            split = "train" if i < 4 else "test"
+            caption = "" if label == "c" and split == "train" else f"{label} thing {i}"
+            rows.append({"path": f"{label}{i}.png", "caption": caption, "label": label,
+                         "split": split})
+    _write_jsonl(tmp_path / "captions.jsonl", rows)
+
+    def lost_class_warnings(split="train", require_label=True):
+        with pytest.warns(mmtl_tf.DataWarning) as warned:
+            records = load_image_text_records(str(tmp_path / "captions.jsonl"), split,
+                                              require_label=require_label, on_error="skip")
+        if require_label:
+            assert records.class_names == ["a", "b"]
+        return [str(w.message) for w in warned if "no training row of theirs" in str(w.message)]
+
+    assert lost_class_warnings() == [
+        f"{tmp_path / 'captions.jsonl'}: class(es) 'c' had rows skipped as bad and no training "
+        "row of theirs is left, so they are not classes of the model (their validation and "
+        "test rows are skipped too)"]
+    # Loading the test split: said with the training split only.
+    assert lost_class_warnings("test") == []
+    # Without labels (retrieval) there are no classes to lose.
+    assert lost_class_warnings(require_label=False) == []

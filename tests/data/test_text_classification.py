@@ -326,7 +326,25 @@ def test_a_class_whose_training_rows_are_all_skipped_is_named(tmp_path):
             text = "" if label == "food" and split == "train" else f"{label} text {i}"
             rows.append({"text": text, "label": label, "split": split})
     data = _write_jsonl(tmp_path / "t.jsonl", rows)
-    with pytest.warns(mmtl_tf.DataWarning, match=r"class\(es\) 'food' had rows skipped as bad "
-                                                 r"and no training row of theirs is left"):
+    with pytest.warns(mmtl_tf.DataWarning) as warned:
         records = load_text_classification_records(data, "train", on_error="skip")
     assert records.class_names == ["sports", "tech"]
+    assert [w for w in warned if "class(es) 'food' had rows skipped as bad and no training "
+            "row of theirs is left" in str(w.message)]
+    # Per-split files: the training file's bad rows are the ones that count.
+    (tmp_path / "split").mkdir()
+    for split in ("train", "test"):
+        _write_jsonl(tmp_path / "split" / f"{split}.jsonl",
+                     [r for r in rows if r["split"] == split])
+    with pytest.warns(mmtl_tf.DataWarning) as warned:
+        records = load_text_classification_records(str(tmp_path / "split"), "train",
+                                                   on_error="skip")
+    assert records.class_names == ["sports", "tech"]
+    assert [w for w in warned if "class(es) 'food' had rows skipped" in str(w.message)]
+    # A class that keeps a training row is not named.
+    rows.append({"text": "food text", "label": "food", "split": "train"})
+    with pytest.warns(mmtl_tf.DataWarning) as warned:
+        records = load_text_classification_records(
+            _write_jsonl(tmp_path / "t.jsonl", rows), "train", on_error="skip")
+    assert records.class_names == ["food", "sports", "tech"]
+    assert not [w for w in warned if "no training row of theirs" in str(w.message)]
