@@ -361,11 +361,14 @@ def plot_curves(history, path, title=None):
 
 
 def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
-        callbacks=(), backup=True, checkpoint_monitor="val_loss", checkpoint_mode="min"):
+        callbacks=(), backup=True, checkpoint_monitor="val_loss", checkpoint_mode="auto"):
     """`model.fit` with the callbacks every mmtl_tf run uses.
 
     With a `run_dir`: the best model by `checkpoint_monitor` is written
-    atomically to `run_dir/best.keras`, and with `backup` a `BackupAndRestore`
+    atomically to `run_dir/best.keras` (`checkpoint_mode="auto"`, the
+    default: the highest value for a monitor named like a score that grows
+    as the model improves, accuracy, AUC, precision, recall, IoU, F1 or mAP,
+    else the lowest), and with `backup` a `BackupAndRestore`
     folder lets an interrupted run resume where it stopped when `fit` is
     called again with the same `run_dir`; `run_dir/best.keras.json` keeps
     the best value so far and each epoch's logs, so the resumed fit replaces
@@ -384,7 +387,7 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
             than one batch with `drop_remainder=True`): Keras would only warn
             and return a history without training values; or validation data
             known to yield none (its cardinality is 0).
-        ValueError: `checkpoint_mode` other than "min" / "max"; with a
+        ValueError: `checkpoint_mode` other than "auto" / "min" / "max"; with a
             `run_dir`, a `backup/` folder there holding files of your own
             (Keras deletes the folder), or a resume whose monitor or mode
             differs from the interrupted fit's (see `tests/test_training_resume.py`).
@@ -396,7 +399,8 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
             more tokens than the model's `Embedding` takes.
     """
     raise_collected_problems()  # no training on data with bad items left out
-    _check_checkpoint_mode(checkpoint_monitor, checkpoint_mode, warn=bool(run_dir))
+    checkpoint_mode = _check_checkpoint_mode(checkpoint_monitor, checkpoint_mode,
+                                             warn=bool(run_dir))
     if isinstance(train_ds, tf.data.Dataset) and int(train_ds.cardinality()) == 0:
         raise DataError(_NO_BATCH)
     check_outputs_fit_classes(model, getattr(train_ds, "class_names", None))
@@ -523,19 +527,30 @@ _HIGHER_IS_BETTER = re.compile(
 
 
 def _check_checkpoint_mode(monitor, mode, warn=True):
-    """A `ValueError` naming `checkpoint_mode` unless it is "min" or "max"
-    (the checkpoint's message named its own `mode`, and without a run_dir
-    nothing was checked), and a `RuntimeWarning` for a monitor that grows as
-    the model improves (accuracy, AUC, ...) with "min", the default, which
-    kept the worst epoch."""
-    if mode not in ("min", "max"):
-        raise ValueError(f"checkpoint_mode={mode!r} is not allowed; use 'min' (a loss) or "
-                         "'max' (accuracy, AUC, ...).")
+    """The mode, "min" or "max", that `checkpoint_mode` `mode` means for
+    `monitor`: "auto" is "max" for a monitor that grows as the model
+    improves (accuracy, AUC, ...; `_HIGHER_IS_BETTER`) and "min" for any
+    other (a loss, an error). A `ValueError` names any other `mode` (the
+    checkpoint's message named its own `mode`, and without a run_dir nothing
+    was checked). With `warn`, a `RuntimeWarning` for "min" given with such a
+    growing monitor (it kept the worst epoch; "min" was the default then)
+    and for "max" given with a loss."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"checkpoint_mode={mode!r} is not allowed; use 'auto' (the default: "
+                         "'max' for accuracy, AUC, ..., else 'min'), 'min' (a loss) or 'max'.")
     name = str(monitor).removeprefix("val_")
-    if warn and mode == "min" and "loss" not in name and _HIGHER_IS_BETTER.search(name):
+    grows = "loss" not in name and bool(_HIGHER_IS_BETTER.search(name))
+    if mode == "auto":
+        return "max" if grows else "min"
+    if warn and mode == "min" and grows:
         warnings.warn(f"checkpoint_monitor={monitor!r} with checkpoint_mode='min' keeps the "
-                      f"epoch with the lowest {name}; pass checkpoint_mode='max'.",
+                      f"epoch with the lowest {name}; pass checkpoint_mode='max' (or 'auto').",
                       RuntimeWarning)
+    if warn and mode == "max" and "loss" in name:
+        warnings.warn(f"checkpoint_monitor={monitor!r} with checkpoint_mode='max' keeps the "
+                      f"epoch with the highest {name}; pass checkpoint_mode='min' (or 'auto').",
+                      RuntimeWarning)
+    return mode
 
 
 def _check_backup_folder(backup_dir):

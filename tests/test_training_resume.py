@@ -173,14 +173,19 @@ def test_plot_curves_takes_a_keras_history(tmp_path):
 def test_checkpoint_mode_is_checked_and_min_for_an_accuracy_is_warned_about(tmp_path):
     # checkpoint_monitor="val_accuracy" with the default "min" kept the worst
     # epoch, silently; "auto" was refused as "mode='auto'", and without a
-    # run_dir any mode passed.
-    with pytest.raises(ValueError, match=r"checkpoint_mode='auto' is not allowed"):
-        training.fit(_model(), _data(), _data(), epochs=1, verbose=0, checkpoint_mode="auto")
+    # run_dir any mode passed. "auto" is now the default.
+    with pytest.raises(ValueError, match=r"checkpoint_mode='best' is not allowed; use 'auto'"):
+        training.fit(_model(), _data(), _data(), epochs=1, verbose=0, checkpoint_mode="best")
     with pytest.warns(RuntimeWarning, match=r"checkpoint_monitor='val_accuracy' with "
                                             r"checkpoint_mode='min' keeps the epoch with the "
                                             r"lowest accuracy"):
         training.fit(_model(), _data(), _data(), epochs=1, verbose=0,
-                     run_dir=str(tmp_path / "run"), checkpoint_monitor="val_accuracy")
+                     run_dir=str(tmp_path / "run"), checkpoint_monitor="val_accuracy",
+                     checkpoint_mode="min")
+    with pytest.warns(RuntimeWarning, match=r"checkpoint_mode='max' keeps the epoch with the "
+                                            r"highest loss; pass checkpoint_mode='min'"):
+        training.fit(_model(), _data(), _data(), epochs=1, verbose=0,
+                     run_dir=str(tmp_path / "run1"), checkpoint_mode="max")
     import warnings
 
     with warnings.catch_warnings():
@@ -188,6 +193,32 @@ def test_checkpoint_mode_is_checked_and_min_for_an_accuracy_is_warned_about(tmp_
         training.fit(_model(), _data(), _data(), epochs=1, verbose=0,
                      run_dir=str(tmp_path / "run2"), checkpoint_monitor="val_accuracy",
                      checkpoint_mode="max")
+
+
+def test_the_default_auto_mode_keeps_the_best_epoch_of_a_score_or_a_loss(tmp_path):
+    # The monitored values are set per epoch (the tiny model's accuracy
+    # hardly moves): best.keras.json's best is the highest val_accuracy and
+    # the lowest val_loss.
+    values = [0.5, 0.9, 0.2, 0.7]
+
+    class Logged(keras.callbacks.Callback):
+        def __init__(self, key):
+            super().__init__()
+            self.key = key
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs[self.key] = values[epoch]
+
+    for monitor, mode, best in (("val_accuracy", "max", 0.9), ("val_loss", "min", 0.2)):
+        run = tmp_path / monitor
+        training.fit(_model(), _data(), _data(), epochs=4, run_dir=str(run), verbose=0,
+                     checkpoint_monitor=monitor, callbacks=[Logged(monitor)])
+        state = json.loads((run / "best.keras.json").read_text())
+        assert (state["mode"], state["best"]) == (mode, best)
+    for monitor, mode in (("val_auc", "max"), ("val_mAP", "max"), ("val_box_iou", "max"),
+                          ("val_mape", "min"), ("val_mean_squared_error", "min"),
+                          ("val_accuracy_loss", "min")):
+        assert training._check_checkpoint_mode(monitor, "auto") == mode, monitor
 
 
 def test_review_edge_cases_of_the_checkpoint_and_the_joined_logs(tmp_path):
