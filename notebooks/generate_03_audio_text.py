@@ -294,8 +294,11 @@ plt.title("CLIP loss"); plt.xlabel("epoch"); plt.legend(); plt.tight_layout()"""
 **Retrieval on held-out items**, separately for the training voices (285
 clips, one per test name) and the held-out voices (570 clips: each test name
 in both new voices, so each caption has two correct clips; the chance
-levels count them). Names follow OpenCLIP: `audio_to_text_R@1` is the share
-of clips whose own caption is the nearest caption."""),
+levels count them). A caption said by both voices is one item: each clip is
+ranked against the 285 distinct captions, not against 570 rows in which
+every wrong caption would come twice. Names follow OpenCLIP:
+`audio_to_text_R@1` is the share of clips whose own caption is the nearest
+caption."""),
     ("code", """\
 retrieval = audio_text.retrieval(dual, dual_recipe, char_vectorizer, "test")
 print(audio_text.format_metrics({"test": retrieval}))"""),

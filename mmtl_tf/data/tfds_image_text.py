@@ -27,7 +27,8 @@ def coco_captions_to_pairs(examples, text_vectorizer, image_size=(224, 224), all
             anew each epoch. True (evaluation): every (image, caption) pair, the
             image repeated; evaluate with
             `evaluate_retrieval(..., match_keys={"image": "inputs"})` so that
-            every caption of an image counts as a correct answer.
+            every caption of an image counts as a correct answer (and the
+            image's rows are one item in the gallery, by default).
         batch_size: int.
         shuffle: bool.
         shuffle_buffer: int.

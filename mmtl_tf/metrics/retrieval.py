@@ -528,13 +528,19 @@ def _key_pairs(query_keys, gallery_keys):
     return group_q, group_g, pairs // width, pairs % width
 
 
-def _paired_mask(query_keys, gallery_keys):
+def _paired_mask(query_keys, gallery_keys, query_rows=None, gallery_rows=None):
     """`paired_positives` as chunk(start, stop) → bool mask, and the number
     of positives of each query. A chunk is read from a table of its query
     groups × gallery groups (bool), so it costs (chunk × N) bools, not
-    int64 codes."""
+    int64 codes. `query_rows` / `gallery_rows`: None, or the rows that are
+    the queries / the gallery (`_collapsed_items`); the pairs are those of
+    every row."""
     group_q, group_g, pair_q, pair_g = _key_pairs(query_keys, gallery_keys)
     width = int(group_g.max()) + 1 if len(group_g) else 0
+    if query_rows is not None:
+        group_q = group_q[query_rows]
+    if gallery_rows is not None:
+        group_g = group_g[gallery_rows]
 
     def chunk(start, stop):
         present, inverse = np.unique(group_q[start:stop], return_inverse=True)
@@ -549,7 +555,34 @@ def _paired_mask(query_keys, gallery_keys):
     return chunk, per_query_group[group_q]
 
 
-def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_keys=None):
+def _collapsed_items(modalities, chosen, match_keys, collapse, n):
+    """modality → the row indices that are its items: one row per distinct
+    key of a `collapse` modality (its first), every row of the others."""
+    if collapse is None:
+        collapse = [m for m in modalities if (match_keys or {}).get(m) == "inputs"]
+    elif isinstance(collapse, str):
+        collapse = [collapse]
+    unknown = sorted(set(collapse) - set(modalities))
+    if unknown:
+        raise ValueError(f"collapse names {', '.join(map(repr, unknown))}, not a modality "
+                         f"evaluated here ({modalities[0]!r}, {modalities[1]!r}).")
+    items = {}
+    for modality, keys in zip(modalities, chosen):
+        if modality in collapse and keys is None:
+            raise ValueError(f"collapse names {modality!r}, which has no match_keys: rows "
+                             "are one item when their keys are equal.")
+        if modality in collapse:
+            first_rows = {}
+            for i, key in enumerate(keys):
+                first_rows.setdefault(key, i)
+            items[modality] = np.array(sorted(first_rows.values()), np.int64)
+        else:
+            items[modality] = np.arange(n)
+    return items
+
+
+def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_keys=None,
+                       collapse=None):
     """Both retrieval directions of a dual encoder on a dataset of matched pairs.
 
     Every row of `dataset` is a matched pair; each side's embeddings are the
@@ -569,6 +602,18 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
     given per direction (`image_to_text_chance_R@1`, ...) and their mean
     (`chance_R@1`).
 
+    Rows of a `collapse` modality with equal keys are one item, ranked once
+    as a gallery item and asked once as a query (the first such row stands
+    for them): with 2 voices per spoken caption, each caption was twice in
+    the text gallery, so every wrong caption above the right one counted
+    twice (R@10 was R@5 among the distinct captions) and the chance level
+    was that of 570 rows, not of 285 captions. By default the modalities
+    whose match key is `"inputs"` collapse (identical inputs are the same
+    item: an image repeated once per caption, as COCO's 5 captions give);
+    give caption keys' modality too where equal keys mean the same text.
+    `{query}_to_{gallery}_num_queries` and `..._num_gallery` count the items
+    of each direction.
+
     Args:
         model: `mmtl_tf.models.DualEncoder` (any two modalities).
         dataset: `tf.data.Dataset` of `inputs` or `(inputs, labels)`, not shuffled.
@@ -576,6 +621,8 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
         modalities: (query modality, gallery modality) or None for the model's
             order (e.g. image, text).
         match_keys: None or dict modality → `"inputs"` or a sequence of N keys.
+        collapse: None (the modalities keyed by `"inputs"`) or a sequence of
+            modalities with match keys whose rows of equal keys are one item.
 
     Returns:
         dict of floats, plus `num_pairs` and the chance level `chance_R@K`
@@ -613,6 +660,7 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
             if given is not None and len(given) != n:
                 raise ValueError(f"match_keys[{modality!r}] has {len(given)} keys for {n} pairs.")
             chosen.append(given)
+    items = _collapsed_items((first, second), chosen, match_keys, collapse, n)
     result = {"num_pairs": n}
     for (query, gallery), (query_keys, gallery_keys) in (
             ((first, second), tuple(chosen)), ((second, first), tuple(chosen[::-1]))):
@@ -620,14 +668,19 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
         # the key groups (lists of N indices per row were quadratic when
         # captions repeat).
         if any(keys is not None for keys in chosen):
-            mask_of, counts = _paired_mask(query_keys, gallery_keys)
-        metrics = retrieval_metrics_by_chunk(embeddings[query], embeddings[gallery], mask_of, ks)
+            mask_of, counts = _paired_mask(query_keys, gallery_keys, items[query],
+                                           items[gallery])
+        metrics = retrieval_metrics_by_chunk(embeddings[query][items[query]],
+                                             embeddings[gallery][items[gallery]], mask_of, ks)
         result.update({f"{query}_to_{gallery}_{k}": v for k, v in metrics.items()})
+        size = len(items[gallery])
+        result[f"{query}_to_{gallery}_num_queries"] = len(items[query])
+        result[f"{query}_to_{gallery}_num_gallery"] = size
         # A random ranking, given each query's number of correct answers (one
         # chance_recall per distinct number).
         distinct, inverse = np.unique(counts, return_inverse=True)
         for k in ks:
-            chance = np.array([chance_recall(n, k, int(c)) for c in distinct])
+            chance = np.array([chance_recall(size, k, int(c)) for c in distinct])
             result[f"{query}_to_{gallery}_chance_R@{k}"] = float(
                 np.mean(chance[inverse.reshape(-1)]))
     for k in ks:

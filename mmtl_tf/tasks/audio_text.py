@@ -109,7 +109,11 @@ def retrieval(model, config, vectorizer, split, datasets=None):
 
     Identical captions count as the same answer, and so do clips of the same
     item (spoken by different voices): with the held-out voices each caption
-    has two correct clips, and the chance levels account for it. Clips
+    has two correct clips, and the chance levels account for it. Identical
+    captions are also one item (`evaluate_retrieval`'s `collapse`): with two
+    voices a caption was twice in the text gallery, which counted every
+    wrong caption above the right one twice (the held-out audio → text R@10
+    was R@5 among the distinct captions). Clips
     skipped with `on_error="skip"` leave the pairs they belong to out; the
     other pairs are scored by the same rules.
 
@@ -130,7 +134,7 @@ def retrieval(model, config, vectorizer, split, datasets=None):
         records = dataset.records
         keys = {"text": [c.strip().lower() for c in records.captions],
                 "audio": [item or path for item, path in zip(records.items, records.paths)]}
-        metrics = evaluate_retrieval(model, dataset, match_keys=keys)
+        metrics = evaluate_retrieval(model, dataset, match_keys=keys, collapse=["text"])
         metrics["voices"] = sorted(set(records.voices) - {""})
         results[group or "all"] = metrics
     return results
@@ -204,7 +208,8 @@ def format_metrics(metrics, split="test"):
         voices = f" ({', '.join(m['voices'])})" if m.get("voices") else ""
         tables.append(shared_space.format_retrieval_table(
             m, DIRECTIONS, title=f"{split}, {what}{voices}: retrieval among "
-                                 f"{m['num_pairs']} clip-caption pairs"))
+                                 f"{m['num_pairs']} clip-caption pairs"
+                                 f"{shared_space.distinct_items(m, DIRECTIONS)}"))
     return "\n\n".join(tables)
 
 
@@ -215,8 +220,11 @@ def summary(metrics):
         for direction in DIRECTIONS:
             rows.append({"model": f"audio-text dual encoder ({shared_space.loss_name(metrics)})",
                          "metric": f"test {direction.replace('_to_', '->')} R@10, "
-                                   f"{what} ({m['num_pairs']} pairs)",
+                                   f"{what} ({m['num_pairs']} pairs"
+                                   f"{shared_space.distinct_items(m, [direction])})",
                          "value": m[f"{direction}_R@10"], "baseline": "chance",
-                         "baseline_value": m["chance_R@10"], "params": metrics["params"],
+                         "baseline_value": m.get(f"{direction}_chance_R@10",
+                                                 m["chance_R@10"]),
+                         "params": metrics["params"],
                          "train_seconds": metrics["train_seconds"]})
     return rows

@@ -141,8 +141,9 @@ def build_model(config, text_encoder_source=None):
 
 def retrieval(model, config, tokenizer, split, dataset=None):
     """`evaluate_retrieval` on a split; identical captions (same string) and
-    identical images (same pixels) count as the same answer. `dataset`: the
-    split's `_dataset`, if built already."""
+    identical images (same pixels) count as the same answer, and are one item,
+    ranked once (`evaluate_retrieval`'s `collapse`). `dataset`: the split's
+    `_dataset`, if built already."""
     if dataset is None:
         dataset = _dataset(config, tokenizer, split)
         raise_collected_problems()  # bad rows and files named before the model runs
@@ -151,7 +152,7 @@ def retrieval(model, config, tokenizer, split, dataset=None):
     # and a silent fallback then scored without caption keys.)
     captions = dataset.records.captions
     keys = {"image": "inputs", "text": [c.strip().lower() for c in captions]}
-    return evaluate_retrieval(model, dataset, match_keys=keys)
+    return evaluate_retrieval(model, dataset, match_keys=keys, collapse=["image", "text"])
 
 
 @common.staged_run
@@ -231,14 +232,16 @@ def format_metrics(metrics, split="test"):
     """The retrieval table `mmtl-tf evaluate` prints."""
     m = metrics[split]
     return shared_space.format_retrieval_table(
-        m, DIRECTIONS, title=f"{split}: retrieval among {m['num_pairs']} image-caption pairs")
+        m, DIRECTIONS, title=f"{split}: retrieval among {m['num_pairs']} image-caption pairs"
+                             f"{shared_space.distinct_items(m, DIRECTIONS)}")
 
 
 def summary(metrics):
     test = metrics["test"]
     n = test["num_pairs"]
     return [{"model": f"dual encoder ({shared_space.loss_name(metrics)})",
-             "metric": f"test R@{k} image<->text (mean of both directions, {n} pairs)",
+             "metric": f"test R@{k} image<->text (mean of both directions, {n} pairs"
+                       f"{shared_space.distinct_items(test, DIRECTIONS)})",
              "value": test[f"mean_R@{k}"], "baseline": "chance",
              "baseline_value": test[f"chance_R@{k}"], "params": metrics["params"],
              "train_seconds": metrics["train_seconds"]} for k in (1, 10)]

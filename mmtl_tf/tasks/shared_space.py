@@ -329,6 +329,22 @@ def optimizer(config):
         float(config["learning_rate"]), weight_decay=float(config.get("weight_decay", 1e-4))))
 
 
+_ITEMS = {"text": "captions", "image": "images", "audio": "clips"}
+
+
+def distinct_items(metrics, directions):
+    """", 285 distinct captions" for each direction whose gallery has fewer
+    items than the pairs (identical captions or images are one item,
+    `evaluate_retrieval`'s `collapse`), else ""."""
+    parts = []
+    for direction in directions:
+        gallery = direction.split("_to_")[1]
+        size = metrics.get(f"{direction}_num_gallery")
+        if size is not None and size != metrics.get("num_pairs"):
+            parts.append(f"{size} distinct {_ITEMS.get(gallery, gallery)}")
+    return "".join(f", {part}" for part in parts)
+
+
 def format_retrieval_table(metrics, directions, ks=(1, 5, 10), title=None):
     """A text table: one row per direction, R@K, ranks, mAP@10 and chance."""
     headers = [*(f"R@{k}" for k in ks), "mean rank", "median rank", "mAP@10",

@@ -512,7 +512,8 @@ def test_evaluate_retrieval_equals_its_definition_with_repeated_keys(monkeypatch
     monkeypatch.setattr(retrieval, "chance_recall",
                         lambda *a: calls.append(a) or real_chance(*a))
     got = evaluate_retrieval(model, ds, ks=(1, 5), match_keys={"image": "inputs",
-                                                               "text": captions})
+                                                               "text": captions},
+                             collapse=())
     image_keys = [images[i].tobytes() for i in range(n)]
     keys = {"image": image_keys, "text": captions}
     model_out = model.predict_on_batch({"image": images, "text": texts})
@@ -542,3 +543,61 @@ def test_evaluate_retrieval_equals_its_definition_with_repeated_keys(monkeypatch
                               match_keys={"image": None, "text": None}) == plain
     with pytest.raises(ValueError, match="match_keys names 'txt', not a modality"):
         evaluate_retrieval(model, ds, ks=(1,), match_keys={"txt": captions})
+
+
+def test_collapsed_rows_are_ranked_once_against_a_reference():
+    """Rows of a collapsed modality with equal keys are one item: as a query
+    and in the gallery (each caption twice, once per voice, counted every
+    wrong caption twice, and chance was that of all the rows)."""
+    import keras
+
+    def identity(name):
+        inputs = keras.Input((3,))
+        return keras.Model(inputs, keras.layers.Identity()(inputs), name=name)
+
+    model = mmtl_tf.models.DualEncoder({"audio": identity("a"), "text": identity("t")},
+                                       projection_dim=3)
+    for m in ("audio", "text"):
+        model.get_layer(f"{m}_projection").set_weights([np.eye(3, dtype="float32")])
+    rng = np.random.default_rng(6)
+    n = 40
+    captions = [f"caption {i // 2}" for i in range(n)]  # each said by two voices
+    texts = rng.integers(-2, 3, (n // 2, 3)).astype("float32").repeat(2, axis=0)
+    texts[np.all(texts == 0, axis=1)] = 1
+    clips = texts + rng.integers(-1, 2, (n, 3)).astype("float32")  # two voices differ
+    clips[np.all(clips == 0, axis=1)] = 1
+    items = [f"item {i // 2}" for i in range(n)]
+    ds = tf.data.Dataset.from_tensor_slices({"audio": clips, "text": texts}).batch(16)
+    keys = {"audio": items, "text": captions}
+    got = evaluate_retrieval(model, ds, ks=(1, 5), match_keys=keys, collapse=["text"])
+    model_out = model.predict_on_batch({"audio": clips, "text": texts})
+    emb = {m: np.asarray(model_out[f"{m}_embeddings"]) for m in ("audio", "text")}
+    rows = {"audio": list(range(n)), "text": list(range(0, n, 2))}  # first of each caption
+    for query, gallery in (("audio", "text"), ("text", "audio")):
+        positives = paired_reference(keys[query], keys[gallery])
+        where = {j: g for g, j in enumerate(rows[gallery])}
+        kept = [[where[j] for j in positives[i] if j in where] for i in rows[query]]
+        expected = retrieval_metrics(emb[query][rows[query]], emb[gallery][rows[gallery]],
+                                     kept, ks=(1, 5))
+        for key, value in expected.items():
+            assert got[f"{query}_to_{gallery}_{key}"] == pytest.approx(value), key
+        size = len(rows[gallery])
+        assert (got[f"{query}_to_{gallery}_num_queries"],
+                got[f"{query}_to_{gallery}_num_gallery"]) == (len(rows[query]), size)
+        for k in (1, 5):
+            chance = np.mean([chance_recall(size, k, len(p)) for p in kept])
+            assert got[f"{query}_to_{gallery}_chance_R@{k}"] == pytest.approx(chance)
+    # audio -> text: one correct caption among 20 (not 2 among 40 rows).
+    assert got["audio_to_text_chance_R@1"] == pytest.approx(1 / 20)
+    assert got["text_to_audio_chance_R@1"] == pytest.approx(chance_recall(40, 1, 2))
+    # Uncollapsed, every wrong caption above the right one counts twice.
+    doubled = evaluate_retrieval(model, ds, ks=(1, 5), match_keys=keys, collapse=())
+    assert doubled["audio_to_text_mean_rank"] > got["audio_to_text_mean_rank"]
+    assert doubled["text_to_audio_R@5"] == got["text_to_audio_R@5"]
+    # "inputs" keys collapse by default; a modality without keys cannot.
+    default = evaluate_retrieval(model, ds, ks=(1,), match_keys={"text": "inputs"})
+    assert default["audio_to_text_num_gallery"] == 20
+    with pytest.raises(ValueError, match="collapse names 'audio', which has no match_keys"):
+        evaluate_retrieval(model, ds, ks=(1,), match_keys={"text": captions}, collapse=["audio"])
+    with pytest.raises(ValueError, match="collapse names 'image', not a modality"):
+        evaluate_retrieval(model, ds, ks=(1,), match_keys=keys, collapse=["image"])

@@ -67,11 +67,17 @@ def test_train_writes_retrieval_per_voice_group(run):
     assert set(test) == {"train", "heldout"}
     assert test["train"]["num_pairs"] == 285 and test["heldout"]["num_pairs"] == 570
     assert test["heldout"]["voices"] == ["en-gb-x-rp_f3", "en-us-nyc_m3"]
-    # Chance with one correct caption among 285; with two correct clips (the
-    # two held-out voices say each caption) among 570.
+    # Chance with one correct caption among 285; caption -> clip with two
+    # correct clips (the two held-out voices say each caption) among 570, and
+    # clip -> caption with one among the 285 distinct captions (each caption
+    # is one item, not two rows).
     assert test["train"]["chance_R@1"] == pytest.approx(1 / 285)
-    assert test["heldout"]["chance_R@1"] == pytest.approx(2 / 570)
-    assert test["heldout"]["chance_R@10"] == pytest.approx(1 - (560 / 570) * (559 / 569))
+    held = test["heldout"]
+    assert (held["audio_to_text_num_queries"], held["audio_to_text_num_gallery"]) == (570, 285)
+    assert (held["text_to_audio_num_queries"], held["text_to_audio_num_gallery"]) == (285, 570)
+    assert held["audio_to_text_chance_R@10"] == pytest.approx(10 / 285)
+    assert held["text_to_audio_chance_R@10"] == pytest.approx(1 - (560 / 570) * (559 / 569))
+    assert held["chance_R@1"] == pytest.approx((1 / 285 + 2 / 570) / 2)
     for group in test.values():
         for direction in ("audio_to_text", "text_to_audio"):
             for key in ("R@1", "R@5", "R@10", "mean_rank", "median_rank", "mAP@10"):
@@ -86,7 +92,7 @@ def test_evaluate_prints_both_voice_groups(run, capsys):
     out = capsys.readouterr().out
     assert "test, training voices" in out and "test, held-out voices" in out
     assert "retrieval among 285 clip-caption pairs" in out
-    assert "retrieval among 570 clip-caption pairs" in out
+    assert "retrieval among 570 clip-caption pairs, 285 distinct captions" in out
     metrics = json.loads((run / "metrics.json").read_text())["test"]
     assert f"{metrics['heldout']['text_to_audio_R@10']:.3f}" in out
 
@@ -202,13 +208,15 @@ def test_a_skipped_clip_leaves_the_scoring_rules_of_the_other_pairs_unchanged(tm
     kept = rows[:-1]
     assert got["num_pairs"] == 5
     # The kept clips are still matched by item and caption: two of the three
-    # captions have two correct clips (chance R@1 (2+2+2+2+1)/5/5, not 1/5).
-    assert got["chance_R@1"] == pytest.approx(9 / 25)
+    # captions have two correct clips among 5 (chance R@1 (2+2+1)/3/5), and
+    # each clip one correct caption among the 3 distinct ones (1/3).
+    assert got["text_to_audio_chance_R@1"] == pytest.approx(5 / 15)
+    assert got["audio_to_text_chance_R@1"] == pytest.approx(1 / 3)
     with pytest.warns(mmtl_tf.DataWarning, match="bad.wav"):
         ds = audio_text._dataset(config, vectorizer, "test", voice_group="heldout")
     expected = mmtl_tf.metrics.evaluate_retrieval(
         model, ds, match_keys={"text": [r["caption"].strip().lower() for r in kept],
-                               "audio": [r["item"] for r in kept]})
+                               "audio": [r["item"] for r in kept]}, collapse=["text"])
     for key, value in expected.items():
         assert got[key] == pytest.approx(value), key
 

@@ -27,19 +27,21 @@ def test_dual_encoder_train_evaluate_export(tmp_path, capsys, monkeypatch):
     metrics = json.loads((run / "metrics.json").read_text())["test"]
     assert metrics["num_pairs"] == 285
     # Chance of a random ranking: identical captions and identical images (at
-    # the tiny recipe's 32 px) are all correct answers.
+    # the tiny recipe's 32 px) are one item each, and an item is correct for
+    # every item some row pairs it with.
     records = load_image_text_records("default", "test", require_label=False)
     images, _ = decoded_image_dataset(records.paths, (32, 32))
     pixels = {int(i): np.asarray(im).tobytes() for i, im in images}
-    groups = {}
-    for i, caption in enumerate(records.captions):
-        groups.setdefault(("text", caption.strip().lower()), set()).add(i)
-        groups.setdefault(("image", pixels[i]), set()).add(i)
-    positives = [groups[("text", c.strip().lower())] | groups[("image", pixels[i])]
-                 for i, c in enumerate(records.captions)]
-    expected = np.mean([len(p) / 285 for p in positives])
-    assert metrics["chance_R@1"] == pytest.approx(expected)
-    assert metrics["chance_R@1"] >= 1 / 285
+    keys = {"image": [pixels[i] for i in range(285)],
+            "text": [c.strip().lower() for c in records.captions]}
+    pairs = set(zip(keys["image"], keys["text"]))
+    for query, gallery, side in (("image", "text", 0), ("text", "image", 1)):
+        items, answers = set(keys[query]), set(keys[gallery])
+        expected = np.mean([sum((pair[side] == q) for pair in pairs) / len(answers)
+                            for q in items])
+        assert metrics[f"{query}_to_{gallery}_num_queries"] == len(items)
+        assert metrics[f"{query}_to_{gallery}_num_gallery"] == len(answers)
+        assert metrics[f"{query}_to_{gallery}_chance_R@1"] == pytest.approx(expected)
     for direction in ("image_to_text", "text_to_image"):
         for key in ("R@1", "R@5", "R@10", "mean_rank", "median_rank", "mAP@10"):
             assert f"{direction}_{key}" in metrics
@@ -257,9 +259,12 @@ def test_dual_encoder_retrieval_after_a_skipped_image_keeps_the_caption_rules(tm
     with pytest.warns(mmtl_tf.DataWarning, match="bad.png"):
         ds = dual_encoder._dataset(config, vectorizer, "test")
     expected = mmtl_tf.metrics.evaluate_retrieval(
-        model, ds, match_keys={"image": "inputs", "text": captions[:5]})
-    # Two captions have two correct images each: chance R@1 (2+2+2+2+1)/5/5.
-    assert expected["chance_R@1"] == pytest.approx(9 / 25)
+        model, ds, match_keys={"image": "inputs", "text": captions[:5]},
+        collapse=["image", "text"])
+    # Three distinct captions, two of them with two correct images among 5:
+    # caption -> image chance R@1 (2+2+1)/3/5; image -> caption 1/3.
+    assert got["text_to_image_chance_R@1"] == pytest.approx(5 / 15)
+    assert got["image_to_text_chance_R@1"] == pytest.approx(1 / 3)
     for key, value in expected.items():
         assert got[key] == pytest.approx(value), key
 
