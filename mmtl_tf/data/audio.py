@@ -345,9 +345,12 @@ def numpy_audio_op(fn, value, name):
     Returns:
         float32 tensor [None].
     """
-    if tf.executing_eagerly() and isinstance(value, tf.Tensor):
+    if tf.executing_eagerly():
         # Called directly: the DataError itself, as before (TensorFlow's
-        # Assert would give an InvalidArgumentError with escaped text).
+        # Assert would give an InvalidArgumentError with escaped text). Also
+        # for a plain str or NumPy value: load_audio("a.wav") of a bad file
+        # raised the InvalidArgumentError.
+        value = tf.convert_to_tensor(value)
         return tf.constant(np.asarray(fn(value.numpy()), np.float32))
 
     def call(v):

@@ -344,3 +344,23 @@ def test_trim_and_crop_batch_matches_librosa_trim_then_center_crop():
     assert np.all(mmtl_tf.data.trim_and_crop_batch(np.zeros((2, 500), "float32"), 100) == 0)
     with pytest.raises(ValueError, match="length must be >= 1"):
         mmtl_tf.data.trim_and_crop_batch(batch, 0)
+
+
+def test_load_audio_called_directly_raises_the_data_error_for_a_plain_path(tmp_path):
+    # A str path (which works for good files) gave TensorFlow's
+    # InvalidArgumentError "Expected 'tf.Tensor(False...)' to be true" for a
+    # bad one, which `except mmtl_tf.DataError` did not catch.
+    import mmtl_tf
+
+    good = str(tmp_path / "tone.wav")
+    sf.write(good, _tone(0.5, 16000), 16000)
+    (tmp_path / "text.wav").write_text("not audio")
+    for path in (good, good.encode(), np.str_(good)):
+        assert A.load_audio(path).shape == (8000,)
+    for path, problem in ((str(tmp_path / "missing.wav"), "file not found"),
+                          (str(tmp_path / "text.wav"), "cannot decode audio")):
+        for given in (path, path.encode(), tf.constant(path)):
+            with pytest.raises(mmtl_tf.DataError, match=f"^{path}: {problem}"):
+                A.load_audio(given)
+    with pytest.raises(mmtl_tf.DataError, match="all silent"):
+        A.trim_silence(np.zeros(16000, "float32"))
