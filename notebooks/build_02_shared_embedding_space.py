@@ -27,6 +27,11 @@ $$L = \sum_i D\big(f(x_i), g(y_i)\big) + \alpha \sum_j D\big(f(x_j), g(y_j)\big)
 All models are built from `mmtl_tf` imports and trained on the bundled emoji sample (1,906 Noto emoji, name as caption, Unicode category as label). Set `MMTL_TF_NOTEBOOK_SMALL=1` for a fast run with tiny shapes (the test suite does that)."""),
     ("code", r"""import os
 
+# Before TensorFlow loads: hides its C++ error lines, harmless here ("failed
+# call to cuInit" without a GPU; oneDNN falling back without AVX-512). Two
+# start-up notes (oneDNN custom operations, no CUDA drivers) still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 import keras
 import matplotlib.pyplot as plt
 import numpy as np

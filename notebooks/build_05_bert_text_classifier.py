@@ -38,6 +38,11 @@ Set `MMTL_TF_NOTEBOOK_SMALL=1` for the quick version the tests run (a small, ran
 import os
 import time
 
+# Before TensorFlow loads: hides its C++ error lines, harmless here ("failed
+# call to cuInit" without a GPU; oneDNN falling back without AVX-512). Two
+# start-up notes (oneDNN custom operations, no CUDA drivers) still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 import keras
 import matplotlib.pyplot as plt
 import numpy as np

@@ -30,6 +30,24 @@ def test_notebook_runs_in_small_mode(path, tmp_path, monkeypatch):
     assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
+def test_notebook_quiets_tensorflow_before_it_loads(path):
+    # A student saw TensorFlow's harmless C++ error lines in red ("failed call
+    # to cuInit" without a GPU, oneDNN's AVX-512 fallback); the test kernel
+    # does not show them (its C++ output is not a cell's), so this checks
+    # that the first code cell sets the level before anything imports
+    # TensorFlow.
+    nb = nbformat.read(path, as_version=4)
+    lines = next(c.source for c in nb.cells if c.cell_type == "code").splitlines()
+    sets = [i for i, line in enumerate(lines)
+            if line.startswith('os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")')]
+    imports = [i for i, line in enumerate(lines)
+               if line.split()[:2] in (["import", "keras"], ["import", "tensorflow"],
+                                       ["import", "mmtl_tf"])
+               or line.startswith(("from keras", "from tensorflow", "from mmtl_tf"))]
+    assert sets and imports and sets[0] < min(imports), lines[:12]
+
+
 GENERATORS = sorted(glob.glob(os.path.join(REPO, "notebooks", "*_[0-9][0-9]_*.py")))
 
 
