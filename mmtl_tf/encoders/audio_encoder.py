@@ -29,6 +29,22 @@ def _find_audio_encoder(model):
     return None
 
 
+def check_tower_settings(audio_encoder, audio_weights, audio_trainable):
+    """A `ValueError` when a model builder gets a tower of your own
+    (`audio_encoder`) and also `audio_weights` or an `audio_trainable` other
+    than "full", which only a tower it builds takes: they were ignored (the
+    tower kept random weights and trained with `audio_trainable="frozen"`)."""
+    if audio_encoder is None:
+        return
+    given = [f"{name}={value!r}" for name, value, default in (
+        ("audio_weights", audio_weights, None), ("audio_trainable", audio_trainable, "full"))
+        if value != default]
+    if given:
+        raise ValueError(f"{' and '.join(given)} with an audio_encoder of your own: give "
+                         "them to the tower (AudioEncoder(weights=..., trainable=...)), or "
+                         "leave audio_encoder out to have one built.")
+
+
 @keras.saving.register_keras_serializable(package="mmtl_tf")
 class AudioEncoder(keras.Model):
     """Audio tower: float32 waveform (or log-mel) → a pooled feature vector.
@@ -107,6 +123,11 @@ class AudioEncoder(keras.Model):
             raise ValueError(
                 f"{len(conv_filters)} pooling blocks need at least {2 ** len(conv_filters)} "
                 f"frames; num_samples={num_samples} gives {frames}.")
+        if int(n_mels) < 2 ** len(conv_filters):
+            # (Keras' "Computed output size would be zero or negative" named neither.)
+            raise ValueError(
+                f"{len(conv_filters)} pooling blocks need at least {2 ** len(conv_filters)} "
+                f"mel bands; got n_mels={n_mels} (raise n_mels or give fewer conv_filters).")
         if input_type == "waveform":
             inputs = keras.Input((int(num_samples),), dtype="float32", name="audio")
             x = front_end(inputs)

@@ -2,14 +2,14 @@
 
 import keras
 
-from mmtl_tf.encoders.audio_encoder import AudioEncoder
+from mmtl_tf.encoders.audio_encoder import AudioEncoder, check_tower_settings
 from mmtl_tf.encoders.text_encoder import TextEncoder
 from mmtl_tf.models.dual_encoder import DualEncoder
 from mmtl_tf.models.embedding_model import tower_input
 
 
 def build_audio_text_dual_encoder(audio_encoder=None, text_encoder=None, *,
-                                  num_samples=32000, sample_rate=16000, n_mels=64,
+                                  num_samples=32000, sample_rate=16000, n_mels=64, n_fft=512,
                                   conv_filters=(32, 64, 128), audio_pooling="time_avg",
                                   audio_weights=None, audio_trainable="full",
                                   audio_batch_norm_momentum=0.9, vocab_size=5000,
@@ -33,8 +33,10 @@ def build_audio_text_dual_encoder(audio_encoder=None, text_encoder=None, *,
         audio_encoder: keras.Model or None. The audio tower (e.g. an
             `AudioEncoder` built with `weights=` from an audio classifier
             trained here); None builds an `AudioEncoder` from `num_samples`,
-            `sample_rate`, `n_mels`, `conv_filters`, `audio_pooling`,
-            `audio_weights` and `audio_trainable` (ignored otherwise).
+            `sample_rate`, `n_mels`, `n_fft`, `conv_filters`, `audio_pooling`,
+            `audio_weights` and `audio_trainable` (with a tower of your own,
+            `audio_weights` or a non-default `audio_trainable` is a
+            `ValueError`: give them to the tower; they were ignored).
         text_encoder: keras.Model or None. The text tower (`TextEncoder` on
             token ids, or `BertEncoder` on `{"token_ids", "padding_mask"}`);
             None builds a `TextEncoder` from `vocab_size`, `sequence_length`,
@@ -42,6 +44,7 @@ def build_audio_text_dual_encoder(audio_encoder=None, text_encoder=None, *,
         num_samples: int. Samples per clip (e.g. 1.5 s at 16 kHz = 24000).
         sample_rate: int. Sample rate of the waveforms.
         n_mels: int. Mel bands of the front end.
+        n_fft: int. FFT length of the front end.
         conv_filters: sequence of int. Filters of the audio CNN blocks.
         audio_pooling: str. `"time_avg"`, `"avg"` or `"max"` (see `AudioEncoder`).
         audio_weights: str or None. A `.keras` file holding a trained
@@ -83,9 +86,10 @@ def build_audio_text_dual_encoder(audio_encoder=None, text_encoder=None, *,
         Language Supervision"; Radford et al. 2021 (CLIP); LAION CLAP's
         `get_audio_embedding` / `get_text_embedding`.
     """
+    check_tower_settings(audio_encoder, audio_weights, audio_trainable)
     if audio_encoder is None:
         audio_encoder = AudioEncoder(num_samples=num_samples, sample_rate=sample_rate,
-                                     n_mels=n_mels, conv_filters=conv_filters,
+                                     n_mels=n_mels, n_fft=n_fft, conv_filters=conv_filters,
                                      pooling=audio_pooling, weights=audio_weights,
                                      trainable=audio_trainable,
                                      batch_norm_momentum=audio_batch_norm_momentum)

@@ -2,7 +2,7 @@
 
 import keras
 
-from mmtl_tf.encoders.audio_encoder import AudioEncoder
+from mmtl_tf.encoders.audio_encoder import AudioEncoder, check_tower_settings
 from mmtl_tf.encoders.text_encoder import TextEncoder
 from mmtl_tf.errors import check_count
 from mmtl_tf.models.fusion_classifier import fusion_head
@@ -10,7 +10,7 @@ from mmtl_tf.models.fusion_classifier import fusion_head
 
 def build_audio_text_fusion_classifier(num_samples=32000, sample_rate=16000,
                                        vocab_size=5000, sequence_length=16,
-                                       embedding_dim=128, lstm_units=64, n_mels=64,
+                                       embedding_dim=128, lstm_units=64, n_mels=64, n_fft=512,
                                        conv_filters=(32, 64, 128), hidden_units=64,
                                        num_classes=1, audio_encoder=None,
                                        audio_weights=None, audio_trainable="full",
@@ -35,12 +35,15 @@ def build_audio_text_fusion_classifier(num_samples=32000, sample_rate=16000,
         embedding_dim: int. Text embedding width.
         lstm_units: int. LSTM width.
         n_mels: int. Mel bands of the audio front end.
+        n_fft: int. FFT length of the audio front end.
         conv_filters: sequence of int. Filters of the audio CNN's blocks.
         hidden_units: int. Width of the fusion Dense layer.
         num_classes: int. 1 → one sigmoid output; > 1 → softmax.
         audio_encoder: `AudioEncoder` or None. Use this tower (e.g. one built
             with `weights=` from an audio classifier trained here); None builds
-            one from the arguments above.
+            one from the arguments above and below (with a tower of your own,
+            `audio_weights` or a non-default `audio_trainable` is a
+            `ValueError`: give them to the tower; they were ignored).
         audio_weights: str or None. Start the audio tower from a trained
             model's `AudioEncoder` (see `AudioEncoder(weights=...)`).
         audio_trainable: str. `"full"` or `"frozen"`.
@@ -67,9 +70,10 @@ def build_audio_text_fusion_classifier(num_samples=32000, sample_rate=16000,
         Source document, sections 3.1.2 (audio-text) and 4.1.1 (fusion).
     """
     num_classes = check_count("num_classes", num_classes)
+    check_tower_settings(audio_encoder, audio_weights, audio_trainable)
     if audio_encoder is None:
         audio_encoder = AudioEncoder(num_samples=num_samples, sample_rate=sample_rate,
-                                     input_type=audio_input, n_mels=n_mels,
+                                     input_type=audio_input, n_mels=n_mels, n_fft=n_fft,
                                      conv_filters=conv_filters, pooling=audio_pooling,
                                      weights=audio_weights, trainable=audio_trainable)
     elif not isinstance(audio_encoder, AudioEncoder):

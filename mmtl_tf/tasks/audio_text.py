@@ -17,7 +17,7 @@ import keras
 from mmtl_tf import runtime
 from mmtl_tf.data.audio_text import load_audio_text_records, make_audio_text_dataset
 from mmtl_tf.data.text import load_text_vectorizer, save_text_vectorizer
-from mmtl_tf.errors import raise_collected_problems
+from mmtl_tf.errors import check_counts, raise_collected_problems
 from mmtl_tf.export import export_audio_text_dual_encoder
 from mmtl_tf.metrics.retrieval import evaluate_retrieval
 from mmtl_tf.models.audio_text_dual_encoder import build_audio_text_dual_encoder
@@ -37,7 +37,16 @@ def num_samples(config):
 
 def check_clip(config):
     """A `ValueError` when a clip is shorter than one FFT window: otherwise
-    every file would be reported as too short (e.g. `--sample-rate 100`)."""
+    every file would be reported as too short (e.g. `--sample-rate 100`);
+    and when the audio CNN's pooling blocks halve the mel bands to nothing
+    (`--n-mels 2`: Keras' error named no setting, once every clip was read)."""
+    filters = check_counts("conv_filters", config["conv_filters"], each="conv block")
+    blocks, n_mels = len(filters), int(config["n_mels"])
+    if n_mels < 2 ** blocks:
+        raise ValueError(f"n_mels = {n_mels}: the audio CNN's {blocks} pooling blocks "
+                         f"(conv_filters {list(filters)}) halve the mel bands "
+                         f"{blocks} times and need at least {2 ** blocks}; raise --n-mels or "
+                         "give fewer conv_filters.")
     n_fft = int(config.get("n_fft", 512))
     if num_samples(config) < n_fft:
         raise ValueError(
@@ -80,7 +89,8 @@ def build_model(config):
     classifier) or its `.weights.h5`; the audio tower starts from it."""
     return build_audio_text_dual_encoder(
         num_samples=num_samples(config), sample_rate=int(config["sample_rate"]),
-        n_mels=int(config["n_mels"]), conv_filters=tuple(config["conv_filters"]),
+        n_mels=int(config["n_mels"]), n_fft=int(config.get("n_fft", 512)),
+        conv_filters=tuple(config["conv_filters"]),
         audio_pooling=config.get("audio_pooling", "time_avg"),
         audio_weights=config.get("audio_weights"),
         vocab_size=int(config["vocab_size"]), sequence_length=int(config["sequence_length"]),

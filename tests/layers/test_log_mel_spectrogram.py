@@ -171,3 +171,28 @@ def test_stereo_and_too_short_clips_are_refused():
     with pytest.raises(ValueError, match=r"at least 256 samples"):
         uncentred(w[:, :255])
     assert uncentred(w[:, :256]).shape == (2, 1, 16)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"top_db": 0}, r"top_db must be a positive number or None, got 0"),
+    ({"top_db": -10.0}, r"top_db must be a positive number or None, got -10.0"),
+    ({"power": 0}, r"power must be a positive number, got 0"),
+    ({"power": float("nan")}, r"power must be a positive number, got nan"),
+    ({"n_fft": 512.5}, r"n_fft must be an integer >= 1, got 512.5"),
+    ({"hop_length": 0}, r"hop_length must be an integer >= 1, got 0"),
+    ({"n_mels": True}, r"n_mels must be an integer >= 1, got True"),
+    ({"win_length": 400.5}, r"win_length must be an integer >= 1, got 400.5"),
+])
+def test_settings_that_made_every_output_one_value_or_failed_when_called(kwargs, message):
+    # top_db <= 0 gave one constant for every bin, power 0 every bin 1 (0 dB),
+    # and a fractional n_fft failed only when called, in Keras' stft.
+    with pytest.raises(ValueError, match=message):
+        LogMelSpectrogram(**kwargs)
+
+
+def test_top_db_none_and_a_positive_top_db_still_work():
+    y = np.random.default_rng(0).normal(size=(1, 4000)).astype("float32")
+    free = LogMelSpectrogram(top_db=None)(y).numpy()
+    clipped = LogMelSpectrogram(top_db=20)(y).numpy()
+    assert np.isclose(clipped.max() - clipped.min(), 20.0, atol=1e-3)
+    assert free.max() - free.min() > 20.0

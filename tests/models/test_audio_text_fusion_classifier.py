@@ -68,3 +68,33 @@ def test_fusion_classifier_beats_majority_on_held_out_items_and_voices():
         test = mmtl_tf.data.make_audio_text_dataset("default", "test", voice_group=group, **kw)
         acc = model.evaluate(test, verbose=0, return_dict=True)["accuracy"]
         assert acc > majority + 0.1, (group, acc, majority)
+
+
+@pytest.mark.parametrize("build", ["fusion", "dual"])
+def test_tower_settings_with_a_tower_of_your_own_are_refused(build):
+    # audio_weights / audio_trainable="frozen" next to an audio_encoder were
+    # ignored: the tower kept random weights and trained.
+    tower = mmtl_tf.encoders.AudioEncoder(num_samples=8000, conv_filters=(8,))
+    builder = {"fusion": mmtl_tf.models.build_audio_text_fusion_classifier,
+               "dual": mmtl_tf.models.build_audio_text_dual_encoder}[build]
+    for kwargs, named in (({"audio_trainable": "frozen"}, "audio_trainable='frozen'"),
+                          ({"audio_weights": "a.keras"}, "audio_weights='a.keras'")):
+        with pytest.raises(ValueError, match=f"{named} with an audio_encoder of your own"):
+            builder(audio_encoder=tower, vocab_size=50, sequence_length=4, **kwargs)
+    model = builder(audio_encoder=tower, vocab_size=50, sequence_length=4)
+    assert tower in model.layers or tower in model._flatten_layers()
+
+
+def test_n_fft_reaches_the_front_end():
+    for model in (mmtl_tf.models.build_audio_text_fusion_classifier(
+                      num_samples=8000, n_fft=1024, conv_filters=(8,), vocab_size=50),
+                  mmtl_tf.models.build_audio_text_dual_encoder(
+                      num_samples=8000, n_fft=1024, conv_filters=(8,), vocab_size=50)):
+        front = [layer for layer in model._flatten_layers() if layer.name == "log_mel"]
+        assert [layer.n_fft for layer in front] == [1024]
+
+
+def test_too_few_mel_bands_for_the_pooling_blocks_is_named():
+    with pytest.raises(ValueError, match=r"3 pooling blocks need at least 8 mel bands; got "
+                                         r"n_mels=4"):
+        mmtl_tf.encoders.AudioEncoder(num_samples=8000, n_mels=4, conv_filters=(8, 8, 8))

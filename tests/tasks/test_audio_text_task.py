@@ -234,3 +234,26 @@ def test_skipped_files_that_leave_less_than_one_batch_stop_the_run(tmp_path, cap
     assert "the training split has 7 clips (3 bad audio file(s) skipped), fewer than one " \
            "batch (batch_size=8)" in err
     assert "Traceback" not in err
+
+
+def test_the_recipes_n_fft_is_the_models(tmp_path):
+    # build_model never passed n_fft: run.json said 1024, the model used 512.
+    from mmtl_tf.tasks import audio_text, common
+
+    config = {**common.resolve_config("audio_text", "tiny"), "n_fft": 1024}
+    model = audio_text.build_model(config)
+    encoder = model.get_layer("audio_encoder")
+    assert encoder.get_layer("log_mel").n_fft == 1024
+    assert encoder._config["n_fft"] == 1024
+
+
+def test_too_few_mel_bands_for_the_conv_blocks_is_named_before_reading(tmp_path, capsys):
+    # --n-mels 2 failed with Keras' "Computed output size would be zero or
+    # negative" after every clip was read.
+    code = cli.main(["train", "audio-text", "--size", "tiny", "--n-mels", "2",
+                     "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "n_mels = 2: the audio CNN's 2 pooling blocks (conv_filters [8, 16]) halve the " \
+           "mel bands 2 times and need at least 4" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
