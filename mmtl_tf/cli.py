@@ -732,6 +732,12 @@ def _bench(args):
 # the option a command must have for it (None: every command that reads data
 # has --on-error).
 _CLI_WORDS = (("on_error='skip'", "--on-error skip", None),
+              # Without --target (siamese, triplet, matching, and evaluate):
+              # advice for a setting the command does not have.
+              ("multiclass needs one; use task='multilabel'",
+               "the task takes one label per image", "!--target"),
+              (", or use task='multilabel' to give an image several classes)", ")",
+               "!--target"),
               ("task='multilabel'", "--target multilabel", "--target"),
               ("task='localization' needs crop=False and augment=False",
                "--target localization does not take --augment", "--target"),
@@ -756,9 +762,11 @@ def _in_cli_words(message):
     """A library message as a command-line user should read it: the option
     `--on-error skip` where the Python API says `on_error='skip'`,
     `--target multilabel` for `task='multilabel'` (when the task being
-    trained has that option), and so on."""
+    trained has that option; the advice is left out where it has not, and
+    in `evaluate`, which cannot change a run's target), and so on."""
     for python, option, needs in _CLI_WORDS:
-        if needs is None or needs in _TASK_OPTIONS:
+        if needs is None or needs in _TASK_OPTIONS or (
+                needs.startswith("!") and needs[1:] not in _TASK_OPTIONS):
             message = message.replace(python, option)
     return message
 

@@ -1028,8 +1028,16 @@ def test_library_messages_name_only_options_the_running_task_has(monkeypatch):
     assert cli._in_cli_words(localization) == (
         "--target localization does not take --augment: the boxes are given for the whole, "
         "unaugmented image.")
+    # Without --target (siamese, triplet, matching; and evaluate, which
+    # cannot change a run's target) the advice named a Python argument the
+    # command does not have.
     monkeypatch.setattr(cli, "_TASK_OPTIONS", set())
-    assert cli._in_cli_words(message).endswith("use task='multilabel'); or --on-error skip")
+    assert cli._in_cli_words(message) == ("a.csv:2: 2 labels ['a', 'b'] (the task takes one "
+                                          "label per image); or --on-error skip")
+    same = ("image a.png is class(es) ['a'] here but ['b'] at b.csv:3 (one image, one class: "
+            "fix the rows, or use task='multilabel' to give an image several classes)")
+    assert cli._in_cli_words(same).endswith("(one image, one class: fix the rows)")
+    assert "task=" not in cli._in_cli_words(same)
 
 
 def test_python_messages_name_arguments_and_the_cli_its_options(tmp_path, monkeypatch):

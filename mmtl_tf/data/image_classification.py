@@ -39,6 +39,7 @@ file or row; `on_error="skip"` skips it and warns.
 
 import dataclasses
 import os
+import re
 import warnings
 
 import numpy as np
@@ -50,6 +51,7 @@ from mmtl_tf.data.image import (UNDECODABLE_IMAGE_EXTENSIONS, augment_image,
 from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS, _hash_split,
                                   _read_rows, check_columns, check_two_classes, class_name,
                                   data_files_hint, empty_split_error, given_class_names, find_file, label_field,
+                                  LIST_AS_TEXT,
                                   labels_of_bad_row, warn_if_classes_skipped,
                                   missing_split_files_problem, per_split_files, row_path,
                                   sorted_class_names, split_field, text_field,
@@ -57,9 +59,9 @@ from mmtl_tf.data.sources import (CAPTION_FILE_NAMES, DEFAULT_SAMPLE_DIR, SPLITS
                                   TWO_CLASSES_NEEDED, warn_if_classes_lost,
                                   warn_if_other_data_files, warn_if_splits_overlap)
 from mmtl_tf.data.tfds_access import check_download_reachable, tfds_temp_folder
-from mmtl_tf.errors import (DataError, DataWarning, DownloadError, augment_for_split,
-                            check_choice, check_count, check_on_error, handle_problems,
-                            loading_split)
+from mmtl_tf.errors import (DataError, DataWarning, DownloadError, _caller_level,
+                            augment_for_split, check_choice, check_count, check_on_error,
+                            handle_problems, loading_split)
 from mmtl_tf.files import _listed, file_identity, user_path
 
 TASKS = ("multiclass", "multilabel", "localization")
@@ -139,7 +141,14 @@ def _parse_box(value):
         raise ValueError("no box (localization needs one per row: 4 numbers ymin xmin "
                          "ymax xmax, normalised to [0, 1])")
     if isinstance(value, str):
-        parts = value.replace(",", " ").split()
+        parts = value.split()
+        if not (len(parts) == 4 and all(re.fullmatch(r"[-+]?\d*,\d+", p) for p in parts)):
+            parts = value.replace(",", " ").split()
+        else:
+            # Four numbers with decimal commas, as a spreadsheet writes them
+            # where the comma is the decimal mark (a semicolon CSV): they read
+            # as 8 numbers.
+            parts = [p.replace(",", ".") for p in parts]
     elif isinstance(value, (list, tuple)):
         parts = list(value)
         if any(isinstance(p, bool) for p in parts):  # (JSON true / false are ints to float())
@@ -151,7 +160,12 @@ def _parse_box(value):
     except (TypeError, ValueError):
         raise ValueError(f"box {value!r} is not 4 numbers") from None
     if len(box) != 4:
-        raise ValueError(f"box {value!r} has {len(box)} numbers, not 4 (ymin xmin ymax xmax)")
+        decimal_commas = isinstance(value, str) and all(
+            re.fullmatch(r"[-+]?\d*,\d+", p) for p in value.split())
+        raise ValueError(f"box {value!r} has {len(box)} numbers, not 4 (ymin xmin ymax xmax)"
+                         + ("; read with its commas as separators: numbers with decimal "
+                            "commas are read as such when there are 4 of them, separated by "
+                            "spaces" if decimal_commas else ""))
     ymin, xmin, ymax, xmax = box
     if not (0.0 <= ymin < ymax <= 1.0 and 0.0 <= xmin < xmax <= 1.0):
         raise ValueError(f"box {value!r} is not 0 <= ymin < ymax <= 1 and 0 <= xmin < xmax <= 1")
@@ -199,6 +213,30 @@ def read_labels_file(path, need_box=False, on_error="raise"):
     return FileRows(rows, path, unsplit, skipped_labels)
 
 
+def _warn_if_comma_joined(where, rows, class_names):
+    """A `DataWarning` for class names that are other classes joined by
+    commas ("red,green" beside "red" and "green"): several labels of one
+    image written with commas, which made one more class of each
+    combination. A name with a comma whose parts are not all classes
+    ("Smileys, people") is left alone."""
+    known = set(class_names)
+    joined = {}
+    for name in class_names:
+        parts = [p.strip() for p in name.split(",")]
+        if len(parts) > 1 and all(p in known for p in parts):
+            joined[name] = next(r["row"] for r in rows if name in r["labels"])
+    if joined:
+        import warnings
+
+        listed = "; ".join(f"{name!r} ({row})" for name, row in list(joined.items())[:5])
+        more = f" and {len(joined) - 5} more" if len(joined) > 5 else ""
+        warnings.warn(DataWarning(
+            f"{where}: class(es) {listed}{more} are other classes joined by commas, so each "
+            f"combination is a class of its own; several labels of one image are written "
+            f"'a{LABEL_SEPARATOR}b' (or as a JSON list in a .jsonl file)"),
+            stacklevel=_caller_level())
+
+
 def _labels_field(row):
     """`(labels, None)`: a row's class names (a list, or one string with
     `LABEL_SEPARATOR` between names), or `(None, problem)`."""
@@ -207,7 +245,13 @@ def _labels_field(row):
     labels = []
     for item in items:
         label, why = label_field({"label": item})
-        if why and not (why == "empty label" and isinstance(value, list)):
+        if why and why.endswith(LIST_AS_TEXT):
+            return None, (f"{why}; several labels of one image are written "
+                          f"'a{LABEL_SEPARATOR}b' (or as a JSON list in a .jsonl file)")
+        if why == "empty label" and isinstance(value, list) and value:
+            # ["red", ""] was read as ["red"], where "red|" is a bad row.
+            return None, f"label list {value!r} holds an empty class name"
+        if why:
             return None, why
         if label:
             parts = [x.strip() for x in label.split(LABEL_SEPARATOR)]
@@ -531,6 +575,7 @@ def load_image_label_records(source="default", split="train", task="multiclass",
             check_two_classes(where, class_names)
         if split == "train":
             warn_if_classes_skipped(where, skipped_labels, class_names)
+            _warn_if_comma_joined(where, grouped["train"], class_names)
     class_names = given_class_names(class_names)
     chosen = grouped[split]
     if not chosen:

@@ -503,15 +503,22 @@ def text_field(row, column, name=None):
     return None, f"{name} is {_describe_value(value)}, not a string"
 
 
+# The end of `label_field`'s problem for a label that is a list written as text.
+LIST_AS_TEXT = "looks like a list written as text (pandas writes a list column so)"
+
+
 def label_field(row, column="label"):
     """`(label, None)`: a row's class name as a stripped string (a JSON integer
     becomes its digits), or `(None, problem)` if it is missing, blank or of
     another type (a float, list or object would make classes that only look
-    alike, e.g. 1 and 1.0)."""
+    alike, e.g. 1 and 1.0), or a list written as text (`"['red', 'blue']"`,
+    `'["red"]'`: each such cell became a class of its own)."""
     value = row.get(column)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value), None
     label, why = text_field(row, column)
+    if label is not None and re.fullmatch(r"\[.*\]", label.strip(), re.DOTALL):
+        return None, f"{column} {label.strip()!r} {LIST_AS_TEXT}"
     return (class_name(label) if label is not None else None), why
 
 

@@ -634,3 +634,71 @@ def test_a_class_whose_training_rows_are_all_skipped_is_named(tmp_path):
     for split in ("train", "test"):
         write(tmp_path / "split" / f"{split}.csv", [r for r in rows if r[3] == split], "../")
     assert len(lost_class_warnings(str(tmp_path / "split"))) == 1
+
+
+def test_labels_written_as_lists_or_joined_by_commas_are_named(tmp_path):
+    # pandas writes a list column as "['blue', 'red']"; a JSON array in a CSV
+    # cell and "red,green" did the same: every combination trained as one
+    # class of its own, without a word (a user helper's run: 14 classes).
+    from PIL import Image
+
+    for i in range(12):
+        Image.fromarray(np.full((6, 6, 3), 20 * i, "uint8")).save(tmp_path / f"{i}.png")
+    cases = {"pandas": "\"['blue', 'red']\"", "json": "\"[\"\"red\"\", \"\"green\"\"]\""}
+    for name, cell in cases.items():
+        lines = ["path,label,split"] + [f"{i}.png,{'red' if i % 2 else 'blue'},train"
+                                        for i in range(1, 12)] + [f"0.png,{cell},train"]
+        (tmp_path / f"{name}.csv").write_text("\n".join(lines) + "\n")
+        with pytest.raises(mmtl_tf.DataError) as e:
+            load_image_label_records(str(tmp_path / f"{name}.csv"), "train", task="multilabel")
+        assert f"{name}.csv:13: label " in str(e.value)
+        assert "looks like a list written as text (pandas writes a list column so); several " \
+               "labels of one image are written 'a|b'" in str(e.value)
+        with pytest.raises(mmtl_tf.DataError, match="looks like a list written as text"):
+            load_image_label_records(str(tmp_path / f"{name}.csv"), "train")
+    # "red,green" beside "red" and "green" rows: a warning naming the row.
+    lines = ["path,label,split"] + [f"{i}.png,{'red' if i % 2 else 'green'},train"
+                                    for i in range(1, 12)] + ['0.png,"red,green",train']
+    (tmp_path / "commas.csv").write_text("\n".join(lines) + "\n")
+    with pytest.warns(mmtl_tf.DataWarning, match=r"class\(es\) 'red,green' \(.*commas.csv:13\) "
+                                                 r"are other classes joined by commas"):
+        records = load_image_label_records(str(tmp_path / "commas.csv"), "train",
+                                           task="multilabel")
+    assert records.class_names == ["green", "red", "red,green"]
+    # A comma inside a name whose parts are not classes is a name.
+    (tmp_path / "named.csv").write_text("\n".join(
+        ["path,label,split"] + [f"{i}.png,\"{'Smileys, people' if i % 2 else 'Flags'}\",train"
+                                for i in range(12)]) + "\n")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mmtl_tf.DataWarning)
+        records = load_image_label_records(str(tmp_path / "named.csv"), "train")
+    assert records.class_names == ["Flags", "Smileys, people"]
+
+
+def test_an_empty_name_in_a_json_label_list_is_a_bad_row_as_in_a_bar_list(tmp_path):
+    from PIL import Image
+
+    rows = []
+    for i in range(6):
+        Image.fromarray(np.full((6, 6, 3), 30 * i, "uint8")).save(tmp_path / f"{i}.png")
+        rows.append({"path": f"{i}.png", "label": ["red", "blue"][i % 2], "split": "train"})
+    rows[3]["label"] = ["red", ""]
+    (tmp_path / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(mmtl_tf.DataError, match=r"labels.jsonl:4: label list \['red', ''\] "
+                                                r"holds an empty class name"):
+        load_image_label_records(str(tmp_path / "labels.jsonl"), "train", task="multilabel")
+
+
+def test_boxes_with_decimal_commas_are_read(tmp_path):
+    # A semicolon CSV from a decimal-comma locale: "0,25 0,125 0,75 0,5" read
+    # as 8 numbers on every row.
+    from mmtl_tf.data.image_classification import _parse_box
+
+    assert _parse_box("0,25 0,125 0,75 0,5") == (0.25, 0.125, 0.75, 0.5)
+    assert _parse_box("0.25,0.125,0.75,0.5") == (0.25, 0.125, 0.75, 0.5)
+    assert _parse_box(",25 ,125 ,75 ,5") == (0.25, 0.125, 0.75, 0.5)
+    with pytest.raises(ValueError, match="has 6 numbers, not 4 .*numbers with decimal commas "
+                                         "are read as such when there are 4 of them"):
+        _parse_box("0,25 0,125 0,75")
