@@ -131,6 +131,21 @@ class DualEncoder(keras.Model):
         self._check_batch_sizes(args[0] if args else kwargs.get("inputs"))
         return super().__call__(*args, **kwargs)
 
+    # Keras' own check of arrays of different lengths in a dict failed with
+    # "AttributeError: 'str' object has no attribute 'shape'" (it formats the
+    # dict's keys as arrays): the towers' inputs are checked first.
+    def fit(self, x=None, *args, **kwargs):
+        self._check_batch_sizes(x)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._check_batch_sizes(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_batch_sizes(x)
+        return super().predict(x, *args, **kwargs)
+
     def _check_batch_sizes(self, inputs):
         """A `ValueError` naming both batch sizes when they are static and differ."""
         if not isinstance(inputs, dict):

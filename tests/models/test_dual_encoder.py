@@ -196,6 +196,13 @@ def test_batches_of_different_sizes_are_refused(loss):
     with pytest.raises(ValueError, match=r"the two towers' inputs must have the same batch "
                                          r"size .*got 4 image rows and 3 text rows"):
         model({"image": x["image"], "text": x["text"][:3]})
+    # predict, evaluate and fit on such arrays failed in Keras' own check
+    # ("'str' object has no attribute 'shape'").
+    model.compile()
+    unequal = {"image": np.asarray(x["image"]), "text": np.asarray(x["text"])[:3]}
+    for call in (model.predict, model.evaluate, model.fit):
+        with pytest.raises(ValueError, match=r"got 4 image rows and 3 text rows"):
+            call(unequal, verbose=0)
     # The loss that compute_loss uses names the two outputs and their row counts.
     out = dict(model(x))
     out["text_embeddings"] = out["text_embeddings"][:3]
