@@ -399,8 +399,9 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
             more tokens than the model's `Embedding` takes.
     """
     raise_collected_problems()  # no training on data with bad items left out
+    given_mode = checkpoint_mode
     checkpoint_mode = _check_checkpoint_mode(checkpoint_monitor, checkpoint_mode,
-                                             warn=bool(run_dir))
+                                             warn=bool(run_dir), model=model)
     if isinstance(train_ds, tf.data.Dataset) and int(train_ds.cardinality()) == 0:
         raise DataError(_NO_BATCH)
     check_outputs_fit_classes(model, getattr(train_ds, "class_names", None))
@@ -421,6 +422,10 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
         _check_backup_folder(backup_dir)
         resume = backup and os.path.isdir(backup_dir)
         if resume:
+            if given_mode == "auto":
+                # "auto" resumes as the interrupted fit kept its best (a fit
+                # started with the earlier default, "min", keeps it).
+                checkpoint_mode = _resumed_mode(state_path, monitor) or checkpoint_mode
             _check_resumed_monitor(state_path, backup_dir, monitor, checkpoint_mode)
         elif not backup and os.path.isdir(backup_dir):
             # An interrupted fit's backup, which a later fit with backup=True
@@ -521,25 +526,67 @@ _BACKUP_FILES = ("latest.weights.h5", "training_metadata.json", "latest.weights.
 
 
 # Logged values that grow as the model gets better (a checkpoint on them
-# with mode "min" kept the worst epoch).
+# with mode "min" kept the worst epoch), by Keras' names among others:
+# io_u / mean_io_u (IoU), r2_score, cosine_similarity, pearson_correlation,
+# concordance_correlation, sensitivity/specificity_at_....
 _HIGHER_IS_BETTER = re.compile(
-    r"acc|auc|precision|recall|iou|f1|fbeta|(^|_)map($|_|@)", re.IGNORECASE)
+    r"acc|auc|precision|recall|sensitivity|specificity|iou|io_u|f1|fbeta|r2|"
+    r"cosine_similarity|pearson|concordance|(^|_)map($|_|@)", re.IGNORECASE)
 
 
-def _check_checkpoint_mode(monitor, mode, warn=True):
+def _metric_direction(model, name):
+    """"up" or "down" as Keras' metric object named `name` of `model` says
+    (`_direction`, which Keras' own "auto" reads), else None: a metric of
+    your own with its direction set, or one the pattern does not know."""
+    found = []
+
+    def visit(metrics):
+        for metric in metrics or ():
+            inner = getattr(metric, "metrics", None)
+            if isinstance(inner, (list, tuple)) and metric is not model:
+                visit(inner)
+            if getattr(metric, "name", None) == name:
+                found.append(getattr(metric, "_direction", None))
+
+    try:
+        visit(getattr(model, "metrics", ()))
+        compiled = getattr(model, "_compile_metrics", None)
+        visit(keras.tree.flatten(getattr(compiled, "_user_metrics", None) or []))
+    except Exception:  # (a model that cannot list its metrics: the pattern decides)
+        return None
+    return next((d for d in found if d in ("up", "down")), None)
+
+
+def _resumed_mode(state_path, monitor):
+    """The mode the interrupted fit kept its best by (its state file), when it
+    kept it by `monitor`; else None."""
+    try:
+        state = read_json(state_path)
+    except (OSError, ValueError):
+        return None
+    if isinstance(state, dict) and state.get("monitor") == monitor and \
+            state.get("mode") in ("min", "max"):
+        return state["mode"]
+    return None
+
+
+def _check_checkpoint_mode(monitor, mode, warn=True, model=None):
     """The mode, "min" or "max", that `checkpoint_mode` `mode` means for
     `monitor`: "auto" is "max" for a monitor that grows as the model
-    improves (accuracy, AUC, ...; `_HIGHER_IS_BETTER`) and "min" for any
-    other (a loss, an error). A `ValueError` names any other `mode` (the
-    checkpoint's message named its own `mode`, and without a run_dir nothing
-    was checked). With `warn`, a `RuntimeWarning` for "min" given with such a
-    growing monitor (it kept the worst epoch; "min" was the default then)
-    and for "max" given with a loss."""
+    improves (the direction of `model`'s metric of that name, where Keras
+    gives one, else the name: accuracy, AUC, IoU, ...; `_HIGHER_IS_BETTER`)
+    and "min" for any other (a loss, an error). A `ValueError` names any
+    other `mode` (the checkpoint's message named its own `mode`, and without
+    a run_dir nothing was checked). With `warn`, a `RuntimeWarning` for "min"
+    given with such a growing monitor (it kept the worst epoch; "min" was
+    the default then) and for "max" given with a loss."""
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"checkpoint_mode={mode!r} is not allowed; use 'auto' (the default: "
                          "'max' for accuracy, AUC, ..., else 'min'), 'min' (a loss) or 'max'.")
     name = str(monitor).removeprefix("val_")
-    grows = "loss" not in name and bool(_HIGHER_IS_BETTER.search(name))
+    direction = None if "loss" in name or model is None else _metric_direction(model, name)
+    grows = direction == "up" if direction else (
+        "loss" not in name and bool(_HIGHER_IS_BETTER.search(name)))
     if mode == "auto":
         return "max" if grows else "min"
     if warn and mode == "min" and grows:

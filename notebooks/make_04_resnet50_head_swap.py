@@ -83,9 +83,9 @@ print(len(records), "training images,", len(class_names), "classes:", class_name
 # The test split in file order starts with flags: show rows drawn across it.
 images, labels = (np.concatenate(parts) for parts in zip(*[(x.numpy(), y.numpy())
                                                           for x, y in test_ds]))
-spread = np.linspace(0, len(images) - 1, 12).astype(int)
+spread = np.linspace(0, len(images) - 1, 12).astype(int)   # also the prediction grid's
 fig, axes = plt.subplots(1, 8, figsize=(12, 2))
-for ax, i in zip(axes, spread):
+for ax, i in zip(axes, np.linspace(0, len(images) - 1, 8).astype(int)):
     ax.imshow(images[i]); ax.set_title(class_names[int(labels[i])][:14], fontsize=7); ax.axis("off")"""),
     new_markdown_cell("""## Phase 1: freeze the backbone, train the new head on cached features
 

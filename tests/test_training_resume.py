@@ -270,3 +270,32 @@ def test_a_resume_with_no_epoch_left_returns_only_the_epochs_the_backup_kept(tmp
     open(state_path, "w").write(json.dumps(state))
     history, _ = training.fit(_model(), _data(), _data(), epochs=3, run_dir=run, verbose=0)
     assert {len(v) for v in history.values()} == {3}
+
+
+def test_auto_mode_follows_keras_metric_directions_and_resumes_as_started(tmp_path):
+    # Keras names IoU "io_u" / "mean_io_u" (the pattern missed them, so "auto"
+    # kept the worst epoch); a metric's own direction decides where Keras
+    # gives one. A fit interrupted under the earlier default ("min") resumes
+    # with "auto" as it was started.
+    import keras
+
+    for monitor in ("val_io_u", "val_mean_io_u", "val_r2_score", "val_cosine_similarity",
+                    "val_pearson_correlation", "val_sensitivity_at_specificity"):
+        assert training._check_checkpoint_mode(monitor, "auto") == "max", monitor
+
+    class Up(keras.metrics.Mean):
+        def __init__(self, name="custom_score"):
+            super().__init__(name=name)
+            self._direction = "up"
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    training.compile_classifier(model, 2, jit_compile=False, metrics=[Up()])
+    assert training._check_checkpoint_mode("val_custom_score", "auto", model=model) == "max"
+    assert training._check_checkpoint_mode("val_custom_score", "auto") == "min"
+    run = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="checkpoint_mode='min' keeps"):
+        _interrupted(str(run), checkpoint_monitor="val_accuracy", checkpoint_mode="min")
+    history, _ = training.fit(_model(), _data(), _data(), epochs=6, run_dir=str(run),
+                              verbose=0, checkpoint_monitor="val_accuracy")
+    assert len(history["loss"]) == 6
+    assert json.loads((run / "best.keras.json").read_text())["mode"] == "min"

@@ -134,6 +134,13 @@ class ImageLabelRecords:
         return {"class": ids, "box": np.asarray(self.boxes, np.float32)}
 
 
+# A number written with a decimal comma ("0,25", ",5").
+_DECIMAL_COMMA = re.compile(r"[-+]?\d*,\d+")
+# How several labels of one image are written, for the messages.
+_SEVERAL_LABELS = (f"several labels of one image are written 'a{LABEL_SEPARATOR}b' (or as a "
+                   "JSON list in a .jsonl file)")
+
+
 def _parse_box(value):
     if value is None or (isinstance(value, str) and not value.strip()):
         # A JSON Lines row without "box", or an empty CSV cell: it said
@@ -142,7 +149,7 @@ def _parse_box(value):
                          "ymax xmax, normalised to [0, 1])")
     if isinstance(value, str):
         parts = value.split()
-        if not (len(parts) == 4 and all(re.fullmatch(r"[-+]?\d*,\d+", p) for p in parts)):
+        if not (len(parts) == 4 and all(_DECIMAL_COMMA.fullmatch(p) for p in parts)):
             parts = value.replace(",", " ").split()
         else:
             # Four numbers with decimal commas, as a spreadsheet writes them
@@ -161,7 +168,7 @@ def _parse_box(value):
         raise ValueError(f"box {value!r} is not 4 numbers") from None
     if len(box) != 4:
         decimal_commas = isinstance(value, str) and all(
-            re.fullmatch(r"[-+]?\d*,\d+", p) for p in value.split())
+            _DECIMAL_COMMA.fullmatch(p) for p in value.split())
         raise ValueError(f"box {value!r} has {len(box)} numbers, not 4 (ymin xmin ymax xmax)"
                          + ("; read with its commas as separators: numbers with decimal "
                             "commas are read as such when there are 4 of them, separated by "
@@ -232,8 +239,7 @@ def _warn_if_comma_joined(where, rows, class_names):
         more = f" and {len(joined) - 5} more" if len(joined) > 5 else ""
         warnings.warn(DataWarning(
             f"{where}: class(es) {listed}{more} are other classes joined by commas, so each "
-            f"combination is a class of its own; several labels of one image are written "
-            f"'a{LABEL_SEPARATOR}b' (or as a JSON list in a .jsonl file)"),
+            f"combination is a class of its own; {_SEVERAL_LABELS}"),
             stacklevel=_caller_level())
 
 
@@ -246,8 +252,7 @@ def _labels_field(row):
     for item in items:
         label, why = label_field({"label": item})
         if why and why.endswith(LIST_AS_TEXT):
-            return None, (f"{why}; several labels of one image are written "
-                          f"'a{LABEL_SEPARATOR}b' (or as a JSON list in a .jsonl file)")
+            return None, f"{why}; {_SEVERAL_LABELS}"
         if why == "empty label" and isinstance(value, list) and value:
             # ["red", ""] was read as ["red"], where "red|" is a bad row.
             return None, f"label list {value!r} holds an empty class name"

@@ -393,9 +393,12 @@ class FileRows(list):
 def labels_of_bad_row(row, read_label):
     """The labels of a row skipped as bad, for `warn_if_classes_skipped`:
     `read_label(row)` is `(label or list of labels, problem)`; none when the
-    label itself is the row's problem."""
+    label itself is the row's problem, or when the row's `split` names
+    another split than training (a test-only class was said to have lost
+    its training rows)."""
     label, problem = read_label(row)
-    if problem:
+    split, _ = split_field(row)
+    if problem or split not in (None, "train"):
         return []
     return list(label) if isinstance(label, (list, tuple)) else [label]
 
@@ -517,7 +520,10 @@ def label_field(row, column="label"):
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value), None
     label, why = text_field(row, column)
-    if label is not None and re.fullmatch(r"\[.*\]", label.strip(), re.DOTALL):
+    # Brackets around quoted names or commas ("['a', 'b']", '["a"]', "[a, b]");
+    # a name in brackets alone ("[other]", "[PAD]") is a name.
+    if label is not None and re.fullmatch(r"\[.*\]", label.strip(), re.DOTALL) and \
+            re.search(r"[,'\"]", label):
         return None, f"{column} {label.strip()!r} {LIST_AS_TEXT}"
     return (class_name(label) if label is not None else None), why
 

@@ -29,11 +29,15 @@ def _find_audio_encoder(model):
     return None
 
 
-def check_tower_settings(audio_encoder, audio_weights, audio_trainable):
+def check_tower_settings(audio_encoder, audio_weights=None, audio_trainable="full",
+                         **settings):
     """A `ValueError` when a model builder gets a tower of your own
     (`audio_encoder`) and also `audio_weights` or an `audio_trainable` other
     than "full", which only a tower it builds takes: they were ignored (the
-    tower kept random weights and trained with `audio_trainable="frozen"`)."""
+    tower kept random weights and trained with `audio_trainable="frozen"`).
+    `settings`: the builder's tower arguments, `ARG=(encoder setting, value,
+    default)`; one given (not its default) that differs from the tower's own
+    setting is refused too (`n_mels=40` beside a 64-mel tower was ignored)."""
     if audio_encoder is None:
         return
     given = [f"{name}={value!r}" for name, value, default in (
@@ -43,6 +47,31 @@ def check_tower_settings(audio_encoder, audio_weights, audio_trainable):
         raise ValueError(f"{' and '.join(given)} with an audio_encoder of your own: give "
                          "them to the tower (AudioEncoder(weights=..., trainable=...)), or "
                          "leave audio_encoder out to have one built.")
+
+    def plain(value):
+        return [int(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+    own = getattr(audio_encoder, "_config", {})
+    differ = [f"{name}={value!r} (the tower's {key} is {own[key]!r})"
+              for name, (key, value, default) in settings.items()
+              if plain(value) != plain(default) and key in own and plain(value) != own[key]]
+    if differ:
+        raise ValueError(f"{', '.join(differ)}: the audio_encoder of your own decides these "
+                         "(they were ignored); leave them out, or leave audio_encoder out.")
+
+
+# A model builder's tower argument → (the AudioEncoder setting, the builder's default).
+_TOWER_ARGUMENTS = {"num_samples": ("num_samples", 32000), "sample_rate": ("sample_rate", 16000),
+                    "n_mels": ("n_mels", 64), "n_fft": ("n_fft", 512),
+                    "conv_filters": ("conv_filters", (32, 64, 128)),
+                    "audio_input": ("input_type", "waveform"),
+                    "audio_pooling": ("pooling", "time_avg"), "pooling": ("pooling", "time_avg")}
+
+
+def tower_settings(**given):
+    """`check_tower_settings`' `settings` for a builder's tower arguments."""
+    return {name: (_TOWER_ARGUMENTS[name][0], value, _TOWER_ARGUMENTS[name][1])
+            for name, value in given.items()}
 
 
 @keras.saving.register_keras_serializable(package="mmtl_tf")

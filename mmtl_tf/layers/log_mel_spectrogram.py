@@ -166,19 +166,24 @@ class LogMelSpectrogram(keras.layers.Layer):
             # was accepted (the mel filters at a fractional rate).
             raise ValueError(f"sample_rate must be an integer >= 1 (samples per second), got "
                              f"{sample_rate!r}.")
-        from mmtl_tf.errors import check_count
-
         # A fractional n_fft failed when called ("sequence_length"/"fft_length"),
         # top_db <= 0 made every output one constant, and power 0 every bin 1.
-        n_fft, hop_length, n_mels = (check_count(name, value) for name, value in (
+        # Whole floats (160.0) and an infinite top_db are accepted as before.
+        def whole(name, value):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+                    not float(value).is_integer() or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+            return int(value)
+
+        n_fft, hop_length, n_mels = (whole(name, value) for name, value in (
             ("n_fft", n_fft), ("hop_length", hop_length), ("n_mels", n_mels)))
         if win_length is not None:
-            win_length = check_count("win_length", win_length)
-        for name, value in (("power", power), ("top_db", top_db)):
-            if value is None and name == "top_db":
-                continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                    or not 0 < value < float("inf"):
+            win_length = whole("win_length", win_length)
+        for name, value, finite in (("power", power, True), ("top_db", top_db, False)):
+            if name == "top_db" and (value is None or output != "db"):
+                continue  # (top_db is not used for power output)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+                    not 0 < value <= (float("inf") if not finite else np.finfo("float64").max):
                 raise ValueError(f"{name} must be a positive number"
                                  f"{' or None' if name == 'top_db' else ''}, got {value!r}.")
         win_length = n_fft if win_length is None else int(win_length)

@@ -559,7 +559,9 @@ def _collapsed_items(modalities, chosen, match_keys, collapse, n):
     """modality → the row indices that are its items: one row per distinct
     key of a `collapse` modality (its first), every row of the others."""
     if collapse is None:
-        collapse = [m for m in modalities if (match_keys or {}).get(m) == "inputs"]
+        # (isinstance: keys may be a NumPy array, whose == is elementwise)
+        collapse = [m for m in modalities
+                    if isinstance((match_keys or {}).get(m), str) and match_keys[m] == "inputs"]
     elif isinstance(collapse, str):
         collapse = [collapse]
     unknown = sorted(set(collapse) - set(modalities))
@@ -627,7 +629,8 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
     Returns:
         dict of floats, plus `num_pairs` and the chance level `chance_R@K`
         of a random ranking (one correct item among the pairs, or, with
-        `match_keys`, each query's number of correct items).
+        `match_keys`, each query's number of correct items among the
+        gallery's items: rows, or distinct keys of a `collapse` modality).
 
     Example:
         >>> metrics = mmtl_tf.metrics.evaluate_retrieval(model, test_ds)  # doctest: +SKIP

@@ -2,7 +2,8 @@
 
 import keras
 
-from mmtl_tf.encoders.audio_encoder import AudioEncoder, check_tower_settings
+from mmtl_tf.encoders.audio_encoder import (AudioEncoder, check_tower_settings,
+                                            tower_settings)
 from mmtl_tf.encoders.text_encoder import TextEncoder
 from mmtl_tf.models.dual_encoder import DualEncoder
 from mmtl_tf.models.embedding_model import tower_input
@@ -86,7 +87,9 @@ def build_audio_text_dual_encoder(audio_encoder=None, text_encoder=None, *,
         Language Supervision"; Radford et al. 2021 (CLIP); LAION CLAP's
         `get_audio_embedding` / `get_text_embedding`.
     """
-    check_tower_settings(audio_encoder, audio_weights, audio_trainable)
+    check_tower_settings(audio_encoder, audio_weights, audio_trainable, **tower_settings(
+        num_samples=num_samples, sample_rate=sample_rate, n_mels=n_mels, n_fft=n_fft,
+        conv_filters=conv_filters, audio_pooling=audio_pooling))
     if audio_encoder is None:
         audio_encoder = AudioEncoder(num_samples=num_samples, sample_rate=sample_rate,
                                      n_mels=n_mels, n_fft=n_fft, conv_filters=conv_filters,

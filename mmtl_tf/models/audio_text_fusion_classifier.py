@@ -2,7 +2,8 @@
 
 import keras
 
-from mmtl_tf.encoders.audio_encoder import AudioEncoder, check_tower_settings
+from mmtl_tf.encoders.audio_encoder import (AudioEncoder, check_tower_settings,
+                                            tower_settings)
 from mmtl_tf.encoders.text_encoder import TextEncoder
 from mmtl_tf.errors import check_count
 from mmtl_tf.models.fusion_classifier import fusion_head
@@ -70,7 +71,9 @@ def build_audio_text_fusion_classifier(num_samples=32000, sample_rate=16000,
         Source document, sections 3.1.2 (audio-text) and 4.1.1 (fusion).
     """
     num_classes = check_count("num_classes", num_classes)
-    check_tower_settings(audio_encoder, audio_weights, audio_trainable)
+    check_tower_settings(audio_encoder, audio_weights, audio_trainable, **tower_settings(
+        num_samples=num_samples, sample_rate=sample_rate, n_mels=n_mels, n_fft=n_fft,
+        conv_filters=conv_filters, audio_input=audio_input, audio_pooling=audio_pooling))
     if audio_encoder is None:
         audio_encoder = AudioEncoder(num_samples=num_samples, sample_rate=sample_rate,
                                      input_type=audio_input, n_mels=n_mels, n_fft=n_fft,

@@ -702,3 +702,23 @@ def test_boxes_with_decimal_commas_are_read(tmp_path):
     with pytest.raises(ValueError, match="has 6 numbers, not 4 .*numbers with decimal commas "
                                          "are read as such when there are 4 of them"):
         _parse_box("0,25 0,125 0,75")
+
+
+def test_names_in_brackets_are_names_and_test_only_classes_are_not_lost(tmp_path):
+    # "[other]" and "[PAD]" are class names, not lists; a bad test row of a
+    # class that never had a training row was said to have lost its training
+    # rows.
+    from PIL import Image
+
+    lines = ["path,label,split"]
+    for i in range(9):
+        Image.fromarray(np.full((6, 6, 3), 25 * i, "uint8")).save(tmp_path / f"{i}.png")
+        lines.append(f"{i}.png,{['[other]', '[PAD]', 'cat'][i % 3]},train")
+    lines.append("9.png,owl,test")  # missing file: no matter, the row is bad first
+    lines.append(",owl,test")       # no path: a bad test row of a test-only class
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    with pytest.warns(mmtl_tf.DataWarning) as warned:
+        records = load_image_label_records(str(tmp_path / "labels.csv"), "train",
+                                           on_error="skip")
+    assert records.class_names == ["[PAD]", "[other]", "cat"]
+    assert not [w for w in warned if "no training row of theirs" in str(w.message)]

@@ -857,5 +857,14 @@ def test_a_class_whose_training_captions_are_all_skipped_is_named(tmp_path):
         "test rows are skipped too)"]
     # Loading the test split: said with the training split only.
     assert lost_class_warnings("test") == []
+    # Per-split files: the training file's bad rows count.
+    (tmp_path / "split").mkdir()
+    for split in ("train", "test"):
+        _write_jsonl(tmp_path / "split" / f"{split}.jsonl",
+                     [{**r, "path": f"../{r['path']}"} for r in rows if r["split"] == split])
+    with pytest.warns(mmtl_tf.DataWarning) as warned:
+        records = load_image_text_records(str(tmp_path / "split"), "train", on_error="skip")
+    assert records.class_names == ["a", "b"]
+    assert [w for w in warned if "class(es) 'c' had rows skipped" in str(w.message)]
     # Without labels (retrieval) there are no classes to lose.
     assert lost_class_warnings(require_label=False) == []

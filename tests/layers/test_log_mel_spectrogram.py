@@ -196,3 +196,17 @@ def test_top_db_none_and_a_positive_top_db_still_work():
     clipped = LogMelSpectrogram(top_db=20)(y).numpy()
     assert np.isclose(clipped.max() - clipped.min(), 20.0, atol=1e-3)
     assert free.max() - free.min() > 20.0
+
+
+def test_whole_floats_infinite_top_db_and_power_output_are_accepted():
+    # The new checks refused what worked before: hop_length=160.0,
+    # top_db=inf (a saved config of it no longer loaded) and any top_db with
+    # output="power", where it is not used.
+    y = np.random.default_rng(1).normal(size=(1, 4000)).astype("float32")
+    whole = LogMelSpectrogram(hop_length=160.0, win_length=400.0, n_fft=512.0)
+    assert (whole.hop_length, whole.win_length, whole.n_fft) == (160, 400, 512)
+    np.testing.assert_allclose(whole(y), LogMelSpectrogram(hop_length=160, win_length=400)(y))
+    endless = LogMelSpectrogram(top_db=float("inf"))
+    np.testing.assert_allclose(endless(y), LogMelSpectrogram(top_db=None)(y))
+    assert LogMelSpectrogram.from_config(endless.get_config()).top_db == float("inf")
+    LogMelSpectrogram(output="power", top_db=0)

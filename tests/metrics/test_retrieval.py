@@ -601,3 +601,22 @@ def test_collapsed_rows_are_ranked_once_against_a_reference():
         evaluate_retrieval(model, ds, ks=(1,), match_keys={"text": captions}, collapse=["audio"])
     with pytest.raises(ValueError, match="collapse names 'image', not a modality"):
         evaluate_retrieval(model, ds, ks=(1,), match_keys=keys, collapse=["image"])
+
+
+def test_match_keys_may_be_numpy_arrays():
+    # collapse=None compared each key list with "inputs": a NumPy array of
+    # keys failed with "truth value of an array is ambiguous".
+    import keras
+
+    def identity(name):
+        inputs = keras.Input((3,))
+        return keras.Model(inputs, keras.layers.Identity()(inputs), name=name)
+
+    model = mmtl_tf.models.DualEncoder({"image": identity("i"), "text": identity("t")},
+                                       projection_dim=3)
+    x = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
+    ds = tf.data.Dataset.from_tensor_slices({"image": x, "text": x}).batch(4)
+    keys = ["a", "b", "c", "a"]
+    as_list = evaluate_retrieval(model, ds, ks=(1,), match_keys={"text": keys})
+    as_array = evaluate_retrieval(model, ds, ks=(1,), match_keys={"text": np.array(keys)})
+    assert as_array == as_list

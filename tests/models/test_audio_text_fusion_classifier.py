@@ -98,3 +98,19 @@ def test_too_few_mel_bands_for_the_pooling_blocks_is_named():
     with pytest.raises(ValueError, match=r"3 pooling blocks need at least 8 mel bands; got "
                                          r"n_mels=4"):
         mmtl_tf.encoders.AudioEncoder(num_samples=8000, n_mels=4, conv_filters=(8, 8, 8))
+
+
+@pytest.mark.parametrize("build", ["fusion", "dual", "classifier"])
+def test_tower_arguments_that_differ_from_a_tower_of_your_own_are_refused(build):
+    # n_mels=40 beside a 64-mel AudioEncoder was ignored; the same value as
+    # the tower's, or the builder's default, passes.
+    tower = mmtl_tf.encoders.AudioEncoder(num_samples=8000, n_mels=32, conv_filters=(8,))
+    builder = {"fusion": mmtl_tf.models.build_audio_text_fusion_classifier,
+               "dual": mmtl_tf.models.build_audio_text_dual_encoder,
+               "classifier": mmtl_tf.models.build_audio_classifier}[build]
+    extra = {} if build == "classifier" else {"vocab_size": 50, "sequence_length": 4}
+    with pytest.raises(ValueError, match=r"num_samples=16000 \(the tower's num_samples is "
+                                         r"8000\), n_mels=40 \(the tower's n_mels is 32\): "
+                                         r"the audio_encoder of your own decides"):
+        builder(audio_encoder=tower, n_mels=40, num_samples=16000, **extra)
+    builder(audio_encoder=tower, n_mels=32, num_samples=8000, conv_filters=[8], **extra)
