@@ -418,14 +418,44 @@ def embed_dataset(model, dataset, modalities=None):
     labels = []
     for batch in dataset:
         x, y = (batch[0], batch[1]) if isinstance(batch, tuple) else (batch, None)
+        _check_tower_inputs(model, x, modalities)
         out = model.predict_on_batch(x)
         for m in modalities:
             embeddings[m].append(np.asarray(out[f"{m}_embeddings"], np.float32))
             keys[m].extend(_row_keys(x[m]))
         if y is not None:
             labels.append(np.asarray(y))
+    if not any(embeddings.values()):
+        raise ValueError("the dataset yielded no batch: nothing to embed (an empty split?).")
     embeddings = {m: np.concatenate(v) for m, v in embeddings.items()}
     return embeddings, keys, (np.concatenate(labels) if labels else None)
+
+
+def _check_tower_inputs(model, x, modalities):
+    """A `ValueError` when a batch of one modality does not have the shape
+    its tower takes (an unbatched dataset, images of another size, captions
+    of another length). Keras checks this on the first call only: once its
+    predict function was traced again with relaxed shapes, 40 px images went
+    into a 32 px model's small CNN, whose global pooling took them, without
+    a word."""
+    import keras
+
+    tower_of = getattr(model, "tower", None)
+    for m in modalities:
+        value = x.get(m) if isinstance(x, dict) else None
+        if tower_of is None or value is None or isinstance(value, dict):
+            continue
+        specs = keras.tree.flatten(tower_of(m).inputs)
+        if len(specs) != 1:
+            continue
+        want, got = tuple(specs[0].shape), tuple(getattr(value, "shape", ()))
+        if len(got) != len(want) or any(w is not None and g is not None and w != g
+                                         for w, g in zip(want[1:], got[1:])):
+            hint = (" (an unbatched dataset? batch it)" if len(got) == len(want) - 1 else
+                    " (a dataset built with another image size or sequence length than "
+                    "the model's?)")
+            raise ValueError(f"{m} inputs of shape {got}: the model's {m} tower takes "
+                             f"{want}{hint}.")
 
 
 def duplicate_positives(keys_a, keys_b):
@@ -734,7 +764,19 @@ class EmbeddingIndex:
         self.embeddings = _as_matrix(embeddings, "embeddings")
         if ids is None:
             ids = np.arange(len(self.embeddings))
-        ids = np.asarray(ids)
+        listed = list(ids)
+        whole = all(isinstance(i, (int, np.integer)) and not isinstance(i, bool)
+                    for i in listed)
+        if not whole and not all(isinstance(i, (str, np.str_)) for i in listed):
+            # A Path or None was kept as an object array that `save` wrote and
+            # `load` refused; mixed ints and strings came back as strings.
+            bad = next(i for i, v in enumerate(listed)
+                       if not isinstance(v, type(listed[0])) or
+                       not isinstance(v, (int, np.integer, str, np.str_)))
+            raise ValueError(f"ids must be all integers or all strings; ids[{bad}] is "
+                             f"{listed[bad]!r} ({type(listed[bad]).__name__}): pass str(...) "
+                             "of each, e.g. file paths as strings.")
+        ids = np.asarray(listed, dtype=np.int64 if whole else str)
         if len(ids) != len(self.embeddings):
             raise ValueError(f"{len(ids)} ids for {len(self.embeddings)} embeddings.")
         self.ids = ids

@@ -332,6 +332,21 @@ def optimizer(config):
 _ITEMS = {"text": "captions", "image": "images", "audio": "clips"}
 
 
+def caption_key(caption):
+    """What makes two captions the same answer in the tasks' retrieval: the
+    text as the tasks' vectorizers standardise it (`text_key`'s NFC, case
+    folding and white space, and Keras' punctuation removed). Keyed by
+    `strip().lower()`, "A red circle." and "a red circle", which the model
+    embeds identically, were two items, and the exact tie counted as a miss
+    (R@1 0 for any model on a helper's COCO-like data)."""
+    import re
+
+    from mmtl_tf.data.sources import text_key
+    from mmtl_tf.data.text import _KERAS_PUNCTUATION
+
+    return " ".join(re.sub(_KERAS_PUNCTUATION, "", text_key(caption)).split())
+
+
 def distinct_items(metrics, directions):
     """", 285 distinct captions" for each direction whose gallery has fewer
     items than the pairs (identical captions or images are one item,

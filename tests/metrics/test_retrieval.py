@@ -620,3 +620,51 @@ def test_match_keys_may_be_numpy_arrays():
     as_list = evaluate_retrieval(model, ds, ks=(1,), match_keys={"text": keys})
     as_array = evaluate_retrieval(model, ds, ks=(1,), match_keys={"text": np.array(keys)})
     assert as_array == as_list
+
+
+def test_embed_dataset_checks_each_batch_against_the_towers():
+    # Once Keras' predict function was traced again with relaxed shapes, 12 px
+    # images went into an 8 px model (its pooling took them) without a word;
+    # an unbatched or empty dataset failed deep inside.
+    import keras
+
+    def tower(name, shape):
+        inputs = keras.Input(shape)
+        pooled = keras.layers.GlobalAveragePooling2D()(inputs) if len(shape) == 3 else inputs
+        return keras.Model(inputs, pooled, name=name)
+
+    model = mmtl_tf.models.DualEncoder({"image": tower("i", (8, 8, 3)), "text": tower("t", (3,))},
+                                       projection_dim=3)
+
+    def data(size, n=4):
+        images = np.random.default_rng(0).random((n, size, size, 3)).astype("float32")
+        return tf.data.Dataset.from_tensor_slices(
+            {"image": images, "text": np.eye(3, dtype="float32")[np.arange(n) % 3]})
+
+    right = evaluate_retrieval(model, data(8).batch(2), ks=(1,))
+    assert right["num_pairs"] == 4
+    with pytest.raises(ValueError, match=r"image inputs of shape \(2, 12, 12, 3\): the model's "
+                                         r"image tower takes \(None, 8, 8, 3\) \(a dataset "
+                                         r"built with another image size"):
+        evaluate_retrieval(model, data(12).batch(2), ks=(1,))
+    with pytest.raises(ValueError, match=r"image inputs of shape \(8, 8, 3\).*unbatched"):
+        evaluate_retrieval(model, data(8), ks=(1,))
+    with pytest.raises(ValueError, match="the dataset yielded no batch"):
+        evaluate_retrieval(model, data(8, n=0).batch(2), ks=(1,))
+
+
+def test_embedding_index_ids_are_all_integers_or_all_strings():
+    # Paths and None were kept as an object array that save wrote and load
+    # refused; [1, "b"] came back as the strings "1" and "b".
+    import pathlib
+
+    gallery = np.eye(3)
+    for ids, bad in (([pathlib.Path("a"), pathlib.Path("b"), pathlib.Path("c")], 0),
+                     ([None, "a", "b"], 0), ([1, "b", 2], 1)):
+        with pytest.raises(ValueError, match=rf"ids must be all integers or all strings; "
+                                             rf"ids\[{bad}\]"):
+            EmbeddingIndex(gallery, ids=ids)
+    assert EmbeddingIndex(gallery, ids=np.array([4, 5, 6])).search(gallery, 1)[1].ravel() \
+        .tolist() == [4, 5, 6]
+    assert EmbeddingIndex(gallery, ids=["x", "y", "z"]).search(gallery, 1)[1].ravel() \
+        .tolist() == ["x", "y", "z"]

@@ -682,3 +682,27 @@ def test_the_majority_baseline_counts_the_queries_r_at_1_counts():
             values, counts = np.unique(others, return_counts=True)
             expected.append(values[np.argmax(counts)] == label)
     assert baselines["majority_class_accuracy"] == pytest.approx(np.mean(expected)) == 0.6
+
+
+def test_captions_that_differ_only_in_case_punctuation_or_spaces_are_one_item(tmp_path):
+    # Keyed by strip().lower(), "A red circle." and "a red circle" (the same
+    # token ids) were two items, and the exact tie counted as a miss.
+    from mmtl_tf.data.text import make_text_vectorizer
+    from mmtl_tf.tasks import common, dual_encoder
+    from mmtl_tf.tasks.shared_space import caption_key
+
+    assert caption_key("  A red\tcircle. ") == caption_key("a red circle") == "a red circle"
+    assert caption_key("Café!") == caption_key("CAFE\u0301") == "café"
+    assert caption_key("a red circle") != caption_key("a red square")
+    records = load_image_text_records("default", "test", require_label=False)
+    captions = ["A red circle.", "a red circle", "a green   square", "a green square"]
+    rows = [{"path": p, "caption": c, "split": "test"} for p, c in zip(records.paths, captions)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = {**common.resolve_config("dual_encoder", "tiny"),
+              "data": str(tmp_path / "pairs.jsonl"), "batch_size": 4}
+    vectorizer = make_text_vectorizer(captions, vocab_size=20,
+                                      sequence_length=int(config["sequence_length"]))
+    got = dual_encoder.retrieval(dual_encoder.build_model(config), config, vectorizer, "test")
+    assert (got["image_to_text_num_queries"], got["image_to_text_num_gallery"]) == (4, 2)
+    # Each image has one correct caption among the two distinct ones.
+    assert got["image_to_text_chance_R@1"] == pytest.approx(1 / 2)
