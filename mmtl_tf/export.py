@@ -189,6 +189,27 @@ def check_vocabulary_fits(model, text_vectorizer):
             f"with vocab_size={size}.")
 
 
+def check_sequence_length_fits(model, text_vectorizer, modality="text"):
+    """A `ValueError` (before anything is written) when `text_vectorizer`, a
+    `TextVectorization`, makes another number of tokens per text than the
+    model's text tower takes (it failed in tracing with Keras' "expected
+    shape=(None, 8), found shape=(None, 12)", naming no argument)."""
+    if not isinstance(text_vectorizer, keras.layers.TextVectorization) or \
+            not hasattr(model, "tower"):
+        return
+    try:
+        specs = keras.tree.flatten(model.tower(modality).inputs)
+    except (ValueError, KeyError, AttributeError):
+        return
+    made = getattr(text_vectorizer, "_output_sequence_length", None)
+    if len(specs) != 1 or made is None or specs[0].shape[-1] is None:
+        return
+    if int(made) != int(specs[0].shape[-1]):
+        raise ValueError(f"the text vectorizer makes {made} tokens per text, where the model's "
+                         f"{modality} tower takes {specs[0].shape[-1]}; use the vectorizer the "
+                         "model was trained with.")
+
+
 def check_class_names(class_names, num_classes, what="classes", warn=True):
     """`class_names` as a list, or a `ValueError` unless it is None or a list
     (tuple) of str with one name per class (checked when exporting, before
@@ -814,12 +835,22 @@ def export_image_text_dual_encoder(model, text_tokenizer, path, image_size, crop
         >>> txt = m.signatures["encode_text"](text=tf.constant(["cat face"]))["embeddings"]  # doctest: +SKIP
         >>> similarity = tf.matmul(img, txt, transpose_b=True)  # doctest: +SKIP
     """
+    from mmtl_tf.data.image import check_image_size
+
+    # image_size=32 and text_tokenizer=None failed with TypeErrors ("'int'
+    # object is not iterable", "'NoneType' object is not callable").
+    image_size = check_image_size(image_size)
+    if not callable(text_tokenizer):
+        raise TypeError(f"text_tokenizer must be the tokenizer the model was trained with (a "
+                        f"TextVectorization or a BERT preprocessor); got "
+                        f"{type(text_tokenizer).__name__}.")
     track = [text_tokenizer] if isinstance(text_tokenizer, keras.layers.Layer) else []
     check_vocabulary_fits(model, text_tokenizer)
+    check_sequence_length_fits(model, text_tokenizer)
     # (A wrong image_size failed in tracing with Keras' "Input 0 with name
     # 'image' ... expected shape=(None, 32, 32, 3)", naming no argument.)
-    check_image_input_fits(_image_input_shape(model), tuple(int(s) for s in image_size),
-                           grayscale, what="the image tower")
+    check_image_input_fits(_image_input_shape(model), image_size, grayscale,
+                           what="the image tower")
     return export_dual_encoder(
         model, path,
         {"image": image_bytes_preprocessor(image_size, crop, grayscale),

@@ -223,4 +223,15 @@ def test_a_wrong_image_size_is_named_before_anything_is_written(tmp_path):
                                          r"matching network takes 3"):
         export_matching_network(matching, str(tmp_path / "m"), image_size=(32, 32),
                                 grayscale=True)
+    # image_size=32 and a missing tokenizer failed with TypeErrors, a
+    # vectorizer of another sequence length with Keras' shape message.
+    with pytest.raises(ValueError, match=r"image_size=32: expected \(height, width\)"):
+        export_image_text_dual_encoder(dual, vec, str(tmp_path / "dual"), image_size=32)
+    with pytest.raises(TypeError, match="text_tokenizer must be the tokenizer the model was "
+                                        "trained with .*got NoneType"):
+        export_image_text_dual_encoder(dual, None, str(tmp_path / "dual"), image_size=(32, 32))
+    longer = mmtl_tf.data.make_text_vectorizer(["a b c"], vocab_size=20, sequence_length=12)
+    with pytest.raises(ValueError, match=r"the text vectorizer makes 12 tokens per text, where "
+                                         r"the model's text tower takes 4"):
+        export_image_text_dual_encoder(dual, longer, str(tmp_path / "dual"), image_size=(32, 32))
     assert os.listdir(tmp_path) == []

@@ -242,10 +242,7 @@ def _checked_inputs(query_embeddings, gallery_embeddings, ks, metric):
                          f"{queries.shape[1]} vs {gallery.shape[1]}.")
     if len(queries) == 0 or len(gallery) == 0:
         raise ValueError("need at least one query and one gallery item.")
-    ks = tuple(int(k) for k in ks)
-    if any(k < 1 for k in ks):
-        raise ValueError(f"ks must be positive integers, got {ks}.")
-    return queries, gallery, ks
+    return queries, gallery, _whole_ks(ks)
 
 
 def _first_hit_ranks(scores, mask, left_out=None):
@@ -339,6 +336,18 @@ def _ranking_metrics(queries, gallery, mask_of, ks, metric="cosine", batch_size=
     return result
 
 
+def _whole_ks(ks):
+    """`ks` as a tuple of ints >= 1; a `ValueError` naming `ks` for anything
+    else (1.7 was scored as R@1 under the name R@1.7, or failed with a
+    KeyError; a bare 5 failed with "'int' object is not iterable")."""
+    from mmtl_tf.errors import check_counts
+
+    try:
+        return check_counts("ks", ks, each="cut-off")
+    except ValueError as e:
+        raise ValueError(f"{e} (the cut-offs K of R@K, e.g. ks=(1, 5, 10))") from None
+
+
 def chance_recall(num_gallery, k, num_positives=1):
     """Probability that a random ranking puts one of `num_positives` items in the top k.
 
@@ -360,6 +369,13 @@ def chance_recall(num_gallery, k, num_positives=1):
             (an empty gallery and more positives than items gave 1.0; k 0
             and negative positives gave 0.0).
     """
+    import numbers
+
+    for name, value in (("num_gallery", num_gallery), ("k", k),
+                        ("num_positives", num_positives)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            # (10.5 and 2.9 were used as floats: chance_recall(10, 2.9) = 0.29.)
+            raise ValueError(f"chance_recall: {name} must be a whole number; got {value!r}.")
     if int(num_gallery) < 1 or int(k) < 1:
         raise ValueError(f"chance_recall: num_gallery and k must be at least 1; got "
                          f"num_gallery={num_gallery}, k={k}.")
@@ -669,7 +685,18 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
     References:
         OpenCLIP `get_clip_metrics`.
     """
+    if modalities is None and not hasattr(model, "modalities"):
+        raise ValueError(f"{getattr(model, 'name', model)!r} is not a DualEncoder: pass "
+                         "modalities=(query, gallery), the two inputs whose "
+                         "'<modality>_embeddings' outputs are compared.")
     first, second = list(modalities or model.modalities)[:2]
+    known = getattr(model, "modalities", None)
+    if first == second or (known is not None and not {first, second} <= set(known)):
+        # ("txt" failed with KeyError 'txt_embeddings'; ("image", "image")
+        # scored an image against itself.)
+        raise ValueError(f"modalities={modalities!r}: give two different modalities of the "
+                         f"model ({', '.join(map(repr, known or ()))}).")
+    ks = _whole_ks(ks)
     embeddings, keys, _ = embed_dataset(model, dataset, (first, second))
     n = len(embeddings[first])
     if len(embeddings[second]) != n:

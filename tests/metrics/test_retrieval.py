@@ -668,3 +668,37 @@ def test_embedding_index_ids_are_all_integers_or_all_strings():
         .tolist() == [4, 5, 6]
     assert EmbeddingIndex(gallery, ids=["x", "y", "z"]).search(gallery, 1)[1].ravel() \
         .tolist() == ["x", "y", "z"]
+
+
+def test_modalities_ks_and_chance_recall_arguments_are_named():
+    # A misspelt modality failed with KeyError 'txt_embeddings', ("image",
+    # "image") scored images against themselves, ks=(1.5,) failed with a
+    # KeyError (retrieval_metrics reported R@1 for it), and chance_recall took
+    # 2.9 as a cut-off.
+    import keras
+
+    def identity(name):
+        inputs = keras.Input((3,))
+        return keras.Model(inputs, keras.layers.Identity()(inputs), name=name)
+
+    model = mmtl_tf.models.DualEncoder({"image": identity("i"), "text": identity("t")},
+                                       projection_dim=3)
+    ds = tf.data.Dataset.from_tensor_slices({"image": np.eye(3, dtype="float32"),
+                                             "text": np.eye(3, dtype="float32")}).batch(3)
+    for modalities in (("image", "txt"), ("image", "image")):
+        with pytest.raises(ValueError, match=r"give two different modalities of the model "
+                                             r"\('image', 'text'\)"):
+            evaluate_retrieval(model, ds, modalities=modalities)
+    with pytest.raises(ValueError, match=r"ks must .*got \(1\.5,\).*cut-offs K of R@K"):
+        evaluate_retrieval(model, ds, ks=(1.5,))
+    with pytest.raises(ValueError, match=r"ks must"):
+        retrieval_metrics(np.eye(3), np.eye(3), ks=(1.7,))
+    assert set(retrieval_metrics(np.eye(3), np.eye(3), ks=2)) >= {"R@2"}
+    with pytest.raises(ValueError, match=r"chance_recall: k must be a whole number; got 2\.9"):
+        chance_recall(10, 2.9)
+    with pytest.raises(ValueError, match=r"num_gallery must be a whole number; got 10\.5"):
+        chance_recall(10.5, 3)
+    assert chance_recall(np.int64(10), np.int32(2)) == pytest.approx(0.2)
+    plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="is not a DualEncoder: pass modalities="):
+        evaluate_retrieval(plain, ds)
