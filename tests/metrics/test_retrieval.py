@@ -34,6 +34,24 @@ def numpy_reference(q, g, positives, ks=(1, 5, 10)):
     return out
 
 
+
+def _identity_dual_encoder(first="image", second="text", exact=True):
+    """A `DualEncoder` whose two towers take 3-vectors and pass them on; with
+    `exact` its projections are the identity too, so an embedding is its
+    input, normalised."""
+    import keras
+
+    def identity(name):
+        inputs = keras.Input((3,))
+        return keras.Model(inputs, keras.layers.Identity()(inputs), name=name)
+
+    model = mmtl_tf.models.DualEncoder({first: identity(f"{first}_tower"),
+                                        second: identity(f"{second}_tower")}, projection_dim=3)
+    if exact:
+        for m in (first, second):
+            model.get_layer(f"{m}_projection").set_weights([np.eye(3, dtype="float32")])
+    return model
+
 def test_matches_loop_reference_with_several_positives():
     rng = np.random.default_rng(0)
     q, g = rng.normal(size=(40, 6)), rng.normal(size=(60, 6))
@@ -217,16 +235,7 @@ def test_embedding_index_errors():
 def test_evaluate_retrieval_names_and_duplicates():
     """A dual encoder whose towers are identities: retrieval is exact, except for
     two identical captions, which count as the same answer only with match_keys."""
-    import keras
-
-    def identity(name):
-        inputs = keras.Input((3,))
-        return keras.Model(inputs, keras.layers.Identity()(inputs), name=name)
-
-    image, text = identity("image_tower"), identity("text_tower")
-    model = mmtl_tf.models.DualEncoder({"image": image, "text": text}, projection_dim=3)
-    for m in ("image", "text"):
-        model.get_layer(f"{m}_projection").set_weights([np.eye(3, dtype="float32")])
+    model = _identity_dual_encoder()
     images = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0.2, 0]], "float32")
     texts = images.copy()
     texts[3] = texts[0]  # caption 3 says exactly what caption 0 says
@@ -486,18 +495,9 @@ def test_evaluate_retrieval_equals_its_definition_with_repeated_keys(monkeypatch
     """evaluate_retrieval builds the positives per chunk from key groups and
     calls chance_recall once per distinct count; its result must equal
     retrieval_metrics(duplicate_positives(...)) with one chance_recall per query."""
-    import keras
-
     import mmtl_tf.metrics.retrieval as retrieval
 
-    def identity(name):
-        inputs = keras.Input((3,))
-        return keras.Model(inputs, keras.layers.Identity()(inputs), name=name)
-
-    model = mmtl_tf.models.DualEncoder({"image": identity("i"), "text": identity("t")},
-                                       projection_dim=3)
-    for m in ("image", "text"):
-        model.get_layer(f"{m}_projection").set_weights([np.eye(3, dtype="float32")])
+    model = _identity_dual_encoder()
     rng = np.random.default_rng(5)
     n = 60
     images = rng.integers(-1, 2, (n, 3)).astype("float32")
@@ -549,16 +549,7 @@ def test_collapsed_rows_are_ranked_once_against_a_reference():
     """Rows of a collapsed modality with equal keys are one item: as a query
     and in the gallery (each caption twice, once per voice, counted every
     wrong caption twice, and chance was that of all the rows)."""
-    import keras
-
-    def identity(name):
-        inputs = keras.Input((3,))
-        return keras.Model(inputs, keras.layers.Identity()(inputs), name=name)
-
-    model = mmtl_tf.models.DualEncoder({"audio": identity("a"), "text": identity("t")},
-                                       projection_dim=3)
-    for m in ("audio", "text"):
-        model.get_layer(f"{m}_projection").set_weights([np.eye(3, dtype="float32")])
+    model = _identity_dual_encoder("audio", "text")
     rng = np.random.default_rng(6)
     n = 40
     captions = [f"caption {i // 2}" for i in range(n)]  # each said by two voices
@@ -606,14 +597,7 @@ def test_collapsed_rows_are_ranked_once_against_a_reference():
 def test_match_keys_may_be_numpy_arrays():
     # collapse=None compared each key list with "inputs": a NumPy array of
     # keys failed with "truth value of an array is ambiguous".
-    import keras
-
-    def identity(name):
-        inputs = keras.Input((3,))
-        return keras.Model(inputs, keras.layers.Identity()(inputs), name=name)
-
-    model = mmtl_tf.models.DualEncoder({"image": identity("i"), "text": identity("t")},
-                                       projection_dim=3)
+    model = _identity_dual_encoder(exact=False)
     x = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
     ds = tf.data.Dataset.from_tensor_slices({"image": x, "text": x}).batch(4)
     keys = ["a", "b", "c", "a"]
@@ -675,14 +659,7 @@ def test_modalities_ks_and_chance_recall_arguments_are_named():
     # "image") scored images against themselves, ks=(1.5,) failed with a
     # KeyError (retrieval_metrics reported R@1 for it), and chance_recall took
     # 2.9 as a cut-off.
-    import keras
-
-    def identity(name):
-        inputs = keras.Input((3,))
-        return keras.Model(inputs, keras.layers.Identity()(inputs), name=name)
-
-    model = mmtl_tf.models.DualEncoder({"image": identity("i"), "text": identity("t")},
-                                       projection_dim=3)
+    model = _identity_dual_encoder(exact=False)
     ds = tf.data.Dataset.from_tensor_slices({"image": np.eye(3, dtype="float32"),
                                              "text": np.eye(3, dtype="float32")}).batch(3)
     for modalities in (("image", "txt"), ("image", "image")):
@@ -699,6 +676,8 @@ def test_modalities_ks_and_chance_recall_arguments_are_named():
     with pytest.raises(ValueError, match=r"num_gallery must be a whole number; got 10\.5"):
         chance_recall(10.5, 3)
     assert chance_recall(np.int64(10), np.int32(2)) == pytest.approx(0.2)
+    import keras
+
     plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="is not a DualEncoder: pass modalities="):
         evaluate_retrieval(plain, ds)
