@@ -366,9 +366,11 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
 
     With a `run_dir`: the best model by `checkpoint_monitor` is written
     atomically to `run_dir/best.keras` (`checkpoint_mode="auto"`, the
-    default: the highest value for a monitor named like a score that grows
-    as the model improves, accuracy, AUC, precision, recall, IoU, F1 or mAP,
-    else the lowest), and with `backup` a `BackupAndRestore`
+    default: the highest value for a monitor that grows as the model
+    improves, by the direction Keras gives its metric or else by its name,
+    accuracy, AUC, precision, recall, IoU, F1, mAP, ..., and the lowest for
+    any other; a resumed fit keeps the interrupted one's mode), and with
+    `backup` a `BackupAndRestore`
     folder lets an interrupted run resume where it stopped when `fit` is
     called again with the same `run_dir`; `run_dir/best.keras.json` keeps
     the best value so far and each epoch's logs, so the resumed fit replaces
