@@ -88,6 +88,10 @@ def _positive_mask(positives, num_queries, num_gallery):
                 "gallery items (mismatched numbers of images and captions?). Pass "
                 "`positives`.")
         return _diagonal_mask(num_gallery)
+    if isinstance(positives, dict):
+        # (A dict was read as its keys, list(positives).)
+        raise TypeError("positives must be a list of gallery-index lists, one per query, or a "
+                        "boolean (Q, G) matrix; got a dict (pass [d[i] for i in range(Q)]).")
     try:
         array = np.asarray(positives)
     except ValueError:  # lists of different lengths
@@ -201,7 +205,8 @@ def retrieval_metrics(query_embeddings, gallery_embeddings, positives=None, ks=(
         OpenCLIP `get_clip_metrics` (R@K, mean/median rank); Manning, Raghavan
         and Schütze 2008, "Introduction to Information Retrieval", ch. 8 (mAP).
     """
-    queries, gallery, ks = _checked_inputs(query_embeddings, gallery_embeddings, ks, metric)
+    queries, gallery, ks = _checked_inputs(query_embeddings, gallery_embeddings, ks, metric,
+                                           batch_size)
     mask_of = _positive_mask(positives, len(queries), len(gallery))
     exclude_of = None
     if exclude is not None:
@@ -227,11 +232,15 @@ def retrieval_metrics_by_chunk(query_embeddings, gallery_embeddings, positives_o
         exclude_of: None or a function like `positives_of` (see `exclude`).
         Other arguments as `retrieval_metrics`.
     """
-    queries, gallery, ks = _checked_inputs(query_embeddings, gallery_embeddings, ks, metric)
+    queries, gallery, ks = _checked_inputs(query_embeddings, gallery_embeddings, ks, metric,
+                                           batch_size)
     return _ranking_metrics(queries, gallery, positives_of, ks, metric, batch_size, exclude_of)
 
 
-def _checked_inputs(query_embeddings, gallery_embeddings, ks, metric):
+def _checked_inputs(query_embeddings, gallery_embeddings, ks, metric, batch_size=1):
+    from mmtl_tf.errors import check_count
+
+    check_count("batch_size", batch_size)  # (0 failed with "range() arg 3 must not be zero")
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not allowed; use one of "
                          f"{', '.join(map(repr, METRICS))}.")
@@ -549,6 +558,11 @@ def paired_positives(query_keys, gallery_keys):
         >>> [p.tolist() for p in paired_positives(captions, images)]  # caption → image
         [[0, 1], [0, 1, 2], [0, 1, 2]]
     """
+    if query_keys is None and gallery_keys is None:
+        # (It failed with "object of type 'NoneType' has no len()".)
+        raise ValueError("paired_positives needs the keys of at least one side (None "
+                         "for a side means one key per row; the row count comes from the "
+                         "other).")
     group_q, group_g, pair_q, pair_g = _key_pairs(query_keys, gallery_keys)
     if not len(group_q):
         return []
@@ -852,8 +866,9 @@ class EmbeddingIndex:
         if not 1 <= k:
             raise ValueError(f"k must be >= 1, got {k}.")
         k = min(k, len(self))
-        if len(queries) == 0:  # no queries, no results (of the right shapes)
-            return np.zeros((0, k), np.float32), self.ids[np.zeros((0, k), np.int64)]
+        if len(queries) == 0 or k == 0:  # no queries or an empty gallery: no results
+            return (np.zeros((len(queries), k), np.float32),
+                    self.ids[np.zeros((len(queries), k), np.int64)])
         if self._faiss is not None:
             scores, idx = self._faiss.search(self._prepare(queries), k)
             if self.metric == "l2":

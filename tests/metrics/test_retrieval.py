@@ -681,3 +681,25 @@ def test_modalities_ks_and_chance_recall_arguments_are_named():
     plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="is not a DualEncoder: pass modalities="):
         evaluate_retrieval(plain, ds)
+
+
+def test_small_argument_mistakes_are_named():
+    # batch_size=0 failed in range(), a dict of positives was read as its
+    # keys, paired_positives(None, None) failed on len(None), and the faiss
+    # backend asserted on an empty gallery (the tf one returned (Q, 0)).
+    q = np.eye(3)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        retrieval_metrics(q, q, batch_size=0)
+    with pytest.raises(TypeError, match="got a dict"):
+        retrieval_metrics(q, q, positives={0: [0], 1: [1], 2: [2]})
+    with pytest.raises(ValueError, match="needs the keys of at least one side"):
+        paired_positives(None, None)
+    empty = EmbeddingIndex(np.zeros((0, 3)))
+    scores, ids = empty.search(q, 2)
+    assert scores.shape == (3, 0) and ids.shape == (3, 0)
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return
+    scores, ids = EmbeddingIndex(np.zeros((0, 3)), backend="faiss").search(q, 2)
+    assert scores.shape == (3, 0) and ids.shape == (3, 0)
