@@ -17,7 +17,8 @@ def box_iou(boxes_true, boxes_pred):
         boxes_pred: (..., 4) float, same leading shape.
 
     Returns:
-        float32 (...) in [0, 1]; 0 where the union is empty.
+        float32 (...) in [0, 1]; 0 where the union is empty, NaN where
+        either box holds NaN (it was 0, as for a miss).
 
     Example:
         >>> import numpy as np, mmtl_tf
@@ -51,7 +52,10 @@ def box_iou(boxes_true, boxes_pred):
     width = ops.maximum(ops.minimum(a[..., 3], b[..., 3]) - ops.maximum(a[..., 1], b[..., 1]), 0.0)
     intersection = height * width
     union = area(a) + area(b) - intersection
-    return ops.where(union > 0, intersection / ops.maximum(union, 1e-12), 0.0)
+    iou = ops.where(union > 0, intersection / ops.maximum(union, 1e-12), 0.0)
+    # A box holding NaN (a diverged model's output) gave 0, like a miss.
+    nan = ops.logical_or(ops.any(ops.isnan(a), axis=-1), ops.any(ops.isnan(b), axis=-1))
+    return ops.where(nan, float("nan"), iou)
 
 
 # Tolerance of BoxIoU's threshold for float32 rounding of the IoU.

@@ -77,3 +77,16 @@ def test_a_box_at_exactly_the_threshold_counts_despite_float32_rounding():
     below = BoxIoU(threshold=0.5)
     below.update_state(true, np.array([[0, 0, 0.01, 0.0299]], "float32"))  # IoU 0.498
     assert float(below.result()) == 0.0
+
+
+def test_a_box_holding_nan_gives_nan_not_a_miss():
+    # A diverged localization head's NaN boxes scored IoU 0, as a miss, and
+    # the BoxIoU mean stayed finite.
+    true = np.array([[0.0, 0.0, 0.5, 0.5], [0.1, 0.1, 0.6, 0.6]], "float32")
+    pred = np.array([[0.0, 0.0, 0.5, 0.5], [np.nan, 0.1, 0.6, 0.6]], "float32")
+    iou = np.asarray(box_iou(true, pred))
+    assert iou[0] == 1.0 and np.isnan(iou[1])
+    assert np.isnan(np.asarray(box_iou(pred, true))[1])
+    metric = BoxIoU()
+    metric.update_state(true, pred)
+    assert np.isnan(float(metric.result()))
