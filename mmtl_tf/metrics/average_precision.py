@@ -25,6 +25,11 @@ def _check_shapes(y_true, y_score, true_name, score_name, num_classes=None):
     if len(t) != len(s) or any(dims_differ(a, b) for a, b in zip(t, s)):
         raise ValueError(f"{true_name} and {score_name} must have the same shape (0/1 labels "
                          f"for each score, not class indices); got {t} and {s}.")
+    if s and s[0] == 0:
+        # (It failed in Keras' segment_sum: "segment_ids and data should have
+        # same leading dimension".)
+        raise ValueError(f"{score_name} has no rows (shape {s}): average precision needs at "
+                         "least one example.")
 
 
 def _check_values(y_true, y_score, true_name, score_name):

@@ -38,6 +38,15 @@ def best_threshold(distances, same):
     answer, 0.523, where a threshold in the gap scored 0.81)."""
     distances = np.asarray(distances, np.float64)
     same = np.asarray(same, bool)
+    # (Empty input failed with an IndexError, and NaN distances, a diverged
+    # model's, gave a threshold as if they were the largest.)
+    if distances.size == 0 or distances.shape != same.shape:
+        raise ValueError(f"best_threshold needs one same/different answer per distance, at "
+                         f"least one; got {distances.shape} distances and {same.shape} "
+                         "answers.")
+    if not np.isfinite(distances).all():
+        raise ValueError(f"best_threshold: {int((~np.isfinite(distances)).sum())} of "
+                         f"{distances.size} distances are not finite (a diverged model?).")
     values = np.unique(distances)
     # Cut k puts values[:k] on the "same" side: below all, between
     # neighbours, above all.

@@ -180,3 +180,13 @@ def test_unchecked_bad_values_make_a_compiled_result_nan():
     assert np.isnan(float(metric.result()))
     ap = tf.function(average_precision, jit_compile=True)
     assert np.isnan(np.asarray(ap(yt, np.where(ys > 0.5, np.inf, ys).astype("float32")))).all()
+
+
+def test_empty_input_is_named():
+    # It failed in Keras' segment_sum ("segment_ids and data should have same
+    # leading dimension").
+    for f in (average_precision, mean_average_precision):
+        for shape in ((0,), (0, 3)):
+            with pytest.raises(ValueError, match=r"y_score has no rows .*needs at least one "
+                                                 r"example"):
+                f(np.zeros(shape), np.zeros(shape))

@@ -341,6 +341,12 @@ def test_siamese_threshold_sits_in_the_gap_it_separates():
         assert not np.any(np.isclose(d, t))  # never on an observed distance
     assert best_threshold([0.2, 0.4], [False, False]) < 0.2
     assert best_threshold([0.2, 0.4], [True, True]) > 0.4
+    # Empty input failed with an IndexError; NaN distances (a diverged model)
+    # gave a threshold as if they were the largest.
+    with pytest.raises(ValueError, match="at least one; got"):
+        best_threshold([], [])
+    with pytest.raises(ValueError, match="1 of 3 distances are not finite"):
+        best_threshold([0.1, np.nan, 0.3], [True, False, False])
 
 
 def test_siamese_without_validation_pairs_picks_the_threshold_on_training_pairs(tmp_path,
