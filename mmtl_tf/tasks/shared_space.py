@@ -201,6 +201,12 @@ def category_retrieval(query, query_labels, gallery, gallery_labels, ks=(1, 5, 1
         ranked = ranked - np.bincount(gallery_file, minlength=num_files)[query_file]
         counts = counts - _pair_counts(query_file, query_codes, gallery_file, gallery_codes)
     rows = np.flatnonzero(counts > 0)
+    if len(counts) and not len(rows):
+        # (It said "need at least one query and one gallery item".)
+        raise ValueError(f"none of the {len(counts)} queries can be answered: no gallery item "
+                         "shares a query's label" + (" (other than the query's own file)"
+                                                     if files is not None else "")
+                         + "; the query and gallery splits need classes in common.")
     if len(rows) < len(counts):
         # A query whose category has no (other) gallery item cannot be answered.
         query, query_codes, counts, ranked = (query[rows], query_codes[rows], counts[rows],

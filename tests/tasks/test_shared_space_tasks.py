@@ -712,3 +712,18 @@ def test_captions_that_differ_only_in_case_punctuation_or_spaces_are_one_item(tm
     assert (got["image_to_text_num_queries"], got["image_to_text_num_gallery"]) == (4, 2)
     # Each image has one correct caption among the two distinct ones.
     assert got["image_to_text_chance_R@1"] == pytest.approx(1 / 2)
+
+
+def test_category_retrieval_with_no_answerable_query_says_why():
+    # It said "need at least one query and one gallery item" although both
+    # were given.
+    from mmtl_tf.tasks.shared_space import category_retrieval
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"none of the 3 queries can be answered: no gallery "
+                                         r"item shares a query's label"):
+        category_retrieval(rng.random((3, 4)), ["a", "a", "b"], rng.random((5, 4)),
+                           ["c"] * 5)
+    got = category_retrieval(rng.random((3, 4)), ["a", "a", "c"], rng.random((5, 4)),
+                             ["c"] * 5)
+    assert got["num_queries"] == 1 and got["chance_R@1"] == 1.0
