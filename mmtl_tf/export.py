@@ -191,23 +191,27 @@ def check_vocabulary_fits(model, text_vectorizer):
 
 def check_sequence_length_fits(model, text_vectorizer, modality="text"):
     """A `ValueError` (before anything is written) when `text_vectorizer`, a
-    `TextVectorization`, makes another number of tokens per text than the
+    `TextVectorization` or a `BertPreprocessor`, makes another number of
+    tokens per text than the
     model's text tower takes (it failed in tracing with Keras' "expected
     shape=(None, 8), found shape=(None, 12)", naming no argument)."""
-    if not isinstance(text_vectorizer, keras.layers.TextVectorization) or \
-            not hasattr(model, "tower"):
+    if not hasattr(model, "tower"):
         return
     try:
         specs = keras.tree.flatten(model.tower(modality).inputs)
     except (ValueError, KeyError, AttributeError):
         return
-    made = getattr(text_vectorizer, "_output_sequence_length", None)
-    if len(specs) != 1 or made is None or specs[0].shape[-1] is None:
+    if isinstance(text_vectorizer, keras.layers.TextVectorization):
+        made = getattr(text_vectorizer, "_output_sequence_length", None)
+    else:  # a BertPreprocessor: token ids and padding mask of one length
+        made = getattr(text_vectorizer, "sequence_length", None)
+    lengths = {spec.shape[-1] for spec in specs}
+    if made is None or len(lengths) != 1 or None in lengths:
         return
-    if int(made) != int(specs[0].shape[-1]):
+    if int(made) != int(lengths.pop()):
         raise ValueError(f"the text vectorizer makes {made} tokens per text, where the model's "
                          f"{modality} tower takes {specs[0].shape[-1]}; use the vectorizer the "
-                         "model was trained with.")
+                         "model was trained with (its sequence_length).")
 
 
 def check_class_names(class_names, num_classes, what="classes", warn=True):

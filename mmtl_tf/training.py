@@ -427,7 +427,15 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
             if given_mode == "auto":
                 # "auto" resumes as the interrupted fit kept its best (a fit
                 # started with the earlier default, "min", keeps it).
-                checkpoint_mode = _resumed_mode(state_path, monitor) or checkpoint_mode
+                resumed = _resumed_mode(state_path, monitor) or checkpoint_mode
+                if resumed != checkpoint_mode:
+                    warnings.warn(
+                        f"{backup_dir}: the interrupted fit kept its best by the "
+                        f"{'lowest' if resumed == 'min' else 'highest'} {monitor} "
+                        f"(checkpoint_mode={resumed!r}, the default then); this resumed fit "
+                        f"does the same. To keep the {'highest' if resumed == 'min' else 'lowest'}"
+                        f", remove that folder and train afresh.", RuntimeWarning)
+                checkpoint_mode = resumed
             _check_resumed_monitor(state_path, backup_dir, monitor, checkpoint_mode)
         elif not backup and os.path.isdir(backup_dir):
             # An interrupted fit's backup, which a later fit with backup=True

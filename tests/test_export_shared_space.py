@@ -235,3 +235,37 @@ def test_a_wrong_image_size_is_named_before_anything_is_written(tmp_path):
                                          r"the model's text tower takes 4"):
         export_image_text_dual_encoder(dual, longer, str(tmp_path / "dual"), image_size=(32, 32))
     assert os.listdir(tmp_path) == []
+
+
+def test_a_bert_preprocessor_of_another_length_is_named():
+    # A tower of fixed length fed by a BertPreprocessor of another length failed
+    # in tracing with Keras' shape message; a tower of any length takes any.
+    import keras
+
+    from mmtl_tf.export import check_sequence_length_fits
+
+    def tower(length):
+        inputs = {name: keras.Input((length,), dtype="int32", name=name)
+                  for name in ("token_ids", "padding_mask")}
+        pooled = keras.layers.GlobalAveragePooling1D()(
+            keras.layers.Embedding(30, 4)(inputs["token_ids"]))
+        return keras.Model(inputs, pooled, name=f"bert_like_{length}")
+
+    class Preprocessor:
+        sequence_length = 12
+
+        def __call__(self, texts):
+            raise AssertionError("not called")
+
+    class Model:
+        def __init__(self, text):
+            self._text = text
+
+        def tower(self, modality):
+            return self._text
+
+    with pytest.raises(ValueError, match=r"makes 12 tokens per text, where the model's text "
+                                         r"tower takes 8"):
+        check_sequence_length_fits(Model(tower(8)), Preprocessor())
+    check_sequence_length_fits(Model(tower(12)), Preprocessor())
+    check_sequence_length_fits(Model(tower(None)), Preprocessor())

@@ -295,7 +295,10 @@ def test_auto_mode_follows_keras_metric_directions_and_resumes_as_started(tmp_pa
     run = tmp_path / "run"
     with pytest.warns(RuntimeWarning, match="checkpoint_mode='min' keeps"):
         _interrupted(str(run), checkpoint_monitor="val_accuracy", checkpoint_mode="min")
-    history, _ = training.fit(_model(), _data(), _data(), epochs=6, run_dir=str(run),
-                              verbose=0, checkpoint_monitor="val_accuracy")
+    with pytest.warns(RuntimeWarning, match=r"the interrupted fit kept its best by the lowest "
+                                            r"val_accuracy \(checkpoint_mode='min', the default "
+                                            r"then\); this resumed fit does the same"):
+        history, _ = training.fit(_model(), _data(), _data(), epochs=6, run_dir=str(run),
+                                  verbose=0, checkpoint_monitor="val_accuracy")
     assert len(history["loss"]) == 6
     assert json.loads((run / "best.keras.json").read_text())["mode"] == "min"

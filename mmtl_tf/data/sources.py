@@ -520,10 +520,12 @@ def label_field(row, column="label"):
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value), None
     label, why = text_field(row, column)
-    # Brackets around quoted names or commas ("['a', 'b']", '["a"]', "[a, b]");
-    # a name in brackets alone ("[other]", "[PAD]") is a name.
-    if label is not None and re.fullmatch(r"\[.*\]", label.strip(), re.DOTALL) and \
-            re.search(r"[,'\"]", label):
+    # Brackets around nothing, quoted names or commas ("[]", "['a', 'b']",
+    # '["a"]', "[a, b]"); a name in brackets ("[other]", "[don't know]") is a name.
+    inner = label.strip()[1:-1].strip() if label is not None and \
+        re.fullmatch(r"\[.*\]", label.strip(), re.DOTALL) else None
+    if inner is not None and (not inner or "," in inner or (
+            len(inner) > 1 and inner[0] in "'\"" and inner[-1] == inner[0])):
         return None, f"{column} {label.strip()!r} {LIST_AS_TEXT}"
     return (class_name(label) if label is not None else None), why
 

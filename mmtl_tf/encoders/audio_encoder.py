@@ -36,8 +36,10 @@ def check_tower_settings(audio_encoder, audio_weights=None, audio_trainable="ful
     than "full", which only a tower it builds takes: they were ignored (the
     tower kept random weights and trained with `audio_trainable="frozen"`).
     `settings`: the builder's tower arguments, `ARG=(encoder setting, value,
-    default)`; one given (not its default) that differs from the tower's own
-    setting is refused too (`n_mels=40` beside a 64-mel tower was ignored)."""
+    default)`; one other than the builder's default that differs from the
+    tower's own setting is refused too (`n_mels=40` beside a 64-mel tower was
+    ignored). A value equal to the builder's default cannot be told from one
+    not given, and is not checked."""
     if audio_encoder is None:
         return
     given = [f"{name}={value!r}" for name, value, default in (
@@ -48,13 +50,25 @@ def check_tower_settings(audio_encoder, audio_weights=None, audio_trainable="ful
                          "them to the tower (AudioEncoder(weights=..., trainable=...)), or "
                          "leave audio_encoder out to have one built.")
 
-    def plain(value):
-        return [int(v) for v in value] if isinstance(value, (list, tuple)) else value
+    def plain(value, name=None):
+        import numbers
+
+        import numpy as np
+
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        if isinstance(value, (list, tuple)):
+            return [int(v) for v in value]
+        if name == "conv_filters" and isinstance(value, numbers.Integral) and \
+                not isinstance(value, bool):
+            return [int(value)]  # (one block)
+        return value
 
     own = getattr(audio_encoder, "_config", {})
     differ = [f"{name}={value!r} (the tower's {key} is {own[key]!r})"
               for name, (key, value, default) in settings.items()
-              if plain(value) != plain(default) and key in own and plain(value) != own[key]]
+              if plain(value, key) != plain(default, key) and key in own
+              and plain(value, key) != plain(own[key], key)]
     if differ:
         raise ValueError(f"{', '.join(differ)}: the audio_encoder of your own decides these "
                          "(they were ignored); leave them out, or leave audio_encoder out.")

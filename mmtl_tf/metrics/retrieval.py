@@ -349,12 +349,14 @@ def _whole_ks(ks):
     """`ks` as a tuple of ints >= 1; a `ValueError` naming `ks` for anything
     else (1.7 was scored as R@1 under the name R@1.7, or failed with a
     KeyError; a bare 5 failed with "'int' object is not iterable")."""
-    from mmtl_tf.errors import check_counts
+    import numbers
 
-    try:
-        return check_counts("ks", ks, each="cut-off")
-    except ValueError as e:
-        raise ValueError(f"{e} (the cut-offs K of R@K, e.g. ks=(1, 5, 10))") from None
+    values = [ks] if isinstance(ks, numbers.Number) else list(ks)
+    if not values or any(isinstance(k, bool) or not isinstance(k, numbers.Real)
+                         or not float(k).is_integer() or k < 1 for k in values):
+        raise ValueError(f"ks must be whole numbers >= 1, got {ks!r} (the cut-offs K of R@K, "
+                         "e.g. ks=(1, 5, 10)).")
+    return tuple(int(k) for k in values)
 
 
 def chance_recall(num_gallery, k, num_positives=1):
@@ -382,9 +384,11 @@ def chance_recall(num_gallery, k, num_positives=1):
 
     for name, value in (("num_gallery", num_gallery), ("k", k),
                         ("num_positives", num_positives)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+                not float(value).is_integer():
             # (10.5 and 2.9 were used as floats: chance_recall(10, 2.9) = 0.29.)
             raise ValueError(f"chance_recall: {name} must be a whole number; got {value!r}.")
+    num_gallery, k, num_positives = int(num_gallery), int(k), int(num_positives)
     if int(num_gallery) < 1 or int(k) < 1:
         raise ValueError(f"chance_recall: num_gallery and k must be at least 1; got "
                          f"num_gallery={num_gallery}, k={k}.")
@@ -476,7 +480,8 @@ def _check_tower_inputs(model, x, modalities):
         want, got = tuple(specs[0].shape), tuple(getattr(value, "shape", ()))
         if len(got) != len(want) or any(w is not None and g is not None and w != g
                                          for w, g in zip(want[1:], got[1:])):
-            hint = (" (an unbatched dataset? batch it)" if len(got) == len(want) - 1 else
+            hint = (" (an unbatched dataset, or images without their channel axis?)"
+                    if len(got) == len(want) - 1 else
                     " (a dataset built with another image size or sequence length than "
                     "the model's?)")
             raise ValueError(f"{m} inputs of shape {got}: the model's {m} tower takes "
@@ -703,13 +708,16 @@ def evaluate_retrieval(model, dataset, ks=(1, 5, 10), modalities=None, match_key
         raise ValueError(f"{getattr(model, 'name', model)!r} is not a DualEncoder: pass "
                          "modalities=(query, gallery), the two inputs whose "
                          "'<modality>_embeddings' outputs are compared.")
-    first, second = list(modalities or model.modalities)[:2]
+    pair = list(modalities or model.modalities)
     known = getattr(model, "modalities", None)
-    if first == second or (known is not None and not {first, second} <= set(known)):
+    if len(pair) < 2 or pair[0] == pair[1] or (
+            known is not None and not set(pair[:2]) <= set(known)):
         # ("txt" failed with KeyError 'txt_embeddings'; ("image", "image")
-        # scored an image against itself.)
+        # scored an image against itself; ("image",) failed to unpack.)
+        of = f" ({', '.join(map(repr, known))})" if known else ""
         raise ValueError(f"modalities={modalities!r}: give two different modalities of the "
-                         f"model ({', '.join(map(repr, known or ()))}).")
+                         f"model{of}.")
+    first, second = pair[:2]
     ks = _whole_ks(ks)
     embeddings, keys, _ = embed_dataset(model, dataset, (first, second))
     n = len(embeddings[first])
@@ -805,19 +813,19 @@ class EmbeddingIndex:
         self.embeddings = _as_matrix(embeddings, "embeddings")
         if ids is None:
             ids = np.arange(len(self.embeddings))
-        listed = list(ids)
-        whole = all(isinstance(i, (int, np.integer)) and not isinstance(i, bool)
-                    for i in listed)
-        if not whole and not all(isinstance(i, (str, np.str_)) for i in listed):
-            # A Path or None was kept as an object array that `save` wrote and
-            # `load` refused; mixed ints and strings came back as strings.
-            bad = next(i for i, v in enumerate(listed)
-                       if not isinstance(v, type(listed[0])) or
-                       not isinstance(v, (int, np.integer, str, np.str_)))
-            raise ValueError(f"ids must be all integers or all strings; ids[{bad}] is "
+        array = np.asarray(ids)
+        kinds = {type(v) for v in (ids if isinstance(ids, (list, tuple)) else ())}
+        if array.dtype == object or ({int, str} <= kinds):
+            # A Path or None made an object array that `save` wrote and `load`
+            # refused; [1, "b"] came back as the strings "1" and "b".
+            listed = list(ids)
+            bad = next((i for i, v in enumerate(listed)
+                        if not isinstance(v, (int, np.integer, str, np.str_, bytes))
+                        or type(v) is not type(listed[0])), 0)
+            raise ValueError(f"ids must be numbers or strings of one kind; ids[{bad}] is "
                              f"{listed[bad]!r} ({type(listed[bad]).__name__}): pass str(...) "
                              "of each, e.g. file paths as strings.")
-        ids = np.asarray(listed, dtype=np.int64 if whole else str)
+        ids = array
         if len(ids) != len(self.embeddings):
             raise ValueError(f"{len(ids)} ids for {len(self.embeddings)} embeddings.")
         self.ids = ids

@@ -136,6 +136,9 @@ class DualEncoder(keras.Model):
     # dict's keys as arrays): the towers' inputs are checked first.
     def fit(self, x=None, *args, **kwargs):
         self._check_batch_sizes(x)
+        validation = kwargs.get("validation_data")
+        self._check_batch_sizes(validation[0] if isinstance(validation, (tuple, list))
+                                and validation else validation)
         return super().fit(x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):

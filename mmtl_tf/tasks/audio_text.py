@@ -117,8 +117,8 @@ def _retrieval_datasets(config, vectorizer, split):
 def retrieval(model, config, vectorizer, split, datasets=None):
     """Retrieval metrics of a split, one dict per voice group.
 
-    Identical captions (`shared_space.caption_key`: the same text but for
-    case, punctuation and spacing) count as the same answer, and so do clips of the same
+    Identical captions (`shared_space.caption_keys`: the same tokens for the
+    vectorizer) count as the same answer, and so do clips of the same
     item (spoken by different voices): with the held-out voices each caption
     has two correct clips, and the chance levels account for it. Identical
     captions are also one item (`evaluate_retrieval`'s `collapse`): with two
@@ -143,7 +143,7 @@ def retrieval(model, config, vectorizer, split, datasets=None):
         # The rows of the clips the dataset yields, in its order: rows and
         # files skipped with on_error="skip" are not among them.
         records = dataset.records
-        keys = {"text": [shared_space.caption_key(c) for c in records.captions],
+        keys = {"text": shared_space.caption_keys(records.captions, vectorizer),
                 "audio": [item or path for item, path in zip(records.items, records.paths)]}
         metrics = evaluate_retrieval(model, dataset, match_keys=keys, collapse=["text"])
         metrics["voices"] = sorted(set(records.voices) - {""})

@@ -140,8 +140,8 @@ def build_model(config, text_encoder_source=None):
 
 
 def retrieval(model, config, tokenizer, split, dataset=None):
-    """`evaluate_retrieval` on a split; identical captions (`caption_key`: the
-    same text but for case, punctuation and spacing) and
+    """`evaluate_retrieval` on a split; identical captions (`caption_keys`:
+    the same tokens for the tokenizer) and
     identical images (same pixels) count as the same answer, and are one item,
     ranked once (`evaluate_retrieval`'s `collapse`). `dataset`: the split's
     `_dataset`, if built already."""
@@ -152,7 +152,7 @@ def retrieval(model, config, tokenizer, split, dataset=None):
     # on_error="skip" are not among them. (The keys were built from all rows,
     # and a silent fallback then scored without caption keys.)
     captions = dataset.records.captions
-    keys = {"image": "inputs", "text": [shared_space.caption_key(c) for c in captions]}
+    keys = {"image": "inputs", "text": shared_space.caption_keys(captions, tokenizer)}
     return evaluate_retrieval(model, dataset, match_keys=keys, collapse=["image", "text"])
 
 

@@ -338,19 +338,28 @@ def optimizer(config):
 _ITEMS = {"text": "captions", "image": "images", "audio": "clips"}
 
 
-def caption_key(caption):
-    """What makes two captions the same answer in the tasks' retrieval: the
-    text as the tasks' vectorizers standardise it (`text_key`'s NFC, case
-    folding and white space, and Keras' punctuation removed). Keyed by
+def caption_keys(captions, tokenizer):
+    """What makes two captions the same answer in the tasks' retrieval (their
+    `match_keys`): for a `TextVectorization`, the tokens it makes of each
+    caption before looking them up (its own standardisation and split, cut
+    to its sequence length), so captions the model cannot tell apart are
+    one item while two different out-of-vocabulary words stay different;
+    for another tokenizer (a BERT-family preprocessor, whose word pieces
+    leave no word out), `"inputs"`: identical token ids. Keyed by
     `strip().lower()`, "A red circle." and "a red circle", which the model
     embeds identically, were two items, and the exact tie counted as a miss
     (R@1 0 for any model on a helper's COCO-like data)."""
-    import re
+    import keras
+    import tensorflow as tf
 
-    from mmtl_tf.data.sources import text_key
-    from mmtl_tf.data.text import _KERAS_PUNCTUATION
-
-    return " ".join(re.sub(_KERAS_PUNCTUATION, "", text_key(caption)).split())
+    if not isinstance(tokenizer, keras.layers.TextVectorization):
+        return "inputs"
+    tokens = tokenizer._preprocess(tf.constant([str(c) for c in captions]))
+    length = getattr(tokenizer, "_output_sequence_length", None)
+    rows = tokens.to_list() if isinstance(tokens, tf.RaggedTensor) else tokens.numpy().tolist()
+    if not isinstance(rows[0] if rows else [], list):
+        rows = [[row] for row in rows]  # (no split: one token per caption)
+    return [b"\x1f".join(row[:length] if length else row) for row in rows]
 
 
 def distinct_items(metrics, directions):

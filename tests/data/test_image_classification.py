@@ -713,12 +713,17 @@ def test_names_in_brackets_are_names_and_test_only_classes_are_not_lost(tmp_path
     lines = ["path,label,split"]
     for i in range(9):
         Image.fromarray(np.full((6, 6, 3), 25 * i, "uint8")).save(tmp_path / f"{i}.png")
-        lines.append(f"{i}.png,{['[other]', '[PAD]', 'cat'][i % 3]},train")
+        name = ["[other]", "[PAD]", "[don't know]"][i % 3]
+        lines.append(f'{i}.png,"{name}",train')
     lines.append("9.png,owl,test")  # missing file: no matter, the row is bad first
     lines.append(",owl,test")       # no path: a bad test row of a test-only class
     (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
     with pytest.warns(mmtl_tf.DataWarning) as warned:
         records = load_image_label_records(str(tmp_path / "labels.csv"), "train",
                                            on_error="skip")
-    assert records.class_names == ["[PAD]", "[other]", "cat"]
+    assert records.class_names == ["[PAD]", "[don't know]", "[other]"]
     assert not [w for w in warned if "no training row of theirs" in str(w.message)]
+    # pandas writes an empty list as "[]": not a class named "[]".
+    (tmp_path / "empty.csv").write_text("path,label,split\n0.png,[],train\n1.png,cat,train\n")
+    with pytest.raises(mmtl_tf.DataError, match=r"empty.csv:2: label '\[\]' looks like a list"):
+        load_image_label_records(str(tmp_path / "empty.csv"), "train", task="multilabel")

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -645,9 +647,19 @@ def test_embedding_index_ids_are_all_integers_or_all_strings():
     gallery = np.eye(3)
     for ids, bad in (([pathlib.Path("a"), pathlib.Path("b"), pathlib.Path("c")], 0),
                      ([None, "a", "b"], 0), ([1, "b", 2], 1)):
-        with pytest.raises(ValueError, match=rf"ids must be all integers or all strings; "
+        with pytest.raises(ValueError, match=rf"ids must be numbers or strings of one kind; "
                                              rf"ids\[{bad}\]"):
             EmbeddingIndex(gallery, ids=ids)
+    # Kinds that saved and loaded before stay accepted (a file saved with them
+    # loads): bytes, floats, booleans, large unsigned integers.
+    import tempfile
+
+    for ids in ([b"a", b"b", b"c"], [0.5, 1.5, 2.5], [True, False, True],
+                np.array([2 ** 63, 2 ** 63 + 1, 2 ** 63 + 2], np.uint64)):
+        index = EmbeddingIndex(gallery, ids=ids)
+        path = os.path.join(tempfile.mkdtemp(), "index.npz")
+        index.save(path)
+        assert EmbeddingIndex.load(path).ids.tolist() == np.asarray(ids).tolist()
     assert EmbeddingIndex(gallery, ids=np.array([4, 5, 6])).search(gallery, 1)[1].ravel() \
         .tolist() == [4, 5, 6]
     assert EmbeddingIndex(gallery, ids=["x", "y", "z"]).search(gallery, 1)[1].ravel() \
@@ -671,6 +683,11 @@ def test_modalities_ks_and_chance_recall_arguments_are_named():
     with pytest.raises(ValueError, match=r"ks must"):
         retrieval_metrics(np.eye(3), np.eye(3), ks=(1.7,))
     assert set(retrieval_metrics(np.eye(3), np.eye(3), ks=2)) >= {"R@2"}
+    with pytest.raises(ValueError, match=r"give two different modalities"):
+        evaluate_retrieval(model, ds, modalities=("image",))
+    # Whole floats work as before.
+    assert evaluate_retrieval(model, ds, ks=(1.0,)) == evaluate_retrieval(model, ds, ks=(1,))
+    assert chance_recall(100.0, 10) == pytest.approx(0.1)
     with pytest.raises(ValueError, match=r"chance_recall: k must be a whole number; got 2\.9"):
         chance_recall(10, 2.9)
     with pytest.raises(ValueError, match=r"num_gallery must be a whole number; got 10\.5"):

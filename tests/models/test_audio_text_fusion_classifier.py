@@ -114,3 +114,6 @@ def test_tower_arguments_that_differ_from_a_tower_of_your_own_are_refused(build)
                                          r"the audio_encoder of your own decides"):
         builder(audio_encoder=tower, n_mels=40, num_samples=16000, **extra)
     builder(audio_encoder=tower, n_mels=32, num_samples=8000, conv_filters=[8], **extra)
+    # One block as an int, or a NumPy array, is the tower's [8] too.
+    builder(audio_encoder=tower, conv_filters=8, **extra)
+    builder(audio_encoder=tower, conv_filters=np.array([8]), **extra)

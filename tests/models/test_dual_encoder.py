@@ -203,6 +203,10 @@ def test_batches_of_different_sizes_are_refused(loss):
     for call in (model.predict, model.evaluate, model.fit):
         with pytest.raises(ValueError, match=r"got 4 image rows and 3 text rows"):
             call(unequal, verbose=0)
+    equal = {"image": np.asarray(x["image"]), "text": np.asarray(x["text"])}
+    for validation in (unequal, (unequal,), (unequal, None)):
+        with pytest.raises(ValueError, match=r"got 4 image rows and 3 text rows"):
+            model.fit(equal, validation_data=validation, verbose=0)
     # The loss that compute_loss uses names the two outputs and their row counts.
     out = dict(model(x))
     out["text_embeddings"] = out["text_embeddings"][:3]

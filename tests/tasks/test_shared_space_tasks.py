@@ -695,11 +695,25 @@ def test_captions_that_differ_only_in_case_punctuation_or_spaces_are_one_item(tm
     # token ids) were two items, and the exact tie counted as a miss.
     from mmtl_tf.data.text import make_text_vectorizer
     from mmtl_tf.tasks import common, dual_encoder
-    from mmtl_tf.tasks.shared_space import caption_key
+    from mmtl_tf.tasks.shared_space import caption_keys
 
-    assert caption_key("  A red\tcircle. ") == caption_key("a red circle") == "a red circle"
-    assert caption_key("Café!") == caption_key("CAFE\u0301") == "café"
-    assert caption_key("a red circle") != caption_key("a red square")
+    # The key is what the vectorizer makes of a caption: equal keys, equal
+    # token ids; two different out-of-vocabulary words stay apart.
+    words = make_text_vectorizer(["a red circle", "a green square"], vocab_size=20,
+                                 sequence_length=6)
+    texts = ["  A red\tcircle. ", "a red circle", "Café!", "CAFE\u0301", "cafe",
+             "a red zebra", "a red yak", "a red circle and more words"]
+    keys = caption_keys(texts, words)
+    ids = [tuple(row) for row in words(texts).numpy().tolist()]
+    assert keys[0] == keys[1] and keys[2] != keys[3] and keys[5] != keys[6]
+    assert ids[5] == ids[6]  # both "a red [UNK]" to the model, yet two captions
+    for i in range(len(texts)):
+        for j in range(len(texts)):
+            if keys[i] == keys[j]:
+                assert ids[i] == ids[j], (texts[i], texts[j])
+    chars = make_text_vectorizer(["ab"], vocab_size=20, sequence_length=3, split="character")
+    assert caption_keys(["A b.", "ab", "abcd", "abc"], chars)[2:] == [b"a\x1fb\x1fc"] * 2
+    assert caption_keys(["x"], object()) == "inputs"
     records = load_image_text_records("default", "test", require_label=False)
     captions = ["A red circle.", "a red circle", "a green   square", "a green square"]
     rows = [{"path": p, "caption": c, "split": "test"} for p, c in zip(records.paths, captions)]
