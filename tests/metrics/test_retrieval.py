@@ -639,7 +639,7 @@ def test_embed_dataset_checks_each_batch_against_the_towers():
         evaluate_retrieval(model, data(8, n=0).batch(2), ks=(1,))
 
 
-def test_embedding_index_ids_are_all_integers_or_all_strings():
+def test_embedding_index_ids_are_numbers_or_strings_of_one_kind():
     # Paths and None were kept as an object array that save wrote and load
     # refused; [1, "b"] came back as the strings "1" and "b".
     import pathlib
