@@ -37,6 +37,14 @@ class _Parser(argparse.ArgumentParser):
     # option that this one lacks (set by build_parser).
     siblings = {}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # argparse counts "-1" and "-.5" as negative numbers but took "-1e-3"
+        # for an option: "--learning-rate -1e-3" said "expected one argument"
+        # instead of the option's range message.
+        self._negative_number_matcher = re.compile(
+            r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
     def error(self, message):
         if message.startswith("the following arguments are required"):
             # `mmtl-tf --bogus` said only "required: COMMAND".

@@ -206,12 +206,20 @@ def configure(precision=None, jit_compile=None, strategy=None):
         >>> mmtl_tf.runtime.configure(precision="float32", jit_compile=True).jit_compile
         True
     """
+    # Every value is checked before any is applied: a bad strategy left the
+    # precision already changed, and the models built next mixed precision.
+    if precision is not None:
+        check_choice("precision", precision, PRECISIONS)
+    if jit_compile is not None and not (
+            type(jit_compile) is bool or (isinstance(jit_compile, str) and jit_compile == "auto")):
+        raise ValueError(f"jit_compile must be True, False or 'auto', got {jit_compile!r}.")
+    if strategy is not None:
+        check_choice("strategy", strategy, STRATEGIES)
     if precision is not None:
         set_precision(precision)
     if jit_compile is not None:
         set_jit_compile(jit_compile)
     if strategy is not None:
-        check_choice("strategy", strategy, STRATEGIES)
         _CONFIG.strategy = strategy
     # The precision Keras actually has (it may have been set with
     # keras.config.set_dtype_policy since), not the last one set here.

@@ -1115,3 +1115,13 @@ def test_an_unusable_mmtl_tf_cache_is_named_before_training(tmp_path, monkeypatc
     monkeypatch.setattr("mmtl_tf.files.check_can_create_folders", calls.append)
     check_cache_root()
     assert calls == []
+
+
+def test_negative_numbers_in_scientific_notation_reach_the_range_check(capsys):
+    # argparse took "-1e-3" for an option: "expected one argument".
+    for option, value, words in (("--learning-rate", "-1e-3", "must be positive and finite"),
+                                 ("--dropout", "-1e-1", "must be at least 0 and below 1")):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["train", "fusion", option, value])
+        assert e.value.code == 2
+        assert f"argument {option}: '{value}' {words}" in capsys.readouterr().err

@@ -181,3 +181,21 @@ def test_a_model_compiled_with_xla_before_determinism_is_compiled_again_without(
     said = eval(said)
     assert len(said) == 1 and "Keras turned jit_compile off (op determinism is on" in said[0]
     assert out.stdout.strip().splitlines()[-2] == "task True False 1"
+
+
+def test_configure_checks_every_value_before_applying_any():
+    # A bad strategy raised after the precision was already set: the models
+    # built next were mixed precision although the call had failed.
+    from mmtl_tf import runtime as rt
+
+    rt.configure(precision="float32", jit_compile=False, strategy="default")
+    try:
+        for kwargs in ({"precision": "mixed_float16", "strategy": "bogus"},
+                       {"precision": "mixed_float16", "jit_compile": "yes"},
+                       {"jit_compile": True, "precision": "float64"}):
+            with pytest.raises(ValueError):
+                rt.configure(**kwargs)
+            assert (rt.get_precision(), rt.current().jit_compile, rt.current().strategy) == (
+                "float32", False, "default"), kwargs
+    finally:
+        rt.configure(precision="float32", jit_compile="auto", strategy="default")
