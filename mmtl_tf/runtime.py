@@ -92,11 +92,16 @@ def set_jit_compile(jit_compile):
             kernels (see `bench/bench_input_pipeline.py`). Every model also
             trains with `True` on a CPU; the test suite checks that.
     """
+    _check_jit_compile(jit_compile)
+    _CONFIG.jit_compile = jit_compile
+
+
+def _check_jit_compile(jit_compile):
+    """A `ValueError` unless `jit_compile` is True, False or "auto"."""
     # `in (True, False, "auto")` also let 1, 0 and 1.0 through (1 == True).
     if not (type(jit_compile) is bool or (isinstance(jit_compile, str)
                                           and jit_compile == "auto")):
         raise ValueError(f"jit_compile must be True, False or 'auto', got {jit_compile!r}.")
-    _CONFIG.jit_compile = jit_compile
 
 
 def get_jit_compile():
@@ -210,9 +215,8 @@ def configure(precision=None, jit_compile=None, strategy=None):
     # precision already changed, and the models built next mixed precision.
     if precision is not None:
         check_choice("precision", precision, PRECISIONS)
-    if jit_compile is not None and not (
-            type(jit_compile) is bool or (isinstance(jit_compile, str) and jit_compile == "auto")):
-        raise ValueError(f"jit_compile must be True, False or 'auto', got {jit_compile!r}.")
+    if jit_compile is not None:
+        _check_jit_compile(jit_compile)
     if strategy is not None:
         check_choice("strategy", strategy, STRATEGIES)
     if precision is not None:

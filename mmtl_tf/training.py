@@ -424,10 +424,11 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
         _check_backup_folder(backup_dir)
         resume = backup and os.path.isdir(backup_dir)
         if resume:
+            state = _read_state(state_path)
             if given_mode == "auto":
                 # "auto" resumes as the interrupted fit kept its best (a fit
                 # started with the earlier default, "min", keeps it).
-                resumed = _resumed_mode(state_path, monitor) or checkpoint_mode
+                resumed = _resumed_mode(state, monitor) or checkpoint_mode
                 if resumed != checkpoint_mode:
                     warnings.warn(
                         f"{backup_dir}: the interrupted fit kept its best by the "
@@ -436,7 +437,7 @@ def fit(model, train_ds, val_ds=None, epochs=1, run_dir=None, verbose="auto",
                         f"does the same. To keep the {'highest' if resumed == 'min' else 'lowest'}"
                         f", remove that folder and train afresh.", RuntimeWarning)
                 checkpoint_mode = resumed
-            _check_resumed_monitor(state_path, backup_dir, monitor, checkpoint_mode)
+            _check_resumed_monitor(state, backup_dir, monitor, checkpoint_mode)
         elif not backup and os.path.isdir(backup_dir):
             # An interrupted fit's backup, which a later fit with backup=True
             # resumed (its epochs, its history) in place of this run's.
@@ -567,14 +568,20 @@ def _metric_direction(model, name):
     return next((d for d in found if d in ("up", "down")), None)
 
 
-def _resumed_mode(state_path, monitor):
-    """The mode the interrupted fit kept its best by (its state file), when it
-    kept it by `monitor`; else None."""
+def _read_state(state_path):
+    """The interrupted fit's state file (`BEST_STATE_FILE`) as a dict, or None
+    when it cannot be read or is not one (the checkpoint warns about that)."""
     try:
         state = read_json(state_path)
     except (OSError, ValueError):
         return None
-    if isinstance(state, dict) and state.get("monitor") == monitor and \
+    return state if isinstance(state, dict) else None
+
+
+def _resumed_mode(state, monitor):
+    """The mode the interrupted fit kept its best by (its `_read_state`), when
+    it kept it by `monitor`; else None."""
+    if state is not None and state.get("monitor") == monitor and \
             state.get("mode") in ("min", "max"):
         return state["mode"]
     return None
@@ -621,16 +628,13 @@ def _check_backup_folder(backup_dir):
                          "write; the folder is deleted when training ends: move them out.")
 
 
-def _check_resumed_monitor(state_path, backup_dir, monitor, mode):
+def _check_resumed_monitor(state, backup_dir, monitor, mode):
     """A `ValueError` when the interrupted fit being resumed kept its best by
-    another monitor or mode: its best could not be compared (best.keras was
-    replaced by a worse model) and its epochs' logs were dropped."""
-    try:
-        state = read_json(state_path)
-    except (OSError, ValueError):
+    another monitor or mode (`state`: its `_read_state`): its best could not
+    be compared (best.keras was replaced by a worse model) and its epochs'
+    logs were dropped."""
+    if state is None:
         return  # the checkpoint warns that it could not read it
-    if not isinstance(state, dict):
-        return
     before = (state.get("monitor"), state.get("mode"))
     if before != (monitor, mode):
         raise ValueError(
